@@ -1,0 +1,1 @@
+"""Certificates: the self-signed default now; certbot-issued brand certificates later."""

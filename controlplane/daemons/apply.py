@@ -1,0 +1,149 @@
+"""Render into a new generation, check it with the daemons' own tools, switch, reload.
+
+A generation that fails a check never becomes live; one whose reload fails is
+switched back. Either way the previous generation keeps serving mail and the
+refusal is recorded with the daemons' own words.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.certs.selfsigned import ensure_default_certificate
+from controlplane.daemons import dovecot, postfix
+from controlplane.daemons.layout import vmail_account
+from controlplane.daemons.process import DaemonError
+from controlplane.models import ConfigGeneration
+from controlplane.render import Paths, RenderState, TlsIdentity, digest_files, render_all
+from controlplane.settings import TEMPLATE_ROOT, Settings
+
+
+def build_render_state(settings: Settings, sni_identities: tuple[TlsIdentity, ...] = ()) -> RenderState:
+    return RenderState(
+        hostname=settings.hostname,
+        listen_address=settings.listen_address,
+        ports=dict(settings.ports),
+        paths=Paths.from_settings(settings),
+        vmail=vmail_account(settings),
+        default_tls=ensure_default_certificate(settings.certs_dir, settings.hostname),
+        sni_identities=sni_identities,
+        relayhost=settings.relayhost,
+        testing=settings.testing,
+    )
+
+
+def live_generation_dir(settings: Settings) -> Path | None:
+    link = settings.live_config
+    return link.resolve() if link.is_symlink() else None
+
+
+def live_generation(session: Session) -> ConfigGeneration | None:
+    return session.scalar(
+        select(ConfigGeneration).where(ConfigGeneration.status == "live").order_by(ConfigGeneration.id.desc())
+    )
+
+
+def _switch_live(settings: Settings, target: Path) -> None:
+    temporary = settings.config_root / f".live-{os.getpid()}"
+    if temporary.is_symlink() or temporary.exists():
+        temporary.unlink()
+    temporary.symlink_to(target)
+    os.replace(temporary, settings.live_config)  # rename(2): atomic for every reader
+
+
+def _write_generation(directory: Path, files: dict[str, str]) -> None:
+    for relative, content in files.items():
+        path = directory / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        os.chmod(path, 0o644)
+    for folder in {p.parent for p in directory.rglob("*")} | {directory}:
+        os.chmod(folder, 0o755)
+
+
+def check_generation(directory: Path) -> None:
+    postfix.check_config(directory / "postfix")
+    dovecot.check_config(directory / "dovecot" / "dovecot.conf")
+
+
+def reload_running_daemons(settings: Settings) -> None:
+    live = settings.live_config
+    if postfix.master_pid(settings.postfix_queue):
+        postfix.reload(live / "postfix")
+    if dovecot.master_pid(settings.run_dir / "dovecot"):
+        dovecot.reload(live / "dovecot" / "dovecot.conf")
+
+
+def apply_configuration(
+    session: Session,
+    settings: Settings,
+    *,
+    state: RenderState | None = None,
+    template_root: Path = TEMPLATE_ROOT,
+    reload: bool = True,
+    force: bool = False,
+) -> ConfigGeneration:
+    """Make the rendered state live, or record why not. The caller commits.
+
+    Returns the generation: `live` when it serves (or already served, unchanged),
+    `refused` when a check failed, `rolled_back` when a reload failed.
+    """
+    state = state or build_render_state(settings)
+    now = dt.datetime.now(dt.UTC)
+    try:
+        files = render_all(state, template_root)
+    except Exception as error:  # a template error must never reach the daemons
+        return _record(session, digest="", path="", status="refused", error=f"Rendering failed: {error}")
+    digest = digest_files(files)
+    current = live_generation(session)
+    if (
+        not force
+        and current is not None
+        and current.digest == digest
+        and live_generation_dir(settings) == Path(current.path)
+    ):
+        return current
+
+    generation = _record(session, digest=digest, path="", status="pending", error="")
+    directory = settings.config_root / "generations" / f"{generation.id:06d}"
+    generation.path = str(directory)
+    _write_generation(directory, files)
+    try:
+        check_generation(directory)
+    except DaemonError as error:
+        generation.status, generation.error = "refused", str(error)
+        session.flush()
+        return generation
+
+    previous = live_generation_dir(settings)
+    _switch_live(settings, directory)
+    if reload:
+        try:
+            reload_running_daemons(settings)
+        except DaemonError as error:
+            if previous is not None:
+                _switch_live(settings, previous)
+                try:
+                    reload_running_daemons(settings)
+                except DaemonError as second:
+                    error = DaemonError(f"{error}\nRestoring the previous generation also failed: {second}")
+            generation.status, generation.error = "rolled_back", str(error)
+            session.flush()
+            return generation
+    if current is not None:
+        current.status = "superseded"
+    generation.status, generation.applied_at = "live", now
+    session.flush()
+    return generation
+
+
+def _record(session: Session, **values: str) -> ConfigGeneration:
+    generation = ConfigGeneration(**values)
+    session.add(generation)
+    session.flush()
+    return generation

@@ -1,0 +1,56 @@
+"""The private Dovecot instance, addressed by its config file (`-c`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controlplane.daemons.process import DaemonError, output_of, read_pid, run_tool, wait_until
+
+DOVECOT = "/usr/sbin/dovecot"
+DOVECONF = "/usr/bin/doveconf"
+DOVEADM = "/usr/bin/doveadm"
+# `doveadm auth test` exit status when auth answered "no": auth is up.
+AUTH_FAILED = 77
+
+
+def check_config(config_file: Path) -> None:
+    """`doveadm reload` and `doveconf -n` accept broken configs; `doveconf -x` reads every
+    included and `<file` (certificates too) and fails on what is wrong."""
+    result = run_tool([DOVECONF, "-c", str(config_file), "-x"])
+    if result.returncode != 0 or result.stderr.strip():
+        raise DaemonError(f"Dovecot refused the configuration:\n{output_of(result) or 'doveconf failed'}")
+
+
+def master_pid(base_dir: Path) -> int | None:
+    return read_pid(base_dir / "master.pid")
+
+
+def start(config_file: Path) -> None:
+    result = run_tool([DOVECOT, "-c", str(config_file)], starts_daemon=True)
+    if result.returncode != 0:
+        raise DaemonError(f"Dovecot did not start: {output_of(result) or 'no message'}")
+
+
+def auth_answers(config_file: Path) -> bool:
+    result = run_tool(
+        [DOVEADM, "-c", str(config_file), "auth", "test", "probe@probe.invalid", "not-a-password"], timeout=10
+    )
+    return result.returncode in (0, AUTH_FAILED)
+
+
+def wait_ready(config_file: Path, timeout: float = 15) -> None:
+    """Postfix's submission service dies and is throttled if Dovecot auth is not up yet."""
+    if not wait_until(lambda: auth_answers(config_file), timeout=timeout, interval=0.1):
+        raise DaemonError(f"Dovecot auth did not answer within {timeout:.0f} s; see dovecot.log.")
+
+
+def stop(config_file: Path) -> None:
+    result = run_tool([DOVEADM, "-c", str(config_file), "stop"])
+    if result.returncode != 0 and "not running" not in output_of(result).lower():
+        raise DaemonError(f"Dovecot did not stop: {output_of(result)}")
+
+
+def reload(config_file: Path) -> None:
+    result = run_tool([DOVEADM, "-c", str(config_file), "reload"], starts_daemon=True)
+    if result.returncode != 0:
+        raise DaemonError(f"Dovecot did not reload: {output_of(result) or 'no message'}")

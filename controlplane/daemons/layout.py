@@ -1,0 +1,67 @@
+"""The state directory's folders and the owners and modes the daemons need."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+from pathlib import Path
+
+from controlplane.daemons.process import DaemonError
+from controlplane.render import VmailAccount
+from controlplane.settings import Settings
+
+
+def vmail_account(settings: Settings) -> VmailAccount:
+    try:
+        entry = pwd.getpwnam(settings.vmail_user)
+    except KeyError:
+        raise DaemonError(
+            f"The mail storage user {settings.vmail_user!r} does not exist: "
+            f"create it with `useradd -r -u 5000 -d /nonexistent -s /usr/sbin/nologin {settings.vmail_user}`."
+        ) from None
+    return VmailAccount(uid=entry.pw_uid, gid=entry.pw_gid)
+
+
+def _chown(path: Path, user: str, group: str) -> None:
+    try:
+        shutil.chown(path, user, group)
+    except (LookupError, PermissionError) as error:
+        raise DaemonError(f"Cannot give {path} to {user}:{group}: {error}") from error
+
+
+def prepare_state_directory(settings: Settings) -> None:
+    """Create the folders; Postfix and Dovecot's unprivileged users must traverse them."""
+    vmail = vmail_account(settings)
+    for path in (settings.home, settings.config_root, settings.run_dir, settings.log_dir, settings.certs_dir):
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o755)
+    (settings.config_root / "generations").mkdir(exist_ok=True)
+    settings.mail_root.mkdir(exist_ok=True)
+    os.chown(settings.mail_root, vmail.uid, vmail.gid)
+    os.chmod(settings.mail_root, 0o700)
+    settings.postfix_queue.mkdir(parents=True, exist_ok=True)
+    settings.postfix_data.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.postfix_queue.parent, 0o755)
+    _chown(settings.postfix_data, "postfix", "postfix")
+    dovecot_log = settings.log_dir / "dovecot.log"
+    # Dovecot creates its log 0600 root; the log follower (and people) need to read it.
+    dovecot_log.touch(exist_ok=True)
+    os.chmod(dovecot_log, 0o640)
+
+
+def protect_database(settings: Settings) -> None:
+    """Password hashes: readable by root and group postfix (Postfix maps, Dovecot auth-worker)."""
+    path = settings.database_path
+    if path.exists():
+        _chown(path, "root", "postfix")
+        os.chmod(path, 0o640)
+
+
+def postfix_group_exists() -> bool:
+    try:
+        grp.getgrnam("postfix")
+    except KeyError:
+        return False
+    return True

@@ -1,0 +1,102 @@
+"""Running the daemons' own tools and reading their PID files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class DaemonError(RuntimeError):
+    """A daemon tool failed; the message carries its own output for the operator."""
+
+
+def run_tool(
+    command: Sequence[str],
+    *,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    starts_daemon: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run a tool and capture its output.
+
+    A command that leaves a daemon behind (`postfix start`) must not get pipes: the
+    daemon inherits them and we would wait for its exit. Its output goes to a file.
+    """
+    try:
+        if not starts_daemon:
+            return subprocess.run(
+                list(command), capture_output=True, text=True, timeout=timeout, env=env, check=False
+            )
+        with tempfile.TemporaryFile(mode="w+") as output:
+            result = subprocess.run(
+                list(command),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=timeout,
+                env=env,
+                check=False,
+            )
+            output.seek(0)
+            return subprocess.CompletedProcess(result.args, result.returncode, output.read(), "")
+    except FileNotFoundError as error:
+        raise DaemonError(
+            f"{command[0]} is not installed: run `make install-system` (or apt-get install it)."
+        ) from error
+    except subprocess.TimeoutExpired as error:
+        raise DaemonError(f"{' '.join(command)} did not finish within {timeout:.0f} s.") from error
+
+
+def output_of(result: subprocess.CompletedProcess[str]) -> str:
+    return "\n".join(part.strip() for part in (result.stdout, result.stderr) if part.strip())
+
+
+def read_pid(pid_file: Path) -> int | None:
+    """The PID in `pid_file` if that process is alive (a zombie counts as stopped)."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+    return None if state in ("Z", "X") else pid
+
+
+def wait_until(predicate, *, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def wait_for_exit(pid: int, timeout: float = 10) -> bool:
+    def gone() -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        return state in ("Z", "X")
+
+    return wait_until(gone, timeout=timeout)
+
+
+def terminate(pid: int, timeout: float = 10) -> None:
+    try:
+        os.kill(pid, 15)
+    except ProcessLookupError:
+        return
+    if not wait_for_exit(pid, timeout):
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            return
+        wait_for_exit(pid, 5)

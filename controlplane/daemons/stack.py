@@ -1,0 +1,114 @@
+"""The whole stack of one installation: Dovecot, then Postfix, then the web app."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from controlplane.daemons import apply, dovecot, postfix
+from controlplane.daemons.layout import prepare_state_directory, protect_database
+from controlplane.daemons.process import DaemonError, read_pid, run_tool, terminate, wait_until
+from controlplane.runtime import Installation
+from controlplane.schema import upgrade_database
+from controlplane.settings import Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    pid: int | None
+    ports: dict[str, int]
+
+
+def web_pid(settings: Settings) -> int | None:
+    return read_pid(settings.run_dir / "web.pid")
+
+
+def prepare(installation: Installation) -> None:
+    """Folders, schema, permissions and a live config generation, without starting anything."""
+    settings = installation.settings
+    prepare_state_directory(settings)
+    upgrade_database(settings.sqlalchemy_url)
+    protect_database(settings)
+    with installation.transaction() as session:
+        generation = apply.apply_configuration(session, settings, reload=False)
+    if generation.status != "live":
+        raise DaemonError(f"The configuration was refused, nothing started:\n{generation.error}")
+
+
+def start_web(settings: Settings) -> None:
+    if web_pid(settings):
+        return
+    env = dict(os.environ, LETTERHEAD_HOME=str(settings.home))
+    listen = "127.0.0.1" if settings.listen_address == "127.0.0.1" else "0.0.0.0"
+    result = run_tool(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--daemon",
+            "--pid",
+            str(settings.run_dir / "web.pid"),
+            "--bind",
+            f"{listen}:{settings.ports['web']}",
+            "--workers",
+            "2",
+            "--access-logfile",
+            str(settings.log_dir / "web-access.log"),
+            "--error-logfile",
+            str(settings.log_dir / "web.log"),
+            "controlplane:create_app()",
+        ],
+        env=env,
+        starts_daemon=True,
+    )
+    if result.returncode != 0 or not wait_until(lambda: web_pid(settings) is not None, timeout=15):
+        raise DaemonError(f"The web app did not start; see {settings.log_dir / 'web.log'}.")
+
+
+def up(installation: Installation, *, web: bool = True) -> None:
+    prepare(installation)
+    settings = installation.settings
+    live = settings.live_config
+    if not dovecot.master_pid(settings.run_dir / "dovecot"):
+        dovecot.start(live / "dovecot" / "dovecot.conf")
+    dovecot.wait_ready(live / "dovecot" / "dovecot.conf")
+    if not postfix.master_pid(settings.postfix_queue):
+        postfix.start(live / "postfix")
+    if web:
+        start_web(settings)
+
+
+def down(settings: Settings) -> None:
+    pid = web_pid(settings)
+    if pid:
+        terminate(pid)
+    live = settings.live_config
+    pid = postfix.master_pid(settings.postfix_queue)
+    if pid:
+        postfix.stop(live / "postfix")
+        if not wait_until(lambda: postfix.master_pid(settings.postfix_queue) is None, timeout=10):
+            terminate(pid)
+    pid = dovecot.master_pid(settings.run_dir / "dovecot")
+    if pid:
+        dovecot.stop(live / "dovecot" / "dovecot.conf")
+        if not wait_until(lambda: dovecot.master_pid(settings.run_dir / "dovecot") is None, timeout=10):
+            terminate(pid)
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    ports = settings.ports
+    return [
+        ServiceStatus(
+            "dovecot",
+            dovecot.master_pid(settings.run_dir / "dovecot"),
+            {name: ports[name] for name in ("imap", "imaps", "pop3", "pop3s", "managesieve", "quota_status")},
+        ),
+        ServiceStatus(
+            "postfix",
+            postfix.master_pid(settings.postfix_queue),
+            {name: ports[name] for name in ("smtp", "submission", "submissions")},
+        ),
+        ServiceStatus("web", web_pid(settings), {"web": ports["web"]}),
+    ]

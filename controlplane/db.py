@@ -1,0 +1,54 @@
+"""Engine and session handling.
+
+Services flush but never commit: the request, the CLI command or the test owns the
+transaction. Work that must follow a commit (reloading Postfix after a domain change)
+is queued on the session with `after_commit()` and runs only once the rows are visible
+to the daemons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+_PENDING_KEY = "letterhead.after_commit"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        # Postfix's SQLite client sets no busy timeout: our write transactions must be
+        # short, and we wait for theirs rather than fail.
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # pragma: no cover - trivial
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    factory = sessionmaker(engine, expire_on_commit=False)
+    event.listen(factory, "after_commit", _run_after_commit)
+    event.listen(factory, "after_rollback", _drop_after_commit)
+    return factory
+
+
+def after_commit(session: Session, key: str, action: Callable[[], None]) -> None:
+    """Run `action` once after the session's next commit; the same key runs once."""
+    session.info.setdefault(_PENDING_KEY, {})[key] = action
+
+
+def _run_after_commit(session: Session) -> None:
+    pending = session.info.pop(_PENDING_KEY, {})
+    for action in pending.values():
+        action()
+
+
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)

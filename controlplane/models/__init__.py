@@ -1,0 +1,21 @@
+"""Typed SQLAlchemy models, one module per aggregate."""
+
+from controlplane.models.admin import Admin
+from controlplane.models.alias import Alias, AliasDestination
+from controlplane.models.base import Base
+from controlplane.models.config_generation import ConfigGeneration
+from controlplane.models.domain import Domain
+from controlplane.models.mailbox import Mailbox
+from controlplane.models.tenant import GIB, Tenant
+
+__all__ = [
+    "GIB",
+    "Admin",
+    "Alias",
+    "AliasDestination",
+    "Base",
+    "ConfigGeneration",
+    "Domain",
+    "Mailbox",
+    "Tenant",
+]

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from controlplane.models.base import AUTOINCREMENT, Base, byte_count, created_at, int_pk
+
+if TYPE_CHECKING:
+    from controlplane.models.domain import Domain
+
+
+def new_storage_key() -> str:
+    return uuid.uuid4().hex
+
+
+class Mailbox(Base):
+    """A mailbox: an address that stores mail and can log in.
+
+    Its mail lives under a random storage key, not under its address, so that a
+    rename moves no files and a re-created address never sees an old mailbox's mail.
+    """
+
+    __tablename__ = "mailbox"
+    __table_args__ = (
+        UniqueConstraint("domain_id", "local_part"),
+        CheckConstraint("quota_bytes > 0", name="quota_positive"),
+        AUTOINCREMENT,
+    )
+
+    id: Mapped[int_pk]
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domain.id", ondelete="CASCADE"), index=True)
+    local_part: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    quota_bytes: Mapped[byte_count]
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    active: Mapped[bool] = mapped_column(default=True)
+    is_domain_admin: Mapped[bool] = mapped_column(default=False)
+    storage_key: Mapped[str] = mapped_column(String(32), unique=True, default=new_storage_key)
+    created_at: Mapped[created_at]
+
+    domain: Mapped[Domain] = relationship(back_populates="mailboxes")
+
+    @property
+    def address(self) -> str:
+        return f"{self.local_part}@{self.domain.name}"

@@ -1,0 +1,190 @@
+"""State -> {relative path: file content}: pure functions over the templates.
+
+A renderer never queries the database; it receives a `RenderState`. Same state,
+same bytes: nothing here depends on time, order of dict iteration or the output
+directory (files name each other through the `live` symlink and Postfix's
+`${config_directory}`, never through a generation's own path).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+
+import jinja2
+
+from controlplane.settings import TEMPLATE_ROOT, Settings
+from controlplane.validation import normalize_hostname
+
+MESSAGE_SIZE_LIMIT = 50 * 1024 * 1024
+
+# Postfix sqlite maps. Each filters local part and domain separately so the lookups
+# use the unique indexes; Postfix quotes %s/%u/%d itself and suppresses a query whose
+# local part is empty (hence the catch-all map keyed on the whole "@domain" string).
+POSTFIX_SQL_MAPS = {
+    "sql-domains.cf": (
+        "hosted domains",
+        "SELECT domain FROM mail_domains WHERE domain = '%s'",
+    ),
+    "sql-mailboxes.cf": (
+        "addresses that are mailboxes",
+        "SELECT 'mailbox' FROM mail_users WHERE local_part = '%u' AND domain = '%d'",
+    ),
+    "sql-forwardings.cf": (
+        "aliases, and mailboxes to themselves",
+        "SELECT destination FROM mail_forwardings WHERE local_part = '%u' AND domain = '%d'",
+    ),
+    "sql-catchall.cf": (
+        "catch-all aliases, looked up as @domain",
+        "SELECT destination FROM mail_aliases WHERE local_part = '' "
+        "AND domain = substr('%s', 2) AND substr('%s', 1, 1) = '@'",
+    ),
+    "sql-sender-logins.cf": (
+        "which logins may send as an address",
+        "SELECT login FROM mail_sender_logins WHERE local_part = '%u' AND domain = '%d'",
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsIdentity:
+    """A hostname and the certificate and key served for it."""
+
+    hostname: str
+    cert_path: str
+    key_path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class VmailAccount:
+    uid: int
+    gid: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    home: str
+    database: str
+    live_config: str
+    mail_root: str
+    log_dir: str
+    postfix_queue: str
+    postfix_data: str
+    dovecot_base: str
+    dovecot_state: str
+    lmtp_socket: str
+    auth_socket: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Paths:
+        run = settings.run_dir
+        return cls(
+            home=str(settings.home),
+            database=str(settings.database_path),
+            live_config=str(settings.live_config),
+            mail_root=str(settings.mail_root),
+            log_dir=str(settings.log_dir),
+            postfix_queue=str(settings.postfix_queue),
+            postfix_data=str(settings.postfix_data),
+            dovecot_base=str(run / "dovecot"),
+            dovecot_state=str(settings.home / "dovecot-state"),
+            lmtp_socket=str(run / "lmtp"),
+            auth_socket=str(run / "auth-postfix"),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderState:
+    hostname: str
+    listen_address: str
+    ports: Mapping[str, int]
+    paths: Paths
+    vmail: VmailAccount
+    default_tls: TlsIdentity
+    sni_identities: tuple[TlsIdentity, ...] = ()
+    relayhost: str = ""
+    testing: bool = False
+
+    @property
+    def inet_protocols(self) -> str:
+        return "ipv4" if self.listen_address.count(".") == 3 else "all"
+
+    @property
+    def instance_name(self) -> str:
+        # doveadm finds a running instance by name: one per state directory.
+        return "letterhead-" + hashlib.sha256(self.paths.home.encode()).hexdigest()[:10]
+
+
+def _environment(template_root: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_root)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _checked_identities(identities: tuple[TlsIdentity, ...]) -> tuple[TlsIdentity, ...]:
+    checked = {}
+    for identity in identities:
+        hostname = normalize_hostname(identity.hostname)
+        for path in (identity.cert_path, identity.key_path):
+            if not Path(path).is_absolute() or any(ch.isspace() or ch in "{}\"'<>$" for ch in path):
+                raise ValueError(f"Unsafe certificate path for {hostname}: {path!r}")
+        checked[hostname] = dataclasses.replace(identity, hostname=hostname)
+    return tuple(checked[name] for name in sorted(checked))
+
+
+def _context(state: RenderState) -> dict[str, object]:
+    return {
+        "hostname": normalize_hostname(state.hostname),
+        "listen_address": state.listen_address,
+        "inet_protocols": state.inet_protocols,
+        "instance_name": state.instance_name,
+        "ports": dict(state.ports),
+        "paths": state.paths,
+        "vmail": state.vmail,
+        "default_tls": state.default_tls,
+        "sni_identities": _checked_identities(state.sni_identities),
+        "relayhost": state.relayhost,
+        "testing": state.testing,
+        "message_size_limit": MESSAGE_SIZE_LIMIT,
+    }
+
+
+def render_postfix(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[str, str]:
+    env = _environment(template_root)
+    context = _context(state)
+    files = {
+        "postfix/main.cf": env.get_template("postfix/main.cf.j2").render(context),
+        "postfix/master.cf": env.get_template("postfix/master.cf.j2").render(context),
+    }
+    map_template = env.get_template("postfix/sql-map.cf.j2")
+    for name, (purpose, query) in POSTFIX_SQL_MAPS.items():
+        files[f"postfix/{name}"] = map_template.render(context, purpose=purpose, query=query)
+    if context["sni_identities"]:
+        files["postfix/sni"] = env.get_template("postfix/sni.j2").render(context)
+    return files
+
+
+def render_dovecot(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[str, str]:
+    env = _environment(template_root)
+    context = _context(state)
+    return {
+        "dovecot/dovecot.conf": env.get_template("dovecot/dovecot.conf.j2").render(context),
+        "dovecot/dovecot-sql.conf.ext": env.get_template("dovecot/dovecot-sql.conf.ext.j2").render(context),
+    }
+
+
+def render_all(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[str, str]:
+    files = {**render_postfix(state, template_root), **render_dovecot(state, template_root)}
+    return dict(sorted(files.items()))
+
+
+def digest_files(files: Mapping[str, str]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    return digest.hexdigest()

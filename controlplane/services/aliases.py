@@ -1,0 +1,133 @@
+"""Aliases: addresses that forward to one or more destinations, local or external."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.models import Alias, AliasDestination, Domain
+from controlplane.services import domains, mailboxes, scope
+from controlplane.services.errors import NotFound, ValidationError
+from controlplane.services.scope import Actor
+from controlplane.validation import normalize_address, normalize_local_part, split_address
+
+MAX_DESTINATIONS = 1000
+CATCH_ALL = ""
+
+
+def _normalize_alias_local_part(local_part: str) -> str:
+    # "@" or "*" names the domain's catch-all: Postfix looks up "@domain" last.
+    if local_part in ("", "@", "*"):
+        return CATCH_ALL
+    return normalize_local_part(local_part)
+
+
+def _normalize_destinations(session: Session, destinations: list[str]) -> list[str]:
+    if isinstance(destinations, str):
+        destinations = [part for part in destinations.replace(";", ",").split(",")]
+    cleaned = sorted({normalize_address(d.strip(), field="destinations") for d in destinations if d.strip()})
+    if not cleaned:
+        raise ValidationError("An alias needs at least one destination.", field="destinations")
+    if len(cleaned) > MAX_DESTINATIONS:
+        raise ValidationError(
+            f"An alias may have at most {MAX_DESTINATIONS} destinations.", field="destinations"
+        )
+    for destination in cleaned:
+        local_part, domain_name = split_address(destination)
+        domain = domains.find_domain(session, domain_name)
+        if domain is not None and mailboxes.find_address_owner(session, domain, local_part) is None:
+            raise ValidationError(
+                f"{destination} is in a domain hosted here but is neither a mailbox nor an alias.",
+                field="destinations",
+            )
+    return cleaned
+
+
+def _alias_graph(session: Session) -> dict[str, list[str]]:
+    rows = session.execute(
+        select(Alias.local_part, Domain.name, AliasDestination.address)
+        .join(Domain, Alias.domain_id == Domain.id)
+        .join(AliasDestination, AliasDestination.alias_id == Alias.id)
+    )
+    graph: dict[str, list[str]] = {}
+    for local_part, domain_name, destination in rows:
+        graph.setdefault(f"{local_part}@{domain_name}", []).append(destination)
+    return graph
+
+
+def _require_no_loop(session: Session, address: str, destinations: list[str]) -> None:
+    """An alias may not reach itself through other aliases: Postfix would bounce such mail."""
+    graph = _alias_graph(session)
+    graph[address] = destinations
+    stack, seen = list(destinations), set()
+    while stack:
+        current = stack.pop()
+        if current == address:
+            raise ValidationError(
+                f"{address} would forward to itself through its destinations (an alias loop).",
+                field="destinations",
+            )
+        if current in seen:
+            continue
+        seen.add(current)
+        stack.extend(graph.get(current, []))
+
+
+def create_alias(
+    session: Session, actor: Actor, *, domain: Domain, local_part: str, destinations: list[str]
+) -> Alias:
+    """Create an alias within the domain's alias limit; its address must be free and loop-free."""
+    scope.require_domain(actor, domain)
+    local_part = _normalize_alias_local_part(local_part)
+    cleaned = _normalize_destinations(session, destinations)
+    mailboxes.require_address_free(session, domain, local_part)
+    domains.require_alias_slot(session, domain)
+    address = f"{local_part}@{domain.name}"
+    _require_no_loop(session, address, cleaned)
+    alias = Alias(domain=domain, local_part=local_part)
+    alias.destinations = [AliasDestination(address=d) for d in cleaned]
+    session.add(alias)
+    session.flush()
+    return alias
+
+
+def find_alias(session: Session, address: str) -> Alias | None:
+    local_part, _, domain_name = address.rpartition("@")
+    try:
+        local_part = _normalize_alias_local_part(local_part)
+        _, domain_name = split_address(f"x@{domain_name}")
+    except ValidationError:
+        return None
+    return session.scalar(
+        select(Alias)
+        .join(Domain, Alias.domain_id == Domain.id)
+        .where(Domain.name == domain_name, Alias.local_part == local_part)
+    )
+
+
+def get_alias(session: Session, actor: Actor, address: str) -> Alias:
+    alias = find_alias(session, address)
+    if alias is None:
+        raise NotFound(f"No such alias: {address}.")
+    scope.require_domain(actor, alias.domain)
+    return alias
+
+
+def list_aliases(session: Session, actor: Actor, domain: Domain) -> list[Alias]:
+    scope.require_domain(actor, domain)
+    return list(session.scalars(select(Alias).where(Alias.domain_id == domain.id).order_by(Alias.local_part)))
+
+
+def set_alias_destinations(session: Session, actor: Actor, alias: Alias, destinations: list[str]) -> Alias:
+    scope.require_domain(actor, alias.domain)
+    cleaned = _normalize_destinations(session, destinations)
+    _require_no_loop(session, alias.address, cleaned)
+    alias.destinations = [AliasDestination(address=d) for d in cleaned]
+    session.flush()
+    return alias
+
+
+def delete_alias(session: Session, actor: Actor, alias: Alias) -> None:
+    scope.require_domain(actor, alias.domain)
+    session.delete(alias)
+    session.flush()

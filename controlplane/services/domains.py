@@ -1,0 +1,177 @@
+"""Domains of a tenant and their limits (mailbox count, alias count, largest mailbox)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from controlplane.models import Alias, Domain, Mailbox, Tenant
+from controlplane.services import scope, storage
+from controlplane.services.changes import signal_domains_changed
+from controlplane.services.errors import AlreadyExists, LimitReached, NotFound, ValidationError
+from controlplane.services.scope import Actor
+from controlplane.validation import normalize_domain
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainCounts:
+    mailboxes: int
+    aliases: int
+    allocated_bytes: int
+
+
+def _require_count(value: int, field: str, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValidationError(f"{what} must be a whole number, zero or more.", field=field)
+
+
+def create_domain(
+    session: Session,
+    actor: Actor,
+    *,
+    tenant: Tenant,
+    name: str,
+    max_mailboxes: int,
+    max_aliases: int,
+    max_mailbox_bytes: int | None = None,
+) -> Domain:
+    """Full admins and the operator add domains; a domain name exists once on the platform."""
+    scope.require_full_admin(actor, tenant)
+    ascii_name = normalize_domain(name, field="name")
+    _require_count(max_mailboxes, "max_mailboxes", "The mailbox limit")
+    _require_count(max_aliases, "max_aliases", "The alias limit")
+    if max_mailbox_bytes is None:
+        max_mailbox_bytes = tenant.max_mailbox_bytes
+    if not isinstance(max_mailbox_bytes, int) or max_mailbox_bytes <= 0:
+        raise ValidationError("The largest mailbox must be a positive size.", field="max_mailbox_bytes")
+    if find_domain(session, ascii_name) is not None:
+        raise AlreadyExists(f"The domain {name} is already hosted here.", field="name")
+    domain = Domain(
+        tenant=tenant,
+        name=ascii_name,
+        max_mailboxes=max_mailboxes,
+        max_aliases=max_aliases,
+        max_mailbox_bytes=max_mailbox_bytes,
+    )
+    session.add(domain)
+    session.flush()
+    signal_domains_changed(session)
+    return domain
+
+
+def find_domain(session: Session, name: str) -> Domain | None:
+    return session.scalar(select(Domain).where(Domain.name == name))
+
+
+def get_domain(session: Session, actor: Actor, name: str) -> Domain:
+    """Find a domain by its Unicode or A-label name, within the actor's scope."""
+    try:
+        ascii_name = normalize_domain(name, field="domain")
+    except ValidationError:
+        raise NotFound(f"No such domain: {name!r}.") from None
+    domain = find_domain(session, ascii_name)
+    if domain is None:
+        raise NotFound(f"No such domain: {name}.")
+    scope.require_domain(actor, domain)
+    return domain
+
+
+def list_domains(session: Session, actor: Actor, tenant: Tenant | None = None) -> list[Domain]:
+    query = select(Domain).order_by(Domain.name)
+    if tenant is not None:
+        scope.require_tenant(actor, tenant)
+        query = query.where(Domain.tenant_id == tenant.id)
+    if not actor.is_operator:
+        query = query.where(Domain.tenant_id == actor.tenant_id)
+    if actor.kind == "domain_admin":
+        query = query.where(Domain.id == actor.domain_id)
+    return list(session.scalars(query))
+
+
+def domain_counts(session: Session, domain: Domain) -> DomainCounts:
+    mailboxes, allocated = session.execute(
+        select(func.count(Mailbox.id), func.coalesce(func.sum(Mailbox.quota_bytes), 0)).where(
+            Mailbox.domain_id == domain.id
+        )
+    ).one()
+    aliases = session.scalar(select(func.count(Alias.id)).where(Alias.domain_id == domain.id))
+    return DomainCounts(mailboxes=int(mailboxes), aliases=int(aliases or 0), allocated_bytes=int(allocated))
+
+
+def require_mailbox_slot(session: Session, domain: Domain) -> None:
+    count = session.scalar(select(func.count(Mailbox.id)).where(Mailbox.domain_id == domain.id)) or 0
+    if count >= domain.max_mailboxes:
+        raise LimitReached(
+            f"The domain {domain.display_name} may have at most {domain.max_mailboxes} mailboxes.",
+            field="max_mailboxes",
+        )
+
+
+def require_alias_slot(session: Session, domain: Domain) -> None:
+    count = session.scalar(select(func.count(Alias.id)).where(Alias.domain_id == domain.id)) or 0
+    if count >= domain.max_aliases:
+        raise LimitReached(
+            f"The domain {domain.display_name} may have at most {domain.max_aliases} aliases.",
+            field="max_aliases",
+        )
+
+
+def update_domain(
+    session: Session,
+    actor: Actor,
+    domain: Domain,
+    *,
+    max_mailboxes: int | None = None,
+    max_aliases: int | None = None,
+    max_mailbox_bytes: int | None = None,
+    active: bool | None = None,
+) -> Domain:
+    """Only full admins change a domain's limits; a limit never drops below what exists."""
+    scope.require_domain(actor, domain)
+    scope.require_full_admin(actor, domain.tenant)
+    counts = domain_counts(session, domain)
+    if max_mailboxes is not None:
+        _require_count(max_mailboxes, "max_mailboxes", "The mailbox limit")
+        if max_mailboxes < counts.mailboxes:
+            raise ValidationError(
+                f"{domain.display_name} already has {counts.mailboxes} mailboxes; "
+                "delete some before lowering the limit.",
+                field="max_mailboxes",
+            )
+        domain.max_mailboxes = max_mailboxes
+    if max_aliases is not None:
+        _require_count(max_aliases, "max_aliases", "The alias limit")
+        if max_aliases < counts.aliases:
+            raise ValidationError(
+                f"{domain.display_name} already has {counts.aliases} aliases; "
+                "delete some before lowering the limit.",
+                field="max_aliases",
+            )
+        domain.max_aliases = max_aliases
+    if max_mailbox_bytes is not None:
+        if not isinstance(max_mailbox_bytes, int) or max_mailbox_bytes <= 0:
+            raise ValidationError("The largest mailbox must be a positive size.", field="max_mailbox_bytes")
+        largest = session.scalar(select(func.max(Mailbox.quota_bytes)).where(Mailbox.domain_id == domain.id))
+        if largest is not None and largest > max_mailbox_bytes:
+            raise ValidationError(
+                f"A mailbox in {domain.display_name} already has {storage.format_bytes(largest)}; "
+                "reduce it before lowering the largest mailbox size.",
+                field="max_mailbox_bytes",
+            )
+        domain.max_mailbox_bytes = max_mailbox_bytes
+    if active is not None and bool(active) != domain.active:
+        domain.active = bool(active)
+        signal_domains_changed(session)
+    session.flush()
+    return domain
+
+
+def delete_domain(session: Session, actor: Actor, domain: Domain) -> None:
+    """Deleting a domain removes its mailboxes and aliases with it."""
+    scope.require_domain(actor, domain)
+    scope.require_full_admin(actor, domain.tenant)
+    session.delete(domain)
+    session.flush()
+    signal_domains_changed(session)

@@ -1,0 +1,204 @@
+"""Mailboxes: addresses that store mail and log in, within their domain's and tenant's limits."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from controlplane.db import after_commit
+from controlplane.models import GIB, Alias, AliasDestination, Domain, Mailbox
+from controlplane.services import domains, passwords, scope, storage
+from controlplane.services.errors import AlreadyExists, NotFound, ValidationError
+from controlplane.services.scope import Actor
+from controlplane.validation import normalize_display_name, normalize_local_part, split_address
+
+
+def min_mailbox_bytes(session: Session) -> int:
+    """The smallest mailbox: 1 GB, smaller only where the session's owner says so (tests)."""
+    return int(session.info.get("min_mailbox_bytes", GIB))
+
+
+def find_address_owner(session: Session, domain: Domain, local_part: str) -> Mailbox | Alias | None:
+    mailbox = session.scalar(
+        select(Mailbox).where(Mailbox.domain_id == domain.id, Mailbox.local_part == local_part)
+    )
+    if mailbox is not None:
+        return mailbox
+    return session.scalar(select(Alias).where(Alias.domain_id == domain.id, Alias.local_part == local_part))
+
+
+def require_address_free(session: Session, domain: Domain, local_part: str) -> None:
+    owner = find_address_owner(session, domain, local_part)
+    if owner is not None:
+        kind = "mailbox" if isinstance(owner, Mailbox) else "alias"
+        raise AlreadyExists(
+            f"{local_part}@{domain.display_name} is already taken by a {kind}.", field="local_part"
+        )
+
+
+def create_mailbox(
+    session: Session,
+    actor: Actor,
+    *,
+    domain: Domain,
+    local_part: str,
+    quota_bytes: int,
+    password: str | None = None,
+    password_hash: str | None = None,
+    display_name: str = "",
+    is_domain_admin: bool = False,
+) -> Mailbox:
+    """Create a mailbox within the domain's mailbox limit, its size limits and the tenant's pool.
+
+    Give either a plain password (hashed here) or an already-hashed one (migrations).
+    """
+    scope.require_domain(actor, domain)
+    local_part = normalize_local_part(local_part)
+    display_name = normalize_display_name(display_name)
+    if (password is None) == (password_hash is None):
+        raise ValidationError("Give a password or a password hash, not both or neither.", field="password")
+    stored_hash = (
+        passwords.hash_password(password)
+        if password is not None
+        else passwords.normalize_password_hash(password_hash or "")
+    )
+    if is_domain_admin and actor.kind == "domain_admin":
+        raise ValidationError("Only full admins may grant the domain-admin role.", field="is_domain_admin")
+    require_address_free(session, domain, local_part)
+    domains.require_mailbox_slot(session, domain)
+    storage.require_mailbox_size(domain, quota_bytes, min_mailbox_bytes(session))
+    storage.require_pool(session, domain.tenant, quota_bytes)
+    mailbox = Mailbox(
+        domain=domain,
+        local_part=local_part,
+        password_hash=stored_hash,
+        quota_bytes=quota_bytes,
+        display_name=display_name,
+        is_domain_admin=bool(is_domain_admin),
+    )
+    session.add(mailbox)
+    session.flush()
+    return mailbox
+
+
+def find_mailbox(session: Session, address: str) -> Mailbox | None:
+    try:
+        local_part, domain_name = split_address(address)
+    except ValidationError:
+        return None
+    return session.scalar(
+        select(Mailbox)
+        .join(Domain, Mailbox.domain_id == Domain.id)
+        .where(Domain.name == domain_name, Mailbox.local_part == local_part)
+    )
+
+
+def get_mailbox(session: Session, actor: Actor, address: str) -> Mailbox:
+    mailbox = find_mailbox(session, address)
+    if mailbox is None:
+        raise NotFound(f"No such mailbox: {address}.")
+    scope.require_domain(actor, mailbox.domain)
+    return mailbox
+
+
+def list_mailboxes(
+    session: Session, actor: Actor, domain: Domain, *, search: str = "", offset: int = 0, limit: int = 100
+) -> list[Mailbox]:
+    scope.require_domain(actor, domain)
+    query = select(Mailbox).where(Mailbox.domain_id == domain.id)
+    if search:
+        query = query.where(Mailbox.local_part.contains(search.lower(), autoescape=True))
+    return list(session.scalars(query.order_by(Mailbox.local_part).offset(offset).limit(limit)))
+
+
+def count_mailboxes(session: Session, domain: Domain) -> int:
+    return session.scalar(select(func.count(Mailbox.id)).where(Mailbox.domain_id == domain.id)) or 0
+
+
+def set_mailbox_quota(session: Session, actor: Actor, mailbox: Mailbox, quota_bytes: int) -> Mailbox:
+    """A new size applies to the next delivery: Dovecot reads it from SQL on each lookup."""
+    scope.require_domain(actor, mailbox.domain)
+    storage.require_mailbox_size(mailbox.domain, quota_bytes, min_mailbox_bytes(session))
+    storage.require_pool(session, mailbox.domain.tenant, quota_bytes - mailbox.quota_bytes)
+    mailbox.quota_bytes = quota_bytes
+    session.flush()
+    return mailbox
+
+
+def set_mailbox_password(
+    session: Session,
+    actor: Actor,
+    mailbox: Mailbox,
+    *,
+    password: str | None = None,
+    password_hash: str | None = None,
+) -> Mailbox:
+    scope.require_domain(actor, mailbox.domain)
+    if (password is None) == (password_hash is None):
+        raise ValidationError("Give a password or a password hash, not both or neither.", field="password")
+    mailbox.password_hash = (
+        passwords.hash_password(password)
+        if password is not None
+        else passwords.normalize_password_hash(password_hash or "")
+    )
+    session.flush()
+    return mailbox
+
+
+def update_mailbox(
+    session: Session,
+    actor: Actor,
+    mailbox: Mailbox,
+    *,
+    display_name: str | None = None,
+    active: bool | None = None,
+    local_part: str | None = None,
+) -> Mailbox:
+    scope.require_domain(actor, mailbox.domain)
+    if display_name is not None:
+        mailbox.display_name = normalize_display_name(display_name)
+    if active is not None:
+        mailbox.active = bool(active)
+    if local_part is not None:
+        new_local_part = normalize_local_part(local_part)
+        if new_local_part != mailbox.local_part:
+            require_address_free(session, mailbox.domain, new_local_part)
+            mailbox.local_part = new_local_part
+    session.flush()
+    return mailbox
+
+
+def set_domain_admin(session: Session, actor: Actor, mailbox: Mailbox, granted: bool) -> Mailbox:
+    """Only a tenant's full admins (or the operator) grant or revoke the domain-admin role."""
+    scope.require_domain(actor, mailbox.domain)
+    scope.require_full_admin(actor, mailbox.domain.tenant)
+    mailbox.is_domain_admin = bool(granted)
+    session.flush()
+    return mailbox
+
+
+def delete_mailbox(session: Session, actor: Actor, mailbox: Mailbox) -> None:
+    """Deleting a mailbox frees its storage in the pool and, after commit, removes its mail."""
+    scope.require_domain(actor, mailbox.domain)
+    storage_key = mailbox.storage_key
+    _remove_from_aliases(session, mailbox.address)
+    session.delete(mailbox)
+    session.flush()
+    mail_root = session.info.get("mail_root")
+    if mail_root:
+        maildir = Path(mail_root) / storage_key
+        after_commit(
+            session, f"remove-mail-{storage_key}", lambda: shutil.rmtree(maildir, ignore_errors=True)
+        )
+
+
+def _remove_from_aliases(session: Session, address: str) -> None:
+    """A deleted mailbox leaves the aliases that forwarded to it; an alias left empty goes too."""
+    for destination in session.scalars(select(AliasDestination).where(AliasDestination.address == address)):
+        alias = destination.alias
+        alias.destinations.remove(destination)
+        if not alias.destinations:
+            session.delete(alias)

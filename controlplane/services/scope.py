@@ -1,0 +1,59 @@
+"""Who may touch what: decided here, from the actor each service receives."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from controlplane.models import Domain, Tenant
+from controlplane.services.errors import NotFound, NotInScope
+
+
+@dataclasses.dataclass(frozen=True)
+class Actor:
+    """The person or program acting. The operator (CLI) has no tenant and sees everything."""
+
+    kind: str  # "operator", "tenant_admin", "domain_admin"
+    tenant_id: int | None = None
+    domain_id: int | None = None
+    name: str = ""
+
+    @property
+    def is_operator(self) -> bool:
+        return self.kind == "operator"
+
+
+OPERATOR = Actor(kind="operator", name="operator")
+
+
+def tenant_admin(tenant_id: int, name: str = "") -> Actor:
+    return Actor(kind="tenant_admin", tenant_id=tenant_id, name=name)
+
+
+def domain_admin(tenant_id: int, domain_id: int, name: str = "") -> Actor:
+    return Actor(kind="domain_admin", tenant_id=tenant_id, domain_id=domain_id, name=name)
+
+
+def require_operator(actor: Actor) -> None:
+    if not actor.is_operator:
+        raise NotInScope("Only the platform operator may do this.")
+
+
+def require_tenant(actor: Actor, tenant: Tenant) -> None:
+    """Objects outside the actor's tenant are reported as missing, so nothing leaks."""
+    if actor.is_operator:
+        return
+    if actor.tenant_id != tenant.id:
+        raise NotFound("No such tenant.")
+
+
+def require_full_admin(actor: Actor, tenant: Tenant) -> None:
+    require_tenant(actor, tenant)
+    if actor.kind == "domain_admin":
+        raise NotInScope("Only the tenant's full admins may do this.")
+
+
+def require_domain(actor: Actor, domain: Domain) -> None:
+    if actor.is_operator:
+        return
+    if actor.tenant_id != domain.tenant_id or (actor.kind == "domain_admin" and actor.domain_id != domain.id):
+        raise NotFound(f"No such domain: {domain.display_name}.")

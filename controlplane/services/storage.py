@@ -1,0 +1,78 @@
+"""The tenant's storage pool and the size each mailbox may have."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from controlplane.models import Domain, Mailbox, Tenant
+from controlplane.services.errors import PoolExhausted, ValidationError
+
+
+def format_bytes(count: int) -> str:
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if count >= size:
+            value = count / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{count} bytes"
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolUsage:
+    total_bytes: int
+    allocated_bytes: int
+
+    @property
+    def free_bytes(self) -> int:
+        return self.total_bytes - self.allocated_bytes
+
+
+def allocated_bytes(session: Session, tenant: Tenant) -> int:
+    total = session.scalar(
+        select(func.coalesce(func.sum(Mailbox.quota_bytes), 0))
+        .join(Domain, Mailbox.domain_id == Domain.id)
+        .where(Domain.tenant_id == tenant.id)
+    )
+    return int(total or 0)
+
+
+def pool_usage(session: Session, tenant: Tenant) -> PoolUsage:
+    return PoolUsage(total_bytes=tenant.storage_pool_bytes, allocated_bytes=allocated_bytes(session, tenant))
+
+
+def largest_mailbox_bytes(domain: Domain) -> int:
+    return min(domain.tenant.max_mailbox_bytes, domain.max_mailbox_bytes)
+
+
+def require_mailbox_size(domain: Domain, quota_bytes: int, min_mailbox_bytes: int) -> None:
+    """A mailbox's storage lies between the minimum and the smaller of the plan's and the domain's maximum."""
+    if not isinstance(quota_bytes, int) or isinstance(quota_bytes, bool):
+        raise ValidationError("Mailbox storage must be a whole number of bytes.", field="quota_bytes")
+    largest = largest_mailbox_bytes(domain)
+    if quota_bytes < min_mailbox_bytes:
+        raise ValidationError(
+            f"A mailbox needs at least {format_bytes(min_mailbox_bytes)} of storage.", field="quota_bytes"
+        )
+    if quota_bytes > largest:
+        raise ValidationError(
+            f"A mailbox in {domain.display_name} may have at most {format_bytes(largest)} of storage.",
+            field="quota_bytes",
+        )
+
+
+def require_pool(session: Session, tenant: Tenant, additional_bytes: int) -> None:
+    """The sum of the tenant's mailbox quotas never exceeds its storage pool."""
+    if additional_bytes <= 0:
+        return
+    # Lock the tenant row where the database can (PostgreSQL), so two concurrent
+    # allocations cannot both see the same free space; SQLite serializes writers anyway.
+    session.execute(select(Tenant.id).where(Tenant.id == tenant.id).with_for_update())
+    usage = pool_usage(session, tenant)
+    if additional_bytes > usage.free_bytes:
+        raise PoolExhausted(
+            f"The storage pool of {tenant.name} has {format_bytes(max(usage.free_bytes, 0))} free "
+            f"of {format_bytes(usage.total_bytes)}; {format_bytes(additional_bytes)} more was asked for.",
+            field="quota_bytes",
+        )

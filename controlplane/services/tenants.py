@@ -1,0 +1,98 @@
+"""Tenants: reseller accounts with a storage pool and a plan's largest mailbox."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.models import GIB, Tenant
+from controlplane.services import scope, storage
+from controlplane.services.changes import signal_domains_changed
+from controlplane.services.errors import AlreadyExists, NotFound, ValidationError
+from controlplane.services.scope import Actor
+from controlplane.validation import normalize_tenant_name
+
+PLAN_LARGEST_MAILBOX_BYTES = 20 * GIB
+
+
+def _require_positive(value: int, field: str, what: str, *, allow_zero: bool = False) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (value == 0 and not allow_zero):
+        raise ValidationError(f"{what} must be a positive whole number.", field=field)
+
+
+def create_tenant(
+    session: Session,
+    actor: Actor,
+    *,
+    name: str,
+    storage_pool_bytes: int,
+    max_mailbox_bytes: int = PLAN_LARGEST_MAILBOX_BYTES,
+) -> Tenant:
+    """Only the operator creates tenants; names are unique."""
+    scope.require_operator(actor)
+    name = normalize_tenant_name(name)
+    _require_positive(storage_pool_bytes, "storage_pool_bytes", "The storage pool", allow_zero=True)
+    _require_positive(max_mailbox_bytes, "max_mailbox_bytes", "The largest mailbox")
+    if find_tenant(session, name) is not None:
+        raise AlreadyExists(f"A tenant named {name!r} already exists.", field="name")
+    tenant = Tenant(name=name, storage_pool_bytes=storage_pool_bytes, max_mailbox_bytes=max_mailbox_bytes)
+    session.add(tenant)
+    session.flush()
+    return tenant
+
+
+def find_tenant(session: Session, name: str) -> Tenant | None:
+    return session.scalar(select(Tenant).where(Tenant.name == name))
+
+
+def get_tenant(session: Session, actor: Actor, name: str) -> Tenant:
+    tenant = find_tenant(session, name.strip() if isinstance(name, str) else name)
+    if tenant is None:
+        raise NotFound(f"No tenant named {name!r}.")
+    scope.require_tenant(actor, tenant)
+    return tenant
+
+
+def list_tenants(session: Session, actor: Actor) -> list[Tenant]:
+    query = select(Tenant).order_by(Tenant.name)
+    if not actor.is_operator:
+        query = query.where(Tenant.id == actor.tenant_id)
+    return list(session.scalars(query))
+
+
+def update_tenant(
+    session: Session,
+    actor: Actor,
+    tenant: Tenant,
+    *,
+    storage_pool_bytes: int | None = None,
+    max_mailbox_bytes: int | None = None,
+    active: bool | None = None,
+) -> Tenant:
+    """A pool never shrinks below what its mailboxes already hold."""
+    scope.require_operator(actor)
+    if storage_pool_bytes is not None:
+        _require_positive(storage_pool_bytes, "storage_pool_bytes", "The storage pool", allow_zero=True)
+        allocated = storage.allocated_bytes(session, tenant)
+        if storage_pool_bytes < allocated:
+            raise ValidationError(
+                f"The pool cannot shrink below the {storage.format_bytes(allocated)} already given "
+                "to mailboxes; reduce their storage first.",
+                field="storage_pool_bytes",
+            )
+        tenant.storage_pool_bytes = storage_pool_bytes
+    if max_mailbox_bytes is not None:
+        _require_positive(max_mailbox_bytes, "max_mailbox_bytes", "The largest mailbox")
+        tenant.max_mailbox_bytes = max_mailbox_bytes
+    if active is not None:
+        tenant.active = bool(active)
+        signal_domains_changed(session)
+    session.flush()
+    return tenant
+
+
+def delete_tenant(session: Session, actor: Actor, tenant: Tenant) -> None:
+    scope.require_operator(actor)
+    session.delete(tenant)
+    session.flush()
+    signal_domains_changed(session)

@@ -1,0 +1,166 @@
+"""Settings: profile defaults, then `$LETTERHEAD_HOME/letterhead.toml`, then LETTERHEAD_* variables.
+
+The state directory (LETTERHEAD_HOME, default ./var) holds the database, the rendered
+configs, certificates, mail and logs, so one directory is one whole installation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from controlplane.models.tenant import GIB
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_ROOT = PROJECT_ROOT / "templates"
+MIGRATIONS_ROOT = PROJECT_ROOT / "migrations"
+
+PORT_NAMES = (
+    "smtp",
+    "submission",
+    "submissions",
+    "imap",
+    "imaps",
+    "pop3",
+    "pop3s",
+    "managesieve",
+    "quota_status",
+    "web",
+)
+
+PROFILE_PORTS = {
+    # Unprivileged ports on loopback, so a development stack runs beside anything.
+    "development": {
+        "smtp": 2525,
+        "submission": 2587,
+        "submissions": 2465,
+        "imap": 2143,
+        "imaps": 2993,
+        "pop3": 2110,
+        "pop3s": 2995,
+        "managesieve": 4190,
+        "quota_status": 12340,
+        "web": 8080,
+    },
+    "production": {
+        "smtp": 25,
+        "submission": 587,
+        "submissions": 465,
+        "imap": 143,
+        "imaps": 993,
+        "pop3": 110,
+        "pop3s": 995,
+        "managesieve": 4190,
+        "quota_status": 12340,
+        "web": 8080,
+    },
+}
+
+PROFILE_LISTEN = {"development": "127.0.0.1", "production": "0.0.0.0"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    home: Path
+    profile: str = "development"
+    hostname: str = "mail.letterhead.test"
+    listen_address: str = "127.0.0.1"
+    ports: Mapping[str, int] = dataclasses.field(default_factory=lambda: dict(PROFILE_PORTS["development"]))
+    # Outbound mail goes here instead of to MX hosts when set, e.g. "[127.0.0.1]:2600".
+    relayhost: str = ""
+    min_mailbox_bytes: int = GIB
+    vmail_user: str = "vmail"
+    # Test stacks: no auth penalty (all clients share 127.0.0.1) and short service throttling.
+    testing: bool = False
+    database_url: str = ""
+    secret_key: str = ""
+
+    @property
+    def database_path(self) -> Path:
+        return self.home / "letterhead.db"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.database_path}"
+
+    @property
+    def config_root(self) -> Path:
+        return self.home / "config"
+
+    @property
+    def live_config(self) -> Path:
+        """A symlink to the live generation; the daemons are started through it."""
+        return self.config_root / "live"
+
+    @property
+    def mail_root(self) -> Path:
+        return self.home / "mail"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "log"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.home / "certs"
+
+    @property
+    def postfix_queue(self) -> Path:
+        return self.home / "postfix" / "queue"
+
+    @property
+    def postfix_data(self) -> Path:
+        return self.home / "postfix" / "data"
+
+
+def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
+    if field.name == "home":
+        return Path(value).resolve()
+    if field.type in ("bool", bool) and isinstance(value, str):
+        return value.lower() in ("1", "true", "yes", "on")
+    if field.type in ("int", int):
+        return int(value)
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    environ = os.environ if environ is None else environ
+    home = Path(overrides.pop("home", None) or environ.get("LETTERHEAD_HOME") or "var").resolve()
+    values: dict[str, Any] = {}
+    settings_file = home / "letterhead.toml"
+    if settings_file.exists():
+        values.update(tomllib.loads(settings_file.read_text()))
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    for name in fields:
+        env_value = environ.get(f"LETTERHEAD_{name.upper()}")
+        if env_value is not None:
+            values[name] = env_value
+    values.update(overrides)
+    values.pop("home", None)
+
+    profile = values.get("profile", "development")
+    if profile not in PROFILE_PORTS:
+        raise ValueError(f"Unknown profile {profile!r}: use 'development' or 'production'.")
+    ports = dict(PROFILE_PORTS[profile])
+    ports.update({k: int(v) for k, v in dict(values.pop("ports", {})).items()})
+    for name in PORT_NAMES:
+        env_value = environ.get(f"LETTERHEAD_PORT_{name.upper()}")
+        if env_value is not None:
+            ports[name] = int(env_value)
+    unknown = set(ports) - set(PORT_NAMES)
+    if unknown:
+        raise ValueError(f"Unknown port names in settings: {', '.join(sorted(unknown))}.")
+    values.setdefault("listen_address", PROFILE_LISTEN[profile])
+    unknown_keys = set(values) - set(fields)
+    if unknown_keys:
+        raise ValueError(f"Unknown settings: {', '.join(sorted(unknown_keys))}.")
+    coerced = {name: _coerce(fields[name], value) for name, value in values.items()}
+    return Settings(home=home, ports=ports, **coerced)

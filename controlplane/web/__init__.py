@@ -1,0 +1,1 @@
+"""Thin blueprints: parse input, call a service, render."""

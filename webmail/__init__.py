@@ -1,0 +1,1 @@
+"""Webmail: a blueprint served on every brand host at `/` (to come)."""
