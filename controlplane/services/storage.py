@@ -76,3 +76,24 @@ def require_pool(session: Session, tenant: Tenant, additional_bytes: int) -> Non
             f"of {format_bytes(usage.total_bytes)}; {format_bytes(additional_bytes)} more was asked for.",
             field="quota_bytes",
         )
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+
+
+def parse_size(text: str | int, *, field: str = "quota_bytes") -> int:
+    """Read "5GB", "512 MB" or a plain byte count (units are powers of 1024)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    cleaned = str(text).strip().upper().replace(" ", "").removesuffix("IB").removesuffix("I")
+    number = cleaned.rstrip("KMGTB")
+    unit = cleaned[len(number) :]
+    if unit and not unit.endswith("B"):
+        unit += "B"
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValidationError(f"{text!r} is not a size: write e.g. 5GB or 500MB.", field=field) from None
+    if unit not in _SIZE_UNITS or value < 0:
+        raise ValidationError(f"{text!r} is not a size: write e.g. 5GB or 500MB.", field=field)
+    return int(value * _SIZE_UNITS[unit])

@@ -1,0 +1,723 @@
+"""The `letterhead` command: thin wrappers that call the services and print the result.
+
+Every command prints a readable table, or JSON with --json; errors go to stderr with
+exit status 1.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from controlplane.daemons import apply as config_apply
+from controlplane.daemons import stack
+from controlplane.daemons.process import DaemonError
+from controlplane.render import render_all
+from controlplane.runtime import Installation
+from controlplane.schema import upgrade_database
+from controlplane.services import aliases, domains, mailboxes, passwords, storage, tenants, transfer
+from controlplane.services.errors import LetterheadError
+from controlplane.services.scope import OPERATOR
+from controlplane.settings import load_settings
+
+
+def _installation() -> Installation:
+    context = click.get_current_context()
+    root = context.find_root()
+    if "installation" not in root.meta:
+        root.meta["installation"] = Installation(load_settings())
+    return root.meta["installation"]
+
+
+def fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+def handles_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except LetterheadError as error:
+            fail(error.message)
+        except DaemonError as error:
+            fail(str(error))
+
+    return wrapper
+
+
+def emit(rows: Sequence[dict[str, Any]] | dict[str, Any], as_json: bool, columns: Iterable[str] = ()) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    items = [rows] if isinstance(rows, dict) else list(rows)
+    if not items:
+        click.echo("(none)")
+        return
+    names = list(columns) or list(items[0])
+    table = [[str(item.get(name, "")) for name in names] for item in items]
+    widths = [max(len(name), *(len(row[i]) for row in table)) for i, name in enumerate(names)]
+    click.echo("  ".join(name.upper().ljust(w) for name, w in zip(names, widths, strict=True)).rstrip())
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def size_option(*names: str, **kwargs: Any):
+    return click.option(
+        *names, callback=lambda _c, _p, v: None if v is None else storage.parse_size(v), **kwargs
+    )
+
+
+@click.group()
+def main() -> None:
+    """Letterhead: white-label mail hosting on Postfix and Dovecot."""
+
+
+# --- tenants -------------------------------------------------------------------------------------
+
+
+def tenant_row(session, tenant) -> dict[str, Any]:
+    usage = storage.pool_usage(session, tenant)
+    return {
+        "name": tenant.name,
+        "pool_bytes": tenant.storage_pool_bytes,
+        "allocated_bytes": usage.allocated_bytes,
+        "free_bytes": usage.free_bytes,
+        "max_mailbox_bytes": tenant.max_mailbox_bytes,
+        "active": tenant.active,
+    }
+
+
+@main.group()
+def tenant() -> None:
+    """Reseller accounts and their storage pools."""
+
+
+@tenant.command("create")
+@click.argument("name")
+@size_option("--pool", required=True, help="Total storage for all mailboxes, e.g. 100GB.")
+@size_option("--max-mailbox", default="20GB", show_default=True, help="The plan's largest mailbox.")
+@json_option
+@handles_errors
+def tenant_create(name: str, pool: int, max_mailbox: int, as_json: bool) -> None:
+    with _installation().transaction() as session:
+        created = tenants.create_tenant(
+            session, OPERATOR, name=name, storage_pool_bytes=pool, max_mailbox_bytes=max_mailbox
+        )
+        emit(tenant_row(session, created), as_json)
+
+
+@tenant.command("list")
+@json_option
+@handles_errors
+def tenant_list(as_json: bool) -> None:
+    with _installation().transaction() as session:
+        emit([tenant_row(session, t) for t in tenants.list_tenants(session, OPERATOR)], as_json)
+
+
+@tenant.command("show")
+@click.argument("name")
+@json_option
+@handles_errors
+def tenant_show(name: str, as_json: bool) -> None:
+    with _installation().transaction() as session:
+        emit(tenant_row(session, tenants.get_tenant(session, OPERATOR, name)), as_json)
+
+
+@tenant.command("update")
+@click.argument("name")
+@size_option("--pool", default=None)
+@size_option("--max-mailbox", default=None)
+@click.option("--active/--inactive", default=None)
+@json_option
+@handles_errors
+def tenant_update(
+    name: str, pool: int | None, max_mailbox: int | None, active: bool | None, as_json: bool
+) -> None:
+    with _installation().transaction() as session:
+        found = tenants.get_tenant(session, OPERATOR, name)
+        tenants.update_tenant(
+            session, OPERATOR, found, storage_pool_bytes=pool, max_mailbox_bytes=max_mailbox, active=active
+        )
+        emit(tenant_row(session, found), as_json)
+
+
+@tenant.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Confirm: delete its domains, mailboxes and aliases too.")
+@handles_errors
+def tenant_delete(name: str, yes: bool) -> None:
+    if not yes:
+        fail(f"This deletes {name} with all its domains, mailboxes and aliases; add --yes to confirm.")
+    with _installation().transaction() as session:
+        tenants.delete_tenant(session, OPERATOR, tenants.get_tenant(session, OPERATOR, name))
+    click.echo(f"Deleted tenant {name}.")
+
+
+# --- domains -------------------------------------------------------------------------------------
+
+
+def domain_row(session, domain) -> dict[str, Any]:
+    counts = domains.domain_counts(session, domain)
+    return {
+        "name": domain.display_name,
+        "ascii_name": domain.name,
+        "tenant": domain.tenant.name,
+        "mailboxes": counts.mailboxes,
+        "max_mailboxes": domain.max_mailboxes,
+        "aliases": counts.aliases,
+        "max_aliases": domain.max_aliases,
+        "allocated_bytes": counts.allocated_bytes,
+        "max_mailbox_bytes": domain.max_mailbox_bytes,
+        "active": domain.active,
+    }
+
+
+@main.group()
+def domain() -> None:
+    """Mail domains and their limits."""
+
+
+@domain.command("create")
+@click.argument("name")
+@click.option("--tenant", "tenant_name", required=True)
+@click.option("--max-mailboxes", type=int, required=True)
+@click.option("--max-aliases", type=int, required=True)
+@size_option("--max-mailbox-size", default=None, help="Largest mailbox in this domain (default: the plan's).")
+@json_option
+@handles_errors
+def domain_create(
+    name: str,
+    tenant_name: str,
+    max_mailboxes: int,
+    max_aliases: int,
+    max_mailbox_size: int | None,
+    as_json: bool,
+) -> None:
+    with _installation().transaction() as session:
+        created = domains.create_domain(
+            session,
+            OPERATOR,
+            tenant=tenants.get_tenant(session, OPERATOR, tenant_name),
+            name=name,
+            max_mailboxes=max_mailboxes,
+            max_aliases=max_aliases,
+            max_mailbox_bytes=max_mailbox_size,
+        )
+        emit(domain_row(session, created), as_json)
+
+
+@domain.command("list")
+@click.option("--tenant", "tenant_name", default=None)
+@json_option
+@handles_errors
+def domain_list(tenant_name: str | None, as_json: bool) -> None:
+    with _installation().transaction() as session:
+        owner = tenants.get_tenant(session, OPERATOR, tenant_name) if tenant_name else None
+        emit([domain_row(session, d) for d in domains.list_domains(session, OPERATOR, owner)], as_json)
+
+
+@domain.command("show")
+@click.argument("name")
+@json_option
+@handles_errors
+def domain_show(name: str, as_json: bool) -> None:
+    with _installation().transaction() as session:
+        emit(domain_row(session, domains.get_domain(session, OPERATOR, name)), as_json)
+
+
+@domain.command("update")
+@click.argument("name")
+@click.option("--max-mailboxes", type=int, default=None)
+@click.option("--max-aliases", type=int, default=None)
+@size_option("--max-mailbox-size", default=None)
+@click.option("--active/--inactive", default=None)
+@json_option
+@handles_errors
+def domain_update(
+    name: str,
+    max_mailboxes: int | None,
+    max_aliases: int | None,
+    max_mailbox_size: int | None,
+    active: bool | None,
+    as_json: bool,
+) -> None:
+    with _installation().transaction() as session:
+        found = domains.get_domain(session, OPERATOR, name)
+        domains.update_domain(
+            session,
+            OPERATOR,
+            found,
+            max_mailboxes=max_mailboxes,
+            max_aliases=max_aliases,
+            max_mailbox_bytes=max_mailbox_size,
+            active=active,
+        )
+        emit(domain_row(session, found), as_json)
+
+
+@domain.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Confirm: delete its mailboxes (and their mail) and aliases too.")
+@handles_errors
+def domain_delete(name: str, yes: bool) -> None:
+    if not yes:
+        fail(f"This deletes {name} with all its mailboxes, their mail, and aliases; add --yes to confirm.")
+    with _installation().transaction() as session:
+        domains.delete_domain(session, OPERATOR, domains.get_domain(session, OPERATOR, name))
+    click.echo(f"Deleted domain {name}.")
+
+
+# --- mailboxes -----------------------------------------------------------------------------------
+
+
+def mailbox_row(mailbox) -> dict[str, Any]:
+    return {
+        "address": mailbox.address,
+        "display_name": mailbox.display_name,
+        "quota_bytes": mailbox.quota_bytes,
+        "active": mailbox.active,
+        "domain_admin": mailbox.is_domain_admin,
+    }
+
+
+def _split_for_create(session, address: str):
+    local_part, _, domain_name = address.rpartition("@")
+    if not local_part:
+        raise click.BadParameter(f"{address!r} is not an email address.")
+    return local_part, domains.get_domain(session, OPERATOR, domain_name)
+
+
+@main.group()
+def mailbox() -> None:
+    """Mailboxes: storage, passwords, the domain-admin role."""
+
+
+@mailbox.command("create")
+@click.argument("address")
+@size_option("--quota", required=True, help="Storage from the tenant's pool, e.g. 1GB.")
+@click.option("--password", default=None, help="Plain password (omit both to generate one).")
+@click.option("--password-hash", default=None, help="An existing hash, e.g. {SHA512-CRYPT}$6$...")
+@click.option("--name", "display_name", default="")
+@click.option("--domain-admin", is_flag=True)
+@json_option
+@handles_errors
+def mailbox_create(
+    address: str,
+    quota: int,
+    password: str | None,
+    password_hash: str | None,
+    display_name: str,
+    domain_admin: bool,
+    as_json: bool,
+) -> None:
+    generated = None
+    if password is None and password_hash is None:
+        password = generated = passwords.generate_password()
+    with _installation().transaction() as session:
+        local_part, owner = _split_for_create(session, address)
+        created = mailboxes.create_mailbox(
+            session,
+            OPERATOR,
+            domain=owner,
+            local_part=local_part,
+            quota_bytes=quota,
+            password=password,
+            password_hash=password_hash,
+            display_name=display_name,
+            is_domain_admin=domain_admin,
+        )
+        row = mailbox_row(created)
+    if generated:
+        row["generated_password"] = generated
+    emit(row, as_json)
+
+
+@mailbox.command("list")
+@click.argument("domain_name")
+@click.option("--search", default="")
+@click.option("--offset", type=int, default=0)
+@click.option("--limit", type=int, default=100)
+@json_option
+@handles_errors
+def mailbox_list(domain_name: str, search: str, offset: int, limit: int, as_json: bool) -> None:
+    with _installation().transaction() as session:
+        owner = domains.get_domain(session, OPERATOR, domain_name)
+        found = mailboxes.list_mailboxes(session, OPERATOR, owner, search=search, offset=offset, limit=limit)
+        emit([mailbox_row(m) for m in found], as_json)
+
+
+@mailbox.command("show")
+@click.argument("address")
+@json_option
+@handles_errors
+def mailbox_show(address: str, as_json: bool) -> None:
+    with _installation().transaction() as session:
+        emit(mailbox_row(mailboxes.get_mailbox(session, OPERATOR, address)), as_json)
+
+
+@mailbox.command("set-quota")
+@click.argument("address")
+@size_option("--quota", required=True)
+@json_option
+@handles_errors
+def mailbox_set_quota(address: str, quota: int, as_json: bool) -> None:
+    with _installation().transaction() as session:
+        found = mailboxes.get_mailbox(session, OPERATOR, address)
+        mailboxes.set_mailbox_quota(session, OPERATOR, found, quota)
+        emit(mailbox_row(found), as_json)
+
+
+@mailbox.command("set-password")
+@click.argument("address")
+@click.option("--password", default=None)
+@click.option("--password-hash", default=None)
+@handles_errors
+def mailbox_set_password(address: str, password: str | None, password_hash: str | None) -> None:
+    generated = None
+    if password is None and password_hash is None:
+        password = generated = passwords.generate_password()
+    with _installation().transaction() as session:
+        found = mailboxes.get_mailbox(session, OPERATOR, address)
+        mailboxes.set_mailbox_password(
+            session, OPERATOR, found, password=password, password_hash=password_hash
+        )
+    click.echo(f"New password for {address}: {generated}" if generated else f"Password of {address} changed.")
+
+
+@mailbox.command("update")
+@click.argument("address")
+@click.option("--name", "display_name", default=None)
+@click.option("--active/--inactive", default=None)
+@click.option("--rename", "new_local_part", default=None, help="New part before @.")
+@json_option
+@handles_errors
+def mailbox_update(
+    address: str, display_name: str | None, active: bool | None, new_local_part: str | None, as_json: bool
+) -> None:
+    with _installation().transaction() as session:
+        found = mailboxes.get_mailbox(session, OPERATOR, address)
+        mailboxes.update_mailbox(
+            session, OPERATOR, found, display_name=display_name, active=active, local_part=new_local_part
+        )
+        emit(mailbox_row(found), as_json)
+
+
+@mailbox.command("grant-admin")
+@click.argument("address")
+@handles_errors
+def mailbox_grant_admin(address: str) -> None:
+    with _installation().transaction() as session:
+        mailboxes.set_domain_admin(session, OPERATOR, mailboxes.get_mailbox(session, OPERATOR, address), True)
+    click.echo(f"{address} is now an admin of its domain.")
+
+
+@mailbox.command("revoke-admin")
+@click.argument("address")
+@handles_errors
+def mailbox_revoke_admin(address: str) -> None:
+    with _installation().transaction() as session:
+        mailboxes.set_domain_admin(
+            session, OPERATOR, mailboxes.get_mailbox(session, OPERATOR, address), False
+        )
+    click.echo(f"{address} is no longer an admin of its domain.")
+
+
+@mailbox.command("delete")
+@click.argument("address")
+@click.option("--yes", is_flag=True, help="Confirm: its mail is deleted too.")
+@handles_errors
+def mailbox_delete(address: str, yes: bool) -> None:
+    if not yes:
+        fail(f"This deletes {address} and all its mail; add --yes to confirm.")
+    with _installation().transaction() as session:
+        mailboxes.delete_mailbox(session, OPERATOR, mailboxes.get_mailbox(session, OPERATOR, address))
+    click.echo(f"Deleted mailbox {address}.")
+
+
+# --- aliases -------------------------------------------------------------------------------------
+
+
+def alias_row(alias) -> dict[str, Any]:
+    return {"address": alias.address, "destinations": ", ".join(alias.destination_addresses)}
+
+
+@main.group()
+def alias() -> None:
+    """Aliases (use @domain for a catch-all)."""
+
+
+@alias.command("create")
+@click.argument("address")
+@click.argument("destinations", nargs=-1, required=True)
+@json_option
+@handles_errors
+def alias_create(address: str, destinations: tuple[str, ...], as_json: bool) -> None:
+    with _installation().transaction() as session:
+        local_part, _, domain_name = address.rpartition("@")
+        created = aliases.create_alias(
+            session,
+            OPERATOR,
+            domain=domains.get_domain(session, OPERATOR, domain_name),
+            local_part=local_part,
+            destinations=list(destinations),
+        )
+        emit(alias_row(created), as_json)
+
+
+@alias.command("list")
+@click.argument("domain_name")
+@json_option
+@handles_errors
+def alias_list(domain_name: str, as_json: bool) -> None:
+    with _installation().transaction() as session:
+        owner = domains.get_domain(session, OPERATOR, domain_name)
+        emit([alias_row(a) for a in aliases.list_aliases(session, OPERATOR, owner)], as_json)
+
+
+@alias.command("set")
+@click.argument("address")
+@click.argument("destinations", nargs=-1, required=True)
+@json_option
+@handles_errors
+def alias_set(address: str, destinations: tuple[str, ...], as_json: bool) -> None:
+    with _installation().transaction() as session:
+        found = aliases.get_alias(session, OPERATOR, address)
+        aliases.set_alias_destinations(session, OPERATOR, found, list(destinations))
+        emit(alias_row(found), as_json)
+
+
+@alias.command("delete")
+@click.argument("address")
+@handles_errors
+def alias_delete(address: str) -> None:
+    with _installation().transaction() as session:
+        aliases.delete_alias(session, OPERATOR, aliases.get_alias(session, OPERATOR, address))
+    click.echo(f"Deleted alias {address}.")
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+@main.group()
+def config() -> None:
+    """Render, check and apply the daemons' configuration."""
+
+
+@config.command("render")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
+@handles_errors
+def config_render(out: Path | None) -> None:
+    files = render_all(config_apply.build_render_state(_installation().settings))
+    for name, content in files.items():
+        if out is None:
+            click.echo(f"==> {name} <==\n{content}")
+        else:
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_text(content)
+    if out is not None:
+        click.echo(f"Wrote {len(files)} files under {out}.")
+
+
+@config.command("diff")
+@handles_errors
+def config_diff() -> None:
+    settings = _installation().settings
+    files = render_all(config_apply.build_render_state(settings))
+    live = config_apply.live_generation_dir(settings)
+    changed = False
+    for name, content in files.items():
+        old = (live / name).read_text() if live and (live / name).exists() else ""
+        diff = list(
+            difflib.unified_diff(old.splitlines(True), content.splitlines(True), f"live/{name}", name)
+        )
+        if diff:
+            changed = True
+            click.echo("".join(diff), nl=False)
+    if not changed:
+        click.echo("The live configuration matches the database and settings.")
+
+
+@config.command("check")
+@handles_errors
+def config_check() -> None:
+    installation = _installation()
+    with installation.transaction() as session:
+        generation = config_apply.apply_configuration(
+            session, installation.settings, reload=False, force=True
+        )
+        if generation.status != "live":
+            fail(generation.error)
+    click.echo(f"Generation {generation.id} passed postconf, postfix check, postmap and doveconf -x.")
+
+
+@config.command("apply")
+@click.option("--force", is_flag=True, help="Apply even if nothing changed.")
+@handles_errors
+def config_apply_command(force: bool) -> None:
+    installation = _installation()
+    with installation.transaction() as session:
+        generation = config_apply.apply_configuration(session, installation.settings, force=force)
+    if generation.status != "live":
+        fail(
+            f"Generation {generation.id} was {generation.status}; the previous one stays live.\n{generation.error}"
+        )
+    click.echo(f"Generation {generation.id} is live.")
+
+
+@config.command("history")
+@click.option("--limit", type=int, default=20)
+@json_option
+@handles_errors
+def config_history(limit: int, as_json: bool) -> None:
+    from sqlalchemy import select
+
+    from controlplane.models import ConfigGeneration
+
+    with _installation().transaction() as session:
+        rows = session.scalars(select(ConfigGeneration).order_by(ConfigGeneration.id.desc()).limit(limit))
+        emit(
+            [
+                {
+                    "id": g.id,
+                    "status": g.status,
+                    "created_at": g.created_at,
+                    "error": g.error.splitlines()[:1],
+                }
+                for g in rows
+            ],
+            as_json,
+        )
+
+
+# --- database, stack, transfer -------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@handles_errors
+def db_upgrade() -> None:
+    settings = _installation().settings
+    settings.home.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings.sqlalchemy_url)
+    click.echo("The database schema is up to date.")
+
+
+@main.command()
+@click.option("--no-web", is_flag=True, help="Start only Postfix and Dovecot.")
+@handles_errors
+def up(no_web: bool) -> None:
+    """Start Dovecot, Postfix and the web app."""
+    installation = _installation()
+    stack.up(installation, web=not no_web)
+    _print_status(installation.settings, as_json=False)
+
+
+@main.command()
+@handles_errors
+def down() -> None:
+    """Stop the web app, Postfix and Dovecot."""
+    stack.down(_installation().settings)
+    click.echo("Stopped.")
+
+
+def _print_status(settings, as_json: bool) -> None:
+    live = config_apply.live_generation_dir(settings)
+    rows = [
+        {
+            "service": s.name,
+            "state": "running" if s.pid else "stopped",
+            "pid": s.pid or "",
+            "ports": " ".join(f"{k}={v}" for k, v in s.ports.items()),
+            "generation": live.name if live else "",
+        }
+        for s in stack.status(settings)
+    ]
+    emit(rows, as_json)
+
+
+@main.command()
+@json_option
+@handles_errors
+def status(as_json: bool) -> None:
+    """Each service with its ports, PID and live config generation."""
+    _print_status(_installation().settings, as_json)
+
+
+@main.command("export")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml")
+@handles_errors
+def export_command(fmt: str) -> None:
+    """Print tenants, domains, mailboxes (with password hashes) and aliases."""
+    with _installation().transaction() as session:
+        data = transfer.export_state(session, OPERATOR)
+    click.echo(
+        json.dumps(data, indent=2) if fmt == "json" else yaml.safe_dump(data, sort_keys=False), nl=False
+    )
+
+
+@main.command("import")
+@click.argument("file", type=click.File("r"))
+@json_option
+@handles_errors
+def import_command(file, as_json: bool) -> None:
+    """Import a YAML or JSON export; running it twice changes nothing the second time."""
+    try:
+        data = yaml.safe_load(file)  # YAML is a superset of JSON
+    except yaml.YAMLError as error:
+        fail(f"{file.name} is not valid YAML or JSON: {error}")
+    with _installation().transaction() as session:
+        report = transfer.import_state(session, OPERATOR, data)
+    emit({"created": report.created, "updated": report.updated, "unchanged": report.unchanged}, as_json)
+
+
+@main.command()
+@handles_errors
+def demo() -> None:
+    """Seed a demo tenant, domain, mailbox and alias (once)."""
+    installation = _installation()
+    with installation.transaction() as session:
+        if tenants.find_tenant(session, "Demo Reseller") is not None:
+            click.echo("The demo tenant exists already.")
+            return
+        demo_tenant = tenants.create_tenant(
+            session, OPERATOR, name="Demo Reseller", storage_pool_bytes=storage.parse_size("50GB")
+        )
+        demo_domain = domains.create_domain(
+            session, OPERATOR, tenant=demo_tenant, name="demo.test", max_mailboxes=25, max_aliases=50
+        )
+        mailboxes.create_mailbox(
+            session,
+            OPERATOR,
+            domain=demo_domain,
+            local_part="alice",
+            password="demo-password",
+            quota_bytes=storage.parse_size("2GB"),
+            display_name="Alice Demo",
+        )
+        aliases.create_alias(
+            session, OPERATOR, domain=demo_domain, local_part="info", destinations=["alice@demo.test"]
+        )
+    click.echo(
+        "Demo: tenant 'Demo Reseller', domain demo.test, mailbox alice@demo.test (password demo-password)."
+    )
+
+
+if __name__ == "__main__":
+    main()
