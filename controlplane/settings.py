@@ -60,7 +60,8 @@ PROFILE_PORTS = {
     },
 }
 
-PROFILE_LISTEN = {"development": "127.0.0.1", "production": "0.0.0.0"}
+# "all" means every IPv4 and IPv6 address.
+PROFILE_LISTEN = {"development": "127.0.0.1", "production": "all"}
 
 
 @dataclasses.dataclass(frozen=True)

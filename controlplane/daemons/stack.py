@@ -41,7 +41,6 @@ def start_web(settings: Settings) -> None:
     if web_pid(settings):
         return
     env = dict(os.environ, LETTERHEAD_HOME=str(settings.home))
-    listen = "127.0.0.1" if settings.listen_address == "127.0.0.1" else "0.0.0.0"
     result = run_tool(
         [
             sys.executable,

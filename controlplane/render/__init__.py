@@ -112,6 +112,10 @@ class RenderState:
         return "ipv4" if self.listen_address.count(".") == 3 else "all"
 
     @property
+    def dovecot_listen(self) -> str:
+        return "*, ::" if self.listen_address == "all" else self.listen_address
+
+    @property
     def instance_name(self) -> str:
         # doveadm finds a running instance by name: one per state directory.
         return "letterhead-" + hashlib.sha256(self.paths.home.encode()).hexdigest()[:10]
@@ -141,6 +145,7 @@ def _context(state: RenderState) -> dict[str, object]:
     return {
         "hostname": normalize_hostname(state.hostname),
         "listen_address": state.listen_address,
+        "dovecot_listen": state.dovecot_listen,
         "inet_protocols": state.inet_protocols,
         "instance_name": state.instance_name,
         "ports": dict(state.ports),

@@ -1,0 +1,67 @@
+# Letterhead: two commands on a fresh Debian 12 machine, as root.
+#   make run   install everything, migrate, seed a demo tenant, start the stack
+#   make test  install everything, then run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export LETTERHEAD_HOME ?= $(CURDIR)/var
+
+DEBIAN_PACKAGES := postfix postfix-sqlite dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd \
+	dovecot-sieve dovecot-managesieved dovecot-sqlite nginx openssl sqlite3 swaks pflogsumm \
+	ca-certificates python3-venv python3-pip
+
+.PHONY: run test install install-system install-python lint down status clean
+
+run: install
+	$(BIN)/letterhead db upgrade
+	$(BIN)/letterhead demo
+	$(BIN)/letterhead up
+	@echo
+	@echo "Letterhead is running from $(LETTERHEAD_HOME) (stop it with: make down)."
+	@echo "Send a message to the demo mailbox (SMTP on 127.0.0.1:2525):"
+	@echo "  swaks --server 127.0.0.1:2525 --from someone@example.org --to alice@demo.test"
+	@echo "Send as alice through submission (STARTTLS on 2587, implicit TLS on 2465):"
+	@echo "  swaks --server 127.0.0.1:2587 -tls --auth PLAIN --auth-user alice@demo.test --auth-password demo-password --from alice@demo.test --to info@demo.test"
+	@echo "Read it over IMAP (2143, IMAPS 2993) or POP3 (2110, POP3S 2995):"
+	@echo "  $(BIN)/python -c \"import imaplib; c=imaplib.IMAP4('127.0.0.1', 2143); c.login('alice@demo.test', 'demo-password'); print(c.select('INBOX'))\""
+	@echo "Web app: http://127.0.0.1:8080/   CLI: $(BIN)/letterhead --help"
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q
+
+install: install-system install-python
+
+install-system:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages:$$missing"; \
+		apt-get update -q; \
+		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+	@# Letterhead runs its own private instances; the system-wide ones would hold the ports.
+	@if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
+		systemctl disable --now dovecot nginx postfix >/dev/null 2>&1 || true; fi
+	@id vmail >/dev/null 2>&1 || useradd -r -u 5000 -d /nonexistent -s /usr/sbin/nologin vmail 2>/dev/null \
+		|| useradd -r -d /nonexistent -s /usr/sbin/nologin vmail
+
+install-python: $(BIN)/letterhead
+
+$(BIN)/letterhead: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+down:
+	$(BIN)/letterhead down
+
+status:
+	$(BIN)/letterhead status
+
+clean:
+	-$(BIN)/letterhead down
+	rm -rf $(LETTERHEAD_HOME)

@@ -1,0 +1,59 @@
+"""Test data made through the services, so fixtures obey the same limits as users."""
+
+from __future__ import annotations
+
+import itertools
+
+from sqlalchemy.orm import Session
+
+from controlplane.models import Alias, Domain, Mailbox, Tenant
+from controlplane.services import aliases, domains, mailboxes, tenants
+from controlplane.services.scope import OPERATOR
+
+KB = 1024
+PASSWORD = "correct horse battery"
+_counter = itertools.count(1)
+
+
+def make_tenant(session: Session, *, name: str | None = None, pool: int = 1000 * KB, **kwargs) -> Tenant:
+    return tenants.create_tenant(
+        session, OPERATOR, name=name or f"Tenant {next(_counter)}", storage_pool_bytes=pool, **kwargs
+    )
+
+
+def make_domain(
+    session: Session,
+    *,
+    tenant: Tenant | None = None,
+    name: str | None = None,
+    max_mailboxes: int = 10,
+    max_aliases: int = 10,
+    max_mailbox_bytes: int = 100 * KB,
+) -> Domain:
+    return domains.create_domain(
+        session,
+        OPERATOR,
+        tenant=tenant or make_tenant(session),
+        name=name or f"d{next(_counter)}.test",
+        max_mailboxes=max_mailboxes,
+        max_aliases=max_aliases,
+        max_mailbox_bytes=max_mailbox_bytes,
+    )
+
+
+def make_mailbox(
+    session: Session, *, domain: Domain, local_part: str | None = None, quota: int = 10 * KB, **kwargs
+) -> Mailbox:
+    kwargs.setdefault("password", PASSWORD)
+    return mailboxes.create_mailbox(
+        session,
+        OPERATOR,
+        domain=domain,
+        local_part=local_part or f"user{next(_counter)}",
+        quota_bytes=quota,
+        **kwargs,
+    )
+
+
+def make_alias(session: Session, *, domain: Domain, local_part: str, destinations: list[str]) -> Alias:
+    return aliases.create_alias(session, OPERATOR, domain=domain, local_part=local_part, destinations=destinations)

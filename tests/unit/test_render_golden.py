@@ -1,0 +1,98 @@
+"""Renderers against golden files, byte for byte (regenerate with --update-golden)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controlplane.render import Paths, RenderState, TlsIdentity, VmailAccount, digest_files, render_all
+from controlplane.settings import PROFILE_PORTS
+
+GOLDEN_ROOT = Path(__file__).resolve().parent.parent / "golden"
+
+
+def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False) -> RenderState:
+    home = "/srv/letterhead"
+    return RenderState(
+        hostname="mail.platform.example",
+        listen_address="all" if production else "127.0.0.1",
+        ports=PROFILE_PORTS["production" if production else "development"],
+        paths=Paths(
+            home=home,
+            database=f"{home}/letterhead.db",
+            live_config=f"{home}/config/live",
+            mail_root=f"{home}/mail",
+            log_dir=f"{home}/log",
+            postfix_queue=f"{home}/postfix/queue",
+            postfix_data=f"{home}/postfix/data",
+            dovecot_base=f"{home}/run/dovecot",
+            dovecot_state=f"{home}/dovecot-state",
+            lmtp_socket=f"{home}/run/lmtp",
+            auth_socket=f"{home}/run/auth-postfix",
+        ),
+        vmail=VmailAccount(uid=5000, gid=5000),
+        default_tls=TlsIdentity("mail.platform.example", f"{home}/certs/default.crt", f"{home}/certs/default.key"),
+        sni_identities=sni,
+        relayhost="" if production else "[127.0.0.1]:2600",
+        testing=not production,
+    )
+
+
+BRANDS = (
+    TlsIdentity("mail.customer.example", "/srv/letterhead/certs/b1/fullchain.pem", "/srv/letterhead/certs/b1/key.pem"),
+    TlsIdentity("MAIL.Bücher.example", "/srv/letterhead/certs/b2/fullchain.pem", "/srv/letterhead/certs/b2/key.pem"),
+)
+CASES = {
+    "development": golden_state(),
+    "production-with-brands": golden_state(sni=BRANDS, production=True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_rendered_configs_match_golden_files(case: str, request: pytest.FixtureRequest) -> None:
+    files = render_all(CASES[case])
+    case_root = GOLDEN_ROOT / case
+    if request.config.getoption("--update-golden"):
+        for name, content in files.items():
+            (case_root / name).parent.mkdir(parents=True, exist_ok=True)
+            (case_root / name).write_text(content)
+    expected = {str(p.relative_to(case_root)): p.read_text() for p in case_root.rglob("*") if p.is_file()}
+    assert sorted(files) == sorted(expected)
+    for name, content in files.items():
+        assert content == expected[name], f"{case}/{name} differs from its golden file"
+
+
+def test_rendering_the_same_state_twice_gives_identical_bytes() -> None:
+    state = golden_state(sni=BRANDS)
+    assert render_all(state) == render_all(golden_state(sni=tuple(reversed(BRANDS))))
+    assert digest_files(render_all(state)) == digest_files(render_all(state))
+
+
+def test_sni_names_are_emitted_for_postfix_and_dovecot_in_ascii() -> None:
+    files = render_all(golden_state(sni=BRANDS))
+    assert "tls_server_sni_maps = hash:${config_directory}/sni" in files["postfix/main.cf"]
+    assert "mail.xn--bcher-kva.example /srv/letterhead/certs/b2/key.pem" in files["postfix/sni"]
+    assert "local_name mail.xn--bcher-kva.example {" in files["dovecot/dovecot.conf"]
+
+
+def test_no_sni_map_without_brands() -> None:
+    files = render_all(golden_state())
+    assert "postfix/sni" not in files
+    assert "tls_server_sni_maps" not in files["postfix/main.cf"]
+
+
+@pytest.mark.parametrize(
+    "hostname", ["mail.example.com\nbogus = 1", "mail example.com", "mail.example.com}", "mail.example.com;"]
+)
+def test_hostile_brand_hostnames_never_reach_a_config(hostname: str) -> None:
+    from controlplane.services.errors import ValidationError
+
+    with pytest.raises(ValidationError):
+        render_all(golden_state(sni=(TlsIdentity(hostname, "/c/cert.pem", "/c/key.pem"),)))
+
+
+@pytest.mark.parametrize("path", ["relative/cert.pem", "/c/cert.pem\nssl = no", "/c/{x}.pem", "/c/$x.pem"])
+def test_unsafe_certificate_paths_never_reach_a_config(path: str) -> None:
+    with pytest.raises(ValueError, match="Unsafe certificate path"):
+        render_all(golden_state(sni=(TlsIdentity("mail.customer.example", path, "/c/key.pem"),)))
