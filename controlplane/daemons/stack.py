@@ -50,7 +50,8 @@ def start_web(settings: Settings) -> None:
             "--pid",
             str(settings.run_dir / "web.pid"),
             "--bind",
-            f"{listen}:{settings.ports['web']}",
+            # Loopback only: nginx fronts the app on the public addresses.
+            f"127.0.0.1:{settings.ports['web']}",
             "--workers",
             "2",
             "--access-logfile",
