@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 
 from sqlalchemy import select
@@ -57,11 +58,15 @@ def _switch_live(settings: Settings, target: Path) -> None:
 
 
 def _write_generation(directory: Path, files: dict[str, str]) -> None:
+    # Postfix re-reads a file whose mtime is not yet in the past, sleeping until it is
+    # (up to two seconds per check): the files are complete, so date them back.
+    settled = time.time() - 5
     for relative, content in files.items():
         path = directory / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
         os.chmod(path, 0o644)
+        os.utime(path, (settled, settled))
     for folder in {p.parent for p in directory.rglob("*")} | {directory}:
         os.chmod(folder, 0o755)
 

@@ -1,0 +1,157 @@
+"""The daemons' own checkers accept what we render, and refuse what is broken."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controlplane.certs.selfsigned import ensure_default_certificate
+from controlplane.daemons import apply, dovecot, postfix
+from controlplane.daemons.process import DaemonError
+from controlplane.daemons.scratch import ScratchStack
+from controlplane.render import render_all
+from controlplane.services import passwords
+from controlplane.settings import TEMPLATE_ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def prepared() -> Iterator[ScratchStack]:
+    """A state directory with schema, certificates and a live generation; no daemon runs."""
+    scratch = ScratchStack().prepare()
+    yield scratch
+    scratch.stop()
+
+
+def test_prepared_installation_has_a_checked_live_generation(prepared: ScratchStack) -> None:
+    with prepared.installation.transaction() as session:
+        live = apply.live_generation(session)
+        assert live is not None and live.status == "live"
+        assert prepared.settings.live_config.resolve() == Path(live.path)
+    apply.check_generation(Path(live.path))
+
+
+def test_brand_certificates_by_sni_pass_the_checkers(prepared: ScratchStack, tmp_path: Path) -> None:
+    brand = ensure_default_certificate(tmp_path / "brand", "mail.customer.example")
+    brand = type(brand)("mail.customer.example", brand.cert_path, brand.key_path)
+    state = apply.build_render_state(prepared.settings, sni_identities=(brand,))
+    with prepared.installation.transaction() as session:
+        generation = apply.apply_configuration(session, prepared.settings, state=state, reload=False)
+        assert generation.status == "live", generation.error
+    live = prepared.settings.live_config
+    assert (live / "postfix" / "sni.db").exists()  # built by postmap -F during the check
+    dump = subprocess.run(
+        ["/usr/bin/doveconf", "-c", str(live / "dovecot" / "dovecot.conf"), "-n"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "local_name mail.customer.example" in dump
+
+
+def _rendered_copy(prepared: ScratchStack, tmp_path: Path) -> Path:
+    files = render_all(apply.build_render_state(prepared.settings))
+    for name, content in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(content)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "bad_line, expected",
+    [
+        ("bogus_parameter_for_test = 1", "unused parameter"),
+        ("virtual_alias_maps = nosuchtype:/tmp/x", "nosuchtype"),
+        ("smtpd_recipient_restrictions = reject_unlisted_recipient,,, permit_nonsense", "permit_nonsense"),
+    ],
+)
+def test_postfix_check_refuses_what_postfix_check_alone_would_pass(
+    prepared: ScratchStack, tmp_path: Path, bad_line: str, expected: str
+) -> None:
+    config = _rendered_copy(prepared, tmp_path)
+    main_cf = config / "postfix" / "main.cf"
+    main_cf.write_text(main_cf.read_text() + bad_line + "\n")
+    with pytest.raises(DaemonError) as refused:
+        apply.check_generation(config)
+    assert "Postfix refused" in str(refused.value)
+    assert expected in str(refused.value)
+
+
+def test_postfix_check_refuses_a_map_whose_query_fails(prepared: ScratchStack, tmp_path: Path) -> None:
+    config = _rendered_copy(prepared, tmp_path)
+    sql_map = config / "postfix" / "sql-mailboxes.cf"
+    sql_map.write_text(sql_map.read_text().replace("FROM mail_users", "FROM no_such_view"))
+    with pytest.raises(DaemonError, match="sql-mailboxes.cf"):
+        postfix.check_config(config / "postfix")
+
+
+def test_dovecot_check_refuses_a_missing_certificate(prepared: ScratchStack, tmp_path: Path) -> None:
+    config = _rendered_copy(prepared, tmp_path)
+    conf = config / "dovecot" / "dovecot.conf"
+    conf.write_text(conf.read_text().replace("certs/default.crt", "certs/missing.crt"))
+    with pytest.raises(DaemonError, match="Dovecot refused"):
+        dovecot.check_config(conf)
+
+
+def test_dovecot_check_refuses_a_syntax_error(prepared: ScratchStack, tmp_path: Path) -> None:
+    config = _rendered_copy(prepared, tmp_path)
+    conf = config / "dovecot" / "dovecot.conf"
+    conf.write_text(conf.read_text() + "service imap-login {\n")
+    with pytest.raises(DaemonError, match="Dovecot refused"):
+        dovecot.check_config(conf)
+
+
+def test_a_template_error_is_recorded_and_never_goes_live(prepared: ScratchStack, tmp_path: Path) -> None:
+    broken_templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATE_ROOT, broken_templates)
+    (broken_templates / "postfix" / "main.cf.j2").write_text("myhostname = {{ no_such_value }}\n")
+    live_before = prepared.settings.live_config.resolve()
+    with prepared.installation.transaction() as session:
+        generation = apply.apply_configuration(
+            session, prepared.settings, template_root=broken_templates, reload=False, force=True
+        )
+        assert generation.status == "refused"
+        assert "no_such_value" in generation.error
+    assert prepared.settings.live_config.resolve() == live_before
+
+
+def test_a_config_that_fails_its_check_is_recorded_and_never_goes_live(
+    prepared: ScratchStack, tmp_path: Path
+) -> None:
+    broken_templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATE_ROOT, broken_templates)
+    main_cf = broken_templates / "postfix" / "main.cf.j2"
+    main_cf.write_text(main_cf.read_text() + "\nsmtpd_tls_chain_files_typo = x\n")
+    live_before = prepared.settings.live_config.resolve()
+    with prepared.installation.transaction() as session:
+        generation = apply.apply_configuration(
+            session, prepared.settings, template_root=broken_templates, reload=False, force=True
+        )
+        assert generation.status == "refused"
+        assert "smtpd_tls_chain_files_typo" in generation.error
+        assert Path(generation.path) != live_before
+    assert prepared.settings.live_config.resolve() == live_before
+
+
+def test_unchanged_state_makes_no_new_generation(prepared: ScratchStack) -> None:
+    with prepared.installation.transaction() as session:
+        first = apply.apply_configuration(session, prepared.settings, reload=False)
+        second = apply.apply_configuration(session, prepared.settings, reload=False)
+        assert first.id == second.id and second.status == "live"
+
+
+def test_dovecot_verifies_the_password_hashes_letterhead_writes() -> None:
+    stored = passwords.hash_password("a long enough secret")
+    verified = subprocess.run(
+        ["/usr/bin/doveadm", "pw", "-t", stored, "-p", "a long enough secret"], capture_output=True, text=True
+    )
+    assert verified.returncode == 0 and "verified" in verified.stdout + verified.stderr
+    wrong = subprocess.run(
+        ["/usr/bin/doveadm", "pw", "-t", stored, "-p", "the wrong secret"], capture_output=True, text=True
+    )
+    assert wrong.returncode != 0
