@@ -56,7 +56,9 @@ def db(installation: Installation) -> Iterator[Session]:
 @pytest.fixture(scope="module")
 def mail_stack() -> Iterator[ScratchStack]:
     if not shutil.which("postfix") and not Path("/usr/sbin/postfix").exists():
-        pytest.fail("Postfix is not installed: run `make install-system` (the e2e tests need the real daemons).")
+        pytest.fail(
+            "Postfix is not installed: run `make install-system` (the e2e tests need the real daemons)."
+        )
     scratch = ScratchStack(min_mailbox_bytes=KB)
     try:
         scratch.start()

@@ -56,4 +56,6 @@ def make_mailbox(
 
 
 def make_alias(session: Session, *, domain: Domain, local_part: str, destinations: list[str]) -> Alias:
-    return aliases.create_alias(session, OPERATOR, domain=domain, local_part=local_part, destinations=destinations)
+    return aliases.create_alias(
+        session, OPERATOR, domain=domain, local_part=local_part, destinations=destinations
+    )

@@ -32,7 +32,9 @@ def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False)
             auth_socket=f"{home}/run/auth-postfix",
         ),
         vmail=VmailAccount(uid=5000, gid=5000),
-        default_tls=TlsIdentity("mail.platform.example", f"{home}/certs/default.crt", f"{home}/certs/default.key"),
+        default_tls=TlsIdentity(
+            "mail.platform.example", f"{home}/certs/default.crt", f"{home}/certs/default.key"
+        ),
         sni_identities=sni,
         relayhost="" if production else "[127.0.0.1]:2600",
         testing=not production,
@@ -40,8 +42,12 @@ def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False)
 
 
 BRANDS = (
-    TlsIdentity("mail.customer.example", "/srv/letterhead/certs/b1/fullchain.pem", "/srv/letterhead/certs/b1/key.pem"),
-    TlsIdentity("MAIL.Bücher.example", "/srv/letterhead/certs/b2/fullchain.pem", "/srv/letterhead/certs/b2/key.pem"),
+    TlsIdentity(
+        "mail.customer.example", "/srv/letterhead/certs/b1/fullchain.pem", "/srv/letterhead/certs/b1/key.pem"
+    ),
+    TlsIdentity(
+        "MAIL.Bücher.example", "/srv/letterhead/certs/b2/fullchain.pem", "/srv/letterhead/certs/b2/key.pem"
+    ),
 )
 CASES = {
     "development": golden_state(),

@@ -1,0 +1,440 @@
+"""End to end against a private Postfix and Dovecot on free loopback ports.
+
+One stack per module; each test makes the mailboxes it needs through the services,
+commits, and speaks SMTP, IMAP and POP3 to the daemons like a real client.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import json
+import poplib
+import shutil
+import smtplib
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from controlplane.daemons import apply
+from controlplane.daemons.scratch import ScratchStack
+from controlplane.models import ConfigGeneration
+from controlplane.services import aliases, domains, mailboxes, tenants
+from controlplane.services.scope import OPERATOR
+from controlplane.settings import TEMPLATE_ROOT
+from tests.e2e.mailclient import imap_subjects, pop3_subjects, send, wait_for_subject
+
+pytestmark = pytest.mark.e2e
+
+KB = 1024
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def world(mail_stack: ScratchStack) -> ScratchStack:
+    with mail_stack.installation.transaction() as session:
+        acme = tenants.create_tenant(session, OPERATOR, name="Acme", storage_pool_bytes=2000 * KB)
+        a_test = domains.create_domain(
+            session,
+            OPERATOR,
+            tenant=acme,
+            name="a.test",
+            max_mailboxes=50,
+            max_aliases=50,
+            max_mailbox_bytes=500 * KB,
+        )
+        for local_part in ("alice", "bob", "carol", "dave", "erin"):
+            mailboxes.create_mailbox(
+                session,
+                OPERATOR,
+                domain=a_test,
+                local_part=local_part,
+                password=PASSWORD,
+                quota_bytes=100 * KB,
+            )
+        aliases.create_alias(
+            session,
+            OPERATOR,
+            domain=a_test,
+            local_part="team",
+            destinations=["alice@a.test", "bob@a.test", "carol@a.test"],
+        )
+        aliases.create_alias(
+            session, OPERATOR, domain=a_test, local_part="outside", destinations=["someone@elsewhere.test"]
+        )
+    return mail_stack
+
+
+def make_mailbox(stack: ScratchStack, address: str, quota: int = 100 * KB) -> None:
+    local_part, domain_name = address.split("@")
+    with stack.installation.transaction() as session:
+        domain = domains.get_domain(session, OPERATOR, domain_name)
+        mailboxes.create_mailbox(
+            session, OPERATOR, domain=domain, local_part=local_part, password=PASSWORD, quota_bytes=quota
+        )
+
+
+def rcpt_reply(stack: ScratchStack, recipient: str, port: str = "smtp") -> tuple[int, bytes]:
+    with smtplib.SMTP("127.0.0.1", stack.ports[port], timeout=10) as client:
+        client.ehlo("client.test")
+        client.mail("sender@elsewhere.test")
+        return client.rcpt(recipient)
+
+
+def queue_is_empty(stack: ScratchStack) -> bool:
+    listing = subprocess.run(
+        ["/usr/sbin/postqueue", "-c", str(stack.settings.live_config / "postfix"), "-j"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return listing.strip() == ""
+
+
+# --- delivery and reading ------------------------------------------------------------------------
+
+
+def test_mail_to_a_mailbox_is_read_over_imap_imaps_pop3_and_pop3s(world: ScratchStack) -> None:
+    subject = send(world, "sender@elsewhere.test", ["alice@a.test"])
+    assert wait_for_subject(world, "alice@a.test", PASSWORD, subject)
+    assert subject in imap_subjects(world, "alice@a.test", PASSWORD, secure=True)
+    assert subject in pop3_subjects(world, "alice@a.test", PASSWORD)
+    assert subject in pop3_subjects(world, "alice@a.test", PASSWORD, secure=True)
+
+
+def test_mail_to_an_alias_reaches_each_of_its_destinations(world: ScratchStack) -> None:
+    subject = send(world, "sender@elsewhere.test", ["team@a.test"])
+    for user in ("alice@a.test", "bob@a.test", "carol@a.test"):
+        assert wait_for_subject(world, user, PASSWORD, subject), user
+    assert subject not in imap_subjects(world, "dave@a.test", PASSWORD)
+
+
+def test_alias_to_an_external_address_goes_to_the_outbound_relay(world: ScratchStack) -> None:
+    subject = send(world, "sender@elsewhere.test", ["outside@a.test"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(subject in m for m in world.sink.messages()):
+        time.sleep(0.1)
+    assert any(subject in m for m in world.sink.messages())
+
+
+def test_catch_all_takes_unknown_addresses_but_never_an_existing_mailbox(world: ScratchStack) -> None:
+    with world.installation.transaction() as session:
+        acme = tenants.get_tenant(session, OPERATOR, "Acme")
+        c_test = domains.create_domain(
+            session, OPERATOR, tenant=acme, name="c.test", max_mailboxes=5, max_aliases=5
+        )
+        for local_part in ("owner", "staff"):
+            mailboxes.create_mailbox(
+                session,
+                OPERATOR,
+                domain=c_test,
+                local_part=local_part,
+                password=PASSWORD,
+                quota_bytes=50 * KB,
+            )
+        aliases.create_alias(session, OPERATOR, domain=c_test, local_part="@", destinations=["owner@c.test"])
+    to_unknown = send(world, "sender@elsewhere.test", ["whoever@c.test"])
+    to_staff = send(world, "sender@elsewhere.test", ["staff@c.test"])
+    assert wait_for_subject(world, "owner@c.test", PASSWORD, to_unknown)
+    assert wait_for_subject(world, "staff@c.test", PASSWORD, to_staff)
+    assert to_staff not in imap_subjects(world, "owner@c.test", PASSWORD)
+
+
+# --- refusals at RCPT ----------------------------------------------------------------------------
+
+
+def test_unknown_recipient_is_refused_with_550_at_rcpt(world: ScratchStack) -> None:
+    code, message = rcpt_reply(world, "nobody@a.test")
+    assert code == 550, message
+
+
+def test_relaying_to_another_domain_without_login_is_refused(world: ScratchStack) -> None:
+    code, message = rcpt_reply(world, "victim@elsewhere.test")
+    assert code == 554 and b"Relay access denied" in message
+
+
+def test_full_mailbox_is_refused_at_rcpt_and_nothing_is_lost(world: ScratchStack) -> None:
+    make_mailbox(world, "small@a.test", quota=4 * KB)
+    first = send(world, "sender@elsewhere.test", ["small@a.test"], size=3 * KB)
+    assert wait_for_subject(world, "small@a.test", PASSWORD, first)
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        send(world, "sender@elsewhere.test", ["small@a.test"], size=3 * KB)
+    code, message = refused.value.recipients["small@a.test"]
+    assert code == 552 and b"Mailbox is full" in message
+    assert imap_subjects(world, "small@a.test", PASSWORD) == [first]
+    assert queue_is_empty(world)
+
+
+def test_a_raised_quota_applies_to_the_next_delivery_without_reload(world: ScratchStack) -> None:
+    make_mailbox(world, "grows@a.test", quota=4 * KB)
+    first = send(world, "sender@elsewhere.test", ["grows@a.test"], size=3 * KB)
+    assert wait_for_subject(world, "grows@a.test", PASSWORD, first)
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(world, "sender@elsewhere.test", ["grows@a.test"], size=3 * KB)
+    with world.installation.transaction() as session:
+        mailbox = mailboxes.get_mailbox(session, OPERATOR, "grows@a.test")
+        mailboxes.set_mailbox_quota(session, OPERATOR, mailbox, 40 * KB)
+    subject = send(world, "sender@elsewhere.test", ["grows@a.test"], size=3 * KB)
+    assert wait_for_subject(world, "grows@a.test", PASSWORD, subject)
+    imap = imaplib.IMAP4("127.0.0.1", world.ports["imap"])
+    imap.login("grows@a.test", PASSWORD)
+    _, quota = imap.getquotaroot("INBOX")
+    imap.logout()
+    assert b"STORAGE" in quota[1][0] and quota[1][0].endswith(b" 40)")
+
+
+# --- changes while running -----------------------------------------------------------------------
+
+
+def test_a_new_mailbox_receives_mail_within_a_second_without_reload(world: ScratchStack) -> None:
+    postfix_pid = (world.settings.postfix_queue / "pid" / "master.pid").read_text().split()[0]
+    make_mailbox(world, "fresh@a.test")
+    created = time.monotonic()
+    subject = send(world, "sender@elsewhere.test", ["fresh@a.test"])
+    assert wait_for_subject(world, "fresh@a.test", PASSWORD, subject, timeout=1)
+    assert time.monotonic() - created < 1.5
+    assert (world.settings.postfix_queue / "pid" / "master.pid").read_text().split()[0] == postfix_pid
+
+
+def test_a_new_domain_accepts_mail_at_once(world: ScratchStack) -> None:
+    assert rcpt_reply(world, "first@new-domain.test")[0] == 554  # not hosted yet: relay denied
+    with world.installation.transaction() as session:
+        acme = tenants.get_tenant(session, OPERATOR, "Acme")
+        domains.create_domain(
+            session, OPERATOR, tenant=acme, name="new-domain.test", max_mailboxes=2, max_aliases=2
+        )
+    make_mailbox(world, "first@new-domain.test")
+    subject = send(world, "sender@elsewhere.test", ["first@new-domain.test"])
+    assert wait_for_subject(world, "first@new-domain.test", PASSWORD, subject)
+
+
+def test_a_deactivated_mailbox_refuses_mail_and_logins(world: ScratchStack) -> None:
+    make_mailbox(world, "leaving@a.test")
+    with world.installation.transaction() as session:
+        mailbox = mailboxes.get_mailbox(session, OPERATOR, "leaving@a.test")
+        mailboxes.update_mailbox(session, OPERATOR, mailbox, active=False)
+    assert rcpt_reply(world, "leaving@a.test")[0] == 550
+    with pytest.raises(imaplib.IMAP4.error):
+        imap_subjects(world, "leaving@a.test", PASSWORD)
+
+
+def test_a_changed_password_applies_at_once(world: ScratchStack) -> None:
+    make_mailbox(world, "rotates@a.test")
+    with world.installation.transaction() as session:
+        mailbox = mailboxes.get_mailbox(session, OPERATOR, "rotates@a.test")
+        mailboxes.set_mailbox_password(session, OPERATOR, mailbox, password="a brand new secret")
+    assert imap_subjects(world, "rotates@a.test", "a brand new secret") == []
+    with pytest.raises(imaplib.IMAP4.error):
+        imap_subjects(world, "rotates@a.test", PASSWORD)
+
+
+# --- submission ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("port", ["submission", "submissions"])
+def test_authenticated_submission_delivers_locally_and_relays_out(world: ScratchStack, port: str) -> None:
+    subject = send(
+        world,
+        "bob@a.test",
+        ["dave@a.test", "friend@elsewhere.test"],
+        port=port,
+        login=("bob@a.test", PASSWORD),
+    )
+    assert wait_for_subject(world, "dave@a.test", PASSWORD, subject)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(subject in m for m in world.sink.messages()):
+        time.sleep(0.1)
+    assert any(subject in m for m in world.sink.messages())
+
+
+def test_submission_refuses_sending_as_another_users_address(world: ScratchStack) -> None:
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        send(world, "alice@a.test", ["dave@a.test"], port="submission", login=("bob@a.test", PASSWORD))
+    code, message = refused.value.recipients["dave@a.test"]
+    assert code == 553 and b"not owned by user bob@a.test" in message
+
+
+def test_submission_refuses_a_sender_outside_the_platform(world: ScratchStack) -> None:
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(world, "ceo@bank.test", ["dave@a.test"], port="submission", login=("bob@a.test", PASSWORD))
+
+
+def test_submission_allows_sending_as_an_alias_the_user_receives(world: ScratchStack) -> None:
+    subject = send(world, "team@a.test", ["dave@a.test"], port="submission", login=("bob@a.test", PASSWORD))
+    assert wait_for_subject(world, "dave@a.test", PASSWORD, subject)
+
+
+def test_submission_without_login_is_refused(world: ScratchStack) -> None:
+    with pytest.raises(smtplib.SMTPException):
+        send(world, "bob@a.test", ["friend@elsewhere.test"], port="submission")
+
+
+def test_wrong_password_is_refused_by_smtp_imap_and_pop3(world: ScratchStack) -> None:
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        send(
+            world, "bob@a.test", ["dave@a.test"], port="submission", login=("bob@a.test", "not the password")
+        )
+    with pytest.raises(imaplib.IMAP4.error):
+        imap_subjects(world, "bob@a.test", "not the password")
+    with pytest.raises(poplib.error_proto):
+        pop3_subjects(world, "bob@a.test", "not the password")
+
+
+# --- hostile input reaching the lookup tables ----------------------------------------------------
+
+HOSTILE_LOCAL_PARTS = [
+    "a'b",
+    "alice'--",
+    "' OR '1'='1",
+    "x' UNION SELECT destination FROM mail_aliases --",
+    "%s",
+    "%u%d",
+    "alice%",
+    "ali_e",
+    "a\\\\b",
+    "x" * 1000,
+    '"ali ce"',
+    '"alice\\"x',
+]
+
+
+@pytest.mark.parametrize("local_part", HOSTILE_LOCAL_PARTS)
+def test_hostile_recipients_get_a_plain_refusal(world: ScratchStack, local_part: str) -> None:
+    recipient = local_part if "@" in local_part else f"{local_part}@a.test"
+    code, message = rcpt_reply(
+        world, f"<{recipient}>".strip("<>") if local_part.startswith('"') else recipient
+    )
+    assert 500 <= code < 600, (code, message)
+    assert b"lookup" not in message.lower()  # "temporary lookup failure" would be a server error
+
+
+def test_a_nul_byte_in_a_recipient_is_refused(world: ScratchStack) -> None:
+    with smtplib.SMTP("127.0.0.1", world.ports["smtp"], timeout=10) as client:
+        client.ehlo("client.test")
+        client.mail("sender@elsewhere.test")
+        client.send(b"RCPT TO:<alice\x00@a.test>\r\n")
+        code, _ = client.getreply()
+    assert 500 <= code < 600
+
+
+HOSTILE_LOGINS = [
+    ("alice@a.test' --", PASSWORD),
+    ("' OR '1'='1", "' OR '1'='1"),
+    ("alice@a.test' OR '1'='1", "anything at all"),
+    ("%u@a.test", PASSWORD),
+    ("alice%@a.test", PASSWORD),
+    ("a" * 1000 + "@a.test", PASSWORD),
+    ("alice@a.test\\", PASSWORD),
+]
+
+
+@pytest.mark.parametrize("user, password", HOSTILE_LOGINS)
+def test_hostile_logins_get_a_plain_authentication_failure(
+    world: ScratchStack, user: str, password: str
+) -> None:
+    imap = imaplib.IMAP4("127.0.0.1", world.ports["imap"], timeout=10)
+    try:
+        status, detail = imap._simple_command("LOGIN", imap._quote(user), imap._quote(password))
+        assert status == "NO" and b"AUTHENTICATIONFAILED" in detail[0], detail
+        assert imap.noop()[0] == "OK"  # the session survives: a refusal, not a server error
+    finally:
+        imap.logout()
+    with pytest.raises(smtplib.SMTPAuthenticationError) as smtp_refused:
+        send(world, "bob@a.test", ["dave@a.test"], port="submission", login=(user, password))
+    assert smtp_refused.value.smtp_code == 535
+
+
+def test_the_stack_still_delivers_after_hostile_input(world: ScratchStack) -> None:
+    subject = send(world, "sender@elsewhere.test", ["erin@a.test"])
+    assert wait_for_subject(world, "erin@a.test", PASSWORD, subject)
+
+
+# --- configuration generations -------------------------------------------------------------------
+
+
+def _broken_templates(tmp_path: Path, kind: str) -> Path:
+    root = tmp_path / "templates"
+    shutil.copytree(TEMPLATE_ROOT, root)
+    main_cf = root / "postfix" / "main.cf.j2"
+    if kind == "template-error":
+        main_cf.write_text(main_cf.read_text() + "\n{% if %}\n")
+    else:
+        main_cf.write_text(main_cf.read_text().replace("smtpd_helo_required", "smtpd_helo_requird"))
+    return root
+
+
+@pytest.mark.parametrize("kind", ["template-error", "checker-error"])
+def test_a_broken_config_is_refused_and_mail_keeps_flowing(
+    world: ScratchStack, tmp_path: Path, kind: str
+) -> None:
+    live_before = world.settings.live_config.resolve()
+    with world.installation.transaction() as session:
+        generation = apply.apply_configuration(
+            session, world.settings, template_root=_broken_templates(tmp_path, kind), force=True
+        )
+        generation_id = generation.id
+    assert generation.status == "refused" and generation.error
+    assert world.settings.live_config.resolve() == live_before
+    with world.installation.transaction() as session:
+        recorded = session.scalar(select(ConfigGeneration).where(ConfigGeneration.id == generation_id))
+        assert recorded.status == "refused"
+    subject = send(world, "sender@elsewhere.test", ["erin@a.test"])
+    assert wait_for_subject(world, "erin@a.test", PASSWORD, subject)
+
+
+def test_a_good_config_change_goes_live_with_a_graceful_reload(world: ScratchStack) -> None:
+    postfix_pid = (world.settings.postfix_queue / "pid" / "master.pid").read_text().split()[0]
+    with world.installation.transaction() as session:
+        generation = apply.apply_configuration(session, world.settings, force=True)
+    assert generation.status == "live", generation.error
+    assert world.settings.live_config.resolve() == Path(generation.path)
+    assert (world.settings.postfix_queue / "pid" / "master.pid").read_text().split()[0] == postfix_pid
+    subject = send(world, "sender@elsewhere.test", ["erin@a.test"])
+    assert wait_for_subject(world, "erin@a.test", PASSWORD, subject)
+
+
+# --- the operator's CLI against the running stack ------------------------------------------------
+
+
+def _cli(world: ScratchStack, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        __import__("cli").main, list(args), env={"LETTERHEAD_HOME": str(world.home)}, catch_exceptions=False
+    )
+    return result.exit_code, result.output
+
+
+def test_status_reports_each_service_with_pid_ports_and_generation(world: ScratchStack) -> None:
+    code, output = _cli(world, "status", "--json")
+    assert code == 0
+    rows = {row["service"]: row for row in json.loads(output)}
+    assert rows["postfix"]["state"] == "running" and rows["dovecot"]["state"] == "running"
+    assert f"smtp={world.ports['smtp']}" in rows["postfix"]["ports"]
+    assert rows["postfix"]["generation"] == world.settings.live_config.resolve().name
+
+
+def test_an_imported_mailbox_logs_in_with_its_migrated_password_hash(
+    world: ScratchStack, tmp_path: Path
+) -> None:
+    hashed = subprocess.run(
+        ["/usr/bin/doveadm", "pw", "-s", "SHA512-CRYPT", "-p", "migrated secret"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    export = tmp_path / "export.yaml"
+    code, output = _cli(world, "export")
+    assert code == 0
+    data = yaml.safe_load(output)
+    a_test = next(d for t in data["tenants"] for d in t["domains"] if d["name"] == "a.test")
+    a_test["mailboxes"].append({"local_part": "migrated", "password_hash": hashed, "quota_bytes": 20 * KB})
+    export.write_text(yaml.safe_dump(data))
+    code, output = _cli(world, "import", str(export), "--json")
+    assert code == 0, output
+    assert json.loads(output)["created"] == 1
+    assert imap_subjects(world, "migrated@a.test", "migrated secret") == []
+    code, output = _cli(world, "import", str(export), "--json")
+    assert json.loads(output)["created"] == 0
