@@ -23,7 +23,7 @@ from controlplane.daemons.process import DaemonError
 from controlplane.render import render_all
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
-from controlplane.services import aliases, domains, mailboxes, passwords, storage, tenants, transfer
+from controlplane.services import admins, aliases, domains, mailboxes, passwords, storage, tenants, transfer
 from controlplane.services.errors import LetterheadError
 from controlplane.services.scope import OPERATOR
 from controlplane.settings import load_settings
@@ -164,6 +164,47 @@ def tenant_delete(name: str, yes: bool) -> None:
     with _installation().transaction() as session:
         tenants.delete_tenant(session, OPERATOR, tenants.get_tenant(session, OPERATOR, name))
     click.echo(f"Deleted tenant {name}.")
+
+
+@tenant.command("add-admin")
+@click.argument("tenant_name")
+@click.argument("login")
+@click.option("--password", default=None, help="Omit to generate one (printed once).")
+@handles_errors
+def tenant_add_admin(tenant_name: str, login: str, password: str | None) -> None:
+    """Give a tenant a full admin (a login of its own, not a mailbox)."""
+    generated = None
+    if password is None:
+        password = generated = passwords.generate_password()
+    with _installation().transaction() as session:
+        owner = tenants.get_tenant(session, OPERATOR, tenant_name)
+        admin = admins.create_admin(session, OPERATOR, tenant=owner, login=login, password=password)
+        click.echo(
+            f"{admin.login} is a full admin of {owner.name}."
+            + (f" Password: {generated}" if generated else "")
+        )
+
+
+@tenant.command("admins")
+@click.argument("tenant_name")
+@json_option
+@handles_errors
+def tenant_admins(tenant_name: str, as_json: bool) -> None:
+    with _installation().transaction() as session:
+        owner = tenants.get_tenant(session, OPERATOR, tenant_name)
+        emit(
+            [{"login": a.login, "active": a.active} for a in admins.list_admins(session, OPERATOR, owner)],
+            as_json,
+        )
+
+
+@tenant.command("remove-admin")
+@click.argument("login")
+@handles_errors
+def tenant_remove_admin(login: str) -> None:
+    with _installation().transaction() as session:
+        admins.delete_admin(session, OPERATOR, login)
+    click.echo(f"Removed the admin {login}.")
 
 
 # --- domains -------------------------------------------------------------------------------------

@@ -58,7 +58,9 @@ class OutboundSink:
         return True
 
     def messages(self) -> list[str]:
-        return [path.read_text(errors="replace") for path in sorted(self.directory.iterdir()) if path.is_file()]
+        return [
+            path.read_text(errors="replace") for path in sorted(self.directory.iterdir()) if path.is_file()
+        ]
 
     def stop(self) -> None:
         terminate(self.process.pid)

@@ -438,3 +438,46 @@ def test_an_imported_mailbox_logs_in_with_its_migrated_password_hash(
     assert imap_subjects(world, "migrated@a.test", "migrated secret") == []
     code, output = _cli(world, "import", str(export), "--json")
     assert json.loads(output)["created"] == 0
+
+
+def test_a_failed_reload_switches_back_and_mail_keeps_flowing(
+    world: ScratchStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controlplane.daemons import dovecot
+    from controlplane.daemons.process import DaemonError
+
+    live_before = world.settings.live_config.resolve()
+    real_reload = dovecot.reload
+    calls = []
+
+    def reload_failing_once(config_file: Path) -> None:
+        calls.append(config_file)
+        if len(calls) == 1:  # the new generation's reload fails; restoring the old one works
+            raise DaemonError("Dovecot did not reload: simulated by the test")
+        real_reload(config_file)
+
+    monkeypatch.setattr(dovecot, "reload", reload_failing_once)
+    with world.installation.transaction() as session:
+        generation = apply.apply_configuration(session, world.settings, force=True)
+    assert generation.status == "rolled_back" and "simulated" in generation.error
+    assert world.settings.live_config.resolve() == live_before
+    assert len(calls) == 2
+    subject = send(world, "sender@elsewhere.test", ["erin@a.test"])
+    assert wait_for_subject(world, "erin@a.test", PASSWORD, subject)
+
+
+def test_managesieve_accepts_a_mailbox_login(world: ScratchStack) -> None:
+    import base64
+    import socket
+
+    with socket.create_connection(("127.0.0.1", world.ports["managesieve"]), timeout=10) as connection:
+        stream = connection.makefile("rwb")
+        greeting = b""
+        while not greeting.startswith(b"OK"):
+            line = stream.readline()
+            assert line, "ManageSieve closed the connection"
+            greeting = line
+        token = base64.b64encode(b"\0alice@a.test\0" + PASSWORD.encode()).decode()
+        stream.write(f'AUTHENTICATE "PLAIN" "{token}"\r\n'.encode())
+        stream.flush()
+        assert stream.readline().startswith(b"OK")

@@ -1,0 +1,42 @@
+"""A tenant's full admins: logins of their own, separate from any mailbox."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.models import Admin, Tenant
+from controlplane.services import passwords, scope
+from controlplane.services.errors import AlreadyExists, NotFound
+from controlplane.services.scope import Actor
+from controlplane.validation import normalize_login
+
+
+def create_admin(session: Session, actor: Actor, *, tenant: Tenant, login: str, password: str) -> Admin:
+    """The operator and the tenant's full admins add full admins; logins are unique on the platform."""
+    scope.require_full_admin(actor, tenant)
+    login = normalize_login(login)
+    if find_admin(session, login) is not None:
+        raise AlreadyExists(f"The login {login!r} is taken.", field="login")
+    admin = Admin(tenant=tenant, login=login, password_hash=passwords.hash_password(password))
+    session.add(admin)
+    session.flush()
+    return admin
+
+
+def find_admin(session: Session, login: str) -> Admin | None:
+    return session.scalar(select(Admin).where(Admin.login == login.lower()))
+
+
+def list_admins(session: Session, actor: Actor, tenant: Tenant) -> list[Admin]:
+    scope.require_full_admin(actor, tenant)
+    return list(session.scalars(select(Admin).where(Admin.tenant_id == tenant.id).order_by(Admin.login)))
+
+
+def delete_admin(session: Session, actor: Actor, login: str) -> None:
+    admin = find_admin(session, login)
+    if admin is None:
+        raise NotFound(f"No admin with the login {login!r}.")
+    scope.require_full_admin(actor, admin.tenant)
+    session.delete(admin)
+    session.flush()
