@@ -655,7 +655,7 @@ def db() -> None:
 @handles_errors
 def db_upgrade() -> None:
     settings = _installation().settings
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.database_path.parent.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.sqlalchemy_url)
     click.echo("The database schema is up to date.")
 

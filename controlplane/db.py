@@ -18,14 +18,18 @@ _PENDING_KEY = "letterhead.after_commit"
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        # Postfix's SQLite client sets no busy timeout: our write transactions must be
-        # short, and we wait for theirs rather than fail.
+        # Postfix's SQLite client sets no busy timeout and dies on SQLITE_BUSY, deferring
+        # mail: in WAL mode readers never wait for a writer, so a commit here cannot fail
+        # a lookup there. Our own writers wait for each other rather than fail.
         engine = create_engine(url, connect_args={"timeout": 30})
+        in_memory = url in ("sqlite://", "sqlite:///:memory:")
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # pragma: no cover - trivial
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys = ON")
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
             cursor.close()
 
         return engine

@@ -82,7 +82,9 @@ class Settings:
 
     @property
     def database_path(self) -> Path:
-        return self.home / "letterhead.db"
+        # A folder of its own: SQLite's WAL files are created beside the database by
+        # whichever reader opens it first (see layout.protect_database).
+        return self.home / "db" / "letterhead.db"
 
     @property
     def sqlalchemy_url(self) -> str:

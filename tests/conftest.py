@@ -33,8 +33,10 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, migrated_template: Path) -> Settings:
-    shutil.copy(migrated_template, tmp_path / "letterhead.db")
-    return load_settings(environ={}, home=tmp_path, min_mailbox_bytes=KB, testing=True)
+    settings = load_settings(environ={}, home=tmp_path, min_mailbox_bytes=KB, testing=True)
+    settings.database_path.parent.mkdir()
+    shutil.copy(migrated_template, settings.database_path)
+    return settings
 
 
 @pytest.fixture

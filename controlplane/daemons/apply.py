@@ -76,11 +76,34 @@ def check_generation(directory: Path) -> None:
     dovecot.check_config(directory / "dovecot" / "dovecot.conf")
 
 
-def reload_running_daemons(settings: Settings) -> None:
+DAEMONS = ("postfix", "dovecot")
+
+
+def changed_daemons(previous: Path | None, files: dict[str, str]) -> tuple[str, ...]:
+    """The daemons whose rendered files differ from the previous generation's.
+
+    A Dovecot reload restarts its LMTP and auth processes and defers the deliveries in
+    flight, so a change that touches only Postfix must not reload Dovecot (and back).
+    """
+    if previous is None:
+        return DAEMONS
+    changed = set()
+    for relative, content in files.items():
+        old = previous / relative
+        if not old.is_file() or old.read_text() != content:
+            changed.add(relative.split("/", 1)[0])
+    for daemon in DAEMONS:
+        old_names = {str(p.relative_to(previous)) for p in (previous / daemon).rglob("*") if p.is_file()}
+        if {name for name in old_names if not name.endswith(".db")} - set(files):
+            changed.add(daemon)
+    return tuple(daemon for daemon in DAEMONS if daemon in changed)
+
+
+def reload_running_daemons(settings: Settings, daemons: tuple[str, ...] = DAEMONS) -> None:
     live = settings.live_config
-    if postfix.master_pid(settings.postfix_queue):
+    if "postfix" in daemons and postfix.master_pid(settings.postfix_queue):
         postfix.reload(live / "postfix")
-    if dovecot.master_pid(settings.run_dir / "dovecot"):
+    if "dovecot" in daemons and dovecot.master_pid(settings.run_dir / "dovecot"):
         dovecot.reload(live / "dovecot" / "dovecot.conf")
 
 
@@ -126,15 +149,16 @@ def apply_configuration(
         return generation
 
     previous = live_generation_dir(settings)
+    to_reload = changed_daemons(previous, files)
     _switch_live(settings, directory)
     if reload:
         try:
-            reload_running_daemons(settings)
+            reload_running_daemons(settings, to_reload)
         except DaemonError as error:
             if previous is not None:
                 _switch_live(settings, previous)
                 try:
-                    reload_running_daemons(settings)
+                    reload_running_daemons(settings, to_reload)
                 except DaemonError as second:
                     error = DaemonError(f"{error}\nRestoring the previous generation also failed: {second}")
             generation.status, generation.error = "rolled_back", str(error)

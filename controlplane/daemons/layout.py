@@ -38,6 +38,7 @@ def prepare_state_directory(settings: Settings) -> None:
         path.mkdir(parents=True, exist_ok=True)
         os.chmod(path, 0o755)
     (settings.config_root / "generations").mkdir(exist_ok=True)
+    settings.database_path.parent.mkdir(exist_ok=True)
     settings.mail_root.mkdir(exist_ok=True)
     os.chown(settings.mail_root, vmail.uid, vmail.gid)
     os.chmod(settings.mail_root, 0o700)
@@ -52,8 +53,17 @@ def prepare_state_directory(settings: Settings) -> None:
 
 
 def protect_database(settings: Settings) -> None:
-    """Password hashes: readable by root and group postfix (Postfix maps, Dovecot auth-worker)."""
-    path = settings.database_path
+    """Password hashes: readable by root and group postfix (Postfix maps, Dovecot auth-worker).
+
+    In WAL mode the first reader to open the database creates its -wal and -shm files
+    beside it, so group postfix may create files in its folder; the sticky bit keeps
+    the database itself from being renamed or replaced by anyone but root, and setgid
+    gives those files group postfix so every reader can open them.
+    """
+    folder, path = settings.database_path.parent, settings.database_path
+    if folder.exists():
+        _chown(folder, "root", "postfix")
+        os.chmod(folder, 0o3770)
     if path.exists():
         _chown(path, "root", "postfix")
         os.chmod(path, 0o640)

@@ -6,6 +6,7 @@ commits, and speaks SMTP, IMAP and POP3 to the daemons like a real client.
 
 from __future__ import annotations
 
+import dataclasses
 import imaplib
 import json
 import poplib
@@ -23,6 +24,7 @@ from sqlalchemy import select
 from controlplane.daemons import apply
 from controlplane.daemons.scratch import ScratchStack
 from controlplane.models import ConfigGeneration
+from controlplane.render import RenderState, TlsIdentity
 from controlplane.services import aliases, domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
 from controlplane.settings import TEMPLATE_ROOT
@@ -440,6 +442,35 @@ def test_an_imported_mailbox_logs_in_with_its_migrated_password_hash(
     assert json.loads(output)["created"] == 0
 
 
+def _state_with_brand(world: ScratchStack) -> RenderState:
+    """A change that touches both daemons: a brand's TLS name (Postfix SNI map, Dovecot local_name)."""
+    state = apply.build_render_state(world.settings)
+    brand = TlsIdentity("mail.brand.test", state.default_tls.cert_path, state.default_tls.key_path)
+    return dataclasses.replace(state, sni_identities=(brand,))
+
+
+def test_a_postfix_only_change_does_not_reload_dovecot(world: ScratchStack, monkeypatch) -> None:
+    from controlplane.daemons import dovecot, postfix
+
+    reloaded = []
+    monkeypatch.setattr(dovecot, "reload", lambda path: reloaded.append("dovecot"))
+    real_postfix_reload = postfix.reload
+    monkeypatch.setattr(
+        postfix, "reload", lambda path: reloaded.append("postfix") or real_postfix_reload(path)
+    )
+    state = dataclasses.replace(apply.build_render_state(world.settings), relayhost="[127.0.0.1]:9")
+    try:
+        with world.installation.transaction() as session:
+            generation = apply.apply_configuration(session, world.settings, state=state)
+        assert generation.status == "live", generation.error
+        assert reloaded == ["postfix"]
+    finally:
+        with world.installation.transaction() as session:
+            apply.apply_configuration(session, world.settings)
+    subject = send(world, "sender@elsewhere.test", ["erin@a.test"])
+    assert wait_for_subject(world, "erin@a.test", PASSWORD, subject)
+
+
 def test_a_failed_reload_switches_back_and_mail_keeps_flowing(
     world: ScratchStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -458,7 +489,7 @@ def test_a_failed_reload_switches_back_and_mail_keeps_flowing(
 
     monkeypatch.setattr(dovecot, "reload", reload_failing_once)
     with world.installation.transaction() as session:
-        generation = apply.apply_configuration(session, world.settings, force=True)
+        generation = apply.apply_configuration(session, world.settings, state=_state_with_brand(world))
     assert generation.status == "rolled_back" and "simulated" in generation.error
     assert world.settings.live_config.resolve() == live_before
     assert len(calls) == 2

@@ -20,7 +20,7 @@ def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False)
         ports=PROFILE_PORTS["production" if production else "development"],
         paths=Paths(
             home=home,
-            database=f"{home}/letterhead.db",
+            database=f"{home}/db/letterhead.db",
             live_config=f"{home}/config/live",
             mail_root=f"{home}/mail",
             log_dir=f"{home}/log",
