@@ -87,6 +87,11 @@ class Settings:
         return self.home / "db" / "letterhead.db"
 
     @property
+    def sni_database_path(self) -> Path:
+        """Brand certificates and keys for Postfix's SNI map: readable by group postfix only."""
+        return self.home / "db" / "sni.db"
+
+    @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{self.database_path}"
 

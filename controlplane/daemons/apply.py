@@ -16,11 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.certs.selfsigned import ensure_default_certificate
-from controlplane.daemons import dovecot, postfix
+from controlplane.daemons import dovecot, postfix, sni
 from controlplane.daemons.layout import vmail_account
 from controlplane.daemons.process import DaemonError
 from controlplane.models import ConfigGeneration
-from controlplane.render import Paths, RenderState, TlsIdentity, digest_files, render_all
+from controlplane.render import Paths, RenderState, TlsIdentity, checked_identities, digest_files, render_all
 from controlplane.settings import TEMPLATE_ROOT, Settings
 
 
@@ -71,7 +71,9 @@ def _write_generation(directory: Path, files: dict[str, str]) -> None:
         os.chmod(folder, 0o755)
 
 
-def check_generation(directory: Path) -> None:
+def check_generation(directory: Path, identities: tuple[TlsIdentity, ...] = ()) -> None:
+    for identity in identities:
+        sni.check_identity(identity)
     postfix.check_config(directory / "postfix")
     dovecot.check_config(directory / "dovecot" / "dovecot.conf")
 
@@ -135,6 +137,8 @@ def apply_configuration(
         and current.digest == digest
         and live_generation_dir(settings) == Path(current.path)
     ):
+        # Same files, but a renewed certificate may sit at the same path.
+        sni.publish_sni_chains(settings, checked_identities(state.sni_identities))
         return current
 
     generation = _record(session, digest=digest, path="", status="pending", error="")
@@ -142,7 +146,8 @@ def apply_configuration(
     generation.path = str(directory)
     _write_generation(directory, files)
     try:
-        check_generation(directory)
+        sni.ensure_sni_database(settings)
+        check_generation(directory, checked_identities(state.sni_identities))
     except DaemonError as error:
         generation.status, generation.error = "refused", str(error)
         session.flush()
@@ -164,6 +169,7 @@ def apply_configuration(
             generation.status, generation.error = "rolled_back", str(error)
             session.flush()
             return generation
+    sni.publish_sni_chains(settings, checked_identities(state.sni_identities))
     if current is not None:
         current.status = "superseded"
     generation.status, generation.applied_at = "live", now

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from controlplane.daemons.process import DaemonError, output_of, read_pid, run_tool
-from controlplane.render import POSTFIX_SQL_MAPS
+from controlplane.render import POSTFIX_SNI_MAP, POSTFIX_SQL_MAPS
 
 POSTFIX = "/usr/sbin/postfix"
 POSTCONF = "/usr/sbin/postconf"
@@ -29,16 +29,12 @@ def check_config(config_dir: Path) -> None:
         if result.returncode != 0:
             problems.append(f"postfix check: {output_of(result) or 'failed with no message'}")
     if not problems:
-        for map_name in POSTFIX_SQL_MAPS:
+        for map_name in [*POSTFIX_SQL_MAPS, POSTFIX_SNI_MAP[0]]:
             result = run_tool(
                 [POSTMAP, "-c", str(config_dir), "-q", PROBE_KEY, f"sqlite:{config_dir / map_name}"]
             )
             if result.returncode not in (0, 1) or result.stderr.strip():
                 problems.append(f"postmap {map_name}: {output_of(result) or 'failed'}")
-    if not problems and (config_dir / "sni").exists():
-        result = run_tool([POSTMAP, "-c", str(config_dir), "-F", f"hash:{config_dir / 'sni'}"])
-        if result.returncode != 0 or result.stderr.strip():
-            problems.append(f"postmap -F sni: {output_of(result) or 'failed'}")
     if problems:
         raise DaemonError("Postfix refused the configuration:\n" + "\n".join(problems))
 

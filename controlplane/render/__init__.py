@@ -48,6 +48,15 @@ POSTFIX_SQL_MAPS = {
 }
 
 
+# Postfix reads each brand's key and chain from its own SQLite file on every handshake
+# (see daemons/sni.py), so adding or renewing a brand needs no Postfix reload.
+POSTFIX_SNI_MAP = (
+    "sql-sni.cf",
+    "private key and certificate chain (base64 PEM) per brand hostname",
+    "SELECT chain FROM sni_chains WHERE hostname = '%s'",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class TlsIdentity:
     """A hostname and the certificate and key served for it."""
@@ -67,6 +76,7 @@ class VmailAccount:
 class Paths:
     home: str
     database: str
+    sni_database: str
     live_config: str
     mail_root: str
     log_dir: str
@@ -83,6 +93,7 @@ class Paths:
         return cls(
             home=str(settings.home),
             database=str(settings.database_path),
+            sni_database=str(settings.sni_database_path),
             live_config=str(settings.live_config),
             mail_root=str(settings.mail_root),
             log_dir=str(settings.log_dir),
@@ -130,7 +141,7 @@ def _environment(template_root: Path) -> jinja2.Environment:
     )
 
 
-def _checked_identities(identities: tuple[TlsIdentity, ...]) -> tuple[TlsIdentity, ...]:
+def checked_identities(identities: tuple[TlsIdentity, ...]) -> tuple[TlsIdentity, ...]:
     checked = {}
     for identity in identities:
         hostname = normalize_hostname(identity.hostname)
@@ -152,7 +163,7 @@ def _context(state: RenderState) -> dict[str, object]:
         "paths": state.paths,
         "vmail": state.vmail,
         "default_tls": state.default_tls,
-        "sni_identities": _checked_identities(state.sni_identities),
+        "sni_identities": checked_identities(state.sni_identities),
         "relayhost": state.relayhost,
         "testing": state.testing,
         "message_size_limit": MESSAGE_SIZE_LIMIT,
@@ -168,9 +179,13 @@ def render_postfix(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
     }
     map_template = env.get_template("postfix/sql-map.cf.j2")
     for name, (purpose, query) in POSTFIX_SQL_MAPS.items():
-        files[f"postfix/{name}"] = map_template.render(context, purpose=purpose, query=query)
-    if context["sni_identities"]:
-        files["postfix/sni"] = env.get_template("postfix/sni.j2").render(context)
+        files[f"postfix/{name}"] = map_template.render(
+            context, purpose=purpose, query=query, dbpath=state.paths.database
+        )
+    name, purpose, query = POSTFIX_SNI_MAP
+    files[f"postfix/{name}"] = map_template.render(
+        context, purpose=purpose, query=query, dbpath=state.paths.sni_database
+    )
     return files
 
 

@@ -12,6 +12,8 @@ import json
 import poplib
 import shutil
 import smtplib
+import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from controlplane.certs.selfsigned import ensure_default_certificate
 from controlplane.daemons import apply
 from controlplane.daemons.scratch import ScratchStack
 from controlplane.models import ConfigGeneration
@@ -447,6 +450,56 @@ def _state_with_brand(world: ScratchStack) -> RenderState:
     state = apply.build_render_state(world.settings)
     brand = TlsIdentity("mail.brand.test", state.default_tls.cert_path, state.default_tls.key_path)
     return dataclasses.replace(state, sni_identities=(brand,))
+
+
+def _served_certificate_subject(world: ScratchStack, port: str, server_name: str | None) -> str:
+    """The subject of the certificate the daemon presents for this SNI name (None: no SNI)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    if port == "smtp":
+        with smtplib.SMTP("127.0.0.1", world.ports["smtp"], timeout=10) as client:
+            client.ehlo("client.test")
+            client._host = server_name  # smtplib sends SNI for this name (None: no SNI)
+            client.starttls(context=context)
+            der = client.sock.getpeercert(binary_form=True)
+    else:
+        with (
+            socket.create_connection(("127.0.0.1", world.ports[port]), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname=server_name) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    return subprocess.run(
+        ["/usr/bin/openssl", "x509", "-noout", "-subject"],
+        input=ssl.DER_cert_to_PEM_cert(der), capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def test_a_brand_certificate_is_served_by_sni_on_smtp_imaps_and_pop3s_without_postfix_reload(
+    world: ScratchStack, tmp_path: Path
+) -> None:
+    brand = ensure_default_certificate(tmp_path / "brand", "mail.brand.test")
+    state = dataclasses.replace(apply.build_render_state(world.settings), sni_identities=(brand,))
+    postfix_pid = (world.settings.postfix_queue / "pid" / "master.pid").read_text().split()[0]
+    smtpd_before = _reload_count(world)
+    try:
+        with world.installation.transaction() as session:
+            generation = apply.apply_configuration(session, world.settings, state=state)
+        assert generation.status == "live", generation.error
+        for port in ("smtp", "imaps", "pop3s"):
+            assert "CN = mail.brand.test" in _served_certificate_subject(world, port, "mail.brand.test")
+            assert "CN = mail.letterhead.test" in _served_certificate_subject(world, port, None)
+            assert "CN = mail.letterhead.test" in _served_certificate_subject(world, port, "other.test")
+        assert (world.settings.postfix_queue / "pid" / "master.pid").read_text().split()[0] == postfix_pid
+        assert _reload_count(world) == smtpd_before
+    finally:
+        with world.installation.transaction() as session:
+            apply.apply_configuration(session, world.settings)
+    assert "CN = mail.letterhead.test" in _served_certificate_subject(world, "smtp", "mail.brand.test")
+
+
+def _reload_count(world: ScratchStack) -> int:
+    log = world.settings.log_dir / "postfix.log"
+    return log.read_text(errors="replace").count("postfix/master") if log.exists() else 0
 
 
 def test_a_postfix_only_change_does_not_reload_dovecot(world: ScratchStack, monkeypatch) -> None:

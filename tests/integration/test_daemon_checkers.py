@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -44,7 +45,12 @@ def test_brand_certificates_by_sni_pass_the_checkers(prepared: ScratchStack, tmp
         generation = apply.apply_configuration(session, prepared.settings, state=state, reload=False)
         assert generation.status == "live", generation.error
     live = prepared.settings.live_config
-    assert (live / "postfix" / "sni.db").exists()  # built by postmap -F during the check
+    published = subprocess.run(
+        ["/usr/sbin/postmap", "-c", str(live / "postfix"), "-q", "mail.customer.example",
+         f"sqlite:{live / 'postfix' / 'sql-sni.cf'}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert base64.b64decode(published).startswith(b"-----BEGIN PRIVATE KEY-----")
     dump = subprocess.run(
         ["/usr/bin/doveconf", "-c", str(live / "dovecot" / "dovecot.conf"), "-n"],
         capture_output=True,

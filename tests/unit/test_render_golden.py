@@ -21,6 +21,7 @@ def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False)
         paths=Paths(
             home=home,
             database=f"{home}/db/letterhead.db",
+            sni_database=f"{home}/db/sni.db",
             live_config=f"{home}/config/live",
             mail_root=f"{home}/mail",
             log_dir=f"{home}/log",
@@ -77,15 +78,19 @@ def test_rendering_the_same_state_twice_gives_identical_bytes() -> None:
 
 def test_sni_names_are_emitted_for_postfix_and_dovecot_in_ascii() -> None:
     files = render_all(golden_state(sni=BRANDS))
-    assert "tls_server_sni_maps = hash:${config_directory}/sni" in files["postfix/main.cf"]
-    assert "mail.xn--bcher-kva.example /srv/letterhead/certs/b2/key.pem" in files["postfix/sni"]
+    assert "tls_server_sni_maps = sqlite:${config_directory}/sql-sni.cf" in files["postfix/main.cf"]
+    assert "dbpath = /srv/letterhead/db/sni.db" in files["postfix/sql-sni.cf"]
+    assert "local_name mail.xn--bcher-kva.example {" in files["dovecot/dovecot.conf"]
     assert "local_name mail.xn--bcher-kva.example {" in files["dovecot/dovecot.conf"]
 
 
-def test_no_sni_map_without_brands() -> None:
-    files = render_all(golden_state())
-    assert "postfix/sni" not in files
-    assert "tls_server_sni_maps" not in files["postfix/main.cf"]
+def test_brands_change_no_postfix_file_so_postfix_is_never_reloaded_for_them() -> None:
+    without, with_brands = render_all(golden_state()), render_all(golden_state(sni=BRANDS))
+    postfix_files = {name for name in without if name.startswith("postfix/")}
+    assert {name: without[name] for name in postfix_files} == {
+        name: with_brands[name] for name in postfix_files
+    }
+    assert without["dovecot/dovecot.conf"] != with_brands["dovecot/dovecot.conf"]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,365 @@
+"""Delivery throughput through Letterhead's SQL lookup tables, against static hash maps.
+
+One private stack (real Postfix and Dovecot on free loopback ports, outbound mail to a
+loopback sink) serves the same mailboxes two ways, in alternating runs:
+
+- `sql`:  the live generation Letterhead rendered, reading domains, mailboxes and aliases
+          from SQLite views on every lookup;
+- `hash`: the same main.cf with those maps replaced by `hash:` files built from the same
+          rows (what a classic static Postfix setup does).
+
+Each run sends N 1 KB messages with `smtp-source` (10 sessions spread over several
+recipients) to port 25 and waits until every one is in a Maildir. Before that, the load
+tool is calibrated against `smtp-sink` so its own ceiling is known.
+
+A second figure repeats the SQL run while a configuration change (a brand's TLS name
+added, so Postfix and Dovecot both re-render and reload) is applied every 2 seconds, one
+in ten deliberately broken: throughput over the quiet run, with messages lost, 5xx
+replies and broken generations that went live all counted (each must be zero).
+
+    .venv/bin/python bench/delivery.py [--quick]
+
+The last line is the headline: `ratio=<sql msg/s / hash msg/s>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from controlplane.daemons import apply, postfix  # noqa: E402
+from controlplane.daemons.process import wait_until  # noqa: E402
+from controlplane.daemons.scratch import ScratchStack, free_ports  # noqa: E402
+from controlplane.models import GIB, ConfigGeneration  # noqa: E402
+from controlplane.render import TlsIdentity  # noqa: E402
+from controlplane.services import domains, mailboxes, passwords, tenants  # noqa: E402
+from controlplane.services.scope import OPERATOR  # noqa: E402
+from controlplane.settings import TEMPLATE_ROOT  # noqa: E402
+
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+SMTP_SINK = "/usr/sbin/smtp-sink"
+POSTMAP = "/usr/sbin/postmap"
+POSTCONF = "/usr/sbin/postconf"
+DOMAIN = "bench.test"
+RECIPIENTS = 5
+SESSIONS_PER_RECIPIENT = 2
+MESSAGE_BYTES = 1024
+SENDER = "load@sender.example"
+
+
+@dataclasses.dataclass
+class LoadResult:
+    messages: int
+    seconds: float
+    errors: list[str]
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+
+def run_load(
+    port: int, messages: int, count_delivered, *, timeout: float = 300, stall_seconds: float = 10
+) -> LoadResult:
+    """Send `messages` with smtp-source to port, spread over the recipients; wait for delivery."""
+    before = count_delivered()
+    per_process = messages // RECIPIENTS
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen(
+            [
+                SMTP_SOURCE,
+                "-s", str(SESSIONS_PER_RECIPIENT),
+                "-m", str(per_process),
+                "-l", str(MESSAGE_BYTES),
+                "-f", SENDER,
+                "-t", f"user{index}@{DOMAIN}",
+                "-M", "load.sender.example",
+                f"127.0.0.1:{port}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(RECIPIENTS)
+    ]  # fmt: skip
+    errors = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=timeout)
+        if process.returncode != 0 or stderr.strip():
+            errors.append((stderr or stdout).strip() or f"smtp-source exited {process.returncode}")
+    expected = before + per_process * RECIPIENTS
+    deadline = started + timeout
+    # Wait for the last delivery; a message deferred for a later retry stops progress.
+    last_count, last_progress = count_delivered(), time.perf_counter()
+    while last_count < expected and time.perf_counter() < deadline:
+        time.sleep(0.02)
+        current = count_delivered()
+        if current != last_count:
+            last_count, last_progress = current, time.perf_counter()
+        elif time.perf_counter() - last_progress > stall_seconds:
+            break
+    seconds = last_progress - started
+    delivered = last_count - before
+    if delivered != per_process * RECIPIENTS:
+        errors.append(f"{per_process * RECIPIENTS - delivered} of {per_process * RECIPIENTS} not delivered")
+    return LoadResult(messages=delivered, seconds=seconds, errors=errors)
+
+
+def calibrate_load_tool(directory: Path, messages: int) -> LoadResult:
+    """smtp-source against smtp-sink: the load tool's own ceiling on this machine."""
+    (port,) = free_ports(1)
+    sink = subprocess.Popen(
+        [SMTP_SINK, "-c", f"127.0.0.1:{port}", "100"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        time.sleep(0.3)
+        started = time.perf_counter()
+        result = subprocess.run(
+            [SMTP_SOURCE, "-s", "10", "-m", str(messages), "-l", str(MESSAGE_BYTES), "-f", SENDER,
+             "-t", f"user0@{DOMAIN}", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        errors = [result.stderr.strip()] if result.returncode != 0 else []
+        return LoadResult(messages=messages, seconds=seconds, errors=errors)
+    finally:
+        sink.terminate()
+        sink.wait()
+
+
+def populate(stack: ScratchStack) -> None:
+    with stack.installation.transaction() as session:
+        tenant = tenants.create_tenant(session, OPERATOR, name="Bench", storage_pool_bytes=1000 * GIB)
+        domain = domains.create_domain(
+            session, OPERATOR, tenant=tenant, name=DOMAIN, max_mailboxes=1000, max_aliases=1000
+        )
+        password_hash = passwords.hash_password("bench password")
+        # Mailboxes beyond the ones receiving mail make the lookups search a real table.
+        for index in range(200):
+            mailboxes.create_mailbox(
+                session, OPERATOR, domain=domain, local_part=f"user{index}", quota_bytes=GIB,
+                password_hash=password_hash,
+            )  # fmt: skip
+
+
+def build_hash_variant(stack: ScratchStack, target: Path) -> Path:
+    """A copy of the live Postfix config whose lookup maps are hash: files of the same rows."""
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(stack.settings.live_config.resolve() / "postfix", target)
+    database = sqlite3.connect(f"file:{stack.settings.database_path}?mode=ro", uri=True)
+    tables = {
+        "domains": "SELECT domain, 'OK' FROM mail_domains",
+        "mailboxes": "SELECT local_part || '@' || domain, 'mailbox' FROM mail_users",
+        "forwardings": "SELECT local_part || '@' || domain, destination FROM mail_forwardings",
+        "catchall": "SELECT '@' || domain, destination FROM mail_aliases WHERE local_part = ''",
+        "sender-logins": "SELECT local_part || '@' || domain, login FROM mail_sender_logins",
+    }
+    for name, query in tables.items():
+        grouped: dict[str, list[str]] = {}
+        for key, value in database.execute(query):
+            grouped.setdefault(key, []).append(value)
+        source = target / f"hash-{name}"
+        source.write_text("".join(f"{key} {','.join(values)}\n" for key, values in sorted(grouped.items())))
+        subprocess.run([POSTMAP, "-c", str(target), f"hash:{source}"], check=True)
+    database.close()
+    hashed = {
+        "virtual_mailbox_domains": "hash:${config_directory}/hash-domains",
+        "virtual_mailbox_maps": "hash:${config_directory}/hash-mailboxes",
+        "virtual_alias_maps": "hash:${config_directory}/hash-forwardings, hash:${config_directory}/hash-catchall",
+        "smtpd_sender_login_maps": "hash:${config_directory}/hash-sender-logins",
+    }
+    subprocess.run(
+        [POSTCONF, "-c", str(target), "-e", *(f"{key}={value}" for key, value in hashed.items())], check=True
+    )
+    postfix.check_config(target)
+    return target
+
+
+def switch_postfix(stack: ScratchStack, config_dir: Path) -> None:
+    queue = stack.settings.postfix_queue
+    pid = postfix.master_pid(queue)
+    if pid:
+        subprocess.run([postfix.POSTFIX, "-c", str(config_dir), "stop"], capture_output=True)
+        wait_until(lambda: postfix.master_pid(queue) is None, timeout=10)
+    postfix.start(config_dir)
+
+
+def maildir_counter(stack: ScratchStack):
+    def count() -> int:
+        total = 0
+        for root in stack.settings.mail_root.glob("*/Maildir"):
+            for folder in ("new", "cur"):
+                path = root / folder
+                if path.is_dir():
+                    total += sum(1 for _ in path.iterdir())
+        return total
+
+    return count
+
+
+def broken_templates(directory: Path) -> Path:
+    """Templates whose main.cf names a parameter Postfix does not know: the checker must refuse it."""
+    if not directory.exists():
+        shutil.copytree(TEMPLATE_ROOT, directory)
+        main_cf = directory / "postfix" / "main.cf.j2"
+        main_cf.write_text(main_cf.read_text().replace("smtpd_helo_required", "smtpd_helo_requird"))
+    return directory
+
+
+@dataclasses.dataclass
+class ChurnReport:
+    applied: int = 0
+    refused_as_expected: int = 0
+    good_not_live: int = 0
+    broken_went_live: int = 0
+    live_failed_check: int = 0
+
+
+def churn_configs(stack: ScratchStack, stop: threading.Event, report: ChurnReport, interval: float) -> None:
+    settings = stack.settings
+    broken_root = broken_templates(stack.home / "broken-templates")
+    base_state = apply.build_render_state(settings)
+    step = 0
+    while not stop.wait(interval):
+        step += 1
+        broken = step % 10 == 0
+        brand = TlsIdentity(
+            hostname=f"brand{step % 7}.{DOMAIN}",
+            cert_path=base_state.default_tls.cert_path,
+            key_path=base_state.default_tls.key_path,
+        )
+        state = dataclasses.replace(base_state, sni_identities=() if step % 2 else (brand,))
+        with stack.installation.transaction() as session:
+            generation = apply.apply_configuration(
+                session,
+                settings,
+                state=state,
+                template_root=broken_root if broken else TEMPLATE_ROOT,
+                force=True,
+            )
+            status = generation.status
+        report.applied += 1
+        if broken:
+            report.refused_as_expected += status == "refused"
+            report.broken_went_live += status == "live"
+        elif status != "live":
+            report.good_not_live += 1
+        # Whatever just happened, the live generation must pass the checker.
+        try:
+            postfix.check_config(settings.live_config.resolve() / "postfix")
+        except Exception:
+            report.live_failed_check += 1
+
+
+def count_log(stack: ScratchStack, *needles: str) -> int:
+    log = stack.settings.log_dir / "postfix.log"
+    if not log.exists():
+        return 0
+    text = log.read_text(errors="replace")
+    return sum(text.count(needle) for needle in needles)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="one short round (under a minute)")
+    parser.add_argument("--messages", type=int, help="messages per run")
+    parser.add_argument("--rounds", type=int, help="alternating sql/hash rounds")
+    args = parser.parse_args()
+    messages = args.messages or (500 if args.quick else 2000)
+    rounds = args.rounds or (1 if args.quick else 3)
+    messages -= messages % RECIPIENTS
+
+    stack = ScratchStack(min_mailbox_bytes=GIB)
+    try:
+        calibration = calibrate_load_tool(stack.home, messages)
+        print(f"load tool: smtp-source -> smtp-sink {calibration.rate:8.0f} msg/s (its ceiling here)")
+        stack.prepare()
+        populate(stack)
+        stack.start()
+        live_postfix = stack.settings.live_config / "postfix"
+        hash_dir = build_hash_variant(stack, stack.home / "postfix-hash")
+        count = maildir_counter(stack)
+        port = stack.ports["smtp"]
+        # Warm-up: the first run pays for Maildir creation and process start-up.
+        run_load(port, RECIPIENTS * 10, count)
+
+        rates: dict[str, list[float]] = {"sql": [], "hash": []}
+        failures = []
+        for round_number in range(1, rounds + 1):
+            for variant, config_dir in (("sql", live_postfix), ("hash", hash_dir)):
+                switch_postfix(stack, config_dir)
+                result = run_load(port, messages, count)
+                rates[variant].append(result.rate)
+                failures += [f"{variant} round {round_number}: {e}" for e in result.errors]
+                print(
+                    f"round {round_number} {variant:4}: {result.messages} messages in "
+                    f"{result.seconds:6.2f} s = {result.rate:6.1f} msg/s"
+                )
+        switch_postfix(stack, live_postfix)
+        sql_rate, hash_rate = statistics.median(rates["sql"]), statistics.median(rates["hash"])
+
+        rejects_before = count_log(stack, "reject:", "status=bounced")
+        report = ChurnReport()
+        stop = threading.Event()
+        churner = threading.Thread(target=churn_configs, args=(stack, stop, report, 2.0))
+        churner.start()
+        churn_messages = 4000 if args.quick else 12000
+        churn_messages -= churn_messages % RECIPIENTS
+        try:
+            churn = run_load(port, churn_messages, count)
+        finally:
+            stop.set()
+            churner.join()
+        rejects = count_log(stack, "reject:", "status=bounced") - rejects_before
+        # Deliveries deferred by a Dovecot reload wait in the queue for their retry;
+        # retry them now to tell "delayed" from "lost".
+        delivered_in_run = count()
+        subprocess.run(["/usr/sbin/postqueue", "-c", str(live_postfix), "-f"], check=False)
+        wait_until(lambda: count() - delivered_in_run >= churn_messages - churn.messages, timeout=60)
+        retried = count() - delivered_in_run
+        lost = churn_messages - churn.messages - retried
+        with stack.installation.transaction() as session:
+            live = apply.live_generation(session)
+            live_ok = live is not None and Path(live.path) == stack.settings.live_config.resolve()
+            refused = session.query(ConfigGeneration).filter_by(status="refused").count()
+        churn_ratio = churn.rate / sql_rate
+
+        print()
+        print(f"sql  (Letterhead's SQLite views): {sql_rate:6.1f} msg/s (median of {rounds})")
+        print(f"hash (static hash: maps)        : {hash_rate:6.1f} msg/s (median of {rounds})")
+        print(
+            f"under config churn: {churn.messages} messages at {churn.rate:6.1f} msg/s = "
+            f"{churn_ratio:.2f} of quiet; {report.applied} changes applied "
+            f"({report.refused_as_expected} broken ones refused), delivered on retry={retried}, "
+            f"lost={lost}, 5xx/bounces={rejects}, "
+            f"broken live={report.broken_went_live}, live failing its check={report.live_failed_check}, "
+            f"good refused={report.good_not_live}, live generation recorded={live_ok}, refused in db={refused}"
+        )
+        failures += [f"churn: {e}" for e in churn.errors if "not delivered" not in e]
+        if lost or rejects or report.broken_went_live or report.live_failed_check or not live_ok:
+            failures.append("config churn lost mail, refused mail, or let a broken config go live")
+        for failure in failures:
+            print(f"FAILURE: {failure}")
+        print(f"churn_ratio={churn_ratio:.2f}")
+        print(f"ratio={sql_rate / hash_rate:.2f}")
+        return 1 if failures else 0
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
