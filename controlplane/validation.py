@@ -125,7 +125,7 @@ def normalize_local_part(local_part: str, *, field: str = "local_part") -> str:
             f"The part before @ may be at most {MAX_LOCAL_PART_LENGTH} characters long.", field=field
         )
     candidate = local_part.lower()
-    if not candidate.isascii() or not _LOCAL_PART.match(candidate) or set(candidate) & _UNSAFE_IN_LOCAL_PART:
+    if not local_part.isascii() or not _LOCAL_PART.match(candidate) or set(candidate) & _UNSAFE_IN_LOCAL_PART:
         raise ValidationError(
             f"{local_part!r} is not allowed before @: use letters, digits and . _ - + "
             "(no spaces, quotes or leading, trailing or double dots).",
@@ -186,8 +186,12 @@ def validate_url(url: str, *, field: str = "url") -> str:
     _reject_control_characters(url, field, "A URL")
     if len(url) > MAX_URL_LENGTH or any(ch in url for ch in " \"'<>\\`{}"):
         raise ValidationError(f"{url!r} is not a valid web address.", field=field)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:
+        raise ValidationError(f"{url!r} is not a valid web address.", field=field) from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise ValidationError("A URL must start with https:// or http:// and name a host.", field=field)
-    normalize_hostname(parts.hostname, field=field)
+    normalize_hostname(hostname, field=field)
     return url

@@ -128,6 +128,9 @@ def set_alias_destinations(session: Session, actor: Actor, alias: Alias, destina
 
 
 def delete_alias(session: Session, actor: Actor, alias: Alias) -> None:
+    """Aliases that forwarded to this one stop doing so (and go if that leaves them empty)."""
     scope.require_domain(actor, alias.domain)
+    address = alias.address
     session.delete(alias)
     session.flush()
+    mailboxes.remove_destination_from_aliases(session, address)

@@ -27,6 +27,11 @@ def _require_count(value: int, field: str, what: str) -> None:
         raise ValidationError(f"{what} must be a whole number, zero or more.", field=field)
 
 
+def _require_size(value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValidationError("The largest mailbox must be a positive size.", field="max_mailbox_bytes")
+
+
 def create_domain(
     session: Session,
     actor: Actor,
@@ -44,8 +49,7 @@ def create_domain(
     _require_count(max_aliases, "max_aliases", "The alias limit")
     if max_mailbox_bytes is None:
         max_mailbox_bytes = tenant.max_mailbox_bytes
-    if not isinstance(max_mailbox_bytes, int) or max_mailbox_bytes <= 0:
-        raise ValidationError("The largest mailbox must be a positive size.", field="max_mailbox_bytes")
+    _require_size(max_mailbox_bytes)
     if find_domain(session, ascii_name) is not None:
         raise AlreadyExists(f"The domain {name} is already hosted here.", field="name")
     domain = Domain(
@@ -131,6 +135,7 @@ def update_domain(
     """Only full admins change a domain's limits; a limit never drops below what exists."""
     scope.require_domain(actor, domain)
     scope.require_full_admin(actor, domain.tenant)
+    # Validate everything before changing anything: a refused call changes nothing.
     counts = domain_counts(session, domain)
     if max_mailboxes is not None:
         _require_count(max_mailboxes, "max_mailboxes", "The mailbox limit")
@@ -140,7 +145,6 @@ def update_domain(
                 "delete some before lowering the limit.",
                 field="max_mailboxes",
             )
-        domain.max_mailboxes = max_mailboxes
     if max_aliases is not None:
         _require_count(max_aliases, "max_aliases", "The alias limit")
         if max_aliases < counts.aliases:
@@ -149,10 +153,8 @@ def update_domain(
                 "delete some before lowering the limit.",
                 field="max_aliases",
             )
-        domain.max_aliases = max_aliases
     if max_mailbox_bytes is not None:
-        if not isinstance(max_mailbox_bytes, int) or max_mailbox_bytes <= 0:
-            raise ValidationError("The largest mailbox must be a positive size.", field="max_mailbox_bytes")
+        _require_size(max_mailbox_bytes)
         largest = session.scalar(select(func.max(Mailbox.quota_bytes)).where(Mailbox.domain_id == domain.id))
         if largest is not None and largest > max_mailbox_bytes:
             raise ValidationError(
@@ -160,6 +162,11 @@ def update_domain(
                 "reduce it before lowering the largest mailbox size.",
                 field="max_mailbox_bytes",
             )
+    if max_mailboxes is not None:
+        domain.max_mailboxes = max_mailboxes
+    if max_aliases is not None:
+        domain.max_aliases = max_aliases
+    if max_mailbox_bytes is not None:
         domain.max_mailbox_bytes = max_mailbox_bytes
     if active is not None and bool(active) != domain.active:
         domain.active = bool(active)

@@ -33,9 +33,9 @@ def find_address_owner(session: Session, domain: Domain, local_part: str) -> Mai
 def require_address_free(session: Session, domain: Domain, local_part: str) -> None:
     owner = find_address_owner(session, domain, local_part)
     if owner is not None:
-        kind = "mailbox" if isinstance(owner, Mailbox) else "alias"
+        kind = "a mailbox" if isinstance(owner, Mailbox) else "an alias"
         raise AlreadyExists(
-            f"{local_part}@{domain.display_name} is already taken by a {kind}.", field="local_part"
+            f"{local_part}@{domain.display_name} is already taken by {kind}.", field="local_part"
         )
 
 
@@ -158,15 +158,19 @@ def update_mailbox(
     local_part: str | None = None,
 ) -> Mailbox:
     scope.require_domain(actor, mailbox.domain)
-    if display_name is not None:
-        mailbox.display_name = normalize_display_name(display_name)
+    # Validate everything before changing anything: a refused call changes nothing.
+    new_display_name = normalize_display_name(display_name) if display_name is not None else None
+    new_local_part = normalize_local_part(local_part) if local_part is not None else mailbox.local_part
+    if new_local_part != mailbox.local_part:
+        require_address_free(session, mailbox.domain, new_local_part)
+    if new_display_name is not None:
+        mailbox.display_name = new_display_name
     if active is not None:
         mailbox.active = bool(active)
-    if local_part is not None:
-        new_local_part = normalize_local_part(local_part)
-        if new_local_part != mailbox.local_part:
-            require_address_free(session, mailbox.domain, new_local_part)
-            mailbox.local_part = new_local_part
+    if new_local_part != mailbox.local_part:
+        old_address = mailbox.address
+        mailbox.local_part = new_local_part
+        _rename_destination_in_aliases(session, old_address, mailbox.address)
     session.flush()
     return mailbox
 
@@ -184,7 +188,7 @@ def delete_mailbox(session: Session, actor: Actor, mailbox: Mailbox) -> None:
     """Deleting a mailbox frees its storage in the pool and, after commit, removes its mail."""
     scope.require_domain(actor, mailbox.domain)
     storage_key = mailbox.storage_key
-    _remove_from_aliases(session, mailbox.address)
+    remove_destination_from_aliases(session, mailbox.address)
     session.delete(mailbox)
     session.flush()
     mail_root = session.info.get("mail_root")
@@ -195,10 +199,25 @@ def delete_mailbox(session: Session, actor: Actor, mailbox: Mailbox) -> None:
         )
 
 
-def _remove_from_aliases(session: Session, address: str) -> None:
-    """A deleted mailbox leaves the aliases that forwarded to it; an alias left empty goes too."""
-    for destination in session.scalars(select(AliasDestination).where(AliasDestination.address == address)):
-        alias = destination.alias
-        alias.destinations.remove(destination)
-        if not alias.destinations:
-            session.delete(alias)
+def remove_destination_from_aliases(session: Session, address: str) -> None:
+    """A deleted address leaves the aliases that forwarded to it; an alias left empty goes
+    too, and so leaves the aliases that forwarded to it in turn."""
+    pending = [address]
+    while pending:
+        current = pending.pop()
+        for destination in list(
+            session.scalars(select(AliasDestination).where(AliasDestination.address == current))
+        ):
+            alias = destination.alias
+            alias.destinations.remove(destination)
+            if not alias.destinations:
+                pending.append(alias.address)
+                session.delete(alias)
+        session.flush()
+
+
+def _rename_destination_in_aliases(session: Session, old_address: str, new_address: str) -> None:
+    for destination in session.scalars(
+        select(AliasDestination).where(AliasDestination.address == old_address)
+    ):
+        destination.address = new_address

@@ -70,6 +70,14 @@ def normalize_password_hash(stored_hash: str, *, field: str = "password_hash") -
         )
     if not handler.identify(digest) or any(ch.isspace() or ch in "'\"\\" for ch in digest):
         raise ValidationError(f"That is not a valid {scheme} hash.", field=field)
+    try:
+        # identify() looks only at the prefix; parsing checks salt and rounds, and a
+        # hash without its checksum would never verify.
+        parsed = handler.from_string(digest)
+    except (ValueError, TypeError):
+        parsed = None
+    if parsed is None or not parsed.checksum:
+        raise ValidationError(f"That is not a valid {scheme} hash.", field=field)
     return f"{{{scheme}}}{digest}"
 
 

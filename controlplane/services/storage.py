@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -36,6 +37,15 @@ def allocated_bytes(session: Session, tenant: Tenant) -> int:
         .where(Domain.tenant_id == tenant.id)
     )
     return int(total or 0)
+
+
+def largest_mailbox_in_tenant(session: Session, tenant: Tenant) -> int:
+    largest = session.scalar(
+        select(func.coalesce(func.max(Mailbox.quota_bytes), 0))
+        .join(Domain, Mailbox.domain_id == Domain.id)
+        .where(Domain.tenant_id == tenant.id)
+    )
+    return int(largest or 0)
 
 
 def pool_usage(session: Session, tenant: Tenant) -> PoolUsage:
@@ -84,6 +94,8 @@ _SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 10
 def parse_size(text: str | int, *, field: str = "quota_bytes") -> int:
     """Read "5GB", "512 MB" or a plain byte count (units are powers of 1024)."""
     if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise ValidationError("A size cannot be negative.", field=field)
         return text
     cleaned = str(text).strip().upper().replace(" ", "").removesuffix("IB").removesuffix("I")
     number = cleaned.rstrip("KMGTB")
@@ -94,6 +106,6 @@ def parse_size(text: str | int, *, field: str = "quota_bytes") -> int:
         value = float(number)
     except ValueError:
         raise ValidationError(f"{text!r} is not a size: write e.g. 5GB or 500MB.", field=field) from None
-    if unit not in _SIZE_UNITS or value < 0:
+    if unit not in _SIZE_UNITS or not math.isfinite(value) or value < 0 or value * _SIZE_UNITS[unit] > 2**62:
         raise ValidationError(f"{text!r} is not a size: write e.g. 5GB or 500MB.", field=field)
     return int(value * _SIZE_UNITS[unit])

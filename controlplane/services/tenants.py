@@ -71,6 +71,7 @@ def update_tenant(
 ) -> Tenant:
     """A pool never shrinks below what its mailboxes already hold."""
     scope.require_operator(actor)
+    # Validate everything before changing anything: a refused call changes nothing.
     if storage_pool_bytes is not None:
         _require_positive(storage_pool_bytes, "storage_pool_bytes", "The storage pool", allow_zero=True)
         allocated = storage.allocated_bytes(session, tenant)
@@ -80,9 +81,18 @@ def update_tenant(
                 "to mailboxes; reduce their storage first.",
                 field="storage_pool_bytes",
             )
-        tenant.storage_pool_bytes = storage_pool_bytes
     if max_mailbox_bytes is not None:
         _require_positive(max_mailbox_bytes, "max_mailbox_bytes", "The largest mailbox")
+        largest = storage.largest_mailbox_in_tenant(session, tenant)
+        if largest > max_mailbox_bytes:
+            raise ValidationError(
+                f"A mailbox of {tenant.name} already has {storage.format_bytes(largest)}; "
+                "reduce it before lowering the plan's largest mailbox.",
+                field="max_mailbox_bytes",
+            )
+    if storage_pool_bytes is not None:
+        tenant.storage_pool_bytes = storage_pool_bytes
+    if max_mailbox_bytes is not None:
         tenant.max_mailbox_bytes = max_mailbox_bytes
     if active is not None:
         tenant.active = bool(active)

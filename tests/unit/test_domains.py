@@ -90,12 +90,6 @@ def test_negative_bool_and_non_integer_domain_limits_are_refused(db, limits) -> 
     assert _domain_count(db) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="BUG: create_domain/update_domain check max_mailbox_bytes with isinstance(int) only, so True "
-    "is accepted as a 1-byte limit (the count limits refuse bools)",
-)
 def test_bool_largest_mailbox_is_refused(db) -> None:
     with pytest.raises(ValidationError):
         _create(db, scope.OPERATOR, make_tenant(db), max_mailbox_bytes=True)
@@ -221,12 +215,6 @@ def test_update_domain_refuses_bad_limit_values(db, limits) -> None:
     assert _stored_limits(db, domain) == (2, 2, 10 * KB)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: update_domain assigns max_mailboxes before checking max_aliases/max_mailbox_bytes; the "
-    "max-quota query autoflushes it, so a refused call still changes the row",
-)
 def test_refused_domain_update_changes_nothing(db) -> None:
     domain = make_domain(db, max_mailboxes=2, max_aliases=2, max_mailbox_bytes=100 * KB)
     make_mailbox(db, domain=domain, quota=20 * KB)

@@ -46,12 +46,6 @@ def test_verify_password_is_false_for_non_string_passwords() -> None:
     assert passwords.verify_password(None, passwords.hash_password("correct horse")) is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="BUG: BLF-CRYPT hashes are accepted for import but passlib has no bcrypt backend (bcrypt is "
-    "not a dependency), so verify_password raises MissingBackendError instead of returning a bool",
-)
 def test_verify_password_handles_imported_bcrypt_hashes() -> None:
     assert passwords.verify_password("U*U", "{BLF-CRYPT}" + BCRYPT_HASH) is True
 

@@ -45,23 +45,12 @@ def test_parse_size_refuses_what_is_not_a_size(text) -> None:
     assert caught.value.field == "pool"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(ValueError, OverflowError),
-    reason="BUG: parse_size passes float('nan'/'inf') to int(), raising ValueError/OverflowError "
-    "instead of ValidationError (the CLI's size options would crash with a traceback)",
-)
 @pytest.mark.parametrize("text", ["nan", "inf", "infGB", "1e400"])
 def test_parse_size_refuses_nan_and_infinity_with_validation_error(text: str) -> None:
     with pytest.raises(ValidationError):
         storage.parse_size(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="BUG: parse_size returns a negative int unchanged although it refuses '-1GB' and '-5'",
-)
 def test_parse_size_refuses_negative_integers() -> None:
     with pytest.raises(ValidationError):
         storage.parse_size(-1)

@@ -141,12 +141,6 @@ def test_get_tenant_of_unknown_name_is_not_found(db) -> None:
         tenants.get_tenant(db, scope.OPERATOR, "Nobody")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="BUG: update_tenant lets the plan's largest mailbox drop below an existing mailbox's quota "
-    "(update_domain refuses the same for its max_mailbox_bytes)",
-)
 def test_plan_largest_mailbox_cannot_drop_below_an_existing_mailbox(db) -> None:
     tenant = make_tenant(db, pool=100 * KB)
     make_mailbox(db, domain=make_domain(db, tenant=tenant), quota=20 * KB)
@@ -154,12 +148,6 @@ def test_plan_largest_mailbox_cannot_drop_below_an_existing_mailbox(db) -> None:
         tenants.update_tenant(db, scope.OPERATOR, tenant, max_mailbox_bytes=10 * KB)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: update_tenant assigns storage_pool_bytes before validating max_mailbox_bytes, so a "
-    "refused call leaves the new pool in the session (and in the DB after autoflush)",
-)
 def test_refused_tenant_update_changes_nothing(db) -> None:
     tenant = make_tenant(db, pool=100 * KB)
     with pytest.raises(ValidationError):
