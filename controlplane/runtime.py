@@ -30,6 +30,8 @@ class Installation:
             info={
                 "min_mailbox_bytes": settings.min_mailbox_bytes,
                 "mail_root": str(settings.mail_root),
+                # Keys the fingerprints of failed login guesses (services/auth.py).
+                "auth_secret": settings.secret_key,
                 "on_domains_changed": lambda: reload_postfix_if_running(settings),
             }
         )

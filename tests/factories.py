@@ -6,8 +6,8 @@ import itertools
 
 from sqlalchemy.orm import Session
 
-from controlplane.models import Alias, Domain, Mailbox, Tenant
-from controlplane.services import aliases, domains, mailboxes, tenants
+from controlplane.models import Admin, Alias, Domain, Mailbox, Tenant
+from controlplane.services import admins, aliases, domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
 
 KB = 1024
@@ -58,4 +58,16 @@ def make_mailbox(
 def make_alias(session: Session, *, domain: Domain, local_part: str, destinations: list[str]) -> Alias:
     return aliases.create_alias(
         session, OPERATOR, domain=domain, local_part=local_part, destinations=destinations
+    )
+
+
+def make_admin(
+    session: Session, *, tenant: Tenant | None = None, login: str | None = None, password: str = PASSWORD
+) -> Admin:
+    return admins.create_admin(
+        session,
+        OPERATOR,
+        tenant=tenant or make_tenant(session),
+        login=login or f"admin{next(_counter)}",
+        password=password,
     )

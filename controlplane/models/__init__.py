@@ -2,9 +2,11 @@
 
 from controlplane.models.admin import Admin
 from controlplane.models.alias import Alias, AliasDestination
+from controlplane.models.audit import AuditEntry
 from controlplane.models.base import Base
 from controlplane.models.config_generation import ConfigGeneration
 from controlplane.models.domain import Domain
+from controlplane.models.logs import AuthEvent
 from controlplane.models.mailbox import Mailbox
 from controlplane.models.tenant import GIB, Tenant
 
@@ -13,6 +15,8 @@ __all__ = [
     "Admin",
     "Alias",
     "AliasDestination",
+    "AuditEntry",
+    "AuthEvent",
     "Base",
     "ConfigGeneration",
     "Domain",

@@ -25,6 +25,8 @@ class Admin(Base):
     login: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(default=True)
+    # Base32 RFC 6238 secret; when set, logging in also needs the current code.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[created_at]
 
     tenant: Mapped[Tenant] = relationship(back_populates="admins")

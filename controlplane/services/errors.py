@@ -42,3 +42,26 @@ class PoolExhausted(LetterheadError):
 
 class ConfigRefused(LetterheadError):
     """A rendered configuration failed the daemons' own checks; the previous one stays live."""
+
+
+class AuthenticationFailed(LetterheadError):
+    """A login was refused; the message never says whether the login or the password was wrong."""
+
+    def __init__(self, message: str = "Wrong login or password.", *, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+
+
+class LoginThrottled(LetterheadError):
+    """Too many failed logins for the account or from the network; `minutes` until the next try."""
+
+    def __init__(self, minutes: int) -> None:
+        unit = "minute" if minutes == 1 else "minutes"
+        super().__init__(f"Too many failed logins. Wait {minutes} {unit}, then try again.")
+        self.minutes = minutes
+
+
+class SecondFactorRequired(LetterheadError):
+    """The password was right and the account needs its authenticator code as well."""
+
+    def __init__(self) -> None:
+        super().__init__("Enter the 6-digit code from your authenticator app.", field="totp_code")

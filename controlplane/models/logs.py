@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from controlplane.models.base import AUTOINCREMENT, Base, int_pk, utc_time
+
+
+class AuthEvent(Base):
+    """One login attempt to any service, successful or not.
+
+    Throttling is computed from these rows rather than from a table of its own: every
+    attempt is recorded here anyway, so a second table would only duplicate it. A failed
+    guess carries `password_fingerprint`, a keyed HMAC of the account and the guessed
+    password (or second-factor code), never the password itself, so that an identical
+    wrong guess repeated counts once; attempts that guessed nothing (throttled, inactive,
+    success) have none. `account` is the canonical login the attempt was counted against
+    and `network` the client's /24 (IPv4) or /64 (IPv6).
+    """
+
+    __tablename__ = "auth_event"
+    __table_args__ = (
+        Index("ix_auth_event_tenant_id_time", "tenant_id", "time"),
+        Index("ix_auth_event_domain_id_time", "domain_id", "time"),
+        AUTOINCREMENT,
+    )
+
+    id: Mapped[int_pk]
+    time: Mapped[utc_time] = mapped_column(index=True)
+    service: Mapped[str] = mapped_column(String(20))
+    login: Mapped[str] = mapped_column(String(255), index=True)
+    account: Mapped[str] = mapped_column(String(255), index=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id", ondelete="SET NULL"))
+    domain_id: Mapped[int | None] = mapped_column(ForeignKey("domain.id", ondelete="SET NULL"))
+    client_ip: Mapped[str] = mapped_column(String(64), index=True)
+    network: Mapped[str] = mapped_column(String(64), index=True)
+    user_agent: Mapped[str] = mapped_column(String(500), default="")
+    success: Mapped[bool]
+    reason: Mapped[str] = mapped_column(String(50), default="")
+    password_fingerprint: Mapped[str | None] = mapped_column(String(32))

@@ -1,0 +1,124 @@
+"""The audit trail (who changed what) and the login record, each seen within the viewer's scope.
+
+Full admins see their tenant's entries, domain admins only their own domain's, and the
+operator everything, including entries whose tenant has since been deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from controlplane.models import AuditEntry, AuthEvent, Domain, Tenant
+from controlplane.models.base import utcnow
+from controlplane.services import scope
+from controlplane.services.errors import NotFound
+from controlplane.services.scope import Actor
+
+Row = TypeVar("Row", AuditEntry, AuthEvent)
+
+
+def actor_label(actor: Actor) -> str:
+    """How an actor is named in the trail: "operator", "admin:boss", "domain-admin:ann@a.test"."""
+    if actor.is_operator:
+        return "operator"
+    if actor.kind == "domain_admin":
+        return f"domain-admin:{actor.name}"
+    return actor.name or f"admin:tenant-{actor.tenant_id}"
+
+
+def record(
+    session: Session,
+    actor: Actor,
+    *,
+    action: str,
+    target: str,
+    tenant_id: int | None,
+    domain_id: int | None = None,
+    client_ip: str = "",
+    details: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> AuditEntry:
+    """Append what `actor` did (`action` like "mailbox.create", on `target`) to the trail.
+
+    Call it after the service that did the work succeeded; it checks no scope itself.
+    """
+    entry = AuditEntry(
+        time=now or utcnow(),
+        tenant_id=tenant_id,
+        domain_id=domain_id,
+        actor=actor_label(actor)[:400],
+        client_ip=client_ip[:64],
+        action=action,
+        target=target[:400],
+        details=details or {},
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def list_entries(
+    session: Session,
+    actor: Actor,
+    *,
+    tenant: Tenant | None,
+    domain: Domain | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[AuditEntry], int]:
+    """One page of the audit trail, newest first, and the number of entries in all.
+
+    `tenant=None` (with no domain) lists every entry and is the operator's alone.
+    Raises NotFound, NotInScope.
+    """
+    criteria = _visible(actor, AuditEntry, tenant, domain)
+    return _page(session, AuditEntry, criteria, offset, limit)
+
+
+def list_auth_events(
+    session: Session,
+    actor: Actor,
+    *,
+    tenant: Tenant | None,
+    domain: Domain | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[AuthEvent], int]:
+    """One page of login attempts on the tenant's (or domain's) accounts, newest first, and the total.
+
+    Attempts at unknown logins belong to no tenant: only the operator sees them (`tenant=None`).
+    Raises NotFound, NotInScope.
+    """
+    criteria = _visible(actor, AuthEvent, tenant, domain)
+    return _page(session, AuthEvent, criteria, offset, limit)
+
+
+def _visible(
+    actor: Actor,
+    model: type[AuditEntry] | type[AuthEvent],
+    tenant: Tenant | None,
+    domain: Domain | None,
+) -> list[ColumnElement[bool]]:
+    if tenant is None and domain is None:
+        scope.require_operator(actor)
+        return []
+    if domain is None:
+        assert tenant is not None
+        scope.require_full_admin(actor, tenant)
+        return [model.tenant_id == tenant.id]
+    if tenant is not None and domain.tenant_id != tenant.id:
+        raise NotFound(f"No such domain: {domain.display_name}.")
+    scope.require_domain(actor, domain)
+    return [model.domain_id == domain.id]
+
+
+def _page(
+    session: Session, model: type[Row], criteria: list[ColumnElement[bool]], offset: int, limit: int
+) -> tuple[list[Row], int]:
+    total = session.scalar(select(func.count()).select_from(model).where(*criteria)) or 0
+    query = select(model).where(*criteria).order_by(model.time.desc(), model.id.desc())
+    return list(session.scalars(query.offset(max(offset, 0)).limit(max(limit, 0)))), total

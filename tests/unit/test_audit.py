@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from controlplane.services import audit, auth, scope, tenants
+from controlplane.services.errors import AuthenticationFailed, NotFound, NotInScope
+from tests.factories import PASSWORD, make_admin, make_domain, make_mailbox, make_tenant
+
+NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def world(db):
+    """Tenant T with domains a.test and b.test, and another tenant O with o.test, each with one entry."""
+    tenant, other = make_tenant(db), make_tenant(db)
+    a, b = make_domain(db, tenant=tenant, name="a.test"), make_domain(db, tenant=tenant, name="b.test")
+    o = make_domain(db, tenant=other, name="o.test")
+    for minute, domain in enumerate((a, b, o)):
+        audit.record(
+            db,
+            scope.OPERATOR,
+            action="mailbox.create",
+            target=f"info@{domain.name}",
+            tenant_id=domain.tenant_id,
+            domain_id=domain.id,
+            now=NOW + dt.timedelta(minutes=minute),
+        )
+    audit.record(
+        db,
+        scope.tenant_admin(tenant.id, name="admin:boss"),
+        action="domain.create",
+        target="b.test",
+        tenant_id=tenant.id,
+        now=NOW + dt.timedelta(minutes=5),
+    )
+    return tenant, other, a, b, o
+
+
+def _targets(entries) -> list[str]:
+    return [entry.target for entry in entries]
+
+
+def test_record_names_the_actor_and_keeps_the_details(db) -> None:
+    domain = make_domain(db, name="a.test")
+    actor = scope.domain_admin(domain.tenant_id, domain.id, name="ann@a.test")
+    entry = audit.record(
+        db,
+        actor,
+        action="mailbox.quota",
+        target="bob@a.test",
+        tenant_id=domain.tenant_id,
+        domain_id=domain.id,
+        client_ip="192.0.2.1",
+        details={"quota_bytes": 2048},
+    )
+    db.expire_all()
+    assert entry.actor == "domain-admin:ann@a.test"
+    assert entry.details == {"quota_bytes": 2048}
+    assert entry.time.tzinfo is not None and entry.client_ip == "192.0.2.1"
+
+
+def test_full_admin_sees_their_tenants_entries_newest_first_with_the_total(db, world) -> None:
+    tenant, *_ = world
+    admin = scope.tenant_admin(tenant.id)
+    entries, total = audit.list_entries(db, admin, tenant=tenant)
+    assert (_targets(entries), total) == (["b.test", "info@b.test", "info@a.test"], 3)
+    page, total = audit.list_entries(db, admin, tenant=tenant, offset=1, limit=1)
+    assert (_targets(page), total) == (["info@b.test"], 3)
+    assert entries[0].actor == "admin:boss" and entries[1].actor == "operator"
+
+
+def test_domain_admin_sees_only_their_domains_entries(db, world) -> None:
+    tenant, _, a, b, _ = world
+    actor = scope.domain_admin(tenant.id, a.id, name="ann@a.test")
+    entries, total = audit.list_entries(db, actor, tenant=tenant, domain=a)
+    assert (_targets(entries), total) == (["info@a.test"], 1)
+    with pytest.raises(NotFound):
+        audit.list_entries(db, actor, tenant=tenant, domain=b)
+    with pytest.raises(NotInScope):
+        audit.list_entries(db, actor, tenant=tenant)
+
+
+def test_another_tenants_admin_gets_not_found(db, world) -> None:
+    tenant, other, a, _, o = world
+    intruder = scope.tenant_admin(other.id)
+    with pytest.raises(NotFound):
+        audit.list_entries(db, intruder, tenant=tenant)
+    with pytest.raises(NotFound):
+        audit.list_entries(db, intruder, tenant=tenant, domain=a)
+    with pytest.raises(NotFound):
+        audit.list_entries(db, scope.tenant_admin(tenant.id), tenant=tenant, domain=o)
+
+
+def test_only_the_operator_lists_everything_and_keeps_deleted_tenants_entries(db, world) -> None:
+    tenant, other, *_ = world
+    with pytest.raises(NotInScope):
+        audit.list_entries(db, scope.tenant_admin(tenant.id), tenant=None)
+    tenants.delete_tenant(db, scope.OPERATOR, other)
+    db.expire_all()
+    entries, total = audit.list_entries(db, scope.OPERATOR, tenant=None)
+    assert total == 4
+    assert [entry.tenant_id for entry in entries if entry.target == "info@o.test"] == [None]
+
+
+def test_login_attempts_are_listed_within_the_viewers_scope(db) -> None:
+    tenant, other = make_tenant(db), make_tenant(db)
+    a, b = make_domain(db, tenant=tenant, name="a.test"), make_domain(db, tenant=tenant, name="b.test")
+    make_admin(db, tenant=tenant, login="boss")
+    make_mailbox(db, domain=a, local_part="ann", is_domain_admin=True)
+    make_mailbox(db, domain=b, local_part="ben", is_domain_admin=True)
+    for login in ("boss", "ann@a.test", "ben@b.test", "nobody"):
+        with pytest.raises(AuthenticationFailed):
+            auth.authenticate_admin(
+                db, login=login, password="wrong guess", client_ip="192.0.2.1", user_agent="ua", now=NOW
+            )
+    auth.authenticate_admin(
+        db,
+        login="ann@a.test",
+        password=PASSWORD,
+        client_ip="192.0.2.1",
+        user_agent="ua",
+        now=NOW + dt.timedelta(minutes=1),
+    )
+
+    tenant_events, total = audit.list_auth_events(db, scope.tenant_admin(tenant.id), tenant=tenant)
+    assert total == 4 and {event.login for event in tenant_events} == {"boss", "ann@a.test", "ben@b.test"}
+    ann = scope.domain_admin(tenant.id, a.id, name="ann@a.test")
+    domain_events, total = audit.list_auth_events(db, ann, tenant=tenant, domain=a)
+    assert total == 2 and [event.success for event in domain_events] == [True, False]
+    with pytest.raises(NotFound):
+        audit.list_auth_events(db, ann, tenant=tenant, domain=b)
+    with pytest.raises(NotFound):
+        audit.list_auth_events(db, scope.tenant_admin(other.id), tenant=tenant)
+    _, everything = audit.list_auth_events(db, scope.OPERATOR, tenant=None)
+    assert everything == 5
