@@ -8,15 +8,29 @@ from flask import Flask
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    from controlplane.runtime import Installation
+    from flask_wtf.csrf import CSRFProtect
+
+    from controlplane.runtime import Installation, instance_secret_key
     from controlplane.settings import load_settings
-    from controlplane.web import status
+    from controlplane.web import admin, status
 
     app = Flask(__name__)
     settings = (test_config or {}).get("LETTERHEAD_SETTINGS") or load_settings()
-    app.config.update(SECRET_KEY=settings.secret_key or None)
+    app.config.update(
+        SECRET_KEY=instance_secret_key(settings),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        # Behind nginx's TLS in production; the development profile serves plain HTTP on loopback.
+        SESSION_COOKIE_SECURE=settings.profile == "production",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=settings.profile == "production",
+        WTF_CSRF_TIME_LIMIT=None,
+    )
     if test_config:
         app.config.update(test_config)
     app.extensions["letterhead"] = Installation(settings)
+    CSRFProtect(app)
+    admin.login_manager.init_app(app)
     app.register_blueprint(status.blueprint)
+    app.register_blueprint(admin.blueprint)
     return app

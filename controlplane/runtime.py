@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 from collections.abc import Iterator
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +20,23 @@ def reload_postfix_if_running(settings: Settings) -> None:
         postfix.reload(settings.live_config / "postfix")
 
 
+def instance_secret_key(settings: Settings) -> str:
+    """The configured secret key, or one made once and kept in the state directory.
+
+    It signs session cookies and keys the fingerprints of failed login guesses: a
+    well-known default would let anyone forge a session.
+    """
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.home / "secret_key"
+    if not path.exists():
+        settings.home.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
 class Installation:
     """One state directory: its settings and a session factory whose sessions know the
     installation's rules (smallest mailbox) and hooks (reload Postfix after domain changes)."""
@@ -31,7 +50,7 @@ class Installation:
                 "min_mailbox_bytes": settings.min_mailbox_bytes,
                 "mail_root": str(settings.mail_root),
                 # Keys the fingerprints of failed login guesses (services/auth.py).
-                "auth_secret": settings.secret_key,
+                "auth_secret": instance_secret_key(settings),
                 "on_domains_changed": lambda: reload_postfix_if_running(settings),
             }
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from controlplane.models import Alias, AliasDestination, Domain
 from controlplane.services import domains, mailboxes, scope
@@ -105,6 +105,14 @@ def find_alias(session: Session, address: str) -> Alias | None:
     )
 
 
+def get_alias_by_id(session: Session, actor: Actor, alias_id: int) -> Alias:
+    alias = session.get(Alias, alias_id)
+    if alias is None:
+        raise NotFound("No such alias.")
+    scope.require_domain(actor, alias.domain)
+    return alias
+
+
 def get_alias(session: Session, actor: Actor, address: str) -> Alias:
     alias = find_alias(session, address)
     if alias is None:
@@ -115,7 +123,8 @@ def get_alias(session: Session, actor: Actor, address: str) -> Alias:
 
 def list_aliases(session: Session, actor: Actor, domain: Domain) -> list[Alias]:
     scope.require_domain(actor, domain)
-    return list(session.scalars(select(Alias).where(Alias.domain_id == domain.id).order_by(Alias.local_part)))
+    query = select(Alias).where(Alias.domain_id == domain.id).options(selectinload(Alias.destinations))
+    return list(session.scalars(query.order_by(Alias.local_part)))
 
 
 def set_alias_destinations(session: Session, actor: Actor, alias: Alias, destinations: list[str]) -> Alias:

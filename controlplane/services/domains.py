@@ -94,6 +94,44 @@ def list_domains(session: Session, actor: Actor, tenant: Tenant | None = None) -
     return list(session.scalars(query))
 
 
+@dataclasses.dataclass(frozen=True)
+class DomainSummary:
+    domain: Domain
+    counts: DomainCounts
+
+
+def list_domain_summaries(
+    session: Session, actor: Actor, tenant: Tenant | None = None
+) -> list[DomainSummary]:
+    """The domains the actor may see, each with its counts, in three queries whatever their number."""
+    listed = list_domains(session, actor, tenant)
+    ids = [domain.id for domain in listed]
+    mailbox_rows = session.execute(
+        select(Mailbox.domain_id, func.count(Mailbox.id), func.coalesce(func.sum(Mailbox.quota_bytes), 0))
+        .where(Mailbox.domain_id.in_(ids))
+        .group_by(Mailbox.domain_id)
+    )
+    mailbox_counts = {domain_id: (count, allocated) for domain_id, count, allocated in mailbox_rows}
+    alias_counts = dict(
+        session.execute(
+            select(Alias.domain_id, func.count(Alias.id))
+            .where(Alias.domain_id.in_(ids))
+            .group_by(Alias.domain_id)
+        ).all()
+    )
+    return [
+        DomainSummary(
+            domain=domain,
+            counts=DomainCounts(
+                mailboxes=int(mailbox_counts.get(domain.id, (0, 0))[0]),
+                aliases=int(alias_counts.get(domain.id, 0)),
+                allocated_bytes=int(mailbox_counts.get(domain.id, (0, 0))[1]),
+            ),
+        )
+        for domain in listed
+    ]
+
+
 def domain_counts(session: Session, domain: Domain) -> DomainCounts:
     mailboxes, allocated = session.execute(
         select(func.count(Mailbox.id), func.coalesce(func.sum(Mailbox.quota_bytes), 0)).where(

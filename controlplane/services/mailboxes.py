@@ -104,6 +104,34 @@ def get_mailbox(session: Session, actor: Actor, address: str) -> Mailbox:
     return mailbox
 
 
+def get_mailbox_by_id(session: Session, actor: Actor, mailbox_id: int) -> Mailbox:
+    mailbox = session.get(Mailbox, mailbox_id)
+    if mailbox is None:
+        raise NotFound("No such mailbox.")
+    scope.require_domain(actor, mailbox.domain)
+    return mailbox
+
+
+def _mailbox_filter(domain: Domain, search: str):
+    criteria = [Mailbox.domain_id == domain.id]
+    if search:
+        criteria.append(Mailbox.local_part.contains(search.lower(), autoescape=True))
+    return criteria
+
+
+def page_of_mailboxes(
+    session: Session, actor: Actor, domain: Domain, *, search: str = "", offset: int = 0, limit: int = 50
+) -> tuple[list[Mailbox], int]:
+    """One page of a domain's mailboxes (searched by the part before @) and how many match in all."""
+    scope.require_domain(actor, domain)
+    criteria = _mailbox_filter(domain, search)
+    total = session.scalar(select(func.count(Mailbox.id)).where(*criteria)) or 0
+    rows = session.scalars(
+        select(Mailbox).where(*criteria).order_by(Mailbox.local_part).offset(max(offset, 0)).limit(limit)
+    )
+    return list(rows), int(total)
+
+
 def list_mailboxes(
     session: Session, actor: Actor, domain: Domain, *, search: str = "", offset: int = 0, limit: int = 100
 ) -> list[Mailbox]:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
+from controlplane.web.access import allow
+
 blueprint = Blueprint("status", __name__)
 
 
 @blueprint.get("/healthz")
+@allow("public")
 def health():
     installation = current_app.extensions["letterhead"]
     with installation.sessions() as session:
@@ -17,6 +20,7 @@ def health():
 
 
 @blueprint.get("/")
+@allow("public")
 def index():
     settings = current_app.extensions["letterhead"].settings
     return (

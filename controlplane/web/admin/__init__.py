@@ -1,0 +1,410 @@
+"""The admin panel at /admin: full admins manage their tenant, domain admins their domain.
+
+Views stay thin: read the form, call a service with the logged-in actor, record the
+action in the audit trail, commit, redirect. Every rule (limits, pool, scope) is the
+services'; a refused call re-renders the page with the service's own message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask_login import LoginManager, UserMixin, login_user, logout_user
+from sqlalchemy.orm import Session
+
+from controlplane.models import Admin, Mailbox
+from controlplane.services import admins, aliases, audit, auth, domains, mailboxes, passwords, scope, storage
+from controlplane.services.errors import (
+    AuthenticationFailed,
+    LetterheadError,
+    LoginThrottled,
+    NotFound,
+    NotInScope,
+    SecondFactorRequired,
+)
+from controlplane.services.scope import Actor
+from controlplane.web.access import allow, current_actor
+
+blueprint = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
+login_manager = LoginManager()
+login_manager.login_view = "admin.login"
+PAGE_SIZE = 50
+
+
+class PanelUser(UserMixin):
+    """A logged-in full admin (`admin:ID`) or domain-admin mailbox (`mailbox:ID`)."""
+
+    def __init__(self, user_id: str, actor: Actor, label: str) -> None:
+        self.id, self.actor, self.label = user_id, actor, label
+
+    @property
+    def role(self) -> str:
+        return "full_admin" if self.actor.kind == "tenant_admin" else "domain_admin"
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> PanelUser | None:
+    kind, _, number = user_id.partition(":")
+    if not number.isdigit():
+        return None
+    session = db()
+    if kind == "admin":
+        admin = session.get(Admin, int(number))
+        if admin is None or not admin.active or not admin.tenant.active:
+            return None
+        return PanelUser(
+            user_id, scope.tenant_admin(admin.tenant_id, name=f"admin:{admin.login}"), admin.login
+        )
+    if kind == "mailbox":
+        mailbox = session.get(Mailbox, int(number))
+        if mailbox is None or not (mailbox.active and mailbox.is_domain_admin and mailbox.domain.active):
+            return None
+        actor = scope.domain_admin(mailbox.domain.tenant_id, mailbox.domain_id, name=mailbox.address)
+        return PanelUser(user_id, actor, mailbox.address)
+    return None
+
+
+def db() -> Session:
+    """The request's session; views commit what succeeded, teardown closes it."""
+    if "db" not in g:
+        from flask import current_app
+
+        g.db = current_app.extensions["letterhead"].sessions()
+    return g.db
+
+
+@blueprint.teardown_app_request
+def close_session(_error: BaseException | None) -> None:
+    session = g.pop("db", None)
+    if session is not None:
+        session.close()
+
+
+def client_ip() -> str:
+    return request.remote_addr or ""
+
+
+def record(action: str, target: str, *, tenant_id: int, domain_id: int | None = None, **details: Any) -> None:
+    audit.record(
+        db(), current_actor(), action=action, target=target, tenant_id=tenant_id, domain_id=domain_id,
+        client_ip=client_ip(), details=details or None,
+    )  # fmt: skip
+
+
+def attempt(change: Callable[[], Any], success: str) -> bool:
+    """Run a change; commit and flash `success`, or roll back and flash the service's message."""
+    try:
+        change()
+    except (NotFound, NotInScope):
+        db().rollback()
+        raise
+    except LetterheadError as error:
+        db().rollback()
+        flash(error.message, "error")
+        return False
+    db().commit()
+    flash(success, "ok")
+    return True
+
+
+@blueprint.errorhandler(NotFound)
+def not_found(error: NotFound):
+    return render_template("admin/error.html", message=error.message), 404
+
+
+@blueprint.errorhandler(NotInScope)
+def not_in_scope(error: NotInScope):
+    return render_template("admin/error.html", message=error.message), 403
+
+
+# --- logging in and out -------------------------------------------------------------------------
+
+
+@blueprint.route("/login", methods=["GET", "POST"])
+@allow("public")
+def login():
+    if request.method == "GET":
+        return render_template("admin/login.html", ask_code=False)
+    form = request.form
+    session = db()
+    try:
+        actor = auth.authenticate_admin(
+            session, login=form.get("login", ""), password=form.get("password", ""),
+            client_ip=client_ip(), user_agent=request.headers.get("User-Agent", ""),
+            totp_code=form.get("totp_code") or None,
+        )  # fmt: skip
+    except SecondFactorRequired as error:
+        session.commit()  # the attempt is on record
+        return render_template("admin/login.html", ask_code=True, message=error.message, login=form["login"])
+    except (AuthenticationFailed, LoginThrottled) as error:
+        session.commit()  # the failure must count towards throttling
+        status = 429 if isinstance(error, LoginThrottled) else 401
+        return render_template("admin/login.html", ask_code=False, message=error.message), status
+    session.commit()
+    if actor.kind == "tenant_admin":
+        admin = admins.find_admin(session, actor.name.removeprefix("admin:"))
+        user = PanelUser(f"admin:{admin.id}", actor, admin.login)
+    else:
+        mailbox = mailboxes.find_mailbox(session, actor.name)
+        user = PanelUser(f"mailbox:{mailbox.id}", actor, mailbox.address)
+    login_user(user)
+    return redirect(url_for("admin.dashboard"))
+
+
+@blueprint.post("/logout")
+@allow("full_admin", "domain_admin")
+def logout():
+    logout_user()
+    return redirect(url_for("admin.login"))
+
+
+# --- dashboard and domains ----------------------------------------------------------------------
+
+
+def _tenant():
+    from controlplane.models import Tenant
+
+    return db().get(Tenant, current_actor().tenant_id)
+
+
+@blueprint.get("/")
+@allow("full_admin", "domain_admin")
+def dashboard():
+    actor = current_actor()
+    if actor.kind == "domain_admin":
+        from controlplane.models import Domain
+
+        return redirect(url_for("admin.domain", name=db().get(Domain, actor.domain_id).name))
+    tenant = _tenant()
+    usage = storage.pool_usage(db(), tenant)
+    summaries = domains.list_domain_summaries(db(), actor, tenant)
+    entries, _ = audit.list_entries(db(), actor, tenant=tenant, limit=10)
+    return render_template(
+        "admin/dashboard.html", tenant=tenant, usage=usage, summaries=summaries, entries=entries,
+        format_bytes=storage.format_bytes,
+    )  # fmt: skip
+
+
+@blueprint.post("/domains")
+@allow("full_admin")
+def create_domain():
+    form, tenant = request.form, _tenant()
+
+    def change() -> None:
+        domain = domains.create_domain(
+            db(), current_actor(), tenant=tenant, name=form.get("name", "").strip(),
+            max_mailboxes=_whole_number(form.get("max_mailboxes"), "max_mailboxes"),
+            max_aliases=_whole_number(form.get("max_aliases"), "max_aliases"),
+            max_mailbox_bytes=storage.parse_size(form.get("max_mailbox_size") or "20GB", field="max_mailbox_bytes"),
+        )  # fmt: skip
+        record("domain.create", domain.name, tenant_id=tenant.id, domain_id=domain.id)
+
+    attempt(change, "Domain created.")
+    return redirect(url_for("admin.dashboard"))
+
+
+def _whole_number(text: str | None, field: str) -> int:
+    from controlplane.services.errors import ValidationError
+
+    try:
+        return int((text or "").strip())
+    except ValueError:
+        raise ValidationError(f"{field.replace('_', ' ')} must be a whole number.", field=field) from None
+
+
+@blueprint.get("/domains/<name>")
+@allow("full_admin", "domain_admin")
+def domain(name: str):
+    actor = current_actor()
+    found = domains.get_domain(db(), actor, name)
+    search = request.args.get("q", "").strip()
+    page_text = request.args.get("page", "1")
+    page = max(int(page_text), 1) if page_text.isdigit() else 1
+    rows, total = mailboxes.page_of_mailboxes(
+        db(), actor, found, search=search, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+    )
+    return render_template(
+        "admin/domain.html", domain=found, counts=domains.domain_counts(db(), found), mailboxes=rows,
+        total=total, page=page, pages=max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1), search=search,
+        aliases=aliases.list_aliases(db(), actor, found), can_edit_limits=actor.kind != "domain_admin",
+        largest=storage.largest_mailbox_bytes(found), format_bytes=storage.format_bytes,
+    )  # fmt: skip
+
+
+@blueprint.post("/domains/<name>/limits")
+@allow("full_admin")
+def update_limits(name: str):
+    form = request.form
+    found = domains.get_domain(db(), current_actor(), name)
+
+    def change() -> None:
+        domains.update_domain(
+            db(), current_actor(), found,
+            max_mailboxes=_whole_number(form.get("max_mailboxes"), "max_mailboxes"),
+            max_aliases=_whole_number(form.get("max_aliases"), "max_aliases"),
+            max_mailbox_bytes=storage.parse_size(form.get("max_mailbox_size", ""), field="max_mailbox_bytes"),
+        )  # fmt: skip
+        record("domain.limits", found.name, tenant_id=found.tenant_id, domain_id=found.id)
+
+    attempt(change, "Limits saved.")
+    return redirect(url_for("admin.domain", name=found.name))
+
+
+@blueprint.post("/domains/<name>/delete")
+@allow("full_admin")
+def delete_domain(name: str):
+    found = domains.get_domain(db(), current_actor(), name)
+    if request.form.get("confirm", "") != found.name:
+        flash(f"Type {found.name} to confirm: its mailboxes, their mail and its aliases go with it.", "error")
+        return redirect(url_for("admin.domain", name=found.name))
+    tenant_id, domain_name = found.tenant_id, found.name
+
+    def change() -> None:
+        domains.delete_domain(db(), current_actor(), found)
+        record("domain.delete", domain_name, tenant_id=tenant_id)
+
+    attempt(change, f"{domain_name} deleted.")
+    return redirect(url_for("admin.dashboard"))
+
+
+# --- mailboxes ----------------------------------------------------------------------------------
+
+
+@blueprint.post("/domains/<name>/mailboxes")
+@allow("full_admin", "domain_admin")
+def create_mailbox(name: str):
+    form = request.form
+    found = domains.get_domain(db(), current_actor(), name)
+    generated = passwords.generate_password() if not form.get("password") else None
+
+    def change() -> None:
+        mailbox = mailboxes.create_mailbox(
+            db(), current_actor(), domain=found, local_part=form.get("local_part", "").strip(),
+            quota_bytes=storage.parse_size(form.get("quota", ""), field="quota_bytes"),
+            password=form.get("password") or generated, display_name=form.get("display_name", ""),
+        )  # fmt: skip
+        record("mailbox.create", mailbox.address, tenant_id=found.tenant_id, domain_id=found.id)
+
+    message = "Mailbox created." + (f" Its password, shown once: {generated}" if generated else "")
+    attempt(change, message)
+    return redirect(url_for("admin.domain", name=found.name))
+
+
+def _mailbox_action(mailbox_id: int, action: str, change: Callable[[Mailbox], Any], success: str):
+    mailbox = mailboxes.get_mailbox_by_id(db(), current_actor(), mailbox_id)
+    domain_name, address = mailbox.domain.name, mailbox.address
+    tenant_id, domain_id = mailbox.domain.tenant_id, mailbox.domain_id
+
+    def run() -> None:
+        change(mailbox)
+        record(action, address, tenant_id=tenant_id, domain_id=domain_id)
+
+    attempt(run, success)
+    return redirect(url_for("admin.domain", name=domain_name))
+
+
+@blueprint.post("/mailboxes/<int:mailbox_id>/quota")
+@allow("full_admin", "domain_admin")
+def set_quota(mailbox_id: int):
+    size = request.form.get("quota", "")
+    return _mailbox_action(
+        mailbox_id, "mailbox.quota",
+        lambda m: mailboxes.set_mailbox_quota(db(), current_actor(), m, storage.parse_size(size)),
+        "Storage changed; the next delivery sees it.",
+    )  # fmt: skip
+
+
+@blueprint.post("/mailboxes/<int:mailbox_id>/password")
+@allow("full_admin", "domain_admin")
+def set_password(mailbox_id: int):
+    password = request.form.get("password", "")
+    return _mailbox_action(
+        mailbox_id, "mailbox.password",
+        lambda m: mailboxes.set_mailbox_password(db(), current_actor(), m, password=password),
+        "Password changed.",
+    )  # fmt: skip
+
+
+@blueprint.post("/mailboxes/<int:mailbox_id>/active")
+@allow("full_admin", "domain_admin")
+def set_active(mailbox_id: int):
+    active = request.form.get("active") == "1"
+    return _mailbox_action(
+        mailbox_id, "mailbox.activate" if active else "mailbox.deactivate",
+        lambda m: mailboxes.update_mailbox(db(), current_actor(), m, active=active),
+        "Mailbox activated." if active else "Mailbox deactivated.",
+    )  # fmt: skip
+
+
+@blueprint.post("/mailboxes/<int:mailbox_id>/domain-admin")
+@allow("full_admin")
+def set_domain_admin(mailbox_id: int):
+    granted = request.form.get("granted") == "1"
+    return _mailbox_action(
+        mailbox_id, "mailbox.grant_admin" if granted else "mailbox.revoke_admin",
+        lambda m: mailboxes.set_domain_admin(db(), current_actor(), m, granted),
+        "Domain-admin role granted." if granted else "Domain-admin role revoked.",
+    )  # fmt: skip
+
+
+@blueprint.post("/mailboxes/<int:mailbox_id>/delete")
+@allow("full_admin", "domain_admin")
+def delete_mailbox(mailbox_id: int):
+    return _mailbox_action(
+        mailbox_id, "mailbox.delete", lambda m: mailboxes.delete_mailbox(db(), current_actor(), m),
+        "Mailbox deleted.",
+    )  # fmt: skip
+
+
+# --- aliases ------------------------------------------------------------------------------------
+
+
+@blueprint.post("/domains/<name>/aliases")
+@allow("full_admin", "domain_admin")
+def create_alias(name: str):
+    form = request.form
+    found = domains.get_domain(db(), current_actor(), name)
+
+    def change() -> None:
+        alias = aliases.create_alias(
+            db(), current_actor(), domain=found, local_part=form.get("local_part", "").strip(),
+            destinations=form.get("destinations", "").replace("\n", ",").split(","),
+        )  # fmt: skip
+        record("alias.create", alias.address, tenant_id=found.tenant_id, domain_id=found.id)
+
+    attempt(change, "Alias created.")
+    return redirect(url_for("admin.domain", name=found.name))
+
+
+@blueprint.post("/aliases/<int:alias_id>/delete")
+@allow("full_admin", "domain_admin")
+def delete_alias(alias_id: int):
+    alias = aliases.get_alias_by_id(db(), current_actor(), alias_id)
+    domain_name, address, tenant_id, domain_id = (
+        alias.domain.name,
+        alias.address,
+        alias.domain.tenant_id,
+        alias.domain_id,
+    )
+
+    def change() -> None:
+        aliases.delete_alias(db(), current_actor(), alias)
+        record("alias.delete", address, tenant_id=tenant_id, domain_id=domain_id)
+
+    attempt(change, "Alias deleted.")
+    return redirect(url_for("admin.domain", name=domain_name))
+
+
+@blueprint.get("/audit")
+@allow("full_admin", "domain_admin")
+def audit_trail():
+    actor = current_actor()
+    domain_filter = None
+    if actor.kind == "domain_admin":
+        from controlplane.models import Domain
+
+        domain_filter = db().get(Domain, actor.domain_id)
+    entries, total = audit.list_entries(db(), actor, tenant=_tenant(), domain=domain_filter, limit=200)
+    return render_template("admin/audit.html", entries=entries, total=total)

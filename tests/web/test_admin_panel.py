@@ -1,0 +1,230 @@
+"""The admin panel through Flask's test client: real app, real database, CSRF on."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from controlplane import create_app
+from controlplane.models import Alias, AuditEntry, AuthEvent, Domain, Mailbox, Tenant
+from controlplane.services import mailboxes
+from tests.factories import PASSWORD, make_admin, make_alias, make_domain, make_mailbox, make_tenant
+
+KB = 1024
+
+
+@pytest.fixture
+def app(settings, installation):
+    app = create_app({"LETTERHEAD_SETTINGS": settings, "TESTING": True})
+    yield app
+    app.extensions["letterhead"].dispose()
+
+
+@pytest.fixture
+def world(installation):
+    """Two tenants; tenant one has domains a.test (with a domain admin) and b.test."""
+    with installation.transaction() as session:
+        one = make_tenant(session, name="One", pool=1000 * KB)
+        two = make_tenant(session, name="Two", pool=1000 * KB)
+        make_admin(session, tenant=one, login="boss")
+        make_admin(session, tenant=two, login="rival")
+        a = make_domain(session, tenant=one, name="a.test", max_mailboxes=3, max_aliases=3)
+        b = make_domain(session, tenant=one, name="b.test")
+        make_domain(session, tenant=two, name="c.test")
+        make_mailbox(session, domain=a, local_part="ann", is_domain_admin=True)
+        make_mailbox(session, domain=b, local_part="bob")
+        make_alias(session, domain=b, local_part="team", destinations=["bob@b.test"])
+    return installation
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "the page has no CSRF token"
+    return match.group(1)
+
+
+def log_in(client, login: str, password: str = PASSWORD):
+    token = csrf_from(client.get("/admin/login").get_data(as_text=True))
+    return client.post("/admin/login", data={"login": login, "password": password, "csrf_token": token})
+
+
+def post(client, url: str, data: dict | None = None):
+    token = csrf_from(client.get("/admin/", follow_redirects=True).get_data(as_text=True))
+    return client.post(url, data={**(data or {}), "csrf_token": token})
+
+
+def count(installation, model) -> int:
+    with installation.sessions() as session:
+        return session.scalar(select(func.count(model.id)))
+
+
+def snapshot(installation) -> tuple:
+    with installation.sessions() as session:
+        return (
+            sorted(session.execute(select(Mailbox.id, Mailbox.local_part, Mailbox.quota_bytes, Mailbox.active,
+                                          Mailbox.is_domain_admin, Mailbox.password_hash)).all()),
+            sorted(session.execute(select(Domain.id, Domain.name, Domain.max_mailboxes, Domain.max_aliases,
+                                          Domain.max_mailbox_bytes)).all()),
+            sorted(session.execute(select(Alias.id, Alias.local_part)).all()),
+            sorted(session.execute(select(Tenant.id, Tenant.storage_pool_bytes)).all()),
+        )  # fmt: skip
+
+
+def test_every_route_declares_who_may_call_it(app) -> None:
+    undeclared = [
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static" and not getattr(app.view_functions[rule.endpoint], "allowed_roles", None)
+    ]
+    assert undeclared == []
+
+
+def test_pages_need_a_login(app, world) -> None:
+    client = app.test_client()
+    response = client.get("/admin/domains/a.test")
+    assert response.status_code == 302 and "/admin/login" in response.headers["Location"]
+
+
+def test_a_form_without_its_csrf_token_is_refused(app, world) -> None:
+    client = app.test_client()
+    log_in(client, "boss")
+    before = count(world, Domain)
+    response = client.post(
+        "/admin/domains", data={"name": "new.test", "max_mailboxes": "1", "max_aliases": "1"}
+    )
+    assert response.status_code == 400
+    assert count(world, Domain) == before
+
+
+def test_full_admin_creates_a_domain_and_a_mailbox_and_sees_the_pool(app, world) -> None:
+    client = app.test_client()
+    assert log_in(client, "boss").status_code == 302
+    response = post(client, "/admin/domains", {"name": "Bücher.test", "max_mailboxes": "2", "max_aliases": "2",
+                                               "max_mailbox_size": "100KB"})  # fmt: skip
+    assert response.status_code == 302
+    response = post(client, "/admin/domains/xn--bcher-kva.test/mailboxes",
+                    {"local_part": "Carla", "quota": "50KB", "password": "a long password"})  # fmt: skip
+    assert response.status_code == 302
+    with world.sessions() as session:
+        mailbox = mailboxes.find_mailbox(session, "carla@xn--bcher-kva.test")
+        assert mailbox is not None and mailbox.quota_bytes == 50 * KB
+        assert (
+            session.scalar(select(func.count(AuditEntry.id)).where(AuditEntry.action == "mailbox.create"))
+            == 1
+        )
+    page = client.get("/admin/").get_data(as_text=True)
+    assert "bücher.test" in page and "1 of 2" in page
+    assert "70 KB given to mailboxes of 1000 KB" in page  # 10 + 10 from the fixtures, 50 here
+
+
+def test_a_generated_password_is_shown_once_and_works(app, world) -> None:
+    client = app.test_client()
+    log_in(client, "boss")
+    response = post(client, "/admin/domains/a.test/mailboxes", {"local_part": "gen", "quota": "10KB"})
+    shown = re.search(r"shown once: (\S+)<", client.get(response.headers["Location"]).get_data(as_text=True))
+    assert shown
+    with world.sessions() as session:
+        from controlplane.services import passwords
+
+        assert passwords.verify_password(
+            shown.group(1), mailboxes.find_mailbox(session, "gen@a.test").password_hash
+        )
+    assert "shown once" not in client.get("/admin/domains/a.test").get_data(as_text=True)
+
+
+def test_domain_admin_is_refused_at_the_mailbox_limit_with_a_plain_message(app, world) -> None:
+    client = app.test_client()
+    assert log_in(client, "ann@a.test").status_code == 302
+    for name in ("m1", "m2"):
+        post(
+            client,
+            "/admin/domains/a.test/mailboxes",
+            {"local_part": name, "quota": "10KB", "password": PASSWORD},
+        )
+    before = snapshot(world)
+    response = post(client, "/admin/domains/a.test/mailboxes", {"local_part": "m3", "quota": "10KB",
+                                                               "password": PASSWORD})  # fmt: skip
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "may have at most 3 mailboxes" in page
+    assert snapshot(world) == before
+
+
+def test_domain_admin_sees_limits_read_only(app, world) -> None:
+    client = app.test_client()
+    log_in(client, "ann@a.test")
+    page = client.get("/admin/domains/a.test").get_data(as_text=True)
+    assert "3 mailboxes" in page and "Save limits" not in page
+    assert client.get("/admin/").headers["Location"].endswith("/admin/domains/a.test")
+
+
+def test_a_wrong_password_is_refused_recorded_and_then_throttled(app, world) -> None:
+    client = app.test_client()
+    for attempt in range(5):
+        response = log_in(client, "boss", f"wrong guess {attempt}")
+        assert response.status_code == 401 and "Wrong login or password" in response.get_data(as_text=True)
+    response = log_in(client, "boss", PASSWORD)
+    assert response.status_code == 429 and "minute" in response.get_data(as_text=True)
+    with world.sessions() as session:
+        events = session.scalars(select(AuthEvent).where(AuthEvent.login == "boss")).all()
+        assert len(events) == 6 and not any(event.success for event in events)
+        assert all(event.client_ip == "127.0.0.1" and event.service == "admin" for event in events)
+
+
+def test_logout_ends_the_session(app, world) -> None:
+    client = app.test_client()
+    log_in(client, "boss")
+    assert post(client, "/admin/logout").status_code == 302
+    assert client.get("/admin/").status_code == 302
+
+
+# --- isolation: every route against objects the user does not own -----------------------------------
+
+
+def _foreign_targets(installation) -> dict[str, int]:
+    with installation.sessions() as session:
+        bob = mailboxes.find_mailbox(session, "bob@b.test")
+        team = session.scalar(select(Alias).where(Alias.local_part == "team"))
+        return {"mailbox": bob.id, "alias": team.id}
+
+
+ATTACKS = [
+    ("GET", "/admin/domains/{domain}", {}),
+    (
+        "POST",
+        "/admin/domains/{domain}/limits",
+        {"max_mailboxes": "999", "max_aliases": "999", "max_mailbox_size": "1KB"},
+    ),
+    ("POST", "/admin/domains/{domain}/delete", {"confirm": "{domain}"}),
+    (
+        "POST",
+        "/admin/domains/{domain}/mailboxes",
+        {"local_part": "evil", "quota": "10KB", "password": PASSWORD},
+    ),
+    ("POST", "/admin/domains/{domain}/aliases", {"local_part": "evil", "destinations": "x@elsewhere.test"}),
+    ("POST", "/admin/mailboxes/{mailbox}/quota", {"quota": "11KB"}),
+    ("POST", "/admin/mailboxes/{mailbox}/password", {"password": "taken over password"}),
+    ("POST", "/admin/mailboxes/{mailbox}/active", {"active": "0"}),
+    ("POST", "/admin/mailboxes/{mailbox}/domain-admin", {"granted": "1"}),
+    ("POST", "/admin/mailboxes/{mailbox}/delete", {}),
+    ("POST", "/admin/aliases/{alias}/delete", {}),
+]
+
+
+@pytest.mark.parametrize("attacker", ["ann@a.test", "rival"])
+@pytest.mark.parametrize(("method", "template", "data"), ATTACKS)
+def test_nobody_reaches_another_domains_or_tenants_objects(
+    app, world, attacker, method, template, data
+) -> None:
+    client = app.test_client()
+    assert log_in(client, attacker).status_code == 302
+    targets = {**_foreign_targets(world), "domain": "b.test"}
+    url = template.format(**targets)
+    before = snapshot(world)
+    if method == "GET":
+        response = client.get(url)
+    else:
+        response = post(client, url, {key: value.format(**targets) for key, value in data.items()})
+    assert response.status_code in (403, 404), (url, response.status_code)
+    assert snapshot(world) == before
