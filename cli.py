@@ -751,12 +751,17 @@ def demo() -> None:
             password="demo-password",
             quota_bytes=storage.parse_size("2GB"),
             display_name="Alice Demo",
+            is_domain_admin=True,
+        )
+        admins.create_admin(
+            session, OPERATOR, tenant=demo_tenant, login="demo-admin", password="demo-password"
         )
         aliases.create_alias(
             session, OPERATOR, domain=demo_domain, local_part="info", destinations=["alice@demo.test"]
         )
     click.echo(
-        "Demo: tenant 'Demo Reseller', domain demo.test, mailbox alice@demo.test (password demo-password)."
+        "Demo: tenant 'Demo Reseller', domain demo.test, mailbox alice@demo.test (password demo-password,\n"
+        "also the domain's admin); full admin 'demo-admin' (password demo-password) at /admin."
     )
 
 
