@@ -131,7 +131,10 @@ def set_alias_destinations(session: Session, actor: Actor, alias: Alias, destina
     scope.require_domain(actor, alias.domain)
     cleaned = _normalize_destinations(session, destinations)
     _require_no_loop(session, alias.address, cleaned)
-    alias.destinations = [AliasDestination(address=d) for d in cleaned]
+    # Keep the rows of destinations that stay: the flush inserts before it deletes, so a
+    # new row for an address still present would break the (alias, address) uniqueness.
+    kept = {destination.address: destination for destination in alias.destinations}
+    alias.destinations = [kept.get(d) or AliasDestination(address=d) for d in cleaned]
     session.flush()
     return alias
 

@@ -264,3 +264,12 @@ def test_find_alias_returns_none_for_unknown_or_malformed_addresses(db, address:
 def test_get_alias_of_unknown_address_is_not_found(db) -> None:
     with pytest.raises(NotFound):
         aliases.get_alias(db, scope.OPERATOR, "nobody@nowhere.example")
+
+
+def test_changing_destinations_keeps_an_address_that_stays(db) -> None:
+    domain = make_domain(db)
+    make_mailbox(db, domain=domain, local_part="bob")
+    alias = make_alias(db, domain=domain, local_part="team", destinations=[f"bob@{domain.name}"])
+    aliases.set_alias_destinations(db, scope.OPERATOR, alias, [f"bob@{domain.name}", "x@elsewhere.test"])
+    db.expire(alias)
+    assert sorted(alias.destination_addresses) == [f"bob@{domain.name}", "x@elsewhere.test"]

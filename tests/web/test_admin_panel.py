@@ -172,6 +172,25 @@ def test_a_wrong_password_is_refused_recorded_and_then_throttled(app, world) -> 
         assert all(event.client_ip == "127.0.0.1" and event.service == "admin" for event in events)
 
 
+def test_alias_destinations_are_edited_and_a_loop_is_refused(app, world) -> None:
+    client = app.test_client()
+    log_in(client, "boss")
+    post(client, "/admin/domains/b.test/aliases", {"local_part": "all", "destinations": "team@b.test"})
+    with world.sessions() as session:
+        team = session.scalar(select(Alias).where(Alias.local_part == "team"))
+        team_id = team.id
+    response = post(
+        client, f"/admin/aliases/{team_id}/destinations", {"destinations": "bob@b.test, x@elsewhere.test"}
+    )
+    assert response.status_code == 302
+    with world.sessions() as session:
+        assert sorted(session.get(Alias, team_id).destination_addresses) == ["bob@b.test", "x@elsewhere.test"]
+    before = snapshot(world)
+    response = post(client, f"/admin/aliases/{team_id}/destinations", {"destinations": "all@b.test"})
+    assert "alias loop" in client.get(response.headers["Location"]).get_data(as_text=True)
+    assert snapshot(world) == before
+
+
 def test_logout_ends_the_session(app, world) -> None:
     client = app.test_client()
     log_in(client, "boss")
@@ -209,6 +228,7 @@ ATTACKS = [
     ("POST", "/admin/mailboxes/{mailbox}/domain-admin", {"granted": "1"}),
     ("POST", "/admin/mailboxes/{mailbox}/delete", {}),
     ("POST", "/admin/aliases/{alias}/delete", {}),
+    ("POST", "/admin/aliases/{alias}/destinations", {"destinations": "x@elsewhere.test"}),
 ]
 
 

@@ -378,6 +378,23 @@ def create_alias(name: str):
     return redirect(url_for("admin.domain", name=found.name))
 
 
+@blueprint.post("/aliases/<int:alias_id>/destinations")
+@allow("full_admin", "domain_admin")
+def set_alias_destinations(alias_id: int):
+    alias = aliases.get_alias_by_id(db(), current_actor(), alias_id)
+    destinations = request.form.get("destinations", "").replace("\n", ",").split(",")
+
+    def change() -> None:
+        aliases.set_alias_destinations(db(), current_actor(), alias, destinations)
+        record(
+            "alias.destinations", alias.address, tenant_id=alias.domain.tenant_id, domain_id=alias.domain_id
+        )
+
+    domain_name = alias.domain.name
+    attempt(change, "Alias saved.")
+    return redirect(url_for("admin.domain", name=domain_name))
+
+
 @blueprint.post("/aliases/<int:alias_id>/delete")
 @allow("full_admin", "domain_admin")
 def delete_alias(alias_id: int):
