@@ -96,7 +96,7 @@ def changed_daemons(previous: Path | None, files: dict[str, str]) -> tuple[str, 
             changed.add(relative.split("/", 1)[0])
     for daemon in DAEMONS:
         old_names = {str(p.relative_to(previous)) for p in (previous / daemon).rglob("*") if p.is_file()}
-        if {name for name in old_names if not name.endswith(".db")} - set(files):
+        if old_names - set(files):
             changed.add(daemon)
     return tuple(daemon for daemon in DAEMONS if daemon in changed)
 

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.models import Admin, Tenant
-from controlplane.services import passwords, scope
+from controlplane.services import audit, passwords, scope
 from controlplane.services.errors import AlreadyExists, NotFound
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_login
@@ -21,6 +21,7 @@ def create_admin(session: Session, actor: Actor, *, tenant: Tenant, login: str, 
     admin = Admin(tenant=tenant, login=login, password_hash=passwords.hash_password(password))
     session.add(admin)
     session.flush()
+    audit.record_change(session, actor, "admin.create", login, tenant_id=tenant.id)
     return admin
 
 
@@ -38,5 +39,7 @@ def delete_admin(session: Session, actor: Actor, login: str) -> None:
     if admin is None:
         raise NotFound(f"No admin with the login {login!r}.")
     scope.require_full_admin(actor, admin.tenant)
+    tenant_id = admin.tenant_id
     session.delete(admin)
     session.flush()
+    audit.record_change(session, actor, "admin.delete", admin.login, tenant_id=tenant_id)

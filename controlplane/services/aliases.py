@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from controlplane.models import Alias, AliasDestination, Domain
-from controlplane.services import domains, mailboxes, scope
+from controlplane.services import audit, domains, mailboxes, scope
 from controlplane.services.errors import NotFound, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_address, normalize_local_part, split_address
@@ -88,7 +88,15 @@ def create_alias(
     alias.destinations = [AliasDestination(address=d) for d in cleaned]
     session.add(alias)
     session.flush()
+    _record(session, actor, "alias.create", alias, destinations=cleaned)
     return alias
+
+
+def _record(session: Session, actor: Actor, action: str, alias: Alias, **details: object) -> None:
+    audit.record_change(
+        session, actor, action, alias.address, tenant_id=alias.domain.tenant_id, domain_id=alias.domain_id,
+        **details,
+    )  # fmt: skip
 
 
 def find_alias(session: Session, address: str) -> Alias | None:
@@ -136,6 +144,7 @@ def set_alias_destinations(session: Session, actor: Actor, alias: Alias, destina
     kept = {destination.address: destination for destination in alias.destinations}
     alias.destinations = [kept.get(d) or AliasDestination(address=d) for d in cleaned]
     session.flush()
+    _record(session, actor, "alias.destinations", alias, destinations=cleaned)
     return alias
 
 
@@ -143,6 +152,7 @@ def delete_alias(session: Session, actor: Actor, alias: Alias) -> None:
     """Aliases that forwarded to this one stop doing so (and go if that leaves them empty)."""
     scope.require_domain(actor, alias.domain)
     address = alias.address
+    _record(session, actor, "alias.delete", alias)
     session.delete(alias)
     session.flush()
     mailboxes.remove_destination_from_aliases(session, address)

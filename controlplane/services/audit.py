@@ -44,7 +44,7 @@ def record(
 ) -> AuditEntry:
     """Append what `actor` did (`action` like "mailbox.create", on `target`) to the trail.
 
-    Call it after the service that did the work succeeded; it checks no scope itself.
+    Services call it (through `record_change`) after their work succeeded; it checks no scope.
     """
     entry = AuditEntry(
         time=now or utcnow(),
@@ -95,6 +95,25 @@ def list_auth_events(
     """
     criteria = _visible(actor, AuthEvent, tenant, domain)
     return _page(session, AuthEvent, criteria, offset, limit)
+
+
+def record_change(
+    session: Session,
+    actor: Actor,
+    action: str,
+    target: str,
+    *,
+    tenant_id: int | None,
+    domain_id: int | None = None,
+    **details: Any,
+) -> AuditEntry:
+    """What every changing service calls once its change succeeded, whoever asked for it
+    (panel, API or CLI). The request's client address rides on the session
+    (`session.info["client_ip"]`), set by the web layer."""
+    return record(
+        session, actor, action=action, target=target, tenant_id=tenant_id, domain_id=domain_id,
+        client_ip=str(session.info.get("client_ip", "")), details=details or None,
+    )  # fmt: skip
 
 
 def _visible(

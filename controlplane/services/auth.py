@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.models import Admin, AuthEvent, Mailbox
 from controlplane.models.base import utcnow
-from controlplane.services import admins, mailboxes, passwords, scope
+from controlplane.services import admins, audit, mailboxes, passwords, scope
 from controlplane.services.errors import (
     AuthenticationFailed,
     LoginThrottled,
@@ -291,6 +291,7 @@ def enable_totp(
         )
     admin.totp_secret = secret
     session.flush()
+    audit.record_change(session, actor, "admin.totp_enable", admin.login, tenant_id=admin.tenant_id)
     return admin
 
 
@@ -299,6 +300,7 @@ def disable_totp(session: Session, actor: Actor, admin: Admin) -> Admin:
     scope.require_full_admin(actor, admin.tenant)
     admin.totp_secret = None
     session.flush()
+    audit.record_change(session, actor, "admin.totp_disable", admin.login, tenant_id=admin.tenant_id)
     return admin
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controlplane.models import Alias, Domain, Mailbox, Tenant
-from controlplane.services import scope, storage
+from controlplane.services import audit, scope, storage
 from controlplane.services.changes import signal_domains_changed
 from controlplane.services.errors import AlreadyExists, LimitReached, NotFound, ValidationError
 from controlplane.services.scope import Actor
@@ -61,6 +61,9 @@ def create_domain(
     )
     session.add(domain)
     session.flush()
+    audit.record_change(
+        session, actor, "domain.create", domain.name, tenant_id=tenant.id, domain_id=domain.id
+    )
     signal_domains_changed(session)
     return domain
 
@@ -210,6 +213,11 @@ def update_domain(
         domain.active = bool(active)
         signal_domains_changed(session)
     session.flush()
+    audit.record_change(
+        session, actor, "domain.update", domain.name, tenant_id=domain.tenant_id, domain_id=domain.id,
+        max_mailboxes=domain.max_mailboxes, max_aliases=domain.max_aliases,
+        max_mailbox_bytes=domain.max_mailbox_bytes, active=domain.active,
+    )  # fmt: skip
     return domain
 
 
@@ -217,6 +225,8 @@ def delete_domain(session: Session, actor: Actor, domain: Domain) -> None:
     """Deleting a domain removes its mailboxes and aliases with it."""
     scope.require_domain(actor, domain)
     scope.require_full_admin(actor, domain.tenant)
+    name, tenant_id = domain.name, domain.tenant_id
     session.delete(domain)
     session.flush()
+    audit.record_change(session, actor, "domain.delete", name, tenant_id=tenant_id)
     signal_domains_changed(session)

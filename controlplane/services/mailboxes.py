@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.db import after_commit
 from controlplane.models import GIB, Alias, AliasDestination, Domain, Mailbox
-from controlplane.services import domains, passwords, scope, storage
+from controlplane.services import audit, domains, passwords, scope, storage
 from controlplane.services.errors import AlreadyExists, NotFound, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_display_name, normalize_local_part, split_address
@@ -81,7 +81,15 @@ def create_mailbox(
     )
     session.add(mailbox)
     session.flush()
+    _record(session, actor, "mailbox.create", mailbox, quota_bytes=quota_bytes)
     return mailbox
+
+
+def _record(session: Session, actor: Actor, action: str, mailbox: Mailbox, **details: object) -> None:
+    audit.record_change(
+        session, actor, action, mailbox.address, tenant_id=mailbox.domain.tenant_id,
+        domain_id=mailbox.domain_id, **details,
+    )  # fmt: skip
 
 
 def find_mailbox(session: Session, address: str) -> Mailbox | None:
@@ -136,10 +144,8 @@ def list_mailboxes(
     session: Session, actor: Actor, domain: Domain, *, search: str = "", offset: int = 0, limit: int = 100
 ) -> list[Mailbox]:
     scope.require_domain(actor, domain)
-    query = select(Mailbox).where(Mailbox.domain_id == domain.id)
-    if search:
-        query = query.where(Mailbox.local_part.contains(search.lower(), autoescape=True))
-    return list(session.scalars(query.order_by(Mailbox.local_part).offset(offset).limit(limit)))
+    query = select(Mailbox).where(*_mailbox_filter(domain, search)).order_by(Mailbox.local_part)
+    return list(session.scalars(query.offset(offset).limit(limit)))
 
 
 def count_mailboxes(session: Session, domain: Domain) -> int:
@@ -153,6 +159,7 @@ def set_mailbox_quota(session: Session, actor: Actor, mailbox: Mailbox, quota_by
     storage.require_pool(session, mailbox.domain.tenant, quota_bytes - mailbox.quota_bytes)
     mailbox.quota_bytes = quota_bytes
     session.flush()
+    _record(session, actor, "mailbox.quota", mailbox, quota_bytes=quota_bytes)
     return mailbox
 
 
@@ -173,6 +180,7 @@ def set_mailbox_password(
         else passwords.normalize_password_hash(password_hash or "")
     )
     session.flush()
+    _record(session, actor, "mailbox.password", mailbox)
     return mailbox
 
 
@@ -200,6 +208,9 @@ def update_mailbox(
         mailbox.local_part = new_local_part
         _rename_destination_in_aliases(session, old_address, mailbox.address)
     session.flush()
+    _record(
+        session, actor, "mailbox.update", mailbox, display_name=mailbox.display_name, active=mailbox.active
+    )
     return mailbox
 
 
@@ -209,6 +220,7 @@ def set_domain_admin(session: Session, actor: Actor, mailbox: Mailbox, granted: 
     scope.require_full_admin(actor, mailbox.domain.tenant)
     mailbox.is_domain_admin = bool(granted)
     session.flush()
+    _record(session, actor, "mailbox.grant_admin" if granted else "mailbox.revoke_admin", mailbox)
     return mailbox
 
 
@@ -216,6 +228,7 @@ def delete_mailbox(session: Session, actor: Actor, mailbox: Mailbox) -> None:
     """Deleting a mailbox frees its storage in the pool and, after commit, removes its mail."""
     scope.require_domain(actor, mailbox.domain)
     storage_key = mailbox.storage_key
+    _record(session, actor, "mailbox.delete", mailbox)
     remove_destination_from_aliases(session, mailbox.address)
     session.delete(mailbox)
     session.flush()

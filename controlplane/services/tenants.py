@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.models import GIB, Tenant
-from controlplane.services import scope, storage
+from controlplane.services import audit, scope, storage
 from controlplane.services.changes import signal_domains_changed
 from controlplane.services.errors import AlreadyExists, NotFound, ValidationError
 from controlplane.services.scope import Actor
@@ -38,6 +38,7 @@ def create_tenant(
     tenant = Tenant(name=name, storage_pool_bytes=storage_pool_bytes, max_mailbox_bytes=max_mailbox_bytes)
     session.add(tenant)
     session.flush()
+    audit.record_change(session, actor, "tenant.create", tenant.name, tenant_id=tenant.id)
     return tenant
 
 
@@ -98,11 +99,18 @@ def update_tenant(
         tenant.active = bool(active)
         signal_domains_changed(session)
     session.flush()
+    audit.record_change(
+        session, actor, "tenant.update", tenant.name, tenant_id=tenant.id,
+        storage_pool_bytes=tenant.storage_pool_bytes, max_mailbox_bytes=tenant.max_mailbox_bytes,
+        active=tenant.active,
+    )  # fmt: skip
     return tenant
 
 
 def delete_tenant(session: Session, actor: Actor, tenant: Tenant) -> None:
     scope.require_operator(actor)
+    name = tenant.name
     session.delete(tenant)
     session.flush()
+    audit.record_change(session, actor, "tenant.delete", name, tenant_id=None)
     signal_domains_changed(session)

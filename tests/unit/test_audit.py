@@ -3,7 +3,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import delete
 
+from controlplane.models import AuditEntry
 from controlplane.services import audit, auth, scope, tenants
 from controlplane.services.errors import AuthenticationFailed, NotFound, NotInScope
 from tests.factories import PASSWORD, make_admin, make_domain, make_mailbox, make_tenant
@@ -17,6 +19,7 @@ def world(db):
     tenant, other = make_tenant(db), make_tenant(db)
     a, b = make_domain(db, tenant=tenant, name="a.test"), make_domain(db, tenant=tenant, name="b.test")
     o = make_domain(db, tenant=other, name="o.test")
+    db.execute(delete(AuditEntry))  # the services above recorded their own changes: start clean
     for minute, domain in enumerate((a, b, o)):
         audit.record(
             db,
@@ -100,7 +103,8 @@ def test_only_the_operator_lists_everything_and_keeps_deleted_tenants_entries(db
     tenants.delete_tenant(db, scope.OPERATOR, other)
     db.expire_all()
     entries, total = audit.list_entries(db, scope.OPERATOR, tenant=None)
-    assert total == 4
+    assert total == 5  # the four above and the deletion, which the service recorded itself
+    assert (entries[0].action, entries[0].target, entries[0].tenant_id) == ("tenant.delete", other.name, None)
     assert [entry.tenant_id for entry in entries if entry.target == "info@o.test"] == [None]
 
 
@@ -135,3 +139,22 @@ def test_login_attempts_are_listed_within_the_viewers_scope(db) -> None:
         audit.list_auth_events(db, scope.tenant_admin(other.id), tenant=tenant)
     _, everything = audit.list_auth_events(db, scope.OPERATOR, tenant=None)
     assert everything == 5
+
+
+def test_services_record_their_own_changes_with_the_requests_address(db) -> None:
+    domain = make_domain(db, name="a.test")
+    db.info["client_ip"] = "198.51.100.7"
+    try:
+        actor = scope.tenant_admin(domain.tenant_id, name="admin:boss")
+        make_mailbox(db, domain=domain, local_part="ann")
+        from controlplane.services import mailboxes
+
+        mailbox = mailboxes.find_mailbox(db, "ann@a.test")
+        mailboxes.set_mailbox_quota(db, actor, mailbox, 20 * 1024)
+    finally:
+        db.info.pop("client_ip")
+    entries, _ = audit.list_entries(db, scope.OPERATOR, tenant=domain.tenant, domain=domain)
+    latest = entries[0]
+    assert (latest.action, latest.target, latest.actor) == ("mailbox.quota", "ann@a.test", "admin:boss")
+    assert latest.client_ip == "198.51.100.7" and latest.details == {"quota_bytes": 20 * 1024}
+    assert [entry.action for entry in entries][-2:] == ["mailbox.create", "domain.create"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import LoginManager, UserMixin, login_user, logout_user
 from sqlalchemy.orm import Session
 
-from controlplane.models import Admin, Mailbox
+from controlplane.models import Admin, Domain, Mailbox, Tenant
 from controlplane.services import admins, aliases, audit, auth, domains, mailboxes, passwords, scope, storage
 from controlplane.services.errors import (
     AuthenticationFailed,
@@ -23,6 +23,7 @@ from controlplane.services.errors import (
     NotFound,
     NotInScope,
     SecondFactorRequired,
+    ValidationError,
 )
 from controlplane.services.scope import Actor
 from controlplane.web.access import allow, current_actor
@@ -69,9 +70,9 @@ def load_user(user_id: str) -> PanelUser | None:
 def db() -> Session:
     """The request's session; views commit what succeeded, teardown closes it."""
     if "db" not in g:
-        from flask import current_app
-
         g.db = current_app.extensions["letterhead"].sessions()
+        # Services put it in the audit trail with every change they make.
+        g.db.info["client_ip"] = client_ip()
     return g.db
 
 
@@ -84,13 +85,6 @@ def close_session(_error: BaseException | None) -> None:
 
 def client_ip() -> str:
     return request.remote_addr or ""
-
-
-def record(action: str, target: str, *, tenant_id: int, domain_id: int | None = None, **details: Any) -> None:
-    audit.record(
-        db(), current_actor(), action=action, target=target, tenant_id=tenant_id, domain_id=domain_id,
-        client_ip=client_ip(), details=details or None,
-    )  # fmt: skip
 
 
 def attempt(change: Callable[[], Any], success: str) -> bool:
@@ -164,8 +158,6 @@ def logout():
 
 
 def _tenant():
-    from controlplane.models import Tenant
-
     return db().get(Tenant, current_actor().tenant_id)
 
 
@@ -174,8 +166,6 @@ def _tenant():
 def dashboard():
     actor = current_actor()
     if actor.kind == "domain_admin":
-        from controlplane.models import Domain
-
         return redirect(url_for("admin.domain", name=db().get(Domain, actor.domain_id).name))
     tenant = _tenant()
     usage = storage.pool_usage(db(), tenant)
@@ -190,24 +180,20 @@ def dashboard():
 @blueprint.post("/domains")
 @allow("full_admin")
 def create_domain():
-    form, tenant = request.form, _tenant()
-
-    def change() -> None:
-        domain = domains.create_domain(
-            db(), current_actor(), tenant=tenant, name=form.get("name", "").strip(),
+    form = request.form
+    attempt(
+        lambda: domains.create_domain(
+            db(), current_actor(), tenant=_tenant(), name=form.get("name", "").strip(),
             max_mailboxes=_whole_number(form.get("max_mailboxes"), "max_mailboxes"),
             max_aliases=_whole_number(form.get("max_aliases"), "max_aliases"),
             max_mailbox_bytes=storage.parse_size(form.get("max_mailbox_size") or "20GB", field="max_mailbox_bytes"),
-        )  # fmt: skip
-        record("domain.create", domain.name, tenant_id=tenant.id, domain_id=domain.id)
-
-    attempt(change, "Domain created.")
+        ),
+        "Domain created.",
+    )  # fmt: skip
     return redirect(url_for("admin.dashboard"))
 
 
 def _whole_number(text: str | None, field: str) -> int:
-    from controlplane.services.errors import ValidationError
-
     try:
         return int((text or "").strip())
     except ValueError:
@@ -238,17 +224,15 @@ def domain(name: str):
 def update_limits(name: str):
     form = request.form
     found = domains.get_domain(db(), current_actor(), name)
-
-    def change() -> None:
-        domains.update_domain(
+    attempt(
+        lambda: domains.update_domain(
             db(), current_actor(), found,
             max_mailboxes=_whole_number(form.get("max_mailboxes"), "max_mailboxes"),
             max_aliases=_whole_number(form.get("max_aliases"), "max_aliases"),
             max_mailbox_bytes=storage.parse_size(form.get("max_mailbox_size", ""), field="max_mailbox_bytes"),
-        )  # fmt: skip
-        record("domain.limits", found.name, tenant_id=found.tenant_id, domain_id=found.id)
-
-    attempt(change, "Limits saved.")
+        ),
+        "Limits saved.",
+    )  # fmt: skip
     return redirect(url_for("admin.domain", name=found.name))
 
 
@@ -256,16 +240,13 @@ def update_limits(name: str):
 @allow("full_admin")
 def delete_domain(name: str):
     found = domains.get_domain(db(), current_actor(), name)
-    if request.form.get("confirm", "") != found.name:
-        flash(f"Type {found.name} to confirm: its mailboxes, their mail and its aliases go with it.", "error")
-        return redirect(url_for("admin.domain", name=found.name))
-    tenant_id, domain_name = found.tenant_id, found.name
-
-    def change() -> None:
-        domains.delete_domain(db(), current_actor(), found)
-        record("domain.delete", domain_name, tenant_id=tenant_id)
-
-    attempt(change, f"{domain_name} deleted.")
+    domain_name = found.name
+    if request.form.get("confirm", "") != domain_name:
+        flash(
+            f"Type {domain_name} to confirm: its mailboxes, their mail and its aliases go with it.", "error"
+        )
+        return redirect(url_for("admin.domain", name=domain_name))
+    attempt(lambda: domains.delete_domain(db(), current_actor(), found), f"{domain_name} deleted.")
     return redirect(url_for("admin.dashboard"))
 
 
@@ -278,30 +259,21 @@ def create_mailbox(name: str):
     form = request.form
     found = domains.get_domain(db(), current_actor(), name)
     generated = passwords.generate_password() if not form.get("password") else None
-
-    def change() -> None:
-        mailbox = mailboxes.create_mailbox(
+    attempt(
+        lambda: mailboxes.create_mailbox(
             db(), current_actor(), domain=found, local_part=form.get("local_part", "").strip(),
             quota_bytes=storage.parse_size(form.get("quota", ""), field="quota_bytes"),
             password=form.get("password") or generated, display_name=form.get("display_name", ""),
-        )  # fmt: skip
-        record("mailbox.create", mailbox.address, tenant_id=found.tenant_id, domain_id=found.id)
-
-    message = "Mailbox created." + (f" Its password, shown once: {generated}" if generated else "")
-    attempt(change, message)
+        ),
+        "Mailbox created." + (f" Its password, shown once: {generated}" if generated else ""),
+    )  # fmt: skip
     return redirect(url_for("admin.domain", name=found.name))
 
 
-def _mailbox_action(mailbox_id: int, action: str, change: Callable[[Mailbox], Any], success: str):
+def _on_mailbox(mailbox_id: int, change: Callable[[Mailbox], Any], success: str):
     mailbox = mailboxes.get_mailbox_by_id(db(), current_actor(), mailbox_id)
-    domain_name, address = mailbox.domain.name, mailbox.address
-    tenant_id, domain_id = mailbox.domain.tenant_id, mailbox.domain_id
-
-    def run() -> None:
-        change(mailbox)
-        record(action, address, tenant_id=tenant_id, domain_id=domain_id)
-
-    attempt(run, success)
+    domain_name = mailbox.domain.name
+    attempt(lambda: change(mailbox), success)
     return redirect(url_for("admin.domain", name=domain_name))
 
 
@@ -309,9 +281,8 @@ def _mailbox_action(mailbox_id: int, action: str, change: Callable[[Mailbox], An
 @allow("full_admin", "domain_admin")
 def set_quota(mailbox_id: int):
     size = request.form.get("quota", "")
-    return _mailbox_action(
-        mailbox_id, "mailbox.quota",
-        lambda m: mailboxes.set_mailbox_quota(db(), current_actor(), m, storage.parse_size(size)),
+    return _on_mailbox(
+        mailbox_id, lambda m: mailboxes.set_mailbox_quota(db(), current_actor(), m, storage.parse_size(size)),
         "Storage changed; the next delivery sees it.",
     )  # fmt: skip
 
@@ -320,9 +291,8 @@ def set_quota(mailbox_id: int):
 @allow("full_admin", "domain_admin")
 def set_password(mailbox_id: int):
     password = request.form.get("password", "")
-    return _mailbox_action(
-        mailbox_id, "mailbox.password",
-        lambda m: mailboxes.set_mailbox_password(db(), current_actor(), m, password=password),
+    return _on_mailbox(
+        mailbox_id, lambda m: mailboxes.set_mailbox_password(db(), current_actor(), m, password=password),
         "Password changed.",
     )  # fmt: skip
 
@@ -331,9 +301,8 @@ def set_password(mailbox_id: int):
 @allow("full_admin", "domain_admin")
 def set_active(mailbox_id: int):
     active = request.form.get("active") == "1"
-    return _mailbox_action(
-        mailbox_id, "mailbox.activate" if active else "mailbox.deactivate",
-        lambda m: mailboxes.update_mailbox(db(), current_actor(), m, active=active),
+    return _on_mailbox(
+        mailbox_id, lambda m: mailboxes.update_mailbox(db(), current_actor(), m, active=active),
         "Mailbox activated." if active else "Mailbox deactivated.",
     )  # fmt: skip
 
@@ -342,9 +311,8 @@ def set_active(mailbox_id: int):
 @allow("full_admin")
 def set_domain_admin(mailbox_id: int):
     granted = request.form.get("granted") == "1"
-    return _mailbox_action(
-        mailbox_id, "mailbox.grant_admin" if granted else "mailbox.revoke_admin",
-        lambda m: mailboxes.set_domain_admin(db(), current_actor(), m, granted),
+    return _on_mailbox(
+        mailbox_id, lambda m: mailboxes.set_domain_admin(db(), current_actor(), m, granted),
         "Domain-admin role granted." if granted else "Domain-admin role revoked.",
     )  # fmt: skip
 
@@ -352,66 +320,54 @@ def set_domain_admin(mailbox_id: int):
 @blueprint.post("/mailboxes/<int:mailbox_id>/delete")
 @allow("full_admin", "domain_admin")
 def delete_mailbox(mailbox_id: int):
-    return _mailbox_action(
-        mailbox_id, "mailbox.delete", lambda m: mailboxes.delete_mailbox(db(), current_actor(), m),
-        "Mailbox deleted.",
-    )  # fmt: skip
+    return _on_mailbox(
+        mailbox_id, lambda m: mailboxes.delete_mailbox(db(), current_actor(), m), "Mailbox deleted."
+    )
 
 
 # --- aliases ------------------------------------------------------------------------------------
 
 
+def _destinations_field() -> str:
+    return request.form.get("destinations", "").replace("\n", ",")
+
+
 @blueprint.post("/domains/<name>/aliases")
 @allow("full_admin", "domain_admin")
 def create_alias(name: str):
-    form = request.form
     found = domains.get_domain(db(), current_actor(), name)
-
-    def change() -> None:
-        alias = aliases.create_alias(
-            db(), current_actor(), domain=found, local_part=form.get("local_part", "").strip(),
-            destinations=form.get("destinations", "").replace("\n", ",").split(","),
-        )  # fmt: skip
-        record("alias.create", alias.address, tenant_id=found.tenant_id, domain_id=found.id)
-
-    attempt(change, "Alias created.")
+    local_part, destinations = request.form.get("local_part", "").strip(), _destinations_field()
+    attempt(
+        lambda: aliases.create_alias(
+            db(), current_actor(), domain=found, local_part=local_part, destinations=destinations
+        ),
+        "Alias created.",
+    )
     return redirect(url_for("admin.domain", name=found.name))
+
+
+def _on_alias(alias_id: int, change: Callable[[Any], Any], success: str):
+    alias = aliases.get_alias_by_id(db(), current_actor(), alias_id)
+    domain_name = alias.domain.name
+    attempt(lambda: change(alias), success)
+    return redirect(url_for("admin.domain", name=domain_name))
 
 
 @blueprint.post("/aliases/<int:alias_id>/destinations")
 @allow("full_admin", "domain_admin")
 def set_alias_destinations(alias_id: int):
-    alias = aliases.get_alias_by_id(db(), current_actor(), alias_id)
-    destinations = request.form.get("destinations", "").replace("\n", ",").split(",")
-
-    def change() -> None:
-        aliases.set_alias_destinations(db(), current_actor(), alias, destinations)
-        record(
-            "alias.destinations", alias.address, tenant_id=alias.domain.tenant_id, domain_id=alias.domain_id
-        )
-
-    domain_name = alias.domain.name
-    attempt(change, "Alias saved.")
-    return redirect(url_for("admin.domain", name=domain_name))
+    destinations = _destinations_field()
+    return _on_alias(
+        alias_id,
+        lambda a: aliases.set_alias_destinations(db(), current_actor(), a, destinations),
+        "Alias saved.",
+    )
 
 
 @blueprint.post("/aliases/<int:alias_id>/delete")
 @allow("full_admin", "domain_admin")
 def delete_alias(alias_id: int):
-    alias = aliases.get_alias_by_id(db(), current_actor(), alias_id)
-    domain_name, address, tenant_id, domain_id = (
-        alias.domain.name,
-        alias.address,
-        alias.domain.tenant_id,
-        alias.domain_id,
-    )
-
-    def change() -> None:
-        aliases.delete_alias(db(), current_actor(), alias)
-        record("alias.delete", address, tenant_id=tenant_id, domain_id=domain_id)
-
-    attempt(change, "Alias deleted.")
-    return redirect(url_for("admin.domain", name=domain_name))
+    return _on_alias(alias_id, lambda a: aliases.delete_alias(db(), current_actor(), a), "Alias deleted.")
 
 
 @blueprint.get("/audit")
@@ -420,8 +376,6 @@ def audit_trail():
     actor = current_actor()
     domain_filter = None
     if actor.kind == "domain_admin":
-        from controlplane.models import Domain
-
         domain_filter = db().get(Domain, actor.domain_id)
     entries, total = audit.list_entries(db(), actor, tenant=_tenant(), domain=domain_filter, limit=200)
     return render_template("admin/audit.html", entries=entries, total=total)
