@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controlplane.models import Admin, Tenant
 from controlplane.services import audit, passwords, scope
-from controlplane.services.errors import AlreadyExists, NotFound
+from controlplane.services.errors import AlreadyExists, NotFound, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_login
 
@@ -34,11 +34,28 @@ def list_admins(session: Session, actor: Actor, tenant: Tenant) -> list[Admin]:
     return list(session.scalars(select(Admin).where(Admin.tenant_id == tenant.id).order_by(Admin.login)))
 
 
+def get_admin_by_id(session: Session, actor: Actor, admin_id: int) -> Admin:
+    admin = session.get(Admin, admin_id)
+    if admin is None:
+        raise NotFound("No such admin.")
+    scope.require_full_admin(actor, admin.tenant)
+    return admin
+
+
 def delete_admin(session: Session, actor: Actor, login: str) -> None:
+    """A tenant keeps at least one full admin, so nobody locks the reseller out of its panel."""
     admin = find_admin(session, login)
     if admin is None:
         raise NotFound(f"No admin with the login {login!r}.")
     scope.require_full_admin(actor, admin.tenant)
+    others = session.scalar(
+        select(func.count(Admin.id)).where(Admin.tenant_id == admin.tenant_id, Admin.id != admin.id)
+    )
+    if not others and not actor.is_operator:
+        raise ValidationError(
+            f"{admin.login} is the last full admin of {admin.tenant.name}; add another one first.",
+            field="login",
+        )
     tenant_id = admin.tenant_id
     session.delete(admin)
     session.flush()

@@ -56,3 +56,15 @@ def test_another_tenants_admin_cannot_see_or_remove_an_admin(db) -> None:
     with pytest.raises(NotFound):
         admins.delete_admin(db, intruder, "owner")
     assert _admin_count(db) == 1
+
+
+def test_a_tenant_keeps_its_last_full_admin(db) -> None:
+    tenant = make_tenant(db)
+    admins.create_admin(db, scope.OPERATOR, tenant=tenant, login="only", password="long secret")
+    actor = scope.tenant_admin(tenant.id, name="admin:only")
+    with pytest.raises(ValidationError, match="last full admin"):
+        admins.delete_admin(db, actor, "only")
+    assert _admin_count(db) == 1
+    admins.create_admin(db, actor, tenant=tenant, login="second", password="long secret")
+    admins.delete_admin(db, actor, "only")
+    assert [admin.login for admin in admins.list_admins(db, actor, tenant)] == ["second"]

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from controlplane import create_app
-from controlplane.models import Alias, AuditEntry, AuthEvent, Domain, Mailbox, Tenant
+from controlplane.models import Admin, Alias, AuditEntry, AuthEvent, Domain, Mailbox, Tenant
 from controlplane.services import mailboxes
 from tests.factories import PASSWORD, make_admin, make_alias, make_domain, make_mailbox, make_tenant
 
@@ -203,7 +203,8 @@ def _foreign_targets(installation) -> dict[str, int]:
     with installation.sessions() as session:
         bob = mailboxes.find_mailbox(session, "bob@b.test")
         team = session.scalar(select(Alias).where(Alias.local_part == "team"))
-        return {"mailbox": bob.id, "alias": team.id}
+        boss = session.scalar(select(Admin).where(Admin.login == "boss"))
+        return {"mailbox": bob.id, "alias": team.id, "admin": boss.id}
 
 
 ATTACKS = [
@@ -226,6 +227,7 @@ ATTACKS = [
     ("POST", "/admin/mailboxes/{mailbox}/domain-admin", {"granted": "1"}),
     ("POST", "/admin/mailboxes/{mailbox}/delete", {}),
     ("POST", "/admin/aliases/{alias}/delete", {}),
+    ("POST", "/admin/admins/{admin}/delete", {}),
     ("POST", "/admin/aliases/{alias}/destinations", {"destinations": "x@elsewhere.test"}),
 ]
 
@@ -246,3 +248,54 @@ def test_nobody_reaches_another_domains_or_tenants_objects(
         response = post(client, url, {key: value.format(**targets) for key, value in data.items()})
     assert response.status_code in (403, 404), (url, response.status_code)
     assert snapshot(world) == before
+
+
+def test_domain_admins_cannot_reach_admin_management_or_two_factor_pages(app, world) -> None:
+    client = app.test_client()
+    log_in(client, "ann@a.test")
+    before = snapshot(world)
+    assert client.get("/admin/admins").status_code == 403
+    assert client.get("/admin/account").status_code == 403
+    assert post(client, "/admin/admins", {"login": "sneaky", "password": PASSWORD}).status_code == 403
+    assert snapshot(world) == before and count(world, Admin) == 2
+
+
+def test_full_admin_adds_and_removes_an_admin_but_not_the_last_one(app, world) -> None:
+    client = app.test_client()
+    log_in(client, "boss")
+    post(client, "/admin/admins", {"login": "helper", "password": "another long password"})
+    assert "helper" in client.get("/admin/admins").get_data(as_text=True)
+    with world.sessions() as session:
+        ids = {a.login: a.id for a in session.scalars(select(Admin))}
+    post(client, f"/admin/admins/{ids['helper']}/delete")
+    log_in(client, "rival")  # the other tenant's only admin
+    response = post(client, f"/admin/admins/{ids['rival']}/delete")
+    assert "last full admin" in client.get(response.headers["Location"]).get_data(as_text=True)
+    with world.sessions() as session:
+        assert sorted(session.scalars(select(Admin.login))) == ["boss", "rival"]
+
+
+def test_two_factor_login_is_enrolled_with_a_code_and_then_required(app, world) -> None:
+    from controlplane.models.base import utcnow
+    from controlplane.services import auth
+
+    client = app.test_client()
+    log_in(client, "boss")
+    page = client.get("/admin/account").get_data(as_text=True)
+    secret = re.search(r"<code data-secret>([A-Z2-7]+)</code>", page).group(1)
+    response = post(client, "/admin/account/totp", {"secret": secret, "totp_code": "000000"})
+    assert "does not match" in client.get(response.headers["Location"]).get_data(as_text=True)
+    post(client, "/admin/account/totp", {"secret": secret, "totp_code": auth.totp_code(secret, utcnow())})
+    assert "is <strong>on</strong>" in client.get("/admin/account").get_data(as_text=True)
+    post(client, "/admin/logout")
+
+    asked = log_in(client, "boss")
+    assert asked.status_code == 200 and 'name="totp_code"' in asked.get_data(as_text=True)
+    assert client.get("/admin/").status_code == 302  # not logged in yet
+    token = csrf_from(asked.get_data(as_text=True))
+    wrong = client.post("/admin/login", data={"login": "boss", "password": PASSWORD, "totp_code": "123456",
+                                              "csrf_token": token})  # fmt: skip
+    assert wrong.status_code == 401
+    right = client.post("/admin/login", data={"login": "boss", "password": PASSWORD, "csrf_token": token,
+                                              "totp_code": auth.totp_code(secret, utcnow())})  # fmt: skip
+    assert right.status_code == 302 and client.get("/admin/").status_code == 200
