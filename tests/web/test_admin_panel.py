@@ -66,7 +66,7 @@ def snapshot(installation) -> tuple:
             sorted(session.execute(select(Mailbox.id, Mailbox.local_part, Mailbox.quota_bytes, Mailbox.active,
                                           Mailbox.is_domain_admin, Mailbox.password_hash)).all()),
             sorted(session.execute(select(Domain.id, Domain.name, Domain.max_mailboxes, Domain.max_aliases,
-                                          Domain.max_mailbox_bytes)).all()),
+                                          Domain.max_mailbox_bytes, Domain.active)).all()),
             sorted(session.execute(select(Alias.id, Alias.local_part)).all()),
             sorted(session.execute(select(Tenant.id, Tenant.storage_pool_bytes)).all()),
         )  # fmt: skip
@@ -215,6 +215,7 @@ ATTACKS = [
         {"max_mailboxes": "999", "max_aliases": "999", "max_mailbox_size": "1KB"},
     ),
     ("POST", "/admin/domains/{domain}/delete", {"confirm": "{domain}"}),
+    ("POST", "/admin/domains/{domain}/active", {"active": "0"}),
     (
         "POST",
         "/admin/domains/{domain}/mailboxes",
@@ -299,3 +300,15 @@ def test_two_factor_login_is_enrolled_with_a_code_and_then_required(app, world) 
     right = client.post("/admin/login", data={"login": "boss", "password": PASSWORD, "csrf_token": token,
                                               "totp_code": auth.totp_code(secret, utcnow())})  # fmt: skip
     assert right.status_code == 302 and client.get("/admin/").status_code == 200
+
+
+def test_a_full_admin_deactivates_and_reactivates_a_domain(app, world) -> None:
+    client = app.test_client()
+    log_in(client, "boss")
+    post(client, "/admin/domains/b.test/active", {"active": "0"})
+    with world.sessions() as session:
+        assert session.scalar(select(Domain.active).where(Domain.name == "b.test")) is False
+    assert "(inactive)" in client.get("/admin/").get_data(as_text=True)
+    post(client, "/admin/domains/b.test/active", {"active": "1"})
+    with world.sessions() as session:
+        assert session.scalar(select(Domain.active).where(Domain.name == "b.test")) is True

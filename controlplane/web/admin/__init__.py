@@ -236,6 +236,19 @@ def update_limits(name: str):
     return redirect(url_for("admin.domain", name=found.name))
 
 
+@blueprint.post("/domains/<name>/active")
+@allow("full_admin")
+def set_domain_active(name: str):
+    found = domains.get_domain(db(), current_actor(), name)
+    active = request.form.get("active") == "1"
+    attempt(
+        lambda: domains.update_domain(db(), current_actor(), found, active=active),
+        f"{found.display_name} "
+        + ("accepts mail again." if active else "is deactivated: it refuses mail and logins."),
+    )
+    return redirect(url_for("admin.dashboard"))
+
+
 @blueprint.post("/domains/<name>/delete")
 @allow("full_admin")
 def delete_domain(name: str):
