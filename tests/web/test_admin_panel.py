@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from controlplane import create_app
-from controlplane.models import Admin, Alias, AuditEntry, AuthEvent, Domain, Mailbox, Tenant
+from controlplane.models import Admin, Alias, AliasDestination, AuditEntry, AuthEvent, Domain, Mailbox, Tenant
 from controlplane.services import mailboxes
 from tests.factories import PASSWORD, make_admin, make_alias, make_domain, make_mailbox, make_tenant
 
@@ -69,6 +69,8 @@ def snapshot(installation) -> tuple:
                                           Domain.max_mailbox_bytes, Domain.active)).all()),
             sorted(session.execute(select(Alias.id, Alias.local_part)).all()),
             sorted(session.execute(select(Tenant.id, Tenant.storage_pool_bytes)).all()),
+            sorted(session.execute(select(Admin.id, Admin.login, Admin.totp_secret)).all()),
+            sorted(session.execute(select(AliasDestination.alias_id, AliasDestination.address)).all()),
         )  # fmt: skip
 
 
