@@ -27,8 +27,10 @@ from controlplane.services.errors import (
 )
 from controlplane.services.scope import Actor
 from controlplane.web.access import allow, current_actor
+from controlplane.web.theme import inject_theme
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
+blueprint.context_processor(inject_theme)
 login_manager = LoginManager()
 login_manager.login_view = "admin.login"
 PAGE_SIZE = 50
