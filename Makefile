@@ -10,8 +10,12 @@ export LETTERHEAD_HOME ?= $(CURDIR)/var
 DEBIAN_PACKAGES := postfix postfix-sqlite dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd \
 	dovecot-sieve dovecot-managesieved dovecot-sqlite nginx openssl sqlite3 swaks pflogsumm \
 	ca-certificates python3-venv python3-pip
+# Only the test suite needs these: the browser tests drive Debian's Chromium through Playwright.
+TEST_PACKAGES := chromium
+# Playwright drives the system's Chromium; it must never fetch a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: run test install install-system install-python lint down status clean
+.PHONY: run test install install-system install-test-system install-python lint down status clean
 
 run: install
 	$(BIN)/letterhead db upgrade
@@ -28,26 +32,34 @@ run: install
 	@echo "Admin panel: http://127.0.0.1:8080/admin (full admin demo-admin, domain admin alice@demo.test; password demo-password)"
 	@echo "CLI: $(BIN)/letterhead --help"
 
-test: install
+test: install install-test-system
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
 
 install: install-system install-python
 
-install-system:
-	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# $(call install_missing,PACKAGES): apt-get install those of PACKAGES that are not installed yet.
+define install_missing
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing Debian packages:$$missing"; \
 		apt-get update -q; \
 		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
+endef
+
+install-system:
+	$(call install_missing,$(DEBIAN_PACKAGES))
 	@# Letterhead runs its own private instances; the system-wide ones would hold the ports.
 	@if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
 		systemctl disable --now dovecot nginx postfix >/dev/null 2>&1 || true; fi
 	@id vmail >/dev/null 2>&1 || useradd -r -u 5000 -d /nonexistent -s /usr/sbin/nologin vmail 2>/dev/null \
 		|| useradd -r -d /nonexistent -s /usr/sbin/nologin vmail
+
+install-test-system:
+	$(call install_missing,$(TEST_PACKAGES))
 
 install-python: $(BIN)/letterhead
 
