@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from controlplane.models.base import AUTOINCREMENT, Base, byte_count, created_at, dns_name, int_pk
@@ -22,6 +22,9 @@ class Domain(Base):
         CheckConstraint("max_mailboxes >= 0", name="max_mailboxes_not_negative"),
         CheckConstraint("max_aliases >= 0", name="max_aliases_not_negative"),
         CheckConstraint("max_mailbox_bytes > 0", name="max_mailbox_positive"),
+        CheckConstraint("mailbox_count >= 0", name="mailbox_count_not_negative"),
+        CheckConstraint("alias_count >= 0", name="alias_count_not_negative"),
+        CheckConstraint("allocated_bytes >= 0", name="allocated_bytes_not_negative"),
         AUTOINCREMENT,
     )
 
@@ -33,6 +36,13 @@ class Domain(Base):
     max_mailbox_bytes: Mapped[byte_count]
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[created_at]
+    # Kept by the database itself: triggers on mailbox and alias (migration 0003) update
+    # them in the same statement as the row, so a page never counts 100,000 rows. Never
+    # assigned by the ORM; read them with a query (domains.domain_counts), since a Domain
+    # loaded earlier in the session does not see the triggers' updates.
+    mailbox_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    alias_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    allocated_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
     tenant: Mapped[Tenant] = relationship(back_populates="domains")
     mailboxes: Mapped[list[Mailbox]] = relationship(

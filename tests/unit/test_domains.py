@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from controlplane.models import Domain
-from controlplane.services import domains, scope
+from controlplane.models import Alias, Domain, Mailbox
+from controlplane.services import aliases, domains, mailboxes, scope, storage
 from controlplane.services.errors import AlreadyExists, NotFound, NotInScope, ValidationError
 from tests.factories import KB, make_alias, make_domain, make_mailbox, make_tenant
 
@@ -241,6 +241,39 @@ def test_domain_counts_report_mailboxes_aliases_and_allocated_bytes(db) -> None:
     assert domains.domain_counts(db, domain) == domains.DomainCounts(
         mailboxes=2, aliases=1, allocated_bytes=7 * KB
     )
+
+
+def _counted(db, domain: Domain) -> domains.DomainCounts:
+    """The counts the slow way, row by row, to check the ones the database keeps."""
+    mailboxes, allocated = db.execute(
+        select(func.count(Mailbox.id), func.coalesce(func.sum(Mailbox.quota_bytes), 0)).where(
+            Mailbox.domain_id == domain.id
+        )
+    ).one()
+    aliases = db.scalar(select(func.count(Alias.id)).where(Alias.domain_id == domain.id))
+    return domains.DomainCounts(mailboxes=mailboxes, aliases=aliases, allocated_bytes=allocated)
+
+
+def test_domain_counts_follow_every_change_to_mailboxes_and_aliases(db) -> None:
+    domain, other = make_domain(db), make_domain(db)
+    operator = scope.OPERATOR
+    john = make_mailbox(db, domain=domain, quota=3 * KB, local_part="john")
+    jane = make_mailbox(db, domain=domain, quota=4 * KB, local_part="jane")
+    make_mailbox(db, domain=other, quota=5 * KB, local_part="solo")
+    make_alias(db, domain=domain, local_part="team", destinations=[f"john@{domain.name}"])
+    make_alias(db, domain=domain, local_part="all", destinations=[f"team@{domain.name}", "x@elsewhere.test"])
+    assert domains.domain_counts(db, domain) == _counted(db, domain) == domains.DomainCounts(2, 2, 7 * KB)
+    mailboxes.set_mailbox_quota(db, operator, jane, 6 * KB)
+    assert domains.domain_counts(db, domain) == domains.DomainCounts(2, 2, 9 * KB)
+    # John's alias "team" is left empty and goes; "all" keeps its external destination.
+    mailboxes.delete_mailbox(db, operator, john)
+    assert domains.domain_counts(db, domain) == _counted(db, domain) == domains.DomainCounts(1, 1, 6 * KB)
+    aliases.delete_alias(db, operator, aliases.find_alias(db, f"all@{domain.name}"))
+    assert domains.domain_counts(db, domain) == _counted(db, domain) == domains.DomainCounts(1, 0, 6 * KB)
+    assert domains.domain_counts(db, other) == _counted(db, other) == domains.DomainCounts(1, 0, 5 * KB)
+    assert storage.allocated_bytes(db, domain.tenant) == 6 * KB
+    summaries = domains.list_domain_summaries(db, operator, domain.tenant)
+    assert [summary.counts for summary in summaries] == [domains.DomainCounts(1, 0, 6 * KB)]
 
 
 def test_list_domains_is_scoped_to_the_actor(db) -> None:

@@ -394,19 +394,28 @@ def test_get_mailbox_of_unknown_or_malformed_address_is_not_found(db) -> None:
             mailboxes.get_mailbox(db, scope.OPERATOR, address)
 
 
-def test_list_mailboxes_searches_local_parts_literally(db) -> None:
+def test_mailbox_search_finds_local_parts_by_their_start_literally(db) -> None:
     domain = make_domain(db)
-    for local_part in ("anna", "bob", "hannah", "a_b", "axb"):
+    for local_part in ("anna", "anna.k", "bob", "hannah", "a_b", "axb"):
         _create(db, domain, local_part=local_part, quota_bytes=KB)
 
     def names(**kwargs) -> list[str]:
         return [m.local_part for m in mailboxes.list_mailboxes(db, scope.OPERATOR, domain, **kwargs)]
 
-    assert names() == ["a_b", "anna", "axb", "bob", "hannah"]
-    assert names(search="ANN") == ["anna", "hannah"]
-    assert names(search="_") == ["a_b"]
-    assert names(offset=1, limit=2) == ["anna", "axb"]
-    assert mailboxes.count_mailboxes(db, domain) == 5
+    assert names() == ["a_b", "anna", "anna.k", "axb", "bob", "hannah"]
+    # A prefix search (it reads only the matching rows of the index): "ann" is not in the middle of hannah.
+    assert names(search=" ANN ") == ["anna", "anna.k"]
+    assert names(search="anna.") == ["anna.k"]
+    assert names(search="a_") == ["a_b"]
+    assert names(search="_") == []
+    assert names(search="%") == []
+    # A whole address pasted in the box searches by its local part.
+    assert names(search=f"Anna@{domain.name}") == ["anna", "anna.k"]
+    assert names(offset=1, limit=2) == ["anna", "anna.k"]
+    assert mailboxes.count_mailboxes(db, domain) == 6
+    page, total = mailboxes.page_of_mailboxes(db, scope.OPERATOR, domain, search="a", limit=2)
+    assert ([m.local_part for m in page], total) == (["a_b", "anna"], 4)
+    assert mailboxes.page_of_mailboxes(db, scope.OPERATOR, domain, limit=1)[1] == 6
 
 
 # --- renaming and deleting ----------------------------------------------------------------------

@@ -47,3 +47,40 @@ def test_the_newest_migration_downgrades_and_upgrades_again(tmp_path: Path) -> N
     engine = create_engine(url)
     assert {"auth_event", "audit_entry"} <= set(inspect(engine).get_table_names())
     engine.dispose()
+
+
+def test_domain_counts_are_taken_from_existing_rows_and_removed_on_downgrade(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    upgrade_database(url, "0002")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO tenant (id, name, storage_pool_bytes, max_mailbox_bytes, active) VALUES (1, 't', 99, 9, 1)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO domain (id, tenant_id, name, max_mailboxes, max_aliases, max_mailbox_bytes, active) "
+            "VALUES (1, 1, 'a.test', 5, 5, 9, 1), (2, 1, 'b.test', 5, 5, 9, 1)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO mailbox (domain_id, local_part, password_hash, quota_bytes, display_name, active, "
+            "is_domain_admin, storage_key) VALUES (1, 'x', '', 3, '', 1, 0, 'k1'), (1, 'y', '', 4, '', 1, 0, 'k2')"
+        )
+        connection.exec_driver_sql("INSERT INTO alias (domain_id, local_part, active) VALUES (1, 'z', 1)")
+    engine.dispose()
+    upgrade_database(url)
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT name, mailbox_count, alias_count, allocated_bytes FROM domain ORDER BY name"
+        ).all()
+    engine.dispose()
+    assert rows == [("a.test", 2, 1, 7), ("b.test", 0, 0, 0)]
+    command.downgrade(alembic_config(url), "0002")
+    engine = create_engine(url)
+    assert "mailbox_count" not in {column["name"] for column in inspect(engine).get_columns("domain")}
+    with engine.connect() as connection:
+        triggers = connection.exec_driver_sql(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'domain_counts_%'"
+        ).scalar()
+    engine.dispose()
+    assert triggers == 0

@@ -1,0 +1,77 @@
+"""Domain counts kept by the database: mailboxes, aliases and storage given per domain.
+
+The admin panel shows these on every page; counting a domain's rows costs time in
+proportion to its size (tens of milliseconds at 100,000 mailboxes). Triggers keep three
+columns of `domain` up to date in the same statement as each insert, delete or change of
+a mailbox or alias, whoever writes it (services, bulk imports, cascades), so reading them
+costs one row. CHECK constraints make a counting mistake fail loudly instead of going
+negative. Existing rows are counted once here.
+
+The triggers are SQLite's (the database the daemons read).
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-26 10:00:00.000000
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+COLUMNS = {
+    "mailbox_count": "INTEGER",
+    "alias_count": "INTEGER",
+    "allocated_bytes": "BIGINT",
+}
+
+_MAILBOX_IN = """UPDATE domain SET mailbox_count = mailbox_count + 1,
+                     allocated_bytes = allocated_bytes + NEW.quota_bytes WHERE id = NEW.domain_id;"""
+_MAILBOX_OUT = """UPDATE domain SET mailbox_count = mailbox_count - 1,
+                     allocated_bytes = allocated_bytes - OLD.quota_bytes WHERE id = OLD.domain_id;"""
+_ALIAS_IN = "UPDATE domain SET alias_count = alias_count + 1 WHERE id = NEW.domain_id;"
+_ALIAS_OUT = "UPDATE domain SET alias_count = alias_count - 1 WHERE id = OLD.domain_id;"
+
+TRIGGERS = {
+    "domain_counts_mailbox_insert": f"AFTER INSERT ON mailbox BEGIN {_MAILBOX_IN} END",
+    "domain_counts_mailbox_delete": f"AFTER DELETE ON mailbox BEGIN {_MAILBOX_OUT} END",
+    # A changed quota, or a mailbox moved to another domain: out of the old, into the new.
+    "domain_counts_mailbox_update": (
+        f"AFTER UPDATE OF domain_id, quota_bytes ON mailbox BEGIN {_MAILBOX_OUT} {_MAILBOX_IN} END"
+    ),
+    "domain_counts_alias_insert": f"AFTER INSERT ON alias BEGIN {_ALIAS_IN} END",
+    "domain_counts_alias_delete": f"AFTER DELETE ON alias BEGIN {_ALIAS_OUT} END",
+    "domain_counts_alias_update": f"AFTER UPDATE OF domain_id ON alias BEGIN {_ALIAS_OUT} {_ALIAS_IN} END",
+}
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name != "sqlite":
+        raise NotImplementedError("The domain count triggers are written for SQLite.")
+    for column, sql_type in COLUMNS.items():
+        # A plain ADD COLUMN: rebuilding `domain` (batch mode) would drop and recreate the
+        # table that mailboxes, aliases and the daemons' views refer to.
+        op.execute(
+            f"ALTER TABLE domain ADD COLUMN {column} {sql_type} NOT NULL DEFAULT 0 "
+            f"CONSTRAINT ck_domain_{column}_not_negative CHECK ({column} >= 0)"
+        )
+    op.execute(
+        """UPDATE domain SET
+             mailbox_count = (SELECT count(*) FROM mailbox WHERE mailbox.domain_id = domain.id),
+             allocated_bytes = (SELECT coalesce(sum(quota_bytes), 0) FROM mailbox
+                                WHERE mailbox.domain_id = domain.id),
+             alias_count = (SELECT count(*) FROM alias WHERE alias.domain_id = domain.id)"""
+    )
+    for name, body in TRIGGERS.items():
+        op.execute(f"CREATE TRIGGER {name} {body}")
+
+
+def downgrade() -> None:
+    for name in TRIGGERS:
+        op.execute(f"DROP TRIGGER IF EXISTS {name}")
+    for column in COLUMNS:
+        op.execute(f"ALTER TABLE domain DROP COLUMN {column}")
