@@ -92,6 +92,11 @@ class Settings:
         return self.home / "db" / "sni.db"
 
     @property
+    def usage_database_path(self) -> Path:
+        """Storage used per mailbox, written by Dovecot's dict process (see layout.prepare_usage_database)."""
+        return self.home / "usage" / "usage.db"
+
+    @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{self.database_path}"
 

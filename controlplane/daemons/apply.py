@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.certs.selfsigned import ensure_default_certificate
 from controlplane.daemons import dovecot, postfix, sni
-from controlplane.daemons.layout import vmail_account
+from controlplane.daemons.layout import prepare_usage_database, vmail_account
 from controlplane.daemons.process import DaemonError
 from controlplane.models import ConfigGeneration
 from controlplane.render import Paths, RenderState, TlsIdentity, checked_identities, digest_files, render_all
@@ -147,6 +147,8 @@ def apply_configuration(
     _write_generation(directory, files)
     try:
         sni.ensure_sni_database(settings)
+        # Dovecot's dict service writes storage usage there (quota_clone) from the first delivery.
+        prepare_usage_database(settings)
         check_generation(directory, checked_identities(state.sni_identities))
     except DaemonError as error:
         generation.status, generation.error = "refused", str(error)

@@ -9,6 +9,9 @@ from controlplane.daemons.process import DaemonError, output_of, read_pid, run_t
 DOVECOT = "/usr/sbin/dovecot"
 DOVECONF = "/usr/bin/doveconf"
 DOVEADM = "/usr/bin/doveadm"
+SHELL = "/bin/sh"
+# Rendered beside dovecot.conf; the quota-warning service runs it with SHELL.
+QUOTA_WARNING_SCRIPT = "quota-warning.sh"
 # `doveadm auth test` exit status when auth answered "no": auth is up.
 AUTH_FAILED = 77
 
@@ -19,6 +22,16 @@ def check_config(config_file: Path) -> None:
     result = run_tool([DOVECONF, "-c", str(config_file), "-x"])
     if result.returncode != 0 or result.stderr.strip():
         raise DaemonError(f"Dovecot refused the configuration:\n{output_of(result) or 'doveconf failed'}")
+    check_quota_warning_script(config_file.parent / QUOTA_WARNING_SCRIPT)
+
+
+def check_quota_warning_script(script: Path) -> None:
+    """doveconf never reads the script its quota-warning service runs: the shell checks it."""
+    result = run_tool([SHELL, "-n", str(script)])
+    if result.returncode != 0 or result.stderr.strip():
+        raise DaemonError(
+            f"The quota warning script {script} is broken:\n{output_of(result) or 'sh -n failed'}"
+        )
 
 
 def master_pid(base_dir: Path) -> int | None:

@@ -9,7 +9,8 @@ import shutil
 from pathlib import Path
 
 from controlplane.daemons.process import DaemonError
-from controlplane.render import VmailAccount
+from controlplane.render import USAGE_DICT_USER, VmailAccount
+from controlplane.services.usage import create_usage_database
 from controlplane.settings import Settings
 
 
@@ -21,7 +22,7 @@ def vmail_account(settings: Settings) -> VmailAccount:
             f"The mail storage user {settings.vmail_user!r} does not exist: "
             f"create it with `useradd -r -u 5000 -d /nonexistent -s /usr/sbin/nologin {settings.vmail_user}`."
         ) from None
-    return VmailAccount(uid=entry.pw_uid, gid=entry.pw_gid)
+    return VmailAccount(name=entry.pw_name, uid=entry.pw_uid, gid=entry.pw_gid)
 
 
 def _chown(path: Path, user: str, group: str) -> None:
@@ -67,6 +68,21 @@ def protect_database(settings: Settings) -> None:
     if path.exists():
         _chown(path, "root", "postfix")
         os.chmod(path, 0o640)
+
+
+def prepare_usage_database(settings: Settings) -> None:
+    """The usage table, in a folder and file that Dovecot's dict service owns and writes.
+
+    A folder of its own: SQLite writes its journal beside the database. Letterhead
+    (root) creates the table once, then only reads it, read-only (services/usage.py),
+    so it never leaves a root-owned file the dict cannot write.
+    """
+    path = settings.usage_database_path
+    path.parent.mkdir(exist_ok=True)
+    create_usage_database(path)
+    for item, mode in ((path.parent, 0o755), (path, 0o644)):
+        _chown(item, USAGE_DICT_USER, USAGE_DICT_USER)
+        os.chmod(item, mode)
 
 
 def postfix_group_exists() -> bool:

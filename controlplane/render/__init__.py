@@ -66,8 +66,17 @@ class TlsIdentity:
     key_path: str
 
 
+# Dovecot's dict service writes the usage database (quota_clone), so its folder
+# belongs to this account (layout.prepare_usage_database): Dovecot's own unprivileged
+# user, which can read no mail and no password hash.
+USAGE_DICT_USER = "dovecot"
+
+
 @dataclasses.dataclass(frozen=True)
 class VmailAccount:
+    """The account that owns all mail storage; Dovecot's mail processes run as it."""
+
+    name: str
     uid: int
     gid: int
 
@@ -77,6 +86,7 @@ class Paths:
     home: str
     database: str
     sni_database: str
+    usage_database: str
     live_config: str
     mail_root: str
     log_dir: str
@@ -94,6 +104,7 @@ class Paths:
             home=str(settings.home),
             database=str(settings.database_path),
             sni_database=str(settings.sni_database_path),
+            usage_database=str(settings.usage_database_path),
             live_config=str(settings.live_config),
             mail_root=str(settings.mail_root),
             log_dir=str(settings.log_dir),
@@ -162,6 +173,7 @@ def _context(state: RenderState) -> dict[str, object]:
         "ports": dict(state.ports),
         "paths": state.paths,
         "vmail": state.vmail,
+        "usage_dict_user": USAGE_DICT_USER,
         "default_tls": state.default_tls,
         "sni_identities": checked_identities(state.sni_identities),
         "relayhost": state.relayhost,
@@ -192,10 +204,8 @@ def render_postfix(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
 def render_dovecot(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[str, str]:
     env = _environment(template_root)
     context = _context(state)
-    return {
-        "dovecot/dovecot.conf": env.get_template("dovecot/dovecot.conf.j2").render(context),
-        "dovecot/dovecot-sql.conf.ext": env.get_template("dovecot/dovecot-sql.conf.ext.j2").render(context),
-    }
+    names = ("dovecot.conf", "dovecot-sql.conf.ext", "dovecot-dict-usage.conf.ext", "quota-warning.sh")
+    return {f"dovecot/{name}": env.get_template(f"dovecot/{name}.j2").render(context) for name in names}
 
 
 def render_all(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[str, str]:

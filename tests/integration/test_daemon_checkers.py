@@ -161,3 +161,45 @@ def test_dovecot_verifies_the_password_hashes_letterhead_writes() -> None:
         ["/usr/bin/doveadm", "pw", "-t", stored, "-p", "the wrong secret"], capture_output=True, text=True
     )
     assert wrong.returncode != 0
+
+
+def test_the_quota_warning_script_sits_at_a_stable_path_and_passes_the_shell(prepared: ScratchStack) -> None:
+    live = prepared.settings.live_config / "dovecot"
+    dump = subprocess.run(
+        ["/usr/bin/doveconf", "-c", str(live / "dovecot.conf"), "-h", "service/quota-warning/executable"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    # Through the `live` link, never a generation's own folder: the path survives every apply.
+    assert dump.split() == ["script", "/bin/sh", str(live / "quota-warning.sh")]
+    dovecot.check_quota_warning_script(live / "quota-warning.sh")
+
+
+def test_dovecot_check_refuses_a_broken_quota_warning_script(prepared: ScratchStack, tmp_path: Path) -> None:
+    config = _rendered_copy(prepared, tmp_path)
+    script = config / "dovecot" / "quota-warning.sh"
+    script.write_text(script.read_text().replace("esac", "", 1))
+    with pytest.raises(DaemonError, match="quota warning script"):
+        dovecot.check_config(config / "dovecot" / "dovecot.conf")
+    script.unlink()
+    with pytest.raises(DaemonError, match="quota warning script"):
+        dovecot.check_config(config / "dovecot" / "dovecot.conf")
+
+
+def test_the_usage_database_is_written_by_the_dict_service_and_read_by_letterhead(
+    prepared: ScratchStack,
+) -> None:
+    from controlplane.render import USAGE_DICT_USER
+    from controlplane.services.usage import usage_of
+
+    path = prepared.settings.usage_database_path
+    for item in (path, path.parent):
+        assert (item.owner(), item.group()) == (USAGE_DICT_USER, USAGE_DICT_USER)
+    assert path.stat().st_mode & 0o777 == 0o644
+    dict_user = subprocess.run(
+        ["/usr/bin/doveconf", "-c", str(prepared.settings.live_config / "dovecot" / "dovecot.conf"),
+         "-h", "service/dict/user"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert dict_user == USAGE_DICT_USER
+    assert usage_of(prepared.settings, ["nobody@a.test"]) == {}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["usage.db"]  # reading left no journal

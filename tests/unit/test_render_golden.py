@@ -22,6 +22,7 @@ def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False)
             home=home,
             database=f"{home}/db/letterhead.db",
             sni_database=f"{home}/db/sni.db",
+            usage_database=f"{home}/usage/usage.db",
             live_config=f"{home}/config/live",
             mail_root=f"{home}/mail",
             log_dir=f"{home}/log",
@@ -32,7 +33,7 @@ def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False)
             lmtp_socket=f"{home}/run/lmtp",
             auth_socket=f"{home}/run/auth-postfix",
         ),
-        vmail=VmailAccount(uid=5000, gid=5000),
+        vmail=VmailAccount(name="vmail", uid=5000, gid=5000),
         default_tls=TlsIdentity(
             "mail.platform.example", f"{home}/certs/default.crt", f"{home}/certs/default.key"
         ),

@@ -226,6 +226,7 @@ ATTACKS = [
     ("POST", "/admin/domains/{domain}/aliases", {"local_part": "evil", "destinations": "x@elsewhere.test"}),
     ("POST", "/admin/mailboxes/{mailbox}/quota", {"quota": "11KB"}),
     ("POST", "/admin/mailboxes/{mailbox}/password", {"password": "taken over password"}),
+    ("POST", "/admin/mailboxes/{mailbox}/reset-password", {}),
     ("POST", "/admin/mailboxes/{mailbox}/active", {"active": "0"}),
     ("POST", "/admin/mailboxes/{mailbox}/domain-admin", {"granted": "1"}),
     ("POST", "/admin/mailboxes/{mailbox}/delete", {}),
@@ -314,3 +315,19 @@ def test_a_full_admin_deactivates_and_reactivates_a_domain(app, world) -> None:
     post(client, "/admin/domains/b.test/active", {"active": "1"})
     with world.sessions() as session:
         assert session.scalar(select(Domain.active).where(Domain.name == "b.test")) is True
+
+
+def test_a_reset_password_is_shown_once_and_replaces_the_old_one(app, world) -> None:
+    from controlplane.services import passwords
+
+    client = app.test_client()
+    log_in(client, "ann@a.test")
+    with world.sessions() as session:
+        ann_id = mailboxes.find_mailbox(session, "ann@a.test").id
+    response = post(client, f"/admin/mailboxes/{ann_id}/reset-password")
+    shown = re.search(r"shown once: (\S+)<", client.get(response.headers["Location"]).get_data(as_text=True))
+    with world.sessions() as session:
+        stored = mailboxes.find_mailbox(session, "ann@a.test").password_hash
+    assert passwords.verify_password(shown.group(1), stored) and not passwords.verify_password(
+        PASSWORD, stored
+    )

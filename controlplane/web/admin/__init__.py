@@ -15,7 +15,18 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 from sqlalchemy.orm import Session
 
 from controlplane.models import Admin, Domain, Mailbox, Tenant
-from controlplane.services import admins, aliases, audit, auth, domains, mailboxes, passwords, scope, storage
+from controlplane.services import (
+    admins,
+    aliases,
+    audit,
+    auth,
+    domains,
+    mailboxes,
+    passwords,
+    scope,
+    storage,
+    usage,
+)
 from controlplane.services.errors import (
     AuthenticationFailed,
     LetterheadError,
@@ -170,11 +181,11 @@ def dashboard():
     if actor.kind == "domain_admin":
         return redirect(url_for("admin.domain", name=db().get(Domain, actor.domain_id).name))
     tenant = _tenant()
-    usage = storage.pool_usage(db(), tenant)
+    pool = storage.pool_usage(db(), tenant)
     summaries = domains.list_domain_summaries(db(), actor, tenant)
-    entries, _ = audit.list_entries(db(), actor, tenant=tenant, limit=10)
+    entries = audit.recent_entries(db(), actor, tenant=tenant, limit=10)
     return render_template(
-        "admin/dashboard.html", tenant=tenant, usage=usage, summaries=summaries, entries=entries,
+        "admin/dashboard.html", tenant=tenant, usage=pool, summaries=summaries, entries=entries,
         format_bytes=storage.format_bytes,
     )  # fmt: skip
 
@@ -213,11 +224,12 @@ def domain(name: str):
     rows, total = mailboxes.page_of_mailboxes(
         db(), actor, found, search=search, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
     )
+    used = usage.usage_of_mailboxes(current_app.extensions["letterhead"].settings, rows)
     return render_template(
         "admin/domain.html", domain=found, counts=domains.domain_counts(db(), found), mailboxes=rows,
         total=total, page=page, pages=max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1), search=search,
         aliases=aliases.list_aliases(db(), actor, found), can_edit_limits=actor.kind != "domain_admin",
-        largest=storage.largest_mailbox_bytes(found), format_bytes=storage.format_bytes,
+        largest=storage.largest_mailbox_bytes(found), format_bytes=storage.format_bytes, used=used,
     )  # fmt: skip
 
 
@@ -309,6 +321,16 @@ def set_password(mailbox_id: int):
     return _on_mailbox(
         mailbox_id, lambda m: mailboxes.set_mailbox_password(db(), current_actor(), m, password=password),
         "Password changed.",
+    )  # fmt: skip
+
+
+@blueprint.post("/mailboxes/<int:mailbox_id>/reset-password")
+@allow("full_admin", "domain_admin")
+def reset_password(mailbox_id: int):
+    generated = passwords.generate_password()
+    return _on_mailbox(
+        mailbox_id, lambda m: mailboxes.set_mailbox_password(db(), current_actor(), m, password=generated),
+        f"Password reset. The new one, shown once: {generated}",
     )  # fmt: skip
 
 

@@ -1,0 +1,122 @@
+"""Storage used per mailbox, as Dovecot last measured it.
+
+Dovecot's quota_clone plugin writes each user's usage after every change, through
+its dict service, into a SQLite file of its own (templates/dovecot/
+dovecot-dict-usage.conf.ext.j2). Letterhead only reads that file: one query for a
+whole page of mailboxes, no doveadm call per row. A mailbox with no row (never
+delivered to, or renamed since its last change) has unknown usage, not an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import logging
+import sqlite3
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from controlplane.models import Mailbox
+from controlplane.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Dovecot's dict-sql only updates rows; the table is ours. It writes bytes and messages
+# with one upsert per change, and the trigger dates each measurement, so a row left by
+# an earlier holder of an address can be told apart from the current mailbox's.
+_NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+SCHEMA = (
+    f"""CREATE TABLE IF NOT EXISTS mailbox_usage (
+        address TEXT PRIMARY KEY,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        messages INTEGER NOT NULL DEFAULT 0,
+        measured_at_ms INTEGER NOT NULL DEFAULT ({_NOW_MS})
+    )""",
+    f"""CREATE TRIGGER IF NOT EXISTS mailbox_usage_measured
+        AFTER UPDATE OF bytes, messages ON mailbox_usage
+        BEGIN
+            UPDATE mailbox_usage SET measured_at_ms = {_NOW_MS} WHERE address = NEW.address;
+        END""",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class UsedBytes:
+    """The storage one mailbox uses (bytes and messages), and when Dovecot measured it."""
+
+    bytes: int
+    messages: int
+    measured_at: dt.datetime
+
+    def percent_of(self, quota_bytes: int) -> int:
+        """Whole percent of `quota_bytes`; above 100 when Dovecot stored past the quota (its warnings)."""
+        return round(100 * self.bytes / quota_bytes) if quota_bytes > 0 else 0
+
+
+def create_usage_database(path: Path) -> None:
+    """Create the usage table (idempotent); Dovecot's dict service fills it."""
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        for statement in SCHEMA:
+            connection.execute(statement)
+
+
+def _database_path(source: Settings | Path | str) -> Path:
+    return source.usage_database_path if isinstance(source, Settings) else Path(source)
+
+
+def usage_of(source: Settings | Path | str, addresses: Iterable[str]) -> dict[str, UsedBytes]:
+    """The usage Dovecot last reported for each of `addresses` that has any, in one query.
+
+    A missing or unreadable usage database means usage unknown: an empty answer.
+    """
+    wanted = {address: address.lower() for address in addresses}
+    path = _database_path(source)
+    if not wanted or not path.is_file():
+        return {}
+    # Read-only: root must not create journal files in the dict service's folder.
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=2)) as connection:
+            rows = connection.execute(
+                "SELECT address, bytes, messages, measured_at_ms FROM mailbox_usage"
+                " WHERE address IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(set(wanted.values()))),),
+            ).fetchall()
+    except sqlite3.Error as error:
+        log.warning("Storage usage unknown: cannot read %s: %s", path, error)
+        return {}
+    measured = {
+        address: UsedBytes(
+            bytes=int(used), messages=int(messages),
+            measured_at=dt.datetime.fromtimestamp(int(at_ms) / 1000, dt.UTC),
+        )
+        for address, used, messages, at_ms in rows
+    }  # fmt: skip
+    return {address: measured[key] for address, key in wanted.items() if key in measured}
+
+
+def usage_of_mailboxes(source: Settings | Path | str, mailboxes: Iterable[Mailbox]) -> dict[str, UsedBytes]:
+    """Usage by address for these mailboxes; a measurement older than the mailbox is left out.
+
+    Dovecot keys usage by address, so a deleted or renamed mailbox leaves its row behind;
+    a mailbox later created at that address has not been measured yet.
+    """
+    created = {mailbox.address: _as_utc(mailbox.created_at) for mailbox in mailboxes}
+    return _measured_since(usage_of(source, created), created)
+
+
+def _measured_since(usage: Mapping[str, UsedBytes], since: Mapping[str, dt.datetime]) -> dict[str, UsedBytes]:
+    # created_at has whole seconds: a row written in the creating second still counts.
+    return {
+        address: used
+        for address, used in usage.items()
+        if used.measured_at >= since[address].replace(microsecond=0)
+    }
+
+
+def _as_utc(moment: dt.datetime) -> dt.datetime:
+    # SQLite keeps server_default timestamps (CURRENT_TIMESTAMP, UTC) without an offset.
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
