@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controlplane.models import Domain, Mailbox, Tenant
-from controlplane.services import audit, scope, storage
+from controlplane.services import audit, scope, storage, usage
 from controlplane.services.changes import signal_domains_changed
 from controlplane.services.errors import AlreadyExists, LimitReached, NotFound, ValidationError
 from controlplane.services.scope import Actor
@@ -219,5 +219,6 @@ def delete_domain(session: Session, actor: Actor, domain: Domain) -> None:
     name, tenant_id = domain.name, domain.tenant_id
     session.delete(domain)
     session.flush()
+    usage.forget_usage_after_commit(session, domain=name)
     audit.record_change(session, actor, "domain.delete", name, tenant_id=tenant_id)
     signal_domains_changed(session)

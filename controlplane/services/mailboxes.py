@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.db import after_commit
 from controlplane.models import GIB, Alias, AliasDestination, Domain, Mailbox
-from controlplane.services import audit, domains, passwords, scope, storage
+from controlplane.services import audit, domains, passwords, scope, storage, usage
 from controlplane.services.errors import AlreadyExists, NotFound, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_display_name, normalize_local_part, split_address
@@ -224,6 +224,7 @@ def update_mailbox(
         old_address = mailbox.address
         mailbox.local_part = new_local_part
         _rename_destination_in_aliases(session, old_address, mailbox.address)
+        usage.forget_usage_after_commit(session, addresses=[old_address])
     session.flush()
     _record(
         session, actor, "mailbox.update", mailbox, display_name=mailbox.display_name, active=mailbox.active
@@ -244,7 +245,7 @@ def set_domain_admin(session: Session, actor: Actor, mailbox: Mailbox, granted: 
 def delete_mailbox(session: Session, actor: Actor, mailbox: Mailbox) -> None:
     """Deleting a mailbox frees its storage in the pool and, after commit, removes its mail."""
     scope.require_domain(actor, mailbox.domain)
-    storage_key = mailbox.storage_key
+    storage_key, address = mailbox.storage_key, mailbox.address
     _record(session, actor, "mailbox.delete", mailbox)
     remove_destination_from_aliases(session, mailbox.address)
     session.delete(mailbox)
@@ -255,6 +256,7 @@ def delete_mailbox(session: Session, actor: Actor, mailbox: Mailbox) -> None:
         after_commit(
             session, f"remove-mail-{storage_key}", lambda: shutil.rmtree(maildir, ignore_errors=True)
         )
+    usage.forget_usage_after_commit(session, addresses=[address])
 
 
 def remove_destination_from_aliases(session: Session, address: str) -> None:

@@ -18,7 +18,11 @@ import sqlite3
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy.orm import Session
+
+from controlplane.db import after_commit
 from controlplane.models import Mailbox
 from controlplane.settings import Settings
 
@@ -35,6 +39,17 @@ SCHEMA = (
         messages INTEGER NOT NULL DEFAULT 0,
         measured_at_ms INTEGER NOT NULL DEFAULT ({_NOW_MS})
     )""",
+    # The domain of each row, filled in as Dovecot inserts it, so a tenant's total is an
+    # index range per domain rather than a scan of every address on the platform.
+    "ALTER TABLE mailbox_usage ADD COLUMN domain TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX IF NOT EXISTS ix_mailbox_usage_domain ON mailbox_usage (domain)",
+    "UPDATE mailbox_usage SET domain = substr(address, instr(address, '@') + 1) WHERE domain = ''",
+    """CREATE TRIGGER IF NOT EXISTS mailbox_usage_domain
+        AFTER INSERT ON mailbox_usage
+        BEGIN
+            UPDATE mailbox_usage SET domain = substr(NEW.address, instr(NEW.address, '@') + 1)
+            WHERE address = NEW.address;
+        END""",
     f"""CREATE TRIGGER IF NOT EXISTS mailbox_usage_measured
         AFTER UPDATE OF bytes, messages ON mailbox_usage
         BEGIN
@@ -59,7 +74,10 @@ class UsedBytes:
 def create_usage_database(path: Path) -> None:
     """Create the usage table (idempotent); Dovecot's dict service fills it."""
     with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(mailbox_usage)")}
         for statement in SCHEMA:
+            if "ADD COLUMN domain" in statement and "domain" in columns:
+                continue  # created by an earlier version of this schema
             connection.execute(statement)
 
 
@@ -120,3 +138,48 @@ def _measured_since(usage: Mapping[str, UsedBytes], since: Mapping[str, dt.datet
 def _as_utc(moment: dt.datetime) -> dt.datetime:
     # SQLite keeps server_default timestamps (CURRENT_TIMESTAMP, UTC) without an offset.
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def used_by_domains(source: Settings | Path | str, domain_names: Iterable[str]) -> int | None:
+    """The storage Dovecot last measured for every mailbox of these domains, or None if unknown."""
+    names = sorted(set(domain_names))
+    path = _database_path(source)
+    if not path.is_file():
+        return None
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=2)) as connection:
+            (total,) = connection.execute(
+                "SELECT coalesce(sum(bytes), 0) FROM mailbox_usage WHERE domain IN (SELECT value FROM json_each(?))",
+                (json.dumps(names),),
+            ).fetchone()
+    except sqlite3.Error as error:
+        log.warning("Storage usage unknown: cannot read %s: %s", path, error)
+        return None
+    return int(total)
+
+
+def forget_usage(
+    source: Settings | Path | str, *, addresses: Iterable[str] = (), domain: str | None = None
+) -> None:
+    """Drop the measurements of mailboxes that are gone (deleted, renamed, or their domain deleted),
+    so totals count only mailboxes that exist. Dovecot writes a fresh row at the next change."""
+    path = _database_path(source)
+    if not path.is_file():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as connection, connection:
+            connection.executemany(
+                "DELETE FROM mailbox_usage WHERE address = ?", [(address.lower(),) for address in addresses]
+            )
+            if domain:
+                connection.execute("DELETE FROM mailbox_usage WHERE domain = ?", (domain,))
+    except sqlite3.Error as error:
+        log.warning("Could not drop old usage rows from %s: %s", path, error)
+
+
+def forget_usage_after_commit(session: Session, **gone: Any) -> None:
+    """Once the session commits, drop Dovecot's measurements of mailboxes that are gone."""
+    database = session.info.get("usage_database")
+    if database:
+        after_commit(session, f"forget-usage-{sorted(gone.items())}", lambda: forget_usage(database, **gone))

@@ -16,7 +16,7 @@ from controlplane import create_app
 from controlplane.daemons.scratch import ScratchStack
 from controlplane.services import admins, domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
-from controlplane.services.usage import UsedBytes, usage_of, usage_of_mailboxes
+from controlplane.services.usage import UsedBytes, usage_of, usage_of_mailboxes, used_by_domains
 from tests.e2e.mailclient import imap_subjects, send, wait_for_subject
 from tests.web.test_admin_panel import log_in
 
@@ -245,3 +245,22 @@ def test_dovecot_logged_no_error_writing_usage_or_running_warnings(world: Scratc
         if re.search(r"\b(Error|Fatal|Warning):", line) and re.search(r"quota|dict|lda", line)
     ]
     assert problems == []
+
+
+def test_the_dashboard_shows_the_mail_stored_and_a_deleted_mailbox_leaves_the_total(
+    world: ScratchStack,
+) -> None:
+    make_mailbox(world, "total@u.test")
+    deliver(world, "total@u.test", 30 * KB)
+    assert usage_after(world, "total@u.test", messages=1) is not None
+    before = used_by_domains(world.settings, ["u.test"])
+    assert before is not None and before >= 30 * KB
+    with world.installation.transaction() as session:
+        mailboxes.delete_mailbox(session, OPERATOR, mailboxes.get_mailbox(session, OPERATOR, "total@u.test"))
+    after = used_by_domains(world.settings, ["u.test"])
+    assert before - after >= 30 * KB
+    # Letterhead's deletion wrote to Dovecot's file: Dovecot still writes it afterwards.
+    make_mailbox(world, "later@u.test")
+    deliver(world, "later@u.test", 2 * KB)
+    assert usage_after(world, "later@u.test", messages=1) is not None
+    assert not [p for p in world.settings.usage_database_path.parent.iterdir() if p.owner() == "root"]

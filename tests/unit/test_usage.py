@@ -133,3 +133,38 @@ def test_percent_of_the_quota() -> None:
     assert used.percent_of(100 * KB) == 81
     assert UsedBytes(bytes=120 * KB, messages=3, measured_at=used.measured_at).percent_of(100 * KB) == 120
     assert used.percent_of(0) == 0
+
+
+def test_a_tenants_total_sums_its_domains_only(usage_db: Path) -> None:
+    record(usage_db, "ann@a.test", 10 * KB)
+    record(usage_db, "bob@a.test", 5 * KB)
+    record(usage_db, "eve@other.test", 99 * KB)
+    assert usage.used_by_domains(usage_db, ["a.test"]) == 15 * KB
+    assert usage.used_by_domains(usage_db, ["a.test", "other.test"]) == 114 * KB
+    assert usage.used_by_domains(usage_db, []) == 0
+    assert usage.used_by_domains(usage_db.parent / "missing.db", ["a.test"]) is None
+
+
+def test_gone_mailboxes_and_domains_are_forgotten(usage_db: Path) -> None:
+    for address in ("ann@a.test", "bob@a.test", "cy@b.test"):
+        record(usage_db, address, KB)
+    usage.forget_usage(usage_db, addresses=["ANN@a.test"])
+    assert usage_of(usage_db, ["ann@a.test", "bob@a.test"]).keys() == {"bob@a.test"}
+    usage.forget_usage(usage_db, domain="a.test")
+    assert usage.used_by_domains(usage_db, ["a.test", "b.test"]) == KB
+
+
+def test_deleting_a_mailbox_forgets_its_usage_once_committed(installation, usage_db: Path) -> None:
+    installation.sessions.configure(info={"usage_database": str(usage_db), "min_mailbox_bytes": KB})
+    with installation.transaction() as session:
+        domain = make_domain(session, name="a.test")
+        make_mailbox(session, domain=domain, local_part="ann")
+    record(usage_db, "ann@a.test", 10 * KB)
+    with installation.sessions() as session:
+        from controlplane.services import mailboxes
+        from controlplane.services.scope import OPERATOR
+
+        mailboxes.delete_mailbox(session, OPERATOR, mailboxes.find_mailbox(session, "ann@a.test"))
+        assert usage.used_by_domains(usage_db, ["a.test"]) == 10 * KB  # not before the commit
+        session.commit()
+    assert usage.used_by_domains(usage_db, ["a.test"]) == 0

@@ -183,9 +183,11 @@ def dashboard():
     tenant = _tenant()
     pool = storage.pool_usage(db(), tenant)
     summaries = domains.list_domain_summaries(db(), actor, tenant)
+    settings = current_app.extensions["letterhead"].settings
+    used = usage.used_by_domains(settings, [summary.domain.name for summary in summaries])
     entries = audit.recent_entries(db(), actor, tenant=tenant, limit=10)
     return render_template(
-        "admin/dashboard.html", tenant=tenant, usage=pool, summaries=summaries, entries=entries,
+        "admin/dashboard.html", tenant=tenant, usage=pool, used=used, summaries=summaries, entries=entries,
         format_bytes=storage.format_bytes,
     )  # fmt: skip
 
