@@ -12,7 +12,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from controlplane.runtime import Installation, instance_secret_key
     from controlplane.settings import load_settings
-    from controlplane.web import admin, status
+    from controlplane.web import admin, requests, status
 
     app = Flask(__name__)
     settings = (test_config or {}).get("LETTERHEAD_SETTINGS") or load_settings()
@@ -29,6 +29,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     app.extensions["letterhead"] = Installation(settings)
+    requests.init_app(app)
     CSRFProtect(app)
     admin.login_manager.init_app(app)
     app.register_blueprint(status.blueprint)

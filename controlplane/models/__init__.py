@@ -2,6 +2,7 @@
 
 from controlplane.models.admin import Admin
 from controlplane.models.alias import Alias, AliasDestination
+from controlplane.models.api_token import ApiToken
 from controlplane.models.audit import AuditEntry
 from controlplane.models.base import Base
 from controlplane.models.config_generation import ConfigGeneration
@@ -13,6 +14,7 @@ from controlplane.models.tenant import GIB, Tenant
 __all__ = [
     "GIB",
     "Admin",
+    "ApiToken",
     "Alias",
     "AliasDestination",
     "AuditEntry",

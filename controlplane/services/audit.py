@@ -25,6 +25,8 @@ def actor_label(actor: Actor) -> str:
     """How an actor is named in the trail: "operator", "admin:boss", "domain-admin:ann@a.test"."""
     if actor.is_operator:
         return "operator"
+    if actor.name.startswith("token:"):  # API tokens are named by their visible prefix
+        return actor.name
     if actor.kind == "domain_admin":
         return f"domain-admin:{actor.name}"
     return actor.name or f"admin:tenant-{actor.tenant_id}"

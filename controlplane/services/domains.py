@@ -95,7 +95,9 @@ def list_domains(session: Session, actor: Actor, tenant: Tenant | None = None) -
         query = query.where(Domain.tenant_id == tenant.id)
     if not actor.is_operator:
         query = query.where(Domain.tenant_id == actor.tenant_id)
-    if actor.kind == "domain_admin":
+    if actor.kind == "signup":
+        return []
+    if actor.domain_id is not None:
         query = query.where(Domain.id == actor.domain_id)
     return list(session.scalars(query))
 

@@ -55,7 +55,7 @@ def create_mailbox(
 
     Give either a plain password (hashed here) or an already-hashed one (migrations).
     """
-    scope.require_domain(actor, domain)
+    scope.require_domain(actor, domain, signup_allowed=True)
     local_part = normalize_local_part(local_part)
     display_name = normalize_display_name(display_name)
     if (password is None) == (password_hash is None):
@@ -65,7 +65,7 @@ def create_mailbox(
         if password is not None
         else passwords.normalize_password_hash(password_hash or "")
     )
-    if is_domain_admin and actor.kind == "domain_admin":
+    if is_domain_admin and actor.kind in ("domain_admin", "signup"):
         raise ValidationError("Only full admins may grant the domain-admin role.", field="is_domain_admin")
     require_address_free(session, domain, local_part)
     domains.require_mailbox_slot(session, domain)

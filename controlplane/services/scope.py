@@ -12,7 +12,7 @@ from controlplane.services.errors import NotFound, NotInScope
 class Actor:
     """The person or program acting. The operator (CLI) has no tenant and sees everything."""
 
-    kind: str  # "operator", "tenant_admin", "domain_admin"
+    kind: str  # "operator", "tenant_admin", "domain_admin", "signup" (may only create mailboxes)
     tenant_id: int | None = None
     domain_id: int | None = None
     name: str = ""
@@ -33,6 +33,11 @@ def domain_admin(tenant_id: int, domain_id: int, name: str = "") -> Actor:
     return Actor(kind="domain_admin", tenant_id=tenant_id, domain_id=domain_id, name=name)
 
 
+def signup(tenant_id: int, domain_id: int, name: str = "") -> Actor:
+    """A reseller's public sign-up form: it may create mailboxes in one domain and nothing else."""
+    return Actor(kind="signup", tenant_id=tenant_id, domain_id=domain_id, name=name)
+
+
 def require_operator(actor: Actor) -> None:
     if not actor.is_operator:
         raise NotInScope("Only the platform operator may do this.")
@@ -48,12 +53,17 @@ def require_tenant(actor: Actor, tenant: Tenant) -> None:
 
 def require_full_admin(actor: Actor, tenant: Tenant) -> None:
     require_tenant(actor, tenant)
-    if actor.kind == "domain_admin":
+    if actor.kind in ("domain_admin", "signup"):
         raise NotInScope("Only the tenant's full admins may do this.")
 
 
-def require_domain(actor: Actor, domain: Domain) -> None:
+def require_domain(actor: Actor, domain: Domain, *, signup_allowed: bool = False) -> None:
+    """The actor may manage this domain; a sign-up actor only where `signup_allowed` (creating
+    a mailbox in its own domain), and sees nothing anywhere else."""
     if actor.is_operator:
         return
-    if actor.tenant_id != domain.tenant_id or (actor.kind == "domain_admin" and actor.domain_id != domain.id):
+    outside = actor.tenant_id != domain.tenant_id or (
+        actor.domain_id is not None and actor.domain_id != domain.id
+    )
+    if outside or (actor.kind == "signup" and not signup_allowed):
         raise NotFound(f"No such domain: {domain.display_name}.")

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
-from sqlalchemy.orm import Session
 
 from controlplane.models import Admin, Domain, Mailbox, Tenant
 from controlplane.services import (
@@ -38,6 +37,7 @@ from controlplane.services.errors import (
 )
 from controlplane.services.scope import Actor
 from controlplane.web.access import allow, current_actor
+from controlplane.web.requests import client_ip, db
 from controlplane.web.theme import inject_theme
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
@@ -78,26 +78,6 @@ def load_user(user_id: str) -> PanelUser | None:
         actor = scope.domain_admin(mailbox.domain.tenant_id, mailbox.domain_id, name=mailbox.address)
         return PanelUser(user_id, actor, mailbox.address)
     return None
-
-
-def db() -> Session:
-    """The request's session; views commit what succeeded, teardown closes it."""
-    if "db" not in g:
-        g.db = current_app.extensions["letterhead"].sessions()
-        # Services put it in the audit trail with every change they make.
-        g.db.info["client_ip"] = client_ip()
-    return g.db
-
-
-@blueprint.teardown_app_request
-def close_session(_error: BaseException | None) -> None:
-    session = g.pop("db", None)
-    if session is not None:
-        session.close()
-
-
-def client_ip() -> str:
-    return request.remote_addr or ""
 
 
 def attempt(change: Callable[[], Any], success: str) -> bool:
