@@ -12,7 +12,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from controlplane.runtime import Installation, instance_secret_key
     from controlplane.settings import load_settings
-    from controlplane.web import admin, requests, status
+    from controlplane.web import admin, api, requests, status
 
     app = Flask(__name__)
     settings = (test_config or {}).get("LETTERHEAD_SETTINGS") or load_settings()
@@ -30,8 +30,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     app.extensions["letterhead"] = Installation(settings)
     requests.init_app(app)
-    CSRFProtect(app)
+    csrf = CSRFProtect(app)
     admin.login_manager.init_app(app)
+    api.init_app(app, csrf)
     app.register_blueprint(status.blueprint)
     app.register_blueprint(admin.blueprint)
     return app

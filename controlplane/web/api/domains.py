@@ -1,0 +1,122 @@
+"""The tenant and its domains: what a reseller's billing polls and its automation changes."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_smorest import Blueprint
+
+from controlplane.models import Domain, Tenant
+from controlplane.services import domains, storage, usage
+from controlplane.web.api import current_actor, tokens_allowed
+from controlplane.web.api.schemas import (
+    DomainCreateSchema,
+    DomainPageSchema,
+    DomainSchema,
+    DomainUpdateSchema,
+    DomainUsageSchema,
+    PageArgs,
+    TenantSchema,
+)
+from controlplane.web.requests import db
+
+blueprint = Blueprint("api_domains", __name__, description="The tenant and its domains")
+
+
+def _settings():
+    return current_app.extensions["letterhead"].settings
+
+
+def _tenant() -> Tenant:
+    return db().get(Tenant, current_actor().tenant_id)
+
+
+def domain_body(domain: Domain) -> dict:
+    return {
+        "name": domain.name, "display_name": domain.display_name, "active": domain.active,
+        "max_mailboxes": domain.max_mailboxes, "max_aliases": domain.max_aliases,
+        "max_mailbox_bytes": domain.max_mailbox_bytes,
+    }  # fmt: skip
+
+
+@blueprint.route("/tenant", methods=["GET"])
+@tokens_allowed("tenant")
+@blueprint.response(200, TenantSchema)
+def get_tenant():
+    """The tenant's plan and its storage pool: total, given to mailboxes, free, and mail stored."""
+    tenant = _tenant()
+    pool = storage.pool_usage(db(), tenant)
+    names = [domain.name for domain in domains.list_domains(db(), current_actor(), tenant)]
+    return {
+        "name": tenant.name, "largest_mailbox_bytes": tenant.max_mailbox_bytes, "active": tenant.active,
+        "pool": {
+            "total_bytes": pool.total_bytes, "allocated_bytes": pool.allocated_bytes,
+            "free_bytes": max(pool.free_bytes, 0), "used_bytes": usage.used_by_domains(_settings(), names),
+        },
+    }  # fmt: skip
+
+
+@blueprint.route("/domains", methods=["GET"])
+@tokens_allowed("tenant", "domain")
+@blueprint.arguments(PageArgs, location="query")
+@blueprint.response(200, DomainPageSchema)
+def list_domains(args):
+    """The domains this token sees (a domain token: its own), a page at a time."""
+    listed = domains.list_domains(db(), current_actor(), _tenant())
+    start = (args["page"] - 1) * args["per_page"]
+    return {
+        "items": [domain_body(d) for d in listed[start : start + args["per_page"]]],
+        "total": len(listed), "page": args["page"], "per_page": args["per_page"],
+    }  # fmt: skip
+
+
+@blueprint.route("/domains", methods=["POST"])
+@tokens_allowed("tenant")
+@blueprint.arguments(DomainCreateSchema)
+@blueprint.response(201, DomainSchema)
+def create_domain(body):
+    """Host a new domain, with its limits."""
+    domain = domains.create_domain(db(), current_actor(), tenant=_tenant(), **body)
+    db().commit()
+    return domain_body(domain)
+
+
+@blueprint.route("/domains/<name>", methods=["GET"])
+@tokens_allowed("tenant", "domain")
+@blueprint.response(200, DomainSchema)
+def get_domain(name: str):
+    return domain_body(domains.get_domain(db(), current_actor(), name))
+
+
+@blueprint.route("/domains/<name>", methods=["PATCH"])
+@tokens_allowed("tenant")
+@blueprint.arguments(DomainUpdateSchema)
+@blueprint.response(200, DomainSchema)
+def update_domain(body, name: str):
+    """Change a domain's limits or take it out of service (full-admin tokens only)."""
+    domain = domains.update_domain(
+        db(), current_actor(), domains.get_domain(db(), current_actor(), name), **body
+    )
+    db().commit()
+    return domain_body(domain)
+
+
+@blueprint.route("/domains/<name>", methods=["DELETE"])
+@tokens_allowed("tenant")
+@blueprint.response(204)
+def delete_domain(name: str):
+    """Remove a domain with its mailboxes, their mail, and its aliases."""
+    domains.delete_domain(db(), current_actor(), domains.get_domain(db(), current_actor(), name))
+    db().commit()
+
+
+@blueprint.route("/domains/<name>/usage", methods=["GET"])
+@tokens_allowed("tenant", "domain")
+@blueprint.response(200, DomainUsageSchema)
+def domain_usage(name: str):
+    """What a billing system polls: mailboxes, aliases, storage given and mail stored."""
+    domain = domains.get_domain(db(), current_actor(), name)
+    counts = domains.domain_counts(db(), domain)
+    return {
+        "domain": domain.name, "mailboxes": counts.mailboxes, "aliases": counts.aliases,
+        "allocated_bytes": counts.allocated_bytes, "used_bytes": usage.used_by_domains(_settings(), [domain.name]),
+    }  # fmt: skip

@@ -1,0 +1,146 @@
+"""Mailboxes of a domain: one at a time, or up to 1,000 in one request."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_smorest import Blueprint
+
+from controlplane.models import Mailbox
+from controlplane.services import domains, mailboxes, tokens, usage
+from controlplane.services.errors import LetterheadError, NotFound
+from controlplane.web.api import current_actor, current_token, problem_for, tokens_allowed
+from controlplane.web.api.schemas import (
+    BulkMailboxesSchema,
+    BulkResponseSchema,
+    MailboxCreateSchema,
+    MailboxListArgs,
+    MailboxPageSchema,
+    MailboxSchema,
+    MailboxUpdateSchema,
+)
+from controlplane.web.requests import db
+
+blueprint = Blueprint("api_mailboxes", __name__, description="Mailboxes")
+
+
+def mailbox_bodies(rows: list[Mailbox]) -> list[dict]:
+    used = usage.usage_of_mailboxes(current_app.extensions["letterhead"].settings, rows)
+    return [
+        {
+            "address": m.address, "display_name": m.display_name, "quota_bytes": m.quota_bytes,
+            "active": m.active, "is_domain_admin": m.is_domain_admin,
+            "used_bytes": used[m.address].bytes if m.address in used else None,
+        }
+        for m in rows
+    ]  # fmt: skip
+
+
+def _mailbox(name: str, local_part: str) -> Mailbox:
+    domain = domains.get_domain(db(), current_actor(), name)
+    mailbox = mailboxes.find_mailbox(db(), f"{local_part}@{domain.name}")
+    if mailbox is None:
+        raise NotFound(f"No such mailbox: {local_part}@{domain.display_name}.")
+    return mailbox
+
+
+@blueprint.route("/domains/<name>/mailboxes", methods=["GET"])
+@tokens_allowed("tenant", "domain")
+@blueprint.arguments(MailboxListArgs, location="query")
+@blueprint.response(200, MailboxPageSchema)
+def list_mailboxes(args, name: str):
+    """A page of the domain's mailboxes, optionally those whose address starts with `q`."""
+    domain = domains.get_domain(db(), current_actor(), name)
+    rows, total = mailboxes.page_of_mailboxes(
+        db(), current_actor(), domain, search=args["q"], offset=(args["page"] - 1) * args["per_page"],
+        limit=args["per_page"],
+    )  # fmt: skip
+    return {"items": mailbox_bodies(rows), "total": total, "page": args["page"], "per_page": args["per_page"]}
+
+
+def _create(domain, item: dict) -> Mailbox:
+    tokens.require_signup_allowance(db(), current_token())
+    return mailboxes.create_mailbox(
+        db(), current_actor(), domain=domain, local_part=item["local_part"], quota_bytes=item["quota_bytes"],
+        password=item.get("password"), password_hash=item.get("password_hash"),
+        display_name=item.get("display_name", ""), is_domain_admin=item.get("is_domain_admin", False),
+    )  # fmt: skip
+
+
+@blueprint.route("/domains/<name>/mailboxes", methods=["POST"])
+@tokens_allowed("tenant", "domain", "signup")
+@blueprint.arguments(MailboxCreateSchema)
+@blueprint.response(201, MailboxSchema)
+def create_mailbox(body, name: str):
+    """Create a mailbox. Give `password`, or `password_hash` to move an account in from elsewhere.
+
+    Sign-up tokens may call only this, in their own domain, within their hourly allowance.
+    """
+    mailbox = _create(domains.get_domain(db(), current_actor(), name), body)
+    db().commit()
+    return mailbox_bodies([mailbox])[0]
+
+
+@blueprint.route("/domains/<name>/mailboxes/bulk", methods=["POST"])
+@tokens_allowed("tenant", "domain")
+@blueprint.arguments(BulkMailboxesSchema)
+@blueprint.response(200, BulkResponseSchema)
+def bulk_create_mailboxes(body, name: str):
+    """Create up to 1,000 mailboxes; each item succeeds or fails on its own, reported in order."""
+    domain = domains.get_domain(db(), current_actor(), name)
+    results, created = [], 0
+    for index, item in enumerate(body["mailboxes"]):
+        address = f"{item['local_part']}@{domain.name}"
+        savepoint = db().begin_nested()
+        try:
+            _create(domain, item)
+            savepoint.commit()
+        except LetterheadError as error:
+            savepoint.rollback()
+            response = problem_for(error)
+            results.append(
+                {"index": index, "address": address, "status": response.status_code, "error": response.json}
+            )
+            continue
+        created += 1
+        results.append({"index": index, "address": address, "status": 201, "error": None})
+    db().commit()
+    return {"created": created, "failed": len(results) - created, "results": results}
+
+
+@blueprint.route("/domains/<name>/mailboxes/<local_part>", methods=["GET"])
+@tokens_allowed("tenant", "domain")
+@blueprint.response(200, MailboxSchema)
+def get_mailbox(name: str, local_part: str):
+    return mailbox_bodies([_mailbox(name, local_part)])[0]
+
+
+@blueprint.route("/domains/<name>/mailboxes/<local_part>", methods=["PATCH"])
+@tokens_allowed("tenant", "domain")
+@blueprint.arguments(MailboxUpdateSchema)
+@blueprint.response(200, MailboxSchema)
+def update_mailbox(body, name: str, local_part: str):
+    """Change storage, password (plain or hashed), display name, state or the domain-admin role."""
+    actor, mailbox = current_actor(), _mailbox(name, local_part)
+    if "quota_bytes" in body:
+        mailboxes.set_mailbox_quota(db(), actor, mailbox, body["quota_bytes"])
+    if "password" in body or "password_hash" in body:
+        mailboxes.set_mailbox_password(
+            db(), actor, mailbox, password=body.get("password"), password_hash=body.get("password_hash")
+        )
+    if "display_name" in body or "active" in body:
+        mailboxes.update_mailbox(
+            db(), actor, mailbox, display_name=body.get("display_name"), active=body.get("active")
+        )
+    if "is_domain_admin" in body:
+        mailboxes.set_domain_admin(db(), actor, mailbox, body["is_domain_admin"])
+    db().commit()
+    return mailbox_bodies([mailbox])[0]
+
+
+@blueprint.route("/domains/<name>/mailboxes/<local_part>", methods=["DELETE"])
+@tokens_allowed("tenant", "domain")
+@blueprint.response(204)
+def delete_mailbox(name: str, local_part: str):
+    """Delete a mailbox and its mail; its storage returns to the pool."""
+    mailboxes.delete_mailbox(db(), current_actor(), _mailbox(name, local_part))
+    db().commit()

@@ -1,0 +1,132 @@
+"""Request and response shapes of the API, which the OpenAPI document is made from."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+
+class PageArgs(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
+
+
+class PoolSchema(Schema):
+    total_bytes = fields.Integer(required=True)
+    allocated_bytes = fields.Integer(required=True)
+    free_bytes = fields.Integer(required=True)
+    used_bytes = fields.Integer(
+        allow_none=True, metadata={"description": "Mail stored, as Dovecot measured it"}
+    )
+
+
+class TenantSchema(Schema):
+    name = fields.String(required=True)
+    largest_mailbox_bytes = fields.Integer(required=True)
+    active = fields.Boolean(required=True)
+    pool = fields.Nested(PoolSchema, required=True)
+
+
+class DomainSchema(Schema):
+    name = fields.String(required=True, metadata={"description": "A-label (punycode) form"})
+    display_name = fields.String(required=True, metadata={"description": "Unicode form"})
+    active = fields.Boolean(required=True)
+    max_mailboxes = fields.Integer(required=True)
+    max_aliases = fields.Integer(required=True)
+    max_mailbox_bytes = fields.Integer(required=True)
+
+
+class DomainCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    max_mailboxes = fields.Integer(required=True, validate=validate.Range(min=0, max=10_000_000))
+    max_aliases = fields.Integer(required=True, validate=validate.Range(min=0, max=10_000_000))
+    max_mailbox_bytes = fields.Integer(validate=validate.Range(min=1, max=2**62))
+
+
+class DomainUpdateSchema(Schema):
+    max_mailboxes = fields.Integer(validate=validate.Range(min=0, max=10_000_000))
+    max_aliases = fields.Integer(validate=validate.Range(min=0, max=10_000_000))
+    max_mailbox_bytes = fields.Integer(validate=validate.Range(min=1, max=2**62))
+    active = fields.Boolean()
+
+
+class DomainPageSchema(Schema):
+    items = fields.List(fields.Nested(DomainSchema), required=True)
+    total = fields.Integer(required=True)
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+
+
+class DomainUsageSchema(Schema):
+    domain = fields.String(required=True)
+    mailboxes = fields.Integer(required=True)
+    aliases = fields.Integer(required=True)
+    allocated_bytes = fields.Integer(required=True)
+    used_bytes = fields.Integer(allow_none=True)
+
+
+class MailboxSchema(Schema):
+    address = fields.String(required=True)
+    display_name = fields.String(required=True)
+    quota_bytes = fields.Integer(required=True)
+    active = fields.Boolean(required=True)
+    is_domain_admin = fields.Boolean(required=True)
+    used_bytes = fields.Integer(
+        allow_none=True, metadata={"description": "Mail stored, as Dovecot measured it"}
+    )
+
+
+class MailboxCreateSchema(Schema):
+    local_part = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    quota_bytes = fields.Integer(required=True, validate=validate.Range(min=0, max=2**62))
+    password = fields.String(validate=validate.Length(max=1000), metadata={"description": "Plain password"})
+    password_hash = fields.String(
+        validate=validate.Length(max=1000),
+        metadata={
+            "description": "Already hashed, as Dovecot verifies it: {SHA512-CRYPT}$6$... or {BLF-CRYPT}$2y$..."
+        },
+    )
+    display_name = fields.String(load_default="", validate=validate.Length(max=1000))
+    is_domain_admin = fields.Boolean(load_default=False)
+
+
+class MailboxUpdateSchema(Schema):
+    quota_bytes = fields.Integer(validate=validate.Range(min=0, max=2**62))
+    password = fields.String(validate=validate.Length(max=1000))
+    password_hash = fields.String(validate=validate.Length(max=1000))
+    display_name = fields.String(validate=validate.Length(max=1000))
+    active = fields.Boolean()
+    is_domain_admin = fields.Boolean()
+
+
+class MailboxListArgs(PageArgs):
+    q = fields.String(
+        load_default="", validate=validate.Length(max=200), metadata={"description": "Start of the address"}
+    )
+
+
+class MailboxPageSchema(Schema):
+    items = fields.List(fields.Nested(MailboxSchema), required=True)
+    total = fields.Integer(required=True)
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+
+
+class BulkMailboxesSchema(Schema):
+    mailboxes = fields.List(
+        fields.Nested(MailboxCreateSchema), required=True, validate=validate.Length(min=1, max=1000)
+    )
+
+
+class BulkResultSchema(Schema):
+    index = fields.Integer(required=True)
+    address = fields.String(required=True)
+    status = fields.Integer(required=True, metadata={"description": "201 created, or the error's status"})
+    error = fields.Dict(
+        allow_none=True, metadata={"description": "The problem, as a single call would answer it"}
+    )
+
+
+class BulkResponseSchema(Schema):
+    created = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+    results = fields.List(fields.Nested(BulkResultSchema), required=True)
