@@ -8,12 +8,14 @@ actor, commit, answer. The services decide what a token may see or change.
 from __future__ import annotations
 
 import functools
+import http
 from collections.abc import Callable
 from typing import Any
 
 import swagger_ui_bundle
 from flask import Flask, g, jsonify, request, send_from_directory
-from flask_smorest import Api
+from flask_smorest import Api, Blueprint
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from controlplane.models import ApiToken
@@ -44,14 +46,46 @@ STATUS_OF = [
 ]
 
 
+class ProblemSchema(Schema):
+    """What `problem()` answers: RFC 9457 problem details."""
+
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    errors = fields.Dict(
+        metadata={"description": "Messages by field (for a malformed request: by location, then field)"}
+    )
+
+
 class LetterheadApi(Api):
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self) -> None:
+        # flask-smorest documents its own error body as application/json; ours is problem+json.
+        problem_content = {PROBLEM: {"schema": ProblemSchema}}
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if status >= 400:
+                response["content"] = problem_content
+            self.spec.components.response(status.name, response, lazy=True)
+        self.spec.components.response(
+            "DEFAULT_ERROR", {"description": "Any other error", "content": problem_content}, lazy=True
+        )
+
     def handle_http_exception(self, error: HTTPException):
         # flask-smorest answers every HTTP error of the app; only the API's are problem+json.
         if not request.path.startswith("/api/"):
             return error
         data = getattr(error, "data", {}) or {}
         errors = data.get("messages") or data.get("errors")
-        return problem(error.code or 500, error.name, error.description or error.name, errors=errors)
+        response = problem(error.code or 500, error.name, error.description or error.name, errors=errors)
+        # Keep the error's own headers but its HTML type, e.g. a 405's Allow (RFC 9110).
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        response.headers.update(data.get("headers") or {})
+        return response
 
 
 def problem(status: int, title: str, detail: str, **extra: Any):
@@ -105,7 +139,8 @@ def tokens_allowed(*kinds: str) -> Callable[[Callable[..., Any]], Callable[..., 
                 return problem_for(error)
 
         guarded.allowed_roles = frozenset(f"token:{kind}" for kind in kinds)  # type: ignore[attr-defined]
-        return guarded
+        # Any token route answers these, so the OpenAPI document says so once, here.
+        return Blueprint.doc(responses={"401": "UNAUTHORIZED", "404": "NOT_FOUND"})(guarded)
 
     return decorate
 
@@ -119,7 +154,7 @@ def current_token() -> ApiToken:
 
 
 def init_app(app: Flask, csrf) -> None:
-    from controlplane.web.api import domains, mailboxes
+    from controlplane.web.api import aliases, domains, mailboxes, sieve
 
     app.config.update(
         API_TITLE="Letterhead",
@@ -136,7 +171,7 @@ def init_app(app: Flask, csrf) -> None:
         },
     )
     api = LetterheadApi(app)
-    for module in (domains, mailboxes):
+    for module in (domains, mailboxes, aliases, sieve):
         csrf.exempt(module.blueprint)  # bearer tokens, no cookies: nothing to forge
         api.register_blueprint(module.blueprint, url_prefix="/api/v1")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 
 class PageArgs(Schema):
@@ -130,3 +130,94 @@ class BulkResponseSchema(Schema):
     created = fields.Integer(required=True)
     failed = fields.Integer(required=True)
     results = fields.List(fields.Nested(BulkResultSchema), required=True)
+
+
+class AliasSchema(Schema):
+    address = fields.String(required=True, metadata={"description": "@domain for the catch-all"})
+    local_part = fields.String(required=True, metadata={"description": '"@" for the catch-all'})
+    destinations = fields.List(fields.String(), required=True)
+    active = fields.Boolean(required=True)
+
+
+class AliasCreateSchema(Schema):
+    local_part = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": 'The part before @; "@" makes the domain\'s catch-all'},
+    )
+    destinations = fields.List(
+        fields.String(validate=validate.Length(min=1, max=400)),
+        required=True,
+        validate=validate.Length(min=1, max=1000),
+        metadata={"description": "Mailboxes or aliases here, or addresses elsewhere"},
+    )
+
+
+class AliasUpdateSchema(Schema):
+    destinations = fields.List(
+        fields.String(validate=validate.Length(min=1, max=400)),
+        required=True,
+        validate=validate.Length(min=1, max=1000),
+    )
+
+
+class AliasPageSchema(Schema):
+    items = fields.List(fields.Nested(AliasSchema), required=True)
+    total = fields.Integer(required=True)
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+
+
+class FilterSchema(Schema):
+    name = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "Letters, digits and . _ -, starting with a letter or digit"},
+    )
+    script = fields.String(
+        required=True,
+        metadata={"description": "Sieve (RFC 5228) as Dovecot Pigeonhole runs it; at most 64 KB"},
+    )
+
+
+class FilterApplySchema(FilterSchema):
+    addresses = fields.List(
+        fields.String(validate=validate.Length(max=400)),
+        validate=validate.Length(min=1, max=10_000),
+        metadata={"description": "Mailboxes to filter; or give `domain`"},
+    )
+    domain = fields.String(
+        validate=validate.Length(min=1, max=300),
+        metadata={"description": "Filter every mailbox of this domain"},
+    )
+
+    @validates_schema
+    def one_target(self, data, **kwargs):
+        if ("addresses" in data) == ("domain" in data):
+            raise ValidationError("Give either `addresses` or `domain`.", "addresses")
+
+
+class ActiveFilterSchema(Schema):
+    address = fields.String(required=True)
+    active = fields.Boolean(required=True)
+    name = fields.String(allow_none=True, required=True)
+    script = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "None when no filter is active, or one set by another client is"},
+    )
+
+
+class FilterResultSchema(Schema):
+    address = fields.String(required=True)
+    status = fields.Integer(required=True, metadata={"description": "200 applied, or the error's status"})
+    error = fields.Dict(
+        allow_none=True, metadata={"description": "The problem, as a single call would answer it"}
+    )
+
+
+class FilterApplyResponseSchema(Schema):
+    name = fields.String(required=True)
+    applied = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+    results = fields.List(fields.Nested(FilterResultSchema), required=True)

@@ -1,0 +1,464 @@
+"""Sieve filters: a named script, checked by Dovecot's own compiler, made the active filter
+of one mailbox, of a list of addresses, or of every mailbox of a domain.
+
+A filter lives where Dovecot's LMTP looks for it (templates/dovecot/dovecot.conf.j2:
+`sieve = file:~/sieve;active=~/.dovecot.sieve`, home = mail_root/<storage_key>): the
+script in `<home>/sieve/<name>.sieve`, the symlink `<home>/.dovecot.sieve` ->
+`sieve/<name>.sieve` naming the active one. No path is made from user text except the
+validated filter name.
+
+The script is compiled once per call, like certbot's `nginx -t` before a swap: a script
+the compiler refuses changes nothing. Each mailbox then gets only the script and the link;
+Dovecot compiles the script at its first delivery (about 15 ms, once) and keeps the binary
+(`<home>/.dovecot.svbin`) itself. A binary left from an earlier filter is removed, so the
+new filter is compiled, never the old one run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import os
+import re
+import secrets
+import stat
+import tempfile
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.daemons.process import DaemonError, run_tool
+from controlplane.models import Domain, Mailbox
+from controlplane.services import audit, domains, scope
+from controlplane.services.errors import LetterheadError, NotFound, ValidationError
+from controlplane.services.scope import Actor
+from controlplane.settings import Settings
+from controlplane.validation import split_address
+
+SIEVEC = "/usr/bin/sievec"
+MAX_SCRIPT_BYTES = 64 * 1024
+MAX_NAME_LENGTH = 64
+MAX_ADDRESSES = 10_000
+FILTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+ACTIVE_LINK = ".dovecot.sieve"
+ACTIVE_BINARY = ".dovecot.svbin"
+SCRIPT_FOLDER = "sieve"
+# The compiler names the script by its file name in its messages.
+COMPILED_AS = "script"
+WRITER_THREADS = 8
+# At most this many addresses are named in the audit entry of one call.
+AUDITED_ADDRESSES = 100
+
+
+class FilterNotWritten(LetterheadError):
+    """The mailbox's storage could not take the filter (a full disk, a broken folder)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledFilter:
+    """A script the compiler accepted, under its validated name."""
+
+    name: str
+    script: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterResult:
+    address: str
+    error: LetterheadError | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterReport:
+    name: str
+    results: list[FilterResult]
+
+    @property
+    def applied(self) -> int:
+        return sum(1 for result in self.results if result.error is None)
+
+    @property
+    def failed(self) -> int:
+        return len(self.results) - self.applied
+
+
+@dataclasses.dataclass(frozen=True)
+class ActiveFilter:
+    """The filter Dovecot runs for a mailbox; `script` is None when set by another client
+    under a name Letterhead does not accept."""
+
+    name: str
+    script: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    address: str
+    storage_key: str
+    tenant_id: int
+    domain_id: int
+
+
+def validate_filter_name(name: str) -> str:
+    """A filter name becomes a file name: letters, digits and . _ -, starting with a letter
+    or digit, at most 64 characters."""
+    if not isinstance(name, str) or not FILTER_NAME.fullmatch(name):
+        raise ValidationError(
+            f"A filter name has 1 to {MAX_NAME_LENGTH} letters, digits and . _ - "
+            "and starts with a letter or digit.",
+            field="name",
+        )
+    return name
+
+
+def _script_bytes(script: str) -> bytes:
+    if not isinstance(script, str):
+        raise ValidationError("The script must be text.", field="script")
+    if "\0" in script:
+        raise ValidationError("The script may not contain NUL characters.", field="script")
+    try:
+        data = script.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("The script must be valid UTF-8 text.", field="script") from None
+    if len(data) > MAX_SCRIPT_BYTES:
+        raise ValidationError(
+            f"A script may be at most {MAX_SCRIPT_BYTES // 1024} KB ({len(data)} bytes given).",
+            field="script",
+        )
+    return data
+
+
+def _compiler_config(settings: Settings | None, workdir: Path) -> Path:
+    """The live Dovecot config, so the compiler knows the same extensions as delivery."""
+    if settings is not None:
+        live = settings.live_config / "dovecot" / "dovecot.conf"
+        if live.exists():
+            return live
+    empty = workdir / "empty.conf"
+    empty.write_text("")
+    return empty
+
+
+def _compiler_messages(output: str, name: str) -> list[str]:
+    """The compiler's lines about the script, naming it by its filter name."""
+    prefix = f"{COMPILED_AS}: "
+    return [
+        f"{name}: {line.strip().removeprefix(prefix)}"
+        for line in output.splitlines()
+        if line.startswith(prefix)
+    ]
+
+
+def compile_script(script: str, *, name: str = "filter", settings: Settings | None = None) -> CompiledFilter:
+    """Check `script` with Dovecot's sievec, under the live config's extensions; refuse it
+    (ValidationError with the compiler's message) if the compiler does."""
+    name = validate_filter_name(name)
+    data = _script_bytes(script)
+    sievec = SIEVEC if Path(SIEVEC).exists() else "sievec"
+    with tempfile.TemporaryDirectory(prefix="lh-sievec-") as temporary:
+        workdir = Path(temporary)
+        script_path, binary_path = workdir / f"{COMPILED_AS}.sieve", workdir / f"{COMPILED_AS}.svbin"
+        script_path.write_bytes(data)
+        config = _compiler_config(settings, workdir)
+        result = run_tool([sievec, "-c", str(config), str(script_path), str(binary_path)], timeout=30)
+        output = f"{result.stdout}\n{result.stderr}"
+        if result.returncode != 0:
+            messages = _compiler_messages(output, name)
+            if not messages:  # the compiler did not run: ours to fix, not the user's
+                raise DaemonError(f"sievec failed: {output.strip() or result.returncode}")
+            message = "\n".join(messages)[:4000].replace(temporary, "")
+            raise ValidationError(f"The Sieve compiler refused the script:\n{message}", field="script")
+    return CompiledFilter(name=name, script=data)
+
+
+# --- where the filter goes -----------------------------------------------------------------------
+
+
+def _resolve_addresses(
+    session: Session, actor: Actor, addresses: Iterable[str]
+) -> tuple[list[_Target], list[FilterResult]]:
+    """The mailboxes named, within the actor's scope; the rest fail one by one, an address
+    outside the scope exactly like one that does not exist."""
+    failures: list[FilterResult] = []
+    wanted: dict[str, list[tuple[str, str]]] = {}
+    seen: set[str] = set()
+    for given in addresses:
+        try:
+            local_part, domain_name = split_address(given.strip() if isinstance(given, str) else given)
+        except ValidationError as error:
+            failures.append(FilterResult(str(given), error))
+            continue
+        address = f"{local_part}@{domain_name}"
+        if address not in seen:
+            seen.add(address)
+            wanted.setdefault(domain_name, []).append((local_part, address))
+    targets: list[_Target] = []
+    for domain_name, items in wanted.items():
+        domain = domains.find_domain(session, domain_name)
+        found: dict[str, str] = {}
+        if domain is not None and _in_scope(actor, domain):
+            local_parts = [local_part for local_part, _ in items]
+            for start in range(0, len(local_parts), 500):
+                rows = session.execute(
+                    select(Mailbox.local_part, Mailbox.storage_key).where(
+                        Mailbox.domain_id == domain.id,
+                        Mailbox.local_part.in_(local_parts[start : start + 500]),
+                    )
+                )
+                found.update((local_part, key) for local_part, key in rows)
+        for local_part, address in items:
+            if local_part in found:
+                assert domain is not None
+                targets.append(_Target(address, found[local_part], domain.tenant_id, domain.id))
+            else:
+                failures.append(FilterResult(address, NotFound(f"No such mailbox: {address}.")))
+    return targets, failures
+
+
+def _in_scope(actor: Actor, domain: Domain) -> bool:
+    try:
+        scope.require_domain(actor, domain)
+    except NotFound:
+        return False
+    return True
+
+
+def _domain_targets(session: Session, actor: Actor, domain: Domain) -> list[_Target]:
+    scope.require_domain(actor, domain)
+    rows = session.execute(
+        select(Mailbox.local_part, Mailbox.storage_key)
+        .where(Mailbox.domain_id == domain.id)
+        .order_by(Mailbox.local_part)
+    )
+    return [
+        _Target(f"{local_part}@{domain.name}", key, domain.tenant_id, domain.id) for local_part, key in rows
+    ]
+
+
+def _mailbox_target(actor: Actor, mailbox: Mailbox) -> _Target:
+    scope.require_domain(actor, mailbox.domain)
+    return _Target(mailbox.address, mailbox.storage_key, mailbox.domain.tenant_id, mailbox.domain_id)
+
+
+# --- applying ------------------------------------------------------------------------------------
+
+
+def set_filter_for_mailbox(
+    session: Session, actor: Actor, settings: Settings, mailbox: Mailbox, *, name: str, script: str
+) -> FilterReport:
+    """Make the script the mailbox's active filter. Raises NotFound, ValidationError."""
+    target = _mailbox_target(actor, mailbox)
+    compiled = compile_script(script, name=name, settings=settings)
+    return _apply(session, actor, settings, compiled, [target], [], label=target.address)
+
+
+def set_filter_for_addresses(
+    session: Session, actor: Actor, settings: Settings, addresses: list[str], *, name: str, script: str
+) -> FilterReport:
+    """Make the script the active filter of each mailbox named; an address that is not a
+    mailbox the actor manages fails alone, reported as missing. Raises ValidationError."""
+    if not addresses or len(addresses) > MAX_ADDRESSES:
+        raise ValidationError(f"Name 1 to {MAX_ADDRESSES} addresses.", field="addresses")
+    compiled = compile_script(script, name=name, settings=settings)
+    targets, failures = _resolve_addresses(session, actor, addresses)
+    label = targets[0].address if len(targets) == 1 else f"{len(targets)} mailboxes"
+    return _apply(session, actor, settings, compiled, targets, failures, label=label)
+
+
+def set_filter_for_domain(
+    session: Session, actor: Actor, settings: Settings, domain: Domain, *, name: str, script: str
+) -> FilterReport:
+    """Make the script the active filter of every mailbox of the domain.
+    Raises NotFound, ValidationError."""
+    targets = _domain_targets(session, actor, domain)
+    compiled = compile_script(script, name=name, settings=settings)
+    return _apply(session, actor, settings, compiled, targets, [], label=f"every mailbox of {domain.name}")
+
+
+def _apply(
+    session: Session,
+    actor: Actor,
+    settings: Settings,
+    compiled: CompiledFilter,
+    targets: list[_Target],
+    failures: list[FilterResult],
+    *,
+    label: str,
+) -> FilterReport:
+    mail_root = settings.mail_root
+    if targets and not mail_root.is_dir():
+        raise DaemonError(f"The mail storage folder {mail_root} is missing: prepare the installation first.")
+    owner = _vmail_ids(settings) if targets else (0, 0)
+
+    def install(target: _Target) -> FilterResult:
+        try:
+            _install(mail_root, target.storage_key, compiled, owner)
+        except OSError as error:
+            return FilterResult(target.address, _not_written(error))
+        return FilterResult(target.address)
+
+    # Each mailbox is a few file creations and renames, waiting on the disk, not the CPU:
+    # a few threads overlap those waits (the work is independent per mailbox).
+    with ThreadPoolExecutor(max_workers=min(WRITER_THREADS, max(len(targets), 1))) as pool:
+        results = list(pool.map(install, targets))
+    applied = [target for target, result in zip(targets, results, strict=True) if result.error is None]
+    if applied:
+        _record(session, actor, "sieve.apply", applied, label, filter=compiled.name, mailboxes=len(applied))
+    return FilterReport(name=compiled.name, results=results + failures)
+
+
+def _not_written(error: OSError) -> FilterNotWritten:
+    reason = error.strerror or error.__class__.__name__
+    return FilterNotWritten(f"The filter could not be written into the mailbox's storage: {reason}.")
+
+
+def _vmail_ids(settings: Settings) -> tuple[int, int]:
+    from controlplane.daemons.layout import vmail_account
+
+    account = vmail_account(settings)
+    return account.uid, account.gid
+
+
+def _record(
+    session: Session, actor: Actor, action: str, targets: list[_Target], label: str, **details: object
+) -> None:
+    """One entry per call, whatever the number of mailboxes."""
+    tenant_ids = {target.tenant_id for target in targets}
+    domain_ids = {target.domain_id for target in targets}
+    tenant_id = actor.tenant_id
+    if tenant_id is None and len(tenant_ids) == 1:  # the operator, acting in one tenant
+        tenant_id = next(iter(tenant_ids))
+    audit.record_change(
+        session, actor, action, label, tenant_id=tenant_id,
+        domain_id=next(iter(domain_ids)) if len(domain_ids) == 1 else actor.domain_id,
+        addresses=[target.address for target in targets[:AUDITED_ADDRESSES]], **details,
+    )  # fmt: skip
+
+
+# --- files in the mailbox home -------------------------------------------------------------------
+
+
+def _home(mail_root: Path, storage_key: str) -> Path:
+    if not re.fullmatch(r"[0-9a-f]{1,64}", storage_key):  # ours, but it names a folder
+        raise OSError(errno.EINVAL, "Invalid storage key")
+    return mail_root / storage_key
+
+
+def _ensure_folder(path: Path, owner: tuple[int, int]) -> None:
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):  # never follow a link out of the mail root
+            raise OSError(errno.ENOTDIR, "Not a folder", str(path)) from None
+        return
+    os.chown(path, *owner)
+    os.chmod(path, 0o700)
+
+
+def _write_atomically(path: Path, data: bytes, owner: tuple[int, int], mtime: float) -> None:
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    descriptor = os.open(
+        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+    )
+    try:
+        try:
+            os.fchown(descriptor, *owner)
+            os.fchmod(descriptor, 0o600)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(descriptor, view) :]
+            os.utime(descriptor, (mtime, mtime))
+        finally:
+            os.close(descriptor)
+        os.rename(temporary, path)
+    except BaseException:
+        _remove(temporary)
+        raise
+
+
+def _link_atomically(path: Path, target: str, owner: tuple[int, int], mtime: float) -> None:
+    temporary = path.with_name(f"{path.name}.{secrets.token_hex(6)}.tmp")
+    os.symlink(target, temporary)
+    try:
+        os.lchown(temporary, *owner)
+        os.utime(temporary, (mtime, mtime), follow_symlinks=False)
+        os.rename(temporary, path)
+    except BaseException:
+        _remove(temporary)
+        raise
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _install(mail_root: Path, storage_key: str, compiled: CompiledFilter, owner: tuple[int, int]) -> None:
+    """Write the script, drop the old binary, then point the active link at the script; each
+    step is a rename or an unlink, so a delivery meanwhile runs the old filter or the new one."""
+    home = _home(mail_root, storage_key)
+    folder = home / SCRIPT_FOLDER
+    _ensure_folder(home, owner)
+    _ensure_folder(folder, owner)
+    now = time.time()
+    _write_atomically(folder / f"{compiled.name}.sieve", compiled.script, owner, now)
+    _remove(home / ACTIVE_BINARY)
+    _link_atomically(home / ACTIVE_LINK, f"{SCRIPT_FOLDER}/{compiled.name}.sieve", owner, now)
+
+
+# --- reading and deactivating --------------------------------------------------------------------
+
+
+def _active_script(home: Path) -> tuple[str, Path | None] | None:
+    """The active filter's name and, if Letterhead may read it, its script's path."""
+    try:
+        target = os.readlink(home / ACTIVE_LINK)
+    except OSError:  # no link (no filter), or a plain file, which Dovecot does not take as one
+        return None
+    folder, _, filename = target.rpartition("/")
+    name = filename.removesuffix(".sieve")
+    if folder != SCRIPT_FOLDER or not filename.endswith(".sieve") or not FILTER_NAME.fullmatch(name):
+        return filename or target, None  # set by another client under a name we do not make
+    return name, home / SCRIPT_FOLDER / f"{name}.sieve"
+
+
+def get_active_filter(actor: Actor, settings: Settings, mailbox: Mailbox) -> ActiveFilter | None:
+    """The mailbox's active filter and its script, or None. Raises NotFound."""
+    home = _home(settings.mail_root, _mailbox_target(actor, mailbox).storage_key)
+    active = _active_script(home)
+    if active is None:
+        return None
+    name, path = active
+    if path is None:
+        return ActiveFilter(name=name, script=None)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None  # a link to nothing: Dovecot runs no filter either
+    with os.fdopen(descriptor, "rb") as file:
+        data = file.read(MAX_SCRIPT_BYTES * 4)
+    return ActiveFilter(name=name, script=data.decode("utf-8", errors="replace"))
+
+
+def deactivate_filter(session: Session, actor: Actor, settings: Settings, mailbox: Mailbox) -> bool:
+    """Stop running the mailbox's filter; its script stays (ManageSieve clients list it).
+    Returns whether a filter was active. Raises NotFound."""
+    target = _mailbox_target(actor, mailbox)
+    home = _home(settings.mail_root, target.storage_key)
+    active = _active_script(home)
+    if active is None:
+        return False
+    try:
+        os.unlink(home / ACTIVE_LINK)
+        _remove(home / ACTIVE_BINARY)
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise _not_written(error) from error
+    _record(session, actor, "sieve.deactivate", [target], target.address, filter=active[0])
+    return True
