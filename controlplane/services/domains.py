@@ -75,8 +75,9 @@ def find_domain(session: Session, name: str) -> Domain | None:
     return session.scalar(select(Domain).where(Domain.name == name))
 
 
-def get_domain(session: Session, actor: Actor, name: str) -> Domain:
-    """Find a domain by its Unicode or A-label name, within the actor's scope."""
+def get_domain(session: Session, actor: Actor, name: str, *, signup_allowed: bool = False) -> Domain:
+    """Find a domain by its Unicode or A-label name, within the actor's scope (a sign-up actor's
+    only where `signup_allowed`: to create a mailbox in it)."""
     try:
         ascii_name = normalize_domain(name, field="domain")
     except ValidationError:
@@ -84,7 +85,7 @@ def get_domain(session: Session, actor: Actor, name: str) -> Domain:
     domain = find_domain(session, ascii_name)
     if domain is None:
         raise NotFound(f"No such domain: {name}.")
-    scope.require_domain(actor, domain)
+    scope.require_domain(actor, domain, signup_allowed=signup_allowed)
     return domain
 
 
@@ -140,12 +141,12 @@ def domain_counts(session: Session, domain: Domain) -> DomainCounts:
     return _counts_of(session, [domain.id]).get(domain.id, _NO_COUNTS)
 
 
-def require_mailbox_slot(session: Session, domain: Domain) -> None:
-    if domain_counts(session, domain).mailboxes >= domain.max_mailboxes:
-        raise LimitReached(
-            f"The domain {domain.display_name} may have at most {domain.max_mailboxes} mailboxes.",
-            field="max_mailboxes",
-        )
+def mailbox_limit_reached(domain: Domain) -> LimitReached:
+    """What refuses a mailbox beyond the domain's limit (mailboxes.create_mailboxes counts them)."""
+    return LimitReached(
+        f"The domain {domain.display_name} may have at most {domain.max_mailboxes} mailboxes.",
+        field="max_mailboxes",
+    )
 
 
 def require_alias_slot(session: Session, domain: Domain) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -11,7 +13,7 @@ from sqlalchemy.orm import Session
 from controlplane.db import after_commit
 from controlplane.models import GIB, Alias, AliasDestination, Domain, Mailbox
 from controlplane.services import audit, domains, passwords, scope, storage, usage
-from controlplane.services.errors import AlreadyExists, NotFound, ValidationError
+from controlplane.services.errors import AlreadyExists, LetterheadError, NotFound, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_display_name, normalize_local_part, split_address
 
@@ -33,10 +35,25 @@ def find_address_owner(session: Session, domain: Domain, local_part: str) -> Mai
 def require_address_free(session: Session, domain: Domain, local_part: str) -> None:
     owner = find_address_owner(session, domain, local_part)
     if owner is not None:
-        kind = "a mailbox" if isinstance(owner, Mailbox) else "an alias"
-        raise AlreadyExists(
-            f"{local_part}@{domain.display_name} is already taken by {kind}.", field="local_part"
-        )
+        raise _address_taken(domain, local_part, "a mailbox" if isinstance(owner, Mailbox) else "an alias")
+
+
+def _address_taken(domain: Domain, local_part: str, owner_kind: str) -> AlreadyExists:
+    return AlreadyExists(
+        f"{local_part}@{domain.display_name} is already taken by {owner_kind}.", field="local_part"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class NewMailbox:
+    """A mailbox to create, as asked for: a plain `password` or an already-hashed `password_hash`."""
+
+    local_part: str
+    quota_bytes: int
+    password: str | None = None
+    password_hash: str | None = None
+    display_name: str = ""
+    is_domain_admin: bool = False
 
 
 def create_mailbox(
@@ -56,33 +73,136 @@ def create_mailbox(
     Give either a plain password (hashed here) or an already-hashed one (migrations).
     """
     scope.require_domain(actor, domain, signup_allowed=True)
-    local_part = normalize_local_part(local_part)
-    display_name = normalize_display_name(display_name)
-    if (password is None) == (password_hash is None):
-        raise ValidationError("Give a password or a password hash, not both or neither.", field="password")
-    stored_hash = (
-        passwords.hash_password(password)
-        if password is not None
-        else passwords.normalize_password_hash(password_hash or "")
+    requested = NewMailbox(
+        local_part=local_part, quota_bytes=quota_bytes, password=password, password_hash=password_hash,
+        display_name=display_name, is_domain_admin=is_domain_admin,
+    )  # fmt: skip
+    (outcome,) = _create_mailboxes(session, actor, domain, [requested])
+    if isinstance(outcome, LetterheadError):
+        raise outcome
+    return outcome
+
+
+def create_mailboxes(
+    session: Session, actor: Actor, *, domain: Domain, requested: Sequence[NewMailbox]
+) -> list[Mailbox | LetterheadError]:
+    """Create many mailboxes in `domain`, each under the rules of `create_mailbox` and accepted or
+    refused on its own; returns, in order, each new mailbox or the error that refused it.
+
+    Sign-up actors may not: their hourly allowance counts one mailbox at a time.
+    """
+    scope.require_domain(actor, domain)
+    return _create_mailboxes(session, actor, domain, requested)
+
+
+def _create_mailboxes(
+    session: Session, actor: Actor, domain: Domain, requested: Sequence[NewMailbox]
+) -> list[Mailbox | LetterheadError]:
+    # One pass of checks per mailbox, in the order a single creation makes them, against the
+    # domain's room read once and counted down; then the accepted plain passwords are hashed
+    # on every core at once, and all rows written in one flush. A refused mailbox writes
+    # nothing, so it needs no savepoint to undo.
+    outcomes: list[NewMailbox | LetterheadError] = []
+    for item in requested:
+        try:
+            outcomes.append(_checked_fields(actor, item))
+        except LetterheadError as error:
+            outcomes.append(error)
+    room = _MailboxRoom(
+        session, domain, [item.local_part for item in outcomes if isinstance(item, NewMailbox)]
     )
-    if is_domain_admin and actor.kind in ("domain_admin", "signup"):
-        raise ValidationError("Only full admins may grant the domain-admin role.", field="is_domain_admin")
-    require_address_free(session, domain, local_part)
-    domains.require_mailbox_slot(session, domain)
-    storage.require_mailbox_size(domain, quota_bytes, min_mailbox_bytes(session))
-    storage.require_pool(session, domain.tenant, quota_bytes)
-    mailbox = Mailbox(
-        domain=domain,
-        local_part=local_part,
-        password_hash=stored_hash,
-        quota_bytes=quota_bytes,
-        display_name=display_name,
-        is_domain_admin=bool(is_domain_admin),
-    )
-    session.add(mailbox)
+    for index, item in enumerate(outcomes):
+        if isinstance(item, NewMailbox):
+            try:
+                room.take(item.local_part, item.quota_bytes)
+            except LetterheadError as error:
+                outcomes[index] = error
+    accepted = [item for item in outcomes if isinstance(item, NewMailbox)]
+    hashes = iter(passwords.hash_passwords([item.password for item in accepted if item.password is not None]))
+    results = [
+        Mailbox(
+            domain=domain,
+            local_part=item.local_part,
+            password_hash=item.password_hash if item.password is None else next(hashes),
+            quota_bytes=item.quota_bytes,
+            display_name=item.display_name,
+            is_domain_admin=item.is_domain_admin,
+        )
+        if isinstance(item, NewMailbox)
+        else item
+        for item in outcomes
+    ]
+    created = [mailbox for mailbox in results if isinstance(mailbox, Mailbox)]
+    session.add_all(created)
     session.flush()
-    _record(session, actor, "mailbox.create", mailbox, quota_bytes=quota_bytes)
-    return mailbox
+    audit.record_changes(
+        session, actor, "mailbox.create",
+        [(mailbox.address, {"quota_bytes": mailbox.quota_bytes}) for mailbox in created],
+        tenant_id=domain.tenant_id, domain_id=domain.id,
+    )  # fmt: skip
+    return results
+
+
+def _checked_fields(actor: Actor, item: NewMailbox) -> NewMailbox:
+    """The mailbox's own fields checked and normalized (a password hash too, a plain password
+    only checked); raises on the first that is refused."""
+    local_part = normalize_local_part(item.local_part)
+    display_name = normalize_display_name(item.display_name)
+    if (item.password is None) == (item.password_hash is None):
+        raise ValidationError("Give a password or a password hash, not both or neither.", field="password")
+    if item.password is not None:
+        passwords.validate_password(item.password)
+        password_hash = None
+    else:
+        password_hash = passwords.normalize_password_hash(item.password_hash or "")
+    if item.is_domain_admin and actor.kind in ("domain_admin", "signup"):
+        raise ValidationError("Only full admins may grant the domain-admin role.", field="is_domain_admin")
+    return dataclasses.replace(
+        item, local_part=local_part, display_name=display_name, password_hash=password_hash,
+        is_domain_admin=bool(item.is_domain_admin),
+    )  # fmt: skip
+
+
+class _MailboxRoom:
+    """What a domain has left for new mailboxes: its free addresses, the slots under its mailbox
+    limit and its tenant's free pool, read once for a batch and counted down as it is accepted."""
+
+    def __init__(self, session: Session, domain: Domain, local_parts: list[str]) -> None:
+        self.domain = domain
+        self.taken = _address_owners(session, domain, local_parts)
+        self.mailboxes = domains.domain_counts(session, domain).mailboxes
+        self.pool = storage.locked_pool_usage(session, domain.tenant)
+        self.min_bytes = min_mailbox_bytes(session)
+
+    def take(self, local_part: str, quota_bytes: int) -> None:
+        """Raises AlreadyExists, LimitReached, ValidationError (size), PoolExhausted."""
+        domain = self.domain
+        if local_part in self.taken:
+            raise _address_taken(domain, local_part, self.taken[local_part])
+        if self.mailboxes >= domain.max_mailboxes:
+            raise domains.mailbox_limit_reached(domain)
+        storage.require_mailbox_size(domain, quota_bytes, self.min_bytes)
+        if quota_bytes > self.pool.free_bytes:
+            raise storage.pool_exhausted(domain.tenant, self.pool, quota_bytes)
+        self.taken[local_part] = "a mailbox"
+        self.mailboxes += 1
+        self.pool = dataclasses.replace(self.pool, allocated_bytes=self.pool.allocated_bytes + quota_bytes)
+
+
+def _address_owners(session: Session, domain: Domain, local_parts: list[str]) -> dict[str, str]:
+    """Which of these local parts are taken in the domain, and by what: "a mailbox" or "an alias"."""
+    owners: dict[str, str] = {}
+    # In slices, to stay under the database's limit on bound parameters.
+    for start in range(0, len(local_parts), 500):
+        wanted = local_parts[start : start + 500]
+        for model, kind in ((Alias, "an alias"), (Mailbox, "a mailbox")):
+            owners.update(
+                (taken, kind)
+                for taken in session.scalars(
+                    select(model.local_part).where(model.domain_id == domain.id, model.local_part.in_(wanted))
+                )
+            )
+    return owners
 
 
 def _record(session: Session, actor: Actor, action: str, mailbox: Mailbox, **details: object) -> None:

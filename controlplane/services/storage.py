@@ -76,16 +76,25 @@ def require_pool(session: Session, tenant: Tenant, additional_bytes: int) -> Non
     """The sum of the tenant's mailbox quotas never exceeds its storage pool."""
     if additional_bytes <= 0:
         return
+    usage = locked_pool_usage(session, tenant)
+    if additional_bytes > usage.free_bytes:
+        raise pool_exhausted(tenant, usage, additional_bytes)
+
+
+def locked_pool_usage(session: Session, tenant: Tenant) -> PoolUsage:
+    """The pool's usage, read to allocate from it."""
     # Lock the tenant row where the database can (PostgreSQL), so two concurrent
     # allocations cannot both see the same free space; SQLite serializes writers anyway.
     session.execute(select(Tenant.id).where(Tenant.id == tenant.id).with_for_update())
-    usage = pool_usage(session, tenant)
-    if additional_bytes > usage.free_bytes:
-        raise PoolExhausted(
-            f"The storage pool of {tenant.name} has {format_bytes(max(usage.free_bytes, 0))} free "
-            f"of {format_bytes(usage.total_bytes)}; {format_bytes(additional_bytes)} more was asked for.",
-            field="quota_bytes",
-        )
+    return pool_usage(session, tenant)
+
+
+def pool_exhausted(tenant: Tenant, usage: PoolUsage, additional_bytes: int) -> PoolExhausted:
+    return PoolExhausted(
+        f"The storage pool of {tenant.name} has {format_bytes(max(usage.free_bytes, 0))} free "
+        f"of {format_bytes(usage.total_bytes)}; {format_bytes(additional_bytes)} more was asked for.",
+        field="quota_bytes",
+    )
 
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}

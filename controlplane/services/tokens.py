@@ -107,6 +107,15 @@ def get_token(session: Session, actor: Actor, token_id: int) -> ApiToken:
     return token
 
 
+def get_token_by_prefix(session: Session, actor: Actor, prefix: str) -> ApiToken:
+    """The token a listing shows by its prefix (`lh_` and anything after the prefix may be given too)."""
+    bare = prefix.strip().removeprefix(TOKEN_PREFIX).partition("_")[0] if isinstance(prefix, str) else ""
+    token = session.scalar(select(ApiToken).where(ApiToken.prefix == bare)) if bare else None
+    if token is None:
+        raise NotFound(f"No token with the prefix {prefix!r}.")
+    return get_token(session, actor, token.id)
+
+
 def revoke_token(session: Session, actor: Actor, token: ApiToken) -> ApiToken:
     """A revoked token is refused from its next request on."""
     get_token(session, actor, token.id)

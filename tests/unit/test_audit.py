@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from controlplane.models import AuditEntry
 from controlplane.services import audit, auth, scope, tenants
@@ -62,6 +62,26 @@ def test_record_names_the_actor_and_keeps_the_details(db) -> None:
     assert entry.actor == "domain-admin:ann@a.test"
     assert entry.details == {"quota_bytes": 2048}
     assert entry.time.tzinfo is not None and entry.client_ip == "192.0.2.1"
+
+
+def test_record_changes_writes_one_entry_per_target_like_record_change(db) -> None:
+    domain = make_domain(db, name="a.test")
+    db.execute(delete(AuditEntry))
+    db.info["client_ip"] = "192.0.2.7"
+    actor = scope.tenant_admin(domain.tenant_id, name="token:abc123")
+    audit.record_changes(
+        db, actor, "mailbox.create", [("ann@a.test", {"quota_bytes": 1}), ("bob@a.test", {})],
+        tenant_id=domain.tenant_id, domain_id=domain.id,
+    )  # fmt: skip
+    db.expire_all()
+    entries = list(db.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+    assert [(e.target, e.details, e.action, e.actor) for e in entries] == [
+        ("ann@a.test", {"quota_bytes": 1}, "mailbox.create", "token:abc123"),
+        ("bob@a.test", {}, "mailbox.create", "token:abc123"),
+    ]
+    assert {(e.tenant_id, e.domain_id, e.client_ip) for e in entries} == {
+        (domain.tenant_id, domain.id, "192.0.2.7")
+    }
 
 
 def test_full_admin_sees_their_tenants_entries_newest_first_with_the_total(db, world) -> None:

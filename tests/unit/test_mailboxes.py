@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from controlplane.models import Alias, AliasDestination, Mailbox
+from controlplane.models import Alias, AliasDestination, AuditEntry, Mailbox
 from controlplane.services import mailboxes, passwords, scope, storage
 from controlplane.services.errors import (
     AlreadyExists,
@@ -166,6 +166,118 @@ def test_deleting_a_mailbox_frees_its_storage_in_the_pool(db) -> None:
     mailboxes.delete_mailbox(db, scope.OPERATOR, first)
     assert storage.allocated_bytes(db, tenant) == 0
     assert _create(db, domain, local_part="b", quota_bytes=20 * KB).quota_bytes == 20 * KB
+
+
+# --- many at once -------------------------------------------------------------------------------
+
+
+def _new(local_part: str, quota_bytes: int = 10 * KB, **kwargs) -> mailboxes.NewMailbox:
+    if "password_hash" not in kwargs:
+        kwargs.setdefault("password", PASSWORD)
+    return mailboxes.NewMailbox(local_part=local_part, quota_bytes=quota_bytes, **kwargs)
+
+
+def _creations(db) -> list[str]:
+    return list(db.scalars(select(AuditEntry.target).where(AuditEntry.action == "mailbox.create")))
+
+
+def test_create_mailboxes_refuses_each_bad_item_alone_and_reports_every_item_in_order(db) -> None:
+    domain = make_domain(db, name="many.example", max_mailbox_bytes=50 * KB)
+    make_alias(db, domain=domain, local_part="sales", destinations=["someone@elsewhere.example"])
+    hashed = passwords.hash_password("imported password")
+    outcomes = mailboxes.create_mailboxes(
+        db, scope.OPERATOR, domain=domain,
+        requested=[
+            _new("Anna", display_name=" Anna "), _new("jo hn"), _new("bob", password_hash=hashed),
+            _new("anna"), _new("sales"), _new("big", quota_bytes=50 * KB + 1), _new("short", password="short"),
+            _new("both", password_hash=hashed, password=PASSWORD), _new("carl"),
+        ],
+    )  # fmt: skip
+    kinds = [type(outcome).__name__ for outcome in outcomes]
+    assert kinds == [
+        "Mailbox", "ValidationError", "Mailbox", "AlreadyExists", "AlreadyExists", "ValidationError",
+        "ValidationError", "ValidationError", "Mailbox",
+    ]  # fmt: skip
+    anna, bob, carl = outcomes[0], outcomes[2], outcomes[8]
+    assert (anna.address, anna.display_name) == ("anna@many.example", "Anna")
+    assert passwords.verify_password(PASSWORD, anna.password_hash)
+    assert bob.password_hash == hashed
+    assert "taken by a mailbox" in outcomes[3].message
+    assert "taken by an alias" in outcomes[4].message
+    assert outcomes[6].field == "password"
+    assert _mailbox_count(db) == 3
+    assert sorted(_creations(db)) == [anna.address, bob.address, carl.address]
+    assert mailboxes.find_mailbox(db, "carl@many.example") is carl
+
+
+def test_create_mailboxes_counts_the_domain_limit_down_within_one_batch(db) -> None:
+    domain = make_domain(db, max_mailboxes=3)
+    _create(db, domain, local_part="first")
+    outcomes = mailboxes.create_mailboxes(
+        db, scope.OPERATOR, domain=domain, requested=[_new(f"user{n}") for n in range(4)]
+    )
+    assert [isinstance(outcome, Mailbox) for outcome in outcomes] == [True, True, False, False]
+    assert isinstance(outcomes[2], LimitReached)
+    assert "at most 3 mailboxes" in outcomes[2].message
+    assert _mailbox_count(db) == 3
+
+
+def test_create_mailboxes_counts_the_pool_down_and_a_smaller_mailbox_still_fits(db) -> None:
+    tenant = make_tenant(db, pool=25 * KB)
+    domain = make_domain(db, tenant=tenant)
+    outcomes = mailboxes.create_mailboxes(
+        db, scope.OPERATOR, domain=domain,
+        requested=[_new("a"), _new("b"), _new("c"), _new("d", quota_bytes=5 * KB)],
+    )  # fmt: skip
+    assert [type(outcome).__name__ for outcome in outcomes] == [
+        "Mailbox",
+        "Mailbox",
+        "PoolExhausted",
+        "Mailbox",
+    ]
+    assert "5 KB free of 25 KB" in outcomes[2].message
+    assert storage.pool_usage(db, tenant) == storage.PoolUsage(total_bytes=25 * KB, allocated_bytes=25 * KB)
+
+
+def test_create_mailboxes_hashes_many_plain_passwords_each_for_its_own_mailbox(db) -> None:
+    count = passwords.PARALLEL_FROM + 4
+    domain = make_domain(db, tenant=make_tenant(db, pool=count * KB), max_mailboxes=count)
+    outcomes = mailboxes.create_mailboxes(
+        db, scope.OPERATOR, domain=domain,
+        requested=[_new(f"user{n}", quota_bytes=KB, password=f"password of user {n}") for n in range(count)],
+    )  # fmt: skip
+    for number, mailbox in enumerate(outcomes):
+        assert mailbox.local_part == f"user{number}"
+        assert passwords.verify_password(f"password of user {number}", mailbox.password_hash)
+    assert len(_creations(db)) == count
+
+
+def test_create_mailboxes_lets_only_full_admins_grant_the_domain_admin_role(db) -> None:
+    domain = make_domain(db)
+    outcomes = mailboxes.create_mailboxes(
+        db, scope.domain_admin(domain.tenant_id, domain.id), domain=domain,
+        requested=[_new("boss", is_domain_admin=True), _new("staff")],
+    )  # fmt: skip
+    assert isinstance(outcomes[0], ValidationError)
+    assert outcomes[0].field == "is_domain_admin"
+    assert isinstance(outcomes[1], Mailbox) and not outcomes[1].is_domain_admin
+
+
+def test_create_mailboxes_is_not_for_sign_up_actors(db) -> None:
+    domain = make_domain(db)
+    with pytest.raises(NotFound):
+        mailboxes.create_mailboxes(
+            db, scope.signup(domain.tenant_id, domain.id), domain=domain, requested=[_new("new")]
+        )
+    assert _mailbox_count(db) == 0
+
+
+def test_create_mailboxes_outside_the_actors_tenant_finds_no_domain(db) -> None:
+    domain = make_domain(db)
+    other = make_tenant(db)
+    with pytest.raises(NotFound):
+        mailboxes.create_mailboxes(db, scope.tenant_admin(other.id), domain=domain, requested=[_new("new")])
+    assert _mailbox_count(db) == 0
 
 
 # --- quota changes ------------------------------------------------------------------------------

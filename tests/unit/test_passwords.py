@@ -68,3 +68,36 @@ def test_generate_password_is_long_enough_and_random() -> None:
     first, second = passwords.generate_password(), passwords.generate_password()
     assert first != second
     passwords.validate_password(first)
+
+
+# --- many at once -------------------------------------------------------------------------------
+
+
+def _refuse_the_pool():
+    raise AssertionError("the hashing pool was started")
+
+
+def test_hash_passwords_hashes_many_on_the_pool_each_in_its_place() -> None:
+    given = [f"password number {n}" for n in range(passwords.PARALLEL_FROM * 2)]
+    hashed = passwords.hash_passwords(given)
+    assert len(hashed) == len(given)
+    assert len(set(hashed)) == len(given)
+    for password, stored in zip(given, hashed, strict=True):
+        assert stored.startswith("{SHA512-CRYPT}$6$")
+        assert passwords.verify_password(password, stored)
+
+
+def test_hash_passwords_hashes_a_few_in_this_process(monkeypatch) -> None:
+    monkeypatch.setattr(passwords, "_hashing_pool", _refuse_the_pool)
+    given = ["first password", "second password"]
+    hashed = passwords.hash_passwords(given)
+    assert [passwords.verify_password(p, h) for p, h in zip(given, hashed, strict=True)] == [True, True]
+    assert passwords.hash_passwords([]) == []
+
+
+def test_hash_passwords_refuses_a_bad_password_before_hashing_any(monkeypatch) -> None:
+    monkeypatch.setattr(passwords, "_hashing_pool", _refuse_the_pool)
+    given = [f"password number {n}" for n in range(passwords.PARALLEL_FROM)] + ["short"]
+    with pytest.raises(ValidationError) as caught:
+        passwords.hash_passwords(given)
+    assert caught.value.field == "password"

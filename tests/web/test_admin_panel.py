@@ -7,36 +7,11 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from controlplane import create_app
 from controlplane.models import Admin, Alias, AliasDestination, AuditEntry, AuthEvent, Domain, Mailbox, Tenant
 from controlplane.services import mailboxes
-from tests.factories import PASSWORD, make_admin, make_alias, make_domain, make_mailbox, make_tenant
+from tests.factories import PASSWORD
 
 KB = 1024
-
-
-@pytest.fixture
-def app(settings, installation):
-    app = create_app({"LETTERHEAD_SETTINGS": settings, "TESTING": True})
-    yield app
-    app.extensions["letterhead"].dispose()
-
-
-@pytest.fixture
-def world(installation):
-    """Two tenants; tenant one has domains a.test (with a domain admin) and b.test."""
-    with installation.transaction() as session:
-        one = make_tenant(session, name="One", pool=1000 * KB)
-        two = make_tenant(session, name="Two", pool=1000 * KB)
-        make_admin(session, tenant=one, login="boss")
-        make_admin(session, tenant=two, login="rival")
-        a = make_domain(session, tenant=one, name="a.test", max_mailboxes=3, max_aliases=3)
-        b = make_domain(session, tenant=one, name="b.test")
-        make_domain(session, tenant=two, name="c.test")
-        make_mailbox(session, domain=a, local_part="ann", is_domain_admin=True)
-        make_mailbox(session, domain=b, local_part="bob")
-        make_alias(session, domain=b, local_part="team", destinations=["bob@b.test"])
-    return installation
 
 
 def csrf_from(html: str) -> str:

@@ -24,6 +24,7 @@ from controlplane.services import (
     passwords,
     scope,
     storage,
+    tokens,
     usage,
 )
 from controlplane.services.errors import (
@@ -80,10 +81,14 @@ def load_user(user_id: str) -> PanelUser | None:
     return None
 
 
-def attempt(change: Callable[[], Any], success: str) -> bool:
-    """Run a change; commit and flash `success`, or roll back and flash the service's message."""
+def attempt(change: Callable[[], Any], success: str | Callable[[Any], str]) -> bool:
+    """Run a change; commit and flash `success`, or roll back and flash the service's message.
+
+    `success` may be a function of the change's result, for what exists only once it is made
+    (a secret shown once).
+    """
     try:
-        change()
+        result = change()
     except (NotFound, NotInScope):
         db().rollback()
         raise
@@ -92,7 +97,7 @@ def attempt(change: Callable[[], Any], success: str) -> bool:
         flash(error.message, "error")
         return False
     db().commit()
-    flash(success, "ok")
+    flash(success(result) if callable(success) else success, "ok")
     return True
 
 
@@ -398,6 +403,51 @@ def audit_trail():
         domain_filter = db().get(Domain, actor.domain_id)
     entries, total = audit.list_entries(db(), actor, tenant=_tenant(), domain=domain_filter, limit=200)
     return render_template("admin/audit.html", entries=entries, total=total)
+
+
+# --- API tokens ---------------------------------------------------------------------------------
+
+
+@blueprint.get("/tokens")
+@allow("full_admin", "domain_admin")
+def token_list():
+    actor = current_actor()
+    tenant = _tenant()
+    return render_template(
+        "admin/tokens.html", tokens=tokens.list_tokens(db(), actor, tenant),
+        domains=domains.list_domains(db(), actor, tenant), may_make_tenant_tokens=actor.kind == "tenant_admin",
+        default_hourly_limit=tokens.DEFAULT_SIGNUP_HOURLY_LIMIT, token_prefix=tokens.TOKEN_PREFIX,
+    )  # fmt: skip
+
+
+@blueprint.post("/tokens")
+@allow("full_admin", "domain_admin")
+def create_token():
+    form = request.form
+    kind, domain_name, limit = form.get("kind", ""), form.get("domain", ""), form.get("hourly_limit", "")
+    # Looked up in the actor's scope: another domain's name meets NotFound, as everywhere.
+    found = (
+        domains.get_domain(db(), current_actor(), domain_name) if kind != "tenant" and domain_name else None
+    )
+    attempt(
+        lambda: tokens.create_token(
+            db(), current_actor(), tenant=_tenant(), kind=kind, name=form.get("name", ""), domain=found,
+            hourly_limit=_whole_number(limit, "hourly_limit") if kind == "signup" and limit.strip() else None,
+        ),
+        lambda made: f"Token {made[0].name} created. Its secret, shown once: {made[1]}",
+    )  # fmt: skip
+    return redirect(url_for("admin.token_list"))
+
+
+@blueprint.post("/tokens/<int:token_id>/revoke")
+@allow("full_admin", "domain_admin")
+def revoke_token(token_id: int):
+    found = tokens.get_token(db(), current_actor(), token_id)
+    attempt(
+        lambda: tokens.revoke_token(db(), current_actor(), found),
+        f"Token {found.name} revoked: it is refused from its next request on.",
+    )
+    return redirect(url_for("admin.token_list"))
 
 
 # --- full admins and the second factor ----------------------------------------------------------

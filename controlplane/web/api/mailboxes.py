@@ -75,7 +75,7 @@ def create_mailbox(body, name: str):
 
     Sign-up tokens may call only this, in their own domain, within their hourly allowance.
     """
-    mailbox = _create(domains.get_domain(db(), current_actor(), name), body)
+    mailbox = _create(domains.get_domain(db(), current_actor(), name, signup_allowed=True), body)
     db().commit()
     return mailbox_bodies([mailbox])[0]
 
@@ -87,23 +87,30 @@ def create_mailbox(body, name: str):
 def bulk_create_mailboxes(body, name: str):
     """Create up to 1,000 mailboxes; each item succeeds or fails on its own, reported in order."""
     domain = domains.get_domain(db(), current_actor(), name)
+    items = body["mailboxes"]
+    outcomes = mailboxes.create_mailboxes(
+        db(), current_actor(), domain=domain,
+        requested=[
+            mailboxes.NewMailbox(
+                local_part=item["local_part"], quota_bytes=item["quota_bytes"], password=item.get("password"),
+                password_hash=item.get("password_hash"), display_name=item.get("display_name", ""),
+                is_domain_admin=item.get("is_domain_admin", False),
+            )
+            for item in items
+        ],
+    )  # fmt: skip
+    db().commit()
     results, created = [], 0
-    for index, item in enumerate(body["mailboxes"]):
+    for index, (item, outcome) in enumerate(zip(items, outcomes, strict=True)):
         address = f"{item['local_part']}@{domain.name}"
-        savepoint = db().begin_nested()
-        try:
-            _create(domain, item)
-            savepoint.commit()
-        except LetterheadError as error:
-            savepoint.rollback()
-            response = problem_for(error)
+        if isinstance(outcome, LetterheadError):
+            response = problem_for(outcome)
             results.append(
                 {"index": index, "address": address, "status": response.status_code, "error": response.json}
             )
             continue
         created += 1
         results.append({"index": index, "address": address, "status": 201, "error": None})
-    db().commit()
     return {"created": created, "failed": len(results) - created, "results": results}
 
 
