@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controlplane.models import Domain, Mailbox, Tenant
-from controlplane.services.errors import PoolExhausted, ValidationError
+from controlplane.services.errors import LimitReached, PoolExhausted, ValidationError
 
 
 def format_bytes(count: int) -> str:
@@ -66,7 +66,8 @@ def require_mailbox_size(domain: Domain, quota_bytes: int, min_mailbox_bytes: in
             f"A mailbox needs at least {format_bytes(min_mailbox_bytes)} of storage.", field="quota_bytes"
         )
     if quota_bytes > largest:
-        raise ValidationError(
+        # The domain's (or plan's) largest mailbox is a limit the full admin set: 409 in the API.
+        raise LimitReached(
             f"A mailbox in {domain.display_name} may have at most {format_bytes(largest)} of storage.",
             field="quota_bytes",
         )

@@ -101,7 +101,7 @@ def test_mailbox_size_minimum_is_accepted_and_one_byte_less_refused(db) -> None:
 
 def test_mailbox_size_is_capped_by_the_domain_when_smaller_than_the_plan(db) -> None:
     domain = make_domain(db, tenant=make_tenant(db, max_mailbox_bytes=200 * KB), max_mailbox_bytes=50 * KB)
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(LimitReached) as caught:
         _create(db, domain, local_part="big", quota_bytes=50 * KB + 1)
     assert "at most 50 KB" in caught.value.message
     assert _mailbox_count(db) == 0
@@ -110,7 +110,7 @@ def test_mailbox_size_is_capped_by_the_domain_when_smaller_than_the_plan(db) -> 
 
 def test_mailbox_size_is_capped_by_the_plan_when_smaller_than_the_domain(db) -> None:
     domain = make_domain(db, tenant=make_tenant(db, max_mailbox_bytes=30 * KB), max_mailbox_bytes=100 * KB)
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(LimitReached) as caught:
         _create(db, domain, local_part="big", quota_bytes=30 * KB + 1)
     assert "at most 30 KB" in caught.value.message
     assert _mailbox_count(db) == 0
@@ -195,7 +195,7 @@ def test_create_mailboxes_refuses_each_bad_item_alone_and_reports_every_item_in_
     )  # fmt: skip
     kinds = [type(outcome).__name__ for outcome in outcomes]
     assert kinds == [
-        "Mailbox", "ValidationError", "Mailbox", "AlreadyExists", "AlreadyExists", "ValidationError",
+        "Mailbox", "ValidationError", "Mailbox", "AlreadyExists", "AlreadyExists", "LimitReached",
         "ValidationError", "ValidationError", "Mailbox",
     ]  # fmt: skip
     anna, bob, carl = outcomes[0], outcomes[2], outcomes[8]
@@ -308,7 +308,7 @@ def test_lowering_a_quota_still_respects_the_minimum_and_raising_the_maximum(db)
     mailbox = _create(db, make_domain(db, max_mailbox_bytes=50 * KB), quota_bytes=10 * KB)
     with pytest.raises(ValidationError):
         mailboxes.set_mailbox_quota(db, scope.OPERATOR, mailbox, KB - 1)
-    with pytest.raises(ValidationError):
+    with pytest.raises(LimitReached):
         mailboxes.set_mailbox_quota(db, scope.OPERATOR, mailbox, 50 * KB + 1)
     assert _stored_quota(db, mailbox) == 10 * KB
     mailboxes.set_mailbox_quota(db, scope.OPERATOR, mailbox, 50 * KB)
