@@ -486,3 +486,12 @@ def test_a_tokens_use_is_recorded(api, world) -> None:
 )
 def test_every_error_is_problem_json(api, method, path, kwargs, status) -> None:
     problem_of(api("one", method, path, **kwargs), status)
+
+
+def test_a_filter_that_cannot_be_written_is_a_clear_refusal_not_a_server_error(api, world) -> None:
+    assert not world.settings.mail_root.exists()  # an installation never started: no mail storage
+    response = api(
+        "one", "PUT", "/domains/a.test/mailboxes/ann/filter", json={"name": "f", "script": "keep;\n"}
+    )
+    body = problem_of(response, 503)
+    assert "mail storage folder" in body["detail"] and "prepare the installation" in body["detail"]

@@ -18,6 +18,7 @@ from flask_smorest import Api, Blueprint
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
+from controlplane.daemons.process import DaemonError
 from controlplane.models import ApiToken
 from controlplane.services import tokens
 from controlplane.services.errors import (
@@ -137,6 +138,10 @@ def tokens_allowed(*kinds: str) -> Callable[[Callable[..., Any]], Callable[..., 
             except LetterheadError as error:
                 db().rollback()
                 return problem_for(error)
+            except DaemonError as error:
+                # The installation, not the request, is at fault (a daemon or folder missing).
+                db().rollback()
+                return problem(503, "Service unavailable", str(error))
 
         guarded.allowed_roles = frozenset(f"token:{kind}" for kind in kinds)  # type: ignore[attr-defined]
         # Any token route answers these, so the OpenAPI document says so once, here.
