@@ -40,6 +40,10 @@ class PoolExhausted(LetterheadError):
     """The tenant's storage pool cannot cover the requested mailbox storage."""
 
 
+class StorageUnavailable(LetterheadError):
+    """The mail storage could not take a change (a full disk, a broken folder): the server's fault."""
+
+
 class ConfigRefused(LetterheadError):
     """A rendered configuration failed the daemons' own checks; the previous one stays live."""
 

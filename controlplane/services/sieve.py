@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from controlplane.daemons.process import DaemonError, run_tool
 from controlplane.models import Domain, Mailbox
 from controlplane.services import audit, domains, scope
-from controlplane.services.errors import LetterheadError, NotFound, ValidationError
+from controlplane.services.errors import LetterheadError, NotFound, StorageUnavailable, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.settings import Settings
 from controlplane.validation import split_address
@@ -55,7 +55,7 @@ WRITER_THREADS = 8
 AUDITED_ADDRESSES = 100
 
 
-class FilterNotWritten(LetterheadError):
+class FilterNotWritten(StorageUnavailable):
     """The mailbox's storage could not take the filter (a full disk, a broken folder)."""
 
 

@@ -5,6 +5,12 @@ from __future__ import annotations
 from flask import Flask, current_app, g, request
 from sqlalchemy.orm import Session
 
+from controlplane.settings import Settings
+
+
+def current_settings() -> Settings:
+    return current_app.extensions["letterhead"].settings
+
 
 def client_ip() -> str:
     return request.remote_addr or ""

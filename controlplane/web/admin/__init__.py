@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 
 from controlplane.models import Admin, Domain, Mailbox, Tenant
@@ -38,7 +38,7 @@ from controlplane.services.errors import (
 )
 from controlplane.services.scope import Actor
 from controlplane.web.access import allow, current_actor
-from controlplane.web.requests import client_ip, db
+from controlplane.web.requests import client_ip, current_settings, db
 from controlplane.web.theme import inject_theme
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
@@ -168,7 +168,7 @@ def dashboard():
     tenant = _tenant()
     pool = storage.pool_usage(db(), tenant)
     summaries = domains.list_domain_summaries(db(), actor, tenant)
-    settings = current_app.extensions["letterhead"].settings
+    settings = current_settings()
     used = usage.used_by_domains(settings, [summary.domain.name for summary in summaries])
     entries = audit.recent_entries(db(), actor, tenant=tenant, limit=10)
     return render_template(
@@ -211,7 +211,7 @@ def domain(name: str):
     rows, total = mailboxes.page_of_mailboxes(
         db(), actor, found, search=search, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
     )
-    used = usage.usage_of_mailboxes(current_app.extensions["letterhead"].settings, rows)
+    used = usage.usage_of_mailboxes(current_settings(), rows)
     return render_template(
         "admin/domain.html", domain=found, counts=domains.domain_counts(db(), found), mailboxes=rows,
         total=total, page=page, pages=max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1), search=search,

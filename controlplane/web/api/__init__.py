@@ -29,6 +29,7 @@ from controlplane.services.errors import (
     NotFound,
     NotInScope,
     PoolExhausted,
+    StorageUnavailable,
     ValidationError,
 )
 from controlplane.services.scope import Actor
@@ -44,6 +45,7 @@ STATUS_OF = [
     (AlreadyExists, 409, "Already exists"),
     (LimitReached, 409, "Limit reached"),
     (PoolExhausted, 409, "Storage pool exhausted"),
+    (StorageUnavailable, 503, "Storage unavailable"),
 ]
 
 

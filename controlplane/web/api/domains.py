@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask import current_app
 from flask_smorest import Blueprint
 
 from controlplane.models import Domain, Tenant
@@ -17,13 +16,9 @@ from controlplane.web.api.schemas import (
     PageArgs,
     TenantSchema,
 )
-from controlplane.web.requests import db
+from controlplane.web.requests import current_settings, db
 
 blueprint = Blueprint("api_domains", __name__, description="The tenant and its domains")
-
-
-def _settings():
-    return current_app.extensions["letterhead"].settings
 
 
 def _tenant() -> Tenant:
@@ -50,7 +45,7 @@ def get_tenant():
         "name": tenant.name, "largest_mailbox_bytes": tenant.max_mailbox_bytes, "active": tenant.active,
         "pool": {
             "total_bytes": pool.total_bytes, "allocated_bytes": pool.allocated_bytes,
-            "free_bytes": max(pool.free_bytes, 0), "used_bytes": usage.used_by_domains(_settings(), names),
+            "free_bytes": max(pool.free_bytes, 0), "used_bytes": usage.used_by_domains(current_settings(), names),
         },
     }  # fmt: skip
 
@@ -118,5 +113,5 @@ def domain_usage(name: str):
     counts = domains.domain_counts(db(), domain)
     return {
         "domain": domain.name, "mailboxes": counts.mailboxes, "aliases": counts.aliases,
-        "allocated_bytes": counts.allocated_bytes, "used_bytes": usage.used_by_domains(_settings(), [domain.name]),
+        "allocated_bytes": counts.allocated_bytes, "used_bytes": usage.used_by_domains(current_settings(), [domain.name]),
     }  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask import current_app
 from flask_smorest import Blueprint
 
 from controlplane.models import Mailbox
@@ -18,13 +17,13 @@ from controlplane.web.api.schemas import (
     MailboxSchema,
     MailboxUpdateSchema,
 )
-from controlplane.web.requests import db
+from controlplane.web.requests import current_settings, db
 
 blueprint = Blueprint("api_mailboxes", __name__, description="Mailboxes")
 
 
 def mailbox_bodies(rows: list[Mailbox]) -> list[dict]:
-    used = usage.usage_of_mailboxes(current_app.extensions["letterhead"].settings, rows)
+    used = usage.usage_of_mailboxes(current_settings(), rows)
     return [
         {
             "address": m.address, "display_name": m.display_name, "quota_bytes": m.quota_bytes,
@@ -35,7 +34,8 @@ def mailbox_bodies(rows: list[Mailbox]) -> list[dict]:
     ]  # fmt: skip
 
 
-def _mailbox(name: str, local_part: str) -> Mailbox:
+def mailbox_at(name: str, local_part: str) -> Mailbox:
+    """The mailbox `local_part` of domain `name`, within the token's scope (NotFound otherwise)."""
     domain = domains.get_domain(db(), current_actor(), name)
     mailbox = mailboxes.find_mailbox(db(), f"{local_part}@{domain.name}")
     if mailbox is None:
@@ -118,7 +118,7 @@ def bulk_create_mailboxes(body, name: str):
 @tokens_allowed("tenant", "domain")
 @blueprint.response(200, MailboxSchema)
 def get_mailbox(name: str, local_part: str):
-    return mailbox_bodies([_mailbox(name, local_part)])[0]
+    return mailbox_bodies([mailbox_at(name, local_part)])[0]
 
 
 @blueprint.route("/domains/<name>/mailboxes/<local_part>", methods=["PATCH"])
@@ -127,7 +127,7 @@ def get_mailbox(name: str, local_part: str):
 @blueprint.response(200, MailboxSchema)
 def update_mailbox(body, name: str, local_part: str):
     """Change storage, password (plain or hashed), display name, state or the domain-admin role."""
-    actor, mailbox = current_actor(), _mailbox(name, local_part)
+    actor, mailbox = current_actor(), mailbox_at(name, local_part)
     if "quota_bytes" in body:
         mailboxes.set_mailbox_quota(db(), actor, mailbox, body["quota_bytes"])
     if "password" in body or "password_hash" in body:
@@ -149,5 +149,5 @@ def update_mailbox(body, name: str, local_part: str):
 @blueprint.response(204)
 def delete_mailbox(name: str, local_part: str):
     """Delete a mailbox and its mail; its storage returns to the pool."""
-    mailboxes.delete_mailbox(db(), current_actor(), _mailbox(name, local_part))
+    mailboxes.delete_mailbox(db(), current_actor(), mailbox_at(name, local_part))
     db().commit()

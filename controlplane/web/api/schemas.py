@@ -10,6 +10,19 @@ class PageArgs(Schema):
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
 
 
+def page_schema(item: type[Schema]) -> type[Schema]:
+    """One page of a list: its items, how many there are in all, and where the page stands."""
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item), required=True),
+            "total": fields.Integer(required=True),
+            "page": fields.Integer(required=True),
+            "per_page": fields.Integer(required=True),
+        },
+        name=item.__name__.removesuffix("Schema") + "Page",
+    )
+
+
 class PoolSchema(Schema):
     total_bytes = fields.Integer(required=True)
     allocated_bytes = fields.Integer(required=True)
@@ -49,11 +62,7 @@ class DomainUpdateSchema(Schema):
     active = fields.Boolean()
 
 
-class DomainPageSchema(Schema):
-    items = fields.List(fields.Nested(DomainSchema), required=True)
-    total = fields.Integer(required=True)
-    page = fields.Integer(required=True)
-    per_page = fields.Integer(required=True)
+DomainPageSchema = page_schema(DomainSchema)
 
 
 class DomainUsageSchema(Schema):
@@ -104,11 +113,7 @@ class MailboxListArgs(PageArgs):
     )
 
 
-class MailboxPageSchema(Schema):
-    items = fields.List(fields.Nested(MailboxSchema), required=True)
-    total = fields.Integer(required=True)
-    page = fields.Integer(required=True)
-    per_page = fields.Integer(required=True)
+MailboxPageSchema = page_schema(MailboxSchema)
 
 
 class BulkMailboxesSchema(Schema):
@@ -161,11 +166,7 @@ class AliasUpdateSchema(Schema):
     )
 
 
-class AliasPageSchema(Schema):
-    items = fields.List(fields.Nested(AliasSchema), required=True)
-    total = fields.Integer(required=True)
-    page = fields.Integer(required=True)
-    per_page = fields.Integer(required=True)
+AliasPageSchema = page_schema(AliasSchema)
 
 
 class FilterSchema(Schema):

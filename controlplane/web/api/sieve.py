@@ -2,42 +2,25 @@
 
 from __future__ import annotations
 
-from flask import current_app
 from flask_smorest import Blueprint
 
 from controlplane.models import Mailbox
-from controlplane.services import domains, mailboxes, sieve
-from controlplane.services.errors import LetterheadError
-from controlplane.settings import Settings
-from controlplane.web.api import current_actor, problem, problem_for, tokens_allowed
+from controlplane.services import domains, sieve
+from controlplane.web.api import current_actor, problem_for, tokens_allowed
+from controlplane.web.api.mailboxes import mailbox_at
 from controlplane.web.api.schemas import (
     ActiveFilterSchema,
     FilterApplyResponseSchema,
     FilterApplySchema,
     FilterSchema,
 )
-from controlplane.web.requests import db
+from controlplane.web.requests import current_settings, db
 
 blueprint = Blueprint("api_filters", __name__, description="Sieve filters run at delivery")
 
 
-def _settings() -> Settings:
-    return current_app.extensions["letterhead"].settings
-
-
-def _mailbox(name: str, local_part: str) -> Mailbox:
-    domain = domains.get_domain(db(), current_actor(), name)
-    return mailboxes.get_mailbox(db(), current_actor(), f"{local_part}@{domain.name}")
-
-
-def _problem_of(error: LetterheadError):
-    if isinstance(error, sieve.FilterNotWritten):  # the server's storage, not the request
-        return problem(500, "Filter not written", error.message)
-    return problem_for(error)
-
-
 def active_filter_body(mailbox: Mailbox) -> dict:
-    active = sieve.get_active_filter(current_actor(), _settings(), mailbox)
+    active = sieve.get_active_filter(current_actor(), current_settings(), mailbox)
     return {
         "address": mailbox.address, "active": active is not None,
         "name": active.name if active else None, "script": active.script if active else None,
@@ -54,7 +37,7 @@ def apply_filter(body):
     compiler refuses is answered 422 with its message. Each mailbox then succeeds or fails
     on its own; an address this token does not manage fails as 404, like one that does
     not exist."""
-    actor, settings = current_actor(), _settings()
+    actor, settings = current_actor(), current_settings()
     if "domain" in body:
         report = sieve.set_filter_for_domain(
             db(), actor, settings, domains.get_domain(db(), actor, body["domain"]),
@@ -70,7 +53,7 @@ def apply_filter(body):
         if result.error is None:
             results.append({"address": result.address, "status": 200, "error": None})
             continue
-        response = _problem_of(result.error)
+        response = problem_for(result.error)
         results.append({"address": result.address, "status": response.status_code, "error": response.json})
     return {"name": report.name, "applied": report.applied, "failed": report.failed, "results": results}
 
@@ -80,7 +63,7 @@ def apply_filter(body):
 @blueprint.response(200, ActiveFilterSchema)
 def get_filter(name: str, local_part: str):
     """The filter Dovecot runs for this mailbox at delivery, with its script."""
-    return active_filter_body(_mailbox(name, local_part))
+    return active_filter_body(mailbox_at(name, local_part))
 
 
 @blueprint.route("/domains/<name>/mailboxes/<local_part>/filter", methods=["PUT"])
@@ -89,14 +72,14 @@ def get_filter(name: str, local_part: str):
 @blueprint.response(200, ActiveFilterSchema)
 def set_filter(body, name: str, local_part: str):
     """Make a filter this mailbox's active one (422 with the compiler's message if refused)."""
-    mailbox = _mailbox(name, local_part)
+    mailbox = mailbox_at(name, local_part)
     report = sieve.set_filter_for_mailbox(
-        db(), current_actor(), _settings(), mailbox, name=body["name"], script=body["script"]
+        db(), current_actor(), current_settings(), mailbox, name=body["name"], script=body["script"]
     )
     error = report.results[0].error
     if error is not None:
         db().rollback()
-        return _problem_of(error)
+        return problem_for(error)
     db().commit()
     return active_filter_body(mailbox)
 
@@ -106,5 +89,5 @@ def set_filter(body, name: str, local_part: str):
 @blueprint.response(204)
 def deactivate_filter(name: str, local_part: str):
     """Stop filtering this mailbox's mail (its script stays, as ManageSieve clients see it)."""
-    sieve.deactivate_filter(db(), current_actor(), _settings(), _mailbox(name, local_part))
+    sieve.deactivate_filter(db(), current_actor(), current_settings(), mailbox_at(name, local_part))
     db().commit()
