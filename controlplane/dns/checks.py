@@ -1,0 +1,114 @@
+"""Live state of the records in dns/records.py, checked with dnspython.
+
+The resolver is configurable (address and port), so tests point it at a DNS server on
+loopback and nothing leaves the machine. A record is `ok`, `missing`, `wrong` (with what
+was found), `propagating` (the zone's authoritative server already answers right, the
+resolver not yet), or `unchecked` (the resolver did not answer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import dns.exception
+import dns.name
+import dns.resolver
+
+from controlplane.dns.records import ExpectedRecord
+
+# TXT records share a name with unrelated ones (verification tokens...): only these
+# prefixes say which TXT record an expectation is about.
+TXT_KINDS = ("v=spf1", "v=STSv1", "v=TLSRPTv1")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordCheck:
+    expected: ExpectedRecord
+    state: str
+    found: tuple[str, ...] = ()
+    note: str = ""
+
+
+def make_resolver(address: str, port: int = 53, timeout: float = 3.0) -> dns.resolver.Resolver:
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [address]
+    resolver.port = port
+    resolver.lifetime = timeout
+    resolver.timeout = timeout
+    return resolver
+
+
+class _NoAnswer(Exception):
+    """The resolver did not answer at all (timeout, refused)."""
+
+
+def _canonical(text: str) -> str:
+    return " ".join(text.split()).rstrip(".").lower()
+
+
+def _values(resolver: dns.resolver.Resolver, name: str, kind: str) -> tuple[str, ...]:
+    try:
+        answer = resolver.resolve(name, kind, raise_on_no_answer=False)
+    except dns.resolver.NXDOMAIN:
+        return ()
+    except (dns.exception.Timeout, dns.resolver.NoNameservers) as error:
+        raise _NoAnswer(str(error)) from error
+    if answer.rrset is None:
+        return ()
+    values = []
+    for record in answer.rrset:
+        if kind == "TXT":
+            values.append(b"".join(record.strings).decode(errors="replace"))
+        else:
+            values.append(record.to_text())
+    return tuple(sorted(_canonical(value) for value in values))
+
+
+def _relevant(expected: ExpectedRecord, found: tuple[str, ...]) -> tuple[str, ...]:
+    if expected.type != "TXT":
+        return found
+    kind = next((k.lower() for k in TXT_KINDS if expected.value.lower().startswith(k.lower())), None)
+    return tuple(value for value in found if kind is None or value.startswith(kind))
+
+
+def _matches(resolver: dns.resolver.Resolver, expected: ExpectedRecord) -> tuple[bool, tuple[str, ...], str]:
+    found = _relevant(expected, _values(resolver, expected.name, expected.type))
+    if _canonical(expected.value) in found:
+        return True, found, ""
+    for kind, value in expected.accepted:
+        other = _values(resolver, expected.name, kind)
+        if _canonical(value) in other:
+            return True, other, f"found as {kind} {value}: accepted, though {expected.type} is the clean form"
+    return False, found, ""
+
+
+def check_record(
+    expected: ExpectedRecord,
+    resolver: dns.resolver.Resolver,
+    authoritative: dns.resolver.Resolver | None = None,
+) -> RecordCheck:
+    try:
+        right, found, note = _matches(resolver, expected)
+    except _NoAnswer as error:
+        return RecordCheck(expected, "unchecked", note=f"The resolver did not answer: {error}")
+    if right:
+        return RecordCheck(expected, "ok", found, note)
+    if authoritative is not None:
+        try:
+            right_at_source, _, _ = _matches(authoritative, expected)
+        except _NoAnswer:
+            right_at_source = False
+        if right_at_source:
+            return RecordCheck(
+                expected, "propagating", found, "The domain's own server has it; resolvers will follow."
+            )
+    return RecordCheck(expected, "wrong" if found else "missing", found)
+
+
+def check_records(
+    expected: list[ExpectedRecord],
+    resolver: dns.resolver.Resolver,
+    authoritative: dns.resolver.Resolver | None = None,
+) -> list[RecordCheck]:
+    """The state of each expected record, in the order given."""
+    return [check_record(record, resolver, authoritative) for record in expected]

@@ -1,0 +1,115 @@
+"""The DNS records that make `mail.customer.com` the customer's mail host.
+
+Pure: from names to the records a person must create, in the order the panel shows them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+
+from controlplane.services.errors import ValidationError
+from controlplane.validation import normalize_address, normalize_domain, normalize_hostname
+
+# RFC 6186 services, implicit TLS first (RFC 8314), as clients should prefer them.
+SRV_SERVICES = (
+    ("_submissions._tcp", 465),
+    ("_imaps._tcp", 993),
+    ("_pop3s._tcp", 995),
+    ("_submission._tcp", 587),
+    ("_imap._tcp", 143),
+    ("_pop3._tcp", 110),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpectedRecord:
+    """One record to create. `accepted` lists other forms that work as well (a CNAME where an
+    A record is the clean form); `note` says in plain words what the record is for."""
+
+    name: str
+    type: str
+    value: str
+    note: str
+    accepted: tuple[tuple[str, str], ...] = ()
+
+
+def expected_records(
+    *,
+    domain: str,
+    brand_host: str,
+    platform_host: str,
+    platform_addresses: tuple[str, ...],
+    mta_sts_id: str,
+    tls_report_address: str,
+) -> list[ExpectedRecord]:
+    """Everything `domain` needs to use `brand_host` for mail, client setup, MTA-STS and TLS reports."""
+    domain, brand = normalize_domain(domain), normalize_hostname(brand_host)
+    platform = normalize_hostname(platform_host)
+    tls_report_address = normalize_address(tls_report_address, field="tls_report_address")
+    try:
+        platform_addresses = tuple(str(ipaddress.ip_address(a)) for a in platform_addresses)
+    except ValueError as error:
+        raise ValidationError(f"Not an IP address: {error}", field="platform_addresses") from None
+    if not re.fullmatch(r"[A-Za-z0-9]{1,32}", mta_sts_id):
+        raise ValidationError("An MTA-STS policy id is 1 to 32 letters and digits.", field="mta_sts_id")
+    records: list[ExpectedRecord] = []
+    # RFC 2181 §10.3: an MX must not point at a CNAME. A/AAAA records are the clean form; a
+    # CNAME to the platform host works with most senders and is accepted, with that note.
+    for address in platform_addresses:
+        kind = "AAAA" if ":" in address else "A"
+        records.append(
+            ExpectedRecord(
+                brand,
+                kind,
+                address,
+                "The branded host: where mail clients, webmail and other mail servers connect.",
+                accepted=(("CNAME", platform),),
+            )  # fmt: skip
+        )
+    records.append(
+        ExpectedRecord(domain, "MX", f"10 {brand}", "Mail for the domain goes to the branded host.")
+    )
+    records.append(
+        ExpectedRecord(domain, "TXT", "v=spf1 mx -all", "SPF: only the domain's mail hosts send its mail.")
+    )
+    for label in ("autoconfig", "autodiscover", "mta-sts"):
+        records.append(
+            ExpectedRecord(
+                f"{label}.{domain}",
+                "CNAME",
+                brand,
+                {
+                    "autoconfig": "Thunderbird and others find their settings here.",
+                    "autodiscover": "Outlook finds its settings here.",
+                    "mta-sts": "Serves the MTA-STS policy over HTTPS.",
+                }[label],
+            )  # fmt: skip
+        )
+    for service, port in SRV_SERVICES:
+        records.append(
+            ExpectedRecord(
+                f"{service}.{domain}",
+                "SRV",
+                f"0 1 {port} {brand}",
+                "RFC 6186: mail clients find the server and port.",
+            )  # fmt: skip
+        )
+    records.append(
+        ExpectedRecord(
+            f"_mta-sts.{domain}",
+            "TXT",
+            f"v=STSv1; id={mta_sts_id}",
+            "MTA-STS: senders must use TLS to reach the domain (the id changes with the policy).",
+        )  # fmt: skip
+    )
+    records.append(
+        ExpectedRecord(
+            f"_smtp._tls.{domain}",
+            "TXT",
+            f"v=TLSRPTv1; rua=mailto:{tls_report_address}",
+            "TLS-RPT: where other servers report TLS problems reaching the domain.",
+        )  # fmt: skip
+    )
+    return records

@@ -1,0 +1,117 @@
+"""DNS checks of branded access against a real DNS server (dnsmasq) on loopback."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import dns.resolver
+import pytest
+
+from controlplane.daemons.process import wait_until
+from controlplane.daemons.scratch import free_ports
+from controlplane.dns.checks import check_records, make_resolver
+from controlplane.dns.records import expected_records
+
+PLATFORM_ADDRESS = "127.0.0.10"
+
+
+def _dnsmasq(*records: str) -> Iterator[dns.resolver.Resolver]:
+    binary = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    (port,) = free_ports(1)
+    process = subprocess.Popen(
+        [binary, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+         "--bind-interfaces", "--listen-address=127.0.0.1", f"--port={port}", "--pid-file=", "--user=root",
+         # Authoritative for the test zones: unknown names there are NXDOMAIN, not refused.
+         "--local=/brand.test/", "--local=/letterhead.test/",
+         f"--host-record=mail.letterhead.test,{PLATFORM_ADDRESS}", *records],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    resolver = make_resolver("127.0.0.1", port, timeout=1.0)
+
+    def answering() -> bool:
+        try:
+            resolver.resolve("mail.letterhead.test", "A")
+        except Exception:
+            return False
+        return True
+
+    try:
+        if not wait_until(answering, timeout=5):
+            raise RuntimeError(
+                f"dnsmasq did not answer: {process.stderr.read().decode() if process.poll() else ''}"
+            )
+        yield resolver
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+
+
+BRAND = [
+    f"--host-record=mail.brand.test,{PLATFORM_ADDRESS}",
+    "--mx-host=brand.test,mail.brand.test,10",
+    "--txt-record=brand.test,v=spf1 mx -all",
+    "--txt-record=brand.test,google-site-verification=unrelated",
+    "--cname=autoconfig.brand.test,mail.brand.test",
+    "--cname=mta-sts.brand.test,mail.brand.test",
+    "--srv-host=_submissions._tcp.brand.test,mail.brand.test,465,0,1",
+    "--srv-host=_imaps._tcp.brand.test,mail.brand.test,994,0,1",  # a wrong port
+    "--txt-record=_mta-sts.brand.test,v=STSv1; id=20261125",
+    "--txt-record=_smtp._tls.brand.test,v=TLSRPTv1; rua=mailto:someone-else@elsewhere.test",
+]
+
+
+@pytest.fixture
+def resolver() -> Iterator[dns.resolver.Resolver]:
+    if not (shutil.which("dnsmasq") or shutil.which("/usr/sbin/dnsmasq")):
+        pytest.fail("dnsmasq is not installed: run `make install-test-system`.")
+    yield from _dnsmasq(*BRAND)
+
+
+def _expected():
+    return expected_records(
+        domain="brand.test", brand_host="mail.brand.test", platform_host="mail.letterhead.test",
+        platform_addresses=(PLATFORM_ADDRESS,), mta_sts_id="20261125", tls_report_address="tls@brand.test",
+    )  # fmt: skip
+
+
+def _states(checks) -> dict[tuple[str, str], tuple[str, tuple[str, ...]]]:
+    return {(c.expected.name, c.expected.type): (c.state, c.found) for c in checks}
+
+
+def test_each_record_is_found_right_missing_or_wrong_with_what_was_found(resolver) -> None:
+    states = _states(check_records(_expected(), resolver))
+    assert states[("mail.brand.test", "A")][0] == "ok"
+    assert states[("brand.test", "MX")] == ("ok", ("10 mail.brand.test",))
+    assert states[("brand.test", "TXT")] == ("ok", ("v=spf1 mx -all",))  # the unrelated TXT is ignored
+    assert states[("autoconfig.brand.test", "CNAME")][0] == "ok"
+    assert states[("autodiscover.brand.test", "CNAME")] == ("missing", ())
+    assert states[("_submissions._tcp.brand.test", "SRV")][0] == "ok"
+    assert states[("_imaps._tcp.brand.test", "SRV")] == ("wrong", ("0 1 994 mail.brand.test",))
+    assert states[("_pop3s._tcp.brand.test", "SRV")] == ("missing", ())
+    assert states[("_mta-sts.brand.test", "TXT")][0] == "ok"
+    assert states[("_smtp._tls.brand.test", "TXT")] == (
+        "wrong", ("v=tlsrptv1; rua=mailto:someone-else@elsewhere.test",)
+    )  # fmt: skip
+
+
+def test_a_cname_to_the_platform_is_accepted_where_an_a_record_is_the_clean_form() -> None:
+    records = ["--cname=mail.brand.test,mail.letterhead.test"]
+    for resolver in _dnsmasq(*records):
+        (check,) = [c for c in check_records(_expected(), resolver) if c.expected.type == "A"]
+        assert check.state == "ok"
+
+
+def test_a_record_the_authoritative_server_has_but_the_resolver_not_yet_is_propagating(resolver) -> None:
+    for authoritative in _dnsmasq(*BRAND, "--cname=autodiscover.brand.test,mail.brand.test"):
+        checks = _states(check_records(_expected(), resolver, authoritative))
+        assert checks[("autodiscover.brand.test", "CNAME")][0] == "propagating"
+        assert checks[("_pop3s._tcp.brand.test", "SRV")][0] == "missing"
+
+
+def test_a_resolver_that_does_not_answer_leaves_records_unchecked() -> None:
+    (port,) = free_ports(1)
+    silent = make_resolver("127.0.0.1", port, timeout=0.3)
+    checks = check_records(_expected()[:2], silent)
+    assert [c.state for c in checks] == ["unchecked", "unchecked"]
