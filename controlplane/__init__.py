@@ -12,7 +12,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from controlplane.runtime import Installation, instance_secret_key
     from controlplane.settings import load_settings
-    from controlplane.web import admin, api, requests, status
+    from controlplane.web import admin, api, autoconfig, requests, status
 
     app = Flask(__name__)
     settings = (test_config or {}).get("LETTERHEAD_SETTINGS") or load_settings()
@@ -35,4 +35,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     api.init_app(app, csrf)
     app.register_blueprint(status.blueprint)
     app.register_blueprint(admin.blueprint)
+    csrf.exempt(autoconfig.blueprint)  # mail clients post no form and carry no session
+    app.register_blueprint(autoconfig.blueprint)
     return app

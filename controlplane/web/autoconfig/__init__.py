@@ -1,0 +1,112 @@
+"""Mail-client autoconfiguration: Thunderbird autoconfig, Microsoft Autodiscover (POX) and an
+Apple configuration profile, each naming the server host and implicit-TLS ports first.
+
+Only hosted, active domains are answered; the address a client sends is validated before
+it reaches a response, and every value is escaped by the XML/plist writers.
+"""
+
+from __future__ import annotations
+
+import plistlib
+import re
+import uuid
+
+from flask import Blueprint, Response, abort, render_template, request
+
+from controlplane.services import domains
+from controlplane.services.errors import ValidationError
+from controlplane.validation import domain_to_unicode, split_address
+from controlplane.web.access import allow
+from controlplane.web.requests import current_settings, db
+
+blueprint = Blueprint("autoconfig", __name__, template_folder="templates")
+MAX_AUTODISCOVER_REQUEST = 10_000
+_EMAIL_IN_REQUEST = re.compile(rb"<EMailAddress>\s*([^<\s]{1,320})\s*</EMailAddress>", re.IGNORECASE)
+
+
+def _hosted(local_part: str, domain_name: str) -> tuple[str, str]:
+    """(address, A-label domain) if the domain is hosted and active; 404 otherwise."""
+    domain = domains.find_domain(db(), domain_name)
+    if domain is None or not domain.active or not domain.tenant.active:
+        abort(404)
+    return f"{local_part}@{domain.name}", domain.name
+
+
+def _address_from(text: str) -> tuple[str, str]:
+    try:
+        local_part, domain_name = split_address(text)
+    except ValidationError:
+        abort(400)
+    return _hosted(local_part, domain_name)
+
+
+def _server() -> dict[str, object]:
+    """Where clients connect; the branded host per domain replaces the platform's later."""
+    settings = current_settings()
+    return {"host": settings.hostname, "ports": dict(settings.ports)}
+
+
+@blueprint.get("/mail/config-v1.1.xml")
+@blueprint.get("/.well-known/autoconfig/mail/config-v1.1.xml")
+@allow("public")
+def thunderbird():
+    """Thunderbird asks with ?emailaddress=, or by the autoconfig.<domain> host it reached."""
+    email = request.args.get("emailaddress", "")
+    if email:
+        address, domain_name = _address_from(email)
+    else:
+        host = (request.host or "").split(":")[0].lower()
+        if not host.startswith("autoconfig."):
+            abort(404)
+        address, domain_name = None, _hosted("x", host.removeprefix("autoconfig."))[1]
+    body = render_template(
+        "autoconfig/config-v1.1.xml", domain=domain_name, display=domain_to_unicode(domain_name),
+        address=address, **_server(),
+    )  # fmt: skip
+    return Response(body, mimetype="application/xml")
+
+
+@blueprint.post("/autodiscover/autodiscover.xml")
+@blueprint.post("/Autodiscover/Autodiscover.xml")
+@allow("public")
+def autodiscover():
+    """Outlook's POX Autodiscover: the request names the address; nothing else of it is read."""
+    data = request.get_data(cache=False)[: MAX_AUTODISCOVER_REQUEST + 1]
+    match = _EMAIL_IN_REQUEST.search(data) if len(data) <= MAX_AUTODISCOVER_REQUEST else None
+    if match is None:
+        abort(400)
+    address, _ = _address_from(match.group(1).decode("ascii", errors="replace"))
+    body = render_template("autoconfig/autodiscover.xml", address=address, **_server())
+    return Response(body, mimetype="application/xml")
+
+
+@blueprint.get("/apple/mail.mobileconfig")
+@allow("public")
+def apple_profile():
+    """An Apple configuration profile a user downloads and installs (?emailaddress=)."""
+    address, domain_name = _address_from(request.args.get("emailaddress", ""))
+    server = _server()
+    ports = server["ports"]
+    identifier = f"com.letterhead.mail.{domain_name}"
+    account = {
+        "PayloadType": "com.apple.mail.managed", "PayloadVersion": 1,
+        "PayloadIdentifier": f"{identifier}.account", "PayloadUUID": str(uuid.uuid5(uuid.NAMESPACE_DNS, address)),
+        "PayloadDisplayName": address, "EmailAccountDescription": address, "EmailAccountType": "EmailTypeIMAP",
+        "EmailAddress": address,
+        "IncomingMailServerHostName": server["host"], "IncomingMailServerPortNumber": ports["imaps"],
+        "IncomingMailServerUseSSL": True, "IncomingMailServerUsername": address,
+        "IncomingMailServerAuthentication": "EmailAuthPassword",
+        "OutgoingMailServerHostName": server["host"], "OutgoingMailServerPortNumber": ports["submissions"],
+        "OutgoingMailServerUseSSL": True, "OutgoingMailServerUsername": address,
+        "OutgoingMailServerAuthentication": "EmailAuthPassword", "OutgoingPasswordSameAsIncomingPassword": True,
+    }  # fmt: skip
+    profile = {
+        "PayloadType": "Configuration", "PayloadVersion": 1, "PayloadIdentifier": identifier,
+        "PayloadUUID": str(uuid.uuid5(uuid.NAMESPACE_DNS, identifier)),
+        "PayloadDisplayName": f"Mail for {address}", "PayloadContent": [account],
+    }  # fmt: skip
+    return Response(
+        plistlib.dumps(profile),
+        mimetype="application/x-apple-aspen-config",
+        headers={"Content-Disposition": f'attachment; filename="{domain_name}.mobileconfig"'},
+    )

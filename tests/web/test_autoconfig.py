@@ -1,0 +1,91 @@
+"""Mail-client autoconfiguration: Thunderbird, Outlook (POX Autodiscover) and Apple profiles."""
+
+from __future__ import annotations
+
+import plistlib
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from controlplane import create_app
+from tests.factories import make_domain, make_tenant
+
+AUTODISCOVER_NS = "{http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a}"
+
+
+@pytest.fixture
+def client(settings, installation):
+    with installation.transaction() as session:
+        tenant = make_tenant(session)
+        make_domain(session, tenant=tenant, name="bücher.test")
+        sleeping = make_domain(session, tenant=tenant, name="off.test")
+        sleeping.active = False
+    app = create_app({"LETTERHEAD_SETTINGS": settings, "TESTING": True})
+    yield app.test_client()
+    app.extensions["letterhead"].dispose()
+
+
+def test_thunderbird_gets_the_server_with_implicit_tls_first(client, settings) -> None:
+    response = client.get("/mail/config-v1.1.xml?emailaddress=Ann@Bücher.test")
+    assert response.status_code == 200 and response.mimetype == "application/xml"
+    provider = ET.fromstring(response.data).find("emailProvider")
+    assert provider.get("id") == "xn--bcher-kva.test" and provider.findtext("displayName") == "bücher.test"
+    incoming = provider.findall("incomingServer")
+    assert [(s.get("type"), s.findtext("port"), s.findtext("socketType")) for s in incoming][0] == (
+        "imap", str(settings.ports["imaps"]), "SSL",
+    )  # fmt: skip
+    assert {s.findtext("hostname") for s in incoming} == {settings.hostname}
+    outgoing = provider.findall("outgoingServer")
+    assert (outgoing[0].findtext("port"), outgoing[0].findtext("socketType")) == (
+        str(settings.ports["submissions"]), "SSL",
+    )  # fmt: skip
+
+
+def test_thunderbird_finds_the_domain_by_the_autoconfig_host_and_the_well_known_path(client) -> None:
+    response = client.get(
+        "/.well-known/autoconfig/mail/config-v1.1.xml", headers={"Host": "autoconfig.xn--bcher-kva.test"}
+    )
+    assert response.status_code == 200
+    assert ET.fromstring(response.data).find("emailProvider").findtext("domain") == "xn--bcher-kva.test"
+
+
+@pytest.mark.parametrize(
+    "address", ["nobody@unknown.test", "ann@off.test", "no-at-sign", 'a"<x>@bücher.test', "a@b@bücher.test"]
+)
+def test_unknown_inactive_or_hostile_addresses_get_nothing(client, address: str) -> None:
+    response = client.get("/mail/config-v1.1.xml", query_string={"emailaddress": address})
+    assert response.status_code in (400, 404)
+    assert b"<clientConfig" not in response.data
+
+
+def test_outlook_autodiscover_answers_the_address_it_was_asked_about(client, settings) -> None:
+    request = (
+        '<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/'
+        'autodiscover/outlook/requestschema/2006"><Request><EMailAddress>ann@xn--bcher-kva.test</EMailAddress>'
+        "<AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
+        "</AcceptableResponseSchema></Request></Autodiscover>"
+    )
+    response = client.post("/autodiscover/autodiscover.xml", data=request, content_type="text/xml")
+    assert response.status_code == 200
+    protocols = ET.fromstring(response.data).iter(f"{AUTODISCOVER_NS}Protocol")
+    found = {p.findtext(f"{AUTODISCOVER_NS}Type"): p for p in protocols}
+    assert found["IMAP"].findtext(f"{AUTODISCOVER_NS}Port") == str(settings.ports["imaps"])
+    assert found["SMTP"].findtext(f"{AUTODISCOVER_NS}LoginName") == "ann@xn--bcher-kva.test"
+
+
+def test_autodiscover_refuses_what_it_cannot_read(client) -> None:
+    assert client.post("/autodiscover/autodiscover.xml", data="<x/>").status_code == 400
+    huge = "<EMailAddress>ann@xn--bcher-kva.test</EMailAddress>" + " " * 20_000
+    assert client.post("/autodiscover/autodiscover.xml", data=huge).status_code == 400
+
+
+def test_apple_profile_installs_an_imap_account_over_tls(client, settings) -> None:
+    response = client.get("/apple/mail.mobileconfig?emailaddress=ann@xn--bcher-kva.test")
+    assert response.status_code == 200 and response.mimetype == "application/x-apple-aspen-config"
+    profile = plistlib.loads(response.data)
+    (account,) = profile["PayloadContent"]
+    assert account["EmailAddress"] == "ann@xn--bcher-kva.test"
+    assert (account["IncomingMailServerHostName"], account["IncomingMailServerPortNumber"]) == (
+        settings.hostname, settings.ports["imaps"],
+    )  # fmt: skip
+    assert account["IncomingMailServerUseSSL"] and account["OutgoingMailServerUseSSL"]
