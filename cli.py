@@ -6,6 +6,7 @@ exit status 1.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import json
@@ -20,6 +21,7 @@ import yaml
 from controlplane.daemons import apply as config_apply
 from controlplane.daemons import stack
 from controlplane.daemons.process import DaemonError
+from controlplane.logs.ingest import ingest_file
 from controlplane.render import render_all
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
@@ -27,6 +29,7 @@ from controlplane.services import (
     admins,
     aliases,
     domains,
+    mail_logs,
     mailboxes,
     passwords,
     storage,
@@ -737,6 +740,119 @@ def config_history(limit: int, as_json: bool) -> None:
             ],
             as_json,
         )
+
+
+# --- mail logs -----------------------------------------------------------------------------------
+
+
+def transaction_row(view: mail_logs.TransactionView) -> dict[str, Any]:
+    transaction = view.transaction
+    return {
+        "time": transaction.time.isoformat(timespec="seconds"),
+        "client": f"{transaction.client_name}[{transaction.client_ip}]" if transaction.client_ip else "",
+        "helo": transaction.helo,
+        "sasl_user": transaction.sasl_user,
+        "sender": transaction.sender or "",
+        "message_id": transaction.message_id,
+        "size": transaction.size,
+        "queue_ids": [entry.queue_id for entry in transaction.queue_entries],
+        "recipients": [
+            {
+                "recipient": r.recipient,
+                "orig_to": r.orig_to,
+                "outcome": r.outcome,
+                "status": r.status_code,
+                "reason": r.reason,
+                "attempts": r.attempts,
+                "time": r.time.isoformat(timespec="seconds"),
+            }
+            for r in view.recipients
+        ],
+    }
+
+
+def login_row(event) -> dict[str, Any]:
+    return {
+        "time": event.time.isoformat(timespec="seconds"),
+        "service": event.service,
+        "login": event.login,
+        "client_ip": event.client_ip,
+        "success": event.success,
+        "reason": event.reason,
+    }
+
+
+@main.group()
+def logs() -> None:
+    """Read the Postfix and Dovecot logs into the database, and search them."""
+
+
+@logs.command("ingest")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@json_option
+@handles_errors
+def logs_ingest(files: tuple[Path, ...], as_json: bool) -> None:
+    """Read each FILE from where the last run stopped (plain or gzip; rotation is followed)."""
+    rows = []
+    with _installation().sessions() as session:
+        for path in files:
+            result = ingest_file(session, path)
+            rows.append({"file": str(path), **dataclasses.asdict(result)})
+    emit(rows, as_json)
+
+
+@logs.command("search")
+@click.argument("query", default="")
+@click.option("--date", "on", type=click.DateTime(["%Y-%m-%d"]), help="Only this day (UTC), YYYY-MM-DD.")
+@click.option("--offset", type=int, default=0)
+@click.option("--limit", type=int, default=50)
+@json_option
+@handles_errors
+def logs_search(query: str, on, offset: int, limit: int, as_json: bool) -> None:
+    """Transactions by address, client IP, message-id or queue ID, newest first."""
+    with _installation().transaction() as session:
+        found, total = mail_logs.search_transactions(
+            session, OPERATOR, query, on=on.date() if on else None, offset=offset, limit=limit
+        )
+        rows = [transaction_row(view) for view in found]
+    if as_json:
+        emit({"total": total, "transactions": rows}, as_json)
+        return
+    flat = [
+        {
+            "time": row["time"],
+            "client": row["client"],
+            "sender": row["sender"],
+            "recipient": recipient["recipient"],
+            "outcome": recipient["outcome"],
+            "status": recipient["status"],
+            "reason": recipient["reason"],
+        }
+        for row in rows
+        for recipient in row["recipients"] or [{"recipient": "", "outcome": "", "status": "", "reason": ""}]
+    ]
+    emit(flat, as_json)
+    click.echo(f"{len(rows)} of {total} transactions")
+
+
+@logs.command("auth")
+@click.argument("query", default="")
+@click.option("--offset", type=int, default=0)
+@click.option("--limit", type=int, default=50)
+@json_option
+@handles_errors
+def logs_auth(query: str, offset: int, limit: int, as_json: bool) -> None:
+    """Login attempts (panel, SMTP, IMAP, POP3) by login or client IP, newest first."""
+    with _installation().transaction() as session:
+        found, total = mail_logs.search_logins(session, OPERATOR, query, offset=offset, limit=limit)
+        rows = [login_row(event) for event in found]
+    if as_json:
+        emit({"total": total, "logins": rows}, as_json)
+        return
+    emit(rows, as_json)
+    click.echo(f"{len(rows)} of {total} login attempts")
 
 
 # --- database, stack, transfer -------------------------------------------------------------------

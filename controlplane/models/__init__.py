@@ -8,6 +8,13 @@ from controlplane.models.base import Base
 from controlplane.models.config_generation import ConfigGeneration
 from controlplane.models.domain import Domain
 from controlplane.models.logs import AuthEvent
+from controlplane.models.mail_log import (
+    LogCheckpoint,
+    MailQueueEntry,
+    MailRecipientResult,
+    MailTransaction,
+    UnparsedLogLine,
+)
 from controlplane.models.mailbox import Mailbox
 from controlplane.models.tenant import GIB, Tenant
 
@@ -22,6 +29,11 @@ __all__ = [
     "Base",
     "ConfigGeneration",
     "Domain",
+    "LogCheckpoint",
+    "MailQueueEntry",
+    "MailRecipientResult",
+    "MailTransaction",
     "Mailbox",
+    "UnparsedLogLine",
     "Tenant",
 ]

@@ -16,6 +16,10 @@ class AuthEvent(Base):
     wrong guess repeated counts once; attempts that guessed nothing (throttled, inactive,
     success) have none. `account` is the canonical login the attempt was counted against
     and `network` the client's /24 (IPv4) or /64 (IPv6).
+
+    `service` is "admin" for the panel's own logins; "smtp", "imap", "pop3" and "sieve" rows
+    are read from the mail daemons' logs (controlplane/logs/ingest.py) and carry no fingerprint,
+    so they never count as guesses against the panel's throttle.
     """
 
     __tablename__ = "auth_event"

@@ -163,7 +163,11 @@ def login_wait_minutes(session: Session, *, account: str, network: str, now: dt.
     since = now - WINDOW
     last_success_id = session.scalar(
         select(func.max(AuthEvent.id)).where(
-            AuthEvent.account == account, AuthEvent.success.is_(True), AuthEvent.time > since
+            AuthEvent.account == account,
+            AuthEvent.success.is_(True),
+            AuthEvent.time > since,
+            # An IMAP or SMTP login read from the mail logs must not reset the panel's counter.
+            AuthEvent.service == SERVICE,
         )
     )
     account_guesses = _guess_times(

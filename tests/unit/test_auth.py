@@ -302,3 +302,17 @@ def test_disable_totp_lets_the_password_alone_log_in_again(db) -> None:
     admin, _ = _admin_with_totp(db)
     auth.disable_totp(db, scope.tenant_admin(admin.tenant_id, name="admin:boss"), admin)
     attempt(db, "boss", PASSWORD)
+
+
+def test_an_imap_login_read_from_the_mail_logs_does_not_lift_panel_throttling(db) -> None:
+    make_admin(db, login="boss")
+    for guess in range(5):
+        fail(db, "boss", f"guess number {guess}")
+    db.add(
+        AuthEvent(
+            time=NOW, service="imap", login="boss", account="boss", client_ip=IP, network="192.0.2.0/24",
+            success=True,
+        )
+    )  # fmt: skip
+    with pytest.raises(LoginThrottled):
+        attempt(db, "boss", PASSWORD)

@@ -1,0 +1,1 @@
+"""Daemon logs -> typed events -> database rows: parsers, the transaction assembler, ingestion."""

@@ -1,0 +1,244 @@
+"""Parse one Postfix maillog line into a typed event, or None when the line is not one we use.
+
+Parsers are pure and total: any text, however truncated or hostile, yields an event or None and
+never raises, because one odd line must not stop ingestion of the rest of the log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1
+    )
+}
+
+# "Nov 24 00:17:18 host postfix/lmtp[9480]: message"; the day is space-padded by syslog.
+_SYSLOG = re.compile(
+    r"^(?P<month>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<clock>\d{2}:\d{2}:\d{2})(?:\.\d+)? "
+    r"(?P<host>\S+) (?P<program>[\w./-]+)(?:\[(?P<pid>\d+)\])?: (?P<message>.*)$"
+)
+# Postfix's own log file (maillog_file) writes an ISO time with a year; accept both.
+_ISO = re.compile(
+    r"^(?P<stamp>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?) "
+    r"(?P<host>\S+) (?P<program>[\w./-]+)(?:\[(?P<pid>\d+)\])?: (?P<message>.*)$"
+)
+_QUEUE_ID = r"[0-9A-F]{6,}|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,}"
+_QUEUED = re.compile(rf"^(?P<queue_id>{_QUEUE_ID}): (?P<rest>.*)$")
+_CLIENT = re.compile(r"^(?P<name>[^\[\s]*)\[(?P<ip>[^\]]*)\]")
+_ATTRIBUTE = re.compile(r"(?:^|, )(?P<key>[a-z_]+)=(?P<value><[^>]*>|[^,]*)")
+_STATUS = re.compile(r"status=(?P<status>[a-z]+)(?: \((?P<detail>.*)\))?$")
+_REJECT = re.compile(
+    r"^NOQUEUE: (?P<action>reject|discard|hold): (?P<stage>[A-Z]+(?: [A-Z]+)?) from "
+    r"(?P<client>[^:]*): (?P<detail>.*?);(?P<tail>(?: [a-z_]+=\S*)*)\s*$"
+)
+_TAIL_ATTRIBUTE = re.compile(r"([a-z_]+)=(<[^>]*>|\S*)")
+_REPLY_CODE = re.compile(r"^(?P<code>[245]\d\d)(?: (?P<enhanced>[245]\.\d{1,3}\.\d{1,3}))?")
+
+
+@dataclass(frozen=True)
+class LogLine:
+    time: dt.datetime
+    host: str
+    program: str
+    pid: int | None
+    message: str
+
+
+@dataclass(frozen=True)
+class PostfixEvent:
+    """One Postfix line we understand; `kind` says which fields are meaningful."""
+
+    kind: str  # connect-client, message-id, queued, delivery, removed, expired, reject, sasl-failed
+    time: dt.datetime
+    program: str
+    queue_id: str | None = None
+    client_name: str = ""
+    client_ip: str = ""
+    sasl_user: str = ""
+    helo: str = ""
+    message_id: str = ""
+    sender: str | None = None
+    size: int | None = None
+    recipient: str = ""
+    orig_to: str = ""
+    relay: str = ""
+    dsn: str = ""
+    status: str = ""
+    detail: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def _strip_brackets(value: str) -> str:
+    value = value.strip()
+    return value[1:-1] if value.startswith("<") and value.endswith(">") else value
+
+
+def syslog_time(month: str, day: str, clock: str, reference: dt.datetime) -> dt.datetime | None:
+    """The moment a year-less syslog stamp means, taking the year from `reference`.
+
+    A stamp later than the reference by more than a day belongs to the previous year: a log
+    read on 2 January still holds lines from 31 December.
+    """
+    number = _MONTHS.get(month)
+    if number is None:
+        return None
+    try:
+        hours, minutes, seconds = (int(part) for part in clock.split(":"))
+        moment = dt.datetime(reference.year, number, int(day), hours, minutes, seconds, tzinfo=dt.UTC)
+    except ValueError:
+        # 29 February in a non-leap reference year is still a real day of the previous leap year.
+        try:
+            moment = dt.datetime(reference.year - 1, number, int(day), hours, minutes, seconds, tzinfo=dt.UTC)
+        except ValueError:
+            return None
+        return moment
+    if moment - reference > dt.timedelta(days=1):
+        try:
+            moment = moment.replace(year=reference.year - 1)
+        except ValueError:
+            return None
+    return moment
+
+
+def split_syslog_line(line: str, reference: dt.datetime) -> LogLine | None:
+    """Split the syslog prefix from `line`, or None when it has none we recognise."""
+    line = line.rstrip("\r\n")
+    match = _SYSLOG.match(line)
+    if match:
+        moment = syslog_time(match["month"], match["day"], match["clock"], reference)
+    else:
+        match = _ISO.match(line)
+        if not match:
+            return None
+        try:
+            moment = dt.datetime.fromisoformat(match["stamp"].replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+    if moment is None:
+        return None
+    pid = int(match["pid"]) if match["pid"] and len(match["pid"]) < 10 else None
+    return LogLine(moment, match["host"], match["program"], pid, match["message"])
+
+
+def _attributes(text: str) -> dict[str, str]:
+    return {m["key"]: m["value"] for m in _ATTRIBUTE.finditer(text)}
+
+
+def parse_postfix_line(line: str, reference: dt.datetime) -> PostfixEvent | None:
+    """The event `line` records, or None for lines that carry nothing we store."""
+    try:
+        return _parse(line, reference)
+    except (ValueError, IndexError, OverflowError):
+        # The regular expressions bound every field; this is the last guard for totality.
+        return None
+
+
+def _parse(line: str, reference: dt.datetime) -> PostfixEvent | None:
+    logged = split_syslog_line(line, reference)
+    if logged is None or not logged.program.startswith("postfix"):
+        return None
+    program = logged.program.rsplit("/", 1)[-1]
+    message = logged.message
+    if message.startswith("NOQUEUE:"):
+        return _parse_reject(logged, program)
+    if program == "smtpd" and message.startswith("warning: ") and "authentication failed" in message:
+        # "warning: host[ip]: SASL PLAIN authentication failed: <base64 challenge>"; the tail is
+        # not a secret, but it is noise, so only the client is kept.
+        client = _CLIENT.match(message[len("warning: ") :])
+        return PostfixEvent(
+            "sasl-failed",
+            time=logged.time,
+            program=program,
+            client_name=client["name"] if client else "",
+            client_ip=client["ip"] if client else "",
+        )
+    queued = _QUEUED.match(message)
+    if not queued:
+        return None
+    queue_id, rest = queued["queue_id"], queued["rest"]
+    base = {"time": logged.time, "program": program, "queue_id": queue_id}
+    if program == "smtpd" and rest.startswith("client="):
+        attributes = _attributes(rest)
+        client = _CLIENT.match(attributes.get("client", ""))
+        return PostfixEvent(
+            "connect-client",
+            client_name=client["name"] if client else "",
+            client_ip=client["ip"] if client else "",
+            sasl_user=attributes.get("sasl_username", ""),
+            attributes=attributes,
+            **base,
+        )
+    if program == "cleanup" and rest.startswith("message-id="):
+        return PostfixEvent("message-id", message_id=_strip_brackets(rest[len("message-id=") :]), **base)
+    if program == "qmgr":
+        if rest == "removed":
+            return PostfixEvent("removed", **base)
+        if rest.startswith("from="):
+            attributes = _attributes(rest)
+            if ", status=expired" in rest:
+                status = _STATUS.search(rest)
+                return PostfixEvent(
+                    "expired",
+                    sender=_strip_brackets(attributes.get("from", "")),
+                    status="expired",
+                    detail=status["detail"] or "" if status else "",
+                    **base,
+                )
+            size = attributes.get("size", "")
+            return PostfixEvent(
+                "queued",
+                sender=_strip_brackets(attributes.get("from", "")),
+                size=int(size) if size.isdigit() and len(size) < 19 else None,
+                **base,
+            )
+        return None
+    if rest.startswith("to=") and program in {"lmtp", "smtp", "virtual", "local", "pipe", "error", "discard"}:
+        status = _STATUS.search(rest)
+        if not status:
+            return None
+        attributes = _attributes(rest[: status.start()])
+        return PostfixEvent(
+            "delivery",
+            recipient=_strip_brackets(attributes.get("to", "")),
+            orig_to=_strip_brackets(attributes.get("orig_to", "")),
+            relay=attributes.get("relay", ""),
+            dsn=attributes.get("dsn", ""),
+            status=status["status"],
+            detail=status["detail"] or "",
+            attributes=attributes,
+            **base,
+        )
+    if program == "smtpd" and rest.startswith("reject: "):
+        # A reject after queueing (e.g. at DATA end by a milter) ends the transaction like NOQUEUE.
+        event = _parse_reject(logged, program, rest.replace("reject: ", "NOQUEUE: reject: ", 1))
+        return None if event is None else PostfixEvent(**{**event.__dict__, "queue_id": queue_id})
+    return None
+
+
+def _parse_reject(logged: LogLine, program: str, message: str | None = None) -> PostfixEvent | None:
+    match = _REJECT.match(message if message is not None else logged.message)
+    if not match:
+        return None
+    client = _CLIENT.match(match["client"])
+    tail = {key: value for key, value in _TAIL_ATTRIBUTE.findall(match["tail"])}
+    reply = _REPLY_CODE.match(match["detail"])
+    return PostfixEvent(
+        "reject",
+        time=logged.time,
+        program=program,
+        client_name=client["name"] if client else "",
+        client_ip=client["ip"] if client else "",
+        helo=_strip_brackets(tail.get("helo", "")),
+        sender=_strip_brackets(tail["from"]) if "from" in tail else None,
+        recipient=_strip_brackets(tail.get("to", "")),
+        dsn=(reply["enhanced"] or "") if reply else "",
+        status="refused" if match["action"] == "reject" else match["action"],
+        detail=match["detail"],
+        attributes={"stage": match["stage"], "code": reply["code"] if reply else "", **tail},
+    )

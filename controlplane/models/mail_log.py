@@ -1,0 +1,128 @@
+"""What the mail daemons' logs say happened: SMTP transactions, their recipients, and ingest state."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from controlplane.models.base import AUTOINCREMENT, Base, UTCDateTime, int_pk, utc_time
+
+RECIPIENT_OUTCOMES = ("delivered", "forwarded", "relayed", "deferred", "bounced", "refused", "expired")
+
+
+class MailTransaction(Base):
+    """One SMTP transaction: a message accepted into the queue, or one refused before it (NOQUEUE).
+
+    A queued message may pass through several queue IDs (re-injection after a content filter);
+    each is a MailQueueEntry of the same transaction. `sender_domain_id` and the recipients'
+    `domain_id` decide who may see the transaction: the domains it came from or went to.
+    """
+
+    __tablename__ = "mail_transaction"
+    __table_args__ = (AUTOINCREMENT,)
+
+    id: Mapped[int_pk]
+    time: Mapped[utc_time] = mapped_column(index=True)
+    client_name: Mapped[str] = mapped_column(String(255), default="")
+    client_ip: Mapped[str] = mapped_column(String(64), default="", index=True)
+    helo: Mapped[str] = mapped_column(String(255), default="")
+    sasl_user: Mapped[str] = mapped_column(String(255), default="", index=True)
+    sender: Mapped[str | None] = mapped_column(String(320), index=True)
+    sender_domain_id: Mapped[int | None] = mapped_column(
+        ForeignKey("domain.id", ondelete="SET NULL"), index=True
+    )
+    message_id: Mapped[str] = mapped_column(String(998), default="", index=True)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    # Set when qmgr removes the last queue entry: nothing more will be logged about it.
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    queue_entries: Mapped[list[MailQueueEntry]] = relationship(
+        back_populates="transaction", cascade="all, delete-orphan", order_by="MailQueueEntry.id"
+    )
+    recipients: Mapped[list[MailRecipientResult]] = relationship(
+        back_populates="transaction", cascade="all, delete-orphan", order_by="MailRecipientResult.id"
+    )
+
+
+class MailQueueEntry(Base):
+    """A queue ID a transaction's message had; open until qmgr logs "removed"."""
+
+    __tablename__ = "mail_queue_entry"
+    __table_args__ = (Index("ix_mail_queue_entry_queue_id_removed", "queue_id", "removed"), AUTOINCREMENT)
+
+    id: Mapped[int_pk]
+    transaction_id: Mapped[int] = mapped_column(
+        ForeignKey("mail_transaction.id", ondelete="CASCADE"), index=True
+    )
+    queue_id: Mapped[str] = mapped_column(String(32))
+    time: Mapped[utc_time]
+    removed: Mapped[bool] = mapped_column(default=False)
+
+    transaction: Mapped[MailTransaction] = relationship(back_populates="queue_entries")
+
+
+class MailRecipientResult(Base):
+    """The latest outcome for one recipient of a transaction; a retry updates it in place."""
+
+    __tablename__ = "mail_recipient_result"
+    __table_args__ = (
+        CheckConstraint(
+            "outcome IN ({})".format(", ".join(f"'{outcome}'" for outcome in RECIPIENT_OUTCOMES)),
+            name="outcome_known",
+        ),
+        CheckConstraint("attempts >= 1", name="attempts_positive"),
+        UniqueConstraint("transaction_id", "recipient", "orig_to"),
+        Index("ix_mail_recipient_result_domain_id_time", "domain_id", "time"),
+        AUTOINCREMENT,
+    )
+
+    id: Mapped[int_pk]
+    transaction_id: Mapped[int] = mapped_column(
+        ForeignKey("mail_transaction.id", ondelete="CASCADE"), index=True
+    )
+    time: Mapped[utc_time]
+    recipient: Mapped[str] = mapped_column(String(320), index=True)
+    # The address the sender wrote when an alias rewrote it to `recipient`; "" otherwise.
+    orig_to: Mapped[str] = mapped_column(String(320), default="", index=True)
+    domain_id: Mapped[int | None] = mapped_column(ForeignKey("domain.id", ondelete="SET NULL"))
+    queue_id: Mapped[str] = mapped_column(String(32), default="")
+    outcome: Mapped[str] = mapped_column(String(16))
+    relay: Mapped[str] = mapped_column(String(255), default="")
+    status_code: Mapped[str] = mapped_column(String(16), default="")
+    reason: Mapped[str] = mapped_column(String(100), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+
+    transaction: Mapped[MailTransaction] = relationship(back_populates="recipients")
+
+
+class LogCheckpoint(Base):
+    """How far a log file has been read, committed with the rows read up to there.
+
+    The inode and the first bytes identify the file: a renamed-away file is recognised by
+    inode, a copy-truncated one by being shorter than the offset or starting differently.
+    """
+
+    __tablename__ = "log_checkpoint"
+    __table_args__ = (AUTOINCREMENT,)
+
+    id: Mapped[int_pk]
+    path: Mapped[str] = mapped_column(String(1000), unique=True)
+    inode: Mapped[int] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    head: Mapped[str] = mapped_column(String(64), default="")
+    updated_at: Mapped[utc_time]
+
+
+class UnparsedLogLine(Base):
+    """A log line no parser understood, kept so a new format is noticed rather than lost."""
+
+    __tablename__ = "unparsed_log_line"
+    __table_args__ = (AUTOINCREMENT,)
+
+    id: Mapped[int_pk]
+    time: Mapped[utc_time] = mapped_column(index=True)
+    source: Mapped[str] = mapped_column(String(1000))
+    line: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,291 @@
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from controlplane.logs import ingest as ingest_module
+from controlplane.logs.ingest import ingest_file
+from controlplane.models import (
+    AuthEvent,
+    LogCheckpoint,
+    MailQueueEntry,
+    MailRecipientResult,
+    MailTransaction,
+    UnparsedLogLine,
+)
+from tests.factories import make_domain, make_mailbox
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "logs"
+REFERENCE = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+
+
+def _ingest_fixture(db: Session, tmp_path: Path, name: str = "postfix.log", **kwargs):
+    path = tmp_path / name
+    shutil.copy(FIXTURES / name, path)
+    return path, ingest_file(db, path, reference=REFERENCE, **kwargs)
+
+
+def _transaction(db: Session, message_id: str) -> MailTransaction:
+    return db.scalars(select(MailTransaction).where(MailTransaction.message_id == message_id)).one()
+
+
+def _outcomes(transaction: MailTransaction) -> dict[str, tuple[str, str]]:
+    return {r.recipient: (r.outcome, r.reason) for r in transaction.recipients}
+
+
+def _counts(db: Session) -> tuple[int, ...]:
+    models = (MailTransaction, MailQueueEntry, MailRecipientResult, AuthEvent, UnparsedLogLine)
+    return tuple(db.scalar(select(func.count()).select_from(model)) for model in models)
+
+
+def test_delivered_message_has_client_sender_size_and_recipient(db: Session, tmp_path: Path) -> None:
+    domain = make_domain(db, name="a.test")
+    _ingest_fixture(db, tmp_path)
+    transaction = _transaction(db, "delivered-1@client.example")
+    assert (transaction.client_name, transaction.client_ip, transaction.sender, transaction.size) == (
+        "client.example",
+        "192.0.2.10",
+        "bob@client.example",
+        812,
+    )
+    assert [e.queue_id for e in transaction.queue_entries] == ["B8F9120C127"]
+    assert transaction.finished_at is not None
+    [recipient] = transaction.recipients
+    assert (recipient.outcome, recipient.status_code, recipient.domain_id) == (
+        "delivered",
+        "250 2.0.0",
+        domain.id,
+    )
+
+
+def test_alias_fan_out_records_each_recipient_with_its_own_outcome(db: Session, tmp_path: Path) -> None:
+    _ingest_fixture(db, tmp_path)
+    transaction = _transaction(db, "alias-2@client.example")
+    assert _outcomes(transaction) == {
+        "alice@a.test": ("forwarded", ""),
+        "carol@a.test": ("bounced", "mailbox full"),
+    }
+    assert {r.orig_to for r in transaction.recipients} == {"info@a.test"}
+
+
+def test_noqueue_rejects_are_transactions_of_their_own(db: Session, tmp_path: Path) -> None:
+    _ingest_fixture(db, tmp_path)
+    refused = db.scalars(
+        select(MailRecipientResult)
+        .where(MailRecipientResult.outcome == "refused")
+        .order_by(MailRecipientResult.id)
+    ).all()
+    assert [(r.recipient, r.status_code, r.reason) for r in refused] == [
+        ("nobody@a.test", "550 5.1.1", "recipient not found"),
+        ("x@elsewhere.example", "554 5.7.1", "relay denied"),
+        ("carol@a.test", "554 5.7.1", "authentication required"),
+    ]
+    assert refused[0].transaction.helo == "client.example"
+    assert refused[0].transaction.sender == "bob@client.example"
+
+
+def test_deferred_then_relayed_keeps_one_recipient_row_with_two_attempts(db: Session, tmp_path: Path) -> None:
+    _ingest_fixture(db, tmp_path)
+    transaction = _transaction(db, "deferred-3@a.test")
+    [recipient] = transaction.recipients
+    assert (recipient.outcome, recipient.attempts, recipient.relay) == (
+        "relayed",
+        2,
+        "mx.remote.example[192.0.2.50]:25",
+    )
+    assert transaction.sasl_user == "alice@a.test"
+
+
+def test_a_message_still_deferred_at_queue_lifetime_is_expired(db: Session, tmp_path: Path) -> None:
+    _ingest_fixture(db, tmp_path)
+    [recipient] = _transaction(db, "expired-4@a.test").recipients
+    assert recipient.outcome == "expired"
+    assert recipient.reason.startswith("gave up")
+
+
+def test_reinjection_after_a_content_filter_continues_the_same_transaction(
+    db: Session, tmp_path: Path
+) -> None:
+    _ingest_fixture(db, tmp_path)
+    transaction = _transaction(db, "filtered-5@client.example")
+    assert [e.queue_id for e in transaction.queue_entries] == ["A1B2C3D4E5F", "0F1E2D3C4B5"]
+    assert transaction.client_ip == "192.0.2.10"
+    [recipient] = transaction.recipients
+    assert (recipient.outcome, recipient.queue_id) == ("delivered", "0F1E2D3C4B5")
+    assert transaction.finished_at is not None
+
+
+def test_unparsed_lines_are_counted_and_kept(db: Session, tmp_path: Path) -> None:
+    _, result = _ingest_fixture(db, tmp_path)
+    kept = db.scalars(select(UnparsedLogLine.line)).all()
+    assert result.unparsed == len(kept) == 3
+    assert "garbage line without any timestamp" in kept
+
+
+def test_logins_from_dovecot_and_postfix_become_auth_events(db: Session, tmp_path: Path) -> None:
+    domain = make_domain(db, name="a.test")
+    make_mailbox(db, domain=domain, local_part="alice")
+    db.commit()
+    _ingest_fixture(db, tmp_path)
+    _ingest_fixture(db, tmp_path, "dovecot.log")
+    events = db.scalars(select(AuthEvent).order_by(AuthEvent.time)).all()
+    assert [(e.service, e.login, e.client_ip, e.success, e.reason) for e in events] == [
+        ("smtp", "alice@a.test", "203.0.113.5", True, ""),
+        ("smtp", "", "198.51.100.9", False, "wrong password or unknown user"),
+        ("imap", "alice@a.test", "192.0.2.10", True, ""),
+        ("imap", "alice@a.test", "198.51.100.9", False, "wrong password or unknown user"),
+        ("pop3", "bob@a.test", "192.0.2.11", True, ""),
+        ("pop3", "ghost@a.test", "198.51.100.9", False, "wrong password or unknown user"),
+    ]
+    assert {e.domain_id for e in events if e.login.endswith("@a.test")} == {domain.id}
+    assert events[2].network == "192.0.2.0/24"
+
+
+def test_a_second_run_reads_nothing_twice(db: Session, tmp_path: Path) -> None:
+    path, _ = _ingest_fixture(db, tmp_path)
+    before = _counts(db)
+    again = ingest_file(db, path, reference=REFERENCE)
+    assert again.lines == 0
+    assert _counts(db) == before
+
+
+def test_a_crash_mid_file_resumes_without_loss_or_duplicates(
+    db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference_path = tmp_path / "reference"
+    reference_path.mkdir()
+    _ingest_fixture(db, reference_path)
+    expected = _counts(db)
+    for model in (MailTransaction, AuthEvent, UnparsedLogLine, LogCheckpoint):
+        db.execute(model.__table__.delete())
+    db.commit()
+
+    real_ingest_line = ingest_module._ingest_line
+    calls = 0
+
+    def crash_on_line_20(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 20:
+            raise RuntimeError("killed")
+        return real_ingest_line(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "_ingest_line", crash_on_line_20)
+    with pytest.raises(RuntimeError):
+        _ingest_fixture(db, tmp_path, batch_lines=7)
+    db.rollback()
+    assert db.scalar(select(LogCheckpoint.offset)) > 0  # two batches were committed
+    monkeypatch.setattr(ingest_module, "_ingest_line", real_ingest_line)
+    ingest_file(db, tmp_path / "postfix.log", reference=REFERENCE, batch_lines=7)
+    assert _counts(db) == expected
+
+
+def test_an_unfinished_last_line_waits_for_its_newline(db: Session, tmp_path: Path) -> None:
+    path = tmp_path / "postfix.log"
+    line = (FIXTURES / "postfix.log").read_text().splitlines(keepends=True)[14]
+    path.write_text(line[:60])
+    assert ingest_file(db, path, reference=REFERENCE).lines == 0
+    with path.open("a") as stream:
+        stream.write(line[60:])
+    assert ingest_file(db, path, reference=REFERENCE).lines == 1
+    assert db.scalar(select(MailRecipientResult.recipient)) == "nobody@a.test"
+
+
+def _write_halves(path: Path) -> tuple[str, str]:
+    lines = (FIXTURES / "postfix.log").read_text().splitlines(keepends=True)
+    first, second = "".join(lines[:20]), "".join(lines[20:])
+    path.write_text(first)
+    return first, second
+
+
+def test_rename_rotation_finishes_the_old_file_then_reads_the_new_one(db: Session, tmp_path: Path) -> None:
+    reference_path = tmp_path / "reference"
+    reference_path.mkdir()
+    _ingest_fixture(db, reference_path)
+    expected = _counts(db)
+    for model in (MailTransaction, AuthEvent, UnparsedLogLine, LogCheckpoint):
+        db.execute(model.__table__.delete())
+    db.commit()
+
+    path = tmp_path / "postfix.log"
+    first, second = _write_halves(path)
+    lines = first.splitlines(keepends=True)
+    path.write_text("".join(lines[:10]))
+    ingest_file(db, path, reference=REFERENCE)
+    path.write_text(first)  # written after our read, before the rename
+    path.rename(tmp_path / "postfix.log.1")
+    path.write_text(second)
+    result = ingest_file(db, path, reference=REFERENCE)
+    assert result.rotated
+    assert _counts(db) == expected
+
+
+def test_copy_truncate_rotation_reads_the_rest_from_the_copy(db: Session, tmp_path: Path) -> None:
+    reference_path = tmp_path / "reference"
+    reference_path.mkdir()
+    _ingest_fixture(db, reference_path)
+    expected = _counts(db)
+    for model in (MailTransaction, AuthEvent, UnparsedLogLine, LogCheckpoint):
+        db.execute(model.__table__.delete())
+    db.commit()
+
+    path = tmp_path / "postfix.log"
+    first, second = _write_halves(path)
+    path.write_text("".join(first.splitlines(keepends=True)[:10]))
+    ingest_file(db, path, reference=REFERENCE)
+    path.write_text(first)
+    with gzip.open(tmp_path / "postfix.log.1.gz", "wt") as copy:
+        copy.write(first)
+    with path.open("r+") as live:  # truncate in place: the inode stays the same
+        live.truncate(0)
+        live.write(second)
+    result = ingest_file(db, path, reference=REFERENCE)
+    assert result.rotated
+    assert _counts(db) == expected
+
+
+def test_gzip_files_are_read_like_plain_ones(db: Session, tmp_path: Path) -> None:
+    reference_path = tmp_path / "reference"
+    reference_path.mkdir()
+    _ingest_fixture(db, reference_path)
+    expected = _counts(db)
+    for model in (MailTransaction, AuthEvent, UnparsedLogLine, LogCheckpoint):
+        db.execute(model.__table__.delete())
+    db.commit()
+    path = tmp_path / "postfix.log.2.gz"
+    with gzip.open(path, "wb") as stream:
+        stream.write((FIXTURES / "postfix.log").read_bytes())
+    ingest_file(db, path, reference=REFERENCE)
+    assert _counts(db) == expected
+
+
+def test_a_reused_queue_id_weeks_later_starts_a_new_transaction(db: Session, tmp_path: Path) -> None:
+    path = tmp_path / "postfix.log"
+    # The first message's "removed" line was lost (say, in a rotation); its entry stays open.
+    path.write_text(
+        "Nov 01 10:00:00 mail postfix/cleanup[1]: AAAAAA1111: message-id=<old@a.test>\n"
+        "Nov 20 10:00:00 mail postfix/cleanup[1]: AAAAAA1111: message-id=<new@a.test>\n"
+    )
+    ingest_file(db, path, reference=REFERENCE)
+    assert sorted(db.scalars(select(MailTransaction.message_id))) == ["new@a.test", "old@a.test"]
+
+
+def test_a_reject_after_queueing_joins_the_queued_transaction(db: Session, tmp_path: Path) -> None:
+    path = tmp_path / "postfix.log"
+    path.write_text(
+        "Nov 24 01:00:00 mail postfix/smtpd[1]: BBBBBB2222: client=c.example[192.0.2.1]\n"
+        "Nov 24 01:00:01 mail postfix/smtpd[1]: BBBBBB2222: reject: RCPT from c.example[192.0.2.1]: 550 5.1.1 "
+        "<nobody@a.test>: Recipient address rejected: User unknown in virtual mailbox table; "
+        "from=<s@c.example> to=<nobody@a.test> proto=ESMTP helo=<c.example>\n"
+    )
+    ingest_file(db, path, reference=REFERENCE)
+    [transaction] = db.scalars(select(MailTransaction)).all()
+    assert [(r.recipient, r.outcome, r.queue_id) for r in transaction.recipients] == [
+        ("nobody@a.test", "refused", "BBBBBB2222")
+    ]
