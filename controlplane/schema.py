@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
@@ -17,3 +22,28 @@ def alembic_config(url: str) -> Config:
 
 def upgrade_database(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+
+
+@contextlib.contextmanager
+def sqlite_views_and_triggers_set_aside(op: Any) -> Iterator[None]:
+    """Drop every view and trigger, then restore them word for word (in migrations only).
+
+    Rebuilding a table (Alembic's batch mode: copy, drop, rename) would otherwise leave the
+    Postfix/Dovecot views and the counting triggers pointing at a dropped table, which
+    SQLite refuses at the rename. Foreign keys are off in migrations (SQLite's default),
+    so no row cascades meanwhile.
+    """
+    saved = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT type, name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') ORDER BY type DESC"
+            )
+        )
+        .all()
+    )
+    for kind, name, _sql in saved:
+        op.execute(f'DROP {kind.upper()} "{name}"')
+    yield
+    for _kind, _name, sql in saved:
+        op.execute(sql)

@@ -30,6 +30,8 @@ PORT_NAMES = (
     "managesieve",
     "quota_status",
     "web",
+    "http",
+    "https",
 )
 
 PROFILE_PORTS = {
@@ -45,6 +47,8 @@ PROFILE_PORTS = {
         "managesieve": 4190,
         "quota_status": 12340,
         "web": 8080,
+        "http": 8880,
+        "https": 8443,
     },
     "production": {
         "smtp": 25,
@@ -57,6 +61,8 @@ PROFILE_PORTS = {
         "managesieve": 4190,
         "quota_status": 12340,
         "web": 8080,
+        "http": 80,
+        "https": 443,
     },
 }
 
@@ -79,6 +85,15 @@ class Settings:
     testing: bool = False
     database_url: str = ""
     secret_key: str = ""
+    # Brand hosts must resolve to these (comma-separated) before a certificate is ordered.
+    platform_addresses: str = "127.0.0.1"
+    # "address" or "address:port" of the DNS server brand checks ask; empty: the system's.
+    dns_resolver: str = ""
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_email: str = ""
+    # A CA bundle to trust the ACME server with (a private one such as pebble); empty: the system's.
+    acme_ca_bundle: str = ""
+    mta_sts_mode: str = "testing"
 
     @property
     def database_path(self) -> Path:
@@ -124,6 +139,19 @@ class Settings:
     @property
     def certs_dir(self) -> Path:
         return self.home / "certs"
+
+    @property
+    def acme_dir(self) -> Path:
+        """certbot's config, work and logs folders and the HTTP-01 webroot nginx serves."""
+        return self.home / "acme"
+
+    @property
+    def acme_webroot(self) -> Path:
+        return self.acme_dir / "webroot"
+
+    @property
+    def platform_address_list(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.platform_addresses.split(",") if a.strip())
 
     @property
     def postfix_queue(self) -> Path:

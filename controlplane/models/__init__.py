@@ -5,6 +5,7 @@ from controlplane.models.alias import Alias, AliasDestination
 from controlplane.models.api_token import ApiToken
 from controlplane.models.audit import AuditEntry
 from controlplane.models.base import Base
+from controlplane.models.brand import Brand
 from controlplane.models.config_generation import ConfigGeneration
 from controlplane.models.domain import Domain
 from controlplane.models.logs import AuthEvent
@@ -27,6 +28,7 @@ __all__ = [
     "AuditEntry",
     "AuthEvent",
     "Base",
+    "Brand",
     "ConfigGeneration",
     "Domain",
     "LogCheckpoint",

@@ -10,6 +10,7 @@ from controlplane.validation import domain_to_unicode
 
 if TYPE_CHECKING:
     from controlplane.models.alias import Alias
+    from controlplane.models.brand import Brand
     from controlplane.models.mailbox import Mailbox
     from controlplane.models.tenant import Tenant
 
@@ -36,6 +37,8 @@ class Domain(Base):
     max_mailbox_bytes: Mapped[byte_count]
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[created_at]
+    # None: the platform's own host serves this domain (settings.hostname).
+    brand_id: Mapped[int | None] = mapped_column(ForeignKey("brand.id", ondelete="SET NULL"), index=True)
     # Kept by the database itself: triggers on mailbox and alias (migration 0003) update
     # them in the same statement as the row, so a page never counts 100,000 rows. Never
     # assigned by the ORM; read them with a query (domains.domain_counts), since a Domain
@@ -45,6 +48,7 @@ class Domain(Base):
     allocated_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
     tenant: Mapped[Tenant] = relationship(back_populates="domains")
+    brand: Mapped[Brand | None] = relationship(back_populates="domains")
     mailboxes: Mapped[list[Mailbox]] = relationship(
         back_populates="domain", cascade="all, delete-orphan", passive_deletes=True
     )

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from controlplane.schema import sqlite_views_and_triggers_set_aside
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -73,5 +75,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     for name in TRIGGERS:
         op.execute(f"DROP TRIGGER IF EXISTS {name}")
-    for column in COLUMNS:
-        op.execute(f"ALTER TABLE domain DROP COLUMN {column}")
+    # A later rebuild of `domain` (0006) turned the columns' CHECKs into table constraints,
+    # which ALTER TABLE DROP COLUMN refuses: rebuild the table without them.
+    with sqlite_views_and_triggers_set_aside(op), op.batch_alter_table("domain") as batch_op:
+        for column in COLUMNS:
+            batch_op.drop_constraint(op.f(f"ck_domain_{column}_not_negative"), type_="check")
+            batch_op.drop_column(column)

@@ -1,0 +1,60 @@
+"""A brand: the server hostname a tenant's customers use, its look, and its certificate."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from controlplane.models.base import AUTOINCREMENT, Base, UTCDateTime, created_at, dns_name, int_pk
+
+if TYPE_CHECKING:
+    from controlplane.models.domain import Domain
+    from controlplane.models.tenant import Tenant
+
+
+class Brand(Base):
+    """`mail.customer.com` for the domains that use it: MX, SMTP/IMAP/POP host and web host.
+
+    A tenant may mark one brand `shared`: the one it gives to customers that have no
+    brand of their own (services.brands). Certificate state lives here because one
+    certificate belongs to one brand (services.certificates): `cert_names` are the names
+    the current certificate covers, so a re-render never orders a new one.
+    """
+
+    __tablename__ = "brand"
+    __table_args__ = (
+        # At most one shared brand per tenant.
+        Index("uq_brand_shared_per_tenant", "tenant_id", unique=True, sqlite_where=text("shared = 1")),
+        AUTOINCREMENT,
+    )
+
+    id: Mapped[int_pk]
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
+    hostname: Mapped[dns_name] = mapped_column(unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    support_url: Mapped[str | None] = mapped_column(String(2000))
+    logo: Mapped[bytes | None] = mapped_column(LargeBinary)
+    logo_type: Mapped[str | None] = mapped_column(String(40))
+    shared: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[created_at]
+
+    # "none" (never ordered), "waiting_dns", "issued", "failed".
+    cert_status: Mapped[str] = mapped_column(String(20), default="none")
+    cert_error: Mapped[str] = mapped_column(Text, default="")
+    cert_names: Mapped[str] = mapped_column(Text, default="")
+    cert_not_after: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    cert_failures: Mapped[int] = mapped_column(Integer, default=0)
+    cert_next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    dns_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The last DNS check as JSON (services.brands.dns_report), shown until the next one.
+    dns_report: Mapped[str] = mapped_column(Text, default="")
+
+    tenant: Mapped[Tenant] = relationship()
+    domains: Mapped[list[Domain]] = relationship(back_populates="brand", passive_deletes=True)
+
+    @property
+    def covered_names(self) -> tuple[str, ...]:
+        return tuple(self.cert_names.split())
