@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, exists, false, func, or_, select
+from sqlalchemy import ColumnElement, exists, false, func, or_, select, union
 from sqlalchemy.orm import Session, selectinload
 
 from controlplane.models import (
@@ -23,10 +23,19 @@ from controlplane.models import (
     Tenant,
 )
 from controlplane.services import scope
-from controlplane.services.errors import NotFound
+from controlplane.services.errors import NotFound, ValidationError
 from controlplane.services.scope import Actor
 
 MAX_PAGE = 500
+# How the viewers group recipient outcomes: what a customer asks about ("was it accepted?").
+RESULTS = {
+    "accepted": ("delivered", "forwarded", "relayed"),
+    "refused": ("refused",),
+    "deferred": ("deferred",),
+    "bounced": ("bounced", "expired"),
+}
+RESULT_OF_OUTCOME = {outcome: result for result, outcomes in RESULTS.items() for outcome in outcomes}
+LOGIN_SERVICES = ("admin", "webmail", "smtp", "imap", "pop3", "sieve")
 
 
 @dataclass(frozen=True)
@@ -65,47 +74,34 @@ def search_transactions(
     tenant: Tenant | None = None,
     domain: Domain | None = None,
     on: dt.date | None = None,
+    result: str | None = None,
+    direction: str | None = None,
     offset: int = 0,
     limit: int = 50,
 ) -> tuple[list[TransactionView], int]:
     """One page, newest first, of the transactions matching `query` exactly as an address (sender,
     recipient, original recipient, SASL user), client IP, message-id or queue ID; and their total.
 
-    Raises NotFound, NotInScope.
+    `result` keeps transactions with a recipient the viewer sees in that state (RESULTS);
+    `direction` "in" keeps mail to the viewer's domains, "out" mail from them.
+    Raises NotFound, NotInScope, ValidationError.
     """
     domain_ids = _domain_ids(session, actor, tenant, domain)
     criteria: list[ColumnElement[bool]] = []
     if domain_ids is not None:
-        criteria.append(
-            or_(
-                MailTransaction.sender_domain_id.in_(domain_ids) if domain_ids else false(),
-                exists().where(
-                    MailRecipientResult.transaction_id == MailTransaction.id,
-                    MailRecipientResult.domain_id.in_(domain_ids),
-                ),
-            )
-        )
+        criteria.append(_visible(domain_ids))
     query = query.strip()
     if query:
-        message_id = query.removeprefix("<").removesuffix(">")
-        criteria.append(
-            or_(
-                MailTransaction.sender == query,
-                MailTransaction.sasl_user == query,
-                MailTransaction.client_ip == query,
-                MailTransaction.message_id == message_id,
-                exists().where(
-                    MailRecipientResult.transaction_id == MailTransaction.id,
-                    or_(MailRecipientResult.recipient == query, MailRecipientResult.orig_to == query),
-                ),
-                exists().where(
-                    MailQueueEntry.transaction_id == MailTransaction.id, MailQueueEntry.queue_id == query
-                ),
-            )
-        )
+        # Each way of matching reads its own index; OR-ing EXISTS clauses instead would scan
+        # every transaction ever logged.
+        criteria.append(MailTransaction.id.in_(_matching_ids(query)))
     if on is not None:
         start, end = _day(on)
         criteria += [MailTransaction.time >= start, MailTransaction.time < end]
+    if result:
+        criteria.append(_has_result(result, domain_ids))
+    if direction:
+        criteria.append(_in_direction(direction, domain_ids))
     total = session.scalar(select(func.count()).select_from(MailTransaction).where(*criteria)) or 0
     found = session.scalars(
         select(MailTransaction)
@@ -116,6 +112,231 @@ def search_transactions(
         .limit(min(max(limit, 1), MAX_PAGE))
     ).all()
     return [_view(t, domain_ids) for t in found], total
+
+
+def _visible(domain_ids: list[int]) -> ColumnElement[bool]:
+    return or_(
+        MailTransaction.sender_domain_id.in_(domain_ids) if domain_ids else false(),
+        exists().where(
+            MailRecipientResult.transaction_id == MailTransaction.id,
+            MailRecipientResult.domain_id.in_(domain_ids),
+        ),
+    )
+
+
+def _matching_ids(query: str):
+    """The ids of transactions `query` names, one indexed lookup per column."""
+    values = sorted({query, query.lower()})
+    message_id = query.removeprefix("<").removesuffix(">")
+    return union(
+        select(MailTransaction.id).where(MailTransaction.sender.in_(values)),
+        select(MailTransaction.id).where(MailTransaction.sasl_user.in_(values)),
+        select(MailTransaction.id).where(MailTransaction.client_ip == query),
+        select(MailTransaction.id).where(MailTransaction.message_id == message_id),
+        select(MailRecipientResult.transaction_id).where(MailRecipientResult.recipient.in_(values)),
+        select(MailRecipientResult.transaction_id).where(MailRecipientResult.orig_to.in_(values)),
+        select(MailQueueEntry.transaction_id).where(MailQueueEntry.queue_id == query),
+    )
+
+
+def _has_result(result: str, domain_ids: list[int] | None) -> ColumnElement[bool]:
+    if result not in RESULTS:
+        raise ValidationError(
+            f"Unknown result {result!r}: choose one of {', '.join(RESULTS)}.", field="result"
+        )
+    recipient_visible = (
+        []
+        if domain_ids is None
+        else [
+            or_(
+                MailTransaction.sender_domain_id.in_(domain_ids) if domain_ids else false(),
+                MailRecipientResult.domain_id.in_(domain_ids),
+            )
+        ]
+    )
+    return exists().where(
+        MailRecipientResult.transaction_id == MailTransaction.id,
+        MailRecipientResult.outcome.in_(RESULTS[result]),
+        *recipient_visible,
+    )
+
+
+def _in_direction(direction: str, domain_ids: list[int] | None) -> ColumnElement[bool]:
+    if direction == "out":
+        if domain_ids is None:
+            return MailTransaction.sender_domain_id.is_not(None)
+        return MailTransaction.sender_domain_id.in_(domain_ids) if domain_ids else false()
+    if direction == "in":
+        ours = (
+            MailRecipientResult.domain_id.is_not(None)
+            if domain_ids is None
+            else MailRecipientResult.domain_id.in_(domain_ids)
+        )
+        return exists().where(MailRecipientResult.transaction_id == MailTransaction.id, ours)
+    raise ValidationError(
+        f"Unknown direction {direction!r}: choose in (mail received) or out (mail sent).", field="direction"
+    )
+
+
+def get_transaction(
+    session: Session,
+    actor: Actor,
+    transaction_id: int,
+    *,
+    tenant: Tenant | None = None,
+    domain: Domain | None = None,
+) -> TransactionView:
+    """One transaction the viewer may see, with the recipients they may see.
+
+    Raises NotFound (also for another domain's transaction), NotInScope.
+    """
+    domain_ids = _domain_ids(session, actor, tenant, domain)
+    transaction = session.get(MailTransaction, transaction_id)
+    if transaction is None or not _sees(transaction, domain_ids):
+        raise NotFound(f"No such transaction: {transaction_id}.")
+    return _view(transaction, domain_ids)
+
+
+def _sees(transaction: MailTransaction, domain_ids: list[int] | None) -> bool:
+    if domain_ids is None:
+        return True
+    return transaction.sender_domain_id in domain_ids or any(
+        r.domain_id in domain_ids for r in transaction.recipients
+    )
+
+
+@dataclass(frozen=True)
+class DayCounts:
+    """How many recipients of one day's transactions (UTC) ended in each result."""
+
+    day: dt.date
+    accepted: int = 0
+    refused: int = 0
+    deferred: int = 0
+    bounced: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.accepted + self.refused + self.deferred + self.bounced
+
+
+def day_counts(
+    session: Session,
+    actor: Actor,
+    *,
+    tenant: Tenant | None = None,
+    domain: Domain | None = None,
+    last: dt.date,
+    days: int = 30,
+) -> list[DayCounts]:
+    """Per day, oldest first, the `days` days up to `last`: the viewer's recipients by result.
+
+    A recipient counts for the day its transaction began, as the per-day list shows it.
+    Raises NotFound, NotInScope, ValidationError.
+    """
+    if not 1 <= days <= 366:
+        raise ValidationError("Choose between 1 and 366 days.", field="days")
+    domain_ids = _domain_ids(session, actor, tenant, domain)
+    first = last - dt.timedelta(days=days - 1)
+    day = func.date(MailTransaction.time)
+    statement = (
+        select(day, MailRecipientResult.outcome, func.count())
+        .join(MailRecipientResult, MailRecipientResult.transaction_id == MailTransaction.id)
+        .where(MailTransaction.time >= _day(first)[0], MailTransaction.time < _day(last)[1])
+        .group_by(day, MailRecipientResult.outcome)
+    )
+    if domain_ids is not None:
+        statement = statement.where(
+            or_(
+                MailTransaction.sender_domain_id.in_(domain_ids) if domain_ids else false(),
+                MailRecipientResult.domain_id.in_(domain_ids),
+            )
+        )
+    counts: dict[dt.date, dict[str, int]] = {}
+    for on, outcome, number in session.execute(statement):
+        on = on if isinstance(on, dt.date) else dt.date.fromisoformat(on)
+        result = RESULT_OF_OUTCOME[outcome]
+        totals = counts.setdefault(on, {})
+        totals[result] = totals.get(result, 0) + number
+    return [
+        DayCounts(first + dt.timedelta(days=n), **counts.get(first + dt.timedelta(days=n), {}))
+        for n in range(days)
+    ]
+
+
+# What a reply code means, in words; the enhanced code's class and subject refine it.
+REPLY_CODES = {
+    "211": "system status",
+    "214": "help message",
+    "220": "server ready",
+    "221": "closing the connection",
+    "235": "authentication succeeded",
+    "250": "OK, done",
+    "251": "user not local, will forward",
+    "252": "cannot verify the user, will try to deliver",
+    "334": "go on with authentication",
+    "354": "send the message, end with a single dot",
+    "421": "service not available, closing the connection (temporary)",
+    "432": "a password transition is needed",
+    "450": "mailbox unavailable (temporary)",
+    "451": "local error while processing (temporary)",
+    "452": "insufficient storage (temporary)",
+    "454": "TLS or authentication temporarily unavailable",
+    "455": "parameters cannot be accommodated now",
+    "500": "command not recognised",
+    "501": "syntax error in parameters",
+    "502": "command not implemented",
+    "503": "bad sequence of commands",
+    "504": "parameter not implemented",
+    "521": "this host accepts no mail",
+    "523": "message larger than the server accepts",
+    "530": "authentication required",
+    "534": "authentication mechanism too weak",
+    "535": "authentication failed: wrong login or password",
+    "538": "encryption required for this authentication",
+    "550": "refused: mailbox unavailable or policy",
+    "551": "user not local",
+    "552": "refused: storage exceeded",
+    "553": "refused: mailbox name not allowed",
+    "554": "transaction failed",
+    "555": "MAIL or RCPT parameters not recognised",
+}
+ENHANCED_SUBJECTS = {
+    "1.1": "the mailbox does not exist",
+    "1.2": "the destination domain does not exist or accepts no mail",
+    "1.3": "the address is malformed",
+    "1.8": "the sender's domain is not valid",
+    "2.1": "the mailbox is disabled",
+    "2.2": "the mailbox is full",
+    "3.4": "the message is too big",
+    "4.1": "no answer from the receiving host",
+    "4.2": "the connection was dropped",
+    "4.4": "the receiving server could not be reached",
+    "4.7": "the message was too long in the queue",
+    "5.3": "too many recipients",
+    "7.0": "not allowed (security policy)",
+    "7.1": "delivery not authorised (relay or sender not allowed)",
+    "7.8": "authentication credentials invalid",
+}
+
+
+def explain_reply(code: str) -> str:
+    """Say in words what an SMTP reply such as "550 5.1.1" means; "" for no code."""
+    parts = code.split()
+    if not parts:
+        return ""
+    basic = parts[0]
+    words = REPLY_CODES.get(basic)
+    if words is None and basic[:1] in "2345" and basic[:3].isdigit():
+        words = {
+            "2": "success",
+            "3": "go on",
+            "4": "temporary failure, will retry",
+            "5": "permanent failure",
+        }[basic[0]]
+    enhanced = parts[1] if len(parts) > 1 else ""
+    subject = ENHANCED_SUBJECTS.get(enhanced.partition(".")[2], "") if enhanced[:1] in "45" else ""
+    return "; ".join(part for part in (words or "", subject) if part)
 
 
 def _view(transaction: MailTransaction, domain_ids: list[int] | None) -> TransactionView:
@@ -132,23 +353,45 @@ def search_logins(
     *,
     tenant: Tenant | None = None,
     domain: Domain | None = None,
+    service: str | None = None,
+    success: bool | None = None,
     offset: int = 0,
     limit: int = 50,
 ) -> tuple[list[AuthEvent], int]:
     """One page, newest first, of login attempts (any service) matching `query` as the login or
-    the client IP; and their total. Attempts at unknown logins are the operator's alone.
+    the client IP; and their total. Full admins see every login of their tenant, the panel's
+    included; domain admins their domain's mailboxes'. Attempts at unknown logins are the
+    operator's alone.
 
-    Raises NotFound, NotInScope.
+    Raises NotFound, NotInScope, ValidationError.
     """
     domain_ids = _domain_ids(session, actor, tenant, domain)
     criteria: list[ColumnElement[bool]] = []
-    if domain_ids is not None:
+    if domain is None and tenant is not None:
+        # Full admins' own panel logins belong to the tenant, not to any domain.
+        criteria.append(AuthEvent.tenant_id == tenant.id)
+    elif domain_ids is not None:
         criteria.append(AuthEvent.domain_id.in_(domain_ids))
     query = query.strip()
     if query:
+        # As for transactions: one indexed lookup per column, then the scope over those few rows.
         criteria.append(
-            or_(AuthEvent.account == query.lower(), AuthEvent.login == query, AuthEvent.client_ip == query)
+            AuthEvent.id.in_(
+                union(
+                    select(AuthEvent.id).where(AuthEvent.account == query.lower()),
+                    select(AuthEvent.id).where(AuthEvent.login == query),
+                    select(AuthEvent.id).where(AuthEvent.client_ip == query),
+                )
+            )
         )
+    if service:
+        if service not in LOGIN_SERVICES:
+            raise ValidationError(
+                f"Unknown service {service!r}: choose one of {', '.join(LOGIN_SERVICES)}.", field="service"
+            )
+        criteria.append(AuthEvent.service == service)
+    if success is not None:
+        criteria.append(AuthEvent.success.is_(success))
     total = session.scalar(select(func.count()).select_from(AuthEvent).where(*criteria)) or 0
     found = session.scalars(
         select(AuthEvent)
