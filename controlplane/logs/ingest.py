@@ -2,38 +2,49 @@
 
 Each batch of rows is committed together with the checkpoint that says how far the file was
 read, so a crash at any point resumes exactly where the last commit left off: no line is
-stored twice and none is skipped.
+stored twice and none is skipped. Checkpoints belong to a file's content, not its name (see
+LogCheckpoint): a renamed, copied or compressed log resumes where it was left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
 import hashlib
+import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from controlplane.logs.dovecot import LoginEvent, parse_dovecot_line
 from controlplane.logs.postfix import PostfixEvent, parse_postfix_line
 from controlplane.logs.transactions import TransactionAssembler
 from controlplane.models import AuthEvent, Domain, LogCheckpoint, Mailbox, UnparsedLogLine
 from controlplane.services.auth import client_network
+from controlplane.services.errors import LetterheadError
 
 HEAD_BYTES = 256
 BATCH_LINES = 500
 MAX_STORED_LINE = 4000
+GZIP_MAGIC = b"\x1f\x8b"
 _TIMESTAMPED = re.compile(
     rb"^(?:[A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2}|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})"
 )
 # Lines that name a transaction's parts; when the parser returns None for one, a format
 # changed and the line is kept for a person to look at instead of silently dropped.
 _MEANINGFUL = (b"NOQUEUE:", b" to=<", b" status=", b"Login: ", b"auth failed")
+
+
+class ConcurrentRead(LetterheadError):
+    """Another reader committed lines of the same file first; nothing of this batch was kept."""
 
 
 @dataclass
@@ -44,45 +55,73 @@ class IngestResult:
     unparsed: int = 0
     rotated: bool = False
 
-
-def _open(path: Path) -> BinaryIO:
-    with open(path, "rb") as probe:
-        magic = probe.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # type: ignore[return-value]
-
-
-def _head_hash(path: Path, length: int) -> str:
-    with _open(path) as stream:
-        return hashlib.sha256(stream.read(length)).hexdigest()[:32]
+    def add(self, other: IngestResult) -> None:
+        for item in fields(self):
+            if item.name == "rotated":
+                self.rotated = self.rotated or other.rotated
+            else:
+                setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
 
 
-def _size(path: Path) -> int:
-    """The number of readable bytes, uncompressed for a gzip file."""
-    with _open(path) as stream:
-        if isinstance(stream, gzip.GzipFile):
+def _hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+class LogFile:
+    """A log file held open: read through its descriptor, so a file renamed or deleted while it
+    is held is still read to its end (the follower relies on this across a rotation)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._raw = open(self.path, "rb")  # noqa: SIM115 - held until close()
+        descriptor = self._raw.fileno()
+        self.compressed = os.pread(descriptor, 2, 0) == GZIP_MAGIC
+        status = os.fstat(descriptor)
+        # A gzip file is a finished copy of an earlier file: only its content identifies it.
+        self.device: int | None = None if self.compressed else status.st_dev
+        self.inode: int | None = None if self.compressed else status.st_ino
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> LogFile:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def modified(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(os.fstat(self._raw.fileno()).st_mtime, dt.UTC)
+
+    @contextlib.contextmanager
+    def reading(self, offset: int = 0) -> Iterator[BinaryIO]:
+        """A stream positioned at `offset` of the (uncompressed) content."""
+        with os.fdopen(os.dup(self._raw.fileno()), "rb") as raw:
+            raw.seek(0 if self.compressed else offset)
+            if not self.compressed:
+                yield raw
+                return
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                stream.seek(offset)
+                yield stream  # type: ignore[misc]
+
+    def head(self, length: int = HEAD_BYTES) -> bytes:
+        with self.reading() as stream:
+            return stream.read(length)
+
+    def size(self) -> int:
+        """The number of readable bytes, uncompressed for a gzip file."""
+        if not self.compressed:
+            return os.fstat(self._raw.fileno()).st_size
+        with self.reading() as stream:
             return sum(len(chunk) for chunk in iter(lambda: stream.read(1 << 20), b""))
-    return path.stat().st_size
 
-
-def _same_file(path: Path, checkpoint: LogCheckpoint) -> bool:
-    """Whether `path` is still the file the checkpoint describes, grown or not."""
-    length = min(HEAD_BYTES, checkpoint.offset)
-    # The head first: it is cheap, while sizing a gzip file means decompressing all of it.
-    return _head_hash(path, length) == checkpoint.head and _size(path) >= checkpoint.offset
-
-
-def _rotated_predecessor(path: Path, checkpoint: LogCheckpoint) -> Path | None:
-    """The rotated-away copy of the file last read (logrotate's `name.1`, `name.1.gz`, `name-DATE`)."""
-    for candidate in sorted(path.parent.glob(path.name + "[.-]*")):
-        try:
-            if candidate.stat().st_ino == checkpoint.inode:
-                return candidate
-            # With nothing read yet every file "starts the same": only the inode can tell.
-            if checkpoint.offset > 0 and _same_file(candidate, checkpoint):
-                return candidate
-        except OSError:
-            continue
-    return None
+    def continues(self, checkpoint: LogCheckpoint) -> bool:
+        """Whether this file holds the content the checkpoint was read from, grown or not."""
+        # The head first: it is cheap, while sizing a gzip file means decompressing all of it.
+        head = self.head(min(HEAD_BYTES, checkpoint.offset))
+        return _hash(head) == checkpoint.head and self.size() >= checkpoint.offset
 
 
 def ingest_file(
@@ -92,33 +131,155 @@ def ingest_file(
     reference: dt.datetime | None = None,
     batch_lines: int = BATCH_LINES,
 ) -> IngestResult:
-    """Store what `path` logged since its checkpoint, finishing a rotated-away predecessor first.
+    """Store what `path` logged beyond its checkpoint (plain or gzip), finishing first a
+    rotated-away predecessor found beside it.
 
     `reference` dates year-less syslog stamps (default: the file's modification time, since
-    no line in a file is newer than the file). Commits once per batch.
+    no line in a file is newer than the file). Commits once per batch. Raises ConcurrentRead.
     """
-    path = Path(path)
-    key = str(path.resolve())
+    with LogFile(Path(path).resolve()) as log:
+        # A gzip file never grows, so its last line is complete even without a newline.
+        return ingest_log(session, log, reference=reference, batch_lines=batch_lines, complete=log.compressed)
+
+
+def ingest_log(
+    session: Session,
+    log: LogFile,
+    *,
+    reference: dt.datetime | None = None,
+    batch_lines: int = BATCH_LINES,
+    complete: bool = False,
+) -> IngestResult:
+    """Store what the open `log` holds beyond its checkpoint; `complete` when no writer will
+    finish its last line. Raises ConcurrentRead."""
     result = IngestResult()
-    checkpoint = session.scalars(select(LogCheckpoint).where(LogCheckpoint.path == key)).first()
-    inode = path.stat().st_ino
-    if checkpoint is not None and not (checkpoint.inode == inode and _same_file(path, checkpoint)):
-        # Renamed away and replaced, or copied and truncated: finish the old copy if it is still
-        # next to the file, then read the new file from its start.
-        previous = _rotated_predecessor(path, checkpoint)
-        if previous is not None:
-            _ingest_stream(session, previous, checkpoint, reference, batch_lines, result, complete=True)
-        checkpoint.inode, checkpoint.offset, checkpoint.head = inode, 0, _head_hash(path, 0)
-        result.rotated = True
-    if checkpoint is None:
-        checkpoint = LogCheckpoint(path=key, inode=inode, offset=0, head=_head_hash(path, 0))
-        session.add(checkpoint)
-    # A gzip file never grows, so its last line is complete even without a newline.
-    complete = path.suffix == ".gz"
-    _ingest_stream(session, path, checkpoint, reference, batch_lines, result, complete=complete)
-    checkpoint.inode = inode
-    session.commit()
+    try:
+        checkpoint = _checkpoint(session, log, reference, batch_lines, result)
+        _ingest_stream(session, log, checkpoint, reference, batch_lines, result, complete=complete)
+    except StaleDataError:
+        session.rollback()
+        raise ConcurrentRead(
+            f"Another reader (the log follower?) stored lines of {log.path} first; "
+            "nothing was stored twice. Run again to read the rest."
+        ) from None
     return result
+
+
+def _checkpoint(
+    session: Session, log: LogFile, reference: dt.datetime | None, batch_lines: int, result: IngestResult
+) -> LogCheckpoint:
+    """The checkpoint of the content `log` holds (made if new); a rotation this reveals is
+    finished first, from the rotated copy beside the file."""
+    if log.inode is not None:
+        checkpoint = session.scalars(
+            select(LogCheckpoint).where(LogCheckpoint.device == log.device, LogCheckpoint.inode == log.inode)
+        ).first()
+        if checkpoint is not None:
+            if log.continues(checkpoint):
+                checkpoint.path = str(log.path)[:1000]
+                return checkpoint
+            # Same file, other content: copied and truncated (or a deleted file's inode
+            # reused). The old content keeps its checkpoint, detached from the inode, so that
+            # its copy is recognised by content; its unread rest is read from the copy now.
+            checkpoint.device = checkpoint.inode = None
+            session.flush()
+            _finish_copy(session, log, checkpoint, reference, batch_lines, result)
+            result.rotated = True
+    checkpoint = _by_content(session, log)
+    if checkpoint is not None:
+        if log.inode is not None:
+            checkpoint.device, checkpoint.inode = log.device, log.inode
+        checkpoint.path = str(log.path)[:1000]
+        return checkpoint
+    if log.inode is not None and not result.rotated:
+        _finish_renamed_predecessor(session, log, reference, batch_lines, result)
+    checkpoint = LogCheckpoint(
+        path=str(log.path)[:1000], device=log.device, inode=log.inode, offset=0, head=_hash(b"")
+    )
+    session.add(checkpoint)
+    return checkpoint
+
+
+def _by_content(session: Session, log: LogFile) -> LogCheckpoint | None:
+    """The checkpoint of a file this one is a copy or continuation of, if any was read."""
+    head = log.head(HEAD_BYTES)
+    # A checkpoint hashes min(HEAD_BYTES, offset) bytes: one candidate hash per length.
+    lengths = {_hash(head[:length]): length for length in range(1, len(head) + 1)}
+    candidates = session.scalars(
+        select(LogCheckpoint)
+        .where(LogCheckpoint.head.in_(lengths), LogCheckpoint.offset > 0)
+        .order_by(LogCheckpoint.offset.desc())
+    ).all()
+    size = None
+    for candidate in candidates:
+        if lengths[candidate.head] != min(HEAD_BYTES, candidate.offset):
+            continue
+        size = log.size() if size is None else size
+        if size >= candidate.offset:
+            return candidate
+    return None
+
+
+def _siblings(log: LogFile) -> list[Path]:
+    """Where logrotate puts a file's old copies: `name.1`, `name.1.gz`, `name-20261125`."""
+    return sorted(log.path.parent.glob(log.path.name + "[.-]*"))
+
+
+def _finish_copy(
+    session: Session,
+    log: LogFile,
+    checkpoint: LogCheckpoint,
+    reference: dt.datetime | None,
+    batch_lines: int,
+    result: IngestResult,
+) -> None:
+    for candidate in _siblings(log):
+        try:
+            copy = LogFile(candidate)
+        except OSError:
+            continue
+        with copy:
+            if copy.continues(checkpoint):
+                if copy.inode is not None:
+                    checkpoint.device, checkpoint.inode = copy.device, copy.inode
+                checkpoint.path = str(copy.path)[:1000]
+                _ingest_stream(session, copy, checkpoint, reference, batch_lines, result, complete=True)
+                return
+
+
+def _finish_renamed_predecessor(
+    session: Session,
+    log: LogFile,
+    reference: dt.datetime | None,
+    batch_lines: int,
+    result: IngestResult,
+) -> None:
+    """A new file at a known path: the file last read there was renamed away; finish it."""
+    previous = session.scalars(
+        select(LogCheckpoint)
+        .where(
+            LogCheckpoint.path == str(log.path),
+            LogCheckpoint.device == log.device,
+            LogCheckpoint.inode != log.inode,
+        )
+        .order_by(LogCheckpoint.updated_at.desc(), LogCheckpoint.id.desc())
+        .limit(1)
+    ).first()
+    if previous is None:
+        return
+    for candidate in _siblings(log):
+        try:
+            if candidate.stat().st_ino != previous.inode:
+                continue
+            renamed = LogFile(candidate)
+        except OSError:
+            continue
+        with renamed:
+            if renamed.inode == previous.inode and renamed.continues(previous):
+                previous.path = str(renamed.path)[:1000]
+                _ingest_stream(session, renamed, previous, reference, batch_lines, result, complete=True)
+                result.rotated = True
+        return
 
 
 def _lines(stream: BinaryIO, complete: bool) -> Iterator[tuple[bytes, int]]:
@@ -131,7 +292,7 @@ def _lines(stream: BinaryIO, complete: bool) -> Iterator[tuple[bytes, int]]:
 
 def _ingest_stream(
     session: Session,
-    path: Path,
+    log: LogFile,
     checkpoint: LogCheckpoint,
     reference: dt.datetime | None,
     batch_lines: int,
@@ -140,31 +301,42 @@ def _ingest_stream(
     complete: bool,
 ) -> None:
     if reference is None:
-        reference = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+        reference = log.modified
     assembler = TransactionAssembler(session)
     logins = _LoginRecorder(session)
     offset = checkpoint.offset
     pending = 0
-    with _open(path) as stream:
-        stream.seek(offset)
+    source = str(log.path)
+    with log.reading(offset) as stream:
         for raw, length in _lines(stream, complete):
             offset += length
             pending += 1
             result.lines += 1
-            _ingest_line(session, raw, str(path), reference, assembler, logins, result)
+            try:
+                _ingest_line(session, raw, source, reference, assembler, logins, result)
+            except SQLAlchemyError:
+                raise
+            except Exception:  # noqa: BLE001 - one line that trips the assembler is kept, not fatal
+                result.unparsed += 1
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                session.add(
+                    UnparsedLogLine(time=reference, source=source[:1000], line=line[:MAX_STORED_LINE])
+                )
             if pending >= batch_lines:
-                _save_checkpoint(session, path, checkpoint, offset)
+                _save_checkpoint(log, checkpoint, offset)
                 session.commit()
                 pending = 0
-    _save_checkpoint(session, path, checkpoint, offset)
+    _save_checkpoint(log, checkpoint, offset)
     session.commit()
 
 
-def _save_checkpoint(session: Session, path: Path, checkpoint: LogCheckpoint, offset: int) -> None:
+def _save_checkpoint(log: LogFile, checkpoint: LogCheckpoint, offset: int) -> None:
+    if checkpoint.offset < HEAD_BYTES or not checkpoint.head:
+        # The head hash covers the first HEAD_BYTES bytes once the file is that long: it
+        # changes only while the file is shorter.
+        checkpoint.head = _hash(log.head(min(HEAD_BYTES, offset)))
     checkpoint.offset = offset
-    checkpoint.head = _head_hash(path, min(HEAD_BYTES, offset))
     checkpoint.updated_at = dt.datetime.now(dt.UTC)
-    session.flush()
 
 
 def _ingest_line(

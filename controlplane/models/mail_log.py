@@ -99,21 +99,33 @@ class MailRecipientResult(Base):
 
 
 class LogCheckpoint(Base):
-    """How far a log file has been read, committed with the rows read up to there.
+    """How far one log file's content has been read, committed with the rows read up to there.
 
-    The inode and the first bytes identify the file: a renamed-away file is recognised by
-    inode, a copy-truncated one by being shorter than the offset or starting differently.
+    A file is known by what it is, not by its name: `device` and `inode` find it wherever
+    logrotate renamed it (postfix.log -> postfix.log.1), and `head`, a hash of its first
+    bytes (up to HEAD_BYTES, fewer while the file is shorter), confirms that the content is
+    still the one read, and recognises a copy of it (postfix.log.1.gz). When a file is
+    copied and truncated, its checkpoint keeps the old content's identity with `device` and
+    `inode` cleared, so the copy still resumes where the live file was left. `path` is only
+    where the file was last read, for people and for finding a renamed predecessor.
+
+    `version` guards the offset: two readers of one file (the follower and an operator's
+    `letterhead logs ingest`) cannot both commit the same lines.
     """
 
     __tablename__ = "log_checkpoint"
-    __table_args__ = (AUTOINCREMENT,)
+    __table_args__ = (UniqueConstraint("device", "inode"), AUTOINCREMENT)
 
     id: Mapped[int_pk]
-    path: Mapped[str] = mapped_column(String(1000), unique=True)
-    inode: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(String(1000), index=True)
+    device: Mapped[int | None] = mapped_column(BigInteger)
+    inode: Mapped[int | None] = mapped_column(BigInteger)
     offset: Mapped[int] = mapped_column(BigInteger)
-    head: Mapped[str] = mapped_column(String(64), default="")
+    head: Mapped[str] = mapped_column(String(64), default="", index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[utc_time]
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class UnparsedLogLine(Base):

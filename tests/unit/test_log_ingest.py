@@ -25,6 +25,10 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "logs"
 REFERENCE = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
 
 
+class Killed(BaseException):
+    """Like the process dying: not an error ingestion may catch and carry on from."""
+
+
 def _ingest_fixture(db: Session, tmp_path: Path, name: str = "postfix.log", **kwargs):
     path = tmp_path / name
     shutil.copy(FIXTURES / name, path)
@@ -173,11 +177,11 @@ def test_a_crash_mid_file_resumes_without_loss_or_duplicates(
         nonlocal calls
         calls += 1
         if calls == 20:
-            raise RuntimeError("killed")
+            raise Killed
         return real_ingest_line(*args, **kwargs)
 
     monkeypatch.setattr(ingest_module, "_ingest_line", crash_on_line_20)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(Killed):
         _ingest_fixture(db, tmp_path, batch_lines=7)
     db.rollback()
     assert db.scalar(select(LogCheckpoint.offset)) > 0  # two batches were committed
@@ -289,3 +293,113 @@ def test_a_reject_after_queueing_joins_the_queued_transaction(db: Session, tmp_p
     assert [(r.recipient, r.outcome, r.queue_id) for r in transaction.recipients] == [
         ("nobody@a.test", "refused", "BBBBBB2222")
     ]
+
+
+def _expected_counts(db: Session, tmp_path: Path) -> tuple[int, ...]:
+    """The rows the whole fixture makes when read once; the tables are emptied again after."""
+    reference_path = tmp_path / "reference"
+    reference_path.mkdir()
+    _ingest_fixture(db, reference_path)
+    expected = _counts(db)
+    for model in (MailTransaction, AuthEvent, UnparsedLogLine, LogCheckpoint):
+        db.execute(model.__table__.delete())
+    db.commit()
+    return expected
+
+
+def test_a_renamed_file_read_under_its_new_name_resumes_where_its_old_name_stopped(
+    db: Session, tmp_path: Path
+) -> None:
+    expected = _expected_counts(db, tmp_path)
+    path = tmp_path / "postfix.log"
+    first, second = _write_halves(path)
+    ingest_file(db, path, reference=REFERENCE)
+    with path.open("a") as live:
+        live.write(second)  # logged after our read, before the rename
+    path.rename(tmp_path / "postfix.log.1")
+    result = ingest_file(db, tmp_path / "postfix.log.1", reference=REFERENCE)
+    assert result.lines == len(second.splitlines())
+    assert _counts(db) == expected
+    [checkpoint] = db.scalars(select(LogCheckpoint)).all()
+    assert checkpoint.path == str(tmp_path / "postfix.log.1")
+
+
+def test_the_compressed_copy_of_a_file_read_live_resumes_by_content(db: Session, tmp_path: Path) -> None:
+    expected = _expected_counts(db, tmp_path)
+    path = tmp_path / "postfix.log"
+    first, second = _write_halves(path)
+    ingest_file(db, path, reference=REFERENCE)
+    with gzip.open(tmp_path / "postfix.log.1.gz", "wt") as copy:
+        copy.write(first + second)
+    path.unlink()  # logrotate's compress step removes the renamed plain file
+    result = ingest_file(db, tmp_path / "postfix.log.1.gz", reference=REFERENCE)
+    assert result.lines == len(second.splitlines())
+    assert _counts(db) == expected
+    assert ingest_file(db, tmp_path / "postfix.log.1.gz", reference=REFERENCE).lines == 0
+
+
+def test_a_copy_truncated_file_then_its_copy_by_name_store_each_line_once(
+    db: Session, tmp_path: Path
+) -> None:
+    expected = _expected_counts(db, tmp_path)
+    path = tmp_path / "postfix.log"
+    lines = (FIXTURES / "postfix.log").read_text().splitlines(keepends=True)
+    # Split between whole messages: read out of order, a message's lines would be two transactions.
+    first, second = "".join(lines[:14]), "".join(lines[14:])
+    path.write_text("".join(lines[:7]))
+    ingest_file(db, path, reference=REFERENCE)
+    path.write_text(first)
+    (tmp_path / "elsewhere").write_text(first)  # the copy is not beside the file at the next read
+    with path.open("r+") as live:
+        live.truncate(0)
+        live.write(second)
+    assert ingest_file(db, path, reference=REFERENCE).lines == len(lines) - 14
+    # The copy turns up later under another name: it resumes after the 7 lines read live.
+    assert ingest_file(db, tmp_path / "elsewhere", reference=REFERENCE).lines == 7
+    assert _counts(db) == expected
+    assert ingest_file(db, path, reference=REFERENCE).lines == 0
+
+
+def test_a_file_shrunk_below_its_checkpoint_is_read_again_from_its_start(db: Session, tmp_path: Path) -> None:
+    path = tmp_path / "postfix.log"
+    lines = (FIXTURES / "postfix.log").read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:6]))
+    ingest_file(db, path, reference=REFERENCE)
+    inode = path.stat().st_ino
+    with path.open("r+") as live:
+        live.truncate(0)
+        live.write(lines[14])  # a NOQUEUE refusal, shorter than what was read
+    assert path.stat().st_ino == inode
+    result = ingest_file(db, path, reference=REFERENCE)
+    assert (result.rotated, result.lines) == (True, 1)
+    assert db.scalar(select(func.count()).select_from(MailRecipientResult)) == 2
+
+
+def test_two_readers_of_one_file_never_both_store_the_same_lines(
+    db: Session, installation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controlplane.logs.ingest import ConcurrentRead
+
+    expected = _expected_counts(db, tmp_path)
+    path = tmp_path / "postfix.log"
+    _, second = _write_halves(path)
+    ingest_file(db, path, reference=REFERENCE)
+    with path.open("a") as live:
+        live.write(second)
+    real_ingest_line = ingest_module._ingest_line
+    raced = False
+
+    def another_reader_first(*args, **kwargs):
+        nonlocal raced
+        if not raced:
+            raced = True
+            monkeypatch.setattr(ingest_module, "_ingest_line", real_ingest_line)
+            with installation.sessions() as other:
+                ingest_file(other, path, reference=REFERENCE)
+        return real_ingest_line(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "_ingest_line", another_reader_first)
+    with pytest.raises(ConcurrentRead):
+        ingest_file(db, path, reference=REFERENCE)
+    assert _counts(db) == expected
+    assert ingest_file(db, path, reference=REFERENCE).lines == 0
