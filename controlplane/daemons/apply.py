@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.certs.selfsigned import ensure_default_certificate
-from controlplane.daemons import dovecot, postfix, sni
+from controlplane.daemons import dovecot, nginx, postfix, sni
 from controlplane.daemons.layout import prepare_usage_database, vmail_account
 from controlplane.daemons.process import DaemonError
 from controlplane.models import ConfigGeneration
@@ -76,9 +76,10 @@ def check_generation(directory: Path, identities: tuple[TlsIdentity, ...] = ()) 
         sni.check_identity(identity)
     postfix.check_config(directory / "postfix")
     dovecot.check_config(directory / "dovecot" / "dovecot.conf")
+    nginx.check_config(directory / "nginx" / "nginx.conf")
 
 
-DAEMONS = ("postfix", "dovecot")
+DAEMONS = ("postfix", "dovecot", "nginx")
 
 
 def changed_daemons(previous: Path | None, files: dict[str, str]) -> tuple[str, ...]:
@@ -107,6 +108,8 @@ def reload_running_daemons(settings: Settings, daemons: tuple[str, ...] = DAEMON
         postfix.reload(live / "postfix")
     if "dovecot" in daemons and dovecot.master_pid(settings.run_dir / "dovecot"):
         dovecot.reload(live / "dovecot" / "dovecot.conf")
+    if "nginx" in daemons and nginx.master_pid(settings):
+        nginx.reload(live / "nginx" / "nginx.conf")
 
 
 def apply_configuration(
@@ -147,6 +150,7 @@ def apply_configuration(
     _write_generation(directory, files)
     try:
         sni.ensure_sni_database(settings)
+        nginx.prepare(settings)
         # Dovecot's dict service writes storage usage there (quota_clone) from the first delivery.
         prepare_usage_database(settings)
         check_generation(directory, checked_identities(state.sni_identities))

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import sys
 
-from controlplane.daemons import apply, dovecot, postfix
+from controlplane.daemons import apply, dovecot, nginx, postfix
 from controlplane.daemons.layout import prepare_state_directory, protect_database
 from controlplane.daemons.process import DaemonError, read_pid, run_tool, terminate, wait_until
 from controlplane.runtime import Installation
@@ -78,13 +78,20 @@ def up(installation: Installation, *, web: bool = True) -> None:
         postfix.start(live / "postfix")
     if web:
         start_web(settings)
+    if not nginx.master_pid(settings):
+        nginx.start(live / "nginx" / "nginx.conf")
 
 
 def down(settings: Settings) -> None:
+    live = settings.live_config
+    pid = nginx.master_pid(settings)
+    if pid:
+        nginx.stop(live / "nginx" / "nginx.conf")
+        if not wait_until(lambda: nginx.master_pid(settings) is None, timeout=10):
+            terminate(pid)
     pid = web_pid(settings)
     if pid:
         terminate(pid)
-    live = settings.live_config
     pid = postfix.master_pid(settings.postfix_queue)
     if pid:
         postfix.stop(live / "postfix")
@@ -111,4 +118,5 @@ def status(settings: Settings) -> list[ServiceStatus]:
             {name: ports[name] for name in ("smtp", "submission", "submissions")},
         ),
         ServiceStatus("web", web_pid(settings), {"web": ports["web"]}),
+        ServiceStatus("nginx", nginx.master_pid(settings), {name: ports[name] for name in ("http", "https")}),
     ]

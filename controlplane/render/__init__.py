@@ -96,6 +96,8 @@ class Paths:
     dovecot_state: str
     lmtp_socket: str
     auth_socket: str
+    run_dir: str
+    acme_webroot: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Paths:
@@ -114,6 +116,8 @@ class Paths:
             dovecot_state=str(settings.home / "dovecot-state"),
             lmtp_socket=str(run / "lmtp"),
             auth_socket=str(run / "auth-postfix"),
+            run_dir=str(run),
+            acme_webroot=str(settings.acme_webroot),
         )
 
 
@@ -208,8 +212,60 @@ def render_dovecot(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
     return {f"dovecot/{name}": env.get_template(f"dovecot/{name}.j2").render(context) for name in names}
 
 
+# nginx's workers: they read the ACME webroot and talk to the app; the master (root) reads keys.
+NGINX_USER = "www-data"
+
+
+@dataclasses.dataclass(frozen=True)
+class NginxCertificate:
+    """One certificate and every name it is served for (a brand host and its setup names)."""
+
+    cert_path: str
+    key_path: str
+    hostnames: tuple[str, ...]
+
+
+def _listen_addresses(listen_address: str, port: int) -> list[str]:
+    if listen_address == "all":
+        return [str(port), f"[::]:{port}"]
+    return [f"{listen_address}:{port}"]
+
+
+def nginx_certificates(identities: tuple[TlsIdentity, ...]) -> tuple[NginxCertificate, ...]:
+    by_pair: dict[tuple[str, str], list[str]] = {}
+    for identity in checked_identities(identities):
+        by_pair.setdefault((identity.cert_path, identity.key_path), []).append(identity.hostname)
+    return tuple(
+        NginxCertificate(cert, key, tuple(sorted(names))) for (cert, key), names in sorted(by_pair.items())
+    )
+
+
+def render_nginx(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[str, str]:
+    env = _environment(template_root)
+    certificates = nginx_certificates(state.sni_identities)
+    name_count = sum(len(c.hostnames) for c in certificates)
+    https_port = state.ports["https"]
+    nginx = {
+        "user": NGINX_USER,
+        "pid_file": f"{state.paths.run_dir}/nginx.pid",
+        "temp_dir": f"{state.paths.run_dir}/nginx",
+        "acme_webroot": state.paths.acme_webroot,
+        "listen_http": _listen_addresses(state.listen_address, state.ports["http"]),
+        "listen_https": _listen_addresses(state.listen_address, https_port),
+        "https_port_suffix": "" if https_port == 443 else f":{https_port}",
+        "certificates": certificates,
+        # nginx refuses to start when its name hash cannot be built within this size.
+        "names_hash_max_size": max(1024, 1 << (4 * name_count).bit_length()),
+    }
+    return {"nginx/nginx.conf": env.get_template("nginx/nginx.conf.j2").render(_context(state), nginx=nginx)}
+
+
 def render_all(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[str, str]:
-    files = {**render_postfix(state, template_root), **render_dovecot(state, template_root)}
+    files = {
+        **render_postfix(state, template_root),
+        **render_dovecot(state, template_root),
+        **render_nginx(state, template_root),
+    }
     return dict(sorted(files.items()))
 
 

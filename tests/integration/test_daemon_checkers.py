@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.certs.selfsigned import ensure_default_certificate
-from controlplane.daemons import apply, dovecot, postfix
+from controlplane.daemons import apply, dovecot, nginx, postfix
 from controlplane.daemons.process import DaemonError
 from controlplane.daemons.scratch import ScratchStack
 from controlplane.render import render_all
@@ -110,6 +110,22 @@ def test_dovecot_check_refuses_a_syntax_error(prepared: ScratchStack, tmp_path: 
     conf.write_text(conf.read_text() + "service imap-login {\n")
     with pytest.raises(DaemonError, match="Dovecot refused"):
         dovecot.check_config(conf)
+
+
+def test_nginx_check_refuses_a_key_that_is_not_there(prepared: ScratchStack, tmp_path: Path) -> None:
+    config = _rendered_copy(prepared, tmp_path)
+    conf = config / "nginx" / "nginx.conf"
+    conf.write_text(conf.read_text().replace("certs/default.key", "certs/missing.key"))
+    with pytest.raises(DaemonError, match="nginx refused"):
+        nginx.check_config(conf)
+
+
+def test_nginx_check_refuses_a_syntax_error(prepared: ScratchStack, tmp_path: Path) -> None:
+    config = _rendered_copy(prepared, tmp_path)
+    conf = config / "nginx" / "nginx.conf"
+    conf.write_text(conf.read_text().replace("server_tokens off;", "server_tokens off"))
+    with pytest.raises(DaemonError, match="nginx refused"):
+        nginx.check_config(conf)
 
 
 def test_a_template_error_is_recorded_and_never_goes_live(prepared: ScratchStack, tmp_path: Path) -> None:

@@ -32,6 +32,8 @@ def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False)
             dovecot_state=f"{home}/dovecot-state",
             lmtp_socket=f"{home}/run/lmtp",
             auth_socket=f"{home}/run/auth-postfix",
+            run_dir=f"{home}/run",
+            acme_webroot=f"{home}/acme/webroot",
         ),
         vmail=VmailAccount(name="vmail", uid=5000, gid=5000),
         default_tls=TlsIdentity(
@@ -92,6 +94,19 @@ def test_brands_change_no_postfix_file_so_postfix_is_never_reloaded_for_them() -
         name: with_brands[name] for name in postfix_files
     }
     assert without["dovecot/dovecot.conf"] != with_brands["dovecot/dovecot.conf"]
+    assert without["nginx/nginx.conf"] != with_brands["nginx/nginx.conf"]
+
+
+def test_nginx_serves_one_server_block_per_certificate_with_all_its_names() -> None:
+    shared = "/srv/letterhead/acme/live/mail.reseller.example"
+    identities = tuple(
+        TlsIdentity(name, f"{shared}/fullchain.pem", f"{shared}/privkey.pem")
+        for name in ("mail.reseller.example", "autoconfig.customer.example", "mta-sts.customer.example")
+    )
+    conf = render_all(golden_state(sni=identities))["nginx/nginx.conf"]
+    assert conf.count(f"ssl_certificate {shared}/fullchain.pem;") == 1
+    assert "server_name autoconfig.customer.example mail.reseller.example mta-sts.customer.example;" in conf
+    assert "ssl_certificate /srv/letterhead/certs/default.crt;" in conf
 
 
 @pytest.mark.parametrize(
