@@ -21,6 +21,7 @@ import yaml
 from controlplane.daemons import apply as config_apply
 from controlplane.daemons import stack
 from controlplane.daemons.process import DaemonError
+from controlplane.logs import follower
 from controlplane.logs.ingest import ingest_file
 from controlplane.render import render_all
 from controlplane.runtime import Installation
@@ -660,7 +661,9 @@ def config() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
 @handles_errors
 def config_render(out: Path | None) -> None:
-    files = render_all(config_apply.build_render_state(_installation().settings))
+    installation = _installation()
+    with installation.sessions() as session:
+        files = render_all(config_apply.current_render_state(session, installation.settings))
     for name, content in files.items():
         if out is None:
             click.echo(f"==> {name} <==\n{content}")
@@ -674,8 +677,10 @@ def config_render(out: Path | None) -> None:
 @config.command("diff")
 @handles_errors
 def config_diff() -> None:
-    settings = _installation().settings
-    files = render_all(config_apply.build_render_state(settings))
+    installation = _installation()
+    settings = installation.settings
+    with installation.sessions() as session:
+        files = render_all(config_apply.current_render_state(session, settings))
     live = config_apply.live_generation_dir(settings)
     changed = False
     for name, content in files.items():
@@ -700,7 +705,9 @@ def config_check() -> None:
         )
         if generation.status != "live":
             fail(generation.error)
-    click.echo(f"Generation {generation.id} passed postconf, postfix check, postmap and doveconf -x.")
+    click.echo(
+        f"Generation {generation.id} passed postconf, postfix check, postmap and doveconf -x and nginx -t."
+    )
 
 
 @config.command("apply")
@@ -801,6 +808,20 @@ def logs_ingest(files: tuple[Path, ...], as_json: bool) -> None:
             result = ingest_file(session, path)
             rows.append({"file": str(path), **dataclasses.asdict(result)})
     emit(rows, as_json)
+
+
+@logs.command("follow")
+@click.option("--daemon", is_flag=True, help="Detach and run in the background (as `letterhead up` does).")
+@click.option(
+    "--poll-seconds", type=click.FloatRange(0.05, 60), default=follower.POLL_SECONDS, show_default=True
+)
+@click.option(
+    "--batch-lines", type=click.IntRange(1, 100_000), default=follower.BATCH_LINES, show_default=True
+)
+@handles_errors
+def logs_follow(daemon: bool, poll_seconds: float, batch_lines: int) -> None:
+    """Read the Postfix and Dovecot logs as they grow, until stopped (SIGTERM or Ctrl-C)."""
+    follower.run_follower(load_settings(), daemon=daemon, poll_seconds=poll_seconds, batch_lines=batch_lines)
 
 
 @logs.command("search")

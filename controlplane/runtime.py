@@ -53,8 +53,22 @@ class Installation:
                 # Keys the fingerprints of failed login guesses (services/auth.py).
                 "auth_secret": instance_secret_key(settings),
                 "on_domains_changed": lambda: reload_postfix_if_running(settings),
+                "on_brands_changed": self.apply_configuration,
             }
         )
+
+    def apply_configuration(self) -> None:
+        """Re-render from the committed state, check, and reload what changed.
+
+        A refused generation leaves the last good one serving; its error is recorded
+        with the generation and shown by `letterhead config status`.
+        """
+        from controlplane.daemons import apply
+
+        if not self.settings.live_config.exists():
+            return  # not prepared yet: `letterhead up` renders the first generation
+        with self.transaction() as session:
+            apply.apply_configuration(session, self.settings)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -1,0 +1,425 @@
+"""Brands: the server hostname a tenant's customers use (`mail.customer.com`) and its look.
+
+A brand belongs to one tenant. A domain uses one of its tenant's brands, or none: then the
+platform's own host serves it. The brand's certificate is the business of
+services/certificates.py; this module owns names, appearance, which domain uses which brand,
+and the DNS records each domain needs with their live state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+
+import dns.resolver
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.dns.checks import RecordCheck, check_records, make_resolver
+from controlplane.dns.records import ExpectedRecord, expected_records
+from controlplane.models import Brand, Domain, Tenant
+from controlplane.models.base import utcnow
+from controlplane.render import TlsIdentity
+from controlplane.services import audit, scope
+from controlplane.services.errors import AlreadyExists, NotFound, ValidationError
+from controlplane.services.scope import Actor
+from controlplane.settings import Settings
+from controlplane.validation import domain_to_unicode, normalize_hostname, validate_url
+
+MAX_BRAND_NAME = 100
+MAX_LOGO_BYTES = 256 * 1024
+# Raster images only, recognised by their first bytes: an SVG can carry script.
+LOGO_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"\xff\xd8\xff": "image/jpeg",
+    b"GIF87a": "image/gif",
+    b"GIF89a": "image/gif",
+}
+# The names a brand's certificate also covers for each domain using it (client setup).
+SETUP_PREFIXES = ("autoconfig", "autodiscover", "mta-sts")
+
+
+def signal_brands_changed(session: Session) -> None:
+    """What the daemons serve depends on brands (certificates by SNI): re-apply after commit."""
+    from controlplane.db import after_commit
+
+    action = session.info.get("on_brands_changed")
+    if action is not None:
+        after_commit(session, "brands_changed", action)
+
+
+def _brand_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError("A brand name is required.", field="name")
+    name = name.strip()
+    if len(name) > MAX_BRAND_NAME or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise ValidationError(
+            f"A brand name is at most {MAX_BRAND_NAME} characters, without control characters.",
+            field="name",
+        )
+    return name
+
+
+def _support_url(url: str | None) -> str | None:
+    if url is None or (isinstance(url, str) and not url.strip()):
+        return None
+    return validate_url(url.strip(), field="support_url")
+
+
+def _brand_hostname(session: Session, settings: Settings, tenant: Tenant, hostname: str) -> str:
+    """A name this tenant may claim: a real host name, not the platform's, not another
+    tenant's brand, and not under a domain another tenant hosts (else a tenant could
+    squat `mail.victim.com` before the victim adds its own brand)."""
+    if isinstance(hostname, str) and ("*" in hostname or "_" in hostname):
+        raise ValidationError(
+            f"{hostname!r} is not a server name: no wildcards or underscores.", field="hostname"
+        )
+    ascii_name = normalize_hostname(hostname, field="hostname")
+    platform = normalize_hostname(settings.hostname)
+    if ascii_name == platform or ascii_name.endswith("." + platform):
+        raise ValidationError(f"{hostname} is the platform's own name.", field="hostname")
+    if ascii_name.split(".")[0] in SETUP_PREFIXES:
+        raise ValidationError(
+            f"{hostname} starts with a name reserved for mail client setup; "
+            "use e.g. mail." + ascii_name.split(".", 1)[1],
+            field="hostname",
+        )
+    suffixes = [ascii_name.split(".", i)[-1] for i in range(ascii_name.count(".") + 1)]
+    owners = session.scalars(select(Domain.tenant_id).where(Domain.name.in_(suffixes))).all()
+    if any(owner != tenant.id for owner in owners):
+        raise ValidationError(f"{hostname} lies in a domain hosted by someone else.", field="hostname")
+    return ascii_name
+
+
+def _require_free_hostname(session: Session, hostname: str, display: str, brand: Brand | None = None) -> None:
+    existing = session.scalar(select(Brand).where(Brand.hostname == hostname))
+    if existing is not None and existing is not brand:
+        # Whose brand it is stays unsaid.
+        raise AlreadyExists(f"{display} is already used by a brand.", field="hostname")
+
+
+def _clear_other_shared(session: Session, brand: Brand) -> None:
+    for other in session.scalars(
+        select(Brand).where(Brand.tenant_id == brand.tenant_id, Brand.shared.is_(True), Brand.id != brand.id)
+    ):
+        other.shared = False
+    session.flush()
+
+
+def create_brand(
+    session: Session,
+    actor: Actor,
+    settings: Settings,
+    *,
+    tenant: Tenant,
+    hostname: str,
+    name: str,
+    support_url: str | None = None,
+    shared: bool = False,
+) -> Brand:
+    """Full admins add brands to their tenant; a hostname is one brand's on the platform."""
+    scope.require_full_admin(actor, tenant)
+    ascii_name = _brand_hostname(session, settings, tenant, hostname)
+    brand_name, url = _brand_name(name), _support_url(support_url)
+    _require_free_hostname(session, ascii_name, hostname)
+    brand = Brand(tenant=tenant, hostname=ascii_name, name=brand_name, support_url=url, shared=False)
+    session.add(brand)
+    session.flush()
+    if shared:
+        _clear_other_shared(session, brand)
+        brand.shared = True
+    session.flush()
+    audit.record_change(session, actor, "brand.create", ascii_name, tenant_id=tenant.id, shared=bool(shared))
+    signal_brands_changed(session)
+    return brand
+
+
+_UNSET = object()
+
+
+def update_brand(
+    session: Session,
+    actor: Actor,
+    settings: Settings,
+    brand: Brand,
+    *,
+    name: str | None = None,
+    support_url: str | None | object = _UNSET,
+    shared: bool | None = None,
+    hostname: str | None = None,
+) -> Brand:
+    """Change a brand's look or name. A new hostname starts its certificate afresh."""
+    scope.require_full_admin(actor, brand.tenant)
+    changes: dict[str, object] = {}
+    new_name = _brand_name(name) if name is not None else None
+    new_url = _support_url(support_url) if support_url is not _UNSET else _UNSET  # type: ignore[arg-type]
+    new_host = None
+    if hostname is not None:
+        new_host = _brand_hostname(session, settings, brand.tenant, hostname)
+        _require_free_hostname(session, new_host, hostname, brand)
+    if new_name is not None and new_name != brand.name:
+        brand.name, changes["name"] = new_name, new_name
+    if new_url is not _UNSET and new_url != brand.support_url:
+        brand.support_url, changes["support_url"] = new_url, new_url  # type: ignore[assignment]
+    if new_host is not None and new_host != brand.hostname:
+        changes["hostname"] = new_host
+        brand.hostname = new_host
+        brand.cert_status, brand.cert_names, brand.cert_error = "none", "", ""
+        brand.cert_not_after, brand.cert_failures, brand.cert_next_attempt_at = None, 0, None
+        brand.dns_report, brand.dns_checked_at = "", None
+    if shared is not None and bool(shared) != brand.shared:
+        if shared:
+            _clear_other_shared(session, brand)
+        brand.shared, changes["shared"] = bool(shared), bool(shared)
+    session.flush()
+    if changes:
+        audit.record_change(
+            session, actor, "brand.update", brand.hostname, tenant_id=brand.tenant_id, **changes
+        )
+        signal_brands_changed(session)
+    return brand
+
+
+def set_brand_logo(session: Session, actor: Actor, brand: Brand, data: bytes | None) -> Brand:
+    """A PNG, JPEG or GIF of at most 256 KB, or None to remove it."""
+    scope.require_full_admin(actor, brand.tenant)
+    if data is None or data == b"":
+        brand.logo, brand.logo_type = None, None
+    else:
+        if len(data) > MAX_LOGO_BYTES:
+            raise ValidationError(f"A logo may be at most {MAX_LOGO_BYTES // 1024} KB.", field="logo")
+        kind = next((t for sig, t in LOGO_SIGNATURES.items() if data.startswith(sig)), None)
+        if kind is None:
+            raise ValidationError("A logo must be a PNG, JPEG or GIF image.", field="logo")
+        brand.logo, brand.logo_type = data, kind
+    session.flush()
+    audit.record_change(
+        session, actor, "brand.logo", brand.hostname, tenant_id=brand.tenant_id, removed=brand.logo is None
+    )
+    return brand
+
+
+def delete_brand(session: Session, actor: Actor, brand: Brand) -> None:
+    """Domains that used it go back to the platform's host; its certificate is no longer served."""
+    scope.require_full_admin(actor, brand.tenant)
+    hostname, tenant_id = brand.hostname, brand.tenant_id
+    for domain in list(brand.domains):
+        domain.brand = None
+    session.delete(brand)
+    session.flush()
+    audit.record_change(session, actor, "brand.delete", hostname, tenant_id=tenant_id)
+    signal_brands_changed(session)
+
+
+def set_domain_brand(session: Session, actor: Actor, domain: Domain, brand: Brand | None) -> Domain:
+    """Full admins choose which of their brands a domain uses (None: the platform's host)."""
+    scope.require_full_admin(actor, domain.tenant)
+    if brand is not None and brand.tenant_id != domain.tenant_id:
+        raise NotFound("No such brand.")
+    if domain.brand_id == (brand.id if brand else None):
+        return domain
+    domain.brand = brand
+    session.flush()
+    audit.record_change(
+        session, actor, "domain.brand", domain.name, tenant_id=domain.tenant_id, domain_id=domain.id,
+        brand=brand.hostname if brand else None,
+    )  # fmt: skip
+    signal_brands_changed(session)
+    return domain
+
+
+def get_brand(session: Session, actor: Actor, brand_id: int) -> Brand:
+    """A brand in the actor's tenant; domain admins see only the brand their domain uses."""
+    brand = session.get(Brand, brand_id)
+    if brand is None:
+        raise NotFound("No such brand.")
+    if actor.is_operator:
+        return brand
+    if actor.tenant_id != brand.tenant_id or actor.kind == "signup":
+        raise NotFound("No such brand.")
+    if actor.domain_id is not None:
+        domain = session.get(Domain, actor.domain_id)
+        if domain is None or domain.brand_id != brand.id:
+            raise NotFound("No such brand.")
+    return brand
+
+
+def get_brand_by_hostname(session: Session, actor: Actor, hostname: str) -> Brand:
+    try:
+        ascii_name = normalize_hostname(hostname)
+    except ValidationError:
+        raise NotFound(f"No such brand: {hostname!r}.") from None
+    brand = session.scalar(select(Brand).where(Brand.hostname == ascii_name))
+    if brand is None:
+        raise NotFound(f"No such brand: {hostname}.")
+    return get_brand(session, actor, brand.id)
+
+
+def list_brands(session: Session, actor: Actor, tenant: Tenant) -> list[Brand]:
+    scope.require_tenant(actor, tenant)
+    if actor.kind == "signup":
+        return []
+    query = select(Brand).where(Brand.tenant_id == tenant.id).order_by(Brand.hostname)
+    if actor.domain_id is not None:
+        query = query.join(Domain, Domain.brand_id == Brand.id).where(Domain.id == actor.domain_id)
+    return list(session.scalars(query))
+
+
+def find_brand_for_host(session: Session, host: str) -> Brand | None:
+    """The brand a web request is served under, from its Host: the brand host itself, or a
+    setup name (`autoconfig.customer.com`) of a domain using the brand."""
+    host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    try:
+        ascii_name = normalize_hostname(host.lower())
+    except ValidationError:
+        return None
+    brand = session.scalar(select(Brand).where(Brand.hostname == ascii_name))
+    if brand is not None:
+        return brand
+    prefix, _, rest = ascii_name.partition(".")
+    if prefix in SETUP_PREFIXES and rest:
+        return session.scalar(
+            select(Brand).join(Domain, Domain.brand_id == Brand.id).where(Domain.name == rest)
+        )
+    return None
+
+
+def server_hostname(settings: Settings, domain: Domain) -> str:
+    """The host a domain's users and senders use: its brand's, or the platform's."""
+    return domain.brand.hostname if domain.brand is not None else normalize_hostname(settings.hostname)
+
+
+def setup_names(domain: Domain) -> tuple[str, ...]:
+    return tuple(f"{prefix}.{domain.name}" for prefix in SETUP_PREFIXES)
+
+
+def served_identities(session: Session, settings: Settings) -> tuple[TlsIdentity, ...]:
+    """Every name a brand certificate covers, with the files the daemons serve it from.
+
+    A brand without a certificate (or whose files are gone) is left out: the default
+    certificate then answers for its names, and nothing else is affected.
+    """
+    from controlplane.certs.acme import certificate_paths
+
+    now = utcnow()
+    identities = []
+    for brand in session.scalars(select(Brand).where(Brand.cert_names != "").order_by(Brand.id)):
+        if brand.cert_not_after is not None and brand.cert_not_after <= now:
+            continue
+        cert, key = certificate_paths(settings, brand.hostname)
+        if cert.is_file() and key.is_file():
+            identities.extend(TlsIdentity(name, str(cert), str(key)) for name in brand.covered_names)
+    return tuple(identities)
+
+
+# --- DNS: what to create, and what is there ----------------------------------------------------
+
+
+def mta_sts_policy(settings: Settings, domain: Domain) -> str:
+    """RFC 8461 policy text: senders may deliver only to the domain's server host over TLS."""
+    mode = settings.mta_sts_mode if settings.mta_sts_mode in ("testing", "enforce", "none") else "testing"
+    return f"version: STSv1\nmode: {mode}\nmx: {server_hostname(settings, domain)}\nmax_age: 604800\n"
+
+
+def mta_sts_id(settings: Settings, domain: Domain) -> str:
+    """Changes whenever the policy does, as RFC 8461 asks of the TXT record's id."""
+    return hashlib.sha256(mta_sts_policy(settings, domain).encode()).hexdigest()[:20]
+
+
+def tls_report_address(settings: Settings) -> str:
+    return f"tls-reports@{normalize_hostname(settings.hostname)}"
+
+
+def dns_plan(settings: Settings, domain: Domain) -> list[ExpectedRecord]:
+    """The records `domain` needs for its brand host (or the platform's, without a brand)."""
+    return expected_records(
+        domain=domain.name,
+        brand_host=server_hostname(settings, domain),
+        platform_host=settings.hostname,
+        platform_addresses=settings.platform_address_list,
+        mta_sts_id=mta_sts_id(settings, domain),
+        tls_report_address=tls_report_address(settings),
+    )
+
+
+def resolver_for(settings: Settings) -> dns.resolver.Resolver:
+    """The configured DNS server ("address", "address:port" or "[v6]:port"), or the system's."""
+    value = settings.dns_resolver.strip()
+    if not value:
+        return dns.resolver.Resolver()
+    if value.startswith("["):
+        address, _, rest = value[1:].partition("]")
+        port = rest.lstrip(":") or "53"
+    elif value.count(":") == 1:
+        address, port = value.split(":")
+    else:
+        address, port = value, "53"
+    if not port.isdigit():
+        raise ValidationError(f"The DNS resolver {value!r} has a bad port.", field="dns_resolver")
+    return make_resolver(address, int(port))
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainDnsReport:
+    domain: str
+    checked_at: dt.datetime
+    checks: list[RecordCheck]
+
+    @property
+    def all_ok(self) -> bool:
+        return all(check.state == "ok" for check in self.checks)
+
+
+def check_domain_dns(
+    session: Session,
+    actor: Actor,
+    settings: Settings,
+    domain: Domain,
+    resolver: dns.resolver.Resolver | None = None,
+) -> DomainDnsReport:
+    """Ask DNS now; the result is kept on the brand (or shown only, without a brand)."""
+    scope.require_domain(actor, domain)
+    checks = check_records(dns_plan(settings, domain), resolver or resolver_for(settings))
+    report = DomainDnsReport(domain=domain.name, checked_at=utcnow(), checks=checks)
+    if domain.brand is not None:
+        _store_report(domain.brand, report)
+        session.flush()
+    return report
+
+
+def _store_report(brand: Brand, report: DomainDnsReport) -> None:
+    stored = json.loads(brand.dns_report) if brand.dns_report else {}
+    stored[report.domain] = {
+        "checked_at": report.checked_at.isoformat(),
+        "checks": [
+            {
+                "name": c.expected.name,
+                "type": c.expected.type,
+                "expected": c.expected.value,
+                "state": c.state,
+                "found": list(c.found),
+                "note": c.note,
+            }
+            for c in report.checks
+        ],
+    }
+    brand.dns_report, brand.dns_checked_at = json.dumps(stored, sort_keys=True), report.checked_at
+
+
+def stored_dns_report(brand: Brand) -> dict[str, dict]:
+    """The last checks per domain (unicode name → {checked_at, checks}), as the panel shows them."""
+    stored = json.loads(brand.dns_report) if brand.dns_report else {}
+    return {domain_to_unicode(name): value for name, value in sorted(stored.items())}
+
+
+def check_all_brand_dns(
+    session: Session, settings: Settings, resolver: dns.resolver.Resolver | None = None
+) -> int:
+    """The periodic check: every domain that uses a brand. Returns how many were checked."""
+    resolver = resolver or resolver_for(settings)
+    domains = session.scalars(select(Domain).where(Domain.brand_id.is_not(None)).order_by(Domain.id)).all()
+    for domain in domains:
+        check_domain_dns(session, scope.OPERATOR, settings, domain, resolver)
+    return len(domains)
