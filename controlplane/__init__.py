@@ -10,6 +10,7 @@ from flask import Flask
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from flask_wtf.csrf import CSRFProtect
 
+    import webmail
     from controlplane.runtime import Installation, instance_secret_key
     from controlplane.settings import load_settings
     from controlplane.web import admin, api, autoconfig, requests, status
@@ -37,4 +38,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin.blueprint)
     csrf.exempt(autoconfig.blueprint)  # mail clients post no form and carry no session
     app.register_blueprint(autoconfig.blueprint)
+    # The webmail owns `/` on every brand host; /admin, /api and /healthz stay theirs.
+    app.register_blueprint(webmail.blueprint)
     return app

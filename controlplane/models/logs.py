@@ -19,7 +19,9 @@ class AuthEvent(Base):
 
     `service` is "admin" for the panel's own logins; "smtp", "imap", "pop3" and "sieve" rows
     are read from the mail daemons' logs (controlplane/logs/ingest.py) and carry no fingerprint,
-    so they never count as guesses against the panel's throttle.
+    so they never count as guesses against the panel's throttle. "webmail" rows are the webmail's
+    own logins (services/webmail.py); they carry fingerprints and count like the panel's, as both
+    forms guard the same mailbox password.
     """
 
     __tablename__ = "auth_event"

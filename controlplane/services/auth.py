@@ -132,7 +132,9 @@ def authenticate_admin(
     password_right = passwords.verify_password(password, account.password_hash)
     if not (account.exists and password_right):
         reason = "wrong password" if account.exists else "unknown user"
-        _record(session, event, reason, fingerprint=_fingerprint(session, account.key, "password", password))
+        _record(
+            session, event, reason, fingerprint=guess_fingerprint(session, account.key, "password", password)
+        )
         raise AuthenticationFailed()
     refusal = account.refusal()
     if refusal:
@@ -149,7 +151,7 @@ def authenticate_admin(
                 session,
                 event,
                 "second factor wrong",
-                fingerprint=_fingerprint(session, account.key, "totp", code),
+                fingerprint=guess_fingerprint(session, account.key, "totp", code),
             )
             # The password is known to be right by now, so naming the code leaks nothing.
             raise AuthenticationFailed("Wrong authenticator code.", field="totp_code")
@@ -158,8 +160,14 @@ def authenticate_admin(
     return account.actor()
 
 
-def login_wait_minutes(session: Session, *, account: str, network: str, now: dt.datetime) -> int:
-    """Whole minutes until `account` may try again from `network`; 0 when it may now."""
+def login_wait_minutes(
+    session: Session, *, account: str, network: str, now: dt.datetime, service: str = SERVICE
+) -> int:
+    """Whole minutes until `account` may try again from `network`; 0 when it may now.
+
+    Guesses count whichever login form made them (the panel and the webmail guard the same
+    mailbox password); only a success through `service` itself clears the account's count.
+    """
     since = now - WINDOW
     last_success_id = session.scalar(
         select(func.max(AuthEvent.id)).where(
@@ -167,7 +175,7 @@ def login_wait_minutes(session: Session, *, account: str, network: str, now: dt.
             AuthEvent.success.is_(True),
             AuthEvent.time > since,
             # An IMAP or SMTP login read from the mail logs must not reset the panel's counter.
-            AuthEvent.service == SERVICE,
+            AuthEvent.service == service,
         )
     )
     account_guesses = _guess_times(
@@ -214,7 +222,7 @@ def _record(session: Session, event: AuthEvent, reason: str, *, fingerprint: str
     session.flush()
 
 
-def _fingerprint(session: Session, account: str, kind: str, guess: str) -> str:
+def guess_fingerprint(session: Session, account: str, kind: str, guess: str) -> str:
     """A keyed digest of one guess at one account: equal guesses match, the guess stays secret."""
     key = str(session.info.get("auth_secret") or "letterhead").encode()
     message = "\0".join((kind, account, str(guess))).encode("utf-8", "surrogatepass")

@@ -1,4 +1,4 @@
-"""Health and the platform landing page (the admin panel and webmail come next)."""
+"""Health of the app and its database, for nginx and monitoring (the webmail owns `/`)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,3 @@ def health():
     with installation.sessions() as session:
         session.execute(text("SELECT 1"))
     return jsonify(status="ok")
-
-
-@blueprint.get("/")
-@allow("public")
-def index():
-    settings = current_app.extensions["letterhead"].settings
-    return (
-        f"<!doctype html><title>Letterhead</title><h1>Letterhead</h1>"
-        f"<p>Mail for your domains at {settings.hostname}. Webmail and the admin panel come next.</p>"
-    )

@@ -1,0 +1,170 @@
+"""The webmail's rules: who may log in (the mail server decides, throttled like the panel) and what may be sent.
+
+A webmail login is checked by the IMAP server itself, so the webmail accepts exactly the
+passwords a mail client would. Throttling reuses the panel's counts (services/auth.py): a
+guess at a mailbox's password counts whichever login form it came through, because the panel
+and the webmail guard the same password; a webmail success clears only the webmail's count.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import re
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from controlplane.models import AuthEvent, Mailbox
+from controlplane.models.base import utcnow
+from controlplane.services import auth, mailboxes
+from controlplane.services.errors import (
+    AuthenticationFailed,
+    LetterheadError,
+    LoginThrottled,
+    ValidationError,
+)
+from controlplane.validation import normalize_domain
+
+SERVICE = "webmail"
+MAX_RECIPIENTS = 100
+MAX_SUBJECT_LENGTH = 998
+MAX_BODY_BYTES = 5 * 1024 * 1024
+# Unquoted local parts of any address on the Internet: printable ASCII without space, "@", "<", ">",
+# "," or quotes. Stricter than RFC 5322 allows, far looser than what Letterhead creates itself.
+_FOREIGN_LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
+
+
+class MailServiceUnavailable(LetterheadError):
+    """The IMAP or submission server could not be reached or could not answer: the server's fault."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("Mail is unavailable right now. Please try again in a few minutes.")
+        self.detail = detail
+
+
+class MessageNotFound(LetterheadError):
+    """No such message or folder in the logged-in user's own mailbox."""
+
+    def __init__(self) -> None:
+        super().__init__("That message or folder does not exist (it may have been moved or deleted).")
+
+
+def authenticate_mailbox_user(
+    session: Session,
+    *,
+    address: str,
+    password: str,
+    client_ip: str,
+    user_agent: str,
+    imap_accepts: Callable[[str, str], bool],
+    now: dt.datetime | None = None,
+) -> str:
+    """Return the mailbox address when the IMAP server accepts its password; refuse every wrong one alike.
+
+    `imap_accepts(address, password)` logs in to IMAP and says whether it worked; it raises
+    MailServiceUnavailable when the server cannot be asked, and that attempt counts as no guess.
+    Raises LoginThrottled, AuthenticationFailed, MailServiceUnavailable. The attempt's AuthEvent
+    is flushed before any error: the caller must COMMIT after catching these, or throttling
+    never starts.
+    """
+    now = now or utcnow()
+    typed = address.strip().lower()
+    mailbox = mailboxes.find_mailbox(session, typed) if "@" in typed else None
+    account = mailbox.address if mailbox is not None else typed[:255]
+    event = AuthEvent(
+        time=now,
+        service=SERVICE,
+        login=address[:255],
+        account=account,
+        tenant_id=mailbox.domain.tenant_id if mailbox is not None else None,
+        domain_id=mailbox.domain_id if mailbox is not None else None,
+        client_ip=client_ip[:64],
+        network=auth.client_network(client_ip),
+        user_agent=user_agent[:500],
+        success=False,
+    )
+    wait = auth.login_wait_minutes(session, account=account, network=event.network, now=now, service=SERVICE)
+    if wait:
+        _record(session, event, "throttled")
+        raise LoginThrottled(wait)
+    if not typed or not password:
+        # Nothing to ask the server: a blank form is a slip, not a guess.
+        _record(session, event, "blank login")
+        raise AuthenticationFailed("Enter your email address and password.")
+    try:
+        accepted = imap_accepts(account, password)
+    except MailServiceUnavailable:
+        _record(session, event, "mail unavailable")
+        raise
+    if not accepted:
+        _record(
+            session,
+            event,
+            _refusal_reason(mailbox),
+            fingerprint=auth.guess_fingerprint(session, account, "password", password),
+        )
+        raise AuthenticationFailed("Wrong email address or password.")
+    event.success = True
+    _record(session, event, "")
+    return account
+
+
+def _refusal_reason(mailbox: Mailbox | None) -> str:
+    if mailbox is None:
+        return "unknown user"
+    active = mailbox.active and mailbox.domain.active and mailbox.domain.tenant.active
+    return "wrong password" if active else "inactive"
+
+
+def _record(session: Session, event: AuthEvent, reason: str, *, fingerprint: str | None = None) -> None:
+    event.reason = reason
+    event.password_fingerprint = fingerprint
+    session.add(event)
+    session.flush()
+
+
+def parse_recipients(text: str, *, field: str) -> list[str]:
+    """The addresses in a To or Cc field ("Ann <ann@a.test>, bob@b.test"), checked and without duplicates.
+
+    Raises ValidationError naming the first address that is not one.
+    """
+    if any(ch in text for ch in "\r\n\0"):
+        raise ValidationError("Put all addresses on one line, separated by commas.", field=field)
+    addresses: list[str] = []
+    for name, address in email.utils.getaddresses([text]):
+        if not address and not name:
+            continue
+        addresses.append(_checked_address(address or name, field=field))
+    unique = list(dict.fromkeys(addresses))
+    if len(unique) > MAX_RECIPIENTS:
+        raise ValidationError(f"At most {MAX_RECIPIENTS} recipients per message.", field=field)
+    return unique
+
+
+def _checked_address(address: str, *, field: str) -> str:
+    local_part, at, domain = address.rpartition("@")
+    if not at or not _FOREIGN_LOCAL_PART.match(local_part) or ".." in local_part:
+        raise ValidationError(f"{address!r} is not an email address (name@example.com).", field=field)
+    try:
+        ascii_domain = normalize_domain(domain, field=field)
+    except ValidationError:
+        raise ValidationError(
+            f"{address!r} is not an email address: {domain!r} is not a domain.", field=field
+        ) from None
+    return f"{local_part}@{ascii_domain}"
+
+
+def check_outgoing(*, to: list[str], cc: list[str], subject: str, body: str) -> None:
+    """A message may be sent when it has a recipient, a one-line subject and a body of sane size.
+
+    Raises ValidationError.
+    """
+    if not to and not cc:
+        raise ValidationError("Add at least one recipient.", field="to")
+    if any(ch in subject for ch in "\r\n\0") or len(subject) > MAX_SUBJECT_LENGTH:
+        raise ValidationError(
+            f"The subject must be one line of at most {MAX_SUBJECT_LENGTH} characters.", field="subject"
+        )
+    if len(body.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
+        raise ValidationError("The message text is too long (5 MB at most).", field="body")

@@ -1,0 +1,482 @@
+"""The webmail through Flask's test client against the real Dovecot and Postfix (the `mail_stack`).
+
+Mailboxes are made through the services; mail arrives over SMTP or IMAP APPEND like any client's;
+the webmail logs in to IMAP and submission as the user. CSRF is on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import imaplib
+import re
+import time
+from email.message import EmailMessage
+
+import pytest
+from sqlalchemy import select
+
+from controlplane import create_app
+from controlplane.daemons.scratch import ScratchStack, free_ports
+from controlplane.models import AuthEvent
+from controlplane.services import mailboxes
+from controlplane.services.scope import OPERATOR
+from tests.e2e.mailclient import DEFAULT_TIMEOUT, send, wait_for_subject
+from tests.factories import PASSWORD, make_admin, make_domain, make_mailbox, make_tenant
+
+KB = 1024
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(mail_stack: ScratchStack) -> ScratchStack:
+    """Tenant One: ann@one.test and amy@one.test; tenant Two: bea@two.test; one full admin."""
+    with mail_stack.installation.transaction() as session:
+        one = make_tenant(session, name="Webmail One", pool=5000 * KB)
+        two = make_tenant(session, name="Webmail Two", pool=5000 * KB)
+        make_admin(session, tenant=one, login="webmail-boss")
+        first = make_domain(session, tenant=one, name="one.test", max_mailbox_bytes=1000 * KB)
+        second = make_domain(session, tenant=two, name="two.test", max_mailbox_bytes=1000 * KB)
+        for domain, local_part in ((first, "ann"), (first, "amy"), (first, "cal"), (second, "bea")):
+            make_mailbox(session, domain=domain, local_part=local_part, quota=1000 * KB)
+    return mail_stack
+
+
+@pytest.fixture(scope="module")
+def app(stack: ScratchStack):
+    app = create_app({"LETTERHEAD_SETTINGS": stack.settings, "TESTING": True})
+    yield app
+    app.extensions["letterhead"].dispose()
+
+
+def client_from(app, ip: str = "127.0.0.1"):
+    """A browser of its own; `ip` keeps each test's failed guesses out of the others' throttling."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = ip
+    return client
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "the page has no CSRF token"
+    return match.group(1)
+
+
+def log_in(client, address: str, password: str = PASSWORD, **extra):
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    return client.post(
+        "/login", data={"address": address, "password": password, "csrf_token": token, **extra}
+    )
+
+
+def post(client, url: str, data: dict | None = None):
+    token = csrf_from(client.get("/compose").get_data(as_text=True))
+    return client.post(url, data={**(data or {}), "csrf_token": token})
+
+
+def imap(stack: ScratchStack, user: str, password: str = PASSWORD) -> imaplib.IMAP4:
+    connection = imaplib.IMAP4("127.0.0.1", stack.ports["imap"], timeout=DEFAULT_TIMEOUT)
+    connection.login(user, password)
+    return connection
+
+
+def append(stack: ScratchStack, user: str, message: EmailMessage, folder: str = "INBOX") -> int:
+    """Put a message straight into a folder; return its UID."""
+    connection = imap(stack, user)
+    try:
+        status, data = connection.append(
+            folder, "", imaplib.Time2Internaldate(time.time()), message.as_bytes()
+        )
+        assert status == "OK", data
+        return int(re.search(rb"APPENDUID \d+ (\d+)", data[0]).group(1))
+    finally:
+        connection.logout()
+
+
+def flags_of(stack: ScratchStack, user: str, uid: int, folder: str = "INBOX") -> bytes:
+    connection = imap(stack, user)
+    try:
+        connection.select(folder, readonly=True)
+        _, data = connection.uid("FETCH", str(uid), "(FLAGS)")
+        return data[0] or b""
+    finally:
+        connection.logout()
+
+
+def subjects_in(stack: ScratchStack, user: str, folder: str) -> list[str]:
+    connection = imap(stack, user)
+    try:
+        connection.select(folder, readonly=True)
+        _, data = connection.uid("FETCH", "1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        return [
+            item[1].decode().strip().removeprefix("Subject:").strip()
+            for item in data
+            if isinstance(item, tuple)
+        ]
+    finally:
+        connection.logout()
+
+
+def message(subject: str, body: str = "Plain words.", sender: str = "someone@elsewhere.test") -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = sender, "x@one.test", subject
+    mail.set_content(body)
+    return mail
+
+
+def auth_events(stack: ScratchStack, **criteria) -> list[AuthEvent]:
+    with stack.installation.sessions() as session:
+        query = select(AuthEvent).filter_by(service="webmail", **criteria).order_by(AuthEvent.id)
+        return list(session.scalars(query))
+
+
+# --- logging in ---------------------------------------------------------------------------------
+
+
+def test_every_mail_page_needs_a_webmail_login_and_a_panel_login_is_not_one(app) -> None:
+    client = client_from(app)
+    for url in ("/", "/folder?name=INBOX", "/message/1", "/compose"):
+        response = client.get(url)
+        assert response.status_code == 302 and "/login" in response.headers["Location"], url
+    token = csrf_from(client.get("/admin/login").get_data(as_text=True))
+    panel = client.post(
+        "/admin/login", data={"login": "webmail-boss", "password": PASSWORD, "csrf_token": token}
+    )
+    assert panel.status_code == 302
+    assert client.get("/").status_code == 302
+
+
+def test_a_correct_login_opens_the_inbox_and_is_recorded(app, stack) -> None:
+    client = client_from(app, "10.1.0.1")
+    response = log_in(client, "Ann@One.test")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "ann@one.test" in page.get_data(as_text=True)
+    event = auth_events(stack, client_ip="10.1.0.1")[-1]
+    assert (event.success, event.account, event.reason) == (True, "ann@one.test", "")
+    assert event.tenant_id is not None and event.domain_id is not None
+
+
+def test_the_cookie_never_holds_the_password_in_clear(app) -> None:
+    client = client_from(app, "10.1.0.2")
+    log_in(client, "ann@one.test")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    import base64
+    import zlib
+
+    payload = cookie.value.lstrip(".").split(".")[0]
+    decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    if cookie.value.startswith("."):
+        decoded = zlib.decompress(decoded)
+    assert b"ann@one.test" in decoded  # we did read the cookie's content...
+    assert PASSWORD.encode() not in decoded  # ...and the password is not in it
+
+
+def test_a_wrong_password_is_refused_and_recorded_as_a_failed_webmail_login(app, stack) -> None:
+    client = client_from(app, "10.1.0.3")
+    response = log_in(client, "ann@one.test", "not the password")
+    assert response.status_code == 401
+    assert "Wrong email address or password." in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+    unknown = log_in(client, "nobody@one.test", "whatever")
+    assert unknown.status_code == 401
+    events = auth_events(stack, client_ip="10.1.0.3")
+    assert [(e.account, e.success, e.reason) for e in events] == [
+        ("ann@one.test", False, "wrong password"),
+        ("nobody@one.test", False, "unknown user"),
+    ]
+    assert all(e.password_fingerprint for e in events)
+
+
+def test_repeated_wrong_guesses_throttle_even_the_right_password(app, stack) -> None:
+    client = client_from(app, "10.1.0.4")
+    for guess in range(5):
+        assert log_in(client, "cal@one.test", f"guess {guess}").status_code == 401
+    response = log_in(client, "cal@one.test")
+    assert response.status_code == 429
+    assert "Too many failed logins" in response.get_data(as_text=True)
+    assert auth_events(stack, client_ip="10.1.0.4")[-1].reason == "throttled"
+    # The panel counts the same guesses: it guards the same password.
+    token = csrf_from(client.get("/admin/login").get_data(as_text=True))
+    panel = client.post(
+        "/admin/login", data={"login": "cal@one.test", "password": PASSWORD, "csrf_token": token}
+    )
+    assert panel.status_code == 429
+
+
+def test_a_login_form_without_its_csrf_token_is_refused(app, stack) -> None:
+    client = client_from(app, "10.1.0.5")
+    response = client.post("/login", data={"address": "ann@one.test", "password": PASSWORD})
+    assert response.status_code == 400
+    assert auth_events(stack, client_ip="10.1.0.5") == []
+
+
+def test_login_only_returns_to_a_page_of_this_site(app) -> None:
+    client = client_from(app, "10.1.0.6")
+    response = log_in(client, "ann@one.test", next="//evil.test/phish")
+    assert response.headers["Location"] == "/"
+    client = client_from(app, "10.1.0.6")
+    response = log_in(client, "ann@one.test", next="/compose")
+    assert response.headers["Location"] == "/compose"
+
+
+def test_logout_ends_the_webmail_session(app) -> None:
+    client = client_from(app, "10.1.0.7")
+    log_in(client, "ann@one.test")
+    assert client.get("/").status_code == 200
+    response = post(client, "/logout")
+    assert response.status_code == 302
+    assert client.get("/").status_code == 302
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+def test_a_message_sent_over_smtp_is_listed_unread_and_reading_it_marks_it_read(app, stack) -> None:
+    subject = send(stack, "someone@elsewhere.test", ["amy@one.test"], subject="Lunch on Friday?")
+    assert wait_for_subject(stack, "amy@one.test", PASSWORD, subject)
+    client = client_from(app, "10.2.0.1")
+    log_in(client, "amy@one.test")
+    listing = client.get("/").get_data(as_text=True)
+    row = re.search(r'<tr class="unread">.*?</tr>', listing, re.S)
+    assert row and "Lunch on Friday?" in row.group(0) and "someone@elsewhere.test" in row.group(0)
+    uid = int(re.search(r'/message/(\d+)\?folder=INBOX">Lunch on Friday\?', listing).group(1))
+    assert b"\\Seen" not in flags_of(stack, "amy@one.test", uid)
+
+    page = client.get(f"/message/{uid}?folder=INBOX")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "Hello from the Letterhead tests." in text and "someone@elsewhere.test" in text
+    assert b"\\Seen" in flags_of(stack, "amy@one.test", uid)
+
+    response = post(client, f"/message/{uid}/read", {"folder": "INBOX", "read": "0"})
+    assert response.status_code == 302
+    assert b"\\Seen" not in flags_of(stack, "amy@one.test", uid)
+
+
+def test_the_folder_list_shows_every_folder_with_unread_counts(app, stack) -> None:
+    append(stack, "amy@one.test", message("Filed away"), folder="Junk")
+    client = client_from(app, "10.2.0.2")
+    log_in(client, "amy@one.test")
+    page = client.get("/").get_data(as_text=True)
+    for name in ("Inbox", "Drafts", "Junk", "Sent", "Trash"):
+        assert f">{name}</a>" in page
+    junk = client.get("/folder?name=Junk").get_data(as_text=True)
+    assert "Filed away" in junk
+
+
+def test_messages_are_listed_newest_first_a_page_at_a_time(app, stack) -> None:
+    for number in range(30):
+        append(stack, "bea@two.test", message(f"Numbered {number:02d}"), folder="Drafts")
+    client = client_from(app, "10.2.0.3")
+    log_in(client, "bea@two.test")
+    first = client.get("/folder?name=Drafts").get_data(as_text=True)
+    shown = re.findall(r"Numbered (\d\d)", first)
+    assert shown == [f"{n:02d}" for n in range(29, 4, -1)]
+    assert "page 1 of 2" in first and "30 messages" in first
+    second = re.findall(r"Numbered (\d\d)", client.get("/folder?name=Drafts&page=2").get_data(as_text=True))
+    assert second == ["04", "03", "02", "01", "00"]
+    assert client.get("/folder?name=Drafts&page=x").status_code == 400
+
+
+def test_an_html_body_is_shown_as_text_and_never_as_html(app, stack) -> None:
+    mail = message("Rich mail")
+    mail.set_content(
+        "<html><head><style>p{color:red}</style><script>alert('owned')</script></head>"
+        '<body><p>Dear <b>Amy</b>,</p><img src="https://tracker.test/pixel.png">'
+        "<p>Fish &amp; chips &lt;today&gt;</p></body></html>",
+        subtype="html",
+    )
+    uid = append(stack, "amy@one.test", mail)
+    client = client_from(app, "10.2.0.4")
+    log_in(client, "amy@one.test")
+    page = client.get(f"/message/{uid}")
+    text = page.get_data(as_text=True)
+    assert "Dear Amy," in text
+    assert "Fish &amp; chips &lt;today&gt;" in text
+    assert "<script" not in text and "alert(" not in text and "tracker.test" not in text and "<b>" not in text
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+
+
+def test_attachments_are_listed_and_downloaded_as_files(app, stack) -> None:
+    mail = message("With files", body="See the attached.")
+    mail.add_attachment(
+        b"%PDF-1.4 binary \x00\x01", maintype="application", subtype="pdf", filename="offer.pdf"
+    )
+    mail.add_attachment("<script>alert(1)</script>", subtype="html", filename="../../evil.html")
+    uid = append(stack, "amy@one.test", mail)
+    client = client_from(app, "10.2.0.5")
+    log_in(client, "amy@one.test")
+    page = client.get(f"/message/{uid}").get_data(as_text=True)
+    assert "See the attached." in page
+    links = re.findall(rf'href="(/message/{uid}/attachments/\d+\?folder=INBOX)"[^>]*>([^<]+)<', page)
+    assert [name for _, name in links] == ["offer.pdf", "evil.html"]
+    pdf = client.get(links[0][0])
+    assert pdf.status_code == 200 and pdf.data == b"%PDF-1.4 binary \x00\x01"
+    assert pdf.headers["Content-Disposition"] == "attachment; filename=offer.pdf"
+    html = client.get(links[1][0])
+    assert html.headers["Content-Type"] == "application/octet-stream"
+    assert html.headers["Content-Disposition"] == "attachment; filename=evil.html"
+    assert client.get(f"/message/{uid}/attachments/99").status_code == 404
+
+
+def test_delete_moves_a_message_to_trash(app, stack) -> None:
+    uid = append(stack, "amy@one.test", message("Throw me away"))
+    client = client_from(app, "10.2.0.6")
+    log_in(client, "amy@one.test")
+    response = post(client, f"/message/{uid}/delete", {"folder": "INBOX"})
+    assert response.status_code == 302
+    assert "Throw me away" not in subjects_in(stack, "amy@one.test", "INBOX")
+    assert "Throw me away" in subjects_in(stack, "amy@one.test", "Trash")
+    assert client.get(f"/message/{uid}").status_code == 404
+
+
+# --- writing --------------------------------------------------------------------------------------
+
+
+def test_a_composed_message_is_delivered_to_another_mailbox_and_kept_in_sent(app, stack) -> None:
+    client = client_from(app, "10.3.0.1")
+    log_in(client, "ann@one.test")
+    response = post(client, "/compose", {"to": "Bea <bea@two.test>", "cc": "", "subject": "Quarterly numbers",
+                                         "body": "Here they are.\nAnn"})  # fmt: skip
+    assert response.status_code == 302
+    assert wait_for_subject(stack, "bea@two.test", PASSWORD, "Quarterly numbers")
+    assert "Quarterly numbers" in subjects_in(stack, "ann@one.test", "Sent")
+    connection = imap(stack, "bea@two.test")
+    try:
+        connection.select("INBOX", readonly=True)
+        _, found = connection.uid("SEARCH", "SUBJECT", '"Quarterly numbers"')
+        _, data = connection.uid("FETCH", found[0].split()[-1], "(BODY.PEEK[])")
+    finally:
+        connection.logout()
+    raw = data[0][1].decode()
+    assert "From: ann@one.test" in raw and "Here they are." in raw
+
+
+def test_a_reply_quotes_the_original_and_threads_with_it(app, stack) -> None:
+    original = message("Can we meet?", body="Tuesday at ten?", sender="bea@two.test")
+    original["Message-ID"] = "<meet-123@two.test>"
+    uid = append(stack, "ann@one.test", original)
+    client = client_from(app, "10.3.0.2")
+    log_in(client, "ann@one.test")
+    draft = client.get(f"/compose?reply={uid}&folder=INBOX").get_data(as_text=True)
+    assert 'value="Re: Can we meet?"' in draft and 'value="bea@two.test"' in draft
+    assert "&gt; Tuesday at ten?" in draft
+    token = csrf_from(draft)
+    response = client.post("/compose", data={
+        "csrf_token": token, "to": "bea@two.test", "cc": "", "subject": "Re: Can we meet?",
+        "body": "Yes.\n\n> Tuesday at ten?", "in_reply_to": "<meet-123@two.test>", "references": "<meet-123@two.test>",
+    })  # fmt: skip
+    assert response.status_code == 302
+    assert wait_for_subject(stack, "bea@two.test", PASSWORD, "Re: Can we meet?")
+    connection = imap(stack, "bea@two.test")
+    try:
+        connection.select("INBOX", readonly=True)
+        _, found = connection.uid("SEARCH", "HEADER", "In-Reply-To", "<meet-123@two.test>")
+    finally:
+        connection.logout()
+    assert found[0].split(), "the reply does not carry In-Reply-To"
+
+
+def test_bad_recipients_are_refused_with_a_message_and_nothing_is_sent(app, stack) -> None:
+    client = client_from(app, "10.3.0.3")
+    log_in(client, "ann@one.test")
+    sent_before = subjects_in(stack, "ann@one.test", "Sent")
+    for fields in (
+        {"to": "not an address", "subject": "Bad one"},
+        {"to": "", "subject": "Bad one"},
+        {"to": "bea@two.test", "subject": "Bad\r\nBcc: victim@two.test"},
+        {"to": "bea@two.test, x@-bad-.test", "subject": "Bad one"},
+    ):
+        response = post(client, "/compose", {"cc": "", "body": "text", **fields})
+        assert response.status_code == 400, fields
+        assert 'role="alert"' in response.get_data(as_text=True)
+    assert subjects_in(stack, "ann@one.test", "Sent") == sent_before
+
+
+def test_a_compose_form_without_its_csrf_token_sends_nothing(app, stack) -> None:
+    client = client_from(app, "10.3.0.4")
+    log_in(client, "ann@one.test")
+    response = client.post("/compose", data={"to": "bea@two.test", "subject": "Forged", "body": "x"})
+    assert response.status_code == 400
+    assert "Forged" not in subjects_in(stack, "ann@one.test", "Sent")
+
+
+# --- isolation ------------------------------------------------------------------------------------
+
+
+def test_a_user_can_never_reach_another_users_messages(app, stack) -> None:
+    secret_uid = append(stack, "bea@two.test", message("Bea's secret", body="Only for Bea."))
+    client = client_from(app, "10.4.0.1")
+    log_in(client, "ann@one.test")
+    for uid in range(1, secret_uid + 5):
+        page = client.get(f"/message/{uid}")
+        assert "Bea's secret" not in page.get_data(as_text=True) and "Only for Bea" not in page.get_data(
+            as_text=True
+        )
+    for name in (
+        "../bea@two.test/INBOX",
+        "bea@two.test",
+        "~bea/INBOX",
+        "#shared/bea",
+        'IN"BOX',
+        "INBOX\r\nX",
+    ):
+        response = client.get("/folder", query_string={"name": name})
+        assert response.status_code == 404, name
+        assert "Bea's secret" not in response.get_data(as_text=True)
+    # Marking and deleting through another user's UID touches nothing of Bea's.
+    post(client, f"/message/{secret_uid}/read", {"folder": "INBOX", "read": "1"})
+    post(client, f"/message/{secret_uid}/delete", {"folder": "INBOX"})
+    assert b"\\Seen" not in flags_of(stack, "bea@two.test", secret_uid)
+    assert "Bea's secret" in subjects_in(stack, "bea@two.test", "INBOX")
+
+
+def test_a_changed_password_ends_the_webmail_session(app, stack) -> None:
+    client = client_from(app, "10.4.0.2")
+    log_in(client, "amy@one.test")
+    assert client.get("/").status_code == 200
+    with stack.installation.transaction() as session:
+        mailbox = mailboxes.find_mailbox(session, "amy@one.test")
+        mailboxes.set_mailbox_password(session, OPERATOR, mailbox, password="a brand new password")
+    try:
+        response = client.get("/")
+        assert response.status_code == 302 and response.headers["Location"] == "/login"
+        assert client.get("/").status_code == 302
+    finally:
+        with stack.installation.transaction() as session:
+            mailbox = mailboxes.find_mailbox(session, "amy@one.test")
+            mailboxes.set_mailbox_password(session, OPERATOR, mailbox, password=PASSWORD)
+
+
+# --- failures of the mail servers -----------------------------------------------------------------
+
+
+def test_mail_unavailable_is_a_503_page_not_a_stack_trace(app, stack) -> None:
+    closed_port = free_ports(1)[0]
+    broken_settings = dataclasses.replace(
+        stack.settings, ports={**stack.settings.ports, "imaps": closed_port, "submissions": closed_port}
+    )
+    broken = create_app({"LETTERHEAD_SETTINGS": broken_settings, "TESTING": True})
+    try:
+        client = client_from(broken, "10.5.0.1")
+        response = log_in(client, "ann@one.test")
+        assert response.status_code == 503
+        assert "Mail is unavailable" in response.get_data(as_text=True)
+        assert "Traceback" not in response.get_data(as_text=True)
+        assert auth_events(stack, client_ip="10.5.0.1")[-1].reason == "mail unavailable"
+
+        # A session that began while IMAP was up meets the same page, and a draft being sent comes back.
+        working = client_from(app, "10.5.0.1")
+        log_in(working, "ann@one.test")
+        token = csrf_from(working.get("/compose").get_data(as_text=True))
+        client.set_cookie("session", working.get_cookie("session").value)
+        page = client.get("/")
+        assert page.status_code == 503 and "Mail is unavailable" in page.get_data(as_text=True)
+        sent = client.post("/compose", data={"csrf_token": token, "to": "bea@two.test", "subject": "Kept draft",
+                                             "body": "Do not lose me"})  # fmt: skip
+        assert sent.status_code == 503 and "Do not lose me" in sent.get_data(as_text=True)
+    finally:
+        broken.extensions["letterhead"].dispose()

@@ -1,0 +1,482 @@
+"""The user's own mailbox over IMAP (Dovecot) and sending through submission (Postfix), as that user.
+
+The webmail logs in to both servers with the user's own address and password on every request,
+so it can only ever reach what the user's mail client could: another user's folders and
+messages are not addressable at all, whatever a URL says.
+
+Both servers are this installation's own, on loopback: connections use implicit TLS (IMAPS and
+submissions) and trust the installation's default certificate (plus the system's CAs), with no
+host name check because they go to an address, not a name.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import datetime as dt
+import email.policy
+import email.utils
+import imaplib
+import re
+import smtplib
+import ssl
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+from controlplane.services.webmail import MailServiceUnavailable, MessageNotFound
+from controlplane.settings import Settings
+from controlplane.validation import domain_to_unicode
+
+TIMEOUT_SECONDS = 15
+SPECIAL_USES = ("\\Sent", "\\Trash", "\\Drafts", "\\Junk")
+_FALLBACK_SPECIAL_NAMES = {"\\Sent": "Sent", "\\Trash": "Trash", "\\Drafts": "Drafts", "\\Junk": "Junk"}
+_LIST_LINE = re.compile(rb'^\((?P<flags>[^)]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) (?P<name>.*)$')
+_SUMMARY_HEADERS = "BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)]"
+
+
+class SubmissionRefused(Exception):
+    """The submission server refused the message or some recipients; `message` says which and why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class Folder:
+    name: str  # the IMAP name, decoded from modified UTF-7: what URLs carry
+    special_use: str = ""
+    total: int = 0
+    unread: int = 0
+
+    @property
+    def label(self) -> str:
+        return "Inbox" if self.name == "INBOX" else self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class MessageSummary:
+    uid: int
+    sender: str
+    recipients: str
+    subject: str
+    date: dt.datetime | None
+    size: int
+    unread: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class MessagePage:
+    folder: str
+    messages: list[MessageSummary]
+    total: int
+    page: int
+    pages: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchedMessage:
+    uid: int
+    raw: bytes
+    unread: bool
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """Trust the installation's default certificate, whether self-signed or issued."""
+    context = ssl.create_default_context()
+    default_certificate = settings.certs_dir / "default.crt"
+    if default_certificate.exists():
+        context.load_verify_locations(cafile=str(default_certificate))
+        # The leaf itself is trusted, so its chain need not end at a root.
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.check_hostname = False
+    return context
+
+
+def server_address(settings: Settings) -> str:
+    """Where the app reaches this installation's daemons: loopback when they listen everywhere."""
+    if settings.listen_address in ("all", "", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return settings.listen_address
+
+
+def imap_accepts(settings: Settings, address: str, password: str) -> bool:
+    """Whether the IMAP server accepts this login. Raises MailServiceUnavailable."""
+    try:
+        with MailStore.open(settings, address, password):
+            return True
+    except LoginRefused:
+        return False
+
+
+class LoginRefused(Exception):
+    """The IMAP server said no to the address and password."""
+
+
+class MailStore:
+    """One IMAP session as the logged-in user; use `MailStore.open(...)` as a context manager."""
+
+    def __init__(self, connection: imaplib.IMAP4) -> None:
+        self.connection = connection
+        self._folders: list[Folder] | None = None
+        self._selected: tuple[str, bool] | None = None
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, settings: Settings, address: str, password: str) -> Iterator[MailStore]:
+        """Log in to IMAP. Raises LoginRefused, MailServiceUnavailable."""
+        try:
+            connection = imaplib.IMAP4_SSL(
+                server_address(settings),
+                settings.ports["imaps"],
+                ssl_context=tls_context(settings),
+                timeout=TIMEOUT_SECONDS,
+            )
+        except (OSError, imaplib.IMAP4.error) as error:
+            raise MailServiceUnavailable(f"IMAP connection: {error}") from error
+        try:
+            try:
+                connection.login(address, password)
+            except imaplib.IMAP4.abort as error:
+                raise MailServiceUnavailable(f"IMAP login: {error}") from error
+            except imaplib.IMAP4.error as error:
+                # [UNAVAILABLE] is Dovecot's "I could not check": its auth backend is down.
+                if "UNAVAILABLE" in str(error):
+                    raise MailServiceUnavailable(f"IMAP login: {error}") from error
+                raise LoginRefused() from error
+            except UnicodeEncodeError as error:
+                # imaplib sends ASCII only: such a password cannot be any mailbox's IMAP password.
+                raise LoginRefused() from error
+            try:
+                yield cls(connection)
+            except (imaplib.IMAP4.error, OSError) as error:
+                # A dropped connection, or a reply imaplib cannot take: the server's side either way.
+                raise MailServiceUnavailable(f"IMAP: {error}") from error
+        finally:
+            with contextlib.suppress(imaplib.IMAP4.error, OSError):
+                connection.logout()
+
+    # --- folders ------------------------------------------------------------------------------
+
+    def folders(self) -> list[Folder]:
+        """Every folder with its message and unread counts, INBOX first, then by name."""
+        if self._folders is not None:
+            return self._folders
+        status, lines = self.connection.list()
+        _expect_ok(status, lines, "LIST")
+        folders = []
+        for flags, name in _parse_list(lines):
+            if "\\noselect" in flags.lower() or "\\nonexistent" in flags.lower():
+                continue
+            special = next((use for use in SPECIAL_USES if use.lower() in flags.lower()), "")
+            status, data = self.connection.status(_quote(name), "(MESSAGES UNSEEN)")
+            total = unread = 0
+            if status == "OK" and data and data[0]:
+                counts = dict(re.findall(rb"(MESSAGES|UNSEEN) (\d+)", data[0]))
+                total, unread = int(counts.get(b"MESSAGES", 0)), int(counts.get(b"UNSEEN", 0))
+            folders.append(Folder(name=name, special_use=special, total=total, unread=unread))
+        self._folders = sorted(folders, key=lambda folder: (folder.name != "INBOX", folder.name.lower()))
+        return self._folders
+
+    def special_folder(self, use: str) -> str:
+        """The name of the folder marked `use` (e.g. "\\Sent"), or its usual name."""
+        for folder in self.folders():
+            if folder.special_use == use:
+                return folder.name
+        return _FALLBACK_SPECIAL_NAMES[use]
+
+    def _select(self, folder: str, *, readonly: bool) -> None:
+        if self._selected == (folder, readonly):
+            return
+        if not folder or any(ch in folder for ch in "\r\n\0"):
+            raise MessageNotFound()
+        try:
+            status, _ = self.connection.select(_quote(folder), readonly=readonly)
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error:
+            # A name the server cannot even parse names no folder of this user.
+            raise MessageNotFound() from None
+        if status != "OK":
+            raise MessageNotFound()
+        self._selected = (folder, readonly)
+
+    # --- messages -----------------------------------------------------------------------------
+
+    def message_page(self, folder: str, page: int, page_size: int) -> MessagePage:
+        """One page of `folder`, newest (last arrived) first. Raises MessageNotFound."""
+        self._select(folder, readonly=True)
+        uids = self._uids_newest_first()
+        pages = max(1, -(-len(uids) // page_size))
+        page = min(max(page, 1), pages)
+        chosen = uids[(page - 1) * page_size : page * page_size]
+        summaries: dict[int, MessageSummary] = {}
+        if chosen:
+            fetch_items = f"(UID FLAGS RFC822.SIZE INTERNALDATE {_SUMMARY_HEADERS})"
+            status, data = self.connection.uid("FETCH", ",".join(map(str, chosen)), fetch_items)
+            _expect_ok(status, data, "FETCH")
+            for meta, literal in _fetch_records(data):
+                summary = _summary(meta, literal)
+                if summary is not None:
+                    summaries[summary.uid] = summary
+        messages = [summaries[uid] for uid in chosen if uid in summaries]
+        return MessagePage(folder=folder, messages=messages, total=len(uids), page=page, pages=pages)
+
+    def _uids_newest_first(self) -> list[int]:
+        if "SORT" in self.connection.capabilities:
+            status, data = self.connection.uid("SORT", "(REVERSE ARRIVAL)", "UTF-8", "ALL")
+            _expect_ok(status, data, "SORT")
+            return [int(uid) for uid in (data[0] or b"").split()]
+        status, data = self.connection.uid("SEARCH", "ALL")
+        _expect_ok(status, data, "SEARCH")
+        return sorted((int(uid) for uid in (data[0] or b"").split()), reverse=True)
+
+    def fetch(self, folder: str, uid: int, *, mark_read: bool = False) -> FetchedMessage:
+        """The whole message; reading it marks it read when asked. Raises MessageNotFound."""
+        self._select(folder, readonly=not mark_read)
+        status, data = self.connection.uid("FETCH", str(uid), "(UID FLAGS BODY.PEEK[])")
+        _expect_ok(status, data, "FETCH")
+        for meta, literal in _fetch_records(data):
+            if _uid_of(meta) == uid:
+                unread = b"\\seen" not in _flags_of(meta).lower()
+                if mark_read and unread:
+                    self.set_read(folder, uid, True)
+                return FetchedMessage(uid=uid, raw=literal, unread=unread and not mark_read)
+        raise MessageNotFound()
+
+    def set_read(self, folder: str, uid: int, read: bool) -> None:
+        """Mark one message read or unread. Raises MessageNotFound."""
+        self._select(folder, readonly=False)
+        self._require_uid(uid)
+        change = "+FLAGS.SILENT" if read else "-FLAGS.SILENT"
+        status, data = self.connection.uid("STORE", str(uid), change, "(\\Seen)")
+        _expect_ok(status, data, "STORE")
+
+    def move_to_trash(self, folder: str, uid: int) -> None:
+        """Move a message to Trash; deleting from Trash itself deletes for good. Raises MessageNotFound."""
+        trash = self.special_folder("\\Trash")
+        self._select(folder, readonly=False)
+        self._require_uid(uid)
+        if folder == trash:
+            self._expunge(uid)
+            return
+        if "MOVE" in self.connection.capabilities:
+            status, data = self.connection.uid("MOVE", str(uid), _quote(trash))
+            _expect_ok(status, data, "MOVE")
+            return
+        status, data = self.connection.uid("COPY", str(uid), _quote(trash))
+        _expect_ok(status, data, "COPY")
+        self._expunge(uid)
+
+    def _expunge(self, uid: int) -> None:
+        status, data = self.connection.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Deleted)")
+        _expect_ok(status, data, "STORE")
+        status, data = self.connection.uid("EXPUNGE", str(uid))
+        _expect_ok(status, data, "EXPUNGE")
+
+    def _require_uid(self, uid: int) -> None:
+        status, data = self.connection.uid("SEARCH", "UID", str(uid))
+        _expect_ok(status, data, "SEARCH")
+        if str(uid).encode() not in (data[0] or b"").split():
+            raise MessageNotFound()
+
+    def save_sent(self, message: EmailMessage) -> None:
+        """Keep a copy of a sent message in the Sent folder, already read."""
+        sent = self.special_folder("\\Sent")
+        status, data = self.connection.append(
+            _quote(sent), "(\\Seen)", imaplib.Time2Internaldate(time.time()), message.as_bytes()
+        )
+        _expect_ok(status, data, "APPEND")
+        self._folders = None
+
+
+def submit(
+    settings: Settings, address: str, password: str, message: EmailMessage, recipients: list[str]
+) -> None:
+    """Send through the submission server (implicit TLS, AUTH as the user).
+
+    Raises SubmissionRefused (nothing or not everyone was accepted: the reason is the server's)
+    or MailServiceUnavailable.
+    """
+    try:
+        with smtplib.SMTP_SSL(
+            server_address(settings),
+            settings.ports["submissions"],
+            context=tls_context(settings),
+            timeout=TIMEOUT_SECONDS,
+        ) as client:
+            client.login(address, password)
+            refused = client.send_message(message, from_addr=address, to_addrs=recipients)
+    except smtplib.SMTPRecipientsRefused as error:
+        raise SubmissionRefused(_refusal_text(error.recipients)) from error
+    except smtplib.SMTPAuthenticationError as error:
+        raise SubmissionRefused("The mail server did not accept your login for sending.") from error
+    except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as error:
+        raise SubmissionRefused(f"The mail server refused the message: {_smtp_text(error)}") from error
+    except (TimeoutError, smtplib.SMTPException, OSError) as error:
+        raise MailServiceUnavailable(f"submission: {error}") from error
+    if refused:
+        raise SubmissionRefused("Sent, except to: " + _refusal_text(refused))
+
+
+def _refusal_text(refused: dict[str, tuple[int, bytes]]) -> str:
+    return "; ".join(
+        f"{address} ({code} {reply.decode(errors='replace')})" for address, (code, reply) in refused.items()
+    )
+
+
+def _smtp_text(error: smtplib.SMTPResponseException) -> str:
+    message = error.smtp_error
+    text = message.decode(errors="replace") if isinstance(message, bytes) else str(message)
+    return f"{error.smtp_code} {text}"
+
+
+# --- IMAP syntax ----------------------------------------------------------------------------------
+
+
+def _expect_ok(status: str, data: list, command: str) -> None:
+    if status != "OK":
+        detail = b" ".join(item for item in data if isinstance(item, bytes)).decode(errors="replace")
+        if (
+            command in ("SELECT", "FETCH", "STORE", "MOVE", "COPY", "SEARCH", "EXPUNGE")
+            and "NONEXISTENT" in detail
+        ):
+            raise MessageNotFound()
+        raise MailServiceUnavailable(f"IMAP {command}: {status} {detail}")
+
+
+def _quote(folder: str) -> str:
+    encoded = encode_folder_name(folder)
+    return '"' + encoded.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _parse_list(lines: list) -> Iterator[tuple[str, str]]:
+    """(flags, decoded name) of each LIST line; names may come quoted, bare or as literals."""
+    for line in lines:
+        if line is None:
+            continue
+        if isinstance(line, tuple):
+            match = _LIST_LINE.match(line[0])
+            raw_name = line[1]
+        else:
+            match = _LIST_LINE.match(line)
+            raw_name = match.group("name") if match else b""
+            if raw_name.startswith(b'"') and raw_name.endswith(b'"'):
+                raw_name = re.sub(rb"\\(.)", rb"\1", raw_name[1:-1])
+        if match is None:
+            continue
+        yield (
+            match.group("flags").decode(errors="replace"),
+            decode_folder_name(raw_name.decode("ascii", "replace")),
+        )
+
+
+def _fetch_records(data: list) -> Iterator[tuple[bytes, bytes]]:
+    """(metadata, literal) per FETCH response; metadata after the literal is joined to the front."""
+    items = list(data)
+    for index, item in enumerate(items):
+        if not isinstance(item, tuple):
+            continue
+        meta, literal = item[0], item[1]
+        following = items[index + 1] if index + 1 < len(items) else None
+        if isinstance(following, bytes):
+            meta = meta + b" " + following
+        yield meta, literal
+
+
+def _uid_of(meta: bytes) -> int | None:
+    match = re.search(rb"\bUID (\d+)", meta)
+    return int(match.group(1)) if match else None
+
+
+def _flags_of(meta: bytes) -> bytes:
+    match = re.search(rb"\bFLAGS \(([^)]*)\)", meta)
+    return match.group(1) if match else b""
+
+
+def _summary(meta: bytes, header_bytes: bytes) -> MessageSummary | None:
+    uid = _uid_of(meta)
+    if uid is None:
+        return None
+    size_match = re.search(rb"\bRFC822\.SIZE (\d+)", meta)
+    headers = BytesParser(policy=email.policy.default).parsebytes(header_bytes, headersonly=True)
+    date = header_date(headers)
+    if date is None:
+        internal = re.search(rb'INTERNALDATE "([^"]+)"', meta)
+        if internal:
+            with contextlib.suppress(ValueError):
+                date = dt.datetime.strptime(internal.group(1).decode(), "%d-%b-%Y %H:%M:%S %z")
+    return MessageSummary(
+        uid=uid,
+        sender=header_text(headers, "From"),
+        recipients=header_text(headers, "To"),
+        subject=header_text(headers, "Subject"),
+        date=date,
+        size=int(size_match.group(1)) if size_match else 0,
+        unread=b"\\seen" not in _flags_of(meta).lower(),
+    )
+
+
+def header_text(message, name: str) -> str:
+    """A header as readable text; a malformed header is shown as it came, never an error."""
+    try:
+        value = message.get(name)
+    except (ValueError, TypeError, IndexError):
+        value = None
+    if value is None:
+        raw = next((raw for key, raw in message.raw_items() if key.lower() == name.lower()), "")
+        return str(raw)
+    return " ".join(str(value).split())
+
+
+def header_date(message) -> dt.datetime | None:
+    try:
+        value = message.get("Date")
+        return email.utils.parsedate_to_datetime(str(value)) if value else None
+    except (ValueError, TypeError, IndexError):
+        return None
+
+
+# --- modified UTF-7 (RFC 3501 5.1.3): how IMAP spells folder names outside ASCII -------------------
+
+
+def encode_folder_name(name: str) -> str:
+    encoded, pending = [], []
+
+    def flush() -> None:
+        if pending:
+            chunk = base64.b64encode("".join(pending).encode("utf-16-be")).decode().rstrip("=")
+            encoded.append("&" + chunk.replace("/", ",") + "-")
+            pending.clear()
+
+    for ch in name:
+        if 0x20 <= ord(ch) <= 0x7E:
+            flush()
+            encoded.append("&-" if ch == "&" else ch)
+        else:
+            pending.append(ch)
+    flush()
+    return "".join(encoded)
+
+
+def decode_folder_name(name: str) -> str:
+    def decode(match: re.Match[str]) -> str:
+        chunk = match.group(1)
+        if not chunk:
+            return "&"
+        padded = chunk.replace(",", "/") + "=" * (-len(chunk) % 4)
+        try:
+            return base64.b64decode(padded).decode("utf-16-be")
+        except (ValueError, UnicodeDecodeError):
+            return match.group(0)
+
+    return re.sub(r"&([A-Za-z0-9+,]*)-", decode, name)
+
+
+def display_domain(address: str) -> str:
+    """An address with its domain in Unicode, as people write it."""
+    local_part, at, domain = address.rpartition("@")
+    return f"{local_part}@{domain_to_unicode(domain)}" if at else address

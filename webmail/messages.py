@@ -1,0 +1,221 @@
+"""Messages as the webmail shows and writes them: parsed from raw MIME, built for sending.
+
+A message's HTML is never passed to the browser as HTML: it is turned into plain text here and
+escaped by the template like any other text, so no script, style, tracking image or form in a
+message can run, load or post anything. Attachments are offered only as downloads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import email.policy
+import email.utils
+import re
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from html.parser import HTMLParser
+
+from controlplane.services.webmail import MessageNotFound
+from webmail.mailstore import header_date, header_text
+
+_MESSAGE_ID = re.compile(r"^<[^<>\s]{1,500}>$")
+_BLOCK_TAGS = {
+    "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "footer", "form",
+    "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "ol", "p", "pre", "section", "table",
+    "tr", "ul",
+}  # fmt: skip
+_INVISIBLE_TAGS = {"head", "script", "style", "template", "title", "noscript"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Attachment:
+    index: int  # the part's position in the message's walk: how a download names it
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadableMessage:
+    uid: int
+    subject: str
+    sender: str
+    reply_to: str
+    to: str
+    cc: str
+    date: dt.datetime | None
+    message_id: str
+    references: str
+    text: str
+    text_came_from_html: bool
+    attachments: list[Attachment]
+
+
+def parse(raw: bytes) -> EmailMessage:
+    return BytesParser(policy=email.policy.default).parsebytes(raw)  # type: ignore[return-value]
+
+
+def read_message(uid: int, raw: bytes) -> ReadableMessage:
+    """Headers, the text to show and the attachments of one raw message."""
+    message = parse(raw)
+    body_part = _body_part(message)
+    text, from_html = "", False
+    if body_part is not None:
+        content = _part_text(body_part)
+        from_html = body_part.get_content_subtype() == "html"
+        text = html_to_text(content) if from_html else content
+    message_id = header_text(message, "Message-ID").strip()
+    return ReadableMessage(
+        uid=uid,
+        subject=header_text(message, "Subject"),
+        sender=header_text(message, "From"),
+        reply_to=header_text(message, "Reply-To"),
+        to=header_text(message, "To"),
+        cc=header_text(message, "Cc"),
+        date=header_date(message),
+        message_id=message_id if _MESSAGE_ID.match(message_id) else "",
+        references=header_text(message, "References"),
+        text=text,
+        text_came_from_html=from_html,
+        attachments=[
+            Attachment(index, _filename(part, index), part.get_content_type(), len(_payload(part)))
+            for index, part in _attachment_parts(message, body_part)
+        ],
+    )
+
+
+def attachment(raw: bytes, index: int) -> tuple[str, bytes]:
+    """(file name, content) of the attachment at `index`. Raises MessageNotFound."""
+    message = parse(raw)
+    for part_index, part in _attachment_parts(message, _body_part(message)):
+        if part_index == index:
+            return _filename(part, index), _payload(part)
+    raise MessageNotFound()
+
+
+def _body_part(message: EmailMessage) -> Message | None:
+    try:
+        return message.get_body(preferencelist=("plain", "html"))
+    except (KeyError, LookupError, ValueError):
+        return None
+
+
+def _attachment_parts(message: EmailMessage, body_part: Message | None) -> list[tuple[int, Message]]:
+    parts = []
+    for index, part in enumerate(message.walk()):
+        if part.is_multipart() or part is body_part:
+            continue
+        disposition = part.get_content_disposition()
+        is_alternative_text = part.get_content_maintype() == "text" and disposition != "attachment"
+        if disposition == "attachment" or part.get_filename() or not is_alternative_text:
+            parts.append((index, part))
+    return parts
+
+
+def _filename(part: Message, index: int) -> str:
+    name = part.get_filename() or ""
+    # Only the last path component, no control characters: it becomes a download's file name.
+    name = re.sub(r"[\x00-\x1f\x7f]", "", name.replace("\\", "/").rsplit("/", 1)[-1]).strip(" .")
+    return name[:200] or f"attachment-{index}"
+
+
+def _payload(part: Message) -> bytes:
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        return payload
+    return str(part.get_payload()).encode("utf-8", "replace")
+
+
+def _part_text(part: Message) -> str:
+    try:
+        return str(part.get_content())  # type: ignore[attr-defined]
+    except (LookupError, ValueError, AttributeError):
+        # An unknown or lying charset: show what can be read rather than nothing.
+        return _payload(part).decode("utf-8", "replace")
+
+
+class _TextFromHtml(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.pieces: list[str] = []
+        self.hidden_depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _INVISIBLE_TAGS:
+            self.hidden_depth += 1
+        elif tag in _BLOCK_TAGS:
+            self.pieces.append("\n")
+        elif tag == "td":
+            self.pieces.append(" ")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _BLOCK_TAGS:
+            self.pieces.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _INVISIBLE_TAGS:
+            self.hidden_depth = max(0, self.hidden_depth - 1)
+        elif tag in _BLOCK_TAGS:
+            self.pieces.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden_depth:
+            self.pieces.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """The readable text of an HTML body: tags dropped, scripts and styles with their content."""
+    parser = _TextFromHtml()
+    parser.feed(html)
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.pieces).splitlines())
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def build_message(
+    *,
+    sender: str,
+    to: list[str],
+    cc: list[str],
+    subject: str,
+    body: str,
+    in_reply_to: str = "",
+    references: str = "",
+) -> EmailMessage:
+    """A plain-text message from `sender`; reply headers are kept only when they are message IDs."""
+    message = EmailMessage()
+    message["From"] = sender
+    if to:
+        message["To"] = ", ".join(to)
+    if cc:
+        message["Cc"] = ", ".join(cc)
+    message["Subject"] = subject
+    message["Date"] = email.utils.formatdate(localtime=True)
+    message["Message-ID"] = email.utils.make_msgid(domain=sender.rpartition("@")[2] or None)
+    if _MESSAGE_ID.match(in_reply_to):
+        message["In-Reply-To"] = in_reply_to
+        chain = [ref for ref in references.split() if _MESSAGE_ID.match(ref)][-20:]
+        message["References"] = " ".join([*[ref for ref in chain if ref != in_reply_to], in_reply_to])
+    message.set_content(body.replace("\r\n", "\n"))
+    return message
+
+
+def reply_draft(original: ReadableMessage) -> dict[str, str]:
+    """The fields of a reply: to the sender (or Reply-To), "Re:" once, the original quoted."""
+    subject = original.subject
+    if not re.match(r"^\s*re\s*:", subject, re.IGNORECASE):
+        subject = f"Re: {subject}"
+    when = original.date.strftime("%Y-%m-%d %H:%M") if original.date else "an earlier date"
+    quoted = "\n".join(f"> {line}" if line else ">" for line in original.text.splitlines())
+    return {
+        "to": original.reply_to or original.sender,
+        "cc": "",
+        "subject": subject,
+        "body": f"\n\nOn {when}, {original.sender} wrote:\n{quoted}\n",
+        "in_reply_to": original.message_id,
+        "references": " ".join(filter(None, [original.references, original.message_id])),
+    }

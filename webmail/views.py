@@ -1,0 +1,309 @@
+"""The webmail pages at `/`: thin views over the user's own IMAP session and the webmail service.
+
+Each request that shows mail opens one IMAP session as the logged-in user (webmail/mailstore.py),
+so a message UID or folder name in a URL can only ever name something in their own mailbox.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from controlplane.services import storage
+from controlplane.services import webmail as rules
+from controlplane.services.errors import AuthenticationFailed, LoginThrottled, ValidationError
+from controlplane.services.webmail import MailServiceUnavailable, MessageNotFound
+from controlplane.web.access import allow
+from controlplane.web.requests import client_ip, current_settings, db
+from controlplane.web.theme import current_theme, inject_theme
+from webmail import messages, session
+from webmail.mailstore import LoginRefused, MailStore, SubmissionRefused, imap_accepts, submit
+
+blueprint = Blueprint("webmail", __name__, template_folder="templates")
+blueprint.context_processor(inject_theme)
+PAGE_SIZE = 25
+# Pages show mail from anyone: nothing in them may load, run or post anywhere but here.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self' https:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+@blueprint.before_request
+def load_user() -> None:
+    session.load()
+
+
+@blueprint.after_request
+def protect(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if g.get("mailbox_user") is not None:
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@blueprint.errorhandler(MailServiceUnavailable)
+def mail_unavailable(error: MailServiceUnavailable):
+    return render_template("webmail/error.html", title="Mail unavailable", message=error.message), 503
+
+
+@blueprint.errorhandler(MessageNotFound)
+def message_not_found(error: MessageNotFound):
+    return render_template("webmail/error.html", title="Not found", message=error.message), 404
+
+
+def _mailstore():
+    """The logged-in user's IMAP session for this request; a refused login ends the webmail session."""
+    user = session.current_user()
+    store = MailStore.open(current_settings(), user.address, user.password)
+    return _LoggedOutOnRefusal(store)
+
+
+class _LoggedOutOnRefusal:
+    """Wraps MailStore.open: if IMAP now refuses the stored password, the user logs in again."""
+
+    def __init__(self, manager) -> None:
+        self.manager = manager
+
+    def __enter__(self) -> MailStore:
+        try:
+            return self.manager.__enter__()
+        except LoginRefused:
+            session.end()
+            raise _PasswordNoLongerAccepted() from None
+
+    def __exit__(self, *exc_info) -> bool | None:
+        return self.manager.__exit__(*exc_info)
+
+
+class _PasswordNoLongerAccepted(Exception):
+    """The password kept at login was changed since: log in again."""
+
+
+@blueprint.errorhandler(_PasswordNoLongerAccepted)
+def password_changed(_error: _PasswordNoLongerAccepted):
+    flash("Your password was not accepted any more. Please log in again.", "error")
+    return redirect(url_for("webmail.login"))
+
+
+# --- logging in and out -------------------------------------------------------------------------
+
+
+@blueprint.get("/webmail.css")
+@allow("public")
+def stylesheet():
+    """The stylesheet, coloured by the brand the page is served under (no inline styles: see the CSP)."""
+    theme = current_theme()
+    css = render_template(
+        "webmail/webmail.css",
+        accent=_css_colour(theme.accent, "#3a6ee8"),
+        header=_css_colour(theme.header, "#1d2330"),
+    )
+    return Response(css, mimetype="text/css", headers={"Cache-Control": "public, max-age=300"})
+
+
+def _css_colour(value: str, fallback: str) -> str:
+    """A theme colour reaches CSS only as #rgb or #rrggbb: CSS templates are not escaped."""
+    return value if re.fullmatch(r"#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?", value or "") else fallback
+
+
+@blueprint.route("/login", methods=["GET", "POST"])
+@allow("public")
+def login():
+    if request.method == "GET":
+        if g.get("mailbox_user") is not None:
+            return redirect(url_for("webmail.inbox"))
+        return render_template("webmail/login.html", address="", next=_safe_next(request.args.get("next")))
+    form = request.form
+    settings = current_settings()
+    address = form.get("address", "")
+    try:
+        canonical = rules.authenticate_mailbox_user(
+            db(), address=address, password=form.get("password", ""), client_ip=client_ip(),
+            user_agent=request.headers.get("User-Agent", ""),
+            imap_accepts=lambda login, password: imap_accepts(settings, login, password),
+        )  # fmt: skip
+    except (AuthenticationFailed, LoginThrottled) as error:
+        db().commit()  # the failure must count towards throttling
+        status = 429 if isinstance(error, LoginThrottled) else 401
+        page = render_template(
+            "webmail/login.html", message=error.message, address=address, next=form.get("next")
+        )
+        return page, status
+    except MailServiceUnavailable:
+        db().commit()
+        raise
+    db().commit()
+    session.start(canonical, form.get("password", ""))
+    return redirect(_safe_next(form.get("next")) or url_for("webmail.inbox"))
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: a login link must not send the user elsewhere."""
+    if not target:
+        return ""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return ""
+    if "\\" in target or parts.path.startswith(("/login", "/logout")):
+        return ""
+    return target.rstrip("?")
+
+
+@blueprint.post("/logout")
+@allow("mailbox_user")
+def logout():
+    session.end()
+    flash("You are logged out.", "ok")
+    return redirect(url_for("webmail.login"))
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+@blueprint.get("/")
+@allow("mailbox_user")
+def inbox():
+    return folder_page("INBOX")
+
+
+@blueprint.get("/folder")
+@allow("mailbox_user")
+def folder():
+    return folder_page(request.args.get("name", "INBOX"))
+
+
+def folder_page(name: str):
+    page_number = _whole_number(request.args.get("page", "1"), "page")
+    with _mailstore() as store:
+        page = store.message_page(name, page_number, PAGE_SIZE)
+        folders = store.folders()
+    return render_template(
+        "webmail/folder.html", folders=folders, current=name, page=page, format_bytes=storage.format_bytes
+    )
+
+
+@blueprint.get("/message/<int:uid>")
+@allow("mailbox_user")
+def message(uid: int):
+    folder_name = request.args.get("folder", "INBOX")
+    with _mailstore() as store:
+        fetched = store.fetch(folder_name, uid, mark_read=True)
+        folders = store.folders()
+    return render_template(
+        "webmail/message.html", folders=folders, current=folder_name,
+        message=messages.read_message(uid, fetched.raw), format_bytes=storage.format_bytes,
+    )  # fmt: skip
+
+
+@blueprint.get("/message/<int:uid>/attachments/<int:index>")
+@allow("mailbox_user")
+def download_attachment(uid: int, index: int):
+    with _mailstore() as store:
+        fetched = store.fetch(request.args.get("folder", "INBOX"), uid)
+    filename, content = messages.attachment(fetched.raw, index)
+    response = Response(content, mimetype="application/octet-stream")
+    # Always a download, whatever the sender called it: an HTML "attachment" never renders here.
+    response.headers.set("Content-Disposition", "attachment", filename=filename)
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+@blueprint.post("/message/<int:uid>/read")
+@allow("mailbox_user")
+def mark_read(uid: int):
+    folder_name = request.form.get("folder", "INBOX")
+    read = request.form.get("read") == "1"
+    with _mailstore() as store:
+        store.set_read(folder_name, uid, read)
+    flash("Marked as read." if read else "Marked as unread.", "ok")
+    if read:
+        return redirect(url_for("webmail.message", uid=uid, folder=folder_name))
+    return redirect(url_for("webmail.folder", name=folder_name))
+
+
+@blueprint.post("/message/<int:uid>/delete")
+@allow("mailbox_user")
+def delete(uid: int):
+    folder_name = request.form.get("folder", "INBOX")
+    with _mailstore() as store:
+        trash = store.special_folder("\\Trash")
+        store.move_to_trash(folder_name, uid)
+    flash("Deleted for good." if folder_name == trash else f"Moved to {trash}.", "ok")
+    return redirect(url_for("webmail.folder", name=folder_name))
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+COMPOSE_FIELDS = ("to", "cc", "subject", "body", "in_reply_to", "references")
+
+
+@blueprint.get("/compose")
+@allow("mailbox_user")
+def compose():
+    draft = dict.fromkeys(COMPOSE_FIELDS, "")
+    reply_uid = request.args.get("reply")
+    with _mailstore() as store:
+        if reply_uid:
+            uid = _whole_number(reply_uid, "reply")
+            fetched = store.fetch(request.args.get("folder", "INBOX"), uid)
+            draft = messages.reply_draft(messages.read_message(uid, fetched.raw))
+        folders = store.folders()
+    return render_template("webmail/compose.html", folders=folders, current="", draft=draft, message=None)
+
+
+@blueprint.post("/compose")
+@allow("mailbox_user")
+def send():
+    user = session.current_user()
+    draft = {field: request.form.get(field, "") for field in COMPOSE_FIELDS}
+    try:
+        to = rules.parse_recipients(draft["to"], field="to")
+        cc = rules.parse_recipients(draft["cc"], field="cc")
+        rules.check_outgoing(to=to, cc=cc, subject=draft["subject"], body=draft["body"])
+        outgoing = messages.build_message(
+            sender=user.address, to=to, cc=cc, subject=draft["subject"], body=draft["body"],
+            in_reply_to=draft["in_reply_to"], references=draft["references"],
+        )  # fmt: skip
+        submit(current_settings(), user.address, user.password, outgoing, [*to, *cc])
+    except (ValidationError, SubmissionRefused, MailServiceUnavailable) as error:
+        # The draft comes back as typed; no folder list, so an IMAP outage cannot lose it too.
+        status = {ValidationError: 400, SubmissionRefused: 422}.get(type(error), 503)
+        page = render_template(
+            "webmail/compose.html", folders=[], current="", draft=draft, message=error.message
+        )
+        return page, status
+    with _mailstore() as store:
+        store.save_sent(outgoing)
+    flash("Message sent.", "ok")
+    return redirect(url_for("webmail.inbox"))
+
+
+def _whole_number(text: str, field: str) -> int:
+    if not text.isdigit() or len(text) > 9:
+        raise _BadRequest(f"{field} must be a positive whole number.")
+    return int(text)
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@blueprint.errorhandler(_BadRequest)
+def bad_request(error: _BadRequest):
+    return render_template("webmail/error.html", title="Bad request", message=error.message), 400
