@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from controlplane import create_app
+from controlplane.services import brands, scope
 from tests.factories import make_domain, make_tenant
 
 AUTODISCOVER_NS = "{http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a}"
@@ -20,6 +21,11 @@ def client(settings, installation):
         make_domain(session, tenant=tenant, name="bücher.test")
         sleeping = make_domain(session, tenant=tenant, name="off.test")
         sleeping.active = False
+        branded = make_domain(session, tenant=tenant, name="customer.test")
+        brand = brands.create_brand(
+            session, scope.OPERATOR, settings, tenant=tenant, hostname="mail.customer.test", name="Customer"
+        )
+        brands.set_domain_brand(session, scope.OPERATOR, branded, brand)
     app = create_app({"LETTERHEAD_SETTINGS": settings, "TESTING": True})
     yield app.test_client()
     app.extensions["letterhead"].dispose()
@@ -89,3 +95,36 @@ def test_apple_profile_installs_an_imap_account_over_tls(client, settings) -> No
         settings.hostname, settings.ports["imaps"],
     )  # fmt: skip
     assert account["IncomingMailServerUseSSL"] and account["OutgoingMailServerUseSSL"]
+
+
+def test_every_document_names_the_brand_host_of_a_branded_domain(client, settings) -> None:
+    thunderbird = ET.fromstring(client.get("/mail/config-v1.1.xml?emailaddress=ann@customer.test").data)
+    hosts = {s.findtext("hostname") for s in thunderbird.iter() if s.tag.endswith("Server")}
+    assert hosts == {"mail.customer.test"}
+    request = (
+        '<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006">'
+        "<Request><EMailAddress>ann@customer.test</EMailAddress></Request></Autodiscover>"
+    )
+    outlook = ET.fromstring(client.post("/autodiscover/autodiscover.xml", data=request).data)
+    assert {e.text for e in outlook.iter(f"{AUTODISCOVER_NS}Server")} == {"mail.customer.test"}
+    apple = plistlib.loads(client.get("/apple/mail.mobileconfig?emailaddress=ann@customer.test").data)
+    account = apple["PayloadContent"][0]
+    assert (
+        account["IncomingMailServerHostName"] == account["OutgoingMailServerHostName"] == "mail.customer.test"
+    )
+    unbranded = ET.fromstring(client.get("/mail/config-v1.1.xml?emailaddress=ann@bücher.test").data)
+    assert {s.findtext("hostname") for s in unbranded.iter() if s.tag.endswith("Server")} == {
+        settings.hostname
+    }
+
+
+def test_the_mta_sts_policy_is_served_on_the_mta_sts_host_of_hosted_domains(client, settings) -> None:
+    response = client.get("/.well-known/mta-sts.txt", headers={"Host": "mta-sts.customer.test"})
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    lines = response.get_data(as_text=True).splitlines()
+    assert lines[0] == "version: STSv1" and "mx: mail.customer.test" in lines and "mode: testing" in lines
+    assert "mx: " + settings.hostname in client.get(
+        "/.well-known/mta-sts.txt", headers={"Host": "mta-sts.xn--bcher-kva.test"}
+    ).get_data(as_text=True)
+    for host in ("mta-sts.unknown.test", "mta-sts.off.test", "mail.customer.test", "mta-sts.bad_host.test"):
+        assert client.get("/.well-known/mta-sts.txt", headers={"Host": host}).status_code == 404

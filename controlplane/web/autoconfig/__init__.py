@@ -1,5 +1,6 @@
 """Mail-client autoconfiguration: Thunderbird autoconfig, Microsoft Autodiscover (POX) and an
-Apple configuration profile, each naming the server host and implicit-TLS ports first.
+Apple configuration profile, each naming the domain's brand host (or the platform's) and
+implicit-TLS ports first; and the MTA-STS policy of each domain.
 
 Only hosted, active domains are answered; the address a client sends is validated before
 it reaches a response, and every value is escaped by the XML/plist writers.
@@ -13,9 +14,10 @@ import uuid
 
 from flask import Blueprint, Response, abort, render_template, request
 
-from controlplane.services import domains
+from controlplane.models import Domain
+from controlplane.services import brands, domains
 from controlplane.services.errors import ValidationError
-from controlplane.validation import domain_to_unicode, split_address
+from controlplane.validation import domain_to_unicode, normalize_domain, split_address
 from controlplane.web.access import allow
 from controlplane.web.requests import current_settings, db
 
@@ -24,11 +26,16 @@ MAX_AUTODISCOVER_REQUEST = 10_000
 _EMAIL_IN_REQUEST = re.compile(rb"<EMailAddress>\s*([^<\s]{1,320})\s*</EMailAddress>", re.IGNORECASE)
 
 
-def _hosted(local_part: str, domain_name: str) -> tuple[str, str]:
-    """(address, A-label domain) if the domain is hosted and active; 404 otherwise."""
+def _active_domain(domain_name: str) -> Domain:
     domain = domains.find_domain(db(), domain_name)
     if domain is None or not domain.active or not domain.tenant.active:
         abort(404)
+    return domain
+
+
+def _hosted(local_part: str, domain_name: str) -> tuple[str, str]:
+    """(address, A-label domain) if the domain is hosted and active; 404 otherwise."""
+    domain = _active_domain(domain_name)
     return f"{local_part}@{domain.name}", domain.name
 
 
@@ -40,10 +47,11 @@ def _address_from(text: str) -> tuple[str, str]:
     return _hosted(local_part, domain_name)
 
 
-def _server() -> dict[str, object]:
-    """Where clients connect; the branded host per domain replaces the platform's later."""
+def _server(domain_name: str) -> dict[str, object]:
+    """Where the domain's users connect: its brand's host, or the platform's."""
     settings = current_settings()
-    return {"host": settings.hostname, "ports": dict(settings.ports)}
+    host = brands.server_hostname(settings, _active_domain(domain_name))
+    return {"host": host, "ports": dict(settings.ports)}
 
 
 @blueprint.get("/mail/config-v1.1.xml")
@@ -61,7 +69,7 @@ def thunderbird():
         address, domain_name = None, _hosted("x", host.removeprefix("autoconfig."))[1]
     body = render_template(
         "autoconfig/config-v1.1.xml", domain=domain_name, display=domain_to_unicode(domain_name),
-        address=address, **_server(),
+        address=address, **_server(domain_name),
     )  # fmt: skip
     return Response(body, mimetype="application/xml")
 
@@ -75,8 +83,8 @@ def autodiscover():
     match = _EMAIL_IN_REQUEST.search(data) if len(data) <= MAX_AUTODISCOVER_REQUEST else None
     if match is None:
         abort(400)
-    address, _ = _address_from(match.group(1).decode("ascii", errors="replace"))
-    body = render_template("autoconfig/autodiscover.xml", address=address, **_server())
+    address, domain_name = _address_from(match.group(1).decode("ascii", errors="replace"))
+    body = render_template("autoconfig/autodiscover.xml", address=address, **_server(domain_name))
     return Response(body, mimetype="application/xml")
 
 
@@ -85,7 +93,7 @@ def autodiscover():
 def apple_profile():
     """An Apple configuration profile a user downloads and installs (?emailaddress=)."""
     address, domain_name = _address_from(request.args.get("emailaddress", ""))
-    server = _server()
+    server = _server(domain_name)
     ports = server["ports"]
     identifier = f"com.letterhead.mail.{domain_name}"
     account = {
@@ -110,3 +118,17 @@ def apple_profile():
         mimetype="application/x-apple-aspen-config",
         headers={"Content-Disposition": f'attachment; filename="{domain_name}.mobileconfig"'},
     )
+
+
+@blueprint.get("/.well-known/mta-sts.txt")
+@allow("public")
+def mta_sts_policy():
+    """RFC 8461: served on `mta-sts.<domain>` only, naming the domain's server host as its MX."""
+    host = (request.host or "").split(":")[0].lower()
+    if not host.startswith("mta-sts."):
+        abort(404)
+    try:
+        domain = _active_domain(normalize_domain(host.removeprefix("mta-sts.")))
+    except ValidationError:
+        abort(404)
+    return Response(brands.mta_sts_policy(current_settings(), domain), mimetype="text/plain")
