@@ -9,9 +9,10 @@ operator everything, including mail for domains that are not ours.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, exists, false, func, or_, select, union
+from sqlalchemy import ColumnElement, exists, false, func, inspect, or_, select, union
 from sqlalchemy.orm import Session, selectinload
 
 from controlplane.models import (
@@ -320,23 +321,19 @@ ENHANCED_SUBJECTS = {
 }
 
 
+_CLASS_WORDS = {"2": "success", "3": "go on", "4": "temporary failure, will retry", "5": "permanent failure"}
+_BASIC_CODE = re.compile(r"[2-5]\d\d")
+_ENHANCED_CODE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+
+
 def explain_reply(code: str) -> str:
-    """Say in words what an SMTP reply such as "550 5.1.1" means; "" for no code."""
+    """Say in words what an SMTP status such as "550 5.1.1" or "4.4.1" means; "" for none."""
     parts = code.split()
-    if not parts:
-        return ""
-    basic = parts[0]
-    words = REPLY_CODES.get(basic)
-    if words is None and basic[:1] in "2345" and basic[:3].isdigit():
-        words = {
-            "2": "success",
-            "3": "go on",
-            "4": "temporary failure, will retry",
-            "5": "permanent failure",
-        }[basic[0]]
-    enhanced = parts[1] if len(parts) > 1 else ""
-    subject = ENHANCED_SUBJECTS.get(enhanced.partition(".")[2], "") if enhanced[:1] in "45" else ""
-    return "; ".join(part for part in (words or "", subject) if part)
+    basic = next((part for part in parts if _BASIC_CODE.fullmatch(part)), "")
+    enhanced = next((part for part in parts if _ENHANCED_CODE.fullmatch(part)), "")
+    words = REPLY_CODES.get(basic) or _CLASS_WORDS.get((basic or enhanced)[:1], "")
+    subject = ENHANCED_SUBJECTS.get(enhanced.partition(".")[2], "") if enhanced[:1] in ("4", "5") else ""
+    return "; ".join(part for part in (words, subject) if part)
 
 
 def _view(transaction: MailTransaction, domain_ids: list[int] | None) -> TransactionView:
@@ -401,3 +398,58 @@ def search_logins(
         .limit(min(max(limit, 1), MAX_PAGE))
     ).all()
     return list(found), total
+
+
+@dataclass(frozen=True)
+class DialogueStep:
+    """One line of an SMTP conversation as a person reads it."""
+
+    side: str  # "client" or "server"
+    text: str
+    time: dt.datetime | None
+    # Since the step before, when both times are known.
+    elapsed: dt.timedelta | None
+    code: str
+    meaning: str
+
+
+_CLIENT_SIDES = {"client", "c", "in", ">", "command", "sent"}
+_REPLY_START = re.compile(r"^(?P<code>[2-5]\d\d)(?:[ -](?P<enhanced>[245]\.\d{1,3}\.\d{1,3}))?")
+
+
+def dialogue_steps(transaction: MailTransaction) -> list[DialogueStep]:
+    """The transaction's SMTP dialogue in order, each server reply's code explained in words.
+
+    Reads whichever relationship of the transaction holds its dialogue lines (the ingestion
+    stores them with the transaction); [] when none was captured.
+    """
+    lines = _dialogue_lines(transaction)
+    steps: list[DialogueStep] = []
+    previous: dt.datetime | None = None
+    for line in lines:
+        side = str(_first_attribute(line, ("side", "direction", "speaker", "source"), "server")).lower()
+        side = "client" if side in _CLIENT_SIDES else "server"
+        text = str(_first_attribute(line, ("text", "line", "data", "content"), ""))
+        time = _first_attribute(line, ("time", "at", "logged_at"), None)
+        reply = _REPLY_START.match(text) if side == "server" else None
+        code = " ".join(part for part in (reply["code"], reply["enhanced"]) if part) if reply else ""
+        elapsed = time - previous if time is not None and previous is not None else None
+        steps.append(DialogueStep(side, text, time, elapsed, code, explain_reply(code)))
+        previous = time if time is not None else previous
+    return steps
+
+
+def _dialogue_lines(transaction: MailTransaction) -> list:
+    for relationship in inspect(MailTransaction).relationships:
+        if "dialogue" in relationship.key:
+            lines = list(getattr(transaction, relationship.key) or [])
+            return sorted(lines, key=lambda line: _first_attribute(line, ("position", "sequence", "id"), 0))
+    return []
+
+
+def _first_attribute(row: object, names: tuple[str, ...], default):
+    for name in names:
+        value = getattr(row, name, None)
+        if value is not None:
+            return value
+    return default

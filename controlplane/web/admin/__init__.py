@@ -516,3 +516,7 @@ def enable_totp():
 def disable_totp():
     attempt(lambda: auth.disable_totp(db(), current_actor(), _current_admin()), "Two-factor login is off.")
     return redirect(url_for("admin.account"))
+
+
+# The logs viewers add their routes to this blueprint.
+from controlplane.web.admin import logs as _logs  # noqa: E402, F401
