@@ -35,7 +35,7 @@ def allow(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def guarded(*args: Any, **kwargs: Any) -> Any:
             if "mailbox_user" in roles:
                 if g.get("mailbox_user") is None:
-                    return redirect(url_for("webmail.login", next=request.full_path))
+                    return redirect(url_for("webmail.login", next=request.full_path.rstrip("?")))
             elif "public" not in roles:
                 if not current_user.is_authenticated:
                     return redirect(url_for("admin.login", next=request.full_path))
