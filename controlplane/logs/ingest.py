@@ -26,8 +26,9 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from controlplane.logs.dovecot import LoginEvent, parse_dovecot_line
 from controlplane.logs.postfix import PostfixEvent, parse_postfix_line
+from controlplane.logs.store import MailLogStore, tune_for_ingest
 from controlplane.logs.transactions import TransactionAssembler
-from controlplane.models import AuthEvent, Domain, LogCheckpoint, Mailbox, UnparsedLogLine
+from controlplane.models import LogCheckpoint, UnparsedLogLine
 from controlplane.services.auth import client_network
 from controlplane.services.errors import LetterheadError
 
@@ -302,8 +303,10 @@ def _ingest_stream(
 ) -> None:
     if reference is None:
         reference = log.modified
-    assembler = TransactionAssembler(session)
-    logins = _LoginRecorder(session)
+    tune_for_ingest(session)
+    store = MailLogStore(session)
+    assembler = TransactionAssembler(store)
+    logins = _LoginRecorder(store)
     offset = checkpoint.offset
     pending = 0
     source = str(log.path)
@@ -323,9 +326,11 @@ def _ingest_stream(
                     UnparsedLogLine(time=reference, source=source[:1000], line=line[:MAX_STORED_LINE])
                 )
             if pending >= batch_lines:
+                store.flush()
                 _save_checkpoint(log, checkpoint, offset)
                 session.commit()
                 pending = 0
+    store.flush()
     _save_checkpoint(log, checkpoint, offset)
     session.commit()
 
@@ -383,41 +388,28 @@ def _postfix_login(event: PostfixEvent) -> LoginEvent | None:
 class _LoginRecorder:
     """Turns login events into AuthEvent rows, attributed to the mailbox's domain and tenant."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self._owners: dict[str, tuple[int | None, int | None]] = {}
+    def __init__(self, store: MailLogStore) -> None:
+        self.store = store
+        self._networks: dict[str, str] = {}
 
     def add(self, login: LoginEvent) -> None:
         account = login.user.strip().lower()[:255]
-        tenant_id, domain_id = self._owner(account)
-        self.session.add(
-            AuthEvent(
-                time=login.time,
-                service=login.service,
-                login=login.user[:255],
-                account=account,
-                tenant_id=tenant_id,
-                domain_id=domain_id,
-                client_ip=login.client_ip[:64],
-                network=client_network(login.client_ip) if login.client_ip else "",
-                success=login.success,
-                reason=login.reason[:50],
-            )
+        tenant_id, domain_id = self.store.owner(account)
+        network = self._networks.get(login.client_ip)
+        if network is None:
+            network = client_network(login.client_ip) if login.client_ip else ""
+            self._networks[login.client_ip] = network
+        self.store.add_login(
+            time=login.time,
+            service=login.service,
+            login=login.user[:255],
+            account=account,
+            tenant_id=tenant_id,
+            domain_id=domain_id,
+            client_ip=login.client_ip[:64],
+            network=network,
+            user_agent="",
+            success=login.success,
+            reason=login.reason[:50],
+            password_fingerprint=None,
         )
-
-    def _owner(self, account: str) -> tuple[int | None, int | None]:
-        if "@" not in account:
-            return None, None
-        if account not in self._owners:
-            local_part, domain_name = account.rsplit("@", 1)
-            row = self.session.execute(
-                select(Domain.tenant_id, Domain.id)
-                .join(Mailbox, Mailbox.domain_id == Domain.id)
-                .where(Domain.name == domain_name, Mailbox.local_part == local_part)
-            ).first()
-            if row is None:  # an unknown user still belongs to the domain it named, if it is ours
-                row = self.session.execute(
-                    select(Domain.tenant_id, Domain.id).where(Domain.name == domain_name)
-                ).first()
-            self._owners[account] = (row[0], row[1]) if row else (None, None)
-        return self._owners[account]

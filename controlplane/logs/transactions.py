@@ -2,22 +2,17 @@
 
 The database is the assembler's memory: each event updates the transaction its queue ID
 belongs to, so a message whose lines are split across two ingest runs (or a crash) is
-still assembled into one row, and nothing is held only in memory.
+still assembled into one row. Rows are plain objects of the ingestion's store (store.py),
+written in bulk with each batch's checkpoint.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from controlplane.logs.postfix import PostfixEvent
-from controlplane.models import Domain, MailQueueEntry, MailRecipientResult, MailTransaction
+from controlplane.logs.store import MailLogStore, QueueEntryRow
 
-# Postfix's maximal_queue_lifetime is 5 days by default; a day's slack for deferred retries.
-QUEUE_LIFETIME = dt.timedelta(days=6)
 # "250 2.0.0 Ok: queued as 4ABC123": a content filter or relay on this host accepted the
 # message and re-queued it under a new ID, which continues the same transaction.
 _QUEUED_AS = re.compile(r"queued as (?P<queue_id>[0-9A-Za-z]{6,})")
@@ -75,24 +70,11 @@ def _status_code(detail: str, dsn: str) -> str:
     return dsn
 
 
-def _domain_id(session: Session, address: str | None, cache: dict[str, int | None]) -> int | None:
-    if not address or "@" not in address:
-        return None
-    name = address.rsplit("@", 1)[1].lower()
-    if name not in cache:
-        cache[name] = session.scalar(select(Domain.id).where(Domain.name == name))
-    return cache[name]
-
-
 class TransactionAssembler:
-    """Feeds Postfix events into the session; the caller flushes and commits."""
+    """Feeds Postfix events into the store; the caller flushes the store and commits."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self._domains: dict[str, int | None] = {}
-        # Entries created in this batch are not yet visible to queries before a flush; the
-        # dict also saves a query per line for the messages currently in flight.
-        self._open: dict[str, MailQueueEntry] = {}
+    def __init__(self, store: MailLogStore) -> None:
+        self.store = store
 
     def add(self, event: PostfixEvent) -> None:
         if event.kind == "reject":
@@ -104,6 +86,7 @@ class TransactionAssembler:
         if entry is None:
             return
         transaction = entry.transaction
+        store = self.store
         if event.kind == "connect-client":
             if transaction.client_ip:
                 return  # a re-injection: the content filter's connection is not the client
@@ -114,53 +97,44 @@ class TransactionAssembler:
             transaction.message_id = event.message_id[:998]
         elif event.kind == "queued":
             transaction.sender = event.sender
-            transaction.sender_domain_id = _domain_id(self.session, event.sender, self._domains)
+            transaction.sender_domain_id = store.domain_id(event.sender)
             if transaction.size is None:
                 transaction.size = event.size
         elif event.kind == "delivery":
             self._add_delivery(entry, event)
+            return
         elif event.kind == "expired":
             for recipient in transaction.recipients:
                 if recipient.outcome == "deferred":
                     recipient.outcome = "expired"
                     recipient.reason = plain_reason("expired", recipient.detail)
                     recipient.time = event.time
+                    store.changed(recipient)
+            return
         elif event.kind == "removed":
             entry.removed = True
-            self._open.pop(entry.queue_id, None)
-            if all(other.removed for other in transaction.queue_entries):
+            store.changed(entry)
+            store.forget(entry)
+            if all(other.removed for other in transaction.entries):
                 transaction.finished_at = event.time
+            else:
+                return
+        store.changed(transaction)
 
-    def _entry(self, event: PostfixEvent) -> MailQueueEntry | None:
+    def _entry(self, event: PostfixEvent) -> QueueEntryRow | None:
         assert event.queue_id is not None
-        entry = self._open.get(event.queue_id)
-        if entry is not None and entry.time <= event.time - QUEUE_LIFETIME:
-            entry = None
-        if entry is None:
-            self.session.flush()
-            entry = self.session.scalars(
-                select(MailQueueEntry)
-                .where(
-                    MailQueueEntry.queue_id == event.queue_id,
-                    MailQueueEntry.removed.is_(False),
-                    # Short queue IDs are reused; an entry whose "removed" line was never seen
-                    # (lost in a rotation) must not capture a new message weeks later.
-                    MailQueueEntry.time > event.time - QUEUE_LIFETIME,
-                )
-                .order_by(MailQueueEntry.id.desc())
-                .limit(1)
-            ).first()
+        entry = self.store.open_entry(event.queue_id, event.time)
         if entry is None:
             if event.kind == "removed":
                 return None  # the rest of this message was logged before our first checkpoint
-            transaction = MailTransaction(time=event.time)
-            entry = MailQueueEntry(queue_id=event.queue_id, time=event.time, transaction=transaction)
-            self.session.add(transaction)
-        self._open[event.queue_id] = entry
+            transaction = self.store.new_transaction(event.time)
+            return self.store.new_entry(transaction, event.queue_id, event.time)
+        self.store.remember(entry)
         return entry
 
-    def _add_delivery(self, entry: MailQueueEntry, event: PostfixEvent) -> None:
+    def _add_delivery(self, entry: QueueEntryRow, event: PostfixEvent) -> None:
         transaction = entry.transaction
+        store = self.store
         outcome = _outcome(event)
         existing = next(
             (
@@ -171,13 +145,13 @@ class TransactionAssembler:
             None,
         )
         if existing is None:
-            existing = MailRecipientResult(
+            existing = store.new_recipient(
+                transaction,
                 recipient=event.recipient[:320],
                 orig_to=event.orig_to[:320],
-                domain_id=_domain_id(self.session, event.orig_to or event.recipient, self._domains),
+                domain_id=store.domain_id(event.orig_to or event.recipient),
                 attempts=0,
             )
-            transaction.recipients.append(existing)
         existing.time = event.time
         existing.queue_id = entry.queue_id
         existing.outcome = outcome
@@ -186,40 +160,38 @@ class TransactionAssembler:
         existing.detail = event.detail
         existing.reason = plain_reason(outcome, event.detail, event.dsn)
         existing.attempts += 1
+        store.changed(existing)
         reinjected = _QUEUED_AS.search(event.detail)
         if event.status == "sent" and reinjected and _LOOPBACK_RELAY.search(event.relay):
-            queue_id = reinjected["queue_id"]
-            follow_on = MailQueueEntry(queue_id=queue_id, time=event.time, transaction=transaction)
-            self.session.add(follow_on)
-            self._open[queue_id] = follow_on
+            store.new_entry(transaction, reinjected["queue_id"], event.time)
 
     def _add_refusal(self, event: PostfixEvent) -> None:
         # A refusal after queueing belongs to its queued transaction; NOQUEUE is one of its own.
+        store = self.store
         if event.queue_id is not None:
             entry = self._entry(event)
             assert entry is not None
             transaction = entry.transaction
         else:
-            transaction = MailTransaction(time=event.time, finished_at=event.time)
-            self.session.add(transaction)
+            transaction = store.new_transaction(event.time, finished_at=event.time)
         transaction.client_name = transaction.client_name or event.client_name
         transaction.client_ip = transaction.client_ip or event.client_ip
         transaction.helo = event.helo[:255]
         if transaction.sender is None:
             transaction.sender = event.sender
-            transaction.sender_domain_id = _domain_id(self.session, event.sender, self._domains)
-        transaction.recipients.append(
-            MailRecipientResult(
-                time=event.time,
-                recipient=event.recipient[:320],
-                domain_id=_domain_id(self.session, event.recipient, self._domains),
-                queue_id=event.queue_id or "",
-                outcome="refused",
-                status_code=_status_code(event.detail, event.dsn)[:16],
-                detail=event.detail,
-                reason=plain_reason("refused", event.detail, event.dsn),
-                attempts=1,
-            )
+            transaction.sender_domain_id = store.domain_id(event.sender)
+        store.changed(transaction)
+        store.new_recipient(
+            transaction,
+            time=event.time,
+            recipient=event.recipient[:320],
+            domain_id=store.domain_id(event.recipient),
+            queue_id=event.queue_id or "",
+            outcome="refused",
+            status_code=_status_code(event.detail, event.dsn)[:16],
+            detail=event.detail,
+            reason=plain_reason("refused", event.detail, event.dsn),
+            attempts=1,
         )
 
 

@@ -1,0 +1,372 @@
+"""The ingestion's write path: log rows held in memory per batch and written in a few statements.
+
+The assembler (transactions.py) works on plain row objects instead of ORM instances: a
+million log lines would otherwise cost a million unit-of-work flushes. New rows are inserted
+with one executemany per table per batch (ids come back through RETURNING, in order), rows
+changed by later lines are updated by primary key, and all of it goes through the caller's
+session, so it commits with the checkpoint in the same transaction and a crash keeps both
+or neither.
+
+Messages in flight are cached by queue ID (bounded: the oldest are evicted once written),
+and the queue IDs the database holds open are read once per store, so a new message costs
+no query. A queue ID not in memory but open in the database (a message whose first lines an
+earlier run read) is loaded with its transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from controlplane.models import (
+    AuthEvent,
+    Domain,
+    Mailbox,
+    MailQueueEntry,
+    MailRecipientResult,
+    MailTransaction,
+    UnparsedLogLine,
+)
+
+# Postfix's maximal_queue_lifetime is 5 days by default; a day's slack for deferred retries.
+QUEUE_LIFETIME = dt.timedelta(days=6)
+# Messages in flight kept in memory; beyond this the oldest (already written) are evicted
+# and read back from the database if a line names them again.
+MAX_OPEN_ENTRIES = 20_000
+# More queue IDs than this left open in the database (their "removed" never logged) are not
+# remembered: each unknown queue ID is then looked up instead.
+MAX_KNOWN_OPEN = 200_000
+
+_TRANSACTION_FIELDS = (
+    "time", "client_name", "client_ip", "helo", "sasl_user", "sender", "sender_domain_id",
+    "message_id", "size", "finished_at",
+)  # fmt: skip
+_RECIPIENT_FIELDS = (
+    "time", "recipient", "orig_to", "domain_id", "queue_id", "outcome", "relay", "status_code",
+    "reason", "detail", "attempts",
+)  # fmt: skip
+
+
+class TransactionRow:
+    """A mail_transaction row being assembled; `recipients` and `entries` are its children."""
+
+    __slots__ = (*_TRANSACTION_FIELDS, "id", "recipients", "entries", "dirty")
+
+    def __init__(self, time: dt.datetime, **values: Any) -> None:
+        self.id: int | None = None
+        self.time = time
+        self.client_name = ""
+        self.client_ip = ""
+        self.helo = ""
+        self.sasl_user = ""
+        self.sender: str | None = None
+        self.sender_domain_id: int | None = None
+        self.message_id = ""
+        self.size: int | None = None
+        self.finished_at: dt.datetime | None = None
+        self.recipients: list[RecipientRow] = []
+        self.entries: list[QueueEntryRow] = []
+        self.dirty = False
+        for name, value in values.items():
+            setattr(self, name, value)
+
+
+class RecipientRow:
+    __slots__ = (*_RECIPIENT_FIELDS, "id", "transaction", "dirty")
+
+    def __init__(self, transaction: TransactionRow, **values: Any) -> None:
+        self.id: int | None = None
+        self.transaction = transaction
+        self.time: dt.datetime | None = None
+        self.recipient = ""
+        self.orig_to = ""
+        self.domain_id: int | None = None
+        self.queue_id = ""
+        self.outcome = ""
+        self.relay = ""
+        self.status_code = ""
+        self.reason = ""
+        self.detail = ""
+        self.attempts = 0
+        self.dirty = False
+        for name, value in values.items():
+            setattr(self, name, value)
+
+
+class QueueEntryRow:
+    __slots__ = ("id", "transaction", "queue_id", "time", "removed", "dirty")
+
+    def __init__(
+        self, transaction: TransactionRow, queue_id: str, time: dt.datetime, removed: bool = False
+    ) -> None:
+        self.id: int | None = None
+        self.transaction = transaction
+        self.queue_id = queue_id
+        self.time = time
+        self.removed = removed
+        self.dirty = False
+
+
+def _table(model: type) -> Table:
+    return model.__table__  # type: ignore[attr-defined,no-any-return]
+
+
+class MailLogStore:
+    """Rows the log ingestion makes, written to `session` at each `flush()` (before a commit)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._new_transactions: list[TransactionRow] = []
+        self._new_entries: list[QueueEntryRow] = []
+        self._new_recipients: list[RecipientRow] = []
+        self._changed: list[TransactionRow | RecipientRow | QueueEntryRow] = []
+        self._logins: list[dict[str, Any]] = []
+        self._unparsed: list[dict[str, Any]] = []
+        self._open: dict[str, QueueEntryRow] = {}
+        self._stored_open_ids: set[str] | None = None
+        self._ask_each_time = False
+        self._domains: dict[str, int | None] = {}
+        self._owners: dict[str, tuple[int | None, int | None]] = {}
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def domain_id(self, address: str | None) -> int | None:
+        """The hosted domain an address belongs to, or None."""
+        if not address or "@" not in address:
+            return None
+        name = address.rsplit("@", 1)[1].lower()
+        if name not in self._domains:
+            self._domains[name] = self.session.scalar(select(Domain.id).where(Domain.name == name))
+        return self._domains[name]
+
+    def owner(self, account: str) -> tuple[int | None, int | None]:
+        """(tenant id, domain id) of a login name: its mailbox's, else its domain's if ours."""
+        if "@" not in account:
+            return None, None
+        if account not in self._owners:
+            local_part, domain_name = account.rsplit("@", 1)
+            row = self.session.execute(
+                select(Domain.tenant_id, Domain.id)
+                .join(Mailbox, Mailbox.domain_id == Domain.id)
+                .where(Domain.name == domain_name, Mailbox.local_part == local_part)
+            ).first()
+            if row is None:  # an unknown user still belongs to the domain it named, if it is ours
+                row = self.session.execute(
+                    select(Domain.tenant_id, Domain.id).where(Domain.name == domain_name)
+                ).first()
+            self._owners[account] = (row[0], row[1]) if row else (None, None)
+        return self._owners[account]
+
+    def open_entry(self, queue_id: str, time: dt.datetime) -> QueueEntryRow | None:
+        """The open queue entry `queue_id` names at `time`, from memory or the database."""
+        entry = self._open.get(queue_id)
+        if entry is not None and entry.time > time - QUEUE_LIFETIME:
+            return entry
+        if not self._ask_each_time and queue_id not in self._stored_open():
+            return None  # a new message: the usual case, and no query
+        found = self.session.execute(
+            select(MailQueueEntry.id, MailQueueEntry.transaction_id)
+            .where(
+                MailQueueEntry.queue_id == queue_id,
+                MailQueueEntry.removed.is_(False),
+                # Short queue IDs are reused; an entry whose "removed" line was never seen
+                # (lost in a rotation) must not capture a new message weeks later.
+                MailQueueEntry.time > time - QUEUE_LIFETIME,
+            )
+            .order_by(MailQueueEntry.id.desc())
+            .limit(1)
+        ).first()
+        if found is None:
+            return None
+        transaction = self._load_transaction(found.transaction_id)
+        return next(entry for entry in transaction.entries if entry.id == found.id)
+
+    def _stored_open(self) -> set[str]:
+        """Queue IDs open in the database and not in memory, read on first need."""
+        if self._stored_open_ids is None:
+            queue_ids = set(
+                self.session.scalars(
+                    select(MailQueueEntry.queue_id)
+                    .where(MailQueueEntry.removed.is_(False))
+                    .limit(MAX_KNOWN_OPEN + 1)
+                )
+            )
+            # Too many "removed" lines lost to remember them all: look each queue ID up.
+            self._ask_each_time = len(queue_ids) > MAX_KNOWN_OPEN
+            self._stored_open_ids = set() if self._ask_each_time else queue_ids
+        return self._stored_open_ids
+
+    def _load_transaction(self, transaction_id: int) -> TransactionRow:
+        # Another open entry of the same transaction may already be in memory.
+        for entry in self._open.values():
+            if entry.transaction.id == transaction_id:
+                return entry.transaction
+        row = self.session.execute(
+            select(*(_table(MailTransaction).c[name] for name in ("id", *_TRANSACTION_FIELDS))).where(
+                MailTransaction.id == transaction_id
+            )
+        ).one()
+        transaction = TransactionRow(**row._asdict())
+        for stored in self.session.execute(
+            select(*(_table(MailRecipientResult).c[name] for name in ("id", *_RECIPIENT_FIELDS)))
+            .where(MailRecipientResult.transaction_id == transaction_id)
+            .order_by(MailRecipientResult.id)
+        ):
+            transaction.recipients.append(RecipientRow(transaction, **stored._asdict()))
+        for stored in self.session.execute(
+            select(MailQueueEntry.id, MailQueueEntry.queue_id, MailQueueEntry.time, MailQueueEntry.removed)
+            .where(MailQueueEntry.transaction_id == transaction_id)
+            .order_by(MailQueueEntry.id)
+        ):
+            entry = QueueEntryRow(transaction, stored.queue_id, stored.time, stored.removed)
+            entry.id = stored.id
+            transaction.entries.append(entry)
+        return transaction
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def new_transaction(self, time: dt.datetime, **values: Any) -> TransactionRow:
+        transaction = TransactionRow(time, **values)
+        self._new_transactions.append(transaction)
+        return transaction
+
+    def new_entry(self, transaction: TransactionRow, queue_id: str, time: dt.datetime) -> QueueEntryRow:
+        """A queue ID `transaction`'s message now has; it is the open entry for that ID."""
+        entry = QueueEntryRow(transaction, queue_id, time)
+        transaction.entries.append(entry)
+        self._new_entries.append(entry)
+        self.remember(entry)
+        return entry
+
+    def new_recipient(self, transaction: TransactionRow, **values: Any) -> RecipientRow:
+        recipient = RecipientRow(transaction, **values)
+        transaction.recipients.append(recipient)
+        self._new_recipients.append(recipient)
+        return recipient
+
+    def changed(self, row: TransactionRow | RecipientRow | QueueEntryRow) -> None:
+        """Note that a row already written has new values to write."""
+        if row.id is not None and not row.dirty:
+            row.dirty = True
+            self._changed.append(row)
+
+    def remember(self, entry: QueueEntryRow) -> None:
+        self._open.pop(entry.queue_id, None)  # most recently used last, for eviction
+        self._open[entry.queue_id] = entry
+
+    def forget(self, entry: QueueEntryRow) -> None:
+        """`entry` was removed from the queue: no line will name it again."""
+        if self._open.get(entry.queue_id) is entry:
+            del self._open[entry.queue_id]
+        if self._stored_open_ids:
+            self._stored_open_ids.discard(entry.queue_id)
+
+    def add_login(self, **values: Any) -> None:
+        self._logins.append(values)
+
+    def add_unparsed(self, time: dt.datetime, source: str, line: str) -> None:
+        self._unparsed.append({"time": time, "source": source, "line": line})
+
+    def flush(self) -> None:
+        """Write everything made or changed since the last flush, in the session's transaction."""
+        session = self.session
+        if self._new_transactions:
+            self._insert_returning(MailTransaction, self._new_transactions, _TRANSACTION_FIELDS)
+        if self._new_entries:
+            rows = [
+                {
+                    "transaction_id": e.transaction.id,
+                    "queue_id": e.queue_id,
+                    "time": e.time,
+                    "removed": e.removed,
+                }
+                for e in self._new_entries
+            ]
+            self._assign_ids(MailQueueEntry, self._new_entries, rows)
+        if self._new_recipients:
+            self._insert_returning(
+                MailRecipientResult, self._new_recipients, _RECIPIENT_FIELDS, with_transaction=True
+            )
+        if self._changed:
+            self._update_changed()
+        if self._logins:
+            session.execute(insert(_table(AuthEvent)), self._logins)
+        if self._unparsed:
+            session.execute(insert(_table(UnparsedLogLine)), self._unparsed)
+        self._new_transactions, self._new_entries, self._new_recipients = [], [], []
+        self._changed, self._logins, self._unparsed = [], [], []
+        self._evict()
+
+    def _insert_returning(
+        self, model: type, rows: list[Any], names: tuple[str, ...], *, with_transaction: bool = False
+    ) -> None:
+        values = []
+        for row in rows:
+            value = {name: getattr(row, name) for name in names}
+            if with_transaction:
+                value["transaction_id"] = row.transaction.id
+            values.append(value)
+        self._assign_ids(model, rows, values)
+
+    def _assign_ids(self, model: type, rows: list[Any], values: list[dict[str, Any]]) -> None:
+        table = _table(model)
+        ids = self.session.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), values
+        ).scalars()
+        for row, new_id in zip(rows, ids, strict=True):
+            row.id = new_id
+
+    def _update_changed(self) -> None:
+        by_kind: dict[type, list[dict[str, Any]]] = {}
+        for row in self._changed:
+            row.dirty = False
+            if isinstance(row, TransactionRow):
+                value = {name: getattr(row, name) for name in _TRANSACTION_FIELDS}
+            elif isinstance(row, RecipientRow):
+                value = {name: getattr(row, name) for name in _RECIPIENT_FIELDS}
+            else:
+                value = {"removed": row.removed}
+            value["row_id"] = row.id
+            by_kind.setdefault(type(row), []).append(value)
+        for kind, values in by_kind.items():
+            table = _table(_MODEL_OF_ROW[kind])
+            statement = (
+                update(table)
+                .where(table.c.id == bindparam("row_id"))
+                .values({name: bindparam(name) for name in values[0] if name != "row_id"})
+            )
+            # Core executemany: one prepared UPDATE for every changed row of the table.
+            self.session.connection().execute(statement, values)
+
+    def _evict(self) -> None:
+        excess = len(self._open) - MAX_OPEN_ENTRIES
+        if excess <= 0:
+            return
+        stored = self._stored_open()
+        for queue_id in list(self._open)[:excess]:
+            del self._open[queue_id]
+            if not self._ask_each_time:
+                stored.add(queue_id)
+
+
+_MODEL_OF_ROW: dict[type, type] = {
+    TransactionRow: MailTransaction,
+    RecipientRow: MailRecipientResult,
+    QueueEntryRow: MailQueueEntry,
+}
+
+
+def tune_for_ingest(session: Session) -> None:
+    """SQLite pragmas for a bulk writer, on the session's connection when no transaction is open
+    (SQLite refuses them inside one). Under WAL, `synchronous = NORMAL` saves an fsync per
+    commit: a killed process loses nothing committed; a power loss or an OS crash may undo
+    the last commits, rows and checkpoint together, so the next run reads those lines again."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    driver = connection.connection.driver_connection
+    if driver is not None and not driver.in_transaction:
+        driver.execute("PRAGMA synchronous = NORMAL")
