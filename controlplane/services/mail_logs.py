@@ -64,7 +64,9 @@ def _domain_ids(
 
 def _day(on: dt.date) -> tuple[dt.datetime, dt.datetime]:
     start = dt.datetime(on.year, on.month, on.day, tzinfo=dt.UTC)
-    return start, start + dt.timedelta(days=1)
+    # The last day the calendar has ends at its last moment rather than overflowing.
+    end = start + dt.timedelta(days=1) if on < dt.date.max else dt.datetime.max.replace(tzinfo=dt.UTC)
+    return start, end
 
 
 def search_transactions(
@@ -192,7 +194,9 @@ def get_transaction(
     Raises NotFound (also for another domain's transaction), NotInScope.
     """
     domain_ids = _domain_ids(session, actor, tenant, domain)
-    transaction = session.get(MailTransaction, transaction_id)
+    # An id beyond what the database can hold names nothing (and must not reach the driver).
+    in_range = 1 <= transaction_id < 2**63
+    transaction = session.get(MailTransaction, transaction_id) if in_range else None
     if transaction is None or not _sees(transaction, domain_ids):
         raise NotFound(f"No such transaction: {transaction_id}.")
     return _view(transaction, domain_ids)
@@ -237,6 +241,8 @@ def day_counts(
     """
     if not 1 <= days <= 366:
         raise ValidationError("Choose between 1 and 366 days.", field="days")
+    if last.toordinal() - days < dt.date.min.toordinal():
+        raise ValidationError("That range starts before the year 1.", field="last")
     domain_ids = _domain_ids(session, actor, tenant, domain)
     first = last - dt.timedelta(days=days - 1)
     day = func.date(MailTransaction.time)
