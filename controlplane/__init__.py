@@ -13,9 +13,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     import webmail
     from controlplane.runtime import Installation, instance_secret_key
     from controlplane.settings import load_settings
-    from controlplane.web import admin, api, autoconfig, requests, status
+    from controlplane.web import admin, api, autoconfig, requests, status, theme
 
     app = Flask(__name__)
+    # nginx is the one proxy in front: trust its X-Forwarded-For and -Proto, one hop only.
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     settings = (test_config or {}).get("LETTERHEAD_SETTINGS") or load_settings()
     app.config.update(
         SECRET_KEY=instance_secret_key(settings),
@@ -35,6 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     admin.login_manager.init_app(app)
     api.init_app(app, csrf)
     app.register_blueprint(status.blueprint)
+    app.register_blueprint(theme.blueprint)
     app.register_blueprint(admin.blueprint)
     csrf.exempt(autoconfig.blueprint)  # mail clients post no form and carry no session
     app.register_blueprint(autoconfig.blueprint)

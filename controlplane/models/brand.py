@@ -56,5 +56,11 @@ class Brand(Base):
     domains: Mapped[list[Domain]] = relationship(back_populates="brand", passive_deletes=True)
 
     @property
+    def logo_version(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.logo or b"").hexdigest()[:12]
+
+    @property
     def covered_names(self) -> tuple[str, ...]:
         return tuple(self.cert_names.split())

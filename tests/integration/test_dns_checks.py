@@ -3,49 +3,22 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 
 import dns.resolver
 import pytest
 
-from controlplane.daemons.process import wait_until
 from controlplane.daemons.scratch import free_ports
 from controlplane.dns.checks import check_records, make_resolver
 from controlplane.dns.records import expected_records
+from tests.dnsserver import dnsmasq
 
 PLATFORM_ADDRESS = "127.0.0.10"
 
 
 def _dnsmasq(*records: str) -> Iterator[dns.resolver.Resolver]:
-    binary = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
-    (port,) = free_ports(1)
-    process = subprocess.Popen(
-        [binary, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-         "--bind-interfaces", "--listen-address=127.0.0.1", f"--port={port}", "--pid-file=", "--user=root",
-         # Authoritative for the test zones: unknown names there are NXDOMAIN, not refused.
-         "--local=/brand.test/", "--local=/letterhead.test/",
-         f"--host-record=mail.letterhead.test,{PLATFORM_ADDRESS}", *records],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    resolver = make_resolver("127.0.0.1", port, timeout=1.0)
-
-    def answering() -> bool:
-        try:
-            resolver.resolve("mail.letterhead.test", "A")
-        except Exception:
-            return False
-        return True
-
-    try:
-        if not wait_until(answering, timeout=5):
-            raise RuntimeError(
-                f"dnsmasq did not answer: {process.stderr.read().decode() if process.poll() else ''}"
-            )
+    for resolver, _port in dnsmasq(records, zones=["brand.test"], probe_address=PLATFORM_ADDRESS):
         yield resolver
-    finally:
-        process.terminate()
-        process.wait(timeout=5)
 
 
 BRAND = [

@@ -518,5 +518,6 @@ def disable_totp():
     return redirect(url_for("admin.account"))
 
 
-# The logs viewers add their routes to this blueprint.
+# The branding pages and the logs viewers add their routes to this blueprint.
+from controlplane.web.admin import branding as _branding  # noqa: E402, F401
 from controlplane.web.admin import logs as _logs  # noqa: E402, F401

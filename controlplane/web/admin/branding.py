@@ -1,0 +1,182 @@
+"""Edit branding: brands (server name, look), which domain uses which, and Server names —
+the DNS records each domain needs with their live state, and the brand's certificate."""
+
+from __future__ import annotations
+
+import json
+
+from flask import abort, flash, redirect, render_template, request, url_for
+
+from controlplane.models import Brand, Domain, Tenant
+from controlplane.services import brands, domains
+from controlplane.web.access import allow, current_actor
+from controlplane.web.admin import attempt, blueprint
+from controlplane.web.requests import current_settings, db
+
+
+def _tenant() -> Tenant:
+    return db().get(Tenant, current_actor().tenant_id)
+
+
+def _brand(brand_id: int) -> Brand:
+    return brands.get_brand(db(), current_actor(), brand_id)
+
+
+def _certificate_state(brand: Brand) -> dict[str, object]:
+    """What the panel says about the certificate, in words."""
+    words = {
+        "none": "No certificate yet: the platform's default certificate is served for this name.",
+        "waiting_dns": "Waiting for DNS: the certificate is ordered once the name points at the platform.",
+        "issued": "Issued: served by SNI on SMTP, IMAP, POP3 and HTTPS.",
+        "failed": "The last order failed: the default certificate is served until it succeeds.",
+    }
+    return {
+        "status": brand.cert_status,
+        "words": words.get(brand.cert_status, brand.cert_status),
+        "names": brand.covered_names,
+        "not_after": brand.cert_not_after,
+        "error": brand.cert_error,
+        "next_attempt_at": brand.cert_next_attempt_at,
+    }
+
+
+@blueprint.get("/branding")
+@allow("full_admin", "domain_admin")
+def branding():
+    actor = current_actor()
+    tenant = _tenant()
+    listed = brands.list_brands(db(), actor, tenant)
+    own_domain = db().get(Domain, actor.domain_id) if actor.domain_id else None
+    return render_template(
+        "admin/branding.html",
+        brands=listed,
+        may_edit=actor.kind == "tenant_admin",
+        own_domain=own_domain,
+        platform_host=current_settings().hostname,
+    )
+
+
+@blueprint.post("/branding")
+@allow("full_admin")
+def create_brand():
+    form = request.form
+    created = attempt(
+        lambda: brands.create_brand(
+            db(), current_actor(), current_settings(), tenant=_tenant(), hostname=form.get("hostname", ""),
+            name=form.get("name", ""), support_url=form.get("support_url") or None,
+            shared=form.get("shared") == "on",
+        ),
+        lambda brand: f"Brand {brand.hostname} created. Create its DNS records next (Server names).",
+    )  # fmt: skip
+    if created:
+        brand = brands.get_brand_by_hostname(db(), current_actor(), form.get("hostname", ""))
+        return redirect(url_for("admin.brand_detail", brand_id=brand.id))
+    return redirect(url_for("admin.branding"))
+
+
+@blueprint.get("/branding/<int:brand_id>")
+@allow("full_admin", "domain_admin")
+def brand_detail(brand_id: int):
+    actor = current_actor()
+    brand = _brand(brand_id)
+    settings = current_settings()
+    using = sorted(brand.domains, key=lambda d: d.name)
+    if actor.domain_id is not None:
+        using = [d for d in using if d.id == actor.domain_id]
+    stored = json.loads(brand.dns_report) if brand.dns_report else {}
+    server_names = [
+        {
+            "domain": domain,
+            "plan": brands.dns_plan(settings, domain),
+            "report": stored.get(domain.name),
+        }
+        for domain in using
+    ]
+    tenant_domains = domains.list_domains(db(), actor, brand.tenant) if actor.kind == "tenant_admin" else []
+    return render_template(
+        "admin/brand.html",
+        brand=brand,
+        may_edit=actor.kind == "tenant_admin",
+        server_names=server_names,
+        certificate=_certificate_state(brand),
+        tenant_domains=tenant_domains,
+        platform_host=settings.hostname,
+        platform_addresses=settings.platform_address_list,
+    )
+
+
+@blueprint.post("/branding/<int:brand_id>")
+@allow("full_admin")
+def update_brand(brand_id: int):
+    brand, form = _brand(brand_id), request.form
+    attempt(
+        lambda: brands.update_brand(
+            db(), current_actor(), current_settings(), brand, name=form.get("name", ""),
+            support_url=form.get("support_url", ""), shared=form.get("shared") == "on",
+        ),
+        "Saved: the webmail and the admin panel on this host show it now.",
+    )  # fmt: skip
+    return redirect(url_for("admin.brand_detail", brand_id=brand_id))
+
+
+@blueprint.post("/branding/<int:brand_id>/logo")
+@allow("full_admin")
+def brand_logo(brand_id: int):
+    brand = _brand(brand_id)
+    upload = request.files.get("logo")
+    data = (
+        None
+        if request.form.get("remove") == "on"
+        else (upload.read(brands.MAX_LOGO_BYTES + 1) if upload else b"")
+    )
+    attempt(
+        lambda: brands.set_brand_logo(db(), current_actor(), brand, data),
+        "Logo removed." if data is None else "Logo saved.",
+    )
+    return redirect(url_for("admin.brand_detail", brand_id=brand_id))
+
+
+@blueprint.post("/branding/<int:brand_id>/delete")
+@allow("full_admin")
+def delete_brand(brand_id: int):
+    brand = _brand(brand_id)
+    if request.form.get("confirm", "").strip().lower() != brand.hostname:
+        flash("Type the brand's hostname to delete it.", "error")
+        return redirect(url_for("admin.brand_detail", brand_id=brand_id))
+    attempt(
+        lambda: brands.delete_brand(db(), current_actor(), brand),
+        "Brand deleted: its domains use the platform's host again.",
+    )
+    return redirect(url_for("admin.branding"))
+
+
+@blueprint.post("/branding/<int:brand_id>/dns-check")
+@allow("full_admin", "domain_admin")
+def check_brand_dns(brand_id: int):
+    actor, brand = current_actor(), _brand(brand_id)
+    settings = current_settings()
+    targets = [d for d in brand.domains if actor.domain_id in (None, d.id)]
+    attempt(
+        lambda: [brands.check_domain_dns(db(), actor, settings, domain) for domain in targets],
+        "DNS checked just now.",
+    )
+    return redirect(url_for("admin.brand_detail", brand_id=brand_id) + "#server-names")
+
+
+@blueprint.post("/domains/<name>/brand")
+@allow("full_admin")
+def set_domain_brand(name: str):
+    actor = current_actor()
+    domain = domains.get_domain(db(), actor, name)
+    value = request.form.get("brand_id", "")
+    if value and not value.isdigit():
+        abort(400)
+    brand = brands.get_brand(db(), actor, int(value)) if value else None
+    attempt(
+        lambda: brands.set_domain_brand(db(), actor, domain, brand),
+        f"{domain.display_name} now uses {brand.hostname if brand else 'the platform host'}.",
+    )
+    back = request.form.get("back")
+    if back and back.isdigit():
+        return redirect(url_for("admin.brand_detail", brand_id=int(back)))
+    return redirect(url_for("admin.domain", name=domain.name))
