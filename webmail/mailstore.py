@@ -121,6 +121,10 @@ class MailStore:
 
     def __init__(self, connection: imaplib.IMAP4) -> None:
         self.connection = connection
+        # Servers announce MOVE only after login; imaplib keeps the list from before.
+        status, data = connection.capability()
+        _expect_ok(status, data, "CAPABILITY")
+        self.capabilities = frozenset(data[-1].decode(errors="replace").upper().split())
         self._folders: list[Folder] | None = None
         self._selected: tuple[str, bool] | None = None
 
@@ -139,16 +143,15 @@ class MailStore:
             raise MailServiceUnavailable(f"IMAP connection: {error}") from error
         try:
             try:
-                connection.login(address, password)
+                # AUTHENTICATE PLAIN carries UTF-8; imaplib's LOGIN would refuse a non-ASCII password.
+                credentials = f"\0{address}\0{password}".encode("utf-8", "surrogatepass")
+                connection.authenticate("PLAIN", lambda _challenge: credentials)
             except imaplib.IMAP4.abort as error:
                 raise MailServiceUnavailable(f"IMAP login: {error}") from error
             except imaplib.IMAP4.error as error:
                 # [UNAVAILABLE] is Dovecot's "I could not check": its auth backend is down.
                 if "UNAVAILABLE" in str(error):
                     raise MailServiceUnavailable(f"IMAP login: {error}") from error
-                raise LoginRefused() from error
-            except UnicodeEncodeError as error:
-                # imaplib sends ASCII only: such a password cannot be any mailbox's IMAP password.
                 raise LoginRefused() from error
             try:
                 yield cls(connection)
@@ -226,10 +229,8 @@ class MailStore:
         return MessagePage(folder=folder, messages=messages, total=len(uids), page=page, pages=pages)
 
     def _uids_newest_first(self) -> list[int]:
-        if "SORT" in self.connection.capabilities:
-            status, data = self.connection.uid("SORT", "(REVERSE ARRIVAL)", "UTF-8", "ALL")
-            _expect_ok(status, data, "SORT")
-            return [int(uid) for uid in (data[0] or b"").split()]
+        # The order of arrival in this folder: UIDs only grow, so unlike SORT (REVERSE ARRIVAL),
+        # whose ties (a second's worth of deliveries) come oldest first, it never ties.
         status, data = self.connection.uid("SEARCH", "ALL")
         _expect_ok(status, data, "SEARCH")
         return sorted((int(uid) for uid in (data[0] or b"").split()), reverse=True)
@@ -263,7 +264,7 @@ class MailStore:
         if folder == trash:
             self._expunge(uid)
             return
-        if "MOVE" in self.connection.capabilities:
+        if "MOVE" in self.capabilities:
             status, data = self.connection.uid("MOVE", str(uid), _quote(trash))
             _expect_ok(status, data, "MOVE")
             return
@@ -308,7 +309,7 @@ def submit(
             context=tls_context(settings),
             timeout=TIMEOUT_SECONDS,
         ) as client:
-            client.login(address, password)
+            _authenticate_plain(client, address, password)
             refused = client.send_message(message, from_addr=address, to_addrs=recipients)
     except smtplib.SMTPRecipientsRefused as error:
         raise SubmissionRefused(_refusal_text(error.recipients)) from error
@@ -320,6 +321,15 @@ def submit(
         raise MailServiceUnavailable(f"submission: {error}") from error
     if refused:
         raise SubmissionRefused("Sent, except to: " + _refusal_text(refused))
+
+
+def _authenticate_plain(client: smtplib.SMTP, address: str, password: str) -> None:
+    """AUTH PLAIN in UTF-8 (RFC 4616); smtplib's login() sends ASCII only."""
+    client.ehlo_or_helo_if_needed()
+    credentials = f"\0{address}\0{password}".encode("utf-8", "surrogatepass")
+    code, reply = client.docmd("AUTH", "PLAIN " + base64.b64encode(credentials).decode())
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, reply)
 
 
 def _refusal_text(refused: dict[str, tuple[int, bytes]]) -> str:

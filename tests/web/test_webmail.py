@@ -24,6 +24,7 @@ from tests.e2e.mailclient import DEFAULT_TIMEOUT, send, wait_for_subject
 from tests.factories import PASSWORD, make_admin, make_domain, make_mailbox, make_tenant
 
 KB = 1024
+UNICODE_PASSWORD = "Grüße, 🔑 sicher"
 
 pytestmark = pytest.mark.e2e
 
@@ -39,6 +40,7 @@ def stack(mail_stack: ScratchStack) -> ScratchStack:
         second = make_domain(session, tenant=two, name="two.test", max_mailbox_bytes=1000 * KB)
         for domain, local_part in ((first, "ann"), (first, "amy"), (first, "cal"), (second, "bea")):
             make_mailbox(session, domain=domain, local_part=local_part, quota=1000 * KB)
+        make_mailbox(session, domain=first, local_part="uma", quota=1000 * KB, password=UNICODE_PASSWORD)
     return mail_stack
 
 
@@ -331,6 +333,20 @@ def test_delete_moves_a_message_to_trash(app, stack) -> None:
     assert "Throw me away" not in subjects_in(stack, "amy@one.test", "INBOX")
     assert "Throw me away" in subjects_in(stack, "amy@one.test", "Trash")
     assert client.get(f"/message/{uid}").status_code == 404
+    trash = client.get("/folder?name=Trash").get_data(as_text=True)
+    trash_uid = re.search(r'/message/(\d+)\?folder=Trash">Throw me away', trash).group(1)
+    response = post(client, f"/message/{trash_uid}/delete", {"folder": "Trash"})
+    assert response.status_code == 302
+    assert "Throw me away" not in subjects_in(stack, "amy@one.test", "Trash")
+
+
+def test_a_password_outside_ascii_logs_in_and_sends(app, stack) -> None:
+    client = client_from(app, "10.2.0.7")
+    assert log_in(client, "uma@one.test", UNICODE_PASSWORD).status_code == 302
+    assert client.get("/").status_code == 200
+    response = post(client, "/compose", {"to": "ann@one.test", "cc": "", "subject": "From Uma", "body": "Hi"})
+    assert response.status_code == 302
+    assert wait_for_subject(stack, "ann@one.test", PASSWORD, "From Uma")
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -428,8 +444,12 @@ def test_a_user_can_never_reach_another_users_messages(app, stack) -> None:
         assert response.status_code == 404, name
         assert "Bea's secret" not in response.get_data(as_text=True)
     # Marking and deleting through another user's UID touches nothing of Bea's.
-    post(client, f"/message/{secret_uid}/read", {"folder": "INBOX", "read": "1"})
-    post(client, f"/message/{secret_uid}/delete", {"folder": "INBOX"})
+    for action in ("read", "delete"):
+        own = subjects_in(stack, "ann@one.test", "INBOX")
+        response = post(client, f"/message/{secret_uid + 1000}/{action}", {"folder": "INBOX", "read": "1"})
+        assert response.status_code == 404, action
+        assert subjects_in(stack, "ann@one.test", "INBOX") == own
+        post(client, f"/message/{secret_uid}/{action}", {"folder": "INBOX", "read": "1"})
     assert b"\\Seen" not in flags_of(stack, "bea@two.test", secret_uid)
     assert "Bea's secret" in subjects_in(stack, "bea@two.test", "INBOX")
 
