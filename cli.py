@@ -19,6 +19,7 @@ import click
 import yaml
 
 from controlplane.daemons import apply as config_apply
+from controlplane.daemons import periodic as periodic_runner
 from controlplane.daemons import stack
 from controlplane.daemons.process import DaemonError
 from controlplane.logs import follower
@@ -29,6 +30,7 @@ from controlplane.schema import upgrade_database
 from controlplane.services import (
     admins,
     aliases,
+    certificates,
     domains,
     mail_logs,
     mailboxes,
@@ -874,6 +876,85 @@ def logs_auth(query: str, offset: int, limit: int, as_json: bool) -> None:
         return
     emit(rows, as_json)
     click.echo(f"{len(rows)} of {total} login attempts")
+
+
+# --- brand certificates --------------------------------------------------------------------------
+
+
+def _certificate_row(brand) -> dict[str, Any]:
+    return {
+        "brand": brand.hostname,
+        "state": brand.cert_status,
+        "names": brand.cert_names,
+        "expires": brand.cert_not_after.isoformat(timespec="minutes") if brand.cert_not_after else "",
+        "failures": brand.cert_failures,
+        "next_attempt": (
+            brand.cert_next_attempt_at.isoformat(timespec="minutes") if brand.cert_next_attempt_at else ""
+        ),
+        "error": brand.cert_error,
+    }
+
+
+def _emit_outcomes(outcomes, as_json: bool) -> None:
+    rows = [dataclasses.asdict(outcome) for outcome in outcomes]
+    emit(rows, as_json, ("hostname", "result", "message"))
+    if any(outcome.result == "failed" for outcome in outcomes):
+        sys.exit(1)
+
+
+@main.group()
+def certs() -> None:
+    """Brand certificates from the ACME server (Let's Encrypt by default), through certbot."""
+
+
+@certs.command("status")
+@json_option
+@handles_errors
+def certs_status(as_json: bool) -> None:
+    """Each brand's certificate: state, names served, expiry, last error and next attempt."""
+    with _installation().sessions() as session:
+        rows = [_certificate_row(brand) for brand in certificates.list_brand_certificates(session)]
+    emit(rows, as_json)
+
+
+@certs.command("issue")
+@click.argument("hostname")
+@click.option(
+    "--retry-now", is_flag=True, help="Ignore the backoff after a failure (after fixing its cause)."
+)
+@json_option
+@handles_errors
+def certs_issue(hostname: str, retry_now: bool, as_json: bool) -> None:
+    """Obtain (or bring up to date) the certificate of the brand HOSTNAME now."""
+    _emit_outcomes(
+        certificates.renew_certificates(_installation(), hostnames=[hostname], retry_now=retry_now), as_json
+    )
+
+
+@certs.command("renew")
+@json_option
+@handles_errors
+def certs_renew(as_json: bool) -> None:
+    """Order what is missing or due for every brand; meant to run periodically."""
+    _emit_outcomes(certificates.renew_certificates(_installation()), as_json)
+
+
+@certs.command("deployed")
+@click.option(
+    "--lineage", envvar="RENEWED_LINEAGE", required=True, help="Set by certbot: the renewed lineage."
+)
+@handles_errors
+def certs_deployed(lineage: str) -> None:
+    """certbot's deploy hook: serve the brand's new certificate now."""
+    click.echo(certificates.certificate_deployed(_installation(), lineage))
+
+
+@main.command()
+@click.option("--daemon", is_flag=True, help="Detach and run in the background (as `letterhead up` does).")
+@handles_errors
+def periodic(daemon: bool) -> None:
+    """Run certificate renewal twice a day and brand DNS checks hourly, until stopped."""
+    periodic_runner.run_periodic(load_settings(), daemon=daemon)
 
 
 # --- database, stack, transfer -------------------------------------------------------------------

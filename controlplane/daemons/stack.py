@@ -9,6 +9,7 @@ import sys
 from controlplane.daemons import apply, dovecot, nginx, postfix
 from controlplane.daemons.layout import prepare_state_directory, protect_database
 from controlplane.daemons.process import DaemonError, read_pid, run_tool, terminate, wait_until
+from controlplane.logs import follower
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
 from controlplane.settings import Settings
@@ -76,6 +77,7 @@ def up(installation: Installation, *, web: bool = True) -> None:
     dovecot.wait_ready(live / "dovecot" / "dovecot.conf")
     if not postfix.master_pid(settings.postfix_queue):
         postfix.start(live / "postfix")
+    follower.start_follower(settings)
     if web:
         start_web(settings)
     if not nginx.master_pid(settings):
@@ -102,6 +104,8 @@ def down(settings: Settings) -> None:
         dovecot.stop(live / "dovecot" / "dovecot.conf")
         if not wait_until(lambda: dovecot.master_pid(settings.run_dir / "dovecot") is None, timeout=10):
             terminate(pid)
+    # Last: it reads what the daemons logged while stopping.
+    follower.stop_follower(settings)
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
@@ -118,5 +122,6 @@ def status(settings: Settings) -> list[ServiceStatus]:
             {name: ports[name] for name in ("smtp", "submission", "submissions")},
         ),
         ServiceStatus("web", web_pid(settings), {"web": ports["web"]}),
+        ServiceStatus("log-follower", follower.follower_pid(settings), {}),
         ServiceStatus("nginx", nginx.master_pid(settings), {name: ports[name] for name in ("http", "https")}),
     ]

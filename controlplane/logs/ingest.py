@@ -33,7 +33,7 @@ from controlplane.services.auth import client_network
 from controlplane.services.errors import LetterheadError
 
 HEAD_BYTES = 256
-BATCH_LINES = 500
+BATCH_LINES = 10_000
 MAX_STORED_LINE = 4000
 GZIP_MAGIC = b"\x1f\x8b"
 _TIMESTAMPED = re.compile(
@@ -98,7 +98,10 @@ class LogFile:
     @contextlib.contextmanager
     def reading(self, offset: int = 0) -> Iterator[BinaryIO]:
         """A stream positioned at `offset` of the (uncompressed) content."""
-        with os.fdopen(os.dup(self._raw.fileno()), "rb") as raw:
+        # A fresh open file description with its own position (a dup() would share the held
+        # one's, and a head() read mid-stream would move it); through /proc it reaches the
+        # held file even after it was renamed or deleted.
+        with open(f"/proc/self/fd/{self._raw.fileno()}", "rb") as raw:
             raw.seek(0 if self.compressed else offset)
             if not self.compressed:
                 yield raw

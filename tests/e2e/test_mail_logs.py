@@ -8,7 +8,6 @@ import time
 import pytest
 
 from controlplane.daemons.scratch import ScratchStack
-from controlplane.logs.ingest import ingest_file
 from controlplane.services import domains, mail_logs, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
 from tests.e2e.mailclient import imap_subjects, send, wait_for_subject
@@ -34,11 +33,11 @@ def world(mail_stack: ScratchStack) -> ScratchStack:
 
 
 def _ingest_until(stack: ScratchStack, name: str, found, timeout: float = 15.0):
-    """Postfix writes its log through postlogd, a moment after the SMTP reply: poll for it."""
+    """The follower started by `letterhead up` reads the logs as Postfix (through postlogd, a
+    moment after the SMTP reply) and Dovecot write them: poll the database for the records."""
     deadline = time.monotonic() + timeout
     while True:
         with stack.installation.sessions() as session:
-            ingest_file(session, stack.settings.log_dir / name)
             result = found(session)
             if result or time.monotonic() > deadline:
                 return result

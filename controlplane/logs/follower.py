@@ -1,0 +1,223 @@
+"""The log follower: reads the Postfix and Dovecot logs into the database as they grow.
+
+`letterhead up` starts it as a daemon (`letterhead logs follow --daemon`, PID file in the run
+directory); `letterhead down` stops it. Each poll reads what was appended since the file's
+checkpoint and commits it in small batches with the checkpoint (controlplane/logs/ingest.py),
+so a follower killed at any moment resumes without losing or repeating a record.
+
+Rotation: the follower holds each log open. When the name comes to point at another file
+(logrotate renamed the old one and a new one was created), the held file is still read to its
+end through the open descriptor, for a grace period in which its writer may still append,
+while the new file is read from its start. A file copied and truncated in place is recognised
+by its checkpoint (it shrank, or starts differently) and read again from its start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from controlplane.daemons.process import DaemonError, read_pid, terminate, wait_until
+from controlplane.logs.ingest import ConcurrentRead, IngestResult, LogFile, ingest_log
+from controlplane.runtime import Installation
+from controlplane.settings import Settings
+
+POLL_SECONDS = 0.5
+# Small batches: a line is searchable within a poll, and a write transaction never holds
+# the database long (Postfix's SQLite lookups set no busy timeout).
+BATCH_LINES = 200
+# How long a renamed-away log is still read: its writer appends until it reopens its log.
+RETIRE_SECONDS = 10.0
+PID_FILE = "log-follower.pid"
+
+
+def followed_logs(settings: Settings) -> list[Path]:
+    """Postfix's maillog_file and Dovecot's log_path, as the renderers configure them."""
+    return [settings.log_dir / "postfix.log", settings.log_dir / "dovecot.log"]
+
+
+@dataclass
+class _Retiring:
+    log: LogFile
+    until: float
+
+
+class LogFollower:
+    """Reads `paths` from their checkpoints at each `poll()`; holds them open between polls."""
+
+    def __init__(
+        self,
+        installation: Installation,
+        paths: list[Path],
+        *,
+        batch_lines: int = BATCH_LINES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.installation = installation
+        self.paths = paths
+        self.batch_lines = batch_lines
+        self.clock = clock
+        self._held: dict[Path, LogFile] = {}
+        self._retiring: list[_Retiring] = []
+
+    def poll(self) -> IngestResult:
+        """Read what every followed log gained since the last poll."""
+        result = IngestResult()
+        with self.installation.sessions() as session:
+            for retiring in list(self._retiring):
+                final = self.clock() >= retiring.until
+                result.add(self._read(session, retiring.log, complete=final))
+                if final:
+                    retiring.log.close()
+                    self._retiring.remove(retiring)
+            for path in self.paths:
+                held = self._follow(path)
+                if held is not None:
+                    result.add(self._read(session, held, complete=False))
+        return result
+
+    def _follow(self, path: Path) -> LogFile | None:
+        """The file now at `path`, opened once; a file renamed away from it starts retiring."""
+        held = self._held.get(path)
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            status = None
+        if held is not None and (
+            status is None or (status.st_dev, status.st_ino) != (held.device, held.inode)
+        ):
+            self._retiring.append(_Retiring(held, self.clock() + RETIRE_SECONDS))
+            del self._held[path]
+            held = None
+        if held is None and status is not None:
+            try:
+                held = self._held[path] = LogFile(path)
+            except FileNotFoundError:
+                return None
+        return held
+
+    def _read(self, session, log: LogFile, *, complete: bool) -> IngestResult:
+        try:
+            return ingest_log(session, log, batch_lines=self.batch_lines, complete=complete)
+        except ConcurrentRead:
+            # An operator's `logs ingest` read these lines first: the next poll goes on from there.
+            return IngestResult()
+
+    def close(self) -> None:
+        for log in [*self._held.values(), *(r.log for r in self._retiring)]:
+            log.close()
+        self._held.clear()
+        self._retiring.clear()
+
+
+class FollowerRunning(DaemonError):
+    """Another follower already holds this installation's logs."""
+
+
+def follower_pid(settings: Settings) -> int | None:
+    return read_pid(settings.run_dir / PID_FILE)
+
+
+def run_follower(
+    settings: Settings,
+    *,
+    daemon: bool = False,
+    poll_seconds: float = POLL_SECONDS,
+    batch_lines: int = BATCH_LINES,
+    stop: threading.Event | None = None,
+) -> None:
+    """Follow the logs until SIGTERM or SIGINT (or `stop` is set), then read once more and exit.
+
+    Only one follower runs per installation: a second one raises FollowerRunning.
+    """
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(settings.run_dir / (PID_FILE + ".lock"), "w")  # noqa: SIM115 - held for the run
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise FollowerRunning(f"A log follower is already running (PID {follower_pid(settings)}).") from None
+    if daemon:
+        _detach()
+    pid_file = settings.run_dir / PID_FILE
+    pid_file.write_text(f"{os.getpid()}\n")
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, lambda *_: stop.set())
+    installation = Installation(settings)
+    follower = LogFollower(installation, followed_logs(settings), batch_lines=batch_lines)
+    try:
+        while not stop.is_set():
+            _poll_safely(follower)
+            stop.wait(poll_seconds)
+        _poll_safely(follower)
+    finally:
+        follower.close()
+        installation.dispose()
+        pid_file.unlink(missing_ok=True)
+        lock.close()
+
+
+def _poll_safely(follower: LogFollower) -> None:
+    """A database that is briefly unavailable, or a log that cannot be read, must not end the
+    follower: it reports and tries again at the next poll, from the last committed checkpoint."""
+    try:
+        follower.poll()
+    except (SQLAlchemyError, OSError):
+        print(
+            f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} log follower: retrying after:",
+            file=sys.stderr,
+        )
+        traceback.print_exc(file=sys.stderr)
+        sys.stderr.flush()
+
+
+def _detach() -> None:
+    """Become a daemon: the starting command returns, the follower lives on in its own session."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+
+def start_follower(settings: Settings) -> None:
+    """Start the follower daemon unless it runs; its output goes to log/log-follower.log."""
+    if follower_pid(settings):
+        return
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.log_dir / "log-follower.log", "ab") as output:
+        started = subprocess.run(
+            [sys.executable, "-m", "cli", "logs", "follow", "--daemon"],
+            env=dict(os.environ, LETTERHEAD_HOME=str(settings.home)),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            timeout=30,
+            check=False,
+        )
+    if started.returncode != 0 or not wait_until(lambda: follower_pid(settings) is not None, timeout=15):
+        raise DaemonError(f"The log follower did not start; see {settings.log_dir / 'log-follower.log'}.")
+
+
+def stop_follower(settings: Settings) -> None:
+    """Stop the follower; it reads what the logs gained since its last poll before it exits."""
+    pid = follower_pid(settings)
+    if pid:
+        terminate(pid, timeout=30)
