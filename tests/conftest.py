@@ -23,6 +23,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# The discard port: nothing listens on loopback, so a query fails at once.
+SILENT_PORT = 9
+
+
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One database migrated through Alembic; each test gets a copy."""
@@ -33,7 +37,12 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, migrated_template: Path) -> Settings:
-    settings = load_settings(environ={}, home=tmp_path, min_mailbox_bytes=KB, testing=True)
+    # DNS checks ask a loopback port where nothing answers (records come out "unchecked"),
+    # never the machine's resolver: tests send no packet off the box. Tests that check
+    # DNS point `dns_resolver` at their own dnsmasq.
+    settings = load_settings(
+        environ={}, home=tmp_path, min_mailbox_bytes=KB, testing=True, dns_resolver=f"127.0.0.1:{SILENT_PORT}"
+    )
     settings.database_path.parent.mkdir()
     shutil.copy(migrated_template, settings.database_path)
     return settings

@@ -81,7 +81,10 @@ class ScratchStack:
             "testing = true\n"
             f"min_mailbox_bytes = {min_mailbox_bytes}\n"
             f'relayhost = "[127.0.0.1]:{self.sink.port}"\n'
-            f"{extra_settings}\n"
+            # DNS checks must never leave the machine: a loopback port where nothing answers,
+            # unless the test runs a DNS server of its own.
+            + ("" if "dns_resolver" in extra_settings else 'dns_resolver = "127.0.0.1:9"\n')
+            + f"{extra_settings}\n"
             f"[ports]\n{port_lines}\n"
         )
         self.settings = load_settings(environ={}, home=self.home)

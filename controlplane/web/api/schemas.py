@@ -222,3 +222,82 @@ class FilterApplyResponseSchema(Schema):
     applied = fields.Integer(required=True)
     failed = fields.Integer(required=True)
     results = fields.List(fields.Nested(FilterResultSchema), required=True)
+
+
+class CertificateSchema(Schema):
+    status = fields.String(
+        required=True,
+        metadata={
+            "description": "none, waiting_dns, issued or failed; until issued the default certificate is served"
+        },
+    )
+    names = fields.List(
+        fields.String(), required=True, metadata={"description": "Names the certificate covers"}
+    )
+    not_after = fields.DateTime(allow_none=True)
+    error = fields.String(required=True, metadata={"description": "Why the last order failed, in words"})
+    next_attempt_at = fields.DateTime(
+        allow_none=True, metadata={"description": "No new order before this (backoff)"}
+    )
+
+
+class BrandSchema(Schema):
+    hostname = fields.String(required=True, metadata={"description": "The server name, A-label form"})
+    name = fields.String(required=True)
+    support_url = fields.String(allow_none=True)
+    shared = fields.Boolean(required=True)
+    has_logo = fields.Boolean(required=True)
+    domains = fields.List(
+        fields.String(), required=True, metadata={"description": "Domains using this brand"}
+    )
+    certificate = fields.Nested(CertificateSchema, required=True)
+
+
+class BrandCreateSchema(Schema):
+    hostname = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    support_url = fields.String(allow_none=True, validate=validate.Length(max=2000))
+    shared = fields.Boolean(load_default=False)
+
+
+class BrandUpdateSchema(Schema):
+    hostname = fields.String(validate=validate.Length(min=1, max=300))
+    name = fields.String(validate=validate.Length(min=1, max=100))
+    support_url = fields.String(allow_none=True, validate=validate.Length(max=2000))
+    shared = fields.Boolean()
+
+
+BrandPageSchema = page_schema(BrandSchema)
+
+
+class DomainBrandSchema(Schema):
+    brand = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "A brand hostname of the tenant, or null for the platform host"},
+    )
+
+
+class DnsRecordStateSchema(Schema):
+    name = fields.String(required=True)
+    type = fields.String(required=True)
+    expected = fields.String(required=True)
+    accepted = fields.List(
+        fields.String(), required=True, metadata={"description": "Other forms that also work"}
+    )
+    note = fields.String(required=True, metadata={"description": "What the record is for"})
+    state = fields.String(
+        required=True,
+        metadata={
+            "description": "ok, missing, wrong, propagating, or unchecked (never checked or no answer)"
+        },
+    )
+    found = fields.List(fields.String(), required=True, metadata={"description": "The values DNS gave"})
+    detail = fields.String(required=True)
+
+
+class DomainDnsSchema(Schema):
+    domain = fields.String(required=True)
+    server_hostname = fields.String(required=True)
+    checked_at = fields.DateTime(allow_none=True)
+    records = fields.List(fields.Nested(DnsRecordStateSchema), required=True)

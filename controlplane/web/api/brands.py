@@ -1,0 +1,159 @@
+"""Brands (server names and looks), which domain uses which, and each domain's DNS records."""
+
+from __future__ import annotations
+
+import json
+
+from flask_smorest import Blueprint
+
+from controlplane.models import Brand, Domain, Tenant
+from controlplane.services import brands, domains
+from controlplane.web.api import current_actor, tokens_allowed
+from controlplane.web.api.schemas import (
+    BrandCreateSchema,
+    BrandPageSchema,
+    BrandSchema,
+    BrandUpdateSchema,
+    DomainBrandSchema,
+    DomainDnsSchema,
+    PageArgs,
+)
+from controlplane.web.requests import current_settings, db
+
+blueprint = Blueprint("api_brands", __name__, description="Brands and the DNS records of branded access")
+
+
+def _tenant() -> Tenant:
+    return db().get(Tenant, current_actor().tenant_id)
+
+
+def _brand(hostname: str) -> Brand:
+    return brands.get_brand_by_hostname(db(), current_actor(), hostname)
+
+
+def brand_body(brand: Brand) -> dict:
+    actor = current_actor()
+    return {
+        "hostname": brand.hostname, "name": brand.name, "support_url": brand.support_url,
+        "shared": brand.shared, "has_logo": brand.logo is not None,
+        "domains": sorted(d.name for d in brand.domains if actor.domain_id in (None, d.id)),
+        "certificate": {
+            "status": brand.cert_status, "names": list(brand.covered_names), "not_after": brand.cert_not_after,
+            "error": brand.cert_error, "next_attempt_at": brand.cert_next_attempt_at,
+        },
+    }  # fmt: skip
+
+
+@blueprint.route("/brands", methods=["GET"])
+@tokens_allowed("tenant", "domain")
+@blueprint.arguments(PageArgs, location="query")
+@blueprint.response(200, BrandPageSchema)
+def list_brands(args):
+    """The tenant's brands (a domain token: the brand its domain uses)."""
+    listed = brands.list_brands(db(), current_actor(), _tenant())
+    start = (args["page"] - 1) * args["per_page"]
+    return {
+        "items": [brand_body(b) for b in listed[start : start + args["per_page"]]],
+        "total": len(listed), "page": args["page"], "per_page": args["per_page"],
+    }  # fmt: skip
+
+
+@blueprint.route("/brands", methods=["POST"])
+@tokens_allowed("tenant")
+@blueprint.arguments(BrandCreateSchema)
+@blueprint.response(201, BrandSchema)
+def create_brand(body):
+    """Add a brand: its certificate is ordered once its hostname points at the platform."""
+    brand = brands.create_brand(db(), current_actor(), current_settings(), tenant=_tenant(), **body)
+    db().commit()
+    return brand_body(brand)
+
+
+@blueprint.route("/brands/<hostname>", methods=["GET"])
+@tokens_allowed("tenant", "domain")
+@blueprint.response(200, BrandSchema)
+def get_brand(hostname: str):
+    return brand_body(_brand(hostname))
+
+
+@blueprint.route("/brands/<hostname>", methods=["PATCH"])
+@tokens_allowed("tenant")
+@blueprint.arguments(BrandUpdateSchema)
+@blueprint.response(200, BrandSchema)
+def update_brand(body, hostname: str):
+    """Change the brand's name, support link (null removes it), shared flag or hostname."""
+    brand = brands.update_brand(db(), current_actor(), current_settings(), _brand(hostname), **body)
+    db().commit()
+    return brand_body(brand)
+
+
+@blueprint.route("/brands/<hostname>", methods=["DELETE"])
+@tokens_allowed("tenant")
+@blueprint.response(204)
+def delete_brand(hostname: str):
+    """Remove a brand: its domains go back to the platform's host."""
+    brands.delete_brand(db(), current_actor(), _brand(hostname))
+    db().commit()
+
+
+@blueprint.route("/domains/<name>/brand", methods=["PUT"])
+@tokens_allowed("tenant")
+@blueprint.arguments(DomainBrandSchema)
+@blueprint.response(200, DomainBrandSchema)
+def set_domain_brand(body, name: str):
+    """Choose the brand a domain uses (null: the platform's host)."""
+    actor = current_actor()
+    domain = domains.get_domain(db(), actor, name)
+    brand = _brand(body["brand"]) if body["brand"] else None
+    brands.set_domain_brand(db(), actor, domain, brand)
+    db().commit()
+    return {"brand": brand.hostname if brand else None}
+
+
+def _dns_body(domain: Domain, report: dict | None) -> dict:
+    checks = {(c["name"], c["type"], c["expected"]): c for c in (report or {}).get("checks", [])}
+    records = []
+    for record in brands.dns_plan(current_settings(), domain):
+        check = checks.get((record.name, record.type, record.value), {})
+        records.append({
+            "name": record.name, "type": record.type, "expected": record.value,
+            "accepted": [f"{kind} {value}" for kind, value in record.accepted], "note": record.note,
+            "state": check.get("state", "unchecked"), "found": check.get("found", []), "detail": check.get("note", ""),
+        })  # fmt: skip
+    return {
+        "domain": domain.name, "server_hostname": brands.server_hostname(current_settings(), domain),
+        "checked_at": (report or {}).get("checked_at"), "records": records,
+    }  # fmt: skip
+
+
+@blueprint.route("/domains/<name>/dns", methods=["GET"])
+@tokens_allowed("tenant", "domain")
+@blueprint.response(200, DomainDnsSchema)
+def domain_dns(name: str):
+    """The records the domain needs for its server host, with the state the last check found."""
+    domain = domains.get_domain(db(), current_actor(), name)
+    stored = json.loads(domain.brand.dns_report) if domain.brand and domain.brand.dns_report else {}
+    return _dns_body(domain, stored.get(domain.name))
+
+
+@blueprint.route("/domains/<name>/dns", methods=["POST"])
+@tokens_allowed("tenant", "domain")
+@blueprint.response(200, DomainDnsSchema)
+def check_domain_dns(name: str):
+    """Ask DNS now and answer each record's state: ok, missing, wrong (with what was found),
+    propagating, or unchecked."""
+    actor = current_actor()
+    domain = domains.get_domain(db(), actor, name)
+    report = brands.check_domain_dns(db(), actor, current_settings(), domain)
+    db().commit()
+    return _dns_body(
+        domain,
+        {
+            "checked_at": report.checked_at,
+            "checks": [
+                {"name": c.expected.name, "type": c.expected.type, "expected": c.expected.value,
+                 "state": c.state, "found": list(c.found), "note": c.note}
+                for c in report.checks
+            ],
+        },
+    )  # fmt: skip

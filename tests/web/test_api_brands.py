@@ -1,0 +1,110 @@
+"""Brands through the API: create, assign, DNS states, and what other tokens cannot do."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from controlplane.models import Brand, Domain
+from tests.web import test_api
+from tests.web.test_api import PROBLEM
+
+# Fixtures shared with the other API tests.
+api, secrets = test_api.api, test_api.secrets
+
+
+def _brands(world) -> list[tuple[str, int]]:
+    with world.sessions() as session:
+        return sorted(session.execute(select(Brand.hostname, Brand.tenant_id)).tuples())
+
+
+def test_a_tenant_token_creates_a_brand_and_gives_it_to_a_domain(api, world) -> None:
+    made = api("one", "POST", "/brands", json={"hostname": "Mail.A.test", "name": "A Mail", "shared": True})
+    assert made.status_code == 201
+    body = made.get_json()
+    assert body["hostname"] == "mail.a.test" and body["shared"] is True
+    assert body["certificate"] == {
+        "status": "none",
+        "names": [],
+        "not_after": None,
+        "error": "",
+        "next_attempt_at": None,
+    }
+    assert api("one", "PUT", "/domains/a.test/brand", json={"brand": "mail.a.test"}).status_code == 200
+    assert api("one", "GET", "/brands/mail.a.test").get_json()["domains"] == ["a.test"]
+    dns = api("one", "GET", "/domains/a.test/dns").get_json()
+    assert dns["server_hostname"] == "mail.a.test" and dns["checked_at"] is None
+    kinds = {(r["name"], r["type"]) for r in dns["records"]}
+    assert {("a.test", "MX"), ("_submissions._tcp.a.test", "SRV"), ("_mta-sts.a.test", "TXT")} <= kinds
+    assert {r["state"] for r in dns["records"]} == {"unchecked"}
+    assert (
+        api("one", "PATCH", "/brands/mail.a.test", json={"support_url": None, "name": "New"}).get_json()[
+            "name"
+        ]
+        == "New"
+    )
+    assert api("one", "PUT", "/domains/a.test/brand", json={"brand": None}).status_code == 200
+    assert api("one", "DELETE", "/brands/mail.a.test").status_code == 204
+    assert _brands(world) == []
+
+
+@pytest.mark.parametrize(
+    "hostname",
+    [
+        "mail a.test",
+        "mail_a.test",
+        "*.a.test",
+        "127.0.0.1",
+        "a" * 64 + ".test",
+        "x." * 130 + "test",
+        "mail.c.test",
+    ],
+)
+def test_hostnames_that_are_not_names_get_a_422_naming_the_field(api, world, hostname) -> None:
+    response = api("one", "POST", "/brands", json={"hostname": hostname, "name": "X"})
+    assert response.status_code == 422 and response.mimetype == PROBLEM
+    assert "hostname" in response.get_json()["errors"]
+    assert _brands(world) == []
+
+
+def test_another_tenants_brand_is_a_409_that_names_nobody_and_invisible_otherwise(api, world) -> None:
+    api("one", "POST", "/brands", json={"hostname": "mail.a.test", "name": "A"})
+    # Inside a domain another tenant hosts: refused before anything else is said.
+    squat = api("two", "POST", "/brands", json={"hostname": "mail.a.test", "name": "Mine"})
+    assert squat.status_code == 422 and "hosted by someone else" in squat.get_json()["detail"]
+    api("one", "POST", "/brands", json={"hostname": "mail.reseller.example", "name": "R"})
+    taken = api("two", "POST", "/brands", json={"hostname": "MAIL.reseller.example", "name": "Mine"})
+    assert taken.status_code == 409 and "One" not in taken.get_data(as_text=True)
+    for method, path, body in [
+        ("GET", "/brands/mail.a.test", None),
+        ("PATCH", "/brands/mail.a.test", {"name": "Stolen"}),
+        ("DELETE", "/brands/mail.a.test", None),
+        ("PUT", "/domains/c.test/brand", {"brand": "mail.a.test"}),
+        ("GET", "/domains/a.test/dns", None),
+    ]:
+        assert api("two", method, path, json=body).status_code == 404, (method, path)
+    assert api("two", "GET", "/brands").get_json()["items"] == []
+    with world.sessions() as session:
+        assert session.scalar(select(Brand.name).where(Brand.hostname == "mail.a.test")) == "A"
+        assert session.scalar(select(Domain.brand_id).where(Domain.name == "c.test")) is None
+
+
+def test_domain_tokens_read_their_own_domains_brand_and_change_nothing(api, world) -> None:
+    api("one", "POST", "/brands", json={"hostname": "mail.a.test", "name": "A"})
+    api("one", "POST", "/brands", json={"hostname": "mail.b.test", "name": "B"})
+    api("one", "PUT", "/domains/a.test/brand", json={"brand": "mail.a.test"})
+    api("one", "PUT", "/domains/b.test/brand", json={"brand": "mail.b.test"})
+    listed = api("a", "GET", "/brands").get_json()["items"]
+    assert [b["hostname"] for b in listed] == ["mail.a.test"] and listed[0]["domains"] == ["a.test"]
+    assert api("a", "GET", "/brands/mail.b.test").status_code == 404
+    assert api("a", "GET", "/domains/b.test/dns").status_code == 404
+    assert api("a", "GET", "/domains/a.test/dns").status_code == 200
+    for method, path, body in [
+        ("POST", "/brands", {"hostname": "mail.x.test", "name": "X"}),
+        ("PATCH", "/brands/mail.a.test", {"name": "Mine"}),
+        ("DELETE", "/brands/mail.a.test", None),
+        ("PUT", "/domains/a.test/brand", {"brand": None}),
+    ]:
+        assert api("a", method, path, json=body).status_code == 404, (method, path)
+    assert api("signup", "GET", "/brands").status_code == 404
+    assert len(_brands(world)) == 2
