@@ -1,17 +1,257 @@
-"""certbot, run for one brand at a time, its state kept under the state directory."""
+"""certbot, run for one brand at a time, its state kept under the state directory.
+
+One lineage per brand, named after the brand's hostname (`--cert-name`), in
+`$LETTERHEAD_HOME/acme/certbot/config/live/<hostname>/`. HTTP-01 challenges are answered
+from the webroot nginx serves on every host name. The rules (which names, when to order,
+backoff) are services/certificates.py's; this module only runs certbot and reads what it wrote.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import os
+import re
+import shlex
+import shutil
+import sys
 from pathlib import Path
 
+from cryptography import x509
+
+from controlplane.daemons.process import DaemonError, run_tool
 from controlplane.settings import Settings
+
+# certbot can wait on a slow ACME server and on several validations in a row.
+CERTBOT_TIMEOUT = 300
+# Longest error text kept for the operator (the whole story is in certbot's log).
+MAX_ERROR_CHARS = 900
+
+# Lines certbot prints around every error that say nothing about this one.
+_BOILERPLATE = (
+    "Saving debug log",
+    "Ask for help",
+    "Hint:",
+    "If you like Certbot",
+    "Donating to",
+    "- - - -",
+    "See the logfile",
+    "Some challenges have failed",
+    "Requesting a certificate",
+    "Account registered",
+)
+
+
+class CertbotError(DaemonError):
+    """certbot did not deliver a certificate; the message says why in a few lines."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificateInfo:
+    names: tuple[str, ...]
+    not_before: dt.datetime
+    not_after: dt.datetime
+    issuer: str
+
+    def covers(self, names: tuple[str, ...] | list[str]) -> bool:
+        return set(names) <= set(self.names)
 
 
 def certbot_config_dir(settings: Settings) -> Path:
     return settings.acme_dir / "certbot" / "config"
 
 
+def certbot_log_file(settings: Settings) -> Path:
+    return settings.acme_dir / "certbot" / "logs" / "letsencrypt.log"
+
+
 def certificate_paths(settings: Settings, hostname: str) -> tuple[Path, Path]:
     """Where certbot keeps a brand's current certificate chain and key (cert-name = hostname)."""
     live = certbot_config_dir(settings) / "live" / hostname
     return live / "fullchain.pem", live / "privkey.pem"
+
+
+def certbot_binary() -> str:
+    """The certbot installed beside this Python (the venv's, from PyPI), else one on PATH."""
+    beside = Path(sys.executable).parent / "certbot"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("certbot") or "certbot"
+
+
+def read_certificate(path: Path) -> CertificateInfo:
+    """The names (DNS SANs) and validity of the first certificate in a PEM file."""
+    certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = tuple(sorted(name.lower() for name in san.get_values_for_type(x509.DNSName)))
+    except x509.ExtensionNotFound:
+        names = ()
+    return CertificateInfo(
+        names=names,
+        not_before=certificate.not_valid_before_utc,
+        not_after=certificate.not_valid_after_utc,
+        issuer=certificate.issuer.rfc4514_string(),
+    )
+
+
+def current_certificate(settings: Settings, hostname: str) -> CertificateInfo | None:
+    """The certificate certbot holds for this brand now, or None (never issued, or unreadable)."""
+    fullchain, key = certificate_paths(settings, hostname)
+    if not (fullchain.is_file() and key.is_file()):
+        return None
+    try:
+        return read_certificate(fullchain)
+    except (OSError, ValueError):
+        return None
+
+
+def deploy_hook_command(settings: Settings) -> str:
+    """`letterhead certs deployed` for this installation, also when an operator runs
+    `certbot renew` by hand (certbot stores the hook in the lineage's renewal file)."""
+    return shlex.join(
+        ["env", f"LETTERHEAD_HOME={settings.home}", sys.executable, "-m", "cli", "certs", "deployed"]
+    )
+
+
+def _common_options(settings: Settings) -> list[str]:
+    base = settings.acme_dir / "certbot"
+    return [
+        "--non-interactive",
+        "--config-dir",
+        str(base / "config"),
+        "--work-dir",
+        str(base / "work"),
+        "--logs-dir",
+        str(base / "logs"),
+    ]
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ, LETTERHEAD_HOME=str(settings.home))
+    if settings.acme_ca_bundle:
+        # certbot talks to the ACME server through requests, which trusts this bundle only.
+        env["REQUESTS_CA_BUNDLE"] = settings.acme_ca_bundle
+    return env
+
+
+def obtain_certificate(
+    settings: Settings, hostname: str, names: list[str] | tuple[str, ...], *, force_renewal: bool = False
+) -> CertificateInfo:
+    """One certificate for `names` (the brand host first) in the lineage named `hostname`.
+
+    Without `force_renewal` certbot keeps a certificate that already covers the names and is
+    not due; with it (the caller decided it is due) it orders a new one. Raises CertbotError.
+    """
+    if not names or names[0] != hostname:
+        raise ValueError("The brand host must be the first name of its certificate.")
+    (settings.acme_webroot / ".well-known" / "acme-challenge").mkdir(parents=True, exist_ok=True)
+    command = [
+        certbot_binary(),
+        "certonly",
+        *_common_options(settings),
+        "--agree-tos",
+        "--webroot",
+        "-w",
+        str(settings.acme_webroot),
+        "--cert-name",
+        hostname,
+        "--server",
+        settings.acme_directory,
+        "--deploy-hook",
+        deploy_hook_command(settings),
+        "--force-renewal" if force_renewal else "--keep-until-expiring",
+    ]
+    if settings.acme_email:
+        command += ["--email", settings.acme_email, "--no-eff-email"]
+    else:
+        command.append("--register-unsafely-without-email")
+    for name in names:
+        command += ["-d", name]
+    settings.acme_dir.mkdir(parents=True, exist_ok=True)
+    log_file = certbot_log_file(settings)
+    log_start = log_file.stat().st_size if log_file.exists() else 0
+    try:
+        result = run_tool(command, timeout=CERTBOT_TIMEOUT, env=_environment(settings))
+    except DaemonError as error:
+        raise CertbotError(str(error)) from error
+    if result.returncode != 0:
+        raise CertbotError(failure_summary(result.stdout + "\n" + result.stderr, log_file, log_start))
+    info = current_certificate(settings, hostname)
+    if info is None:
+        raise CertbotError(f"certbot reported success but left no certificate for {hostname}.")
+    return info
+
+
+def delete_certificate(settings: Settings, hostname: str, *, revoke: bool = True) -> None:
+    """Forget a brand's lineage; revoke it first when the ACME server can be reached.
+
+    Revocation is a courtesy (the key never leaves this machine): when it fails the
+    lineage is deleted all the same.
+    """
+    if not (certbot_config_dir(settings) / "renewal" / f"{hostname}.conf").exists():
+        return
+    env = _environment(settings)
+    if revoke:
+        result = run_tool(
+            [certbot_binary(), "revoke", *_common_options(settings), "--cert-name", hostname,
+             "--server", settings.acme_directory, "--reason", "cessationofoperation",
+             "--delete-after-revoke"],
+            timeout=CERTBOT_TIMEOUT, env=env,
+        )  # fmt: skip
+        if result.returncode == 0:
+            return
+    result = run_tool(
+        [certbot_binary(), "delete", *_common_options(settings), "--cert-name", hostname],
+        timeout=CERTBOT_TIMEOUT,
+        env=env,
+    )
+    if result.returncode != 0:
+        raise CertbotError(
+            failure_summary(result.stdout + "\n" + result.stderr, certbot_log_file(settings), 0)
+        )
+
+
+def lineage_names(settings: Settings) -> list[str]:
+    """The cert-names certbot keeps here (one per brand hostname ever issued)."""
+    renewal = certbot_config_dir(settings) / "renewal"
+    return (
+        sorted(path.name.removesuffix(".conf") for path in renewal.glob("*.conf")) if renewal.is_dir() else []
+    )
+
+
+def failure_summary(output: str, log_file: Path, log_start: int = 0) -> str:
+    """certbot's own words about this failure, without its boilerplate, in a few lines.
+
+    When its output says little (`An unexpected error occurred`), the cause is in the log
+    (e.g. `accountDoesNotExist` behind an AttributeError): the ACME errors logged in this run.
+    """
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    lines = [line for line in lines if not any(noise in line for noise in _BOILERPLATE)]
+    text = "\n".join(lines)
+    if not lines or "unexpected error" in text.lower():
+        logged = _logged_errors(log_file, log_start)
+        if logged:
+            text = (text + "\n" if text else "") + logged
+    text = text or "certbot failed without a message; see " + str(log_file)
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 1].rstrip() + "…"
+    return text
+
+
+_ACME_ERROR = re.compile(r"urn:ietf:params:acme:error:\w+|acme\.messages\.Error.*|Error: .*|\w+Error: .*")
+
+
+def _logged_errors(log_file: Path, start: int) -> str:
+    try:
+        with open(log_file, errors="replace") as log:
+            log.seek(start)
+            tail = log.read()
+    except OSError:
+        return ""
+    found: list[str] = []
+    for match in _ACME_ERROR.finditer(tail):
+        text = match.group(0).strip()
+        if text not in found:
+            found.append(text)
+    return "\n".join(found[-4:])

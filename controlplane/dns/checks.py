@@ -112,3 +112,46 @@ def check_records(
 ) -> list[RecordCheck]:
     """The state of each expected record, in the order given."""
     return [check_record(record, resolver, authoritative) for record in expected]
+
+
+@dataclasses.dataclass(frozen=True)
+class PlatformCheck:
+    """Whether a name leads to the platform: `state` is "ok", "missing", "wrong" or "unchecked"."""
+
+    name: str
+    state: str
+    found: tuple[str, ...] = ()
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
+
+
+def resolves_to_platform(
+    resolver: dns.resolver.Resolver, name: str, addresses: tuple[str, ...]
+) -> PlatformCheck:
+    """A name leads to the platform when it has addresses (directly or through a CNAME) and
+    every one is the platform's: an ACME server may validate over any of them, IPv6 first."""
+    try:
+        found = _values(resolver, name, "A") + _values(resolver, name, "AAAA")
+    except _NoAnswer as error:
+        return PlatformCheck(
+            name, "unchecked", message=f"The DNS resolver did not answer for {name}: {error}"
+        )
+    expected = " or ".join(addresses) or "(no platform address configured)"
+    if not found:
+        return PlatformCheck(
+            name,
+            "missing",
+            message=f"{name} has no A or AAAA record: point it at {expected} (or CNAME it to the platform host).",
+        )
+    stray = [address for address in found if address not in addresses]
+    if stray:
+        return PlatformCheck(
+            name,
+            "wrong",
+            found,
+            f"{name} points at {', '.join(found)}, not only at the platform ({expected}).",
+        )
+    return PlatformCheck(name, "ok", found)

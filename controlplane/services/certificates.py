@@ -1,0 +1,304 @@
+"""Brand certificates: which names one covers, when to order one, and how to back off.
+
+One certificate per brand, covering the brand host and the client-setup names
+(`autoconfig.`, `autodiscover.`, `mta-sts.`) of each domain using the brand, keeping only the
+names that lead to the platform in DNS (an ACME server would fail to validate the others, and
+Let's Encrypt allows about 5 failed validations per name per hour). Nothing is ordered while the
+brand host itself does not lead to the platform.
+
+An order is placed only when no certificate covers the names, when names were added, or when
+the certificate expires within RENEW_BEFORE: re-rendering configs never orders. A failed order
+backs off (1 h, doubling to 24 h) and at most MAX_ORDERS_PER_RUN orders go out per run, so no
+retry storm reaches the ACME server. Until a brand's certificate exists the default certificate
+answers for its names, and nothing else is affected.
+
+Unlike other services these functions take the Installation and commit themselves: certbot
+runs for seconds (minutes against a slow ACME server) and its deploy hook, another process,
+writes the result to the database, so no transaction may stay open while it runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable
+from pathlib import Path
+
+import dns.resolver
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.certs import acme
+from controlplane.daemons import apply
+from controlplane.dns.checks import PlatformCheck, resolves_to_platform
+from controlplane.models import Brand
+from controlplane.models.base import utcnow
+from controlplane.runtime import Installation
+from controlplane.services.brands import resolver_for, setup_names
+from controlplane.services.errors import NotFound, ValidationError
+from controlplane.settings import Settings
+from controlplane.validation import normalize_hostname
+
+RENEW_BEFORE = dt.timedelta(days=30)
+FIRST_BACKOFF = dt.timedelta(hours=1)
+MAX_BACKOFF = dt.timedelta(hours=24)
+MAX_ORDERS_PER_RUN = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificateOutcome:
+    """What a run did for one brand.
+
+    `result`: "issued", "renewed", "current" (a certificate covers the names and is not
+    due), "waiting_dns", "dns_unchecked" (the resolver did not answer), "failed",
+    "backing_off" (a recent failure; not tried), "deferred" (this run's order cap was
+    reached), "removed" (the certificate of a brand that no longer exists).
+    """
+
+    hostname: str
+    result: str
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Order:
+    brand_id: int
+    hostname: str
+    names: tuple[str, ...]
+    force_renewal: bool
+    renewal: bool
+
+
+def brand_names(brand: Brand) -> tuple[str, ...]:
+    """Every name a brand's certificate may cover: its host first, then the setup names of
+    each domain using it, sorted."""
+    extra = sorted({name for domain in brand.domains for name in setup_names(domain)})
+    return (brand.hostname, *extra)
+
+
+def is_due(info: acme.CertificateInfo, now: dt.datetime) -> bool:
+    return info.not_after - now <= RENEW_BEFORE
+
+
+def backoff_delay(failures: int) -> dt.timedelta:
+    """1 h after the first failure, doubling with each one, never more than 24 h."""
+    return min(FIRST_BACKOFF * 2 ** max(failures - 1, 0), MAX_BACKOFF)
+
+
+def record_certificate(brand: Brand, info: acme.CertificateInfo) -> bool:
+    """The brand is served with this certificate for the names of its own it covers.
+
+    Returns whether anything the daemons serve changed (names or expiry).
+    """
+    served = " ".join(name for name in brand_names(brand) if name in info.names)
+    changed = (brand.cert_names, brand.cert_not_after) != (served, info.not_after)
+    brand.cert_status, brand.cert_names, brand.cert_not_after = "issued", served, info.not_after
+    brand.cert_error, brand.cert_failures, brand.cert_next_attempt_at = "", 0, None
+    return changed
+
+
+def record_failure(brand: Brand, error: str, now: dt.datetime) -> None:
+    """A failed order: say why, and do not try again before the backoff has passed.
+
+    A certificate that still serves keeps serving (its names stay recorded).
+    """
+    brand.cert_failures += 1
+    brand.cert_next_attempt_at = now + backoff_delay(brand.cert_failures)
+    brand.cert_status, brand.cert_error = "failed", error
+
+
+def _check_names(
+    settings: Settings, brand: Brand, resolver: dns.resolver.Resolver
+) -> tuple[PlatformCheck, tuple[str, ...]]:
+    """The brand host's check, and the names to order (the host plus setup names that lead here)."""
+    addresses = settings.platform_address_list
+    host = resolves_to_platform(resolver, brand.hostname, addresses)
+    names = [brand.hostname]
+    if host.ok:
+        names += [n for n in brand_names(brand)[1:] if resolves_to_platform(resolver, n, addresses).ok]
+    return host, tuple(names)
+
+
+def _decide(
+    settings: Settings,
+    brand: Brand,
+    resolver: dns.resolver.Resolver,
+    now: dt.datetime,
+    *,
+    retry_now: bool,
+) -> _Order | tuple[CertificateOutcome, bool]:
+    """An order to place, or what happened instead and whether the served state changed."""
+    hostname = brand.hostname
+    if not retry_now and brand.cert_next_attempt_at is not None and now < brand.cert_next_attempt_at:
+        when = brand.cert_next_attempt_at.isoformat(timespec="minutes")
+        return CertificateOutcome(
+            hostname, "backing_off", f"Next attempt after {when} (last error: {brand.cert_error})"
+        ), False
+    host, names = _check_names(settings, brand, resolver)
+    current = acme.current_certificate(settings, hostname)
+    usable = current is not None and current.not_after > now
+    if host.state == "unchecked":
+        return CertificateOutcome(hostname, "dns_unchecked", host.message), False
+    if not host.ok:
+        if usable:
+            # It keeps serving until it expires; renewing it needs the DNS back.
+            changed = record_certificate(brand, current)  # type: ignore[arg-type]
+            brand.cert_error = f"{host.message} The certificate cannot be renewed until it does."
+            return CertificateOutcome(hostname, "waiting_dns", brand.cert_error), changed
+        brand.cert_status, brand.cert_error = "waiting_dns", host.message
+        return CertificateOutcome(hostname, "waiting_dns", host.message), False
+    if current is not None and current.covers(names) and not is_due(current, now):
+        changed = record_certificate(brand, current)
+        return CertificateOutcome(
+            hostname, "current", f"Covers {len(current.names)} names until {current.not_after:%Y-%m-%d}."
+        ), changed
+    covered = current is not None and current.covers(names)
+    return _Order(brand.id, hostname, names, force_renewal=covered, renewal=current is not None and usable)
+
+
+def renew_certificates(
+    installation: Installation,
+    *,
+    hostnames: Iterable[str] | None = None,
+    retry_now: bool = False,
+    max_orders: int = MAX_ORDERS_PER_RUN,
+    resolver: dns.resolver.Resolver | None = None,
+    now: dt.datetime | None = None,
+) -> list[CertificateOutcome]:
+    """Order what is missing or due for every brand (or the ones named), then serve it.
+
+    Raises NotFound for a named brand that does not exist.
+    """
+    settings = installation.settings
+    resolver = resolver or resolver_for(settings)
+    with installation.sessions() as session:
+        query = select(Brand.id).order_by(Brand.id)
+        if hostnames is not None:
+            wanted = [_hostname(name) for name in hostnames]
+            found = dict(
+                session.execute(select(Brand.hostname, Brand.id).where(Brand.hostname.in_(wanted))).all()
+            )
+            missing = [name for name in wanted if name not in found]
+            if missing:
+                raise NotFound(f"No brand has the hostname {', '.join(missing)}.")
+            query = query.where(Brand.id.in_(found.values()))
+        brand_ids = list(session.scalars(query))
+
+    outcomes: list[CertificateOutcome] = []
+    orders, served_changed = 0, False
+    for brand_id in brand_ids:
+        with installation.transaction() as session:
+            brand = session.get(Brand, brand_id)
+            if brand is None:
+                continue
+            decision = _decide(settings, brand, resolver, now or utcnow(), retry_now=retry_now)
+            if isinstance(decision, tuple):
+                outcome, changed = decision
+                outcomes.append(outcome)
+                served_changed |= changed
+                continue
+            if orders >= max_orders:
+                outcomes.append(
+                    CertificateOutcome(brand.hostname, "deferred", f"At most {max_orders} orders per run.")
+                )
+                continue
+        orders += 1
+        outcome, changed = _place_order(installation, decision)
+        outcomes.append(outcome)
+        served_changed |= changed
+    if hostnames is None:
+        outcomes += remove_unused_certificates(installation)
+    if served_changed:
+        publish_certificates(installation)
+    return outcomes
+
+
+def _place_order(installation: Installation, order: _Order) -> tuple[CertificateOutcome, bool]:
+    settings = installation.settings
+    try:
+        info = acme.obtain_certificate(
+            settings, order.hostname, order.names, force_renewal=order.force_renewal
+        )
+    except acme.CertbotError as error:
+        with installation.transaction() as session:
+            brand = session.get(Brand, order.brand_id)
+            if brand is not None:
+                record_failure(brand, str(error), utcnow())
+                when = brand.cert_next_attempt_at.isoformat(timespec="minutes")  # type: ignore[union-attr]
+                return CertificateOutcome(
+                    order.hostname, "failed", f"{error}\nNext attempt after {when}."
+                ), False
+        return CertificateOutcome(order.hostname, "failed", str(error)), False
+    with installation.transaction() as session:
+        brand = session.get(Brand, order.brand_id)
+        # The deploy hook has normally recorded and published it already; if it could not
+        # (it failed, or the brand is gone), this run does.
+        changed = brand is not None and record_certificate(brand, info)
+    result = "renewed" if order.renewal else "issued"
+    names = ", ".join(info.names)
+    return CertificateOutcome(
+        order.hostname, result, f"{names}; valid until {info.not_after:%Y-%m-%d %H:%M} UTC."
+    ), changed
+
+
+def certificate_deployed(installation: Installation, lineage: str | Path) -> str:
+    """certbot's deploy hook: record the brand's new certificate and serve it right away."""
+    lineage = Path(lineage)
+    hostname = lineage.name
+    info = acme.read_certificate(lineage / "fullchain.pem")
+    with installation.transaction() as session:
+        brand = session.scalar(select(Brand).where(Brand.hostname == hostname))
+        if brand is None:
+            return f"No brand has the hostname {hostname}: nothing to serve."
+        record_certificate(brand, info)
+    publish_certificates(installation)
+    return f"Serving the certificate of {hostname} ({', '.join(info.names)}) until {info.not_after:%Y-%m-%d}."
+
+
+def publish_certificates(installation: Installation) -> None:
+    """Re-render, check and reload; a renewed certificate at an unchanged path still needs
+    Dovecot and nginx to reload (they read certificates then). Postfix reads its SNI map
+    at each handshake: apply republishes it."""
+    settings = installation.settings
+    if not settings.live_config.exists():
+        return  # not prepared yet: `letterhead up` renders the first generation
+    with installation.transaction() as session:
+        before = apply.live_generation(session)
+        generation = apply.apply_configuration(session, settings)
+    if generation.status != "live":
+        raise acme.CertbotError(
+            f"The configuration serving the new certificate was refused; the previous one still serves:\n"
+            f"{generation.error}"
+        )
+    if before is not None and generation.id == before.id:
+        apply.reload_running_daemons(settings, ("dovecot", "nginx"))
+
+
+def remove_unused_certificates(installation: Installation) -> list[CertificateOutcome]:
+    """Revoke and delete the certificates of brands that are gone (or were renamed)."""
+    settings = installation.settings
+    with installation.sessions() as session:
+        in_use = set(session.scalars(select(Brand.hostname)))
+    outcomes = []
+    for name in acme.lineage_names(settings):
+        if name in in_use:
+            continue
+        try:
+            acme.delete_certificate(settings, name)
+        except acme.CertbotError as error:
+            outcomes.append(CertificateOutcome(name, "failed", f"Could not remove the certificate: {error}"))
+        else:
+            outcomes.append(CertificateOutcome(name, "removed", "No brand uses it any more."))
+    return outcomes
+
+
+def list_brand_certificates(session: Session) -> list[Brand]:
+    """Every brand with its certificate state, for the operator."""
+    return list(session.scalars(select(Brand).order_by(Brand.hostname)))
+
+
+def _hostname(name: str) -> str:
+    try:
+        return normalize_hostname(name)
+    except ValidationError:
+        raise NotFound(f"No brand has the hostname {name!r}.") from None
