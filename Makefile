@@ -10,8 +10,9 @@ export LETTERHEAD_HOME ?= $(CURDIR)/var
 DEBIAN_PACKAGES := postfix postfix-sqlite dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd \
 	dovecot-sieve dovecot-managesieved dovecot-sqlite nginx openssl sqlite3 swaks pflogsumm \
 	ca-certificates python3-venv python3-pip
-# Only the test suite needs these: Chromium for the browser tests, dnsmasq as a loopback DNS server.
-TEST_PACKAGES := chromium dnsmasq-base
+# Only the test suite needs these: Chromium for the browser tests, dnsmasq as a loopback DNS server,
+# pebble (with pebble-challtestsrv) as a private ACME server.
+TEST_PACKAGES := chromium dnsmasq-base pebble
 # Playwright drives the system's Chromium; it must never fetch a browser of its own.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
