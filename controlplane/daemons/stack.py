@@ -6,7 +6,7 @@ import dataclasses
 import os
 import sys
 
-from controlplane.daemons import apply, dovecot, nginx, postfix
+from controlplane.daemons import apply, dovecot, nginx, periodic, postfix
 from controlplane.daemons.layout import prepare_state_directory, protect_database
 from controlplane.daemons.process import DaemonError, read_pid, run_tool, terminate, wait_until
 from controlplane.logs import follower
@@ -78,6 +78,9 @@ def up(installation: Installation, *, web: bool = True) -> None:
     if not postfix.master_pid(settings.postfix_queue):
         postfix.start(live / "postfix")
     follower.start_follower(settings)
+    if not settings.testing:
+        # Test stacks renew explicitly: a background order would race the test's own.
+        periodic.start_periodic(settings)
     if web:
         start_web(settings)
     if not nginx.master_pid(settings):
@@ -86,6 +89,8 @@ def up(installation: Installation, *, web: bool = True) -> None:
 
 def down(settings: Settings) -> None:
     live = settings.live_config
+    # First: a renewal must not run while the daemons it reloads go away.
+    periodic.stop_periodic(settings)
     pid = nginx.master_pid(settings)
     if pid:
         nginx.stop(live / "nginx" / "nginx.conf")
@@ -123,5 +128,6 @@ def status(settings: Settings) -> list[ServiceStatus]:
         ),
         ServiceStatus("web", web_pid(settings), {"web": ports["web"]}),
         ServiceStatus("log-follower", follower.follower_pid(settings), {}),
+        ServiceStatus("periodic", periodic.periodic_pid(settings), {}),
         ServiceStatus("nginx", nginx.master_pid(settings), {name: ports[name] for name in ("http", "https")}),
     ]

@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from cli import main as letterhead
 from controlplane.certs import acme
-from controlplane.daemons import apply
+from controlplane.daemons import apply, periodic
+from controlplane.daemons.process import wait_until
 from controlplane.daemons.scratch import ScratchStack
 from controlplane.models import Brand
 from controlplane.models.base import utcnow
@@ -40,8 +41,9 @@ RECORDS = [
     # mail.nodns.test has no record at all.
     "--host-record=mail.bad.test,127.0.0.1",
     "--host-record=mail.short.test,127.0.0.1",
+    "--host-record=mail.later.test,127.0.0.1",
 ]
-ZONES = ("brand.test", "more.test", "nodns.test", "bad.test", "short.test")
+ZONES = ("brand.test", "more.test", "nodns.test", "bad.test", "short.test", "later.test")
 
 
 @dataclasses.dataclass
@@ -268,6 +270,25 @@ def test_the_certificate_of_a_removed_brand_is_deleted(world: World) -> None:
     assert ("mail.short.test", "removed") in [(o.hostname, o.result) for o in outcomes]
     assert "mail.short.test" not in acme.lineage_names(world.stack.settings)
     assert acme.current_certificate(world.stack.settings, "mail.short.test") is None
+
+
+def test_the_periodic_runner_renews_certificates_and_checks_dns_until_stopped(world: World) -> None:
+    add_brand(world, "mail.later.test", "later.test")
+    settings = world.stack.settings
+
+    periodic.start_periodic(settings)
+    try:
+        assert periodic.periodic_pid(settings) is not None
+        assert wait_until(lambda: brand_state(world, "mail.later.test").cert_status == "issued", timeout=60)
+        assert wait_until(
+            lambda: brand_state(world, "mail.later.test").dns_checked_at is not None, timeout=30
+        )
+    finally:
+        periodic.stop_periodic(settings)
+    assert periodic.periodic_pid(settings) is None
+    log = (settings.log_dir / periodic.LOG_FILE).read_text()
+    assert "certificate mail.later.test: issued" in log
+    assert "certificate mail.bad.test: backing_off" in log
 
 
 def _env(world: World) -> dict[str, str]:
