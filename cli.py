@@ -30,6 +30,7 @@ from controlplane.schema import upgrade_database
 from controlplane.services import (
     admins,
     aliases,
+    brands,
     certificates,
     domains,
     mail_logs,
@@ -563,6 +564,101 @@ def alias_delete(address: str) -> None:
     with _installation().transaction() as session:
         aliases.delete_alias(session, OPERATOR, aliases.get_alias(session, OPERATOR, address))
     click.echo(f"Deleted alias {address}.")
+
+
+# --- brands -------------------------------------------------------------------------------------
+
+
+def brand_row(brand) -> dict[str, Any]:
+    return {
+        "hostname": brand.hostname,
+        "name": brand.name,
+        "tenant": brand.tenant.name,
+        "shared": brand.shared,
+        "domains": " ".join(sorted(d.name for d in brand.domains)),
+        "certificate": brand.cert_status,
+        "not_after": brand.cert_not_after or "",
+    }
+
+
+@main.group()
+def brand() -> None:
+    """Brands: the server name customers use (mail.customer.com), and its look."""
+
+
+@brand.command("create")
+@click.argument("hostname")
+@click.option("--tenant", "tenant_name", required=True)
+@click.option("--name", required=True, help="The brand name pages show.")
+@click.option("--support-url", default=None)
+@click.option("--shared", is_flag=True, help="The tenant's brand for customers without their own.")
+@json_option
+@handles_errors
+def brand_create(
+    hostname: str, tenant_name: str, name: str, support_url: str | None, shared: bool, as_json: bool
+) -> None:
+    installation = _installation()
+    with installation.transaction() as session:
+        made = brands.create_brand(
+            session, OPERATOR, installation.settings, tenant=tenants.get_tenant(session, OPERATOR, tenant_name),
+            hostname=hostname, name=name, support_url=support_url, shared=shared,
+        )  # fmt: skip
+        emit(brand_row(made), as_json)
+
+
+@brand.command("list")
+@click.option("--tenant", "tenant_name", required=True)
+@json_option
+@handles_errors
+def brand_list(tenant_name: str, as_json: bool) -> None:
+    with _installation().transaction() as session:
+        owner = tenants.get_tenant(session, OPERATOR, tenant_name)
+        emit([brand_row(b) for b in brands.list_brands(session, OPERATOR, owner)], as_json)
+
+
+@brand.command("use")
+@click.argument("domain_name")
+@click.argument("hostname", required=False)
+@handles_errors
+def brand_use(domain_name: str, hostname: str | None) -> None:
+    """Make DOMAIN use the brand HOSTNAME (none given: the platform's host)."""
+    with _installation().transaction() as session:
+        target = domains.get_domain(session, OPERATOR, domain_name)
+        chosen = brands.get_brand_by_hostname(session, OPERATOR, hostname) if hostname else None
+        brands.set_domain_brand(session, OPERATOR, target, chosen)
+    click.echo(f"{domain_name} now uses {hostname or 'the platform host'}.")
+
+
+@brand.command("delete")
+@click.argument("hostname")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@handles_errors
+def brand_delete(hostname: str, yes: bool) -> None:
+    if not yes:
+        click.confirm(f"Delete the brand {hostname}? Its domains go back to the platform host.", abort=True)
+    with _installation().transaction() as session:
+        brands.delete_brand(session, OPERATOR, brands.get_brand_by_hostname(session, OPERATOR, hostname))
+    click.echo(f"Deleted {hostname}.")
+
+
+@brand.command("dns")
+@click.argument("domain_name")
+@json_option
+@handles_errors
+def brand_dns(domain_name: str, as_json: bool) -> None:
+    """Check DOMAIN's DNS records now: expected value, state, and what was found."""
+    installation = _installation()
+    with installation.transaction() as session:
+        target = domains.get_domain(session, OPERATOR, domain_name)
+        report = brands.check_domain_dns(session, OPERATOR, installation.settings, target)
+        rows = [
+            {"name": c.expected.name, "type": c.expected.type, "expected": c.expected.value,
+             "state": c.state, "found": " ".join(c.found), "note": c.note}
+            for c in report.checks
+        ]  # fmt: skip
+    emit(rows, as_json, columns=("name", "type", "expected", "state", "found"))
+    if not as_json and not report.all_ok:
+        sys.exit(2)
 
 
 # --- API tokens ----------------------------------------------------------------------------------
