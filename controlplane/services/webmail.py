@@ -132,14 +132,33 @@ def parse_recipients(text: str, *, field: str) -> list[str]:
     if any(ch in text for ch in "\r\n\0"):
         raise ValidationError("Put all addresses on one line, separated by commas.", field=field)
     addresses: list[str] = []
-    for name, address in email.utils.getaddresses([text]):
-        if not address and not name:
-            continue
-        addresses.append(_checked_address(address or name, field=field))
+    for piece in _split_address_list(text):
+        _name, address = email.utils.parseaddr(piece)
+        # parseaddr answers ("", "") for what it cannot read: that must be refused, not dropped.
+        addresses.append(_checked_address(address or piece, field=field))
     unique = list(dict.fromkeys(addresses))
     if len(unique) > MAX_RECIPIENTS:
         raise ValidationError(f"At most {MAX_RECIPIENTS} recipients per message.", field=field)
     return unique
+
+
+def _split_address_list(text: str) -> list[str]:
+    """The non-blank entries of a comma-separated list, commas in quotes or <...> not splitting."""
+    pieces, current, quoted, angled = [], [], False, False
+    for ch in text:
+        if ch == '"' and not angled:
+            quoted = not quoted
+        elif ch == "<" and not quoted:
+            angled = True
+        elif ch == ">" and not quoted:
+            angled = False
+        if ch in ",;" and not quoted and not angled:
+            pieces.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    pieces.append("".join(current))
+    return [piece.strip() for piece in pieces if piece.strip()]
 
 
 def _checked_address(address: str, *, field: str) -> str:

@@ -19,9 +19,12 @@ from controlplane import create_app
 from controlplane.daemons.scratch import ScratchStack, free_ports
 from controlplane.models import AuthEvent
 from controlplane.services import mailboxes
+from controlplane.services.errors import ValidationError
 from controlplane.services.scope import OPERATOR
+from controlplane.services.webmail import parse_recipients
 from tests.e2e.mailclient import DEFAULT_TIMEOUT, send, wait_for_subject
 from tests.factories import PASSWORD, make_admin, make_domain, make_mailbox, make_tenant
+from webmail.mailstore import decode_folder_name, encode_folder_name
 
 KB = 1024
 UNICODE_PASSWORD = "Grüße, 🔑 sicher"
@@ -500,3 +503,46 @@ def test_mail_unavailable_is_a_503_page_not_a_stack_trace(app, stack) -> None:
         assert sent.status_code == 503 and "Do not lose me" in sent.get_data(as_text=True)
     finally:
         broken.extensions["letterhead"].dispose()
+
+
+# --- names and addresses --------------------------------------------------------------------------
+
+
+def test_folder_names_outside_ascii_are_listed_and_opened(app, stack) -> None:
+    connection = imap(stack, "amy@one.test")
+    try:
+        # "Reisen & Über" in IMAP's modified UTF-7, spelled out so the test does not trust our encoder.
+        assert connection.create('"Reisen &- &ANw-ber"')[0] == "OK"
+    finally:
+        connection.logout()
+    append(stack, "amy@one.test", message("Booking confirmed"), folder='"Reisen &- &ANw-ber"')
+    client = client_from(app, "10.6.0.1")
+    log_in(client, "amy@one.test")
+    assert ">Reisen &amp; Über</a>" in client.get("/").get_data(as_text=True)
+    folder = client.get("/folder", query_string={"name": "Reisen & Über"})
+    assert folder.status_code == 200 and "Booking confirmed" in folder.get_data(as_text=True)
+
+
+def test_modified_utf7_folder_names_round_trip() -> None:
+    for name in ("INBOX", "Reisen & Über", "日本語/メール", "a&b", "~peter/mail/台北/日本語", "€"):
+        assert decode_folder_name(encode_folder_name(name)) == name
+    assert encode_folder_name("Reisen & Über") == "Reisen &- &ANw-ber"
+    assert encode_folder_name("~peter/mail/台北/日本語") == "~peter/mail/&U,BTFw-/&ZeVnLIqe-"
+
+
+def test_recipients_are_parsed_checked_and_deduplicated() -> None:
+    assert parse_recipients("Ann <ann@one.test>, bob@Bücher.test, ann@one.test", field="to") == [
+        "ann@one.test",
+        "bob@xn--bcher-kva.test",
+    ]
+    assert parse_recipients("  ", field="cc") == []
+    for bad in (
+        "no-at-sign",
+        "a@b@c.test",
+        "two..dots@one.test",
+        "x@",
+        "sp ace@one.test",
+        "x@one.test\nBcc: y@z",
+    ):
+        with pytest.raises(ValidationError):
+            parse_recipients(bad, field="to")
