@@ -207,6 +207,11 @@ def test_search_finds_by_address_ip_message_id_and_queue_id_across_days(app, log
     assert found("secret@c.test") == set()  # another tenant's
 
 
+def test_an_empty_search_asks_for_something_instead_of_listing_everything(app, logged) -> None:
+    html = page_text(logged_in(app, "boss").get("/admin/logs/mail/search"))
+    assert "Type an address" in html and "data-transaction" not in html
+
+
 def test_a_long_list_is_paginated_on_the_server(app, logged, tmp_path: Path) -> None:
     refusals = "".join(
         f"Nov 25 10:{n // 60:02d}:{n % 60:02d} mail postfix/smtpd[100]: NOQUEUE: reject: RCPT from "
