@@ -16,15 +16,16 @@ earlier run read) is loaded with its transaction.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, text, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from controlplane.models import (
     AuthEvent,
     Domain,
-    Mailbox,
     MailQueueEntry,
     MailRecipientResult,
     MailTransaction,
@@ -47,6 +48,12 @@ _TRANSACTION_FIELDS = (
 _RECIPIENT_FIELDS = (
     "time", "recipient", "orig_to", "domain_id", "queue_id", "outcome", "relay", "status_code",
     "reason", "detail", "attempts",
+)  # fmt: skip
+_RECIPIENT_COLUMNS = (*_RECIPIENT_FIELDS, "transaction_id")
+_ENTRY_COLUMNS = ("queue_id", "time", "removed", "transaction_id")
+_LOGIN_FIELDS = (
+    "time", "service", "login", "account", "tenant_id", "domain_id", "client_ip", "network",
+    "user_agent", "success", "reason", "password_fingerprint",
 )  # fmt: skip
 
 
@@ -123,13 +130,13 @@ class MailLogStore:
         self._new_entries: list[QueueEntryRow] = []
         self._new_recipients: list[RecipientRow] = []
         self._changed: list[TransactionRow | RecipientRow | QueueEntryRow] = []
-        self._logins: list[dict[str, Any]] = []
-        self._unparsed: list[dict[str, Any]] = []
+        self._logins: list[tuple[Any, ...]] = []
+        self._unparsed: list[tuple[Any, ...]] = []
+        self._writer = _BulkWriter(session)
         self._open: dict[str, QueueEntryRow] = {}
         self._stored_open_ids: set[str] | None = None
         self._ask_each_time = False
-        self._domains: dict[str, int | None] = {}
-        self._owners: dict[str, tuple[int | None, int | None]] = {}
+        self._domains: dict[str, tuple[int | None, int | None]] = {}
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -137,28 +144,20 @@ class MailLogStore:
         """The hosted domain an address belongs to, or None."""
         if not address or "@" not in address:
             return None
-        name = address.rsplit("@", 1)[1].lower()
-        if name not in self._domains:
-            self._domains[name] = self.session.scalar(select(Domain.id).where(Domain.name == name))
-        return self._domains[name]
+        return self._domain(address.rsplit("@", 1)[1].lower())[1]
 
     def owner(self, account: str) -> tuple[int | None, int | None]:
-        """(tenant id, domain id) of a login name: its mailbox's, else its domain's if ours."""
+        """(tenant id, domain id) of a login name: its domain's, if the domain is ours (an
+        unknown user of a hosted domain still belongs to that domain)."""
         if "@" not in account:
             return None, None
-        if account not in self._owners:
-            local_part, domain_name = account.rsplit("@", 1)
-            row = self.session.execute(
-                select(Domain.tenant_id, Domain.id)
-                .join(Mailbox, Mailbox.domain_id == Domain.id)
-                .where(Domain.name == domain_name, Mailbox.local_part == local_part)
-            ).first()
-            if row is None:  # an unknown user still belongs to the domain it named, if it is ours
-                row = self.session.execute(
-                    select(Domain.tenant_id, Domain.id).where(Domain.name == domain_name)
-                ).first()
-            self._owners[account] = (row[0], row[1]) if row else (None, None)
-        return self._owners[account]
+        return self._domain(account.rsplit("@", 1)[1])
+
+    def _domain(self, name: str) -> tuple[int | None, int | None]:
+        if name not in self._domains:
+            row = self.session.execute(select(Domain.tenant_id, Domain.id).where(Domain.name == name)).first()
+            self._domains[name] = (row[0], row[1]) if row else (None, None)
+        return self._domains[name]
 
     def open_entry(self, queue_id: str, time: dt.datetime) -> QueueEntryRow | None:
         """The open queue entry `queue_id` names at `time`, from memory or the database."""
@@ -265,95 +264,51 @@ class MailLogStore:
             self._stored_open_ids.discard(entry.queue_id)
 
     def add_login(self, **values: Any) -> None:
-        self._logins.append(values)
+        """An AuthEvent row, given every column of _LOGIN_FIELDS."""
+        self._logins.append(tuple(values[name] for name in _LOGIN_FIELDS))
 
     def add_unparsed(self, time: dt.datetime, source: str, line: str) -> None:
-        self._unparsed.append({"time": time, "source": source, "line": line})
+        self._unparsed.append((time, source, line))
 
     def flush(self) -> None:
         """Write everything made or changed since the last flush, in the session's transaction."""
-        session = self.session
+        writer = self._writer
         if self._new_transactions:
-            self._insert_returning(MailTransaction, self._new_transactions, _TRANSACTION_FIELDS)
+            rows = [_transaction_values(t) for t in self._new_transactions]
+            _assign(self._new_transactions, writer.insert(MailTransaction, _TRANSACTION_FIELDS, rows))
         if self._new_entries:
-            rows = [
-                {
-                    "transaction_id": e.transaction.id,
-                    "queue_id": e.queue_id,
-                    "time": e.time,
-                    "removed": e.removed,
-                }
-                for e in self._new_entries
-            ]
-            self._assign_ids(MailQueueEntry, self._new_entries, rows)
+            rows = [(e.queue_id, e.time, e.removed, e.transaction.id) for e in self._new_entries]
+            _assign(self._new_entries, writer.insert(MailQueueEntry, _ENTRY_COLUMNS, rows))
         if self._new_recipients:
-            self._insert_returning(
-                MailRecipientResult, self._new_recipients, _RECIPIENT_FIELDS, with_transaction=True
-            )
+            rows = [(*_recipient_values(r), r.transaction.id) for r in self._new_recipients]
+            _assign(self._new_recipients, writer.insert(MailRecipientResult, _RECIPIENT_COLUMNS, rows))
         if self._changed:
             self._update_changed()
         if self._logins:
-            session.execute(insert(_table(AuthEvent)), self._logins)
+            writer.insert(AuthEvent, _LOGIN_FIELDS, self._logins, ids=False)
         if self._unparsed:
-            session.execute(insert(_table(UnparsedLogLine)), self._unparsed)
+            writer.insert(UnparsedLogLine, ("time", "source", "line"), self._unparsed, ids=False)
         self._new_transactions, self._new_entries, self._new_recipients = [], [], []
         self._changed, self._logins, self._unparsed = [], [], []
         self._evict()
 
-    def _insert_returning(
-        self, model: type, rows: list[Any], names: tuple[str, ...], *, with_transaction: bool = False
-    ) -> None:
-        values = []
-        for row in rows:
-            value = {name: getattr(row, name) for name in names}
-            if with_transaction:
-                value["transaction_id"] = row.transaction.id
-            values.append(value)
-        self._assign_ids(model, rows, values)
-
-    def _assign_ids(self, model: type, rows: list[Any], values: list[dict[str, Any]]) -> None:
-        table = _table(model)
-        if self.session.get_bind().dialect.name != "sqlite":
-            ids = list(
-                self.session.execute(
-                    insert(table).returning(table.c.id, sort_by_parameter_order=True), values
-                ).scalars()
-            )
-        else:
-            # SQLite hands RETURNING rows back one statement per row; a plain executemany is
-            # many times faster. Its ids follow from the table's AUTOINCREMENT counter: this
-            # transaction holds SQLite's write lock from its first INSERT on, so the rows just
-            # inserted took the ids up to the counter, one after another, and no other writer
-            # came between.
-            self.session.execute(insert(table), values)
-            last = self.session.execute(
-                text("SELECT seq FROM sqlite_sequence WHERE name = :name"), {"name": table.name}
-            ).scalar_one()
-            ids = range(last - len(values) + 1, last + 1)
-        for row, new_id in zip(rows, ids, strict=True):
-            row.id = new_id
-
     def _update_changed(self) -> None:
-        by_kind: dict[type, list[dict[str, Any]]] = {}
+        transactions, recipients, entries = [], [], []
         for row in self._changed:
             row.dirty = False
             if isinstance(row, TransactionRow):
-                value = {name: getattr(row, name) for name in _TRANSACTION_FIELDS}
+                transactions.append((*_transaction_values(row), row.id))
             elif isinstance(row, RecipientRow):
-                value = {name: getattr(row, name) for name in _RECIPIENT_FIELDS}
+                recipients.append((*_recipient_values(row), row.id))
             else:
-                value = {"removed": row.removed}
-            value["row_id"] = row.id
-            by_kind.setdefault(type(row), []).append(value)
-        for kind, values in by_kind.items():
-            table = _table(_MODEL_OF_ROW[kind])
-            statement = (
-                update(table)
-                .where(table.c.id == bindparam("row_id"))
-                .values({name: bindparam(name) for name in values[0] if name != "row_id"})
-            )
-            # Core executemany: one prepared UPDATE for every changed row of the table.
-            self.session.connection().execute(statement, values)
+                entries.append((row.removed, row.id))
+        for model, names, rows in (
+            (MailTransaction, _TRANSACTION_FIELDS, transactions),
+            (MailRecipientResult, _RECIPIENT_FIELDS, recipients),
+            (MailQueueEntry, ("removed",), entries),
+        ):
+            if rows:
+                self._writer.update(model, names, rows)
 
     def _evict(self) -> None:
         excess = len(self._open) - MAX_OPEN_ENTRIES
@@ -366,11 +321,101 @@ class MailLogStore:
                 stored.add(queue_id)
 
 
-_MODEL_OF_ROW: dict[type, type] = {
-    TransactionRow: MailTransaction,
-    RecipientRow: MailRecipientResult,
-    QueueEntryRow: MailQueueEntry,
-}
+_transaction_values = attrgetter(*_TRANSACTION_FIELDS)
+_recipient_values = attrgetter(*_RECIPIENT_FIELDS)
+
+
+def _assign(rows: list[Any], ids: Sequence[int]) -> None:
+    for row, new_id in zip(rows, ids, strict=True):
+        row.id = new_id
+
+
+class _BulkWriter:
+    """INSERTs and UPDATEs by primary key for many rows at once, in the session's transaction.
+
+    On SQLite each statement is compiled once and run with the driver's executemany, values
+    converted by the columns' own bind processors (so they are stored exactly as the ORM
+    stores them): SQLAlchemy's per-row parameter handling cost more than SQLite's work. Other
+    databases get the same statements through SQLAlchemy Core.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._compiled: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[tuple[int, Any]]]] = {}
+
+    def insert(
+        self, model: type, names: tuple[str, ...], rows: list[tuple[Any, ...]], *, ids: bool = True
+    ) -> Sequence[int]:
+        """Insert `rows` (values in the order of `names`); the new ids in the same order."""
+        table = _table(model)
+        connection = self.session.connection()
+        if connection.dialect.name != "sqlite":
+            statement = insert(table)
+            values = [dict(zip(names, row, strict=True)) for row in rows]
+            if not ids:
+                connection.execute(statement, values)
+                return []
+            returning = statement.returning(table.c.id, sort_by_parameter_order=True)
+            return list(connection.execute(returning, values).scalars())
+        sql = self._statement("insert", table, names)
+        connection.exec_driver_sql(sql[0], self._processed(sql[1], rows))
+        if not ids:
+            return []
+        # The new rows' ids follow from the table's AUTOINCREMENT counter: this transaction
+        # holds SQLite's write lock from its first INSERT on, so they took the ids up to the
+        # counter one after another, and no other writer came between.
+        last = connection.exec_driver_sql(
+            "SELECT seq FROM sqlite_sequence WHERE name = ?", (table.name,)
+        ).scalar_one()
+        return range(last - len(rows) + 1, last + 1)
+
+    def update(self, model: type, names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Set the columns `names` of each row whose id ends its tuple of values."""
+        table = _table(model)
+        connection = self.session.connection()
+        if connection.dialect.name != "sqlite":
+            statement = (
+                update(table)
+                .where(table.c.id == bindparam("row_id"))
+                .values({name: bindparam(name) for name in names})
+            )
+            connection.execute(statement, [dict(zip((*names, "row_id"), row, strict=True)) for row in rows])
+            return
+        sql = self._statement("update", table, names)
+        connection.exec_driver_sql(sql[0], self._processed(sql[1], rows))
+
+    def _statement(
+        self, kind: str, table: Table, names: tuple[str, ...]
+    ) -> tuple[str, list[tuple[int, Any]]]:
+        key = (kind, table.name, names)
+        if key not in self._compiled:
+            dialect = self.session.get_bind().dialect
+            quote = dialect.identifier_preparer.quote
+            columns = [quote(name) for name in names]
+            if kind == "insert":
+                sql = f"INSERT INTO {quote(table.name)} ({', '.join(columns)}) VALUES ({', '.join('?' * len(names))})"
+            else:
+                assignments = ", ".join(f"{column} = ?" for column in columns)
+                sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE id = ?"
+            processors = [
+                (position, processor)
+                for position, name in enumerate(names)
+                if (processor := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
+            ]
+            self._compiled[key] = (sql, processors)
+        return self._compiled[key]
+
+    @staticmethod
+    def _processed(processors: list[tuple[int, Any]], rows: list[tuple[Any, ...]]) -> list[Any]:
+        if not processors:
+            return rows
+        processed = []
+        for row in rows:
+            values = list(row)
+            for position, processor in processors:
+                values[position] = processor(values[position])
+            processed.append(tuple(values))
+        return processed
 
 
 def tune_for_ingest(session: Session) -> None:
