@@ -234,6 +234,11 @@ def failure_summary(output: str, log_file: Path, log_start: int = 0) -> str:
         if logged:
             text = (text + "\n" if text else "") + logged
     text = text or "certbot failed without a message; see " + str(log_file)
+    if "accountDoesNotExist" in text or re.search(r"Account \S+ not found", text):
+        text += (
+            f"\nThe ACME server no longer knows this installation's account (was it reset?): remove "
+            f"{log_file.parent.parent / 'config' / 'accounts'} so that certbot registers a new one."
+        )
     if len(text) > MAX_ERROR_CHARS:
         text = text[: MAX_ERROR_CHARS - 1].rstrip() + "…"
     return text

@@ -197,12 +197,6 @@ def test_a_failed_validation_is_shown_and_backs_off_without_calling_certbot_agai
     assert rows["mail.brand.test"]["state"] == "issued"
 
 
-def test_backoff_doubles_with_each_failure_up_to_a_day() -> None:
-    delays = [certificates.backoff_delay(n) for n in (1, 2, 3, 5, 6, 12)]
-    hours = [delay / dt.timedelta(hours=1) for delay in delays]
-    assert hours == [1, 2, 4, 16, 24, 24]
-
-
 def test_names_added_to_a_brand_are_ordered_once_within_the_per_run_cap(world: World) -> None:
     use_brand(world, "more.test", "mail.brand.test")
     issued_before = world.acme.issued_count()
