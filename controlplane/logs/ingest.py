@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from controlplane.logs.dialogue import DialogueRecorder, parse_dialogue_line, process_of_line
 from controlplane.logs.dovecot import LoginEvent, parse_dovecot_line
 from controlplane.logs.postfix import PostfixEvent, parse_postfix_line
 from controlplane.logs.store import MailLogStore, tune_for_ingest
@@ -41,6 +42,12 @@ _TIMESTAMPED = re.compile(
 )
 # Lines that name a transaction's parts; when the parser returns None for one, a format
 # changed and the line is kept for a person to look at instead of silently dropped.
+# "smtpd[123]: < client[1.2.3.4]: EHLO ..." / "... > client[...]: 250 ...": the SMTP dialogue.
+_DIALOGUE_MARK = re.compile(rb"\]: [<>] ")
+_NAMES_A_SESSIONS_TRANSACTION = frozenset({"connect-client", "reject"})
+# smtpd's trace lines around the dialogue ("generic_checks: name=... status=0", ">>> START"):
+# internal, and numerous; they may carry a marker below but are not a changed format.
+_SMTPD_TRACE = re.compile(rb"smtpd\[\d+\]: (?!warning:|error:|fatal:|panic:)(?:[a-z_]+: |>>> |<<< )")
 _MEANINGFUL = (b"NOQUEUE:", b" to=<", b" status=", b"Login: ", b"auth failed")
 
 
@@ -310,6 +317,7 @@ def _ingest_stream(
     store = MailLogStore(session)
     assembler = TransactionAssembler(store)
     logins = _LoginRecorder(store)
+    dialogue = DialogueRecorder(session)
     offset = checkpoint.offset
     pending = 0
     source = str(log.path)
@@ -319,7 +327,7 @@ def _ingest_stream(
             pending += 1
             result.lines += 1
             try:
-                _ingest_line(session, raw, source, reference, assembler, logins, result)
+                _ingest_line(session, raw, source, reference, assembler, logins, result, dialogue)
             except SQLAlchemyError:
                 raise
             except Exception:  # noqa: BLE001 - one line that trips the assembler is kept, not fatal
@@ -330,10 +338,12 @@ def _ingest_stream(
                 )
             if pending >= batch_lines:
                 store.flush()
+                dialogue.flush()
                 _save_checkpoint(log, checkpoint, offset)
                 session.commit()
                 pending = 0
     store.flush()
+    dialogue.flush()
     _save_checkpoint(log, checkpoint, offset)
     session.commit()
 
@@ -355,12 +365,22 @@ def _ingest_line(
     assembler: TransactionAssembler,
     logins: _LoginRecorder,
     result: IngestResult,
+    dialogue: DialogueRecorder,
 ) -> None:
     line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
     event = parse_postfix_line(line, reference)
     if event is not None:
         result.postfix_events += 1
-        assembler.add(event)
+        transaction = assembler.add(event)
+        if (
+            transaction is not None
+            and event.kind in _NAMES_A_SESSIONS_TRANSACTION
+            and event.program == "smtpd"
+            and dialogue.active(event.time)
+        ):
+            process = process_of_line(line, reference)
+            if process is not None:
+                dialogue.claim(process, transaction, event.time)
         login = _postfix_login(event)
         if login is not None:
             logins.add(login)
@@ -371,9 +391,16 @@ def _ingest_line(
         logins.add(login)
         result.logins += 1
         return
+    if _DIALOGUE_MARK.search(raw):
+        said = parse_dialogue_line(line, reference)
+        if said is not None:
+            dialogue.add(said)
+            return
     if not line.strip():
         return
-    if not _TIMESTAMPED.match(raw) or any(marker in raw for marker in _MEANINGFUL):
+    if not _TIMESTAMPED.match(raw) or (
+        any(marker in raw for marker in _MEANINGFUL) and not _SMTPD_TRACE.search(raw)
+    ):
         result.unparsed += 1
         session.add(UnparsedLogLine(time=reference, source=source[:1000], line=line[:MAX_STORED_LINE]))
 

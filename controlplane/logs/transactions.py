@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from controlplane.logs.postfix import PostfixEvent
-from controlplane.logs.store import MailLogStore, QueueEntryRow
+from controlplane.logs.store import MailLogStore, QueueEntryRow, TransactionRow
 
 # "250 2.0.0 Ok: queued as 4ABC123": a content filter or relay on this host accepted the
 # message and re-queued it under a new ID, which continues the same transaction.
@@ -76,10 +76,10 @@ class TransactionAssembler:
     def __init__(self, store: MailLogStore) -> None:
         self.store = store
 
-    def add(self, event: PostfixEvent) -> None:
+    def add(self, event: PostfixEvent) -> TransactionRow | None:
+        """Apply `event`; the transaction a client= line or a refusal named, for its dialogue."""
         if event.kind == "reject":
-            self._add_refusal(event)
-            return
+            return self._add_refusal(event)
         if event.queue_id is None or event.kind == "sasl-failed":
             return
         entry = self._entry(event)
@@ -118,8 +118,9 @@ class TransactionAssembler:
             if all(other.removed for other in transaction.entries):
                 transaction.finished_at = event.time
             else:
-                return
+                return None
         store.changed(transaction)
+        return transaction
 
     def _entry(self, event: PostfixEvent) -> QueueEntryRow | None:
         assert event.queue_id is not None
@@ -165,7 +166,7 @@ class TransactionAssembler:
         if event.status == "sent" and reinjected and _LOOPBACK_RELAY.search(event.relay):
             store.new_entry(transaction, reinjected["queue_id"], event.time)
 
-    def _add_refusal(self, event: PostfixEvent) -> None:
+    def _add_refusal(self, event: PostfixEvent) -> TransactionRow:
         # A refusal after queueing belongs to its queued transaction; NOQUEUE is one of its own.
         store = self.store
         if event.queue_id is not None:
@@ -193,6 +194,7 @@ class TransactionAssembler:
             reason=plain_reason("refused", event.detail, event.dsn),
             attempts=1,
         )
+        return transaction
 
 
 def _outcome(event: PostfixEvent) -> str:

@@ -14,6 +14,7 @@ from controlplane.models.mail_log import (
     MailQueueEntry,
     MailRecipientResult,
     MailTransaction,
+    SmtpDialogueLine,
     UnparsedLogLine,
 )
 from controlplane.models.mailbox import Mailbox
@@ -36,6 +37,7 @@ __all__ = [
     "MailRecipientResult",
     "MailTransaction",
     "Mailbox",
+    "SmtpDialogueLine",
     "UnparsedLogLine",
     "Tenant",
 ]

@@ -44,6 +44,12 @@ class MailTransaction(Base):
     recipients: Mapped[list[MailRecipientResult]] = relationship(
         back_populates="transaction", cascade="all, delete-orphan", order_by="MailRecipientResult.id"
     )
+    dialogue: Mapped[list[SmtpDialogueLine]] = relationship(
+        back_populates="transaction",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="SmtpDialogueLine.id",
+    )
 
 
 class MailQueueEntry(Base):
@@ -96,6 +102,34 @@ class MailRecipientResult(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
 
     transaction: Mapped[MailTransaction] = relationship(back_populates="recipients")
+
+
+class SmtpDialogueLine(Base):
+    """One SMTP command (`<`) or reply (`>`) of a port-25 session, redacted (logs/dialogue.py).
+
+    Rows are in log order by id. `transaction_id` is NULL until the smtpd process that logged
+    the line names its transaction (and stays NULL for sessions that made none, until purged);
+    `process` ("host program[pid]") and `session_start` (the server's greeting) tie lines to it.
+    """
+
+    __tablename__ = "smtp_dialogue_line"
+    __table_args__ = (
+        CheckConstraint("direction IN ('<', '>')", name="direction_known"),
+        Index("ix_smtp_dialogue_line_process_id", "process", "id"),
+        AUTOINCREMENT,
+    )
+
+    id: Mapped[int_pk]
+    transaction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mail_transaction.id", ondelete="CASCADE"), index=True
+    )
+    process: Mapped[str] = mapped_column(String(300))
+    time: Mapped[utc_time] = mapped_column(index=True)
+    direction: Mapped[str] = mapped_column(String(1))
+    text: Mapped[str] = mapped_column(String(1000))
+    session_start: Mapped[bool] = mapped_column(default=False)
+
+    transaction: Mapped[MailTransaction | None] = relationship(back_populates="dialogue")
 
 
 class LogCheckpoint(Base):
