@@ -8,13 +8,16 @@ backoff) are services/certificates.py's; this module only runs certbot and reads
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import os
 import re
 import shlex
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
@@ -127,6 +130,17 @@ def _common_options(settings: Settings) -> list[str]:
     ]
 
 
+@contextlib.contextmanager
+def one_certbot_at_a_time(settings: Settings) -> Iterator[None]:
+    """certbot refuses to run beside another one on the same config dir ("Another instance of
+    Certbot is already running"): an operator's `certs issue` waits for the periodic run rather
+    than fail and be backed off as if the ACME server had refused."""
+    settings.acme_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.acme_dir / "certbot.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _environment(settings: Settings) -> dict[str, str]:
     env = dict(os.environ, LETTERHEAD_HOME=str(settings.home))
     if settings.acme_ca_bundle:
@@ -172,7 +186,8 @@ def obtain_certificate(
     log_file = certbot_log_file(settings)
     log_start = log_file.stat().st_size if log_file.exists() else 0
     try:
-        result = run_tool(command, timeout=CERTBOT_TIMEOUT, env=_environment(settings))
+        with one_certbot_at_a_time(settings):
+            result = run_tool(command, timeout=CERTBOT_TIMEOUT, env=_environment(settings))
     except DaemonError as error:
         raise CertbotError(str(error)) from error
     if result.returncode != 0:
@@ -191,6 +206,11 @@ def delete_certificate(settings: Settings, hostname: str, *, revoke: bool = True
     """
     if not (certbot_config_dir(settings) / "renewal" / f"{hostname}.conf").exists():
         return
+    with one_certbot_at_a_time(settings):
+        _revoke_or_delete(settings, hostname, revoke=revoke)
+
+
+def _revoke_or_delete(settings: Settings, hostname: str, *, revoke: bool) -> None:
     env = _environment(settings)
     if revoke:
         result = run_tool(

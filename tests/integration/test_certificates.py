@@ -239,6 +239,7 @@ def test_a_certificate_near_expiry_is_renewed_and_served_after_reload(world: Wor
         root = short_lived.root_certificate()
         served_before = served_certificate(world, "mail.short.test", root)
         assert served_certificate(world, "mail.short.test", root, "imaps") == served_before
+        assert served_certificate(world, "mail.short.test", root, "submissions") == served_before
 
         (renewed,) = certificates.renew_certificates(installation, hostnames=["mail.short.test"])
 
@@ -248,6 +249,8 @@ def test_a_certificate_near_expiry_is_renewed_and_served_after_reload(world: Wor
         assert served_after.serial_number != served_before.serial_number
         # Dovecot read the renewed file at the same path: it was reloaded too.
         assert served_certificate(world, "mail.short.test", root, "imaps") == served_after
+        # Postfix reads its SNI map at each handshake: the renewed chain was republished.
+        assert served_certificate(world, "mail.short.test", root, "submissions") == served_after
     finally:
         installation.dispose()
         short_lived.stop()
