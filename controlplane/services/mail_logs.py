@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, exists, false, func, inspect, or_, select, union
+from sqlalchemy import ColumnElement, exists, false, func, or_, select, union
 from sqlalchemy.orm import Session, selectinload
 
 from controlplane.models import (
@@ -419,43 +419,36 @@ class DialogueStep:
     meaning: str
 
 
-_CLIENT_SIDES = {"client", "c", "in", ">", "command", "sent"}
 _REPLY_START = re.compile(r"^(?P<code>[2-5]\d\d)(?:[ -](?P<enhanced>[245]\.\d{1,3}\.\d{1,3}))?")
 
 
-def dialogue_steps(transaction: MailTransaction) -> list[DialogueStep]:
+_RCPT = re.compile(r"^rcpt\s+to:\s*<(?P<address>[^>]*)>", re.IGNORECASE)
+
+
+def dialogue_steps(view: TransactionView) -> list[DialogueStep]:
     """The transaction's SMTP dialogue in order, each server reply's code explained in words.
 
-    Reads whichever relationship of the transaction holds its dialogue lines (the ingestion
-    stores them with the transaction); [] when none was captured.
+    Postfix logs what smtpd received as "<" and what it answered as ">" (logs/dialogue.py);
+    a transaction whose session was not captured (submission, or before capture began) has none.
+    A viewer shown only some recipients (their domain's, of a message it received) is not
+    shown the RCPT commands, nor the answers to them, that name the others.
     """
-    lines = _dialogue_lines(transaction)
+    transaction = view.transaction
+    partial = len(view.recipients) < len(transaction.recipients)
+    visible = {address.lower() for r in view.recipients for address in (r.recipient, r.orig_to) if address}
     steps: list[DialogueStep] = []
     previous: dt.datetime | None = None
-    for line in lines:
-        side = str(_first_attribute(line, ("side", "direction", "speaker", "source"), "server")).lower()
-        side = "client" if side in _CLIENT_SIDES else "server"
-        text = str(_first_attribute(line, ("text", "line", "data", "content"), ""))
-        time = _first_attribute(line, ("time", "at", "logged_at"), None)
-        reply = _REPLY_START.match(text) if side == "server" else None
+    hiding = False
+    for line in transaction.dialogue:
+        side = "client" if line.direction == "<" else "server"
+        if side == "client":
+            rcpt = _RCPT.match(line.text)
+            hiding = partial and rcpt is not None and rcpt["address"].lower() not in visible
+        if hiding:
+            continue
+        reply = _REPLY_START.match(line.text) if side == "server" else None
         code = " ".join(part for part in (reply["code"], reply["enhanced"]) if part) if reply else ""
-        elapsed = time - previous if time is not None and previous is not None else None
-        steps.append(DialogueStep(side, text, time, elapsed, code, explain_reply(code)))
-        previous = time if time is not None else previous
+        elapsed = line.time - previous if previous is not None else None
+        steps.append(DialogueStep(side, line.text, line.time, elapsed, code, explain_reply(code)))
+        previous = line.time
     return steps
-
-
-def _dialogue_lines(transaction: MailTransaction) -> list:
-    for relationship in inspect(MailTransaction).relationships:
-        if "dialogue" in relationship.key:
-            lines = list(getattr(transaction, relationship.key) or [])
-            return sorted(lines, key=lambda line: _first_attribute(line, ("position", "sequence", "id"), 0))
-    return []
-
-
-def _first_attribute(row: object, names: tuple[str, ...], default):
-    for name in names:
-        value = getattr(row, name, None)
-        if value is not None:
-            return value
-    return default

@@ -295,6 +295,78 @@ def test_a_domain_admin_sees_only_their_recipients_of_a_shared_message(app, logg
     assert 'data-recipient="ann@a.test"' in html and "bob@b.test" not in html
 
 
+# Port 25 with debug_peer_level = 1 (as master.cf sets it): smtpd logs each command and reply.
+DIALOGUE_LOG = """\
+Nov 26 09:00:00 mail postfix/smtpd[300]: connect from sender.example[192.0.2.20]
+Nov 26 09:00:00 mail postfix/smtpd[300]: > sender.example[192.0.2.20]: 220 mail.letterhead.test ESMTP
+Nov 26 09:00:00 mail postfix/smtpd[300]: < sender.example[192.0.2.20]: ehlo sender.example
+Nov 26 09:00:00 mail postfix/smtpd[300]: > sender.example[192.0.2.20]: 250-mail.letterhead.test
+Nov 26 09:00:00 mail postfix/smtpd[300]: > sender.example[192.0.2.20]: 250 CHUNKING
+Nov 26 09:00:01 mail postfix/smtpd[300]: < sender.example[192.0.2.20]: mail FROM:<carl@sender.example> size=40
+Nov 26 09:00:01 mail postfix/smtpd[300]: > sender.example[192.0.2.20]: 250 2.1.0 Ok
+Nov 26 09:00:01 mail postfix/smtpd[300]: < sender.example[192.0.2.20]: rcpt TO:<ann@a.test>
+Nov 26 09:00:01 mail postfix/smtpd[300]: 7A8B9C0D1E2: client=sender.example[192.0.2.20]
+Nov 26 09:00:01 mail postfix/smtpd[300]: > sender.example[192.0.2.20]: 250 2.1.5 Ok
+Nov 26 09:00:02 mail postfix/smtpd[300]: < sender.example[192.0.2.20]: rcpt TO:<bob@b.test>
+Nov 26 09:00:02 mail postfix/smtpd[300]: > sender.example[192.0.2.20]: 250 2.1.5 Ok
+Nov 26 09:00:02 mail postfix/smtpd[300]: < sender.example[192.0.2.20]: rcpt TO:<nobody@a.test>
+Nov 26 09:00:02 mail postfix/smtpd[300]: 7A8B9C0D1E2: reject: RCPT from sender.example[192.0.2.20]: 550 5.1.1 <nobody@a.test>: Recipient address rejected: User unknown in virtual mailbox table; from=<carl@sender.example> to=<nobody@a.test> proto=ESMTP helo=<sender.example>
+Nov 26 09:00:02 mail postfix/smtpd[300]: > sender.example[192.0.2.20]: 550 5.1.1 <nobody@a.test>: Recipient address rejected: User unknown in virtual mailbox table
+Nov 26 09:00:03 mail postfix/smtpd[300]: < sender.example[192.0.2.20]: data
+Nov 26 09:00:03 mail postfix/smtpd[300]: > sender.example[192.0.2.20]: 354 End data with <CR><LF>.<CR><LF>
+Nov 26 09:00:03 mail postfix/cleanup[101]: 7A8B9C0D1E2: message-id=<talk@sender.example>
+Nov 26 09:00:04 mail postfix/smtpd[300]: > sender.example[192.0.2.20]: 250 2.0.0 Ok: queued as 7A8B9C0D1E2
+Nov 26 09:00:04 mail postfix/qmgr[102]: 7A8B9C0D1E2: from=<carl@sender.example>, size=400, nrcpt=2 (queue active)
+Nov 26 09:00:04 mail postfix/lmtp[103]: 7A8B9C0D1E2: to=<ann@a.test>, relay=mail[private/dovecot-lmtp], delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (250 2.0.0 <ann@a.test> x Saved)
+Nov 26 09:00:04 mail postfix/lmtp[103]: 7A8B9C0D1E2: to=<bob@b.test>, relay=mail[private/dovecot-lmtp], delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (250 2.0.0 <bob@b.test> y Saved)
+Nov 26 09:00:04 mail postfix/qmgr[102]: 7A8B9C0D1E2: removed
+Nov 26 09:00:05 mail postfix/smtpd[300]: < sender.example[192.0.2.20]: quit
+Nov 26 09:00:05 mail postfix/smtpd[300]: > sender.example[192.0.2.20]: 221 2.0.0 Bye
+"""
+
+
+@pytest.fixture
+def talked(logged, tmp_path: Path):
+    (tmp_path / "talk").mkdir()
+    ingest_logs(logged, tmp_path / "talk", postfix=DIALOGUE_LOG, dovecot="")
+    return logged
+
+
+def dialogue_of(html: str) -> list[tuple[str, str]]:
+    """(side, text) of each dialogue step on a detail page."""
+    steps = re.findall(r'<li class="(client|server)">.*?<span class="text">([^<]*)</span>', html, re.S)
+    return [(side, text.replace("&lt;", "<").replace("&gt;", ">")) for side, text in steps]
+
+
+def test_the_detail_page_shows_the_smtp_dialogue_with_sides_codes_and_timing(app, talked) -> None:
+    html = page_text(
+        logged_in(app, "boss").get(f"/admin/logs/mail/{transaction_id(talked, 'talk@sender.example')}")
+    )
+    steps = dialogue_of(html)
+    assert steps[:3] == [
+        ("server", "220 mail.letterhead.test ESMTP"),
+        ("client", "ehlo sender.example"),
+        ("server", "250-mail.letterhead.test"),
+    ]
+    assert ("client", "rcpt TO:<bob@b.test>") in steps and ("client", "data") in steps
+    assert steps[-1] == ("server", "221 2.0.0 Bye")
+    assert "220: server ready" in html and "354: send the message, end with a single dot" in html
+    assert "250 2.1.5: OK, done" in html and "+1.000 s" in html
+
+
+def test_a_domain_admin_sees_no_rcpt_of_another_domain_in_the_dialogue(app, talked) -> None:
+    talk = transaction_id(talked, "talk@sender.example")
+    rightful = dialogue_of(page_text(logged_in(app, "bea@b.test").get(f"/admin/logs/mail/{talk}")))
+    assert ("client", "rcpt TO:<bob@b.test>") in rightful and (
+        "client",
+        "rcpt TO:<ann@a.test>",
+    ) not in rightful
+    html = page_text(logged_in(app, "ann@a.test").get(f"/admin/logs/mail/{talk}"))
+    steps = dialogue_of(html)
+    assert ("client", "rcpt TO:<ann@a.test>") in steps and ("client", "data") in steps
+    assert "bob@b.test" not in html
+
+
 # --- logins -------------------------------------------------------------------------------------
 
 

@@ -11,7 +11,8 @@ from tests.web.test_admin_logs import transaction_id
 from tests.web.test_api import problem_of
 
 # Fixtures shared with the panel's logs tests and the other API tests.
-logged, api, secrets = test_admin_logs.logged, test_api.api, test_api.secrets
+logged, talked = test_admin_logs.logged, test_admin_logs.talked
+api, secrets = test_api.api, test_api.secrets
 
 
 def items(response) -> list[dict]:
@@ -64,6 +65,19 @@ def test_one_transaction_comes_with_its_dialogue(api, logged) -> None:
     body = response.get_json()
     assert body["message_id"] == "to-ann@sender.example" and isinstance(body["dialogue"], list)
     assert [r["outcome"] for r in body["recipients"]] == ["delivered"]
+
+
+def test_the_dialogue_tells_client_from_server_and_hides_other_domains_recipients(api, talked) -> None:
+    talk = transaction_id(talked, "talk@sender.example")
+    dialogue = api("one", "GET", f"/logs/transactions/{talk}").get_json()["dialogue"]
+    assert [(s["side"], s["text"], s["code"]) for s in dialogue[:2]] == [
+        ("server", "220 mail.letterhead.test ESMTP", "220"),
+        ("client", "ehlo sender.example", ""),
+    ]
+    assert dialogue[0]["meaning"] == "server ready" and dialogue[0]["elapsed_seconds"] is None
+    assert [s["elapsed_seconds"] for s in dialogue if s["text"].startswith("mail FROM")] == [1.0]
+    texts = [s["text"] for s in api("a", "GET", f"/logs/transactions/{talk}").get_json()["dialogue"]]
+    assert "rcpt TO:<ann@a.test>" in texts and not any("bob@b.test" in text for text in texts)
 
 
 def test_a_domain_token_of_b_gets_nothing_of_a(api, logged) -> None:

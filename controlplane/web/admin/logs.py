@@ -201,7 +201,7 @@ def mail_log_transaction(transaction_id: int):
     view = mail_logs.get_transaction(db(), current_actor(), transaction_id, tenant=tenant, domain=domain)
     return render_template(
         "admin/logs_transaction.html", view=view, transaction=view.transaction,
-        dialogue=mail_logs.dialogue_steps(view.transaction), explain=mail_logs.explain_reply,
+        dialogue=mail_logs.dialogue_steps(view), explain=mail_logs.explain_reply,
         result_of=mail_logs.RESULT_OF_OUTCOME,
     )  # fmt: skip
 

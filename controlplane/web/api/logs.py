@@ -196,7 +196,7 @@ def get_transaction(transaction_id: int):
     """One transaction with each recipient's result and its SMTP dialogue, client and server lines apart."""
     tenant, domain = _scope("")
     view = mail_logs.get_transaction(db(), current_actor(), transaction_id, tenant=tenant, domain=domain)
-    steps = mail_logs.dialogue_steps(view.transaction)
+    steps = mail_logs.dialogue_steps(view)
     return {
         **transaction_body(view),
         "dialogue": [
