@@ -1,21 +1,29 @@
-"""End to end: the real stack's Postfix and Dovecot logs, ingested and searched."""
+"""End to end: the real stack's Postfix and Dovecot logs, read by the follower `up` started.
+
+Each case is done by a real client against the real daemons; the records are then found in
+the database the way the viewers and the CLI find them (services/mail_logs.py).
+"""
 
 from __future__ import annotations
 
+import imaplib
+import poplib
 import smtplib
 import time
 
 import pytest
 
+from controlplane.daemons import stack
 from controlplane.daemons.scratch import ScratchStack
-from controlplane.services import domains, mail_logs, mailboxes, tenants
+from controlplane.services import aliases, domains, mail_logs, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
-from tests.e2e.mailclient import imap_subjects, send, wait_for_subject
+from tests.e2e.mailclient import imap_subjects, pop3_subjects, send, wait_for_subject
 
 pytestmark = pytest.mark.e2e
 
 KB = 1024
 PASSWORD = "correct horse battery"
+TEAM = ["reader@logs.test", "second@logs.test", "third@logs.test"]
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +34,25 @@ def world(mail_stack: ScratchStack) -> ScratchStack:
             session, OPERATOR, tenant=tenant, name="logs.test", max_mailboxes=5, max_aliases=5,
             max_mailbox_bytes=200 * KB,
         )  # fmt: skip
+        for local_part in ("reader", "second", "third"):
+            mailboxes.create_mailbox(
+                session,
+                OPERATOR,
+                domain=domain,
+                local_part=local_part,
+                password=PASSWORD,
+                quota_bytes=100 * KB,
+            )
         mailboxes.create_mailbox(
-            session, OPERATOR, domain=domain, local_part="reader", password=PASSWORD, quota_bytes=100 * KB
+            session, OPERATOR, domain=domain, local_part="tiny", password=PASSWORD, quota_bytes=2 * KB
         )
+        aliases.create_alias(session, OPERATOR, domain=domain, local_part="team", destinations=TEAM)
     return mail_stack
 
 
-def _ingest_until(stack: ScratchStack, name: str, found, timeout: float = 15.0):
-    """The follower started by `letterhead up` reads the logs as Postfix (through postlogd, a
-    moment after the SMTP reply) and Dovecot write them: poll the database for the records."""
+def _until(stack: ScratchStack, found, timeout: float = 20.0):
+    """The follower reads the logs as Postfix (through postlogd, a moment after the SMTP reply)
+    and Dovecot write them: poll the database until `found` returns something."""
     deadline = time.monotonic() + timeout
     while True:
         with stack.installation.sessions() as session:
@@ -44,29 +62,160 @@ def _ingest_until(stack: ScratchStack, name: str, found, timeout: float = 15.0):
         time.sleep(0.3)
 
 
-def test_a_delivery_and_a_refusal_are_found_in_the_ingested_postfix_log(world: ScratchStack) -> None:
+def _steps(dialogue) -> list[tuple[str, str]]:
+    """Each command's verb and each final reply's code (EHLO's 250- continuation lines dropped)."""
+    return [
+        (line.direction, line.text.split()[0].upper() if line.direction == "<" else line.text[:3])
+        for line in dialogue
+        if not (line.direction == ">" and line.text[3:4] == "-")
+    ]
+
+
+def test_the_follower_runs_with_the_stack(world: ScratchStack) -> None:
+    [follower] = [s for s in stack.status(world.settings) if s.name == "log-follower"]
+    assert follower.pid is not None
+
+
+def test_a_delivered_message_is_recorded_with_its_smtp_dialogue(world: ScratchStack) -> None:
     subject = send(world, "sender@elsewhere.test", ["reader@logs.test"])
-    wait_for_subject(world, "reader@logs.test", PASSWORD, subject)
+    assert wait_for_subject(world, "reader@logs.test", PASSWORD, subject)
+
+    def delivered(session):
+        found, _ = mail_logs.search_transactions(session, OPERATOR, "sender@elsewhere.test")
+        for view in found:
+            dialogue = view.transaction.dialogue
+            if [r.recipient for r in view.recipients] == ["reader@logs.test"] and any(
+                line.text.startswith("221") for line in dialogue
+            ):
+                return view, [(line.direction, line.text) for line in dialogue], _steps(dialogue)
+        return None
+
+    found = _until(world, delivered)
+    assert found is not None, "the delivery and its whole dialogue never reached the database"
+    view, lines, steps = found
+    [recipient] = view.recipients
+    assert (recipient.outcome, recipient.status_code, recipient.reason) == ("delivered", "250 2.0.0", "")
+    assert view.transaction.client_ip == "127.0.0.1"
+    assert steps == [
+        (">", "220"),
+        ("<", "EHLO"),
+        (">", "250"),
+        ("<", "MAIL"),
+        (">", "250"),
+        ("<", "RCPT"),
+        (">", "250"),
+        ("<", "DATA"),
+        (">", "354"),
+        (">", "250"),
+        ("<", "QUIT"),
+        (">", "221"),
+    ]
+    [queue_id] = [entry.queue_id for entry in view.transaction.queue_entries]
+    assert lines[1] == ("<", "ehlo client.test")
+    assert any(text.startswith("mail FROM:<sender@elsewhere.test>") for _, text in lines)
+    assert ("<", "rcpt TO:<reader@logs.test>") in lines
+    assert (">", f"250 2.0.0 Ok: queued as {queue_id}") in lines
+    assert [line.time for line in view.transaction.dialogue] == sorted(
+        line.time for line in view.transaction.dialogue
+    )
+
+
+def test_an_unknown_recipient_is_refused_and_its_dialogue_shows_the_refusal(world: ScratchStack) -> None:
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         send(world, "sender@elsewhere.test", ["nobody@logs.test"])
 
-    def both(session):
-        delivered, _ = mail_logs.search_transactions(session, OPERATOR, "reader@logs.test")
-        refused, _ = mail_logs.search_transactions(session, OPERATOR, "nobody@logs.test")
-        outcomes = [(r.outcome, r.reason) for view in delivered + refused for r in view.recipients]
-        return outcomes if len(outcomes) >= 2 else None
+    def refused(session):
+        found, _ = mail_logs.search_transactions(session, OPERATOR, "nobody@logs.test")
+        if found and any(line.text.startswith("221") for line in found[0].transaction.dialogue):
+            return found[0]
+        return None
 
-    outcomes = _ingest_until(world, "postfix.log", both)
-    assert outcomes is not None, "the stack's postfix.log never showed both transactions"
-    assert ("delivered", "") in outcomes
-    assert ("refused", "recipient not found") in outcomes
+    view = _until(world, refused)
+    assert view is not None, "the refusal and its dialogue never reached the database"
+    [recipient] = view.recipients
+    assert (recipient.outcome, recipient.status_code, recipient.reason) == (
+        "refused",
+        "550 5.1.1",
+        "recipient not found",
+    )
+    assert _steps(view.transaction.dialogue) == [
+        (">", "220"),
+        ("<", "EHLO"),
+        (">", "250"),
+        ("<", "MAIL"),
+        (">", "250"),
+        ("<", "RCPT"),
+        (">", "550"),
+        ("<", "RSET"),
+        (">", "250"),
+        ("<", "QUIT"),
+        (">", "221"),
+    ]
+    assert ("<", "rcpt TO:<nobody@logs.test>") in [(d.direction, d.text) for d in view.transaction.dialogue]
 
 
-def test_an_imap_login_is_found_in_the_ingested_dovecot_log(world: ScratchStack) -> None:
-    imap_subjects(world, "reader@logs.test", PASSWORD)
+def test_a_message_for_a_full_mailbox_is_recorded_as_mailbox_full(world: ScratchStack) -> None:
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(world, "sender@elsewhere.test", ["tiny@logs.test"], size=8 * KB)
 
-    def login(session):
-        events, _ = mail_logs.search_logins(session, OPERATOR, "reader@logs.test")
-        return [(e.service, e.success) for e in events if e.service == "imap"]
+    def full(session):
+        found, _ = mail_logs.search_transactions(session, OPERATOR, "tiny@logs.test")
+        return [(r.outcome, r.status_code, r.reason) for view in found for r in view.recipients]
 
-    assert ("imap", True) in (_ingest_until(world, "dovecot.log", login) or [])
+    assert _until(world, full) == [("refused", "552 5.2.2", "mailbox full")]
+
+
+def test_an_alias_fans_out_to_three_mailboxes_each_recorded(world: ScratchStack) -> None:
+    subject = send(world, "sender@elsewhere.test", ["team@logs.test"])
+    for address in TEAM:
+        assert wait_for_subject(world, address, PASSWORD, subject)
+
+    def fanned_out(session):
+        found, _ = mail_logs.search_transactions(session, OPERATOR, "team@logs.test")
+        outcomes = sorted((r.recipient, r.orig_to, r.outcome) for view in found for r in view.recipients)
+        return outcomes if len(outcomes) == 3 else None
+
+    assert _until(world, fanned_out) == [(address, "team@logs.test", "forwarded") for address in TEAM]
+
+
+def test_failed_and_successful_imap_pop3_and_submission_logins_are_recorded(world: ScratchStack) -> None:
+    started = time.time()
+    imap_subjects(world, "second@logs.test", PASSWORD)
+    with pytest.raises(imaplib.IMAP4.error):
+        imap_subjects(world, "second@logs.test", "wrong password")
+    pop3_subjects(world, "second@logs.test", PASSWORD)
+    with pytest.raises(poplib.error_proto):
+        pop3_subjects(world, "second@logs.test", "wrong password")
+    send(
+        world,
+        "second@logs.test",
+        ["reader@logs.test"],
+        port="submission",
+        login=("second@logs.test", PASSWORD),
+    )
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        send(
+            world,
+            "second@logs.test",
+            ["reader@logs.test"],
+            port="submission",
+            login=("second@logs.test", "nope"),
+        )
+
+    def logins(session):
+        events, _ = mail_logs.search_logins(session, OPERATOR, "127.0.0.1", limit=500)
+        seen = {
+            (e.service, e.success, e.login if e.success or e.service != "smtp" else "")
+            for e in events
+            if e.time.timestamp() >= int(started) and e.login in ("second@logs.test", "")
+        }
+        return seen if len(seen) >= 6 else None
+
+    assert _until(world, logins) == {
+        ("imap", True, "second@logs.test"),
+        ("imap", False, "second@logs.test"),
+        ("pop3", True, "second@logs.test"),
+        ("pop3", False, "second@logs.test"),
+        ("smtp", True, "second@logs.test"),
+        ("smtp", False, ""),  # Postfix does not log the login a failed SASL attempt tried
+    }
