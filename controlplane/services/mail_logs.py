@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, exists, false, func, or_, select, union
+from sqlalchemy import ColumnElement, Select, exists, false, func, or_, select, union
 from sqlalchemy.orm import Session, selectinload
 
 from controlplane.models import (
@@ -97,7 +97,7 @@ def search_transactions(
     if query:
         # Each way of matching reads its own index; OR-ing EXISTS clauses instead would scan
         # every transaction ever logged.
-        criteria.append(MailTransaction.id.in_(_matching_ids(query)))
+        criteria.append(MailTransaction.id.in_(_matching_ids(query, domain_ids)))
     if on is not None:
         start, end = _day(on)
         criteria += [MailTransaction.time >= start, MailTransaction.time < end]
@@ -127,17 +127,33 @@ def _visible(domain_ids: list[int]) -> ColumnElement[bool]:
     )
 
 
-def _matching_ids(query: str):
-    """The ids of transactions `query` names, one indexed lookup per column."""
+def _matching_ids(query: str, domain_ids: list[int] | None):
+    """The ids of transactions `query` names, one indexed lookup per column.
+
+    A recipient's address matches only where the viewer may see that recipient: searching
+    another domain's address must not reveal that a message of ours also went there.
+    """
     values = sorted({query, query.lower()})
     message_id = query.removeprefix("<").removesuffix(">")
+
+    def recipients_where(column) -> Select:
+        found = select(MailRecipientResult.transaction_id).where(column.in_(values))
+        if domain_ids is None:
+            return found
+        return found.join(MailTransaction, MailTransaction.id == MailRecipientResult.transaction_id).where(
+            or_(
+                MailRecipientResult.domain_id.in_(domain_ids),
+                MailTransaction.sender_domain_id.in_(domain_ids) if domain_ids else false(),
+            )
+        )
+
     return union(
         select(MailTransaction.id).where(MailTransaction.sender.in_(values)),
         select(MailTransaction.id).where(MailTransaction.sasl_user.in_(values)),
         select(MailTransaction.id).where(MailTransaction.client_ip == query),
         select(MailTransaction.id).where(MailTransaction.message_id == message_id),
-        select(MailRecipientResult.transaction_id).where(MailRecipientResult.recipient.in_(values)),
-        select(MailRecipientResult.transaction_id).where(MailRecipientResult.orig_to.in_(values)),
+        recipients_where(MailRecipientResult.recipient),
+        recipients_where(MailRecipientResult.orig_to),
         select(MailQueueEntry.transaction_id).where(MailQueueEntry.queue_id == query),
     )
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from controlplane.models import MailTransaction
 from tests.browser.test_admin_panel import log_in
 from tests.factories import make_admin, make_domain, make_mailbox, make_tenant
-from tests.web.test_admin_logs import ingest_logs
+from tests.web.test_admin_logs import DIALOGUE_LOG, ingest_logs
 
 pytestmark = pytest.mark.browser
 KB = 1024
@@ -36,6 +36,8 @@ def logged(installation, tmp_path: Path):
         make_mailbox(session, domain=b, local_part="bob")
         make_mailbox(session, domain=c, local_part="secret")
     ingest_logs(installation, tmp_path)
+    (tmp_path / "talk").mkdir()
+    ingest_logs(installation, tmp_path / "talk", postfix=DIALOGUE_LOG, dovecot="")
     return installation
 
 
@@ -82,6 +84,16 @@ def test_full_admin_goes_from_the_chart_to_a_bounced_message_and_searches(
     expect(recipient).to_contain_text("permanent failure; the mailbox is full")
     expect(page.get_by_text("big@sender.example")).to_be_visible()
     page.screenshot(path=str(artifacts / "logs-transaction.png"), full_page=True)
+
+    page.get_by_role("link", name="Search mail").click()
+    page.get_by_label("Address, IP, message-id or queue ID").fill("<talk@sender.example>")
+    page.get_by_role("button", name="Show").click()
+    page.get_by_role("link", name="Details").click()
+    dialogue = page.locator("ol.dialogue")
+    expect(dialogue.locator("li.client").first).to_contain_text("ehlo sender.example")
+    expect(dialogue.locator("li.server").first).to_contain_text("220: server ready")
+    expect(dialogue.locator("li.client", has_text="data")).to_contain_text("+1.000 s")
+    page.screenshot(path=str(artifacts / "logs-dialogue.png"), full_page=True)
 
     page.get_by_role("link", name="Search mail").click()
     page.get_by_label("Address, IP, message-id or queue ID").fill("nobody@b.test")

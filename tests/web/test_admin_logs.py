@@ -365,6 +365,13 @@ def test_a_domain_admin_sees_no_rcpt_of_another_domain_in_the_dialogue(app, talk
     steps = dialogue_of(html)
     assert ("client", "rcpt TO:<ann@a.test>") in steps and ("client", "data") in steps
     assert "bob@b.test" not in html
+    # Nor does searching bob's address reveal that this message of ann's also went to him.
+    assert "1 transaction;" in page_text(
+        logged_in(app, "bea@b.test").get("/admin/logs/mail/search?q=bob@b.test&date=2026-11-26")
+    )
+    assert "0 transactions" in page_text(
+        logged_in(app, "ann@a.test").get("/admin/logs/mail/search?q=bob@b.test")
+    )
 
 
 # --- logins -------------------------------------------------------------------------------------
