@@ -33,6 +33,7 @@ from controlplane.services import (
     brands,
     certificates,
     domains,
+    log_retention,
     mail_logs,
     mailboxes,
     passwords,
@@ -1051,6 +1052,33 @@ def certs_deployed(lineage: str) -> None:
 def periodic(daemon: bool) -> None:
     """Run certificate renewal twice a day and brand DNS checks hourly, until stopped."""
     periodic_runner.run_periodic(load_settings(), daemon=daemon)
+
+
+@logs.command("purge")
+@click.option(
+    "--days", type=int, default=None, help="Keep this many days (default: the log_retention_days setting)."
+)
+@json_option
+@handles_errors
+def logs_purge(days: int | None, as_json: bool) -> None:
+    """Delete mail transactions, their dialogue, login attempts and unparsed lines older than the retention."""
+    installation = _installation()
+    with installation.transaction() as session:
+        result = log_retention.purge_expired_logs(
+            session,
+            OPERATOR,
+            retention_days=installation.settings.log_retention_days if days is None else days,
+        )
+    emit(
+        {
+            "before": result.cutoff.isoformat(timespec="seconds"),
+            "transactions": result.transactions,
+            "dialogue_lines": result.dialogue_lines,
+            "logins": result.logins,
+            "unparsed_lines": result.unparsed_lines,
+        },
+        as_json,
+    )
 
 
 # --- database, stack, transfer -------------------------------------------------------------------

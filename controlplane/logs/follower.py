@@ -32,6 +32,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from controlplane.daemons.process import DaemonError, read_pid, terminate, wait_until
 from controlplane.logs.ingest import ConcurrentRead, IngestResult, LogFile, ingest_log
 from controlplane.runtime import Installation
+from controlplane.services.errors import LetterheadError
+from controlplane.services.log_retention import PurgeResult, purge_expired_logs
+from controlplane.services.scope import OPERATOR
 from controlplane.settings import Settings
 
 POLL_SECONDS = 0.5
@@ -41,6 +44,7 @@ BATCH_LINES = 200
 # How long a renamed-away log is still read: its writer appends until it reopens its log.
 RETIRE_SECONDS = 10.0
 PID_FILE = "log-follower.pid"
+PURGE_EVERY_SECONDS = 24 * 3600
 
 
 def followed_logs(settings: Settings) -> list[Path]:
@@ -122,6 +126,26 @@ class LogFollower:
         self._retiring.clear()
 
 
+class DailyPurge:
+    """Deletes records older than the retention setting when the follower starts, then daily."""
+
+    def __init__(
+        self, installation: Installation, retention_days: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.installation = installation
+        self.retention_days = retention_days
+        self.clock = clock
+        self._next: float | None = None
+
+    def run_if_due(self) -> PurgeResult | None:
+        if self._next is not None and self.clock() < self._next:
+            return None
+        # Set first: a failing purge is retried tomorrow, not at every poll.
+        self._next = self.clock() + PURGE_EVERY_SECONDS
+        with self.installation.transaction() as session:
+            return purge_expired_logs(session, OPERATOR, retention_days=self.retention_days)
+
+
 class FollowerRunning(DaemonError):
     """Another follower already holds this installation's logs."""
 
@@ -159,11 +183,13 @@ def run_follower(
             signal.signal(number, lambda *_: stop.set())
     installation = Installation(settings)
     follower = LogFollower(installation, followed_logs(settings), batch_lines=batch_lines)
+    purge = DailyPurge(installation, settings.log_retention_days)
     try:
         while not stop.is_set():
-            _poll_safely(follower)
+            _safely(follower.poll)
+            _safely(purge.run_if_due)
             stop.wait(poll_seconds)
-        _poll_safely(follower)
+        _safely(follower.poll)
     finally:
         follower.close()
         installation.dispose()
@@ -171,12 +197,12 @@ def run_follower(
         lock.close()
 
 
-def _poll_safely(follower: LogFollower) -> None:
+def _safely(action: Callable[[], object]) -> None:
     """A database that is briefly unavailable, or a log that cannot be read, must not end the
     follower: it reports and tries again at the next poll, from the last committed checkpoint."""
     try:
-        follower.poll()
-    except (SQLAlchemyError, OSError):
+        action()
+    except (SQLAlchemyError, OSError, LetterheadError):
         print(
             f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} log follower: retrying after:",
             file=sys.stderr,
