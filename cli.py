@@ -874,6 +874,14 @@ def transaction_row(view: mail_logs.TransactionView) -> dict[str, Any]:
             }
             for r in view.recipients
         ],
+        "dialogue": [
+            {
+                "time": line.time.isoformat(timespec="seconds"),
+                "from": "client" if line.direction == "<" else "server",
+                "text": line.text,
+            }
+            for line in transaction.dialogue
+        ],
     }
 
 
@@ -928,10 +936,14 @@ def logs_follow(daemon: bool, poll_seconds: float, batch_lines: int) -> None:
 @click.option("--date", "on", type=click.DateTime(["%Y-%m-%d"]), help="Only this day (UTC), YYYY-MM-DD.")
 @click.option("--offset", type=int, default=0)
 @click.option("--limit", type=int, default=50)
+@click.option(
+    "--dialogue", "with_dialogue", is_flag=True, help="Also print each transaction's SMTP dialogue."
+)
 @json_option
 @handles_errors
-def logs_search(query: str, on, offset: int, limit: int, as_json: bool) -> None:
-    """Transactions by address, client IP, message-id or queue ID, newest first."""
+def logs_search(query: str, on, offset: int, limit: int, with_dialogue: bool, as_json: bool) -> None:
+    """Transactions by address, client IP, message-id or queue ID, newest first (JSON: with the
+    SMTP dialogue)."""
     with _installation().transaction() as session:
         found, total = mail_logs.search_transactions(
             session, OPERATOR, query, on=on.date() if on else None, offset=offset, limit=limit
@@ -955,6 +967,13 @@ def logs_search(query: str, on, offset: int, limit: int, as_json: bool) -> None:
     ]
     emit(flat, as_json)
     click.echo(f"{len(rows)} of {total} transactions")
+    if with_dialogue:
+        for row in rows:
+            queued = ", ".join(row["queue_ids"]) or "NOQUEUE"
+            click.echo(f"\n{row['time']}  {queued}  from {row['sender'] or '<>'}  {row['client']}")
+            for line in row["dialogue"] or [{"time": "", "from": "", "text": "(no dialogue logged)"}]:
+                side = {"client": "C:", "server": "S:"}.get(line["from"], "  ")
+                click.echo(f"  {line['time'][11:19]:8}  {side} {line['text']}")
 
 
 @logs.command("auth")
