@@ -186,6 +186,8 @@ def run_follower(
     purge = DailyPurge(installation, settings.log_retention_days)
     try:
         while not stop.is_set():
+            if not settings.home.is_dir():
+                return  # the installation was removed (a test's scratch stack): nothing to follow
             _safely(follower.poll)
             _safely(purge.run_if_due)
             stop.wait(poll_seconds)

@@ -4,6 +4,7 @@ rename and by copy-truncate while it follows; bad lines are kept, never fatal.""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -213,3 +214,15 @@ def test_bad_lines_are_kept_and_counted_and_the_follower_reads_on(
     assert result.unparsed == 2
     assert db.scalar(select(func.count()).select_from(UnparsedLogLine)) == 2
     _assert_each_message_stored_once(db, 4)
+
+
+def test_a_follower_whose_installation_was_removed_exits(home: Settings) -> None:
+    process = _start(home)
+    try:
+        assert _wait_for(lambda: follower_pid(home) == process.pid, timeout=20)
+        shutil.rmtree(home.home)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
