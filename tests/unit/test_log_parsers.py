@@ -5,11 +5,13 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from controlplane.logs.dialogue import parse_dialogue_line, redact
 from controlplane.logs.dovecot import parse_dovecot_line
 from controlplane.logs.postfix import parse_postfix_line, syslog_time
 from controlplane.logs.transactions import plain_reason
 
 REFERENCE = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+DIALOGUE = "Nov 25 19:36:23 mail postfix/smtpd[8288]: < localhost[127.0.0.1]: rcpt TO:<r@p.test>"
 DELIVERED = (
     "Nov 24 00:17:18 mail postfix/lmtp[9480]: B8F9120C127: to=<alice@a.test>, orig_to=<info@a.test>, "
     "relay=mail[private/dovecot-lmtp], delay=0.1, delays=0/0/0/0, dsn=2.0.0, "
@@ -126,16 +128,20 @@ def test_plain_reasons_name_the_common_refusals() -> None:
 def test_parsers_never_raise_on_arbitrary_text(text: str) -> None:
     parse_postfix_line(text, REFERENCE)
     parse_dovecot_line(text, REFERENCE)
+    said = parse_dialogue_line(text, REFERENCE)
+    if said is not None:
+        redact(said.direction, said.text, answers_challenge=False)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from([DELIVERED, REJECT]), st.data())
+@given(st.sampled_from([DELIVERED, REJECT, DIALOGUE]), st.data())
 def test_parsers_never_raise_on_truncated_or_corrupted_lines(line: str, data: st.DataObject) -> None:
     cut = data.draw(st.integers(0, len(line)))
     noise = data.draw(st.text(max_size=20))
     for candidate in (line[:cut], line[:cut] + noise, noise + line[cut:]):
         parse_postfix_line(candidate, REFERENCE)
         parse_dovecot_line(candidate, REFERENCE)
+        parse_dialogue_line(candidate, REFERENCE)
 
 
 def test_dovecot_lines_with_our_log_timestamp_carry_their_year() -> None:
