@@ -344,7 +344,9 @@ def _ingest_stream(
                 pending = 0
     store.flush()
     dialogue.flush()
-    _save_checkpoint(log, checkpoint, offset)
+    if offset != checkpoint.offset or checkpoint.id is None:
+        # A follower polls unchanged files twice a second: no write when nothing was read.
+        _save_checkpoint(log, checkpoint, offset)
     session.commit()
 
 

@@ -226,3 +226,25 @@ def test_a_follower_whose_installation_was_removed_exits(home: Settings) -> None
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_polling_an_unchanged_log_writes_nothing(
+    home: Settings, installation: Installation, db: Session
+) -> None:
+    log = home.log_dir / "postfix.log"
+    log.write_text(_messages(0, 3))
+    follower = LogFollower(installation, [log])
+    try:
+        follower.poll()
+        version = db.scalar(select(LogCheckpoint.version))
+        follower.poll()
+        follower.poll()
+        db.expire_all()
+        assert db.scalar(select(LogCheckpoint.version)) == version
+        with log.open("a") as live:
+            live.write(_messages(3, 1))
+        follower.poll()
+        db.expire_all()
+        assert db.scalar(select(LogCheckpoint.version)) == version + 1
+    finally:
+        follower.close()
