@@ -14,7 +14,9 @@ import time
 import pytest
 
 from controlplane.daemons import stack
+from controlplane.daemons.process import output_of, run_tool, wait_until
 from controlplane.daemons.scratch import ScratchStack
+from controlplane.logs.ingest import ingest_file
 from controlplane.services import aliases, domains, mail_logs, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
 from tests.e2e.mailclient import imap_subjects, pop3_subjects, send, wait_for_subject
@@ -219,3 +221,37 @@ def test_failed_and_successful_imap_pop3_and_submission_logins_are_recorded(worl
         ("smtp", True, "second@logs.test"),
         ("smtp", False, ""),  # Postfix does not log the login a failed SASL attempt tried
     }
+
+
+def test_postfix_logrotate_while_following_loses_and_repeats_nothing(world: ScratchStack) -> None:
+    """`postfix logrotate` renames the live log, has postlogd reopen a new one and gzips the old:
+    the follower finishes the old file through its open descriptor, then reads the new one."""
+
+    def delivered_to(address: str):
+        def found(session):
+            views, _ = mail_logs.search_transactions(session, OPERATOR, address)
+            delivered = [r for view in views for r in view.recipients if r.outcome == "delivered"]
+            return delivered or None
+
+        return found
+
+    before = send(world, "rotation@elsewhere.test", ["third@logs.test"])
+    assert wait_for_subject(world, "third@logs.test", PASSWORD, before)
+    rotated = run_tool(["/usr/sbin/postfix", "-c", str(world.settings.live_config / "postfix"), "logrotate"])
+    assert rotated.returncode == 0, output_of(rotated)
+    after = send(world, "rotation@elsewhere.test", ["second@logs.test"])
+    assert wait_for_subject(world, "second@logs.test", PASSWORD, after)
+    assert _until(world, delivered_to("second@logs.test"))
+    log_dir = world.settings.log_dir
+    assert wait_until(lambda: list(log_dir.glob("postfix.log.*.gz")), timeout=10), sorted(log_dir.iterdir())
+
+    def sent_by_rotation(session):
+        views, total = mail_logs.search_transactions(session, OPERATOR, "rotation@elsewhere.test")
+        return sorted(r.recipient for view in views for r in view.recipients) if total == 2 else None
+
+    assert _until(world, sent_by_rotation) == ["second@logs.test", "third@logs.test"]
+    # An operator reading the compressed copy by hand stores nothing twice: it is known by content.
+    [compressed] = log_dir.glob("postfix.log.*.gz")
+    with world.installation.sessions() as session:
+        assert ingest_file(session, compressed).lines == 0
+    assert _until(world, sent_by_rotation) == ["second@logs.test", "third@logs.test"]
