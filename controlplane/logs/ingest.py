@@ -182,9 +182,7 @@ def _checkpoint(
     """The checkpoint of the content `log` holds (made if new); a rotation this reveals is
     finished first, from the rotated copy beside the file."""
     if log.inode is not None:
-        checkpoint = session.scalars(
-            select(LogCheckpoint).where(LogCheckpoint.device == log.device, LogCheckpoint.inode == log.inode)
-        ).first()
+        checkpoint = _attached(session, log)
         if checkpoint is not None:
             if log.continues(checkpoint):
                 checkpoint.path = str(log.path)[:1000]
@@ -209,6 +207,12 @@ def _checkpoint(
     )
     session.add(checkpoint)
     return checkpoint
+
+
+def _attached(session: Session, log: LogFile) -> LogCheckpoint | None:
+    return session.scalars(
+        select(LogCheckpoint).where(LogCheckpoint.device == log.device, LogCheckpoint.inode == log.inode)
+    ).first()
 
 
 def _by_content(session: Session, log: LogFile) -> LogCheckpoint | None:
@@ -252,6 +256,8 @@ def _finish_copy(
         with copy:
             if copy.continues(checkpoint):
                 if copy.inode is not None:
+                    if _attached(session, copy) is not None:
+                        return  # the copy was read under its own name: its checkpoint goes on from there
                     checkpoint.device, checkpoint.inode = copy.device, copy.inode
                 checkpoint.path = str(copy.path)[:1000]
                 _ingest_stream(session, copy, checkpoint, reference, batch_lines, result, complete=True)
