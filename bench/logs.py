@@ -104,6 +104,31 @@ def remote_domain(index: int) -> str:
     return f"{_word(index * 53 + 7, 2)}.{('com', 'net', 'org', 'de', 'fr', 'io')[index % 6]}"
 
 
+DIALOGUE_FIXTURE = ROOT / "tests" / "fixtures" / "logs" / "dialogue.log"
+
+
+def dialogue_template() -> tuple[list[str], list[str]]:
+    """What Letterhead's port-25 smtpd logs around one accepted message with its dialogue
+    (debug_peer_level=1): the trace before and after its `client=` line, from a real Postfix
+    3.7 session (tests/fixtures/logs/dialogue.log), as "smtpd[PID]: ..." messages."""
+    before: list[str] = []
+    after: list[str] = []
+    part = before
+    for line in DIALOGUE_FIXTURE.read_text().splitlines():
+        if "postfix/smtpd[8288]: " not in line:
+            continue
+        message = line.split("postfix/smtpd[8288]: ", 1)[1]
+        if message.startswith("connect from"):
+            continue
+        if ": client=" in message:
+            part = after
+            continue
+        if message.startswith("< localhost[127.0.0.1]: mail FROM:<x@elsewhere.test> size=21"):
+            break  # the fixture's second message (a refused one) follows
+        part.append(message)
+    return before, after
+
+
 class Stamp:
     """Syslog time stamps, cached per second: the generator writes several lines per second."""
 
@@ -123,8 +148,10 @@ class Stamp:
 class LogGenerator:
     """Messages as Postfix logs them; each message is a generator of (seconds, line, tag) in time order."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, dialogue: bool = False) -> None:
         self.random = random.Random(seed)
+        # Letterhead's port 25 logs each SMTP dialogue, with smtpd's trace around it.
+        self.dialogue = dialogue_template() if dialogue else None
         self._queue_counter = 0x5F3A00000
         self._pid = 1000
         self.hosted = [
@@ -204,7 +231,20 @@ class LogGenerator:
         sender = self.a_remote()
         queue_id = self.queue_id()
         t += r.uniform(0.05, 0.4)
+        trace_after: list[str] = []
+        if self.dialogue:
+            first = f"{self.a_hosted()}"
+            swaps = (
+                ("localhost[127.0.0.1]", f"{name}[{ip}]"), ("x@elsewhere.test", sender), ("r@p.test", first),
+                ("p.test", first.split("@")[1]), ("4jZVKg4ZFCzJJQ3", queue_id), ("client.example", name),
+                ("localhost", name), ("127.0.0.1", ip),
+            )  # fmt: skip
+            before, trace_after = ([_swap(line, swaps) for line in part] for part in self.dialogue)
+            for line in before:
+                yield t, f"{smtpd}{line}", ""
         yield t, f"{smtpd}{queue_id}: client={name}[{ip}]", "received"
+        for line in trace_after:
+            yield t, f"{smtpd}{line}", ""
         yield (
             t + 0.01,
             f"postfix/cleanup[{self.pid()}]: {queue_id}: message-id=<{self.message_id(t, sender.split('@')[1])}>",
@@ -506,12 +546,19 @@ class LogGenerator:
             )
 
 
-def generate_log(path: Path, lines: int, seed: int = SEED) -> dict[str, int]:
+def _swap(line: str, swaps: tuple[tuple[str, str], ...]) -> str:
+    for old, new in swaps:
+        line = line.replace(old, new)
+    return line
+
+
+def generate_log(path: Path, lines: int, seed: int = SEED, *, dialogue: bool = False) -> dict[str, int]:
     """Write `lines` lines of Postfix (and Dovecot) log to `path`; counts of what was written, by tag."""
-    generator = LogGenerator(seed)
+    generator = LogGenerator(seed, dialogue)
     stamp = Stamp()
-    # Enough sessions to fill the span: about 6 lines per session on average.
-    gap = SPAN.total_seconds() / (lines / 6)
+    # Enough sessions to fill the span: about 6 lines per session on average (130 with the
+    # dialogue's trace, about 260 lines per inbound message).
+    gap = SPAN.total_seconds() / (lines / (130 if dialogue else 6))
     heap: list[tuple[float, int, str, str, Iterator[tuple[float, str, str]]]] = []
     tags: dict[str, int] = {}
     sequence = 0
@@ -644,6 +691,7 @@ def database_totals(database: Path) -> dict[str, int]:
         "failed logins": "SELECT count(*) FROM auth_event WHERE NOT success",
         "transactions": "SELECT count(*) FROM mail_transaction",
         "unparsed": "SELECT count(*) FROM unparsed_log_line",
+        "dialogue lines": "SELECT count(*) FROM smtp_dialogue_line WHERE transaction_id IS NOT NULL",
     }
     try:
         return {name: db.execute(sql).fetchone()[0] for name, sql in queries.items()}
@@ -784,6 +832,12 @@ def main() -> int:
     parser.add_argument("--lines", type=int, help="lines of log to generate")
     parser.add_argument("--search-size", type=int, help="transactions in the large search database")
     parser.add_argument("--rounds", type=int, help="searches per database")
+    parser.add_argument("--no-search", action="store_true", help="measure the ingest only")
+    parser.add_argument(
+        "--dialogue",
+        action="store_true",
+        help="port 25 logs each SMTP dialogue with its trace, as Letterhead configures it",
+    )
     parser.add_argument("--keep", type=Path, help="keep the log and databases in this new directory")
     args = parser.parse_args()
     lines = args.lines or (100_000 if args.quick else 1_000_000)
@@ -798,9 +852,10 @@ def main() -> int:
     try:
         log = root / "mail.log"
         started = time.perf_counter()
-        written = generate_log(log, lines)
+        written = generate_log(log, lines, dialogue=args.dialogue)
         print(
-            f"log: {lines:,} lines, {log.stat().st_size / 1e6:.1f} MB, {written['seconds'] / 86400:.1f} days,"
+            f"log: {lines:,} lines{' with SMTP dialogues' if args.dialogue else ''},"
+            f" {log.stat().st_size / 1e6:.1f} MB, {written['seconds'] / 86400:.1f} days,"
             f" generated in {time.perf_counter() - started:.1f} s (seed {SEED})"
         )
         database = make_state(root / "state")
@@ -849,7 +904,8 @@ def main() -> int:
             if ours != wrote:
                 failures.append(f"{name}: database {ours}, generator wrote {wrote}")
         print(
-            f"transactions stored: {stored['transactions']:,}; lines kept as not understood: {stored['unparsed']}"
+            f"transactions stored: {stored['transactions']:,}; SMTP dialogue lines attached to them:"
+            f" {stored['dialogue lines']:,}; lines kept as not understood: {stored['unparsed']}"
         )
         if stored["unparsed"]:
             failures.append(f"{stored['unparsed']} lines were not understood")
@@ -858,6 +914,13 @@ def main() -> int:
 
         print()
         small, large = 10_000, search_size
+        if args.no_search:
+            ratio = ingest_rate / pflogsumm_rate
+            print(f"ingest over pflogsumm: {ratio:.2f} (target 1.0 or more); peak_mb={peak_mb:.0f}")
+            if failures:
+                print("FAILED:\n  " + "\n  ".join(failures))
+            print(f"ratio={ratio:.2f}")
+            return 1 if failures else 0
         latency = search_latency((small, large), rounds, root)
         print(f"{rounds} searches by address per database, a full admin's, ms:")
         print(f"{'transactions':>14} {'p50':>8} {'p95':>8}  matches (mean)")
