@@ -179,3 +179,30 @@ def test_a_session_without_a_transaction_stays_unattached_and_does_not_join_the_
     assert _dialogue(db, _by_queue_id(db, "4jZVKg4ZFCzJJQ3")) == DELIVERED
     orphans = db.scalars(select(SmtpDialogueLine.text).where(SmtpDialogueLine.transaction_id.is_(None))).all()
     assert orphans == ["220 mail.letterhead.test ESMTP", "EHLO scanner", "QUIT"]
+
+
+def test_the_220_that_answers_starttls_does_not_start_a_new_session(db: Session, tmp_path: Path) -> None:
+    prefix = "Nov 25 20:10:00 mail postfix/smtpd[701]: "
+    lines = [
+        "> c.example[192.0.2.8]: 220 mail.letterhead.test ESMTP",
+        "< c.example[192.0.2.8]: EHLO c.example",
+        "> c.example[192.0.2.8]: 250 STARTTLS",
+        "< c.example[192.0.2.8]: STARTTLS",
+        "> c.example[192.0.2.8]: 220 2.0.0 Ready to start TLS",
+        "< c.example[192.0.2.8]: EHLO c.example",
+        "> c.example[192.0.2.8]: 250 SIZE 10240000",
+        "< c.example[192.0.2.8]: MAIL FROM:<s@c.example>",
+        "> c.example[192.0.2.8]: 250 2.1.0 Ok",
+        "< c.example[192.0.2.8]: RCPT TO:<x@elsewhere.example>",
+        "NOQUEUE: reject: RCPT from c.example[192.0.2.8]: 554 5.7.1 <x@elsewhere.example>: Relay access denied; "
+        "from=<s@c.example> to=<x@elsewhere.example> proto=ESMTP helo=<c.example>",
+        "> c.example[192.0.2.8]: 554 5.7.1 <x@elsewhere.example>: Relay access denied",
+    ]
+    path = tmp_path / "postfix.log"
+    path.write_text("".join(prefix + line + "\n" for line in lines))
+    ingest_file(db, path, reference=REFERENCE)
+    transaction = _refused(db, "x@elsewhere.example")
+    assert [text for _, text in _dialogue(db, transaction)] == [
+        line.split(": ", 1)[1] for line in lines if not line.startswith("NOQUEUE")
+    ]
+    assert transaction.recipients[0].reason == "relay denied"
