@@ -20,7 +20,8 @@
 3. Search latency: `services.mail_logs.search_transactions` (what the panel, the API and
    `letterhead logs search` call), by address for a full admin of the tenant, on databases of
    10,000 and 1,000,000 transactions (100,000 with `--quick`) filled with rows as the ingester
-   writes them. Addresses are drawn so each matches tens of transactions at both sizes.
+   writes them. Addresses are drawn so each matches tens of transactions at both sizes. The
+   databases carry no planner statistics, as Letterhead's own; `--analyze` runs ANALYZE first.
 
     .venv/bin/python bench/logs.py [--quick] [--lines N] [--keep DIR]
 
@@ -702,7 +703,9 @@ def database_totals(database: Path) -> dict[str, int]:
 # --- search latency ---------------------------------------------------------------------------
 
 
-def fill_transactions(home: Path, count: int, seed: int) -> tuple[Installation, list[str]]:
+def fill_transactions(
+    home: Path, count: int, seed: int, analyze: bool = False
+) -> tuple[Installation, list[str]]:
     """A state directory whose database holds `count` transactions written by the ingestion's own
     store (controlplane/logs/store.py), as a log of that many messages would leave them; and the
     addresses its recipients were drawn from (about 20 transactions each, at any size)."""
@@ -779,17 +782,20 @@ def fill_transactions(home: Path, count: int, seed: int) -> tuple[Installation, 
                 session.commit()
         store.flush()
         session.commit()
-        session.execute(text("ANALYZE"))
-        session.commit()
+        if analyze:
+            session.execute(text("ANALYZE"))
+            session.commit()
     return installation, addresses
 
 
-def search_latency(sizes: tuple[int, int], rounds: int, root: Path) -> dict[int, tuple[list[float], float]]:
+def search_latency(
+    sizes: tuple[int, int], rounds: int, root: Path, analyze: bool = False
+) -> dict[int, tuple[list[float], float]]:
     """Seconds per search (a full admin's, by recipient address) on each size; and the mean total."""
     installed = {}
     for size in sizes:
         started = time.perf_counter()
-        installed[size] = fill_transactions(root / f"search-{size}", size, seed=size)
+        installed[size] = fill_transactions(root / f"search-{size}", size, seed=size, analyze=analyze)
         print(f"search database of {size:>9,} transactions filled in {time.perf_counter() - started:5.1f} s")
     times: dict[int, list[float]] = {size: [] for size in sizes}
     found: dict[int, list[int]] = {size: [] for size in sizes}
@@ -833,6 +839,9 @@ def main() -> int:
     parser.add_argument("--search-size", type=int, help="transactions in the large search database")
     parser.add_argument("--rounds", type=int, help="searches per database")
     parser.add_argument("--no-search", action="store_true", help="measure the ingest only")
+    parser.add_argument(
+        "--analyze", action="store_true", help="ANALYZE the search databases (Letterhead itself never does)"
+    )
     parser.add_argument(
         "--dialogue",
         action="store_true",
@@ -921,7 +930,7 @@ def main() -> int:
                 print("FAILED:\n  " + "\n  ".join(failures))
             print(f"ratio={ratio:.2f}")
             return 1 if failures else 0
-        latency = search_latency((small, large), rounds, root)
+        latency = search_latency((small, large), rounds, root, analyze=args.analyze)
         print(f"{rounds} searches by address per database, a full admin's, ms:")
         print(f"{'transactions':>14} {'p50':>8} {'p95':>8}  matches (mean)")
         for size in (small, large):
