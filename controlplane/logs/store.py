@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, false, insert, select, update
 from sqlalchemy.orm import Session
 
 from controlplane.models import (
@@ -189,7 +189,8 @@ class MailLogStore:
             queue_ids = set(
                 self.session.scalars(
                     select(MailQueueEntry.queue_id)
-                    .where(MailQueueEntry.removed.is_(False))
+                    # "= 0" as the partial index ix_mail_queue_entry_open says it, so SQLite uses it.
+                    .where(MailQueueEntry.removed == false())
                     .limit(MAX_KNOWN_OPEN + 1)
                 )
             )

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from controlplane.models.base import AUTOINCREMENT, Base, UTCDateTime, int_pk, utc_time
@@ -56,7 +66,18 @@ class MailQueueEntry(Base):
     """A queue ID a transaction's message had; open until qmgr logs "removed"."""
 
     __tablename__ = "mail_queue_entry"
-    __table_args__ = (Index("ix_mail_queue_entry_queue_id_removed", "queue_id", "removed"), AUTOINCREMENT)
+    __table_args__ = (
+        Index("ix_mail_queue_entry_queue_id_removed", "queue_id", "removed"),
+        # The few entries still in the queue, which each ingest run reads first: without it
+        # that read scans every entry ever logged.
+        Index(
+            "ix_mail_queue_entry_open",
+            "queue_id",
+            sqlite_where=text("removed = 0"),
+            postgresql_where=text("NOT removed"),
+        ),
+        AUTOINCREMENT,
+    )
 
     id: Mapped[int_pk]
     transaction_id: Mapped[int] = mapped_column(

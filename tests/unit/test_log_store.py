@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from controlplane.db import make_engine, make_session_factory
@@ -92,3 +92,25 @@ def test_messages_evicted_from_memory_are_read_back_and_assembled_alike(
         engine.dispose()
     assert evicted == expected
     assert len(expected) >= 8
+
+
+def test_reading_the_open_queue_ids_uses_the_partial_index_not_a_scan(db: Session, tmp_path: Path) -> None:
+    statements: list[str] = []
+
+    def capture(_conn, _cursor, statement, _parameters, _context, _executemany) -> None:
+        statements.append(statement)
+
+    shutil.copy(FIXTURES / "postfix.log", tmp_path / "postfix.log")
+    engine = db.get_bind()
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        ingest_file(db, tmp_path / "postfix.log", reference=REFERENCE)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    [read_open] = [
+        s for s in statements if s.startswith("SELECT mail_queue_entry.queue_id") and "removed" in s
+    ]
+    plan = " ".join(
+        str(row) for row in db.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + read_open, (1, 0))
+    )
+    assert "ix_mail_queue_entry_open" in plan, plan
