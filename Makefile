@@ -30,6 +30,7 @@ run: install
 	@echo "  swaks --server 127.0.0.1:2587 -tls --auth PLAIN --auth-user alice@demo.test --auth-password demo-password --from alice@demo.test --to info@demo.test"
 	@echo "Read it over IMAP (2143, IMAPS 2993) or POP3 (2110, POP3S 2995):"
 	@echo "  $(BIN)/python -c \"import imaplib; c=imaplib.IMAP4('127.0.0.1', 2143); c.login('alice@demo.test', 'demo-password'); print(c.select('INBOX'))\""
+	@echo "Through nginx (default self-signed certificate): webmail https://127.0.0.1:8443/ (alice@demo.test), admin panel https://127.0.0.1:8443/admin, API docs https://127.0.0.1:8443/api/docs"
 	@echo "Admin panel: http://127.0.0.1:8080/admin (full admin demo-admin, domain admin alice@demo.test; password demo-password)"
 	@echo "CLI: $(BIN)/letterhead --help"
 
