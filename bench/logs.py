@@ -9,7 +9,9 @@
    5 days, bounces with their non-delivery notification, SASL failures, noise (anvil, lost
    connections, warnings) and, as in a syslog `mail.log`, Dovecot's IMAP and POP3 logins. About
    7,000 distinct addresses across 40 hosted and 400 remote domains. Lines of concurrent
-   messages interleave in time order, as a busy server logs them.
+   messages interleave in time order, as a busy server logs them. `--dialogue` adds to each
+   inbound port-25 message the SMTP dialogue and smtpd trace Letterhead's port 25 logs
+   (debug_peer_level=1), replayed from the real session in tests/fixtures/logs/dialogue.log.
 2. On that file, in one run: a plain read of its lines (the limit for any reader in Python),
    `pflogsumm` (Debian package), and `letterhead logs ingest FILE` as an operator runs it (a
    child process on a fresh SQLite database in a temporary state directory whose hosted domains
@@ -23,7 +25,7 @@
    writes them. Addresses are drawn so each matches tens of transactions at both sizes. The
    databases carry no planner statistics, as Letterhead's own; `--analyze` runs ANALYZE first.
 
-    .venv/bin/python bench/logs.py [--quick] [--lines N] [--keep DIR]
+    .venv/bin/python bench/logs.py [--quick] [--lines N] [--dialogue] [--no-search] [--analyze] [--keep DIR]
 
 The last line is the headline: `ratio=<ingest lines/s over pflogsumm's lines/s>`.
 """
