@@ -79,7 +79,9 @@ def _write_generation(directory: Path, files: dict[str, str]) -> None:
 
 
 def check_generation(directory: Path, identities: tuple[TlsIdentity, ...] = ()) -> None:
-    for identity in identities:
+    # A brand's certificate covers several names: check each key and certificate once.
+    by_pair = {(identity.cert_path, identity.key_path): identity for identity in identities}
+    for identity in by_pair.values():
         sni.check_identity(identity)
     postfix.check_config(directory / "postfix")
     dovecot.check_config(directory / "dovecot" / "dovecot.conf")

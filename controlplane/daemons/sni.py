@@ -61,7 +61,14 @@ def sni_chain(identity: TlsIdentity) -> str:
 def publish_sni_chains(settings: Settings, identities: tuple[TlsIdentity, ...]) -> None:
     """Make the SNI table hold exactly these identities, in one transaction."""
     ensure_sni_database(settings)
-    wanted = {identity.hostname: sni_chain(identity) for identity in identities}
+    # A brand's certificate covers several names: read its files once.
+    chains: dict[tuple[str, str], str] = {}
+    wanted = {}
+    for identity in identities:
+        pair = (identity.cert_path, identity.key_path)
+        if pair not in chains:
+            chains[pair] = sni_chain(identity)
+        wanted[identity.hostname] = chains[pair]
     with contextlib.closing(_connect(settings.sni_database_path)) as connection, connection:
         current = dict(connection.execute("SELECT hostname, chain FROM sni_chains"))
         for hostname in current.keys() - wanted.keys():

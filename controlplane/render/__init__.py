@@ -167,6 +167,36 @@ def checked_identities(identities: tuple[TlsIdentity, ...]) -> tuple[TlsIdentity
     return tuple(checked[name] for name in sorted(checked))
 
 
+@dataclasses.dataclass(frozen=True)
+class ServedCertificate:
+    """One certificate and every name it is served for (a brand host and its setup names)."""
+
+    cert_path: str
+    key_path: str
+    hostnames: tuple[str, ...]
+
+
+def served_certificates(identities: tuple[TlsIdentity, ...]) -> tuple[ServedCertificate, ...]:
+    """The identities grouped by certificate: one nginx server block, one Dovecot filter each."""
+    by_pair: dict[tuple[str, str], list[str]] = {}
+    for identity in checked_identities(identities):
+        by_pair.setdefault((identity.cert_path, identity.key_path), []).append(identity.hostname)
+    return tuple(
+        ServedCertificate(cert, key, tuple(sorted(names))) for (cert, key), names in sorted(by_pair.items())
+    )
+
+
+# Dovecot's config process keeps every local_name filter parsed, about 150 KB each (seen:
+# 586 MB for 4,000 filters), and dies at its 256 MB default vsz_limit: then no login
+# process can start and IMAP and POP3 stop. Its limit grows with the certificates.
+DOVECOT_DEFAULT_VSZ_MB = 256
+DOVECOT_CONFIG_KB_PER_CERTIFICATE = 256
+
+
+def dovecot_config_vsz_mb(certificate_count: int) -> int:
+    return DOVECOT_DEFAULT_VSZ_MB + certificate_count * DOVECOT_CONFIG_KB_PER_CERTIFICATE // 1024
+
+
 def _context(state: RenderState) -> dict[str, object]:
     return {
         "hostname": normalize_hostname(state.hostname),
@@ -180,6 +210,7 @@ def _context(state: RenderState) -> dict[str, object]:
         "usage_dict_user": USAGE_DICT_USER,
         "default_tls": state.default_tls,
         "sni_identities": checked_identities(state.sni_identities),
+        "sni_certificates": served_certificates(state.sni_identities),
         "relayhost": state.relayhost,
         "testing": state.testing,
         "message_size_limit": MESSAGE_SIZE_LIMIT,
@@ -208,6 +239,7 @@ def render_postfix(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
 def render_dovecot(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[str, str]:
     env = _environment(template_root)
     context = _context(state)
+    context["dovecot_config_vsz_mb"] = dovecot_config_vsz_mb(len(served_certificates(state.sni_identities)))
     names = ("dovecot.conf", "dovecot-sql.conf.ext", "dovecot-dict-usage.conf.ext", "quota-warning.sh")
     return {f"dovecot/{name}": env.get_template(f"dovecot/{name}.j2").render(context) for name in names}
 
@@ -216,33 +248,15 @@ def render_dovecot(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
 NGINX_USER = "www-data"
 
 
-@dataclasses.dataclass(frozen=True)
-class NginxCertificate:
-    """One certificate and every name it is served for (a brand host and its setup names)."""
-
-    cert_path: str
-    key_path: str
-    hostnames: tuple[str, ...]
-
-
 def _listen_addresses(listen_address: str, port: int) -> list[str]:
     if listen_address == "all":
         return [str(port), f"[::]:{port}"]
     return [f"{listen_address}:{port}"]
 
 
-def nginx_certificates(identities: tuple[TlsIdentity, ...]) -> tuple[NginxCertificate, ...]:
-    by_pair: dict[tuple[str, str], list[str]] = {}
-    for identity in checked_identities(identities):
-        by_pair.setdefault((identity.cert_path, identity.key_path), []).append(identity.hostname)
-    return tuple(
-        NginxCertificate(cert, key, tuple(sorted(names))) for (cert, key), names in sorted(by_pair.items())
-    )
-
-
 def render_nginx(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[str, str]:
     env = _environment(template_root)
-    certificates = nginx_certificates(state.sni_identities)
+    certificates = served_certificates(state.sni_identities)
     name_count = sum(len(c.hostnames) for c in certificates)
     https_port = state.ports["https"]
     nginx = {
