@@ -191,14 +191,17 @@ def served_certificates(identities: tuple[TlsIdentity, ...]) -> tuple[ServedCert
 
 
 # Dovecot's config process keeps every local_name filter parsed, about 150 KB each (seen:
-# 586 MB for 4,000 filters), and dies at its 256 MB default vsz_limit: then no login
-# process can start and IMAP and POP3 stop. Its limit grows with the certificates.
-DOVECOT_DEFAULT_VSZ_MB = 256
+# 586 MB for 4,000 filters), and dies at its default 256 MB vsz_limit: then no login
+# process can start and IMAP and POP3 stop. A reload is parsed by the config process of
+# the configuration being replaced, under the old limit: the limit grows faster than the
+# need (256 KB per certificate), so adding brands one at a time always fits, and its floor
+# lets a first configuration jump from no brand to about 6,000 at once.
+DOVECOT_CONFIG_VSZ_FLOOR_MB = 1024
 DOVECOT_CONFIG_KB_PER_CERTIFICATE = 256
 
 
 def dovecot_config_vsz_mb(certificate_count: int) -> int:
-    return DOVECOT_DEFAULT_VSZ_MB + certificate_count * DOVECOT_CONFIG_KB_PER_CERTIFICATE // 1024
+    return DOVECOT_CONFIG_VSZ_FLOOR_MB + certificate_count * DOVECOT_CONFIG_KB_PER_CERTIFICATE // 1024
 
 
 def _context(state: RenderState) -> dict[str, object]:
