@@ -305,12 +305,19 @@ def served_identities(session: Session, settings: Settings) -> tuple[TlsIdentity
 
     now = utcnow()
     identities = []
-    for brand in session.scalars(select(Brand).where(Brand.cert_names != "").order_by(Brand.id)):
-        if brand.cert_not_after is not None and brand.cert_not_after <= now:
+    # Only the columns needed: every brand change reads all brands, and a whole row carries
+    # its logo (up to 256 KB) and DNS report.
+    rows = session.execute(
+        select(Brand.hostname, Brand.cert_names, Brand.cert_not_after)
+        .where(Brand.cert_names != "")
+        .order_by(Brand.id)
+    )
+    for hostname, cert_names, not_after in rows:
+        if not_after is not None and not_after <= now:
             continue
-        cert, key = certificate_paths(settings, brand.hostname)
+        cert, key = certificate_paths(settings, hostname)
         if cert.is_file() and key.is_file():
-            identities.extend(TlsIdentity(name, str(cert), str(key)) for name in brand.covered_names)
+            identities.extend(TlsIdentity(name, str(cert), str(key)) for name in cert_names.split())
     return tuple(identities)
 
 
