@@ -25,17 +25,15 @@ LOGO = base64.b64decode(
 
 
 @pytest.fixture
-def branded_browser(live_server: str) -> Iterator[Browser]:
-    """Chromium that resolves every *.test name to loopback, as DNS would send it to us."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP *.test 127.0.0.1, EXCLUDE localhost"],
-        )
-        yield browser
-        browser.close()
+def branded_browser(browser: Browser, live_server: str) -> Iterator[Browser]:
+    """Chromium that resolves every *.test name to loopback, as DNS would send it to us
+    (launched through the session's Playwright: a second one cannot run beside it)."""
+    branded = browser.browser_type.launch(
+        executable_path=str(CHROMIUM),
+        args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP *.test 127.0.0.1, EXCLUDE localhost"],
+    )
+    yield branded
+    branded.close()
 
 
 def _page(browser: Browser, base_url: str) -> Page:
