@@ -43,6 +43,8 @@ RENEW_BEFORE = dt.timedelta(days=30)
 FIRST_BACKOFF = dt.timedelta(hours=1)
 MAX_BACKOFF = dt.timedelta(hours=24)
 MAX_ORDERS_PER_RUN = 10
+# Let's Encrypt refuses a certificate with more names than this.
+MAX_NAMES_PER_CERTIFICATE = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,10 +115,26 @@ def _check_names(
     """The brand host's check, and the names to order (the host plus setup names that lead here)."""
     addresses = settings.platform_address_list
     host = resolves_to_platform(resolver, brand.hostname, addresses)
-    names = [brand.hostname]
+    names: list[str] = []
     if host.ok:
-        names += [n for n in brand_names(brand)[1:] if resolves_to_platform(resolver, n, addresses).ok]
-    return host, tuple(names)
+        names = [n for n in brand_names(brand)[1:] if resolves_to_platform(resolver, n, addresses).ok]
+    return host, capped_names(brand.hostname, names)
+
+
+def capped_names(hostname: str, setup_names: list[str]) -> tuple[str, ...]:
+    """The brand host, then whole domains' setup names (by domain) while they fit in one
+    certificate: a shared brand of many domains covers the first ones, the rest of its
+    domains' setup names are served with the default certificate."""
+    by_domain: dict[str, list[str]] = {}
+    for name in setup_names:
+        by_domain.setdefault(name.split(".", 1)[1], []).append(name)
+    kept = [hostname]
+    for domain in sorted(by_domain):
+        group = sorted(by_domain[domain])
+        if len(kept) + len(group) > MAX_NAMES_PER_CERTIFICATE:
+            break
+        kept += group
+    return tuple(kept)
 
 
 def _decide(

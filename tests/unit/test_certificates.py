@@ -44,6 +44,17 @@ def test_a_brand_may_cover_its_host_then_the_setup_names_of_its_domains(
     )  # fmt: skip
 
 
+def test_a_certificate_never_asks_for_more_names_than_the_ca_allows_and_keeps_domains_whole() -> None:
+    setup = [
+        f"{prefix}.d{i:03d}.test" for i in range(60) for prefix in ("autoconfig", "autodiscover", "mta-sts")
+    ]
+    names = certificates.capped_names("mail.reseller.test", setup)
+    assert len(names) == 100 and names[0] == "mail.reseller.test"
+    assert names[1:4] == ("autoconfig.d000.test", "autodiscover.d000.test", "mta-sts.d000.test")
+    assert names[-1] == "mta-sts.d032.test"  # 33 whole domains: 1 + 99 names
+    assert certificates.capped_names("mail.one.test", setup[:6]) == ("mail.one.test", *setup[:6])
+
+
 def test_recording_a_certificate_serves_only_the_brands_own_names_and_clears_the_failure(
     db: Session, settings: Settings
 ) -> None:
