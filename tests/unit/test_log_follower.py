@@ -220,7 +220,13 @@ def test_a_follower_whose_installation_was_removed_exits(home: Settings) -> None
     process = _start(home)
     try:
         assert _wait_for(lambda: follower_pid(home) == process.pid, timeout=20)
-        shutil.rmtree(home.home)
+
+        # A poll in flight may write a file (a database journal) while the tree is removed: retry.
+        def removed() -> bool:
+            shutil.rmtree(home.home, ignore_errors=True)
+            return not home.home.exists()
+
+        assert _wait_for(removed, timeout=20)
         assert process.wait(timeout=20) == 0
     finally:
         if process.poll() is None:
