@@ -15,10 +15,6 @@ by its checkpoint (it shrank, or starts differently) and read again from its sta
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -29,7 +25,8 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from controlplane.daemons.process import DaemonError, read_pid, terminate, wait_until
+from controlplane.daemons.background import BackgroundProcess
+from controlplane.daemons.process import DaemonError
 from controlplane.logs.ingest import ConcurrentRead, IngestResult, LogFile, ingest_log
 from controlplane.runtime import Installation
 from controlplane.services.errors import LetterheadError
@@ -150,8 +147,11 @@ class FollowerRunning(DaemonError):
     """Another follower already holds this installation's logs."""
 
 
+FOLLOWER = BackgroundProcess("The log follower", PID_FILE, "log-follower.log", ("logs", "follow", "--daemon"))
+
+
 def follower_pid(settings: Settings) -> int | None:
-    return read_pid(settings.run_dir / PID_FILE)
+    return FOLLOWER.pid(settings)
 
 
 def run_follower(
@@ -166,37 +166,21 @@ def run_follower(
 
     Only one follower runs per installation: a second one raises FollowerRunning.
     """
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    lock = open(settings.run_dir / (PID_FILE + ".lock"), "w")  # noqa: SIM115 - held for the run
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise FollowerRunning(f"A log follower is already running (PID {follower_pid(settings)}).") from None
-    if daemon:
-        _detach()
-    pid_file = settings.run_dir / PID_FILE
-    pid_file.write_text(f"{os.getpid()}\n")
-    stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for number in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(number, lambda *_: stop.set())
-    installation = Installation(settings)
-    follower = LogFollower(installation, followed_logs(settings), batch_lines=batch_lines)
-    purge = DailyPurge(installation, settings.log_retention_days)
-    try:
-        while not stop.is_set():
-            if not settings.home.is_dir():
-                return  # the installation was removed (a test's scratch stack): nothing to follow
+    with FOLLOWER.running(settings, daemon=daemon, stop=stop, already_running=FollowerRunning) as stop:
+        installation = Installation(settings)
+        follower = LogFollower(installation, followed_logs(settings), batch_lines=batch_lines)
+        purge = DailyPurge(installation, settings.log_retention_days)
+        try:
+            while not stop.is_set():
+                if not settings.home.is_dir():
+                    return  # the installation was removed (a test's scratch stack): nothing to follow
+                _safely(follower.poll)
+                _safely(purge.run_if_due)
+                stop.wait(poll_seconds)
             _safely(follower.poll)
-            _safely(purge.run_if_due)
-            stop.wait(poll_seconds)
-        _safely(follower.poll)
-    finally:
-        follower.close()
-        installation.dispose()
-        pid_file.unlink(missing_ok=True)
-        lock.close()
+        finally:
+            follower.close()
+            installation.dispose()
 
 
 def _safely(action: Callable[[], object]) -> None:
@@ -213,39 +197,11 @@ def _safely(action: Callable[[], object]) -> None:
         sys.stderr.flush()
 
 
-def _detach() -> None:
-    """Become a daemon: the starting command returns, the follower lives on in its own session."""
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-
-
 def start_follower(settings: Settings) -> None:
     """Start the follower daemon unless it runs; its output goes to log/log-follower.log."""
-    if follower_pid(settings):
-        return
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.log_dir / "log-follower.log", "ab") as output:
-        started = subprocess.run(
-            [sys.executable, "-m", "cli", "logs", "follow", "--daemon"],
-            env=dict(os.environ, LETTERHEAD_HOME=str(settings.home)),
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            timeout=30,
-            check=False,
-        )
-    if started.returncode != 0 or not wait_until(lambda: follower_pid(settings) is not None, timeout=15):
-        raise DaemonError(f"The log follower did not start; see {settings.log_dir / 'log-follower.log'}.")
+    FOLLOWER.start(settings)
 
 
 def stop_follower(settings: Settings) -> None:
     """Stop the follower; it reads what the logs gained since its last poll before it exits."""
-    pid = follower_pid(settings)
-    if pid:
-        terminate(pid, timeout=30)
+    FOLLOWER.stop(settings)
