@@ -26,7 +26,7 @@ from controlplane.services import audit, scope
 from controlplane.services.errors import AlreadyExists, NotFound, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.settings import Settings
-from controlplane.validation import domain_to_unicode, normalize_hostname, validate_url
+from controlplane.validation import normalize_hostname, validate_url
 
 MAX_BRAND_NAME = 100
 MAX_LOGO_BYTES = 256 * 1024
@@ -415,10 +415,56 @@ def _store_report(brand: Brand, report: DomainDnsReport) -> None:
     brand.dns_report, brand.dns_checked_at = json.dumps(stored, sort_keys=True), report.checked_at
 
 
-def stored_dns_report(brand: Brand) -> dict[str, dict]:
-    """The last checks per domain (unicode name → {checked_at, checks}), as the panel shows them."""
-    stored = json.loads(brand.dns_report) if brand.dns_report else {}
-    return {domain_to_unicode(name): value for name, value in sorted(stored.items())}
+@dataclasses.dataclass(frozen=True)
+class RecordState:
+    """One record to create, with what the last check found for it."""
+
+    record: ExpectedRecord
+    state: str  # ok, missing, wrong, propagating, unchecked (never checked, or no answer)
+    found: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainDnsStates:
+    domain: Domain
+    checked_at: dt.datetime | None
+    records: list[RecordState]
+
+
+def dns_states(settings: Settings, domain: Domain, report: DomainDnsReport | None = None) -> DomainDnsStates:
+    """Every record the domain needs, each with its state from `report` or, without one, from
+    the last check kept on its brand; a record the check did not cover is "unchecked"."""
+    if report is not None:
+        checked_at = report.checked_at
+        found = {(c.expected.name, c.expected.type, c.expected.value): c for c in report.checks}
+        states = {key: (c.state, tuple(c.found), c.note) for key, c in found.items()}
+    else:
+        stored = json.loads(domain.brand.dns_report) if domain.brand and domain.brand.dns_report else {}
+        kept = stored.get(domain.name, {})
+        checked_at = dt.datetime.fromisoformat(kept["checked_at"]) if "checked_at" in kept else None
+        states = {
+            (c["name"], c["type"], c["expected"]): (c["state"], tuple(c["found"]), c["note"])
+            for c in kept.get("checks", [])
+        }
+    records = []
+    for record in dns_plan(settings, domain):
+        state, found, note = states.get((record.name, record.type, record.value), ("unchecked", (), ""))
+        records.append(RecordState(record, state, found, note))
+    return DomainDnsStates(domain, checked_at, records)
+
+
+def brand_domains_in_scope(actor: Actor, brand: Brand) -> list[Domain]:
+    """The domains using `brand` the actor may see: a domain admin only its own."""
+    return sorted((d for d in brand.domains if actor.domain_id in (None, d.id)), key=lambda d: d.name)
+
+
+def check_brand_dns(
+    session: Session, actor: Actor, settings: Settings, brand: Brand
+) -> list[DomainDnsReport]:
+    """Check now every domain of `brand` the actor may see."""
+    get_brand(session, actor, brand.id)
+    return [check_domain_dns(session, actor, settings, d) for d in brand_domains_in_scope(actor, brand)]
 
 
 def check_all_brand_dns(

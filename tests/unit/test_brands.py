@@ -247,3 +247,36 @@ def test_domains_refuse_nothing_new_when_brands_exist(db, settings) -> None:
         max_aliases=1,
     )
     assert domain.brand_id is None
+
+
+def test_dns_states_match_the_check_just_made_and_the_one_kept_on_the_brand(db, settings) -> None:
+    import dataclasses
+
+    from tests.dnsserver import dnsmasq
+
+    tenant = make_tenant(db)
+    brand = _create(db, settings, tenant, hostname="mail.customer.example")
+    domain = make_domain(db, tenant=tenant, name="customer.example")
+    other = make_domain(db, tenant=tenant, name="other.example")
+    brands.set_domain_brand(db, scope.OPERATOR, domain, brand)
+    before = brands.dns_states(settings, domain)
+    assert before.checked_at is None and {s.state for s in before.records} == {"unchecked"}
+    records = [
+        "--host-record=mail.customer.example,127.0.0.1",
+        "--mx-host=customer.example,mail.letterhead.test,10",
+    ]
+    for _resolver, port in dnsmasq(records, zones=["customer.example"]):
+        local = dataclasses.replace(settings, dns_resolver=f"127.0.0.1:{port}")
+        report = brands.check_domain_dns(db, scope.tenant_admin(tenant.id), local, domain)
+        # A domain admin checks its own domain only; another domain's admin sees no such brand.
+        mine = brands.check_brand_dns(db, scope.domain_admin(tenant.id, domain.id), local, brand)
+        assert [r.domain for r in mine] == [domain.name]
+        with pytest.raises(NotFound):
+            brands.check_brand_dns(db, scope.domain_admin(tenant.id, other.id), local, brand)
+        report = brands.check_domain_dns(db, scope.tenant_admin(tenant.id), local, domain)
+    fresh, kept = brands.dns_states(settings, domain, report), brands.dns_states(settings, domain)
+    assert fresh == kept and kept.checked_at == report.checked_at
+    states = {(s.record.name, s.record.type): (s.state, s.found) for s in kept.records}
+    assert states[("mail.customer.example", "A")] == ("ok", ("127.0.0.1",))
+    assert states[("customer.example", "MX")][0] == "wrong"
+    assert states[("autoconfig.customer.example", "CNAME")][0] == "missing"

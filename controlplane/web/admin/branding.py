@@ -3,8 +3,6 @@ the DNS records each domain needs with their live state, and the brand's certifi
 
 from __future__ import annotations
 
-import json
-
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from controlplane.models import Brand, Domain, Tenant
@@ -80,17 +78,8 @@ def brand_detail(brand_id: int):
     actor = current_actor()
     brand = _brand(brand_id)
     settings = current_settings()
-    using = sorted(brand.domains, key=lambda d: d.name)
-    if actor.domain_id is not None:
-        using = [d for d in using if d.id == actor.domain_id]
-    stored = json.loads(brand.dns_report) if brand.dns_report else {}
     server_names = [
-        {
-            "domain": domain,
-            "plan": brands.dns_plan(settings, domain),
-            "report": stored.get(domain.name),
-        }
-        for domain in using
+        brands.dns_states(settings, domain) for domain in brands.brand_domains_in_scope(actor, brand)
     ]
     tenant_domains = domains.list_domains(db(), actor, brand.tenant) if actor.kind == "tenant_admin" else []
     return render_template(
@@ -153,11 +142,9 @@ def delete_brand(brand_id: int):
 @blueprint.post("/branding/<int:brand_id>/dns-check")
 @allow("full_admin", "domain_admin")
 def check_brand_dns(brand_id: int):
-    actor, brand = current_actor(), _brand(brand_id)
-    settings = current_settings()
-    targets = [d for d in brand.domains if actor.domain_id in (None, d.id)]
+    brand = _brand(brand_id)
     attempt(
-        lambda: [brands.check_domain_dns(db(), actor, settings, domain) for domain in targets],
+        lambda: brands.check_brand_dns(db(), current_actor(), current_settings(), brand),
         "DNS checked just now.",
     )
     return redirect(url_for("admin.brand_detail", brand_id=brand_id) + "#server-names")

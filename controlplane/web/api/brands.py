@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from flask_smorest import Blueprint
 
-from controlplane.models import Brand, Domain, Tenant
+from controlplane.models import Brand, Tenant
 from controlplane.services import brands, domains
 from controlplane.web.api import current_actor, tokens_allowed
 from controlplane.web.api.schemas import (
@@ -110,19 +108,19 @@ def set_domain_brand(body, name: str):
     return {"brand": brand.hostname if brand else None}
 
 
-def _dns_body(domain: Domain, report: dict | None) -> dict:
-    checks = {(c["name"], c["type"], c["expected"]): c for c in (report or {}).get("checks", [])}
-    records = []
-    for record in brands.dns_plan(current_settings(), domain):
-        check = checks.get((record.name, record.type, record.value), {})
-        records.append({
-            "name": record.name, "type": record.type, "expected": record.value,
-            "accepted": [f"{kind} {value}" for kind, value in record.accepted], "note": record.note,
-            "state": check.get("state", "unchecked"), "found": check.get("found", []), "detail": check.get("note", ""),
-        })  # fmt: skip
+def _dns_body(states: brands.DomainDnsStates) -> dict:
     return {
-        "domain": domain.name, "server_hostname": brands.server_hostname(current_settings(), domain),
-        "checked_at": (report or {}).get("checked_at"), "records": records,
+        "domain": states.domain.name,
+        "server_hostname": brands.server_hostname(current_settings(), states.domain),
+        "checked_at": states.checked_at,
+        "records": [
+            {
+                "name": s.record.name, "type": s.record.type, "expected": s.record.value,
+                "accepted": [f"{kind} {value}" for kind, value in s.record.accepted], "note": s.record.note,
+                "state": s.state, "found": list(s.found), "detail": s.note,
+            }
+            for s in states.records
+        ],
     }  # fmt: skip
 
 
@@ -132,8 +130,7 @@ def _dns_body(domain: Domain, report: dict | None) -> dict:
 def domain_dns(name: str):
     """The records the domain needs for its server host, with the state the last check found."""
     domain = domains.get_domain(db(), current_actor(), name)
-    stored = json.loads(domain.brand.dns_report) if domain.brand and domain.brand.dns_report else {}
-    return _dns_body(domain, stored.get(domain.name))
+    return _dns_body(brands.dns_states(current_settings(), domain))
 
 
 @blueprint.route("/domains/<name>/dns", methods=["POST"])
@@ -146,14 +143,4 @@ def check_domain_dns(name: str):
     domain = domains.get_domain(db(), actor, name)
     report = brands.check_domain_dns(db(), actor, current_settings(), domain)
     db().commit()
-    return _dns_body(
-        domain,
-        {
-            "checked_at": report.checked_at,
-            "checks": [
-                {"name": c.expected.name, "type": c.expected.type, "expected": c.expected.value,
-                 "state": c.state, "found": list(c.found), "note": c.note}
-                for c in report.checks
-            ],
-        },
-    )  # fmt: skip
+    return _dns_body(brands.dns_states(current_settings(), domain, report))
