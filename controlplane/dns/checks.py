@@ -3,7 +3,9 @@
 The resolver is configurable (address and port), so tests point it at a DNS server on
 loopback and nothing leaves the machine. A record is `ok`, `missing`, `wrong` (with what
 was found), `propagating` (the zone's authoritative server already answers right, the
-resolver not yet), or `unchecked` (the resolver did not answer).
+resolver not yet), or `unchecked` (the resolver did not answer). Values found are kept as
+DNS gave them; names in them compare case-insensitively, TXT content exactly, and the SPF
+record by its meaning (dns/spf.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import dns.exception
 import dns.name
 import dns.resolver
 
+from controlplane.dns import spf
 from controlplane.dns.records import ExpectedRecord
 
 # TXT records share a name with unrelated ones (verification tokens...): only these
@@ -42,8 +45,17 @@ class _NoAnswer(Exception):
     """The resolver did not answer at all (timeout, refused)."""
 
 
-def _canonical(text: str) -> str:
-    return " ".join(text.split()).rstrip(".").lower()
+def _display(kind: str, text: str) -> str:
+    """A value as DNS gave it: TXT content untouched, other records in their presentation form
+    without the root's trailing dot (as the expected values are written), case kept."""
+    return text if kind == "TXT" else " ".join(text.split()).rstrip(".")
+
+
+def _comparable(kind: str, text: str) -> str:
+    """What two values must share to be the same record: names (everything in an A, AAAA,
+    CNAME, MX or SRV value) are case-insensitive in DNS; TXT content is not, but runs of
+    spaces between its fields carry no meaning."""
+    return " ".join(text.split()) if kind == "TXT" else _display(kind, text).lower()
 
 
 def _values(resolver: dns.resolver.Resolver, name: str, kind: str) -> tuple[str, ...]:
@@ -61,23 +73,42 @@ def _values(resolver: dns.resolver.Resolver, name: str, kind: str) -> tuple[str,
             values.append(b"".join(record.strings).decode(errors="replace"))
         else:
             values.append(record.to_text())
-    return tuple(sorted(_canonical(value) for value in values))
+    return tuple(sorted(_display(kind, value) for value in values))
 
 
 def _relevant(expected: ExpectedRecord, found: tuple[str, ...]) -> tuple[str, ...]:
     if expected.type != "TXT":
         return found
+    if spf.is_spf(expected.value):
+        return tuple(value for value in found if spf.is_spf(value))
     kind = next((k.lower() for k in TXT_KINDS if expected.value.lower().startswith(k.lower())), None)
-    return tuple(value for value in found if kind is None or value.startswith(kind))
+    return tuple(value for value in found if kind is None or value.lower().startswith(kind))
+
+
+def _spf_lookup(resolver: dns.resolver.Resolver) -> spf.Lookup:
+    def lookup(name: str, kind: str) -> tuple[str, ...]:
+        try:
+            return _values(resolver, name, kind)
+        except _NoAnswer as error:
+            raise spf.LookupFailed(str(error)) from error
+
+    return lookup
 
 
 def _matches(resolver: dns.resolver.Resolver, expected: ExpectedRecord) -> tuple[bool, tuple[str, ...], str]:
     found = _relevant(expected, _values(resolver, expected.name, expected.type))
-    if _canonical(expected.value) in found:
+    if expected.senders is not None:
+        if not found:
+            return False, found, ""
+        verdict = spf.judge(found, expected.senders, _spf_lookup(resolver))
+        if verdict.right and _comparable("TXT", expected.value) not in {_comparable("TXT", v) for v in found}:
+            return True, found, "Not the suggested record, but it lets the platform send and refuses others."
+        return verdict.right, found, verdict.reason
+    if _comparable(expected.type, expected.value) in {_comparable(expected.type, v) for v in found}:
         return True, found, ""
     for kind, value in expected.accepted:
         other = _values(resolver, expected.name, kind)
-        if _canonical(value) in other:
+        if _comparable(kind, value) in {_comparable(kind, v) for v in other}:
             return True, other, f"found as {kind} {value}: accepted, though {expected.type} is the clean form"
     return False, found, ""
 
@@ -102,7 +133,7 @@ def check_record(
             return RecordCheck(
                 expected, "propagating", found, "The domain's own server has it; resolvers will follow."
             )
-    return RecordCheck(expected, "wrong" if found else "missing", found)
+    return RecordCheck(expected, "wrong" if found else "missing", found, note)
 
 
 def check_records(

@@ -8,18 +8,21 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+from collections.abc import Mapping
 
+from controlplane.dns.spf import Senders
 from controlplane.services.errors import ValidationError
 from controlplane.validation import normalize_address, normalize_domain, normalize_hostname
 
-# RFC 6186 services, implicit TLS first (RFC 8314), as clients should prefer them.
+# RFC 6186 services with the name of their port in settings and their SRV priority: RFC 8314
+# §5.1 asks that implicit TLS be preferred, and a client picks the lowest priority it can use.
 SRV_SERVICES = (
-    ("_submissions._tcp", 465),
-    ("_imaps._tcp", 993),
-    ("_pop3s._tcp", 995),
-    ("_submission._tcp", 587),
-    ("_imap._tcp", 143),
-    ("_pop3._tcp", 110),
+    ("_submissions._tcp", "submissions", 0),
+    ("_imaps._tcp", "imaps", 0),
+    ("_pop3s._tcp", "pop3s", 0),
+    ("_submission._tcp", "submission", 10),
+    ("_imap._tcp", "imap", 10),
+    ("_pop3._tcp", "pop3", 10),
 )
 
 
@@ -33,6 +36,8 @@ class ExpectedRecord:
     value: str
     note: str
     accepted: tuple[tuple[str, str], ...] = ()
+    # For the SPF record: whom it must let send. Any record that does is right (dns/spf.py).
+    senders: Senders | None = None
 
 
 def expected_records(
@@ -41,10 +46,12 @@ def expected_records(
     brand_host: str,
     platform_host: str,
     platform_addresses: tuple[str, ...],
+    ports: Mapping[str, int],
     mta_sts_id: str,
     tls_report_address: str,
 ) -> list[ExpectedRecord]:
-    """Everything `domain` needs to use `brand_host` for mail, client setup, MTA-STS and TLS reports."""
+    """Everything `domain` needs to use `brand_host` for mail, client setup, MTA-STS and TLS reports;
+    the SRV records name the ports the platform listens on (`ports`, by settings' port names)."""
     domain, brand = normalize_domain(domain), normalize_hostname(brand_host)
     platform = normalize_hostname(platform_host)
     tls_report_address = normalize_address(tls_report_address, field="tls_report_address")
@@ -54,6 +61,10 @@ def expected_records(
         raise ValidationError(f"Not an IP address: {error}", field="platform_addresses") from None
     if not re.fullmatch(r"[A-Za-z0-9]{1,32}", mta_sts_id):
         raise ValidationError("An MTA-STS policy id is 1 to 32 letters and digits.", field="mta_sts_id")
+    for _service, port_name, _priority in SRV_SERVICES:
+        port = ports.get(port_name)
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise ValidationError(f"The {port_name} port is not a port number: {port!r}.", field="ports")
     records: list[ExpectedRecord] = []
     # RFC 2181 §10.3: an MX must not point at a CNAME. A/AAAA records are the clean form; a
     # CNAME to the platform host works with most senders and is accepted, with that note.
@@ -72,7 +83,14 @@ def expected_records(
         ExpectedRecord(domain, "MX", f"10 {brand}", "Mail for the domain goes to the branded host.")
     )
     records.append(
-        ExpectedRecord(domain, "TXT", "v=spf1 mx -all", "SPF: only the domain's mail hosts send its mail.")
+        ExpectedRecord(
+            domain,
+            "TXT",
+            "v=spf1 mx -all",
+            "SPF: only the domain's mail hosts send its mail. Any record that lets the platform send "
+            "and ends in -all or ~all is right too.",
+            senders=Senders(domain, (brand, platform), platform_addresses),
+        )
     )
     for label in ("autoconfig", "autodiscover", "mta-sts"):
         records.append(
@@ -87,12 +105,12 @@ def expected_records(
                 }[label],
             )  # fmt: skip
         )
-    for service, port in SRV_SERVICES:
+    for service, port_name, priority in SRV_SERVICES:
         records.append(
             ExpectedRecord(
                 f"{service}.{domain}",
                 "SRV",
-                f"0 1 {port} {brand}",
+                f"{priority} 1 {ports[port_name]} {brand}",
                 "RFC 6186: mail clients find the server and port.",
             )  # fmt: skip
         )

@@ -346,6 +346,7 @@ def dns_plan(settings: Settings, domain: Domain) -> list[ExpectedRecord]:
         brand_host=server_hostname(settings, domain),
         platform_host=settings.hostname,
         platform_addresses=settings.platform_address_list,
+        ports=settings.ports,
         mta_sts_id=mta_sts_id(settings, domain),
         tls_report_address=tls_report_address(settings),
     )

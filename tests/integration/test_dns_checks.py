@@ -11,6 +11,7 @@ import pytest
 from controlplane.daemons.scratch import free_ports
 from controlplane.dns.checks import check_records, make_resolver
 from controlplane.dns.records import expected_records
+from controlplane.settings import PROFILE_PORTS
 from tests.dnsserver import dnsmasq
 
 PLATFORM_ADDRESS = "127.0.0.10"
@@ -45,12 +46,24 @@ def resolver() -> Iterator[dns.resolver.Resolver]:
 def _expected():
     return expected_records(
         domain="brand.test", brand_host="mail.brand.test", platform_host="mail.letterhead.test",
-        platform_addresses=(PLATFORM_ADDRESS,), mta_sts_id="20261125", tls_report_address="tls@brand.test",
+        platform_addresses=(PLATFORM_ADDRESS,), ports=PROFILE_PORTS["production"], mta_sts_id="20261125",
+        tls_report_address="tls@brand.test",
     )  # fmt: skip
 
 
 def _states(checks) -> dict[tuple[str, str], tuple[str, tuple[str, ...]]]:
     return {(c.expected.name, c.expected.type): (c.state, c.found) for c in checks}
+
+
+def _spf(*records: str):
+    """The check of brand.test's SPF record when its TXT records are `records`."""
+    for resolver in _dnsmasq(*(f"--txt-record=brand.test,{record}" for record in records)):
+        (check,) = [
+            c
+            for c in check_records(_expected(), resolver)
+            if c.expected.name == "brand.test" and c.expected.type == "TXT"
+        ]
+        return check
 
 
 def test_each_record_is_found_right_missing_or_wrong_with_what_was_found(resolver) -> None:
@@ -64,9 +77,48 @@ def test_each_record_is_found_right_missing_or_wrong_with_what_was_found(resolve
     assert states[("_imaps._tcp.brand.test", "SRV")] == ("wrong", ("0 1 994 mail.brand.test",))
     assert states[("_pop3s._tcp.brand.test", "SRV")] == ("missing", ())
     assert states[("_mta-sts.brand.test", "TXT")][0] == "ok"
+    # What was found is shown as found: TXT content keeps its case.
     assert states[("_smtp._tls.brand.test", "TXT")] == (
-        "wrong", ("v=tlsrptv1; rua=mailto:someone-else@elsewhere.test",)
+        "wrong", ("v=TLSRPTv1; rua=mailto:someone-else@elsewhere.test",)
     )  # fmt: skip
+
+
+def test_an_spf_record_is_right_by_meaning_not_by_spelling() -> None:
+    check = _spf("v=spf1 A MX ~all")
+    assert (check.state, check.found) == ("ok", ("v=spf1 A MX ~all",))
+    assert "Not the suggested record" in check.note
+    # Through an include, resolved by the same DNS server.
+    for resolver in _dnsmasq(
+        "--txt-record=brand.test,v=spf1 include:_spf.brand.test -all",
+        f"--txt-record=_spf.brand.test,v=spf1 ip4:{PLATFORM_ADDRESS}/32 ~all",
+    ):
+        (check,) = [c for c in check_records(_expected(), resolver) if c.expected.value.startswith("v=spf1")]
+        assert check.state == "ok", check.note
+
+
+def test_a_wrong_spf_record_says_what_is_wrong_in_words() -> None:
+    several = _spf("v=spf1 mx -all", "v=spf1 a -all")
+    assert several.state == "wrong" and "2 SPF records" in several.note
+    assert set(several.found) == {"v=spf1 mx -all", "v=spf1 a -all"}
+    anyone = _spf("v=spf1 mx +all")
+    assert anyone.state == "wrong" and "lets every server on the Internet send" in anyone.note
+    elsewhere = _spf("v=spf1 ip4:198.51.100.0/24 -all")
+    assert elsewhere.state == "wrong" and f"{PLATFORM_ADDRESS} (fail by `-all`)" in elsewhere.note
+    assert _spf("google-site-verification=unrelated").state == "missing"
+
+
+def test_srv_records_must_prefer_implicit_tls() -> None:
+    records = [
+        "--host-record=mail.brand.test,127.0.0.10",
+        "--srv-host=_submissions._tcp.brand.test,mail.brand.test,465,0,1",
+        "--srv-host=_submission._tcp.brand.test,mail.brand.test,587,10,1",
+        "--srv-host=_imap._tcp.brand.test,mail.brand.test,143,0,1",  # as good as IMAPS: wrong
+    ]
+    for resolver in _dnsmasq(*records):
+        states = _states(check_records(_expected(), resolver))
+        assert states[("_submissions._tcp.brand.test", "SRV")][0] == "ok"
+        assert states[("_submission._tcp.brand.test", "SRV")][0] == "ok"
+        assert states[("_imap._tcp.brand.test", "SRV")] == ("wrong", ("0 1 143 mail.brand.test",))
 
 
 def test_a_cname_to_the_platform_is_accepted_where_an_a_record_is_the_clean_form() -> None:

@@ -280,3 +280,21 @@ def test_dns_states_match_the_check_just_made_and_the_one_kept_on_the_brand(db, 
     assert states[("mail.customer.example", "A")] == ("ok", ("127.0.0.1",))
     assert states[("customer.example", "MX")][0] == "wrong"
     assert states[("autoconfig.customer.example", "CNAME")][0] == "missing"
+
+
+def test_a_domains_srv_records_name_the_ports_the_installation_listens_on(db, settings) -> None:
+    import dataclasses
+
+    tenant = make_tenant(db)
+    domain = make_domain(db, tenant=tenant, name="customer.example")
+    brands.set_domain_brand(db, scope.OPERATOR, domain, _create(db, settings, tenant))
+
+    def srv(settings) -> dict[str, str]:
+        return {r.name: r.value for r in brands.dns_plan(settings, domain) if r.type == "SRV"}
+
+    assert settings.profile == "development"
+    assert srv(settings)["_submissions._tcp.customer.example"] == "0 1 2465 mail.customer.example"
+    assert srv(settings)["_imaps._tcp.customer.example"] == "0 1 2993 mail.customer.example"
+    assert srv(settings)["_imap._tcp.customer.example"] == "10 1 2143 mail.customer.example"
+    moved = dataclasses.replace(settings, ports={**settings.ports, "pop3s": 10995})
+    assert srv(moved)["_pop3s._tcp.customer.example"] == "0 1 10995 mail.customer.example"

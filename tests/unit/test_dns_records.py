@@ -4,12 +4,14 @@ import pytest
 
 from controlplane.dns.records import expected_records
 from controlplane.services.errors import ValidationError
+from controlplane.settings import PROFILE_PORTS
 
 
 def _records(**overrides):
     values = dict(
         domain="Bücher.example", brand_host="mail.bücher.example", platform_host="mail.letterhead.test",
-        platform_addresses=("192.0.2.10", "2001:db8::10"), mta_sts_id="1", tls_report_address="tls@x.test",
+        platform_addresses=("192.0.2.10", "2001:db8::10"), ports=PROFILE_PORTS["production"], mta_sts_id="1",
+        tls_report_address="tls@x.test",
     )  # fmt: skip
     return expected_records(**{**values, **overrides})
 
@@ -27,6 +29,34 @@ def test_records_name_the_branded_host_in_ascii_with_implicit_tls_first() -> Non
     assert {"autoconfig", "autodiscover", "mta-sts", "_mta-sts", "_smtp"} <= {
         r.name.split(".")[0] for r in records
     }
+
+
+def _srv(records) -> dict[str, tuple[int, int, str]]:
+    """SRV service -> (priority, port, target)."""
+    values = {".".join(r.name.split(".")[:2]): r.value.split() for r in records if r.type == "SRV"}
+    return {name: (int(v[0]), int(v[2]), v[3]) for name, v in values.items()}
+
+
+def test_implicit_tls_srv_records_have_a_better_priority_than_their_starttls_and_plain_twins() -> None:
+    srv = _srv(_records())
+    for tls, plain in [("_submissions", "_submission"), ("_imaps", "_imap"), ("_pop3s", "_pop3")]:
+        assert srv[f"{tls}._tcp"][0] < srv[f"{plain}._tcp"][0], (tls, srv)
+
+
+def test_srv_records_name_the_configured_ports() -> None:
+    development = _srv(_records(ports=PROFILE_PORTS["development"]))
+    assert {name: port for name, (_, port, _) in development.items()} == {
+        "_submissions._tcp": 2465, "_imaps._tcp": 2993, "_pop3s._tcp": 2995,
+        "_submission._tcp": 2587, "_imap._tcp": 2143, "_pop3._tcp": 2110,
+    }  # fmt: skip
+    custom = _srv(_records(ports={**PROFILE_PORTS["production"], "imaps": 10993}))
+    assert custom["_imaps._tcp"] == (0, 10993, "mail.xn--bcher-kva.example")
+
+
+@pytest.mark.parametrize("bad", [{"imaps": 0}, {"imaps": 70000}, {"imaps": "993; x"}, {"pop3s": None}])
+def test_a_port_that_is_no_port_never_becomes_a_record(bad) -> None:
+    with pytest.raises(ValidationError):
+        _records(ports={**PROFILE_PORTS["production"], **bad})
 
 
 @pytest.mark.parametrize("field", ["domain", "brand_host", "platform_host"])
