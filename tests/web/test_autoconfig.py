@@ -12,6 +12,26 @@ from controlplane.services import brands, scope
 from tests.factories import make_domain, make_tenant
 
 AUTODISCOVER_NS = "{http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a}"
+RESPONSE_NS = "{http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006}"
+MOBILESYNC = "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006"
+
+
+def _autodiscover_request(address: str, schema: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/'
+        f'autodiscover/mobilesync/requestschema/2006"><Request><EMailAddress>{address}</EMailAddress>'
+        f"<AcceptableResponseSchema>{schema}</AcceptableResponseSchema></Request></Autodiscover>"
+    )
+
+
+def _error_of(response, namespace: str = RESPONSE_NS) -> tuple[str, str]:
+    """(ErrorCode, Message) of an Autodiscover error document, whose Response is in `namespace`."""
+    assert response.status_code == 200 and response.mimetype == "application/xml"
+    root = ET.fromstring(response.data)
+    assert root.tag == f"{RESPONSE_NS}Autodiscover"
+    error = root.find(f"{namespace}Response/{namespace}Error")
+    assert error is not None, response.data
+    return error.findtext(f"{namespace}ErrorCode"), error.findtext(f"{namespace}Message")
 
 
 @pytest.fixture
@@ -83,6 +103,32 @@ def test_autodiscover_refuses_what_it_cannot_read(client) -> None:
     assert client.post("/autodiscover/autodiscover.xml", data="<x/>").status_code == 400
     huge = "<EMailAddress>ann@xn--bcher-kva.test</EMailAddress>" + " " * 20_000
     assert client.post("/autodiscover/autodiscover.xml", data=huge).status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/autodiscover/autodiscover.xml", "/Autodiscover/Autodiscover.xml"])
+def test_a_get_on_the_autodiscover_url_answers_an_autodiscover_document_not_405(client, path) -> None:
+    # Outlook GETs the URL it was redirected to before it POSTs there; Exchange answers 600.
+    code, message = _error_of(client.get(path))
+    assert code == "600" and "POST" in message
+
+
+def test_an_activesync_request_gets_a_clear_refusal_in_the_mobilesync_error_format(client) -> None:
+    response = client.post(
+        "/autodiscover/autodiscover.xml",
+        data=_autodiscover_request("ann@xn--bcher-kva.test", MOBILESYNC),
+        content_type="text/xml",
+    )
+    code, message = _error_of(response, namespace=f"{{{MOBILESYNC}}}")
+    assert code == "601" and "ActiveSync is not offered" in message
+    assert b"<Protocol>" not in response.data and b"IMAP" in response.data  # says what to use instead
+
+
+def test_a_response_schema_other_than_outlooks_is_refused_with_601(client) -> None:
+    response = client.post(
+        "/autodiscover/autodiscover.xml",
+        data=_autodiscover_request("ann@xn--bcher-kva.test", "http://example.test/some/other/schema"),
+    )
+    assert _error_of(response)[0] == "601"
 
 
 def test_apple_profile_installs_an_imap_account_over_tls(client, settings) -> None:

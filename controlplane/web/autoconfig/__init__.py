@@ -8,6 +8,7 @@ it reaches a response, and every value is escaped by the XML/plist writers.
 
 from __future__ import annotations
 
+import datetime as dt
 import plistlib
 import re
 import uuid
@@ -24,6 +25,11 @@ from controlplane.web.requests import current_settings, db
 blueprint = Blueprint("autoconfig", __name__, template_folder="templates")
 MAX_AUTODISCOVER_REQUEST = 10_000
 _EMAIL_IN_REQUEST = re.compile(rb"<EMailAddress>\s*([^<\s]{1,320})\s*</EMailAddress>", re.IGNORECASE)
+_SCHEMA_IN_REQUEST = re.compile(
+    rb"<AcceptableResponseSchema>\s*([^<\s]{1,200})\s*</AcceptableResponseSchema>", re.IGNORECASE
+)
+OUTLOOK_SCHEMA = "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
+MOBILESYNC_SCHEMA = "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006"
 
 
 def _active_domain(domain_name: str) -> Domain:
@@ -74,18 +80,58 @@ def thunderbird():
     return Response(body, mimetype="application/xml")
 
 
+def _autodiscover_error(code: int, message: str, response_schema: str | None = None) -> Response:
+    """An Autodiscover error document: 600 for a request it cannot read, 601 for a response
+    schema (a kind of account) it does not offer. Answered with HTTP 200, as Exchange does:
+    the client reads the code, and the document shows it reached an Autodiscover service."""
+    body = render_template(
+        "autoconfig/autodiscover-error.xml", code=code, message=message, response_schema=response_schema,
+        time=dt.datetime.now(dt.UTC).strftime("%H:%M:%S"),
+    )  # fmt: skip
+    return Response(body, mimetype="application/xml")
+
+
 @blueprint.post("/autodiscover/autodiscover.xml")
 @blueprint.post("/Autodiscover/Autodiscover.xml")
 @allow("public")
 def autodiscover():
-    """Outlook's POX Autodiscover: the request names the address; nothing else of it is read."""
+    """Outlook's POX Autodiscover: the request names the address and the kind of answer it
+    accepts; nothing else of it is read. Only the Outlook answer (IMAP and SMTP) exists here."""
     data = request.get_data(cache=False)[: MAX_AUTODISCOVER_REQUEST + 1]
-    match = _EMAIL_IN_REQUEST.search(data) if len(data) <= MAX_AUTODISCOVER_REQUEST else None
+    if len(data) > MAX_AUTODISCOVER_REQUEST:
+        abort(400)
+    schema = _SCHEMA_IN_REQUEST.search(data)
+    wanted = schema.group(1).decode("ascii", errors="replace") if schema else OUTLOOK_SCHEMA
+    if wanted == MOBILESYNC_SCHEMA:
+        # A phone asking for Exchange ActiveSync: say plainly there is none, in the answer it
+        # reads (MS-ASCMD's Autodiscover error), instead of settings it cannot use.
+        return _autodiscover_error(
+            601,
+            "Exchange ActiveSync is not offered here: set the account up as IMAP and SMTP.",
+            MOBILESYNC_SCHEMA,
+        )
+    if wanted != OUTLOOK_SCHEMA:
+        return _autodiscover_error(
+            601, "Only the Outlook response schema (IMAP and SMTP settings) is offered."
+        )
+    match = _EMAIL_IN_REQUEST.search(data)
     if match is None:
         abort(400)
     address, domain_name = _address_from(match.group(1).decode("ascii", errors="replace"))
     body = render_template("autoconfig/autodiscover.xml", address=address, **_server(domain_name))
     return Response(body, mimetype="application/xml")
+
+
+@blueprint.get("/autodiscover/autodiscover.xml")
+@blueprint.get("/Autodiscover/Autodiscover.xml")
+@allow("public")
+def autodiscover_probe():
+    """A GET names no address: Outlook sends one to the URL it was redirected to before it
+    POSTs there. Answer what Exchange answers, an Autodiscover "invalid request" document,
+    which tells the client (or a person testing in a browser) the service is here."""
+    return _autodiscover_error(
+        600, "Invalid Request: Autodiscover answers a POST that names an EMailAddress."
+    )
 
 
 @blueprint.get("/apple/mail.mobileconfig")
