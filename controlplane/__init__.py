@@ -13,19 +13,22 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     import webmail
     from controlplane.runtime import Installation, instance_secret_key
     from controlplane.settings import load_settings
-    from controlplane.web import admin, api, autoconfig, requests, status, theme
+    from controlplane.web import admin, api, autoconfig, error_pages, requests, security, status, theme
 
     app = Flask(__name__)
     # nginx is the one proxy in front: trust its X-Forwarded-For and -Proto, one hop only.
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
+    # X-Forwarded-Host carries the port the browser used (https://127.0.0.1:8443), which the
+    # CSRF check's same-origin test compares the Referer with.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
     settings = (test_config or {}).get("LETTERHEAD_SETTINGS") or load_settings()
     app.config.update(
         SECRET_KEY=instance_secret_key(settings),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        # Behind nginx's TLS in production; the development profile serves plain HTTP on loopback.
+        # Always Secure in production; elsewhere Secure whenever the request came over HTTPS
+        # (web/security.py), as every brand host's does through nginx.
         SESSION_COOKIE_SECURE=settings.profile == "production",
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SECURE=settings.profile == "production",
@@ -35,6 +38,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     app.extensions["letterhead"] = Installation(settings)
     requests.init_app(app)
+    security.init_app(app)
+    error_pages.init_app(app)
     csrf = CSRFProtect(app)
     admin.login_manager.init_app(app)
     api.init_app(app, csrf)

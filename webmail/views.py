@@ -19,12 +19,14 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from controlplane.services import storage
+from controlplane.services import auth, storage
 from controlplane.services import webmail as rules
 from controlplane.services.errors import AuthenticationFailed, LoginThrottled, ValidationError
 from controlplane.services.webmail import MailServiceUnavailable, MessageNotFound
 from controlplane.web.access import allow
+from controlplane.web.error_pages import render_error_page
 from controlplane.web.requests import client_ip, current_settings, db
 from controlplane.web.theme import current_theme, inject_theme
 from webmail import messages, session
@@ -33,11 +35,6 @@ from webmail.mailstore import LoginRefused, MailStore, SubmissionRefused, imap_a
 blueprint = Blueprint("webmail", __name__, template_folder="templates")
 blueprint.context_processor(inject_theme)
 PAGE_SIZE = 25
-# Pages show mail from anyone: nothing in them may load, run or post anywhere but here.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; img-src 'self' https:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
 
 
 @blueprint.before_request
@@ -47,9 +44,7 @@ def load_user() -> None:
 
 @blueprint.after_request
 def protect(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    # The Content-Security-Policy and the other headers are the app's (web/security.py).
     if g.get("mailbox_user") is not None:
         response.headers.setdefault("Cache-Control", "no-store")
     return response
@@ -120,6 +115,21 @@ def _css_colour(value: str, fallback: str) -> str:
     return value if re.fullmatch(r"#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?", value or "") else fallback
 
 
+@blueprint.errorhandler(RequestEntityTooLarge)
+def oversized(error: RequestEntityTooLarge):
+    if request.endpoint == "webmail.login":
+        auth.record_oversized_login(
+            db(),
+            service=rules.SERVICE,
+            client_ip=client_ip(),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        db().commit()  # counted towards the network's throttling
+        message = "That login was too large to be one, and was refused."
+        return render_template("webmail/login.html", message=message, address="", next=""), 413
+    return render_error_page(error)
+
+
 @blueprint.route("/login", methods=["GET", "POST"])
 @allow("public")
 def login():
@@ -157,6 +167,9 @@ def _safe_next(target: str | None) -> str:
         return ""
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return ""
+    # A line break would end up in the Location header: refuse any control character.
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
         return ""
     if "\\" in target or parts.path.startswith(("/login", "/logout")):
         return ""

@@ -1,10 +1,18 @@
 """Logins to the admin panel: full admins and domain-admin mailboxes, a second factor, throttling.
 
-Every attempt is recorded as an AuthEvent, and throttling is counted from those rows: after
-5 failed guesses at one account, or 20 from one network (IPv4 /24, IPv6 /64), within 15
-minutes, every further attempt is refused, right password or not, until old guesses leave
-the window. A guess repeated identically counts once, so a user retrying the same typo is
-not locked out. A successful login clears its own account's count, never its network's.
+Every attempt is recorded as an AuthEvent, and throttling is counted from those rows, so that
+it stops the guesser, not the account holder. Within 15 minutes:
+
+- 5 failed guesses at one account from one network (IPv4 /24, IPv6 /64) stop that network
+  trying that account;
+- 20 failed guesses from one network, at any accounts, stop that network;
+- 25 failed guesses at one account from anywhere (a guesser spread over many networks) stop
+  networks the account has never logged in from; a network it logged in from before (within
+  90 days, through any service) is the holder's, and still gets in.
+
+A throttled attempt is refused, right password or not, until old guesses leave the window.
+A guess repeated identically counts once, so a user retrying the same typo is not locked
+out. A successful login clears its account's count from that network, never its network's.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ SERVICE = "admin"
 WINDOW = dt.timedelta(minutes=15)
 ACCOUNT_FAILURE_LIMIT = 5
 NETWORK_FAILURE_LIMIT = 20
+ACCOUNT_WIDE_FAILURE_LIMIT = 25
+KNOWN_NETWORK_MEMORY = dt.timedelta(days=90)
 TOTP_STEP_SECONDS = 30
 TOTP_DIGITS = 6
 
@@ -160,6 +170,26 @@ def authenticate_admin(
     return account.actor()
 
 
+def record_oversized_login(
+    session: Session, *, service: str, client_ip: str, user_agent: str, now: dt.datetime | None = None
+) -> None:
+    """Count a login too large to be one (a huge password sent to tie up the server) against its
+    network, as a guess: it is refused unread, so it names no account."""
+    now = now or utcnow()
+    event = AuthEvent(
+        time=now,
+        service=service,
+        login="",
+        account="",
+        client_ip=client_ip[:64],
+        network=client_network(client_ip),
+        user_agent=user_agent[:500],
+        success=False,
+    )
+    # Each counts as a distinct guess: nothing of it was read to tell two apart.
+    _record(session, event, "oversized request", fingerprint=secrets.token_hex(16))
+
+
 def login_wait_minutes(
     session: Session, *, account: str, network: str, now: dt.datetime, service: str = SERVICE
 ) -> int:
@@ -172,19 +202,45 @@ def login_wait_minutes(
     last_success_id = session.scalar(
         select(func.max(AuthEvent.id)).where(
             AuthEvent.account == account,
+            AuthEvent.network == network,
             AuthEvent.success.is_(True),
             AuthEvent.time > since,
             # An IMAP or SMTP login read from the mail logs must not reset the panel's counter.
             AuthEvent.service == service,
         )
     )
-    account_guesses = _guess_times(
-        session, AuthEvent.account == account, AuthEvent.id > (last_success_id or 0), since=since
+    from_here = _guess_times(
+        session,
+        AuthEvent.account == account,
+        AuthEvent.network == network,
+        AuthEvent.id > (last_success_id or 0),
+        since=since,
     )
     network_guesses = _guess_times(session, AuthEvent.network == network, since=since)
-    return max(
-        _minutes_until_below(account_guesses, ACCOUNT_FAILURE_LIMIT, now),
+    wait = max(
+        _minutes_until_below(from_here, ACCOUNT_FAILURE_LIMIT, now),
         _minutes_until_below(network_guesses, NETWORK_FAILURE_LIMIT, now),
+    )
+    if wait or _is_known_network(session, account=account, network=network, now=now):
+        return wait
+    everywhere = _guess_times(session, AuthEvent.account == account, since=since)
+    return _minutes_until_below(everywhere, ACCOUNT_WIDE_FAILURE_LIMIT, now)
+
+
+def _is_known_network(session: Session, *, account: str, network: str, now: dt.datetime) -> bool:
+    """Whether `account` logged in from `network` before: then that network is its holder's."""
+    return (
+        session.scalar(
+            select(AuthEvent.id)
+            .where(
+                AuthEvent.account == account,
+                AuthEvent.network == network,
+                AuthEvent.success.is_(True),
+                AuthEvent.time > now - KNOWN_NETWORK_MEMORY,
+            )
+            .limit(1)
+        )
+        is not None
     )
 
 

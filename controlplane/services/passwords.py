@@ -23,6 +23,7 @@ SCHEME = "SHA512-CRYPT"
 ROUNDS = 5000
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 256
+MAX_VERIFIED_PASSWORD_LENGTH = 4 * MAX_PASSWORD_LENGTH
 
 _hasher = sha512_crypt.using(rounds=ROUNDS)
 # Schemes accepted as pre-hashed input (migrations), with the check of their form.
@@ -106,6 +107,10 @@ def verify_password(password: str, stored_hash: str) -> bool:
     scheme, _, digest = stored_hash.partition("}")
     handler = _IMPORTABLE.get(scheme.lstrip("{"))
     if handler is None or not isinstance(password, str):
+        return False
+    if len(password) > MAX_VERIFIED_PASSWORD_LENGTH:
+        # SHA512-CRYPT's work grows with the password's length: a megabyte "password" would hold
+        # a worker for minutes. No password we set or import is anywhere near this long.
         return False
     try:
         return bool(handler.verify(password, digest))

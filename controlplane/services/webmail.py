@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.models import AuthEvent, Mailbox
 from controlplane.models.base import utcnow
-from controlplane.services import auth, mailboxes
+from controlplane.services import auth, mailboxes, passwords
 from controlplane.services.errors import (
     AuthenticationFailed,
     LetterheadError,
@@ -93,7 +93,8 @@ def authenticate_mailbox_user(
         _record(session, event, "blank login")
         raise AuthenticationFailed("Enter your email address and password.")
     try:
-        accepted = imap_accepts(account, password)
+        # A password no mailbox can have is not sent to the server: a huge one ties it up.
+        accepted = len(password) <= passwords.MAX_VERIFIED_PASSWORD_LENGTH and imap_accepts(account, password)
     except MailServiceUnavailable:
         _record(session, event, "mail unavailable")
         raise

@@ -143,6 +143,38 @@ def test_a_network_is_throttled_after_twenty_failures_across_accounts(db) -> Non
     assert attempt(db, "boss", PASSWORD, ip="198.51.101.1").kind == "tenant_admin"
 
 
+def test_guesses_from_another_network_never_lock_the_account_holder_out(db) -> None:
+    make_admin(db, login="boss")
+    for guess in range(5):
+        fail(db, "boss", f"attacker guess {guess}", ip="198.51.100.66")
+    with pytest.raises(LoginThrottled):
+        attempt(db, "boss", PASSWORD, ip="198.51.100.66")
+    # The holder, from their own network, is not the one being throttled.
+    assert attempt(db, "boss", PASSWORD, ip="203.0.113.5").kind == "tenant_admin"
+
+
+def test_guesses_spread_over_many_networks_stop_new_networks_but_not_the_holders(db) -> None:
+    make_admin(db, login="boss")
+    attempt(db, "boss", PASSWORD, ip="203.0.113.5", now=NOW - dt.timedelta(days=3))
+    for number in range(auth.ACCOUNT_WIDE_FAILURE_LIMIT):
+        fail(db, "boss", f"botnet guess {number}", ip=f"10.{number}.0.1")
+    with pytest.raises(LoginThrottled):
+        attempt(db, "boss", PASSWORD, ip="198.18.0.1")
+    assert events(db)[-1].reason == "throttled"
+    assert attempt(db, "boss", PASSWORD, ip="203.0.113.77").kind == "tenant_admin"
+
+
+def test_a_network_known_only_from_long_ago_is_a_new_network_again(db) -> None:
+    make_admin(db, login="boss")
+    attempt(
+        db, "boss", PASSWORD, ip="203.0.113.5", now=NOW - auth.KNOWN_NETWORK_MEMORY - dt.timedelta(days=1)
+    )
+    for number in range(auth.ACCOUNT_WIDE_FAILURE_LIMIT):
+        fail(db, "boss", f"botnet guess {number}", ip=f"10.{number}.0.1")
+    with pytest.raises(LoginThrottled):
+        attempt(db, "boss", PASSWORD, ip="203.0.113.5")
+
+
 def test_throttling_lifts_when_the_window_passes(db) -> None:
     make_admin(db, login="boss")
     for guess in range(5):

@@ -166,7 +166,7 @@ def test_a_correct_login_opens_the_inbox_and_is_recorded(app, stack) -> None:
 def test_the_cookie_never_holds_the_password_in_clear(app) -> None:
     client = client_from(app, "10.1.0.2")
     log_in(client, "ann@one.test")
-    cookie = client.get_cookie("session")
+    cookie = client.get_cookie("lh_mail")
     assert cookie is not None
     import base64
     import zlib
@@ -495,7 +495,7 @@ def test_mail_unavailable_is_a_503_page_not_a_stack_trace(app, stack) -> None:
         working = client_from(app, "10.5.0.1")
         log_in(working, "ann@one.test")
         token = csrf_from(working.get("/compose").get_data(as_text=True))
-        client.set_cookie("session", working.get_cookie("session").value)
+        client.set_cookie("lh_mail", working.get_cookie("lh_mail").value)
         page = client.get("/")
         assert page.status_code == 503 and "Mail is unavailable" in page.get_data(as_text=True)
         sent = client.post("/compose", data={"csrf_token": token, "to": "bea@two.test", "subject": "Kept draft",

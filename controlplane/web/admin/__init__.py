@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from controlplane.models import Admin, Domain, Mailbox, Tenant
 from controlplane.services import (
@@ -38,6 +39,7 @@ from controlplane.services.errors import (
 )
 from controlplane.services.scope import Actor
 from controlplane.web.access import allow, current_actor
+from controlplane.web.error_pages import render_error_page
 from controlplane.web.requests import client_ip, current_settings, db
 from controlplane.web.theme import inject_theme
 
@@ -94,11 +96,22 @@ def attempt(change: Callable[[], Any], success: str | Callable[[Any], str]) -> b
         raise
     except LetterheadError as error:
         db().rollback()
-        flash(error.message, "error")
+        # Flashed messages travel in the session cookie: one quoting a huge submitted value
+        # would outgrow what browsers and nginx accept (a 502 instead of the error).
+        flash(_shortened(error.message), "error")
         return False
     db().commit()
     flash(success(result) if callable(success) else success, "ok")
     return True
+
+
+FLASH_MESSAGE_LIMIT = 400
+
+
+def _shortened(message: str) -> str:
+    if len(message) <= FLASH_MESSAGE_LIMIT:
+        return message
+    return message[: FLASH_MESSAGE_LIMIT - 1] + "…"
 
 
 @blueprint.errorhandler(NotFound)
@@ -112,6 +125,21 @@ def not_in_scope(error: NotInScope):
 
 
 # --- logging in and out -------------------------------------------------------------------------
+
+
+@blueprint.errorhandler(RequestEntityTooLarge)
+def oversized(error: RequestEntityTooLarge):
+    if request.endpoint == "admin.login":
+        auth.record_oversized_login(
+            db(),
+            service=auth.SERVICE,
+            client_ip=client_ip(),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        db().commit()  # counted towards the network's throttling
+        message = "That login was too large to be one, and was refused."
+        return render_template("admin/login.html", ask_code=False, message=message), 413
+    return render_error_page(error)
 
 
 @blueprint.route("/login", methods=["GET", "POST"])

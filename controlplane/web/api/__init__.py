@@ -33,6 +33,7 @@ from controlplane.services.errors import (
     ValidationError,
 )
 from controlplane.services.scope import Actor
+from controlplane.web.error_pages import render_error_page
 from controlplane.web.requests import db
 
 PROBLEM = "application/problem+json"
@@ -79,7 +80,7 @@ class LetterheadApi(Api):
     def handle_http_exception(self, error: HTTPException):
         # flask-smorest answers every HTTP error of the app; only the API's are problem+json.
         if not request.path.startswith("/api/"):
-            return error
+            return render_error_page(error)
         data = getattr(error, "data", {}) or {}
         errors = data.get("messages") or data.get("errors")
         response = problem(error.code or 500, error.name, error.description or error.name, errors=errors)
