@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from controlplane.models import Alias, AliasDestination, Domain
-from controlplane.services import audit, domains, mailboxes, scope
+from controlplane.services import audit, domains, locks, mailboxes, scope
 from controlplane.services.errors import NotFound, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_address, normalize_local_part, split_address
@@ -79,6 +79,7 @@ def create_alias(
     """Create an alias within the domain's alias limit; its address must be free and loop-free."""
     scope.require_domain(actor, domain)
     local_part = _normalize_alias_local_part(local_part)
+    locks.lock_tenant(session, domain.tenant_id)  # the slot counted is the slot written
     cleaned = _normalize_destinations(session, destinations)
     mailboxes.require_address_free(session, domain, local_part)
     domains.require_alias_slot(session, domain)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controlplane.models import Domain, Mailbox, Tenant
-from controlplane.services import audit, scope, storage, usage
+from controlplane.services import audit, locks, scope, storage, usage
 from controlplane.services.changes import signal_domains_changed
 from controlplane.services.errors import AlreadyExists, LimitReached, NotFound, ValidationError
 from controlplane.services.scope import Actor
@@ -170,6 +170,8 @@ def update_domain(
     """Only full admins change a domain's limits; a limit never drops below what exists."""
     scope.require_domain(actor, domain)
     scope.require_full_admin(actor, domain.tenant)
+    # A limit lowered while a mailbox is being added must see that mailbox.
+    locks.lock_tenant(session, domain.tenant_id)
     # Validate everything before changing anything: a refused call changes nothing.
     counts = domain_counts(session, domain)
     if max_mailboxes is not None:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.db import after_commit
 from controlplane.models import GIB, Alias, AliasDestination, Domain, Mailbox
-from controlplane.services import audit, domains, passwords, scope, storage, usage
+from controlplane.services import audit, domains, locks, passwords, scope, storage, tokens, usage
 from controlplane.services.errors import AlreadyExists, LetterheadError, NotFound, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_display_name, normalize_local_part, split_address
@@ -73,6 +73,11 @@ def create_mailbox(
     Give either a plain password (hashed here) or an already-hashed one (migrations).
     """
     scope.require_domain(actor, domain, signup_allowed=True)
+    if actor.kind == "signup":
+        # Counted under the tenant's lock, like the domain's limits: two sign-ups at once are
+        # two, not one each.
+        locks.lock_tenant(session, domain.tenant_id)
+        tokens.require_signup_allowance(session, tokens.get_token_of_actor(session, actor))
     requested = NewMailbox(
         local_part=local_part, quota_bytes=quota_bytes, password=password, password_hash=password_hash,
         display_name=display_name, is_domain_admin=is_domain_admin,
@@ -168,10 +173,11 @@ class _MailboxRoom:
     limit and its tenant's free pool, read once for a batch and counted down as it is accepted."""
 
     def __init__(self, session: Session, domain: Domain, local_parts: list[str]) -> None:
+        # Everything below is read under the tenant's lock, held until the rows are written.
+        self.pool = storage.locked_pool_usage(session, domain.tenant)
         self.domain = domain
         self.taken = _address_owners(session, domain, local_parts)
         self.mailboxes = domains.domain_counts(session, domain).mailboxes
-        self.pool = storage.locked_pool_usage(session, domain.tenant)
         self.min_bytes = min_mailbox_bytes(session)
 
     def take(self, local_part: str, quota_bytes: int) -> None:
@@ -292,6 +298,7 @@ def count_mailboxes(session: Session, domain: Domain) -> int:
 def set_mailbox_quota(session: Session, actor: Actor, mailbox: Mailbox, quota_bytes: int) -> Mailbox:
     """A new size applies to the next delivery: Dovecot reads it from SQL on each lookup."""
     scope.require_domain(actor, mailbox.domain)
+    locks.lock_tenant(session, mailbox.domain.tenant_id)
     storage.require_mailbox_size(mailbox.domain, quota_bytes, min_mailbox_bytes(session))
     storage.require_pool(session, mailbox.domain.tenant, quota_bytes - mailbox.quota_bytes)
     mailbox.quota_bytes = quota_bytes

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controlplane.models import Domain, Mailbox, Tenant
+from controlplane.services import locks
 from controlplane.services.errors import LimitReached, PoolExhausted, ValidationError
 
 
@@ -83,10 +84,8 @@ def require_pool(session: Session, tenant: Tenant, additional_bytes: int) -> Non
 
 
 def locked_pool_usage(session: Session, tenant: Tenant) -> PoolUsage:
-    """The pool's usage, read to allocate from it."""
-    # Lock the tenant row where the database can (PostgreSQL), so two concurrent
-    # allocations cannot both see the same free space; SQLite serializes writers anyway.
-    session.execute(select(Tenant.id).where(Tenant.id == tenant.id).with_for_update())
+    """The pool's usage, read under the tenant's lock to allocate from it (services/locks.py)."""
+    locks.lock_tenant(session, tenant.id)
     return pool_usage(session, tenant)
 
 

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.models import GIB, Tenant
-from controlplane.services import audit, scope, storage
+from controlplane.services import audit, locks, scope, storage
 from controlplane.services.changes import signal_domains_changed
 from controlplane.services.errors import AlreadyExists, NotFound, ValidationError
 from controlplane.services.scope import Actor
@@ -72,6 +72,7 @@ def update_tenant(
 ) -> Tenant:
     """A pool never shrinks below what its mailboxes already hold."""
     scope.require_operator(actor)
+    locks.lock_tenant(session, tenant.id)  # the pool shrinks only below what is given out now
     # Validate everything before changing anything: a refused call changes nothing.
     if storage_pool_bytes is not None:
         _require_positive(storage_pool_bytes, "storage_pool_bytes", "The storage pool", allow_zero=True)

@@ -157,6 +157,17 @@ def authenticate_token(
     return actor, token
 
 
+def get_token_of_actor(session: Session, actor: Actor) -> ApiToken:
+    """The token an API actor acts through (its name is `token:PREFIX`). Raises NotFound."""
+    prefix = actor.name.removeprefix("token:")
+    token = session.scalar(
+        select(ApiToken).where(ApiToken.prefix == prefix, ApiToken.tenant_id == actor.tenant_id)
+    )
+    if token is None or not actor.name.startswith("token:"):
+        raise NotFound("No such token.")
+    return token
+
+
 def require_signup_allowance(session: Session, token: ApiToken, *, now: dt.datetime | None = None) -> None:
     """A sign-up token creates at most `hourly_limit` mailboxes in any hour (counted from the trail)."""
     if token.kind != "signup":

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 
 from controlplane.models import Mailbox
-from controlplane.services import domains, mailboxes, tokens, usage
+from controlplane.services import domains, mailboxes, usage
 from controlplane.services.errors import LetterheadError, NotFound
-from controlplane.web.api import current_actor, current_token, problem_for, tokens_allowed
+from controlplane.web.api import current_actor, problem_for, tokens_allowed
 from controlplane.web.api.schemas import (
     BulkMailboxesSchema,
     BulkResponseSchema,
@@ -58,7 +58,6 @@ def list_mailboxes(args, name: str):
 
 
 def _create(domain, item: dict) -> Mailbox:
-    tokens.require_signup_allowance(db(), current_token())
     return mailboxes.create_mailbox(
         db(), current_actor(), domain=domain, local_part=item["local_part"], quota_bytes=item["quota_bytes"],
         password=item.get("password"), password_hash=item.get("password_hash"),
