@@ -44,6 +44,10 @@ def make_resolver(address: str, port: int = 53, timeout: float = 3.0) -> dns.res
 class _NoAnswer(Exception):
     """The resolver did not answer at all (timeout, refused)."""
 
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
 
 def _display(kind: str, text: str) -> str:
     """A value as DNS gave it: TXT content untouched, other records in their presentation form
@@ -63,7 +67,9 @@ def _values(resolver: dns.resolver.Resolver, name: str, kind: str) -> tuple[str,
         answer = resolver.resolve(name, kind, raise_on_no_answer=False)
     except dns.resolver.NXDOMAIN:
         return ()
-    except (dns.exception.Timeout, dns.resolver.NoNameservers) as error:
+    except dns.exception.Timeout as error:
+        raise _NoAnswer(str(error), timed_out=True) from error
+    except dns.resolver.NoNameservers as error:
         raise _NoAnswer(str(error)) from error
     if answer.rrset is None:
         return ()
@@ -118,12 +124,23 @@ def check_record(
     resolver: dns.resolver.Resolver,
     authoritative: dns.resolver.Resolver | None = None,
 ) -> RecordCheck:
+    return _check(expected, resolver, authoritative)[0]
+
+
+def _check(
+    expected: ExpectedRecord,
+    resolver: dns.resolver.Resolver,
+    authoritative: dns.resolver.Resolver | None,
+) -> tuple[RecordCheck, bool]:
+    """The check, and whether the resolver timed out (it will not answer the next question either)."""
     try:
         right, found, note = _matches(resolver, expected)
     except _NoAnswer as error:
-        return RecordCheck(expected, "unchecked", note=f"The resolver did not answer: {error}")
+        return RecordCheck(
+            expected, "unchecked", note=f"The resolver did not answer: {error}"
+        ), error.timed_out
     if right:
-        return RecordCheck(expected, "ok", found, note)
+        return RecordCheck(expected, "ok", found, note), False
     if authoritative is not None:
         try:
             right_at_source, _, _ = _matches(authoritative, expected)
@@ -132,8 +149,8 @@ def check_record(
         if right_at_source:
             return RecordCheck(
                 expected, "propagating", found, "The domain's own server has it; resolvers will follow."
-            )
-    return RecordCheck(expected, "wrong" if found else "missing", found, note)
+            ), False
+    return RecordCheck(expected, "wrong" if found else "missing", found, note), False
 
 
 def check_records(
@@ -141,8 +158,19 @@ def check_records(
     resolver: dns.resolver.Resolver,
     authoritative: dns.resolver.Resolver | None = None,
 ) -> list[RecordCheck]:
-    """The state of each expected record, in the order given."""
-    return [check_record(record, resolver, authoritative) for record in expected]
+    """The state of each expected record, in the order given. Once the resolver times out the
+    rest are left unchecked without asking: a dead resolver would cost its whole timeout per
+    record, and the page or command waiting for the check would hang for minutes."""
+    checks: list[RecordCheck] = []
+    silent: str | None = None
+    for record in expected:
+        if silent is not None:
+            checks.append(RecordCheck(record, "unchecked", note=silent))
+            continue
+        check, timed_out = _check(record, resolver, authoritative)
+        checks.append(check)
+        silent = check.note if timed_out else None
+    return checks
 
 
 @dataclasses.dataclass(frozen=True)
