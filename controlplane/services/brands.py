@@ -185,9 +185,12 @@ def update_brand(
 def set_brand_logo(session: Session, actor: Actor, brand: Brand, data: bytes | None) -> Brand:
     """A PNG, JPEG or GIF of at most 256 KB, or None to remove it."""
     scope.require_full_admin(actor, brand.tenant)
-    if data is None or data == b"":
+    if data is None:
         brand.logo, brand.logo_type = None, None
     else:
+        # Removing is asked for with None: an empty upload or body is a mistake, not a request.
+        if not data:
+            raise ValidationError("The logo is empty: give a PNG, JPEG or GIF image.", field="logo")
         if len(data) > MAX_LOGO_BYTES:
             raise ValidationError(f"A logo may be at most {MAX_LOGO_BYTES // 1024} KB.", field="logo")
         kind = next((t for sig, t in LOGO_SIGNATURES.items() if data.startswith(sig)), None)
@@ -252,9 +255,13 @@ def get_brand_by_hostname(session: Session, actor: Actor, hostname: str) -> Bran
     except ValidationError:
         raise NotFound(f"No such brand: {hostname!r}.") from None
     brand = session.scalar(select(Brand).where(Brand.hostname == ascii_name))
+    missing = f"No such brand: {hostname}."
     if brand is None:
-        raise NotFound(f"No such brand: {hostname}.")
-    return get_brand(session, actor, brand.id)
+        raise NotFound(missing)
+    try:
+        return get_brand(session, actor, brand.id)
+    except NotFound:
+        raise NotFound(missing) from None  # the same words as for a name nobody has
 
 
 def list_brands(session: Session, actor: Actor, tenant: Tenant) -> list[Brand]:

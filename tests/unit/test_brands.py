@@ -186,6 +186,7 @@ def test_the_support_link_can_be_removed(db, settings) -> None:
         (b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>", "PNG, JPEG or GIF"),
         (b"GIF8" + b"\0" * 10, "PNG, JPEG or GIF"),
         (b"\x89PNG\r\n\x1a\n" + b"\0" * (256 * 1024), "256 KB"),
+        (b"", "empty"),
     ],
 )
 def test_logos_must_be_small_raster_images(db, settings, data, message) -> None:
@@ -196,6 +197,12 @@ def test_logos_must_be_small_raster_images(db, settings, data, message) -> None:
     assert brand.logo is None
     brands.set_brand_logo(db, scope.tenant_admin(tenant.id), brand, PNG)
     assert (brand.logo, brand.logo_type) == (PNG, "image/png")
+    # An empty logo never removes the one there; only None does.
+    with pytest.raises(ValidationError, match="empty"):
+        brands.set_brand_logo(db, scope.tenant_admin(tenant.id), brand, b"")
+    assert brand.logo == PNG
+    brands.set_brand_logo(db, scope.tenant_admin(tenant.id), brand, None)
+    assert (brand.logo, brand.logo_type) == (None, None)
 
 
 def test_domain_admins_see_only_the_brand_their_domain_uses(db, settings) -> None:

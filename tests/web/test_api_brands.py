@@ -108,3 +108,69 @@ def test_domain_tokens_read_their_own_domains_brand_and_change_nothing(api, worl
         assert api("a", method, path, json=body).status_code == 404, (method, path)
     assert api("signup", "GET", "/brands").status_code == 404
     assert len(_brands(world)) == 2
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 40
+GIF = b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00;"
+
+
+def _logo(world) -> tuple[bytes | None, str | None]:
+    with world.sessions() as session:
+        return session.execute(
+            select(Brand.logo, Brand.logo_type).where(Brand.hostname == "mail.a.test")
+        ).one()
+
+
+def test_a_tenant_token_sets_and_removes_a_brands_logo_which_its_host_then_serves(app, api, world) -> None:
+    api("one", "POST", "/brands", json={"hostname": "mail.a.test", "name": "A"})
+    response = api("one", "PUT", "/brands/mail.a.test/logo", data=PNG, content_type="image/png")
+    assert response.status_code == 200 and response.get_json()["has_logo"] is True
+    assert _logo(world) == (PNG, "image/png")
+    # The bytes decide the type, not the Content-Type sent with them.
+    assert (
+        api("one", "PUT", "/brands/mail.a.test/logo", data=GIF, content_type="image/png").status_code == 200
+    )
+    assert _logo(world) == (GIF, "image/gif")
+    assert app.test_client().get("/branding/logo", headers={"Host": "mail.a.test"}).data == GIF
+    removed = api("one", "DELETE", "/brands/mail.a.test/logo")
+    assert removed.status_code == 200 and removed.get_json()["has_logo"] is False
+    assert _logo(world) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "words"),
+    [
+        (b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>", "image/svg+xml", "PNG, JPEG or GIF"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * (256 * 1024), "image/png", "256 KB"),
+        (b"", "image/png", "empty"),
+    ],
+)
+def test_a_logo_the_panel_would_refuse_is_a_422_and_the_old_one_stays(
+    api, world, body, content_type, words
+) -> None:
+    api("one", "POST", "/brands", json={"hostname": "mail.a.test", "name": "A"})
+    api("one", "PUT", "/brands/mail.a.test/logo", data=PNG, content_type="image/png")
+    response = api("one", "PUT", "/brands/mail.a.test/logo", data=body, content_type=content_type)
+    body = test_api.problem_of(response, 422)
+    assert words in body["detail"] and "logo" in body["errors"]
+    assert _logo(world) == (PNG, "image/png")
+
+
+def test_only_the_brands_tenant_token_may_change_its_logo(api, world) -> None:
+    api("one", "POST", "/brands", json={"hostname": "mail.a.test", "name": "A"})
+    api("one", "PUT", "/domains/a.test/brand", json={"brand": "mail.a.test"})
+    for token in ("two", "a", "signup"):
+        assert (
+            api(token, "PUT", "/brands/mail.a.test/logo", data=PNG, content_type="image/png").status_code
+            == 404
+        )
+        assert api(token, "DELETE", "/brands/mail.a.test/logo").status_code == 404
+    assert _logo(world) == (None, None)
+
+
+def test_the_openapi_document_describes_the_logo_body(app) -> None:
+    spec = app.test_client().get("/api/v1/openapi.json").get_json()
+    operations = spec["paths"]["/api/v1/brands/{hostname}/logo"]
+    assert set(operations) >= {"put", "delete"}
+    assert set(operations["put"]["requestBody"]["content"]) == {"image/png", "image/jpeg", "image/gif"}
+    assert "422" in operations["put"]["responses"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import request
 from flask_smorest import Blueprint
 
 from controlplane.models import Brand, Tenant
@@ -92,6 +93,44 @@ def delete_brand(hostname: str):
     """Remove a brand: its domains go back to the platform's host."""
     brands.delete_brand(db(), current_actor(), _brand(hostname))
     db().commit()
+
+
+# The image itself is the body: its first bytes decide its type, whatever Content-Type says.
+LOGO_BODY = {
+    "required": True,
+    "description": f"A PNG, JPEG or GIF image of at most {brands.MAX_LOGO_BYTES // 1024} KB (no SVG: it can "
+    "carry script). Its own bytes decide its type.",
+    "content": {
+        kind: {"schema": {"type": "string", "format": "binary"}}
+        for kind in ("image/png", "image/jpeg", "image/gif")
+    },
+}
+
+
+@blueprint.route("/brands/<hostname>/logo", methods=["PUT"])
+@tokens_allowed("tenant")
+@blueprint.doc(requestBody=LOGO_BODY, responses={"422": "UNPROCESSABLE_ENTITY"})
+@blueprint.response(200, BrandSchema)
+def set_brand_logo(hostname: str):
+    """Set the brand's logo, shown on its webmail and admin panel and as their tab icon; the
+    same checks as the panel's (422 for anything else or anything larger)."""
+    brand = _brand(hostname)
+    # One byte past the limit is enough for the service to refuse it; the rest is never read.
+    data = request.stream.read(brands.MAX_LOGO_BYTES + 1)
+    brands.set_brand_logo(db(), current_actor(), brand, data)
+    db().commit()
+    return brand_body(brand)
+
+
+@blueprint.route("/brands/<hostname>/logo", methods=["DELETE"])
+@tokens_allowed("tenant")
+@blueprint.response(200, BrandSchema)
+def remove_brand_logo(hostname: str):
+    """Remove the brand's logo: its pages show its name alone and the default tab icon."""
+    brand = _brand(hostname)
+    brands.set_brand_logo(db(), current_actor(), brand, None)
+    db().commit()
+    return brand_body(brand)
 
 
 @blueprint.route("/domains/<name>/brand", methods=["PUT"])
