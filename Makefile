@@ -32,6 +32,9 @@ run: install
 	@echo "  $(BIN)/python -c \"import imaplib; c=imaplib.IMAP4('127.0.0.1', 2143); c.login('alice@demo.test', 'demo-password'); print(c.select('INBOX'))\""
 	@echo "Through nginx (default self-signed certificate): webmail https://127.0.0.1:8443/ (alice@demo.test), admin panel https://127.0.0.1:8443/admin, API docs https://127.0.0.1:8443/api/docs"
 	@echo "Admin panel: http://127.0.0.1:8080/admin (full admin demo-admin, domain admin alice@demo.test; password demo-password)"
+	@echo "Branded access: demo.test uses the brand mail.demo.test ('Demo Mail'); reach its webmail and panel by that name:"
+	@echo "  curl --resolve mail.demo.test:8443:127.0.0.1 -k https://mail.demo.test:8443/"
+	@echo "  (or add '127.0.0.1 mail.demo.test' to /etc/hosts and open https://mail.demo.test:8443/ and /admin)"
 	@echo "CLI: $(BIN)/letterhead --help"
 
 test: install install-test-system

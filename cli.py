@@ -607,6 +607,52 @@ def brand_create(
         emit(brand_row(made), as_json)
 
 
+@brand.command("update")
+@click.argument("hostname")
+@click.option("--name", default=None, help="A new brand name.")
+@click.option("--support-url", default=None, metavar="URL", help="The support link pages show.")
+@click.option("--no-support-url", is_flag=True, help="Remove the support link.")
+@click.option(
+    "--logo",
+    type=click.File("rb"),
+    default=None,
+    metavar="FILE",
+    help="A PNG, JPEG or GIF of at most 256 KB.",
+)
+@click.option("--no-logo", is_flag=True, help="Remove the logo.")
+@json_option
+@handles_errors
+def brand_update(
+    hostname: str, name: str | None, support_url: str | None, no_support_url: bool, logo, no_logo: bool,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Rename the brand HOSTNAME, change its support link or set its logo."""
+    if support_url is not None and no_support_url:
+        fail("Give --support-url or --no-support-url, not both.")
+    if logo is not None and no_logo:
+        fail("Give --logo or --no-logo, not both.")
+    if name is None and support_url is None and not no_support_url and logo is None and not no_logo:
+        fail("Nothing to change: give --name, --support-url, --no-support-url, --logo or --no-logo.")
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = name
+    if support_url is not None or no_support_url:
+        changes["support_url"] = None if no_support_url else support_url
+    installation = _installation()
+    with installation.transaction() as session:
+        target = brands.get_brand_by_hostname(session, OPERATOR, hostname)
+        if changes:
+            brands.update_brand(session, OPERATOR, installation.settings, target, **changes)
+        if logo is not None or no_logo:
+            # One byte past the limit is enough for the service to refuse it.
+            data = None if no_logo else logo.read(brands.MAX_LOGO_BYTES + 1)
+            brands.set_brand_logo(session, OPERATOR, target, data)
+        emit(
+            {**brand_row(target), "support_url": target.support_url or "", "logo": target.logo_type or ""},
+            as_json,
+        )
+
+
 @brand.command("list")
 @click.option("--tenant", "tenant_name", required=True)
 @json_option
@@ -1185,41 +1231,66 @@ def import_command(file, as_json: bool) -> None:
     emit({"created": report.created, "updated": report.updated, "unchanged": report.unchanged}, as_json)
 
 
+DEMO_BRAND, DEMO_BRAND_NAME = "mail.demo.test", "Demo Mail"
+
+
 @main.command()
 @handles_errors
 def demo() -> None:
-    """Seed a demo tenant, domain, mailbox and alias (once)."""
+    """Seed a demo tenant, domain, mailbox, alias and brand (each once)."""
     installation = _installation()
+    messages = []
     with installation.transaction() as session:
-        if tenants.find_tenant(session, "Demo Reseller") is not None:
-            click.echo("The demo tenant exists already.")
-            return
-        demo_tenant = tenants.create_tenant(
-            session, OPERATOR, name="Demo Reseller", storage_pool_bytes=storage.parse_size("50GB")
-        )
-        demo_domain = domains.create_domain(
-            session, OPERATOR, tenant=demo_tenant, name="demo.test", max_mailboxes=25, max_aliases=50
-        )
-        mailboxes.create_mailbox(
-            session,
-            OPERATOR,
-            domain=demo_domain,
-            local_part="alice",
-            password="demo-password",
-            quota_bytes=storage.parse_size("2GB"),
-            display_name="Alice Demo",
-            is_domain_admin=True,
-        )
-        admins.create_admin(
-            session, OPERATOR, tenant=demo_tenant, login="demo-admin", password="demo-password"
-        )
-        aliases.create_alias(
-            session, OPERATOR, domain=demo_domain, local_part="info", destinations=["alice@demo.test"]
-        )
-    click.echo(
-        "Demo: tenant 'Demo Reseller', domain demo.test, mailbox alice@demo.test (password demo-password,\n"
-        "also the domain's admin); full admin 'demo-admin' (password demo-password) at /admin."
-    )
+        demo_tenant = tenants.find_tenant(session, "Demo Reseller")
+        if demo_tenant is not None:
+            messages.append("The demo tenant exists already.")
+        else:
+            demo_tenant = tenants.create_tenant(
+                session, OPERATOR, name="Demo Reseller", storage_pool_bytes=storage.parse_size("50GB")
+            )
+            demo_domain = domains.create_domain(
+                session, OPERATOR, tenant=demo_tenant, name="demo.test", max_mailboxes=25, max_aliases=50
+            )
+            mailboxes.create_mailbox(
+                session,
+                OPERATOR,
+                domain=demo_domain,
+                local_part="alice",
+                password="demo-password",
+                quota_bytes=storage.parse_size("2GB"),
+                display_name="Alice Demo",
+                is_domain_admin=True,
+            )
+            admins.create_admin(
+                session, OPERATOR, tenant=demo_tenant, login="demo-admin", password="demo-password"
+            )
+            aliases.create_alias(
+                session, OPERATOR, domain=demo_domain, local_part="info", destinations=["alice@demo.test"]
+            )
+            messages.append(
+                "Demo: tenant 'Demo Reseller', domain demo.test, mailbox alice@demo.test (password demo-password,\n"
+                "also the domain's admin); full admin 'demo-admin' (password demo-password) at /admin."
+            )
+        # Seeded on its own, so a demo made before brands existed gets one on the next run too.
+        demo_domain = domains.find_domain(session, "demo.test")
+        if (
+            brands.find_brand_for_host(session, DEMO_BRAND) is None
+            and demo_domain is not None
+            and demo_domain.tenant_id == demo_tenant.id
+            and demo_domain.brand is None
+        ):
+            demo_brand = brands.create_brand(
+                session, OPERATOR, installation.settings, tenant=demo_tenant, hostname=DEMO_BRAND,
+                name=DEMO_BRAND_NAME,
+            )  # fmt: skip
+            brands.set_domain_brand(session, OPERATOR, demo_domain, demo_brand)
+            https = installation.settings.ports["https"]
+            messages.append(
+                f"Demo brand: {DEMO_BRAND} ('{DEMO_BRAND_NAME}'), used by demo.test. Its webmail and admin panel\n"
+                f"wear the brand when reached by that name, e.g.\n"
+                f"  curl --resolve {DEMO_BRAND}:{https}:127.0.0.1 -k https://{DEMO_BRAND}:{https}/"
+            )
+    click.echo("\n".join(messages))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 import cli
+from controlplane.models import Brand
 from tests.dnsserver import dnsmasq
 from tests.factories import make_domain, make_tenant
 
@@ -60,3 +62,74 @@ def test_dns_prints_each_records_state_and_fails_until_all_are_right(home) -> No
         assert states[("autoconfig.a.test", "CNAME")] == "missing"
         code, out, _ = run(home, "dns", "a.test", LETTERHEAD_DNS_RESOLVER=f"127.0.0.1:{port}")
         assert code == 2 and "missing" in out
+
+
+def _brand(installation, hostname: str = "mail.a.test") -> Brand | None:
+    with installation.sessions() as session:
+        return session.scalar(select(Brand).where(Brand.hostname == hostname))
+
+
+def test_the_operator_renames_a_brand_and_changes_its_support_link_and_logo(
+    home, installation, tmp_path
+) -> None:
+    run(
+        home,
+        "create",
+        "mail.a.test",
+        "--tenant",
+        "One",
+        "--name",
+        "A Mail",
+        "--support-url",
+        "https://help.a.test/",
+    )
+    logo = tmp_path / "logo.gif"
+    logo.write_bytes(b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00;")
+    code, out, err = run(home, "update", "Mail.A.test", "--name", "Acme Mail", "--logo", str(logo), "--json")
+    assert code == 0, err
+    assert (json.loads(out)["name"], json.loads(out)["logo"]) == ("Acme Mail", "image/gif")
+    brand = _brand(installation)
+    assert (brand.name, brand.support_url, brand.logo) == (
+        "Acme Mail",
+        "https://help.a.test/",
+        logo.read_bytes(),
+    )
+    code, _, err = run(home, "update", "mail.a.test", "--support-url", "https://support.a.test/")
+    assert code == 0, err
+    assert _brand(installation).support_url == "https://support.a.test/"
+    assert run(home, "update", "mail.a.test", "--no-support-url", "--no-logo")[0] == 0
+    brand = _brand(installation)
+    assert (brand.name, brand.support_url, brand.logo) == ("Acme Mail", None, None)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--logo", "SVG"], "PNG, JPEG or GIF"),
+        (["--logo", "BIG"], "256 KB"),
+        (["--support-url", "javascript:alert(1)"], "must start with https://"),
+        (["--name", " "], "name is required"),
+        (["--support-url", "https://x.test/", "--no-support-url"], "not both"),
+        (["--logo", "SVG", "--no-logo"], "not both"),
+        ([], "Nothing to change"),
+    ],
+)
+def test_brand_update_refuses_what_the_panel_refuses_and_changes_nothing(
+    home, installation, tmp_path, args, words
+):
+    run(home, "create", "mail.a.test", "--tenant", "One", "--name", "A Mail")
+    files = {
+        "SVG": b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>",
+        "BIG": b"GIF89a" + b"\0" * 300_000,
+    }
+    for key, data in files.items():
+        (tmp_path / key).write_bytes(data)
+    code, _, err = run(home, "update", "mail.a.test", *(str(tmp_path / a) if a in files else a for a in args))
+    assert code == 1 and words in err, err
+    brand = _brand(installation)
+    assert (brand.name, brand.support_url, brand.logo) == ("A Mail", None, None)
+
+
+def test_brand_update_of_an_unknown_brand_says_so(home) -> None:
+    code, _, err = run(home, "update", "mail.nowhere.test", "--name", "X")
+    assert code == 1 and "No such brand" in err
