@@ -57,5 +57,10 @@ class Domain(Base):
     )
 
     @property
+    def in_service(self) -> bool:
+        """It receives mail: it and its tenant are active."""
+        return self.active and self.tenant.active
+
+    @property
     def display_name(self) -> str:
         return domain_to_unicode(self.name)

@@ -44,5 +44,11 @@ class Mailbox(Base):
     domain: Mapped[Domain] = relationship(back_populates="mailboxes")
 
     @property
+    def in_service(self) -> bool:
+        """It receives mail and logs in: it, its domain and its tenant are all active (the SQL
+        views of migration 0001 are the daemons' copy of this rule)."""
+        return self.active and self.domain.in_service
+
+    @property
     def address(self) -> str:
         return f"{self.local_part}@{self.domain.name}"

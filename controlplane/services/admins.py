@@ -36,7 +36,7 @@ def list_admins(session: Session, actor: Actor, tenant: Tenant) -> list[Admin]:
 
 def get_admin_by_id(session: Session, actor: Actor, admin_id: int) -> Admin:
     admin = session.get(Admin, admin_id)
-    if admin is None:
+    if admin is None or not (actor.is_operator or admin.tenant_id == actor.tenant_id):
         raise NotFound("No such admin.")
     scope.require_full_admin(actor, admin.tenant)
     return admin
@@ -45,7 +45,7 @@ def get_admin_by_id(session: Session, actor: Actor, admin_id: int) -> Admin:
 def delete_admin(session: Session, actor: Actor, login: str) -> None:
     """A tenant keeps at least one full admin, so nobody locks the reseller out of its panel."""
     admin = find_admin(session, login)
-    if admin is None:
+    if admin is None or not (actor.is_operator or admin.tenant_id == actor.tenant_id):
         raise NotFound(f"No admin with the login {login!r}.")
     scope.require_full_admin(actor, admin.tenant)
     others = session.scalar(

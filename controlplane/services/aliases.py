@@ -22,7 +22,10 @@ def _normalize_alias_local_part(local_part: str) -> str:
     return normalize_local_part(local_part)
 
 
-def _normalize_destinations(session: Session, destinations: list[str]) -> list[str]:
+def _normalize_destinations(session: Session, destinations: list[str], *, tenant_id: int) -> list[str]:
+    """The destinations checked, without duplicates. An address in one of the tenant's own domains
+    must exist; any other is an outside address, even one hosted here for another tenant, whose
+    mailboxes this tenant may neither see nor probe."""
     if isinstance(destinations, str):
         destinations = [part for part in destinations.replace(";", ",").split(",")]
     cleaned = sorted({normalize_address(d.strip(), field="destinations") for d in destinations if d.strip()})
@@ -35,7 +38,9 @@ def _normalize_destinations(session: Session, destinations: list[str]) -> list[s
     for destination in cleaned:
         local_part, domain_name = split_address(destination)
         domain = domains.find_domain(session, domain_name)
-        if domain is not None and mailboxes.find_address_owner(session, domain, local_part) is None:
+        if domain is None or domain.tenant_id != tenant_id:
+            continue
+        if mailboxes.find_address_owner(session, domain, local_part) is None:
             raise ValidationError(
                 f"{destination} is in a domain hosted here but is neither a mailbox nor an alias.",
                 field="destinations",
@@ -43,11 +48,14 @@ def _normalize_destinations(session: Session, destinations: list[str]) -> list[s
     return cleaned
 
 
-def _alias_graph(session: Session) -> dict[str, list[str]]:
+def _alias_graph(session: Session, tenant_id: int) -> dict[str, list[str]]:
+    # Only the tenant's own aliases: another tenant's are not this one's to read, not even
+    # as "that would make a loop".
     rows = session.execute(
         select(Alias.local_part, Domain.name, AliasDestination.address)
         .join(Domain, Alias.domain_id == Domain.id)
         .join(AliasDestination, AliasDestination.alias_id == Alias.id)
+        .where(Domain.tenant_id == tenant_id)
     )
     graph: dict[str, list[str]] = {}
     for local_part, domain_name, destination in rows:
@@ -55,9 +63,9 @@ def _alias_graph(session: Session) -> dict[str, list[str]]:
     return graph
 
 
-def _require_no_loop(session: Session, address: str, destinations: list[str]) -> None:
+def _require_no_loop(session: Session, address: str, destinations: list[str], *, tenant_id: int) -> None:
     """An alias may not reach itself through other aliases: Postfix would bounce such mail."""
-    graph = _alias_graph(session)
+    graph = _alias_graph(session, tenant_id)
     graph[address] = destinations
     stack, seen = list(destinations), set()
     while stack:
@@ -80,11 +88,11 @@ def create_alias(
     scope.require_domain(actor, domain)
     local_part = _normalize_alias_local_part(local_part)
     locks.lock_tenant(session, domain.tenant_id)  # the slot counted is the slot written
-    cleaned = _normalize_destinations(session, destinations)
+    cleaned = _normalize_destinations(session, destinations, tenant_id=domain.tenant_id)
     mailboxes.require_address_free(session, domain, local_part)
     domains.require_alias_slot(session, domain)
     address = f"{local_part}@{domain.name}"
-    _require_no_loop(session, address, cleaned)
+    _require_no_loop(session, address, cleaned, tenant_id=domain.tenant_id)
     alias = Alias(domain=domain, local_part=local_part)
     alias.destinations = [AliasDestination(address=d) for d in cleaned]
     session.add(alias)
@@ -118,15 +126,16 @@ def get_alias_by_id(session: Session, actor: Actor, alias_id: int) -> Alias:
     alias = session.get(Alias, alias_id)
     if alias is None:
         raise NotFound("No such alias.")
-    scope.require_domain(actor, alias.domain)
+    scope.require_domain(actor, alias.domain, missing="No such alias.")
     return alias
 
 
 def get_alias(session: Session, actor: Actor, address: str) -> Alias:
     alias = find_alias(session, address)
+    missing = f"No such alias: {address}."
     if alias is None:
-        raise NotFound(f"No such alias: {address}.")
-    scope.require_domain(actor, alias.domain)
+        raise NotFound(missing)
+    scope.require_domain(actor, alias.domain, missing=missing)
     return alias
 
 
@@ -138,8 +147,8 @@ def list_aliases(session: Session, actor: Actor, domain: Domain) -> list[Alias]:
 
 def set_alias_destinations(session: Session, actor: Actor, alias: Alias, destinations: list[str]) -> Alias:
     scope.require_domain(actor, alias.domain)
-    cleaned = _normalize_destinations(session, destinations)
-    _require_no_loop(session, alias.address, cleaned)
+    cleaned = _normalize_destinations(session, destinations, tenant_id=alias.domain.tenant_id)
+    _require_no_loop(session, alias.address, cleaned, tenant_id=alias.domain.tenant_id)
     # Keep the rows of destinations that stay: the flush inserts before it deletes, so a
     # new row for an address still present would break the (alias, address) uniqueness.
     kept = {destination.address: destination for destination in alias.destinations}
@@ -156,4 +165,4 @@ def delete_alias(session: Session, actor: Actor, alias: Alias) -> None:
     _record(session, actor, "alias.delete", alias)
     session.delete(alias)
     session.flush()
-    mailboxes.remove_destination_from_aliases(session, address)
+    mailboxes.remove_destination_from_aliases(session, actor, address, tenant_id=alias.domain.tenant_id)

@@ -177,7 +177,7 @@ def _visible(
         scope.require_full_admin(actor, tenant)
         return [model.tenant_id == tenant.id]
     if tenant is not None and domain.tenant_id != tenant.id:
-        raise NotFound(f"No such domain: {domain.display_name}.")
+        raise NotFound("No such domain.")
     scope.require_domain(actor, domain)
     return [model.domain_id == domain.id]
 

@@ -93,8 +93,7 @@ class _Account:
         assert self.mailbox is not None
         if not self.mailbox.is_domain_admin:
             return "not an admin"
-        domain = self.mailbox.domain
-        return "" if self.mailbox.active and domain.active and domain.tenant.active else "inactive"
+        return "" if self.mailbox.in_service else "inactive"
 
     def actor(self) -> Actor:
         if self.admin is not None:

@@ -83,9 +83,10 @@ def get_domain(session: Session, actor: Actor, name: str, *, signup_allowed: boo
     except ValidationError:
         raise NotFound(f"No such domain: {name!r}.") from None
     domain = find_domain(session, ascii_name)
+    missing = f"No such domain: {name}."
     if domain is None:
-        raise NotFound(f"No such domain: {name}.")
-    scope.require_domain(actor, domain, signup_allowed=signup_allowed)
+        raise NotFound(missing)
+    scope.require_domain(actor, domain, signup_allowed=signup_allowed, missing=missing)
     return domain
 
 

@@ -232,9 +232,10 @@ def find_mailbox(session: Session, address: str) -> Mailbox | None:
 
 def get_mailbox(session: Session, actor: Actor, address: str) -> Mailbox:
     mailbox = find_mailbox(session, address)
+    missing = f"No such mailbox: {address}."
     if mailbox is None:
-        raise NotFound(f"No such mailbox: {address}.")
-    scope.require_domain(actor, mailbox.domain)
+        raise NotFound(missing)
+    scope.require_domain(actor, mailbox.domain, missing=missing)
     return mailbox
 
 
@@ -242,7 +243,7 @@ def get_mailbox_by_id(session: Session, actor: Actor, mailbox_id: int) -> Mailbo
     mailbox = session.get(Mailbox, mailbox_id)
     if mailbox is None:
         raise NotFound("No such mailbox.")
-    scope.require_domain(actor, mailbox.domain)
+    scope.require_domain(actor, mailbox.domain, missing="No such mailbox.")
     return mailbox
 
 
@@ -350,7 +351,9 @@ def update_mailbox(
     if new_local_part != mailbox.local_part:
         old_address = mailbox.address
         mailbox.local_part = new_local_part
-        _rename_destination_in_aliases(session, old_address, mailbox.address)
+        _rename_destination_in_aliases(
+            session, old_address, mailbox.address, tenant_id=mailbox.domain.tenant_id
+        )
         usage.forget_usage_after_commit(session, addresses=[old_address])
     session.flush()
     _record(
@@ -374,7 +377,7 @@ def delete_mailbox(session: Session, actor: Actor, mailbox: Mailbox) -> None:
     scope.require_domain(actor, mailbox.domain)
     storage_key, address = mailbox.storage_key, mailbox.address
     _record(session, actor, "mailbox.delete", mailbox)
-    remove_destination_from_aliases(session, mailbox.address)
+    remove_destination_from_aliases(session, actor, mailbox.address, tenant_id=mailbox.domain.tenant_id)
     session.delete(mailbox)
     session.flush()
     mail_root = session.info.get("mail_root")
@@ -386,25 +389,45 @@ def delete_mailbox(session: Session, actor: Actor, mailbox: Mailbox) -> None:
     usage.forget_usage_after_commit(session, addresses=[address])
 
 
-def remove_destination_from_aliases(session: Session, address: str) -> None:
-    """A deleted address leaves the aliases that forwarded to it; an alias left empty goes
-    too, and so leaves the aliases that forwarded to it in turn."""
+def remove_destination_from_aliases(session: Session, actor: Actor, address: str, *, tenant_id: int) -> None:
+    """A deleted address leaves the aliases of its own tenant that forwarded to it; an alias left
+    empty goes too, and so leaves the aliases that forwarded to it in turn. Each change is in the
+    audit trail. Another tenant's aliases are never touched: to them the address was an outside
+    one, and what happens to it is not theirs to see."""
     pending = [address]
     while pending:
         current = pending.pop()
-        for destination in list(
-            session.scalars(select(AliasDestination).where(AliasDestination.address == current))
-        ):
+        for destination in list(session.scalars(_same_tenant_destinations(current, tenant_id))):
             alias = destination.alias
             alias.destinations.remove(destination)
-            if not alias.destinations:
+            if alias.destinations:
+                action, details = (
+                    "alias.destinations",
+                    {"destinations": [d.address for d in alias.destinations]},
+                )
+            else:
                 pending.append(alias.address)
                 session.delete(alias)
+                action, details = "alias.delete", {}
+            audit.record_change(
+                session, actor, action, alias.address, tenant_id=tenant_id, domain_id=alias.domain_id,
+                reason=f"{address} was deleted", **details,
+            )  # fmt: skip
         session.flush()
 
 
-def _rename_destination_in_aliases(session: Session, old_address: str, new_address: str) -> None:
-    for destination in session.scalars(
-        select(AliasDestination).where(AliasDestination.address == old_address)
-    ):
+def _same_tenant_destinations(address: str, tenant_id: int):
+    return (
+        select(AliasDestination)
+        .join(Alias, AliasDestination.alias_id == Alias.id)
+        .join(Domain, Alias.domain_id == Domain.id)
+        .where(AliasDestination.address == address, Domain.tenant_id == tenant_id)
+    )
+
+
+def _rename_destination_in_aliases(
+    session: Session, old_address: str, new_address: str, *, tenant_id: int
+) -> None:
+    """The tenant's own aliases follow a renamed mailbox; other tenants' keep the old address."""
+    for destination in session.scalars(_same_tenant_destinations(old_address, tenant_id)):
         destination.address = new_address

@@ -57,13 +57,22 @@ def require_full_admin(actor: Actor, tenant: Tenant) -> None:
         raise NotInScope("Only the tenant's full admins may do this.")
 
 
-def require_domain(actor: Actor, domain: Domain, *, signup_allowed: bool = False) -> None:
-    """The actor may manage this domain; a sign-up actor only where `signup_allowed` (creating
-    a mailbox in its own domain), and sees nothing anywhere else."""
+def domain_in_scope(actor: Actor, domain: Domain, *, signup_allowed: bool = False) -> bool:
+    """Whether the actor may manage this domain; a sign-up actor only where `signup_allowed`
+    (creating a mailbox in its own domain)."""
     if actor.is_operator:
-        return
+        return True
     outside = actor.tenant_id != domain.tenant_id or (
         actor.domain_id is not None and actor.domain_id != domain.id
     )
-    if outside or (actor.kind == "signup" and not signup_allowed):
-        raise NotFound(f"No such domain: {domain.display_name}.")
+    return not (outside or (actor.kind == "signup" and not signup_allowed))
+
+
+def require_domain(
+    actor: Actor, domain: Domain, *, signup_allowed: bool = False, missing: str = "No such domain."
+) -> None:
+    """The actor may manage this domain, and sees nothing anywhere else: outside its scope, the
+    refusal is `missing`, the very words the caller gives for what does not exist, and never
+    names what the actor may not see (a panel URL with another tenant's ID would list them)."""
+    if not domain_in_scope(actor, domain, signup_allowed=signup_allowed):
+        raise NotFound(missing)

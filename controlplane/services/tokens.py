@@ -98,10 +98,10 @@ def list_tokens(session: Session, actor: Actor, tenant: Tenant) -> list[ApiToken
 
 def get_token(session: Session, actor: Actor, token_id: int) -> ApiToken:
     token = session.get(ApiToken, token_id)
-    if token is None:
+    if token is None or not (actor.is_operator or token.tenant_id == actor.tenant_id):
         raise NotFound("No such token.")
     if token.domain is not None:
-        scope.require_domain(actor, token.domain)
+        scope.require_domain(actor, token.domain, missing="No such token.")
     else:
         scope.require_full_admin(actor, token.tenant)
     return token
@@ -111,8 +111,11 @@ def get_token_by_prefix(session: Session, actor: Actor, prefix: str) -> ApiToken
     """The token a listing shows by its prefix (`lh_` and anything after the prefix may be given too)."""
     bare = prefix.strip().removeprefix(TOKEN_PREFIX).partition("_")[0] if isinstance(prefix, str) else ""
     token = session.scalar(select(ApiToken).where(ApiToken.prefix == bare)) if bare else None
-    if token is None:
-        raise NotFound(f"No token with the prefix {prefix!r}.")
+    missing = f"No token with the prefix {prefix!r}."
+    if token is None or not (actor.is_operator or token.tenant_id == actor.tenant_id):
+        raise NotFound(missing)
+    if token.domain is not None:
+        scope.require_domain(actor, token.domain, missing=missing)
     return get_token(session, actor, token.id)
 
 

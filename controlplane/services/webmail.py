@@ -114,8 +114,7 @@ def authenticate_mailbox_user(
 def _refusal_reason(mailbox: Mailbox | None) -> str:
     if mailbox is None:
         return "unknown user"
-    active = mailbox.active and mailbox.domain.active and mailbox.domain.tenant.active
-    return "wrong password" if active else "inactive"
+    return "wrong password" if mailbox.in_service else "inactive"
 
 
 def _record(session: Session, event: AuthEvent, reason: str, *, fingerprint: str | None = None) -> None:

@@ -90,15 +90,26 @@ def test_catch_all_counts_against_the_alias_limit(db) -> None:
     assert _alias_count(db) == 1
 
 
-def test_destination_in_a_hosted_domain_must_exist(db) -> None:
+def test_destination_in_one_of_the_tenants_own_domains_must_exist(db) -> None:
     domain = make_domain(db, name="bücher.example")
+    sibling = make_domain(db, tenant=domain.tenant)
     with pytest.raises(ValidationError) as caught:
-        _create(db, make_domain(db), "fwd", [EXTERNAL, "nobody@BÜCHER.example"])
+        _create(db, sibling, "fwd", [EXTERNAL, "nobody@BÜCHER.example"])
     assert "neither a mailbox nor an alias" in caught.value.message
     assert "nobody@xn--bcher-kva.example" in caught.value.message
     assert (_alias_count(db), _destination_count(db)) == (0, 0)
     make_mailbox(db, domain=domain, local_part="nobody")
-    assert _create(db, make_domain(db), "fwd", ["nobody@bücher.example"]).id is not None
+    assert _create(db, sibling, "fwd", ["nobody@bücher.example"]).id is not None
+
+
+def test_another_tenants_addresses_are_outside_addresses_whether_they_exist_or_not(db) -> None:
+    """Answering differently would let a tenant probe which mailboxes another tenant has."""
+    theirs = make_domain(db)
+    make_mailbox(db, domain=theirs, local_part="real")
+    mine = make_domain(db)
+    existing = _create(db, mine, "to-real", [f"real@{theirs.name}"])
+    missing = _create(db, mine, "to-nobody", [f"nobody@{theirs.name}"])
+    assert existing.id is not None and missing.id is not None
 
 
 def test_alias_cannot_be_created_forwarding_to_its_own_address(db) -> None:
@@ -127,8 +138,9 @@ def test_two_aliases_cannot_forward_to_each_other(db) -> None:
     assert _stored_destinations(db, a) == [EXTERNAL]
 
 
-def test_a_longer_loop_across_domains_is_refused(db) -> None:
-    one, two = make_domain(db), make_domain(db, tenant=make_tenant(db))
+def test_a_longer_loop_across_the_tenants_domains_is_refused(db) -> None:
+    one = make_domain(db)
+    two = make_domain(db, tenant=one.tenant)
     a = _create(db, one, "a", [EXTERNAL])
     _create(db, two, "b", [f"a@{one.name}"])
     _create(db, one, "c", [f"b@{two.name}"])

@@ -599,8 +599,9 @@ def test_deleting_a_mailbox_removes_it_from_aliases_and_deletes_aliases_left_emp
         db, domain=domain, local_part="both", destinations=[f"bob@{domain.name}", f"carol@{domain.name}"]
     )
     make_alias(
-        db, domain=make_domain(db), local_part="remote", destinations=[f"bob@{domain.name}", "x@y.example"]
-    )
+        db, domain=make_domain(db, tenant=domain.tenant), local_part="sibling",
+        destinations=[f"bob@{domain.name}", "x@y.example"],
+    )  # fmt: skip
     mailboxes.delete_mailbox(db, scope.OPERATOR, bob)
     assert _mailbox_count(db) == 1
     remaining = db.execute(
@@ -608,8 +609,57 @@ def test_deleting_a_mailbox_removes_it_from_aliases_and_deletes_aliases_left_emp
         .join(AliasDestination, AliasDestination.alias_id == Alias.id)
         .order_by(Alias.local_part, AliasDestination.address)
     ).all()
-    assert [tuple(row) for row in remaining] == [("both", f"carol@{domain.name}"), ("remote", "x@y.example")]
+    assert [tuple(row) for row in remaining] == [("both", f"carol@{domain.name}"), ("sibling", "x@y.example")]
     assert db.scalar(select(func.count(Alias.id))) == 2
+    trail = db.execute(
+        select(AuditEntry.action, AuditEntry.target)
+        .where(AuditEntry.action.in_(["alias.delete", "alias.destinations"]))
+        .order_by(AuditEntry.id)
+    ).all()
+    assert sorted(tuple(row) for row in trail) == sorted(
+        [
+            ("alias.delete", f"only-bob@{domain.name}"),
+            ("alias.delete", f"also-bob@{domain.name}"),
+            ("alias.destinations", f"both@{domain.name}"),
+            ("alias.destinations", trail_target_of_sibling(db)),
+        ]
+    )
+
+
+def trail_target_of_sibling(db) -> str:
+    return db.scalar(select(Alias).where(Alias.local_part == "sibling")).address
+
+
+def test_deleting_a_mailbox_never_changes_another_tenants_alias_pointing_at_it(db) -> None:
+    domain = make_domain(db)
+    bob = _create(db, domain, local_part="bob")
+    other_tenant_domain = make_domain(db)
+    theirs = make_alias(
+        db, domain=other_tenant_domain, local_part="to-bob", destinations=[f"bob@{domain.name}"]
+    )
+    trail_before = db.scalar(
+        select(func.count(AuditEntry.id)).where(AuditEntry.tenant_id == other_tenant_domain.tenant_id)
+    )
+    mailboxes.delete_mailbox(db, scope.OPERATOR, bob)
+    db.expire_all()
+    assert [d.address for d in db.get(Alias, theirs.id).destinations] == [f"bob@{domain.name}"]
+    assert (
+        db.scalar(
+            select(func.count(AuditEntry.id)).where(AuditEntry.tenant_id == other_tenant_domain.tenant_id)
+        )
+        == trail_before
+    )
+
+
+def test_renaming_a_mailbox_never_changes_another_tenants_alias_pointing_at_it(db) -> None:
+    domain = make_domain(db)
+    bob = _create(db, domain, local_part="bob")
+    mine = make_alias(db, domain=domain, local_part="mine", destinations=[f"bob@{domain.name}"])
+    theirs = make_alias(db, domain=make_domain(db), local_part="to-bob", destinations=[f"bob@{domain.name}"])
+    mailboxes.update_mailbox(db, scope.OPERATOR, bob, local_part="robert")
+    db.expire_all()
+    assert [d.address for d in db.get(Alias, mine.id).destinations] == [f"robert@{domain.name}"]
+    assert [d.address for d in db.get(Alias, theirs.id).destinations] == [f"bob@{domain.name}"]
 
 
 def test_deleting_a_mailbox_leaves_no_alias_forwarding_to_a_deleted_alias(db) -> None:

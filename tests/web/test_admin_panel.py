@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from controlplane.models import Admin, Alias, AliasDestination, AuditEntry, AuthEvent, Domain, Mailbox, Tenant
-from controlplane.services import mailboxes
+from controlplane.services import mailboxes, scope, tenants
 from tests.factories import PASSWORD
 
 KB = 1024
@@ -226,6 +226,45 @@ def test_nobody_reaches_another_domains_or_tenants_objects(
     else:
         response = post(client, url, {key: value.format(**targets) for key, value in data.items()})
     assert response.status_code in (403, 404), (url, response.status_code)
+    assert snapshot(world) == before
+
+
+@pytest.mark.parametrize("attacker", ["ann@a.test", "rival"])
+@pytest.mark.parametrize(
+    ("method", "template", "data"), [attack for attack in ATTACKS if "{domain}" not in attack[1]]
+)
+def test_another_tenants_object_by_id_answers_exactly_like_one_that_does_not_exist(
+    app, world, attacker, method, template, data
+) -> None:
+    """Walking IDs must not list other tenants' domains, mailboxes or admins."""
+    client = app.test_client()
+    assert log_in(client, attacker).status_code == 302
+    targets = _foreign_targets(world)
+    nowhere = dict.fromkeys(targets, 999_999)
+    real = post(client, template.format(**targets), data)
+    missing = post(client, template.format(**nowhere), data)
+    assert real.status_code == missing.status_code
+    assert real.status_code in (403, 404)  # 403: the role may not use the page at all, whatever the ID
+    assert real.get_data(as_text=True) == missing.get_data(as_text=True)
+    assert "b.test" not in real.get_data(as_text=True) and "boss" not in real.get_data(as_text=True)
+
+
+def test_a_domain_admin_logged_in_is_logged_out_when_their_tenant_is_deactivated(app, world) -> None:
+    client = app.test_client()
+    assert log_in(client, "ann@a.test").status_code == 302
+    assert client.get("/admin/domains/a.test").status_code == 200
+    with world.transaction() as session:
+        tenant = session.scalar(select(Tenant).where(Tenant.name == "One"))
+        tenants.update_tenant(session, scope.OPERATOR, tenant, active=False)
+    response = client.get("/admin/domains/a.test")
+    assert response.status_code == 302 and "/admin/login" in response.headers["Location"]
+    before = snapshot(world)
+    assert post(
+        client, "/admin/domains/a.test/mailboxes", {"local_part": "late", "quota": "10KB"}
+    ).status_code in (
+        302,
+        400,
+    )
     assert snapshot(world) == before
 
 

@@ -348,3 +348,15 @@ def test_a_filter_reaches_two_thousand_mailboxes_in_seconds(app, world, capsys) 
         keys = session.scalars(select(Mailbox.storage_key).where(Mailbox.domain_id == big.id)).all()
     assert all(os.path.islink(world.settings.mail_root / key / ".dovecot.sieve") for key in keys)
     assert audit_count(world, "sieve.apply") == 1
+
+
+def test_an_alias_to_another_tenants_domain_answers_alike_for_existing_and_missing_addresses(
+    app, world
+) -> None:
+    """Tenant Two must not learn which addresses tenant One has (ann@a.test exists, nobody@a.test not)."""
+    answers = [
+        call(app, world, "POST", "/api/v1/domains/c.test/aliases", token="two",
+             json={"local_part": local_part, "destinations": [destination]})
+        for local_part, destination in (("p1", "ann@a.test"), ("p2", "nobody@a.test"))
+    ]  # fmt: skip
+    assert [answer.status_code for answer in answers] == [201, 201]

@@ -76,7 +76,8 @@ def load_user(user_id: str) -> PanelUser | None:
         )
     if kind == "mailbox":
         mailbox = session.get(Mailbox, int(number))
-        if mailbox is None or not (mailbox.active and mailbox.is_domain_admin and mailbox.domain.active):
+        # A session outlives nothing it was given for: the role, the mailbox, its domain, its tenant.
+        if mailbox is None or not (mailbox.is_domain_admin and mailbox.in_service):
             return None
         actor = scope.domain_admin(mailbox.domain.tenant_id, mailbox.domain_id, name=mailbox.address)
         return PanelUser(user_id, actor, mailbox.address)
