@@ -703,7 +703,8 @@ def brand_dns(domain_name: str, as_json: bool) -> None:
              "state": c.state, "found": " ".join(c.found), "note": c.note}
             for c in report.checks
         ]  # fmt: skip
-    emit(rows, as_json, columns=("name", "type", "expected", "state", "found"))
+    # The note says why a record is wrong (an SPF record's fault in words) or how it was accepted.
+    emit(rows, as_json, columns=("name", "type", "expected", "state", "found", "note"))
     if not as_json and not report.all_ok:
         sys.exit(2)
 

@@ -54,7 +54,12 @@ def test_dns_prints_each_records_state_and_fails_until_all_are_right(home) -> No
     run(home, "create", "mail.a.test", "--tenant", "One", "--name", "A")
     run(home, "use", "a.test", "mail.a.test")
     for _resolver, port in dnsmasq(
-        ["--host-record=mail.a.test,127.0.0.1", "--mx-host=a.test,mail.a.test,10"], zones=["a.test"]
+        [
+            "--host-record=mail.a.test,127.0.0.1",
+            "--mx-host=a.test,mail.a.test,10",
+            "--txt-record=a.test,v=spf1 mx +all",
+        ],
+        zones=["a.test"],
     ):
         code, out, _ = run(home, "dns", "a.test", "--json", LETTERHEAD_DNS_RESOLVER=f"127.0.0.1:{port}")
         states = {(r["name"], r["type"]): r["state"] for r in json.loads(out)}
@@ -62,6 +67,8 @@ def test_dns_prints_each_records_state_and_fails_until_all_are_right(home) -> No
         assert states[("autoconfig.a.test", "CNAME")] == "missing"
         code, out, _ = run(home, "dns", "a.test", LETTERHEAD_DNS_RESOLVER=f"127.0.0.1:{port}")
         assert code == 2 and "missing" in out
+        # What is wrong with the SPF record is said in the table, not only in JSON.
+        assert "`+all` lets every server on the Internet send as a.test" in out
 
 
 def _brand(installation, hostname: str = "mail.a.test") -> Brand | None:
