@@ -19,6 +19,12 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 .PHONY: run test install install-system install-test-system install-python lint down status clean
 
 run: install
+	@# The demo's postmaster (and abuse@, tls-reports@ the platform host) is alice's mailbox.
+	@mkdir -p $(LETTERHEAD_HOME); touch $(LETTERHEAD_HOME)/letterhead.toml
+	@grep -q '^postmaster_address' $(LETTERHEAD_HOME)/letterhead.toml || { \
+		{ echo 'postmaster_address = "alice@demo.test"'; cat $(LETTERHEAD_HOME)/letterhead.toml; } \
+			> $(LETTERHEAD_HOME)/letterhead.toml.new && \
+		mv $(LETTERHEAD_HOME)/letterhead.toml.new $(LETTERHEAD_HOME)/letterhead.toml; }
 	$(BIN)/letterhead db upgrade
 	$(BIN)/letterhead demo
 	$(BIN)/letterhead up

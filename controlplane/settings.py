@@ -29,6 +29,8 @@ PORT_NAMES = (
     "pop3s",
     "managesieve",
     "quota_status",
+    # Loopback only: mail Letterhead itself sends (Sieve redirects and vacation replies).
+    "internal_smtp",
     "web",
     "http",
     "https",
@@ -46,6 +48,7 @@ PROFILE_PORTS = {
         "pop3s": 2995,
         "managesieve": 4190,
         "quota_status": 12340,
+        "internal_smtp": 10025,
         "web": 8080,
         "http": 8880,
         "https": 8443,
@@ -60,6 +63,7 @@ PROFILE_PORTS = {
         "pop3s": 995,
         "managesieve": 4190,
         "quota_status": 12340,
+        "internal_smtp": 10025,
         "web": 8080,
         "http": 80,
         "https": 443,
@@ -79,6 +83,9 @@ class Settings:
     ports: Mapping[str, int] = dataclasses.field(default_factory=lambda: dict(PROFILE_PORTS["development"]))
     # Outbound mail goes here instead of to MX hosts when set, e.g. "[127.0.0.1]:2600".
     relayhost: str = ""
+    # Where mail to the platform's postmaster@, abuse@ and tls-reports@ (its hostname) and to a
+    # bare <postmaster> goes: an address the operator reads. Empty: such mail is refused.
+    postmaster_address: str = ""
     min_mailbox_bytes: int = GIB
     vmail_user: str = "vmail"
     # Test stacks: no auth penalty (all clients share 127.0.0.1) and short service throttling.

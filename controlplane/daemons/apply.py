@@ -35,6 +35,7 @@ def build_render_state(settings: Settings, sni_identities: tuple[TlsIdentity, ..
         sni_identities=sni_identities,
         relayhost=settings.relayhost,
         testing=settings.testing,
+        postmaster_address=settings.postmaster_address,
     )
 
 

@@ -38,6 +38,10 @@ def prepare_state_directory(settings: Settings) -> None:
     for path in (settings.home, settings.config_root, settings.run_dir, settings.log_dir, settings.certs_dir):
         path.mkdir(parents=True, exist_ok=True)
         os.chmod(path, 0o755)
+    # Logs name every sender, recipient and client address, and port 25's dialogue trace holds
+    # whatever a client typed (an AUTH line with a password too): root's only. The daemons
+    # open their logs as root before dropping privileges.
+    os.chmod(settings.log_dir, 0o750)
     (settings.config_root / "generations").mkdir(exist_ok=True)
     settings.database_path.parent.mkdir(exist_ok=True)
     settings.mail_root.mkdir(exist_ok=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import jinja2
 
 from controlplane.settings import TEMPLATE_ROOT, Settings
-from controlplane.validation import normalize_hostname
+from controlplane.validation import normalize_address, normalize_hostname
 
 MESSAGE_SIZE_LIMIT = 50 * 1024 * 1024
 
@@ -133,6 +133,7 @@ class RenderState:
     sni_identities: tuple[TlsIdentity, ...] = ()
     relayhost: str = ""
     testing: bool = False
+    postmaster_address: str = ""
 
     @property
     def inet_protocols(self) -> str:
@@ -204,6 +205,11 @@ def dovecot_config_vsz_mb(certificate_count: int) -> int:
     return DOVECOT_CONFIG_VSZ_FLOOR_MB + certificate_count * DOVECOT_CONFIG_KB_PER_CERTIFICATE // 1024
 
 
+# The platform host's own addresses: RFC 5321 requires postmaster, RFC 2142 abuse, and the DNS
+# page names tls-reports as every domain's TLS-RPT address.
+PLATFORM_MAILBOX_NAMES = ("postmaster", "abuse", "tls-reports")
+
+
 def _context(state: RenderState) -> dict[str, object]:
     return {
         "hostname": normalize_hostname(state.hostname),
@@ -219,6 +225,8 @@ def _context(state: RenderState) -> dict[str, object]:
         "sni_certificates": served_certificates(state.sni_identities),
         "relayhost": state.relayhost,
         "testing": state.testing,
+        "postmaster_address": normalize_address(state.postmaster_address) if state.postmaster_address else "",
+        "platform_mailbox_names": PLATFORM_MAILBOX_NAMES,
         "message_size_limit": MESSAGE_SIZE_LIMIT,
     }
 
@@ -235,6 +243,8 @@ def render_postfix(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
         files[f"postfix/{name}"] = map_template.render(
             context, purpose=purpose, query=query, dbpath=state.paths.database
         )
+    if context["postmaster_address"]:
+        files["postfix/platform-aliases"] = env.get_template("postfix/platform-aliases.j2").render(context)
     name, purpose, query = POSTFIX_SNI_MAP
     files[f"postfix/{name}"] = map_template.render(
         context, purpose=purpose, query=query, dbpath=state.paths.sni_database
