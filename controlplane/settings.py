@@ -88,8 +88,11 @@ class Settings:
     postmaster_address: str = ""
     min_mailbox_bytes: int = GIB
     vmail_user: str = "vmail"
-    # Test stacks: no auth penalty (all clients share 127.0.0.1) and short service throttling.
+    # Test stacks: short service throttling, no background certificate renewal.
     testing: bool = False
+    # Dovecot slows logins from an address after failures there. Test stacks turn it off, as
+    # all their clients share 127.0.0.1; the test of the penalty itself turns it back on.
+    auth_penalty: bool = True
     database_url: str = ""
     secret_key: str = ""
     # Brand hosts must resolve to these (comma-separated) before a certificate is ordered.
@@ -162,6 +165,11 @@ class Settings:
     @property
     def platform_address_list(self) -> tuple[str, ...]:
         return tuple(a.strip() for a in self.platform_addresses.split(",") if a.strip())
+
+    @property
+    def webmail_auth_socket(self) -> Path:
+        """Dovecot's auth service for the webmail's logins (daemons/dovecot_auth.py): root's only."""
+        return self.run_dir / "auth-webmail"
 
     @property
     def postfix_queue(self) -> Path:

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 from email.parser import BytesParser
 
+from controlplane.daemons import dovecot_auth
 from controlplane.services.webmail import MailServiceUnavailable, MessageNotFound
 from controlplane.settings import Settings
 from controlplane.validation import domain_to_unicode
@@ -103,13 +104,19 @@ def server_address(settings: Settings) -> str:
     return settings.listen_address
 
 
-def imap_accepts(settings: Settings, address: str, password: str) -> bool:
-    """Whether the IMAP server accepts this login. Raises MailServiceUnavailable."""
+def mail_server_accepts(settings: Settings, address: str, password: str, client_ip: str) -> bool:
+    """Whether Dovecot accepts this login from the browser at `client_ip` (its auth penalty and
+    logs then apply to that address, not to the app's). Raises MailServiceUnavailable."""
     try:
-        with MailStore.open(settings, address, password):
-            return True
-    except LoginRefused:
-        return False
+        return dovecot_auth.password_accepted(
+            settings.webmail_auth_socket,
+            login=address,
+            password=password,
+            client_ip=client_ip,
+            service="imap",
+        )
+    except dovecot_auth.AuthServiceUnavailable as error:
+        raise MailServiceUnavailable(str(error)) from error
 
 
 class LoginRefused(Exception):

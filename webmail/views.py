@@ -30,7 +30,7 @@ from controlplane.web.error_pages import render_error_page
 from controlplane.web.requests import client_ip, current_settings, db
 from controlplane.web.theme import current_theme, inject_theme
 from webmail import messages, session
-from webmail.mailstore import LoginRefused, MailStore, SubmissionRefused, imap_accepts, submit
+from webmail.mailstore import LoginRefused, MailStore, SubmissionRefused, mail_server_accepts, submit
 
 blueprint = Blueprint("webmail", __name__, template_folder="templates")
 blueprint.context_processor(inject_theme)
@@ -144,7 +144,7 @@ def login():
         canonical = rules.authenticate_mailbox_user(
             db(), address=address, password=form.get("password", ""), client_ip=client_ip(),
             user_agent=request.headers.get("User-Agent", ""),
-            imap_accepts=lambda login, password: imap_accepts(settings, login, password),
+            mail_server_accepts=lambda login, password: mail_server_accepts(settings, login, password, client_ip()),
         )  # fmt: skip
     except (AuthenticationFailed, LoginThrottled) as error:
         db().commit()  # the failure must count towards throttling

@@ -36,6 +36,7 @@ def build_render_state(settings: Settings, sni_identities: tuple[TlsIdentity, ..
         relayhost=settings.relayhost,
         testing=settings.testing,
         postmaster_address=settings.postmaster_address,
+        auth_penalty=settings.auth_penalty,
     )
 
 

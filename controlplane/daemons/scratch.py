@@ -84,6 +84,7 @@ class ScratchStack:
             # DNS checks must never leave the machine: a loopback port where nothing answers,
             # unless the test runs a DNS server of its own.
             + ("" if "dns_resolver" in extra_settings else 'dns_resolver = "127.0.0.1:9"\n')
+            + ("" if "auth_penalty" in extra_settings else "auth_penalty = false\n")
             + f"{extra_settings}\n"
             f"[ports]\n{port_lines}\n"
         )

@@ -97,6 +97,7 @@ class Paths:
     dovecot_state: str
     lmtp_socket: str
     auth_socket: str
+    webmail_auth_socket: str
     run_dir: str
     acme_webroot: str
 
@@ -117,6 +118,7 @@ class Paths:
             dovecot_state=str(settings.home / "dovecot-state"),
             lmtp_socket=str(run / "lmtp"),
             auth_socket=str(run / "auth-postfix"),
+            webmail_auth_socket=str(settings.webmail_auth_socket),
             run_dir=str(run),
             acme_webroot=str(settings.acme_webroot),
         )
@@ -134,6 +136,8 @@ class RenderState:
     relayhost: str = ""
     testing: bool = False
     postmaster_address: str = ""
+    # Dovecot's delay after failed logins, per client address; test stacks turn it off.
+    auth_penalty: bool = True
 
     @property
     def inet_protocols(self) -> str:
@@ -227,6 +231,7 @@ def _context(state: RenderState) -> dict[str, object]:
         "testing": state.testing,
         "postmaster_address": normalize_address(state.postmaster_address) if state.postmaster_address else "",
         "platform_mailbox_names": PLATFORM_MAILBOX_NAMES,
+        "auth_penalty": state.auth_penalty,
         "message_size_limit": MESSAGE_SIZE_LIMIT,
     }
 

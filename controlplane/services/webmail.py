@@ -1,7 +1,7 @@
 """The webmail's rules: who may log in (the mail server decides, throttled like the panel) and what may be sent.
 
-A webmail login is checked by the IMAP server itself, so the webmail accepts exactly the
-passwords a mail client would. Throttling reuses the panel's counts (services/auth.py): a
+A webmail login is checked by the mail server itself (Dovecot, told the browser's address),
+so the webmail accepts exactly the passwords a mail client would. Throttling reuses the panel's counts (services/auth.py): a
 guess at a mailbox's password counts whichever login form it came through, because the panel
 and the webmail guard the same password; a webmail success clears only the webmail's count.
 """
@@ -57,12 +57,13 @@ def authenticate_mailbox_user(
     password: str,
     client_ip: str,
     user_agent: str,
-    imap_accepts: Callable[[str, str], bool],
+    mail_server_accepts: Callable[[str, str], bool],
     now: dt.datetime | None = None,
 ) -> str:
     """Return the mailbox address when the IMAP server accepts its password; refuse every wrong one alike.
 
-    `imap_accepts(address, password)` logs in to IMAP and says whether it worked; it raises
+    `mail_server_accepts(address, password)` asks the mail server (Dovecot, naming the client's
+    address) and says whether it accepts the login; it raises
     MailServiceUnavailable when the server cannot be asked, and that attempt counts as no guess.
     Raises LoginThrottled, AuthenticationFailed, MailServiceUnavailable. The attempt's AuthEvent
     is flushed before any error: the caller must COMMIT after catching these, or throttling
@@ -94,7 +95,9 @@ def authenticate_mailbox_user(
         raise AuthenticationFailed("Enter your email address and password.")
     try:
         # A password no mailbox can have is not sent to the server: a huge one ties it up.
-        accepted = len(password) <= passwords.MAX_VERIFIED_PASSWORD_LENGTH and imap_accepts(account, password)
+        accepted = len(password) <= passwords.MAX_VERIFIED_PASSWORD_LENGTH and mail_server_accepts(
+            account, password
+        )
     except MailServiceUnavailable:
         _record(session, event, "mail unavailable")
         raise

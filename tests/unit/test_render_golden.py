@@ -32,6 +32,7 @@ def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False)
             dovecot_state=f"{home}/dovecot-state",
             lmtp_socket=f"{home}/run/lmtp",
             auth_socket=f"{home}/run/auth-postfix",
+            webmail_auth_socket=f"{home}/run/auth-webmail",
             run_dir=f"{home}/run",
             acme_webroot=f"{home}/acme/webroot",
         ),
@@ -42,6 +43,7 @@ def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False)
         sni_identities=sni,
         relayhost="" if production else "[127.0.0.1]:2600",
         testing=not production,
+        auth_penalty=production,
     )
 
 

@@ -477,11 +477,13 @@ def test_a_changed_password_ends_the_webmail_session(app, stack) -> None:
 # --- failures of the mail servers -----------------------------------------------------------------
 
 
-def test_mail_unavailable_is_a_503_page_not_a_stack_trace(app, stack) -> None:
+def test_mail_unavailable_is_a_503_page_not_a_stack_trace(app, stack, tmp_path) -> None:
     closed_port = free_ports(1)[0]
+    # The same database, but no Dovecot behind its sockets and ports.
     broken_settings = dataclasses.replace(
-        stack.settings, ports={**stack.settings.ports, "imaps": closed_port, "submissions": closed_port}
-    )
+        stack.settings, home=tmp_path, database_url=stack.settings.sqlalchemy_url, secret_key=app.secret_key,
+        ports={**stack.settings.ports, "imaps": closed_port, "submissions": closed_port},
+    )  # fmt: skip
     broken = create_app({"LETTERHEAD_SETTINGS": broken_settings, "TESTING": True})
     try:
         client = client_from(broken, "10.5.0.1")
