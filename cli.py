@@ -20,7 +20,7 @@ import yaml
 
 from controlplane.daemons import apply as config_apply
 from controlplane.daemons import periodic as periodic_runner
-from controlplane.daemons import stack
+from controlplane.daemons import sender_milter, stack
 from controlplane.daemons.process import DaemonError
 from controlplane.logs import follower
 from controlplane.logs.ingest import ingest_file
@@ -1110,6 +1110,14 @@ def certs_renew(as_json: bool) -> None:
 def certs_deployed(lineage: str) -> None:
     """certbot's deploy hook: serve the brand's new certificate now."""
     click.echo(certificates.certificate_deployed(_installation(), lineage))
+
+
+@main.command("sender-milter")
+@click.option("--daemon", is_flag=True, help="Detach and run in the background (as `letterhead up` does).")
+@handles_errors
+def sender_milter_command(daemon: bool) -> None:
+    """Check the From: header of mail sent after login against the login, for Postfix, until stopped."""
+    sender_milter.run_sender_milter(load_settings(), daemon=daemon)
 
 
 @main.command()

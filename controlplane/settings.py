@@ -172,6 +172,11 @@ class Settings:
         return self.run_dir / "auth-webmail"
 
     @property
+    def sender_milter_socket(self) -> Path:
+        """The submission ports' From: check (daemons/sender_milter.py): Postfix's only."""
+        return self.run_dir / "sender-milter.sock"
+
+    @property
     def postfix_queue(self) -> Path:
         return self.home / "postfix" / "queue"
 

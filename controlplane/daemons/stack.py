@@ -6,7 +6,7 @@ import dataclasses
 import os
 import sys
 
-from controlplane.daemons import apply, dovecot, nginx, periodic, postfix
+from controlplane.daemons import apply, dovecot, nginx, periodic, postfix, sender_milter
 from controlplane.daemons.layout import prepare_state_directory, protect_database
 from controlplane.daemons.process import DaemonError, read_pid, run_tool, terminate, wait_until
 from controlplane.logs import follower
@@ -75,6 +75,10 @@ def up(installation: Installation, *, web: bool = True) -> None:
     if not dovecot.master_pid(settings.run_dir / "dovecot"):
         dovecot.start(live / "dovecot" / "dovecot.conf")
     dovecot.wait_ready(live / "dovecot" / "dovecot.conf")
+    # Before Postfix: submission tempfails while its milter cannot be reached.
+    sender_milter.SENDER_MILTER.start(settings)
+    if not wait_until(lambda: sender_milter.ready(settings), timeout=15):
+        raise DaemonError(f"The sender milter did not start; see {settings.log_dir / 'sender-milter.log'}.")
     if not postfix.master_pid(settings.postfix_queue):
         postfix.start(live / "postfix")
     follower.start_follower(settings)
@@ -104,6 +108,7 @@ def down(settings: Settings) -> None:
         postfix.stop(live / "postfix")
         if not wait_until(lambda: postfix.master_pid(settings.postfix_queue) is None, timeout=10):
             terminate(pid)
+    sender_milter.SENDER_MILTER.stop(settings)
     pid = dovecot.master_pid(settings.run_dir / "dovecot")
     if pid:
         dovecot.stop(live / "dovecot" / "dovecot.conf")
@@ -126,6 +131,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
             postfix.master_pid(settings.postfix_queue),
             {name: ports[name] for name in ("smtp", "submission", "submissions")},
         ),
+        ServiceStatus("sender-milter", sender_milter.SENDER_MILTER.pid(settings), {}),
         ServiceStatus("web", web_pid(settings), {"web": ports["web"]}),
         ServiceStatus("log-follower", follower.follower_pid(settings), {}),
         ServiceStatus("periodic", periodic.periodic_pid(settings), {}),

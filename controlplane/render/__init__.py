@@ -98,6 +98,7 @@ class Paths:
     lmtp_socket: str
     auth_socket: str
     webmail_auth_socket: str
+    sender_milter_socket: str
     run_dir: str
     acme_webroot: str
 
@@ -119,6 +120,7 @@ class Paths:
             lmtp_socket=str(run / "lmtp"),
             auth_socket=str(run / "auth-postfix"),
             webmail_auth_socket=str(settings.webmail_auth_socket),
+            sender_milter_socket=str(settings.sender_milter_socket),
             run_dir=str(run),
             acme_webroot=str(settings.acme_webroot),
         )

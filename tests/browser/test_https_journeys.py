@@ -62,17 +62,15 @@ def web_stack() -> Iterator[ScratchStack]:
 
 
 @pytest.fixture(scope="module")
-def https_browser(web_stack: ScratchStack) -> Iterator[Browser]:
-    """Chromium resolving the brand hosts to loopback, as their DNS would to the server."""
-    from playwright.sync_api import sync_playwright
-
+def https_browser(browser: Browser, web_stack: ScratchStack) -> Iterator[Browser]:
+    """Chromium resolving the brand hosts to loopback, as their DNS would to the server
+    (launched through the session's Playwright: a second one cannot run beside it)."""
     rules = f"MAP {BRAND_HOST} 127.0.0.1, MAP {OTHER_BRAND_HOST} 127.0.0.1"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, f"--host-resolver-rules={rules}"]
-        )
-        yield browser
-        browser.close()
+    branded = browser.browser_type.launch(
+        executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, f"--host-resolver-rules={rules}"]
+    )
+    yield branded
+    branded.close()
 
 
 @pytest.fixture
@@ -80,6 +78,9 @@ def page(https_browser: Browser) -> Iterator[Page]:
     # The stack's default certificate is self-signed; the certificate journeys are in tests/e2e.
     context = https_browser.new_context(ignore_https_errors=True)
     context.set_default_timeout(STEP_TIMEOUT_MS * 3)
+    # Nothing may leave the machine: only the stack's nginx is reachable.
+    hosts = "|".join(re.escape(host) for host in ("127.0.0.1", BRAND_HOST, OTHER_BRAND_HOST))
+    context.route(re.compile(rf"^(?!https://({hosts}):).*"), lambda route: route.abort())
     page = context.new_page()
     try:
         yield page

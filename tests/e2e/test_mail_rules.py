@@ -19,7 +19,7 @@ import pytest
 from controlplane.daemons.scratch import ScratchStack
 from controlplane.services import sieve
 from controlplane.services.scope import OPERATOR
-from tests.e2e.mailclient import DEFAULT_TIMEOUT, send, tls_context, wait_for_subject
+from tests.e2e.mailclient import DEFAULT_TIMEOUT, make_message, send, tls_context, wait_for_subject
 from tests.factories import PASSWORD, make_domain, make_mailbox, make_tenant
 
 KB = 1024
@@ -143,3 +143,27 @@ def test_the_logs_are_readable_by_root_only(stack: ScratchStack) -> None:
             ["runuser", "-u", "nobody", "--", "cat", str(log_dir / name)], capture_output=True, text=True
         )
         assert reading.returncode != 0 and "Permission denied" in reading.stderr, name
+
+
+def submit(stack: ScratchStack, login: str, header_from: str, envelope_from: str | None = None) -> str:
+    message = make_message(header_from, ["someone@outside.example"])
+    with smtplib.SMTP("127.0.0.1", stack.ports["submission"], timeout=DEFAULT_TIMEOUT) as client:
+        client.starttls(context=tls_context(stack))
+        client.login(login, PASSWORD)
+        client.send_message(message, from_addr=envelope_from or login, to_addrs=["someone@outside.example"])
+    return str(message["Subject"])
+
+
+def test_a_logged_in_user_sends_with_their_own_from(stack: ScratchStack) -> None:
+    subject = submit(stack, "ann@rules.test", "Ann <ann@rules.test>")
+    assert wait_for_sink(stack, subject) is not None
+
+
+@pytest.mark.parametrize(
+    "header_from", ["Bob <bob@rules.test>", "ceo@bank.example", "ann@rules.test, bob@rules.test"]
+)
+def test_a_from_header_the_login_does_not_own_is_refused(stack: ScratchStack, header_from: str) -> None:
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        submit(stack, "ann@rules.test", header_from)
+    assert refused.value.smtp_code == 550
+    assert b"From: header" in refused.value.smtp_error

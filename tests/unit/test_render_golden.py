@@ -33,6 +33,7 @@ def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False)
             lmtp_socket=f"{home}/run/lmtp",
             auth_socket=f"{home}/run/auth-postfix",
             webmail_auth_socket=f"{home}/run/auth-webmail",
+            sender_milter_socket=f"{home}/run/sender-milter.sock",
             run_dir=f"{home}/run",
             acme_webroot=f"{home}/acme/webroot",
         ),
