@@ -152,6 +152,150 @@ def test_normalize_hostname_follows_domain_rules() -> None:
     assert _refused(validation.normalize_hostname, "mx", field="hostname").field == "hostname"
 
 
+# --- IDNA 2008 (RFC 5891/5892, UTS #46 mapping) -----------------------------------------------
+
+
+SYMBOLS_REFUSED = "it holds symbols that are not allowed in names"
+
+
+def test_an_a_label_that_decodes_to_symbols_is_refused_in_plain_words() -> None:
+    message = _refused(validation.normalize_domain, "xn--zzinjd.test").message
+    assert message.startswith(
+        "xn--zzinjd is not a valid international domain name (IDNA 2008): "
+        "it holds symbols that are not allowed in names."
+    )
+    assert "⩓⩗⩖⩌" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("\u2603.test", SYMBOLS_REFUSED),
+        ("mail.\U0001f600.test", SYMBOLS_REFUSED),
+        ("xn--ls8h.test", SYMBOLS_REFUSED),
+        ("\u00bd.test", SYMBOLS_REFUSED),
+        ("xn--wca.test", "upper-case letters"),
+        ("\u0301a.test", "starts with a combining mark"),
+        ("a\u30fbb.test", "U+30FB KATAKANA MIDDLE DOT"),
+        ("\u05e91a.test", "right-to-left and left-to-right"),
+        ("b\u00fc_cher.test", "punctuation"),
+        ("a" * 60 + "\u00fc.test", "longer than 63 characters once encoded"),
+    ],
+)
+def test_labels_idna_2008_refuses_are_refused_with_the_reason(name: str, reason: str) -> None:
+    message = _refused(validation.normalize_domain, name).message
+    assert "is not a valid international domain name (IDNA 2008)" in message
+    assert reason in message
+
+
+def test_an_idna_refusal_names_the_label_as_typed() -> None:
+    message = _refused(validation.normalize_domain, "mail.\u2603.example").message
+    assert message.startswith("\u2603 is not a valid international domain name")
+
+
+@pytest.mark.parametrize(
+    ("name", "ascii_name"),
+    [
+        ("b\u00fccher.example", "xn--bcher-kva.example"),
+        ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+        ("m\u00fcller.test", "xn--mller-kva.test"),
+        ("stra\u00dfe.de", "xn--strae-oqa.de"),
+        ("\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com", "example.com"),
+        ("mail\u3002b\u00fccher.example", "mail.xn--bcher-kva.example"),
+        ("B\u00dcCHER.Example", "xn--bcher-kva.example"),
+    ],
+)
+def test_idna_2008_names_are_accepted_after_uts46_mapping(name: str, ascii_name: str) -> None:
+    assert validation.normalize_domain(name) == ascii_name
+
+
+def test_sharp_s_keeps_its_own_name_under_idna_2008() -> None:
+    # IDNA 2003 turned straße into strasse, another domain; IDNA 2008 keeps ß.
+    assert validation.normalize_domain("stra\u00dfe.de") != validation.normalize_domain("strasse.de")
+    assert validation.domain_to_unicode("xn--strae-oqa.de") == "stra\u00dfe.de"
+
+
+def test_domain_to_unicode_keeps_an_undecodable_label_and_decodes_the_others() -> None:
+    assert validation.domain_to_unicode("xn--zzinjd.xn--bcher-kva.example") == (
+        "xn--zzinjd.b\u00fccher.example"
+    )
+
+
+def test_normalize_hostname_and_address_refuse_idna_2008_violations_with_their_field() -> None:
+    assert _refused(validation.normalize_hostname, "mail.xn--zzinjd.test", field="hostname").field == (
+        "hostname"
+    )
+    error = _refused(validation.normalize_address, "jane@xn--zzinjd.test", field="destinations")
+    assert SYMBOLS_REFUSED in error.message
+    assert error.field == "destinations"
+
+
+# --- UTS #39 mixed scripts (Highly Restrictive) --------------------------------------------------
+
+
+def test_cyrillic_letters_among_latin_ones_are_refused_in_plain_words() -> None:
+    # The a in pаypal is U+0430 CYRILLIC SMALL LETTER A.
+    assert _refused(validation.normalize_domain, "p\u0430ypal.com").message == (
+        "The name mixes Latin and Cyrillic letters in one label (p\u0430ypal): "
+        "such names imitate others and are refused."
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "scripts"),
+    [
+        ("xn--pypal-4ve.com", "Latin and Cyrillic"),
+        ("mail.P\u0410YPAL.com", "Latin and Cyrillic"),
+        ("\u03b1\u03b2\u03b3abc.test", "Greek and Latin"),
+        ("\u03f2\u0430t.test", "Greek, Cyrillic and Latin"),
+        # Armenian is what Moderately Restrictive would let pass: \u0585 looks like o.
+        ("\u0585range.test", "Armenian and Latin"),
+        ("\u65e5\u672c\u043f\u0440\u0438\u043c\u0435\u0440.test", "Han and Cyrillic"),
+        # Hangul and kana are never written together, though each goes with Han.
+        ("\ud55c\uad6d\u3072\u3089\u304c\u306a.test", "Hangul and Hiragana"),
+    ],
+)
+def test_labels_mixing_scripts_are_refused(name: str, scripts: str) -> None:
+    message = _refused(validation.normalize_domain, name).message
+    assert f"mixes {scripts} letters in one label" in message
+    assert "imitate others" in message
+
+
+def test_a_mixed_script_a_label_is_shown_decoded_and_as_written() -> None:
+    message = _refused(validation.normalize_domain, "xn--pypal-4ve.com").message
+    assert "(p\u0430ypal, written xn--pypal-4ve)" in message
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444",  # Cyrillic
+        "\u043f\u0440\u0438\u043c\u0435\u0440-2.\u0440\u0444",  # Cyrillic with a digit and hyphen
+        "\u03b5\u03bb\u03bb\u03b7\u03bd\u03b9\u03ba\u03ac.gr",  # Greek
+        "\u65e5\u672c\u8a9e.jp",  # Han
+        "\u3072\u3089\u304c\u306a\u30ab\u30bf\u30ab\u30ca\u6f22\u5b57.jp",  # Han, Hiragana, Katakana
+        "\u30c9\u30e1\u30a4\u30f3\u540d\u4f8b.jp",  # Katakana with its length mark, and Han
+        "sony\u30bd\u30cb\u30fc.jp",  # Latin with Japanese
+        "\u4e2d\u6587\ud55c\uad6d.kr",  # Han with Hangul
+        "\u3105\u3106\u4e2d\u6587.tw",  # Bopomofo with Han
+        "b\u00fccher-24.example",  # Latin with digits and hyphens
+        "ab\u0301c.test",  # a combining mark goes with the letters around it
+        "\u043f\u0440\u0438\u043c\u0435\u0440.example.com",  # each label has one script
+    ],
+)
+def test_labels_in_one_script_or_a_cjk_writing_system_are_accepted(name: str) -> None:
+    ascii_name = validation.normalize_domain(name)
+    assert ascii_name.isascii()
+    assert validation.domain_to_unicode(ascii_name) == name
+    assert validation.normalize_domain(ascii_name) == ascii_name
+
+
+def test_normalize_address_and_hostname_refuse_mixed_scripts() -> None:
+    assert "Latin and Cyrillic" in _refused(validation.normalize_address, "jane@p\u0430ypal.com").message
+    assert "Latin and Cyrillic" in _refused(validation.normalize_hostname, "mail.p\u0430ypal.com").message
+    assert "Latin and Cyrillic" in _refused(validation.validate_url, "https://p\u0430ypal.com/").message
+
+
 # --- normalize_local_part -----------------------------------------------------------------------
 
 
