@@ -285,3 +285,27 @@ def test_changing_destinations_keeps_an_address_that_stays(db) -> None:
     aliases.set_alias_destinations(db, scope.OPERATOR, alias, [f"bob@{domain.name}", "x@elsewhere.test"])
     db.expire(alias)
     assert sorted(alias.destination_addresses) == [f"bob@{domain.name}", "x@elsewhere.test"]
+
+
+@pytest.mark.parametrize(
+    ("destination", "reason"),
+    [
+        ("jane@xn--zzinjd.test", "it holds symbols that are not allowed in names"),
+        ("jane@p\u0430ypal.com", "mixes Latin and Cyrillic letters"),  # a Cyrillic а
+    ],
+)
+def test_alias_destinations_refused_by_idna_2008_or_mixed_scripts_write_nothing(
+    db, destination: str, reason: str
+) -> None:
+    domain = make_domain(db)
+    with pytest.raises(ValidationError) as caught:
+        _create(db, domain, "info", [EXTERNAL, destination])
+    assert reason in caught.value.message
+    assert caught.value.field == "destinations"
+    assert (_alias_count(db), _destination_count(db)) == (0, 0)
+
+    alias = _create(db, domain, "team", [EXTERNAL])
+    with pytest.raises(ValidationError):
+        aliases.set_alias_destinations(db, scope.OPERATOR, alias, [destination])
+    db.expire(alias)
+    assert _stored_destinations(db, alias) == [EXTERNAL]

@@ -305,3 +305,22 @@ def test_a_domains_srv_records_name_the_ports_the_installation_listens_on(db, se
     assert srv(settings)["_imap._tcp.customer.example"] == "10 1 2143 mail.customer.example"
     moved = dataclasses.replace(settings, ports={**settings.ports, "pop3s": 10995})
     assert srv(moved)["_pop3s._tcp.customer.example"] == "0 1 10995 mail.customer.example"
+
+
+@pytest.mark.parametrize(
+    ("hostname", "reason"),
+    [
+        ("mail.xn--zzinjd.test", "it holds symbols that are not allowed in names"),
+        ("mail.p\u0430ypal.example", "mixes Latin and Cyrillic letters"),  # a Cyrillic а
+    ],
+)
+def test_brand_hosts_refused_by_idna_2008_or_mixed_scripts_write_nothing(
+    db, settings, hostname: str, reason: str
+) -> None:
+    tenant = make_tenant(db)
+    with pytest.raises(ValidationError) as refused:
+        _create(db, settings, tenant, hostname=hostname)
+    assert reason in refused.value.message
+    assert refused.value.field == "hostname"
+    assert _brand_count(db) == 0
+    assert db.scalars(select(AuditEntry).where(AuditEntry.action == "brand.create")).all() == []

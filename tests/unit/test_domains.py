@@ -310,3 +310,24 @@ def test_get_domain_of_unknown_or_malformed_name_is_not_found(db, name: str) -> 
     make_domain(db, name="example.com")
     with pytest.raises(NotFound):
         domains.get_domain(db, scope.OPERATOR, name)
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("xn--zzinjd.test", "it holds symbols that are not allowed in names"),
+        ("\U0001f600.test", "it holds symbols that are not allowed in names"),
+        ("p\u0430ypal.com", "mixes Latin and Cyrillic letters"),  # a Cyrillic а among Latin letters
+    ],
+)
+def test_domains_refused_by_idna_2008_or_mixed_scripts_write_nothing(db, name: str, reason: str) -> None:
+    from controlplane.models import AuditEntry
+
+    tenant = make_tenant(db)
+    audit_before = db.scalar(select(func.count(AuditEntry.id)))
+    with pytest.raises(ValidationError) as caught:
+        _create(db, scope.tenant_admin(tenant.id), tenant, name=name)
+    assert reason in caught.value.message
+    assert caught.value.field == "name"
+    assert _domain_count(db) == 0
+    assert db.scalar(select(func.count(AuditEntry.id))) == audit_before
