@@ -20,7 +20,7 @@ import yaml
 
 from controlplane.daemons import apply as config_apply
 from controlplane.daemons import periodic as periodic_runner
-from controlplane.daemons import sender_milter, stack
+from controlplane.daemons import postfix_log, sender_milter, stack
 from controlplane.daemons.process import DaemonError
 from controlplane.logs import follower
 from controlplane.logs.ingest import ingest_file
@@ -1110,6 +1110,14 @@ def certs_renew(as_json: bool) -> None:
 def certs_deployed(lineage: str) -> None:
     """certbot's deploy hook: serve the brand's new certificate now."""
     click.echo(certificates.certificate_deployed(_installation(), lineage))
+
+
+@main.command("postfix-log-writer")
+@click.option("--daemon", is_flag=True, help="Detach and run in the background (as `letterhead up` does).")
+@handles_errors
+def postfix_log_writer_command(daemon: bool) -> None:
+    """Run Postfix in the foreground and write log/postfix.log without credentials, until it stops."""
+    postfix_log.run_log_writer(load_settings(), daemon=daemon)
 
 
 @main.command("sender-milter")

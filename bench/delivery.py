@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controlplane.daemons import apply, postfix  # noqa: E402
+from controlplane.daemons import apply, postfix, postfix_log  # noqa: E402
 from controlplane.daemons.process import wait_until  # noqa: E402
 from controlplane.daemons.scratch import ScratchStack, free_ports  # noqa: E402
 from controlplane.models import GIB, ConfigGeneration  # noqa: E402
@@ -218,12 +218,19 @@ def build_hash_variant(stack: ScratchStack, target: Path) -> Path:
 
 
 def switch_postfix(stack: ScratchStack, config_dir: Path) -> None:
+    """Run Postfix on `config_dir`, under the log writer as `letterhead up` runs it (both variants
+    alike: the writer's cost is in both figures)."""
     queue = stack.settings.postfix_queue
     pid = postfix.master_pid(queue)
     if pid:
         subprocess.run([postfix.POSTFIX, "-c", str(config_dir), "stop"], capture_output=True)
         wait_until(lambda: postfix.master_pid(queue) is None, timeout=10)
-    postfix.start(config_dir)
+    wait_until(lambda: postfix_log.WRITER.pid(stack.settings) is None, timeout=10)
+    threading.Thread(
+        target=postfix_log.run_log_writer, args=(stack.settings,), kwargs={"config": config_dir}, daemon=True
+    ).start()
+    if not wait_until(lambda: postfix.master_pid(queue) is not None, timeout=30):
+        raise SystemExit(f"Postfix did not start on {config_dir}")
 
 
 def maildir_counter(stack: ScratchStack):

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import sys
 
-from controlplane.daemons import apply, dovecot, nginx, periodic, postfix, sender_milter
+from controlplane.daemons import apply, dovecot, nginx, periodic, postfix, postfix_log, sender_milter
 from controlplane.daemons.layout import prepare_state_directory, protect_database
 from controlplane.daemons.process import DaemonError, read_pid, run_tool, terminate, wait_until
 from controlplane.logs import follower
@@ -80,7 +80,7 @@ def up(installation: Installation, *, web: bool = True) -> None:
     if not wait_until(lambda: sender_milter.ready(settings), timeout=15):
         raise DaemonError(f"The sender milter did not start; see {settings.log_dir / 'sender-milter.log'}.")
     if not postfix.master_pid(settings.postfix_queue):
-        postfix.start(live / "postfix")
+        postfix_log.start(settings)
     follower.start_follower(settings)
     if not settings.testing:
         # Test stacks renew explicitly: a background order would race the test's own.
@@ -103,6 +103,7 @@ def down(settings: Settings) -> None:
     pid = web_pid(settings)
     if pid:
         terminate(pid)
+    postfix_log.stop(settings)
     pid = postfix.master_pid(settings.postfix_queue)
     if pid:
         postfix.stop(live / "postfix")
@@ -132,6 +133,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
             {name: ports[name] for name in ("smtp", "submission", "submissions")},
         ),
         ServiceStatus("sender-milter", sender_milter.SENDER_MILTER.pid(settings), {}),
+        ServiceStatus("postfix-log-writer", postfix_log.WRITER.pid(settings), {}),
         ServiceStatus("web", web_pid(settings), {"web": ports["web"]}),
         ServiceStatus("log-follower", follower.follower_pid(settings), {}),
         ServiceStatus("periodic", periodic.periodic_pid(settings), {}),

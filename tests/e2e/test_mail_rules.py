@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from controlplane.daemons.process import wait_until
 from controlplane.daemons.scratch import ScratchStack
 from controlplane.services import sieve
 from controlplane.services.scope import OPERATOR
@@ -125,6 +126,29 @@ def test_a_logged_in_client_cannot_send_with_an_empty_sender(stack: ScratchStack
         client.mail("<>")
         code, message = client.rcpt("someone@outside.example")
     assert code == 554 and b"empty sender" in message
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_a_password_sent_with_auth_on_port_25_reaches_no_log_file(
+    stack: ScratchStack, mechanism: str
+) -> None:
+    secret = f"port-25-{mechanism.lower()}-secret"
+    encoded = base64.b64encode(f"\0ann@rules.test\0{secret}".encode()).decode()
+    with smtplib.SMTP("127.0.0.1", stack.ports["smtp"], timeout=DEFAULT_TIMEOUT) as client:
+        client.ehlo("client.test")
+        client.docmd("AUTH", f"{mechanism} {encoded}")
+        client.docmd(base64.b64encode(secret.encode()).decode())  # as if answering a challenge
+        client.docmd("NOOP")
+    log_dir = stack.home / "log"
+    # The dialogue is logged (so this test would see the lines), and the password is not.
+    assert wait_until(
+        lambda: f"AUTH {mechanism} [redacted]" in (log_dir / "postfix.log").read_text(), timeout=10
+    )
+    for path in log_dir.iterdir():
+        if path.is_file():
+            content = path.read_text(errors="replace")
+            assert encoded not in content and secret not in content, path
+            assert base64.b64encode(secret.encode()).decode() not in content, path
 
 
 def test_the_logs_are_readable_by_root_only(stack: ScratchStack) -> None:

@@ -1,0 +1,197 @@
+"""Postfix runs in the foreground under Letterhead's log writer, which writes its log without secrets.
+
+Port 25 logs each SMTP command and reply (the log pipeline stores the dialogue), and Postfix logs a
+client's line before anything can filter it: a client that sends `AUTH PLAIN <base64>` there (AUTH is
+never offered on port 25, but nothing stops a client from trying) would have its password written
+to the log. So Postfix logs to its standard output (`maillog_file = /dev/stdout`, which only
+`postfix start-fg` allows), and this process, Postfix's parent, reads it line by line and appends
+it to `log/postfix.log` with credentials redacted by the same rule the log pipeline applies to
+the dialogue it stores (logs/dialogue.py): an AUTH command keeps only its mechanism, an answer to
+a 334 challenge and the challenge itself become "[redacted]". Every other line is written as is.
+
+Rotation is by rename (logrotate without copytruncate; `postfix logrotate` cannot rotate standard
+output): the first line after the rename goes to a new file at the old path. SIGTERM stops Postfix
+(`postfix stop`) and ends once its last line is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import IO
+
+from controlplane.daemons.background import BackgroundProcess
+from controlplane.daemons.process import DaemonError, read_pid, wait_until
+from controlplane.logs.dialogue import REDACTED, parse_dialogue_line, process_of_line, redact
+from controlplane.settings import Settings
+
+POSTFIX = "/usr/sbin/postfix"
+WRITER = BackgroundProcess(
+    "Postfix's log writer",
+    "postfix-log-writer.pid",
+    "postfix-log-writer.log",
+    ("postfix-log-writer", "--daemon"),
+)
+# smtpd processes whose last reply was a 334 challenge: their next client line is an answer.
+_TRACKED_PROCESSES = 10_000
+
+
+class MaillogRedactor:
+    """Redacts credentials from Postfix log lines.
+
+    Per smtpd process it remembers whether a 334 challenge is pending (the next client line
+    answers it) and what it redacted: the trace also echoes a client's words in its internal
+    lines (`match_list_match: <words>: no match`), so those are removed from every later line
+    of the same session too, until its `disconnect from`. Lines that can hold nothing secret
+    (most of them) pass with two substring tests: the trace logs about 160 lines a message.
+    """
+
+    def __init__(self) -> None:
+        self._challenged: OrderedDict[str, None] = OrderedDict()
+        self._secrets: OrderedDict[str, set[str]] = OrderedDict()
+
+    def line(self, line: str) -> str:
+        if ": < " not in line and ": > 334" not in line and not self._secrets:
+            return line
+        now = dt.datetime.now(dt.UTC)
+        dialogue = parse_dialogue_line(line, now)
+        if dialogue is not None:
+            process, text = dialogue.process, dialogue.text
+            if dialogue.direction == ">":
+                if text.startswith("334"):
+                    self._remember(self._challenged, process, None)
+                cleaned = redact(">", text, answers_challenge=False)
+            else:
+                answers_challenge = process in self._challenged
+                self._challenged.pop(process, None)
+                cleaned = redact("<", text, answers_challenge=answers_challenge)
+                if cleaned != text:
+                    secret = _redacted_part(text, cleaned)
+                    if len(secret) >= 4:
+                        self._remember(self._secrets, process, set()).add(secret)
+            if cleaned != text and line.endswith(text):
+                # The text is the line's tail: stamp, host and process stay as logged.
+                line = line[: len(line) - len(text)] + cleaned
+        elif self._secrets:
+            try:
+                process = process_of_line(line, now)
+            except (ValueError, IndexError, OverflowError):
+                process = None
+        else:
+            return line
+        if process is None or process not in self._secrets:
+            return line
+        for secret in self._secrets[process]:
+            line = line.replace(secret, REDACTED)
+        if ": disconnect from " in line:
+            self._secrets.pop(process, None)
+        return line
+
+    @staticmethod
+    def _remember(table: OrderedDict, process: str, default):
+        value = table.setdefault(process, default)
+        table.move_to_end(process)
+        while len(table) > _TRACKED_PROCESSES:
+            table.popitem(last=False)
+        return value
+
+
+def _redacted_part(text: str, cleaned: str) -> str:
+    """What redaction took out of a client line: after "AUTH MECH ", or the whole line."""
+    kept = cleaned.removesuffix(REDACTED).rstrip()
+    return text[len(kept) :].strip() if kept and text.startswith(kept) else text.strip()
+
+
+class _LogFile:
+    """log/postfix.log, opened again when something renamed it away (rotation)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle: IO[str] | None = None
+        self._open()
+
+    def _open(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+        self.handle = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - kept open
+        os.chmod(self.path, 0o640)
+
+    def write(self, text: str) -> None:
+        """Append `text` (whole lines); checked per batch: the first batch after a rename goes
+        to a new file."""
+        try:
+            renamed = os.stat(self.path).st_ino != os.fstat(self.handle.fileno()).st_ino
+        except FileNotFoundError:
+            renamed = True
+        if renamed:
+            self._open()
+        assert self.handle is not None
+        self.handle.write(text)
+        self.handle.flush()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def config_dir(settings: Settings) -> Path:
+    return settings.live_config / "postfix"
+
+
+def run_log_writer(settings: Settings, *, daemon: bool = False, config: Path | None = None) -> None:
+    """Run Postfix (the live config, or `config`) in the foreground and write its log, until it stops."""
+    config = config or config_dir(settings)
+    with WRITER.running(settings, daemon=daemon) as stop:
+        postfix = subprocess.Popen(
+            [POSTFIX, "-c", str(config), "start-fg"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Its own process group: a signal meant for the writer does not reach Postfix.
+            start_new_session=True,
+        )
+        threading.Thread(target=_stop_postfix_when, args=(stop, config), daemon=True).start()
+        log_file = _LogFile(settings.log_dir / "postfix.log")
+        redactor = MaillogRedactor()
+        try:
+            assert postfix.stdout is not None
+            # Whatever the pipe holds is read, redacted and written at once: one write a batch
+            # under load, each line at once when quiet.
+            pending = b""
+            while chunk := os.read(postfix.stdout.fileno(), 1 << 16):
+                *lines, pending = (pending + chunk).split(b"\n")
+                if lines:
+                    log_file.write(
+                        "".join(redactor.line(line.decode("utf-8", "replace")) + "\n" for line in lines)
+                    )
+        finally:
+            log_file.close()
+            postfix.wait()
+
+
+def _stop_postfix_when(stop: threading.Event, config: Path) -> None:
+    stop.wait()
+    subprocess.run([POSTFIX, "-c", str(config), "stop"], capture_output=True, check=False)
+
+
+def start(settings: Settings) -> None:
+    """Start Postfix under the log writer; returns once its master runs."""
+    WRITER.start(settings)
+    if not wait_until(
+        lambda: read_pid(settings.postfix_queue / "pid" / "master.pid") is not None, timeout=30
+    ):
+        raise DaemonError(f"Postfix did not start; see {settings.log_dir / 'postfix.log'}.")
+
+
+def stop(settings: Settings) -> None:
+    """Stop Postfix and its log writer (which writes Postfix's last lines first)."""
+    pid = WRITER.pid(settings)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        if not wait_until(lambda: WRITER.pid(settings) is None, timeout=30):
+            raise DaemonError("Postfix's log writer did not stop.")

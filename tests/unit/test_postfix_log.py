@@ -1,0 +1,56 @@
+"""Postfix's log writer keeps credentials out of log/postfix.log (daemons/postfix_log.py)."""
+
+from __future__ import annotations
+
+from controlplane.daemons.postfix_log import MaillogRedactor
+
+SMTPD = "Dec 05 00:10:07 mail postfix/smtpd[13130]:"
+
+
+def test_auth_keeps_only_its_mechanism_and_challenge_answers_are_redacted() -> None:
+    redactor = MaillogRedactor()
+    lines = [
+        f"{SMTPD} < localhost[127.0.0.1]: AUTH PLAIN AGFAYgBzZWNyZXRwdw==",
+        f"{SMTPD} > localhost[127.0.0.1]: 334 VXNlcm5hbWU6",
+        f"{SMTPD} < localhost[127.0.0.1]: c2VjcmV0cHc=",
+        f"{SMTPD} > localhost[127.0.0.1]: 503 5.5.1 Error: authentication not enabled",
+        f"{SMTPD} < localhost[127.0.0.1]: QUIT",
+    ]
+    assert [redactor.line(line) for line in lines] == [
+        f"{SMTPD} < localhost[127.0.0.1]: AUTH PLAIN [redacted]",
+        f"{SMTPD} > localhost[127.0.0.1]: 334 [redacted]",
+        f"{SMTPD} < localhost[127.0.0.1]: [redacted]",
+        lines[3],
+        lines[4],
+    ]
+
+
+def test_other_lines_are_written_as_logged() -> None:
+    redactor = MaillogRedactor()
+    lines = [
+        "Dec 05 00:10:08 mail postfix/lmtp[9480]: B8F9120C127: to=<alice@a.test>, status=sent (250 2.0.0 Saved)",
+        f"{SMTPD} < localhost[127.0.0.1]: MAIL FROM:<a@b.example> SIZE=100",
+        f"{SMTPD} > localhost[127.0.0.1]: 250 2.1.0 Ok",
+        "not a syslog line at all",
+    ]
+    assert [redactor.line(line) for line in lines] == lines
+
+
+def test_a_challenge_answer_is_redacted_only_in_its_own_session() -> None:
+    redactor = MaillogRedactor()
+    other = "Dec 05 00:10:07 mail postfix/smtpd[999]:"
+    redactor.line(f"{SMTPD} > localhost[127.0.0.1]: 334 UGFzc3dvcmQ6")
+    assert redactor.line(f"{other} < other[192.0.2.1]: EHLO client.example").endswith("EHLO client.example")
+    assert redactor.line(f"{SMTPD} < localhost[127.0.0.1]: cGFzc3dvcmQ=").endswith(": [redacted]")
+
+
+def test_words_the_trace_echoes_in_its_own_lines_are_redacted_until_the_session_ends() -> None:
+    redactor = MaillogRedactor()
+    redactor.line(f"{SMTPD} < localhost[127.0.0.1]: AUTH LOGIN c2VjcmV0Lw==")
+    echoed = redactor.line(f"{SMTPD} match_list_match: c2VjcmV0Lw==: no match")
+    assert "c2VjcmV0Lw==" not in echoed and echoed.endswith("match_list_match: [redacted]: no match")
+    redactor.line(f"{SMTPD} disconnect from localhost[127.0.0.1] ehlo=1 auth=0/1 commands=1/2")
+    # A later session of the same process starts clean (nothing of it is redacted by mistake).
+    assert redactor.line(f"{SMTPD} match_list_match: c2VjcmV0Lw==: no match").endswith(
+        "c2VjcmV0Lw==: no match"
+    )
