@@ -48,13 +48,14 @@ def expected_records(
     platform_addresses: tuple[str, ...],
     ports: Mapping[str, int],
     mta_sts_id: str,
-    tls_report_address: str,
+    tls_report_address: str | None,
 ) -> list[ExpectedRecord]:
     """Everything `domain` needs to use `brand_host` for mail, client setup, MTA-STS and TLS reports;
     the SRV records name the ports the platform listens on (`ports`, by settings' port names)."""
     domain, brand = normalize_domain(domain), normalize_hostname(brand_host)
     platform = normalize_hostname(platform_host)
-    tls_report_address = normalize_address(tls_report_address, field="tls_report_address")
+    if tls_report_address is not None:
+        tls_report_address = normalize_address(tls_report_address, field="tls_report_address")
     try:
         platform_addresses = tuple(str(ipaddress.ip_address(a)) for a in platform_addresses)
     except ValueError as error:
@@ -122,12 +123,13 @@ def expected_records(
             "MTA-STS: senders must use TLS to reach the domain (the id changes with the policy).",
         )  # fmt: skip
     )
-    records.append(
-        ExpectedRecord(
-            f"_smtp._tls.{domain}",
-            "TXT",
-            f"v=TLSRPTv1; rua=mailto:{tls_report_address}",
-            "TLS-RPT: where other servers report TLS problems reaching the domain.",
-        )  # fmt: skip
-    )
+    if tls_report_address is not None:  # only an address that receives mail is published
+        records.append(
+            ExpectedRecord(
+                f"_smtp._tls.{domain}",
+                "TXT",
+                f"v=TLSRPTv1; rua=mailto:{tls_report_address}",
+                "TLS-RPT: where other servers report TLS problems reaching the domain.",
+            )  # fmt: skip
+        )
     return records

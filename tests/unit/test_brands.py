@@ -324,3 +324,16 @@ def test_brand_hosts_refused_by_idna_2008_or_mixed_scripts_write_nothing(
     assert refused.value.field == "hostname"
     assert _brand_count(db) == 0
     assert db.scalars(select(AuditEntry).where(AuditEntry.action == "brand.create")).all() == []
+
+
+def test_the_tls_report_record_is_asked_for_only_when_its_address_receives_mail(db, settings) -> None:
+    import dataclasses
+
+    domain = make_domain(db, name="reports.test")
+
+    def tls_rpt(current) -> list[str]:
+        return [r.value for r in brands.dns_plan(current, domain) if r.name == "_smtp._tls.reports.test"]
+
+    assert tls_rpt(settings) == []  # no postmaster_address: tls-reports@ the host would refuse mail
+    operated = dataclasses.replace(settings, postmaster_address="ops@example.net")
+    assert tls_rpt(operated) == [f"v=TLSRPTv1; rua=mailto:tls-reports@{settings.hostname}"]
