@@ -915,6 +915,8 @@ def transaction_row(view: mail_logs.TransactionView) -> dict[str, Any]:
                 "orig_to": r.orig_to,
                 "outcome": r.outcome,
                 "status": r.status_code,
+                "relay": r.relay,
+                "server_reply": r.detail,
                 "reason": r.reason,
                 "attempts": r.attempts,
                 "time": r.time.isoformat(timespec="seconds"),

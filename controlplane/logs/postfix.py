@@ -37,7 +37,7 @@ _ATTRIBUTE = re.compile(r"(?:^|, )(?P<key>[a-z_]+)=(?P<value><[^>]*>|[^,]*)")
 _STATUS = re.compile(r"status=(?P<status>[a-z]+)(?: \((?P<detail>.*)\))?$")
 _REJECT = re.compile(
     r"^NOQUEUE: (?P<action>reject|discard|hold): (?P<stage>[A-Z]+(?: [A-Z]+)?) from "
-    r"(?P<client>[^:]*): (?P<detail>.*?);(?P<tail>(?: [a-z_]+=\S*)*)\s*$"
+    r"(?P<client>[^:]*): (?P<detail>.*?);(?P<tail>(?: [a-z_]+=(?:<[^>]*>|\S*))*)\s*$"
 )
 _TAIL_ATTRIBUTE = re.compile(r"([a-z_]+)=(<[^>]*>|\S*)")
 _REPLY_CODE = re.compile(r"^(?P<code>[245]\d\d)(?: (?P<enhanced>[245]\.\d{1,3}\.\d{1,3}))?")

@@ -21,6 +21,18 @@ _REPLY = re.compile(r"(?P<code>[245]\d\d)[ -](?P<enhanced>[245]\.\d{1,3}\.\d{1,3
 
 # Checked in order; the first rule whose words appear in the reply (lowercased) names it.
 _REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
+    # Letterhead's own refusals first: their texts also hold the generic codes below (5.7.1).
+    (
+        ("sender address rejected: not owned by user",),
+        "the sender address is not one the logged-in user may send as",
+    ),
+    (
+        ("in the from: header", "from: header naming"),
+        "the From: header names an address the logged-in user may not use",
+    ),
+    (("empty sender is not allowed",), "an empty sender is not allowed for logged-in users"),
+    (("client host rejected: access denied",), "the sending host is refused by the server's access rules"),
+    (("quota check unavailable",), "the mailbox's quota could not be checked just then"),
     (
         (
             "user unknown",
@@ -49,18 +61,26 @@ _REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
 
 
 def plain_reason(outcome: str, detail: str, dsn: str = "") -> str:
-    """Why a recipient got `outcome`, in words an operator or a user understands."""
+    """Why a recipient got `outcome`, in words an operator or a user understands; a temporary
+    refusal says that it is retried."""
     if outcome in {"delivered", "forwarded", "relayed"}:
         return ""
     if outcome == "expired":
         return "gave up: still undeliverable when the queue lifetime ran out"
     text = f"{detail} {dsn}".lower()
+    temporary = outcome == "deferred" or (outcome == "refused" and _status_code(detail, dsn).startswith("4"))
     for words, reason in _REASONS:
         if any(word in text for word in words):
-            return reason
+            return (
+                f"{reason} (temporary: the sender will retry)"
+                if temporary and "retry" not in reason
+                else reason
+            )
     if outcome == "deferred":
         return "temporary failure, will retry"
-    return "refused by the receiving server"
+    if temporary:
+        return "temporarily refused (the sender will retry)"
+    return "refused by the receiving server" if outcome != "refused" else "refused by this server"
 
 
 def _status_code(detail: str, dsn: str) -> str:
@@ -199,9 +219,12 @@ class TransactionAssembler:
 
 def _outcome(event: PostfixEvent) -> str:
     if event.status == "sent":
+        if event.program != "smtp":
+            # Into a mailbox here, also through an alias (the row keeps orig_to): delivered.
+            return "delivered"
         if event.orig_to and event.orig_to.lower() != event.recipient.lower():
-            return "forwarded"
-        return "relayed" if event.program == "smtp" else "delivered"
+            return "forwarded"  # an alias sent it on to an outside address
+        return "relayed"
     if event.status in {"deferred", "bounced", "expired"}:
         return event.status
     return "bounced"  # status=undeliverable and other final failures

@@ -154,7 +154,9 @@ def _matching_ids(query: str, domain_ids: list[int] | None):
         select(MailTransaction.id).where(MailTransaction.message_id == message_id),
         recipients_where(MailRecipientResult.recipient),
         recipients_where(MailRecipientResult.orig_to),
-        select(MailQueueEntry.transaction_id).where(MailQueueEntry.queue_id == query),
+        # Short queue IDs are upper-case hex, which people type in any case; long ones
+        # (enable_long_queue_ids) mix cases that matter, so they match exactly.
+        select(MailQueueEntry.transaction_id).where(MailQueueEntry.queue_id.in_({query, query.upper()})),
     )
 
 

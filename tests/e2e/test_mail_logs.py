@@ -177,7 +177,7 @@ def test_an_alias_fans_out_to_three_mailboxes_each_recorded(world: ScratchStack)
         outcomes = sorted((r.recipient, r.orig_to, r.outcome) for view in found for r in view.recipients)
         return outcomes if len(outcomes) == 3 else None
 
-    assert _until(world, fanned_out) == [(address, "team@logs.test", "forwarded") for address in TEAM]
+    assert _until(world, fanned_out) == [(address, "team@logs.test", "delivered") for address in TEAM]
 
 
 def test_failed_and_successful_imap_pop3_and_submission_logins_are_recorded(world: ScratchStack) -> None:

@@ -121,3 +121,13 @@ def test_auth_json_finds_a_users_logins_across_services(home) -> None:
         ("imap", True, "192.0.2.10"),
         ("smtp", True, "203.0.113.5"),
     ]
+
+
+def test_json_carries_each_recipients_relay_and_the_servers_reply(home) -> None:
+    code, out, _ = run(home, "search", "--date", "2026-11-24", "--json")
+    assert code == 0
+    recipients = [r for t in json.loads(out)["transactions"] for r in t["recipients"]]
+    delivered = [r for r in recipients if r["outcome"] == "delivered"]
+    assert delivered and all(r["relay"] and r["server_reply"].startswith("250") for r in delivered)
+    refused = [r for r in recipients if r["outcome"] == "refused"]
+    assert refused and all(r["server_reply"].startswith(("4", "5")) for r in refused)

@@ -72,7 +72,8 @@ def test_alias_fan_out_records_each_recipient_with_its_own_outcome(db: Session, 
     _ingest_fixture(db, tmp_path)
     transaction = _transaction(db, "alias-2@client.example")
     assert _outcomes(transaction) == {
-        "alice@a.test": ("forwarded", ""),
+        # Delivered into alice's mailbox here through the alias info@: delivered, not forwarded.
+        "alice@a.test": ("delivered", ""),
         "carol@a.test": ("bounced", "mailbox full"),
     }
     assert {r.orig_to for r in transaction.recipients} == {"info@a.test"}

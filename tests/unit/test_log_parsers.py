@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -123,6 +124,33 @@ def test_plain_reasons_name_the_common_refusals() -> None:
     assert plain_reason("delivered", "250 2.0.0 Saved") == ""
 
 
+@pytest.mark.parametrize(
+    ("detail", "reason"),
+    [
+        (
+            "553 5.7.1 <ceo@bank.example>: Sender address rejected: not owned by user ann@a.test",
+            "the sender address is not one the logged-in user may send as",
+        ),
+        (
+            "554 5.7.1 <unknown[192.0.2.9]>: Client host rejected: Access denied",
+            "the sending host is refused by the server's access rules",
+        ),
+        (
+            "451 4.3.5 <ann@a.test>: Recipient address rejected: Quota check unavailable, try again later",
+            "the mailbox's quota could not be checked just then (temporary: the sender will retry)",
+        ),
+        (
+            "450 4.7.1 <x@a.test>: Recipient address rejected: some policy",
+            "temporarily refused (the sender will retry)",
+        ),
+    ],
+)
+def test_each_refusal_says_what_happened_and_a_temporary_one_that_it_is_retried(
+    detail: str, reason: str
+) -> None:
+    assert plain_reason("refused", detail) == reason
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_parsers_never_raise_on_arbitrary_text(text: str) -> None:
@@ -151,3 +179,18 @@ def test_dovecot_lines_with_our_log_timestamp_carry_their_year() -> None:
     )
     event = parse_dovecot_line(line, REFERENCE)
     assert event is not None and event.time == dt.datetime(2025, 11, 25, 19, 3, 46, tzinfo=dt.UTC)
+
+
+def test_a_refusal_with_spaces_inside_its_trailing_fields_is_recognised() -> None:
+    line = (
+        "Dec  1 10:00:00 mail postfix/smtpd[42]: NOQUEUE: reject: RCPT from laptop[192.0.2.5]: "
+        '550 5.1.1 <nobody@a.test>: Recipient address rejected: User unknown; from=<"john doe"@b.example> '
+        "to=<nobody@a.test> proto=ESMTP helo=<my laptop>"
+    )
+    event = parse_postfix_line(line, REFERENCE)
+    assert event is not None and event.kind == "reject"
+    assert (event.sender, event.recipient, event.helo) == (
+        '"john doe"@b.example',
+        "nobody@a.test",
+        "my laptop",
+    )

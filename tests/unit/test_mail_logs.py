@@ -46,6 +46,8 @@ def test_search_matches_message_id_queue_id_ip_and_recipient(db: Session, ingest
     by_ip, total = mail_logs.search_transactions(db, OPERATOR, "203.0.113.5")
     assert _message_ids(by_message_id) == ["alias-2@client.example"]
     assert _message_ids(by_queue_id) == ["filtered-5@client.example"]
+    typed_lower, _ = mail_logs.search_transactions(db, OPERATOR, "0f1e2d3c4b5")
+    assert _message_ids(typed_lower) == ["filtered-5@client.example"]
     assert [v.recipients[0].reason for v in by_recipient] == ["recipient not found"]
     assert (_message_ids(by_ip), total) == (["deferred-3@a.test"], 1)
 
