@@ -20,7 +20,7 @@ _PREFIX = re.compile(
     r"(?:\S+ dovecot(?:\[\d+\])?: )?(?P<process>(?:imap|pop3|submission|managesieve)-login): "
     r"(?:Info: )?(?P<message>.*)$"
 )
-_FIELDS = re.compile(r"(?:^|, )(?P<key>user|method|rip|lip)=(?P<value><[^>]*>|[^,]*)")
+_FIELDS = re.compile(r"(?:^|, )(?P<key>user|method|rip|lip)=(?P<value><[^>]*>|[^,<]*)")
 # "Disconnected (auth failed, 3 attempts in 12 secs)" (2.2) and
 # "Disconnected: Connection closed (auth failed, 1 attempts in 2 secs)" (2.3).
 _FAILED = re.compile(r"^(?:Aborted login|Disconnected)(?::[^(]*)? \((?P<why>[^)]*)\)(?:: (?P<fields>.*))?$")
@@ -85,13 +85,17 @@ def _parse(line: str, reference: dt.datetime) -> LoginEvent | None:
     message = match["message"]
     if message.startswith("Login: "):
         fields = _fields(message[len("Login: ") :])
-        return LoginEvent(moment, service, fields.get("user", ""), fields.get("rip", ""), True, "")
+        # A line cut short (`user=<trunc`, no closing bracket or no rip) proves no login.
+        if not fields.get("user") or "rip" not in fields:
+            return None
+        return LoginEvent(moment, service, fields["user"], fields["rip"], True, "")
     failed = _FAILED.match(message)
     if failed:
         why = failed["why"]
         fields = _fields(failed["fields"] or "")
-        # Only disconnects that followed an attempt with a user name count as a failed login.
-        if why.startswith("no auth attempts") and "user" not in fields:
+        # Only disconnects that followed an attempt with a user name count as a failed login:
+        # `user=<>` (or none) means nobody was named, so nobody's password was tried.
+        if not fields.get("user"):
             return None
         return LoginEvent(
             moment, service, fields.get("user", ""), fields.get("rip", ""), False, plain_login_failure(why)

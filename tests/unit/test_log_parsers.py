@@ -194,3 +194,18 @@ def test_a_refusal_with_spaces_inside_its_trailing_fields_is_recognised() -> Non
         "nobody@a.test",
         "my laptop",
     )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # Cut short by a full disk or a crash: it never says who logged in from where.
+        "2026-11-25 18:57:28 imap-login: Info: Login: user=<trunc",
+        "2026-11-25 18:57:28 imap-login: Info: Login: user=<ann@a.test>, method=PL",
+        # A client that left before naming anyone: nobody's password was tried.
+        "2026-11-25 18:57:28 imap-login: Info: Disconnected: Connection closed (auth failed, 1 attempts in 2 secs): "
+        "user=<>, method=PLAIN, rip=192.0.2.7, lip=127.0.0.1, session=<x>",
+    ],
+)
+def test_dovecot_lines_that_prove_no_login_are_not_logins(line: str) -> None:
+    assert parse_dovecot_line(line, REFERENCE) is None
