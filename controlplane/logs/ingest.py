@@ -415,11 +415,13 @@ def _ingest_line(
 
 def _postfix_login(event: PostfixEvent) -> LoginEvent | None:
     # Postfix logs a successful SASL login only on the client= line of each message it then
-    # accepts, and a failed one without the user name it was tried for.
+    # accepts, and a failed one with the login tried (sasl_username=), when the client named one.
     if event.kind == "connect-client" and event.sasl_user:
         return LoginEvent(event.time, "smtp", event.sasl_user, event.client_ip, True, "")
     if event.kind == "sasl-failed":
-        return LoginEvent(event.time, "smtp", "", event.client_ip, False, "wrong password or unknown user")
+        return LoginEvent(
+            event.time, "smtp", event.sasl_user, event.client_ip, False, "wrong password or unknown user"
+        )
     return None
 
 

@@ -40,6 +40,7 @@ _REJECT = re.compile(
     r"(?P<client>[^:]*): (?P<detail>.*?);(?P<tail>(?: [a-z_]+=(?:<[^>]*>|\S*))*)\s*$"
 )
 _TAIL_ATTRIBUTE = re.compile(r"([a-z_]+)=(<[^>]*>|\S*)")
+_SASL_USERNAME = re.compile(r"sasl_username=(?P<login>[^\s,]{1,255})$")
 _REPLY_CODE = re.compile(r"^(?P<code>[245]\d\d)(?: (?P<enhanced>[245]\.\d{1,3}\.\d{1,3}))?")
 
 
@@ -159,15 +160,17 @@ def _parse(line: str, reference: dt.datetime) -> PostfixEvent | None:
     if message.startswith("NOQUEUE:"):
         return _parse_reject(logged, program)
     if program == "smtpd" and message.startswith("warning: ") and "authentication failed" in message:
-        # "warning: host[ip]: SASL PLAIN authentication failed: <base64 challenge>"; the tail is
-        # not a secret, but it is noise, so only the client is kept.
+        # "warning: host[ip]: SASL PLAIN authentication failed: (reason unavailable),
+        # sasl_username=ann@a.test" (Postfix 3.x names the login tried, when the client gave one).
         client = _CLIENT.match(message[len("warning: ") :])
+        tried = _SASL_USERNAME.search(message)
         return PostfixEvent(
             "sasl-failed",
             time=logged.time,
             program=program,
             client_name=client["name"] if client else "",
             client_ip=client["ip"] if client else "",
+            sasl_user=tried["login"] if tried else "",
         )
     queued = _QUEUED.match(message)
     if not queued:

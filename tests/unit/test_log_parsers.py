@@ -209,3 +209,16 @@ def test_a_refusal_with_spaces_inside_its_trailing_fields_is_recognised() -> Non
 )
 def test_dovecot_lines_that_prove_no_login_are_not_logins(line: str) -> None:
     assert parse_dovecot_line(line, REFERENCE) is None
+
+
+def test_a_failed_smtp_auth_keeps_the_login_it_tried() -> None:
+    line = (
+        "Dec  5 01:22:15 mail postfix/submission/smtpd[23029]: warning: localhost[127.0.0.1]: "
+        "SASL PLAIN authentication failed: (reason unavailable), sasl_username=ann@x.test"
+    )
+    event = parse_postfix_line(line, REFERENCE)
+    assert event is not None and (event.kind, event.sasl_user, event.client_ip) == (
+        "sasl-failed",
+        "ann@x.test",
+        "127.0.0.1",
+    )
