@@ -200,6 +200,15 @@ def _checkpoint(
             checkpoint.device, checkpoint.inode = log.device, log.inode
         checkpoint.path = str(log.path)[:1000]
         return checkpoint
+    if _older_copy_of_read_content(session, log):
+        # An older, shorter copy of a file read further already: everything in it is stored.
+        size = log.size()
+        checkpoint = LogCheckpoint(
+            path=str(log.path)[:1000], device=log.device, inode=log.inode, offset=size,
+            head=_hash(log.head(min(HEAD_BYTES, size))),
+        )  # fmt: skip
+        session.add(checkpoint)
+        return checkpoint
     if log.inode is not None and not result.rotated:
         _finish_renamed_predecessor(session, log, reference, batch_lines, result)
     checkpoint = LogCheckpoint(
@@ -233,6 +242,22 @@ def _by_content(session: Session, log: LogFile) -> LogCheckpoint | None:
         if size >= candidate.offset:
             return candidate
     return None
+
+
+def _older_copy_of_read_content(session: Session, log: LogFile) -> bool:
+    """Whether `log` begins like content already read past its whole length (a copy taken
+    before the original grew): its first HEAD_BYTES bytes match, and it is shorter."""
+    head = log.head(HEAD_BYTES)
+    if len(head) < HEAD_BYTES:
+        return False  # too short to be known by its content
+    return (
+        session.scalar(
+            select(LogCheckpoint.id)
+            .where(LogCheckpoint.head == _hash(head), LogCheckpoint.offset > log.size())
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def _siblings(log: LogFile) -> list[Path]:

@@ -404,3 +404,25 @@ def test_two_readers_of_one_file_never_both_store_the_same_lines(
         ingest_file(db, path, reference=REFERENCE)
     assert _counts(db) == expected
     assert ingest_file(db, path, reference=REFERENCE).lines == 0
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_an_older_shorter_copy_of_a_file_read_further_stores_nothing_again(
+    db: Session, tmp_path: Path, compressed: bool
+) -> None:
+    expected = _expected_counts(db, tmp_path)
+    path = tmp_path / "postfix.log"
+    first, second = _write_halves(path)
+    with path.open("a") as live:
+        live.write(second)  # the live file grew past the copy below
+    ingest_file(db, path, reference=REFERENCE)
+    assert _counts(db) == expected
+    # A copy an operator took earlier, while only the first half was written.
+    copy = tmp_path / ("postfix.log.old.gz" if compressed else "postfix.log.old")
+    if compressed:
+        with gzip.open(copy, "wt") as handle:
+            handle.write(first)
+    else:
+        copy.write_text(first)
+    assert ingest_file(db, copy, reference=REFERENCE).lines == 0
+    assert _counts(db) == expected
