@@ -21,13 +21,13 @@ from flask import (
 )
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from controlplane.services import auth, storage
+from controlplane.services import storage
 from controlplane.services import webmail as rules
 from controlplane.services.errors import AuthenticationFailed, LoginThrottled, ValidationError
 from controlplane.services.webmail import MailServiceUnavailable, MessageNotFound
 from controlplane.web.access import allow
 from controlplane.web.error_pages import render_error_page
-from controlplane.web.requests import client_ip, current_settings, db
+from controlplane.web.requests import OVERSIZED_LOGIN, client_ip, count_oversized_login, current_settings, db
 from controlplane.web.theme import current_theme, inject_theme
 from webmail import messages, session
 from webmail.mailstore import LoginRefused, MailStore, SubmissionRefused, mail_server_accepts, submit
@@ -118,15 +118,8 @@ def _css_colour(value: str, fallback: str) -> str:
 @blueprint.errorhandler(RequestEntityTooLarge)
 def oversized(error: RequestEntityTooLarge):
     if request.endpoint == "webmail.login":
-        auth.record_oversized_login(
-            db(),
-            service=rules.SERVICE,
-            client_ip=client_ip(),
-            user_agent=request.headers.get("User-Agent", ""),
-        )
-        db().commit()  # counted towards the network's throttling
-        message = "That login was too large to be one, and was refused."
-        return render_template("webmail/login.html", message=message, address="", next=""), 413
+        count_oversized_login(rules.SERVICE)
+        return render_template("webmail/login.html", message=OVERSIZED_LOGIN, address="", next=""), 413
     return render_error_page(error)
 
 

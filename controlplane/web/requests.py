@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, current_app, g, request
 from sqlalchemy.orm import Session
 
+from controlplane.services import auth
 from controlplane.settings import Settings
 
 
@@ -23,6 +24,17 @@ def db() -> Session:
         # Services put it in the audit trail with every change they make.
         g.db.info["client_ip"] = client_ip()
     return g.db
+
+
+OVERSIZED_LOGIN = "That login was too large to be one, and was refused."
+
+
+def count_oversized_login(service: str) -> None:
+    """A login body over the bound (web/security.py) counts as a failed guess from its network."""
+    auth.record_oversized_login(
+        db(), service=service, client_ip=client_ip(), user_agent=request.headers.get("User-Agent", "")
+    )
+    db().commit()
 
 
 def close_session(_error: BaseException | None) -> None:

@@ -40,7 +40,7 @@ from controlplane.services.errors import (
 from controlplane.services.scope import Actor
 from controlplane.web.access import allow, current_actor
 from controlplane.web.error_pages import render_error_page
-from controlplane.web.requests import client_ip, current_settings, db
+from controlplane.web.requests import OVERSIZED_LOGIN, client_ip, count_oversized_login, current_settings, db
 from controlplane.web.theme import inject_theme
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
@@ -131,15 +131,8 @@ def not_in_scope(error: NotInScope):
 @blueprint.errorhandler(RequestEntityTooLarge)
 def oversized(error: RequestEntityTooLarge):
     if request.endpoint == "admin.login":
-        auth.record_oversized_login(
-            db(),
-            service=auth.SERVICE,
-            client_ip=client_ip(),
-            user_agent=request.headers.get("User-Agent", ""),
-        )
-        db().commit()  # counted towards the network's throttling
-        message = "That login was too large to be one, and was refused."
-        return render_template("admin/login.html", ask_code=False, message=message), 413
+        count_oversized_login(auth.SERVICE)
+        return render_template("admin/login.html", ask_code=False, message=OVERSIZED_LOGIN), 413
     return render_error_page(error)
 
 
