@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controlplane.models import Domain, Mailbox, Tenant
-from controlplane.services import audit, locks, scope, storage, usage
+from controlplane.services import audit, locks, mail_logs, scope, storage, usage
 from controlplane.services.changes import signal_domains_changed
 from controlplane.services.errors import AlreadyExists, LimitReached, NotFound, ValidationError
 from controlplane.services.scope import Actor
@@ -67,6 +67,7 @@ def create_domain(
     audit.record_change(
         session, actor, "domain.create", domain.name, tenant_id=tenant.id, domain_id=domain.id
     )
+    mail_logs.adopt_earlier_logs(session, domain)
     signal_domains_changed(session)
     return domain
 

@@ -12,10 +12,11 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, exists, false, func, or_, select, union
+from sqlalchemy import ColumnElement, Select, exists, false, func, or_, select, union, update
 from sqlalchemy.orm import Session, selectinload
 
 from controlplane.models import (
+    AuditEntry,
     AuthEvent,
     Domain,
     MailQueueEntry,
@@ -470,3 +471,49 @@ def dialogue_steps(view: TransactionView) -> list[DialogueStep]:
         steps.append(DialogueStep(side, line.text, line.time, elapsed, code, explain_reply(code)))
         previous = line.time
     return steps
+
+
+def adopt_earlier_logs(session: Session, domain: Domain) -> None:
+    """Mail and logins read from the logs before `domain` was created here become its own, so
+    its tenant sees what arrived for it (mail sent ahead of a move, say). Only rows logged
+    after the name was last deleted: what a previous owner's domain of that name received
+    stays out of sight (those rows lost their domain when it was deleted, like these had none).
+    """
+    deleted_at = session.scalar(
+        select(func.max(AuditEntry.time)).where(
+            AuditEntry.action == "domain.delete", AuditEntry.target == domain.name
+        )
+    )
+    suffix = f"%@{domain.name}"
+
+    def since(column):
+        return [column > deleted_at] if deleted_at is not None else []
+
+    session.execute(
+        update(MailRecipientResult)
+        .where(
+            MailRecipientResult.domain_id.is_(None),
+            func.lower(
+                func.coalesce(func.nullif(MailRecipientResult.orig_to, ""), MailRecipientResult.recipient)
+            ).like(suffix),
+            *since(MailRecipientResult.time),
+        )
+        .values(domain_id=domain.id),
+        execution_options={"synchronize_session": False},
+    )
+    session.execute(
+        update(MailTransaction)
+        .where(
+            MailTransaction.sender_domain_id.is_(None),
+            func.lower(MailTransaction.sender).like(suffix),
+            *since(MailTransaction.time),
+        )
+        .values(sender_domain_id=domain.id),
+        execution_options={"synchronize_session": False},
+    )
+    session.execute(
+        update(AuthEvent)
+        .where(AuthEvent.domain_id.is_(None), AuthEvent.account.like(suffix), *since(AuthEvent.time))
+        .values(domain_id=domain.id, tenant_id=domain.tenant_id),
+        execution_options={"synchronize_session": False},
+    )

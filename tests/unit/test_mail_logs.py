@@ -114,3 +114,31 @@ def test_cli_ingests_then_searches_and_lists_logins(settings, installation, tmp_
     assert "relay denied" in table.stdout
     logins = runner.invoke(cli.main, ["logs", "auth", "alice@a.test", "--json"], env=env)
     assert json.loads(logins.stdout)["logins"][0]["service"] == "smtp"
+
+
+def _visible_to(db: Session, tenant) -> list[str]:
+    views, _ = mail_logs.search_transactions(
+        db, tenant_admin(tenant.id, name="admin:x"), "alice@a.test", tenant=tenant
+    )
+    return _message_ids(views)
+
+
+def test_mail_logged_before_its_domain_existed_becomes_the_new_domains(db: Session, tmp_path: Path) -> None:
+    shutil.copy(FIXTURES / "postfix.log", tmp_path / "postfix.log")
+    ingest_file(db, tmp_path / "postfix.log", reference=REFERENCE)  # a.test is not hosted yet
+    tenant = make_tenant(db, name="Late")
+    make_domain(db, tenant=tenant, name="a.test")
+    assert "delivered-1@client.example" in _visible_to(db, tenant)
+
+
+def test_a_previous_owners_mail_stays_out_of_sight_when_the_name_is_created_again(
+    db: Session, ingested
+) -> None:
+    from controlplane.services import domains
+
+    first_owner, a_test, _other = ingested
+    assert "delivered-1@client.example" in _visible_to(db, first_owner)
+    domains.delete_domain(db, OPERATOR, a_test)
+    newcomer = make_tenant(db, name="Newcomer")
+    make_domain(db, tenant=newcomer, name="a.test")
+    assert _visible_to(db, newcomer) == []
