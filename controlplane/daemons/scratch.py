@@ -6,6 +6,7 @@ else on the machine; outbound mail goes to a loopback smtp-sink, never off the b
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -20,18 +21,49 @@ from controlplane.settings import PORT_NAMES, load_settings
 SMTP_SINK = "/usr/sbin/smtp-sink"
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel just handed out, so nothing else listens there now."""
-    sockets, ports = [], []
+# Ports handed out by this process: each goes to one listener only, even after the probe
+# socket is closed and before that listener binds it.
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-            ports.append(sock.getsockname()[1])
-    finally:
-        for sock in sockets:
-            sock.close()
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_ports(count: int) -> list[int]:
+    """Loopback ports free for TCP and UDP now, never handed out before by this process.
+
+    They come from below the kernel's ephemeral range: a port the kernel picks itself (bind to
+    port 0) may be picked again for the next caller, or be the local end of a client
+    connection, before the daemon it was meant for binds it.
+    """
+    low, high = _ephemeral_range()
+    first, last = (10000, low - 1) if low > 11000 else (high + 1, 65535)
+    candidates = list(range(first, last + 1))
+    random.shuffle(candidates)
+    ports: list[int] = []
+    for port in candidates:
+        if len(ports) == count:
+            break
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            ports.append(port)
+    if len(ports) < count:
+        raise RuntimeError(f"Fewer than {count} free loopback ports in {first}-{last}")
     return ports
 
 
