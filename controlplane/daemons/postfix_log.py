@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from controlplane.daemons.background import BackgroundProcess
-from controlplane.daemons.process import DaemonError, read_pid, wait_until
+from controlplane.daemons.process import DaemonError, listening_ports, read_pid, wait_until
 from controlplane.logs.dialogue import REDACTED, parse_dialogue_line, process_of_line, redact
 from controlplane.settings import Settings
 
@@ -179,13 +179,38 @@ def _stop_postfix_when(stop: threading.Event, config: Path) -> None:
     subprocess.run([POSTFIX, "-c", str(config), "stop"], capture_output=True, check=False)
 
 
+# The ports master.cf has Postfix listen on.
+POSTFIX_PORT_NAMES = ("smtp", "submission", "submissions", "internal_smtp")
+
+
 def start(settings: Settings) -> None:
-    """Start Postfix under the log writer; returns once its master runs."""
+    """Start Postfix under the log writer; returns once its master listens on all its ports.
+
+    The master writes its PID before it binds its listeners, so a port taken by another
+    program shows only as the master gone again (and a fatal line in its log)."""
     WRITER.start(settings)
-    if not wait_until(
-        lambda: read_pid(settings.postfix_queue / "pid" / "master.pid") is not None, timeout=30
-    ):
-        raise DaemonError(f"Postfix did not start; see {settings.log_dir / 'postfix.log'}.")
+    own_ports = {settings.ports[name] for name in POSTFIX_PORT_NAMES}
+
+    def serving() -> bool:
+        master = read_pid(settings.postfix_queue / "pid" / "master.pid")
+        return master is not None and own_ports <= listening_ports(master)
+
+    wait_until(lambda: serving() or WRITER.pid(settings) is None, timeout=30)
+    if not serving():
+        log = settings.log_dir / "postfix.log"
+        raise DaemonError(f"Postfix did not start: {_last_fatal_line(log) or 'see ' + str(log)}")
+
+
+def _last_fatal_line(log: Path) -> str | None:
+    """Postfix's own words for why it stopped, from the end of its log."""
+    try:
+        with log.open("rb") as stream:
+            stream.seek(max(0, log.stat().st_size - 65536))
+            tail = stream.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    fatal = [line.split("fatal: ", 1)[1] for line in tail if "fatal: " in line]
+    return fatal[-1] if fatal else None
 
 
 def stop(settings: Settings) -> None:

@@ -69,6 +69,37 @@ def read_pid(pid_file: Path) -> int | None:
     return None if state in ("Z", "X") else pid
 
 
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports process `pid` itself listens on (any address).
+
+    Connecting to a port is not enough to know a daemon is up: another program may be the
+    one listening there."""
+    inode_ports: dict[str, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            # local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the socket's inode.
+            if fields[3] == "0A":
+                inode_ports[f"socket:[{fields[9]}]"] = int(fields[1].rsplit(":", 1)[1], 16)
+    ports = set()
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return ports
+    for descriptor in descriptors:
+        try:
+            target = os.readlink(descriptor)
+        except OSError:
+            continue
+        if target in inode_ports:
+            ports.add(inode_ports[target])
+    return ports
+
+
 def wait_until(predicate, *, timeout: float, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,0 +1,42 @@
+"""Starting the stack says so when a daemon could not take its ports, instead of returning as
+if it ran (Postfix's master writes its PID before it binds, then dies)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from controlplane.daemons import postfix_log
+from controlplane.daemons.process import DaemonError, listening_ports
+from controlplane.daemons.scratch import ScratchStack
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_postfix_port_taken_by_another_program_fails_the_start_with_postfix_words() -> None:
+    scratch = ScratchStack()
+    squatter = socket.socket()
+    try:
+        squatter.bind(("127.0.0.1", scratch.ports["submissions"]))
+        squatter.listen()
+        with pytest.raises(DaemonError) as failure:
+            scratch.start()
+        assert "Postfix did not start" in str(failure.value)
+        assert "Address already in use" in str(failure.value)
+    finally:
+        squatter.close()
+        scratch.stop()
+
+
+def test_a_started_postfix_master_holds_every_postfix_port() -> None:
+    scratch = ScratchStack()
+    try:
+        scratch.start()
+        master = int((scratch.settings.postfix_queue / "pid" / "master.pid").read_text().split()[0])
+        held = listening_ports(master)
+        assert {scratch.ports[name] for name in postfix_log.POSTFIX_PORT_NAMES} <= held
+        # Dovecot's ports are Dovecot's, not Postfix's.
+        assert scratch.ports["imap"] not in held
+    finally:
+        scratch.stop()
