@@ -23,6 +23,7 @@ from controlplane.daemons import periodic as periodic_runner
 from controlplane.daemons import postfix_log, sender_milter, stack
 from controlplane.daemons.process import DaemonError
 from controlplane.logs import follower
+from controlplane.logs.dovecot import AuthVerdicts
 from controlplane.logs.ingest import ingest_file
 from controlplane.render import render_all
 from controlplane.runtime import Installation
@@ -957,11 +958,14 @@ def logs() -> None:
 @json_option
 @handles_errors
 def logs_ingest(files: tuple[Path, ...], as_json: bool) -> None:
-    """Read each FILE from where the last run stopped (plain or gzip; rotation is followed)."""
+    """Read each FILE from where the last run stopped (plain or gzip; rotation is followed).
+
+    Name Dovecot's log before Postfix's: failed SMTP logins then get Dovecot's reason."""
     rows = []
+    verdicts = AuthVerdicts()
     with _installation().sessions() as session:
         for path in files:
-            result = ingest_file(session, path)
+            result = ingest_file(session, path, verdicts=verdicts)
             rows.append({"file": str(path), **dataclasses.asdict(result)})
     emit(rows, as_json)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import socket
 from pathlib import Path
 
@@ -44,6 +45,9 @@ def password_accepted(socket_path: Path, *, login: str, password: str, client_ip
         f"service={_field(service)}",
         "secured",
         "no-penalty" if not client_ip else f"rip={_field(client_ip)}",
+        # Dovecot's verdict line (auth_verbose) names this session, so a log reader never takes
+        # it as the reason for a mail client's failed login from the same address.
+        f"session=webmail-{secrets.token_hex(6)}",
     ]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:

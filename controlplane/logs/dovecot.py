@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from controlplane.logs.postfix import syslog_time
@@ -20,7 +21,27 @@ _PREFIX = re.compile(
     r"(?:\S+ dovecot(?:\[\d+\])?: )?(?P<process>(?:imap|pop3|submission|managesieve)-login): "
     r"(?:Info: )?(?P<message>.*)$"
 )
-_FIELDS = re.compile(r"(?:^|, )(?P<key>user|method|rip|lip)=(?P<value><[^>]*>|[^,<]*)")
+_FIELDS = re.compile(r"(?:^|, )(?P<key>user|method|rip|lip|session)=(?P<value><[^>]*>|[^,<]*)")
+# auth_verbose's verdict on one lookup, logged by the auth process or an auth worker before the
+# client hears it failed: "auth-worker(29679): Info: conn unix:auth-worker (pid=29678,uid=103):
+# auth-worker<2>: sql(alice@a.test,192.0.2.1,<oGD24dpherB/AAAB>): Password mismatch". The
+# session is the login process's (its Disconnected line ends with the same session=<...>);
+# requests without one (Postfix's SASL, the webmail) leave it out.
+_VERDICT = re.compile(
+    r"^(?:(?P<month>[A-Z][a-z]{2}) +(?P<day>\d{1,2})|(?P<date>\d{4}-\d{2}-\d{2}))"
+    r"[ T](?P<clock>\d{2}:\d{2}:\d{2})(?:\.\d+)? "
+    r"(?:\S+ dovecot(?:\[\d+\])?: )?auth(?:-worker)?(?:\(\d+\))?: (?:Info: )?"
+    r"(?:conn [^()]*\([^()]*\): auth-worker<\d+>: )?"
+    r"[a-z][a-z0-9-]*\((?P<user>[^,()]*),(?P<ip>[^,()<>]*)(?:,<(?P<session>[^<>]*)>)?\): "
+    r"(?P<text>.*)$"
+)
+# Only these verdicts are kept, in words: the rest of a verdict line is never stored (with
+# auth_verbose_passwords it would hold the password tried).
+_VERDICT_REASONS = {
+    "unknown user": "unknown or disabled mailbox",
+    "Password mismatch": "wrong password",
+}
+GENERIC_LOGIN_FAILURE = "wrong password or unknown user"
 # "Disconnected (auth failed, 3 attempts in 12 secs)" (2.2) and
 # "Disconnected: Connection closed (auth failed, 1 attempts in 2 secs)" (2.3).
 _FAILED = re.compile(r"^(?:Aborted login|Disconnected)(?::[^(]*)? \((?P<why>[^)]*)\)(?:: (?P<fields>.*))?$")
@@ -43,6 +64,101 @@ class LoginEvent:
     client_ip: str
     success: bool
     reason: str  # plain words: "", "wrong password or unknown user", "no authentication attempted", ...
+    session: str = ""  # Dovecot's login session ID, when the line names one
+
+
+@dataclass(frozen=True)
+class AuthVerdict:
+    """Why Dovecot's auth refused one login ("wrong password", ...), before the login failed."""
+
+    time: dt.datetime
+    user: str
+    client_ip: str
+    session: str
+    reason: str
+
+
+class AuthVerdicts:
+    """Verdicts seen lately, kept until the failed login they explain is read.
+
+    Dovecot logs the verdict first, then the login process's (or Postfix's) failure, which may
+    come one poll of the follower later, or from another file (Postfix's): whoever reads the
+    logs keeps one of these across polls and files. Bounded: a flood of failures evicts the
+    oldest, whose logins then keep the general reason.
+    """
+
+    LIMIT = 20_000
+    # A verdict explains a failure logged within this long after it (the auth failure delay is
+    # 2 s by default; a client may wait longer before it disconnects).
+    WINDOW = dt.timedelta(seconds=120)
+
+    def __init__(self) -> None:
+        self._by_session: OrderedDict[str, str] = OrderedDict()
+        self._by_login: OrderedDict[tuple[str, str], list[AuthVerdict]] = OrderedDict()
+        self._count = 0
+        # Failed logins without a session already stored with the general reason: Postfix's
+        # line can be read before Dovecot's verdict that came first (another file, read later).
+        self._unexplained: OrderedDict[tuple[str, str], list[LoginEvent]] = OrderedDict()
+
+    def add(self, verdict: AuthVerdict) -> None:
+        if verdict.session:
+            self._by_session[verdict.session] = verdict.reason
+            self._by_session.move_to_end(verdict.session)
+            while len(self._by_session) > self.LIMIT:
+                self._by_session.popitem(last=False)
+            return
+        key = (verdict.user.lower(), verdict.client_ip)
+        self._by_login.setdefault(key, []).append(verdict)
+        self._by_login.move_to_end(key)
+        self._count += 1
+        while self._count > self.LIMIT:
+            _, dropped = self._by_login.popitem(last=False)
+            self._count -= len(dropped)
+
+    def reason_for(self, login: LoginEvent) -> str | None:
+        """The reason Dovecot gave for this failed login, taken so it explains no other."""
+        if login.session:
+            return self._by_session.pop(login.session, None)
+        key = (login.user.lower(), login.client_ip)
+        verdicts = self._by_login.get(key)
+        if not verdicts:
+            return None
+        # The oldest verdict not newer than the failure and within the window: each failed
+        # attempt (Postfix logs one line per AUTH command) takes its own.
+        for index, verdict in enumerate(verdicts):
+            if login.time - self.WINDOW <= verdict.time <= login.time:
+                del verdicts[: index + 1]
+                self._count -= index + 1
+                break
+        else:
+            return None
+        if not verdicts:
+            del self._by_login[key]
+        return verdict.reason
+
+    def note_unexplained(self, login: LoginEvent) -> None:
+        """A failed login stored without Dovecot's reason, which may still be read."""
+        if login.session:
+            return  # its verdict was in the same file, before it: it will not come now
+        key = (login.user.lower(), login.client_ip)
+        self._unexplained.setdefault(key, []).append(login)
+        self._unexplained.move_to_end(key)
+        while len(self._unexplained) > self.LIMIT:
+            self._unexplained.popitem(last=False)
+
+    def take_unexplained(self, verdict: AuthVerdict) -> LoginEvent | None:
+        """The stored failed login this verdict explains, if one is waiting for it."""
+        if verdict.session:
+            return None
+        key = (verdict.user.lower(), verdict.client_ip)
+        waiting = self._unexplained.get(key, [])
+        for index, login in enumerate(waiting):
+            if verdict.time <= login.time <= verdict.time + self.WINDOW:
+                del waiting[: index + 1]
+                if not waiting:
+                    del self._unexplained[key]
+                return login
+        return None
 
 
 def _fields(text: str) -> dict[str, str]:
@@ -52,7 +168,7 @@ def _fields(text: str) -> dict[str, str]:
 def plain_login_failure(why: str) -> str:
     """Dovecot's parenthesised disconnect cause, in words an operator reads at a glance."""
     if why.startswith("auth failed"):
-        return "wrong password or unknown user"
+        return GENERIC_LOGIN_FAILURE
     if why.startswith("no auth attempts"):
         return "no authentication attempted"
     if "disabled" in why or "plaintext" in why.lower():
@@ -74,11 +190,7 @@ def _parse(line: str, reference: dt.datetime) -> LoginEvent | None:
     match = _PREFIX.match(line)
     if not match:
         return None
-    if match["date"]:
-        # Our dovecot.conf sets log_timestamp = "%Y-%m-%d %H:%M:%S ": a year, in the host's zone (UTC).
-        moment = dt.datetime.fromisoformat(f"{match['date']}T{match['clock']}").replace(tzinfo=dt.UTC)
-    else:
-        moment = syslog_time(match["month"], match["day"], match["clock"], reference)
+    moment = _moment(match, reference)
     if moment is None:
         return None
     service = SERVICE_OF_PROCESS[match["process"]]
@@ -88,7 +200,7 @@ def _parse(line: str, reference: dt.datetime) -> LoginEvent | None:
         # A line cut short (`user=<trunc`, no closing bracket or no rip) proves no login.
         if not fields.get("user") or "rip" not in fields:
             return None
-        return LoginEvent(moment, service, fields["user"], fields["rip"], True, "")
+        return LoginEvent(moment, service, fields["user"], fields["rip"], True, "", fields.get("session", ""))
     failed = _FAILED.match(message)
     if failed:
         why = failed["why"]
@@ -98,6 +210,39 @@ def _parse(line: str, reference: dt.datetime) -> LoginEvent | None:
         if not fields.get("user"):
             return None
         return LoginEvent(
-            moment, service, fields.get("user", ""), fields.get("rip", ""), False, plain_login_failure(why)
+            moment,
+            service,
+            fields.get("user", ""),
+            fields.get("rip", ""),
+            False,
+            plain_login_failure(why),
+            fields.get("session", ""),
         )
     return None
+
+
+def parse_auth_verdict(line: str, reference: dt.datetime) -> AuthVerdict | None:
+    """The auth verdict `line` logs (auth_verbose), or None; never raises."""
+    try:
+        match = _VERDICT.match(line.rstrip("\r\n"))
+        if not match:
+            return None
+        text = match["text"]
+        reason = _VERDICT_REASONS.get(text) or (
+            _VERDICT_REASONS["Password mismatch"] if text.startswith("Password mismatch (") else None
+        )
+        if reason is None:
+            return None
+        moment = _moment(match, reference)
+        if moment is None:
+            return None
+        return AuthVerdict(moment, match["user"], match["ip"], match["session"] or "", reason)
+    except (ValueError, IndexError, OverflowError):
+        return None
+
+
+def _moment(match: re.Match[str], reference: dt.datetime) -> dt.datetime | None:
+    if match["date"]:
+        # Our dovecot.conf sets log_timestamp = "%Y-%m-%d %H:%M:%S ": a year, in the host's zone (UTC).
+        return dt.datetime.fromisoformat(f"{match['date']}T{match['clock']}").replace(tzinfo=dt.UTC)
+    return syslog_time(match["month"], match["day"], match["clock"], reference)

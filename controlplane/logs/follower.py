@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.daemons.background import BackgroundProcess
 from controlplane.daemons.process import DaemonError
+from controlplane.logs.dovecot import AuthVerdicts
 from controlplane.logs.ingest import ConcurrentRead, IngestResult, LogFile, ingest_log
 from controlplane.runtime import Installation
 from controlplane.services.errors import LetterheadError
@@ -45,8 +46,10 @@ PURGE_EVERY_SECONDS = 24 * 3600
 
 
 def followed_logs(settings: Settings) -> list[Path]:
-    """Postfix's maillog_file and Dovecot's log_path, as the renderers configure them."""
-    return [settings.log_dir / "postfix.log", settings.log_dir / "dovecot.log"]
+    """Dovecot's log_path and Postfix's maillog_file, as the renderers configure them.
+
+    Dovecot's first: its auth verdicts explain Postfix's failed SASL logins logged after them."""
+    return [settings.log_dir / "dovecot.log", settings.log_dir / "postfix.log"]
 
 
 @dataclass
@@ -72,6 +75,8 @@ class LogFollower:
         self.clock = clock
         self._held: dict[Path, LogFile] = {}
         self._retiring: list[_Retiring] = []
+        # Across polls and files: a failed login is often read a poll after its verdict.
+        self._verdicts = AuthVerdicts()
 
     def poll(self) -> IngestResult:
         """Read what every followed log gained since the last poll."""
@@ -111,7 +116,9 @@ class LogFollower:
 
     def _read(self, session, log: LogFile, *, complete: bool) -> IngestResult:
         try:
-            return ingest_log(session, log, batch_lines=self.batch_lines, complete=complete)
+            return ingest_log(
+                session, log, batch_lines=self.batch_lines, complete=complete, verdicts=self._verdicts
+            )
         except ConcurrentRead:
             # An operator's `logs ingest` read these lines first: the next poll goes on from there.
             return IngestResult()

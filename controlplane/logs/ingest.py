@@ -9,6 +9,7 @@ LogCheckpoint): a renamed, copied or compressed log resumes where it was left.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import gzip
 import hashlib
@@ -25,7 +26,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from controlplane.logs.dialogue import DialogueRecorder, parse_dialogue_line, process_of_line
-from controlplane.logs.dovecot import LoginEvent, parse_dovecot_line
+from controlplane.logs.dovecot import (
+    GENERIC_LOGIN_FAILURE,
+    AuthVerdict,
+    AuthVerdicts,
+    LoginEvent,
+    parse_auth_verdict,
+    parse_dovecot_line,
+)
 from controlplane.logs.postfix import PostfixEvent, parse_postfix_line
 from controlplane.logs.store import MailLogStore, tune_for_ingest
 from controlplane.logs.transactions import TransactionAssembler
@@ -141,16 +149,26 @@ def ingest_file(
     *,
     reference: dt.datetime | None = None,
     batch_lines: int = BATCH_LINES,
+    verdicts: AuthVerdicts | None = None,
 ) -> IngestResult:
     """Store what `path` logged beyond its checkpoint (plain or gzip), finishing first a
     rotated-away predecessor found beside it.
 
     `reference` dates year-less syslog stamps (default: the file's modification time, since
     no line in a file is newer than the file). Commits once per batch. Raises ConcurrentRead.
+    Pass the same `verdicts` to reads of Dovecot's log and then Postfix's so that failed logins
+    get Dovecot's reason.
     """
     with LogFile(Path(path).resolve()) as log:
         # A gzip file never grows, so its last line is complete even without a newline.
-        return ingest_log(session, log, reference=reference, batch_lines=batch_lines, complete=log.compressed)
+        return ingest_log(
+            session,
+            log,
+            reference=reference,
+            batch_lines=batch_lines,
+            complete=log.compressed,
+            verdicts=verdicts,
+        )
 
 
 def ingest_log(
@@ -160,13 +178,16 @@ def ingest_log(
     reference: dt.datetime | None = None,
     batch_lines: int = BATCH_LINES,
     complete: bool = False,
+    verdicts: AuthVerdicts | None = None,
 ) -> IngestResult:
     """Store what the open `log` holds beyond its checkpoint; `complete` when no writer will
-    finish its last line. Raises ConcurrentRead."""
+    finish its last line; `verdicts` holds Dovecot's auth verdicts across reads (one per call
+    if not given). Raises ConcurrentRead."""
     result = IngestResult()
+    verdicts = verdicts if verdicts is not None else AuthVerdicts()
     try:
-        checkpoint = _checkpoint(session, log, reference, batch_lines, result)
-        _ingest_stream(session, log, checkpoint, reference, batch_lines, result, complete=complete)
+        checkpoint = _checkpoint(session, log, reference, batch_lines, result, verdicts)
+        _ingest_stream(session, log, checkpoint, reference, batch_lines, result, verdicts, complete=complete)
     except StaleDataError:
         session.rollback()
         raise ConcurrentRead(
@@ -177,7 +198,12 @@ def ingest_log(
 
 
 def _checkpoint(
-    session: Session, log: LogFile, reference: dt.datetime | None, batch_lines: int, result: IngestResult
+    session: Session,
+    log: LogFile,
+    reference: dt.datetime | None,
+    batch_lines: int,
+    result: IngestResult,
+    verdicts: AuthVerdicts,
 ) -> LogCheckpoint:
     """The checkpoint of the content `log` holds (made if new); a rotation this reveals is
     finished first, from the rotated copy beside the file."""
@@ -192,7 +218,7 @@ def _checkpoint(
             # its copy is recognised by content; its unread rest is read from the copy now.
             checkpoint.device = checkpoint.inode = None
             session.flush()
-            _finish_copy(session, log, checkpoint, reference, batch_lines, result)
+            _finish_copy(session, log, checkpoint, reference, batch_lines, result, verdicts)
             result.rotated = True
     checkpoint = _by_content(session, log)
     if checkpoint is not None:
@@ -210,7 +236,7 @@ def _checkpoint(
         session.add(checkpoint)
         return checkpoint
     if log.inode is not None and not result.rotated:
-        _finish_renamed_predecessor(session, log, reference, batch_lines, result)
+        _finish_renamed_predecessor(session, log, reference, batch_lines, result, verdicts)
     checkpoint = LogCheckpoint(
         path=str(log.path)[:1000], device=log.device, inode=log.inode, offset=0, head=_hash(b"")
     )
@@ -272,6 +298,7 @@ def _finish_copy(
     reference: dt.datetime | None,
     batch_lines: int,
     result: IngestResult,
+    verdicts: AuthVerdicts,
 ) -> None:
     for candidate in _siblings(log):
         try:
@@ -285,7 +312,9 @@ def _finish_copy(
                         return  # the copy was read under its own name: its checkpoint goes on from there
                     checkpoint.device, checkpoint.inode = copy.device, copy.inode
                 checkpoint.path = str(copy.path)[:1000]
-                _ingest_stream(session, copy, checkpoint, reference, batch_lines, result, complete=True)
+                _ingest_stream(
+                    session, copy, checkpoint, reference, batch_lines, result, verdicts, complete=True
+                )
                 return
 
 
@@ -295,6 +324,7 @@ def _finish_renamed_predecessor(
     reference: dt.datetime | None,
     batch_lines: int,
     result: IngestResult,
+    verdicts: AuthVerdicts,
 ) -> None:
     """A new file at a known path: the file last read there was renamed away; finish it."""
     previous = session.scalars(
@@ -319,7 +349,9 @@ def _finish_renamed_predecessor(
         with renamed:
             if renamed.inode == previous.inode and renamed.continues(previous):
                 previous.path = str(renamed.path)[:1000]
-                _ingest_stream(session, renamed, previous, reference, batch_lines, result, complete=True)
+                _ingest_stream(
+                    session, renamed, previous, reference, batch_lines, result, verdicts, complete=True
+                )
                 result.rotated = True
         return
 
@@ -339,6 +371,7 @@ def _ingest_stream(
     reference: dt.datetime | None,
     batch_lines: int,
     result: IngestResult,
+    verdicts: AuthVerdicts,
     *,
     complete: bool,
 ) -> None:
@@ -347,7 +380,7 @@ def _ingest_stream(
     tune_for_ingest(session)
     store = MailLogStore(session)
     assembler = TransactionAssembler(store)
-    logins = _LoginRecorder(store)
+    logins = _LoginRecorder(store, verdicts)
     dialogue = DialogueRecorder(session)
     offset = checkpoint.offset
     pending = 0
@@ -424,6 +457,11 @@ def _ingest_line(
         logins.add(login)
         result.logins += 1
         return
+    if b"auth" in raw:
+        verdict = parse_auth_verdict(line, reference)
+        if verdict is not None:
+            logins.add_verdict(verdict)
+            return
     if _DIALOGUE_MARK.search(raw):
         said = parse_dialogue_line(line, reference)
         if said is not None:
@@ -444,20 +482,40 @@ def _postfix_login(event: PostfixEvent) -> LoginEvent | None:
     if event.kind == "connect-client" and event.sasl_user:
         return LoginEvent(event.time, "smtp", event.sasl_user, event.client_ip, True, "")
     if event.kind == "sasl-failed":
-        return LoginEvent(
-            event.time, "smtp", event.sasl_user, event.client_ip, False, "wrong password or unknown user"
-        )
+        return LoginEvent(event.time, "smtp", event.sasl_user, event.client_ip, False, GENERIC_LOGIN_FAILURE)
     return None
 
 
 class _LoginRecorder:
     """Turns login events into AuthEvent rows, attributed to the mailbox's domain and tenant."""
 
-    def __init__(self, store: MailLogStore) -> None:
+    def __init__(self, store: MailLogStore, verdicts: AuthVerdicts) -> None:
         self.store = store
+        self.verdicts = verdicts
         self._networks: dict[str, str] = {}
 
+    def add_verdict(self, verdict: AuthVerdict) -> None:
+        explained = self.verdicts.take_unexplained(verdict)
+        if explained is None:
+            self.verdicts.add(verdict)
+            return
+        # Read after the failure it explains (that was stored): give the stored row its reason.
+        self.store.set_login_reason(
+            service=explained.service,
+            login=explained.user[:255],
+            client_ip=explained.client_ip[:64],
+            time=explained.time,
+            was=GENERIC_LOGIN_FAILURE,
+            reason=verdict.reason,
+        )
+
     def add(self, login: LoginEvent) -> None:
+        if login.reason == GENERIC_LOGIN_FAILURE:
+            reason = self.verdicts.reason_for(login)
+            if reason is None:
+                self.verdicts.note_unexplained(login)
+            else:
+                login = dataclasses.replace(login, reason=reason)
         account = login.user.strip().lower()[:255]
         tenant_id, domain_id = self.store.owner(account)
         network = self._networks.get(login.client_ip)

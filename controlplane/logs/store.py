@@ -268,6 +268,27 @@ class MailLogStore:
         """An AuthEvent row, given every column of _LOGIN_FIELDS."""
         self._logins.append(tuple(values[name] for name in _LOGIN_FIELDS))
 
+    def set_login_reason(
+        self, *, service: str, login: str, client_ip: str, time: dt.datetime, was: str, reason: str
+    ) -> None:
+        """Give one failed login row (the first with these values and reason `was`) `reason`."""
+        self.flush()
+        row = self.session.scalars(
+            select(AuthEvent.id)
+            .where(
+                AuthEvent.login == login,
+                AuthEvent.client_ip == client_ip,
+                AuthEvent.service == service,
+                AuthEvent.time == time,
+                AuthEvent.success == false(),
+                AuthEvent.reason == was,
+            )
+            .order_by(AuthEvent.id)
+            .limit(1)
+        ).first()
+        if row is not None:
+            self.session.execute(update(AuthEvent).where(AuthEvent.id == row).values(reason=reason))
+
     def add_unparsed(self, time: dt.datetime, source: str, line: str) -> None:
         self._unparsed.append((time, source, line))
 

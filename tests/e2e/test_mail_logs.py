@@ -180,11 +180,15 @@ def test_an_alias_fans_out_to_three_mailboxes_each_recorded(world: ScratchStack)
     assert _until(world, fanned_out) == [(address, "team@logs.test", "delivered") for address in TEAM]
 
 
-def test_failed_and_successful_imap_pop3_and_submission_logins_are_recorded(world: ScratchStack) -> None:
+def test_failed_and_successful_imap_pop3_and_submission_logins_are_recorded_with_why(
+    world: ScratchStack,
+) -> None:
     started = time.time()
     imap_subjects(world, "second@logs.test", PASSWORD)
     with pytest.raises(imaplib.IMAP4.error):
         imap_subjects(world, "second@logs.test", "wrong password")
+    with pytest.raises(imaplib.IMAP4.error):
+        imap_subjects(world, "ghost@logs.test", PASSWORD)
     pop3_subjects(world, "second@logs.test", PASSWORD)
     with pytest.raises(poplib.error_proto):
         pop3_subjects(world, "second@logs.test", "wrong password")
@@ -195,31 +199,33 @@ def test_failed_and_successful_imap_pop3_and_submission_logins_are_recorded(worl
         port="submission",
         login=("second@logs.test", PASSWORD),
     )
-    with pytest.raises(smtplib.SMTPAuthenticationError):
-        send(
-            world,
-            "second@logs.test",
-            ["reader@logs.test"],
-            port="submission",
-            login=("second@logs.test", "nope"),
-        )
+    for login in (("second@logs.test", "nope"), ("ghost@logs.test", PASSWORD)):
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            send(world, "second@logs.test", ["reader@logs.test"], port="submission", login=login)
 
     def logins(session):
         events, _ = mail_logs.search_logins(session, OPERATOR, "127.0.0.1", limit=500)
         seen = {
-            (e.service, e.success, e.login)
+            (e.service, e.success, e.login, e.reason)
             for e in events
-            if e.time.timestamp() >= int(started) and e.login == "second@logs.test"
+            if e.time.timestamp() >= int(started) and e.login in ("second@logs.test", "ghost@logs.test")
         }
-        return seen if len(seen) >= 6 else None
+        # Postfix's failure may be read before Dovecot's verdict: wait for every reason.
+        complete = len(seen) >= 8 and not any(
+            reason == "wrong password or unknown user" for *_, reason in seen
+        )
+        return seen if complete else None
 
     assert _until(world, logins) == {
-        ("imap", True, "second@logs.test"),
-        ("imap", False, "second@logs.test"),
-        ("pop3", True, "second@logs.test"),
-        ("pop3", False, "second@logs.test"),
-        ("smtp", True, "second@logs.test"),
-        ("smtp", False, "second@logs.test"),  # the login tried, from Postfix's sasl_username=
+        ("imap", True, "second@logs.test", ""),
+        ("imap", False, "second@logs.test", "wrong password"),
+        ("imap", False, "ghost@logs.test", "unknown or disabled mailbox"),
+        ("pop3", True, "second@logs.test", ""),
+        ("pop3", False, "second@logs.test", "wrong password"),
+        ("smtp", True, "second@logs.test", ""),
+        # The login tried, from Postfix's sasl_username=, and why, from Dovecot's auth log.
+        ("smtp", False, "second@logs.test", "wrong password"),
+        ("smtp", False, "ghost@logs.test", "unknown or disabled mailbox"),
     }
 
 
