@@ -19,13 +19,14 @@ import click
 import yaml
 
 from controlplane.daemons import apply as config_apply
-from controlplane.daemons import periodic as periodic_runner
-from controlplane.daemons import postfix_log, sender_milter, stack
+from controlplane.daemons import postfix_log, sender_milter
 from controlplane.daemons.process import DaemonError
-from controlplane.logs import follower
+from controlplane.errors import LetterheadError
 from controlplane.logs.dovecot import AuthVerdicts
 from controlplane.logs.ingest import ingest_file
 from controlplane.render import render_all
+from controlplane.runners import follower, stack
+from controlplane.runners import periodic as periodic_runner
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
 from controlplane.services import (
@@ -33,6 +34,7 @@ from controlplane.services import (
     aliases,
     brands,
     certificates,
+    configuration,
     domains,
     log_retention,
     mail_logs,
@@ -43,7 +45,6 @@ from controlplane.services import (
     tokens,
     transfer,
 )
-from controlplane.services.errors import LetterheadError
 from controlplane.services.scope import OPERATOR
 from controlplane.settings import load_settings
 
@@ -127,14 +128,16 @@ def tenant() -> None:
 @tenant.command("create")
 @click.argument("name")
 @size_option("--pool", required=True, help="Total storage for all mailboxes, e.g. 100GB.")
-@size_option("--max-mailbox", default="20GB", show_default=True, help="The plan's largest mailbox.")
+@size_option(
+    "--max-mailbox",
+    help=f"The plan's largest mailbox (default: {storage.format_bytes(tenants.PLAN_LARGEST_MAILBOX_BYTES)}).",
+)
 @json_option
 @handles_errors
-def tenant_create(name: str, pool: int, max_mailbox: int, as_json: bool) -> None:
+def tenant_create(name: str, pool: int, max_mailbox: int | None, as_json: bool) -> None:
+    plan = {} if max_mailbox is None else {"max_mailbox_bytes": max_mailbox}
     with _installation().transaction() as session:
-        created = tenants.create_tenant(
-            session, OPERATOR, name=name, storage_pool_bytes=pool, max_mailbox_bytes=max_mailbox
-        )
+        created = tenants.create_tenant(session, OPERATOR, name=name, storage_pool_bytes=pool, **plan)
         emit(tenant_row(session, created), as_json)
 
 
@@ -749,10 +752,6 @@ def token_create(
     as_json: bool,
 ) -> None:
     """Make a token and print its secret, which is not stored and never shown again."""
-    if kind == "tenant" and domain_name:
-        fail("A tenant token covers every domain of its tenant; leave out --domain.")
-    if kind != "signup" and hourly_limit is not None:
-        fail("Only sign-up tokens have an hourly limit; leave out --hourly-limit.")
     with _installation().transaction() as session:
         owner = tenants.get_tenant(session, OPERATOR, tenant_name)
         made, secret = tokens.create_token(
@@ -810,7 +809,7 @@ def config() -> None:
 def config_render(out: Path | None) -> None:
     installation = _installation()
     with installation.sessions() as session:
-        files = render_all(config_apply.current_render_state(session, installation.settings))
+        files = render_all(configuration.current_render_state(session, installation.settings))
     for name, content in files.items():
         if out is None:
             click.echo(f"==> {name} <==\n{content}")
@@ -827,7 +826,7 @@ def config_diff() -> None:
     installation = _installation()
     settings = installation.settings
     with installation.sessions() as session:
-        files = render_all(config_apply.current_render_state(session, settings))
+        files = render_all(configuration.current_render_state(session, settings))
     live = config_apply.live_generation_dir(settings)
     changed = False
     for name, content in files.items():
@@ -847,7 +846,7 @@ def config_diff() -> None:
 def config_check() -> None:
     installation = _installation()
     with installation.transaction() as session:
-        generation = config_apply.apply_configuration(
+        generation = configuration.apply_current_configuration(
             session, installation.settings, reload=False, force=True
         )
         if generation.status != "live":
@@ -863,7 +862,7 @@ def config_check() -> None:
 def config_apply_command(force: bool) -> None:
     installation = _installation()
     with installation.transaction() as session:
-        generation = config_apply.apply_configuration(session, installation.settings, force=force)
+        generation = configuration.apply_current_configuration(session, installation.settings, force=force)
     if generation.status != "live":
         fail(
             f"Generation {generation.id} was {generation.status}; the previous one stays live.\n{generation.error}"

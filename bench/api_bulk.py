@@ -58,7 +58,7 @@ PLAIN_DOMAIN = "plain.test"
 HASHED_DOMAIN = "hashed.test"
 WARM_UP_DOMAIN = "warm-up.test"
 BATCH = 1000  # the bulk endpoint's largest request
-WORKERS = 2  # as controlplane/daemons/stack.py start_web runs gunicorn
+WORKERS = 2  # as controlplane/runners/stack.py start_web runs gunicorn
 
 
 # -- the reference: raw hashing on every core ---------------------------------------------

@@ -61,7 +61,7 @@ from controlplane.certs.acme import certificate_paths  # noqa: E402
 from controlplane.daemons import apply, dovecot, nginx, postfix, sni  # noqa: E402
 from controlplane.daemons.scratch import ScratchStack  # noqa: E402
 from controlplane.models import GIB, Brand  # noqa: E402
-from controlplane.services import brands, tenants  # noqa: E402
+from controlplane.services import brands, configuration, tenants  # noqa: E402
 from controlplane.services.scope import OPERATOR  # noqa: E402
 from controlplane.settings import Settings  # noqa: E402
 
@@ -201,7 +201,7 @@ def remove_brand(stack: ScratchStack, index: int, after_commit: Callable[[], Non
 
 # (module, function name, step): each call of the function adds its time to the step.
 TIMED = (
-    (apply, "current_render_state", "state"),
+    (configuration, "current_render_state", "state"),
     (apply, "render_all", "render"),
     (apply, "_write_generation", "write"),
     (sni, "check_identity", "check identities"),
@@ -372,7 +372,7 @@ def main() -> int:
             add_brands(stack, range(have, size - 1))
             have = size - 1
             with stack.installation.transaction() as session:
-                generation = apply.apply_configuration(session, stack.settings)
+                generation = configuration.apply_current_configuration(session, stack.settings)
             if generation.status != "live":
                 raise RuntimeError(f"{size - 1} brands refused: {generation.error}")
             setup = time.perf_counter() - setup_started

@@ -63,12 +63,12 @@ class Installation:
         A refused generation leaves the last good one serving; its error is recorded
         with the generation and shown by `letterhead config status`.
         """
-        from controlplane.daemons import apply
+        from controlplane.services import configuration
 
         if not self.settings.live_config.exists():
             return  # not prepared yet: `letterhead up` renders the first generation
         with self.transaction() as session:
-            apply.apply_configuration(session, self.settings)
+            configuration.apply_current_configuration(session, self.settings)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -95,6 +97,10 @@ class Settings:
     auth_penalty: bool = True
     database_url: str = ""
     secret_key: str = ""
+    # How Letterhead's own background processes and certbot's hooks run its command line: this
+    # Python with the CLI's module, unless an install names its own command (a list, or a string
+    # split as a shell would).
+    cli_command: tuple[str, ...] = (sys.executable, "-m", "cli")
     # Brand hosts must resolve to these (comma-separated) before a certificate is ordered.
     platform_addresses: str = "127.0.0.1"
     # "address" or "address:port" of the DNS server brand checks ask; empty: the system's.
@@ -192,6 +198,8 @@ def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
         return value.lower() in ("1", "true", "yes", "on")
     if field.type in ("int", int):
         return int(value)
+    if field.name == "cli_command":
+        return tuple(shlex.split(value) if isinstance(value, str) else value)
     return value
 
 

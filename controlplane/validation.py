@@ -17,7 +17,7 @@ import idna
 # Database's Scripts.txt and ScriptExtensions.txt and keeps them current with Unicode.
 from fontTools.unicodedata import script, script_extension, script_name
 
-from controlplane.services.errors import ValidationError
+from controlplane.errors import ValidationError
 
 MAX_DOMAIN_LENGTH = 253
 MAX_LABEL_LENGTH = 63

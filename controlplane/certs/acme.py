@@ -112,9 +112,7 @@ def current_certificate(settings: Settings, hostname: str) -> CertificateInfo | 
 def deploy_hook_command(settings: Settings) -> str:
     """`letterhead certs deployed` for this installation, also when an operator runs
     `certbot renew` by hand (certbot stores the hook in the lineage's renewal file)."""
-    return shlex.join(
-        ["env", f"LETTERHEAD_HOME={settings.home}", sys.executable, "-m", "cli", "certs", "deployed"]
-    )
+    return shlex.join(["env", f"LETTERHEAD_HOME={settings.home}", *settings.cli_command, "certs", "deployed"])
 
 
 def _common_options(settings: Settings) -> list[str]:

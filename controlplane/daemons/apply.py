@@ -40,13 +40,6 @@ def build_render_state(settings: Settings, sni_identities: tuple[TlsIdentity, ..
     )
 
 
-def current_render_state(session: Session, settings: Settings) -> RenderState:
-    """The state to render now: settings plus the brand certificates in the database."""
-    from controlplane.services.brands import served_identities
-
-    return build_render_state(settings, served_identities(session, settings))
-
-
 def live_generation_dir(settings: Settings) -> Path | None:
     link = settings.live_config
     return link.resolve() if link.is_symlink() else None
@@ -127,7 +120,7 @@ def apply_configuration(
     session: Session,
     settings: Settings,
     *,
-    state: RenderState | None = None,
+    state: RenderState,
     template_root: Path = TEMPLATE_ROOT,
     reload: bool = True,
     force: bool = False,
@@ -137,7 +130,6 @@ def apply_configuration(
     Returns the generation: `live` when it serves (or already served, unchanged),
     `refused` when a check failed, `rolled_back` when a reload failed.
     """
-    state = state or current_render_state(session, settings)
     now = dt.datetime.now(dt.UTC)
     try:
         files = render_all(state, template_root)

@@ -13,7 +13,6 @@ import fcntl
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -38,7 +37,7 @@ class BackgroundProcess:
         settings.log_dir.mkdir(parents=True, exist_ok=True)
         with open(settings.log_dir / self.log_file, "ab") as output:
             started = subprocess.run(
-                [sys.executable, "-m", "cli", *self.command],
+                [*settings.cli_command, *self.command],
                 env=dict(os.environ, LETTERHEAD_HOME=str(settings.home)),
                 stdin=subprocess.DEVNULL,
                 stdout=output,

@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 from controlplane.daemons.process import DaemonError
+from controlplane.daemons.usage import create_usage_database
 from controlplane.render import USAGE_DICT_USER, VmailAccount
-from controlplane.services.usage import create_usage_database
 from controlplane.settings import Settings
 
 
@@ -78,7 +78,7 @@ def prepare_usage_database(settings: Settings) -> None:
     """The usage table, in a folder and file that Dovecot's dict service owns and writes.
 
     A folder of its own: SQLite writes its journal beside the database. Letterhead
-    (root) creates the table once, then only reads it, read-only (services/usage.py),
+    (root) creates the table once, then only reads it, read-only (daemons/usage.py),
     so it never leaves a root-owned file the dict cannot write.
     """
     path = settings.usage_database_path

@@ -13,8 +13,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from controlplane.daemons import stack
 from controlplane.daemons.process import terminate, wait_until
+from controlplane.runners import stack
 from controlplane.runtime import Installation
 from controlplane.settings import PORT_NAMES, load_settings
 

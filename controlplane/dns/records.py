@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 
 from controlplane.dns.spf import Senders
-from controlplane.services.errors import ValidationError
+from controlplane.errors import ValidationError
 from controlplane.validation import normalize_address, normalize_domain, normalize_hostname
 
 # RFC 6186 services with the name of their port in settings and their SRV priority: RFC 8314

@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from controlplane.errors import LetterheadError
 from controlplane.logs.dialogue import DialogueRecorder, parse_dialogue_line, process_of_line
 from controlplane.logs.dovecot import (
     GENERIC_LOGIN_FAILURE,
@@ -38,8 +39,7 @@ from controlplane.logs.postfix import PostfixEvent, parse_postfix_line
 from controlplane.logs.store import MailLogStore, tune_for_ingest
 from controlplane.logs.transactions import TransactionAssembler
 from controlplane.models import LogCheckpoint, UnparsedLogLine
-from controlplane.services.auth import client_network
-from controlplane.services.errors import LetterheadError
+from controlplane.networks import client_network
 
 HEAD_BYTES = 256
 BATCH_LINES = 10_000

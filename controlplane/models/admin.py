@@ -30,3 +30,8 @@ class Admin(Base):
     created_at: Mapped[created_at]
 
     tenant: Mapped[Tenant] = relationship(back_populates="admins")
+
+    @property
+    def in_service(self) -> bool:
+        """It may log in: it and its tenant are active."""
+        return self.active and self.tenant.active

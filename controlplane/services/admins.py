@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from controlplane.errors import AlreadyExists, NotFound, ValidationError
 from controlplane.models import Admin, Tenant
 from controlplane.services import audit, passwords, scope
-from controlplane.services.errors import AlreadyExists, NotFound, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_login
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from controlplane.errors import NotFound, ValidationError
 from controlplane.models import Alias, AliasDestination, Domain
 from controlplane.services import audit, domains, locks, mailboxes, scope
-from controlplane.services.errors import NotFound, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_address, normalize_local_part, split_address
 

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from controlplane.models import AuditEntry, AuthEvent, Domain, Tenant
 from controlplane.models.base import utcnow
 from controlplane.services import scope
-from controlplane.services.errors import NotFound
 from controlplane.services.scope import Actor
 
 Row = TypeVar("Row", AuditEntry, AuthEvent)
@@ -69,7 +68,7 @@ def list_entries(
     `tenant=None` (with no domain) lists every entry and is the operator's alone.
     Raises NotFound, NotInScope.
     """
-    criteria = _visible(actor, AuditEntry, tenant, domain)
+    criteria = scope.viewed_records(actor, tenant=tenant, domain=domain).criteria(AuditEntry)
     return _page(session, AuditEntry, criteria, offset, limit)
 
 
@@ -81,26 +80,8 @@ def recent_entries(
 
     Raises NotFound, NotInScope.
     """
-    criteria = _visible(actor, AuditEntry, tenant, domain)
+    criteria = scope.viewed_records(actor, tenant=tenant, domain=domain).criteria(AuditEntry)
     return _newest(session, AuditEntry, criteria, 0, limit)
-
-
-def list_auth_events(
-    session: Session,
-    actor: Actor,
-    *,
-    tenant: Tenant | None,
-    domain: Domain | None = None,
-    offset: int = 0,
-    limit: int = 50,
-) -> tuple[list[AuthEvent], int]:
-    """One page of login attempts on the tenant's (or domain's) accounts, newest first, and the total.
-
-    Attempts at unknown logins belong to no tenant: only the operator sees them (`tenant=None`).
-    Raises NotFound, NotInScope.
-    """
-    criteria = _visible(actor, AuthEvent, tenant, domain)
-    return _page(session, AuthEvent, criteria, offset, limit)
 
 
 def record_change(
@@ -161,25 +142,6 @@ def _entry(
         target=target[:400],
         details=details or {},
     )
-
-
-def _visible(
-    actor: Actor,
-    model: type[AuditEntry] | type[AuthEvent],
-    tenant: Tenant | None,
-    domain: Domain | None,
-) -> list[ColumnElement[bool]]:
-    if tenant is None and domain is None:
-        scope.require_operator(actor)
-        return []
-    if domain is None:
-        assert tenant is not None
-        scope.require_full_admin(actor, tenant)
-        return [model.tenant_id == tenant.id]
-    if tenant is not None and domain.tenant_id != tenant.id:
-        raise NotFound("No such domain.")
-    scope.require_domain(actor, domain)
-    return [model.domain_id == domain.id]
 
 
 def _page(

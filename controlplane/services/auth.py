@@ -24,7 +24,6 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
-import ipaddress
 import math
 import secrets
 import struct
@@ -33,15 +32,16 @@ from urllib.parse import quote
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from controlplane.models import Admin, AuthEvent, Mailbox
-from controlplane.models.base import utcnow
-from controlplane.services import admins, audit, mailboxes, passwords, scope
-from controlplane.services.errors import (
+from controlplane.errors import (
     AuthenticationFailed,
     LoginThrottled,
     SecondFactorRequired,
     ValidationError,
 )
+from controlplane.models import Admin, AuthEvent, Mailbox
+from controlplane.models.base import utcnow
+from controlplane.networks import client_network
+from controlplane.services import admins, audit, mailboxes, passwords, scope
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_address
 
@@ -89,7 +89,7 @@ class _Account:
     def refusal(self) -> str:
         """Why an existing account's correct password still does not open the admin panel, or ""."""
         if self.admin is not None:
-            return "" if self.admin.active and self.admin.tenant.active else "inactive"
+            return "" if self.admin.in_service else "inactive"
         assert self.mailbox is not None
         if not self.mailbox.is_domain_admin:
             return "not an admin"
@@ -241,18 +241,6 @@ def _is_known_network(session: Session, *, account: str, network: str, now: dt.d
         )
         is not None
     )
-
-
-def client_network(client_ip: str) -> str:
-    """The network throttled as one client: the /24 of an IPv4 address, the /64 of an IPv6 one."""
-    try:
-        address = ipaddress.ip_address(client_ip.strip().split("%")[0])
-    except ValueError:
-        return client_ip[:64]
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    prefix = 24 if address.version == 4 else 64
-    return str(ipaddress.ip_network((address, prefix), strict=False))
 
 
 def _find_account(session: Session, login: str) -> _Account:

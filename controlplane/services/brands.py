@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 
 from controlplane.dns.checks import RecordCheck, check_records, make_resolver
 from controlplane.dns.records import ExpectedRecord, expected_records
+from controlplane.errors import AlreadyExists, NotFound, ValidationError
 from controlplane.models import Brand, Domain, Tenant
 from controlplane.models.base import utcnow
 from controlplane.render import TlsIdentity
 from controlplane.services import audit, scope
-from controlplane.services.errors import AlreadyExists, NotFound, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.settings import Settings
 from controlplane.validation import normalize_hostname, validate_url

@@ -31,11 +31,12 @@ from sqlalchemy.orm import Session
 from controlplane.certs import acme
 from controlplane.daemons import apply
 from controlplane.dns.checks import PlatformCheck, resolves_to_platform
+from controlplane.errors import NotFound, ValidationError
 from controlplane.models import Brand
 from controlplane.models.base import utcnow
 from controlplane.runtime import Installation
+from controlplane.services import configuration
 from controlplane.services.brands import resolver_for, setup_names
-from controlplane.services.errors import NotFound, ValidationError
 from controlplane.settings import Settings
 from controlplane.validation import normalize_hostname
 
@@ -282,7 +283,7 @@ def publish_certificates(installation: Installation) -> None:
         return  # not prepared yet: `letterhead up` renders the first generation
     with installation.transaction() as session:
         before = apply.live_generation(session)
-        generation = apply.apply_configuration(session, settings)
+        generation = configuration.apply_current_configuration(session, settings)
     if generation.status != "live":
         raise acme.CertbotError(
             f"The configuration serving the new certificate was refused; the previous one still serves:\n"

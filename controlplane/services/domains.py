@@ -7,10 +7,11 @@ import dataclasses
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from controlplane.daemons import usage
+from controlplane.errors import AlreadyExists, LimitReached, NotFound, ValidationError
 from controlplane.models import Domain, Mailbox, Tenant
-from controlplane.services import audit, locks, mail_logs, scope, storage, usage
+from controlplane.services import audit, locks, mail_logs, scope, storage
 from controlplane.services.changes import signal_domains_changed
-from controlplane.services.errors import AlreadyExists, LimitReached, NotFound, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_domain
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import CursorResult, Delete, delete, select
 from sqlalchemy.orm import Session
 
+from controlplane.errors import ValidationError
 from controlplane.models import (
     AuthEvent,
     LogCheckpoint,
@@ -18,7 +19,6 @@ from controlplane.models import (
     UnparsedLogLine,
 )
 from controlplane.services import scope
-from controlplane.services.errors import ValidationError
 from controlplane.services.scope import Actor
 
 MAX_RETENTION_DAYS = 36_500

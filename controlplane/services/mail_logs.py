@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Select, exists, false, func, or_, select, union, update
 from sqlalchemy.orm import Session, selectinload
 
+from controlplane.errors import NotFound, ValidationError
 from controlplane.models import (
     AuditEntry,
     AuthEvent,
@@ -25,7 +26,6 @@ from controlplane.models import (
     Tenant,
 )
 from controlplane.services import scope
-from controlplane.services.errors import NotFound, ValidationError
 from controlplane.services.scope import Actor
 
 MAX_PAGE = 500
@@ -50,17 +50,7 @@ def _domain_ids(
     session: Session, actor: Actor, tenant: Tenant | None, domain: Domain | None
 ) -> list[int] | None:
     """The domains whose mail the viewer sees; None means every domain (the operator)."""
-    if tenant is None and domain is None:
-        scope.require_operator(actor)
-        return None
-    if domain is None:
-        assert tenant is not None
-        scope.require_full_admin(actor, tenant)
-        return list(session.scalars(select(Domain.id).where(Domain.tenant_id == tenant.id)))
-    if tenant is not None and domain.tenant_id != tenant.id:
-        raise NotFound(f"No such domain: {domain.display_name}.")
-    scope.require_domain(actor, domain)
-    return [domain.id]
+    return scope.viewed_records(actor, tenant=tenant, domain=domain).domain_ids(session)
 
 
 def _day(on: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -387,13 +377,8 @@ def search_logins(
 
     Raises NotFound, NotInScope, ValidationError.
     """
-    domain_ids = _domain_ids(session, actor, tenant, domain)
-    criteria: list[ColumnElement[bool]] = []
-    if domain is None and tenant is not None:
-        # Full admins' own panel logins belong to the tenant, not to any domain.
-        criteria.append(AuthEvent.tenant_id == tenant.id)
-    elif domain_ids is not None:
-        criteria.append(AuthEvent.domain_id.in_(domain_ids))
+    # A tenant's view includes its full admins' own panel logins, which belong to no domain.
+    criteria = scope.viewed_records(actor, tenant=tenant, domain=domain).criteria(AuthEvent)
     query = query.strip()
     if query:
         # As for transactions: one indexed lookup per column, then the scope over those few rows.

@@ -10,10 +10,11 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from controlplane.daemons import usage
 from controlplane.db import after_commit
+from controlplane.errors import AlreadyExists, LetterheadError, NotFound, ValidationError
 from controlplane.models import GIB, Alias, AliasDestination, Domain, Mailbox
-from controlplane.services import audit, domains, locks, passwords, scope, storage, tokens, usage
-from controlplane.services.errors import AlreadyExists, LetterheadError, NotFound, ValidationError
+from controlplane.services import audit, domains, locks, passwords, scope, storage, tokens
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_display_name, normalize_local_part, split_address
 

@@ -17,7 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from passlib.hash import bcrypt, sha512_crypt
 
-from controlplane.services.errors import ValidationError
+from controlplane.errors import ValidationError
 
 SCHEME = "SHA512-CRYPT"
 ROUNDS = 5000

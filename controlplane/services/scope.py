@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session
+
+from controlplane.errors import NotFound, NotInScope, ValidationError
 from controlplane.models import Domain, Tenant
-from controlplane.services.errors import NotFound, NotInScope
+from controlplane.validation import normalize_domain
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,3 +80,77 @@ def require_domain(
     names what the actor may not see (a panel URL with another tenant's ID would list them)."""
     if not domain_in_scope(actor, domain, signup_allowed=signup_allowed):
         raise NotFound(missing)
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewedRecords:
+    """Whose records a log or audit viewer shows: every tenant's (the operator), one tenant's,
+    or one domain's. Records are the mail and login logs and the audit trail."""
+
+    tenant_id: int | None  # None: every tenant, with what belongs to none (the operator)
+    domain_id: int | None  # None: all of the tenant's (or everything)
+
+    def domain_ids(self, session: Session) -> list[int] | None:
+        """The domains seen; None means every domain."""
+        if self.domain_id is not None:
+            return [self.domain_id]
+        if self.tenant_id is None:
+            return None
+        return list(session.scalars(select(Domain.id).where(Domain.tenant_id == self.tenant_id)))
+
+    def criteria(self, model) -> list[ColumnElement[bool]]:
+        """Conditions on a model with `tenant_id` and `domain_id` columns (AuditEntry, AuthEvent):
+        a tenant's view includes its records that belong to no domain (its admins' own)."""
+        if self.domain_id is not None:
+            return [model.domain_id == self.domain_id]
+        if self.tenant_id is not None:
+            return [model.tenant_id == self.tenant_id]
+        return []
+
+
+def viewed_records(actor: Actor, *, tenant: Tenant | None, domain: Domain | None) -> ViewedRecords:
+    """What `actor` sees when it asks for `tenant`'s records, narrowed to `domain`: the operator
+    alone may ask for everything (neither given); full admins their tenant, or one of its
+    domains; domain admins their own domain only.
+
+    Raises NotFound (another tenant's or domain's, as for anything missing), NotInScope.
+    """
+    if tenant is None and domain is None:
+        require_operator(actor)
+        return ViewedRecords(None, None)
+    if domain is None:
+        assert tenant is not None
+        require_full_admin(actor, tenant)
+        return ViewedRecords(tenant.id, None)
+    if tenant is not None and domain.tenant_id != tenant.id:
+        raise NotFound("No such domain.")
+    require_domain(actor, domain)
+    return ViewedRecords(domain.tenant_id, domain.id)
+
+
+def viewer_target(session: Session, actor: Actor, domain_name: str = "") -> tuple[Tenant, Domain | None]:
+    """The tenant, and the domain when narrowed, that a tenant's admin or a domain admin (or
+    their API tokens) look at in a viewer: a domain admin its own domain; a full admin the
+    domain named, if any.
+
+    Raises NotFound for a domain outside the actor's scope, in the words used for a missing one.
+    """
+    tenant = session.get(Tenant, actor.tenant_id)
+    if tenant is None:
+        raise NotFound("No such tenant.")
+    if not domain_name:
+        return tenant, session.get(Domain, actor.domain_id) if actor.domain_id is not None else None
+    missing = f"No such domain: {domain_name}."
+    try:
+        name = normalize_domain(domain_name, field="domain")
+    except ValidationError:
+        raise NotFound(missing) from None
+    domain = session.scalar(select(Domain).where(Domain.name == name))
+    if domain is None or not domain_in_scope(actor, domain):
+        raise NotFound(missing)
+    return tenant, domain
+
+
+def brand_domains_seen(actor: Actor, domains: list[Domain]) -> list[Domain]:
+    """Of a brand's domains, those the actor sees: a domain admin only its own."""
+    return [d for d in domains if actor.domain_id in (None, d.id)]

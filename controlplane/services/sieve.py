@@ -33,9 +33,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.daemons.process import DaemonError, run_tool
+from controlplane.errors import LetterheadError, NotFound, StorageUnavailable, ValidationError
 from controlplane.models import Domain, Mailbox
 from controlplane.services import audit, domains, scope
-from controlplane.services.errors import LetterheadError, NotFound, StorageUnavailable, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.settings import Settings
 from controlplane.validation import split_address

@@ -8,9 +8,9 @@ import math
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from controlplane.errors import LimitReached, PoolExhausted, ValidationError
 from controlplane.models import Domain, Mailbox, Tenant
 from controlplane.services import locks
-from controlplane.services.errors import LimitReached, PoolExhausted, ValidationError
 
 
 def format_bytes(count: int) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controlplane.errors import AlreadyExists, NotFound, ValidationError
 from controlplane.models import GIB, Tenant
 from controlplane.services import audit, locks, scope, storage
 from controlplane.services.changes import signal_domains_changed
-from controlplane.services.errors import AlreadyExists, NotFound, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_tenant_name
 

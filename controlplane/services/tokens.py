@@ -15,10 +15,10 @@ import secrets
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from controlplane.errors import AuthenticationFailed, LimitReached, NotFound, ValidationError
 from controlplane.models import ApiToken, AuditEntry, Domain, Tenant
 from controlplane.models.base import utcnow
 from controlplane.services import audit, scope
-from controlplane.services.errors import AuthenticationFailed, LimitReached, NotFound, ValidationError
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_display_name
 
@@ -52,7 +52,10 @@ def create_token(
         )
     if kind == "tenant":
         scope.require_full_admin(actor, tenant)
-        domain = None
+        if domain is not None:
+            raise ValidationError(
+                "A tenant token covers every domain of its tenant: name no domain for it.", field="domain"
+            )
     else:
         if domain is None or domain.tenant_id != tenant.id:
             raise ValidationError("Name the domain this token is for.", field="domain")
@@ -71,8 +74,8 @@ def create_token(
                 f"A sign-up token's hourly limit lies between 1 and {MAX_SIGNUP_HOURLY_LIMIT}.",
                 field="hourly_limit",
             )
-    else:
-        hourly_limit = None
+    elif hourly_limit is not None:
+        raise ValidationError("Only sign-up tokens have an hourly limit.", field="hourly_limit")
     prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     token = ApiToken(
         tenant_id=tenant.id, domain_id=domain.id if domain else None, kind=kind, name=label[:100],
@@ -147,7 +150,7 @@ def authenticate_token(
         or token.revoked_at is not None
     ):
         raise refused
-    if not token.tenant.active or (token.domain is not None and not token.domain.active):
+    if not token.tenant.active or (token.domain is not None and not token.domain.in_service):
         raise refused
     token.last_used_at = now or utcnow()
     name = f"token:{token.prefix}"

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from controlplane.errors import ValidationError
 from controlplane.services import aliases, domains, mailboxes, tenants
-from controlplane.services.errors import ValidationError
 from controlplane.services.scope import Actor
 
 FORMAT_VERSION = 1

@@ -15,15 +15,16 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from controlplane.models import AuthEvent, Mailbox
-from controlplane.models.base import utcnow
-from controlplane.services import auth, mailboxes, passwords
-from controlplane.services.errors import (
+from controlplane.errors import (
     AuthenticationFailed,
     LetterheadError,
     LoginThrottled,
     ValidationError,
 )
+from controlplane.models import AuthEvent, Mailbox
+from controlplane.models.base import utcnow
+from controlplane.networks import client_network
+from controlplane.services import auth, mailboxes, passwords
 from controlplane.validation import normalize_domain
 
 SERVICE = "webmail"
@@ -81,7 +82,7 @@ def authenticate_mailbox_user(
         tenant_id=mailbox.domain.tenant_id if mailbox is not None else None,
         domain_id=mailbox.domain_id if mailbox is not None else None,
         client_ip=client_ip[:64],
-        network=auth.client_network(client_ip),
+        network=client_network(client_ip),
         user_agent=user_agent[:500],
         success=False,
     )

@@ -28,7 +28,7 @@ from controlplane.daemons import apply
 from controlplane.daemons.scratch import ScratchStack
 from controlplane.models import ConfigGeneration
 from controlplane.render import RenderState, TlsIdentity
-from controlplane.services import aliases, domains, mailboxes, tenants
+from controlplane.services import aliases, configuration, domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
 from controlplane.settings import TEMPLATE_ROOT
 from tests.e2e.mailclient import imap_subjects, pop3_subjects, send, wait_for_subject
@@ -381,7 +381,7 @@ def test_a_broken_config_is_refused_and_mail_keeps_flowing(
 ) -> None:
     live_before = world.settings.live_config.resolve()
     with world.installation.transaction() as session:
-        generation = apply.apply_configuration(
+        generation = configuration.apply_current_configuration(
             session, world.settings, template_root=_broken_templates(tmp_path, kind), force=True
         )
         generation_id = generation.id
@@ -397,7 +397,7 @@ def test_a_broken_config_is_refused_and_mail_keeps_flowing(
 def test_a_good_config_change_goes_live_with_a_graceful_reload(world: ScratchStack) -> None:
     postfix_pid = (world.settings.postfix_queue / "pid" / "master.pid").read_text().split()[0]
     with world.installation.transaction() as session:
-        generation = apply.apply_configuration(session, world.settings, force=True)
+        generation = configuration.apply_current_configuration(session, world.settings, force=True)
     assert generation.status == "live", generation.error
     assert world.settings.live_config.resolve() == Path(generation.path)
     assert (world.settings.postfix_queue / "pid" / "master.pid").read_text().split()[0] == postfix_pid
@@ -496,7 +496,7 @@ def test_a_brand_certificate_is_served_by_sni_on_smtp_imaps_and_pop3s_without_po
         assert _reload_count(world) == smtpd_before
     finally:
         with world.installation.transaction() as session:
-            apply.apply_configuration(session, world.settings)
+            configuration.apply_current_configuration(session, world.settings)
     assert "CN = mail.letterhead.test" in _served_certificate_subject(world, "smtp", "mail.brand.test")
 
 
@@ -522,7 +522,7 @@ def test_a_postfix_only_change_does_not_reload_dovecot(world: ScratchStack, monk
         assert reloaded == ["postfix"]
     finally:
         with world.installation.transaction() as session:
-            apply.apply_configuration(session, world.settings)
+            configuration.apply_current_configuration(session, world.settings)
     subject = send(world, "sender@elsewhere.test", ["erin@a.test"])
     assert wait_for_subject(world, "erin@a.test", PASSWORD, subject)
 

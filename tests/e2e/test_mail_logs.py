@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from controlplane.daemons import stack
 from controlplane.daemons.process import output_of, run_tool, wait_until
 from controlplane.daemons.scratch import ScratchStack
 from controlplane.logs.ingest import ingest_file
+from controlplane.runners import stack
 from controlplane.services import aliases, domains, mail_logs, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
 from tests.e2e.mailclient import imap_subjects, pop3_subjects, send, wait_for_subject

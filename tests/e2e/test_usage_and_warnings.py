@@ -14,9 +14,9 @@ import pytest
 
 from controlplane import create_app
 from controlplane.daemons.scratch import ScratchStack
+from controlplane.daemons.usage import UsedBytes, usage_of, usage_of_mailboxes, used_by_domains
 from controlplane.services import admins, domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
-from controlplane.services.usage import UsedBytes, usage_of, usage_of_mailboxes, used_by_domains
 from tests.e2e.mailclient import imap_subjects, send, wait_for_subject
 from tests.web.test_admin_panel import log_in
 

@@ -20,13 +20,13 @@ from sqlalchemy import select
 
 from cli import main as letterhead
 from controlplane.certs import acme
-from controlplane.daemons import apply, periodic
 from controlplane.daemons.process import wait_until
 from controlplane.daemons.scratch import ScratchStack
 from controlplane.models import Brand
 from controlplane.models.base import utcnow
+from controlplane.runners import periodic
 from controlplane.runtime import Installation
-from controlplane.services import brands, certificates, domains, tenants
+from controlplane.services import brands, certificates, configuration, domains, tenants
 from controlplane.services.scope import OPERATOR
 from tests.acme_server import AcmeTestServer, TestDns, branded_stack
 
@@ -139,7 +139,10 @@ def test_a_brand_certificate_is_issued_through_http01_answered_by_nginx(world: W
 def test_reapplying_the_configuration_never_orders_a_certificate_again(world: World) -> None:
     before = world.acme.issued_count()
     with world.installation.transaction() as session:
-        assert apply.apply_configuration(session, world.stack.settings, force=True).status == "live"
+        assert (
+            configuration.apply_current_configuration(session, world.stack.settings, force=True).status
+            == "live"
+        )
 
     outcomes = certificates.renew_certificates(world.installation, hostnames=["mail.brand.test"])
 

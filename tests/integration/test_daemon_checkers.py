@@ -15,7 +15,7 @@ from controlplane.daemons import apply, dovecot, nginx, postfix
 from controlplane.daemons.process import DaemonError
 from controlplane.daemons.scratch import ScratchStack
 from controlplane.render import render_all
-from controlplane.services import passwords
+from controlplane.services import configuration, passwords
 from controlplane.settings import TEMPLATE_ROOT
 
 pytestmark = pytest.mark.integration
@@ -134,7 +134,7 @@ def test_a_template_error_is_recorded_and_never_goes_live(prepared: ScratchStack
     (broken_templates / "postfix" / "main.cf.j2").write_text("myhostname = {{ no_such_value }}\n")
     live_before = prepared.settings.live_config.resolve()
     with prepared.installation.transaction() as session:
-        generation = apply.apply_configuration(
+        generation = configuration.apply_current_configuration(
             session, prepared.settings, template_root=broken_templates, reload=False, force=True
         )
         assert generation.status == "refused"
@@ -151,7 +151,7 @@ def test_a_config_that_fails_its_check_is_recorded_and_never_goes_live(
     main_cf.write_text(main_cf.read_text() + "\nsmtpd_tls_chain_files_typo = x\n")
     live_before = prepared.settings.live_config.resolve()
     with prepared.installation.transaction() as session:
-        generation = apply.apply_configuration(
+        generation = configuration.apply_current_configuration(
             session, prepared.settings, template_root=broken_templates, reload=False, force=True
         )
         assert generation.status == "refused"
@@ -162,8 +162,8 @@ def test_a_config_that_fails_its_check_is_recorded_and_never_goes_live(
 
 def test_unchanged_state_makes_no_new_generation(prepared: ScratchStack) -> None:
     with prepared.installation.transaction() as session:
-        first = apply.apply_configuration(session, prepared.settings, reload=False)
-        second = apply.apply_configuration(session, prepared.settings, reload=False)
+        first = configuration.apply_current_configuration(session, prepared.settings, reload=False)
+        second = configuration.apply_current_configuration(session, prepared.settings, reload=False)
         assert first.id == second.id and second.status == "live"
 
 
@@ -204,8 +204,8 @@ def test_dovecot_check_refuses_a_broken_quota_warning_script(prepared: ScratchSt
 def test_the_usage_database_is_written_by_the_dict_service_and_read_by_letterhead(
     prepared: ScratchStack,
 ) -> None:
+    from controlplane.daemons.usage import usage_of
     from controlplane.render import USAGE_DICT_USER
-    from controlplane.services.usage import usage_of
 
     path = prepared.settings.usage_database_path
     for item in (path, path.parent):

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from controlplane.errors import AlreadyExists, NotFound, NotInScope, ValidationError
 from controlplane.models import Admin
 from controlplane.services import admins, passwords, scope
-from controlplane.services.errors import AlreadyExists, NotFound, NotInScope, ValidationError
 from tests.factories import make_domain, make_tenant
 
 

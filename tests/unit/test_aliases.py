@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from controlplane.errors import AlreadyExists, LimitReached, NotFound, ValidationError
 from controlplane.models import Alias, AliasDestination
 from controlplane.services import aliases, scope
-from controlplane.services.errors import AlreadyExists, LimitReached, NotFound, ValidationError
 from tests.factories import make_alias, make_domain, make_mailbox, make_tenant
 
 EXTERNAL = "someone@elsewhere.example"

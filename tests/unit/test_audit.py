@@ -5,9 +5,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import delete, select
 
+from controlplane.errors import AuthenticationFailed, NotFound, NotInScope
 from controlplane.models import AuditEntry
-from controlplane.services import audit, auth, scope, tenants
-from controlplane.services.errors import AuthenticationFailed, NotFound, NotInScope
+from controlplane.services import audit, auth, mail_logs, scope, tenants
 from tests.factories import PASSWORD, make_admin, make_domain, make_mailbox, make_tenant
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -148,16 +148,16 @@ def test_login_attempts_are_listed_within_the_viewers_scope(db) -> None:
         now=NOW + dt.timedelta(minutes=1),
     )
 
-    tenant_events, total = audit.list_auth_events(db, scope.tenant_admin(tenant.id), tenant=tenant)
+    tenant_events, total = mail_logs.search_logins(db, scope.tenant_admin(tenant.id), tenant=tenant)
     assert total == 4 and {event.login for event in tenant_events} == {"boss", "ann@a.test", "ben@b.test"}
     ann = scope.domain_admin(tenant.id, a.id, name="ann@a.test")
-    domain_events, total = audit.list_auth_events(db, ann, tenant=tenant, domain=a)
+    domain_events, total = mail_logs.search_logins(db, ann, tenant=tenant, domain=a)
     assert total == 2 and [event.success for event in domain_events] == [True, False]
     with pytest.raises(NotFound):
-        audit.list_auth_events(db, ann, tenant=tenant, domain=b)
+        mail_logs.search_logins(db, ann, tenant=tenant, domain=b)
     with pytest.raises(NotFound):
-        audit.list_auth_events(db, scope.tenant_admin(other.id), tenant=tenant)
-    _, everything = audit.list_auth_events(db, scope.OPERATOR, tenant=None)
+        mail_logs.search_logins(db, scope.tenant_admin(other.id), tenant=tenant)
+    _, everything = mail_logs.search_logins(db, scope.OPERATOR, tenant=None)
     assert everything == 5
 
 

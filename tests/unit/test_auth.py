@@ -6,15 +6,16 @@ import hashlib
 import pytest
 from sqlalchemy import select
 
-from controlplane.models import AuthEvent
-from controlplane.services import auth, mailboxes, scope
-from controlplane.services.errors import (
+from controlplane.errors import (
     AuthenticationFailed,
     LoginThrottled,
     NotInScope,
     SecondFactorRequired,
     ValidationError,
 )
+from controlplane.models import AuthEvent
+from controlplane.networks import client_network
+from controlplane.services import auth, mailboxes, scope
 from tests.factories import PASSWORD, make_admin, make_domain, make_mailbox
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -196,7 +197,7 @@ def test_throttling_lifts_when_the_window_passes(db) -> None:
     ],
 )
 def test_client_network_is_the_slash_24_or_slash_64(client_ip: str, network: str) -> None:
-    assert auth.client_network(client_ip) == network
+    assert client_network(client_ip) == network
 
 
 def test_every_attempt_is_recorded_with_address_agent_and_tenant(db) -> None:

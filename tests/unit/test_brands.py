@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from controlplane.errors import AlreadyExists, NotFound, NotInScope, ValidationError
 from controlplane.models import AuditEntry, Brand
 from controlplane.services import brands, domains, scope
-from controlplane.services.errors import AlreadyExists, NotFound, NotInScope, ValidationError
 from tests.factories import make_domain, make_tenant
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 import cli
+from controlplane.errors import AuthenticationFailed
 from controlplane.services import tokens
-from controlplane.services.errors import AuthenticationFailed
 from tests.factories import make_domain, make_tenant
 
 
@@ -65,7 +65,7 @@ def test_a_signup_token_carries_its_hourly_limit(home) -> None:
         (["--tenant", "One", "--kind", "domain"], "Name the domain"),
         (["--tenant", "One", "--kind", "domain", "--domain", "c.test"], "Name the domain"),  # Two's domain
         (["--tenant", "One", "--kind", "domain", "--domain", "nowhere.test"], "No such domain"),
-        (["--tenant", "One", "--kind", "tenant", "--domain", "a.test"], "leave out --domain"),
+        (["--tenant", "One", "--kind", "tenant", "--domain", "a.test"], "name no domain"),
         (
             ["--tenant", "One", "--kind", "domain", "--domain", "a.test", "--hourly-limit", "5"],
             "hourly limit",

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from controlplane.dns.records import expected_records
-from controlplane.services.errors import ValidationError
+from controlplane.errors import ValidationError
 from controlplane.settings import PROFILE_PORTS
 
 

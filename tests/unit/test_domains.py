@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from controlplane.errors import AlreadyExists, NotFound, NotInScope, ValidationError
 from controlplane.models import Alias, Domain, Mailbox
 from controlplane.services import aliases, domains, mailboxes, scope, storage
-from controlplane.services.errors import AlreadyExists, NotFound, NotInScope, ValidationError
 from tests.factories import KB, make_alias, make_domain, make_mailbox, make_tenant
 
 

@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from controlplane.logs.follower import LogFollower, follower_pid
 from controlplane.models import (
     LogCheckpoint,
     MailQueueEntry,
@@ -22,6 +21,7 @@ from controlplane.models import (
     MailTransaction,
     UnparsedLogLine,
 )
+from controlplane.runners.follower import LogFollower, follower_pid
 from controlplane.runtime import Installation
 from controlplane.settings import Settings
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import cli
-from controlplane.logs.follower import DailyPurge
+from controlplane.errors import NotInScope, ValidationError
 from controlplane.logs.ingest import ingest_file
 from controlplane.models import (
     AuthEvent,
@@ -23,7 +23,7 @@ from controlplane.models import (
     SmtpDialogueLine,
     UnparsedLogLine,
 )
-from controlplane.services.errors import NotInScope, ValidationError
+from controlplane.runners.follower import DailyPurge
 from controlplane.services.log_retention import purge_expired_logs
 from controlplane.services.scope import OPERATOR, tenant_admin
 from controlplane.settings import load_settings

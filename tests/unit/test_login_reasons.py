@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.logs.dovecot import AuthVerdicts, parse_auth_verdict
-from controlplane.logs.follower import LogFollower
 from controlplane.logs.ingest import ingest_file
 from controlplane.models import AuthEvent, UnparsedLogLine
+from controlplane.runners.follower import LogFollower
 from controlplane.runtime import Installation
 from controlplane.settings import Settings
 

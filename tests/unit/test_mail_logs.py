@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from sqlalchemy.orm import Session
 
 import cli
+from controlplane.errors import NotInScope
 from controlplane.logs.ingest import ingest_file
 from controlplane.services import mail_logs
-from controlplane.services.errors import NotInScope
 from controlplane.services.scope import OPERATOR, domain_admin, tenant_admin
 from tests.factories import make_domain, make_mailbox, make_tenant
 

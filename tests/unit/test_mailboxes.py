@@ -3,9 +3,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from controlplane.models import Alias, AliasDestination, AuditEntry, Mailbox
-from controlplane.services import mailboxes, passwords, scope, storage
-from controlplane.services.errors import (
+from controlplane.errors import (
     AlreadyExists,
     LimitReached,
     NotFound,
@@ -13,6 +11,8 @@ from controlplane.services.errors import (
     PoolExhausted,
     ValidationError,
 )
+from controlplane.models import Alias, AliasDestination, AuditEntry, Mailbox
+from controlplane.services import mailboxes, passwords, scope, storage
 from tests.factories import KB, PASSWORD, make_alias, make_domain, make_tenant
 
 # A real bcrypt hash (OpenWall test vector for "U*U").

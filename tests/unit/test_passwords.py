@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from passlib.hash import sha512_crypt
 
+from controlplane.errors import ValidationError
 from controlplane.services import passwords
-from controlplane.services.errors import ValidationError
 
 # A real bcrypt hash (OpenWall test vector for "U*U").
 BCRYPT_HASH = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"

@@ -116,7 +116,7 @@ def test_nginx_serves_one_server_block_per_certificate_with_all_its_names() -> N
     "hostname", ["mail.example.com\nbogus = 1", "mail example.com", "mail.example.com}", "mail.example.com;"]
 )
 def test_hostile_brand_hostnames_never_reach_a_config(hostname: str) -> None:
-    from controlplane.services.errors import ValidationError
+    from controlplane.errors import ValidationError
 
     with pytest.raises(ValidationError):
         render_all(golden_state(sni=(TlsIdentity(hostname, "/c/cert.pem", "/c/key.pem"),)))

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from controlplane.errors import PoolExhausted, ValidationError
 from controlplane.services import storage
-from controlplane.services.errors import PoolExhausted, ValidationError
 from tests.factories import KB, make_domain, make_mailbox, make_tenant
 
 MB = 1024 * KB

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from controlplane.errors import NotFound, NotInScope, ValidationError
 from controlplane.services import scope, tokens
-from controlplane.services.errors import NotFound, NotInScope
 from tests.factories import make_domain, make_tenant
 
 
@@ -33,3 +33,24 @@ def test_a_prefix_outside_the_actors_scope_is_refused_as_elsewhere(db) -> None:
         tokens.get_token_by_prefix(db, admin_of_a, of_tenant.prefix)
     with pytest.raises(NotFound):
         tokens.get_token_by_prefix(db, scope.tenant_admin(make_tenant(db).id), of_tenant.prefix)
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        (dict(kind="tenant", with_domain=True), "domain"),
+        (dict(kind="domain", with_domain=True, hourly_limit=5), "hourly_limit"),
+        (dict(kind="tenant", with_domain=False, hourly_limit=5), "hourly_limit"),
+    ],
+)
+def test_an_option_the_kind_does_not_take_is_refused_not_dropped(db, options, field) -> None:
+    tenant = make_tenant(db)
+    domain = make_domain(db, tenant=tenant)
+    options = dict(options)
+    with_domain = options.pop("with_domain")
+    with pytest.raises(ValidationError) as refused:
+        tokens.create_token(
+            db, scope.OPERATOR, tenant=tenant, name="x", domain=domain if with_domain else None, **options
+        )
+    assert refused.value.field == field
+    assert tokens.list_tokens(db, scope.OPERATOR, tenant) == []

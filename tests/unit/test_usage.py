@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.services import usage
-from controlplane.services.usage import UsedBytes, create_usage_database, usage_of, usage_of_mailboxes
+from controlplane.daemons import usage
+from controlplane.daemons.usage import UsedBytes, create_usage_database, usage_of, usage_of_mailboxes
 from tests.factories import make_domain, make_mailbox
 
 KB = 1024

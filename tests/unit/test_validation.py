@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from controlplane import validation
-from controlplane.services.errors import ValidationError
+from controlplane.errors import ValidationError
 
 
 def _refused(function, value, **kwargs) -> ValidationError:

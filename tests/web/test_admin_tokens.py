@@ -7,9 +7,9 @@ import re
 import pytest
 from sqlalchemy import select
 
+from controlplane.errors import AuthenticationFailed
 from controlplane.models import ApiToken, Domain, Tenant
 from controlplane.services import tokens
-from controlplane.services.errors import AuthenticationFailed
 from controlplane.services.scope import OPERATOR
 from tests.web.test_admin_panel import log_in, post, snapshot
 
@@ -101,12 +101,24 @@ def test_a_new_tokens_secret_is_shown_once_and_works_against_the_api(app, world)
 def test_a_full_admin_makes_tenant_and_domain_tokens(app, world) -> None:
     client = app.test_client()
     log_in(client, "boss")
-    flashed(client, make_token(client, kind="tenant", domain="a.test", name="billing"))
+    flashed(client, make_token(client, kind="tenant", domain="", name="billing"))
     flashed(client, make_token(client, kind="domain", domain="b.test", name="b robot"))
     with world.sessions() as session:
         rows = {t.name: t for t in session.scalars(select(ApiToken))}
         assert rows["billing"].kind == "tenant" and rows["billing"].domain_id is None
         assert rows["b robot"].domain.name == "b.test" and rows["b robot"].hourly_limit is None
+
+
+def test_options_that_do_not_fit_the_kind_are_refused_not_dropped(app, world) -> None:
+    client = app.test_client()
+    log_in(client, "boss")
+    for form, words in (
+        (dict(kind="tenant", domain="a.test", name="t"), "name no domain"),
+        (dict(kind="domain", domain="a.test", name="d", hourly_limit="5"), "Only sign-up tokens"),
+    ):
+        [(category, message)] = flash_messages(flashed(client, make_token(client, **form)))
+        assert category == "error" and words in message
+    assert token_rows(world) == []
 
 
 def test_a_bad_hourly_limit_is_refused_with_a_plain_message(app, world) -> None:

@@ -17,9 +17,9 @@ from sqlalchemy import select
 
 from controlplane import create_app
 from controlplane.daemons.scratch import ScratchStack, free_ports
+from controlplane.errors import ValidationError
 from controlplane.models import AuthEvent
 from controlplane.services import mailboxes
-from controlplane.services.errors import ValidationError
 from controlplane.services.scope import OPERATOR
 from controlplane.services.webmail import parse_recipients
 from tests.e2e.mailclient import DEFAULT_TIMEOUT, send, wait_for_subject

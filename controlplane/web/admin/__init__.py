@@ -14,6 +14,16 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from controlplane.daemons import usage
+from controlplane.errors import (
+    AuthenticationFailed,
+    LetterheadError,
+    LoginThrottled,
+    NotFound,
+    NotInScope,
+    SecondFactorRequired,
+    ValidationError,
+)
 from controlplane.models import Admin, Domain, Mailbox, Tenant
 from controlplane.services import (
     admins,
@@ -26,16 +36,6 @@ from controlplane.services import (
     scope,
     storage,
     tokens,
-    usage,
-)
-from controlplane.services.errors import (
-    AuthenticationFailed,
-    LetterheadError,
-    LoginThrottled,
-    NotFound,
-    NotInScope,
-    SecondFactorRequired,
-    ValidationError,
 )
 from controlplane.services.scope import Actor
 from controlplane.web.access import allow, current_actor
@@ -69,7 +69,7 @@ def load_user(user_id: str) -> PanelUser | None:
     session = db()
     if kind == "admin":
         admin = session.get(Admin, int(number))
-        if admin is None or not admin.active or not admin.tenant.active:
+        if admin is None or not admin.in_service:
             return None
         return PanelUser(
             user_id, scope.tenant_admin(admin.tenant_id, name=f"admin:{admin.login}"), admin.login
@@ -208,11 +208,16 @@ def create_domain():
             db(), current_actor(), tenant=_tenant(), name=form.get("name", "").strip(),
             max_mailboxes=_whole_number(form.get("max_mailboxes"), "max_mailboxes"),
             max_aliases=_whole_number(form.get("max_aliases"), "max_aliases"),
-            max_mailbox_bytes=storage.parse_size(form.get("max_mailbox_size") or "20GB", field="max_mailbox_bytes"),
+            max_mailbox_bytes=_size_or_none(form.get("max_mailbox_size"), "max_mailbox_bytes"),
         ),
         "Domain created.",
     )  # fmt: skip
     return redirect(url_for("admin.dashboard"))
+
+
+def _size_or_none(text: str | None, field: str) -> int | None:
+    """A size given in a form, or None for the service's default when the field is left empty."""
+    return storage.parse_size(text, field=field) if (text or "").strip() else None
 
 
 def _whole_number(text: str | None, field: str) -> int:
@@ -448,13 +453,11 @@ def create_token():
     form = request.form
     kind, domain_name, limit = form.get("kind", ""), form.get("domain", ""), form.get("hourly_limit", "")
     # Looked up in the actor's scope: another domain's name meets NotFound, as everywhere.
-    found = (
-        domains.get_domain(db(), current_actor(), domain_name) if kind != "tenant" and domain_name else None
-    )
+    found = domains.get_domain(db(), current_actor(), domain_name) if domain_name else None
     attempt(
         lambda: tokens.create_token(
             db(), current_actor(), tenant=_tenant(), kind=kind, name=form.get("name", ""), domain=found,
-            hourly_limit=_whole_number(limit, "hourly_limit") if kind == "signup" and limit.strip() else None,
+            hourly_limit=_whole_number(limit, "hourly_limit") if limit.strip() else None,
         ),
         lambda made: f"Token {made[0].name} created. Its secret, shown once: {made[1]}",
     )  # fmt: skip

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from flask import redirect, render_template, request, url_for
 
+from controlplane.errors import ValidationError
 from controlplane.models import Domain, Tenant
-from controlplane.services import domains, mail_logs
-from controlplane.services.errors import ValidationError
+from controlplane.services import domains, mail_logs, scope
 from controlplane.web.access import allow, current_actor
 from controlplane.web.admin import PAGE_SIZE, blueprint
 from controlplane.web.requests import db
@@ -78,14 +78,7 @@ def chart_bars(counts: list[mail_logs.DayCounts]) -> list[ChartBar]:
 
 
 def _viewer_scope(domain_name: str = "") -> tuple[Tenant, Domain | None]:
-    """The tenant and, when narrowed, the domain whose records the logged-in admin looks at."""
-    actor = current_actor()
-    tenant = db().get(Tenant, actor.tenant_id)
-    if actor.kind == "domain_admin":
-        return tenant, db().get(Domain, actor.domain_id)
-    if domain_name:
-        return tenant, domains.get_domain(db(), actor, domain_name)
-    return tenant, None
+    return scope.viewer_target(db(), current_actor(), domain_name)
 
 
 def _date(text: str, field: str = "date") -> dt.date | None:

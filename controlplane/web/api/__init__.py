@@ -19,9 +19,7 @@ from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from controlplane.daemons.process import DaemonError
-from controlplane.models import ApiToken
-from controlplane.services import tokens
-from controlplane.services.errors import (
+from controlplane.errors import (
     AlreadyExists,
     AuthenticationFailed,
     LetterheadError,
@@ -32,6 +30,8 @@ from controlplane.services.errors import (
     StorageUnavailable,
     ValidationError,
 )
+from controlplane.models import ApiToken
+from controlplane.services import tokens
 from controlplane.services.scope import Actor
 from controlplane.web.error_pages import render_error_page
 from controlplane.web.requests import db

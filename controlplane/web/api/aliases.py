@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
+from controlplane.errors import NotFound
 from controlplane.models import Alias
 from controlplane.services import aliases, domains
-from controlplane.services.errors import NotFound
 from controlplane.web.api import current_actor, tokens_allowed
 from controlplane.web.api.schemas import (
     AliasCreateSchema,

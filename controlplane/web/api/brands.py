@@ -6,7 +6,7 @@ from flask import request
 from flask_smorest import Blueprint
 
 from controlplane.models import Brand, Tenant
-from controlplane.services import brands, domains
+from controlplane.services import brands, domains, scope
 from controlplane.web.api import current_actor, tokens_allowed
 from controlplane.web.api.schemas import (
     BrandCreateSchema,
@@ -35,7 +35,7 @@ def brand_body(brand: Brand) -> dict:
     return {
         "hostname": brand.hostname, "name": brand.name, "support_url": brand.support_url,
         "shared": brand.shared, "has_logo": brand.logo is not None,
-        "domains": sorted(d.name for d in brand.domains if actor.domain_id in (None, d.id)),
+        "domains": sorted(d.name for d in scope.brand_domains_seen(actor, brand.domains)),
         "certificate": {
             "status": brand.cert_status, "names": list(brand.covered_names), "not_after": brand.cert_not_after,
             "error": brand.cert_error, "next_attempt_at": brand.cert_next_attempt_at,

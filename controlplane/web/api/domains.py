@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
+from controlplane.daemons import usage
 from controlplane.models import Domain, Tenant
-from controlplane.services import domains, storage, usage
+from controlplane.services import domains, storage
 from controlplane.web.api import current_actor, tokens_allowed
 from controlplane.web.api.schemas import (
     DomainCreateSchema,

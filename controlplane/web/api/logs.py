@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from controlplane.models import AuthEvent, Domain, MailRecipientResult, Tenant
-from controlplane.services import domains, mail_logs
+from controlplane.services import mail_logs, scope
 from controlplane.web.api import current_actor, tokens_allowed
 from controlplane.web.api.schemas import page_schema
 from controlplane.web.requests import db
@@ -133,14 +133,7 @@ LoginPageSchema = page_schema(LoginSchema)
 
 
 def _scope(domain_name: str) -> tuple[Tenant, Domain | None]:
-    """The token's tenant and the domain it looks at: its own for a domain token, else the one named."""
-    actor = current_actor()
-    tenant = db().get(Tenant, actor.tenant_id)
-    if domain_name:
-        return tenant, domains.get_domain(db(), actor, domain_name)
-    if actor.domain_id is not None:
-        return tenant, db().get(Domain, actor.domain_id)
-    return tenant, None
+    return scope.viewer_target(db(), current_actor(), domain_name)
 
 
 def recipient_body(recipient: MailRecipientResult) -> dict:

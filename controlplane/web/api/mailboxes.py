@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
+from controlplane.daemons import usage
+from controlplane.errors import LetterheadError, NotFound
 from controlplane.models import Mailbox
-from controlplane.services import domains, mailboxes, usage
-from controlplane.services.errors import LetterheadError, NotFound
+from controlplane.services import domains, mailboxes
 from controlplane.web.api import current_actor, problem_for, tokens_allowed
 from controlplane.web.api.schemas import (
     BulkMailboxesSchema,

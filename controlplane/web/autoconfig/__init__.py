@@ -15,9 +15,9 @@ import uuid
 
 from flask import Blueprint, Response, abort, render_template, request
 
+from controlplane.errors import ValidationError
 from controlplane.models import Domain
 from controlplane.services import brands, domains
-from controlplane.services.errors import ValidationError
 from controlplane.validation import domain_to_unicode, normalize_domain, split_address
 from controlplane.web.access import allow
 from controlplane.web.requests import current_settings, db
@@ -34,7 +34,7 @@ MOBILESYNC_SCHEMA = "http://schemas.microsoft.com/exchange/autodiscover/mobilesy
 
 def _active_domain(domain_name: str) -> Domain:
     domain = domains.find_domain(db(), domain_name)
-    if domain is None or not domain.active or not domain.tenant.active:
+    if domain is None or not domain.in_service:
         abort(404)
     return domain
 

@@ -6,12 +6,13 @@ import dataclasses
 import os
 import sys
 
-from controlplane.daemons import apply, dovecot, nginx, periodic, postfix, postfix_log, sender_milter
+from controlplane.daemons import dovecot, nginx, postfix, postfix_log, sender_milter
 from controlplane.daemons.layout import prepare_state_directory, protect_database
 from controlplane.daemons.process import DaemonError, read_pid, run_tool, terminate, wait_until
-from controlplane.logs import follower
+from controlplane.runners import follower, periodic
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
+from controlplane.services import configuration
 from controlplane.settings import Settings
 
 
@@ -33,7 +34,7 @@ def prepare(installation: Installation) -> None:
     upgrade_database(settings.sqlalchemy_url)
     protect_database(settings)
     with installation.transaction() as session:
-        generation = apply.apply_configuration(session, settings, reload=False)
+        generation = configuration.apply_current_configuration(session, settings, reload=False)
     if generation.status != "live":
         raise DaemonError(f"The configuration was refused, nothing started:\n{generation.error}")
 

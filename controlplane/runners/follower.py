@@ -27,10 +27,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.daemons.background import BackgroundProcess
 from controlplane.daemons.process import DaemonError
+from controlplane.errors import LetterheadError
 from controlplane.logs.dovecot import AuthVerdicts
 from controlplane.logs.ingest import ConcurrentRead, IngestResult, LogFile, ingest_log
 from controlplane.runtime import Installation
-from controlplane.services.errors import LetterheadError
 from controlplane.services.log_retention import PurgeResult, purge_expired_logs
 from controlplane.services.scope import OPERATOR
 from controlplane.settings import Settings

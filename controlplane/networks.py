@@ -1,0 +1,18 @@
+"""Client addresses grouped as one client: logins are counted (throttled, and stored from the
+daemons' logs) per network, since one person easily changes address within it."""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+def client_network(client_ip: str) -> str:
+    """The network throttled as one client: the /24 of an IPv4 address, the /64 of an IPv6 one."""
+    try:
+        address = ipaddress.ip_address(client_ip.strip().split("%")[0])
+    except ValueError:
+        return client_ip[:64]
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 64
+    return str(ipaddress.ip_network((address, prefix), strict=False))

@@ -1,0 +1,28 @@
+"""The configuration the daemons run: the state to render, taken from the settings and the
+database (the brands' certificates), made live by the daemons' adapter (daemons/apply.py),
+which is handed that state and never reads it itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from controlplane.daemons import apply
+from controlplane.models import ConfigGeneration
+from controlplane.render import RenderState
+from controlplane.services.brands import served_identities
+from controlplane.settings import Settings
+
+
+def current_render_state(session: Session, settings: Settings) -> RenderState:
+    """The state to render now: settings plus the brand certificates in the database."""
+    return apply.build_render_state(settings, served_identities(session, settings))
+
+
+def apply_current_configuration(session: Session, settings: Settings, **options: Any) -> ConfigGeneration:
+    """Render the current state, check it and make it live (see apply.apply_configuration for
+    `options` and the generation returned). The caller commits."""
+    return apply.apply_configuration(
+        session, settings, state=current_render_state(session, settings), **options
+    )
