@@ -32,6 +32,7 @@ from controlplane.schema import upgrade_database
 from controlplane.services import (
     admins,
     aliases,
+    brand_dns,
     brands,
     certificates,
     configuration,
@@ -696,12 +697,12 @@ def brand_delete(hostname: str, yes: bool) -> None:
 @click.argument("domain_name")
 @json_option
 @handles_errors
-def brand_dns(domain_name: str, as_json: bool) -> None:
+def brand_dns_check(domain_name: str, as_json: bool) -> None:
     """Check DOMAIN's DNS records now: expected value, state, and what was found."""
     installation = _installation()
     with installation.transaction() as session:
         target = domains.get_domain(session, OPERATOR, domain_name)
-        report = brands.check_domain_dns(session, OPERATOR, installation.settings, target)
+        report = brand_dns.check_domain_dns(session, OPERATOR, installation.settings, target)
         rows = [
             {"name": c.expected.name, "type": c.expected.type, "expected": c.expected.value,
              "state": c.state, "found": " ".join(c.found), "note": c.note}

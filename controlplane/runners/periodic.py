@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from controlplane.daemons.background import BackgroundProcess
 from controlplane.runtime import Installation
+from controlplane.services import brand_dns, certificates
 from controlplane.settings import Settings
 
 PID_FILE = "periodic.pid"
@@ -38,18 +39,14 @@ def _say(message: str) -> None:
 
 
 def renew_certificates_job(installation: Installation) -> None:
-    from controlplane.services import certificates
-
     for outcome in certificates.renew_certificates(installation):
         if outcome.result != "current":
             _say(f"certificate {outcome.hostname}: {outcome.result}: {outcome.message}")
 
 
 def check_brand_dns_job(installation: Installation) -> None:
-    from controlplane.services import brands
-
     with installation.transaction() as session:
-        count = brands.check_all_brand_dns(session, installation.settings)
+        count = brand_dns.check_all_brand_dns(session, installation.settings)
     _say(f"checked the DNS records of {count} branded domains")
 
 

@@ -36,7 +36,8 @@ from controlplane.models import Brand
 from controlplane.models.base import utcnow
 from controlplane.runtime import Installation
 from controlplane.services import configuration
-from controlplane.services.brands import resolver_for, setup_names
+from controlplane.services.brand_dns import resolver_for
+from controlplane.services.brands import setup_names
 from controlplane.settings import Settings
 from controlplane.validation import normalize_hostname
 

@@ -152,5 +152,5 @@ def viewer_target(session: Session, actor: Actor, domain_name: str = "") -> tupl
 
 
 def brand_domains_seen(actor: Actor, domains: list[Domain]) -> list[Domain]:
-    """Of a brand's domains, those the actor sees: a domain admin only its own."""
-    return [d for d in domains if actor.domain_id in (None, d.id)]
+    """Of a brand's domains, those the actor sees (a domain admin only its own), by name."""
+    return sorted((d for d in domains if actor.domain_id in (None, d.id)), key=lambda d: d.name)

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from controlplane.errors import AlreadyExists, NotFound, NotInScope, ValidationError
 from controlplane.models import AuditEntry, Brand
-from controlplane.services import brands, domains, scope
+from controlplane.services import brand_dns, brands, domains, scope
 from tests.factories import make_domain, make_tenant
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
@@ -234,12 +234,12 @@ def test_a_request_host_finds_its_brand_by_brand_host_or_setup_name(db, settings
 def test_the_mta_sts_policy_names_the_brand_host_and_its_id_follows_the_policy(db, settings) -> None:
     tenant = make_tenant(db)
     domain = make_domain(db, tenant=tenant, name="customer.example")
-    before = brands.mta_sts_id(settings, domain)
-    assert "mx: mail.letterhead.test\n" in brands.mta_sts_policy(settings, domain)
+    before = brand_dns.mta_sts_id(settings, domain)
+    assert "mx: mail.letterhead.test\n" in brand_dns.mta_sts_policy(settings, domain)
     brands.set_domain_brand(db, scope.OPERATOR, domain, _create(db, settings, tenant))
-    policy = brands.mta_sts_policy(settings, domain)
+    policy = brand_dns.mta_sts_policy(settings, domain)
     assert policy.startswith("version: STSv1\nmode: testing\n") and "mx: mail.customer.example\n" in policy
-    assert brands.mta_sts_id(settings, domain) != before
+    assert brand_dns.mta_sts_id(settings, domain) != before
 
 
 def test_domains_refuse_nothing_new_when_brands_exist(db, settings) -> None:
@@ -266,7 +266,7 @@ def test_dns_states_match_the_check_just_made_and_the_one_kept_on_the_brand(db, 
     domain = make_domain(db, tenant=tenant, name="customer.example")
     other = make_domain(db, tenant=tenant, name="other.example")
     brands.set_domain_brand(db, scope.OPERATOR, domain, brand)
-    before = brands.dns_states(settings, domain)
+    before = brand_dns.dns_states(settings, domain)
     assert before.checked_at is None and {s.state for s in before.records} == {"unchecked"}
     records = [
         "--host-record=mail.customer.example,127.0.0.1",
@@ -274,14 +274,14 @@ def test_dns_states_match_the_check_just_made_and_the_one_kept_on_the_brand(db, 
     ]
     for _resolver, port in dnsmasq(records, zones=["customer.example"]):
         local = dataclasses.replace(settings, dns_resolver=f"127.0.0.1:{port}")
-        report = brands.check_domain_dns(db, scope.tenant_admin(tenant.id), local, domain)
+        report = brand_dns.check_domain_dns(db, scope.tenant_admin(tenant.id), local, domain)
         # A domain admin checks its own domain only; another domain's admin sees no such brand.
-        mine = brands.check_brand_dns(db, scope.domain_admin(tenant.id, domain.id), local, brand)
+        mine = brand_dns.check_brand_dns(db, scope.domain_admin(tenant.id, domain.id), local, brand)
         assert [r.domain for r in mine] == [domain.name]
         with pytest.raises(NotFound):
-            brands.check_brand_dns(db, scope.domain_admin(tenant.id, other.id), local, brand)
-        report = brands.check_domain_dns(db, scope.tenant_admin(tenant.id), local, domain)
-    fresh, kept = brands.dns_states(settings, domain, report), brands.dns_states(settings, domain)
+            brand_dns.check_brand_dns(db, scope.domain_admin(tenant.id, other.id), local, brand)
+        report = brand_dns.check_domain_dns(db, scope.tenant_admin(tenant.id), local, domain)
+    fresh, kept = brand_dns.dns_states(settings, domain, report), brand_dns.dns_states(settings, domain)
     assert fresh == kept and kept.checked_at == report.checked_at
     states = {(s.record.name, s.record.type): (s.state, s.found) for s in kept.records}
     assert states[("mail.customer.example", "A")] == ("ok", ("127.0.0.1",))
@@ -297,7 +297,7 @@ def test_a_domains_srv_records_name_the_ports_the_installation_listens_on(db, se
     brands.set_domain_brand(db, scope.OPERATOR, domain, _create(db, settings, tenant))
 
     def srv(settings) -> dict[str, str]:
-        return {r.name: r.value for r in brands.dns_plan(settings, domain) if r.type == "SRV"}
+        return {r.name: r.value for r in brand_dns.dns_plan(settings, domain) if r.type == "SRV"}
 
     assert settings.profile == "development"
     assert srv(settings)["_submissions._tcp.customer.example"] == "0 1 2465 mail.customer.example"
@@ -332,7 +332,7 @@ def test_the_tls_report_record_is_asked_for_only_when_its_address_receives_mail(
     domain = make_domain(db, name="reports.test")
 
     def tls_rpt(current) -> list[str]:
-        return [r.value for r in brands.dns_plan(current, domain) if r.name == "_smtp._tls.reports.test"]
+        return [r.value for r in brand_dns.dns_plan(current, domain) if r.name == "_smtp._tls.reports.test"]
 
     assert tls_rpt(settings) == []  # no postmaster_address: tls-reports@ the host would refuse mail
     operated = dataclasses.replace(settings, postmaster_address="ops@example.net")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from controlplane.models import Brand, Domain, Tenant
-from controlplane.services import brands, domains
+from controlplane.services import brand_dns, brands, domains, scope
 from controlplane.web.access import allow, current_actor
 from controlplane.web.admin import attempt, blueprint
 from controlplane.web.requests import current_settings, db
@@ -79,7 +79,7 @@ def brand_detail(brand_id: int):
     brand = _brand(brand_id)
     settings = current_settings()
     server_names = [
-        brands.dns_states(settings, domain) for domain in brands.brand_domains_in_scope(actor, brand)
+        brand_dns.dns_states(settings, domain) for domain in scope.brand_domains_seen(actor, brand.domains)
     ]
     tenant_domains = domains.list_domains(db(), actor, brand.tenant) if actor.kind == "tenant_admin" else []
     return render_template(
@@ -144,7 +144,7 @@ def delete_brand(brand_id: int):
 def check_brand_dns(brand_id: int):
     brand = _brand(brand_id)
     attempt(
-        lambda: brands.check_brand_dns(db(), current_actor(), current_settings(), brand),
+        lambda: brand_dns.check_brand_dns(db(), current_actor(), current_settings(), brand),
         "DNS checked just now.",
     )
     return redirect(url_for("admin.brand_detail", brand_id=brand_id) + "#server-names")

@@ -6,7 +6,7 @@ from flask import request
 from flask_smorest import Blueprint
 
 from controlplane.models import Brand, Tenant
-from controlplane.services import brands, domains, scope
+from controlplane.services import brand_dns, brands, domains, scope
 from controlplane.web.api import current_actor, tokens_allowed
 from controlplane.web.api.schemas import (
     BrandCreateSchema,
@@ -147,7 +147,7 @@ def set_domain_brand(body, name: str):
     return {"brand": brand.hostname if brand else None}
 
 
-def _dns_body(states: brands.DomainDnsStates) -> dict:
+def _dns_body(states: brand_dns.DomainDnsStates) -> dict:
     return {
         "domain": states.domain.name,
         "server_hostname": brands.server_hostname(current_settings(), states.domain),
@@ -169,7 +169,7 @@ def _dns_body(states: brands.DomainDnsStates) -> dict:
 def domain_dns(name: str):
     """The records the domain needs for its server host, with the state the last check found."""
     domain = domains.get_domain(db(), current_actor(), name)
-    return _dns_body(brands.dns_states(current_settings(), domain))
+    return _dns_body(brand_dns.dns_states(current_settings(), domain))
 
 
 @blueprint.route("/domains/<name>/dns", methods=["POST"])
@@ -180,6 +180,6 @@ def check_domain_dns(name: str):
     propagating, or unchecked."""
     actor = current_actor()
     domain = domains.get_domain(db(), actor, name)
-    report = brands.check_domain_dns(db(), actor, current_settings(), domain)
+    report = brand_dns.check_domain_dns(db(), actor, current_settings(), domain)
     db().commit()
-    return _dns_body(brands.dns_states(current_settings(), domain, report))
+    return _dns_body(brand_dns.dns_states(current_settings(), domain, report))

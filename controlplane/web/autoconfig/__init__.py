@@ -17,7 +17,7 @@ from flask import Blueprint, Response, abort, render_template, request
 
 from controlplane.errors import ValidationError
 from controlplane.models import Domain
-from controlplane.services import brands, domains
+from controlplane.services import brand_dns, brands, domains
 from controlplane.validation import domain_to_unicode, normalize_domain, split_address
 from controlplane.web.access import allow
 from controlplane.web.requests import current_settings, db
@@ -177,4 +177,4 @@ def mta_sts_policy():
         domain = _active_domain(normalize_domain(host.removeprefix("mta-sts.")))
     except ValidationError:
         abort(404)
-    return Response(brands.mta_sts_policy(current_settings(), domain), mimetype="text/plain")
+    return Response(brand_dns.mta_sts_policy(current_settings(), domain), mimetype="text/plain")
