@@ -1,0 +1,110 @@
+"""The dashboard and a tenant's domains: create, limits, on and off, delete."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+
+from controlplane.daemons import usage
+from controlplane.models import Domain
+from controlplane.services import aliases, audit, domains, mailboxes, storage
+from controlplane.web.access import allow, current_actor
+from controlplane.web.admin import PAGE_SIZE, attempt, blueprint, current_tenant, size_or_none, whole_number
+from controlplane.web.requests import current_settings, db
+
+
+@blueprint.get("/")
+@allow("full_admin", "domain_admin")
+def dashboard():
+    actor = current_actor()
+    if actor.kind == "domain_admin":
+        return redirect(url_for("admin.domain", name=db().get(Domain, actor.domain_id).name))
+    tenant = current_tenant()
+    pool = storage.pool_usage(db(), tenant)
+    summaries = domains.list_domain_summaries(db(), actor, tenant)
+    settings = current_settings()
+    used = usage.used_by_domains(settings, [summary.domain.name for summary in summaries])
+    entries = audit.recent_entries(db(), actor, tenant=tenant, limit=10)
+    return render_template(
+        "admin/dashboard.html", tenant=tenant, usage=pool, used=used, summaries=summaries, entries=entries,
+        format_bytes=storage.format_bytes,
+    )  # fmt: skip
+
+
+@blueprint.post("/domains")
+@allow("full_admin")
+def create_domain():
+    form = request.form
+    attempt(
+        lambda: domains.create_domain(
+            db(), current_actor(), tenant=current_tenant(), name=form.get("name", "").strip(),
+            max_mailboxes=whole_number(form.get("max_mailboxes"), "max_mailboxes"),
+            max_aliases=whole_number(form.get("max_aliases"), "max_aliases"),
+            max_mailbox_bytes=size_or_none(form.get("max_mailbox_size"), "max_mailbox_bytes"),
+        ),
+        "Domain created.",
+    )  # fmt: skip
+    return redirect(url_for("admin.dashboard"))
+
+
+@blueprint.get("/domains/<name>")
+@allow("full_admin", "domain_admin")
+def domain(name: str):
+    actor = current_actor()
+    found = domains.get_domain(db(), actor, name)
+    search = request.args.get("q", "").strip()
+    page_text = request.args.get("page", "1")
+    page = max(int(page_text), 1) if page_text.isdigit() else 1
+    rows, total = mailboxes.page_of_mailboxes(
+        db(), actor, found, search=search, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+    )
+    used = usage.usage_of_mailboxes(current_settings(), rows)
+    return render_template(
+        "admin/domain.html", domain=found, counts=domains.domain_counts(db(), found), mailboxes=rows,
+        total=total, page=page, pages=max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1), search=search,
+        aliases=aliases.list_aliases(db(), actor, found), can_edit_limits=actor.kind != "domain_admin",
+        largest=storage.largest_mailbox_bytes(found), format_bytes=storage.format_bytes, used=used,
+    )  # fmt: skip
+
+
+@blueprint.post("/domains/<name>/limits")
+@allow("full_admin")
+def update_limits(name: str):
+    form = request.form
+    found = domains.get_domain(db(), current_actor(), name)
+    attempt(
+        lambda: domains.update_domain(
+            db(), current_actor(), found,
+            max_mailboxes=whole_number(form.get("max_mailboxes"), "max_mailboxes"),
+            max_aliases=whole_number(form.get("max_aliases"), "max_aliases"),
+            max_mailbox_bytes=storage.parse_size(form.get("max_mailbox_size", ""), field="max_mailbox_bytes"),
+        ),
+        "Limits saved.",
+    )  # fmt: skip
+    return redirect(url_for("admin.domain", name=found.name))
+
+
+@blueprint.post("/domains/<name>/active")
+@allow("full_admin")
+def set_domain_active(name: str):
+    found = domains.get_domain(db(), current_actor(), name)
+    active = request.form.get("active") == "1"
+    attempt(
+        lambda: domains.update_domain(db(), current_actor(), found, active=active),
+        f"{found.display_name} "
+        + ("accepts mail again." if active else "is deactivated: it refuses mail and logins."),
+    )
+    return redirect(url_for("admin.dashboard"))
+
+
+@blueprint.post("/domains/<name>/delete")
+@allow("full_admin")
+def delete_domain(name: str):
+    found = domains.get_domain(db(), current_actor(), name)
+    domain_name = found.name
+    if request.form.get("confirm", "") != domain_name:
+        flash(
+            f"Type {domain_name} to confirm: its mailboxes, their mail and its aliases go with it.", "error"
+        )
+        return redirect(url_for("admin.domain", name=domain_name))
+    attempt(lambda: domains.delete_domain(db(), current_actor(), found), f"{domain_name} deleted.")
+    return redirect(url_for("admin.dashboard"))
