@@ -15,7 +15,7 @@ from flask import redirect, render_template, request, url_for
 
 from controlplane.errors import ValidationError
 from controlplane.models import Domain, Tenant
-from controlplane.services import domains, mail_logs, scope
+from controlplane.services import domains, mail_logs, scope, smtp_replies
 from controlplane.web.access import allow, current_actor
 from controlplane.web.admin import PAGE_SIZE, blueprint
 from controlplane.web.requests import db
@@ -194,7 +194,7 @@ def mail_log_transaction(transaction_id: int):
     view = mail_logs.get_transaction(db(), current_actor(), transaction_id, tenant=tenant, domain=domain)
     return render_template(
         "admin/logs_transaction.html", view=view, transaction=view.transaction,
-        dialogue=mail_logs.dialogue_steps(view), explain=mail_logs.explain_reply,
+        dialogue=mail_logs.dialogue_steps(view), explain=smtp_replies.explain_reply,
         result_of=mail_logs.RESULT_OF_OUTCOME,
     )  # fmt: skip
 

@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from controlplane.models import AuthEvent, Domain, MailRecipientResult, Tenant
-from controlplane.services import mail_logs, scope
+from controlplane.services import mail_logs, scope, smtp_replies
 from controlplane.web.api import current_actor, tokens_allowed
 from controlplane.web.api.schemas import page_schema
 from controlplane.web.requests import db
@@ -140,7 +140,7 @@ def recipient_body(recipient: MailRecipientResult) -> dict:
     return {
         "recipient": recipient.recipient, "orig_to": recipient.orig_to, "outcome": recipient.outcome,
         "result": mail_logs.RESULT_OF_OUTCOME[recipient.outcome], "status_code": recipient.status_code,
-        "status_meaning": mail_logs.explain_reply(recipient.status_code), "reason": recipient.reason,
+        "status_meaning": smtp_replies.explain_reply(recipient.status_code), "reason": recipient.reason,
         "detail": recipient.detail, "relay": recipient.relay, "attempts": recipient.attempts, "time": recipient.time,
     }  # fmt: skip
 
