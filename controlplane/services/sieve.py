@@ -1,10 +1,8 @@
 """Sieve filters: a named script, checked by Dovecot's own compiler, made the active filter
 of one mailbox, of a list of addresses, or of every mailbox of a domain.
 
-A filter lives where Dovecot's LMTP looks for it (templates/dovecot/dovecot.conf.j2:
-`sieve = file:~/sieve;active=~/.dovecot.sieve`, home = mail_root/<storage_key>): the
-script in `<home>/sieve/<name>.sieve`, the symlink `<home>/.dovecot.sieve` ->
-`sieve/<name>.sieve` naming the active one. No path is made from user text except the
+A filter lives where Dovecot's LMTP looks for it, in the mailbox's home (mail_root/<storage_key>);
+daemons/sieve_files.py writes and reads it there. No path is made from user text except the
 validated filter name.
 
 The script is compiled once per call, like certbot's `nginx -t` before a swap: a script
@@ -16,15 +14,8 @@ new filter is compiled, never the old one run.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
-import os
-import re
-import secrets
-import stat
 import tempfile
-import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +23,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controlplane.daemons import sieve_files
 from controlplane.daemons.process import DaemonError, run_tool
 from controlplane.errors import LetterheadError, NotFound, StorageUnavailable, ValidationError
 from controlplane.models import Domain, Mailbox
@@ -44,10 +36,6 @@ SIEVEC = "/usr/bin/sievec"
 MAX_SCRIPT_BYTES = 64 * 1024
 MAX_NAME_LENGTH = 64
 MAX_ADDRESSES = 10_000
-FILTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-ACTIVE_LINK = ".dovecot.sieve"
-ACTIVE_BINARY = ".dovecot.svbin"
-SCRIPT_FOLDER = "sieve"
 # The compiler names the script by its file name in its messages.
 COMPILED_AS = "script"
 WRITER_THREADS = 8
@@ -107,7 +95,7 @@ class _Target:
 def validate_filter_name(name: str) -> str:
     """A filter name becomes a file name: letters, digits and . _ -, starting with a letter
     or digit, at most 64 characters."""
-    if not isinstance(name, str) or not FILTER_NAME.fullmatch(name):
+    if not isinstance(name, str) or not sieve_files.FILTER_NAME.fullmatch(name):
         raise ValidationError(
             f"A filter name has 1 to {MAX_NAME_LENGTH} letters, digits and . _ - "
             "and starts with a letter or digit.",
@@ -297,7 +285,9 @@ def _apply(
 
     def install(target: _Target) -> FilterResult:
         try:
-            _install(mail_root, target.storage_key, compiled, owner)
+            sieve_files.install_active_script(
+                mail_root, target.storage_key, compiled.name, compiled.script, owner
+            )
         except OSError as error:
             return FilterResult(target.address, _not_written(error))
         return FilterResult(target.address)
@@ -340,108 +330,21 @@ def _record(
     )  # fmt: skip
 
 
-# --- files in the mailbox home -------------------------------------------------------------------
-
-
-def _home(mail_root: Path, storage_key: str) -> Path:
-    if not re.fullmatch(r"[0-9a-f]{1,64}", storage_key):  # ours, but it names a folder
-        raise OSError(errno.EINVAL, "Invalid storage key")
-    return mail_root / storage_key
-
-
-def _ensure_folder(path: Path, owner: tuple[int, int]) -> None:
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        if not stat.S_ISDIR(os.lstat(path).st_mode):  # never follow a link out of the mail root
-            raise OSError(errno.ENOTDIR, "Not a folder", str(path)) from None
-        return
-    os.chown(path, *owner)
-    os.chmod(path, 0o700)
-
-
-def _write_atomically(path: Path, data: bytes, owner: tuple[int, int], mtime: float) -> None:
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    descriptor = os.open(
-        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-    )
-    try:
-        try:
-            os.fchown(descriptor, *owner)
-            os.fchmod(descriptor, 0o600)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(descriptor, view) :]
-            os.utime(descriptor, (mtime, mtime))
-        finally:
-            os.close(descriptor)
-        os.rename(temporary, path)
-    except BaseException:
-        _remove(temporary)
-        raise
-
-
-def _link_atomically(path: Path, target: str, owner: tuple[int, int], mtime: float) -> None:
-    temporary = path.with_name(f"{path.name}.{secrets.token_hex(6)}.tmp")
-    os.symlink(target, temporary)
-    try:
-        os.lchown(temporary, *owner)
-        os.utime(temporary, (mtime, mtime), follow_symlinks=False)
-        os.rename(temporary, path)
-    except BaseException:
-        _remove(temporary)
-        raise
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def _install(mail_root: Path, storage_key: str, compiled: CompiledFilter, owner: tuple[int, int]) -> None:
-    """Write the script, drop the old binary, then point the active link at the script; each
-    step is a rename or an unlink, so a delivery meanwhile runs the old filter or the new one."""
-    home = _home(mail_root, storage_key)
-    folder = home / SCRIPT_FOLDER
-    _ensure_folder(home, owner)
-    _ensure_folder(folder, owner)
-    now = time.time()
-    _write_atomically(folder / f"{compiled.name}.sieve", compiled.script, owner, now)
-    _remove(home / ACTIVE_BINARY)
-    _link_atomically(home / ACTIVE_LINK, f"{SCRIPT_FOLDER}/{compiled.name}.sieve", owner, now)
-
-
 # --- reading and deactivating --------------------------------------------------------------------
-
-
-def _active_script(home: Path) -> tuple[str, Path | None] | None:
-    """The active filter's name and, if Letterhead may read it, its script's path."""
-    try:
-        target = os.readlink(home / ACTIVE_LINK)
-    except OSError:  # no link (no filter), or a plain file, which Dovecot does not take as one
-        return None
-    folder, _, filename = target.rpartition("/")
-    name = filename.removesuffix(".sieve")
-    if folder != SCRIPT_FOLDER or not filename.endswith(".sieve") or not FILTER_NAME.fullmatch(name):
-        return filename or target, None  # set by another client under a name we do not make
-    return name, home / SCRIPT_FOLDER / f"{name}.sieve"
 
 
 def get_active_filter(actor: Actor, settings: Settings, mailbox: Mailbox) -> ActiveFilter | None:
     """The mailbox's active filter and its script, or None. Raises NotFound."""
-    home = _home(settings.mail_root, _mailbox_target(actor, mailbox).storage_key)
-    active = _active_script(home)
+    home = sieve_files.mailbox_home(settings.mail_root, _mailbox_target(actor, mailbox).storage_key)
+    active = sieve_files.active_script(home)
     if active is None:
         return None
     name, path = active
     if path is None:
         return ActiveFilter(name=name, script=None)
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    data = sieve_files.read_script(path, MAX_SCRIPT_BYTES * 4)
+    if data is None:
         return None  # a link to nothing: Dovecot runs no filter either
-    with os.fdopen(descriptor, "rb") as file:
-        data = file.read(MAX_SCRIPT_BYTES * 4)
     return ActiveFilter(name=name, script=data.decode("utf-8", errors="replace"))
 
 
@@ -449,13 +352,12 @@ def deactivate_filter(session: Session, actor: Actor, settings: Settings, mailbo
     """Stop running the mailbox's filter; its script stays (ManageSieve clients list it).
     Returns whether a filter was active. Raises NotFound."""
     target = _mailbox_target(actor, mailbox)
-    home = _home(settings.mail_root, target.storage_key)
-    active = _active_script(home)
+    home = sieve_files.mailbox_home(settings.mail_root, target.storage_key)
+    active = sieve_files.active_script(home)
     if active is None:
         return False
     try:
-        os.unlink(home / ACTIVE_LINK)
-        _remove(home / ACTIVE_BINARY)
+        sieve_files.deactivate(home)
     except FileNotFoundError:
         return False
     except OSError as error:
