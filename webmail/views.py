@@ -21,9 +21,9 @@ from flask import (
 )
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from controlplane.errors import AuthenticationFailed, LoginThrottled, ValidationError
 from controlplane.services import storage
 from controlplane.services import webmail as rules
-from controlplane.services.errors import AuthenticationFailed, LoginThrottled, ValidationError
 from controlplane.services.webmail import MailServiceUnavailable, MessageNotFound
 from controlplane.web.access import allow
 from controlplane.web.error_pages import render_error_page
