@@ -13,8 +13,21 @@ from controlplane.daemons.scratch import ScratchStack
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
 from controlplane.settings import Settings, load_settings
+from tests.dnsserver import RefusingDns
 
 KB = 1024
+
+
+# Tests under these folders start daemons, checkers or a browser: each carries the folder's
+# marker, so `-m "not e2e and not integration and not browser"` starts none of them.
+FOLDER_MARKERS = ("e2e", "integration", "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.parent.name
+        if folder in FOLDER_MARKERS:
+            item.add_marker(folder)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -23,8 +36,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-# The discard port: nothing listens on loopback, so a query fails at once.
-SILENT_PORT = 9
+@pytest.fixture(scope="session")
+def refusing_dns() -> Iterator[RefusingDns]:
+    server = RefusingDns()
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="session")
@@ -36,12 +52,12 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, migrated_template: Path) -> Settings:
-    # DNS checks ask a loopback port where nothing answers (records come out "unchecked"),
-    # never the machine's resolver: tests send no packet off the box. Tests that check
-    # DNS point `dns_resolver` at their own dnsmasq.
+def settings(tmp_path: Path, migrated_template: Path, refusing_dns: RefusingDns) -> Settings:
+    # DNS checks ask a loopback server that refuses every query at once (records come out
+    # "unchecked"), never the machine's resolver: tests send no packet off the box. Tests
+    # that check DNS point `dns_resolver` at their own dnsmasq.
     settings = load_settings(
-        environ={}, home=tmp_path, min_mailbox_bytes=KB, testing=True, dns_resolver=f"127.0.0.1:{SILENT_PORT}"
+        environ={}, home=tmp_path, min_mailbox_bytes=KB, testing=True, dns_resolver=refusing_dns.address
     )
     settings.database_path.parent.mkdir()
     shutil.copy(migrated_template, settings.database_path)
@@ -50,8 +66,9 @@ def settings(tmp_path: Path, migrated_template: Path) -> Settings:
 
 @pytest.fixture
 def installation(settings: Settings) -> Iterator[Installation]:
+    # The very wiring production uses (runtime.Installation): the settings above carry the
+    # tests' smallest mailbox; the hooks find no daemon running for this state directory.
     installation = Installation(settings)
-    installation.sessions.configure(info={"min_mailbox_bytes": KB})
     yield installation
     installation.dispose()
 

@@ -256,6 +256,7 @@ def test_domains_refuse_nothing_new_when_brands_exist(db, settings) -> None:
     assert domain.brand_id is None
 
 
+@pytest.mark.integration  # a real dnsmasq on loopback
 def test_dns_states_match_the_check_just_made_and_the_one_kept_on_the_brand(db, settings) -> None:
     import dataclasses
 

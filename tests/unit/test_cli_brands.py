@@ -50,6 +50,7 @@ def test_bad_hostnames_are_refused_with_the_reason(home) -> None:
     assert code == 1 and "underscores" in err
 
 
+@pytest.mark.integration  # a real dnsmasq on loopback
 def test_dns_prints_each_records_state_and_fails_until_all_are_right(home) -> None:
     run(home, "create", "mail.a.test", "--tenant", "One", "--name", "A")
     run(home, "use", "a.test", "mail.a.test")

@@ -154,8 +154,10 @@ def test_gone_mailboxes_and_domains_are_forgotten(usage_db: Path) -> None:
     assert usage.used_by_domains(usage_db, ["a.test", "b.test"]) == KB
 
 
-def test_deleting_a_mailbox_forgets_its_usage_once_committed(installation, usage_db: Path) -> None:
-    installation.sessions.configure(info={"usage_database": str(usage_db), "min_mailbox_bytes": KB})
+def test_deleting_a_mailbox_forgets_its_usage_once_committed(installation) -> None:
+    usage_db = installation.settings.usage_database_path  # where the installation's sessions look
+    usage_db.parent.mkdir(parents=True, exist_ok=True)
+    create_usage_database(usage_db)
     with installation.transaction() as session:
         domain = make_domain(session, name="a.test")
         make_mailbox(session, domain=domain, local_part="ann")

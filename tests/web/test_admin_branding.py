@@ -132,6 +132,7 @@ def dns_server():
     yield from dnsmasq(records, zones=["a.test"])
 
 
+@pytest.mark.integration  # a real dnsmasq on loopback
 def test_server_names_show_each_records_live_state_from_a_real_dns_server(
     settings, installation, world, dns_server
 ) -> None:
