@@ -1,0 +1,81 @@
+"""`letterhead certs ...`: brand certificates from the ACME server."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any
+
+import click
+
+from controlplane.cli.common import current_installation, emit, handles_errors, json_option, main
+from controlplane.services import certificates
+
+
+def _certificate_row(brand) -> dict[str, Any]:
+    return {
+        "brand": brand.hostname,
+        "state": brand.cert_status,
+        "names": brand.cert_names,
+        "expires": brand.cert_not_after.isoformat(timespec="minutes") if brand.cert_not_after else "",
+        "failures": brand.cert_failures,
+        "next_attempt": (
+            brand.cert_next_attempt_at.isoformat(timespec="minutes") if brand.cert_next_attempt_at else ""
+        ),
+        "error": brand.cert_error,
+    }
+
+
+def _emit_outcomes(outcomes, as_json: bool) -> None:
+    rows = [dataclasses.asdict(outcome) for outcome in outcomes]
+    emit(rows, as_json, ("hostname", "result", "message"))
+    if any(outcome.result == "failed" for outcome in outcomes):
+        sys.exit(1)
+
+
+@main.group()
+def certs() -> None:
+    """Brand certificates from the ACME server (Let's Encrypt by default), through certbot."""
+
+
+@certs.command("status")
+@json_option
+@handles_errors
+def certs_status(as_json: bool) -> None:
+    """Each brand's certificate: state, names served, expiry, last error and next attempt."""
+    with current_installation().sessions() as session:
+        rows = [_certificate_row(brand) for brand in certificates.list_brand_certificates(session)]
+    emit(rows, as_json)
+
+
+@certs.command("issue")
+@click.argument("hostname")
+@click.option(
+    "--retry-now", is_flag=True, help="Ignore the backoff after a failure (after fixing its cause)."
+)
+@json_option
+@handles_errors
+def certs_issue(hostname: str, retry_now: bool, as_json: bool) -> None:
+    """Obtain (or bring up to date) the certificate of the brand HOSTNAME now."""
+    _emit_outcomes(
+        certificates.renew_certificates(current_installation(), hostnames=[hostname], retry_now=retry_now),
+        as_json,
+    )
+
+
+@certs.command("renew")
+@json_option
+@handles_errors
+def certs_renew(as_json: bool) -> None:
+    """Order what is missing or due for every brand; meant to run periodically."""
+    _emit_outcomes(certificates.renew_certificates(current_installation()), as_json)
+
+
+@certs.command("deployed")
+@click.option(
+    "--lineage", envvar="RENEWED_LINEAGE", required=True, help="Set by certbot: the renewed lineage."
+)
+@handles_errors
+def certs_deployed(lineage: str) -> None:
+    """certbot's deploy hook: serve the brand's new certificate now."""
+    click.echo(certificates.certificate_deployed(current_installation(), lineage))

@@ -1,0 +1,187 @@
+"""The database, the whole stack (`up`, `down`, `status`, `demo`), Letterhead's own
+background processes, and moving tenants in and out."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import yaml
+
+from controlplane.cli.common import current_installation, emit, fail, handles_errors, json_option, main
+from controlplane.daemons import apply as config_apply
+from controlplane.daemons import postfix_log, sender_milter
+from controlplane.runners import periodic as periodic_runner
+from controlplane.runners import stack
+from controlplane.schema import upgrade_database
+from controlplane.services import admins, aliases, brands, domains, mailboxes, storage, tenants, transfer
+from controlplane.services.scope import OPERATOR
+from controlplane.settings import load_settings
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@handles_errors
+def db_upgrade() -> None:
+    settings = current_installation().settings
+    settings.database_path.parent.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings.sqlalchemy_url)
+    click.echo("The database schema is up to date.")
+
+
+@main.command()
+@click.option("--no-web", is_flag=True, help="Start only Postfix and Dovecot.")
+@handles_errors
+def up(no_web: bool) -> None:
+    """Start Dovecot, Postfix and the web app."""
+    installation = current_installation()
+    stack.up(installation, web=not no_web)
+    _print_status(installation.settings, as_json=False)
+
+
+@main.command()
+@handles_errors
+def down() -> None:
+    """Stop the web app, Postfix and Dovecot."""
+    stack.down(current_installation().settings)
+    click.echo("Stopped.")
+
+
+def _print_status(settings, as_json: bool) -> None:
+    live = config_apply.live_generation_dir(settings)
+    rows = [
+        {
+            "service": s.name,
+            "state": "running" if s.pid else "stopped",
+            "pid": s.pid or "",
+            "ports": " ".join(f"{k}={v}" for k, v in s.ports.items()),
+            "generation": live.name if live else "",
+        }
+        for s in stack.status(settings)
+    ]
+    emit(rows, as_json)
+
+
+@main.command()
+@json_option
+@handles_errors
+def status(as_json: bool) -> None:
+    """Each service with its ports, PID and live config generation."""
+    _print_status(current_installation().settings, as_json)
+
+
+@main.command("export")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml")
+@handles_errors
+def export_command(fmt: str) -> None:
+    """Print tenants, domains, mailboxes (with password hashes) and aliases."""
+    with current_installation().transaction() as session:
+        data = transfer.export_state(session, OPERATOR)
+    click.echo(
+        json.dumps(data, indent=2) if fmt == "json" else yaml.safe_dump(data, sort_keys=False), nl=False
+    )
+
+
+@main.command("import")
+@click.argument("file", type=click.File("r"))
+@json_option
+@handles_errors
+def import_command(file, as_json: bool) -> None:
+    """Import a YAML or JSON export; running it twice changes nothing the second time."""
+    try:
+        data = yaml.safe_load(file)  # YAML is a superset of JSON
+    except yaml.YAMLError as error:
+        fail(f"{file.name} is not valid YAML or JSON: {error}")
+    with current_installation().transaction() as session:
+        report = transfer.import_state(session, OPERATOR, data)
+    emit({"created": report.created, "updated": report.updated, "unchanged": report.unchanged}, as_json)
+
+
+DEMO_BRAND, DEMO_BRAND_NAME = "mail.demo.test", "Demo Mail"
+
+
+@main.command()
+@handles_errors
+def demo() -> None:
+    """Seed a demo tenant, domain, mailbox, alias and brand (each once)."""
+    installation = current_installation()
+    messages = []
+    with installation.transaction() as session:
+        demo_tenant = tenants.find_tenant(session, "Demo Reseller")
+        if demo_tenant is not None:
+            messages.append("The demo tenant exists already.")
+        else:
+            demo_tenant = tenants.create_tenant(
+                session, OPERATOR, name="Demo Reseller", storage_pool_bytes=storage.parse_size("50GB")
+            )
+            demo_domain = domains.create_domain(
+                session, OPERATOR, tenant=demo_tenant, name="demo.test", max_mailboxes=25, max_aliases=50
+            )
+            mailboxes.create_mailbox(
+                session,
+                OPERATOR,
+                domain=demo_domain,
+                local_part="alice",
+                password="demo-password",
+                quota_bytes=storage.parse_size("2GB"),
+                display_name="Alice Demo",
+                is_domain_admin=True,
+            )
+            admins.create_admin(
+                session, OPERATOR, tenant=demo_tenant, login="demo-admin", password="demo-password"
+            )
+            aliases.create_alias(
+                session, OPERATOR, domain=demo_domain, local_part="info", destinations=["alice@demo.test"]
+            )
+            messages.append(
+                "Demo: tenant 'Demo Reseller', domain demo.test, mailbox alice@demo.test (password demo-password,\n"
+                "also the domain's admin); full admin 'demo-admin' (password demo-password) at /admin."
+            )
+        # Seeded on its own, so a demo made before brands existed gets one on the next run too.
+        demo_domain = domains.find_domain(session, "demo.test")
+        if (
+            brands.find_brand_for_host(session, DEMO_BRAND) is None
+            and demo_domain is not None
+            and demo_domain.tenant_id == demo_tenant.id
+            and demo_domain.brand is None
+        ):
+            demo_brand = brands.create_brand(
+                session, OPERATOR, installation.settings, tenant=demo_tenant, hostname=DEMO_BRAND,
+                name=DEMO_BRAND_NAME,
+            )  # fmt: skip
+            brands.set_domain_brand(session, OPERATOR, demo_domain, demo_brand)
+            https = installation.settings.ports["https"]
+            messages.append(
+                f"Demo brand: {DEMO_BRAND} ('{DEMO_BRAND_NAME}'), used by demo.test. Its webmail and admin panel\n"
+                f"wear the brand when reached by that name, e.g.\n"
+                f"  curl --resolve {DEMO_BRAND}:{https}:127.0.0.1 -k https://{DEMO_BRAND}:{https}/"
+            )
+    click.echo("\n".join(messages))
+
+
+@main.command()
+@click.option("--daemon", is_flag=True, help="Detach and run in the background (as `letterhead up` does).")
+@handles_errors
+def periodic(daemon: bool) -> None:
+    """Run certificate renewal twice a day and brand DNS checks hourly, until stopped."""
+    periodic_runner.run_periodic(load_settings(), daemon=daemon)
+
+
+@main.command("postfix-log-writer")
+@click.option("--daemon", is_flag=True, help="Detach and run in the background (as `letterhead up` does).")
+@handles_errors
+def postfix_log_writer_command(daemon: bool) -> None:
+    """Run Postfix in the foreground and write log/postfix.log without credentials, until it stops."""
+    postfix_log.run_log_writer(load_settings(), daemon=daemon)
+
+
+@main.command("sender-milter")
+@click.option("--daemon", is_flag=True, help="Detach and run in the background (as `letterhead up` does).")
+@handles_errors
+def sender_milter_command(daemon: bool) -> None:
+    """Check the From: header of mail sent after login against the login, for Postfix, until stopped."""
+    sender_milter.run_sender_milter(load_settings(), daemon=daemon)
