@@ -100,7 +100,7 @@ class Settings:
     # How Letterhead's own background processes and certbot's hooks run its command line: this
     # Python with the CLI's module, unless an install names its own command (a list, or a string
     # split as a shell would).
-    cli_command: tuple[str, ...] = (sys.executable, "-m", "cli")
+    cli_command: tuple[str, ...] = (sys.executable, "-m", "controlplane.cli")
     # Brand hosts must resolve to these (comma-separated) before a certificate is ordered.
     platform_addresses: str = "127.0.0.1"
     # "address" or "address:port" of the DNS server brand checks ask; empty: the system's.

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -69,7 +68,7 @@ def home(settings: Settings) -> Settings:
 
 def _start(settings: Settings) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", "logs", "follow", "--poll-seconds", "0.05", "--batch-lines", "50"],
+        [*settings.cli_command, "logs", "follow", "--poll-seconds", "0.05", "--batch-lines", "50"],
         env=dict(os.environ, LETTERHEAD_HOME=str(settings.home)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -1,0 +1,5 @@
+"""`python -m controlplane.cli`: how Letterhead's own background processes run its commands."""
+
+from controlplane.cli import main
+
+main()
