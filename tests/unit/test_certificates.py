@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import subprocess
 from pathlib import Path
@@ -144,4 +145,7 @@ def test_the_names_and_expiry_are_read_from_the_certificate_file(tmp_path: Path)
 def test_the_deploy_hook_names_this_installation(settings: Settings) -> None:
     command = acme.deploy_hook_command(settings)
     assert f"LETTERHEAD_HOME={settings.home}" in command
-    assert command.endswith("-m cli certs deployed")
+    assert command.endswith("-m controlplane.cli certs deployed")
+    # An install that names its own command (on PATH, say) gets it in the hook too.
+    installed = dataclasses.replace(settings, cli_command=("/usr/local/bin/letterhead",))
+    assert acme.deploy_hook_command(installed).endswith(" /usr/local/bin/letterhead certs deployed")
