@@ -273,7 +273,10 @@ def domain_to_unicode(ascii_name: str) -> str:
 
 
 def normalize_hostname(name: str, *, field: str = "hostname") -> str:
-    """A server hostname follows the same rules as a domain name."""
+    """A server hostname follows a domain name's rules, and names one host: no wildcard, and
+    no underscore (which a certificate authority refuses in a host name)."""
+    if isinstance(name, str) and ("*" in name or "_" in name):
+        raise ValidationError(f"{name!r} is not a server name: no wildcards or underscores.", field=field)
     return normalize_domain(name, field=field)
 
 

@@ -64,10 +64,6 @@ def _brand_hostname(session: Session, settings: Settings, tenant: Tenant, hostna
     """A name this tenant may claim: a real host name, not the platform's, not another
     tenant's brand, and not under a domain another tenant hosts (else a tenant could
     squat `mail.victim.com` before the victim adds its own brand)."""
-    if isinstance(hostname, str) and ("*" in hostname or "_" in hostname):
-        raise ValidationError(
-            f"{hostname!r} is not a server name: no wildcards or underscores.", field="hostname"
-        )
     ascii_name = normalize_hostname(hostname, field="hostname")
     platform = normalize_hostname(settings.hostname)
     if ascii_name == platform or ascii_name.endswith("." + platform):

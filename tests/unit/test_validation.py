@@ -509,3 +509,10 @@ def test_normalize_tenant_name_refuses_empty_long_and_control_characters(name) -
 
 def test_normalize_tenant_name_message_says_it_is_required() -> None:
     assert "required" in _refused(validation.normalize_tenant_name, "  ").message
+
+
+@pytest.mark.parametrize("name", ["*.example.com", "mail_1.example.com", "_dmarc.example.com"])
+def test_a_server_name_names_one_real_host(name: str) -> None:
+    with pytest.raises(ValidationError, match="no wildcards or underscores"):
+        validation.normalize_hostname(name)
+    assert validation.normalize_hostname("Mail.Example.com") == "mail.example.com"
