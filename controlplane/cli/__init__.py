@@ -7,16 +7,49 @@ exit status 1.
 
 from __future__ import annotations
 
-from controlplane.cli import aliases as _aliases  # noqa: E402, F401 - adds its commands to main
-from controlplane.cli import brands as _brands  # noqa: E402, F401 - adds its commands to main
-from controlplane.cli import certs as _certs  # noqa: E402, F401 - adds its commands to main
-from controlplane.cli import config as _config  # noqa: E402, F401 - adds its commands to main
-from controlplane.cli import domains as _domains  # noqa: E402, F401 - adds its commands to main
-from controlplane.cli import logs as _logs  # noqa: E402, F401 - adds its commands to main
-from controlplane.cli import mailboxes as _mailboxes  # noqa: E402, F401 - adds its commands to main
-from controlplane.cli import stack as _stack  # noqa: E402, F401 - adds its commands to main
-from controlplane.cli import tenants as _tenants  # noqa: E402, F401 - adds its commands to main
-from controlplane.cli import tokens as _tokens  # noqa: E402, F401 - adds its commands to main
-from controlplane.cli.common import main
+import click
+
+from controlplane.cli import (
+    aliases,
+    brands,
+    certs,
+    config,
+    db,
+    domains,
+    logs,
+    mailboxes,
+    stack,
+    tenants,
+    tokens,
+)
+
+
+@click.group()
+def main() -> None:
+    """Letterhead: white-label mail hosting on Postfix and Dovecot."""
+
+
+for command in (
+    tenants.tenant,
+    domains.domain,
+    mailboxes.mailbox,
+    aliases.alias,
+    brands.brand,
+    tokens.token,
+    config.config,
+    logs.logs,
+    certs.certs,
+    db.db,
+    stack.up,
+    stack.down,
+    stack.status,
+    stack.demo,
+    stack.export_command,
+    stack.import_command,
+    stack.periodic,
+    stack.postfix_log_writer_command,
+    stack.sender_milter_command,
+):
+    main.add_command(command)
 
 __all__ = ["main"]

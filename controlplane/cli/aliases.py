@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from controlplane.cli.common import current_installation, emit, handles_errors, json_option, main
+from controlplane.cli.common import current_installation, emit, handles_errors, json_option
 from controlplane.services import aliases, domains
 from controlplane.services.scope import OPERATOR
 
@@ -15,7 +15,7 @@ def alias_row(alias) -> dict[str, Any]:
     return {"address": alias.address, "destinations": ", ".join(alias.destination_addresses)}
 
 
-@main.group()
+@click.group()
 def alias() -> None:
     """Aliases (use @domain for a catch-all)."""
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from controlplane.cli.common import current_installation, emit, fail, handles_errors, json_option, main
+from controlplane.cli.common import current_installation, emit, fail, handles_errors, json_option
 from controlplane.services import brand_dns, brands, domains, tenants
 from controlplane.services.scope import OPERATOR
 
@@ -24,7 +24,7 @@ def brand_row(brand) -> dict[str, Any]:
     }
 
 
-@main.group()
+@click.group()
 def brand() -> None:
     """Brands: the server name customers use (mail.customer.com), and its look."""
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from controlplane.cli.common import current_installation, emit, handles_errors, json_option, main
+from controlplane.cli.common import current_installation, emit, handles_errors, json_option
 from controlplane.services import certificates
 
 
@@ -33,7 +33,7 @@ def _emit_outcomes(outcomes, as_json: bool) -> None:
         sys.exit(1)
 
 
-@main.group()
+@click.group()
 def certs() -> None:
     """Brand certificates from the ACME server (Let's Encrypt by default), through certbot."""
 

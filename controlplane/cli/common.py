@@ -1,5 +1,4 @@
-"""What every command shares: the installation, errors and output, the options, and the
-`letterhead` group the command modules add themselves to."""
+"""What every command shares: the installation it acts on, errors, output and the common options."""
 
 from __future__ import annotations
 
@@ -68,8 +67,3 @@ def size_option(*names: str, **kwargs: Any):
     return click.option(
         *names, callback=lambda _c, _p, v: None if v is None else storage.parse_size(v), **kwargs
     )
-
-
-@click.group()
-def main() -> None:
-    """Letterhead: white-label mail hosting on Postfix and Dovecot."""

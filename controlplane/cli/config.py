@@ -1,4 +1,4 @@
-"""`letterhead config ...`: the rendered daemon configuration: diff, check, apply, status."""
+"""`letterhead config ...`: the rendered daemon configuration: render, diff, check, apply, history."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import difflib
 from pathlib import Path
 
 import click
+from sqlalchemy import select
 
-from controlplane.cli.common import current_installation, emit, fail, handles_errors, json_option, main
+from controlplane.cli.common import current_installation, emit, fail, handles_errors, json_option
 from controlplane.daemons import apply as config_apply
+from controlplane.models import ConfigGeneration
 from controlplane.render import render_all
 from controlplane.services import configuration
 
 
-@main.group()
+@click.group()
 def config() -> None:
     """Render, check and apply the daemons' configuration."""
 
@@ -90,10 +92,6 @@ def config_apply_command(force: bool) -> None:
 @json_option
 @handles_errors
 def config_history(limit: int, as_json: bool) -> None:
-    from sqlalchemy import select
-
-    from controlplane.models import ConfigGeneration
-
     with current_installation().transaction() as session:
         rows = session.scalars(select(ConfigGeneration).order_by(ConfigGeneration.id.desc()).limit(limit))
         emit(

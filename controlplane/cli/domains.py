@@ -12,7 +12,6 @@ from controlplane.cli.common import (
     fail,
     handles_errors,
     json_option,
-    main,
     size_option,
 )
 from controlplane.services import domains, tenants
@@ -35,7 +34,7 @@ def domain_row(session, domain) -> dict[str, Any]:
     }
 
 
-@main.group()
+@click.group()
 def domain() -> None:
     """Mail domains and their limits."""
 

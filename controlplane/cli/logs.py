@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from controlplane.cli.common import current_installation, emit, handles_errors, json_option, main
+from controlplane.cli.common import current_installation, emit, handles_errors, json_option
 from controlplane.logs.dovecot import AuthVerdicts
 from controlplane.logs.ingest import ingest_file
 from controlplane.runners import follower
@@ -64,7 +64,7 @@ def login_row(event) -> dict[str, Any]:
     }
 
 
-@main.group()
+@click.group()
 def logs() -> None:
     """Read the Postfix and Dovecot logs into the database, and search them."""
 

@@ -12,7 +12,6 @@ from controlplane.cli.common import (
     fail,
     handles_errors,
     json_option,
-    main,
     size_option,
 )
 from controlplane.services import domains, mailboxes, passwords
@@ -36,7 +35,7 @@ def _split_for_create(session, address: str):
     return local_part, domains.get_domain(session, OPERATOR, domain_name)
 
 
-@main.group()
+@click.group()
 def mailbox() -> None:
     """Mailboxes: storage, passwords, the domain-admin role."""
 

@@ -1,5 +1,5 @@
-"""The database, the whole stack (`up`, `down`, `status`, `demo`), Letterhead's own
-background processes, and moving tenants in and out."""
+"""The whole stack (`up`, `down`, `status`, `demo`), Letterhead's own background processes,
+and moving tenants in and out (`export`, `import`)."""
 
 from __future__ import annotations
 
@@ -8,32 +8,17 @@ import json
 import click
 import yaml
 
-from controlplane.cli.common import current_installation, emit, fail, handles_errors, json_option, main
+from controlplane.cli.common import current_installation, emit, fail, handles_errors, json_option
 from controlplane.daemons import apply as config_apply
 from controlplane.daemons import postfix_log, sender_milter
 from controlplane.runners import periodic as periodic_runner
 from controlplane.runners import stack
-from controlplane.schema import upgrade_database
 from controlplane.services import admins, aliases, brands, domains, mailboxes, storage, tenants, transfer
 from controlplane.services.scope import OPERATOR
 from controlplane.settings import load_settings
 
 
-@main.group()
-def db() -> None:
-    """The database schema."""
-
-
-@db.command("upgrade")
-@handles_errors
-def db_upgrade() -> None:
-    settings = current_installation().settings
-    settings.database_path.parent.mkdir(parents=True, exist_ok=True)
-    upgrade_database(settings.sqlalchemy_url)
-    click.echo("The database schema is up to date.")
-
-
-@main.command()
+@click.command()
 @click.option("--no-web", is_flag=True, help="Start only Postfix and Dovecot.")
 @handles_errors
 def up(no_web: bool) -> None:
@@ -43,7 +28,7 @@ def up(no_web: bool) -> None:
     _print_status(installation.settings, as_json=False)
 
 
-@main.command()
+@click.command()
 @handles_errors
 def down() -> None:
     """Stop the web app, Postfix and Dovecot."""
@@ -66,7 +51,7 @@ def _print_status(settings, as_json: bool) -> None:
     emit(rows, as_json)
 
 
-@main.command()
+@click.command()
 @json_option
 @handles_errors
 def status(as_json: bool) -> None:
@@ -74,7 +59,7 @@ def status(as_json: bool) -> None:
     _print_status(current_installation().settings, as_json)
 
 
-@main.command("export")
+@click.command("export")
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml")
 @handles_errors
 def export_command(fmt: str) -> None:
@@ -86,7 +71,7 @@ def export_command(fmt: str) -> None:
     )
 
 
-@main.command("import")
+@click.command("import")
 @click.argument("file", type=click.File("r"))
 @json_option
 @handles_errors
@@ -104,7 +89,7 @@ def import_command(file, as_json: bool) -> None:
 DEMO_BRAND, DEMO_BRAND_NAME = "mail.demo.test", "Demo Mail"
 
 
-@main.command()
+@click.command()
 @handles_errors
 def demo() -> None:
     """Seed a demo tenant, domain, mailbox, alias and brand (each once)."""
@@ -163,7 +148,7 @@ def demo() -> None:
     click.echo("\n".join(messages))
 
 
-@main.command()
+@click.command()
 @click.option("--daemon", is_flag=True, help="Detach and run in the background (as `letterhead up` does).")
 @handles_errors
 def periodic(daemon: bool) -> None:
@@ -171,7 +156,7 @@ def periodic(daemon: bool) -> None:
     periodic_runner.run_periodic(load_settings(), daemon=daemon)
 
 
-@main.command("postfix-log-writer")
+@click.command("postfix-log-writer")
 @click.option("--daemon", is_flag=True, help="Detach and run in the background (as `letterhead up` does).")
 @handles_errors
 def postfix_log_writer_command(daemon: bool) -> None:
@@ -179,7 +164,7 @@ def postfix_log_writer_command(daemon: bool) -> None:
     postfix_log.run_log_writer(load_settings(), daemon=daemon)
 
 
-@main.command("sender-milter")
+@click.command("sender-milter")
 @click.option("--daemon", is_flag=True, help="Detach and run in the background (as `letterhead up` does).")
 @handles_errors
 def sender_milter_command(daemon: bool) -> None:

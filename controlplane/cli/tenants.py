@@ -12,7 +12,6 @@ from controlplane.cli.common import (
     fail,
     handles_errors,
     json_option,
-    main,
     size_option,
 )
 from controlplane.services import admins, passwords, storage, tenants
@@ -31,7 +30,7 @@ def tenant_row(session, tenant) -> dict[str, Any]:
     }
 
 
-@main.group()
+@click.group()
 def tenant() -> None:
     """Reseller accounts and their storage pools."""
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from controlplane.cli.common import current_installation, emit, handles_errors, json_option, main
+from controlplane.cli.common import current_installation, emit, handles_errors, json_option
 from controlplane.services import domains, tenants, tokens
 from controlplane.services.scope import OPERATOR
 
@@ -25,7 +25,7 @@ def token_row(token) -> dict[str, Any]:
     }
 
 
-@main.group()
+@click.group()
 def token() -> None:
     """Bearer tokens for the REST API (the secret is printed once, when made)."""
 
