@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from controlplane.logs.postfix import syslog_time
@@ -94,11 +94,12 @@ class AuthVerdicts:
 
     def __init__(self) -> None:
         self._by_session: OrderedDict[str, str] = OrderedDict()
-        self._by_login: OrderedDict[tuple[str, str], list[AuthVerdict]] = OrderedDict()
+        self._by_login: OrderedDict[tuple[str, str], deque[AuthVerdict]] = OrderedDict()
         self._count = 0
         # Failed logins without a session already stored with the general reason: Postfix's
         # line can be read before Dovecot's verdict that came first (another file, read later).
-        self._unexplained: OrderedDict[tuple[str, str], list[LoginEvent]] = OrderedDict()
+        self._unexplained: OrderedDict[tuple[str, str], deque[LoginEvent]] = OrderedDict()
+        self._unexplained_count = 0
 
     def add(self, verdict: AuthVerdict) -> None:
         if verdict.session:
@@ -108,12 +109,16 @@ class AuthVerdicts:
                 self._by_session.popitem(last=False)
             return
         key = (verdict.user.lower(), verdict.client_ip)
-        self._by_login.setdefault(key, []).append(verdict)
+        self._by_login.setdefault(key, deque()).append(verdict)
         self._by_login.move_to_end(key)
         self._count += 1
+        # Bounded in all, not per key: one guesser's flood is one key.
         while self._count > self.LIMIT:
-            _, dropped = self._by_login.popitem(last=False)
-            self._count -= len(dropped)
+            oldest = next(iter(self._by_login.values()))
+            oldest.popleft()
+            self._count -= 1
+            if not oldest:
+                self._by_login.popitem(last=False)
 
     def reason_for(self, login: LoginEvent) -> str | None:
         """The reason Dovecot gave for this failed login, taken so it explains no other."""
@@ -123,38 +128,47 @@ class AuthVerdicts:
         verdicts = self._by_login.get(key)
         if not verdicts:
             return None
-        # The oldest verdict not newer than the failure and within the window: each failed
-        # attempt (Postfix logs one line per AUTH command) takes its own.
-        for index, verdict in enumerate(verdicts):
-            if login.time - self.WINDOW <= verdict.time <= login.time:
-                del verdicts[: index + 1]
-                self._count -= index + 1
-                break
-        else:
-            return None
+        # Failures are read in time order: a verdict too old for this one is for none to come.
+        while verdicts and verdicts[0].time < login.time - self.WINDOW:
+            verdicts.popleft()
+            self._count -= 1
+        # The oldest verdict left, if not newer than the failure: each failed attempt (Postfix
+        # logs one line per AUTH command) takes its own.
+        reason = None
+        if verdicts and verdicts[0].time <= login.time:
+            reason = verdicts.popleft().reason
+            self._count -= 1
         if not verdicts:
             del self._by_login[key]
-        return verdict.reason
+        return reason
 
     def note_unexplained(self, login: LoginEvent) -> None:
         """A failed login stored without Dovecot's reason, which may still be read."""
         if login.session:
             return  # its verdict was in the same file, before it: it will not come now
         key = (login.user.lower(), login.client_ip)
-        self._unexplained.setdefault(key, []).append(login)
+        self._unexplained.setdefault(key, deque()).append(login)
         self._unexplained.move_to_end(key)
-        while len(self._unexplained) > self.LIMIT:
-            self._unexplained.popitem(last=False)
+        self._unexplained_count += 1
+        # Bounded in all, not per key: a year of one guesser's failures is one key.
+        while self._unexplained_count > self.LIMIT:
+            oldest = next(iter(self._unexplained.values()))
+            oldest.popleft()
+            self._unexplained_count -= 1
+            if not oldest:
+                self._unexplained.popitem(last=False)
 
     def take_unexplained(self, verdict: AuthVerdict) -> LoginEvent | None:
         """The stored failed login this verdict explains, if one is waiting for it."""
         if verdict.session:
             return None
         key = (verdict.user.lower(), verdict.client_ip)
-        waiting = self._unexplained.get(key, [])
+        waiting = self._unexplained.get(key, deque())
         for index, login in enumerate(waiting):
             if verdict.time <= login.time <= verdict.time + self.WINDOW:
-                del waiting[: index + 1]
+                for _ in range(index + 1):
+                    waiting.popleft()
+                self._unexplained_count -= index + 1
                 if not waiting:
                     del self._unexplained[key]
                 return login

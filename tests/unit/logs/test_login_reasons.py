@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.logs.dovecot import AuthVerdicts, parse_auth_verdict
+from controlplane.logs.dovecot import AuthVerdicts, LoginEvent, parse_auth_verdict
 from controlplane.logs.ingest import ingest_file
 from controlplane.models import AuthEvent, UnparsedLogLine
 from controlplane.runners.follower import LogFollower
@@ -160,3 +160,29 @@ def test_a_flood_of_verdicts_stays_bounded() -> None:
         )
     assert verdicts._count == AuthVerdicts.LIMIT
     assert len(verdicts._by_session) == AuthVerdicts.LIMIT
+
+
+def test_one_guessers_flood_of_unexplained_failures_stays_bounded() -> None:
+    verdicts = AuthVerdicts()
+    failure = LoginEvent(
+        REFERENCE, "smtp", "ann@a.test", "198.51.100.9", False, "wrong password or unknown user"
+    )
+    for _ in range(AuthVerdicts.LIMIT + 500):
+        verdicts.note_unexplained(failure)
+    assert verdicts._unexplained_count == AuthVerdicts.LIMIT
+    assert len(verdicts._unexplained[("ann@a.test", "198.51.100.9")]) == AuthVerdicts.LIMIT
+
+
+def test_one_guessers_flood_of_verdicts_keeps_the_newest_and_still_explains() -> None:
+    verdicts = AuthVerdicts()
+    line = _verdict("00:00:01", "ann@a.test", "198.51.100.9", "Password mismatch")
+    parsed = parse_auth_verdict(line, REFERENCE)
+    assert parsed is not None
+    for _ in range(AuthVerdicts.LIMIT + 500):
+        verdicts.add(parsed)
+    assert verdicts._count == AuthVerdicts.LIMIT
+    failure = LoginEvent(
+        parsed.time, "smtp", "ann@a.test", "198.51.100.9", False, "wrong password or unknown user"
+    )
+    assert verdicts.reason_for(failure) == "wrong password"
+    assert verdicts._count == AuthVerdicts.LIMIT - 1
