@@ -33,6 +33,11 @@ PORT_NAMES = (
     "quota_status",
     # Loopback only: mail Letterhead itself sends (Sieve redirects and vacation replies).
     "internal_smtp",
+    # Loopback only: rspamd's milter (Postfix's spam filter and DKIM signer), its controller
+    # (learning, statistics) and the Redis it keeps its state and Letterhead's policies in.
+    "rspamd_milter",
+    "rspamd_controller",
+    "redis",
     "web",
     "http",
     "https",
@@ -51,6 +56,9 @@ PROFILE_PORTS = {
         "managesieve": 4190,
         "quota_status": 12340,
         "internal_smtp": 10025,
+        "rspamd_milter": 11332,
+        "rspamd_controller": 11334,
+        "redis": 16379,
         "web": 8080,
         "http": 8880,
         "https": 8443,
@@ -66,6 +74,9 @@ PROFILE_PORTS = {
         "managesieve": 4190,
         "quota_status": 12340,
         "internal_smtp": 10025,
+        "rspamd_milter": 11332,
+        "rspamd_controller": 11334,
+        "redis": 16379,
         "web": 8080,
         "http": 80,
         "https": 443,
@@ -113,6 +124,17 @@ class Settings:
     # Mail transactions (with their SMTP dialogue), login attempts and unparsed log lines older
     # than this are purged daily by the log follower (services/log_retention.py).
     log_retention_days: int = 90
+    # rspamd's lookups over the network: DNS blocklists, fuzzy hash servers, ASN. Off, rspamd
+    # still checks SPF, DKIM, DMARC and ARC through `dns_resolver` (test stacks turn it off).
+    spam_network_checks: bool = True
+    # Where rspamd keeps its compiled (hyperscan) expressions, about 10 s of CPU to build: in
+    # the state directory unless set; test stacks share one folder so only the first builds.
+    spam_expression_cache: str = ""
+    # The default thresholds (full admins set their own per domain): a message scoring at least
+    # the reject score of every recipient's domain is refused at the end of DATA; one scoring at
+    # least a mailbox's junk score is filed into its Junk folder.
+    spam_reject_score: float = 15.0
+    spam_junk_score: float = 6.0
 
     @property
     def database_path(self) -> Path:
@@ -183,6 +205,21 @@ class Settings:
         return self.run_dir / "sender-milter.sock"
 
     @property
+    def rspamd_dir(self) -> Path:
+        """rspamd's database (Bayes cache, history), PID file and control socket: rspamd's own."""
+        return self.home / "rspamd"
+
+    @property
+    def redis_dir(self) -> Path:
+        """Redis's snapshot (learned statistics, greylisting, rate counters): Redis's own."""
+        return self.home / "redis"
+
+    @property
+    def dkim_dir(self) -> Path:
+        """The domains' DKIM private keys: readable by rspamd alone."""
+        return self.home / "dkim"
+
+    @property
     def postfix_queue(self) -> Path:
         return self.home / "postfix" / "queue"
 
@@ -198,6 +235,8 @@ def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
         return value.lower() in ("1", "true", "yes", "on")
     if field.type in ("int", int):
         return int(value)
+    if field.type in ("float", float):
+        return float(value)
     if field.name == "cli_command":
         return tuple(shlex.split(value) if isinstance(value, str) else value)
     return value

@@ -28,6 +28,7 @@ def transaction_row(view: mail_logs.TransactionView) -> dict[str, Any]:
         "message_id": transaction.message_id,
         "size": transaction.size,
         "queue_ids": [entry.queue_id for entry in transaction.queue_entries],
+        "spam_verdict": view.spam_verdict,
         "recipients": [
             {
                 "recipient": r.recipient,

@@ -16,11 +16,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.certs.selfsigned import ensure_default_certificate
-from controlplane.daemons import dovecot, nginx, postfix, sni
+from controlplane.daemons import dovecot, nginx, postfix, redis, rspamd, sni
 from controlplane.daemons.layout import prepare_usage_database, vmail_account
 from controlplane.daemons.process import DaemonError
 from controlplane.models import ConfigGeneration
-from controlplane.render import Paths, RenderState, TlsIdentity, checked_identities, digest_files, render_all
+from controlplane.render import (
+    Paths,
+    RenderState,
+    SpamFilter,
+    TlsIdentity,
+    checked_identities,
+    digest_files,
+    render_all,
+)
 from controlplane.settings import TEMPLATE_ROOT, Settings
 
 
@@ -37,6 +45,15 @@ def build_render_state(settings: Settings, sni_identities: tuple[TlsIdentity, ..
         testing=settings.testing,
         postmaster_address=settings.postmaster_address,
         auth_penalty=settings.auth_penalty,
+        spam=SpamFilter(
+            expression_cache=settings.spam_expression_cache,
+            network_checks=settings.spam_network_checks,
+            nameservers=(settings.dns_resolver,) if settings.dns_resolver else (),
+            reject_score=settings.spam_reject_score,
+            junk_score=settings.spam_junk_score,
+            # Test stacks run several at once on two cores.
+            worker_count=1 if settings.testing else 2,
+        ),
     )
 
 
@@ -73,7 +90,19 @@ def _write_generation(directory: Path, files: dict[str, str]) -> None:
         os.chmod(folder, 0o755)
 
 
-def check_generation(directory: Path, identities: tuple[TlsIdentity, ...] = ()) -> None:
+# In the order they start and reload: rspamd keeps its state in Redis.
+DAEMONS = ("redis", "rspamd", "postfix", "dovecot", "nginx")
+# Their files change only with the settings, and their checkers take about a second (rspamd's
+# loads all its rules; Redis's is a scratch instance): checked only when changed.
+CHECKED_WHEN_CHANGED = ("redis", "rspamd")
+
+
+def check_generation(
+    directory: Path,
+    settings: Settings,
+    identities: tuple[TlsIdentity, ...] = (),
+    daemons: tuple[str, ...] = DAEMONS,
+) -> None:
     # A brand's certificate covers several names: check each key and certificate once.
     by_pair = {(identity.cert_path, identity.key_path): identity for identity in identities}
     for identity in by_pair.values():
@@ -81,9 +110,10 @@ def check_generation(directory: Path, identities: tuple[TlsIdentity, ...] = ()) 
     postfix.check_config(directory / "postfix")
     dovecot.check_config(directory / "dovecot" / "dovecot.conf")
     nginx.check_config(directory / "nginx" / "nginx.conf")
-
-
-DAEMONS = ("postfix", "dovecot", "nginx")
+    if "redis" in daemons:
+        redis.check_config(directory / "redis" / "redis.conf")
+    if "rspamd" in daemons:
+        rspamd.check_config(settings, directory / "rspamd")
 
 
 def changed_daemons(previous: Path | None, files: dict[str, str]) -> tuple[str, ...]:
@@ -108,6 +138,10 @@ def changed_daemons(previous: Path | None, files: dict[str, str]) -> tuple[str, 
 
 def reload_running_daemons(settings: Settings, daemons: tuple[str, ...] = DAEMONS) -> None:
     live = settings.live_config
+    if "redis" in daemons and redis.pid(settings):
+        redis.restart(settings, live / "redis" / "redis.conf")
+    if "rspamd" in daemons and rspamd.master_pid(settings):
+        rspamd.reload(settings)
     if "postfix" in daemons and postfix.master_pid(settings.postfix_queue):
         postfix.reload(live / "postfix")
     if "dovecot" in daemons and dovecot.master_pid(settings.run_dir / "dovecot"):
@@ -151,19 +185,22 @@ def apply_configuration(
     directory = settings.config_root / "generations" / f"{generation.id:06d}"
     generation.path = str(directory)
     _write_generation(directory, files)
+    previous = live_generation_dir(settings)
+    to_reload = changed_daemons(previous, files)
     try:
         sni.ensure_sni_database(settings)
         nginx.prepare(settings)
+        rspamd.prepare(settings)
+        redis.prepare(settings)
         # Dovecot's dict service writes storage usage there (quota_clone) from the first delivery.
         prepare_usage_database(settings)
-        check_generation(directory, checked_identities(state.sni_identities))
+        checked = tuple(d for d in DAEMONS if d not in CHECKED_WHEN_CHANGED or d in to_reload or force)
+        check_generation(directory, settings, checked_identities(state.sni_identities), checked)
     except DaemonError as error:
         generation.status, generation.error = "refused", str(error)
         session.flush()
         return generation
 
-    previous = live_generation_dir(settings)
-    to_reload = changed_daemons(previous, files)
     _switch_live(settings, directory)
     if reload:
         try:

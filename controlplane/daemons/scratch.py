@@ -6,12 +6,17 @@ else on the machine; outbound mail goes to a loopback smtp-sink, never off the b
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
+
+import dns.message
+import dns.rcode
 
 from controlplane.daemons.process import terminate, wait_until
 from controlplane.runners import stack
@@ -19,6 +24,7 @@ from controlplane.runtime import Installation
 from controlplane.settings import PORT_NAMES, load_settings
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
+SHARED_EXPRESSION_CACHE = "/var/tmp/letterhead-scratch-rspamd-cache"
 
 
 # Ports handed out by this process: each goes to one listener only, even after the probe
@@ -99,6 +105,45 @@ class OutboundSink:
         self.process.wait(timeout=5)
 
 
+class RefusingDns:
+    """A DNS server in a thread on loopback that refuses every query at once (REFUSED).
+
+    Tests that must never reach a real resolver point `dns_resolver` here: records come out
+    "unchecked" without waiting for a resolver's timeout, as a port where nothing listens
+    would make them (UDP has no refusal the resolver sees: it waits for its whole timeout).
+    """
+
+    def __init__(self) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+        self.queries = 0
+        self._thread = threading.Thread(target=self._serve, name="refusing-dns", daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, client = self._socket.recvfrom(4096)
+            except OSError:
+                return  # closed
+            try:
+                reply = dns.message.make_response(dns.message.from_wire(data))
+            except Exception:  # noqa: BLE001 - not a DNS query: nothing to answer
+                continue
+            reply.set_rcode(dns.rcode.REFUSED)
+            self.queries += 1
+            with contextlib.suppress(OSError):
+                self._socket.sendto(reply.to_wire(), client)
+
+    def close(self) -> None:
+        self._socket.close()
+
+
 class ScratchStack:
     """A private stack; `start()` runs Dovecot and Postfix (and optionally the web app)."""
 
@@ -108,15 +153,20 @@ class ScratchStack:
         self.home.chmod(0o755)
         ports = dict(zip([*PORT_NAMES, "sink"], free_ports(len(PORT_NAMES) + 1), strict=True))
         self.sink = OutboundSink(self.home / "sink", ports.pop("sink"))
+        self.dns = RefusingDns()
         port_lines = "\n".join(f"{name} = {port}" for name, port in ports.items())
         (self.home / "letterhead.toml").write_text(
             "testing = true\n"
             f"min_mailbox_bytes = {min_mailbox_bytes}\n"
             f'relayhost = "[127.0.0.1]:{self.sink.port}"\n'
-            # DNS checks must never leave the machine: a loopback port where nothing answers,
-            # unless the test runs a DNS server of its own.
-            + ("" if "dns_resolver" in extra_settings else 'dns_resolver = "127.0.0.1:9"\n')
+            # DNS lookups (brand checks, rspamd's SPF, DKIM and DMARC) must never leave the machine:
+            # a loopback server that refuses everything, unless the test runs one of its own.
+            + ("" if "dns_resolver" in extra_settings else f'dns_resolver = "{self.dns.address}"\n')
             + ("" if "auth_penalty" in extra_settings else "auth_penalty = false\n")
+            # rspamd asks no blocklist or fuzzy server, and its compiled expressions (10 s of CPU
+            # to build) are shared by every scratch stack.
+            + ("" if "spam_network_checks" in extra_settings else "spam_network_checks = false\n")
+            + f'spam_expression_cache = "{SHARED_EXPRESSION_CACHE}"\n'
             + f"{extra_settings}\n"
             f"[ports]\n{port_lines}\n"
         )
@@ -140,6 +190,7 @@ class ScratchStack:
             stack.down(self.settings)
         finally:
             self.sink.stop()
+            self.dns.close()
             self.installation.dispose()
             if remove:
                 shutil.rmtree(self.home, ignore_errors=True)

@@ -36,6 +36,7 @@ from controlplane.logs.dovecot import (
     parse_dovecot_line,
 )
 from controlplane.logs.postfix import PostfixEvent, parse_postfix_line
+from controlplane.logs.rspamd import RSPAMD_LINE, VERDICT_MARK, parse_verdict_line
 from controlplane.logs.store import MailLogStore, tune_for_ingest
 from controlplane.logs.transactions import TransactionAssembler
 from controlplane.models import LogCheckpoint, UnparsedLogLine
@@ -68,6 +69,7 @@ class IngestResult:
     lines: int = 0
     postfix_events: int = 0
     logins: int = 0
+    spam_verdicts: int = 0
     unparsed: int = 0
     rotated: bool = False
 
@@ -434,6 +436,19 @@ def _ingest_line(
     dialogue: DialogueRecorder,
 ) -> None:
     line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+    if RSPAMD_LINE.match(raw):
+        # rspamd's log: only Letterhead's verdict lines carry something stored.
+        if VERDICT_MARK in raw:
+            verdict = parse_verdict_line(line)
+            if verdict is None:
+                result.unparsed += 1
+                session.add(
+                    UnparsedLogLine(time=reference, source=source[:1000], line=line[:MAX_STORED_LINE])
+                )
+            else:
+                assembler.add_spam_verdict(verdict)
+                result.spam_verdicts += 1
+        return
     event = parse_postfix_line(line, reference)
     if event is not None:
         result.postfix_events += 1

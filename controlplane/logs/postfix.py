@@ -36,12 +36,14 @@ _CLIENT = re.compile(r"^(?P<name>[^\[\s]*)\[(?P<ip>[^\]]*)\]")
 _ATTRIBUTE = re.compile(r"(?:^|, )(?P<key>[a-z_]+)=(?P<value><[^>]*>|[^,]*)")
 _STATUS = re.compile(r"status=(?P<status>[a-z]+)(?: \((?P<detail>.*)\))?$")
 _REJECT = re.compile(
-    r"^NOQUEUE: (?P<action>reject|discard|hold): (?P<stage>[A-Z]+(?: [A-Z]+)?) from "
+    r"^NOQUEUE: (?:milter-)?(?P<action>reject|discard|hold): (?P<stage>[A-Z]+(?:[- ][A-Z]+)*) from "
     r"(?P<client>[^:]*): (?P<detail>.*?);(?P<tail>(?: [a-z_]+=(?:<[^>]*>|\S*))*)\s*$"
 )
 _TAIL_ATTRIBUTE = re.compile(r"([a-z_]+)=(<[^>]*>|\S*)")
 _SASL_USERNAME = re.compile(r"sasl_username=(?P<login>[^\s,]{1,255})$")
 _REPLY_CODE = re.compile(r"^(?P<code>[245]\d\d)(?: (?P<enhanced>[245]\.\d{1,3}\.\d{1,3}))?")
+# cleanup's milter refusals carry only the enhanced code: "5.7.1 Message refused as spam".
+_ENHANCED_CODE = re.compile(r"^(?P<enhanced>[245]\.\d{1,3}\.\d{1,3}) ")
 
 
 class LogLine(NamedTuple):
@@ -228,9 +230,12 @@ def _parse(line: str, reference: dt.datetime) -> PostfixEvent | None:
             attributes=attributes,
             **base,
         )
-    if program == "smtpd" and rest.startswith("reject: "):
-        # A reject after queueing (e.g. at DATA end by a milter) ends the transaction like NOQUEUE.
-        event = _parse_reject(logged, program, rest.replace("reject: ", "NOQUEUE: reject: ", 1))
+    if (program == "smtpd" and rest.startswith("reject: ")) or (
+        program == "cleanup" and rest.startswith("milter-reject: ")
+    ):
+        # A reject after queueing ends the transaction like NOQUEUE: at the end of DATA by a
+        # milter (rspamd refusing spam: "milter-reject: END-OF-MESSAGE from ...: 5.7.1 ...").
+        event = _parse_reject(logged, program, "NOQUEUE: " + rest.removeprefix("milter-"))
         return None if event is None else dataclasses.replace(event, queue_id=queue_id)
     return None
 
@@ -242,6 +247,7 @@ def _parse_reject(logged: LogLine, program: str, message: str | None = None) -> 
     client = _CLIENT.match(match["client"])
     tail = {key: value for key, value in _TAIL_ATTRIBUTE.findall(match["tail"])}
     reply = _REPLY_CODE.match(match["detail"])
+    enhanced = None if reply else _ENHANCED_CODE.match(match["detail"])
     return PostfixEvent(
         "reject",
         time=logged.time,
@@ -251,7 +257,7 @@ def _parse_reject(logged: LogLine, program: str, message: str | None = None) -> 
         helo=_strip_brackets(tail.get("helo", "")),
         sender=_strip_brackets(tail["from"]) if "from" in tail else None,
         recipient=_strip_brackets(tail.get("to", "")),
-        dsn=(reply["enhanced"] or "") if reply else "",
+        dsn=(reply["enhanced"] or "") if reply else (enhanced["enhanced"] if enhanced else ""),
         status="refused" if match["action"] == "reject" else match["action"],
         detail=match["detail"],
         attributes={"stage": match["stage"], "code": reply["code"] if reply else "", **tail},

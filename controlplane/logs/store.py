@@ -43,7 +43,7 @@ MAX_KNOWN_OPEN = 200_000
 
 _TRANSACTION_FIELDS = (
     "time", "client_name", "client_ip", "helo", "sasl_user", "sender", "sender_domain_id",
-    "message_id", "size", "finished_at",
+    "message_id", "size", "finished_at", "spam_action", "spam_score", "spam_symbols",
 )  # fmt: skip
 _RECIPIENT_FIELDS = (
     "time", "recipient", "orig_to", "domain_id", "queue_id", "outcome", "relay", "status_code",
@@ -74,6 +74,9 @@ class TransactionRow:
         self.message_id = ""
         self.size: int | None = None
         self.finished_at: dt.datetime | None = None
+        self.spam_action = ""
+        self.spam_score: float | None = None
+        self.spam_symbols = ""
         self.recipients: list[RecipientRow] = []
         self.entries: list[QueueEntryRow] = []
         self.dirty = False
@@ -175,6 +178,24 @@ class MailLogStore:
                 # (lost in a rotation) must not capture a new message weeks later.
                 MailQueueEntry.time > time - QUEUE_LIFETIME,
             )
+            .order_by(MailQueueEntry.id.desc())
+            .limit(1)
+        ).first()
+        if found is None:
+            return None
+        transaction = self._load_transaction(found.transaction_id)
+        return next(entry for entry in transaction.entries if entry.id == found.id)
+
+    def latest_entry(self, queue_id: str, time: dt.datetime) -> QueueEntryRow | None:
+        """The entry `queue_id` names at `time`, open or already removed: for what another log
+        says of a message (rspamd's verdict), which may be read after Postfix's last line."""
+        entry = self.open_entry(queue_id, time)
+        if entry is not None:
+            return entry
+        self.flush()  # a message finished within this batch is written, then found
+        found = self.session.execute(
+            select(MailQueueEntry.id, MailQueueEntry.transaction_id)
+            .where(MailQueueEntry.queue_id == queue_id, MailQueueEntry.time > time - QUEUE_LIFETIME)
             .order_by(MailQueueEntry.id.desc())
             .limit(1)
         ).first()

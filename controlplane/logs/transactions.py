@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 
 from controlplane.logs.postfix import PostfixEvent
-from controlplane.logs.store import MailLogStore, QueueEntryRow, TransactionRow
+from controlplane.logs.rspamd import SpamVerdict, verdict_words
+from controlplane.logs.store import MailLogStore, QueueEntryRow, RecipientRow, TransactionRow
 
 # "250 2.0.0 Ok: queued as 4ABC123": a content filter or relay on this host accepted the
 # message and re-queued it under a new ID, which continues the same transaction.
@@ -142,6 +143,26 @@ class TransactionAssembler:
         store.changed(transaction)
         return transaction
 
+    def add_spam_verdict(self, verdict: SpamVerdict) -> None:
+        """rspamd's verdict on the message that had `verdict.queue_id`, read before or after
+        Postfix's lines about it."""
+        if not verdict.queue_id:
+            return  # scanned outside a mail transaction (rspamc by hand)
+        store = self.store
+        entry = store.latest_entry(verdict.queue_id, verdict.time)
+        if entry is None:
+            transaction = store.new_transaction(verdict.time)
+            entry = store.new_entry(transaction, verdict.queue_id, verdict.time)
+        transaction = entry.transaction
+        transaction.spam_action = verdict.action[:16]
+        transaction.spam_score = verdict.score
+        transaction.spam_symbols = verdict.stored_symbols()
+        store.changed(transaction)
+        for recipient in transaction.recipients:
+            if _refused_as_spam(transaction, recipient):
+                recipient.reason = _spam_reason(transaction)
+                store.changed(recipient)
+
     def _entry(self, event: PostfixEvent) -> QueueEntryRow | None:
         assert event.queue_id is not None
         entry = self.store.open_entry(event.queue_id, event.time)
@@ -202,7 +223,7 @@ class TransactionAssembler:
             transaction.sender = event.sender
             transaction.sender_domain_id = store.domain_id(event.sender)
         store.changed(transaction)
-        store.new_recipient(
+        recipient = store.new_recipient(
             transaction,
             time=event.time,
             recipient=event.recipient[:320],
@@ -214,7 +235,23 @@ class TransactionAssembler:
             reason=plain_reason("refused", event.detail, event.dsn),
             attempts=1,
         )
+        if _refused_as_spam(transaction, recipient):
+            recipient.reason = _spam_reason(transaction)
         return transaction
+
+
+def _refused_as_spam(transaction: TransactionRow, recipient: RecipientRow) -> bool:
+    # rspamd refused it: a permanent refusal of a queued message (at the end of DATA).
+    return (
+        transaction.spam_action == "reject"
+        and recipient.outcome == "refused"
+        and recipient.status_code.startswith("5")
+        and bool(recipient.queue_id)
+    )
+
+
+def _spam_reason(transaction: TransactionRow) -> str:
+    return verdict_words(transaction.spam_action, transaction.spam_score, transaction.spam_symbols, limit=100)
 
 
 def _outcome(event: PostfixEvent) -> str:

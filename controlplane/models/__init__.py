@@ -7,6 +7,7 @@ from controlplane.models.audit import AuditEntry
 from controlplane.models.base import Base
 from controlplane.models.brand import Brand
 from controlplane.models.config_generation import ConfigGeneration
+from controlplane.models.dkim_key import DkimKey
 from controlplane.models.domain import Domain
 from controlplane.models.logs import AuthEvent
 from controlplane.models.mail_log import (
@@ -31,6 +32,7 @@ __all__ = [
     "Base",
     "Brand",
     "ConfigGeneration",
+    "DkimKey",
     "Domain",
     "LogCheckpoint",
     "MailQueueEntry",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, text
+from sqlalchemy import BigInteger, CheckConstraint, Float, ForeignKey, Integer, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from controlplane.models.base import AUTOINCREMENT, Base, byte_count, created_at, dns_name, int_pk
@@ -11,6 +11,7 @@ from controlplane.validation import domain_to_unicode
 if TYPE_CHECKING:
     from controlplane.models.alias import Alias
     from controlplane.models.brand import Brand
+    from controlplane.models.dkim_key import DkimKey
     from controlplane.models.mailbox import Mailbox
     from controlplane.models.tenant import Tenant
 
@@ -46,6 +47,9 @@ class Domain(Base):
     mailbox_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     alias_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     allocated_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # Spam thresholds set by a full admin; None: the installation's defaults (settings).
+    spam_reject_score: Mapped[float | None] = mapped_column(Float)
+    spam_junk_score: Mapped[float | None] = mapped_column(Float)
 
     tenant: Mapped[Tenant] = relationship(back_populates="domains")
     brand: Mapped[Brand | None] = relationship(back_populates="domains")
@@ -54,6 +58,9 @@ class Domain(Base):
     )
     aliases: Mapped[list[Alias]] = relationship(
         back_populates="domain", cascade="all, delete-orphan", passive_deletes=True
+    )
+    dkim_keys: Mapped[list[DkimKey]] = relationship(
+        back_populates="domain", cascade="all, delete-orphan", passive_deletes=True, order_by="DkimKey.id"
     )
 
     @property

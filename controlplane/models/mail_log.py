@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -47,6 +48,11 @@ class MailTransaction(Base):
     size: Mapped[int | None] = mapped_column(BigInteger)
     # Set when qmgr removes the last queue entry: nothing more will be logged about it.
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The spam filter's verdict (rspamd's log, by queue ID): its action ("no action", "reject",
+    # ...; empty when not scanned), the score, and the symbols that raised it most.
+    spam_action: Mapped[str] = mapped_column(String(16), default="")
+    spam_score: Mapped[float | None] = mapped_column(Float)
+    spam_symbols: Mapped[str] = mapped_column(String(1000), default="")
 
     queue_entries: Mapped[list[MailQueueEntry]] = relationship(
         back_populates="transaction", cascade="all, delete-orphan", order_by="MailQueueEntry.id"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -101,6 +102,9 @@ class Paths:
     sender_milter_socket: str
     run_dir: str
     acme_webroot: str
+    rspamd_dir: str
+    redis_dir: str
+    dkim_dir: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Paths:
@@ -123,7 +127,34 @@ class Paths:
             sender_milter_socket=str(settings.sender_milter_socket),
             run_dir=str(run),
             acme_webroot=str(settings.acme_webroot),
+            rspamd_dir=str(settings.rspamd_dir),
+            redis_dir=str(settings.redis_dir),
+            dkim_dir=str(settings.dkim_dir),
         )
+
+
+# rspamd modules that ask servers on the network (DNS blocklists, fuzzy hashes, ASN): turned off
+# with the `spam_network_checks` setting. SPF, DKIM, DMARC and ARC still ask the DNS resolver.
+SPAM_NETWORK_MODULES = ("rbl", "fuzzy_check", "asn")
+# Redis hash of each domain's reject score that differs from the default (daemons/spam_policy.py).
+SPAM_REJECT_SCORES_KEY = "letterhead:reject-score"
+# The header rspamd adds to mail from outside: its score in hundredths, which the Sieve rule
+# that files junk compares with the mailbox's junk score.
+SPAM_SCORE_HEADER = "X-Letterhead-Spam-Score"
+
+
+@dataclasses.dataclass(frozen=True)
+class SpamFilter:
+    """rspamd's settings: where it asks DNS, what it may look up, the default scores."""
+
+    # Empty: rspamd's database folder.
+    expression_cache: str = ""
+    network_checks: bool = True
+    # "address" or "address:port"; none: the system's resolver.
+    nameservers: tuple[str, ...] = ()
+    reject_score: float = 15.0
+    junk_score: float = 6.0
+    worker_count: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +171,7 @@ class RenderState:
     postmaster_address: str = ""
     # Dovecot's delay after failed logins, per client address; test stacks turn it off.
     auth_penalty: bool = True
+    spam: SpamFilter = SpamFilter()
 
     @property
     def inet_protocols(self) -> str:
@@ -297,11 +329,55 @@ def render_nginx(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dic
     return {"nginx/nginx.conf": env.get_template("nginx/nginx.conf.j2").render(_context(state), nginx=nginx)}
 
 
+def _spam_filter(state: RenderState) -> SpamFilter:
+    for server in state.spam.nameservers:
+        if not re.fullmatch(r"[0-9A-Za-z.:\[\]-]{1,100}", server):
+            raise ValueError(f"Unsafe DNS server for rspamd: {server!r}")
+    return state.spam
+
+
+def render_rspamd(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[str, str]:
+    env = _environment(template_root)
+    spam = _spam_filter(state)
+    context = _context(state)
+    context["spam"] = {
+        "expression_cache": spam.expression_cache or f"{state.paths.rspamd_dir}/db",
+        "nameservers": spam.nameservers,
+        "worker_count": spam.worker_count,
+        "reject_score": f"{spam.reject_score:g}",
+        "reject_scores_key": SPAM_REJECT_SCORES_KEY,
+        "score_header": SPAM_SCORE_HEADER,
+        "bayes_min_learns": 1 if state.testing else 200,
+    }
+    local = template_root / "rspamd" / "local.d"
+    files = {
+        f"rspamd/local.d/{path.name.removesuffix('.j2')}": env.get_template(
+            f"rspamd/local.d/{path.name}"
+        ).render(context)
+        for path in sorted(local.glob("*.j2"))
+    }
+    if not spam.network_checks:
+        for module in SPAM_NETWORK_MODULES:
+            files[f"rspamd/local.d/{module}.conf"] = (
+                "# Rendered by Letterhead: network checks are off (the spam_network_checks setting).\n"
+                "enabled = false;\n"
+            )
+    files["rspamd/rspamd.local.lua"] = env.get_template("rspamd/rspamd.local.lua.j2").render(context)
+    return files
+
+
+def render_redis(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[str, str]:
+    env = _environment(template_root)
+    return {"redis/redis.conf": env.get_template("redis/redis.conf.j2").render(_context(state))}
+
+
 def render_all(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[str, str]:
     files = {
         **render_postfix(state, template_root),
         **render_dovecot(state, template_root),
         **render_nginx(state, template_root),
+        **render_rspamd(state, template_root),
+        **render_redis(state, template_root),
     }
     return dict(sorted(files.items()))
 

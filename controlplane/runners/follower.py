@@ -46,10 +46,15 @@ PURGE_EVERY_SECONDS = 24 * 3600
 
 
 def followed_logs(settings: Settings) -> list[Path]:
-    """Dovecot's log_path and Postfix's maillog_file, as the renderers configure them.
+    """Dovecot's log_path, rspamd's output and Postfix's maillog_file, as rendered.
 
-    Dovecot's first: its auth verdicts explain Postfix's failed SASL logins logged after them."""
-    return [settings.log_dir / "dovecot.log", settings.log_dir / "postfix.log"]
+    Dovecot's first: its auth verdicts explain Postfix's failed SASL logins logged after them.
+    rspamd's before Postfix's: it logs its verdict before Postfix logs the message's end."""
+    return [
+        settings.log_dir / "dovecot.log",
+        settings.log_dir / "rspamd.log",
+        settings.log_dir / "postfix.log",
+    ]
 
 
 @dataclass

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import sys
 
-from controlplane.daemons import dovecot, nginx, postfix, postfix_log, sender_milter
+from controlplane.daemons import dovecot, nginx, postfix, postfix_log, redis, rspamd, sender_milter
 from controlplane.daemons.layout import prepare_state_directory, protect_database
 from controlplane.daemons.process import DaemonError, read_pid, run_tool, terminate, wait_until
 from controlplane.runners import follower, periodic
@@ -80,6 +80,10 @@ def up(installation: Installation, *, web: bool = True) -> None:
     sender_milter.SENDER_MILTER.start(settings)
     if not wait_until(lambda: sender_milter.ready(settings), timeout=15):
         raise DaemonError(f"The sender milter did not start; see {settings.log_dir / 'sender-milter.log'}.")
+    # rspamd before Postfix too (its milter), Redis before rspamd (its statistics and policies).
+    redis.start(settings, live / "redis" / "redis.conf")
+    # Through the live link: a reload reads the generation it names then.
+    rspamd.start(settings, live / "rspamd")
     if not postfix.master_pid(settings.postfix_queue):
         postfix_log.start(settings)
     follower.start_follower(settings)
@@ -111,6 +115,8 @@ def down(settings: Settings) -> None:
         if not wait_until(lambda: postfix.master_pid(settings.postfix_queue) is None, timeout=10):
             terminate(pid)
     sender_milter.SENDER_MILTER.stop(settings)
+    rspamd.stop(settings)
+    redis.stop(settings)
     pid = dovecot.master_pid(settings.run_dir / "dovecot")
     if pid:
         dovecot.stop(live / "dovecot" / "dovecot.conf")
@@ -134,6 +140,12 @@ def status(settings: Settings) -> list[ServiceStatus]:
             {name: ports[name] for name in ("smtp", "submission", "submissions")},
         ),
         ServiceStatus("sender-milter", sender_milter.SENDER_MILTER.pid(settings), {}),
+        ServiceStatus(
+            "rspamd",
+            rspamd.master_pid(settings),
+            {name: ports[name] for name in ("rspamd_milter", "rspamd_controller")},
+        ),
+        ServiceStatus("redis", redis.pid(settings), {"redis": ports["redis"]}),
         ServiceStatus("postfix-log-writer", postfix_log.WRITER.pid(settings), {}),
         ServiceStatus("web", web_pid(settings), {"web": ports["web"]}),
         ServiceStatus("log-follower", follower.follower_pid(settings), {}),

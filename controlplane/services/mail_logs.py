@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Select, exists, false, func, or_, select, 
 from sqlalchemy.orm import Session, selectinload
 
 from controlplane.errors import NotFound, ValidationError
+from controlplane.logs.rspamd import verdict_words
 from controlplane.models import (
     AuditEntry,
     AuthEvent,
@@ -44,6 +45,13 @@ LOGIN_SERVICES = ("admin", "webmail", "smtp", "imap", "pop3", "sieve")
 class TransactionView:
     transaction: MailTransaction
     recipients: list[MailRecipientResult]
+
+    @property
+    def spam_verdict(self) -> str:
+        """What the spam filter made of the message, in words; empty if it was not scanned."""
+        t = self.transaction
+        junk = any(r.reason.startswith("filed as junk") for r in self.recipients)
+        return verdict_words(t.spam_action, t.spam_score, t.spam_symbols, junk=junk)
 
 
 def _domain_ids(

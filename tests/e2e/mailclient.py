@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import imaplib
 import poplib
 import smtplib
@@ -30,6 +31,9 @@ def make_message(
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     message["Subject"] = subject or f"test {uuid.uuid4().hex}"
+    # As every mail program sends them: without, rspamd scores a message as suspect.
+    message["Date"] = email.utils.formatdate(localtime=True)
+    message["Message-ID"] = email.utils.make_msgid(domain=sender.rpartition("@")[2] or "client.test")
     message.set_content("Hello from the Letterhead tests.\n" + ("x" * 70 + "\n") * (size // 71))
     return message
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.certs.selfsigned import ensure_default_certificate
-from controlplane.daemons import apply, dovecot, nginx, postfix
+from controlplane.daemons import apply, dovecot, nginx, postfix, redis, rspamd
 from controlplane.daemons.process import DaemonError
 from controlplane.daemons.scratch import ScratchStack
 from controlplane.render import render_all
@@ -34,7 +34,7 @@ def test_prepared_installation_has_a_checked_live_generation(prepared: ScratchSt
         live = apply.live_generation(session)
         assert live is not None and live.status == "live"
         assert prepared.settings.live_config.resolve() == Path(live.path)
-    apply.check_generation(Path(live.path))
+    apply.check_generation(Path(live.path), prepared.settings)
 
 
 def test_brand_certificates_by_sni_pass_the_checkers(prepared: ScratchStack, tmp_path: Path) -> None:
@@ -83,7 +83,7 @@ def test_postfix_check_refuses_what_postfix_check_alone_would_pass(
     main_cf = config / "postfix" / "main.cf"
     main_cf.write_text(main_cf.read_text() + bad_line + "\n")
     with pytest.raises(DaemonError) as refused:
-        apply.check_generation(config)
+        apply.check_generation(config, prepared.settings)
     assert "Postfix refused" in str(refused.value)
     assert expected in str(refused.value)
 
@@ -126,6 +126,60 @@ def test_nginx_check_refuses_a_syntax_error(prepared: ScratchStack, tmp_path: Pa
     conf.write_text(conf.read_text().replace("server_tokens off;", "server_tokens off"))
     with pytest.raises(DaemonError, match="nginx refused"):
         nginx.check_config(conf)
+
+
+def test_rspamd_check_passes_the_rendered_configuration_and_refuses_a_broken_rule(
+    prepared: ScratchStack, tmp_path: Path
+) -> None:
+    config = _rendered_copy(prepared, tmp_path)
+    rspamd.check_config(prepared.settings, config / "rspamd")
+    policy = config / "rspamd" / "rspamd.local.lua"
+    policy.write_text(
+        policy.read_text().replace("local function decide(task", "local function decide(task,,")
+    )
+    with pytest.raises(DaemonError, match="rspamd refused the configuration") as refused:
+        rspamd.check_config(prepared.settings, config / "rspamd")
+    assert "rspamd.local.lua" in str(refused.value)
+
+
+def test_rspamd_check_refuses_a_setting_syntax_error(prepared: ScratchStack, tmp_path: Path) -> None:
+    config = _rendered_copy(prepared, tmp_path)
+    proxy = config / "rspamd" / "local.d" / "worker-proxy.inc"
+    proxy.write_text(proxy.read_text().replace("milter = yes;", "milter = yes; {"))
+    with pytest.raises(DaemonError, match="rspamd refused the configuration"):
+        rspamd.check_config(prepared.settings, config / "rspamd")
+
+
+def test_redis_check_starts_a_scratch_instance_and_refuses_an_unknown_directive(
+    prepared: ScratchStack, tmp_path: Path
+) -> None:
+    config = _rendered_copy(prepared, tmp_path)
+    conf = config / "redis" / "redis.conf"
+    redis.check_config(conf)
+    # The scratch instance never touched the real one's port or folder.
+    assert not redis.ping(port=prepared.settings.ports["redis"])
+    assert not (prepared.settings.redis_dir / "dump.rdb").exists()
+    conf.write_text(conf.read_text() + "no-such-directive yes\n")
+    with pytest.raises(DaemonError, match="Redis refused the configuration") as refused:
+        redis.check_config(conf)
+    assert "no-such-directive" in str(refused.value)
+
+
+def test_a_broken_rspamd_template_is_refused_and_never_goes_live(
+    prepared: ScratchStack, tmp_path: Path
+) -> None:
+    broken_templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATE_ROOT, broken_templates)
+    actions = broken_templates / "rspamd" / "local.d" / "actions.conf.j2"
+    actions.write_text(actions.read_text() + "reject = ;\n")
+    live_before = prepared.settings.live_config.resolve()
+    with prepared.installation.transaction() as session:
+        generation = configuration.apply_current_configuration(
+            session, prepared.settings, template_root=broken_templates, reload=False
+        )
+        assert generation.status == "refused"
+        assert "rspamd refused" in generation.error
+    assert prepared.settings.live_config.resolve() == live_before
 
 
 def test_a_template_error_is_recorded_and_never_goes_live(prepared: ScratchStack, tmp_path: Path) -> None:

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.render import Paths, RenderState, TlsIdentity, VmailAccount, digest_files, render_all
+from controlplane.render import (
+    Paths,
+    RenderState,
+    SpamFilter,
+    TlsIdentity,
+    VmailAccount,
+    digest_files,
+    render_all,
+)
 from controlplane.settings import PROFILE_PORTS
 
 GOLDEN_ROOT = Path(__file__).resolve().parent.parent / "golden"
@@ -36,6 +44,9 @@ def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False)
             sender_milter_socket=f"{home}/run/sender-milter.sock",
             run_dir=f"{home}/run",
             acme_webroot=f"{home}/acme/webroot",
+            rspamd_dir=f"{home}/rspamd",
+            redis_dir=f"{home}/redis",
+            dkim_dir=f"{home}/dkim",
         ),
         vmail=VmailAccount(name="vmail", uid=5000, gid=5000),
         default_tls=TlsIdentity(
@@ -45,6 +56,7 @@ def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False)
         relayhost="" if production else "[127.0.0.1]:2600",
         testing=not production,
         auth_penalty=production,
+        spam=SpamFilter(nameservers=("127.0.0.1:5353",)) if production else SpamFilter(network_checks=False),
     )
 
 

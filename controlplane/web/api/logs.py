@@ -91,6 +91,13 @@ class TransactionSchema(Schema):
     message_id = fields.String(required=True)
     size = fields.Integer(required=True, allow_none=True)
     queue_ids = fields.List(fields.String(), required=True)
+    spam_verdict = fields.String(
+        required=True,
+        metadata={
+            "description": 'The spam filter\'s verdict in words, e.g. "rejected as spam (score 16.2: ...)"'
+        },
+    )
+    spam_score = fields.Float(required=True, allow_none=True)
     recipients = fields.List(fields.Nested(RecipientSchema), required=True)
 
 
@@ -151,6 +158,7 @@ def transaction_body(view: mail_logs.TransactionView) -> dict:
         "id": t.id, "time": t.time, "finished_at": t.finished_at, "client_name": t.client_name,
         "client_ip": t.client_ip, "helo": t.helo, "sasl_user": t.sasl_user, "sender": t.sender,
         "message_id": t.message_id, "size": t.size, "queue_ids": [entry.queue_id for entry in t.queue_entries],
+        "spam_verdict": view.spam_verdict, "spam_score": t.spam_score,
         "recipients": [recipient_body(r) for r in view.recipients],
     }  # fmt: skip
 
