@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from controlplane.daemons import postfix
+from controlplane.daemons import postfix, redis, spam_policy
 from controlplane.db import make_engine, make_session_factory
 from controlplane.settings import Settings
 
@@ -54,8 +54,28 @@ class Installation:
                 "auth_secret": instance_secret_key(settings),
                 "on_domains_changed": lambda: reload_postfix_if_running(settings),
                 "on_brands_changed": self.apply_configuration,
+                "dkim_dir": str(settings.dkim_dir),
+                "on_dkim_changed": self.publish_dkim_selectors,
+                "on_spam_policy_changed": self.publish_spam_policy,
             }
         )
+
+    def publish_spam_policy(self) -> None:
+        """Hand rspamd the domains' own reject scores, as committed, if Redis runs (else the
+        next `letterhead up` does)."""
+        from controlplane.services import spam
+
+        if redis.pid(self.settings) is None:
+            return
+        with self.sessions() as session:
+            spam_policy.publish_reject_scores(self.settings.ports["redis"], spam.own_reject_scores(session))
+
+    def publish_dkim_selectors(self) -> None:
+        """Point rspamd's selector map at each domain's active key, as committed."""
+        from controlplane.services import dkim
+
+        with self.sessions() as session:
+            dkim.publish(session, self.settings.dkim_dir)
 
     def apply_configuration(self) -> None:
         """Re-render from the committed state, check, and reload what changed.

@@ -118,6 +118,9 @@ class Settings:
     dns_resolver: str = ""
     acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
     acme_email: str = ""
+    # The ACME server's certificate authority as CAA records name it: the DNS page suggests a CAA
+    # record allowing it for each brand host (empty: no CAA suggestion).
+    acme_caa_identity: str = "letsencrypt.org"
     # A CA bundle to trust the ACME server with (a private one such as pebble); empty: the system's.
     acme_ca_bundle: str = ""
     mta_sts_mode: str = "testing"

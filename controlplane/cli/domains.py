@@ -14,7 +14,7 @@ from controlplane.cli.common import (
     json_option,
     size_option,
 )
-from controlplane.services import domains, tenants
+from controlplane.services import dkim, domains, spam, tenants
 from controlplane.services.scope import OPERATOR
 
 
@@ -127,3 +127,96 @@ def domain_delete(name: str, yes: bool) -> None:
     with current_installation().transaction() as session:
         domains.delete_domain(session, OPERATOR, domains.get_domain(session, OPERATOR, name))
     click.echo(f"Deleted domain {name}.")
+
+
+def dkim_rows(session, found) -> list[dict[str, Any]]:
+    return [
+        {
+            "selector": key.selector,
+            "state": key.state,
+            "created": key.created_at.date().isoformat(),
+            "retire_after": key.retire_after.date().isoformat() if key.retire_after else "",
+            "record_name": dkim.record_name(key),
+            "record_value": dkim.record_value(key),
+        }
+        for key in dkim.published_keys(session, found)
+    ]
+
+
+@domain.command("dkim")
+@click.argument("name")
+@json_option
+@handles_errors
+def domain_dkim(name: str, as_json: bool) -> None:
+    """The domain's DKIM keys its DNS must publish: the one that signs, and any kept after a rotation."""
+    with current_installation().transaction() as session:
+        emit(dkim_rows(session, domains.get_domain(session, OPERATOR, name)), as_json)
+
+
+@domain.command("dkim-rotate")
+@click.argument("name")
+@json_option
+@handles_errors
+def domain_dkim_rotate(name: str, as_json: bool) -> None:
+    """Sign with a new DKIM key from now on; the old one stays published for its overlap (7 days)."""
+    with current_installation().transaction() as session:
+        found = domains.get_domain(session, OPERATOR, name)
+        dkim.rotate_key(session, OPERATOR, found)
+        rows = dkim_rows(session, found)
+    emit(rows, as_json)
+    if not as_json:
+        click.echo("Publish the new record now; remove the old one after its retire date.")
+
+
+def _score_option(value: str | None) -> float | None | str:
+    """A number, or "default" for the installation's; None: unchanged."""
+    if value is None or value == "default":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a number nor 'default'.") from None
+
+
+@domain.command("spam")
+@click.argument("name")
+@click.option(
+    "--reject-score", default=None, help='Refuse mail scoring at least this ("default": the installation\'s).'
+)
+@click.option(
+    "--junk-score",
+    default=None,
+    help='File mail scoring at least this as junk ("default": the installation\'s).',
+)
+@json_option
+@handles_errors
+def domain_spam(name: str, reject_score: str | None, junk_score: str | None, as_json: bool) -> None:
+    """Show or set the domain's spam thresholds."""
+    installation = current_installation()
+    settings = installation.settings
+    defaults = {"default_reject": settings.spam_reject_score, "default_junk": settings.spam_junk_score}
+    with installation.transaction() as session:
+        found = domains.get_domain(session, OPERATOR, name)
+        if reject_score is None and junk_score is None:
+            current = spam.thresholds(found, **defaults)
+        else:
+            wanted = {
+                "reject_score": _score_option(reject_score),
+                "junk_score": _score_option(junk_score),
+            }
+            own = {"reject_score": found.spam_reject_score, "junk_score": found.spam_junk_score}
+            values = {
+                key: own[key] if value is None else (None if value == "default" else value)
+                for key, value in wanted.items()
+            }
+            current = spam.set_thresholds(session, OPERATOR, found, **values, **defaults)
+    emit(
+        {
+            "domain": name,
+            "reject_score": current.reject_score,
+            "reject_score_is_default": not current.reject_is_own,
+            "junk_score": current.junk_score,
+            "junk_score_is_default": not current.junk_is_own,
+        },
+        as_json,
+    )

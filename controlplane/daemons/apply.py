@@ -84,7 +84,8 @@ def _write_generation(directory: Path, files: dict[str, str]) -> None:
         path = directory / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
-        os.chmod(path, 0o644)
+        # Scripts a daemon executes directly (Dovecot's Sieve pipe programs) must be executable.
+        os.chmod(path, 0o755 if relative.endswith(".sh") else 0o644)
         os.utime(path, (settled, settled))
     for folder in {p.parent for p in directory.rglob("*")} | {directory}:
         os.chmod(folder, 0o755)

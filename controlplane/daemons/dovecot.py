@@ -12,6 +12,10 @@ DOVEADM = "/usr/bin/doveadm"
 SHELL = "/bin/sh"
 # Rendered beside dovecot.conf; the quota-warning service runs it with SHELL.
 QUOTA_WARNING_SCRIPT = "quota-warning.sh"
+SIEVEC = "/usr/bin/sievec"
+# Beside dovecot.conf: the administrator's Sieve scripts and the programs they may pipe to.
+SIEVE_FOLDER = "sieve"
+SIEVE_PIPE_FOLDER = "sieve-pipe"
 # `doveadm auth test` exit status when auth answered "no": auth is up.
 AUTH_FAILED = 77
 
@@ -23,15 +27,30 @@ def check_config(config_file: Path) -> None:
     if result.returncode != 0 or result.stderr.strip():
         raise DaemonError(f"Dovecot refused the configuration:\n{output_of(result) or 'doveconf failed'}")
     check_quota_warning_script(config_file.parent / QUOTA_WARNING_SCRIPT)
+    for program in sorted((config_file.parent / SIEVE_PIPE_FOLDER).glob("*.sh")):
+        check_shell_script(program, "The Sieve pipe program")
+    compile_global_sieve_scripts(config_file)
+
+
+def compile_global_sieve_scripts(config_file: Path) -> None:
+    """Compile the administrator's Sieve scripts with this configuration (its extensions): a
+    script that does not compile is refused here, and the binaries sit beside the scripts,
+    where Dovecot (running as the storage account) could not write them."""
+    for script in sorted((config_file.parent / SIEVE_FOLDER).glob("*.sieve")):
+        result = run_tool([SIEVEC, "-c", str(config_file), str(script)])
+        if result.returncode != 0:
+            raise DaemonError(f"The Sieve script {script.name} does not compile:\n{output_of(result)}")
 
 
 def check_quota_warning_script(script: Path) -> None:
     """doveconf never reads the script its quota-warning service runs: the shell checks it."""
+    check_shell_script(script, "The quota warning script")
+
+
+def check_shell_script(script: Path, title: str) -> None:
     result = run_tool([SHELL, "-n", str(script)])
     if result.returncode != 0 or result.stderr.strip():
-        raise DaemonError(
-            f"The quota warning script {script} is broken:\n{output_of(result) or 'sh -n failed'}"
-        )
+        raise DaemonError(f"{title} {script} is broken:\n{output_of(result) or 'sh -n failed'}")
 
 
 def master_pid(base_dir: Path) -> int | None:

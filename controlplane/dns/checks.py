@@ -21,7 +21,7 @@ from controlplane.dns.records import ExpectedRecord
 
 # TXT records share a name with unrelated ones (verification tokens...): only these
 # prefixes say which TXT record an expectation is about.
-TXT_KINDS = ("v=spf1", "v=STSv1", "v=TLSRPTv1")
+TXT_KINDS = ("v=spf1", "v=STSv1", "v=TLSRPTv1", "v=DMARC1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +101,85 @@ def _spf_lookup(resolver: dns.resolver.Resolver) -> spf.Lookup:
     return lookup
 
 
+def _tags(value: str) -> dict[str, str]:
+    """A DKIM or DMARC record's tags (RFC 6376 3.2): "v=DKIM1; k=rsa; p=..." -> {"v": ..., ...}."""
+    tags = {}
+    for part in value.split(";"):
+        name, _, tag_value = part.partition("=")
+        if name.strip():
+            tags[name.strip().lower()] = "".join(tag_value.split())
+    return tags
+
+
+def _judge_dkim(expected: ExpectedRecord, found: tuple[str, ...]) -> tuple[bool, str]:
+    wanted = _tags(expected.value)["p"]
+    published = [_tags(value).get("p", "") for value in found]
+    if wanted in published:
+        return True, ""
+    if any(published):
+        return False, "A different key is published under this selector: publish this one instead."
+    return False, ""
+
+
+def _judge_dmarc(found: tuple[str, ...]) -> tuple[bool, str]:
+    if len(found) > 1:
+        return False, "Several DMARC records: receivers ignore them all (RFC 7489 6.6.3). Keep one."
+    policy = _tags(found[0]).get("p", "").lower() if found else ""
+    if policy not in ("none", "quarantine", "reject"):
+        return False, "A DMARC record needs a policy: p=none, p=quarantine or p=reject." if found else ""
+    if policy == "none":
+        return (
+            True,
+            "Report only (p=none): tighten to p=quarantine, then p=reject, once reports show all real mail passing.",
+        )
+    return True, ""
+
+
+def _caa_records(resolver: dns.resolver.Resolver, name: str) -> tuple[str, tuple[str, ...]]:
+    """The CAA record set that governs `name` (RFC 8659 3): its own, else the closest parent's."""
+    labels = name.split(".")
+    for start in range(len(labels) - 1):
+        candidate = ".".join(labels[start:])
+        found = _values(resolver, candidate, "CAA")
+        if found:
+            return candidate, found
+    return name, ()
+
+
+def _judge_caa(
+    expected: ExpectedRecord, resolver: dns.resolver.Resolver
+) -> tuple[bool, tuple[str, ...], str]:
+    owner, found = _caa_records(resolver, expected.name)
+    if not found:
+        return False, (), ""
+    identity = expected.value.split('"')[1].lower()
+    issuers = []
+    for value in found:
+        parts = value.split(None, 2)
+        if len(parts) == 3 and parts[1].lower() == "issue":
+            issuers.append(parts[2].strip('"').split(";")[0].strip().lower())
+    inherited = f" (set on {owner})" if owner != expected.name else ""
+    if identity in issuers:
+        return True, found, f"Allowed{inherited}."
+    if not issuers:
+        return True, found, f"The CAA records{inherited} restrict no issuer."
+    return (
+        False,
+        found,
+        f"CAA{inherited} lets only {', '.join(issuers)} issue: certificates for this host would be refused.",
+    )
+
+
 def _matches(resolver: dns.resolver.Resolver, expected: ExpectedRecord) -> tuple[bool, tuple[str, ...], str]:
+    if expected.judge == "caa":
+        return _judge_caa(expected, resolver)
     found = _relevant(expected, _values(resolver, expected.name, expected.type))
+    if expected.judge == "dkim":
+        right, note = _judge_dkim(expected, found)
+        return right, found, note
+    if expected.judge == "dmarc":
+        right, note = _judge_dmarc(found)
+        return right, found, note
     if expected.senders is not None:
         if not found:
             return False, found, ""

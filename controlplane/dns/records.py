@@ -38,6 +38,20 @@ class ExpectedRecord:
     accepted: tuple[tuple[str, str], ...] = ()
     # For the SPF record: whom it must let send. Any record that does is right (dns/spf.py).
     senders: Senders | None = None
+    # How a found record is judged when not by equality (dns/checks.py): "dkim" (the same
+    # public key), "dmarc" (any DMARC policy), "caa" (the CA may issue for the name).
+    judge: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DkimRecord:
+    """A DKIM key the domain's DNS must publish: its selector, the TXT value, and whether it
+    signs now or is kept for mail signed before a rotation (until `retire_after`, a date)."""
+
+    selector: str
+    value: str
+    active: bool
+    retire_after: str = ""
 
 
 def expected_records(
@@ -49,6 +63,8 @@ def expected_records(
     ports: Mapping[str, int],
     mta_sts_id: str,
     tls_report_address: str | None,
+    dkim: tuple[DkimRecord, ...] = (),
+    caa_identity: str = "",
 ) -> list[ExpectedRecord]:
     """Everything `domain` needs to use `brand_host` for mail, client setup, MTA-STS and TLS reports;
     the SRV records name the ports the platform listens on (`ports`, by settings' port names)."""
@@ -93,6 +109,46 @@ def expected_records(
             senders=Senders(domain, (brand, platform), platform_addresses),
         )
     )
+    for key in dkim:
+        if not re.fullmatch(r"[a-z0-9]{1,63}", key.selector):
+            raise ValidationError(f"Not a DKIM selector: {key.selector!r}.", field="dkim")
+        records.append(
+            ExpectedRecord(
+                f"{key.selector}._domainkey.{domain}",
+                "TXT",
+                key.value,
+                "DKIM: receivers verify the signature on the domain's mail with this key."
+                if key.active
+                else "DKIM: the previous key, kept published so that mail signed before the rotation "
+                f"still verifies; remove it after {key.retire_after}.",
+                judge="dkim",
+            )
+        )
+    records.append(
+        ExpectedRecord(
+            f"_dmarc.{domain}",
+            "TXT",
+            "v=DMARC1; p=none",
+            "DMARC: what receivers do with mail that fails SPF and DKIM for the domain. Start with "
+            "p=none (report only); once reports show all the domain's real mail passing, tighten "
+            "to p=quarantine, then p=reject.",
+            judge="dmarc",
+        )
+    )
+    if caa_identity:
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?", caa_identity):
+            raise ValidationError(f"Not a CA's domain for CAA: {caa_identity!r}.", field="caa_identity")
+        records.append(
+            ExpectedRecord(
+                brand,
+                "CAA",
+                f'0 issue "{caa_identity}"',
+                "CAA: only this certificate authority may issue certificates for the branded host "
+                "(without any CAA record, every authority may). A CAA record on a parent domain "
+                "applies too.",
+                judge="caa",
+            )
+        )
     for label in ("autoconfig", "autodiscover", "mta-sts"):
         records.append(
             ExpectedRecord(

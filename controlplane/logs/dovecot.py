@@ -78,8 +78,22 @@ class AuthVerdict:
     reason: str
 
 
+# "lmtp(carol@strict.test)<5293><6rHwEwXPE2utFAAAg+zDdQ>: Info: sieve: msgid=<...>: fileinto
+# action: stored mail into mailbox 'Junk'": the junk filing rule (or a user's own filter) filed it.
+_JUNK_FILING = re.compile(
+    r" lmtp\([^)]*\)<\d+><(?P<session>[^>]+)>: Info: sieve: .*stored mail into mailbox 'Junk'$"
+)
+
+
+def parse_junk_filing(line: str) -> str | None:
+    """The LMTP session of a delivery Sieve filed into Junk, or None."""
+    match = _JUNK_FILING.search(line)
+    return match["session"] if match else None
+
+
 class AuthVerdicts:
-    """Verdicts seen lately, kept until the failed login they explain is read.
+    """Verdicts seen lately, kept until the failed login they explain is read; and deliveries
+    Dovecot's Sieve filed into Junk, kept until Postfix's delivery line is read.
 
     Dovecot logs the verdict first, then the login process's (or Postfix's) failure, which may
     come one poll of the follower later, or from another file (Postfix's): whoever reads the
@@ -100,6 +114,18 @@ class AuthVerdicts:
         # line can be read before Dovecot's verdict that came first (another file, read later).
         self._unexplained: OrderedDict[tuple[str, str], deque[LoginEvent]] = OrderedDict()
         self._unexplained_count = 0
+        # LMTP sessions whose message Sieve filed into Junk: Postfix's delivery line, logged
+        # after Dovecot's, names the session ("250 2.0.0 <a@b> SESSION Saved").
+        self._junk_sessions: OrderedDict[str, None] = OrderedDict()
+
+    def note_junk_filing(self, session: str) -> None:
+        self._junk_sessions[session] = None
+        while len(self._junk_sessions) > self.LIMIT:
+            self._junk_sessions.popitem(last=False)
+
+    def filed_as_junk(self, session: str) -> bool:
+        """Whether Dovecot filed that LMTP session's message into Junk (asked once per session)."""
+        return self._junk_sessions.pop(session, False) is None
 
     def add(self, verdict: AuthVerdict) -> None:
         if verdict.session:

@@ -34,6 +34,7 @@ from controlplane.logs.dovecot import (
     LoginEvent,
     parse_auth_verdict,
     parse_dovecot_line,
+    parse_junk_filing,
 )
 from controlplane.logs.postfix import PostfixEvent, parse_postfix_line
 from controlplane.logs.rspamd import RSPAMD_LINE, VERDICT_MARK, parse_verdict_line
@@ -57,6 +58,7 @@ _NAMES_A_SESSIONS_TRANSACTION = frozenset({"connect-client", "reject"})
 # smtpd's trace lines around the dialogue ("generic_checks: name=... status=0", ">>> START"):
 # internal, and numerous; they may carry a marker below but are not a changed format.
 _SMTPD_TRACE = re.compile(rb"smtpd\[\d+\]: (?!warning:|error:|fatal:|panic:)(?:[a-z_]+: |>>> |<<< )")
+_JUNK_MARK = b"stored mail into mailbox 'Junk'"
 _MEANINGFUL = (b"NOQUEUE:", b" to=<", b" status=", b"Login: ", b"auth failed")
 
 
@@ -381,7 +383,7 @@ def _ingest_stream(
         reference = log.modified
     tune_for_ingest(session)
     store = MailLogStore(session)
-    assembler = TransactionAssembler(store)
+    assembler = TransactionAssembler(store, filed_as_junk=verdicts.filed_as_junk)
     logins = _LoginRecorder(store, verdicts)
     dialogue = DialogueRecorder(session)
     offset = checkpoint.offset
@@ -467,6 +469,11 @@ def _ingest_line(
             logins.add(login)
             result.logins += 1
         return
+    if _JUNK_MARK in raw:
+        session = parse_junk_filing(line)
+        if session is not None:
+            logins.verdicts.note_junk_filing(session)
+            return
     login = parse_dovecot_line(line, reference)
     if login is not None:
         logins.add(login)

@@ -9,6 +9,7 @@ written in bulk with each batch's checkpoint.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from controlplane.logs.postfix import PostfixEvent
 from controlplane.logs.rspamd import SpamVerdict, verdict_words
@@ -18,6 +19,8 @@ from controlplane.logs.store import MailLogStore, QueueEntryRow, RecipientRow, T
 # message and re-queued it under a new ID, which continues the same transaction.
 _QUEUED_AS = re.compile(r"queued as (?P<queue_id>[0-9A-Za-z]{6,})")
 _LOOPBACK_RELAY = re.compile(r"\[(127\.\d+\.\d+\.\d+|::1)\]")
+# Dovecot's LMTP reply to a stored message names its session: "250 2.0.0 <a@b> SESSION Saved".
+_LMTP_SAVED = re.compile(r"250 2\.0\.0 <[^>]*> (?P<session>\S+) Saved")
 _REPLY = re.compile(r"(?P<code>[245]\d\d)[ -](?P<enhanced>[245]\.\d{1,3}\.\d{1,3})?")
 
 # Checked in order; the first rule whose words appear in the reply (lowercased) names it.
@@ -92,10 +95,16 @@ def _status_code(detail: str, dsn: str) -> str:
 
 
 class TransactionAssembler:
-    """Feeds Postfix events into the store; the caller flushes the store and commits."""
+    """Feeds Postfix events into the store; the caller flushes the store and commits.
 
-    def __init__(self, store: MailLogStore) -> None:
+    `filed_as_junk(session)` says whether Dovecot filed the delivery of that LMTP session into
+    Junk (Dovecot's log is read first: it logs the filing before Postfix logs the delivery)."""
+
+    def __init__(
+        self, store: MailLogStore, filed_as_junk: Callable[[str], bool] = lambda _session: False
+    ) -> None:
         self.store = store
+        self.filed_as_junk = filed_as_junk
 
     def add(self, event: PostfixEvent) -> TransactionRow | None:
         """Apply `event`; the transaction a client= line or a refusal named, for its dialogue."""
@@ -201,6 +210,15 @@ class TransactionAssembler:
         existing.status_code = _status_code(event.detail, event.dsn)[:16]
         existing.detail = event.detail
         existing.reason = plain_reason(outcome, event.detail, event.dsn)
+        saved = _LMTP_SAVED.match(event.detail) if outcome == "delivered" else None
+        if saved and self.filed_as_junk(saved["session"]):
+            existing.reason = verdict_words(
+                transaction.spam_action or "no action",
+                transaction.spam_score,
+                transaction.spam_symbols,
+                junk=True,
+                limit=100,
+            )
         existing.attempts += 1
         store.changed(existing)
         reinjected = _QUEUED_AS.search(event.detail)

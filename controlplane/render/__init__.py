@@ -291,11 +291,30 @@ def render_postfix(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
     return files
 
 
+RSPAMC = "/usr/bin/rspamc"
+
+
 def render_dovecot(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[str, str]:
     env = _environment(template_root)
     context = _context(state)
     context["dovecot_config_vsz_mb"] = dovecot_config_vsz_mb(len(served_certificates(state.sni_identities)))
-    names = ("dovecot.conf", "dovecot-sql.conf.ext", "dovecot-dict-usage.conf.ext", "quota-warning.sh")
+    context["spam"] = {
+        "junk_hundredths": round(state.spam.junk_score * 100),
+        "score_header": SPAM_SCORE_HEADER,
+        "rspamc": RSPAMC,
+    }
+    names = (
+        "dovecot.conf",
+        "dovecot-sql.conf.ext",
+        "dovecot-dict-usage.conf.ext",
+        "quota-warning.sh",
+        # Junk filing before each mailbox's filters, and learning from users' moves (IMAPSieve).
+        "sieve/junk.sieve",
+        "sieve/learn-spam.sieve",
+        "sieve/learn-ham.sieve",
+        "sieve-pipe/learn-spam.sh",
+        "sieve-pipe/learn-ham.sh",
+    )
     return {f"dovecot/{name}": env.get_template(f"dovecot/{name}.j2").render(context) for name in names}
 
 

@@ -1,4 +1,5 @@
-"""The periodic runner: certificate renewal twice a day, brand DNS checks every hour.
+"""The periodic runner: certificate renewal twice a day, brand DNS checks every hour, DKIM keys
+past their overlap retired every hour.
 
 `letterhead up` starts it as a daemon (`letterhead periodic --daemon`, PID file in the run
 directory) and `letterhead down` stops it. A job that fails is reported in its log
@@ -16,13 +17,14 @@ from collections.abc import Callable
 
 from controlplane.daemons.background import BackgroundProcess
 from controlplane.runtime import Installation
-from controlplane.services import brand_dns, certificates
+from controlplane.services import brand_dns, certificates, dkim
 from controlplane.settings import Settings
 
 PID_FILE = "periodic.pid"
 LOG_FILE = "periodic.log"
 CERTIFICATE_INTERVAL = 12 * 3600.0
 DNS_INTERVAL = 3600.0
+DKIM_INTERVAL = 3600.0
 # How often the loop looks at the clock; a stop request is seen at once.
 TICK_SECONDS = 30.0
 
@@ -50,10 +52,18 @@ def check_brand_dns_job(installation: Installation) -> None:
     _say(f"checked the DNS records of {count} branded domains")
 
 
+def retire_dkim_keys_job(installation: Installation) -> None:
+    with installation.transaction() as session:
+        retired = dkim.retire_expired_keys(session)
+    for key in retired:
+        _say(f"DKIM key retired after its overlap: {key}")
+
+
 def default_jobs() -> list[tuple[str, float, Callable[[Installation], None]]]:
     return [
         ("certificates", CERTIFICATE_INTERVAL, renew_certificates_job),
         ("dns", DNS_INTERVAL, check_brand_dns_job),
+        ("dkim", DKIM_INTERVAL, retire_dkim_keys_job),
     ]
 
 

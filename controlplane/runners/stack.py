@@ -12,7 +12,7 @@ from controlplane.daemons.process import DaemonError, read_pid, run_tool, termin
 from controlplane.runners import follower, periodic
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
-from controlplane.services import configuration
+from controlplane.services import configuration, dkim
 from controlplane.settings import Settings
 
 
@@ -34,9 +34,12 @@ def prepare(installation: Installation) -> None:
     upgrade_database(settings.sqlalchemy_url)
     protect_database(settings)
     with installation.transaction() as session:
+        # Domains made before DKIM signing existed here get their first key.
+        dkim.ensure_keys(session)
         generation = configuration.apply_current_configuration(session, settings, reload=False)
     if generation.status != "live":
         raise DaemonError(f"The configuration was refused, nothing started:\n{generation.error}")
+    installation.publish_dkim_selectors()
 
 
 def start_web(settings: Settings) -> None:
@@ -82,6 +85,7 @@ def up(installation: Installation, *, web: bool = True) -> None:
         raise DaemonError(f"The sender milter did not start; see {settings.log_dir / 'sender-milter.log'}.")
     # rspamd before Postfix too (its milter), Redis before rspamd (its statistics and policies).
     redis.start(settings, live / "redis" / "redis.conf")
+    installation.publish_spam_policy()
     # Through the live link: a reload reads the generation it names then.
     rspamd.start(settings, live / "rspamd")
     if not postfix.master_pid(settings.postfix_queue):

@@ -13,11 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.dns.checks import RecordCheck, check_records, make_resolver
-from controlplane.dns.records import ExpectedRecord, expected_records
+from controlplane.dns.records import DkimRecord, ExpectedRecord, expected_records
 from controlplane.errors import ValidationError
 from controlplane.models import Brand, Domain
 from controlplane.models.base import utcnow
-from controlplane.services import brands, scope
+from controlplane.services import brands, dkim, scope
 from controlplane.services.scope import Actor
 from controlplane.settings import Settings
 from controlplane.validation import normalize_hostname
@@ -52,6 +52,25 @@ def dns_plan(settings: Settings, domain: Domain) -> list[ExpectedRecord]:
         ports=settings.ports,
         mta_sts_id=mta_sts_id(settings, domain),
         tls_report_address=tls_report_address(settings),
+        dkim=dkim_records(domain),
+        caa_identity=settings.acme_caa_identity,
+    )
+
+
+def dkim_records(domain: Domain) -> tuple[DkimRecord, ...]:
+    """The active key, then those still published after a rotation."""
+    keys = sorted(
+        (key for key in domain.dkim_keys if key.state != "retired"),
+        key=lambda k: (k.state != "active", -k.id),
+    )
+    return tuple(
+        DkimRecord(
+            selector=key.selector,
+            value=dkim.record_value(key),
+            active=key.state == "active",
+            retire_after=key.retire_after.date().isoformat() if key.retire_after else "",
+        )
+        for key in keys
     )
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from controlplane.daemons import usage
 from controlplane.errors import AlreadyExists, LimitReached, NotFound, ValidationError
 from controlplane.models import Domain, Mailbox, Tenant
-from controlplane.services import audit, locks, mail_logs, scope, storage
+from controlplane.services import audit, dkim, locks, mail_logs, scope, storage
 from controlplane.services.changes import signal_domains_changed
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_domain
@@ -69,6 +69,7 @@ def create_domain(
         session, actor, "domain.create", domain.name, tenant_id=tenant.id, domain_id=domain.id
     )
     mail_logs.adopt_earlier_logs(session, domain)
+    dkim.create_key(session, domain)
     signal_domains_changed(session)
     return domain
 
@@ -225,8 +226,10 @@ def delete_domain(session: Session, actor: Actor, domain: Domain) -> None:
     scope.require_domain(actor, domain)
     scope.require_full_admin(actor, domain.tenant)
     name, tenant_id = domain.name, domain.tenant_id
+    key_files = [(name, key.selector) for key in domain.dkim_keys]
     session.delete(domain)
     session.flush()
     usage.forget_usage_after_commit(session, domain=name)
+    dkim.remove_keys_after_commit(session, key_files)
     audit.record_change(session, actor, "domain.delete", name, tenant_id=tenant_id)
     signal_domains_changed(session)

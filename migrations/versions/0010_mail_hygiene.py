@@ -1,5 +1,5 @@
-"""Mail hygiene: the spam filter's verdict on each transaction, per-domain spam thresholds, and
-the domains' DKIM keys.
+"""Mail hygiene: the spam filter's verdict on each transaction, per-domain spam thresholds (and the
+view Dovecot reads them through), and the domains' DKIM keys.
 
 Columns are added without rebuilding tables: a batch rebuild of `domain` would drop the
 triggers that keep its counts (0003).
@@ -19,6 +19,10 @@ down_revision = "0009"
 branch_labels = None
 depends_on = None
 
+SPAM_SCORES_VIEW = """
+    SELECT d.name AS domain, d.spam_reject_score AS reject_score, d.spam_junk_score AS junk_score
+    FROM domain d"""
+
 
 def upgrade() -> None:
     op.add_column(
@@ -31,6 +35,8 @@ def upgrade() -> None:
     )
     op.add_column("domain", sa.Column("spam_reject_score", sa.Float(), nullable=True))
     op.add_column("domain", sa.Column("spam_junk_score", sa.Float(), nullable=True))
+    # Dovecot's userdb reads each mailbox's junk score through this view (columns stay stable).
+    op.execute(f"CREATE VIEW mail_domain_spam_scores AS {SPAM_SCORES_VIEW}")
     op.create_table(
         "dkim_key",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -58,6 +64,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP VIEW mail_domain_spam_scores")
     op.drop_index(op.f("ix_dkim_key_domain_id"), table_name="dkim_key")
     op.drop_table("dkim_key")
     op.drop_column("domain", "spam_junk_score")

@@ -8,6 +8,7 @@ import email.policy
 import imaplib
 import json
 import smtplib
+import subprocess
 import time
 
 import pytest
@@ -146,3 +147,158 @@ def test_while_rspamd_is_down_mail_is_deferred_never_lost(world: ScratchStack) -
         rspamd.start(settings, settings.live_config / "rspamd")
     smtp_send(world, message, ["bob@filtered.test"])
     assert wait_for_subject(world, "bob@filtered.test", PASSWORD, str(message["Subject"]))
+
+
+def _suspect_message(recipients: list[str], subject: str) -> email.message.EmailMessage:
+    """A message rspamd finds somewhat suspect (a subject in capitals, a To: header naming
+    someone else than the envelope's recipients: about 2.4 points), with enough words for its
+    statistics to learn from. `subject` must be in capitals."""
+    assert subject == subject.upper()
+    message = email.message.EmailMessage()
+    message["From"] = "offers@outside.test"
+    message["To"] = "customers@outside.test"
+    message["Subject"] = subject
+    words = "cheap watches discount pharmacy winner prize claim now limited offer exclusive deal"
+    message.set_content((words + " ") * 12 + "\n")
+    return message
+
+
+def _folder_subjects(stack: ScratchStack, user: str, folder: str) -> list[str]:
+    client = imaplib.IMAP4("127.0.0.1", stack.ports["imap"], timeout=DEFAULT_TIMEOUT)
+    try:
+        client.login(user, PASSWORD)
+        client.select(folder, readonly=True)
+        _, found = client.search(None, "ALL")
+        subjects = []
+        for number in found[0].split():
+            _, fetched = client.fetch(number, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            subjects.append(fetched[0][1].decode().strip().removeprefix("Subject:").strip())
+        return subjects
+    finally:
+        client.logout()
+
+
+def _wait_in(stack: ScratchStack, user: str, folder: str, subject: str, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if subject in _folder_subjects(stack, user, folder):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture(scope="module")
+def strict(world: ScratchStack) -> ScratchStack:
+    """A second domain whose admin files anything slightly suspect as junk."""
+    with world.installation.transaction() as session:
+        tenant = tenants.create_tenant(session, OPERATOR, name="Strict", storage_pool_bytes=2000 * KB)
+        domain = domains.create_domain(
+            session, OPERATOR, tenant=tenant, name="strict.test", max_mailboxes=5, max_aliases=5,
+            max_mailbox_bytes=500 * KB,
+        )  # fmt: skip
+        mailboxes.create_mailbox(
+            session, OPERATOR, domain=domain, local_part="carol", password=PASSWORD, quota_bytes=200 * KB
+        )
+    shown = CliRunner().invoke(
+        cli.main,
+        ["domain", "spam", "strict.test", "--junk-score", "1", "--json"],
+        env={"LETTERHEAD_HOME": str(world.home)},
+    )
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["junk_score"] == 1.0
+    return world
+
+
+def test_one_message_is_filed_as_junk_for_the_strict_domain_only(strict: ScratchStack) -> None:
+    recipients = ["carol@strict.test", "alice@filtered.test"]
+    message = _suspect_message(recipients, "SUSPECT FOR TWO")
+    smtp_send(strict, message, recipients)
+    assert _wait_in(strict, "carol@strict.test", "Junk", "SUSPECT FOR TWO")
+    assert _wait_in(strict, "alice@filtered.test", "INBOX", "SUSPECT FOR TWO")
+    assert "SUSPECT FOR TWO" not in _folder_subjects(strict, "carol@strict.test", "INBOX")
+    assert "SUSPECT FOR TWO" not in _folder_subjects(strict, "alice@filtered.test", "Junk")
+
+    def logged(session):
+        found, _ = mail_logs.search_transactions(session, OPERATOR, "carol@strict.test")
+        for view in found:
+            reasons = {r.recipient: r.reason for r in view.recipients}
+            if reasons.get("carol@strict.test", "").startswith("filed as junk"):
+                return reasons
+        return None
+
+    reasons = _until(strict, logged)
+    assert reasons is not None, "the junk filing never reached the log"
+    assert reasons["carol@strict.test"].startswith("filed as junk (score ")
+    assert "forged recipients" in reasons["carol@strict.test"]
+    assert reasons["alice@filtered.test"] == ""
+
+
+def test_a_message_is_refused_only_above_the_most_lenient_recipients_reject_score(
+    strict: ScratchStack,
+) -> None:
+    shown = CliRunner().invoke(
+        cli.main,
+        ["domain", "spam", "strict.test", "--reject-score", "2", "--json"],
+        env={"LETTERHEAD_HOME": str(strict.home)},
+    )
+    assert shown.exit_code == 0, shown.output
+    try:
+        # For the strict domain alone: refused, at once (rspamd reads the new score from Redis).
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp_send(strict, _suspect_message(["carol@strict.test"], "SUSPECT ALONE"), ["carol@strict.test"])
+        assert refused.value.smtp_code == 554
+        assert b"refused as spam" in refused.value.smtp_error
+        # With a lenient recipient too: accepted for both, and junk for the strict one.
+        recipients = ["carol@strict.test", "alice@filtered.test"]
+        smtp_send(strict, _suspect_message(recipients, "SUSPECT WITH COMPANY"), recipients)
+        assert _wait_in(strict, "alice@filtered.test", "INBOX", "SUSPECT WITH COMPANY")
+        assert _wait_in(strict, "carol@strict.test", "Junk", "SUSPECT WITH COMPANY")
+    finally:
+        CliRunner().invoke(
+            cli.main, ["domain", "spam", "strict.test", "--reject-score", "default"],
+            env={"LETTERHEAD_HOME": str(strict.home)},
+        )  # fmt: skip
+
+
+def _learned(stack: ScratchStack) -> tuple[int, int, int]:
+    """(messages learned in all, as ham, as spam): rspamd's statistics from its controller, and
+    its log's account of each message learned."""
+    output = subprocess.run(
+        ["/usr/bin/rspamc", "-h", f"127.0.0.1:{stack.ports['rspamd_controller']}", "stat"],
+        capture_output=True, text=True, timeout=20, check=True,
+    ).stdout  # fmt: skip
+    total = int(output.split("Messages learned: ")[1].split()[0])
+    log = (stack.settings.log_dir / "rspamd.log").read_text()
+    return total, log.count("learned message as ham"), log.count("learned message as spam")
+
+
+def _until_learned(
+    stack: ScratchStack, expected: tuple[int, int, int], timeout: float = 15
+) -> tuple[int, int, int]:
+    deadline = time.monotonic() + timeout
+    while (found := _learned(stack)) != expected and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return found
+
+
+def test_moving_a_message_out_of_junk_trains_it_as_ham_and_back_as_spam(strict: ScratchStack) -> None:
+    smtp_send(strict, _suspect_message(["carol@strict.test"], "TO BE JUDGED"), ["carol@strict.test"])
+    assert _wait_in(strict, "carol@strict.test", "Junk", "TO BE JUDGED")
+    total, ham, spam_count = _learned(strict)
+    client = imaplib.IMAP4("127.0.0.1", strict.ports["imap"], timeout=DEFAULT_TIMEOUT)
+    try:
+        client.login("carol@strict.test", PASSWORD)
+        client.select("Junk")
+        _, found = client.uid("SEARCH", None, 'SUBJECT "TO BE JUDGED"')
+        (uid,) = found[0].split()
+        assert client.uid("MOVE", uid, "INBOX")[0] == "OK"
+        out_of_junk = (total + 1, ham + 1, spam_count)
+        assert _until_learned(strict, out_of_junk) == out_of_junk
+        client.select("INBOX")
+        _, found = client.uid("SEARCH", None, 'SUBJECT "TO BE JUDGED"')
+        (uid,) = found[0].split()
+        assert client.uid("MOVE", uid, "Junk")[0] == "OK"
+        back_in_junk = (total + 2, ham + 1, spam_count + 1)
+        assert _until_learned(strict, back_in_junk) == back_in_junk
+    finally:
+        client.logout()

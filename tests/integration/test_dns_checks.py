@@ -11,7 +11,7 @@ import pytest
 
 from controlplane.daemons.scratch import free_ports
 from controlplane.dns.checks import check_records, make_resolver
-from controlplane.dns.records import expected_records
+from controlplane.dns.records import DkimRecord, expected_records
 from controlplane.settings import PROFILE_PORTS
 from tests.dnsserver import dnsmasq
 
@@ -144,3 +144,59 @@ def test_a_resolver_that_does_not_answer_leaves_records_unchecked_after_one_time
     assert {c.state for c in checks} == {"unchecked"} and all("did not answer" in c.note for c in checks)
     # One timeout, not one per record (a "Check DNS now" click used to wait 14 of them).
     assert len(checks) > 10 and time.monotonic() - started < 3
+
+
+# --- DKIM, DMARC and CAA: judged by meaning, not by the text -----------------------------------
+
+DKIM_KEY = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA" + "x" * 300 + "IDAQAB"
+DKIM = DkimRecord(selector="lh20261205", value=f"v=DKIM1; k=rsa; p={DKIM_KEY}", active=True)
+
+
+def _hygiene_checks(*records: str) -> dict[str, tuple[str, tuple[str, ...], str]]:
+    expected = expected_records(
+        domain="brand.test", brand_host="mail.brand.test", platform_host="mail.letterhead.test",
+        platform_addresses=(PLATFORM_ADDRESS,), ports=PROFILE_PORTS["production"], mta_sts_id="20261125",
+        tls_report_address=None, dkim=(DKIM,), caa_identity="letsencrypt.org",
+    )  # fmt: skip
+    for resolver in _dnsmasq(*records):
+        return {
+            c.expected.judge: (c.state, c.found, c.note)
+            for c in check_records(expected, resolver)
+            if c.expected.judge
+        }
+    raise AssertionError("dnsmasq did not start")
+
+
+def _txt(name: str, value: str) -> str:
+    return f"--txt-record={name}," + ",".join(value[i : i + 250] for i in range(0, len(value), 250))
+
+
+def test_a_dkim_key_is_right_when_its_public_key_matches_whatever_the_spacing() -> None:
+    published = _txt("lh20261205._domainkey.brand.test", f"k=rsa;p={DKIM_KEY[:100]} {DKIM_KEY[100:]}")
+    assert _hygiene_checks(published)["dkim"][0] == "ok"
+    other = _txt("lh20261205._domainkey.brand.test", f"v=DKIM1; k=rsa; p={DKIM_KEY[:-8]}AAAAAAAA")
+    state, found, note = _hygiene_checks(other)["dkim"]
+    assert state == "wrong" and found and "different key" in note
+    assert _hygiene_checks()["dkim"][0] == "missing"
+
+
+def test_any_dmarc_policy_is_right_and_p_none_says_how_to_tighten() -> None:
+    state, _, note = _hygiene_checks(_txt("_dmarc.brand.test", "v=DMARC1; p=none; rua=mailto:d@brand.test"))[
+        "dmarc"
+    ]
+    assert state == "ok" and "p=quarantine" in note
+    assert _hygiene_checks(_txt("_dmarc.brand.test", "v=DMARC1; p=reject"))["dmarc"][:1] == ("ok",)
+    assert _hygiene_checks()["dmarc"][0] == "missing"
+    two = _hygiene_checks(
+        _txt("_dmarc.brand.test", "v=DMARC1; p=none"), _txt("_dmarc.brand.test", "v=DMARC1; p=reject")
+    )
+    assert two["dmarc"][0] == "wrong" and "Several DMARC records" in two["dmarc"][2]
+
+
+def test_caa_is_judged_on_the_host_or_the_closest_parent_that_has_one() -> None:
+    assert _hygiene_checks("--caa-record=mail.brand.test,0,issue,letsencrypt.org")["caa"][0] == "ok"
+    inherited = _hygiene_checks("--caa-record=brand.test,0,issue,letsencrypt.org")["caa"]
+    assert inherited[0] == "ok" and "set on brand.test" in inherited[2]
+    refused = _hygiene_checks("--caa-record=brand.test,0,issue,other-ca.example")["caa"]
+    assert refused[0] == "wrong" and "other-ca.example" in refused[2]
+    assert _hygiene_checks()["caa"][0] == "missing"

@@ -77,7 +77,7 @@ def test_messages_evicted_from_memory_are_read_back_and_assembled_alike(
     shutil.copy(migrated_template, other_path)
     engine = make_engine(f"sqlite:///{other_path}")
     try:
-        with make_session_factory(engine)() as other:
+        with make_session_factory(engine)(info={"dkim_dir": str(tmp_path / "dkim")}) as other:
             make_domain(other, name="a.test")
             other.commit()
             # Nothing stays in memory between batches of three lines: every later line of a

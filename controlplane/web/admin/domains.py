@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from controlplane.daemons import usage
+from controlplane.errors import ValidationError
 from controlplane.models import Domain
-from controlplane.services import aliases, audit, domains, mailboxes, storage
+from controlplane.services import aliases, audit, dkim, domains, mailboxes, spam, storage
 from controlplane.web.access import allow, current_actor
 from controlplane.web.admin import PAGE_SIZE, attempt, blueprint, current_tenant, size_or_none, whole_number
 from controlplane.web.requests import current_settings, db
@@ -63,7 +64,54 @@ def domain(name: str):
         total=total, page=page, pages=max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1), search=search,
         aliases=aliases.list_aliases(db(), actor, found), can_edit_limits=actor.kind != "domain_admin",
         largest=storage.largest_mailbox_bytes(found), format_bytes=storage.format_bytes, used=used,
+        spam=spam.thresholds(found, **_spam_defaults()), dkim_keys=dkim.published_keys(db(), found),
+        dkim_value=dkim.record_value,
     )  # fmt: skip
+
+
+def _spam_defaults() -> dict[str, float]:
+    settings = current_settings()
+    return {"default_reject": settings.spam_reject_score, "default_junk": settings.spam_junk_score}
+
+
+def _score_or_default(text: str | None, field: str) -> float | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValidationError(
+            f"{field.replace('_', ' ').capitalize()} must be a number.", field=field
+        ) from None
+
+
+@blueprint.post("/domains/<name>/spam")
+@allow("full_admin")
+def set_spam_thresholds(name: str):
+    form = request.form
+    found = domains.get_domain(db(), current_actor(), name)
+    attempt(
+        lambda: spam.set_thresholds(
+            db(), current_actor(), found,
+            reject_score=_score_or_default(form.get("reject_score"), "reject_score"),
+            junk_score=_score_or_default(form.get("junk_score"), "junk_score"),
+            **_spam_defaults(),
+        ),
+        "Spam thresholds saved.",
+    )  # fmt: skip
+    return redirect(url_for("admin.domain", name=found.name) + "#mail-hygiene")
+
+
+@blueprint.post("/domains/<name>/dkim/rotate")
+@allow("full_admin", "domain_admin")
+def rotate_dkim_key(name: str):
+    found = domains.get_domain(db(), current_actor(), name)
+    attempt(
+        lambda: dkim.rotate_key(db(), current_actor(), found),
+        lambda key: f"The new DKIM key {key.selector} signs from now on: publish its record.",
+    )
+    return redirect(url_for("admin.domain", name=found.name) + "#mail-hygiene")
 
 
 @blueprint.post("/domains/<name>/limits")

@@ -5,16 +5,19 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 
 from controlplane.daemons import usage
-from controlplane.models import Domain, Tenant
-from controlplane.services import domains, storage
+from controlplane.models import DkimKey, Domain, Tenant
+from controlplane.services import dkim, domains, spam, storage
 from controlplane.web.api import current_actor, tokens_allowed
 from controlplane.web.api.schemas import (
+    DkimKeySchema,
     DomainCreateSchema,
     DomainPageSchema,
     DomainSchema,
     DomainUpdateSchema,
     DomainUsageSchema,
     PageArgs,
+    SpamThresholdsSchema,
+    SpamThresholdsStateSchema,
     TenantSchema,
 )
 from controlplane.web.requests import current_settings, db
@@ -116,3 +119,65 @@ def domain_usage(name: str):
         "domain": domain.name, "mailboxes": counts.mailboxes, "aliases": counts.aliases,
         "allocated_bytes": counts.allocated_bytes, "used_bytes": usage.used_by_domains(current_settings(), [domain.name]),
     }  # fmt: skip
+
+
+def dkim_body(key: DkimKey) -> dict:
+    return {
+        "selector": key.selector, "state": key.state, "created_at": key.created_at,
+        "retire_after": key.retire_after, "record_name": dkim.record_name(key), "record_value": dkim.record_value(key),
+    }  # fmt: skip
+
+
+@blueprint.route("/domains/<name>/dkim", methods=["GET"])
+@tokens_allowed("tenant", "domain")
+@blueprint.response(200, DkimKeySchema(many=True))
+def list_dkim_keys(name: str):
+    """The domain's DKIM keys its DNS must publish: the active one, then any kept after a rotation."""
+    domain = domains.get_domain(db(), current_actor(), name)
+    return [dkim_body(key) for key in dkim.published_keys(db(), domain)]
+
+
+@blueprint.route("/domains/<name>/dkim/rotate", methods=["POST"])
+@tokens_allowed("tenant", "domain")
+@blueprint.response(200, DkimKeySchema(many=True))
+def rotate_dkim_key(name: str):
+    """Sign with a new key from now on; the previous one stays published for 7 days."""
+    actor = current_actor()
+    domain = domains.get_domain(db(), actor, name)
+    dkim.rotate_key(db(), actor, domain)
+    db().commit()
+    return [dkim_body(key) for key in dkim.published_keys(db(), domain)]
+
+
+def _spam_defaults() -> dict[str, float]:
+    settings = current_settings()
+    return {"default_reject": settings.spam_reject_score, "default_junk": settings.spam_junk_score}
+
+
+def spam_body(current: spam.SpamThresholds) -> dict:
+    return {
+        "reject_score": current.reject_score, "reject_score_is_default": not current.reject_is_own,
+        "junk_score": current.junk_score, "junk_score_is_default": not current.junk_is_own,
+    }  # fmt: skip
+
+
+@blueprint.route("/domains/<name>/spam", methods=["GET"])
+@tokens_allowed("tenant", "domain")
+@blueprint.response(200, SpamThresholdsStateSchema)
+def get_spam_thresholds(name: str):
+    """The scores at which the domain's mail is refused as spam or filed as junk."""
+    domain = domains.get_domain(db(), current_actor(), name)
+    return spam_body(spam.thresholds(domain, **_spam_defaults()))
+
+
+@blueprint.route("/domains/<name>/spam", methods=["PUT"])
+@tokens_allowed("tenant")
+@blueprint.arguments(SpamThresholdsSchema)
+@blueprint.response(200, SpamThresholdsStateSchema)
+def set_spam_thresholds(body, name: str):
+    """Set the domain's spam thresholds (null: the installation's default); junk below reject."""
+    actor = current_actor()
+    domain = domains.get_domain(db(), actor, name)
+    current = spam.set_thresholds(db(), actor, domain, **body, **_spam_defaults())
+    db().commit()
+    return spam_body(current)

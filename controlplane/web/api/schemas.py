@@ -301,3 +301,37 @@ class DomainDnsSchema(Schema):
     server_hostname = fields.String(required=True)
     checked_at = fields.DateTime(allow_none=True)
     records = fields.List(fields.Nested(DnsRecordStateSchema), required=True)
+
+
+class DkimKeySchema(Schema):
+    selector = fields.String(required=True)
+    state = fields.String(
+        required=True,
+        metadata={"description": "active: signs now; retiring: kept published after a rotation"},
+    )
+    created_at = fields.DateTime(required=True)
+    retire_after = fields.DateTime(required=True, allow_none=True)
+    record_name = fields.String(required=True, metadata={"description": "The TXT record's name"})
+    record_value = fields.String(required=True, metadata={"description": "The TXT record's value"})
+
+
+class SpamThresholdsSchema(Schema):
+    reject_score = fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Refuse mail scoring at least this; null: the installation's default"},
+    )
+    junk_score = fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "File mail scoring at least this into Junk; null: the installation's default"
+        },
+    )
+
+
+class SpamThresholdsStateSchema(Schema):
+    reject_score = fields.Float(required=True)
+    reject_score_is_default = fields.Boolean(required=True)
+    junk_score = fields.Float(required=True)
+    junk_score_is_default = fields.Boolean(required=True)

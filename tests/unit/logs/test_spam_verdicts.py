@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from controlplane.logs.dovecot import AuthVerdicts
 from controlplane.logs.ingest import ingest_file
 from controlplane.logs.rspamd import parse_verdict_line, verdict_words
 from controlplane.models import MailTransaction, UnparsedLogLine
@@ -139,3 +140,41 @@ def test_a_garbled_verdict_line_is_kept_for_a_person(db: Session, tmp_path: Path
     garbled = REJECTED_VERDICT.replace("action=<reject>", "action=reject")
     _ingest(db, _write(tmp_path / "rspamd.log", [garbled]))
     assert db.scalars(select(UnparsedLogLine.line)).one() == garbled
+
+
+def test_a_delivery_dovecot_filed_into_junk_says_so_with_the_score(db: Session, tmp_path: Path) -> None:
+    dovecot_log = _write(
+        tmp_path / "dovecot.log",
+        [
+            "2026-12-05 08:00:01 lmtp(alice@a.test)<5293><6rHwEwXPE2utFAAAg+zDdQ>: Info: sieve: "
+            "msgid=<ham-1@client.example>: fileinto action: stored mail into mailbox 'Junk'",
+            "2026-12-05 08:00:01 lmtp(bob@a.test)<5293><7rHwEwXPE2utFAAAg+zDdQ>: Info: sieve: "
+            "msgid=<ham-1@client.example>: stored mail into mailbox 'INBOX'",
+        ],
+    )
+    delivered_twice = [
+        *DELIVERED_POSTFIX[:3],
+        "Dec 05 08:00:01 mail postfix/lmtp[12910]: 4jhLNP6C7NzJDbv: to=<alice@a.test>, relay=mail[/run/lmtp], "
+        "delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (250 2.0.0 <alice@a.test> 6rHwEwXPE2utFAAAg+zDdQ Saved)",
+        "Dec 05 08:00:01 mail postfix/lmtp[12910]: 4jhLNP6C7NzJDbv: to=<bob@a.test>, relay=mail[/run/lmtp], "
+        "delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (250 2.0.0 <bob@a.test> 7rHwEwXPE2utFAAAg+zDdQ Saved)",
+        DELIVERED_POSTFIX[-1],
+    ]
+    verdicts = AuthVerdicts()
+    for path in (
+        dovecot_log,
+        _write(tmp_path / "rspamd.log", [DELIVERED_VERDICT]),
+        _write(tmp_path / "postfix.log", delivered_twice),
+    ):
+        ingest_file(db, path, reference=REFERENCE, verdicts=verdicts)
+    transaction = _transaction(db, "ham-1@client.example")
+    reasons = {r.recipient: (r.outcome, r.reason) for r in transaction.recipients}
+    assert reasons == {
+        "alice@a.test": (
+            "delivered",
+            "filed as junk (score 7.1: the sending server has no host name, no Message-ID header, no Date header)",
+        ),
+        "bob@a.test": ("delivered", ""),
+    }
+    (view,), _ = mail_logs.search_transactions(db, OPERATOR, "alice@a.test")
+    assert view.spam_verdict.startswith("filed as junk (score 7.1")

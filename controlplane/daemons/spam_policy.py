@@ -1,0 +1,41 @@
+"""Letterhead's spam policy where rspamd reads it: each domain's reject score that differs from
+the default, in a Redis hash (templates/rspamd/rspamd.local.lua.j2 asks it for every message's
+recipient domains). The database is the source; this copy is replaced whole on each publish, so
+a missed update is repaired by the next one (and at every `letterhead up`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import redis
+
+from controlplane.daemons.process import DaemonError
+from controlplane.render import SPAM_REJECT_SCORES_KEY
+
+
+def publish_reject_scores(port: int, scores: Mapping[str, float]) -> None:
+    """Make the hash hold exactly `scores` (domain -> reject score), in one transaction."""
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        with client.pipeline(transaction=True) as pipe:
+            pipe.delete(SPAM_REJECT_SCORES_KEY)
+            if scores:
+                pipe.hset(
+                    SPAM_REJECT_SCORES_KEY, mapping={domain: f"{score:g}" for domain, score in scores.items()}
+                )
+            pipe.execute()
+    except redis.RedisError as error:
+        raise DaemonError(f"The spam policy could not be published to Redis: {error}") from error
+    finally:
+        client.close()
+
+
+def reject_scores(port: int) -> dict[str, float]:
+    """What rspamd reads now (for status and tests)."""
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, decode_responses=True)
+    try:
+        return {domain: float(score) for domain, score in client.hgetall(SPAM_REJECT_SCORES_KEY).items()}
+    except redis.RedisError as error:
+        raise DaemonError(f"Redis did not answer: {error}") from error
+    finally:
+        client.close()
