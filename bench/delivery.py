@@ -6,7 +6,9 @@ loopback sink) serves the same mailboxes two ways, in alternating runs:
 - `sql`:  the live generation Letterhead rendered, reading domains, mailboxes and aliases
           from SQLite views on every lookup;
 - `hash`: the same main.cf with those maps replaced by `hash:` files built from the same
-          rows (what a classic static Postfix setup does).
+          rows (what a classic static Postfix setup does);
+- `nofilter`: the live generation without rspamd's milter on port 25, the spam filter's
+          cost: `filter_ratio` is sql (filtered) over nofilter.
 
 Each run sends N 1 KB messages with `smtp-source` (10 sessions spread over several
 recipients) to port 25 and waits until every one is in a Maildir. Before that, the load
@@ -19,7 +21,8 @@ replies and broken generations that went live all counted (each must be zero).
 
     .venv/bin/python bench/delivery.py [--quick]
 
-The last line is the headline: `ratio=<sql msg/s / hash msg/s>`.
+The last lines are the headlines: `filter_ratio=<sql msg/s / nofilter msg/s>` and
+`ratio=<sql msg/s / hash msg/s>` (both variants filtered alike).
 """
 
 from __future__ import annotations
@@ -217,6 +220,21 @@ def build_hash_variant(stack: ScratchStack, target: Path) -> Path:
     return target
 
 
+def build_unfiltered_variant(stack: ScratchStack, target: Path) -> Path:
+    """A copy of the live Postfix config whose port 25 asks no milter: mail is not scanned."""
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(stack.settings.live_config.resolve() / "postfix", target)
+    master = target / "master.cf"
+    milter = f"  -o smtpd_milters=inet:127.0.0.1:{stack.ports['rspamd_milter']}\n"
+    text = master.read_text()
+    if milter not in text:
+        raise SystemExit("The live master.cf names no rspamd milter on port 25: nothing to compare.")
+    master.write_text(text.replace(milter, "", 1))
+    postfix.check_config(target)
+    return target
+
+
 def switch_postfix(stack: ScratchStack, config_dir: Path) -> None:
     """Run Postfix on `config_dir`, under the log writer as `letterhead up` runs it (both variants
     alike: the writer's cost is in both figures)."""
@@ -343,7 +361,8 @@ def main() -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     messages -= messages % RECIPIENTS
 
-    stack = ScratchStack(min_mailbox_bytes=GIB)
+    # rspamd scans with as many processes as production runs by default.
+    stack = ScratchStack(min_mailbox_bytes=GIB, extra_settings="spam_workers = 2")
     try:
         calibration = calibrate_load_tool(stack.home, messages)
         print(
@@ -354,15 +373,20 @@ def main() -> int:
         stack.start()
         live_postfix = stack.settings.live_config / "postfix"
         hash_dir = build_hash_variant(stack, stack.home / "postfix-hash")
+        unfiltered_dir = build_unfiltered_variant(stack, stack.home / "postfix-nofilter")
         count = maildir_counter(stack)
         port = stack.ports["smtp"]
         # Warm-up: the first run pays for Maildir creation and process start-up.
         run_load(port, RECIPIENTS * 10, count)
 
-        rates: dict[str, list[float]] = {"sql": [], "hash": []}
+        rates: dict[str, list[float]] = {"sql": [], "hash": [], "nofilter": []}
         failures = []
         for round_number in range(1, rounds + 1):
-            for variant, config_dir in (("sql", live_postfix), ("hash", hash_dir)):
+            for variant, config_dir in (
+                ("sql", live_postfix),
+                ("hash", hash_dir),
+                ("nofilter", unfiltered_dir),
+            ):
                 switch_postfix(stack, config_dir)
                 result = run_load(port, messages, count)
                 rates[variant].append(result.rate)
@@ -373,6 +397,7 @@ def main() -> int:
                 )
         switch_postfix(stack, live_postfix)
         sql_rate, hash_rate = statistics.median(rates["sql"]), statistics.median(rates["hash"])
+        unfiltered_rate = statistics.median(rates["nofilter"])
 
         # The churn run is long (at least ten changes, one broken); its quiet reference is a
         # run of the same length just before it, so both fill their folders alike.
@@ -415,6 +440,7 @@ def main() -> int:
         print()
         print(f"sql  (Letterhead's SQLite views): {sql_rate:6.1f} msg/s (median of {rounds})")
         print(f"hash (static hash: maps)        : {hash_rate:6.1f} msg/s (median of {rounds})")
+        print(f"nofilter (sql, no rspamd)       : {unfiltered_rate:6.1f} msg/s (median of {rounds})")
         print(
             f"under config churn: {churn.messages} messages at {churn.rate:6.1f} msg/s = {churn_ratio:.2f} "
             f"of quiet; {report.applied} changes ({report.brand_changes} brand, {report.domain_changes} "
@@ -436,6 +462,7 @@ def main() -> int:
         for failure in failures:
             print(f"FAILURE: {failure}")
         print(f"churn_ratio={churn_ratio:.2f}")
+        print(f"filter_ratio={sql_rate / unfiltered_rate:.2f}")
         print(f"ratio={sql_rate / hash_rate:.2f}")
         return 1 if failures else 0
     finally:

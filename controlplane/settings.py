@@ -138,6 +138,8 @@ class Settings:
     # least a mailbox's junk score is filed into its Junk folder.
     spam_reject_score: float = 15.0
     spam_junk_score: float = 6.0
+    # rspamd's milter processes, each scanning messages on one core.
+    spam_workers: int = 2
 
     @property
     def database_path(self) -> Path:

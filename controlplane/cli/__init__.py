@@ -49,6 +49,7 @@ for command in (
     stack.periodic,
     stack.postfix_log_writer_command,
     stack.sender_milter_command,
+    stack.send_limits_command,
 ):
     main.add_command(command)
 

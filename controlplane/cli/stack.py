@@ -10,7 +10,7 @@ import yaml
 
 from controlplane.cli.common import current_installation, emit, fail, handles_errors, json_option
 from controlplane.daemons import apply as config_apply
-from controlplane.daemons import postfix_log, sender_milter
+from controlplane.daemons import postfix_log, send_limits, sender_milter
 from controlplane.runners import periodic as periodic_runner
 from controlplane.runners import stack
 from controlplane.services import admins, aliases, brands, domains, mailboxes, storage, tenants, transfer
@@ -170,3 +170,11 @@ def postfix_log_writer_command(daemon: bool) -> None:
 def sender_milter_command(daemon: bool) -> None:
     """Check the From: header of mail sent after login against the login, for Postfix, until stopped."""
     sender_milter.run_sender_milter(load_settings(), daemon=daemon)
+
+
+@click.command("send-limits")
+@click.option("--daemon", is_flag=True, help="Detach and run in the background (as `letterhead up` does).")
+@handles_errors
+def send_limits_command(daemon: bool) -> None:
+    """Enforce logged-in users' sending limits for Postfix (recipients per message, messages per hour)."""
+    send_limits.run_send_limits(load_settings(), daemon=daemon)

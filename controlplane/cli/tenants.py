@@ -27,6 +27,10 @@ def tenant_row(session, tenant) -> dict[str, Any]:
         "free_bytes": usage.free_bytes,
         "max_mailbox_bytes": tenant.max_mailbox_bytes,
         "active": tenant.active,
+        "mailbox_hourly_messages": tenant.mailbox_hourly_messages,
+        "tenant_hourly_messages": tenant.tenant_hourly_messages,
+        "max_recipients_per_message": tenant.max_recipients_per_message,
+        "postmaster_address": tenant.postmaster_address,
     }
 
 
@@ -83,6 +87,41 @@ def tenant_update(
         tenants.update_tenant(
             session, OPERATOR, found, storage_pool_bytes=pool, max_mailbox_bytes=max_mailbox, active=active
         )
+        emit(tenant_row(session, found), as_json)
+
+
+@tenant.command("limits")
+@click.argument("name")
+@click.option(
+    "--mailbox-hourly-messages", type=int, default=None, help="Messages each mailbox may send per hour."
+)
+@click.option(
+    "--tenant-hourly-messages", type=int, default=None, help="Messages all its mailboxes may send per hour."
+)
+@click.option("--max-recipients", type=int, default=None, help="Recipients per message.")
+@click.option(
+    "--postmaster-address",
+    default=None,
+    help='Where its domains\' postmaster@ and abuse@ mail goes when no one in the domain gets it ("" for nowhere).',
+)
+@json_option
+@handles_errors
+def tenant_limits(
+    name: str,
+    mailbox_hourly_messages: int | None,
+    tenant_hourly_messages: int | None,
+    max_recipients: int | None,
+    postmaster_address: str | None,
+    as_json: bool,
+) -> None:
+    """Set (or show) a tenant's sending limits and postmaster address."""
+    with current_installation().transaction() as session:
+        found = tenants.get_tenant(session, OPERATOR, name)
+        tenants.set_sending_limits(
+            session, OPERATOR, found, mailbox_hourly_messages=mailbox_hourly_messages,
+            tenant_hourly_messages=tenant_hourly_messages, max_recipients_per_message=max_recipients,
+            postmaster_address=postmaster_address,
+        )  # fmt: skip
         emit(tenant_row(session, found), as_json)
 
 

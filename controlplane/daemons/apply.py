@@ -51,8 +51,7 @@ def build_render_state(settings: Settings, sni_identities: tuple[TlsIdentity, ..
             nameservers=(settings.dns_resolver,) if settings.dns_resolver else (),
             reject_score=settings.spam_reject_score,
             junk_score=settings.spam_junk_score,
-            # Test stacks run several at once on two cores.
-            worker_count=1 if settings.testing else 2,
+            worker_count=settings.spam_workers,
         ),
     )
 
@@ -91,6 +90,9 @@ def _write_generation(directory: Path, files: dict[str, str]) -> None:
         os.chmod(folder, 0o755)
 
 
+# What checking a generation leaves beside the rendered files (compiled Sieve scripts): not a
+# rendered file that went away.
+CHECK_OUTPUTS = (".svbin",)
 # In the order they start and reload: rspamd keeps its state in Redis.
 DAEMONS = ("redis", "rspamd", "postfix", "dovecot", "nginx")
 # Their files change only with the settings, and their checkers take about a second (rspamd's
@@ -131,7 +133,11 @@ def changed_daemons(previous: Path | None, files: dict[str, str]) -> tuple[str, 
         if not old.is_file() or old.read_text() != content:
             changed.add(relative.split("/", 1)[0])
     for daemon in DAEMONS:
-        old_names = {str(p.relative_to(previous)) for p in (previous / daemon).rglob("*") if p.is_file()}
+        old_names = {
+            str(p.relative_to(previous))
+            for p in (previous / daemon).rglob("*")
+            if p.is_file() and p.suffix not in CHECK_OUTPUTS
+        }
         if old_names - set(files):
             changed.add(daemon)
     return tuple(daemon for daemon in DAEMONS if daemon in changed)

@@ -167,6 +167,8 @@ class ScratchStack:
             # to build) are shared by every scratch stack.
             + ("" if "spam_network_checks" in extra_settings else "spam_network_checks = false\n")
             + f'spam_expression_cache = "{SHARED_EXPRESSION_CACHE}"\n'
+            # Tests run several stacks at once on two cores: one scanning process each.
+            + ("" if "spam_workers" in extra_settings else "spam_workers = 1\n")
             + f"{extra_settings}\n"
             f"[ports]\n{port_lines}\n"
         )

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from controlplane.models.base import AUTOINCREMENT, Base, byte_count, created_at, int_pk
@@ -40,6 +40,8 @@ class Mailbox(Base):
     is_domain_admin: Mapped[bool] = mapped_column(default=False)
     storage_key: Mapped[str] = mapped_column(String(32), unique=True, default=new_storage_key)
     created_at: Mapped[created_at]
+    # Messages this mailbox may send per hour; None: its tenant's per-mailbox limit.
+    hourly_messages: Mapped[int | None] = mapped_column(Integer)
 
     domain: Mapped[Domain] = relationship(back_populates="mailboxes")
 

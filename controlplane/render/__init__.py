@@ -38,6 +38,10 @@ POSTFIX_SQL_MAPS = {
         "aliases, and mailboxes to themselves",
         "SELECT destination FROM mail_forwardings WHERE local_part = '%u' AND domain = '%d'",
     ),
+    "sql-role-addresses.cf": (
+        "postmaster@ and abuse@ of every domain: its domain admins, else the tenant's address",
+        "SELECT destination FROM mail_role_addresses WHERE local_part = '%u' AND domain = '%d'",
+    ),
     "sql-catchall.cf": (
         "catch-all aliases, looked up as @domain",
         "SELECT destination FROM mail_aliases WHERE local_part = '' "

@@ -6,7 +6,16 @@ import dataclasses
 import os
 import sys
 
-from controlplane.daemons import dovecot, nginx, postfix, postfix_log, redis, rspamd, sender_milter
+from controlplane.daemons import (
+    dovecot,
+    nginx,
+    postfix,
+    postfix_log,
+    redis,
+    rspamd,
+    send_limits,
+    sender_milter,
+)
 from controlplane.daemons.layout import prepare_state_directory, protect_database
 from controlplane.daemons.process import DaemonError, read_pid, run_tool, terminate, wait_until
 from controlplane.runners import follower, periodic
@@ -83,9 +92,15 @@ def up(installation: Installation, *, web: bool = True) -> None:
     sender_milter.SENDER_MILTER.start(settings)
     if not wait_until(lambda: sender_milter.ready(settings), timeout=15):
         raise DaemonError(f"The sender milter did not start; see {settings.log_dir / 'sender-milter.log'}.")
-    # rspamd before Postfix too (its milter), Redis before rspamd (its statistics and policies).
+    # rspamd before Postfix too (its milter), Redis before rspamd (its statistics and policies)
+    # and before the sending limits service (its counts), which Postfix asks on submission.
     redis.start(settings, live / "redis" / "redis.conf")
     installation.publish_spam_policy()
+    send_limits.SEND_LIMITS.start(settings)
+    if not wait_until(lambda: send_limits.ready(settings), timeout=15):
+        raise DaemonError(
+            f"The sending limits service did not start; see {settings.log_dir / 'send-limits.log'}."
+        )
     # Through the live link: a reload reads the generation it names then.
     rspamd.start(settings, live / "rspamd")
     if not postfix.master_pid(settings.postfix_queue):
@@ -119,6 +134,7 @@ def down(settings: Settings) -> None:
         if not wait_until(lambda: postfix.master_pid(settings.postfix_queue) is None, timeout=10):
             terminate(pid)
     sender_milter.SENDER_MILTER.stop(settings)
+    send_limits.SEND_LIMITS.stop(settings)
     rspamd.stop(settings)
     redis.stop(settings)
     pid = dovecot.master_pid(settings.run_dir / "dovecot")
@@ -144,6 +160,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
             {name: ports[name] for name in ("smtp", "submission", "submissions")},
         ),
         ServiceStatus("sender-milter", sender_milter.SENDER_MILTER.pid(settings), {}),
+        ServiceStatus("send-limits", send_limits.SEND_LIMITS.pid(settings), {}),
         ServiceStatus(
             "rspamd",
             rspamd.master_pid(settings),

@@ -10,7 +10,7 @@ from controlplane.models import GIB, Tenant
 from controlplane.services import audit, locks, scope, storage
 from controlplane.services.changes import signal_domains_changed
 from controlplane.services.scope import Actor
-from controlplane.validation import normalize_tenant_name
+from controlplane.validation import normalize_address, normalize_tenant_name
 
 PLAN_LARGEST_MAILBOX_BYTES = 20 * GIB
 
@@ -104,6 +104,67 @@ def update_tenant(
         session, actor, "tenant.update", tenant.name, tenant_id=tenant.id,
         storage_pool_bytes=tenant.storage_pool_bytes, max_mailbox_bytes=tenant.max_mailbox_bytes,
         active=tenant.active,
+    )  # fmt: skip
+    return tenant
+
+
+# Sending limits beyond these are no limits: the point is to stop a stolen password's flood.
+MAX_HOURLY_MESSAGES = 1_000_000
+MAX_RECIPIENTS_PER_MESSAGE = 10_000
+
+
+def set_sending_limits(
+    session: Session,
+    actor: Actor,
+    tenant: Tenant,
+    *,
+    mailbox_hourly_messages: int | None = None,
+    tenant_hourly_messages: int | None = None,
+    max_recipients_per_message: int | None = None,
+    postmaster_address: str | None = None,
+) -> Tenant:
+    """The operator sets a tenant's outbound limits (part of its plan) and where its domains'
+    postmaster and abuse mail goes when no one in the domain receives it ("" for nowhere)."""
+    scope.require_operator(actor)
+    for value, field, title, highest in (
+        (
+            mailbox_hourly_messages,
+            "mailbox_hourly_messages",
+            "Messages per hour per mailbox",
+            MAX_HOURLY_MESSAGES,
+        ),
+        (
+            tenant_hourly_messages,
+            "tenant_hourly_messages",
+            "Messages per hour for the tenant",
+            MAX_HOURLY_MESSAGES,
+        ),
+        (
+            max_recipients_per_message,
+            "max_recipients_per_message",
+            "Recipients per message",
+            MAX_RECIPIENTS_PER_MESSAGE,
+        ),
+    ):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= highest
+        ):
+            raise ValidationError(f"{title} must be a whole number from 1 to {highest:,}.", field=field)
+    if postmaster_address:
+        postmaster_address = normalize_address(postmaster_address, field="postmaster_address")
+    if mailbox_hourly_messages is not None:
+        tenant.mailbox_hourly_messages = mailbox_hourly_messages
+    if tenant_hourly_messages is not None:
+        tenant.tenant_hourly_messages = tenant_hourly_messages
+    if max_recipients_per_message is not None:
+        tenant.max_recipients_per_message = max_recipients_per_message
+    if postmaster_address is not None:
+        tenant.postmaster_address = postmaster_address
+    session.flush()
+    audit.record_change(
+        session, actor, "tenant.sending_limits", tenant.name, tenant_id=tenant.id,
+        mailbox_hourly_messages=tenant.mailbox_hourly_messages, tenant_hourly_messages=tenant.tenant_hourly_messages,
+        max_recipients_per_message=tenant.max_recipients_per_message, postmaster_address=tenant.postmaster_address,
     )  # fmt: skip
     return tenant
 

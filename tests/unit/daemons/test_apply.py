@@ -34,6 +34,15 @@ def test_only_the_daemons_whose_files_changed_are_reloaded(tmp_path: Path) -> No
     assert apply.changed_daemons(previous, {**FILES, "dovecot/new.conf.ext": "x\n"}) == ("dovecot",)
     without_nginx_file = {k: v for k, v in FILES.items() if k != "nginx/nginx.conf"}
     assert apply.changed_daemons(previous, without_nginx_file) == ("nginx",)
+    # What the check compiled beside the files (a Sieve binary) is no rendered file gone.
+    (previous / "dovecot" / "junk.svbin").write_bytes(b"compiled")
+    assert apply.changed_daemons(previous, FILES) == ()
+
+
+def test_pipe_programs_are_executable_and_the_rest_is_not(tmp_path: Path) -> None:
+    directory = written(tmp_path, {**FILES, "dovecot/sieve-pipe/learn-spam.sh": "#!/bin/sh\n"})
+    assert (directory / "dovecot/sieve-pipe/learn-spam.sh").stat().st_mode & 0o777 == 0o755
+    assert (directory / "dovecot/dovecot.conf").stat().st_mode & 0o777 == 0o644
 
 
 def test_files_are_written_readable_and_dated_in_the_past(tmp_path: Path) -> None:

@@ -1,0 +1,91 @@
+"""Per-domain spam thresholds: who may set them, what is refused, and what Dovecot then reads."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from controlplane.errors import NotFound, NotInScope, ValidationError
+from controlplane.services import scope, spam, tenants
+from controlplane.services.scope import OPERATOR
+from tests.factories import make_domain, make_tenant
+
+DEFAULTS = {"default_reject": 15.0, "default_junk": 6.0}
+
+
+def _junk_hundredths(db: Session, domain: str) -> int | None:
+    """What Dovecot's userdb query reads (templates/dovecot/dovecot-sql.conf.ext.j2)."""
+    return db.scalar(
+        text(
+            "SELECT CAST(ROUND(junk_score * 100) AS INTEGER) FROM mail_domain_spam_scores WHERE domain = :d"
+        ),
+        {"d": domain},
+    )
+
+
+def test_a_full_admin_sets_both_and_defaults_come_back_with_none(db: Session) -> None:
+    tenant = make_tenant(db)
+    domain = make_domain(db, tenant=tenant, name="spam.test")
+    admin = scope.tenant_admin(tenant.id)
+    current = spam.set_thresholds(db, admin, domain, reject_score=20, junk_score=4.5, **DEFAULTS)
+    assert (current.reject_score, current.junk_score, current.reject_is_own, current.junk_is_own) == (
+        20, 4.5, True, True,
+    )  # fmt: skip
+    assert _junk_hundredths(db, "spam.test") == 450
+    assert spam.own_reject_scores(db) == {"spam.test": 20}
+    current = spam.set_thresholds(db, admin, domain, reject_score=None, junk_score=None, **DEFAULTS)
+    assert (current.reject_score, current.junk_score, current.reject_is_own) == (15.0, 6.0, False)
+    assert _junk_hundredths(db, "spam.test") is None
+    assert spam.own_reject_scores(db) == {}
+
+
+@pytest.mark.parametrize(
+    ("reject", "junk", "field"),
+    [
+        (20, 25, "junk_score"),  # junk above reject
+        (None, 15, "junk_score"),  # not below the default reject score
+        (0.5, None, "reject_score"),
+        (101, None, "reject_score"),
+        (float("nan"), None, "reject_score"),
+        (True, None, "reject_score"),
+    ],
+)
+def test_nonsense_is_refused_and_changes_nothing(db: Session, reject, junk, field: str) -> None:
+    domain = make_domain(db, name="nonsense.test")
+    with pytest.raises(ValidationError) as refused:
+        spam.set_thresholds(db, OPERATOR, domain, reject_score=reject, junk_score=junk, **DEFAULTS)
+    assert refused.value.field == field
+    assert (domain.spam_reject_score, domain.spam_junk_score) == (None, None)
+
+
+def test_domain_admins_and_other_tenants_may_not(db: Session) -> None:
+    tenant = make_tenant(db)
+    domain = make_domain(db, tenant=tenant, name="mine.test")
+    with pytest.raises(NotInScope):
+        spam.set_thresholds(
+            db, scope.domain_admin(tenant.id, domain.id), domain, reject_score=9, junk_score=None, **DEFAULTS
+        )
+    stranger = scope.tenant_admin(make_tenant(db).id)
+    with pytest.raises(NotFound):
+        spam.set_thresholds(db, stranger, domain, reject_score=9, junk_score=None, **DEFAULTS)
+    assert domain.spam_reject_score is None
+
+
+def test_sending_limits_are_the_operators_and_must_be_positive(db: Session) -> None:
+    tenant = make_tenant(db)
+    with pytest.raises(NotInScope):
+        tenants.set_sending_limits(db, scope.tenant_admin(tenant.id), tenant, mailbox_hourly_messages=10**6)
+    for bad in (
+        {"mailbox_hourly_messages": 0},
+        {"max_recipients_per_message": 10**6},
+        {"tenant_hourly_messages": "5"},
+    ):
+        with pytest.raises(ValidationError):
+            tenants.set_sending_limits(db, OPERATOR, tenant, **bad)
+    tenants.set_sending_limits(
+        db, OPERATOR, tenant, mailbox_hourly_messages=5, postmaster_address="Ops@Example.org"
+    )
+    assert (tenant.mailbox_hourly_messages, tenant.tenant_hourly_messages, tenant.postmaster_address) == (
+        5, 3000, "ops@example.org",
+    )  # fmt: skip
