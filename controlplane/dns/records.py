@@ -10,7 +10,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 
-from controlplane.dns.spf import Senders
+from controlplane.dns.spf import Senders, relay_mechanism
 from controlplane.errors import ValidationError
 from controlplane.validation import normalize_address, normalize_domain, normalize_hostname
 
@@ -65,6 +65,7 @@ def expected_records(
     tls_report_address: str | None,
     dkim: tuple[DkimRecord, ...] = (),
     caa_identity: str = "",
+    relay_host: str = "",
 ) -> list[ExpectedRecord]:
     """Everything `domain` needs to use `brand_host` for mail, client setup, MTA-STS and TLS reports;
     the SRV records name the ports the platform listens on (`ports`, by settings' port names)."""
@@ -99,16 +100,32 @@ def expected_records(
     records.append(
         ExpectedRecord(domain, "MX", f"10 {brand}", "Mail for the domain goes to the branded host.")
     )
-    records.append(
-        ExpectedRecord(
-            domain,
-            "TXT",
-            "v=spf1 mx -all",
-            "SPF: only the domain's mail hosts send its mail. Any record that lets the platform send "
-            "and ends in -all or ~all is right too.",
-            senders=Senders(domain, (brand, platform), platform_addresses),
+    if relay_host:
+        try:
+            relay = str(ipaddress.ip_address(relay_host))
+        except ValueError:
+            relay = normalize_hostname(relay_host)
+        records.append(
+            ExpectedRecord(
+                domain,
+                "TXT",
+                f"v=spf1 {relay_mechanism(relay)} -all",
+                f"SPF: the platform's mail leaves through the relay {relay}. Any record that lets the "
+                "relay send and ends in -all or ~all is right too (your relay's provider may give an include).",
+                senders=Senders(domain, (brand, platform), platform_addresses, relay=relay),
+            )
         )
-    )
+    else:
+        records.append(
+            ExpectedRecord(
+                domain,
+                "TXT",
+                "v=spf1 mx -all",
+                "SPF: only the domain's mail hosts send its mail. Any record that lets the platform send "
+                "and ends in -all or ~all is right too.",
+                senders=Senders(domain, (brand, platform), platform_addresses),
+            )
+        )
     for key in dkim:
         if not re.fullmatch(r"[a-z0-9]{1,63}", key.selector):
             raise ValidationError(f"Not a DKIM selector: {key.selector!r}.", field="dkim")

@@ -30,11 +30,14 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 @dataclasses.dataclass(frozen=True)
 class Senders:
     """Who a domain's SPF record must let send: the platform, known by the names that lead to it
-    by design (the brand host and the platform's own host) and by its addresses."""
+    by design (the brand host and the platform's own host) and by its addresses. With a relay
+    (the `relayhost` setting), mail leaves from the relay instead: its addresses, looked up when
+    the record is judged, are the ones that must pass."""
 
     domain: str
     hosts: tuple[str, ...]
     addresses: tuple[str, ...]
+    relay: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +123,15 @@ def _term(token: str) -> Term:
     return Term(token, qualifier, mechanism, target)
 
 
+def relay_mechanism(relay: str) -> str:
+    """The SPF term that lets a relay send: `ip4:`/`ip6:` for an address, `a:` for a name."""
+    try:
+        address = ipaddress.ip_address(relay)
+    except ValueError:
+        return f"a:{relay}"
+    return f"ip{address.version}:{address}"
+
+
 def judge(records: Sequence[str], senders: Senders, lookup: Lookup) -> Verdict:
     """Whether the SPF records found for `senders.domain` let the platform send and refuse others."""
     spf = [text for text in records if is_spf(text)]
@@ -155,7 +167,7 @@ class _Judgement:
                 False, f"`{ending.text}` lets every server on the Internet send as {self.senders.domain}."
             )
         refused = []
-        for text_address in self.senders.addresses:
+        for text_address in self._sending_addresses():
             self.lookups = 0  # each address is one evaluation for a receiver
             address = ipaddress.ip_address(text_address)
             outcome = self._evaluate(self.senders.domain, record, address)
@@ -163,6 +175,13 @@ class _Judgement:
                 result = "neutral" if outcome is None else QUALIFIER_WORDS[outcome.qualifier]
                 by = f" by `{outcome.text}`" if outcome is not None else ""
                 refused.append(f"{text_address} ({result}{by})")
+        if refused and self.senders.relay:
+            relay = self.senders.relay
+            return Verdict(
+                False,
+                f"It does not authorise the relay {relay} that sends the platform's mail: "
+                f"{', '.join(refused)}. Add `{relay_mechanism(relay)}` (or the include your relay's provider gives).",
+            )
         if refused:
             host = self.senders.hosts[0]
             return Verdict(
@@ -171,6 +190,22 @@ class _Judgement:
                 f"Add `mx` (the domain's MX is {host}) or `a:{host}`.",
             )
         return Verdict(True)
+
+    def _sending_addresses(self) -> tuple[str, ...]:
+        if not self.senders.relay:
+            return self.senders.addresses
+        relay = self.senders.relay
+        try:
+            return (str(ipaddress.ip_address(relay)),)
+        except ValueError:
+            pass  # a name: its addresses
+        try:
+            found = self._lookup(relay, "A") + self._lookup(relay, "AAAA")
+        except LookupFailed as error:
+            raise SpfProblem(f"The relay {relay} could not be looked up ({error}).") from None
+        if not found:
+            raise SpfProblem(f"The relay {relay} has no address in DNS: mail cannot leave through it.")
+        return found
 
     def _ending(self, record: Record, depth: int = 0) -> Term | None:
         """The `all` that decides for everyone else (through `redirect=` when there is none)."""

@@ -54,7 +54,18 @@ def dns_plan(settings: Settings, domain: Domain) -> list[ExpectedRecord]:
         tls_report_address=tls_report_address(settings),
         dkim=dkim_records(domain),
         caa_identity=settings.acme_caa_identity,
+        relay_host=relay_host(settings.relayhost),
     )
+
+
+def relay_host(relayhost: str) -> str:
+    """The host name in Postfix's `relayhost` ("[smtp.example.net]:587", "smtp.example.net")."""
+    value = relayhost.strip()
+    if not value:
+        return ""
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
 def dkim_records(domain: Domain) -> tuple[DkimRecord, ...]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.dns.records import expected_records
+from controlplane.dns.records import DkimRecord, expected_records
 from controlplane.errors import ValidationError
 from controlplane.settings import PROFILE_PORTS
 
@@ -73,3 +73,29 @@ def test_hostile_names_never_become_records(field: str, bad: str) -> None:
 def test_addresses_and_ids_are_checked_too(overrides) -> None:
     with pytest.raises(ValidationError):
         _records(**overrides)
+
+
+def test_with_a_relay_the_spf_suggestion_names_the_relay() -> None:
+    by_name = [r for r in _records(relay_host="Smarthost.Example.net") if r.type == "TXT" and r.senders]
+    assert [r.value for r in by_name] == ["v=spf1 a:smarthost.example.net -all"]
+    assert by_name[0].senders.relay == "smarthost.example.net"
+    by_address = [r for r in _records(relay_host="198.51.100.7") if r.type == "TXT" and r.senders]
+    assert [r.value for r in by_address] == ["v=spf1 ip4:198.51.100.7 -all"]
+    with pytest.raises(ValidationError):
+        _records(relay_host="evil host;")
+
+
+def test_dkim_dmarc_and_caa_records_are_planned() -> None:
+    key = DkimRecord(selector="lh20261205", value="v=DKIM1; k=rsa; p=AAAA", active=True)
+    planned = {r.judge: r for r in _records(dkim=(key,), caa_identity="letsencrypt.org") if r.judge}
+    assert (planned["dkim"].name, planned["dkim"].value) == (
+        "lh20261205._domainkey.xn--bcher-kva.example",
+        "v=DKIM1; k=rsa; p=AAAA",
+    )
+    assert planned["dmarc"].name == "_dmarc.xn--bcher-kva.example" and planned["dmarc"].value.startswith(
+        "v=DMARC1; p=none"
+    )
+    assert (planned["caa"].type, planned["caa"].value) == ("CAA", '0 issue "letsencrypt.org"')
+    assert "caa" not in {r.judge for r in _records()}
+    with pytest.raises(ValidationError):
+        _records(dkim=(DkimRecord(selector="../x", value="v=DKIM1; p=A", active=True),))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.dns.spf import MAX_LOOKUPS, LookupFailed, Senders, judge
+from controlplane.dns.spf import MAX_LOOKUPS, LookupFailed, Senders, judge, relay_mechanism
 
 PLATFORM = Senders(
     domain="customer.example",
@@ -109,3 +109,23 @@ def test_a_name_the_record_relies_on_that_does_not_answer_is_the_records_problem
 
     result = judge(["v=spf1 include:broken.example mx -all"], PLATFORM, failing)
     assert not result.right and "relies on broken.example" in result.reason and "timed out" in result.reason
+
+
+def test_with_a_relay_the_relays_addresses_must_pass_not_the_platforms() -> None:
+    def lookup(name: str, kind: str) -> tuple[str, ...]:
+        return {("relay.example", "A"): ("198.51.100.7",)}.get((name, kind), ())
+
+    relayed = Senders(
+        "a.test", ("mail.a.test", "mail.letterhead.test"), ("192.0.2.10",), relay="relay.example"
+    )
+    assert judge(["v=spf1 a:relay.example -all"], relayed, lookup).right
+    verdict = judge(["v=spf1 ip4:192.0.2.10 -all"], relayed, lookup)
+    assert (
+        not verdict.right and "relay relay.example" in verdict.reason and "a:relay.example" in verdict.reason
+    )
+    by_address = Senders("a.test", ("mail.a.test",), ("192.0.2.10",), relay="198.51.100.7")
+    assert judge(["v=spf1 ip4:198.51.100.0/24 ~all"], by_address, lookup).right
+    assert (
+        relay_mechanism("198.51.100.7") == "ip4:198.51.100.7"
+        and relay_mechanism("r.example") == "a:r.example"
+    )
