@@ -115,6 +115,38 @@ def mailbox_set_quota(address: str, quota: int, as_json: bool) -> None:
         emit(mailbox_row(found), as_json)
 
 
+@mailbox.command("set-hourly-limit")
+@click.argument("address")
+@click.option(
+    "--messages",
+    "messages",
+    required=True,
+    help='Messages per hour it may send ("default": its tenant\'s limit).',
+)
+@json_option
+@handles_errors
+def mailbox_set_hourly_limit(address: str, messages: str, as_json: bool) -> None:
+    """How many messages a mailbox may send per hour through submission."""
+    if messages == "default":
+        limit = None
+    elif messages.isdigit():
+        limit = int(messages)
+    else:
+        raise click.BadParameter(f"{messages!r} is neither a whole number nor 'default'.")
+    with current_installation().transaction() as session:
+        found = mailboxes.get_mailbox(session, OPERATOR, address)
+        mailboxes.set_hourly_messages(session, OPERATOR, found, limit)
+        tenant = found.domain.tenant
+        emit(
+            {
+                "address": found.address,
+                "hourly_messages": found.hourly_messages or tenant.mailbox_hourly_messages,
+                "is_tenant_default": found.hourly_messages is None,
+            },
+            as_json,
+        )
+
+
 @mailbox.command("set-password")
 @click.argument("address")
 @click.option("--password", default=None)

@@ -297,6 +297,31 @@ def count_mailboxes(session: Session, domain: Domain) -> int:
     return domains.domain_counts(session, domain).mailboxes
 
 
+def set_hourly_messages(
+    session: Session, actor: Actor, mailbox: Mailbox, hourly_messages: int | None
+) -> Mailbox:
+    """A full admin lowers (or raises, up to the tenant's own hourly limit) how many messages one
+    mailbox may send per hour; None: the tenant's per-mailbox limit. The sending limits service
+    reads it on the mailbox's next message."""
+    scope.require_domain(actor, mailbox.domain)
+    tenant = mailbox.domain.tenant
+    scope.require_full_admin(actor, tenant)
+    if hourly_messages is not None and (
+        isinstance(hourly_messages, bool)
+        or not isinstance(hourly_messages, int)
+        or not 1 <= hourly_messages <= tenant.tenant_hourly_messages
+    ):
+        raise ValidationError(
+            f"Messages per hour must be a whole number from 1 to {tenant.tenant_hourly_messages:,} "
+            "(the tenant's own hourly limit).",
+            field="hourly_messages",
+        )
+    mailbox.hourly_messages = hourly_messages
+    session.flush()
+    _record(session, actor, "mailbox.hourly_messages", mailbox, hourly_messages=hourly_messages)
+    return mailbox
+
+
 def set_mailbox_quota(session: Session, actor: Actor, mailbox: Mailbox, quota_bytes: int) -> Mailbox:
     """A new size applies to the next delivery: Dovecot reads it from SQL on each lookup."""
     scope.require_domain(actor, mailbox.domain)
