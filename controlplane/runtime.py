@@ -68,7 +68,11 @@ class Installation:
         if redis.pid(self.settings) is None:
             return
         with self.sessions() as session:
-            spam_policy.publish_reject_scores(self.settings.ports["redis"], spam.own_reject_scores(session))
+            spam_policy.publish_policy(
+                self.settings.ports["redis"],
+                spam.own_reject_scores(session),
+                spam.greylisted_domains(session),
+            )
 
     def publish_dkim_selectors(self) -> None:
         """Point rspamd's selector map at each domain's active key, as committed."""

@@ -140,6 +140,8 @@ class Settings:
     spam_junk_score: float = 6.0
     # rspamd's milter processes, each scanning messages on one core.
     spam_workers: int = 2
+    # Greylisting (on per domain): how long a new sender must wait before its retry is accepted.
+    greylist_delay_seconds: int = 300
 
     @property
     def database_path(self) -> Path:

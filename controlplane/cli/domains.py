@@ -188,15 +188,22 @@ def _score_option(value: str | None) -> float | None | str:
     default=None,
     help='File mail scoring at least this as junk ("default": the installation\'s).',
 )
+@click.option(
+    "--greylisting/--no-greylisting", default=None, help="Defer mail from senders not seen lately once."
+)
 @json_option
 @handles_errors
-def domain_spam(name: str, reject_score: str | None, junk_score: str | None, as_json: bool) -> None:
+def domain_spam(
+    name: str, reject_score: str | None, junk_score: str | None, greylisting: bool | None, as_json: bool
+) -> None:
     """Show or set the domain's spam thresholds."""
     installation = current_installation()
     settings = installation.settings
     defaults = {"default_reject": settings.spam_reject_score, "default_junk": settings.spam_junk_score}
     with installation.transaction() as session:
         found = domains.get_domain(session, OPERATOR, name)
+        if greylisting is not None:
+            spam.set_greylisting(session, OPERATOR, found, greylisting)
         if reject_score is None and junk_score is None:
             current = spam.thresholds(found, **defaults)
         else:
@@ -217,6 +224,7 @@ def domain_spam(name: str, reject_score: str | None, junk_score: str | None, as_
             "reject_score_is_default": not current.reject_is_own,
             "junk_score": current.junk_score,
             "junk_score_is_default": not current.junk_is_own,
+            "greylisting": current.greylisting,
         },
         as_json,
     )

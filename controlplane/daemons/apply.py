@@ -52,6 +52,7 @@ def build_render_state(settings: Settings, sni_identities: tuple[TlsIdentity, ..
             reject_score=settings.spam_reject_score,
             junk_score=settings.spam_junk_score,
             worker_count=settings.spam_workers,
+            greylist_delay_seconds=settings.greylist_delay_seconds,
         ),
     )
 

@@ -169,6 +169,8 @@ class ScratchStack:
             + f'spam_expression_cache = "{SHARED_EXPRESSION_CACHE}"\n'
             # Tests run several stacks at once on two cores: one scanning process each.
             + ("" if "spam_workers" in extra_settings else "spam_workers = 1\n")
+            # A retry two seconds later passes greylisting: tests wait that long, not five minutes.
+            + ("" if "greylist_delay_seconds" in extra_settings else "greylist_delay_seconds = 2\n")
             + f"{extra_settings}\n"
             f"[ports]\n{port_lines}\n"
         )

@@ -1,20 +1,22 @@
 """Letterhead's spam policy where rspamd reads it: each domain's reject score that differs from
-the default, in a Redis hash (templates/rspamd/rspamd.local.lua.j2 asks it for every message's
-recipient domains). The database is the source; this copy is replaced whole on each publish, so
-a missed update is repaired by the next one (and at every `letterhead up`)."""
+the default, in a Redis hash, and the domains with greylisting on, in a Redis set
+(templates/rspamd/rspamd.local.lua.j2 asks both for every message's recipient domains). The
+database is the source; this copy is replaced whole on each publish, so a missed update is
+repaired by the next one (and at every `letterhead up`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import redis
 
 from controlplane.daemons.process import DaemonError
-from controlplane.render import SPAM_REJECT_SCORES_KEY
+from controlplane.render import GREYLIST_DOMAINS_KEY, SPAM_REJECT_SCORES_KEY
 
 
-def publish_reject_scores(port: int, scores: Mapping[str, float]) -> None:
-    """Make the hash hold exactly `scores` (domain -> reject score), in one transaction."""
+def publish_policy(port: int, scores: Mapping[str, float], greylisted: Collection[str] = ()) -> None:
+    """Make the hash hold exactly `scores` (domain -> reject score) and the set exactly
+    `greylisted`, in one transaction."""
     client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=5)
     try:
         with client.pipeline(transaction=True) as pipe:
@@ -23,6 +25,9 @@ def publish_reject_scores(port: int, scores: Mapping[str, float]) -> None:
                 pipe.hset(
                     SPAM_REJECT_SCORES_KEY, mapping={domain: f"{score:g}" for domain, score in scores.items()}
                 )
+            pipe.delete(GREYLIST_DOMAINS_KEY)
+            if greylisted:
+                pipe.sadd(GREYLIST_DOMAINS_KEY, *sorted(greylisted))
             pipe.execute()
     except redis.RedisError as error:
         raise DaemonError(f"The spam policy could not be published to Redis: {error}") from error

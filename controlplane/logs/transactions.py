@@ -35,6 +35,7 @@ _REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
         "the From: header names an address the logged-in user may not use",
     ),
     (("empty sender is not allowed",), "an empty sender is not allowed for logged-in users"),
+    (("greylisted",), "greylisted: a sender not seen lately must retry in a few minutes"),
     (("too many recipients: at most",), "more recipients than the sender may put in one message"),
     (("hourly sending limit reached",), "the sender's hourly sending limit was reached"),
     (("client host rejected: access denied",), "the sending host is refused by the server's access rules"),

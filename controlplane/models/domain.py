@@ -50,6 +50,9 @@ class Domain(Base):
     # Spam thresholds set by a full admin; None: the installation's defaults (settings).
     spam_reject_score: Mapped[float | None] = mapped_column(Float)
     spam_junk_score: Mapped[float | None] = mapped_column(Float)
+    # Mail from a sender not seen lately is deferred once (rspamd's Letterhead policy), for
+    # every recipient of a message naming this domain.
+    greylisting: Mapped[bool] = mapped_column(server_default=text("0"), default=False)
 
     tenant: Mapped[Tenant] = relationship(back_populates="domains")
     brand: Mapped[Brand | None] = relationship(back_populates="domains")

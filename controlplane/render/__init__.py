@@ -142,6 +142,9 @@ class Paths:
 SPAM_NETWORK_MODULES = ("rbl", "fuzzy_check", "asn")
 # Redis hash of each domain's reject score that differs from the default (daemons/spam_policy.py).
 SPAM_REJECT_SCORES_KEY = "letterhead:reject-score"
+# Redis set of the domains with greylisting on; greylisting's own keys start with the prefix.
+GREYLIST_DOMAINS_KEY = "letterhead:greylist-domains"
+GREYLIST_PREFIX = "letterhead:grey:"
 # The header rspamd adds to mail from outside: its score in hundredths, which the Sieve rule
 # that files junk compares with the mailbox's junk score.
 SPAM_SCORE_HEADER = "X-Letterhead-Spam-Score"
@@ -159,6 +162,7 @@ class SpamFilter:
     reject_score: float = 15.0
     junk_score: float = 6.0
     worker_count: int = 2
+    greylist_delay_seconds: int = 300
 
 
 @dataclasses.dataclass(frozen=True)
@@ -369,6 +373,9 @@ def render_rspamd(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> di
         "worker_count": spam.worker_count,
         "reject_score": f"{spam.reject_score:g}",
         "reject_scores_key": SPAM_REJECT_SCORES_KEY,
+        "greylist_domains_key": GREYLIST_DOMAINS_KEY,
+        "greylist_prefix": GREYLIST_PREFIX,
+        "greylist_delay": int(spam.greylist_delay_seconds),
         "score_header": SPAM_SCORE_HEADER,
         "bayes_min_learns": 1 if state.testing else 200,
     }

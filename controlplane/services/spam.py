@@ -29,6 +29,7 @@ class SpamThresholds:
     # Whether each is the domain's own (False: the installation's default).
     reject_is_own: bool
     junk_is_own: bool
+    greylisting: bool = False
 
 
 def thresholds(domain: Domain, *, default_reject: float, default_junk: float) -> SpamThresholds:
@@ -37,6 +38,7 @@ def thresholds(domain: Domain, *, default_reject: float, default_junk: float) ->
         junk_score=domain.spam_junk_score if domain.spam_junk_score is not None else default_junk,
         reject_is_own=domain.spam_reject_score is not None,
         junk_is_own=domain.spam_junk_score is not None,
+        greylisting=domain.greylisting,
     )
 
 
@@ -80,10 +82,34 @@ def set_thresholds(
         session, actor, "domain.spam_thresholds", domain.name, tenant_id=domain.tenant_id,
         domain_id=domain.id, reject_score=reject_score, junk_score=junk_score,
     )  # fmt: skip
+    _signal_policy_changed(session)
+    return thresholds(domain, default_reject=default_reject, default_junk=default_junk)
+
+
+def set_greylisting(session: Session, actor: Actor, domain: Domain, enabled: bool) -> Domain:
+    """Full admins only: mail from senders not seen lately is deferred once, for a few minutes."""
+    scope.require_domain(actor, domain)
+    scope.require_full_admin(actor, domain.tenant)
+    domain.greylisting = bool(enabled)
+    session.flush()
+    audit.record_change(
+        session, actor, "domain.greylisting", domain.name, tenant_id=domain.tenant_id, domain_id=domain.id,
+        enabled=domain.greylisting,
+    )  # fmt: skip
+    _signal_policy_changed(session)
+    return domain
+
+
+def greylisted_domains(session: Session) -> list[str]:
+    return list(
+        session.scalars(select(Domain.name).where(Domain.greylisting.is_(True)).order_by(Domain.name))
+    )
+
+
+def _signal_policy_changed(session: Session) -> None:
     action = session.info.get("on_spam_policy_changed")
     if action is not None:
         after_commit(session, "spam_policy_changed", action)
-    return thresholds(domain, default_reject=default_reject, default_junk=default_junk)
 
 
 def own_reject_scores(session: Session) -> dict[str, float]:

@@ -61,6 +61,7 @@ def upgrade() -> None:
     )
     op.add_column("domain", sa.Column("spam_reject_score", sa.Float(), nullable=True))
     op.add_column("domain", sa.Column("spam_junk_score", sa.Float(), nullable=True))
+    op.add_column("domain", sa.Column("greylisting", sa.Boolean(), nullable=False, server_default=sa.text("0")))
     # Dovecot's userdb reads each mailbox's junk score through this view (columns stay stable).
     op.execute(f"CREATE VIEW mail_domain_spam_scores AS {SPAM_SCORES_VIEW}")
     # Outbound limits per tenant and mailbox, read by the sending limits service through a view.
@@ -116,6 +117,7 @@ def downgrade() -> None:
     op.execute("DROP VIEW mail_domain_spam_scores")
     op.drop_index(op.f("ix_dkim_key_domain_id"), table_name="dkim_key")
     op.drop_table("dkim_key")
+    op.drop_column("domain", "greylisting")
     op.drop_column("domain", "spam_junk_score")
     op.drop_column("domain", "spam_reject_score")
     op.drop_column("mail_transaction", "spam_symbols")

@@ -308,3 +308,46 @@ def test_moving_a_message_out_of_junk_trains_it_as_ham_and_back_as_spam(strict: 
         assert _until_learned(strict, back_in_junk) == back_in_junk
     finally:
         client.logout()
+
+
+def test_greylisting_defers_a_new_sender_once_for_the_domain_that_has_it_on(world: ScratchStack) -> None:
+    with world.installation.transaction() as session:
+        tenant = tenants.create_tenant(session, OPERATOR, name="Grey", storage_pool_bytes=2000 * KB)
+        domain = domains.create_domain(
+            session, OPERATOR, tenant=tenant, name="grey.test", max_mailboxes=5, max_aliases=5,
+            max_mailbox_bytes=500 * KB,
+        )  # fmt: skip
+        mailboxes.create_mailbox(
+            session, OPERATOR, domain=domain, local_part="gus", password=PASSWORD, quota_bytes=200 * KB
+        )
+    shown = CliRunner().invoke(
+        cli.main,
+        ["domain", "spam", "grey.test", "--greylisting", "--json"],
+        env={"LETTERHEAD_HOME": str(world.home)},
+    )
+    assert shown.exit_code == 0 and json.loads(shown.output)["greylisting"] is True, shown.output
+    # Another domain is not greylisted: the same sender's mail there goes through at once.
+    smtp_send(world, make_message("new@sender.test", ["alice@filtered.test"]), ["alice@filtered.test"])
+    first = make_message("new@sender.test", ["gus@grey.test"], subject="greylisted first")
+    for _ in range(2):  # the first attempt, and a retry too soon
+        with pytest.raises(smtplib.SMTPDataError) as deferred:
+            smtp_send(world, first, ["gus@grey.test"])
+        assert deferred.value.smtp_code == 451 and b"Greylisted" in deferred.value.smtp_error
+    time.sleep(2.5)  # the scratch stack's greylisting delay is 2 s
+    smtp_send(world, first, ["gus@grey.test"])
+    assert _wait_in(world, "gus@grey.test", "INBOX", "greylisted first")
+    # Passed: the next message of the same sender is taken at once.
+    smtp_send(
+        world, make_message("new@sender.test", ["gus@grey.test"], subject="then at once"), ["gus@grey.test"]
+    )
+    assert _wait_in(world, "gus@grey.test", "INBOX", "then at once")
+
+    def logged(session):
+        found, _ = mail_logs.search_transactions(session, OPERATOR, "gus@grey.test")
+        reasons = [r.reason for view in found for r in view.recipients]
+        return reasons if any(reason.startswith("greylisted") for reason in reasons) else None
+
+    reasons = _until(world, logged)
+    assert (
+        reasons is not None and "greylisted: a sender not seen lately must retry in a few minutes" in reasons
+    )

@@ -495,3 +495,36 @@ def test_a_filter_that_cannot_be_written_is_a_clear_refusal_not_a_server_error(a
     )
     body = problem_of(response, 503)
     assert "mail storage folder" in body["detail"] and "prepare the installation" in body["detail"]
+
+
+def test_spam_thresholds_and_greylisting_through_the_api(api, world) -> None:
+    put = api(
+        "one", "PUT", "/domains/a.test/spam", json={"reject_score": 12, "junk_score": 4, "greylisting": True}
+    )
+    assert put.status_code == 200, put.get_json()
+    assert put.get_json() == {
+        "reject_score": 12.0, "reject_score_is_default": False, "junk_score": 4.0,
+        "junk_score_is_default": False, "greylisting": True,
+    }  # fmt: skip
+    refused = api("one", "PUT", "/domains/a.test/spam", json={"reject_score": 3, "junk_score": 4})
+    assert refused.status_code == 422 and problem_of(refused, 422)
+    # A domain token reads its domain's thresholds; changing them is a tenant route (404, as for
+    # every tenant route); another tenant sees nothing.
+    assert api("a", "GET", "/domains/a.test/spam").get_json()["junk_score"] == 4.0
+    assert (
+        api("a", "PUT", "/domains/a.test/spam", json={"reject_score": None, "junk_score": None}).status_code
+        == 404
+    )
+    assert api("two", "GET", "/domains/a.test/spam").status_code == 404
+    with world.transaction() as session:
+        domain = session.scalar(select(Domain).where(Domain.name == "a.test"))
+        assert (domain.spam_reject_score, domain.spam_junk_score, domain.greylisting) == (12, 4, True)
+
+
+def test_dkim_keys_through_the_api(api) -> None:
+    keys = api("a", "GET", "/domains/a.test/dkim").get_json()
+    assert [k["state"] for k in keys] == ["active"]
+    rotated = api("one", "POST", "/domains/a.test/dkim/rotate")
+    assert rotated.status_code == 200
+    assert [k["state"] for k in rotated.get_json()] == ["active", "retiring"]
+    assert api("two", "POST", "/domains/a.test/dkim/rotate").status_code == 404

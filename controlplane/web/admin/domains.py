@@ -91,15 +91,17 @@ def _score_or_default(text: str | None, field: str) -> float | None:
 def set_spam_thresholds(name: str):
     form = request.form
     found = domains.get_domain(db(), current_actor(), name)
-    attempt(
-        lambda: spam.set_thresholds(
+
+    def save() -> None:
+        spam.set_thresholds(
             db(), current_actor(), found,
             reject_score=_score_or_default(form.get("reject_score"), "reject_score"),
             junk_score=_score_or_default(form.get("junk_score"), "junk_score"),
             **_spam_defaults(),
-        ),
-        "Spam thresholds saved.",
-    )  # fmt: skip
+        )  # fmt: skip
+        spam.set_greylisting(db(), current_actor(), found, form.get("greylisting") == "1")
+
+    attempt(save, "Spam filter settings saved.")
     return redirect(url_for("admin.domain", name=found.name) + "#mail-hygiene")
 
 

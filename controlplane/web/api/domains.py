@@ -158,6 +158,7 @@ def spam_body(current: spam.SpamThresholds) -> dict:
     return {
         "reject_score": current.reject_score, "reject_score_is_default": not current.reject_is_own,
         "junk_score": current.junk_score, "junk_score_is_default": not current.junk_is_own,
+        "greylisting": current.greylisting,
     }  # fmt: skip
 
 
@@ -178,6 +179,10 @@ def set_spam_thresholds(body, name: str):
     """Set the domain's spam thresholds (null: the installation's default); junk below reject."""
     actor = current_actor()
     domain = domains.get_domain(db(), actor, name)
+    greylisting = body.pop("greylisting", None)
     current = spam.set_thresholds(db(), actor, domain, **body, **_spam_defaults())
+    if greylisting is not None:
+        spam.set_greylisting(db(), actor, domain, greylisting)
+        current = spam.thresholds(domain, **_spam_defaults())
     db().commit()
     return spam_body(current)

@@ -328,6 +328,11 @@ class SpamThresholdsSchema(Schema):
             "description": "File mail scoring at least this into Junk; null: the installation's default"
         },
     )
+    greylisting = fields.Boolean(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Defer mail from senders not seen lately once; omitted: unchanged"},
+    )
 
 
 class SpamThresholdsStateSchema(Schema):
@@ -335,3 +340,4 @@ class SpamThresholdsStateSchema(Schema):
     reject_score_is_default = fields.Boolean(required=True)
     junk_score = fields.Float(required=True)
     junk_score_is_default = fields.Boolean(required=True)
+    greylisting = fields.Boolean(required=True)

@@ -61,3 +61,12 @@ def test_sending_limits_for_a_tenant_and_a_mailbox(home) -> None:
     assert code == 0 and (shown["hourly_messages"], shown["is_tenant_default"]) == (5, False)
     code, shown = run(home, "mailbox", "set-hourly-limit", "ann@a.test", "--messages", "default")
     assert code == 0 and (shown["hourly_messages"], shown["is_tenant_default"]) == (40, True)
+
+
+def test_greylisting_is_turned_on_and_off(home) -> None:
+    code, shown = run(home, "domain", "spam", "a.test", "--greylisting")
+    assert code == 0 and shown["greylisting"] is True
+    code, shown = run(home, "domain", "spam", "a.test")
+    assert code == 0 and shown["greylisting"] is True
+    code, shown = run(home, "domain", "spam", "a.test", "--no-greylisting")
+    assert code == 0 and shown["greylisting"] is False

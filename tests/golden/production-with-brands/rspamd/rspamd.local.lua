@@ -5,13 +5,25 @@
 -- publishes each domain's score that differs from the default into Redis,
 -- controlplane/daemons/spam_policy.py). Junk filing is per mailbox, at delivery: Dovecot's Sieve
 -- compares the score header added here with the mailbox's junk score.
+--
+-- Greylisting, for messages naming a domain that has it on: a (client network, sender,
+-- recipients) seen for the first time is deferred (4xx); its retry after GREYLIST_DELAY passes,
+-- and so does that triplet's mail for GREYLIST_PASS_SECONDS after.
 local lua_mime = require "lua_mime"
+local rspamd_cryptobox_hash = require "rspamd_cryptobox_hash"
 local lua_redis = require "lua_redis"
 local rspamd_logger = require "rspamd_logger"
+local rspamd_util = require "rspamd_util"
 
 local DEFAULT_REJECT_SCORE = 15
 local REJECT_SCORES_KEY = "letterhead:reject-score"
 local SCORE_HEADER = "X-Letterhead-Spam-Score"
+local GREYLIST_DOMAINS_KEY = "letterhead:greylist-domains"
+local GREYLIST_PREFIX = "letterhead:grey:"
+local GREYLIST_DELAY = 300
+local GREYLIST_PASS_SECONDS = 36 * 24 * 3600
+-- A triplet first seen is remembered this long: a sender retrying later starts again.
+local GREYLIST_WAIT_SECONDS = 24 * 3600
 
 local redis_params = lua_redis.parse_redis_server("letterhead")
 
@@ -36,7 +48,72 @@ local function score_header_value(score)
   return string.format("%d", math.floor(score * 100 + 0.5))
 end
 
-local function decide(task, reject_scores)
+-- The client's network (/24, /64: a sender's retry may come from another address of its pool),
+-- the envelope sender and the greylisted recipients, hashed into one Redis key.
+local function greylist_key(task, greylisted)
+  local ip = task:get_from_ip()
+  local network = "unknown"
+  if ip and ip:is_valid() then
+    network = tostring(ip:apply_mask(ip:get_version() == 4 and 24 or 64))
+  end
+  local from = task:get_from("smtp")
+  local sender = (from and from[1] and from[1].addr or ""):lower()
+  table.sort(greylisted)
+  local digest = rspamd_cryptobox_hash.create(network .. "\0" .. sender .. "\0" .. table.concat(greylisted, ","))
+  return GREYLIST_PREFIX .. digest:hex()
+end
+
+local function greylist(task, domains)
+  local function with_flags(err, flags)
+    if err or type(flags) ~= "table" then
+      if err then
+        rspamd_logger.warnx(task, "letterhead: greylisting unavailable (%s): not greylisted", err)
+      end
+      return
+    end
+    local greylisted_domains = {}
+    for index, domain in ipairs(domains) do
+      if tonumber(flags[index]) == 1 then
+        greylisted_domains[domain] = true
+      end
+    end
+    local greylisted = {}
+    for _, recipient in ipairs(task:get_recipients("smtp") or {}) do
+      local domain = recipient.domain and string.lower(recipient.domain)
+      if domain and greylisted_domains[domain] then
+        table.insert(greylisted, string.lower(recipient.addr))
+      end
+    end
+    if #greylisted == 0 then
+      return
+    end
+    local key = greylist_key(task, greylisted)
+    local now = math.floor(rspamd_util.get_time())
+    local function with_first_seen(get_err, first_seen)
+      if get_err then
+        rspamd_logger.warnx(task, "letterhead: greylisting unavailable (%s): not greylisted", get_err)
+        return
+      end
+      local seen = tonumber(first_seen)
+      if seen == nil then
+        lua_redis.redis_make_request(task, redis_params, key, true, function() end,
+          "SET", { key, tostring(now), "EX", tostring(GREYLIST_WAIT_SECONDS) })
+        task:set_pre_result("soft reject", "Greylisted: please try again later", "letterhead")
+      elseif now - seen < GREYLIST_DELAY then
+        task:set_pre_result("soft reject", "Greylisted: please try again later", "letterhead")
+      else
+        -- Passed: this triplet's mail is accepted at once from now on.
+        lua_redis.redis_make_request(task, redis_params, key, true, function() end,
+          "EXPIRE", { key, tostring(GREYLIST_PASS_SECONDS) })
+      end
+    end
+    lua_redis.redis_make_request(task, redis_params, key, false, with_first_seen, "GET", { key })
+  end
+  lua_redis.redis_make_request(task, redis_params, GREYLIST_DOMAINS_KEY, false, with_flags,
+    "SMISMEMBER", { GREYLIST_DOMAINS_KEY, table.unpack(domains) })
+end
+
+local function decide(task, reject_scores, domains)
   local score = task:get_metric_score("default")[1]
   local lenient = nil
   for _, threshold in ipairs(reject_scores) do
@@ -47,6 +124,8 @@ local function decide(task, reject_scores)
   lenient = lenient or DEFAULT_REJECT_SCORE
   if score >= lenient and not task:has_pre_result() then
     task:set_pre_result("reject", "Message refused as spam", "letterhead")
+  elseif domains and #domains > 0 and not task:get_user() and not task:has_pre_result() and redis_params then
+    greylist(task, domains)
   end
   -- A client's own score header is always removed; mail from outside gets ours, which files
   -- it per mailbox at delivery.
@@ -72,7 +151,7 @@ rspamd_config:register_symbol({
       if err then
         rspamd_logger.warnx(task, "letterhead: reject scores unavailable (%s), using the default", err)
       end
-      decide(task, thresholds)
+      decide(task, thresholds, domains)
     end
     if #domains == 0 or not redis_params then
       return with_thresholds(nil, {})
