@@ -34,7 +34,8 @@ PORT_NAMES = (
     # Loopback only: mail Letterhead itself sends (Sieve redirects and vacation replies).
     "internal_smtp",
     # Loopback only: rspamd's milter (Postfix's spam filter and DKIM signer), its controller
-    # (learning, statistics) and the Redis it keeps its state and Letterhead's policies in.
+    # (learning, statistics) and the Redis it keeps its state and Letterhead's policies in. Not
+    # rspamd's and Redis's usual ports, where the system's own instances may listen.
     "rspamd_milter",
     "rspamd_controller",
     "redis",
@@ -56,8 +57,8 @@ PROFILE_PORTS = {
         "managesieve": 4190,
         "quota_status": 12340,
         "internal_smtp": 10025,
-        "rspamd_milter": 11332,
-        "rspamd_controller": 11334,
+        "rspamd_milter": 11432,
+        "rspamd_controller": 11434,
         "redis": 16379,
         "web": 8080,
         "http": 8880,
@@ -74,8 +75,8 @@ PROFILE_PORTS = {
         "managesieve": 4190,
         "quota_status": 12340,
         "internal_smtp": 10025,
-        "rspamd_milter": 11332,
-        "rspamd_controller": 11334,
+        "rspamd_milter": 11432,
+        "rspamd_controller": 11434,
         "redis": 16379,
         "web": 8080,
         "http": 80,
