@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
-import shutil
-import socket
 import socketserver
 import threading
 import time
@@ -34,6 +31,7 @@ import redis
 from sqlalchemy import Engine, create_engine, text
 
 from controlplane.daemons.background import BackgroundProcess
+from controlplane.daemons.postfix_socket import accepting, serve_to_postfix
 from controlplane.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -217,21 +215,14 @@ def socket_path(settings: Settings) -> Path:
 
 
 def serve(settings: Settings, stop: threading.Event) -> None:
-    """Serve until `stop` is set. The socket is root:postfix 0660: only Postfix may connect."""
+    """Serve until `stop` is set, to Postfix alone (daemons/postfix_socket.py)."""
     path = socket_path(settings)
     path.unlink(missing_ok=True)
     engine = create_engine(settings.sqlalchemy_url, pool_pre_ping=True)
     server = _PolicyServer(path, Policy(engine, Counter(settings.ports["redis"])))
     try:
-        shutil.chown(path, "root", "postfix")
-        os.chmod(path, 0o660)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-        thread.start()
-        stop.wait()
+        serve_to_postfix(path, server, stop)
     finally:
-        server.shutdown()
-        server.server_close()
-        path.unlink(missing_ok=True)
         engine.dispose()
 
 
@@ -242,9 +233,4 @@ def run_send_limits(settings: Settings, *, daemon: bool = False) -> None:
 
 
 def ready(settings: Settings) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX) as probe:
-            probe.connect(str(socket_path(settings)))
-    except OSError:
-        return False
-    return True
+    return accepting(socket_path(settings))

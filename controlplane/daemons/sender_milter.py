@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import os
-import shutil
-import socket
 import socketserver
 import struct
 import threading
@@ -28,6 +25,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, text
 
 from controlplane.daemons.background import BackgroundProcess
+from controlplane.daemons.postfix_socket import accepting, serve_to_postfix
 from controlplane.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -144,21 +142,14 @@ class _MilterServer(socketserver.ThreadingUnixStreamServer):
 
 
 def serve(settings: Settings, stop: threading.Event) -> None:
-    """Serve until `stop` is set. The socket is root:postfix 0660: only Postfix may connect."""
+    """Serve until `stop` is set, to Postfix alone (daemons/postfix_socket.py)."""
     path = settings.sender_milter_socket
     path.unlink(missing_ok=True)
     engine = create_engine(settings.sqlalchemy_url, pool_pre_ping=True)
     server = _MilterServer(path, engine)
     try:
-        shutil.chown(path, "root", "postfix")
-        os.chmod(path, 0o660)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-        thread.start()
-        stop.wait()
+        serve_to_postfix(path, server, stop)
     finally:
-        server.shutdown()
-        server.server_close()
-        path.unlink(missing_ok=True)
         engine.dispose()
 
 
@@ -168,9 +159,4 @@ def run_sender_milter(settings: Settings, *, daemon: bool = False) -> None:
 
 
 def ready(settings: Settings) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX) as probe:
-            probe.connect(str(settings.sender_milter_socket))
-    except OSError:
-        return False
-    return True
+    return accepting(settings.sender_milter_socket)

@@ -121,3 +121,15 @@ def wait_for_subject(
             return True
         time.sleep(0.1)
     return False
+
+
+def until_found(stack: ScratchStack, found, timeout: float = 20.0):
+    """The log follower reads the logs as Postfix (through postlogd, a moment after the SMTP reply),
+    rspamd and Dovecot write them: poll the database until `found(session)` returns something."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with stack.installation.sessions() as session:
+            result = found(session)
+            if result or time.monotonic() > deadline:
+                return result
+        time.sleep(0.3)

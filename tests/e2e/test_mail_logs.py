@@ -19,7 +19,7 @@ from controlplane.logs.ingest import ingest_file
 from controlplane.runners import stack
 from controlplane.services import aliases, domains, mail_logs, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
-from tests.e2e.mailclient import imap_subjects, pop3_subjects, send, wait_for_subject
+from tests.e2e.mailclient import imap_subjects, pop3_subjects, send, until_found, wait_for_subject
 
 pytestmark = pytest.mark.e2e
 
@@ -52,18 +52,6 @@ def world(mail_stack: ScratchStack) -> ScratchStack:
     return mail_stack
 
 
-def _until(stack: ScratchStack, found, timeout: float = 20.0):
-    """The follower reads the logs as Postfix (through postlogd, a moment after the SMTP reply)
-    and Dovecot write them: poll the database until `found` returns something."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with stack.installation.sessions() as session:
-            result = found(session)
-            if result or time.monotonic() > deadline:
-                return result
-        time.sleep(0.3)
-
-
 def _steps(dialogue) -> list[tuple[str, str]]:
     """Each command's verb and each final reply's code (EHLO's 250- continuation lines dropped)."""
     return [
@@ -92,7 +80,7 @@ def test_a_delivered_message_is_recorded_with_its_smtp_dialogue(world: ScratchSt
                 return view, [(line.direction, line.text) for line in dialogue], _steps(dialogue)
         return None
 
-    found = _until(world, delivered)
+    found = until_found(world, delivered)
     assert found is not None, "the delivery and its whole dialogue never reached the database"
     view, lines, steps = found
     [recipient] = view.recipients
@@ -132,7 +120,7 @@ def test_an_unknown_recipient_is_refused_and_its_dialogue_shows_the_refusal(worl
             return found[0]
         return None
 
-    view = _until(world, refused)
+    view = until_found(world, refused)
     assert view is not None, "the refusal and its dialogue never reached the database"
     [recipient] = view.recipients
     assert (recipient.outcome, recipient.status_code, recipient.reason) == (
@@ -164,7 +152,7 @@ def test_a_message_for_a_full_mailbox_is_recorded_as_mailbox_full(world: Scratch
         found, _ = mail_logs.search_transactions(session, OPERATOR, "tiny@logs.test")
         return [(r.outcome, r.status_code, r.reason) for view in found for r in view.recipients]
 
-    assert _until(world, full) == [("refused", "552 5.2.2", "mailbox full")]
+    assert until_found(world, full) == [("refused", "552 5.2.2", "mailbox full")]
 
 
 def test_an_alias_fans_out_to_three_mailboxes_each_recorded(world: ScratchStack) -> None:
@@ -177,7 +165,7 @@ def test_an_alias_fans_out_to_three_mailboxes_each_recorded(world: ScratchStack)
         outcomes = sorted((r.recipient, r.orig_to, r.outcome) for view in found for r in view.recipients)
         return outcomes if len(outcomes) == 3 else None
 
-    assert _until(world, fanned_out) == [(address, "team@logs.test", "delivered") for address in TEAM]
+    assert until_found(world, fanned_out) == [(address, "team@logs.test", "delivered") for address in TEAM]
 
 
 def test_failed_and_successful_imap_pop3_and_submission_logins_are_recorded_with_why(
@@ -216,7 +204,7 @@ def test_failed_and_successful_imap_pop3_and_submission_logins_are_recorded_with
         )
         return seen if complete else None
 
-    assert _until(world, logins) == {
+    assert until_found(world, logins) == {
         ("imap", True, "second@logs.test", ""),
         ("imap", False, "second@logs.test", "wrong password"),
         ("imap", False, "ghost@logs.test", "unknown or disabled mailbox"),
@@ -250,15 +238,15 @@ def test_rotation_while_following_loses_and_repeats_nothing(world: ScratchStack)
     assert wait_until(lambda: (log_dir / "postfix.log").exists(), timeout=10), sorted(log_dir.iterdir())
     zipped = run_tool(["gzip", str(log_dir / "postfix.log.1")])
     assert zipped.returncode == 0, output_of(zipped)
-    assert _until(world, delivered_to("second@logs.test"))
+    assert until_found(world, delivered_to("second@logs.test"))
 
     def sent_by_rotation(session):
         views, total = mail_logs.search_transactions(session, OPERATOR, "rotation@elsewhere.test")
         return sorted(r.recipient for view in views for r in view.recipients) if total == 2 else None
 
-    assert _until(world, sent_by_rotation) == ["second@logs.test", "third@logs.test"]
+    assert until_found(world, sent_by_rotation) == ["second@logs.test", "third@logs.test"]
     # An operator reading the compressed copy by hand stores nothing twice: it is known by content.
     [compressed] = log_dir.glob("postfix.log.*.gz")
     with world.installation.sessions() as session:
         assert ingest_file(session, compressed).lines == 0
-    assert _until(world, sent_by_rotation) == ["second@logs.test", "third@logs.test"]
+    assert until_found(world, sent_by_rotation) == ["second@logs.test", "third@logs.test"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import smtplib
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -15,7 +14,7 @@ from controlplane import cli
 from controlplane.daemons.scratch import ScratchStack
 from controlplane.services import domains, mail_logs, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
-from tests.e2e.mailclient import DEFAULT_TIMEOUT, make_message, tls_context
+from tests.e2e.mailclient import DEFAULT_TIMEOUT, make_message, tls_context, until_found
 
 pytestmark = pytest.mark.e2e
 
@@ -60,16 +59,6 @@ def submit(stack: ScratchStack, login: str, recipients: list[str]) -> dict:
         return client.send_message(message, from_addr=login, to_addrs=recipients)
 
 
-def _until(stack: ScratchStack, found, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        with stack.installation.sessions() as session:
-            result = found(session)
-            if result or time.monotonic() > deadline:
-                return result
-        time.sleep(0.3)
-
-
 def test_a_recipient_beyond_the_limit_per_message_is_told_to_come_back(world: ScratchStack) -> None:
     recipients = [f"r{n}@outside.test" for n in range(1, 5)]
     refused = submit(world, "cat@limited.test", recipients)
@@ -94,7 +83,7 @@ def test_the_message_after_the_hourly_limit_is_refused_at_rcpt_with_a_4xx_that_s
         found, _ = mail_logs.search_transactions(session, OPERATOR, "three@outside.test")
         return found[0].recipients[0] if found else None
 
-    recipient = _until(world, logged)
+    recipient = until_found(world, logged)
     assert recipient is not None, "the refusal never reached the log"
     assert (recipient.outcome, recipient.status_code) == ("refused", "450 4.7.1")
     assert (

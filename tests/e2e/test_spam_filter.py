@@ -21,7 +21,7 @@ from controlplane.daemons.scratch import ScratchStack
 from controlplane.render import SPAM_SCORE_HEADER
 from controlplane.services import domains, mail_logs, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
-from tests.e2e.mailclient import DEFAULT_TIMEOUT, make_message, wait_for_subject
+from tests.e2e.mailclient import DEFAULT_TIMEOUT, make_message, until_found, wait_for_subject
 
 pytestmark = pytest.mark.e2e
 
@@ -69,17 +69,6 @@ def fetch_headers(stack: ScratchStack, user: str, subject: str) -> email.message
         client.logout()
 
 
-def _until(stack: ScratchStack, found, timeout: float = 20.0):
-    """Poll the database (the log follower writes it) until `found` returns something."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with stack.installation.sessions() as session:
-            result = found(session)
-            if result or time.monotonic() > deadline:
-                return result
-        time.sleep(0.3)
-
-
 def test_gtube_is_refused_at_the_end_of_data_and_logged_as_rejected_as_spam(world: ScratchStack) -> None:
     message = make_message("gtube-sender@outside.test", ["alice@filtered.test"], subject="gtube")
     message.set_content(f"{GTUBE}\n")
@@ -98,7 +87,7 @@ def test_gtube_is_refused_at_the_end_of_data_and_logged_as_rejected_as_spam(worl
             return found[0], [(line.direction, line.text) for line in found[0].transaction.dialogue]
         return None
 
-    found = _until(world, logged)
+    found = until_found(world, logged)
     assert found is not None, "the refusal and rspamd's verdict never reached the database"
     view, dialogue = found
     assert view.spam_verdict == "rejected as spam (the GTUBE test pattern)"
@@ -227,7 +216,7 @@ def test_one_message_is_filed_as_junk_for_the_strict_domain_only(strict: Scratch
                 return reasons
         return None
 
-    reasons = _until(strict, logged)
+    reasons = until_found(strict, logged)
     assert reasons is not None, "the junk filing never reached the log"
     assert reasons["carol@strict.test"].startswith("filed as junk (score ")
     assert "forged recipients" in reasons["carol@strict.test"]
@@ -347,7 +336,7 @@ def test_greylisting_defers_a_new_sender_once_for_the_domain_that_has_it_on(worl
         reasons = [r.reason for view in found for r in view.recipients]
         return reasons if any(reason.startswith("greylisted") for reason in reasons) else None
 
-    reasons = _until(world, logged)
+    reasons = until_found(world, logged)
     assert (
         reasons is not None and "greylisted: a sender not seen lately must retry in a few minutes" in reasons
     )
