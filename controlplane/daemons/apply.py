@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -156,6 +157,30 @@ def reload_running_daemons(settings: Settings, daemons: tuple[str, ...] = DAEMON
         dovecot.reload(live / "dovecot" / "dovecot.conf")
     if "nginx" in daemons and nginx.master_pid(settings):
         nginx.reload(live / "nginx" / "nginx.conf")
+
+
+def check_configuration(
+    settings: Settings, *, state: RenderState, template_root: Path = TEMPLATE_ROOT
+) -> int:
+    """Render `state` into a scratch folder and check it with every daemon's own tool; nothing
+    goes live and nothing is recorded. Returns the number of files checked; raises DaemonError."""
+    try:
+        files = render_all(state, template_root)
+    except Exception as error:  # a template error must never reach the daemons
+        raise DaemonError(f"Rendering failed: {error}") from error
+    directory = settings.config_root / f".check-{os.getpid()}"
+    shutil.rmtree(directory, ignore_errors=True)
+    _write_generation(directory, files)
+    try:
+        sni.ensure_sni_database(settings)
+        nginx.prepare(settings)
+        rspamd.prepare(settings)
+        redis.prepare(settings)
+        prepare_usage_database(settings)
+        check_generation(directory, settings, checked_identities(state.sni_identities))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return len(files)
 
 
 def apply_configuration(

@@ -85,6 +85,8 @@ def install_active_script(
 ) -> None:
     """Write the script, drop the old binary, then point the active link at the script; each
     step is a rename or an unlink, so a delivery meanwhile runs the old filter or the new one."""
+    if not FILTER_NAME.fullmatch(name):  # it becomes part of a path
+        raise OSError(errno.EINVAL, "Invalid filter name")
     home = mailbox_home(mail_root, storage_key)
     folder = home / SCRIPT_FOLDER
     _ensure_folder(home, owner)

@@ -26,3 +26,9 @@ def apply_current_configuration(session: Session, settings: Settings, **options:
     return apply.apply_configuration(
         session, settings, state=current_render_state(session, settings), **options
     )
+
+
+def check_current_configuration(session: Session, settings: Settings) -> int:
+    """Render the current state and check it with the daemons' own tools, without making it live
+    (apply.check_configuration). Raises DaemonError with their words."""
+    return apply.check_configuration(settings, state=current_render_state(session, settings))

@@ -273,3 +273,37 @@ def test_the_usage_database_is_written_by_the_dict_service_and_read_by_letterhea
     assert dict_user == USAGE_DICT_USER
     assert usage_of(prepared.settings, ["nobody@a.test"]) == {}
     assert sorted(p.name for p in path.parent.iterdir()) == ["usage.db"]  # reading left no journal
+
+
+def test_config_check_checks_everything_and_makes_nothing_live(prepared: ScratchStack) -> None:
+    from click.testing import CliRunner
+    from sqlalchemy import func, select
+
+    import cli
+    from controlplane.models import ConfigGeneration
+
+    live_before = prepared.settings.live_config.resolve()
+    with prepared.installation.sessions() as session:
+        generations_before = session.scalar(select(func.count()).select_from(ConfigGeneration))
+    result = CliRunner().invoke(cli.main, ["config", "check"], env={"LETTERHEAD_HOME": str(prepared.home)})
+    assert result.exit_code == 0, result.output
+    assert "nothing was made live" in result.output
+    assert prepared.settings.live_config.resolve() == live_before
+    with prepared.installation.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(ConfigGeneration)) == generations_before
+    assert not list(prepared.settings.config_root.glob(".check-*"))
+
+
+def test_check_configuration_refuses_a_broken_template_without_touching_the_live_one(
+    prepared: ScratchStack, tmp_path: Path
+) -> None:
+    broken_templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATE_ROOT, broken_templates)
+    main_cf = broken_templates / "postfix" / "main.cf.j2"
+    main_cf.write_text(main_cf.read_text() + "\nno_such_postfix_parameter = 1\n")
+    live_before = prepared.settings.live_config.resolve()
+    state = apply.build_render_state(prepared.settings)
+    with pytest.raises(DaemonError, match="no_such_postfix_parameter"):
+        apply.check_configuration(prepared.settings, state=state, template_root=broken_templates)
+    assert prepared.settings.live_config.resolve() == live_before
+    assert not list(prepared.settings.config_root.glob(".check-*"))

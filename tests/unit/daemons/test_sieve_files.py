@@ -66,3 +66,12 @@ def test_only_a_storage_key_names_a_home(tmp_path: Path, key: str) -> None:
 def test_a_link_to_nothing_reads_as_no_script(tmp_path: Path) -> None:
     os.symlink(tmp_path / "gone.sieve", tmp_path / "link.sieve")
     assert sieve_files.read_script(tmp_path / "link.sieve", 1024) is None
+
+
+@pytest.mark.parametrize("name", ["../../etc/evil", "a/b", "", ".hidden", "x" * 65])
+def test_a_filter_name_that_is_no_filter_name_is_refused_and_nothing_written(
+    tmp_path: Path, name: str
+) -> None:
+    with pytest.raises(OSError):
+        sieve_files.install_active_script(tmp_path, KEY, name, b"keep;\n", OWNER)
+    assert not (tmp_path / KEY).exists()
