@@ -168,10 +168,12 @@ def domain_dkim_rotate(name: str, as_json: bool) -> None:
         click.echo("Publish the new record now; remove the old one after its retire date.")
 
 
-def _score_option(value: str | None) -> float | None | str:
-    """A number, or "default" for the installation's; None: unchanged."""
-    if value is None or value == "default":
-        return value
+def _score_option(value: str | None) -> float | None:
+    """A number, or "default" (None: the installation's); not given: unchanged."""
+    if value is None:
+        return spam.UNCHANGED
+    if value == "default":
+        return None
     try:
         return float(value)
     except ValueError:
@@ -198,25 +200,13 @@ def domain_spam(
 ) -> None:
     """Show or set the domain's spam thresholds."""
     installation = current_installation()
-    settings = installation.settings
-    defaults = {"default_reject": settings.spam_reject_score, "default_junk": settings.spam_junk_score}
     with installation.transaction() as session:
         found = domains.get_domain(session, OPERATOR, name)
-        if greylisting is not None:
-            spam.set_greylisting(session, OPERATOR, found, greylisting)
-        if reject_score is None and junk_score is None:
-            current = spam.thresholds(found, **defaults)
-        else:
-            wanted = {
-                "reject_score": _score_option(reject_score),
-                "junk_score": _score_option(junk_score),
-            }
-            own = {"reject_score": found.spam_reject_score, "junk_score": found.spam_junk_score}
-            values = {
-                key: own[key] if value is None else (None if value == "default" else value)
-                for key, value in wanted.items()
-            }
-            current = spam.set_thresholds(session, OPERATOR, found, **values, **defaults)
+        current = spam.update(
+            session, OPERATOR, installation.settings, found,
+            reject_score=_score_option(reject_score), junk_score=_score_option(junk_score),
+            greylisting=greylisting,
+        )  # fmt: skip
     emit(
         {
             "domain": name,

@@ -4,6 +4,7 @@ Postfix reads mailboxes, aliases, passwords and quotas from SQL on every lookup,
 smtpd/trivial-rewrite cache how they classified a domain for the life of the process:
 adding or removing a domain needs a (graceful, ~30 ms) Postfix reload. The session's
 owner registers the reload as `session.info["on_domains_changed"]`; it runs after commit.
+The same goes for DKIM keys (rspamd's selector map) and spam policy (published to Redis).
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from sqlalchemy.orm import Session
 from controlplane.db import after_commit
 
 
-def signal_domains_changed(session: Session) -> None:
-    action = session.info.get("on_domains_changed")
+def signal(session: Session, change: str) -> None:
+    """Run the session owner's `session.info["on_<change>"]`, if any, once after commit."""
+    action = session.info.get(f"on_{change}")
     if action is not None:
-        after_commit(session, "domains_changed", action)
+        after_commit(session, change, action)
+
+
+def signal_domains_changed(session: Session) -> None:
+    signal(session, "domains_changed")

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from controlplane.daemons import dkim_keys
 from controlplane.db import after_commit
 from controlplane.models import DkimKey, Domain
-from controlplane.services import audit, scope
+from controlplane.services import audit, changes, scope
 from controlplane.services.scope import Actor
 
 SELECTOR_PREFIX = "lh"
@@ -34,12 +34,6 @@ def _dkim_dir(session: Session) -> Path:
     if not folder:
         raise RuntimeError("This session belongs to no installation: it has no DKIM key folder.")
     return Path(folder)
-
-
-def _signal_changed(session: Session) -> None:
-    action = session.info.get("on_dkim_changed")
-    if action is not None:
-        after_commit(session, "dkim_changed", action)
 
 
 def _new_selector(session: Session, domain: Domain, today: dt.date) -> str:
@@ -73,7 +67,7 @@ def create_key(session: Session, domain: Domain, *, now: dt.datetime | None = No
     key.created_at = now
     session.add(key)
     session.flush()
-    _signal_changed(session)
+    changes.signal(session, "dkim_changed")
     return key
 
 
@@ -136,7 +130,7 @@ def remove_keys_after_commit(session: Session, keys: list[tuple[str, str]]) -> N
     if not keys:
         return
     dkim_dir = _dkim_dir(session)
-    _signal_changed(session)
+    changes.signal(session, "dkim_changed")
     for name, selector in keys:
         after_commit(
             session,

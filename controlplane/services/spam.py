@@ -7,15 +7,16 @@ rspamd reads reject scores from Redis, published after each commit (daemons/spam
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.db import after_commit
 from controlplane.errors import ValidationError
 from controlplane.models import Domain
-from controlplane.services import audit, scope
+from controlplane.services import audit, changes, scope
 from controlplane.services.scope import Actor
+from controlplane.settings import Settings
 
 # rspamd's scores: a plain message scores around 0, GTUBE and blocklisted senders 15 and more.
 LOWEST_SCORE = 1.0
@@ -32,10 +33,12 @@ class SpamThresholds:
     greylisting: bool = False
 
 
-def thresholds(domain: Domain, *, default_reject: float, default_junk: float) -> SpamThresholds:
+def thresholds(settings: Settings, domain: Domain) -> SpamThresholds:
     return SpamThresholds(
-        reject_score=domain.spam_reject_score if domain.spam_reject_score is not None else default_reject,
-        junk_score=domain.spam_junk_score if domain.spam_junk_score is not None else default_junk,
+        reject_score=domain.spam_reject_score
+        if domain.spam_reject_score is not None
+        else settings.spam_reject_score,
+        junk_score=domain.spam_junk_score if domain.spam_junk_score is not None else settings.spam_junk_score,
         reject_is_own=domain.spam_reject_score is not None,
         junk_is_own=domain.spam_junk_score is not None,
         greylisting=domain.greylisting,
@@ -53,63 +56,65 @@ def _require_score(value: float | None, field: str, title: str) -> None:
         )
 
 
-def set_thresholds(
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+# A field left as it is (None means "back to the installation's default").
+UNCHANGED: Any = _Unchanged()
+
+
+def update(
     session: Session,
     actor: Actor,
+    settings: Settings,
     domain: Domain,
     *,
-    reject_score: float | None,
-    junk_score: float | None,
-    default_reject: float,
-    default_junk: float,
+    reject_score: float | None = UNCHANGED,
+    junk_score: float | None = UNCHANGED,
+    greylisting: bool | None = None,
 ) -> SpamThresholds:
-    """Full admins only. Junk must stay below reject (either may be the default)."""
+    """Full admins only. Junk must stay below reject (either may be the default); greylisting
+    defers mail from senders not seen lately once, for a few minutes. Nothing changes unless
+    everything asked for is valid."""
     scope.require_domain(actor, domain)
     scope.require_full_admin(actor, domain.tenant)
+    if reject_score is UNCHANGED:
+        reject_score = domain.spam_reject_score
+    if junk_score is UNCHANGED:
+        junk_score = domain.spam_junk_score
     _require_score(reject_score, "reject_score", "The reject score")
     _require_score(junk_score, "junk_score", "The junk score")
-    reject = reject_score if reject_score is not None else default_reject
-    junk = junk_score if junk_score is not None else default_junk
+    reject = reject_score if reject_score is not None else settings.spam_reject_score
+    junk = junk_score if junk_score is not None else settings.spam_junk_score
     if junk >= reject:
         raise ValidationError(
             f"The junk score ({junk:g}) must be below the reject score ({reject:g}): mail between them "
             "is filed as junk, mail above the reject score is refused.",
             field="junk_score",
         )
-    domain.spam_reject_score, domain.spam_junk_score = reject_score, junk_score
+    if (reject_score, junk_score) != (domain.spam_reject_score, domain.spam_junk_score):
+        domain.spam_reject_score, domain.spam_junk_score = reject_score, junk_score
+        audit.record_change(
+            session, actor, "domain.spam_thresholds", domain.name, tenant_id=domain.tenant_id,
+            domain_id=domain.id, reject_score=reject_score, junk_score=junk_score,
+        )  # fmt: skip
+    if greylisting is not None and bool(greylisting) != domain.greylisting:
+        domain.greylisting = bool(greylisting)
+        audit.record_change(
+            session, actor, "domain.greylisting", domain.name, tenant_id=domain.tenant_id,
+            domain_id=domain.id, enabled=domain.greylisting,
+        )  # fmt: skip
     session.flush()
-    audit.record_change(
-        session, actor, "domain.spam_thresholds", domain.name, tenant_id=domain.tenant_id,
-        domain_id=domain.id, reject_score=reject_score, junk_score=junk_score,
-    )  # fmt: skip
-    _signal_policy_changed(session)
-    return thresholds(domain, default_reject=default_reject, default_junk=default_junk)
-
-
-def set_greylisting(session: Session, actor: Actor, domain: Domain, enabled: bool) -> Domain:
-    """Full admins only: mail from senders not seen lately is deferred once, for a few minutes."""
-    scope.require_domain(actor, domain)
-    scope.require_full_admin(actor, domain.tenant)
-    domain.greylisting = bool(enabled)
-    session.flush()
-    audit.record_change(
-        session, actor, "domain.greylisting", domain.name, tenant_id=domain.tenant_id, domain_id=domain.id,
-        enabled=domain.greylisting,
-    )  # fmt: skip
-    _signal_policy_changed(session)
-    return domain
+    changes.signal(session, "spam_policy_changed")
+    return thresholds(settings, domain)
 
 
 def greylisted_domains(session: Session) -> list[str]:
     return list(
         session.scalars(select(Domain.name).where(Domain.greylisting.is_(True)).order_by(Domain.name))
     )
-
-
-def _signal_policy_changed(session: Session) -> None:
-    action = session.info.get("on_spam_policy_changed")
-    if action is not None:
-        after_commit(session, "spam_policy_changed", action)
 
 
 def own_reject_scores(session: Session) -> dict[str, float]:

@@ -64,14 +64,9 @@ def domain(name: str):
         total=total, page=page, pages=max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1), search=search,
         aliases=aliases.list_aliases(db(), actor, found), can_edit_limits=actor.kind != "domain_admin",
         largest=storage.largest_mailbox_bytes(found), format_bytes=storage.format_bytes, used=used,
-        spam=spam.thresholds(found, **_spam_defaults()), dkim_keys=dkim.published_keys(db(), found),
+        spam=spam.thresholds(current_settings(), found), dkim_keys=dkim.published_keys(db(), found),
         dkim_value=dkim.record_value,
     )  # fmt: skip
-
-
-def _spam_defaults() -> dict[str, float]:
-    settings = current_settings()
-    return {"default_reject": settings.spam_reject_score, "default_junk": settings.spam_junk_score}
 
 
 def _score_or_default(text: str | None, field: str) -> float | None:
@@ -93,13 +88,12 @@ def set_spam_thresholds(name: str):
     found = domains.get_domain(db(), current_actor(), name)
 
     def save() -> None:
-        spam.set_thresholds(
-            db(), current_actor(), found,
+        spam.update(
+            db(), current_actor(), current_settings(), found,
             reject_score=_score_or_default(form.get("reject_score"), "reject_score"),
             junk_score=_score_or_default(form.get("junk_score"), "junk_score"),
-            **_spam_defaults(),
+            greylisting=form.get("greylisting") == "1",
         )  # fmt: skip
-        spam.set_greylisting(db(), current_actor(), found, form.get("greylisting") == "1")
 
     attempt(save, "Spam filter settings saved.")
     return redirect(url_for("admin.domain", name=found.name) + "#mail-hygiene")

@@ -149,11 +149,6 @@ def rotate_dkim_key(name: str):
     return [dkim_body(key) for key in dkim.published_keys(db(), domain)]
 
 
-def _spam_defaults() -> dict[str, float]:
-    settings = current_settings()
-    return {"default_reject": settings.spam_reject_score, "default_junk": settings.spam_junk_score}
-
-
 def spam_body(current: spam.SpamThresholds) -> dict:
     return {
         "reject_score": current.reject_score, "reject_score_is_default": not current.reject_is_own,
@@ -168,7 +163,7 @@ def spam_body(current: spam.SpamThresholds) -> dict:
 def get_spam_thresholds(name: str):
     """The scores at which the domain's mail is refused as spam or filed as junk."""
     domain = domains.get_domain(db(), current_actor(), name)
-    return spam_body(spam.thresholds(domain, **_spam_defaults()))
+    return spam_body(spam.thresholds(current_settings(), domain))
 
 
 @blueprint.route("/domains/<name>/spam", methods=["PUT"])
@@ -179,10 +174,6 @@ def set_spam_thresholds(body, name: str):
     """Set the domain's spam thresholds (null: the installation's default); junk below reject."""
     actor = current_actor()
     domain = domains.get_domain(db(), actor, name)
-    greylisting = body.pop("greylisting", None)
-    current = spam.set_thresholds(db(), actor, domain, **body, **_spam_defaults())
-    if greylisting is not None:
-        spam.set_greylisting(db(), actor, domain, greylisting)
-        current = spam.thresholds(domain, **_spam_defaults())
+    current = spam.update(db(), actor, current_settings(), domain, **body)
     db().commit()
     return spam_body(current)

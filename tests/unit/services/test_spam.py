@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -9,9 +11,10 @@ from sqlalchemy.orm import Session
 from controlplane.errors import NotFound, NotInScope, ValidationError
 from controlplane.services import scope, spam, tenants
 from controlplane.services.scope import OPERATOR
+from controlplane.settings import Settings
 from tests.factories import make_domain, make_tenant
 
-DEFAULTS = {"default_reject": 15.0, "default_junk": 6.0}
+SETTINGS = Settings(home=Path("/nonexistent"), spam_reject_score=15.0, spam_junk_score=6.0)
 
 
 def _junk_hundredths(db: Session, domain: str) -> int | None:
@@ -28,16 +31,23 @@ def test_a_full_admin_sets_both_and_defaults_come_back_with_none(db: Session) ->
     tenant = make_tenant(db)
     domain = make_domain(db, tenant=tenant, name="spam.test")
     admin = scope.tenant_admin(tenant.id)
-    current = spam.set_thresholds(db, admin, domain, reject_score=20, junk_score=4.5, **DEFAULTS)
+    current = spam.update(db, admin, SETTINGS, domain, reject_score=20, junk_score=4.5)
     assert (current.reject_score, current.junk_score, current.reject_is_own, current.junk_is_own) == (
         20, 4.5, True, True,
     )  # fmt: skip
     assert _junk_hundredths(db, "spam.test") == 450
     assert spam.own_reject_scores(db) == {"spam.test": 20}
-    current = spam.set_thresholds(db, admin, domain, reject_score=None, junk_score=None, **DEFAULTS)
+    current = spam.update(db, admin, SETTINGS, domain, reject_score=None, junk_score=None)
     assert (current.reject_score, current.junk_score, current.reject_is_own) == (15.0, 6.0, False)
     assert _junk_hundredths(db, "spam.test") is None
     assert spam.own_reject_scores(db) == {}
+    # A field not given stays as it is; greylisting alone changes only greylisting.
+    spam.update(db, admin, SETTINGS, domain, junk_score=3)
+    current = spam.update(db, admin, SETTINGS, domain, greylisting=True)
+    assert (current.junk_score, current.junk_is_own, current.reject_is_own, current.greylisting) == (
+        3, True, False, True,
+    )  # fmt: skip
+    assert spam.greylisted_domains(db) == ["spam.test"]
 
 
 @pytest.mark.parametrize(
@@ -54,7 +64,7 @@ def test_a_full_admin_sets_both_and_defaults_come_back_with_none(db: Session) ->
 def test_nonsense_is_refused_and_changes_nothing(db: Session, reject, junk, field: str) -> None:
     domain = make_domain(db, name="nonsense.test")
     with pytest.raises(ValidationError) as refused:
-        spam.set_thresholds(db, OPERATOR, domain, reject_score=reject, junk_score=junk, **DEFAULTS)
+        spam.update(db, OPERATOR, SETTINGS, domain, reject_score=reject, junk_score=junk)
     assert refused.value.field == field
     assert (domain.spam_reject_score, domain.spam_junk_score) == (None, None)
 
@@ -63,12 +73,10 @@ def test_domain_admins_and_other_tenants_may_not(db: Session) -> None:
     tenant = make_tenant(db)
     domain = make_domain(db, tenant=tenant, name="mine.test")
     with pytest.raises(NotInScope):
-        spam.set_thresholds(
-            db, scope.domain_admin(tenant.id, domain.id), domain, reject_score=9, junk_score=None, **DEFAULTS
-        )
+        spam.update(db, scope.domain_admin(tenant.id, domain.id), SETTINGS, domain, reject_score=9)
     stranger = scope.tenant_admin(make_tenant(db).id)
     with pytest.raises(NotFound):
-        spam.set_thresholds(db, stranger, domain, reject_score=9, junk_score=None, **DEFAULTS)
+        spam.update(db, stranger, SETTINGS, domain, reject_score=9, junk_score=None)
     assert domain.spam_reject_score is None
 
 
