@@ -14,7 +14,7 @@ from controlplane.cli.common import (
     json_option,
     size_option,
 )
-from controlplane.services import domains, mailboxes, passwords
+from controlplane.services import domains, mailboxes, passwords, sender_lists
 from controlplane.services.scope import OPERATOR
 
 
@@ -212,3 +212,29 @@ def mailbox_delete(address: str, yes: bool) -> None:
     with current_installation().transaction() as session:
         mailboxes.delete_mailbox(session, OPERATOR, mailboxes.get_mailbox(session, OPERATOR, address))
     click.echo(f"Deleted mailbox {address}.")
+
+
+@mailbox.command("senders")
+@click.argument("address")
+@click.option(
+    "--allow", "allow", multiple=True, help="Never file mail from this sender (or @domain) as junk."
+)
+@click.option(
+    "--block", "block", multiple=True, help="Always file mail from this sender (or @domain) as junk."
+)
+@click.option("--remove", "remove", multiple=True, help="Take this sender off either list.")
+@json_option
+@handles_errors
+def mailbox_senders(
+    address: str, allow: tuple[str, ...], block: tuple[str, ...], remove: tuple[str, ...], as_json: bool
+) -> None:
+    """Show or change a mailbox's allow and block lists of senders."""
+    with current_installation().transaction() as session:
+        found = mailboxes.get_mailbox(session, OPERATOR, address)
+        for sender in remove:
+            sender_lists.remove_sender(session, OPERATOR, found, sender)
+        for verdict, senders in (("allow", allow), ("block", block)):
+            for sender in senders:
+                sender_lists.add_sender(session, OPERATOR, found, sender, verdict)
+        current = sender_lists.lists_of(session, OPERATOR, found)
+        emit({"address": found.address, "allowed": current.allowed, "blocked": current.blocked}, as_json)

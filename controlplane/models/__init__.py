@@ -19,6 +19,7 @@ from controlplane.models.mail_log import (
     UnparsedLogLine,
 )
 from controlplane.models.mailbox import Mailbox
+from controlplane.models.sender_rule import SenderRule
 from controlplane.models.tenant import GIB, Tenant
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "MailQueueEntry",
     "MailRecipientResult",
     "MailTransaction",
+    "SenderRule",
     "Mailbox",
     "SmtpDialogueLine",
     "UnparsedLogLine",

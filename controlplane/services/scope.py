@@ -16,10 +16,13 @@ from controlplane.validation import normalize_domain
 class Actor:
     """The person or program acting. The operator (CLI) has no tenant and sees everything."""
 
-    kind: str  # "operator", "tenant_admin", "domain_admin", "signup" (may only create mailboxes)
+    # "operator", "tenant_admin", "domain_admin", "signup" (may only create mailboxes),
+    # "mailbox" (a user managing their own mailbox's settings, and nothing else).
+    kind: str
     tenant_id: int | None = None
     domain_id: int | None = None
     name: str = ""
+    mailbox_id: int | None = None
 
     @property
     def is_operator(self) -> bool:
@@ -42,6 +45,11 @@ def signup(tenant_id: int, domain_id: int, name: str = "") -> Actor:
     return Actor(kind="signup", tenant_id=tenant_id, domain_id=domain_id, name=name)
 
 
+def mailbox_owner(tenant_id: int, domain_id: int, mailbox_id: int, name: str = "") -> Actor:
+    """A user logged in as their mailbox (the webmail): its own settings only, no domain."""
+    return Actor(kind="mailbox", tenant_id=tenant_id, domain_id=domain_id, mailbox_id=mailbox_id, name=name)
+
+
 def require_operator(actor: Actor) -> None:
     if not actor.is_operator:
         raise NotInScope("Only the platform operator may do this.")
@@ -57,7 +65,7 @@ def require_tenant(actor: Actor, tenant: Tenant) -> None:
 
 def require_full_admin(actor: Actor, tenant: Tenant) -> None:
     require_tenant(actor, tenant)
-    if actor.kind in ("domain_admin", "signup"):
+    if actor.kind in ("domain_admin", "signup", "mailbox"):
         raise NotInScope("Only the tenant's full admins may do this.")
 
 
@@ -66,6 +74,8 @@ def domain_in_scope(actor: Actor, domain: Domain, *, signup_allowed: bool = Fals
     (creating a mailbox in its own domain)."""
     if actor.is_operator:
         return True
+    if actor.kind == "mailbox":
+        return False
     outside = actor.tenant_id != domain.tenant_id or (
         actor.domain_id is not None and actor.domain_id != domain.id
     )

@@ -18,8 +18,9 @@ from click.testing import CliRunner
 from controlplane import cli
 from controlplane.daemons import rspamd
 from controlplane.daemons.scratch import ScratchStack
+from controlplane.errors import ValidationError
 from controlplane.render import SPAM_SCORE_HEADER
-from controlplane.services import domains, mail_logs, mailboxes, tenants
+from controlplane.services import domains, mail_logs, mailboxes, sender_lists, spam, tenants
 from controlplane.services.scope import OPERATOR
 from tests.e2e.mailclient import DEFAULT_TIMEOUT, make_message, until_found, wait_for_subject
 
@@ -340,3 +341,86 @@ def test_greylisting_defers_a_new_sender_once_for_the_domain_that_has_it_on(worl
     assert (
         reasons is not None and "greylisted: a sender not seen lately must retry in a few minutes" in reasons
     )
+
+
+def _senders(stack: ScratchStack, address: str, *options: str) -> dict:
+    shown = CliRunner().invoke(
+        cli.main,
+        ["mailbox", "senders", address, *options, "--json"],
+        env={"LETTERHEAD_HOME": str(stack.home)},
+    )
+    assert shown.exit_code == 0, shown.output
+    return json.loads(shown.output)
+
+
+@pytest.fixture(scope="module")
+def listed(world: ScratchStack) -> ScratchStack:
+    """A domain filing anything slightly suspect as junk, with two mailboxes: dan keeps lists."""
+    with world.installation.transaction() as session:
+        tenant = tenants.create_tenant(session, OPERATOR, name="Listed", storage_pool_bytes=2000 * KB)
+        domain = domains.create_domain(
+            session, OPERATOR, tenant=tenant, name="listed.test", max_mailboxes=5, max_aliases=5,
+            max_mailbox_bytes=500 * KB,
+        )  # fmt: skip
+        for local_part in ("dan", "erin"):
+            mailboxes.create_mailbox(
+                session,
+                OPERATOR,
+                domain=domain,
+                local_part=local_part,
+                password=PASSWORD,
+                quota_bytes=200 * KB,
+            )
+        spam.update(session, OPERATOR, world.settings, domain, junk_score=1)
+    return world
+
+
+def test_allow_and_block_lists_apply_per_recipient_at_delivery(listed: ScratchStack) -> None:
+    recipients = ["dan@listed.test", "erin@listed.test"]
+    assert _senders(listed, "dan@listed.test", "--allow", "Offers@Outside.test")["allowed"] == [
+        "offers@outside.test"
+    ]
+    smtp_send(listed, _suspect_message(recipients, "SUSPECT BUT ALLOWED"), recipients)
+    assert _wait_in(listed, "dan@listed.test", "INBOX", "SUSPECT BUT ALLOWED")
+    assert _wait_in(listed, "erin@listed.test", "Junk", "SUSPECT BUT ALLOWED")
+
+    # A whole domain blocked: its plain mail goes to dan's Junk, not erin's.
+    assert _senders(listed, "dan@listed.test", "--block", "plain.test")["blocked"] == ["@plain.test"]
+    smtp_send(listed, make_message("friend@plain.test", recipients, subject="blocked domain"), recipients)
+    assert _wait_in(listed, "dan@listed.test", "Junk", "blocked domain")
+    assert _wait_in(listed, "erin@listed.test", "INBOX", "blocked domain")
+
+    # An address wins over its domain, and a change applies to the next message.
+    _senders(listed, "dan@listed.test", "--allow", "friend@plain.test")
+    smtp_send(listed, make_message("friend@plain.test", recipients, subject="allowed address"), recipients)
+    assert _wait_in(listed, "dan@listed.test", "INBOX", "allowed address")
+    assert "blocked domain" not in _folder_subjects(listed, "dan@listed.test", "INBOX")
+
+
+def test_full_lists_still_reach_dovecot_and_one_more_sender_is_refused(listed: ScratchStack) -> None:
+    """Both lists ride in one userdb reply: filled to the limit, delivery still works."""
+    with listed.installation.transaction() as session:
+        mailbox = mailboxes.find_mailbox(session, "erin@listed.test")
+        number = 0
+        while True:
+            try:
+                sender_lists.add_sender(
+                    session, OPERATOR, mailbox, f"a-long-sender-name-{number:04d}@some-domain.test", "block"
+                )
+            except ValidationError as full:
+                assert "full" in str(full)
+                break
+            number += 1
+    assert number > 50
+    smtp_send(
+        listed,
+        make_message("sender@fine.test", ["erin@listed.test"], subject="full lists"),
+        ["erin@listed.test"],
+    )
+    assert _wait_in(listed, "erin@listed.test", "INBOX", "full lists")
+    smtp_send(
+        listed,
+        make_message("a-long-sender-name-0007@some-domain.test", ["erin@listed.test"], subject="listed last"),
+        ["erin@listed.test"],
+    )
+    assert _wait_in(listed, "erin@listed.test", "Junk", "listed last")

@@ -1,9 +1,62 @@
-# Rendered by Letterhead: runs before each mailbox's own filters (sieve_before). Mail the spam
-# filter scored at least the mailbox's junk score goes to Junk, and nothing else runs for it
-# (no vacation reply or forward of spam). rspamd's header holds the score in hundredths, never
-# negative, and rspamd removes one a sender wrote; the mailbox's junk score comes from its
-# userdb row (its domain's, or the default), so a change applies to the next delivery.
-require ["fileinto", "mailbox", "variables", "environment", "vnd.dovecot.environment", "relational", "comparator-i;ascii-numeric"];
+# Rendered by Letterhead: runs before each mailbox's own filters (sieve_before).
+#
+# 1. The mailbox's allow and block lists (from its userdb row, services/sender_lists.py): a
+#    sender is matched by the envelope sender and by the From address, an address before its
+#    domain. Allowed: never filed as junk. Blocked: filed into Junk, and nothing else runs.
+#    An allowed From is not trusted when DMARC fails for it (anyone can write that From).
+# 2. Otherwise mail the spam filter scored at least the mailbox's junk score goes to Junk, and
+#    nothing else runs for it (no vacation reply or forward of spam). rspamd's header holds the
+#    score in hundredths, never negative, and rspamd removes one a sender wrote; the junk score
+#    comes from the userdb row too (its domain's, or the default).
+# Both come from SQL at each delivery, so a change applies to the next message.
+require ["fileinto", "mailbox", "variables", "envelope", "environment", "vnd.dovecot.environment", "relational", "comparator-i;ascii-numeric"];
+
+set "allowed" "";
+set "blocked" "";
+if environment :matches "vnd.dovecot.config.allowed_senders" "*" {
+  set :lower "allowed" "${1}";
+}
+if environment :matches "vnd.dovecot.config.blocked_senders" "*" {
+  set :lower "blocked" "${1}";
+}
+set "envelope_sender" "";
+set "envelope_domain" "";
+set "from_address" "";
+set "from_domain" "";
+if envelope :all :matches "from" "*@*" {
+  set :lower "envelope_sender" "${0}";
+  set :lower "envelope_domain" "${2}";
+}
+if address :all :matches "from" "*@*" {
+  set :lower "from_address" "${0}";
+  set :lower "from_domain" "${2}";
+}
+# The lists hold no empty entry, so an empty sender (a bounce) matches nothing.
+set "listed" "";
+if anyof (string :contains "${blocked}" ",${envelope_sender},", string :contains "${blocked}" ",${from_address},") {
+  set "listed" "block";
+} elsif string :contains "${allowed}" ",${envelope_sender}," {
+  set "listed" "allow";
+} elsif string :contains "${allowed}" ",${from_address}," {
+  set "listed" "allow-from";
+} elsif anyof (string :contains "${blocked}" ",@${envelope_domain},", string :contains "${blocked}" ",@${from_domain},") {
+  set "listed" "block";
+} elsif string :contains "${allowed}" ",@${envelope_domain}," {
+  set "listed" "allow";
+} elsif string :contains "${allowed}" ",@${from_domain}," {
+  set "listed" "allow-from";
+}
+if string :is "${listed}" "allow-from" {
+  if header :contains "Authentication-Results" "dmarc=fail" {
+    set "listed" "";
+  } else {
+    set "listed" "allow";
+  }
+}
+if string :is "${listed}" "block" {
+  fileinto :create "Junk";
+  stop;
+}
 
 if environment :matches "vnd.dovecot.config.junk_score" "*" {
   set "junk_score" "${1}";
@@ -11,7 +64,9 @@ if environment :matches "vnd.dovecot.config.junk_score" "*" {
 if string :is "${junk_score}" "" {
   set "junk_score" "600";
 }
-if header :value "ge" :comparator "i;ascii-numeric" "X-Letterhead-Spam-Score" "${junk_score}" {
-  fileinto :create "Junk";
-  stop;
+if not string :is "${listed}" "allow" {
+  if header :value "ge" :comparator "i;ascii-numeric" "X-Letterhead-Spam-Score" "${junk_score}" {
+    fileinto :create "Junk";
+    stop;
+  }
 }

@@ -1,0 +1,123 @@
+"""A mailbox's allow and block lists: what a sender may be, who may change them, and what Dovecot
+reads at delivery."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from controlplane.errors import NotFound, NotInScope, ValidationError
+from controlplane.services import scope, sender_lists, spam
+from controlplane.services.scope import OPERATOR
+from tests.factories import make_domain, make_mailbox, make_tenant
+
+
+def _userdb_lists(db: Session, local_part: str, domain: str) -> tuple[str | None, str | None]:
+    """What Dovecot's userdb query reads (templates/dovecot/dovecot-sql.conf.ext.j2)."""
+    row = db.execute(
+        text("SELECT allowed, blocked FROM mail_sender_lists WHERE local_part = :l AND domain = :d"),
+        {"l": local_part, "d": domain},
+    ).one_or_none()
+    return (row.allowed, row.blocked) if row else (None, None)
+
+
+@pytest.fixture
+def world(db: Session) -> dict:
+    tenant = make_tenant(db)
+    domain = make_domain(db, tenant=tenant, name="lists.test")
+    other_domain = make_domain(db, tenant=tenant, name="other.test")
+    return {
+        "tenant": tenant,
+        "domain": domain,
+        "ann": make_mailbox(db, domain=domain, local_part="ann"),
+        "bob": make_mailbox(db, domain=domain, local_part="bob"),
+        "olga": make_mailbox(db, domain=other_domain, local_part="olga"),
+    }
+
+
+def _owner(mailbox) -> scope.Actor:
+    return scope.mailbox_owner(mailbox.domain.tenant_id, mailbox.domain_id, mailbox.id, name=mailbox.address)
+
+
+def test_senders_are_normalised_and_move_between_lists(db: Session, world: dict) -> None:
+    ann = world["ann"]
+    sender_lists.add_sender(db, _owner(ann), ann, " Friend@Example.ORG ", "allow")
+    sender_lists.add_sender(db, _owner(ann), ann, "spam.example", "block")
+    current = sender_lists.add_sender(db, _owner(ann), ann, "@Junk.Example", "block")
+    assert (current.allowed, current.blocked) == (["friend@example.org"], ["@junk.example", "@spam.example"])
+    allowed, blocked = _userdb_lists(db, "ann", "lists.test")
+    assert allowed == ",friend@example.org,"
+    assert blocked.startswith(",") and blocked.endswith(",")
+    assert sorted(blocked.strip(",").split(",")) == ["@junk.example", "@spam.example"]
+    assert _userdb_lists(db, "bob", "lists.test") == (None, None)
+
+    moved = sender_lists.add_sender(db, _owner(ann), ann, "friend@example.org", "block")
+    assert (moved.allowed, moved.blocked) == ([], ["@junk.example", "@spam.example", "friend@example.org"])
+    assert _userdb_lists(db, "ann", "lists.test")[0] is None
+
+    left = sender_lists.remove_sender(db, _owner(ann), ann, "SPAM.example")
+    assert left.blocked == ["@junk.example", "friend@example.org"]
+    with pytest.raises(NotFound, match="neither list"):
+        sender_lists.remove_sender(db, _owner(ann), ann, "spam.example")
+
+
+@pytest.mark.parametrize(
+    "sender", ["", "   ", "not an address", "a@b@c.test", "ann@", "@", "x,y@z.test", "a@-bad-.test"]
+)
+def test_nonsense_is_refused_and_changes_nothing(db: Session, world: dict, sender: str) -> None:
+    with pytest.raises(ValidationError):
+        sender_lists.add_sender(db, OPERATOR, world["ann"], sender, "block")
+    assert sender_lists.lists_of(db, OPERATOR, world["ann"]).blocked == []
+
+
+def test_an_unknown_list_is_refused(db: Session, world: dict) -> None:
+    with pytest.raises(ValidationError, match="allow"):
+        sender_lists.add_sender(db, OPERATOR, world["ann"], "a@b.test", "trust")
+
+
+def test_the_lists_stop_before_dovecots_userdb_line_would_overflow(db: Session, world: dict) -> None:
+    ann = world["ann"]
+    added = 0
+    with pytest.raises(ValidationError, match="full"):
+        while added < 1000:
+            sender_lists.add_sender(
+                db, OPERATOR, ann, f"sender-number-{added:04d}@a-rather-long-domain.test", "block"
+            )
+            added += 1
+    allowed, blocked = _userdb_lists(db, "ann", "lists.test")
+    assert allowed is None and len(blocked) <= sender_lists.MAX_CHARACTERS + 1
+    # Moving a listed sender to the other list still works when full.
+    sender_lists.add_sender(db, OPERATOR, ann, "sender-number-0000@a-rather-long-domain.test", "allow")
+
+
+def test_each_sees_only_what_it_manages(db: Session, world: dict) -> None:
+    ann, bob, olga = world["ann"], world["bob"], world["olga"]
+    sender_lists.add_sender(db, OPERATOR, bob, "secret-friend@example.org", "allow")
+    # A user reaches their own mailbox only, with the words used for one that does not exist.
+    for action in (
+        lambda: sender_lists.lists_of(db, _owner(ann), bob),
+        lambda: sender_lists.add_sender(db, _owner(ann), bob, "x@y.test", "block"),
+        lambda: sender_lists.remove_sender(db, _owner(ann), bob, "secret-friend@example.org"),
+    ):
+        with pytest.raises(NotFound) as refused:
+            action()
+        assert str(refused.value) == "No such mailbox."
+    # A domain admin of lists.test manages its mailboxes, not another domain's.
+    admin = scope.domain_admin(world["tenant"].id, world["domain"].id, name="ann@lists.test")
+    assert sender_lists.lists_of(db, admin, bob).allowed == ["secret-friend@example.org"]
+    with pytest.raises(NotFound):
+        sender_lists.add_sender(db, admin, olga, "x@y.test", "block")
+    # Another tenant's admin learns nothing.
+    stranger = scope.tenant_admin(make_tenant(db).id)
+    with pytest.raises(NotFound) as refused:
+        sender_lists.lists_of(db, stranger, bob)
+    assert "bob" not in str(refused.value)
+    assert sender_lists.lists_of(db, OPERATOR, bob).allowed == ["secret-friend@example.org"]
+
+
+def test_a_mailbox_owner_is_no_admin_of_its_domain(db: Session, settings, world: dict) -> None:
+    owner = _owner(world["ann"])
+    assert not scope.domain_in_scope(owner, world["domain"])
+    with pytest.raises((NotFound, NotInScope)):
+        spam.update(db, owner, settings, world["domain"], junk_score=2)
