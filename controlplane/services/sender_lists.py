@@ -53,9 +53,14 @@ def normalize_sender(text: str, *, field: str = "sender") -> str:
     if not isinstance(text, str) or not text.strip():
         raise ValidationError("Give a sender: an address, or @ and a domain for all of it.", field=field)
     text = text.strip()
-    if "@" in text and not text.startswith("@"):
-        return normalize_address(text, field=field)
-    return "@" + normalize_domain(text.removeprefix("@"), field=field)
+    try:
+        if "@" in text and not text.startswith("@"):
+            return normalize_address(text, field=field)
+        return "@" + normalize_domain(text.removeprefix("@"), field=field)
+    except ValidationError as error:
+        raise ValidationError(
+            f"{text[:100]!r} is neither an address nor @ and a domain: {error.message}", field=field
+        ) from None
 
 
 def lists_of(session: Session, actor: Actor, mailbox: Mailbox) -> SenderLists:

@@ -7,8 +7,18 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from controlplane.models import Admin, Alias, AliasDestination, AuditEntry, AuthEvent, Domain, Mailbox, Tenant
-from controlplane.services import mailboxes, scope, tenants
+from controlplane.models import (
+    Admin,
+    Alias,
+    AliasDestination,
+    AuditEntry,
+    AuthEvent,
+    Domain,
+    Mailbox,
+    SenderRule,
+    Tenant,
+)
+from controlplane.services import mailboxes, scope, sender_lists, tenants
 from tests.factories import PASSWORD
 
 KB = 1024
@@ -46,6 +56,8 @@ def snapshot(installation) -> tuple:
             sorted(session.execute(select(Tenant.id, Tenant.storage_pool_bytes)).all()),
             sorted(session.execute(select(Admin.id, Admin.login, Admin.totp_secret)).all()),
             sorted(session.execute(select(AliasDestination.alias_id, AliasDestination.address)).all()),
+            sorted(session.execute(select(SenderRule.mailbox_id, SenderRule.sender, SenderRule.verdict)).all()),
+            sorted(session.execute(select(Mailbox.id, Mailbox.hourly_messages)).all()),
         )  # fmt: skip
 
 
@@ -208,6 +220,9 @@ ATTACKS = [
     ("POST", "/admin/aliases/{alias}/delete", {}),
     ("POST", "/admin/admins/{admin}/delete", {}),
     ("POST", "/admin/aliases/{alias}/destinations", {"destinations": "x@elsewhere.test"}),
+    ("POST", "/admin/mailboxes/{mailbox}/senders", {"sender": "x@elsewhere.test", "list": "allow"}),
+    ("POST", "/admin/mailboxes/{mailbox}/senders/remove", {"sender": "friend@elsewhere.test"}),
+    ("POST", "/admin/mailboxes/{mailbox}/hourly-limit", {"hourly_messages": "5"}),
 ]
 
 
@@ -352,3 +367,65 @@ def test_a_reset_password_is_shown_once_and_replaces_the_old_one(app, world) -> 
     assert passwords.verify_password(shown.group(1), stored) and not passwords.verify_password(
         PASSWORD, stored
     )
+
+
+def test_a_mailbox_page_keeps_its_sender_lists_and_sending_limit(app, world) -> None:
+    with world.transaction() as session:
+        bob = mailboxes.find_mailbox(session, "bob@b.test")
+        bob_id = bob.id
+        sender_lists.add_sender(session, scope.OPERATOR, bob, "friend@elsewhere.test", "block")
+    boss = app.test_client()
+    log_in(boss, "boss")
+    domain_page = boss.get("/admin/domains/b.test").get_data(as_text=True)
+    assert f'href="/admin/mailboxes/{bob_id}"' in domain_page
+    listed = post(
+        boss, f"/admin/mailboxes/{bob_id}/senders", {"sender": "Friend@Elsewhere.test", "list": "allow"}
+    )
+    assert listed.status_code == 302
+    post(boss, f"/admin/mailboxes/{bob_id}/senders", {"sender": "@spam.example", "list": "block"})
+    page = boss.get(f"/admin/mailboxes/{bob_id}").get_data(as_text=True)
+    allowed = re.search(r'data-list="allow">(.*?)</ul>', page, re.S).group(1)
+    blocked = re.search(r'data-list="block">(.*?)</ul>', page, re.S).group(1)
+    assert "friend@elsewhere.test" in allowed and "friend@elsewhere.test" not in blocked
+    assert "@spam.example" in blocked
+
+    refused = post(
+        boss, f"/admin/mailboxes/{bob_id}/senders", {"sender": "no address at all", "list": "block"}
+    )
+    assert "is neither an address nor @ and a domain" in boss.get(refused.headers["Location"]).get_data(
+        as_text=True
+    )
+    post(boss, f"/admin/mailboxes/{bob_id}/senders/remove", {"sender": "@spam.example"})
+    post(boss, f"/admin/mailboxes/{bob_id}/hourly-limit", {"hourly_messages": "12"})
+    wrong = post(boss, f"/admin/mailboxes/{bob_id}/hourly-limit", {"hourly_messages": "lots"})
+    assert "whole number" in boss.get(wrong.headers["Location"]).get_data(as_text=True)
+    with world.sessions() as session:
+        bob = session.get(Mailbox, bob_id)
+        assert bob.hourly_messages == 12
+        assert sender_lists.lists_of(session, scope.OPERATOR, bob) == sender_lists.SenderLists(
+            allowed=["friend@elsewhere.test"], blocked=[]
+        )
+
+
+def test_a_domain_admin_keeps_lists_in_their_domain_but_not_sending_limits(app, world) -> None:
+    with world.sessions() as session:
+        ann_id = mailboxes.find_mailbox(session, "ann@a.test").id
+        bob_id = mailboxes.find_mailbox(session, "bob@b.test").id
+    client = app.test_client()
+    log_in(client, "ann@a.test")
+    assert client.get(f"/admin/mailboxes/{ann_id}").status_code == 200
+    post(client, f"/admin/mailboxes/{ann_id}/senders", {"sender": "news@example.org", "list": "block"})
+    assert (
+        post(client, f"/admin/mailboxes/{ann_id}/hourly-limit", {"hourly_messages": "9999"}).status_code
+        == 403
+    )
+    with world.sessions() as session:
+        ann = session.get(Mailbox, ann_id)
+        assert sender_lists.lists_of(session, scope.OPERATOR, ann).blocked == ["news@example.org"]
+        assert ann.hourly_messages is None
+    # Another domain's or tenant's mailbox page is as missing as one that does not exist.
+    assert client.get(f"/admin/mailboxes/{bob_id}").status_code == 404
+    rival = app.test_client()
+    log_in(rival, "rival")
+    assert rival.get(f"/admin/mailboxes/{bob_id}").status_code == 404
+    assert rival.get("/admin/mailboxes/999999").status_code == 404

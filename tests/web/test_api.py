@@ -528,3 +528,28 @@ def test_dkim_keys_through_the_api(api) -> None:
     assert rotated.status_code == 200
     assert [k["state"] for k in rotated.get_json()] == ["active", "retiring"]
     assert api("two", "POST", "/domains/a.test/dkim/rotate").status_code == 404
+
+
+def test_sender_lists_through_the_api(api) -> None:
+    base = "/domains/a.test/mailboxes/ann/senders"
+    listed = api("a", "PUT", f"{base}/Friend@Example.org", json={"list": "allow"})
+    assert listed.status_code == 200, listed.get_json()
+    assert listed.get_json() == {"allowed": ["friend@example.org"], "blocked": []}
+    moved = api("one", "PUT", f"{base}/friend@example.org", json={"list": "block"})
+    assert moved.get_json() == {"allowed": [], "blocked": ["friend@example.org"]}
+    assert api("a", "PUT", f"{base}/@spam.example", json={"list": "block"}).get_json()["blocked"] == [
+        "@spam.example", "friend@example.org",
+    ]  # fmt: skip
+    problem_of(api("a", "PUT", f"{base}/not-an-address", json={"list": "block"}), 422)
+    problem_of(api("a", "PUT", f"{base}/x@y.test", json={"list": "trust"}), 422)
+    # Another domain's token and another tenant's see nothing, in the same words as a missing mailbox.
+    for token in ("b", "two"):
+        for method, body in (("GET", None), ("PUT", {"list": "allow"}), ("DELETE", None)):
+            path = base if method == "GET" else f"{base}/friend@example.org"
+            refused = problem_of(api(token, method, path, json=body), 404)
+            assert "friend" not in str(refused) and "ann" not in str(refused)
+    assert api("a", "DELETE", f"{base}/friend@example.org").get_json() == {
+        "allowed": [], "blocked": ["@spam.example"],
+    }  # fmt: skip
+    problem_of(api("a", "DELETE", f"{base}/friend@example.org"), 404)
+    assert api("a", "GET", base).get_json() == {"allowed": [], "blocked": ["@spam.example"]}

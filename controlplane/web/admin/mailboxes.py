@@ -1,14 +1,16 @@
-"""Mailboxes of a domain: create, quota, password, on and off, domain admin, delete."""
+"""Mailboxes of a domain: create, quota, password, on and off, domain admin, delete; each one's
+page with its allow and block lists of senders and its hourly sending limit."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from flask import redirect, request, url_for
+from flask import redirect, render_template, request, url_for
 
+from controlplane.errors import ValidationError
 from controlplane.models import Mailbox
-from controlplane.services import domains, mailboxes, passwords, storage
+from controlplane.services import domains, mailboxes, passwords, sender_lists, storage
 from controlplane.web.access import allow, current_actor
 from controlplane.web.admin import attempt, blueprint
 from controlplane.web.requests import db
@@ -94,3 +96,62 @@ def delete_mailbox(mailbox_id: int):
     return _on_mailbox(
         mailbox_id, lambda m: mailboxes.delete_mailbox(db(), current_actor(), m), "Mailbox deleted."
     )
+
+
+@blueprint.get("/mailboxes/<int:mailbox_id>")
+@allow("full_admin", "domain_admin")
+def mailbox(mailbox_id: int):
+    actor = current_actor()
+    found = mailboxes.get_mailbox_by_id(db(), actor, mailbox_id)
+    tenant = found.domain.tenant
+    return render_template(
+        "admin/mailbox.html", mailbox=found, lists=sender_lists.lists_of(db(), actor, found),
+        hourly_messages=found.hourly_messages or tenant.mailbox_hourly_messages,
+        can_edit_limits=actor.kind != "domain_admin",
+    )  # fmt: skip
+
+
+def _back_to_mailbox(mailbox_id: int, change: Callable[[Mailbox], Any], success: str, anchor: str):
+    found = mailboxes.get_mailbox_by_id(db(), current_actor(), mailbox_id)
+    attempt(lambda: change(found), success)
+    return redirect(url_for("admin.mailbox", mailbox_id=mailbox_id) + anchor)
+
+
+@blueprint.post("/mailboxes/<int:mailbox_id>/senders")
+@allow("full_admin", "domain_admin")
+def list_sender(mailbox_id: int):
+    sender, verdict = request.form.get("sender", ""), request.form.get("list", "")
+    return _back_to_mailbox(
+        mailbox_id, lambda m: sender_lists.add_sender(db(), current_actor(), m, sender, verdict),
+        "Sender allowed." if verdict == "allow" else "Sender blocked.", "#senders",
+    )  # fmt: skip
+
+
+@blueprint.post("/mailboxes/<int:mailbox_id>/senders/remove")
+@allow("full_admin", "domain_admin")
+def unlist_sender(mailbox_id: int):
+    sender = request.form.get("sender", "")
+    return _back_to_mailbox(
+        mailbox_id, lambda m: sender_lists.remove_sender(db(), current_actor(), m, sender),
+        "Sender removed from the list.", "#senders",
+    )  # fmt: skip
+
+
+def _hourly_messages(text: str) -> int | None:
+    text = text.strip().replace(",", "")
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ValidationError("Messages per hour must be a whole number.", field="hourly_messages")
+    return int(text)
+
+
+@blueprint.post("/mailboxes/<int:mailbox_id>/hourly-limit")
+@allow("full_admin")
+def set_hourly_limit(mailbox_id: int):
+    text = request.form.get("hourly_messages", "")
+    return _back_to_mailbox(
+        mailbox_id,
+        lambda m: mailboxes.set_hourly_messages(db(), current_actor(), m, _hourly_messages(text)),
+        "Sending limit saved.", "#sending",
+    )  # fmt: skip

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from flask_smorest import Blueprint
 
 from controlplane.daemons import usage
 from controlplane.errors import LetterheadError, NotFound
 from controlplane.models import Mailbox
-from controlplane.services import domains, mailboxes
+from controlplane.services import domains, mailboxes, sender_lists
 from controlplane.web.api import current_actor, problem_for, tokens_allowed
 from controlplane.web.api.schemas import (
     BulkMailboxesSchema,
@@ -17,6 +19,8 @@ from controlplane.web.api.schemas import (
     MailboxPageSchema,
     MailboxSchema,
     MailboxUpdateSchema,
+    SenderListingSchema,
+    SenderListsSchema,
 )
 from controlplane.web.requests import current_settings, db
 
@@ -151,3 +155,34 @@ def delete_mailbox(name: str, local_part: str):
     """Delete a mailbox and its mail; its storage returns to the pool."""
     mailboxes.delete_mailbox(db(), current_actor(), mailbox_at(name, local_part))
     db().commit()
+
+
+@blueprint.route("/domains/<name>/mailboxes/<local_part>/senders", methods=["GET"])
+@tokens_allowed("tenant", "domain")
+@blueprint.response(200, SenderListsSchema)
+def get_sender_lists(name: str, local_part: str):
+    """The mailbox's allow and block lists of senders."""
+    return dataclasses.asdict(sender_lists.lists_of(db(), current_actor(), mailbox_at(name, local_part)))
+
+
+@blueprint.route("/domains/<name>/mailboxes/<local_part>/senders/<sender>", methods=["PUT"])
+@tokens_allowed("tenant", "domain")
+@blueprint.arguments(SenderListingSchema)
+@blueprint.response(200, SenderListsSchema)
+def list_sender(body, name: str, local_part: str, sender: str):
+    """Put a sender (an address, or @domain) on the allow or the block list; applies to the next delivery."""
+    current = sender_lists.add_sender(
+        db(), current_actor(), mailbox_at(name, local_part), sender, body["list"]
+    )
+    db().commit()
+    return dataclasses.asdict(current)
+
+
+@blueprint.route("/domains/<name>/mailboxes/<local_part>/senders/<sender>", methods=["DELETE"])
+@tokens_allowed("tenant", "domain")
+@blueprint.response(200, SenderListsSchema)
+def unlist_sender(name: str, local_part: str, sender: str):
+    """Take a sender off either list."""
+    current = sender_lists.remove_sender(db(), current_actor(), mailbox_at(name, local_part), sender)
+    db().commit()
+    return dataclasses.asdict(current)

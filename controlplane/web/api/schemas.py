@@ -341,3 +341,20 @@ class SpamThresholdsStateSchema(Schema):
     junk_score = fields.Float(required=True)
     junk_score_is_default = fields.Boolean(required=True)
     greylisting = fields.Boolean(required=True)
+
+
+class SenderListsSchema(Schema):
+    allowed = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "Never filed as junk: addresses, and @domain for a whole domain"},
+    )
+    blocked = fields.List(fields.String(), required=True, metadata={"description": "Always filed as junk"})
+
+
+class SenderListingSchema(Schema):
+    list = fields.String(
+        required=True,
+        validate=validate.OneOf(["allow", "block"]),
+        metadata={"description": "allow: never junk; block: always junk (taken off the other list)"},
+    )
