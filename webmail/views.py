@@ -21,8 +21,8 @@ from flask import (
 )
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from controlplane.errors import AuthenticationFailed, LoginThrottled, ValidationError
-from controlplane.services import storage
+from controlplane.errors import AuthenticationFailed, LetterheadError, LoginThrottled, ValidationError
+from controlplane.services import sender_lists, storage
 from controlplane.services import webmail as rules
 from controlplane.services.webmail import MailServiceUnavailable, MessageNotFound
 from controlplane.web.access import allow
@@ -313,3 +313,41 @@ class _BadRequest(Exception):
 @blueprint.errorhandler(_BadRequest)
 def bad_request(error: _BadRequest):
     return render_template("webmail/error.html", title="Bad request", message=error.message), 400
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+@blueprint.get("/settings/senders")
+@allow("mailbox_user")
+def senders():
+    actor, mailbox = rules.own_mailbox(db(), session.current_user().address)
+    lists = sender_lists.lists_of(db(), actor, mailbox)
+    with _mailstore() as store:
+        folders = store.folders()
+    return render_template("webmail/senders.html", folders=folders, current="", lists=lists)
+
+
+@blueprint.post("/settings/senders")
+@allow("mailbox_user")
+def change_senders():
+    actor, mailbox = rules.own_mailbox(db(), session.current_user().address)
+    sender, verdict = request.form.get("sender", ""), request.form.get("list", "")
+    try:
+        if request.form.get("remove"):
+            sender_lists.remove_sender(db(), actor, mailbox, request.form["remove"])
+            done = "Sender removed from the list."
+        else:
+            sender_lists.add_sender(db(), actor, mailbox, sender, verdict)
+            done = (
+                "Mail from this sender is never filed as junk."
+                if verdict == "allow"
+                else ("Mail from this sender goes to Junk from now on.")
+            )
+    except LetterheadError as error:
+        db().rollback()
+        flash(error.message, "error")
+    else:
+        db().commit()
+        flash(done, "ok")
+    return redirect(url_for("webmail.senders"))

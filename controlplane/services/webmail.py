@@ -19,12 +19,14 @@ from controlplane.errors import (
     AuthenticationFailed,
     LetterheadError,
     LoginThrottled,
+    NotFound,
     ValidationError,
 )
 from controlplane.models import AuthEvent, Mailbox
 from controlplane.models.base import utcnow
 from controlplane.networks import client_network
-from controlplane.services import auth, mailboxes, passwords
+from controlplane.services import auth, mailboxes, passwords, scope
+from controlplane.services.scope import Actor
 from controlplane.validation import normalize_domain
 
 SERVICE = "webmail"
@@ -191,3 +193,12 @@ def check_outgoing(*, to: list[str], cc: list[str], subject: str, body: str) -> 
         )
     if len(body.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
         raise ValidationError("The message text is too long (5 MB at most).", field="body")
+
+
+def own_mailbox(session: Session, address: str) -> tuple[Actor, Mailbox]:
+    """The logged-in user's mailbox and the actor that may change its own settings (and nothing
+    of its domain's)."""
+    mailbox = mailboxes.find_mailbox(session, address)
+    if mailbox is None or not mailbox.in_service:
+        raise NotFound("This mailbox is not in service.")
+    return scope.mailbox_owner(mailbox.domain.tenant_id, mailbox.domain_id, mailbox.id, name=address), mailbox

@@ -19,7 +19,7 @@ from controlplane import create_app
 from controlplane.daemons.scratch import ScratchStack, free_ports
 from controlplane.errors import ValidationError
 from controlplane.models import AuthEvent
-from controlplane.services import mailboxes
+from controlplane.services import mailboxes, sender_lists
 from controlplane.services.scope import OPERATOR
 from controlplane.services.webmail import parse_recipients
 from tests.e2e.mailclient import DEFAULT_TIMEOUT, send, wait_for_subject
@@ -548,3 +548,42 @@ def test_recipients_are_parsed_checked_and_deduplicated() -> None:
     ):
         with pytest.raises(ValidationError):
             parse_recipients(bad, field="to")
+
+
+def test_a_user_blocks_a_sender_in_the_settings_and_its_next_message_goes_to_junk(app, stack) -> None:
+    client = client_from(app, "10.2.0.40")
+    log_in(client, "cal@one.test")
+    assert post(client, "/settings/senders", {"sender": "@Pushy.test", "list": "block"}).status_code == 302
+    post(client, "/settings/senders", {"sender": "friend@pushy.test", "list": "allow"})
+    refused = post(client, "/settings/senders", {"sender": "nobody at all", "list": "block"})
+    page = client.get(refused.headers["Location"]).get_data(as_text=True)
+    assert "is neither an address nor @ and a domain" in page
+    blocked = re.search(r'data-list="block">(.*?)</ul>', page, re.S).group(1)
+    allowed = re.search(r'data-list="allow">(.*?)</ul>', page, re.S).group(1)
+    assert "@pushy.test" in blocked and "friend@pushy.test" in allowed
+
+    pushed = send(stack, "sales@pushy.test", ["cal@one.test"], subject="Buy now")
+    welcome = send(stack, "friend@pushy.test", ["cal@one.test"], subject="Dinner")
+    assert wait_for_subject(stack, "cal@one.test", PASSWORD, welcome)
+    deadline = time.monotonic() + 15
+    while pushed not in subjects_in(stack, "cal@one.test", "Junk") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pushed in subjects_in(stack, "cal@one.test", "Junk")
+    assert pushed not in subjects_in(stack, "cal@one.test", "INBOX")
+
+    post(client, "/settings/senders", {"remove": "@pushy.test"})
+    after = client.get("/settings/senders").get_data(as_text=True)
+    assert "@pushy.test" not in re.search(r'data-list="block">(.*?)</ul>', after, re.S).group(1)
+
+
+def test_the_senders_page_changes_only_the_users_own_mailbox(app, stack) -> None:
+    """The form names no mailbox: whatever a user posts, only their own lists change."""
+    client = client_from(app, "10.2.0.41")
+    log_in(client, "bea@two.test")
+    post(client, "/settings/senders", {"sender": "x@evil.test", "list": "allow", "mailbox": "ann@one.test"})
+    with stack.installation.sessions() as session:
+        ann = mailboxes.find_mailbox(session, "ann@one.test")
+        bea = mailboxes.find_mailbox(session, "bea@two.test")
+        assert sender_lists.lists_of(session, OPERATOR, ann).allowed == []
+        assert sender_lists.lists_of(session, OPERATOR, bea).allowed == ["x@evil.test"]
+    assert client_from(app, "10.2.0.42").get("/settings/senders").status_code == 302  # no login: to the form
