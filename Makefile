@@ -9,7 +9,7 @@ export LETTERHEAD_HOME ?= $(CURDIR)/var
 
 DEBIAN_PACKAGES := postfix postfix-sqlite dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd \
 	dovecot-sieve dovecot-managesieved dovecot-sqlite nginx openssl sqlite3 swaks pflogsumm \
-	rspamd redis-server ca-certificates python3-venv python3-pip
+	rspamd redis-server postsrsd ca-certificates python3-venv python3-pip
 # Only the test suite needs these: Chromium for the browser tests, dnsmasq as a loopback DNS server,
 # pebble (with pebble-challtestsrv) as a private ACME server.
 TEST_PACKAGES := chromium dnsmasq-base pebble
@@ -65,7 +65,7 @@ install-system:
 	$(call install_missing,$(DEBIAN_PACKAGES))
 	@# Letterhead runs its own private instances; the system-wide ones would hold the ports.
 	@if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
-		systemctl disable --now dovecot nginx postfix rspamd redis-server >/dev/null 2>&1 || true; fi
+		systemctl disable --now dovecot nginx postfix rspamd redis-server postsrsd >/dev/null 2>&1 || true; fi
 	@id vmail >/dev/null 2>&1 || useradd -r -u 5000 -d /nonexistent -s /usr/sbin/nologin vmail 2>/dev/null \
 		|| useradd -r -d /nonexistent -s /usr/sbin/nologin vmail
 

@@ -39,6 +39,9 @@ PORT_NAMES = (
     "rspamd_milter",
     "rspamd_controller",
     "redis",
+    # Loopback only: postsrsd's two lookup tables (SRS for forwarded mail, and back for bounces).
+    "srs_forward",
+    "srs_reverse",
     "web",
     "http",
     "https",
@@ -60,6 +63,8 @@ PROFILE_PORTS = {
         "rspamd_milter": 11432,
         "rspamd_controller": 11434,
         "redis": 16379,
+        "srs_forward": 11441,
+        "srs_reverse": 11442,
         "web": 8080,
         "http": 8880,
         "https": 8443,
@@ -78,6 +83,8 @@ PROFILE_PORTS = {
         "rspamd_milter": 11432,
         "rspamd_controller": 11434,
         "redis": 16379,
+        "srs_forward": 11441,
+        "srs_reverse": 11442,
         "web": 8080,
         "http": 80,
         "https": 443,
@@ -216,6 +223,11 @@ class Settings:
     def rspamd_dir(self) -> Path:
         """rspamd's database (Bayes cache, history), PID file and control socket: rspamd's own."""
         return self.home / "rspamd"
+
+    @property
+    def srs_dir(self) -> Path:
+        """postsrsd's secret, which signs SRS addresses: losing it breaks bounces in flight."""
+        return self.home / "srs"
 
     @property
     def redis_dir(self) -> Path:

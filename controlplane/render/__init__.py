@@ -54,6 +54,24 @@ POSTFIX_SQL_MAPS = {
 }
 
 
+def _srs_maps(state: RenderState) -> dict[str, tuple[str, str]]:
+    """Forwarded mail from a sender outside the hosted domains goes out through the internal
+    listener, whose cleanup rewrites its sender with SRS (postsrsd). The SRS domain is the
+    platform hostname; its own addresses are never sent round again."""
+    hostname = state.hostname.replace("'", "")
+    return {
+        "sql-srs-forwards.cf": (
+            "forwarded mail from senders outside the hosted domains: through the internal listener (SRS)",
+            f"SELECT 'smtp:[127.0.0.1]:{state.ports['internal_smtp']}' WHERE '%d' <> '{hostname}' "
+            "AND NOT EXISTS (SELECT 1 FROM mail_domains WHERE domain = '%d')",
+        ),
+        "sql-hosted-senders.cf": (
+            "senders of the hosted domains, kept as they are (never rewritten with SRS)",
+            "SELECT '%s' FROM mail_domains WHERE domain = '%d'",
+        ),
+    }
+
+
 # Postfix reads each brand's key and chain from its own SQLite file on every handshake
 # (see daemons/sni.py), so adding or renewing a brand needs no Postfix reload.
 POSTFIX_SNI_MAP = (
@@ -290,6 +308,13 @@ def render_postfix(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
         files[f"postfix/{name}"] = map_template.render(
             context, purpose=purpose, query=query, dbpath=state.paths.database
         )
+    for name, (purpose, query) in _srs_maps(state).items():
+        files[f"postfix/{name}"] = map_template.render(
+            context, purpose=purpose, query=query, dbpath=state.paths.database
+        )
+    files["postfix/srs-addresses"] = env.get_template("postfix/srs-addresses.j2").render(
+        context, hostname_pattern=re.escape(state.hostname)
+    )
     if context["postmaster_address"]:
         files["postfix/platform-aliases"] = env.get_template("postfix/platform-aliases.j2").render(context)
     name, purpose, query = POSTFIX_SNI_MAP

@@ -11,6 +11,7 @@ from controlplane.daemons import (
     nginx,
     postfix,
     postfix_log,
+    postsrsd,
     redis,
     rspamd,
     send_limits,
@@ -103,6 +104,8 @@ def up(installation: Installation, *, web: bool = True) -> None:
         )
     # Through the live link: a reload reads the generation it names then.
     rspamd.start(settings, live / "rspamd")
+    # Before Postfix: forwarded mail and bounces to SRS addresses wait on its tables.
+    postsrsd.start(settings, settings.hostname)
     if not postfix.master_pid(settings.postfix_queue):
         postfix_log.start(settings)
     follower.start_follower(settings)
@@ -135,6 +138,7 @@ def down(settings: Settings) -> None:
             terminate(pid)
     sender_milter.SENDER_MILTER.stop(settings)
     send_limits.SEND_LIMITS.stop(settings)
+    postsrsd.stop(settings)
     rspamd.stop(settings)
     redis.stop(settings)
     pid = dovecot.master_pid(settings.run_dir / "dovecot")
@@ -161,6 +165,9 @@ def status(settings: Settings) -> list[ServiceStatus]:
         ),
         ServiceStatus("sender-milter", sender_milter.SENDER_MILTER.pid(settings), {}),
         ServiceStatus("send-limits", send_limits.SEND_LIMITS.pid(settings), {}),
+        ServiceStatus(
+            "postsrsd", postsrsd.pid(settings), {name: ports[name] for name in ("srs_forward", "srs_reverse")}
+        ),
         ServiceStatus(
             "rspamd",
             rspamd.master_pid(settings),

@@ -10,6 +10,7 @@ import dataclasses
 import imaplib
 import json
 import poplib
+import re
 import shutil
 import smtplib
 import socket
@@ -31,7 +32,7 @@ from controlplane.render import RenderState, TlsIdentity
 from controlplane.services import aliases, configuration, domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
 from controlplane.settings import TEMPLATE_ROOT
-from tests.e2e.mailclient import imap_subjects, pop3_subjects, send, wait_for_subject
+from tests.e2e.mailclient import imap_subjects, make_message, pop3_subjects, send, wait_for_subject
 
 pytestmark = pytest.mark.e2e
 
@@ -124,6 +125,51 @@ def test_alias_to_an_external_address_goes_to_the_outbound_relay(world: ScratchS
     while time.monotonic() < deadline and not any(subject in m for m in world.sink.messages()):
         time.sleep(0.1)
     assert any(subject in m for m in world.sink.messages())
+
+
+def _sink_message(stack: ScratchStack, subject: str, timeout: float = 15) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in stack.sink.messages():
+            if subject in message:
+                return message
+        time.sleep(0.1)
+    raise AssertionError(f"{subject!r} never reached the outbound relay")
+
+
+def _envelope_sender(dumped: str) -> str:
+    """smtp-sink's dump starts with the envelope: X-Mail-Args: <sender> ..."""
+    match = re.search(r"^X-Mail-Args: <([^>]*)>", dumped, re.M)
+    assert match, dumped[:500]
+    return match.group(1)
+
+
+def test_forwarded_mail_from_outside_leaves_with_an_srs_sender_and_its_bounce_comes_back(
+    world: ScratchStack,
+) -> None:
+    subject = send(world, "sender@elsewhere.test", ["outside@a.test"], subject="srs forward")
+    forwarded = _sink_message(world, subject)
+    srs_sender = _envelope_sender(forwarded)
+    hostname = world.settings.hostname
+    assert re.fullmatch(rf"SRS0=[^=]+=[^=]+=elsewhere\.test=sender@{re.escape(hostname)}", srs_sender, re.I)
+    assert "From: sender@elsewhere.test" in forwarded  # the message itself is untouched
+
+    # The receiver bounces it: the bounce to the SRS address goes back to the original sender.
+    with smtplib.SMTP("127.0.0.1", world.ports["smtp"], timeout=10) as client:
+        client.ehlo("receiver.test")
+        bounce = make_message("", [srs_sender], subject="bounce of srs forward")
+        client.send_message(bounce, from_addr="", to_addrs=[srs_sender])
+    returned = _sink_message(world, "bounce of srs forward")
+    assert re.search(r"^X-Rcpt-Args: <sender@elsewhere\.test>", returned, re.M), returned[:500]
+
+    # A forged SRS address is refused at RCPT, and a hosted domain's sender is never rewritten.
+    with smtplib.SMTP("127.0.0.1", world.ports["smtp"], timeout=10) as client:
+        client.ehlo("receiver.test")
+        client.mail("")
+        code, _ = client.rcpt(f"SRS0=AAAA=ZZ=elsewhere.test=victim@{hostname}")
+        assert code == 550
+    own = send(world, "alice@a.test", ["outside@a.test"], subject="own forward")
+    assert _envelope_sender(_sink_message(world, own)) == "alice@a.test"
 
 
 def test_catch_all_takes_unknown_addresses_but_never_an_existing_mailbox(world: ScratchStack) -> None:
