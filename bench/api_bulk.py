@@ -46,8 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from controlplane.daemons.process import wait_until  # noqa: E402
-from controlplane.daemons.scratch import free_ports  # noqa: E402
 from controlplane.models import GIB  # noqa: E402
+from controlplane.runners.scratch import free_ports  # noqa: E402
 from controlplane.runtime import Installation  # noqa: E402
 from controlplane.schema import upgrade_database  # noqa: E402
 from controlplane.services import domains, passwords, tenants, tokens  # noqa: E402

@@ -59,8 +59,8 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from controlplane.certs.acme import certificate_paths  # noqa: E402
 from controlplane.daemons import apply, dovecot, nginx, postfix, sni  # noqa: E402
-from controlplane.daemons.scratch import ScratchStack  # noqa: E402
 from controlplane.models import GIB, Brand  # noqa: E402
+from controlplane.runners.scratch import ScratchStack  # noqa: E402
 from controlplane.services import brands, configuration, tenants  # noqa: E402
 from controlplane.services.scope import OPERATOR  # noqa: E402
 from controlplane.settings import Settings  # noqa: E402

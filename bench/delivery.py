@@ -45,9 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controlplane.daemons import apply, postfix, postfix_log  # noqa: E402
 from controlplane.daemons.process import wait_until  # noqa: E402
-from controlplane.daemons.scratch import ScratchStack, free_ports  # noqa: E402
 from controlplane.models import GIB, ConfigGeneration  # noqa: E402
 from controlplane.render import TlsIdentity  # noqa: E402
+from controlplane.runners.scratch import ScratchStack, free_ports  # noqa: E402
 from controlplane.services import domains, mailboxes, passwords, tenants  # noqa: E402
 from controlplane.services.scope import OPERATOR  # noqa: E402
 from controlplane.settings import TEMPLATE_ROOT  # noqa: E402

@@ -24,8 +24,8 @@ from pathlib import Path
 import dns.resolver
 
 from controlplane.daemons.process import terminate, wait_until
-from controlplane.daemons.scratch import ScratchStack, free_ports
 from controlplane.dns.checks import make_resolver
+from controlplane.runners.scratch import ScratchStack, free_ports
 
 PEBBLE = "/usr/bin/pebble"
 CHALLTESTSRV = "/usr/bin/pebble-challtestsrv"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from controlplane.daemons.scratch import ScratchStack
+from controlplane.runners.scratch import ScratchStack
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
 from controlplane.settings import Settings, load_settings

@@ -11,8 +11,8 @@ import dns.resolver
 import pytest
 
 from controlplane.daemons.process import wait_until
-from controlplane.daemons.scratch import RefusingDns, free_ports
 from controlplane.dns.checks import make_resolver
+from controlplane.runners.scratch import RefusingDns, free_ports
 
 PROBE_NAME = "mail.letterhead.test"
 

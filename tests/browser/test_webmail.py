@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 from werkzeug.serving import make_server
 
 from controlplane import create_app
-from controlplane.daemons.scratch import ScratchStack
+from controlplane.runners.scratch import ScratchStack
 from tests.e2e.mailclient import DEFAULT_TIMEOUT, wait_for_subject
 from tests.factories import PASSWORD, make_domain, make_mailbox, make_tenant
 

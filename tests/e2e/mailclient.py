@@ -12,7 +12,7 @@ import time
 import uuid
 from email.message import EmailMessage
 
-from controlplane.daemons.scratch import ScratchStack
+from controlplane.runners.scratch import ScratchStack
 
 DEFAULT_TIMEOUT = 10
 

@@ -8,7 +8,7 @@ import smtplib
 import pytest
 
 from controlplane import create_app
-from controlplane.daemons.scratch import ScratchStack
+from controlplane.runners.scratch import ScratchStack
 from controlplane.services import admins, domains, tenants
 from controlplane.services.scope import OPERATOR
 from tests.e2e.mailclient import send, wait_for_subject

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from controlplane import create_app
-from controlplane.daemons.scratch import ScratchStack
+from controlplane.runners.scratch import ScratchStack
 from controlplane.services import domains, mailboxes, tenants, tokens
 from controlplane.services.scope import OPERATOR
 from tests.e2e.mailclient import send, wait_for_subject

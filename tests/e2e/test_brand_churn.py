@@ -40,8 +40,8 @@ from cryptography import x509
 from controlplane.certs.acme import certificate_paths
 from controlplane.certs.selfsigned import ensure_default_certificate
 from controlplane.daemons import apply
-from controlplane.daemons.scratch import ScratchStack
 from controlplane.models import Brand
+from controlplane.runners.scratch import ScratchStack
 from controlplane.services import brands, domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
 

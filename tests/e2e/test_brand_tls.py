@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 
 from controlplane.certs import acme
-from controlplane.daemons.scratch import ScratchStack
+from controlplane.runners.scratch import ScratchStack
 from controlplane.services import brands, certificates, domains, tenants
 from controlplane.services.scope import OPERATOR
 from tests.acme_server import AcmeTestServer, branded_stack

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from controlplane.daemons.scratch import ScratchStack
+from controlplane.runners.scratch import ScratchStack
 from tests.factories import make_domain, make_tenant
 
 pytestmark = pytest.mark.e2e

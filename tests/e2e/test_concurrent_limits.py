@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import func, select
 
 from controlplane.daemons.process import terminate, wait_until
-from controlplane.daemons.scratch import ScratchStack, free_ports
 from controlplane.models import Alias, Domain, Mailbox, Tenant
+from controlplane.runners.scratch import ScratchStack, free_ports
 from controlplane.services import scope, storage, tokens
 from tests.factories import make_domain, make_tenant
 

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from controlplane import cli
-from controlplane.daemons.scratch import ScratchStack
+from controlplane.runners.scratch import ScratchStack
 from controlplane.services import domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
 from tests.dnsserver import dnsmasq

@@ -26,9 +26,9 @@ from sqlalchemy import select
 
 from controlplane.certs.selfsigned import ensure_default_certificate
 from controlplane.daemons import apply
-from controlplane.daemons.scratch import ScratchStack
 from controlplane.models import ConfigGeneration
 from controlplane.render import RenderState, TlsIdentity
+from controlplane.runners.scratch import ScratchStack
 from controlplane.services import aliases, configuration, domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
 from controlplane.settings import TEMPLATE_ROOT

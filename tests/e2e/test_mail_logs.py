@@ -14,9 +14,9 @@ import time
 import pytest
 
 from controlplane.daemons.process import output_of, run_tool, wait_until
-from controlplane.daemons.scratch import ScratchStack
 from controlplane.logs.ingest import ingest_file
 from controlplane.runners import stack
+from controlplane.runners.scratch import ScratchStack
 from controlplane.services import aliases, domains, mail_logs, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
 from tests.e2e.mailclient import imap_subjects, pop3_subjects, send, until_found, wait_for_subject

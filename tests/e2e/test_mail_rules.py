@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from controlplane.daemons.process import wait_until
-from controlplane.daemons.scratch import ScratchStack
+from controlplane.runners.scratch import ScratchStack
 from controlplane.services import sieve
 from controlplane.services.scope import OPERATOR
 from tests.e2e.mailclient import DEFAULT_TIMEOUT, make_message, send, tls_context, wait_for_subject

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from controlplane import cli
-from controlplane.daemons.scratch import ScratchStack
+from controlplane.runners.scratch import ScratchStack
 from controlplane.services import domains, mail_logs, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
 from tests.e2e.mailclient import DEFAULT_TIMEOUT, make_message, tls_context, until_found

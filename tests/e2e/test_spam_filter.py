@@ -17,9 +17,9 @@ from click.testing import CliRunner
 
 from controlplane import cli
 from controlplane.daemons import rspamd
-from controlplane.daemons.scratch import ScratchStack
 from controlplane.errors import ValidationError
 from controlplane.render import SPAM_SCORE_HEADER
+from controlplane.runners.scratch import ScratchStack
 from controlplane.services import domains, mail_logs, mailboxes, sender_lists, spam, tenants
 from controlplane.services.scope import OPERATOR
 from tests.e2e.mailclient import DEFAULT_TIMEOUT, make_message, until_found, wait_for_subject

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from controlplane import create_app
-from controlplane.daemons.scratch import ScratchStack
 from controlplane.daemons.usage import UsedBytes, usage_of, usage_of_mailboxes, used_by_domains
+from controlplane.runners.scratch import ScratchStack
 from controlplane.services import admins, domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
 from tests.e2e.mailclient import imap_subjects, send, wait_for_subject

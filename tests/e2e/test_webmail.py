@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from controlplane.daemons import dovecot
 from controlplane.daemons.process import wait_until
-from controlplane.daemons.scratch import ScratchStack
 from controlplane.models import AuthEvent
+from controlplane.runners.scratch import ScratchStack
 from tests.e2e.mailclient import send, wait_for_subject
 from tests.factories import PASSWORD, make_domain, make_mailbox, make_tenant
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from controlplane import create_app
-from controlplane.daemons.scratch import ScratchStack
+from controlplane.runners.scratch import ScratchStack
 from tests.factories import PASSWORD, make_domain, make_mailbox, make_tenant
 
 KB = 1024

@@ -21,10 +21,10 @@ from sqlalchemy import select
 from cli import main as letterhead
 from controlplane.certs import acme
 from controlplane.daemons.process import wait_until
-from controlplane.daemons.scratch import ScratchStack
 from controlplane.models import Brand
 from controlplane.models.base import utcnow
 from controlplane.runners import periodic
+from controlplane.runners.scratch import ScratchStack
 from controlplane.runtime import Installation
 from controlplane.services import brands, certificates, configuration, domains, tenants
 from controlplane.services.scope import OPERATOR

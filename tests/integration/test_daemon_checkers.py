@@ -13,8 +13,8 @@ import pytest
 from controlplane.certs.selfsigned import ensure_default_certificate
 from controlplane.daemons import apply, dovecot, nginx, postfix, redis, rspamd
 from controlplane.daemons.process import DaemonError
-from controlplane.daemons.scratch import ScratchStack
 from controlplane.render import render_all
+from controlplane.runners.scratch import ScratchStack
 from controlplane.services import configuration, passwords
 from controlplane.settings import TEMPLATE_ROOT
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import dns.resolver
 import pytest
 
-from controlplane.daemons.scratch import free_ports
 from controlplane.dns.checks import check_records, make_resolver
 from controlplane.dns.records import DkimRecord, expected_records
+from controlplane.runners.scratch import free_ports
 from controlplane.settings import PROFILE_PORTS
 from tests.dnsserver import dnsmasq
 

@@ -9,7 +9,7 @@ import pytest
 
 from controlplane.daemons import postfix_log
 from controlplane.daemons.process import DaemonError, listening_ports
-from controlplane.daemons.scratch import ScratchStack
+from controlplane.runners.scratch import ScratchStack
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import select
 
 from controlplane import create_app
-from controlplane.daemons.scratch import ScratchStack, free_ports
 from controlplane.errors import ValidationError
 from controlplane.models import AuthEvent
+from controlplane.runners.scratch import ScratchStack, free_ports
 from controlplane.services import mailboxes, sender_lists
 from controlplane.services.scope import OPERATOR
 from controlplane.services.webmail import parse_recipients
