@@ -189,16 +189,22 @@ class AuthVerdicts:
         if verdict.session:
             return None
         key = (verdict.user.lower(), verdict.client_ip)
-        waiting = self._unexplained.get(key, deque())
-        for index, login in enumerate(waiting):
-            if verdict.time <= login.time <= verdict.time + self.WINDOW:
-                for _ in range(index + 1):
-                    waiting.popleft()
-                self._unexplained_count -= index + 1
-                if not waiting:
-                    del self._unexplained[key]
-                return login
-        return None
+        waiting = self._unexplained.get(key)
+        if waiting is None:
+            return None
+        # Verdicts are read in time order and come before the failure they explain: a failure
+        # older than this verdict is explained by none to come. Dropping those keeps this
+        # constant-time when one guesser's failures pile up under one key.
+        while waiting and waiting[0].time < verdict.time:
+            waiting.popleft()
+            self._unexplained_count -= 1
+        found = None
+        if waiting and waiting[0].time <= verdict.time + self.WINDOW:
+            found = waiting.popleft()
+            self._unexplained_count -= 1
+        if not waiting:
+            del self._unexplained[key]
+        return found
 
 
 def _fields(text: str) -> dict[str, str]:

@@ -186,3 +186,28 @@ def test_one_guessers_flood_of_verdicts_keeps_the_newest_and_still_explains() ->
     )
     assert verdicts.reason_for(failure) == "wrong password"
     assert verdicts._count == AuthVerdicts.LIMIT - 1
+
+
+def test_a_late_verdict_explains_the_failure_after_it_and_drops_the_older_ones() -> None:
+    """Postfix's failures may be read before Dovecot's verdicts (another file): a verdict takes
+    the first failure not older than itself; failures older than it can be explained by no later
+    verdict and are dropped, so a long-running guesser's pile never makes this slow."""
+    verdicts = AuthVerdicts()
+    parsed = parse_auth_verdict(
+        _verdict("00:16:00", "ann@a.test", "198.51.100.9", "Password mismatch"), REFERENCE
+    )
+    start = parsed.time - dt.timedelta(seconds=960)
+    for second in range(0, 1000):
+        verdicts.note_unexplained(
+            LoginEvent(start + dt.timedelta(seconds=second), "smtp", "ann@a.test", "198.51.100.9", False,
+                       "wrong password or unknown user")
+        )  # fmt: skip
+    explained = verdicts.take_unexplained(parsed)
+    assert explained is not None and explained.time == start + dt.timedelta(seconds=960)
+    assert verdicts._unexplained_count == 39
+    # A verdict for which no failure is waiting within its window explains nothing.
+    late = parse_auth_verdict(
+        _verdict("00:30:00", "ann@a.test", "198.51.100.9", "Password mismatch"), REFERENCE
+    )
+    assert verdicts.take_unexplained(late) is None
+    assert verdicts._unexplained_count == 0 and not verdicts._unexplained
