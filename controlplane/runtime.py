@@ -57,6 +57,7 @@ class Installation:
                 "dkim_dir": str(settings.dkim_dir),
                 "on_dkim_changed": self.publish_dkim_selectors,
                 "on_spam_policy_changed": self.publish_spam_policy,
+                "on_sender_lists_changed": self.publish_allowed_senders,
             }
         )
 
@@ -73,6 +74,17 @@ class Installation:
                 spam.own_reject_scores(session),
                 spam.greylisted_domains(session),
             )
+
+    def publish_allowed_senders(self, *mailbox_ids: int) -> None:
+        """Hand rspamd these mailboxes' allowed senders as committed (none named: every
+        mailbox's, replacing whatever Redis held), if Redis runs (else `letterhead up` does)."""
+        from controlplane.services import sender_lists
+
+        if redis.pid(self.settings) is None:
+            return
+        with self.sessions() as session:
+            allowed = sender_lists.allowed_senders(session, list(mailbox_ids) if mailbox_ids else None)
+        spam_policy.publish_allowed_senders(self.settings.ports["redis"], allowed, whole=not mailbox_ids)
 
     def publish_dkim_selectors(self) -> None:
         """Point rspamd's selector map at each domain's active key, as committed."""

@@ -1,8 +1,9 @@
 """Letterhead's spam policy where rspamd reads it: each domain's reject score that differs from
 the default, in a Redis hash, and the domains with greylisting on, in a Redis set
-(templates/rspamd/rspamd.local.lua.j2 asks both for every message's recipient domains). The
-database is the source; this copy is replaced whole on each publish, so a missed update is
-repaired by the next one (and at every `letterhead up`)."""
+(templates/rspamd/rspamd.local.lua.j2 asks both for every message's recipient domains); and each
+mailbox's allowed senders, in a set per address. The database is the source; each copy is
+replaced whole on each publish, so a missed update is repaired by the next one (and at every
+`letterhead up`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Collection, Mapping
 import redis
 
 from controlplane.daemons.process import DaemonError
-from controlplane.render import GREYLIST_DOMAINS_KEY, SPAM_REJECT_SCORES_KEY
+from controlplane.render import ALLOWED_SENDERS_PREFIX, GREYLIST_DOMAINS_KEY, SPAM_REJECT_SCORES_KEY
 
 
 def publish_policy(port: int, scores: Mapping[str, float], greylisted: Collection[str] = ()) -> None:
@@ -42,5 +43,35 @@ def reject_scores(port: int) -> dict[str, float]:
         return {domain: float(score) for domain, score in client.hgetall(SPAM_REJECT_SCORES_KEY).items()}
     except redis.RedisError as error:
         raise DaemonError(f"Redis did not answer: {error}") from error
+    finally:
+        client.close()
+
+
+def _client(port: int) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=5)
+
+
+def publish_allowed_senders(
+    port: int, allowed: Mapping[str, Collection[str]], *, whole: bool = False
+) -> None:
+    """Make each address's set hold exactly its allowed senders (none: no set). `whole`: these
+    are all the mailboxes that have any, and every other address's set goes."""
+    client = _client(port)
+    try:
+        stale = set()
+        if whole:
+            stale = {key.decode() for key in client.scan_iter(match=f"{ALLOWED_SENDERS_PREFIX}*", count=1000)}
+        with client.pipeline(transaction=True) as pipe:
+            for address, senders in allowed.items():
+                key = ALLOWED_SENDERS_PREFIX + address.lower()
+                stale.discard(key)
+                pipe.delete(key)
+                if senders:
+                    pipe.sadd(key, *sorted(senders))
+            for key in stale:
+                pipe.delete(key)
+            pipe.execute()
+    except redis.RedisError as error:
+        raise DaemonError(f"The allowed senders could not be published to Redis: {error}") from error
     finally:
         client.close()

@@ -54,9 +54,14 @@ class SpamVerdict:
         return self.action == "reject"
 
     def main_symbols(self) -> tuple[Symbol, ...]:
-        """The symbols that raised the score most, highest first (and a deciding rule)."""
+        """The symbols that raised the score most, highest first (and a deciding rule, or
+        Letterhead's own word on the verdict, which score nothing)."""
         raising = sorted((s for s in self.symbols if s.score > 0), key=lambda s: (-s.score, s.name))
-        named = [s for s in self.symbols if s.name == self.forced_by and s.score <= 0]
+        named = [
+            s
+            for s in self.symbols
+            if (s.name == self.forced_by or s.name.startswith("LETTERHEAD_")) and s.score <= 0
+        ]
         return tuple(named + raising)[:NAMED_SYMBOLS]
 
     def stored_symbols(self) -> str:
@@ -97,7 +102,7 @@ def parse_verdict_line(line: str) -> SpamVerdict | None:
 # What rspamd's symbols mean, for the symbols that decide most verdicts. Prefixes end in "_".
 SYMBOL_WORDS: tuple[tuple[str, str], ...] = (
     ("GTUBE", "the GTUBE test pattern"),
-    ("LETTERHEAD_BLOCKED_SENDER", "the sender is on the recipient's block list"),
+    ("LETTERHEAD_ALLOWED_SENDER", "not refused: a recipient allows the sender"),
     ("BAYES_SPAM", "looks like mail the users here marked as junk"),
     ("FUZZY_DENIED", "matches known spam"),
     ("FUZZY_", "resembles known spam"),

@@ -97,6 +97,7 @@ def up(installation: Installation, *, web: bool = True) -> None:
     # and before the sending limits service (its counts), which Postfix asks on submission.
     redis.start(settings, live / "redis" / "redis.conf")
     installation.publish_spam_policy()
+    installation.publish_allowed_senders()
     send_limits.SEND_LIMITS.start(settings)
     if not wait_until(lambda: send_limits.ready(settings), timeout=15):
         raise DaemonError(

@@ -14,11 +14,13 @@ from sqlalchemy.orm import Session
 from controlplane.db import after_commit
 
 
-def signal(session: Session, change: str) -> None:
-    """Run the session owner's `session.info["on_<change>"]`, if any, once after commit."""
+def signal(session: Session, change: str, *about: object) -> None:
+    """Run the session owner's `session.info["on_<change>"](*about)`, if any, once after commit
+    (once per `about`: one mailbox's change, say)."""
     action = session.info.get(f"on_{change}")
     if action is not None:
-        after_commit(session, change, action)
+        key = ":".join([change, *map(str, about)])
+        after_commit(session, key, lambda: action(*about))
 
 
 def signal_domains_changed(session: Session) -> None:

@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controlplane.errors import NotFound, ValidationError
-from controlplane.models import Mailbox, SenderRule
-from controlplane.services import audit, locks, scope
+from controlplane.models import Domain, Mailbox, SenderRule
+from controlplane.services import audit, changes, locks, scope
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_address, normalize_domain
 
@@ -110,6 +110,7 @@ def add_sender(session: Session, actor: Actor, mailbox: Mailbox, sender: str, ve
         session, actor, f"mailbox.sender_{verdict}", mailbox.address, tenant_id=mailbox.domain.tenant_id,
         domain_id=mailbox.domain_id, sender=sender,
     )  # fmt: skip
+    changes.signal(session, "sender_lists_changed", mailbox.id)
     return lists_of(session, actor, mailbox)
 
 
@@ -127,4 +128,25 @@ def remove_sender(session: Session, actor: Actor, mailbox: Mailbox, sender: str)
         session, actor, "mailbox.sender_unlisted", mailbox.address, tenant_id=mailbox.domain.tenant_id,
         domain_id=mailbox.domain_id, sender=normalized,
     )  # fmt: skip
+    changes.signal(session, "sender_lists_changed", mailbox.id)
     return lists_of(session, actor, mailbox)
+
+
+def allowed_senders(session: Session, mailbox_ids: list[int] | None = None) -> dict[str, list[str]]:
+    """Each mailbox's allowed senders by its address (rspamd's copy: never refused as spam);
+    `mailbox_ids`: only these, with an empty list for one that allows nobody."""
+    query = (
+        select(Mailbox.id, Mailbox.local_part, Domain.name, SenderRule.sender)
+        .join(Domain, Domain.id == Mailbox.domain_id)
+        .outerjoin(SenderRule, (SenderRule.mailbox_id == Mailbox.id) & (SenderRule.verdict == "allow"))
+    )
+    if mailbox_ids is not None:
+        query = query.where(Mailbox.id.in_(mailbox_ids))
+    else:
+        query = query.where(SenderRule.id.is_not(None))
+    allowed: dict[str, list[str]] = {}
+    for _id, local_part, domain, sender in session.execute(query):
+        senders = allowed.setdefault(f"{local_part}@{domain}", [])
+        if sender is not None:
+            senders.append(sender)
+    return allowed

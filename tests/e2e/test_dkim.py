@@ -5,20 +5,16 @@ after a rotation, mail signed with either key verifies during the overlap."""
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator
 
-import dkim
 import dns.resolver
 import pytest
-from click.testing import CliRunner
 
-from controlplane import cli
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
-from tests.dnsserver import dnsmasq
+from tests.e2e import dkim_check
 from tests.e2e.mailclient import send
 
 pytestmark = pytest.mark.e2e
@@ -42,42 +38,17 @@ def world(mail_stack: ScratchStack) -> ScratchStack:
     return mail_stack
 
 
-def run_cli(stack: ScratchStack, *arguments: str) -> object:
-    result = CliRunner().invoke(cli.main, [*arguments], env={"LETTERHEAD_HOME": str(stack.home)})
-    assert result.exit_code in (0, 2), result.output  # 2: `brand dns` found records missing
-    return json.loads(result.output)
-
-
 def dkim_records_asked_for(stack: ScratchStack) -> list[tuple[str, str]]:
-    """The DKIM records the DNS check asks the customer to publish, as an operator sees them."""
-    rows = run_cli(stack, "brand", "dns", "signed.test", "--json")
-    assert isinstance(rows, list)
-    return [(row["name"], row["expected"]) for row in rows if "._domainkey." in row["name"]]
+    return dkim_check.dkim_records_asked_for(stack, "signed.test")
 
 
 @contextlib.contextmanager
 def serving(records: list[tuple[str, str]]) -> Iterator[dns.resolver.Resolver]:
-    """dnsmasq on loopback publishing `records` as TXT, each split in strings of at most 255 bytes."""
-    options = []
-    for name, value in records:
-        strings = [value[i : i + 250] for i in range(0, len(value), 250)]
-        options.append(f"--txt-record={name}," + ",".join(strings))
-    for resolver, _port in dnsmasq(options, zones=["signed.test"]):
+    with dkim_check.serving(records, "signed.test") as resolver:
         yield resolver
 
 
-def verifies(message: bytes, resolver: dns.resolver.Resolver) -> bool:
-    def lookup(name: bytes, timeout: int = 5) -> bytes:
-        answer = resolver.resolve(name.decode().rstrip("."), "TXT")
-        return b"".join(b"".join(record.strings) for record in answer)
-
-    return dkim.verify(message, dnsfunc=lookup)
-
-
-def selector_of(message: bytes) -> str:
-    header = message.split(b"\r\nDKIM-Signature:", 1)[1].split(b"\r\n\r\n", 1)[0]
-    tags = {k.strip(): v.strip() for k, _, v in (part.partition(b"=") for part in header.split(b";"))}
-    return tags[b"s"].decode()
+verifies, selector_of, run_cli = dkim_check.verifies, dkim_check.selector_of, dkim_check.run_cli
 
 
 def sent_message(stack: ScratchStack, subject: str, timeout: float = 15) -> bytes:
@@ -86,7 +57,7 @@ def sent_message(stack: ScratchStack, subject: str, timeout: float = 15) -> byte
     while time.monotonic() < deadline:
         for text in stack.sink.messages():
             if f"Subject: {subject}" in text:
-                return text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
+                return dkim_check.as_received(text)
         time.sleep(0.1)
     raise AssertionError(f"{subject!r} never reached the outside server")
 

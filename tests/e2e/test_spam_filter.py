@@ -424,3 +424,43 @@ def test_full_lists_still_reach_dovecot_and_one_more_sender_is_refused(listed: S
         ["erin@listed.test"],
     )
     assert _wait_in(listed, "erin@listed.test", "Junk", "listed last")
+
+
+def test_a_recipient_who_allows_the_sender_saves_a_message_over_the_reject_score(
+    listed: ScratchStack,
+) -> None:
+    """rspamd's one verdict for all recipients: refused only if none of them allows the sender."""
+    with listed.installation.transaction() as session:
+        domain = domains.get_domain(session, OPERATOR, "listed.test")
+        spam.update(session, OPERATOR, listed.settings, domain, reject_score=2)
+        mailboxes.create_mailbox(
+            session, OPERATOR, domain=domain, local_part="fay", password=PASSWORD, quota_bytes=200 * KB
+        )
+    try:
+        _senders(listed, "fay@listed.test", "--allow", "@outside.test")
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp_send(
+                listed, _suspect_message(["erin@listed.test"], "REFUSED FOR ERIN"), ["erin@listed.test"]
+            )
+        assert refused.value.smtp_code == 554
+        recipients = ["fay@listed.test", "erin@listed.test"]
+        smtp_send(listed, _suspect_message(recipients, "SAVED BY FAY"), recipients)
+        assert _wait_in(listed, "fay@listed.test", "INBOX", "SAVED BY FAY")
+        assert _wait_in(listed, "erin@listed.test", "Junk", "SAVED BY FAY")
+
+        def logged(session):
+            found, _ = mail_logs.search_transactions(session, OPERATOR, "fay@listed.test")
+            for view in found:
+                if "a recipient allows the sender" in (view.spam_verdict or ""):
+                    return view
+            return None
+
+        assert until_found(listed, logged) is not None, "the log never said why it was let through"
+        # Taken off the list, the same message is refused again: the change applies at once.
+        _senders(listed, "fay@listed.test", "--remove", "@outside.test")
+        with pytest.raises(smtplib.SMTPDataError):
+            smtp_send(listed, _suspect_message(recipients, "NO LONGER SAVED"), recipients)
+    finally:
+        with listed.installation.transaction() as session:
+            domain = domains.get_domain(session, OPERATOR, "listed.test")
+            spam.update(session, OPERATOR, listed.settings, domain, reject_score=None)

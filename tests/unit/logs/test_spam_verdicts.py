@@ -89,6 +89,20 @@ def test_gtube_is_named_although_it_adds_no_score() -> None:
     )
 
 
+def test_a_message_an_allow_list_let_through_says_so_first() -> None:
+    line = (
+        "2026-12-05 07:59:02 #13493(rspamd_proxy) <548d62>; proxy; rspamd_task_write_log: letterhead verdict: "
+        "qid=<4jhLNQ01shzJDX2> action=<no action> score=<2.40/nan> symbols=<SUBJ_ALL_CAPS(1.50){},"
+        "FORGED_RECIPIENTS(0.90){},LETTERHEAD_ALLOWED_SENDER(0.00){}>"
+    )
+    verdict = parse_verdict_line(line)
+    assert verdict is not None
+    assert verdict_words(verdict.action, verdict.score, verdict.stored_symbols()) == (
+        "passed the spam filter (score 2.4: not refused: a recipient allows the sender, a subject in capitals, "
+        "forged recipients)"
+    )
+
+
 def test_words_name_the_reasons_that_fit() -> None:
     symbols = "RBL_SPAMHAUS_SBL(8.00),FORGED_SENDER(3.70),MISSING_MID(2.50)"
     assert verdict_words("reject", 16.2, symbols) == (

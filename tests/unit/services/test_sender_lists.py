@@ -121,3 +121,16 @@ def test_a_mailbox_owner_is_no_admin_of_its_domain(db: Session, settings, world:
     assert not scope.domain_in_scope(owner, world["domain"])
     with pytest.raises((NotFound, NotInScope)):
         spam.update(db, owner, settings, world["domain"], junk_score=2)
+
+
+def test_allowed_senders_for_rspamd_name_every_mailbox_asked_for(db: Session, world: dict) -> None:
+    ann, bob = world["ann"], world["bob"]
+    sender_lists.add_sender(db, OPERATOR, ann, "friend@example.org", "allow")
+    sender_lists.add_sender(db, OPERATOR, ann, "@example.net", "allow")
+    sender_lists.add_sender(db, OPERATOR, ann, "@spam.example", "block")
+    sender_lists.add_sender(db, OPERATOR, world["olga"], "@example.com", "block")
+    assert {k: sorted(v) for k, v in sender_lists.allowed_senders(db).items()} == {
+        "ann@lists.test": ["@example.net", "friend@example.org"]
+    }
+    # Asked for by mailbox (after a change), one that allows nobody comes back empty: its set goes.
+    assert sender_lists.allowed_senders(db, [bob.id]) == {"bob@lists.test": []}

@@ -113,6 +113,81 @@ local function greylist(task, domains)
     "SMISMEMBER", { GREYLIST_DOMAINS_KEY, table.unpack(domains) })
 end
 
+-- Whether any recipient allows this sender (templates/dovecot/sieve/junk.sieve.j2 applies the
+-- same lists at delivery): looked up in each recipient's Redis set at once.
+local ALLOWED_SENDERS_PREFIX = "letterhead:allow:"
+local ALLOWED_SCRIPT = [[
+for _, key in ipairs(KEYS) do
+  for _, sender in ipairs(ARGV) do
+    if redis.call('SISMEMBER', key, sender) == 1 then
+      return 1
+    end
+  end
+end
+return 0
+]]
+
+-- What an allow list may name for this message: the envelope sender unless SPF fails for it,
+-- the From: address unless DMARC fails for it, and each one's @domain.
+local function allow_candidates(task)
+  local candidates = {}
+  local function add(address)
+    if address and address.addr and address.addr ~= "" then
+      table.insert(candidates, string.lower(address.addr))
+    end
+    if address and address.domain and address.domain ~= "" then
+      table.insert(candidates, "@" .. string.lower(address.domain))
+    end
+  end
+  if not task:has_symbol("R_SPF_FAIL") then
+    add((task:get_from("smtp") or {})[1])
+  end
+  if not (task:has_symbol("DMARC_POLICY_REJECT") or task:has_symbol("DMARC_POLICY_QUARANTINE")) then
+    add((task:get_from("mime") or {})[1])
+  end
+  return candidates
+end
+
+-- Refused as spam, unless one of the recipients allows the sender: then it is delivered, into
+-- that recipient's inbox and the others' Junk.
+local function refuse_unless_allowed(task)
+  local function refuse()
+    task:set_pre_result("reject", "Message refused as spam", "letterhead")
+  end
+  local keys = {}
+  for _, recipient in ipairs(task:get_recipients("smtp") or {}) do
+    if recipient.addr and recipient.addr ~= "" then
+      table.insert(keys, ALLOWED_SENDERS_PREFIX .. string.lower(recipient.addr))
+    end
+  end
+  local candidates = allow_candidates(task)
+  if #keys == 0 or #candidates == 0 or not redis_params then
+    return refuse()
+  end
+  local function with_answer(err, allowed)
+    if err then
+      rspamd_logger.warnx(task, "letterhead: allow lists unavailable (%s): refused", err)
+      return refuse()
+    end
+    if tonumber(allowed) == 1 then
+      task:insert_result("LETTERHEAD_ALLOWED_SENDER", 1.0)
+    else
+      refuse()
+    end
+  end
+  local arguments = { ALLOWED_SCRIPT, tostring(#keys) }
+  for _, key in ipairs(keys) do
+    table.insert(arguments, key)
+  end
+  for _, candidate in ipairs(candidates) do
+    table.insert(arguments, candidate)
+  end
+  local sent = lua_redis.redis_make_request(task, redis_params, keys[1], false, with_answer, "EVAL", arguments)
+  if not sent then
+    refuse()
+  end
+end
+
 local function decide(task, reject_scores, domains)
   local score = task:get_metric_score("default")[1]
   local lenient = nil
@@ -123,7 +198,7 @@ local function decide(task, reject_scores, domains)
   end
   lenient = lenient or DEFAULT_REJECT_SCORE
   if score >= lenient and not task:has_pre_result() then
-    task:set_pre_result("reject", "Message refused as spam", "letterhead")
+    refuse_unless_allowed(task)
   elseif domains and #domains > 0 and not task:get_user() and not task:has_pre_result() and redis_params then
     greylist(task, domains)
   end
@@ -136,11 +211,35 @@ local function decide(task, reject_scores, domains)
   lua_mime.modify_headers(task, alterations)
 end
 
+local INTERNAL_MTA_NAME = "letterhead-internal"
+
+-- Mail from Postfix's internal listener (vacation replies, Sieve redirects, forwards going round
+-- for SRS) is Letterhead's own: the settings rule for it (local.d/settings.conf) runs nothing but
+-- this and DKIM signing, and this makes it count as sent by a logged-in user so it is signed.
+local function is_internal(task)
+  local name = task:get_request_header("MTA-Name")
+  return name ~= nil and tostring(name) == INTERNAL_MTA_NAME
+end
+
 rspamd_config:register_symbol({
+  name = "LETTERHEAD_INTERNAL",
+  type = "prefilter",
+  priority = 10,
+  callback = function(task)
+    if is_internal(task) and not task:get_user() then
+      task:set_user(INTERNAL_MTA_NAME)
+    end
+  end,
+})
+
+local policy_id = rspamd_config:register_symbol({
   name = "LETTERHEAD_POLICY",
   type = "postfilter",
   priority = 5,
   callback = function(task)
+    if is_internal(task) then
+      return
+    end
     local domains = recipient_domains(task)
     local function with_thresholds(err, data)
       local thresholds = {}
@@ -162,4 +261,12 @@ rspamd_config:register_symbol({
       with_thresholds("not sent", {})
     end
   end,
+})
+
+-- Shown in the verdict: a message over the reject score let through by a recipient's allow list.
+rspamd_config:register_symbol({
+  name = "LETTERHEAD_ALLOWED_SENDER",
+  type = "virtual",
+  parent = policy_id,
+  score = 0.0,
 })
