@@ -174,7 +174,7 @@ def test_a_mailbox_is_created_listed_changed_and_deleted(api, world) -> None:
     assert created.status_code == 201
     assert created.get_json() == {
         "address": "carla@a.test", "display_name": "Carla C.", "quota_bytes": 10 * KB, "active": True,
-        "is_domain_admin": False, "used_bytes": None,
+        "is_domain_admin": False, "used_bytes": None, "hourly_messages": 300, "hourly_messages_is_default": True,
     }  # fmt: skip
     listed = api("a", "GET", "/domains/a.test/mailboxes?q=car").get_json()
     assert [m["address"] for m in listed["items"]] == ["carla@a.test"] and listed["total"] == 1
@@ -553,3 +553,19 @@ def test_sender_lists_through_the_api(api) -> None:
     }  # fmt: skip
     problem_of(api("a", "DELETE", f"{base}/friend@example.org"), 404)
     assert api("a", "GET", base).get_json() == {"allowed": [], "blocked": ["@spam.example"]}
+
+
+def test_a_full_admin_sets_a_mailboxs_hourly_sending_limit_and_a_domain_token_may_not(api) -> None:
+    shown = api("a", "GET", "/domains/a.test/mailboxes/ann").get_json()
+    assert (shown["hourly_messages"], shown["hourly_messages_is_default"]) == (300, True)
+    changed = api("one", "PATCH", "/domains/a.test/mailboxes/ann", json={"hourly_messages": 40})
+    assert changed.status_code == 200, changed.get_json()
+    assert (changed.get_json()["hourly_messages"], changed.get_json()["hourly_messages_is_default"]) == (
+        40,
+        False,
+    )
+    problem_of(api("one", "PATCH", "/domains/a.test/mailboxes/ann", json={"hourly_messages": 0}), 422)
+    problem_of(api("a", "PATCH", "/domains/a.test/mailboxes/ann", json={"hourly_messages": 5000}), 403)
+    problem_of(api("two", "PATCH", "/domains/a.test/mailboxes/ann", json={"hourly_messages": 5}), 404)
+    back = api("one", "PATCH", "/domains/a.test/mailboxes/ann", json={"hourly_messages": None}).get_json()
+    assert (back["hourly_messages"], back["hourly_messages_is_default"]) == (300, True)

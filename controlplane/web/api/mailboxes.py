@@ -34,6 +34,8 @@ def mailbox_bodies(rows: list[Mailbox]) -> list[dict]:
             "address": m.address, "display_name": m.display_name, "quota_bytes": m.quota_bytes,
             "active": m.active, "is_domain_admin": m.is_domain_admin,
             "used_bytes": used[m.address].bytes if m.address in used else None,
+            "hourly_messages": m.hourly_messages or m.domain.tenant.mailbox_hourly_messages,
+            "hourly_messages_is_default": m.hourly_messages is None,
         }
         for m in rows
     ]  # fmt: skip
@@ -130,7 +132,8 @@ def get_mailbox(name: str, local_part: str):
 @blueprint.arguments(MailboxUpdateSchema)
 @blueprint.response(200, MailboxSchema)
 def update_mailbox(body, name: str, local_part: str):
-    """Change storage, password (plain or hashed), display name, state or the domain-admin role."""
+    """Change storage, password (plain or hashed), display name, state, the domain-admin role or
+    (full admins) how many messages it may send per hour."""
     actor, mailbox = current_actor(), mailbox_at(name, local_part)
     if "quota_bytes" in body:
         mailboxes.set_mailbox_quota(db(), actor, mailbox, body["quota_bytes"])
@@ -144,6 +147,8 @@ def update_mailbox(body, name: str, local_part: str):
         )
     if "is_domain_admin" in body:
         mailboxes.set_domain_admin(db(), actor, mailbox, body["is_domain_admin"])
+    if "hourly_messages" in body:
+        mailboxes.set_hourly_messages(db(), actor, mailbox, body["hourly_messages"])
     db().commit()
     return mailbox_bodies([mailbox])[0]
 

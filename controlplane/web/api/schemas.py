@@ -82,6 +82,12 @@ class MailboxSchema(Schema):
     used_bytes = fields.Integer(
         allow_none=True, metadata={"description": "Mail stored, as Dovecot measured it"}
     )
+    hourly_messages = fields.Integer(
+        required=True, metadata={"description": "Messages it may send per hour through submission"}
+    )
+    hourly_messages_is_default = fields.Boolean(
+        required=True, metadata={"description": "Whether that is its tenant's limit for each mailbox"}
+    )
 
 
 class MailboxCreateSchema(Schema):
@@ -105,6 +111,10 @@ class MailboxUpdateSchema(Schema):
     display_name = fields.String(validate=validate.Length(max=1000))
     active = fields.Boolean()
     is_domain_admin = fields.Boolean()
+    hourly_messages = fields.Integer(
+        allow_none=True,
+        metadata={"description": "Messages per hour it may send (full admins); null: the tenant's limit"},
+    )
 
 
 class MailboxListArgs(PageArgs):
