@@ -126,7 +126,18 @@ class LogFollower:
             )
         except ConcurrentRead:
             # An operator's `logs ingest` read these lines first: the next poll goes on from there.
+            self._forget_verdicts()
             return IngestResult()
+        except BaseException:
+            # The batch was rolled back and will be read again: what it taught must not count twice.
+            self._forget_verdicts()
+            raise
+
+    def _forget_verdicts(self) -> None:
+        """Verdicts noted from lines whose batch was not kept: the lines are read again (by this
+        follower or whoever kept them), and a verdict remembered twice could explain the wrong
+        failure. The few waiting for a failure in the next poll keep the general reason."""
+        self._verdicts = AuthVerdicts()
 
     def close(self) -> None:
         for log in [*self._held.values(), *(r.log for r in self._retiring)]:

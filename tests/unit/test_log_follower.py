@@ -3,6 +3,8 @@ rename and by copy-truncate while it follows; bad lines are kept, never fatal.""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import os
 import shutil
 import signal
@@ -13,6 +15,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from controlplane.logs.dovecot import AuthVerdict, LoginEvent
+from controlplane.logs.ingest import ConcurrentRead
 from controlplane.models import (
     LogCheckpoint,
     MailQueueEntry,
@@ -253,3 +257,33 @@ def test_polling_an_unchanged_log_writes_nothing(
         assert db.scalar(select(LogCheckpoint.version)) == version + 1
     finally:
         follower.close()
+
+
+@pytest.mark.parametrize("failure", [ConcurrentRead("read by another"), RuntimeError("disk gone")])
+def test_a_batch_not_kept_leaves_no_verdict_behind_to_be_counted_twice(
+    home: Settings, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    """The lines of a batch that was rolled back are read again; the verdicts they taught the
+    follower must go with them, or one could explain a failure it is not about."""
+    (home.log_dir / "dovecot.log").write_text("")
+    installation = Installation(home)
+    follower = LogFollower(installation, [home.log_dir / "dovecot.log"])
+    verdict = AuthVerdict(
+        dt.datetime(2026, 11, 24, tzinfo=dt.UTC), "ann@a.test", "198.51.100.9", "", "wrong password"
+    )
+
+    def failing_ingest(session, log, *, verdicts, **_options):
+        verdicts.add(verdict)
+        raise failure
+
+    monkeypatch.setattr("controlplane.runners.follower.ingest_log", failing_ingest)
+    try:
+        with pytest.raises(type(failure)) if isinstance(failure, RuntimeError) else contextlib.nullcontext():
+            follower.poll()
+        login = LoginEvent(
+            verdict.time, "smtp", "ann@a.test", "198.51.100.9", False, "wrong password or unknown user"
+        )
+        assert follower._verdicts.reason_for(login) is None
+    finally:
+        follower.close()
+        installation.dispose()
