@@ -188,6 +188,9 @@ def start(settings: Settings) -> None:
 
     The master writes its PID before it binds its listeners, so a port taken by another
     program shows only as the master gone again (and a fatal line in its log)."""
+    log = settings.log_dir / "postfix.log"
+    # Only this start's words explain its failure, not a fatal line from an earlier run.
+    started_at = log.stat().st_size if log.exists() else 0
     WRITER.start(settings)
     own_ports = {settings.ports[name] for name in POSTFIX_PORT_NAMES}
 
@@ -197,15 +200,17 @@ def start(settings: Settings) -> None:
 
     wait_until(lambda: serving() or WRITER.pid(settings) is None, timeout=30)
     if not serving():
-        log = settings.log_dir / "postfix.log"
-        raise DaemonError(f"Postfix did not start: {_last_fatal_line(log) or 'see ' + str(log)}")
+        # Still trying after the time-out (a port held elsewhere): stop it rather than leave a
+        # master that `up` reported as failed.
+        stop(settings)
+        raise DaemonError(f"Postfix did not start: {_last_fatal_line(log, started_at) or 'see ' + str(log)}")
 
 
-def _last_fatal_line(log: Path) -> str | None:
-    """Postfix's own words for why it stopped, from the end of its log."""
+def _last_fatal_line(log: Path, since: int = 0) -> str | None:
+    """Postfix's own words for why it stopped, from what its log gained since offset `since`."""
     try:
         with log.open("rb") as stream:
-            stream.seek(max(0, log.stat().st_size - 65536))
+            stream.seek(max(since, log.stat().st_size - 65536))
             tail = stream.read().decode(errors="replace").splitlines()
     except OSError:
         return None

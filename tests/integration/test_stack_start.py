@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from controlplane.daemons import postfix_log
+from controlplane.daemons import postfix, postfix_log
 from controlplane.daemons.process import DaemonError, listening_ports
 from controlplane.runners.scratch import ScratchStack
 
@@ -24,6 +24,9 @@ def test_a_postfix_port_taken_by_another_program_fails_the_start_with_postfix_wo
             scratch.start()
         assert "Postfix did not start" in str(failure.value)
         assert "Address already in use" in str(failure.value)
+        # Nothing left running that `up` said had failed.
+        assert postfix.master_pid(scratch.settings.postfix_queue) is None
+        assert postfix_log.WRITER.pid(scratch.settings) is None
     finally:
         squatter.close()
         scratch.stop()
