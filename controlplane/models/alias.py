@@ -39,6 +39,11 @@ class Alias(Base):
         return f"{self.local_part}@{self.domain.name}"
 
     @property
+    def in_service(self) -> bool:
+        """It forwards mail: it, its domain and its tenant are active."""
+        return self.active and self.domain.in_service
+
+    @property
     def destination_addresses(self) -> list[str]:
         return [destination.address for destination in self.destinations]
 
