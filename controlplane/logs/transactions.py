@@ -129,8 +129,11 @@ class TransactionAssembler:
         elif event.kind == "message-id":
             transaction.message_id = event.message_id[:998]
         elif event.kind == "queued":
-            transaction.sender = event.sender
-            transaction.sender_domain_id = store.domain_id(event.sender)
+            # The first queueing names the sender; a re-queued copy may carry a rewritten one
+            # (SRS, for a forward), which is not who sent it.
+            if transaction.sender is None or len(transaction.entries) < 2:
+                transaction.sender = event.sender
+                transaction.sender_domain_id = store.domain_id(event.sender)
             if transaction.size is None:
                 transaction.size = event.size
         elif event.kind == "delivery":
@@ -199,6 +202,15 @@ class TransactionAssembler:
             None,
         )
         if existing is None:
+            # The same recipient handed to this host's own listener and re-queued under this
+            # entry's ID (a forward going round for SRS): that row goes on; Postfix no longer
+            # knows the alias the recipient came through.
+            existing = next(
+                (r for r in transaction.recipients if _handed_on(r, event.recipient, entry.queue_id)), None
+            )
+            if existing is not None and existing.outcome == "forwarded" and outcome == "relayed":
+                outcome = "forwarded"
+        if existing is None:
             existing = store.new_recipient(
                 transaction,
                 recipient=event.recipient[:320],
@@ -259,6 +271,14 @@ class TransactionAssembler:
         if _refused_as_spam(transaction, recipient):
             recipient.reason = _spam_reason(transaction)
         return transaction
+
+
+def _handed_on(row: RecipientRow, recipient: str, queue_id: str) -> bool:
+    """Whether `row` is `recipient` sent to a listener on this host that re-queued it as `queue_id`."""
+    if row.recipient != recipient or not _LOOPBACK_RELAY.search(row.relay):
+        return False
+    reinjected = _QUEUED_AS.search(row.detail)
+    return reinjected is not None and reinjected["queue_id"] == queue_id
 
 
 def _refused_as_spam(transaction: TransactionRow, recipient: RecipientRow) -> bool:

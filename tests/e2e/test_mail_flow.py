@@ -29,10 +29,17 @@ from controlplane.daemons import apply
 from controlplane.models import ConfigGeneration
 from controlplane.render import RenderState, TlsIdentity
 from controlplane.runners.scratch import ScratchStack
-from controlplane.services import aliases, configuration, domains, mailboxes, tenants
+from controlplane.services import aliases, configuration, domains, mail_logs, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
 from controlplane.settings import TEMPLATE_ROOT
-from tests.e2e.mailclient import imap_subjects, make_message, pop3_subjects, send, wait_for_subject
+from tests.e2e.mailclient import (
+    imap_subjects,
+    make_message,
+    pop3_subjects,
+    send,
+    until_found,
+    wait_for_subject,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -153,6 +160,23 @@ def test_forwarded_mail_from_outside_leaves_with_an_srs_sender_and_its_bounce_co
     hostname = world.settings.hostname
     assert re.fullmatch(rf"SRS0=[^=]+=[^=]+=elsewhere\.test=sender@{re.escape(hostname)}", srs_sender, re.I)
     assert "From: sender@elsewhere.test" in forwarded  # the message itself is untouched
+
+    # The mail log keeps one story: forwarded to the outside address by the alias, sent by the
+    # relay (the round through the internal listener continues the same transaction).
+    def forwarded_row(session):
+        found, _ = mail_logs.search_transactions(session, OPERATOR, "someone@elsewhere.test")
+        for view in found:
+            if view.transaction.sender == "sender@elsewhere.test":
+                rows = [r for r in view.recipients if r.recipient == "someone@elsewhere.test"]
+                if rows and all(
+                    r.outcome == "forwarded" and "127.0.0.1]:" + str(world.sink.port) in r.detail + r.relay
+                    for r in rows
+                ):
+                    return rows
+        return None
+
+    rows = until_found(world, forwarded_row)
+    assert rows is not None and len(rows) == 1, "the forward through SRS is not one logged recipient"
 
     # The receiver bounces it: the bounce to the SRS address goes back to the original sender.
     with smtplib.SMTP("127.0.0.1", world.ports["smtp"], timeout=10) as client:

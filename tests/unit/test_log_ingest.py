@@ -426,3 +426,34 @@ def test_an_older_shorter_copy_of_a_file_read_further_stores_nothing_again(
         copy.write_text(first)
     assert ingest_file(db, copy, reference=REFERENCE).lines == 0
     assert _counts(db) == expected
+
+
+SRS_FORWARD = """\
+Dec  5 12:05:01 mail postfix/smtpd[100]: 4AAAAAAAAAA: client=client.test[192.0.2.10]
+Dec  5 12:05:01 mail postfix/cleanup[101]: 4AAAAAAAAAA: message-id=<srs-1@elsewhere.test>
+Dec  5 12:05:01 mail postfix/qmgr[102]: 4AAAAAAAAAA: from=<sender@elsewhere.test>, size=900, nrcpt=1 (queue active)
+Dec  5 12:05:01 mail postfix/smtp[103]: 4AAAAAAAAAA: to=<someone@elsewhere.test>, orig_to=<outside@a.test>, \
+relay=127.0.0.1[127.0.0.1]:10025, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4BBBBBBBBBB)
+Dec  5 12:05:01 mail postfix/internal/smtpd[104]: 4BBBBBBBBBB: client=localhost[127.0.0.1]
+Dec  5 12:05:01 mail postfix/cleanup[105]: 4BBBBBBBBBB: message-id=<srs-1@elsewhere.test>
+Dec  5 12:05:01 mail postfix/qmgr[102]: 4AAAAAAAAAA: removed
+Dec  5 12:05:01 mail postfix/qmgr[102]: 4BBBBBBBBBB: from=<SRS0=abcd=JY=elsewhere.test=sender@mail.example.net>, \
+size=1200, nrcpt=1 (queue active)
+Dec  5 12:05:02 mail postfix/smtp[106]: 4BBBBBBBBBB: to=<someone@elsewhere.test>, relay=mx.elsewhere.test[192.0.2.50]:25, \
+delay=0.2, delays=0/0/0/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)
+Dec  5 12:05:02 mail postfix/qmgr[102]: 4BBBBBBBBBB: removed
+"""
+
+
+def test_a_forward_going_round_for_srs_is_one_forwarded_recipient(db: Session, tmp_path: Path) -> None:
+    make_domain(db, name="a.test")
+    path = tmp_path / "postfix.log"
+    path.write_text(SRS_FORWARD)
+    ingest_file(db, path, reference=dt.datetime(2026, 12, 6, tzinfo=dt.UTC))
+    transaction = _transaction(db, "srs-1@elsewhere.test")
+    assert transaction.sender == "sender@elsewhere.test"
+    [recipient] = transaction.recipients
+    assert (recipient.outcome, recipient.orig_to, recipient.relay, recipient.queue_id) == (
+        "forwarded", "outside@a.test", "mx.elsewhere.test[192.0.2.50]:25", "4BBBBBBBBBB",
+    )  # fmt: skip
+    assert transaction.finished_at is not None
