@@ -1,8 +1,8 @@
 """Messages as the webmail shows and writes them: parsed from raw MIME, built for sending.
 
-A message's HTML is never passed to the browser as HTML: it is turned into plain text here and
-escaped by the template like any other text, so no script, style, tracking image or form in a
-message can run, load or post anything. Attachments are offered only as downloads.
+A message's HTML reaches the browser only sanitised, in a sandboxed frame of its own
+(webmail/html_mail.py); its text (the plain part, else the HTML's text) is what a reply quotes.
+Attachments are offered only as downloads; inline images only as the image types below.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ class ReadableMessage:
     text: str
     text_came_from_html: bool
     attachments: list[Attachment]
+    # The HTML part as sent (unsanitised: only html_mail.sanitise may pass it on), or "".
+    html: str = ""
 
 
 def parse(raw: bytes) -> EmailMessage:
@@ -66,6 +68,7 @@ def read_message(uid: int, raw: bytes) -> ReadableMessage:
         from_html = body_part.get_content_subtype() == "html"
         text = html_to_text(content) if from_html else content
     message_id = header_text(message, "Message-ID").strip()
+    html_part = _html_part(message)
     return ReadableMessage(
         uid=uid,
         subject=header_text(message, "Subject"),
@@ -81,8 +84,33 @@ def read_message(uid: int, raw: bytes) -> ReadableMessage:
         attachments=[
             Attachment(index, _filename(part, index), part.get_content_type(), len(_payload(part)))
             for index, part in _attachment_parts(message, body_part)
+            if part is not html_part
         ],
+        html=_part_text(html_part) if html_part is not None else "",
     )
+
+
+# Inline images shown in the frame: raster types a browser decodes without running anything.
+INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+
+
+def inline_image(raw: bytes, content_id: str) -> tuple[str, bytes]:
+    """(content type, bytes) of the inline image part with this Content-ID. Raises MessageNotFound."""
+    wanted = content_id.strip("<> ").lower()
+    for part in parse(raw).walk():
+        if part.is_multipart() or not wanted:
+            continue
+        named = str(part.get("Content-ID", "")).strip().strip("<>").lower() == wanted
+        if named and part.get_content_type() in INLINE_IMAGE_TYPES:
+            return part.get_content_type(), _payload(part)
+    raise MessageNotFound()
+
+
+def _html_part(message: EmailMessage) -> Message | None:
+    try:
+        return message.get_body(preferencelist=("html",))
+    except (KeyError, LookupError, ValueError):
+        return None
 
 
 def attachment(raw: bytes, index: int) -> tuple[str, bytes]:

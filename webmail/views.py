@@ -29,7 +29,7 @@ from controlplane.web.access import allow
 from controlplane.web.error_pages import render_error_page
 from controlplane.web.requests import OVERSIZED_LOGIN, client_ip, count_oversized_login, current_settings, db
 from controlplane.web.theme import current_theme, inject_theme
-from webmail import messages, session
+from webmail import html_mail, messages, session
 from webmail.mailstore import LoginRefused, MailStore, SubmissionRefused, mail_server_accepts, submit
 
 blueprint = Blueprint("webmail", __name__, template_folder="templates")
@@ -209,10 +209,53 @@ def message(uid: int):
     with _mailstore() as store:
         fetched = store.fetch(folder_name, uid, mark_read=True)
         folders = store.folders()
+    readable = messages.read_message(uid, fetched.raw)
+    allow_remote = request.args.get("remote") == "1"
+    safe = _safe_html(readable, folder_name, allow_remote=allow_remote) if readable.html else None
     return render_template(
-        "webmail/message.html", folders=folders, current=folder_name,
-        message=messages.read_message(uid, fetched.raw), format_bytes=storage.format_bytes,
+        "webmail/message.html", folders=folders, current=folder_name, message=readable,
+        format_bytes=storage.format_bytes, safe_html=safe, allow_remote=allow_remote,
     )  # fmt: skip
+
+
+def _safe_html(
+    readable: messages.ReadableMessage, folder_name: str, *, allow_remote: bool
+) -> html_mail.SafeHtml:
+    return html_mail.sanitise(
+        readable.html,
+        inline_image_url=lambda content_id: url_for(
+            "webmail.inline_image", uid=readable.uid, content_id=content_id, folder=folder_name
+        ),
+        allow_remote=allow_remote,
+    )
+
+
+@blueprint.get("/message/<int:uid>/html")
+@allow("mailbox_user")
+def message_html(uid: int):
+    """The frame the message page shows a message's HTML in: sanitised, no script, and nothing
+    from elsewhere unless the user asked for remote images (`remote=1`)."""
+    folder_name = request.args.get("folder", "INBOX")
+    allow_remote = request.args.get("remote") == "1"
+    with _mailstore() as store:
+        fetched = store.fetch(folder_name, uid)
+    readable = messages.read_message(uid, fetched.raw)
+    response = Response(html_mail.document(_safe_html(readable, folder_name, allow_remote=allow_remote)))
+    response.headers["Content-Security-Policy"] = html_mail.frame_policy(allow_remote=allow_remote)
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@blueprint.get("/message/<int:uid>/inline/<path:content_id>")
+@allow("mailbox_user")
+def inline_image(uid: int, content_id: str):
+    with _mailstore() as store:
+        fetched = store.fetch(request.args.get("folder", "INBOX"), uid)
+    content_type, content = messages.inline_image(fetched.raw, content_id)
+    response = Response(content, mimetype=content_type)
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
 
 
 @blueprint.get("/message/<int:uid>/attachments/<int:index>")

@@ -81,7 +81,8 @@ POLICIES = {
     "api": f"default-src 'none'; {_COMMON}",
     "autoconfig": f"default-src 'none'; {_COMMON}",
     # Webmail pages show mail from anyone: nothing in them may load, run or post elsewhere.
-    "webmail": f"default-src 'none'; style-src 'self'; img-src 'self' https:; {_COMMON}",
+    # A message's HTML shows in a frame of this site's own, with a stricter policy of its own.
+    "webmail": f"default-src 'none'; style-src 'self'; img-src 'self' https:; frame-src 'self'; {_COMMON}",
 }
 _API_DOCS_PATH = "/api/docs"
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)

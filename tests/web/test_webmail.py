@@ -286,23 +286,61 @@ def test_messages_are_listed_newest_first_a_page_at_a_time(app, stack) -> None:
     assert client.get("/folder?name=Drafts&page=x").status_code == 400
 
 
-def test_an_html_body_is_shown_as_text_and_never_as_html(app, stack) -> None:
+PIXEL = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
+
+
+def test_an_html_body_is_shown_sanitised_in_a_sandboxed_frame_without_remote_images(app, stack) -> None:
     mail = message("Rich mail")
-    mail.set_content(
+    mail.set_content("Dear Amy, the plain part.")
+    mail.add_alternative(
         "<html><head><style>p{color:red}</style><script>alert('owned')</script></head>"
-        '<body><p>Dear <b>Amy</b>,</p><img src="https://tracker.test/pixel.png">'
+        '<body onload="alert(2)"><p>Dear <b>Amy</b>,</p><img src="https://tracker.test/pixel.png">'
+        '<img src="cid:logo@one.test" alt="logo"><a href="javascript:alert(3)">click</a>'
+        '<form action="https://evil.test/"><input name="password"></form>'
         "<p>Fish &amp; chips &lt;today&gt;</p></body></html>",
         subtype="html",
     )
+    mail.get_payload()[1].add_related(PIXEL, "image", "png", cid="<logo@one.test>")
     uid = append(stack, "amy@one.test", mail)
     client = client_from(app, "10.2.0.4")
     log_in(client, "amy@one.test")
+
     page = client.get(f"/message/{uid}")
     text = page.get_data(as_text=True)
-    assert "Dear Amy," in text
-    assert "Fish &amp; chips &lt;today&gt;" in text
-    assert "<script" not in text and "alert(" not in text and "tracker.test" not in text and "<b>" not in text
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    frame = re.search(r'<iframe class="body html"[^>]*sandbox="([^"]*)"[^>]*src="([^"]+)"', text)
+    assert frame, text
+    assert "allow-scripts" not in frame.group(1)
+    assert "1 remote image not shown" in text and "tracker.test" not in text
+
+    shown = client.get(frame.group(2).replace("&amp;", "&"))
+    body = shown.get_data(as_text=True)
+    policy = shown.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "img-src 'self';" in policy and "script" not in policy
+    assert shown.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert "<b>Amy</b>" in body and "Fish &amp; chips &lt;today&gt;" in body
+    for bad in ("<script", "alert(", "onload", "tracker.test", "<form", "javascript:", "<style>p"):
+        assert bad not in body, bad
+    inline = re.search(r'<img src="(/message/\d+/inline/[^"]+)"', body)
+    assert inline, body
+    image = client.get(inline.group(1).replace("&amp;", "&"))
+    assert (image.status_code, image.mimetype, image.data) == (200, "image/png", PIXEL)
+
+    # Asked for, remote images load, and only then.
+    allowed = client.get(f"/message/{uid}?remote=1").get_data(as_text=True)
+    frame_url = (
+        re.search(r'<iframe class="body html"[^>]*src="([^"]+)"', allowed).group(1).replace("&amp;", "&")
+    )
+    remote = client.get(frame_url)
+    assert "https://tracker.test/pixel.png" in remote.get_data(as_text=True)
+    assert "img-src 'self' https: http:" in remote.headers["Content-Security-Policy"]
+    # Another user's session reaches only their own mailbox with the same URL.
+    other = client_from(app, "10.2.0.5")
+    log_in(other, "ann@one.test")
+    assert "Amy" not in other.get(frame.group(2).replace("&amp;", "&")).get_data(as_text=True)
 
 
 def test_attachments_are_listed_and_downloaded_as_files(app, stack) -> None:
