@@ -16,6 +16,8 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from html.parser import HTMLParser
 
+from markupsafe import Markup, escape
+
 from controlplane.services.webmail import MessageNotFound
 from webmail.mailstore import header_date, header_text
 
@@ -104,6 +106,37 @@ def inline_image(raw: bytes, content_id: str) -> tuple[str, bytes]:
         if named and part.get_content_type() in INLINE_IMAGE_TYPES:
             return part.get_content_type(), _payload(part)
     raise MessageNotFound()
+
+
+def attachment_image(raw: bytes, index: int) -> tuple[str, bytes]:
+    """(content type, bytes) of the attachment at `index` if it is a raster image. Raises
+    MessageNotFound."""
+    message = parse(raw)
+    for part_index, part in _attachment_parts(message, _body_part(message)):
+        if part_index == index and part.get_content_type() in INLINE_IMAGE_TYPES:
+            return part.get_content_type(), _payload(part)
+    raise MessageNotFound()
+
+
+# http(s) addresses in plain text, up to a space, quote or angle bracket; trailing punctuation
+# belongs to the sentence.
+_WEB_ADDRESS = re.compile(r"https?://[^\s<>\"']+")
+
+
+def linked_text(text: str) -> Markup:
+    """`text` escaped, with its web addresses as links that open elsewhere without a Referer."""
+    pieces, last = [], 0
+    for match in _WEB_ADDRESS.finditer(text):
+        address = match.group(0)
+        trailing = len(address) - len(address.rstrip(".,;:!?)]}"))
+        address = address[: len(address) - trailing]
+        pieces.append(escape(text[last : match.start()]))
+        pieces.append(
+            Markup('<a href="{0}" target="_blank" rel="noopener noreferrer">{0}</a>').format(address)
+        )
+        last = match.start() + len(address)
+    pieces.append(escape(text[last:]))
+    return Markup("").join(pieces)
 
 
 def _html_part(message: EmailMessage) -> Message | None:

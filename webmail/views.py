@@ -19,6 +19,7 @@ from flask import (
     request,
     url_for,
 )
+from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from controlplane.errors import AuthenticationFailed, LetterheadError, LoginThrottled, ValidationError
@@ -215,6 +216,7 @@ def message(uid: int):
     return render_template(
         "webmail/message.html", folders=folders, current=folder_name, message=readable,
         format_bytes=storage.format_bytes, safe_html=safe, allow_remote=allow_remote,
+        image_types=messages.INLINE_IMAGE_TYPES,
     )  # fmt: skip
 
 
@@ -256,6 +258,35 @@ def inline_image(uid: int, content_id: str):
     response = Response(content, mimetype=content_type)
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
+
+
+@blueprint.get("/message/<int:uid>/source")
+@allow("mailbox_user")
+def message_source(uid: int):
+    """The message as it arrived, headers and all, as text: never rendered as anything else."""
+    with _mailstore() as store:
+        fetched = store.fetch(request.args.get("folder", "INBOX"), uid)
+    response = Response(fetched.raw.decode("utf-8", "replace"), mimetype="text/plain")
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+@blueprint.get("/message/<int:uid>/attachments/<int:index>/preview")
+@allow("mailbox_user")
+def preview_attachment(uid: int, index: int):
+    """An image attachment shown in the page: raster types only (an SVG could carry script)."""
+    with _mailstore() as store:
+        fetched = store.fetch(request.args.get("folder", "INBOX"), uid)
+    content_type, content = messages.attachment_image(fetched.raw, index)
+    response = Response(content, mimetype=content_type)
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+@blueprint.app_template_filter("linked")
+def linked(text: str) -> Markup:
+    """Plain text with its web addresses as links (opening elsewhere, without a Referer)."""
+    return messages.linked_text(text)
 
 
 @blueprint.get("/message/<int:uid>/attachments/<int:index>")

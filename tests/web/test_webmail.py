@@ -343,6 +343,35 @@ def test_an_html_body_is_shown_sanitised_in_a_sandboxed_frame_without_remote_ima
     assert "Amy" not in other.get(frame.group(2).replace("&amp;", "&")).get_data(as_text=True)
 
 
+def test_plain_text_links_image_previews_and_the_original_source(app, stack) -> None:
+    mail = message(
+        "Links and a photo",
+        body='See https://example.org/a?b=1&c=2. Not <script>alert(1)</script> or "javascript:x".',
+    )
+    mail.add_attachment(PIXEL, maintype="image", subtype="png", filename="photo.png")
+    mail.add_attachment(b"<svg onload='alert(1)'/>", maintype="image", subtype="svg+xml", filename="x.svg")
+    uid = append(stack, "amy@one.test", mail)
+    client = client_from(app, "10.2.0.6")
+    log_in(client, "amy@one.test")
+    page = client.get(f"/message/{uid}").get_data(as_text=True)
+    assert (
+        '<a href="https://example.org/a?b=1&amp;c=2" target="_blank" rel="noopener noreferrer">'
+        "https://example.org/a?b=1&amp;c=2</a>." in page
+    )
+    assert "<script>alert(1)" not in page and "&lt;script&gt;" in page
+    previews = re.findall(r'<img class="preview" alt="([^"]+)" src="([^"]+)"', page)
+    assert [name for name, _ in previews] == ["photo.png"]  # an SVG is never shown inline
+    preview = client.get(previews[0][1].replace("&amp;", "&"))
+    assert (preview.mimetype, preview.data) == ("image/png", PIXEL)
+    svg_index = int(re.search(r'/attachments/(\d+)\?folder=INBOX" download>x.svg', page).group(1))
+    assert client.get(f"/message/{uid}/attachments/{svg_index}/preview").status_code == 404
+
+    source_url = re.search(r'href="([^"]+/source[^"]*)"', page).group(1).replace("&amp;", "&")
+    source = client.get(source_url)
+    assert source.mimetype == "text/plain" and "sandbox" in source.headers["Content-Security-Policy"]
+    assert "Subject: Links and a photo" in source.get_data(as_text=True)
+
+
 def test_attachments_are_listed_and_downloaded_as_files(app, stack) -> None:
     mail = message("With files", body="See the attached.")
     mail.add_attachment(
