@@ -23,7 +23,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from controlplane.errors import AuthenticationFailed, LetterheadError, LoginThrottled, ValidationError
-from controlplane.services import sender_lists, storage
+from controlplane.services import image_senders, sender_lists, storage
 from controlplane.services import webmail as rules
 from controlplane.services.webmail import MailServiceUnavailable, MessageNotFound
 from controlplane.web.access import allow
@@ -211,12 +211,15 @@ def message(uid: int):
         fetched = store.fetch(folder_name, uid, mark_read=True)
         folders = store.folders()
     readable = messages.read_message(uid, fetched.raw)
-    allow_remote = request.args.get("remote") == "1"
+    actor, mailbox = rules.own_mailbox(db(), session.current_user().address)
+    always = bool(readable.html) and image_senders.shows_images(db(), actor, mailbox, readable.sender)
+    allow_remote = request.args.get("remote") == "1" or always
     safe = _safe_html(readable, folder_name, allow_remote=allow_remote) if readable.html else None
     return render_template(
         "webmail/message.html", folders=folders, current=folder_name, message=readable,
         format_bytes=storage.format_bytes, safe_html=safe, allow_remote=allow_remote,
-        image_types=messages.INLINE_IMAGE_TYPES,
+        image_types=messages.INLINE_IMAGE_TYPES, sender_address=image_senders.sender_address(readable.sender),
+        images_always_shown=always,
     )  # fmt: skip
 
 
@@ -247,6 +250,27 @@ def message_html(uid: int):
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+@blueprint.post("/message/<int:uid>/always-show-images")
+@allow("mailbox_user")
+def always_show_images(uid: int):
+    """Show this message's sender's remote images from now on, in every message of theirs."""
+    folder_name = request.form.get("folder", "INBOX")
+    with _mailstore() as store:
+        fetched = store.fetch(folder_name, uid)
+    actor, mailbox = rules.own_mailbox(db(), session.current_user().address)
+    try:
+        address = image_senders.always_show(
+            db(), actor, mailbox, messages.read_message(uid, fetched.raw).sender
+        )
+    except LetterheadError as error:
+        db().rollback()
+        flash(error.message, "error")
+    else:
+        db().commit()
+        flash(f"Images from {address} are shown from now on.", "ok")
+    return redirect(url_for("webmail.message", uid=uid, folder=folder_name))
 
 
 @blueprint.get("/message/<int:uid>/inline/<path:content_id>")
@@ -399,7 +423,10 @@ def senders():
     lists = sender_lists.lists_of(db(), actor, mailbox)
     with _mailstore() as store:
         folders = store.folders()
-    return render_template("webmail/senders.html", folders=folders, current="", lists=lists)
+    return render_template(
+        "webmail/senders.html", folders=folders, current="", lists=lists,
+        image_senders=image_senders.senders(db(), actor, mailbox),
+    )  # fmt: skip
 
 
 @blueprint.post("/settings/senders")
@@ -408,7 +435,10 @@ def change_senders():
     actor, mailbox = rules.own_mailbox(db(), session.current_user().address)
     sender, verdict = request.form.get("sender", ""), request.form.get("list", "")
     try:
-        if request.form.get("remove"):
+        if request.form.get("stop_images"):
+            image_senders.stop_showing(db(), actor, mailbox, request.form["stop_images"])
+            done = "Images from this sender wait for you again."
+        elif request.form.get("remove"):
             sender_lists.remove_sender(db(), actor, mailbox, request.form["remove"])
             done = "Sender removed from the list."
         else:

@@ -9,6 +9,7 @@ from controlplane.models.brand import Brand
 from controlplane.models.config_generation import ConfigGeneration
 from controlplane.models.dkim_key import DkimKey
 from controlplane.models.domain import Domain
+from controlplane.models.image_sender import ImageSender
 from controlplane.models.logs import AuthEvent
 from controlplane.models.mail_log import (
     LogCheckpoint,
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigGeneration",
     "DkimKey",
     "Domain",
+    "ImageSender",
     "LogCheckpoint",
     "MailQueueEntry",
     "MailRecipientResult",

@@ -654,3 +654,39 @@ def test_the_senders_page_changes_only_the_users_own_mailbox(app, stack) -> None
         assert sender_lists.lists_of(session, OPERATOR, ann).allowed == []
         assert sender_lists.lists_of(session, OPERATOR, bea).allowed == ["x@evil.test"]
     assert client_from(app, "10.2.0.42").get("/settings/senders").status_code == 302  # no login: to the form
+
+
+def test_images_from_a_sender_the_user_chose_load_at_once_until_they_change_their_mind(app, stack) -> None:
+    def newsletter(subject: str) -> int:
+        mail = message(subject, sender="News Desk <news@letters.test>")
+        mail.add_alternative('<p>Issue</p><img src="https://img.letters.test/banner.png">', subtype="html")
+        return append(stack, "cal@one.test", mail)
+
+    def frame_of(client, uid: int) -> tuple[str, str]:
+        page = client.get(f"/message/{uid}").get_data(as_text=True)
+        src = re.search(r'<iframe class="body html"[^>]*src="([^"]+)"', page).group(1).replace("&amp;", "&")
+        return page, client.get(src).get_data(as_text=True)
+
+    first = newsletter("Issue 1")
+    client = client_from(app, "10.2.0.43")
+    log_in(client, "cal@one.test")
+    page, frame = frame_of(client, first)
+    assert "img.letters.test" not in frame and "Always show images from news@letters.test" in page
+    assert post(client, f"/message/{first}/always-show-images", {"folder": "INBOX"}).status_code == 302
+
+    second = newsletter("Issue 2")
+    page, frame = frame_of(client, second)
+    assert "https://img.letters.test/banner.png" in frame and "remote image" not in page
+    settings = client.get("/settings/senders").get_data(as_text=True)
+    assert "news@letters.test" in re.search(r'data-list="images">(.*?)</ul>', settings, re.S).group(1)
+    # Another user of the same domain is not affected by cal's choice.
+    other = client_from(app, "10.2.0.44")
+    log_in(other, "amy@one.test")
+    mail = message("Issue 2 for Amy", sender="news@letters.test")
+    mail.add_alternative('<img src="https://img.letters.test/banner.png">', subtype="html")
+    _, amy_frame = frame_of(other, append(stack, "amy@one.test", mail))
+    assert "img.letters.test" not in amy_frame
+
+    post(client, "/settings/senders", {"stop_images": "news@letters.test"})
+    _, frame = frame_of(client, second)
+    assert "img.letters.test" not in frame
