@@ -27,6 +27,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 
 from controlplane.daemons import dovecot_auth
+from controlplane.errors import ValidationError
 from controlplane.services.webmail import MailServiceUnavailable, MessageNotFound
 from controlplane.settings import Settings
 from controlplane.validation import domain_to_unicode
@@ -216,10 +217,13 @@ class MailStore:
 
     # --- messages -----------------------------------------------------------------------------
 
-    def message_page(self, folder: str, page: int, page_size: int) -> MessagePage:
-        """One page of `folder`, newest (last arrived) first. Raises MessageNotFound."""
+    def message_page(
+        self, folder: str, page: int, page_size: int, *, search: str = "", search_in: str = "all"
+    ) -> MessagePage:
+        """One page of `folder`, newest (last arrived) first; with `search`, only the messages
+        whose `search_in` (SEARCH_FIELDS) holds it, as the server finds them. Raises MessageNotFound."""
         self._select(folder, readonly=True)
-        uids = self._uids_newest_first()
+        uids = self._uids_newest_first(self._search_criteria(search, search_in))
         pages = max(1, -(-len(uids) // page_size))
         page = min(max(page, 1), pages)
         chosen = uids[(page - 1) * page_size : page * page_size]
@@ -235,10 +239,26 @@ class MailStore:
         messages = [summaries[uid] for uid in chosen if uid in summaries]
         return MessagePage(folder=folder, messages=messages, total=len(uids), page=page, pages=pages)
 
-    def _uids_newest_first(self) -> list[int]:
+    @staticmethod
+    def _search_criteria(search: str, search_in: str) -> tuple[str, ...]:
+        words = " ".join(search.split())
+        if not words:
+            return ("ALL",)
+        key = SEARCH_FIELDS.get(search_in)
+        if key is None:
+            raise ValidationError(f"Search in {' or '.join(SEARCH_FIELDS)}.", field="in")
+        return ("CHARSET", "UTF-8", key, words)
+
+    def _uids_newest_first(self, criteria: tuple[str, ...] = ("ALL",)) -> list[int]:
         # The order of arrival in this folder: UIDs only grow, so unlike SORT (REVERSE ARRIVAL),
         # whose ties (a second's worth of deliveries) come oldest first, it never ties.
-        status, data = self.connection.uid("SEARCH", "ALL")
+        if criteria == ("ALL",):
+            status, data = self.connection.uid("SEARCH", "ALL")
+        else:
+            # The words go as a literal: any text, in any script, reaches the server unquoted.
+            *keys, words = criteria
+            self.connection.literal = words.encode("utf-8")
+            status, data = self.connection.uid("SEARCH", *keys)
         _expect_ok(status, data, "SEARCH")
         return sorted((int(uid) for uid in (data[0] or b"").split()), reverse=True)
 
@@ -363,6 +383,11 @@ def _expect_ok(status: str, data: list, command: str) -> None:
         ):
             raise MessageNotFound()
         raise MailServiceUnavailable(f"IMAP {command}: {status} {detail}")
+
+
+# Where a search looks (IMAP SEARCH keys, answered by the server): TEXT is headers and body.
+SEARCH_FIELDS = {"all": "TEXT", "from": "FROM", "to": "TO", "subject": "SUBJECT", "body": "BODY"}
+MAX_SEARCH_LENGTH = 200
 
 
 def _quote(folder: str) -> str:

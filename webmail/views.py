@@ -31,7 +31,15 @@ from controlplane.web.error_pages import render_error_page
 from controlplane.web.requests import OVERSIZED_LOGIN, client_ip, count_oversized_login, current_settings, db
 from controlplane.web.theme import current_theme, inject_theme
 from webmail import html_mail, messages, session
-from webmail.mailstore import LoginRefused, MailStore, SubmissionRefused, mail_server_accepts, submit
+from webmail.mailstore import (
+    MAX_SEARCH_LENGTH,
+    SEARCH_FIELDS,
+    LoginRefused,
+    MailStore,
+    SubmissionRefused,
+    mail_server_accepts,
+    submit,
+)
 
 blueprint = Blueprint("webmail", __name__, template_folder="templates")
 blueprint.context_processor(inject_theme)
@@ -195,12 +203,17 @@ def folder():
 
 def folder_page(name: str):
     page_number = _whole_number(request.args.get("page", "1"), "page")
+    search = request.args.get("q", "")[:MAX_SEARCH_LENGTH]
+    search_in = request.args.get("in", "all")
+    if search_in not in SEARCH_FIELDS or any(ord(ch) < 32 for ch in search):
+        raise _BadRequest("Search in all, from, to, subject or body, for text on one line.")
     with _mailstore() as store:
-        page = store.message_page(name, page_number, PAGE_SIZE)
+        page = store.message_page(name, page_number, PAGE_SIZE, search=search, search_in=search_in)
         folders = store.folders()
     return render_template(
-        "webmail/folder.html", folders=folders, current=name, page=page, format_bytes=storage.format_bytes
-    )
+        "webmail/folder.html", folders=folders, current=name, page=page, format_bytes=storage.format_bytes,
+        search=search.strip(), search_in=search_in, search_fields=SEARCH_FIELDS,
+    )  # fmt: skip
 
 
 @blueprint.get("/message/<int:uid>")

@@ -690,3 +690,25 @@ def test_images_from_a_sender_the_user_chose_load_at_once_until_they_change_thei
     post(client, "/settings/senders", {"stop_images": "news@letters.test"})
     _, frame = frame_of(client, second)
     assert "img.letters.test" not in frame
+
+
+def test_search_is_done_by_the_server_in_the_field_asked_for_with_any_script(app, stack) -> None:
+    append(stack, "amy@one.test", message("Quarterly numbers", body="The zeppelin budget is attached."))
+    append(stack, "amy@one.test", message("Zeppelin tour", body="Tickets for Friday.", sender="tours@air.test"))
+    append(stack, "amy@one.test", message("Grüße aus Köln", body="Schöne Grüße vom Dom."))
+    client = client_from(app, "10.2.0.45")
+    log_in(client, "amy@one.test")
+
+    def found(query: str, where: str = "all") -> list[str]:
+        response = client.get("/folder", query_string={"name": "INBOX", "q": query, "in": where})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return re.findall(r'<a href="/message/\d+\?folder=INBOX">([^<]+)</a>', response.get_data(as_text=True))
+
+    assert sorted(found("zeppelin")) == ["Quarterly numbers", "Zeppelin tour"]
+    assert found("zeppelin", "body") == ["Quarterly numbers"]
+    assert found("zeppelin", "subject") == ["Zeppelin tour"]
+    assert found("tours@air.test", "from") == ["Zeppelin tour"]
+    assert found("Grüße", "body") == ["Grüße aus Köln"]
+    assert found("no-such-word-anywhere") == []
+    assert "Nothing found." in client.get("/folder?name=INBOX&q=no-such-word-anywhere").get_data(as_text=True)
+    assert client.get("/folder?name=INBOX&q=x&in=password").status_code == 400
