@@ -192,6 +192,69 @@ class MailStore:
         self._folders = sorted(folders, key=lambda folder: (folder.name != "INBOX", folder.name.lower()))
         return self._folders
 
+    # --- folders the user keeps -----------------------------------------------------------------
+
+    def _own_folder(self, name: str) -> Folder:
+        """An existing folder the user made (not INBOX nor a special-use one). Raises
+        MessageNotFound or ValidationError."""
+        found = next((folder for folder in self.folders() if folder.name == name), None)
+        if found is None:
+            raise MessageNotFound()
+        if found.name == "INBOX" or found.special_use:
+            raise ValidationError(
+                f"{found.label} is one of the mailbox's own folders: it stays.", field="name"
+            )
+        return found
+
+    def create_folder(self, name: str) -> str:
+        name = folder_name(name)
+        if any(folder.name.lower() == name.lower() for folder in self.folders()):
+            raise ValidationError(f"There is a folder called {name} already.", field="name")
+        status, data = self.connection.create(_quote(name))
+        _expect_ok(status, data, "CREATE")
+        self.connection.subscribe(_quote(name))
+        self._folders = None
+        return name
+
+    def rename_folder(self, name: str, new_name: str) -> str:
+        self._own_folder(name)
+        new_name = folder_name(new_name)
+        if any(folder.name.lower() == new_name.lower() and folder.name != name for folder in self.folders()):
+            raise ValidationError(f"There is a folder called {new_name} already.", field="new_name")
+        self._leave(name)
+        status, data = self.connection.rename(_quote(name), _quote(new_name))
+        _expect_ok(status, data, "RENAME")
+        self.connection.subscribe(_quote(new_name))
+        self._folders = None
+        return new_name
+
+    def delete_folder(self, name: str) -> int:
+        """Delete a folder of the user's own; its messages go to Trash first. Returns how many."""
+        found = self._own_folder(name)
+        moved = 0
+        if found.total:
+            trash = self.special_folder("\\Trash")
+            self._select(name, readonly=False)
+            status, data = self.connection.uid("SEARCH", "ALL")
+            _expect_ok(status, data, "SEARCH")
+            uids = (data[0] or b"").split()
+            if uids:
+                status, data = self.connection.uid("COPY", b",".join(uids).decode(), _quote(trash))
+                _expect_ok(status, data, "COPY")
+                moved = len(uids)
+        self._leave(name)
+        self.connection.unsubscribe(_quote(name))
+        status, data = self.connection.delete(_quote(name))
+        _expect_ok(status, data, "DELETE")
+        self._folders = None
+        return moved
+
+    def _leave(self, name: str) -> None:
+        if self._selected is not None and self._selected[0] == name:
+            # CLOSE expunges nothing here: the webmail marks \Deleted only with its own EXPUNGE.
+            self.connection.close()
+            self._selected = None
+
     def special_folder(self, use: str) -> str:
         """The name of the folder marked `use` (e.g. "\\Sent"), or its usual name."""
         for folder in self.folders():
@@ -383,6 +446,21 @@ def _expect_ok(status: str, data: list, command: str) -> None:
         ):
             raise MessageNotFound()
         raise MailServiceUnavailable(f"IMAP {command}: {status} {detail}")
+
+
+MAX_FOLDER_NAME = 100
+
+
+def folder_name(text: str) -> str:
+    """A new folder's name: one level (no "/"), printable, at most MAX_FOLDER_NAME characters."""
+    name = " ".join((text or "").split())
+    if not name:
+        raise ValidationError("Give the folder a name.", field="name")
+    if len(name) > MAX_FOLDER_NAME:
+        raise ValidationError(f"A folder name may be at most {MAX_FOLDER_NAME} characters.", field="name")
+    if "/" in name or any(ord(ch) < 32 or ch in '"\\*%' for ch in name) or name.upper() == "INBOX":
+        raise ValidationError(f"{name!r} cannot be a folder name: no / \\ * % or quotes.", field="name")
+    return name
 
 
 # Where a search looks (IMAP SEARCH keys, answered by the server): TEXT is headers and body.

@@ -468,3 +468,36 @@ def change_senders():
         db().commit()
         flash(done, "ok")
     return redirect(url_for("webmail.senders"))
+
+
+@blueprint.get("/settings/folders")
+@allow("mailbox_user")
+def folders_settings():
+    with _mailstore() as store:
+        folders = store.folders()
+    return render_template("webmail/folders.html", folders=folders, current="")
+
+
+@blueprint.post("/settings/folders")
+@allow("mailbox_user")
+def change_folders():
+    form = request.form
+    action = form.get("action", "")
+    try:
+        with _mailstore() as store:
+            if action == "create":
+                done = f"Folder {store.create_folder(form.get('name', ''))} created."
+            elif action == "rename":
+                done = f"Renamed to {store.rename_folder(form.get('name', ''), form.get('new_name', ''))}."
+            elif action == "delete":
+                moved = store.delete_folder(form.get("name", ""))
+                done = "Folder deleted." + (f" Its {moved} message(s) are in Trash." if moved else "")
+            else:
+                raise _BadRequest("Create, rename or delete a folder.")
+    except ValidationError as error:
+        flash(error.message, "error")
+    except MessageNotFound:
+        flash("There is no such folder.", "error")
+    else:
+        flash(done, "ok")
+    return redirect(url_for("webmail.folders_settings"))

@@ -694,7 +694,9 @@ def test_images_from_a_sender_the_user_chose_load_at_once_until_they_change_thei
 
 def test_search_is_done_by_the_server_in_the_field_asked_for_with_any_script(app, stack) -> None:
     append(stack, "amy@one.test", message("Quarterly numbers", body="The zeppelin budget is attached."))
-    append(stack, "amy@one.test", message("Zeppelin tour", body="Tickets for Friday.", sender="tours@air.test"))
+    append(
+        stack, "amy@one.test", message("Zeppelin tour", body="Tickets for Friday.", sender="tours@air.test")
+    )
     append(stack, "amy@one.test", message("Grüße aus Köln", body="Schöne Grüße vom Dom."))
     client = client_from(app, "10.2.0.45")
     log_in(client, "amy@one.test")
@@ -702,7 +704,9 @@ def test_search_is_done_by_the_server_in_the_field_asked_for_with_any_script(app
     def found(query: str, where: str = "all") -> list[str]:
         response = client.get("/folder", query_string={"name": "INBOX", "q": query, "in": where})
         assert response.status_code == 200, response.get_data(as_text=True)
-        return re.findall(r'<a href="/message/\d+\?folder=INBOX">([^<]+)</a>', response.get_data(as_text=True))
+        return re.findall(
+            r'<a href="/message/\d+\?folder=INBOX">([^<]+)</a>', response.get_data(as_text=True)
+        )
 
     assert sorted(found("zeppelin")) == ["Quarterly numbers", "Zeppelin tour"]
     assert found("zeppelin", "body") == ["Quarterly numbers"]
@@ -712,3 +716,48 @@ def test_search_is_done_by_the_server_in_the_field_asked_for_with_any_script(app
     assert found("no-such-word-anywhere") == []
     assert "Nothing found." in client.get("/folder?name=INBOX&q=no-such-word-anywhere").get_data(as_text=True)
     assert client.get("/folder?name=INBOX&q=x&in=password").status_code == 400
+
+
+def test_folders_are_created_renamed_and_deleted_with_their_mail_kept_in_trash(app, stack) -> None:
+    client = client_from(app, "10.2.0.46")
+    log_in(client, "cal@one.test")
+
+    def folder_names() -> list[str]:
+        page = client.get("/settings/folders").get_data(as_text=True)
+        return re.findall(r'<tr data-folder="([^"]+)">', page)
+
+    def flashed(response) -> str:
+        return client.get(response.headers["Location"]).get_data(as_text=True)
+
+    assert "created" in flashed(
+        post(client, "/settings/folders", {"action": "create", "name": "Projekte 2026"})
+    )
+    assert "Projekte 2026" in folder_names()
+    assert "already" in flashed(
+        post(client, "/settings/folders", {"action": "create", "name": "projekte 2026"})
+    )
+    assert "cannot be a folder name" in flashed(
+        post(client, "/settings/folders", {"action": "create", "name": "a/b"})
+    )
+    post(
+        client,
+        "/settings/folders",
+        {"action": "rename", "name": "Projekte 2026", "new_name": "Größere Projekte"},
+    )
+    assert "Größere Projekte" in folder_names() and "Projekte 2026" not in folder_names()
+    append(
+        stack,
+        "cal@one.test",
+        message("Kept through the delete"),
+        folder='"' + encode_folder_name("Größere Projekte") + '"',
+    )
+    deleted = flashed(post(client, "/settings/folders", {"action": "delete", "name": "Größere Projekte"}))
+    assert "1 message(s) are in Trash" in deleted
+    assert "Größere Projekte" not in folder_names()
+    assert "Kept through the delete" in subjects_in(stack, "cal@one.test", "Trash")
+    # The mailbox's own folders stay.
+    for name in ("INBOX", "Trash"):
+        assert "stays" in flashed(post(client, "/settings/folders", {"action": "delete", "name": name}))
+    assert "no such folder" in flashed(
+        post(client, "/settings/folders", {"action": "rename", "name": "Nope", "new_name": "X"})
+    )
