@@ -68,6 +68,7 @@ class MessageSummary:
     date: dt.datetime | None
     size: int
     unread: bool
+    flagged: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -362,6 +363,67 @@ class MailStore:
         _expect_ok(status, data, "COPY")
         self._expunge(uid)
 
+    # --- many messages at once ------------------------------------------------------------------
+
+    def _existing(self, uids: list[int]) -> str:
+        """The UID set of those of `uids` in the selected folder (others are ignored)."""
+        if not uids:
+            raise ValidationError("Select at least one message.", field="uid")
+        wanted = ",".join(str(uid) for uid in sorted(set(uids)))
+        status, data = self.connection.uid("SEARCH", "UID", wanted)
+        _expect_ok(status, data, "SEARCH")
+        found = (data[0] or b"").split()
+        if not found:
+            raise MessageNotFound()
+        return b",".join(found).decode()
+
+    def set_flag(self, folder: str, uids: list[int], flag: str, on: bool) -> int:
+        """Set or clear \\Seen or \\Flagged on these messages. Returns how many."""
+        if flag not in ("\\Seen", "\\Flagged"):
+            raise ValidationError("Only read and flagged can be set.", field="flag")
+        self._select(folder, readonly=False)
+        uid_set = self._existing(uids)
+        status, data = self.connection.uid(
+            "STORE", uid_set, "+FLAGS.SILENT" if on else "-FLAGS.SILENT", f"({flag})"
+        )
+        _expect_ok(status, data, "STORE")
+        return uid_set.count(",") + 1
+
+    def move(self, folder: str, uids: list[int], target: str) -> int:
+        """Move these messages to another of the user's folders. Returns how many."""
+        if target == folder:
+            raise ValidationError("They are in that folder already.", field="target")
+        if not any(existing.name == target for existing in self.folders()):
+            raise ValidationError("There is no such folder to move them to.", field="target")
+        self._select(folder, readonly=False)
+        uid_set = self._existing(uids)
+        if "MOVE" in self.capabilities:
+            status, data = self.connection.uid("MOVE", uid_set, _quote(target))
+            _expect_ok(status, data, "MOVE")
+        else:
+            status, data = self.connection.uid("COPY", uid_set, _quote(target))
+            _expect_ok(status, data, "COPY")
+            self._expunge_set(uid_set)
+        self._folders = None
+        return uid_set.count(",") + 1
+
+    def delete_many(self, folder: str, uids: list[int]) -> int:
+        """To Trash; from Trash itself, for good. Returns how many."""
+        trash = self.special_folder("\\Trash")
+        if folder != trash:
+            return self.move(folder, uids, trash)
+        self._select(folder, readonly=False)
+        uid_set = self._existing(uids)
+        self._expunge_set(uid_set)
+        self._folders = None
+        return uid_set.count(",") + 1
+
+    def _expunge_set(self, uid_set: str) -> None:
+        status, data = self.connection.uid("STORE", uid_set, "+FLAGS.SILENT", "(\\Deleted)")
+        _expect_ok(status, data, "STORE")
+        status, data = self.connection.uid("EXPUNGE", uid_set)
+        _expect_ok(status, data, "EXPUNGE")
+
     def _expunge(self, uid: int) -> None:
         status, data = self.connection.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Deleted)")
         _expect_ok(status, data, "STORE")
@@ -537,6 +599,7 @@ def _summary(meta: bytes, header_bytes: bytes) -> MessageSummary | None:
         date=date,
         size=int(size_match.group(1)) if size_match else 0,
         unread=b"\\seen" not in _flags_of(meta).lower(),
+        flagged=b"\\flagged" in _flags_of(meta).lower(),
     )
 
 

@@ -216,6 +216,43 @@ def folder_page(name: str):
     )  # fmt: skip
 
 
+BULK_ACTIONS = {
+    "read": ("Marked as read.", lambda store, folder, uids, _: store.set_flag(folder, uids, "\\Seen", True)),
+    "unread": (
+        "Marked as unread.",
+        lambda store, folder, uids, _: store.set_flag(folder, uids, "\\Seen", False),
+    ),
+    "flag": ("Flagged.", lambda store, folder, uids, _: store.set_flag(folder, uids, "\\Flagged", True)),
+    "unflag": (
+        "Flag removed.",
+        lambda store, folder, uids, _: store.set_flag(folder, uids, "\\Flagged", False),
+    ),
+    "delete": ("Deleted.", lambda store, folder, uids, _: store.delete_many(folder, uids)),
+    "move": ("Moved.", lambda store, folder, uids, target: store.move(folder, uids, target)),
+}
+
+
+@blueprint.post("/folder/selected")
+@allow("mailbox_user")
+def change_selected():
+    """Mark, flag, move or delete the messages ticked in a folder's list."""
+    form = request.form
+    folder_name = form.get("folder", "INBOX")
+    action = BULK_ACTIONS.get(form.get("action", ""))
+    if action is None:
+        raise _BadRequest("Mark, flag, move or delete the selected messages.")
+    uids = [_whole_number(value, "uid") for value in form.getlist("uid")[:1000]]
+    done, change = action
+    try:
+        with _mailstore() as store:
+            count = change(store, folder_name, uids, form.get("target", ""))
+    except ValidationError as error:
+        flash(error.message, "error")
+    else:
+        flash(f"{done} ({count} message{'' if count == 1 else 's'})", "ok")
+    return redirect(url_for("webmail.folder", name=folder_name, page=form.get("page") or None))
+
+
 @blueprint.get("/message/<int:uid>")
 @allow("mailbox_user")
 def message(uid: int):

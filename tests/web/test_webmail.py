@@ -761,3 +761,37 @@ def test_folders_are_created_renamed_and_deleted_with_their_mail_kept_in_trash(a
     assert "no such folder" in flashed(
         post(client, "/settings/folders", {"action": "rename", "name": "Nope", "new_name": "X"})
     )
+
+
+def test_selected_messages_are_marked_flagged_moved_and_deleted_together(app, stack) -> None:
+    uids = [append(stack, "cal@one.test", message(f"Bulk {number}")) for number in range(3)]
+    other_user_uid = append(stack, "amy@one.test", message("Amy's own"))
+    client = client_from(app, "10.2.0.47")
+    log_in(client, "cal@one.test")
+
+    def act(action: str, chosen: list[int], **extra: str) -> str:
+        response = post(
+            client, "/folder/selected", {"folder": "INBOX", "action": action, "uid": chosen, **extra}
+        )
+        assert response.status_code == 302
+        return client.get(response.headers["Location"]).get_data(as_text=True)
+
+    assert "(2 messages)" in act("flag", uids[:2])
+    assert flags_of(stack, "cal@one.test", uids[0]).count(b"\\Flagged") == 1
+    page = client.get("/").get_data(as_text=True)
+    assert re.search(rf'<tr class="unread flagged" data-uid="{uids[0]}">', page)
+    act("read", uids)
+    assert all(b"\\Seen" in flags_of(stack, "cal@one.test", uid) for uid in uids)
+    post(client, "/settings/folders", {"action": "create", "name": "Archive"})
+    assert "Moved." in act("move", uids[:2], target="Archive")
+    assert {"Bulk 0", "Bulk 1"} <= set(subjects_in(stack, "cal@one.test", "Archive"))
+    assert "Deleted." in act("delete", [uids[2]])
+    assert "Bulk 2" in subjects_in(stack, "cal@one.test", "Trash")
+    assert "no such folder" in act("move", [uids[0]], target="Nowhere")
+    assert "at least one" in act("read", [])
+    # A UID that is no message of this user's names nothing: amy's message keeps its flags.
+    missing = post(
+        client, "/folder/selected", {"folder": "INBOX", "action": "flag", "uid": [other_user_uid + 10_000]}
+    )
+    assert missing.status_code == 404
+    assert b"\\Flagged" not in flags_of(stack, "amy@one.test", other_user_uid)
