@@ -282,12 +282,27 @@ class MailStore:
     # --- messages -----------------------------------------------------------------------------
 
     def message_page(
-        self, folder: str, page: int, page_size: int, *, search: str = "", search_in: str = "all"
+        self,
+        folder: str,
+        page: int,
+        page_size: int,
+        *,
+        search: str = "",
+        search_in: str = "all",
+        sort: str = "arrival",
+        ascending: bool = False,
     ) -> MessagePage:
-        """One page of `folder`, newest (last arrived) first; with `search`, only the messages
-        whose `search_in` (SEARCH_FIELDS) holds it, as the server finds them. Raises MessageNotFound."""
+        """One page of `folder`, newest (last arrived) first or in the `sort` order (SORT_KEYS,
+        sorted by the server); with `search`, only the messages whose `search_in` (SEARCH_FIELDS)
+        holds it, as the server finds them. Raises MessageNotFound."""
         self._select(folder, readonly=True)
-        uids = self._uids_newest_first(self._search_criteria(search, search_in))
+        criteria = self._search_criteria(search, search_in)
+        if sort == "arrival":
+            uids = self._uids_newest_first(criteria)
+            if ascending:
+                uids.reverse()
+        else:
+            uids = self._sorted_uids(sort, ascending, criteria)
         pages = max(1, -(-len(uids) // page_size))
         page = min(max(page, 1), pages)
         chosen = uids[(page - 1) * page_size : page * page_size]
@@ -312,6 +327,21 @@ class MailStore:
         if key is None:
             raise ValidationError(f"Search in {' or '.join(SEARCH_FIELDS)}.", field="in")
         return ("CHARSET", "UTF-8", key, words)
+
+    def _sorted_uids(self, sort: str, ascending: bool, criteria: tuple[str, ...]) -> list[int]:
+        key = SORT_KEYS.get(sort)
+        if key is None or "SORT" not in self.capabilities:
+            raise ValidationError(f"Sort by {', '.join(SORT_KEYS)} or arrival.", field="sort")
+        # Ties (a newsletter's many copies) keep the newest first within the order asked for.
+        program = f"({'' if ascending else 'REVERSE '}{key} REVERSE ARRIVAL)"
+        if criteria == ("ALL",):
+            status, data = self.connection.uid("SORT", program, "UTF-8", "ALL")
+        else:
+            *keys, words = criteria
+            self.connection.literal = words.encode("utf-8")
+            status, data = self.connection.uid("SORT", program, "UTF-8", *keys[2:])
+        _expect_ok(status, data, "SORT")
+        return [int(uid) for uid in (data[0] or b"").split()]
 
     def _uids_newest_first(self, criteria: tuple[str, ...] = ("ALL",)) -> list[int]:
         # The order of arrival in this folder: UIDs only grow, so unlike SORT (REVERSE ARRIVAL),
@@ -528,6 +558,8 @@ def folder_name(text: str) -> str:
 # Where a search looks (IMAP SEARCH keys, answered by the server): TEXT is headers and body.
 SEARCH_FIELDS = {"all": "TEXT", "from": "FROM", "to": "TO", "subject": "SUBJECT", "body": "BODY"}
 MAX_SEARCH_LENGTH = 200
+# How a folder may be sorted besides by arrival (IMAP SORT keys, RFC 5256).
+SORT_KEYS = {"date": "DATE", "from": "FROM", "subject": "SUBJECT", "size": "SIZE"}
 
 
 def _quote(folder: str) -> str:

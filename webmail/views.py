@@ -34,6 +34,7 @@ from webmail import html_mail, messages, session
 from webmail.mailstore import (
     MAX_SEARCH_LENGTH,
     SEARCH_FIELDS,
+    SORT_KEYS,
     LoginRefused,
     MailStore,
     SubmissionRefused,
@@ -207,12 +208,31 @@ def folder_page(name: str):
     search_in = request.args.get("in", "all")
     if search_in not in SEARCH_FIELDS or any(ord(ch) < 32 for ch in search):
         raise _BadRequest("Search in all, from, to, subject or body, for text on one line.")
+    sort, order = request.args.get("sort", "arrival"), request.args.get("order", "desc")
+    if (sort != "arrival" and sort not in SORT_KEYS) or order not in ("asc", "desc"):
+        raise _BadRequest("Sort by arrival, date, from, subject or size, asc or desc.")
     with _mailstore() as store:
-        page = store.message_page(name, page_number, PAGE_SIZE, search=search, search_in=search_in)
+        page = store.message_page(
+            name,
+            page_number,
+            PAGE_SIZE,
+            search=search,
+            search_in=search_in,
+            sort=sort,
+            ascending=order == "asc",
+        )
         folders = store.folders()
+    # What every link of this list keeps: the search and the order.
+    kept = {
+        key: value
+        for key, value in (("q", search.strip()), ("in", search_in), ("sort", sort), ("order", order))
+        if value
+        and not (key == "in" and not search.strip())
+        and (key, value) not in (("sort", "arrival"), ("order", "desc"))
+    }
     return render_template(
         "webmail/folder.html", folders=folders, current=name, page=page, format_bytes=storage.format_bytes,
-        search=search.strip(), search_in=search_in, search_fields=SEARCH_FIELDS,
+        search=search.strip(), search_in=search_in, search_fields=SEARCH_FIELDS, sort=sort, order=order, kept=kept,
     )  # fmt: skip
 
 

@@ -797,3 +797,31 @@ def test_selected_messages_are_marked_flagged_moved_and_deleted_together(app, st
     )
     assert missing.status_code == 404
     assert b"\\Flagged" not in flags_of(stack, "amy@one.test", other_user_uid)
+
+
+def test_a_folder_is_sorted_by_the_server_and_the_order_survives_paging_and_search(app, stack) -> None:
+    connection = imap(stack, "bea@two.test")
+    connection.create("Archive-Sort")
+    connection.logout()
+    for subject, sender, size in (
+        ("beta", "zed@z.test", 10),
+        ("Alpha", "amy@a.test", 5000),
+        ("gamma", "max@m.test", 100),
+    ):
+        append(stack, "bea@two.test", message(subject, body="x" * size, sender=sender), folder="Archive-Sort")
+    client = client_from(app, "10.2.0.48")
+    log_in(client, "bea@two.test")
+
+    def subjects(**query: str) -> list[str]:
+        response = client.get("/folder", query_string={"name": "Archive-Sort", **query})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return re.findall(r'folder=Archive-Sort">([^<]+)</a>', response.get_data(as_text=True))
+
+    assert subjects() == ["gamma", "Alpha", "beta"]  # newest arrival first
+    assert subjects(sort="subject", order="asc") == ["Alpha", "beta", "gamma"]
+    assert subjects(sort="size", order="desc") == ["Alpha", "gamma", "beta"]
+    assert subjects(sort="from", order="asc") == ["Alpha", "gamma", "beta"]
+    assert subjects(sort="subject", order="desc", q="a", **{"in": "subject"}) == ["gamma", "beta", "Alpha"]
+    page = client.get("/folder?name=Archive-Sort&sort=subject&order=asc").get_data(as_text=True)
+    assert 'aria-sort="ascending"' in page and "sort=subject&amp;order=desc" in page
+    assert client.get("/folder?name=Archive-Sort&sort=password").status_code == 400
