@@ -306,16 +306,7 @@ class MailStore:
         pages = max(1, -(-len(uids) // page_size))
         page = min(max(page, 1), pages)
         chosen = uids[(page - 1) * page_size : page * page_size]
-        summaries: dict[int, MessageSummary] = {}
-        if chosen:
-            fetch_items = f"(UID FLAGS RFC822.SIZE INTERNALDATE {_SUMMARY_HEADERS})"
-            status, data = self.connection.uid("FETCH", ",".join(map(str, chosen)), fetch_items)
-            _expect_ok(status, data, "FETCH")
-            for meta, literal in _fetch_records(data):
-                summary = _summary(meta, literal)
-                if summary is not None:
-                    summaries[summary.uid] = summary
-        messages = [summaries[uid] for uid in chosen if uid in summaries]
+        messages = self._summaries(chosen) if chosen else []
         return MessagePage(folder=folder, messages=messages, total=len(uids), page=page, pages=pages)
 
     @staticmethod
@@ -327,6 +318,33 @@ class MailStore:
         if key is None:
             raise ValidationError(f"Search in {' or '.join(SEARCH_FIELDS)}.", field="in")
         return ("CHARSET", "UTF-8", key, words)
+
+    def conversation(self, folder: str, uid: int) -> list[MessageSummary]:
+        """The other messages of `uid`'s thread in this folder, oldest first; empty when it stands
+        alone or the server cannot thread. The server threads them by References: Dovecot's REFS,
+        which unlike RFC 5256's REFERENCES never joins strangers' messages for a shared subject."""
+        algorithm = next(
+            (name for name in ("REFS", "REFERENCES") if f"THREAD={name}" in self.capabilities), None
+        )
+        if algorithm is None:
+            return []
+        self._select(folder, readonly=True)
+        status, data = self.connection.uid("THREAD", algorithm, "UTF-8", "ALL")
+        _expect_ok(status, data, "THREAD")
+        thread = next((members for members in _threads(data[0] or b"") if uid in members), [])
+        others = sorted(member for member in thread if member != uid)
+        return self._summaries(others) if others else []
+
+    def _summaries(self, uids: list[int]) -> list[MessageSummary]:
+        """Summaries of these messages of the selected folder, in the order given."""
+        fetch_items = f"(UID FLAGS RFC822.SIZE INTERNALDATE {_SUMMARY_HEADERS})"
+        status, data = self.connection.uid("FETCH", ",".join(map(str, uids)), fetch_items)
+        _expect_ok(status, data, "FETCH")
+        found = {
+            summary.uid: summary
+            for summary in filter(None, (_summary(m, lit) for m, lit in _fetch_records(data)))
+        }
+        return [found[uid] for uid in uids if uid in found]
 
     def _sorted_uids(self, sort: str, ascending: bool, criteria: tuple[str, ...]) -> list[int]:
         key = SORT_KEYS.get(sort)
@@ -560,6 +578,22 @@ SEARCH_FIELDS = {"all": "TEXT", "from": "FROM", "to": "TO", "subject": "SUBJECT"
 MAX_SEARCH_LENGTH = 200
 # How a folder may be sorted besides by arrival (IMAP SORT keys, RFC 5256).
 SORT_KEYS = {"date": "DATE", "from": "FROM", "subject": "SUBJECT", "size": "SIZE"}
+
+
+def _threads(answer: bytes) -> list[list[int]]:
+    """The UIDs of each top-level thread in a THREAD answer: "(1)(2 3 (4)(5))" -> [[1], [2, 3, 4, 5]]."""
+    threads: list[list[int]] = []
+    depth = 0
+    for token in re.findall(rb"\(|\)|\d+", answer):
+        if token == b"(":
+            if depth == 0:
+                threads.append([])
+            depth += 1
+        elif token == b")":
+            depth = max(0, depth - 1)
+        elif threads:
+            threads[-1].append(int(token))
+    return threads
 
 
 def _quote(folder: str) -> str:

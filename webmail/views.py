@@ -279,6 +279,7 @@ def message(uid: int):
     folder_name = request.args.get("folder", "INBOX")
     with _mailstore() as store:
         fetched = store.fetch(folder_name, uid, mark_read=True)
+        conversation = store.conversation(folder_name, uid)
         folders = store.folders()
     readable = messages.read_message(uid, fetched.raw)
     actor, mailbox = rules.own_mailbox(db(), session.current_user().address)
@@ -289,7 +290,7 @@ def message(uid: int):
         "webmail/message.html", folders=folders, current=folder_name, message=readable,
         format_bytes=storage.format_bytes, safe_html=safe, allow_remote=allow_remote,
         image_types=messages.INLINE_IMAGE_TYPES, sender_address=image_senders.sender_address(readable.sender),
-        images_always_shown=always,
+        images_always_shown=always, conversation=conversation,
     )  # fmt: skip
 
 

@@ -825,3 +825,28 @@ def test_a_folder_is_sorted_by_the_server_and_the_order_survives_paging_and_sear
     page = client.get("/folder?name=Archive-Sort&sort=subject&order=asc").get_data(as_text=True)
     assert 'aria-sort="ascending"' in page and "sort=subject&amp;order=desc" in page
     assert client.get("/folder?name=Archive-Sort&sort=password").status_code == 400
+
+
+def test_a_message_lists_the_rest_of_its_conversation_threaded_by_references(app, stack) -> None:
+    first = message("Trip plans")
+    first["Message-ID"] = "<trip-1@one.test>"
+    reply = message("Re: Trip plans", sender="friend@elsewhere.test")
+    reply["Message-ID"], reply["In-Reply-To"], reply["References"] = (
+        "<trip-2@x.test>",
+        "<trip-1@one.test>",
+        "<trip-1@one.test>",
+    )
+    later = message("Re: Re: Trip plans")
+    later["Message-ID"], later["References"] = "<trip-3@one.test>", "<trip-1@one.test> <trip-2@x.test>"
+    unrelated = message("Trip plans")  # the same subject, but no reference: another thread
+    unrelated["Message-ID"] = "<other@one.test>"
+    uids = [append(stack, "bea@two.test", mail) for mail in (first, reply, later, unrelated)]
+    client = client_from(app, "10.2.0.49")
+    log_in(client, "bea@two.test")
+    page = client.get(f"/message/{uids[1]}").get_data(as_text=True)
+    listed = re.findall(
+        r'<li><a href="/message/(\d+)\?folder=INBOX">', page.split("In this conversation", 1)[1]
+    )
+    assert [int(uid) for uid in listed] == [uids[0], uids[2]]
+    alone = client.get(f"/message/{uids[3]}").get_data(as_text=True)
+    assert "In this conversation" not in alone
