@@ -22,6 +22,7 @@ from flask import (
 from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from controlplane.daemons import usage
 from controlplane.errors import AuthenticationFailed, LetterheadError, LoginThrottled, ValidationError
 from controlplane.services import image_senders, sender_lists, storage
 from controlplane.services import webmail as rules
@@ -559,3 +560,17 @@ def change_folders():
     else:
         flash(done, "ok")
     return redirect(url_for("webmail.folders_settings"))
+
+
+@blueprint.get("/settings/account")
+@allow("mailbox_user")
+def account():
+    """The user's storage and their own login history."""
+    actor, mailbox = rules.own_mailbox(db(), session.current_user().address)
+    used = usage.usage_of_mailboxes(current_settings(), [mailbox]).get(mailbox.address)
+    with _mailstore() as store:
+        folders = store.folders()
+    return render_template(
+        "webmail/account.html", folders=folders, current="", mailbox=mailbox, used=used,
+        format_bytes=storage.format_bytes, logins=rules.own_login_history(db(), actor, mailbox),
+    )  # fmt: skip

@@ -13,6 +13,7 @@ import email.utils
 import re
 from collections.abc import Callable
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.errors import (
@@ -202,3 +203,20 @@ def own_mailbox(session: Session, address: str) -> tuple[Actor, Mailbox]:
     if mailbox is None or not mailbox.in_service:
         raise NotFound("This mailbox is not in service.")
     return scope.mailbox_owner(mailbox.domain.tenant_id, mailbox.domain_id, mailbox.id, name=address), mailbox
+
+
+def own_login_history(
+    session: Session, actor: Actor, mailbox: Mailbox, *, limit: int = 50
+) -> list[AuthEvent]:
+    """The mailbox's own logins, newest first, every service and the failed ones too (a user
+    sees who tried their password, and from where): for its own user only."""
+    if actor.kind != "mailbox" or actor.mailbox_id != mailbox.id:
+        raise NotFound("No such mailbox.")
+    return list(
+        session.scalars(
+            select(AuthEvent)
+            .where(AuthEvent.account == mailbox.address)
+            .order_by(AuthEvent.time.desc(), AuthEvent.id.desc())
+            .limit(limit)
+        )
+    )

@@ -21,6 +21,7 @@ from controlplane.models import AuthEvent
 from controlplane.runners.scratch import ScratchStack, free_ports
 from controlplane.services import mailboxes, sender_lists
 from controlplane.services.scope import OPERATOR
+from controlplane.services.storage import format_bytes
 from controlplane.services.webmail import parse_recipients
 from tests.e2e.mailclient import DEFAULT_TIMEOUT, send, wait_for_subject
 from tests.factories import PASSWORD, make_admin, make_domain, make_mailbox, make_tenant
@@ -850,3 +851,20 @@ def test_a_message_lists_the_rest_of_its_conversation_threaded_by_references(app
     assert [int(uid) for uid in listed] == [uids[0], uids[2]]
     alone = client.get(f"/message/{uids[3]}").get_data(as_text=True)
     assert "In this conversation" not in alone
+
+
+def test_the_account_page_shows_storage_and_only_the_users_own_logins(app, stack) -> None:
+    guesser = client_from(app, "10.2.0.50")
+    log_in(guesser, "amy@one.test", "not the password")
+    log_in(client_from(app, "10.2.0.52"), "bea@two.test")
+    client = client_from(app, "10.2.0.51")
+    log_in(client, "amy@one.test")
+    page = client.get("/settings/account").get_data(as_text=True)
+    storage_section = page.split('id="storage"', 1)[1].split("</section>", 1)[0]
+    assert format_bytes(1000 * KB) in storage_section
+    rows = re.findall(
+        r'<tr class="(ok|failed)">\s*<td>[^<]+</td>\s*<td>(\w+)</td>\s*<td class="mono">([^<]+)</td>', page
+    )
+    assert ("ok", "webmail", "10.2.0.51") in rows
+    assert ("failed", "webmail", "10.2.0.50") in rows
+    assert all(ip != "10.2.0.52" for _, _, ip in rows)  # bea's login is not amy's business

@@ -53,3 +53,17 @@ def test_only_the_mailboxs_own_user_chooses_and_sees(db: Session) -> None:
     assert image_senders.senders(db, _owner(ann), ann) == []
     with pytest.raises(NotFound):
         image_senders.stop_showing(db, _owner(ann), ann, "offers@shop.test")
+
+
+def test_a_users_login_history_is_theirs_alone(db: Session) -> None:
+    from controlplane.services import webmail
+
+    domain = make_domain(db, name="history.test")
+    ann, bob = (
+        make_mailbox(db, domain=domain, local_part="ann"),
+        make_mailbox(db, domain=domain, local_part="bob"),
+    )
+    assert webmail.own_login_history(db, _owner(ann), ann) == []
+    for stranger in (_owner(bob), OPERATOR, scope.tenant_admin(domain.tenant_id)):
+        with pytest.raises(NotFound):
+            webmail.own_login_history(db, stranger, ann)
