@@ -24,7 +24,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from controlplane.daemons import usage
 from controlplane.errors import AuthenticationFailed, LetterheadError, LoginThrottled, ValidationError
-from controlplane.services import image_senders, sender_lists, storage
+from controlplane.services import image_senders, mailboxes, sender_lists, storage
 from controlplane.services import webmail as rules
 from controlplane.services.webmail import MailServiceUnavailable, MessageNotFound
 from controlplane.web.access import allow
@@ -574,3 +574,26 @@ def account():
         "webmail/account.html", folders=folders, current="", mailbox=mailbox, used=used,
         format_bytes=storage.format_bytes, logins=rules.own_login_history(db(), actor, mailbox),
     )  # fmt: skip
+
+
+@blueprint.post("/settings/password")
+@allow("mailbox_user")
+def change_password():
+    form = request.form
+    user = session.current_user()
+    actor, mailbox = rules.own_mailbox(db(), user.address)
+    try:
+        if form.get("new_password", "") != form.get("repeat_password", ""):
+            raise ValidationError("The two new passwords differ.", field="repeat_password")
+        mailboxes.change_own_password(
+            db(), actor, mailbox, current=form.get("current_password", ""), new=form.get("new_password", "")
+        )
+    except LetterheadError as error:
+        db().rollback()
+        flash(error.message, "error")
+    else:
+        db().commit()
+        # The session keeps the password for IMAP and submission: it is the new one now.
+        session.start(user.address, form["new_password"])
+        flash("Password changed. Use the new one in your mail programs too.", "ok")
+    return redirect(url_for("webmail.account") + "#password")

@@ -355,6 +355,24 @@ def set_mailbox_password(
     return mailbox
 
 
+def change_own_password(
+    session: Session, actor: Actor, mailbox: Mailbox, *, current: str, new: str
+) -> Mailbox:
+    """A user changes their own password (the webmail): the current one is required, the new one
+    follows the rules and gets the hash the admins' passwords get."""
+    if actor.kind != "mailbox" or actor.mailbox_id != mailbox.id:
+        raise NotFound("No such mailbox.")
+    if not isinstance(current, str) or not passwords.verify_password(current, mailbox.password_hash):
+        raise ValidationError("Your current password is not right.", field="current_password")
+    if new == current:
+        raise ValidationError("Choose a password you do not use now.", field="new_password")
+    passwords.validate_password(new, field="new_password")
+    mailbox.password_hash = passwords.hash_password(new)
+    session.flush()
+    _record(session, actor, "mailbox.password", mailbox)
+    return mailbox
+
+
 def update_mailbox(
     session: Session,
     actor: Actor,

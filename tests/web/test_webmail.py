@@ -868,3 +868,33 @@ def test_the_account_page_shows_storage_and_only_the_users_own_logins(app, stack
     assert ("ok", "webmail", "10.2.0.51") in rows
     assert ("failed", "webmail", "10.2.0.50") in rows
     assert all(ip != "10.2.0.52" for _, _, ip in rows)  # bea's login is not amy's business
+
+
+def test_a_user_changes_their_own_password_and_the_mail_server_takes_the_new_one_at_once(app, stack) -> None:
+    with stack.installation.transaction() as session:
+        domain = mailboxes.find_mailbox(session, "amy@one.test").domain
+        make_mailbox(session, domain=domain, local_part="pat", quota=100 * KB)
+    client = client_from(app, "10.2.0.53")
+    log_in(client, "pat@one.test")
+
+    def change(current: str, new: str, repeat: str | None = None) -> str:
+        form = {
+            "current_password": current,
+            "new_password": new,
+            "repeat_password": new if repeat is None else repeat,
+        }
+        return client.get(post(client, "/settings/password", form).headers["Location"]).get_data(as_text=True)
+
+    assert "not right" in change("wrong guess", "a brand new secret")
+    assert "differ" in change(PASSWORD, "a brand new secret", "a brand new secreT")
+    assert "at least 8" in change(PASSWORD, "short")
+    assert "do not use now" in change(PASSWORD, PASSWORD)
+    assert "Password changed." in change(PASSWORD, "a brand new secret")
+    # The session goes on with the new password, and IMAP takes it while refusing the old one.
+    assert client.get("/").status_code == 200
+    imap(stack, "pat@one.test", "a brand new secret").logout()
+    with pytest.raises(imaplib.IMAP4.error):
+        imap(stack, "pat@one.test", PASSWORD)
+    with stack.installation.sessions() as session:
+        stored = mailboxes.find_mailbox(session, "pat@one.test").password_hash
+    assert stored.startswith("{") and "a brand new secret" not in stored
