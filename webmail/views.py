@@ -345,38 +345,37 @@ def always_show_images(uid: int):
     return redirect(url_for("webmail.message", uid=uid, folder=folder_name))
 
 
-@blueprint.get("/message/<int:uid>/inline/<path:content_id>")
-@allow("mailbox_user")
-def inline_image(uid: int, content_id: str):
+def _raw_message(uid: int) -> bytes:
+    """The message `uid` of the folder the request names, as it is stored (not marked read)."""
     with _mailstore() as store:
-        fetched = store.fetch(request.args.get("folder", "INBOX"), uid)
-    content_type, content = messages.inline_image(fetched.raw, content_id)
+        return store.fetch(request.args.get("folder", "INBOX"), uid).raw
+
+
+def _sandboxed(content_type: str, content: bytes | str) -> Response:
+    """A part of a message served on its own: nothing in it may load or run anything."""
     response = Response(content, mimetype=content_type)
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
+
+
+@blueprint.get("/message/<int:uid>/inline/<path:content_id>")
+@allow("mailbox_user")
+def inline_image(uid: int, content_id: str):
+    return _sandboxed(*messages.inline_image(_raw_message(uid), content_id))
 
 
 @blueprint.get("/message/<int:uid>/source")
 @allow("mailbox_user")
 def message_source(uid: int):
     """The message as it arrived, headers and all, as text: never rendered as anything else."""
-    with _mailstore() as store:
-        fetched = store.fetch(request.args.get("folder", "INBOX"), uid)
-    response = Response(fetched.raw.decode("utf-8", "replace"), mimetype="text/plain")
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    return response
+    return _sandboxed("text/plain", _raw_message(uid).decode("utf-8", "replace"))
 
 
 @blueprint.get("/message/<int:uid>/attachments/<int:index>/preview")
 @allow("mailbox_user")
 def preview_attachment(uid: int, index: int):
     """An image attachment shown in the page: raster types only (an SVG could carry script)."""
-    with _mailstore() as store:
-        fetched = store.fetch(request.args.get("folder", "INBOX"), uid)
-    content_type, content = messages.attachment_image(fetched.raw, index)
-    response = Response(content, mimetype=content_type)
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    return response
+    return _sandboxed(*messages.attachment_image(_raw_message(uid), index))
 
 
 @blueprint.app_template_filter("linked")
@@ -388,13 +387,10 @@ def linked(text: str) -> Markup:
 @blueprint.get("/message/<int:uid>/attachments/<int:index>")
 @allow("mailbox_user")
 def download_attachment(uid: int, index: int):
-    with _mailstore() as store:
-        fetched = store.fetch(request.args.get("folder", "INBOX"), uid)
-    filename, content = messages.attachment(fetched.raw, index)
-    response = Response(content, mimetype="application/octet-stream")
+    filename, content = messages.attachment(_raw_message(uid), index)
+    response = _sandboxed("application/octet-stream", content)
     # Always a download, whatever the sender called it: an HTML "attachment" never renders here.
     response.headers.set("Content-Disposition", "attachment", filename=filename)
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
 
 
