@@ -59,7 +59,8 @@ def require_tenant(actor: Actor, tenant: Tenant) -> None:
     """Objects outside the actor's tenant are reported as missing, so nothing leaks."""
     if actor.is_operator:
         return
-    if actor.tenant_id != tenant.id:
+    # A mailbox's own user reaches its own settings only, never its tenant's.
+    if actor.tenant_id != tenant.id or actor.kind == "mailbox":
         raise NotFound("No such tenant.")
 
 

@@ -119,6 +119,10 @@ def test_each_sees_only_what_it_manages(db: Session, world: dict) -> None:
 def test_a_mailbox_owner_is_no_admin_of_its_domain(db: Session, settings, world: dict) -> None:
     owner = _owner(world["ann"])
     assert not scope.domain_in_scope(owner, world["domain"])
+    with pytest.raises(NotFound):
+        scope.require_tenant(owner, world["tenant"])
+    with pytest.raises(NotFound):
+        scope.viewed_records(owner, tenant=world["tenant"], domain=world["domain"])
     with pytest.raises((NotFound, NotInScope)):
         spam.update(db, owner, settings, world["domain"], junk_score=2)
 
