@@ -169,9 +169,6 @@ ALLOWED_SENDERS_PREFIX = "letterhead:allow:"
 # The header rspamd adds to mail from outside: its score in hundredths, which the Sieve rule
 # that files junk compares with the mailbox's junk score.
 SPAM_SCORE_HEADER = "X-Letterhead-Spam-Score"
-# What Postfix's internal listener calls itself in the milter's {daemon_name} macro: rspamd only
-# DKIM-signs the mail it passes (templates/rspamd/local.d/settings.conf.j2).
-INTERNAL_MTA_NAME = "letterhead-internal"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,7 +280,6 @@ PLATFORM_MAILBOX_NAMES = ("postmaster", "abuse", "tls-reports")
 def _context(state: RenderState) -> dict[str, object]:
     return {
         "hostname": normalize_hostname(state.hostname),
-        "internal_mta_name": INTERNAL_MTA_NAME,
         "listen_address": state.listen_address,
         "dovecot_listen": state.dovecot_listen,
         "inet_protocols": state.inet_protocols,
@@ -410,7 +406,6 @@ def render_rspamd(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> di
         "allowed_senders_prefix": ALLOWED_SENDERS_PREFIX,
         "greylist_delay": int(spam.greylist_delay_seconds),
         "score_header": SPAM_SCORE_HEADER,
-        "internal_mta_name": INTERNAL_MTA_NAME,
         "bayes_min_learns": 1 if state.testing else 200,
     }
     local = template_root / "rspamd" / "local.d"

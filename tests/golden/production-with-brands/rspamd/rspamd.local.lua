@@ -113,18 +113,24 @@ local function greylist(task, domains)
     "SMISMEMBER", { GREYLIST_DOMAINS_KEY, table.unpack(domains) })
 end
 
--- Whether any recipient allows this sender (templates/dovecot/sieve/junk.sieve.j2 applies the
+-- Whether every recipient allows this sender (one mailbox's list must not let spam through to
+-- other recipients, perhaps another tenant's) (templates/dovecot/sieve/junk.sieve.j2 applies the
 -- same lists at delivery): looked up in each recipient's Redis set at once.
 local ALLOWED_SENDERS_PREFIX = "letterhead:allow:"
 local ALLOWED_SCRIPT = [[
 for _, key in ipairs(KEYS) do
+  local allowed = false
   for _, sender in ipairs(ARGV) do
     if redis.call('SISMEMBER', key, sender) == 1 then
-      return 1
+      allowed = true
+      break
     end
   end
+  if not allowed then
+    return 0
+  end
 end
-return 0
+return 1
 ]]
 
 -- What an allow list may name for this message: the envelope sender unless SPF fails for it,
@@ -148,8 +154,7 @@ local function allow_candidates(task)
   return candidates
 end
 
--- Refused as spam, unless one of the recipients allows the sender: then it is delivered, into
--- that recipient's inbox and the others' Junk.
+-- Refused as spam, unless every recipient allows the sender: then it is delivered to their inboxes.
 local function refuse_unless_allowed(task)
   local function refuse()
     task:set_pre_result("reject", "Message refused as spam", "letterhead")
@@ -211,35 +216,11 @@ local function decide(task, reject_scores, domains)
   lua_mime.modify_headers(task, alterations)
 end
 
-local INTERNAL_MTA_NAME = "letterhead-internal"
-
--- Mail from Postfix's internal listener (vacation replies, Sieve redirects, forwards going round
--- for SRS) is Letterhead's own: the settings rule for it (local.d/settings.conf) runs nothing but
--- this and DKIM signing, and this makes it count as sent by a logged-in user so it is signed.
-local function is_internal(task)
-  local name = task:get_request_header("MTA-Name")
-  return name ~= nil and tostring(name) == INTERNAL_MTA_NAME
-end
-
-rspamd_config:register_symbol({
-  name = "LETTERHEAD_INTERNAL",
-  type = "prefilter",
-  priority = 10,
-  callback = function(task)
-    if is_internal(task) and not task:get_user() then
-      task:set_user(INTERNAL_MTA_NAME)
-    end
-  end,
-})
-
 local policy_id = rspamd_config:register_symbol({
   name = "LETTERHEAD_POLICY",
   type = "postfilter",
   priority = 5,
   callback = function(task)
-    if is_internal(task) then
-      return
-    end
     local domains = recipient_domains(task)
     local function with_thresholds(err, data)
       local thresholds = {}
