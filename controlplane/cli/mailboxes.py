@@ -136,11 +136,10 @@ def mailbox_set_hourly_limit(address: str, messages: str, as_json: bool) -> None
     with current_installation().transaction() as session:
         found = mailboxes.get_mailbox(session, OPERATOR, address)
         mailboxes.set_hourly_messages(session, OPERATOR, found, limit)
-        tenant = found.domain.tenant
         emit(
             {
                 "address": found.address,
-                "hourly_messages": found.hourly_messages or tenant.mailbox_hourly_messages,
+                "hourly_messages": found.sending_limit,
                 "is_tenant_default": found.hourly_messages is None,
             },
             as_json,

@@ -52,5 +52,12 @@ class Mailbox(Base):
         return self.active and self.domain.in_service
 
     @property
+    def sending_limit(self) -> int:
+        """Messages it may send per hour: its own limit, else its tenant's for each mailbox (the
+        view mail_send_limits is the sending limits service's copy of this rule)."""
+        own = self.hourly_messages
+        return own if own is not None else self.domain.tenant.mailbox_hourly_messages
+
+    @property
     def address(self) -> str:
         return f"{self.local_part}@{self.domain.name}"

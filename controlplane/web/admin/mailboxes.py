@@ -103,10 +103,9 @@ def delete_mailbox(mailbox_id: int):
 def mailbox(mailbox_id: int):
     actor = current_actor()
     found = mailboxes.get_mailbox_by_id(db(), actor, mailbox_id)
-    tenant = found.domain.tenant
     return render_template(
         "admin/mailbox.html", mailbox=found, lists=sender_lists.lists_of(db(), actor, found),
-        hourly_messages=found.hourly_messages or tenant.mailbox_hourly_messages,
+        hourly_messages=found.sending_limit,
         can_edit_limits=actor.kind != "domain_admin",
     )  # fmt: skip
 

@@ -34,7 +34,7 @@ def mailbox_bodies(rows: list[Mailbox]) -> list[dict]:
             "address": m.address, "display_name": m.display_name, "quota_bytes": m.quota_bytes,
             "active": m.active, "is_domain_admin": m.is_domain_admin,
             "used_bytes": used[m.address].bytes if m.address in used else None,
-            "hourly_messages": m.hourly_messages or m.domain.tenant.mailbox_hourly_messages,
+            "hourly_messages": m.sending_limit,
             "hourly_messages_is_default": m.hourly_messages is None,
         }
         for m in rows
