@@ -75,16 +75,16 @@ class Installation:
                 spam.greylisted_domains(session),
             )
 
-    def publish_allowed_senders(self, *mailbox_ids: int) -> None:
-        """Hand rspamd these mailboxes' allowed senders as committed (none named: every
-        mailbox's, replacing whatever Redis held), if Redis runs (else `letterhead up` does)."""
+    def publish_allowed_senders(self) -> None:
+        """Hand rspamd every address's allowed senders as committed, replacing whatever Redis
+        held, if Redis runs (else `letterhead up` does)."""
         from controlplane.services import sender_lists
 
         if redis.pid(self.settings) is None:
             return
         with self.sessions() as session:
-            allowed = sender_lists.allowed_senders(session, list(mailbox_ids) if mailbox_ids else None)
-        spam_policy.publish_allowed_senders(self.settings.ports["redis"], allowed, whole=not mailbox_ids)
+            allowed = sender_lists.allowed_senders(session)
+        spam_policy.publish_allowed_senders(self.settings.ports["redis"], allowed)
 
     def publish_dkim_selectors(self) -> None:
         """Point rspamd's selector map at each domain's active key, as committed."""

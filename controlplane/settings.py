@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from controlplane.errors import ValidationError
 from controlplane.models.tenant import GIB
+from controlplane.validation import normalize_hostname
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_ROOT = PROJECT_ROOT / "templates"
@@ -294,4 +296,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if unknown_keys:
         raise ValueError(f"Unknown settings: {', '.join(sorted(unknown_keys))}.")
     coerced = {name: _coerce(fields[name], value) for name, value in values.items()}
+    if "hostname" in coerced:
+        # One spelling everywhere it is compared: Postfix's maps, postsrsd's SRS domain, nginx.
+        try:
+            coerced["hostname"] = normalize_hostname(coerced["hostname"])
+        except ValidationError as error:
+            raise ValueError(f"The hostname setting is not a server name: {error.message}") from None
     return Settings(home=home, ports=ports, **coerced)

@@ -13,7 +13,7 @@ from controlplane.runners.scratch import ScratchStack
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
 from controlplane.settings import Settings, load_settings
-from tests.dnsserver import RefusingDns
+from tests.dnsserver import LoopbackDns
 
 KB = 1024
 
@@ -37,8 +37,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(scope="session")
-def refusing_dns() -> Iterator[RefusingDns]:
-    server = RefusingDns()
+def refusing_dns() -> Iterator[LoopbackDns]:
+    server = LoopbackDns()
     yield server
     server.close()
 
@@ -52,7 +52,7 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, migrated_template: Path, refusing_dns: RefusingDns) -> Settings:
+def settings(tmp_path: Path, migrated_template: Path, refusing_dns: LoopbackDns) -> Settings:
     # DNS checks ask a loopback server that refuses every query at once (records come out
     # "unchecked"), never the machine's resolver: tests send no packet off the box. Tests
     # that check DNS point `dns_resolver` at their own dnsmasq.

@@ -12,7 +12,7 @@ import pytest
 
 from controlplane.daemons.process import wait_until
 from controlplane.dns.checks import make_resolver
-from controlplane.runners.scratch import RefusingDns, free_ports
+from controlplane.runners.scratch import LoopbackDns, free_ports
 
 PROBE_NAME = "mail.letterhead.test"
 
@@ -53,4 +53,4 @@ def dnsmasq(
         process.wait(timeout=5)
 
 
-__all__ = ["RefusingDns", "dnsmasq"]
+__all__ = ["LoopbackDns", "dnsmasq"]

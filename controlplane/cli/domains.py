@@ -202,11 +202,14 @@ def domain_spam(
     installation = current_installation()
     with installation.transaction() as session:
         found = domains.get_domain(session, OPERATOR, name)
-        current = spam.update(
-            session, OPERATOR, installation.settings, found,
-            reject_score=_score_option(reject_score), junk_score=_score_option(junk_score),
-            greylisting=greylisting,
-        )  # fmt: skip
+        if reject_score is None and junk_score is None and greylisting is None:
+            current = spam.thresholds(installation.settings, found)
+        else:
+            current = spam.update(
+                session, OPERATOR, installation.settings, found,
+                reject_score=_score_option(reject_score), junk_score=_score_option(junk_score),
+                greylisting=greylisting,
+            )  # fmt: skip
     emit(
         {
             "domain": name,

@@ -59,32 +59,38 @@ def ready(settings: Settings) -> bool:
     return _answers(ports["srs_forward"]) and _answers(ports["srs_reverse"])
 
 
-def start(settings: Settings, hostname: str) -> None:
-    if pid(settings):
-        return
-    prepare(settings)
+def _command(settings: Settings, hostname: str) -> list[str]:
     ports = settings.ports
+    return [
+        POSTSRSD,
+        "-s", str(secret_file(settings)),
+        "-d", hostname,
+        "-l", "127.0.0.1",
+        "-4",
+        "-f", str(ports["srs_forward"]),
+        "-r", str(ports["srs_reverse"]),
+        "-p", str(settings.run_dir / "postsrsd.pid"),
+        "-u", "nobody",
+    ]  # fmt: skip
+
+
+def _command_file(settings: Settings):
+    return settings.run_dir / "postsrsd.command"
+
+
+def start(settings: Settings, hostname: str) -> None:
+    """Start postsrsd, or restart it if it runs with another command line (a new hostname: its
+    SRS addresses must name the host Postfix now answers for, or bounces would loop or be lost)."""
+    command = _command(settings, hostname)
+    if pid(settings):
+        if _command_file(settings).exists() and _command_file(settings).read_text() == "\0".join(command):
+            return
+        stop(settings)
+    prepare(settings)
     with open(settings.log_dir / LOG_FILE, "ab") as output:
         try:
             process = subprocess.Popen(
-                [
-                    POSTSRSD,
-                    "-s",
-                    str(secret_file(settings)),
-                    "-d",
-                    hostname,
-                    "-l",
-                    "127.0.0.1",
-                    "-4",
-                    "-f",
-                    str(ports["srs_forward"]),
-                    "-r",
-                    str(ports["srs_reverse"]),
-                    "-p",
-                    str(settings.run_dir / "postsrsd.pid"),
-                    "-u",
-                    "nobody",
-                ],  # fmt: skip
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -96,9 +102,12 @@ def start(settings: Settings, hostname: str) -> None:
         settings
     ):
         raise DaemonError(f"postsrsd did not start; see {settings.log_dir / LOG_FILE}.")
+    _command_file(settings).write_text("\0".join(command))
 
 
 def stop(settings: Settings) -> None:
     running = pid(settings)
     if running:
         terminate(running)
+        # Its ports must be free before a new one binds them.
+        wait_until(lambda: pid(settings) is None and not ready(settings), timeout=10)

@@ -51,25 +51,18 @@ def _client(port: int) -> redis.Redis:
     return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=5)
 
 
-def publish_allowed_senders(
-    port: int, allowed: Mapping[str, Collection[str]], *, whole: bool = False
-) -> None:
-    """Make each address's set hold exactly its allowed senders (none: no set). `whole`: these
-    are all the mailboxes that have any, and every other address's set goes."""
+def publish_allowed_senders(port: int, allowed: Mapping[str, Collection[str]]) -> None:
+    """Make the sets hold exactly `allowed` (address -> senders), in one transaction: every
+    other address's set goes."""
     client = _client(port)
     try:
-        stale = set()
-        if whole:
-            stale = {key.decode() for key in client.scan_iter(match=f"{ALLOWED_SENDERS_PREFIX}*", count=1000)}
+        stale = {key.decode() for key in client.scan_iter(match=f"{ALLOWED_SENDERS_PREFIX}*", count=1000)}
         with client.pipeline(transaction=True) as pipe:
-            for address, senders in allowed.items():
-                key = ALLOWED_SENDERS_PREFIX + address.lower()
-                stale.discard(key)
-                pipe.delete(key)
-                if senders:
-                    pipe.sadd(key, *sorted(senders))
             for key in stale:
                 pipe.delete(key)
+            for address, senders in allowed.items():
+                if senders:
+                    pipe.sadd(ALLOWED_SENDERS_PREFIX + address.lower(), *sorted(senders))
             pipe.execute()
     except redis.RedisError as error:
         raise DaemonError(f"The allowed senders could not be published to Redis: {error}") from error

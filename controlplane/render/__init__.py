@@ -58,7 +58,7 @@ def _srs_maps(state: RenderState) -> dict[str, tuple[str, str]]:
     """Forwarded mail from a sender outside the hosted domains goes out through the internal
     listener, whose cleanup rewrites its sender with SRS (postsrsd). The SRS domain is the
     platform hostname; its own addresses are never sent round again."""
-    hostname = state.hostname.replace("'", "")
+    hostname = normalize_hostname(state.hostname)
     return {
         "sql-srs-forwards.cf": (
             "forwarded mail from senders outside the hosted domains: through the internal listener (SRS)",
@@ -169,6 +169,13 @@ ALLOWED_SENDERS_PREFIX = "letterhead:allow:"
 # The header rspamd adds to mail from outside: its score in hundredths, which the Sieve rule
 # that files junk compares with the mailbox's junk score.
 SPAM_SCORE_HEADER = "X-Letterhead-Spam-Score"
+# The senders rspamd found a message proves (the envelope sender by SPF, the From address by
+# DMARC), which alone the mailbox's allow list may name at delivery.
+# The name Postfix's internal listener gives itself to rspamd (the milter's {daemon_name}), which
+# scans nothing it sends on and signs only what Dovecot wrote.
+INTERNAL_MTA_TAG = "letterhead-internal"
+VERIFIED_ENVELOPE_HEADER = "X-Letterhead-Verified-Envelope"
+VERIFIED_FROM_HEADER = "X-Letterhead-Verified-From"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +287,7 @@ PLATFORM_MAILBOX_NAMES = ("postmaster", "abuse", "tls-reports")
 def _context(state: RenderState) -> dict[str, object]:
     return {
         "hostname": normalize_hostname(state.hostname),
+        "internal_mta_tag": INTERNAL_MTA_TAG,
         "listen_address": state.listen_address,
         "dovecot_listen": state.dovecot_listen,
         "inet_protocols": state.inet_protocols,
@@ -315,9 +323,10 @@ def render_postfix(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
         files[f"postfix/{name}"] = map_template.render(
             context, purpose=purpose, query=query, dbpath=state.paths.database
         )
-    files["postfix/srs-addresses"] = env.get_template("postfix/srs-addresses.j2").render(
-        context, hostname_pattern=re.escape(state.hostname)
-    )
+    for name in ("srs-addresses", "srs-recipients"):
+        files[f"postfix/{name}"] = env.get_template(f"postfix/{name}.j2").render(
+            context, hostname_pattern=re.escape(context["hostname"])
+        )
     if context["postmaster_address"]:
         files["postfix/platform-aliases"] = env.get_template("postfix/platform-aliases.j2").render(context)
     name, purpose, query = POSTFIX_SNI_MAP
@@ -337,6 +346,8 @@ def render_dovecot(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
     context["spam"] = {
         "junk_hundredths": round(state.spam.junk_score * 100),
         "score_header": SPAM_SCORE_HEADER,
+        "verified_envelope_header": VERIFIED_ENVELOPE_HEADER,
+        "verified_from_header": VERIFIED_FROM_HEADER,
         "rspamc": RSPAMC,
     }
     names = (
@@ -406,6 +417,9 @@ def render_rspamd(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> di
         "allowed_senders_prefix": ALLOWED_SENDERS_PREFIX,
         "greylist_delay": int(spam.greylist_delay_seconds),
         "score_header": SPAM_SCORE_HEADER,
+        "verified_envelope_header": VERIFIED_ENVELOPE_HEADER,
+        "verified_from_header": VERIFIED_FROM_HEADER,
+        "internal_mta_tag": INTERNAL_MTA_TAG,
         "bayes_min_learns": 1 if state.testing else 200,
     }
     local = template_root / "rspamd" / "local.d"

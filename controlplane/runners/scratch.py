@@ -17,6 +17,8 @@ from pathlib import Path
 
 import dns.message
 import dns.rcode
+import dns.rdatatype
+import dns.rrset
 
 from controlplane.daemons.process import terminate, wait_until
 from controlplane.runners import stack
@@ -105,8 +107,10 @@ class OutboundSink:
         self.process.wait(timeout=5)
 
 
-class RefusingDns:
-    """A DNS server in a thread on loopback that refuses every query at once (REFUSED).
+class LoopbackDns:
+    """A DNS server in a thread on loopback that answers the TXT records it is given (`txt`: name -> one record,
+    changeable while it runs: SPF and DMARC records of test senders) and refuses every other
+    query at once (REFUSED).
 
     Tests that must never reach a real resolver point `dns_resolver` here: records come out
     "unchecked" without waiting for a resolver's timeout, as a port where nothing listens
@@ -118,7 +122,8 @@ class RefusingDns:
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
         self.queries = 0
-        self._thread = threading.Thread(target=self._serve, name="refusing-dns", daemon=True)
+        self.txt: dict[str, str] = {}
+        self._thread = threading.Thread(target=self._serve, name="loopback-dns", daemon=True)
         self._thread.start()
 
     @property
@@ -132,13 +137,28 @@ class RefusingDns:
             except OSError:
                 return  # closed
             try:
-                reply = dns.message.make_response(dns.message.from_wire(data))
+                query = dns.message.from_wire(data)
+                reply = dns.message.make_response(query)
             except Exception:  # noqa: BLE001 - not a DNS query: nothing to answer
                 continue
-            reply.set_rcode(dns.rcode.REFUSED)
+            self._answer(query, reply)
             self.queries += 1
             with contextlib.suppress(OSError):
                 self._socket.sendto(reply.to_wire(), client)
+
+    def _answer(self, query: dns.message.Message, reply: dns.message.Message) -> None:
+        if len(query.question) != 1:
+            reply.set_rcode(dns.rcode.REFUSED)
+            return
+        question = query.question[0]
+        record = self.txt.get(question.name.to_text(omit_final_dot=True).lower())
+        if question.rdtype != dns.rdatatype.TXT or record is None:
+            reply.set_rcode(dns.rcode.REFUSED)
+            return
+        # One record, in strings of at most 255 bytes.
+        strings = " ".join(f'"{record[i : i + 250]}"' for i in range(0, len(record), 250))
+        # Time to live 0: a test may change a record, and no resolver keeps the old one.
+        reply.answer.append(dns.rrset.from_text(question.name, 0, "IN", "TXT", strings))
 
     def close(self) -> None:
         self._socket.close()
@@ -153,7 +173,7 @@ class ScratchStack:
         self.home.chmod(0o755)
         ports = dict(zip([*PORT_NAMES, "sink"], free_ports(len(PORT_NAMES) + 1), strict=True))
         self.sink = OutboundSink(self.home / "sink", ports.pop("sink"))
-        self.dns = RefusingDns()
+        self.dns = LoopbackDns()
         port_lines = "\n".join(f"{name} = {port}" for name, port in ports.items())
         (self.home / "letterhead.toml").write_text(
             "testing = true\n"

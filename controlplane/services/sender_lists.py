@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, inspect, select
 from sqlalchemy.orm import Session
 
 from controlplane.errors import NotFound, ValidationError
-from controlplane.models import Domain, Mailbox, SenderRule
+from controlplane.models import Alias, AliasDestination, Domain, Mailbox, SenderRule
 from controlplane.services import audit, changes, locks, scope
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_address, normalize_domain
@@ -110,7 +110,6 @@ def add_sender(session: Session, actor: Actor, mailbox: Mailbox, sender: str, ve
         session, actor, f"mailbox.sender_{verdict}", mailbox.address, tenant_id=mailbox.domain.tenant_id,
         domain_id=mailbox.domain_id, sender=sender,
     )  # fmt: skip
-    changes.signal(session, "sender_lists_changed", mailbox.id)
     return lists_of(session, actor, mailbox)
 
 
@@ -128,25 +127,98 @@ def remove_sender(session: Session, actor: Actor, mailbox: Mailbox, sender: str)
         session, actor, "mailbox.sender_unlisted", mailbox.address, tenant_id=mailbox.domain.tenant_id,
         domain_id=mailbox.domain_id, sender=normalized,
     )  # fmt: skip
-    changes.signal(session, "sender_lists_changed", mailbox.id)
     return lists_of(session, actor, mailbox)
 
 
-def allowed_senders(session: Session, mailbox_ids: list[int] | None = None) -> dict[str, list[str]]:
-    """Each mailbox's allowed senders by its address (rspamd's copy: never refused as spam);
-    `mailbox_ids`: only these, with an empty list for one that allows nobody."""
-    query = (
-        select(Mailbox.id, Mailbox.local_part, Domain.name, SenderRule.sender)
+# Rows whose change can change what some address allows (rspamd's copy, `allowed_senders`).
+_ADDRESS_ATTRIBUTES = {
+    Mailbox: ("local_part", "domain_id"),
+    Alias: ("local_part", "domain_id"),
+    AliasDestination: ("address", "alias_id"),
+    Domain: ("name",),
+    SenderRule: ("sender", "verdict", "mailbox_id"),
+}
+
+
+@event.listens_for(Session, "after_flush")
+def _republish_when_addresses_change(session: Session, _context: object) -> None:
+    """Every write that adds, removes or renames an address, an alias's destination or a list
+    entry refreshes rspamd's copy after commit, wherever in the services it happens (a deleted
+    domain's sets must not outlive it, nor an alias's when its destinations change)."""
+    if session.info.get("on_sender_lists_changed") is None:
+        return
+    for row in (*session.new, *session.deleted):
+        if type(row) in _ADDRESS_ATTRIBUTES:
+            changes.signal(session, "sender_lists_changed")
+            return
+    for row in session.dirty:
+        attributes = _ADDRESS_ATTRIBUTES.get(type(row), ())
+        state = inspect(row)
+        if any(state.attrs[name].history.has_changes() for name in attributes):
+            changes.signal(session, "sender_lists_changed")
+            return
+
+
+def allowed_senders(session: Session) -> dict[str, set[str]]:
+    """What rspamd must know to refuse no message a recipient allows: a set of senders for each
+    address that receives mail (templates/rspamd/rspamd.local.lua.j2 reads them).
+
+    - a mailbox: its allow list;
+    - an alias: the senders every one of its destinations allows (an outside destination allows
+      nobody), as a message to it reaches them all;
+    - a catch-all, under "@domain": the same for its destinations;
+    - "" (which no sender matches) for an address that must not fall through to another's set:
+      every address of a domain whose catch-all has a set, and every address with a "+" (Postfix
+      would try it without its +extension next).
+
+    Addresses with nothing to say have no set."""
+    own: dict[str, set[str]] = {}
+    for local_part, domain, sender in session.execute(
+        select(Mailbox.local_part, Domain.name, SenderRule.sender)
         .join(Domain, Domain.id == Mailbox.domain_id)
-        .outerjoin(SenderRule, (SenderRule.mailbox_id == Mailbox.id) & (SenderRule.verdict == "allow"))
-    )
-    if mailbox_ids is not None:
-        query = query.where(Mailbox.id.in_(mailbox_ids))
-    else:
-        query = query.where(SenderRule.id.is_not(None))
-    allowed: dict[str, list[str]] = {}
-    for _id, local_part, domain, sender in session.execute(query):
-        senders = allowed.setdefault(f"{local_part}@{domain}", [])
-        if sender is not None:
-            senders.append(sender)
-    return allowed
+        .join(SenderRule, (SenderRule.mailbox_id == Mailbox.id) & (SenderRule.verdict == "allow"))
+    ):
+        own.setdefault(f"{local_part}@{domain}", set()).add(sender)
+    destinations: dict[str, list[str]] = {}
+    for local_part, domain, destination in session.execute(
+        select(Alias.local_part, Domain.name, AliasDestination.address)
+        .join(Domain, Domain.id == Alias.domain_id)
+        .join(AliasDestination, AliasDestination.alias_id == Alias.id)
+    ):
+        destinations.setdefault(f"{local_part}@{domain}", []).append(destination.lower())
+
+    def allowed_by(address: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        if address in own:
+            return own[address]
+        if address not in destinations or address in seen:
+            return set()  # a mailbox with no list, or an outside address
+        found: set[str] | None = None
+        for destination in destinations[address]:
+            allowed = allowed_by(destination, seen | {address})
+            found = set(allowed) if found is None else found & allowed
+            if not found:
+                return set()
+        return found or set()
+
+    published = {address: senders for address, senders in own.items() if senders}
+    for address in destinations:
+        if senders := allowed_by(address):
+            published[address] = senders
+    catch_all_domains = {address[1:] for address in published if address.startswith("@")}
+    for local_part, domain in (
+        session.execute(
+            select(Mailbox.local_part, Domain.name)
+            .join(Domain, Domain.id == Mailbox.domain_id)
+            .where(Domain.name.in_(catch_all_domains) | Mailbox.local_part.contains("+"))
+        ).all()
+        + session.execute(
+            select(Alias.local_part, Domain.name)
+            .join(Domain, Domain.id == Alias.domain_id)
+            .where(
+                (Alias.local_part != "")
+                & (Domain.name.in_(catch_all_domains) | Alias.local_part.contains("+"))
+            )
+        ).all()
+    ):
+        published.setdefault(f"{local_part}@{domain}", {""})
+    return published

@@ -94,20 +94,25 @@ def update(
             "is filed as junk, mail above the reject score is refused.",
             field="junk_score",
         )
+    changed = False
     if (reject_score, junk_score) != (domain.spam_reject_score, domain.spam_junk_score):
+        changed = True
         domain.spam_reject_score, domain.spam_junk_score = reject_score, junk_score
         audit.record_change(
             session, actor, "domain.spam_thresholds", domain.name, tenant_id=domain.tenant_id,
             domain_id=domain.id, reject_score=reject_score, junk_score=junk_score,
         )  # fmt: skip
     if greylisting is not None and bool(greylisting) != domain.greylisting:
+        changed = True
         domain.greylisting = bool(greylisting)
         audit.record_change(
             session, actor, "domain.greylisting", domain.name, tenant_id=domain.tenant_id,
             domain_id=domain.id, enabled=domain.greylisting,
         )  # fmt: skip
-    session.flush()
-    changes.signal(session, "spam_policy_changed")
+    if changed:
+        # Only the reject scores and greylisting are published (junk filing reads SQL).
+        session.flush()
+        changes.signal(session, "spam_policy_changed")
     return thresholds(settings, domain)
 
 

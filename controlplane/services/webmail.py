@@ -202,7 +202,7 @@ def own_mailbox(session: Session, address: str) -> tuple[Actor, Mailbox]:
     mailbox = mailboxes.find_mailbox(session, address)
     if mailbox is None or not mailbox.in_service:
         raise NotFound("This mailbox is not in service.")
-    return scope.mailbox_owner(mailbox.domain.tenant_id, mailbox.domain_id, mailbox.id, name=address), mailbox
+    return scope.mailbox_owner(mailbox.id, name=address), mailbox
 
 
 def own_login_history(

@@ -186,6 +186,14 @@ def test_forwarded_mail_from_outside_leaves_with_an_srs_sender_and_its_bounce_co
     returned = _sink_message(world, "bounce of srs forward")
     assert re.search(r"^X-Rcpt-Args: <sender@elsewhere\.test>", returned, re.M), returned[:500]
 
+    # Anyone but a bounce is refused at RCPT, even with a genuine SRS address: else anyone who
+    # once received a forward could send through this server to its original sender.
+    with smtplib.SMTP("127.0.0.1", world.ports["smtp"], timeout=10) as client:
+        client.ehlo("receiver.test")
+        client.mail("spammer@receiver.test")
+        code, reply = client.rcpt(srs_sender)
+        assert (code, b"only delivery status notifications" in reply) == (554, True), reply
+
     # A forged SRS address is refused at RCPT, and a hosted domain's sender is never rewritten.
     with smtplib.SMTP("127.0.0.1", world.ports["smtp"], timeout=10) as client:
         client.ehlo("receiver.test")
@@ -249,7 +257,9 @@ def test_full_mailbox_is_refused_at_rcpt_and_nothing_is_lost(world: ScratchStack
 
 
 def test_a_raised_quota_applies_to_the_next_delivery_without_reload(world: ScratchStack) -> None:
-    make_mailbox(world, "grows@a.test", quota=4 * KB)
+    # Room for one message of 3 KB with the headers added on the way (the spam filter's verdict
+    # and authentication results), not for two.
+    make_mailbox(world, "grows@a.test", quota=5 * KB)
     first = send(world, "sender@elsewhere.test", ["grows@a.test"], size=3 * KB)
     assert wait_for_subject(world, "grows@a.test", PASSWORD, first)
     with pytest.raises(smtplib.SMTPRecipientsRefused):

@@ -82,6 +82,10 @@ def test_a_vacation_reply_goes_out_once_with_the_empty_sender(stack: ScratchStac
     reply = wait_for_sink(stack, "Subject: Away")
     assert reply is not None and "I am away this week." in reply
     assert "writer@outside.example" in reply
+    # Letterhead wrote it, as val: it leaves signed with rules.test's key, unscanned.
+    headers = reply.split("\n\n", 1)[0]
+    assert re.search(r"^DKIM-Signature:.*\bd=rules\.test;", headers, re.M | re.S), headers
+    assert "X-Letterhead-Spam-Score" not in headers
     send(stack, "writer@outside.example", ["val@rules.test"], subject="still there?")
     # Not a pause and a count: Sieve's own word that it sent no second reply.
     dovecot_log = stack.home / "log" / "dovecot.log"
@@ -96,11 +100,23 @@ def test_a_vacation_reply_goes_out_once_with_the_empty_sender(stack: ScratchStac
 
 def test_a_redirect_of_a_forged_hosted_sender_leaves_unsigned(stack: ScratchStack) -> None:
     """Anyone may write a hosted domain's address on port 25; a redirect must not lend it the
-    domain's DKIM key."""
+    domain's DKIM key, even dressed as a vacation reply Dovecot would sign."""
     subject = send(stack, "ops@rules.test", ["bob@rules.test"], subject="forged and redirected")
     forwarded = wait_for_sink(stack, subject)
     assert forwarded is not None
     assert "DKIM-Signature" not in forwarded.split("\n\n", 1)[0]
+    with smtplib.SMTP("127.0.0.1", stack.ports["smtp"], timeout=DEFAULT_TIMEOUT) as client:
+        client.ehlo("client.test")
+        client.sendmail(
+            "", ["bob@rules.test"],
+            b"From: ops@rules.test\r\nTo: bob@rules.test\r\nAuto-Submitted: auto-replied\r\n"
+            b"Subject: forged auto-reply\r\n\r\nSign me.\r\n",
+        )  # fmt: skip
+    forwarded = wait_for_sink(stack, "forged auto-reply")
+    assert forwarded is not None
+    headers = forwarded.split("\n\n", 1)[0]
+    assert "X-Sieve-Redirected-From" in headers
+    assert "DKIM-Signature" not in headers
 
 
 def test_a_sieve_redirect_of_outside_mail_leaves_with_an_srs_sender(stack: ScratchStack) -> None:

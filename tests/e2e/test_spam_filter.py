@@ -20,7 +20,7 @@ from controlplane.daemons import rspamd
 from controlplane.errors import ValidationError
 from controlplane.render import SPAM_SCORE_HEADER
 from controlplane.runners.scratch import ScratchStack
-from controlplane.services import domains, mail_logs, mailboxes, sender_lists, spam, tenants
+from controlplane.services import aliases, domains, mail_logs, mailboxes, sender_lists, spam, tenants
 from controlplane.services.scope import OPERATOR
 from tests.e2e.mailclient import DEFAULT_TIMEOUT, make_message, until_found, wait_for_subject
 
@@ -51,17 +51,28 @@ def world(mail_stack: ScratchStack) -> ScratchStack:
     return mail_stack
 
 
-def smtp_send(stack: ScratchStack, message: email.message.EmailMessage, recipients: list[str]) -> None:
+def smtp_send(
+    stack: ScratchStack,
+    message: email.message.EmailMessage,
+    recipients: list[str],
+    *,
+    envelope_sender: str | None = None,
+) -> None:
+    """Sent from 127.0.0.1, with the From address as envelope sender unless told otherwise."""
     with smtplib.SMTP("127.0.0.1", stack.ports["smtp"], timeout=DEFAULT_TIMEOUT) as client:
         client.ehlo("client.test")
-        client.send_message(message, from_addr=str(message["From"]), to_addrs=recipients)
+        client.send_message(message, from_addr=envelope_sender or str(message["From"]), to_addrs=recipients)
 
 
 def fetch_headers(stack: ScratchStack, user: str, subject: str) -> email.message.Message:
+    return fetch_headers_in(stack, user, "INBOX", subject)
+
+
+def fetch_headers_in(stack: ScratchStack, user: str, folder: str, subject: str) -> email.message.Message:
     client = imaplib.IMAP4("127.0.0.1", stack.ports["imap"], timeout=DEFAULT_TIMEOUT)
     try:
         client.login(user, PASSWORD)
-        client.select("INBOX", readonly=True)
+        client.select(folder, readonly=True)
         _, found = client.search(None, "SUBJECT", f'"{subject}"')
         (number,) = found[0].split()
         _, fetched = client.fetch(number, "(BODY.PEEK[HEADER])")
@@ -372,6 +383,12 @@ def listed(world: ScratchStack) -> ScratchStack:
                 quota_bytes=200 * KB,
             )
         spam.update(session, OPERATOR, world.settings, domain, junk_score=1)
+    # The senders allowed below prove themselves by SPF and DMARC: the client, 127.0.0.1, may
+    # send for them; faraway.test's mail comes from elsewhere, so anyone here writing it forges it.
+    for sender_domain in ("outside.test", "plain.test", "trusted.test"):
+        world.dns.txt[sender_domain] = "v=spf1 ip4:127.0.0.1 -all"
+    world.dns.txt["faraway.test"] = "v=spf1 ip4:192.0.2.1 -all"
+    world.dns.txt["_dmarc.trusted.test"] = world.dns.txt["_dmarc.faraway.test"] = "v=DMARC1; p=none"
     return world
 
 
@@ -395,6 +412,37 @@ def test_allow_and_block_lists_apply_per_recipient_at_delivery(listed: ScratchSt
     smtp_send(listed, make_message("friend@plain.test", recipients, subject="allowed address"), recipients)
     assert _wait_in(listed, "dan@listed.test", "INBOX", "allowed address")
     assert "blocked domain" not in _folder_subjects(listed, "dan@listed.test", "INBOX")
+
+
+def test_an_allowed_sender_is_trusted_only_when_the_message_proves_it(listed: ScratchStack) -> None:
+    """Anyone can write an allowed address: a forger's mail is filed as junk all the same, even
+    with the headers rspamd uses to say what it proved."""
+    _senders(listed, "dan@listed.test", "--allow", "ceo@faraway.test")
+    forged = _suspect_message(["dan@listed.test"], "FORGED ENVELOPE")
+    forged.replace_header("From", "ceo@faraway.test")
+    forged["X-Letterhead-Verified-Envelope"] = "ceo@faraway.test"
+    forged["X-Letterhead-Verified-From"] = "ceo@faraway.test"
+    # SPF fails for the envelope sender (faraway.test sends from 192.0.2.1 only), and DMARC for
+    # the From.
+    smtp_send(listed, forged, ["dan@listed.test"])
+    forged_from = _suspect_message(["dan@listed.test"], "FORGED FROM")
+    forged_from.replace_header("From", "ceo@faraway.test")
+    # The envelope passes SPF (outside.test), but it is not the From's domain: DMARC fails.
+    smtp_send(listed, forged_from, ["dan@listed.test"], envelope_sender="bulk@outside.test")
+    assert _wait_in(listed, "dan@listed.test", "Junk", "FORGED ENVELOPE")
+    assert _wait_in(listed, "dan@listed.test", "Junk", "FORGED FROM")
+    headers = fetch_headers_in(listed, "dan@listed.test", "Junk", "FORGED ENVELOPE")
+    assert headers.get_all("X-Letterhead-Verified-From") is None
+    assert headers.get_all("X-Letterhead-Verified-Envelope") is None
+
+    # The same mail from a sender whose SPF names 127.0.0.1 passes both, and is let in.
+    _senders(listed, "dan@listed.test", "--allow", "boss@trusted.test")
+    proven = _suspect_message(["dan@listed.test"], "PROVEN SENDER")
+    proven.replace_header("From", "boss@trusted.test")
+    smtp_send(listed, proven, ["dan@listed.test"])
+    assert _wait_in(listed, "dan@listed.test", "INBOX", "PROVEN SENDER")
+    headers = fetch_headers_in(listed, "dan@listed.test", "INBOX", "PROVEN SENDER")
+    assert headers.get_all("X-Letterhead-Verified-From") == ["boss@trusted.test"]
 
 
 def test_full_lists_still_reach_dovecot_and_one_more_sender_is_refused(listed: ScratchStack) -> None:
@@ -436,6 +484,9 @@ def test_a_recipient_who_allows_the_sender_saves_a_message_over_the_reject_score
         mailboxes.create_mailbox(
             session, OPERATOR, domain=domain, local_part="fay", password=PASSWORD, quota_bytes=200 * KB
         )
+        aliases.create_alias(
+            session, OPERATOR, domain=domain, local_part="fans", destinations=["fay@listed.test"]
+        )
     try:
         _senders(listed, "fay@listed.test", "--allow", "@outside.test")
         with pytest.raises(smtplib.SMTPDataError) as refused:
@@ -449,6 +500,19 @@ def test_a_recipient_who_allows_the_sender_saves_a_message_over_the_reject_score
             smtp_send(listed, _suspect_message(recipients, "NOT SAVED FOR ERIN"), recipients)
         smtp_send(listed, _suspect_message(["fay@listed.test"], "SAVED BY FAY"), ["fay@listed.test"])
         assert _wait_in(listed, "fay@listed.test", "INBOX", "SAVED BY FAY")
+        # Her address with an +extension, and an alias reaching only her, are hers too.
+        smtp_send(
+            listed, _suspect_message(["fay+news@listed.test"], "SAVED BY FAY TOO"), ["fay+news@listed.test"]
+        )
+        smtp_send(listed, _suspect_message(["fans@listed.test"], "SAVED FOR FANS"), ["fans@listed.test"])
+        assert _wait_in(listed, "fay@listed.test", "INBOX", "SAVED BY FAY TOO")
+        assert _wait_in(listed, "fay@listed.test", "INBOX", "SAVED FOR FANS")
+        # A forger writing a domain she allows is not saved: it sends from 192.0.2.1 only.
+        _senders(listed, "fay@listed.test", "--allow", "@faraway.test")
+        forged = _suspect_message(["fay@listed.test"], "FORGED FOR FAY")
+        forged.replace_header("From", "sales@faraway.test")
+        with pytest.raises(smtplib.SMTPDataError):
+            smtp_send(listed, forged, ["fay@listed.test"])
 
         def logged(session):
             found, _ = mail_logs.search_transactions(session, OPERATOR, "fay@listed.test")

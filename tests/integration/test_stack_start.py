@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from controlplane.daemons import postfix, postfix_log
+from controlplane.daemons import postfix, postfix_log, postsrsd
 from controlplane.daemons.process import DaemonError, listening_ports
 from controlplane.runners.scratch import ScratchStack
 
@@ -42,4 +42,31 @@ def test_a_started_postfix_master_holds_every_postfix_port() -> None:
         # Dovecot's ports are Dovecot's, not Postfix's.
         assert scratch.ports["imap"] not in held
     finally:
+        scratch.stop()
+
+
+def _srs_forward(port: int, address: str) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        client.sendall(f"get {address}\n".encode())
+        return client.recv(512).decode()
+
+
+def test_postsrsd_follows_a_new_hostname_and_stays_when_nothing_changed() -> None:
+    """Its SRS addresses must name the host Postfix answers for: a running postsrsd started with
+    another hostname would make addresses whose bounces nobody takes."""
+    scratch = ScratchStack()
+    settings = scratch.settings
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        postsrsd.start(settings, "old.letterhead.test")
+        first = postsrsd.pid(settings)
+        assert "@old.letterhead.test" in _srs_forward(settings.ports["srs_forward"], "ann@elsewhere.test")
+        postsrsd.start(settings, "old.letterhead.test")
+        assert postsrsd.pid(settings) == first
+        postsrsd.start(settings, "new.letterhead.test")
+        assert postsrsd.pid(settings) not in (None, first)
+        assert "@new.letterhead.test" in _srs_forward(settings.ports["srs_forward"], "ann@elsewhere.test")
+    finally:
+        postsrsd.stop(settings)
         scratch.stop()

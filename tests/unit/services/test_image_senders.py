@@ -12,7 +12,7 @@ from tests.factories import make_domain, make_mailbox, make_tenant
 
 
 def _owner(mailbox) -> scope.Actor:
-    return scope.mailbox_owner(mailbox.domain.tenant_id, mailbox.domain_id, mailbox.id, name=mailbox.address)
+    return scope.mailbox_owner(mailbox.id, name=mailbox.address)
 
 
 @pytest.mark.parametrize(

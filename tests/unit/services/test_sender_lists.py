@@ -8,9 +8,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from controlplane.errors import NotFound, NotInScope, ValidationError
-from controlplane.services import scope, sender_lists, spam
+from controlplane.services import aliases, domains, mailboxes, scope, sender_lists, spam
 from controlplane.services.scope import OPERATOR
-from tests.factories import make_domain, make_mailbox, make_tenant
+from tests.factories import make_alias, make_domain, make_mailbox, make_tenant
 
 
 def _userdb_lists(db: Session, local_part: str, domain: str) -> tuple[str | None, str | None]:
@@ -37,7 +37,7 @@ def world(db: Session) -> dict:
 
 
 def _owner(mailbox) -> scope.Actor:
-    return scope.mailbox_owner(mailbox.domain.tenant_id, mailbox.domain_id, mailbox.id, name=mailbox.address)
+    return scope.mailbox_owner(mailbox.id, name=mailbox.address)
 
 
 def test_senders_are_normalised_and_move_between_lists(db: Session, world: dict) -> None:
@@ -125,16 +125,62 @@ def test_a_mailbox_owner_is_no_admin_of_its_domain(db: Session, settings, world:
         scope.viewed_records(owner, tenant=world["tenant"], domain=world["domain"])
     with pytest.raises((NotFound, NotInScope)):
         spam.update(db, owner, settings, world["domain"], junk_score=2)
+    # Checks that narrow a query by the actor's tenant or domain find nothing for it.
+    assert domains.list_domains(db, owner) == []
+    with pytest.raises(NotFound):
+        scope.viewer_target(db, owner)
 
 
-def test_allowed_senders_for_rspamd_name_every_mailbox_asked_for(db: Session, world: dict) -> None:
-    ann, bob = world["ann"], world["bob"]
-    sender_lists.add_sender(db, OPERATOR, ann, "friend@example.org", "allow")
+def test_rspamd_is_told_what_each_receiving_address_allows(db: Session, world: dict) -> None:
+    ann, bob, olga = world["ann"], world["bob"], world["olga"]
+    for mailbox in (ann, bob):
+        sender_lists.add_sender(db, OPERATOR, mailbox, "friend@example.org", "allow")
     sender_lists.add_sender(db, OPERATOR, ann, "@example.net", "allow")
     sender_lists.add_sender(db, OPERATOR, ann, "@spam.example", "block")
-    sender_lists.add_sender(db, OPERATOR, world["olga"], "@example.com", "block")
-    assert {k: sorted(v) for k, v in sender_lists.allowed_senders(db).items()} == {
-        "ann@lists.test": ["@example.net", "friend@example.org"]
+    sender_lists.add_sender(db, OPERATOR, olga, "@example.com", "block")
+    make_alias(
+        db, domain=world["domain"], local_part="team", destinations=["ann@lists.test", "bob@lists.test"]
+    )
+    make_alias(
+        db, domain=world["domain"], local_part="out", destinations=["ann@lists.test", "x@elsewhere.test"]
+    )
+    other = world["olga"].domain
+    make_alias(db, domain=other, local_part="", destinations=["team@lists.test"])
+    make_mailbox(db, domain=world["domain"], local_part="c+d")
+    db.flush()
+    published = {address: sorted(senders) for address, senders in sender_lists.allowed_senders(db).items()}
+    assert published == {
+        "ann@lists.test": ["@example.net", "friend@example.org"],
+        "bob@lists.test": ["friend@example.org"],
+        # An alias allows what all its destinations allow; an outside one allows nobody.
+        "team@lists.test": ["friend@example.org"],
+        # The catch-all of other.test, through the alias, and so every other address there
+        # has a set of its own, allowing nobody: olga must not be judged by the catch-all's.
+        "@other.test": ["friend@example.org"],
+        "olga@other.test": [""],
+        # Postfix would try c@lists.test after c+d@lists.test.
+        "c+d@lists.test": [""],
     }
-    # Asked for by mailbox (after a change), one that allows nobody comes back empty: its set goes.
-    assert sender_lists.allowed_senders(db, [bob.id]) == {"bob@lists.test": []}
+
+
+def test_every_change_to_an_address_refreshes_rspamds_copy(db: Session, world: dict) -> None:
+    """Not only list edits: a deleted mailbox's or domain's sets must go, an alias's follow it."""
+    told = []
+    db.info["on_sender_lists_changed"] = lambda: told.append(1)
+    db.commit()
+    ann = db.merge(world["ann"])
+    changes = [
+        lambda: sender_lists.add_sender(db, OPERATOR, ann, "friend@example.org", "allow"),
+        lambda: make_alias(db, domain=ann.domain, local_part="team", destinations=[ann.address]),
+        lambda: aliases.delete_alias(db, OPERATOR, aliases.find_alias(db, "team@lists.test")),
+        lambda: mailboxes.delete_mailbox(db, OPERATOR, mailboxes.find_mailbox(db, "bob@lists.test")),
+        lambda: domains.delete_domain(db, OPERATOR, domains.find_domain(db, "other.test")),
+    ]
+    for number, change in enumerate(changes, start=1):
+        change()
+        db.commit()
+        assert len(told) == number, f"change {number} was not published"
+    # A change that touches no address publishes nothing.
+    mailboxes.set_mailbox_quota(db, OPERATOR, mailboxes.find_mailbox(db, ann.address), 50 * 1024)
+    db.commit()
+    assert len(told) == len(changes)

@@ -50,6 +50,22 @@ def test_a_full_admin_sets_both_and_defaults_come_back_with_none(db: Session) ->
     assert spam.greylisted_domains(db) == ["spam.test"]
 
 
+def test_rspamd_is_told_only_of_a_change(db: Session) -> None:
+    """Publishing rewrites the policy in Redis: showing the thresholds, or setting what they
+    already are, must not."""
+    told = []
+    db.info["on_spam_policy_changed"] = lambda: told.append(1)
+    domain = make_domain(db, tenant=make_tenant(db), name="quiet.test")
+    db.commit()
+    spam.update(db, OPERATOR, SETTINGS, domain)
+    spam.update(db, OPERATOR, SETTINGS, domain, reject_score=None, greylisting=False)
+    db.commit()
+    assert told == []
+    spam.update(db, OPERATOR, SETTINGS, domain, reject_score=12)
+    db.commit()
+    assert told == [1]
+
+
 @pytest.mark.parametrize(
     ("reject", "junk", "field"),
     [

@@ -27,6 +27,49 @@ local GREYLIST_WAIT_SECONDS = 24 * 3600
 
 local redis_params = lua_redis.parse_redis_server("letterhead")
 
+-- Mail on Postfix's internal listener (its milter_macro_daemon_name is INTERNAL_MTA_TAG): forwards and Sieve
+-- redirects, already scanned on their way in, and what Dovecot writes itself. None of it is
+-- scanned again; only what Dovecot wrote is DKIM-signed, as its own From (the mailbox) asks.
+local INTERNAL_MTA_TAG = "letterhead-internal"
+local OWN_MAIL_USER = "letterhead-internal"
+
+local function from_internal_listener(task)
+  -- rspamd's milter hands Postfix's {daemon_name} on as MTA-Name.
+  local name = task:get_request_header("MTA-Name")
+  return name ~= nil and tostring(name) == INTERNAL_MTA_TAG
+end
+
+-- Dovecot's vacation replies and Sieve rejects: sent with the empty envelope sender and marked
+-- as automatic replies (RFC 3834). A Sieve redirect always carries X-Sieve-Redirected-From,
+-- which Dovecot adds itself (and Sieve scripts may not), and a forward keeps its sender.
+local function written_by_dovecot(task)
+  local sender = (task:get_from("smtp") or {})[1]
+  if sender and sender.addr and sender.addr ~= "" then
+    return false
+  end
+  if task:get_header("X-Sieve-Redirected-From") then
+    return false
+  end
+  local auto_submitted = task:get_header("Auto-Submitted")
+  return auto_submitted ~= nil and string.find(string.lower(auto_submitted), "^%s*auto%-replied") ~= nil
+end
+
+rspamd_config:register_symbol({
+  name = "LETTERHEAD_INTERNAL",
+  type = "prefilter",
+  priority = 10,
+  callback = function(task)
+    if not from_internal_listener(task) then
+      return
+    end
+    -- Only the DKIM signer runs, and it signs a logged-in user's mail (dkim_signing.conf).
+    if written_by_dovecot(task) then
+      task:set_user(OWN_MAIL_USER)
+    end
+    task:set_settings({ symbols_enabled = { "DKIM_SIGNED" } })
+  end,
+})
+
 local function recipient_domains(task)
   local domains, seen = {}, {}
   for _, recipient in ipairs(task:get_recipients("smtp") or {}) do
@@ -115,10 +158,24 @@ end
 
 -- Whether every recipient allows this sender (one mailbox's list must not let spam through to
 -- other recipients, perhaps another tenant's) (templates/dovecot/sieve/junk.sieve.j2 applies the
--- same lists at delivery): looked up in each recipient's Redis set at once.
+-- same lists at delivery). Letterhead publishes a set per address that receives mail: a mailbox's
+-- own list, an alias's the senders all its destinations allow, a catch-all's under "@domain"
+-- (controlplane/services/sender_lists.py). As Postfix finds a recipient, its key is the first
+-- that exists of its address, its address without the +extension, and its domain's catch-all;
+-- so an address that must not fall through to the next has a set of its own (perhaps holding
+-- only "", which no sender matches). All recipients are looked up in one script call.
 local ALLOWED_SENDERS_PREFIX = "letterhead:allow:"
+local VERIFIED_ENVELOPE_HEADER = "X-Letterhead-Verified-Envelope"
+local VERIFIED_FROM_HEADER = "X-Letterhead-Verified-From"
 local ALLOWED_SCRIPT = [[
-for _, key in ipairs(KEYS) do
+for index = 1, #KEYS, 3 do
+  local key = KEYS[index]
+  if redis.call('EXISTS', key) == 0 then
+    key = KEYS[index + 1]
+    if redis.call('EXISTS', key) == 0 then
+      key = KEYS[index + 2]
+    end
+  end
   local allowed = false
   for _, sender in ipairs(ARGV) do
     if redis.call('SISMEMBER', key, sender) == 1 then
@@ -133,25 +190,60 @@ end
 return 1
 ]]
 
--- What an allow list may name for this message: the envelope sender unless SPF fails for it,
--- the From: address unless DMARC fails for it, and each one's @domain.
+local function has_option(task, symbol, wanted)
+  local found = task:get_symbol(symbol)
+  for _, result in ipairs(found or {}) do
+    for _, option in ipairs(result.options or {}) do
+      if option == wanted then
+        return true
+      end
+    end
+  end
+  return false
+end
+
+-- The senders this message proves, which alone an allow list may name (anyone can write any
+-- address): the envelope sender when SPF passes for it, the From: address when DMARC passes for
+-- it, or, for a domain without a DMARC policy, when a valid DKIM signature is the From domain's
+-- own. Decided here once and handed to the Sieve rule in headers (removed from what a client
+-- sent), so rspamd and delivery trust the same senders.
+local function verified_senders(task)
+  local envelope, from = nil, nil
+  local envelope_sender = (task:get_from("smtp") or {})[1]
+  if envelope_sender and envelope_sender.addr and envelope_sender.addr ~= "" and task:has_symbol("R_SPF_ALLOW") then
+    envelope = string.lower(envelope_sender.addr)
+  end
+  local from_addresses = task:get_from("mime") or {}
+  local from_address = from_addresses[1]
+  if #from_addresses == 1 and from_address.addr and from_address.addr ~= "" and from_address.domain then
+    local domain = string.lower(from_address.domain)
+    if task:has_symbol("DMARC_POLICY_ALLOW")
+      or (task:has_symbol("DMARC_NA") and has_option(task, "DKIM_TRACE", domain .. ":+")) then
+      from = string.lower(from_address.addr)
+    end
+  end
+  return envelope, from
+end
+
 local function allow_candidates(task)
   local candidates = {}
-  local function add(address)
-    if address and address.addr and address.addr ~= "" then
-      table.insert(candidates, string.lower(address.addr))
+  local envelope, from = verified_senders(task)
+  for _, address in ipairs({ envelope, from }) do
+    if address then
+      table.insert(candidates, address)
+      table.insert(candidates, "@" .. string.match(address, "@([^@]*)$"))
     end
-    if address and address.domain and address.domain ~= "" then
-      table.insert(candidates, "@" .. string.lower(address.domain))
-    end
-  end
-  if not task:has_symbol("R_SPF_FAIL") then
-    add((task:get_from("smtp") or {})[1])
-  end
-  if not (task:has_symbol("DMARC_POLICY_REJECT") or task:has_symbol("DMARC_POLICY_QUARANTINE")) then
-    add((task:get_from("mime") or {})[1])
   end
   return candidates
+end
+
+local function allow_keys(recipient)
+  local user = string.lower(recipient.user or "")
+  local domain = string.lower(recipient.domain or "")
+  local base = string.match(user, "^([^+]*)") or user
+  return ALLOWED_SENDERS_PREFIX .. user .. "@" .. domain,
+    ALLOWED_SENDERS_PREFIX .. base .. "@" .. domain,
+    ALLOWED_SENDERS_PREFIX .. "@" .. domain
 end
 
 -- Refused as spam, unless every recipient allows the sender: then it is delivered to their inboxes.
@@ -161,8 +253,11 @@ local function refuse_unless_allowed(task)
   end
   local keys = {}
   for _, recipient in ipairs(task:get_recipients("smtp") or {}) do
-    if recipient.addr and recipient.addr ~= "" then
-      table.insert(keys, ALLOWED_SENDERS_PREFIX .. string.lower(recipient.addr))
+    if recipient.domain and recipient.domain ~= "" then
+      local address, base, catch_all = allow_keys(recipient)
+      table.insert(keys, address)
+      table.insert(keys, base)
+      table.insert(keys, catch_all)
     end
   end
   local candidates = allow_candidates(task)
@@ -209,9 +304,19 @@ local function decide(task, reject_scores, domains)
   end
   -- A client's own score header is always removed; mail from outside gets ours, which files
   -- it per mailbox at delivery.
-  local alterations = { remove = { [SCORE_HEADER] = 0 }, add = {} }
+  local alterations = {
+    remove = { [SCORE_HEADER] = 0, [VERIFIED_ENVELOPE_HEADER] = 0, [VERIFIED_FROM_HEADER] = 0 },
+    add = {},
+  }
   if not task:get_user() then
     alterations.add[SCORE_HEADER] = { order = 0, value = score_header_value(score) }
+    local envelope, from = verified_senders(task)
+    if envelope then
+      alterations.add[VERIFIED_ENVELOPE_HEADER] = { order = 0, value = envelope }
+    end
+    if from then
+      alterations.add[VERIFIED_FROM_HEADER] = { order = 0, value = from }
+    end
   end
   lua_mime.modify_headers(task, alterations)
 end
@@ -221,6 +326,9 @@ local policy_id = rspamd_config:register_symbol({
   type = "postfilter",
   priority = 5,
   callback = function(task)
+    if from_internal_listener(task) then
+      return
+    end
     local domains = recipient_domains(task)
     local function with_thresholds(err, data)
       local thresholds = {}

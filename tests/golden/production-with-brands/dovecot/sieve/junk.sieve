@@ -3,7 +3,9 @@
 # 1. The mailbox's allow and block lists (from its userdb row, services/sender_lists.py): a
 #    sender is matched by the envelope sender and by the From address, an address before its
 #    domain. Allowed: never filed as junk. Blocked: filed into Junk, and nothing else runs.
-#    An allowed From is not trusted when DMARC fails for it (anyone can write that From).
+#    A block applies to the sender a message claims; an allow only to one it proves, which
+#    rspamd decided (the envelope sender by SPF, the From by DMARC) and wrote in headers it
+#    removes from what a client sent: anyone can claim an allowed sender.
 # 2. Otherwise mail the spam filter scored at least the mailbox's junk score goes to Junk, and
 #    nothing else runs for it (no vacation reply or forward of spam). rspamd's header holds the
 #    score in hundredths, never negative, and rspamd removes one a sender wrote; the junk score
@@ -31,27 +33,28 @@ if address :all :matches "from" "*@*" {
   set :lower "from_address" "${0}";
   set :lower "from_domain" "${2}";
 }
-# The lists hold no empty entry, so an empty sender (a bounce) matches nothing.
+set "proven_sender" "";
+set "proven_sender_domain" "";
+set "proven_from" "";
+set "proven_from_domain" "";
+if header :matches "X-Letterhead-Verified-Envelope" "*@*" {
+  set :lower "proven_sender" "${0}";
+  set :lower "proven_sender_domain" "${2}";
+}
+if header :matches "X-Letterhead-Verified-From" "*@*" {
+  set :lower "proven_from" "${0}";
+  set :lower "proven_from_domain" "${2}";
+}
+# The lists hold no empty entry, so an empty sender (a bounce, nothing proven) matches nothing.
 set "listed" "";
 if anyof (string :contains "${blocked}" ",${envelope_sender},", string :contains "${blocked}" ",${from_address},") {
   set "listed" "block";
-} elsif string :contains "${allowed}" ",${envelope_sender}," {
+} elsif anyof (string :contains "${allowed}" ",${proven_sender},", string :contains "${allowed}" ",${proven_from},") {
   set "listed" "allow";
-} elsif string :contains "${allowed}" ",${from_address}," {
-  set "listed" "allow-from";
 } elsif anyof (string :contains "${blocked}" ",@${envelope_domain},", string :contains "${blocked}" ",@${from_domain},") {
   set "listed" "block";
-} elsif string :contains "${allowed}" ",@${envelope_domain}," {
+} elsif anyof (string :contains "${allowed}" ",@${proven_sender_domain},", string :contains "${allowed}" ",@${proven_from_domain},") {
   set "listed" "allow";
-} elsif string :contains "${allowed}" ",@${from_domain}," {
-  set "listed" "allow-from";
-}
-if string :is "${listed}" "allow-from" {
-  if header :contains "Authentication-Results" "dmarc=fail" {
-    set "listed" "";
-  } else {
-    set "listed" "allow";
-  }
 }
 if string :is "${listed}" "block" {
   fileinto :create "Junk";
