@@ -11,7 +11,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from flask_wtf.csrf import CSRFProtect
 
     import webmail
+    from controlplane.render import MESSAGE_SIZE_LIMIT, UPLOAD_SLACK_BYTES
     from controlplane.runtime import Installation, instance_secret_key
+    from controlplane.services.webmail import MAX_BODY_BYTES
     from controlplane.settings import load_settings
     from controlplane.web import admin, api, autoconfig, error_pages, requests, security, status, theme
 
@@ -33,6 +35,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SECURE=settings.profile == "production",
         WTF_CSRF_TIME_LIMIT=None,
+        # A webmail message with its attachments may be as large as the mail server takes, which
+        # the compose view then measures encoded (nginx lets a little more through); its text
+        # field as large as the webmail allows (services/webmail.py).
+        MAX_CONTENT_LENGTH=MESSAGE_SIZE_LIMIT + UPLOAD_SLACK_BYTES,
+        MAX_FORM_MEMORY_SIZE=MAX_BODY_BYTES + 64 * 1024,
     )
     if test_config:
         app.config.update(test_config)

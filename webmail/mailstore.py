@@ -493,11 +493,67 @@ class MailStore:
         _expect_ok(status, data, "APPEND")
         self._folders = None
 
+    def save_draft(self, message: EmailMessage) -> int:
+        """Keep `message` in the Drafts folder; its UID there."""
+        drafts = self.special_folder("\\Drafts")
+        status, data = self.connection.append(
+            _quote(drafts), "(\\Draft \\Seen)", imaplib.Time2Internaldate(time.time()), message.as_bytes()
+        )
+        _expect_ok(status, data, "APPEND")
+        self._folders = None
+        found = re.search(
+            rb"APPENDUID \d+ (\d+)", b" ".join(item for item in data if isinstance(item, bytes))
+        )
+        if found is None:
+            raise MailServiceUnavailable("IMAP APPEND: the server did not say where the draft went")
+        return int(found.group(1))
+
+    def discard_draft(self, uid: int) -> None:
+        """Delete a draft for good (it was sent, or saved again). Raises MessageNotFound."""
+        self._select(self.special_folder("\\Drafts"), readonly=False)
+        self._require_uid(uid)
+        self._expunge(uid)
+        self._folders = None
+
+    def recent_recipients(self, messages: int = 300, limit: int = 500) -> list[str]:
+        """The addresses the user wrote to in their last `messages` sent, most recent first:
+        what the compose form offers to complete."""
+        try:
+            self._select(self.special_folder("\\Sent"), readonly=True)
+        except MessageNotFound:
+            return []
+        uids = self._uids_newest_first()[:messages]
+        if not uids:
+            return []
+        status, data = self.connection.uid(
+            "FETCH", ",".join(map(str, uids)), "(UID BODY.PEEK[HEADER.FIELDS (TO CC)])"
+        )
+        _expect_ok(status, data, "FETCH")
+        by_uid = {}
+        for meta, literal in _fetch_records(data):
+            uid = _uid_of(meta)
+            if uid is not None:
+                parsed = email.message_from_bytes(literal, policy=email.policy.default)
+                by_uid[uid] = [header_text(parsed, "To"), header_text(parsed, "Cc")]
+        seen: dict[str, None] = {}
+        for uid in uids:
+            for _name, address in email.utils.getaddresses(by_uid.get(uid, [])):
+                if "@" in address and len(seen) < limit:
+                    seen.setdefault(address.lower(), None)
+        return list(seen)
+
 
 def submit(
-    settings: Settings, address: str, password: str, message: EmailMessage, recipients: list[str]
+    settings: Settings,
+    address: str,
+    password: str,
+    message: EmailMessage,
+    recipients: list[str],
+    *,
+    sender: str = "",
 ) -> None:
-    """Send through the submission server (implicit TLS, AUTH as the user).
+    """Send through the submission server (implicit TLS, AUTH as the user), as `sender` (one of
+    their identities, checked by the server) or their own address.
 
     Raises SubmissionRefused (nothing or not everyone was accepted: the reason is the server's)
     or MailServiceUnavailable.
@@ -510,7 +566,7 @@ def submit(
             timeout=TIMEOUT_SECONDS,
         ) as client:
             _authenticate_plain(client, address, password)
-            refused = client.send_message(message, from_addr=address, to_addrs=recipients)
+            refused = client.send_message(message, from_addr=sender or address, to_addrs=recipients)
     except smtplib.SMTPRecipientsRefused as error:
         raise SubmissionRefused(_refusal_text(error.recipients)) from error
     except smtplib.SMTPAuthenticationError as error:

@@ -162,10 +162,31 @@ def _body_part(message: EmailMessage) -> Message | None:
         return None
 
 
+def _message_parts(message: Message) -> list[tuple[int, Message]]:
+    """Each part with its position in `message.walk()`, not looking inside an attached message:
+    a forwarded mail (message/rfc822) is one attachment, and its own parts are its own."""
+    found: list[tuple[int, Message]] = []
+    position = 0
+
+    def visit(part: Message, hidden: bool) -> None:
+        nonlocal position
+        if not hidden:
+            found.append((position, part))
+        position += 1
+        if part.is_multipart():
+            for child in part.get_payload():  # type: ignore[union-attr]
+                visit(child, hidden or part.get_content_type() == "message/rfc822")
+
+    visit(message, False)
+    return found
+
+
 def _attachment_parts(message: EmailMessage, body_part: Message | None) -> list[tuple[int, Message]]:
     parts = []
-    for index, part in enumerate(message.walk()):
-        if part.is_multipart() or part is body_part:
+    for index, part in _message_parts(message):
+        if part is body_part:
+            continue
+        if part.is_multipart() and part.get_content_type() != "message/rfc822":
             continue
         disposition = part.get_content_disposition()
         is_alternative_text = part.get_content_maintype() == "text" and disposition != "attachment"
@@ -182,6 +203,10 @@ def _filename(part: Message, index: int) -> str:
 
 
 def _payload(part: Message) -> bytes:
+    if part.get_content_type() == "message/rfc822":
+        attached = part.get_payload()
+        if isinstance(attached, list) and attached:
+            return attached[0].as_bytes(policy=email.policy.SMTP)
     payload = part.get_payload(decode=True)
     if isinstance(payload, bytes):
         return payload
@@ -237,6 +262,13 @@ def html_to_text(html: str) -> str:
 # --- writing ----------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class NewAttachment:
+    filename: str
+    content_type: str
+    content: bytes
+
+
 def build_message(
     *,
     sender: str,
@@ -246,8 +278,10 @@ def build_message(
     body: str,
     in_reply_to: str = "",
     references: str = "",
+    attachments: list[NewAttachment] | tuple[NewAttachment, ...] = (),
 ) -> EmailMessage:
-    """A plain-text message from `sender`; reply headers are kept only when they are message IDs."""
+    """A plain-text message from `sender` with `attachments` (a message/rfc822 one, a mail
+    forwarded whole, goes as a message); reply headers are kept only when they are message IDs."""
     message = EmailMessage()
     message["From"] = sender
     if to:
@@ -262,21 +296,105 @@ def build_message(
         chain = [ref for ref in references.split() if _MESSAGE_ID.match(ref)][-20:]
         message["References"] = " ".join([*[ref for ref in chain if ref != in_reply_to], in_reply_to])
     message.set_content(body.replace("\r\n", "\n"))
+    for item in attachments:
+        if item.content_type == "message/rfc822":
+            message.add_attachment(parse(item.content), disposition="attachment", filename=item.filename)
+            continue
+        maintype, _, subtype = item.content_type.partition("/")
+        message.add_attachment(item.content, maintype=maintype, subtype=subtype, filename=item.filename)
     return message
 
 
-def reply_draft(original: ReadableMessage) -> dict[str, str]:
-    """The fields of a reply: to the sender (or Reply-To), "Re:" once, the original quoted."""
+def forwarded_whole(raw: bytes) -> NewAttachment:
+    """A message to forward as an attachment, named after its subject."""
+    subject = header_text(parse(raw), "Subject")
+    name = re.sub(r"[\x00-\x1f\x7f/\\:*?\"<>|]", "", subject).strip(" .")[:100] or "message"
+    return NewAttachment(f"{name}.eml", "message/rfc822", raw)
+
+
+# What an attachment may be called and typed as, whatever a browser sent.
+_CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}$")
+
+
+def uploaded_attachment(filename: str, content_type: str, content: bytes) -> NewAttachment:
+    """An attachment from an upload: its name's last path component without control
+    characters, and a well-formed type (else application/octet-stream)."""
+    name = re.sub(r"[\x00-\x1f\x7f]", "", (filename or "").replace("\\", "/").rsplit("/", 1)[-1]).strip(" .")
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    if not _CONTENT_TYPE.match(kind) or kind.startswith(("multipart/", "message/")):
+        kind = "application/octet-stream"
+    return NewAttachment(name[:200] or "attachment", kind, content)
+
+
+def kept_attachments(raw: bytes, indices: set[int]) -> list[NewAttachment]:
+    """The attachments of a message (a draft, or one forwarded) at these indices, to send again."""
+    message = parse(raw)
+    kept = []
+    for index, part in _attachment_parts(message, _body_part(message)):
+        if index in indices and part is not _html_part(message):
+            kind = part.get_content_type()
+            if kind.startswith("multipart/") or (kind.startswith("message/") and kind != "message/rfc822"):
+                kind = "application/octet-stream"
+            kept.append(NewAttachment(_filename(part, index), kind, _payload(part)))
+    return kept
+
+
+def plain_address(text: str) -> str:
+    """The address alone of a header value like `Ann <ann@example.com>`, in lower case."""
+    return email.utils.parseaddr(text)[1].lower()
+
+
+def _without(addresses: list[str], own: set[str]) -> list[str]:
+    seen, kept = set(own), []
+    for address in addresses:
+        if address.lower() not in seen:
+            seen.add(address.lower())
+            kept.append(address)
+    return kept
+
+
+def _addresses(*values: str) -> list[str]:
+    return [address for _name, address in email.utils.getaddresses(list(values)) if "@" in address]
+
+
+def reply_draft(
+    original: ReadableMessage, *, reply_all: bool = False, own: set[str] | frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """The fields of a reply: to the sender (or Reply-To), "Re:" once, the original quoted; to
+    all: everyone else it was sent to in Cc, never the user's own addresses (`own`, lower case)."""
     subject = original.subject
     if not re.match(r"^\s*re\s*:", subject, re.IGNORECASE):
         subject = f"Re: {subject}"
     when = original.date.strftime("%Y-%m-%d %H:%M") if original.date else "an earlier date"
     quoted = "\n".join(f"> {line}" if line else ">" for line in original.text.splitlines())
+    own = {address.lower() for address in own}
+    to = _without(_addresses(original.reply_to or original.sender), own) if reply_all else []
+    cc = _without(_addresses(original.to, original.cc), own | {a.lower() for a in to}) if reply_all else []
     return {
-        "to": original.reply_to or original.sender,
-        "cc": "",
+        "to": ", ".join(to) if reply_all else original.reply_to or original.sender,
+        "cc": ", ".join(cc),
         "subject": subject,
         "body": f"\n\nOn {when}, {original.sender} wrote:\n{quoted}\n",
         "in_reply_to": original.message_id,
         "references": " ".join(filter(None, [original.references, original.message_id])),
+    }
+
+
+def forward_draft(original: ReadableMessage) -> dict[str, str]:
+    """The fields of a forward: "Fwd:" once, the original's headers and text below the user's."""
+    subject = original.subject
+    if not re.match(r"^\s*(fwd?|fw)\s*:", subject, re.IGNORECASE):
+        subject = f"Fwd: {subject}"
+    when = original.date.strftime("%Y-%m-%d %H:%M %z") if original.date else ""
+    lines = ["", "", "---------- Forwarded message ----------", f"From: {original.sender}"]
+    lines += [f"Date: {when}"] if when else []
+    lines += [f"Subject: {original.subject}", f"To: {original.to}"]
+    lines += [f"Cc: {original.cc}"] if original.cc else []
+    return {
+        "to": "",
+        "cc": "",
+        "subject": subject,
+        "body": "\n".join([*lines, "", original.text, ""]),
+        "in_reply_to": "",
+        "references": "",
     }

@@ -223,6 +223,7 @@ def folder_page(name: str):
             ascending=order == "asc",
         )
         folders = store.folders()
+        is_drafts = name == store.special_folder("\\Drafts")
     # What every link of this list keeps: the search and the order.
     kept = {
         key: value
@@ -234,6 +235,7 @@ def folder_page(name: str):
     return render_template(
         "webmail/folder.html", folders=folders, current=name, page=page, format_bytes=storage.format_bytes,
         search=search.strip(), search_in=search_in, search_fields=SEARCH_FIELDS, sort=sort, order=order, kept=kept,
+        is_drafts=is_drafts,
     )  # fmt: skip
 
 
@@ -420,48 +422,147 @@ def delete(uid: int):
 
 # --- writing ------------------------------------------------------------------------------------
 
-COMPOSE_FIELDS = ("to", "cc", "subject", "body", "in_reply_to", "references")
+COMPOSE_FIELDS = ("to", "cc", "subject", "body", "in_reply_to", "references", "sender")
+# Where attachments already on the server come from: a draft being resumed, or a message being
+# forwarded (its attachments, or the whole of it as one).
+SOURCE_KINDS = ("draft", "forward", "forward-whole")
+# How much an address field of a draft may hold, as typed (a draft need not be valid yet).
+MAX_DRAFT_FIELD = 2000
 
 
 @blueprint.get("/compose")
 @allow("mailbox_user")
 def compose():
+    """A new message; with `reply` (and `all`), `forward` (and `whole`) or `draft`, one built
+    from that message of `folder`."""
     draft = dict.fromkeys(COMPOSE_FIELDS, "")
-    reply_uid = request.args.get("reply")
+    source = {"kind": "", "folder": "", "uid": ""}
+    source_attachments: list[messages.Attachment] = []
+    folder_name = request.args.get("folder", "INBOX")
+    actor, mailbox = rules.own_mailbox(db(), session.current_user().address)
+    identities = rules.sending_identities(db(), actor, mailbox)
     with _mailstore() as store:
-        if reply_uid:
-            uid = _whole_number(reply_uid, "reply")
-            fetched = store.fetch(request.args.get("folder", "INBOX"), uid)
-            draft = messages.reply_draft(messages.read_message(uid, fetched.raw))
+        for argument in ("reply", "forward", "draft"):
+            if not request.args.get(argument):
+                continue
+            uid = _whole_number(request.args[argument], argument)
+            if argument == "draft":
+                folder_name = store.special_folder("\\Drafts")
+            original = messages.read_message(uid, store.fetch(folder_name, uid).raw)
+            if argument == "reply":
+                draft = messages.reply_draft(
+                    original, reply_all=request.args.get("all") == "1", own=set(identities)
+                )
+            elif argument == "forward":
+                draft = messages.forward_draft(original)
+                whole = request.args.get("whole") == "1"
+                source = {"kind": "forward-whole" if whole else "forward", "folder": folder_name, "uid": uid}
+                source_attachments = [] if whole else original.attachments
+            else:
+                draft = {
+                    "to": original.to, "cc": original.cc, "subject": original.subject,
+                    "body": original.text, "in_reply_to": "", "references": original.references,
+                    "sender": messages.plain_address(original.sender),
+                }  # fmt: skip
+                source = {"kind": "draft", "folder": folder_name, "uid": uid}
+                source_attachments = original.attachments
+            break
         folders = store.folders()
-    return render_template("webmail/compose.html", folders=folders, current="", draft=draft, message=None)
+        known = store.recent_recipients()
+    return render_template(
+        "webmail/compose.html", folders=folders, current="", draft=draft, message=None,
+        identities=identities, source=source, source_attachments=source_attachments,
+        known_addresses=known, size_limit=storage.format_bytes(rules.MAX_MESSAGE_BYTES),
+        forwarded_whole=source["kind"] == "forward-whole",
+    )  # fmt: skip
 
 
 @blueprint.post("/compose")
 @allow("mailbox_user")
 def send():
+    """Send the message, or keep it as a draft (`action=save`), with the files uploaded and the
+    attachments kept from its source (a resumed draft, a forwarded message)."""
     user = session.current_user()
     draft = {field: request.form.get(field, "") for field in COMPOSE_FIELDS}
+    saving = request.form.get("action") == "save"
+    source = {
+        "kind": request.form.get("source_kind", ""),
+        "folder": request.form.get("source_folder", ""),
+        "uid": request.form.get("source_uid", ""),
+    }
+    actor, mailbox = rules.own_mailbox(db(), user.address)
+    identities = rules.sending_identities(db(), actor, mailbox)
     try:
-        to = rules.parse_recipients(draft["to"], field="to")
-        cc = rules.parse_recipients(draft["cc"], field="cc")
-        rules.check_outgoing(to=to, cc=cc, subject=draft["subject"], body=draft["body"])
-        outgoing = messages.build_message(
-            sender=user.address, to=to, cc=cc, subject=draft["subject"], body=draft["body"],
-            in_reply_to=draft["in_reply_to"], references=draft["references"],
-        )  # fmt: skip
-        submit(current_settings(), user.address, user.password, outgoing, [*to, *cc])
+        sender = draft["sender"] or user.address
+        if sender not in identities:
+            raise ValidationError("You may not send as that address.", field="sender")
+        if saving:
+            to, cc = _draft_field(draft["to"]), _draft_field(draft["cc"])
+        else:
+            to = rules.parse_recipients(draft["to"], field="to")
+            cc = rules.parse_recipients(draft["cc"], field="cc")
+            rules.check_outgoing(to=to, cc=cc, subject=draft["subject"], body=draft["body"])
+        uploads = [
+            messages.uploaded_attachment(upload.filename or "", upload.mimetype or "", upload.read())
+            for upload in request.files.getlist("attachments")
+            if upload.filename
+        ]
+        with _mailstore() as store:
+            attachments = [*_source_attachments(store, source), *uploads]
+            outgoing = messages.build_message(
+                sender=sender, to=to, cc=cc, subject=draft["subject"].replace("\r", " ").replace("\n", " "),
+                body=draft["body"], in_reply_to=draft["in_reply_to"], references=draft["references"],
+                attachments=attachments,
+            )  # fmt: skip
+            rules.check_message_size(len(outgoing.as_bytes()))
+            if saving:
+                saved = store.save_draft(outgoing)
+                if source["kind"] == "draft":
+                    store.discard_draft(int(source["uid"]))
+                flash("Draft saved.", "ok")
+                return redirect(url_for("webmail.compose", draft=saved))
+            submit(current_settings(), user.address, user.password, outgoing, [*to, *cc], sender=sender)
+            store.save_sent(outgoing)
+            if source["kind"] == "draft":
+                store.discard_draft(int(source["uid"]))
     except (ValidationError, SubmissionRefused, MailServiceUnavailable) as error:
         # The draft comes back as typed; no folder list, so an IMAP outage cannot lose it too.
         status = {ValidationError: 400, SubmissionRefused: 422}.get(type(error), 503)
         page = render_template(
-            "webmail/compose.html", folders=[], current="", draft=draft, message=error.message
-        )
+            "webmail/compose.html", folders=[], current="", draft=draft, message=error.message,
+            identities=identities, source=source, source_attachments=[], known_addresses=[],
+            size_limit=storage.format_bytes(rules.MAX_MESSAGE_BYTES),
+            forwarded_whole=source["kind"] == "forward-whole",
+            kept_indices=request.form.getlist("keep_attachment"),
+            files_dropped=any(upload.filename for upload in request.files.getlist("attachments")),
+        )  # fmt: skip
         return page, status
-    with _mailstore() as store:
-        store.save_sent(outgoing)
     flash("Message sent.", "ok")
     return redirect(url_for("webmail.inbox"))
+
+
+def _draft_field(text: str) -> list[str]:
+    """An address field of a draft as typed, on one line: it need not be valid until sent."""
+    text = " ".join(text.split())
+    if len(text) > MAX_DRAFT_FIELD:
+        raise ValidationError(f"An address field may hold at most {MAX_DRAFT_FIELD} characters.", field="to")
+    return [text] if text else []
+
+
+def _source_attachments(store: MailStore, source: dict[str, str]) -> list[messages.NewAttachment]:
+    """The attachments a resumed draft or a forwarded message brings, as the form kept them
+    (`keep_attachment`: their indices), fetched again from the user's own mailbox."""
+    if not source["kind"]:
+        return []
+    if source["kind"] not in SOURCE_KINDS:
+        raise _BadRequest("Unknown attachment source.")
+    uid = _whole_number(source["uid"], "source_uid")
+    folder_name = store.special_folder("\\Drafts") if source["kind"] == "draft" else source["folder"]
+    raw = store.fetch(folder_name, uid).raw
+    if source["kind"] == "forward-whole":
+        return [messages.forwarded_whole(raw)]
+    kept = {_whole_number(index, "keep_attachment") for index in request.form.getlist("keep_attachment")}
+    return messages.kept_attachments(raw, kept)
 
 
 def _whole_number(text: str, field: str) -> int:

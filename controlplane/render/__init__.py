@@ -21,6 +21,8 @@ from controlplane.settings import TEMPLATE_ROOT, Settings
 from controlplane.validation import normalize_address, normalize_hostname
 
 MESSAGE_SIZE_LIMIT = 50 * 1024 * 1024
+# What a web request may carry beyond that: the form around a message's attachments.
+UPLOAD_SLACK_BYTES = 10 * 1024 * 1024
 
 # Postfix sqlite maps. Each filters local part and domain separately so the lookups
 # use the unique indexes; Postfix quotes %s/%u/%d itself and suppresses a query whose
@@ -304,6 +306,7 @@ def _context(state: RenderState) -> dict[str, object]:
         "platform_mailbox_names": PLATFORM_MAILBOX_NAMES,
         "auth_penalty": state.auth_penalty,
         "message_size_limit": MESSAGE_SIZE_LIMIT,
+        "upload_limit": MESSAGE_SIZE_LIMIT + UPLOAD_SLACK_BYTES,
     }
 
 

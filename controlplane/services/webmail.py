@@ -13,7 +13,7 @@ import email.utils
 import re
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from controlplane.errors import (
@@ -26,14 +26,18 @@ from controlplane.errors import (
 from controlplane.models import AuthEvent, Mailbox
 from controlplane.models.base import utcnow
 from controlplane.networks import client_network
+from controlplane.render import MESSAGE_SIZE_LIMIT
 from controlplane.services import auth, mailboxes, passwords, scope
 from controlplane.services.scope import Actor
+from controlplane.services.storage import format_bytes
 from controlplane.validation import normalize_domain
 
 SERVICE = "webmail"
 MAX_RECIPIENTS = 100
 MAX_SUBJECT_LENGTH = 998
 MAX_BODY_BYTES = 5 * 1024 * 1024
+# The submission server takes messages up to this size (Postfix's message_size_limit).
+MAX_MESSAGE_BYTES = MESSAGE_SIZE_LIMIT
 # Unquoted local parts of any address on the Internet: printable ASCII without space, "@", "<", ">",
 # "," or quotes. Stricter than RFC 5322 allows, far looser than what Letterhead creates itself.
 _FOREIGN_LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
@@ -196,6 +200,19 @@ def check_outgoing(*, to: list[str], cc: list[str], subject: str, body: str) -> 
         raise ValidationError("The message text is too long (5 MB at most).", field="body")
 
 
+def check_message_size(size: int) -> None:
+    """A whole message (its attachments encoded) the submission server would take. Raises
+    ValidationError saying how large it is and what fits."""
+    if size > MAX_MESSAGE_BYTES:
+        raise ValidationError(
+            f"With its attachments the message is {format_bytes(size)}; the mail server takes "
+            f"messages up to {format_bytes(MAX_MESSAGE_BYTES)}, which is about "
+            f"{format_bytes(MAX_MESSAGE_BYTES * 3 // 4)} of attachments (they grow by a third when "
+            "sent). Leave some out, or share them another way.",
+            field="attachments",
+        )
+
+
 def own_mailbox(session: Session, address: str) -> tuple[Actor, Mailbox]:
     """The logged-in user's mailbox and the actor that may change its own settings (and nothing
     of its domain's)."""
@@ -203,6 +220,22 @@ def own_mailbox(session: Session, address: str) -> tuple[Actor, Mailbox]:
     if mailbox is None or not mailbox.in_service:
         raise NotFound("This mailbox is not in service.")
     return scope.mailbox_owner(mailbox.id, name=address), mailbox
+
+
+def sending_identities(session: Session, actor: Actor, mailbox: Mailbox) -> list[str]:
+    """The addresses the mailbox's user may send as, their own first: each alias that delivers
+    to the mailbox, by the same view Postfix (`smtpd_sender_login_maps`) and the From: check of
+    the submission ports decide with, so the webmail offers nothing the server would refuse."""
+    if actor.kind != "mailbox" or actor.mailbox_id != mailbox.id:
+        raise NotFound("No such mailbox.")
+    found = session.scalars(
+        text(
+            "SELECT local_part || '@' || domain FROM mail_sender_logins WHERE login = :login "
+            "ORDER BY domain, local_part"
+        ),
+        {"login": mailbox.address},
+    )
+    return [mailbox.address, *(address for address in found if address != mailbox.address)]
 
 
 def own_login_history(

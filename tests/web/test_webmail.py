@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import imaplib
+import io
 import re
 import time
 from email.message import EmailMessage
@@ -20,11 +21,13 @@ from controlplane.errors import ValidationError
 from controlplane.models import AuthEvent
 from controlplane.runners.scratch import ScratchStack, free_ports
 from controlplane.services import mailboxes, sender_lists
+from controlplane.services import webmail as webmail_rules
 from controlplane.services.scope import OPERATOR
 from controlplane.services.storage import format_bytes
 from controlplane.services.webmail import parse_recipients
 from tests.e2e.mailclient import DEFAULT_TIMEOUT, send, wait_for_subject
-from tests.factories import PASSWORD, make_admin, make_domain, make_mailbox, make_tenant
+from tests.factories import PASSWORD, make_admin, make_alias, make_domain, make_mailbox, make_tenant
+from webmail import messages
 from webmail.mailstore import decode_folder_name, encode_folder_name
 
 KB = 1024
@@ -900,3 +903,138 @@ def test_a_user_changes_their_own_password_and_the_mail_server_takes_the_new_one
     with stack.installation.sessions() as session:
         stored = mailboxes.find_mailbox(session, "pat@one.test").password_hash
     assert stored.startswith("{") and "a brand new secret" not in stored
+
+
+# --- writing: reply all, forward, attachments, drafts, identities --------------------------------
+
+
+def fetch_raw(stack: ScratchStack, user: str, subject: str) -> EmailMessage:
+    assert wait_for_subject(stack, user, PASSWORD, subject), f"{subject!r} never reached {user}"
+    connection = imap(stack, user)
+    try:
+        connection.select("INBOX", readonly=True)
+        _, found = connection.uid("SEARCH", "SUBJECT", f'"{subject}"')
+        _, data = connection.uid("FETCH", found[0].split()[-1], "(BODY.PEEK[])")
+    finally:
+        connection.logout()
+    return messages.parse(data[0][1])
+
+
+def attachment_names(mail: EmailMessage) -> list[tuple[str, str]]:
+    return [(part.get_filename(), part.get_content_type()) for part in mail.iter_attachments()]
+
+
+def test_reply_all_leaves_out_the_user_and_forwarding_carries_the_attachments(app, stack) -> None:
+    original = message("Offsite plans", body="The plan is attached.", sender="Bea <bea@two.test>")
+    original.replace_header("To", "ann@one.test, Amy <amy@one.test>")
+    original["Cc"] = "cal@one.test"
+    original.add_attachment(b"%PDF-1.4 plan", maintype="application", subtype="pdf", filename="plan.pdf")
+    uid = append(stack, "ann@one.test", original)
+    client = client_from(app, "10.3.1.1")
+    log_in(client, "ann@one.test")
+
+    everyone = client.get(f"/compose?reply={uid}&folder=INBOX&all=1").get_data(as_text=True)
+    assert 'id="to" name="to" value="bea@two.test"' in everyone
+    assert 'id="cc" name="cc" value="amy@one.test, cal@one.test"' in everyone
+
+    forward = client.get(f"/compose?forward={uid}&folder=INBOX").get_data(as_text=True)
+    assert 'value="Fwd: Offsite plans"' in forward and "---------- Forwarded message ----------" in forward
+    (kept,) = re.findall(r'name="keep_attachment" value="(\d+)" checked> plan\.pdf', forward)
+    response = client.post("/compose", data={
+        "csrf_token": csrf_from(forward), "action": "send", "to": "cal@one.test", "cc": "",
+        "subject": "Fwd: Offsite plans", "body": "For you.", "source_kind": "forward",
+        "source_folder": "INBOX", "source_uid": str(uid), "keep_attachment": kept,
+        "attachments": (io.BytesIO(b"my own notes"), "notes.txt", "text/plain"),
+    })  # fmt: skip
+    assert response.status_code == 302
+    received = fetch_raw(stack, "cal@one.test", "Fwd: Offsite plans")
+    assert attachment_names(received) == [("plan.pdf", "application/pdf"), ("notes.txt", "text/plain")]
+    assert [part.get_content() for part in received.iter_attachments()][0] == b"%PDF-1.4 plan"
+
+    whole = client.get(f"/compose?forward={uid}&folder=INBOX&whole=1").get_data(as_text=True)
+    assert "The original message goes with it as an attachment." in whole
+    response = client.post("/compose", data={
+        "csrf_token": csrf_from(whole), "action": "send", "to": "amy@one.test", "cc": "",
+        "subject": "Whole offsite plans", "body": "Attached whole.", "source_kind": "forward-whole",
+        "source_folder": "INBOX", "source_uid": str(uid),
+    })  # fmt: skip
+    assert response.status_code == 302
+    received = fetch_raw(stack, "amy@one.test", "Whole offsite plans")
+    assert attachment_names(received) == [("Offsite plans.eml", "message/rfc822")]
+    (attached,) = received.iter_attachments()
+    assert attached.get_content()["Subject"] == "Offsite plans"
+    # Another user's message cannot be forwarded by naming its UID: the source is read in the
+    # sender's own mailbox.
+    bea_uid = append(stack, "bea@two.test", message("Bea only", body="private"))
+    client.post("/compose", data={
+        "csrf_token": csrf_from(whole), "action": "send", "to": "amy@one.test", "cc": "",
+        "subject": "Stolen", "body": "x", "source_kind": "forward-whole", "source_folder": "INBOX",
+        "source_uid": str(bea_uid + 1000),
+    })  # fmt: skip
+    assert "Stolen" not in subjects_in(stack, "ann@one.test", "Sent")
+
+
+def test_a_draft_is_saved_with_its_attachment_resumed_and_gone_once_sent(app, stack) -> None:
+    client = client_from(app, "10.3.1.2")
+    log_in(client, "amy@one.test")
+    saved = post(client, "/compose", {
+        "action": "save", "to": "cal@one.te", "cc": "", "subject": "Half written",
+        "body": "First thoughts.", "attachments": (io.BytesIO(b"draft data"), "data.csv", "text/csv"),
+    })  # fmt: skip
+    assert saved.status_code == 302 and "draft=" in saved.headers["Location"]
+    assert "Half written" in subjects_in(stack, "amy@one.test", "Drafts")
+    drafts_list = client.get("/folder?name=Drafts").get_data(as_text=True)
+    assert "/compose?draft=" in drafts_list
+
+    # Logged out and back in, the draft comes back as it was left.
+    client.post("/logout", data={"csrf_token": csrf_from(drafts_list)})
+    log_in(client, "amy@one.test")
+    resumed = client.get(saved.headers["Location"]).get_data(as_text=True)
+    assert 'value="cal@one.te"' in resumed and "First thoughts." in resumed
+    (kept,) = re.findall(r'name="keep_attachment" value="(\d+)" checked> data\.csv', resumed)
+    source_uid = re.search(r'name="source_uid" value="(\d+)"', resumed).group(1)
+    response = client.post("/compose", data={
+        "csrf_token": csrf_from(resumed), "action": "send", "to": "cal@one.test", "cc": "",
+        "subject": "Half written", "body": "First thoughts, finished.", "source_kind": "draft",
+        "source_folder": "Drafts", "source_uid": source_uid, "keep_attachment": kept,
+    })  # fmt: skip
+    assert response.status_code == 302
+    received = fetch_raw(stack, "cal@one.test", "Half written")
+    assert attachment_names(received) == [("data.csv", "text/csv")]
+    assert "Half written" not in subjects_in(stack, "amy@one.test", "Drafts")
+    assert "Half written" in subjects_in(stack, "amy@one.test", "Sent")
+
+
+def test_a_message_too_large_for_the_mail_server_is_refused_saying_how_large(app, stack, monkeypatch) -> None:
+    monkeypatch.setattr(webmail_rules, "MAX_MESSAGE_BYTES", 40 * KB)
+    client = client_from(app, "10.3.1.3")
+    log_in(client, "amy@one.test")
+    response = post(client, "/compose", {
+        "action": "send", "to": "cal@one.test", "cc": "", "subject": "Too big", "body": "x",
+        "attachments": (io.BytesIO(b"y" * 40 * KB), "big.bin", "application/octet-stream"),
+    })  # fmt: skip
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "the mail server takes messages up to 40 KB" in page and "Attach your files again." in page
+    assert "Too big" not in subjects_in(stack, "amy@one.test", "Sent")
+
+
+def test_a_user_sends_as_an_alias_of_theirs_and_never_as_anyone_else(app, stack) -> None:
+    with stack.installation.transaction() as session:
+        domain = mailboxes.find_mailbox(session, "cal@one.test").domain
+        make_alias(session, domain=domain, local_part="sales", destinations=["cal@one.test"])
+    client = client_from(app, "10.3.1.4")
+    log_in(client, "cal@one.test")
+    page = client.get("/compose").get_data(as_text=True)
+    assert '<option value="sales@one.test"' in page and '<option value="cal@one.test"' in page
+    response = post(client, "/compose", {"action": "send", "sender": "sales@one.test", "to": "amy@one.test",
+                                         "cc": "", "subject": "From sales", "body": "Offer."})  # fmt: skip
+    assert response.status_code == 302
+    assert fetch_raw(stack, "amy@one.test", "From sales")["From"] == "sales@one.test"
+    refused = post(client, "/compose", {"action": "send", "sender": "bea@two.test", "to": "amy@one.test",
+                                        "cc": "", "subject": "As Bea", "body": "x"})  # fmt: skip
+    assert refused.status_code == 400 and "You may not send as that address." in refused.get_data(
+        as_text=True
+    )
+    # The addresses the user wrote to are offered when writing again.
+    assert '<option value="amy@one.test">' in client.get("/compose").get_data(as_text=True)
