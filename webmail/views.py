@@ -7,6 +7,7 @@ so a message UID or folder name in a URL can only ever name something in their o
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import (
@@ -17,6 +18,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_file,
     url_for,
 )
 from markupsafe import Markup
@@ -44,6 +46,7 @@ from webmail.mailstore import (
 )
 
 blueprint = Blueprint("webmail", __name__, template_folder="templates")
+STATIC_DIRECTORY = Path(__file__).parent / "static"
 blueprint.context_processor(inject_theme)
 PAGE_SIZE = 25
 
@@ -119,6 +122,16 @@ def stylesheet():
         header=_css_colour(theme.header, "#1d2330"),
     )
     return Response(css, mimetype="text/css", headers={"Cache-Control": "public, max-age=300"})
+
+
+@blueprint.get("/webmail.js")
+@allow("public")
+def script():
+    """The keyboard shortcuts (webmail/static/webmail.js): the one script the webmail's pages
+    load, from this site only (the CSP allows no other and nothing inline)."""
+    return send_file(
+        STATIC_DIRECTORY / "webmail.js", mimetype="text/javascript", max_age=300, conditional=True
+    )
 
 
 def _css_colour(value: str, fallback: str) -> str:

@@ -80,9 +80,13 @@ POLICIES = {
     "admin": f"default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; {_COMMON}",
     "api": f"default-src 'none'; {_COMMON}",
     "autoconfig": f"default-src 'none'; {_COMMON}",
-    # Webmail pages show mail from anyone: nothing in them may load, run or post elsewhere.
-    # A message's HTML shows in a frame of this site's own, with a stricter policy of its own.
-    "webmail": f"default-src 'none'; style-src 'self'; img-src 'self' https:; frame-src 'self'; {_COMMON}",
+    # Webmail pages show mail from anyone: nothing in them may load, run or post elsewhere, and
+    # the one script is the webmail's own file (keyboard shortcuts), never inline. A message's
+    # HTML shows in a frame of this site's own, with a stricter policy of its own (no script).
+    "webmail": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https:; frame-src 'self'; "
+        f"{_COMMON}"
+    ),
 }
 _API_DOCS_PATH = "/api/docs"
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)

@@ -111,7 +111,7 @@ def test_a_user_logs_in_reads_a_message_and_replies(page: Page, live_server: str
     assert page.title() != "owned"
     page.screenshot(path=artifacts / "webmail-message.png", full_page=True)
 
-    page.get_by_role("link", name="Reply").click()
+    page.get_by_role("link", name="Reply", exact=True).click()
     expect(page.get_by_label("To", exact=True)).to_have_value("dora@journey.test")
     expect(page.get_by_label("Subject")).to_have_value("Re: Picnic on Sunday")
     body = page.get_by_label("Message")
@@ -131,3 +131,68 @@ def test_a_user_logs_in_reads_a_message_and_replies(page: Page, live_server: str
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("heading", name="Log in to your mail")).to_be_visible()
     assert outside == []
+
+
+def test_the_keyboard_alone_writes_opens_and_answers_mail(
+    page: Page, live_server: str, stack, artifacts
+) -> None:
+    for number in (1, 2):
+        note = EmailMessage()
+        note["From"], note["To"], note["Subject"] = "dora@journey.test", "eli@journey.test", f"Note {number}"
+        note.set_content(f"Note number {number}.")
+        deliver(stack, note)
+    assert wait_for_subject(stack, "eli@journey.test", PASSWORD, "Note 2")
+    page.goto("/login")
+    page.get_by_label("Email address").fill("eli@journey.test")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").press("Enter")
+    expect(page.get_by_role("heading", name="Inbox", level=1)).to_be_visible()
+
+    page.keyboard.press("c")
+    expect(page.get_by_role("heading", name="New message")).to_be_visible()
+    page.keyboard.press("i")  # typed outside a field: back to the inbox
+    expect(page.get_by_role("heading", name="Inbox", level=1)).to_be_visible()
+    page.keyboard.press("j")
+    expect(page.locator("table.messages tbody tr.focused")).to_contain_text("Note 2")
+    page.keyboard.press("j")
+    expect(page.locator("table.messages tbody tr.focused")).to_contain_text("Note 1")
+    page.keyboard.press("x")
+    expect(page.locator("table.messages tbody tr.focused input[type=checkbox]")).to_be_checked()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Note 1", level=1)).to_be_visible()
+    page.keyboard.press("a")
+    expect(page.get_by_label("Subject")).to_have_value("Re: Note 1")
+    # In a field, letters are text, not shortcuts.
+    page.get_by_label("Message").press("Control+Home")
+    page.keyboard.type("cij")
+    expect(page.get_by_label("Message")).to_have_value(re.compile(r"^cij"))
+    expect(page.get_by_label("Subject")).to_have_value("Re: Note 1")
+    page.keyboard.press("Escape")
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("?")
+    expect(page.locator("#shortcuts dl")).to_be_visible()
+
+
+def test_the_webmail_fits_a_phone_screen(browser, live_server: str, stack, artifacts) -> None:
+    context = browser.new_context(
+        base_url=live_server, viewport={"width": 375, "height": 740}, is_mobile=True
+    )
+    phone = context.new_page()
+    try:
+        phone.goto("/login")
+        phone.get_by_label("Email address").fill("eli@journey.test")
+        phone.get_by_label("Password").fill(PASSWORD)
+        phone.get_by_role("button", name="Log in").click()
+        expect(phone.get_by_role("heading", name="Inbox", level=1)).to_be_visible()
+        for path in ("/", "/compose", "/settings/account"):
+            phone.goto(path)
+            # Nothing wider than the screen: no sideways scrolling.
+            assert phone.evaluate("document.documentElement.scrollWidth") <= 375, path
+        phone.goto("/")
+        phone.screenshot(path=artifacts / "webmail-phone-inbox.png", full_page=True)
+        folders = phone.get_by_role("navigation", name="Folders").bounding_box()
+        listing = phone.locator("main").bounding_box()
+        assert folders is not None and listing is not None
+        assert folders["y"] + folders["height"] <= listing["y"] + 1, "the folders are not above the mail"
+    finally:
+        context.close()
