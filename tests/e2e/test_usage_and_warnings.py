@@ -106,7 +106,8 @@ def test_usage_reports_the_delivered_amount_within_a_second(world: ScratchStack)
     assert 20 * KB <= used.bytes <= 22 * KB and used.messages == 1
     deliver(world, "sizes@u.test", 10 * KB)
     used = usage_after(world, "sizes@u.test", messages=2)
-    assert used is not None and 30 * KB <= used.bytes <= 33 * KB
+    # Each message gains about 1.7 KB on the way (Received, the spam filter's verdict, SPF/DMARC).
+    assert used is not None and 30 * KB <= used.bytes <= 34 * KB
     # What IMAP's GETQUOTAROOT says, in KB rounded up.
     assert imap_used_kb(world, "sizes@u.test") == (used.bytes + KB - 1) // KB
 
