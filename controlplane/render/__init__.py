@@ -176,6 +176,8 @@ SPAM_SCORE_HEADER = "X-Letterhead-Spam-Score"
 # The name Postfix's internal listener gives itself to rspamd (the milter's {daemon_name}), which
 # scans nothing it sends on and signs only what Dovecot wrote.
 INTERNAL_MTA_TAG = "letterhead-internal"
+# The admins' Sieve filter of a mailbox, in its home (daemons/sieve_files.py writes it).
+ADMIN_SIEVE_SCRIPT = ".letterhead-admin.sieve"
 VERIFIED_ENVELOPE_HEADER = "X-Letterhead-Verified-Envelope"
 VERIFIED_FROM_HEADER = "X-Letterhead-Verified-From"
 
@@ -290,6 +292,7 @@ def _context(state: RenderState) -> dict[str, object]:
     return {
         "hostname": normalize_hostname(state.hostname),
         "internal_mta_tag": INTERNAL_MTA_TAG,
+        "admin_sieve_script": ADMIN_SIEVE_SCRIPT,
         "listen_address": state.listen_address,
         "dovecot_listen": state.dovecot_listen,
         "inet_protocols": state.inet_protocols,

@@ -22,7 +22,7 @@ from controlplane.daemons.process import DaemonError, read_pid, run_tool, termin
 from controlplane.runners import follower, periodic
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
-from controlplane.services import configuration, dkim
+from controlplane.services import configuration, dkim, sieve
 from controlplane.settings import Settings
 
 
@@ -46,6 +46,8 @@ def prepare(installation: Installation) -> None:
     with installation.transaction() as session:
         # Domains made before DKIM signing existed here get their first key.
         dkim.ensure_keys(session)
+        # Admin filters written as a mailbox's active script, before they had a place of their own.
+        sieve.move_admin_filters(session, settings)
         generation = configuration.apply_current_configuration(session, settings, reload=False)
     if generation.status != "live":
         raise DaemonError(f"The configuration was refused, nothing started:\n{generation.error}")

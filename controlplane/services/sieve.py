@@ -1,15 +1,16 @@
-"""Sieve filters: a named script, checked by Dovecot's own compiler, made the active filter
+"""The admins' Sieve filters: a named script, checked by Dovecot's own compiler, made the filter
 of one mailbox, of a list of addresses, or of every mailbox of a domain.
 
-A filter lives where Dovecot's LMTP looks for it, in the mailbox's home (mail_root/<storage_key>);
-daemons/sieve_files.py writes and reads it there. No path is made from user text except the
-validated filter name.
+A mailbox's admin filter lives in its home (mail_root/<storage_key>), outside the user's own
+scripts: Dovecot runs it before them (`sieve_before2`), after the junk filing. The user's own
+script (the webmail's settings, or any ManageSieve client) is theirs, and neither replaces the
+other. daemons/sieve_files.py writes and reads the files; no path is made from user text except
+the validated filter name.
 
 The script is compiled once per call, like certbot's `nginx -t` before a swap: a script
-the compiler refuses changes nothing. Each mailbox then gets only the script and the link;
-Dovecot compiles the script at its first delivery (about 15 ms, once) and keeps the binary
-(`<home>/.dovecot.svbin`) itself. A binary left from an earlier filter is removed, so the
-new filter is compiled, never the old one run.
+the compiler refuses changes nothing. Each mailbox then gets only the script; Dovecot compiles
+it at its first delivery (about 15 ms, once) and keeps the binary beside it. A binary left from
+an earlier filter is removed, so the new filter is compiled, never the old one run.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 from controlplane.daemons import sieve_files
 from controlplane.daemons.process import DaemonError, run_tool
 from controlplane.errors import LetterheadError, NotFound, StorageUnavailable, ValidationError
-from controlplane.models import Domain, Mailbox
+from controlplane.models import AuditEntry, Domain, Mailbox
 from controlplane.services import audit, domains, scope
 from controlplane.services.scope import Actor
 from controlplane.settings import Settings
@@ -77,8 +78,7 @@ class FilterReport:
 
 @dataclasses.dataclass(frozen=True)
 class ActiveFilter:
-    """The filter Dovecot runs for a mailbox; `script` is None when set by another client
-    under a name Letterhead does not accept."""
+    """The admins' filter Dovecot runs for a mailbox."""
 
     name: str
     script: str | None
@@ -285,7 +285,7 @@ def _apply(
 
     def install(target: _Target) -> FilterResult:
         try:
-            sieve_files.install_active_script(
+            sieve_files.install_admin_script(
                 mail_root, target.storage_key, compiled.name, compiled.script, owner
             )
         except OSError as error:
@@ -334,33 +334,65 @@ def _record(
 
 
 def get_active_filter(actor: Actor, settings: Settings, mailbox: Mailbox) -> ActiveFilter | None:
-    """The mailbox's active filter and its script, or None. Raises NotFound."""
+    """The mailbox's admin filter and its script, or None. Raises NotFound."""
     home = sieve_files.mailbox_home(settings.mail_root, _mailbox_target(actor, mailbox).storage_key)
-    active = sieve_files.active_script(home)
-    if active is None:
+    found = sieve_files.admin_script(home, MAX_SCRIPT_BYTES * 4)
+    if found is None:
         return None
-    name, path = active
-    if path is None:
-        return ActiveFilter(name=name, script=None)
-    data = sieve_files.read_script(path, MAX_SCRIPT_BYTES * 4)
-    if data is None:
-        return None  # a link to nothing: Dovecot runs no filter either
+    name, data = found
     return ActiveFilter(name=name, script=data.decode("utf-8", errors="replace"))
 
 
 def deactivate_filter(session: Session, actor: Actor, settings: Settings, mailbox: Mailbox) -> bool:
-    """Stop running the mailbox's filter; its script stays (ManageSieve clients list it).
-    Returns whether a filter was active. Raises NotFound."""
+    """Stop running the mailbox's admin filter (the user's own scripts are theirs). Returns
+    whether one ran. Raises NotFound."""
     target = _mailbox_target(actor, mailbox)
     home = sieve_files.mailbox_home(settings.mail_root, target.storage_key)
-    active = sieve_files.active_script(home)
-    if active is None:
-        return False
+    found = sieve_files.admin_script(home, 256)
     try:
-        sieve_files.deactivate(home)
-    except FileNotFoundError:
-        return False
+        removed = sieve_files.remove_admin_script(home)
     except OSError as error:
         raise _not_written(error) from error
-    _record(session, actor, "sieve.deactivate", [target], target.address, filter=active[0])
+    if not removed:
+        return False
+    _record(session, actor, "sieve.deactivate", [target], target.address, filter=found[0] if found else "")
     return True
+
+
+# --- from the layout before admin filters had a place of their own -------------------------------
+
+LAYOUT_MARKER = ".letterhead-sieve-layout"
+LAYOUT_VERSION = "2"
+
+
+def move_admin_filters(session: Session, settings: Settings) -> int:
+    """Once per installation: admin filters set before they had a place of their own were each
+    mailbox's active script; each mailbox whose active script bears the name of a filter its
+    tenant's admins (or the operator) set moves it to the admin place, leaving the user's own
+    scripts. Returns how many moved."""
+    marker = settings.mail_root / LAYOUT_MARKER
+    if not settings.mail_root.is_dir() or (marker.exists() and marker.read_text().strip() == LAYOUT_VERSION):
+        return 0
+    names_by_tenant: dict[int | None, set[str]] = {}
+    for tenant_id, details in session.execute(
+        select(AuditEntry.tenant_id, AuditEntry.details).where(AuditEntry.action == "sieve.apply")
+    ):
+        name = (details or {}).get("filter")
+        if isinstance(name, str):
+            names_by_tenant.setdefault(tenant_id, set()).add(name)
+    moved = 0
+    if names_by_tenant:
+        owner = _vmail_ids(settings)
+        every_tenant = names_by_tenant.get(None, set())
+        for storage_key, tenant_id in session.execute(
+            select(Mailbox.storage_key, Domain.tenant_id).join(Domain, Domain.id == Mailbox.domain_id)
+        ):
+            names = names_by_tenant.get(tenant_id, set()) | every_tenant
+            try:
+                home = sieve_files.mailbox_home(settings.mail_root, storage_key)
+                if names and home.is_dir() and sieve_files.move_active_to_admin(home, names, owner):
+                    moved += 1
+            except OSError:
+                continue  # left as it was: it keeps running as the user's script
+    marker.write_text(LAYOUT_VERSION + "\n")
+    return moved

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from controlplane import create_app
+from controlplane.render import ADMIN_SIEVE_SCRIPT
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import domains, mailboxes, tenants, tokens
 from controlplane.services.scope import OPERATOR
@@ -90,7 +91,8 @@ def test_a_filter_set_through_the_api_files_matching_mail_into_its_folder(api) -
     assert wait_in_folder(stack, "ivo@api.test", "INBOX", other)
     assert folder_subjects(stack, "ivo@api.test", "INBOX") == [other]
     assert folder_subjects(stack, "ivo@api.test", "Invoices") == [invoice]
-    assert (home / ".dovecot.svbin").exists()  # Dovecot compiled it once, at the first delivery
+    # Dovecot compiled it once, at the first delivery, beside it.
+    assert (home / ADMIN_SIEVE_SCRIPT.replace(".sieve", ".svbin")).exists()
     log = (stack.settings.log_dir / "dovecot.log").read_text(errors="replace")
     problems = [
         line for line in log.splitlines()

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from controlplane import create_app
 from controlplane.daemons.layout import vmail_account
 from controlplane.models import Alias, AliasDestination, AuditEntry, Mailbox
+from controlplane.render import ADMIN_SIEVE_SCRIPT
 from controlplane.services import domains, mailboxes, passwords, tokens
 from controlplane.services.scope import OPERATOR
 from tests.factories import make_alias, make_domain, make_mailbox, make_tenant
@@ -76,7 +77,7 @@ def home_of(world, address: str) -> Path:
 
 
 def file_times(home: Path) -> list:
-    return sorted((p.name, p.lstat().st_mtime_ns) for p in (*home.iterdir(), *(home / "sieve").iterdir()))
+    return sorted((p.name, p.lstat().st_mtime_ns) for p in home.rglob("*"))
 
 
 def audit_count(world, action: str) -> int:
@@ -182,14 +183,14 @@ def test_a_filter_set_on_a_mailbox_is_compiled_active_and_owned_by_the_storage_u
     assert response.json == {"address": "ann@a.test", "active": True, "name": "invoices", "script": INVOICES}
     home = home_of(world, "ann@a.test")
     vmail = vmail_account(world.settings)
-    script, link = home / "sieve/invoices.sieve", home / ".dovecot.sieve"
-    assert os.readlink(link) == "sieve/invoices.sieve"
-    assert script.read_text() == INVOICES
-    for path, mode in ((home, 0o700), (home / "sieve", 0o700), (script, 0o600)):
+    # The admins' filter has a place of its own: the user's scripts (ManageSieve) stay theirs.
+    script = home / ADMIN_SIEVE_SCRIPT
+    assert script.read_text() == "# Letterhead admin filter: invoices\n" + INVOICES
+    assert not os.path.lexists(home / ".dovecot.sieve")
+    for path, mode in ((home, 0o700), (script, 0o600)):
         info = path.lstat()
         assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (vmail.uid, vmail.gid, mode), path
-    assert (link.lstat().st_uid, link.lstat().st_gid) == (vmail.uid, vmail.gid)
-    assert not [p.name for p in (*home.iterdir(), *(home / "sieve").iterdir()) if p.name.endswith(".tmp")]
+    assert not [p.name for p in home.iterdir() if p.name.endswith(".tmp")]
     assert call(app, world, "GET", ANN_FILTER).json == response.json
     assert audit_count(world, "sieve.apply") == 1
 
@@ -199,18 +200,16 @@ def test_setting_another_filter_replaces_the_active_one(app, world) -> None:
     response = call(app, world, "PUT", ANN_FILTER, json={"name": "second", "script": INVOICES})
     assert response.json["name"] == "second"
     home = home_of(world, "ann@a.test")
-    assert os.readlink(home / ".dovecot.sieve") == "sieve/second.sieve"
-    assert sorted(p.name for p in (home / "sieve").iterdir()) == ["first.sieve", "second.sieve"]
+    assert (home / ADMIN_SIEVE_SCRIPT).read_text().startswith("# Letterhead admin filter: second\n")
     # A binary Dovecot compiled for the first filter must not outlive it.
-    assert not (home / ".dovecot.svbin").exists()
+    assert not (home / ADMIN_SIEVE_SCRIPT.replace(".sieve", ".svbin")).exists()
 
 
-def test_a_deactivated_filter_no_longer_runs_but_its_script_stays(app, world) -> None:
+def test_a_deactivated_filter_no_longer_runs(app, world) -> None:
     call(app, world, "PUT", ANN_FILTER, json={"name": "invoices", "script": INVOICES})
     assert call(app, world, "DELETE", ANN_FILTER).status_code == 204
     home = home_of(world, "ann@a.test")
-    assert not os.path.lexists(home / ".dovecot.sieve") and not (home / ".dovecot.svbin").exists()
-    assert (home / "sieve/invoices.sieve").exists()
+    assert not (home / ADMIN_SIEVE_SCRIPT).exists()
     assert call(app, world, "GET", ANN_FILTER).json == {
         "address": "ann@a.test", "active": False, "name": None, "script": None,
     }  # fmt: skip
@@ -265,7 +264,7 @@ def test_a_filter_applied_to_addresses_reports_each_and_failures_do_not_stop_the
     assert errors["bob@b.test"]["detail"] == "No such mailbox: bob@b.test."
     assert errors["ghost@a.test"]["detail"] == "No such mailbox: ghost@a.test."
     for address in ("ann@a.test", "amy@a.test"):
-        assert os.readlink(home_of(world, address) / ".dovecot.sieve") == "sieve/invoices.sieve"
+        assert (home_of(world, address) / ADMIN_SIEVE_SCRIPT).read_text().endswith(INVOICES)
     for address in ("bob@b.test", "cid@c.test"):
         assert not home_of(world, address).exists()
     with world.sessions() as session:
@@ -308,7 +307,7 @@ def test_a_domain_token_cannot_touch_another_domains_filters(app, world, method,
     before = file_times(home)
     response = call(app, world, method, url, token="a", json=body)
     assert response.status_code == 404 and response.json["detail"] == "No such domain: b.test."
-    assert os.readlink(home / ".dovecot.sieve") == "sieve/kept.sieve"
+    assert "admin filter: kept" in (home / ADMIN_SIEVE_SCRIPT).read_text()
     assert file_times(home) == before
     assert call(app, world, "GET", BOB_FILTER, token="two").status_code == 404  # another tenant
 
@@ -346,7 +345,7 @@ def test_a_filter_reaches_two_thousand_mailboxes_in_seconds(app, world, capsys) 
     assert elapsed < 10
     with world.sessions() as session:
         keys = session.scalars(select(Mailbox.storage_key).where(Mailbox.domain_id == big.id)).all()
-    assert all(os.path.islink(world.settings.mail_root / key / ".dovecot.sieve") for key in keys)
+    assert all((world.settings.mail_root / key / ADMIN_SIEVE_SCRIPT).exists() for key in keys)
     assert audit_count(world, "sieve.apply") == 1
 
 

@@ -4,6 +4,9 @@ and reading back or deactivating a mailbox's filter."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
@@ -72,7 +75,7 @@ def test_a_filter_reaches_the_mailboxes_named_and_another_tenants_fails_like_a_m
     assert entry.details["mailboxes"] == 2 and entry.tenant_id == world["tenant"].id
 
 
-def test_a_domain_admin_reaches_only_their_domain_and_deactivating_keeps_the_script(
+def test_a_domain_admin_reaches_only_their_domain_and_deactivating_stops_the_filter(
     db, settings, world
 ) -> None:
     ann_admin = scope.domain_admin(world["tenant"].id, world["domain"].id, name="ann@a.test")
@@ -85,5 +88,38 @@ def test_a_domain_admin_reaches_only_their_domain_and_deactivating_keeps_the_scr
     assert sieve.deactivate_filter(db, ann_admin, settings, world["bob"]) is True
     assert sieve.get_active_filter(ann_admin, settings, world["bob"]) is None
     assert sieve.deactivate_filter(db, ann_admin, settings, world["bob"]) is False
-    home = settings.mail_root / world["bob"].storage_key
-    assert (home / "sieve" / "junk.sieve").read_text() == JUNK  # ManageSieve clients still list it
+    [entry] = db.scalars(select(AuditEntry).where(AuditEntry.action == "sieve.deactivate")).all()
+    assert entry.details["filter"] == "junk"
+
+
+def _users_active_script(settings, mailbox, name: str, script: str) -> Path:
+    home = settings.mail_root / mailbox.storage_key
+    (home / "sieve").mkdir(parents=True)
+    (home / "sieve" / f"{name}.sieve").write_text(script)
+    os.symlink(f"sieve/{name}.sieve", home / ".dovecot.sieve")
+    return home
+
+
+def test_admin_filters_written_as_the_active_script_move_once_and_users_own_stay(db, settings, world) -> None:
+    """Before admin filters had a place of their own the API made them the active script; the
+    first `up` after moves those its audit trail names, and nothing a user made."""
+    actor = scope.tenant_admin(world["tenant"].id, name="admin:boss")
+    sieve.set_filter_for_mailbox(db, actor, settings, world["bob"], name="invoices", script=JUNK)
+    sieve.deactivate_filter(db, actor, settings, world["bob"])
+    ann = _users_active_script(settings, world["ann"], "invoices", JUNK)
+    bob = settings.mail_root / world["bob"].storage_key
+    (bob / "sieve").mkdir()
+    (bob / "sieve" / "holiday.sieve").write_text("keep;\n")
+    os.symlink("sieve/holiday.sieve", bob / ".dovecot.sieve")
+    # Another tenant's audit trail does not name "invoices": eve's own script of that name stays.
+    eve = _users_active_script(settings, world["rival"], "invoices", "keep;\n")
+    db.flush()
+    assert sieve.move_admin_filters(db, settings) == 1
+    assert sieve.get_active_filter(scope.OPERATOR, settings, world["ann"]) == sieve.ActiveFilter(
+        "invoices", JUNK
+    )
+    assert not os.path.lexists(ann / ".dovecot.sieve")
+    assert os.readlink(bob / ".dovecot.sieve") == "sieve/holiday.sieve"
+    assert os.readlink(eve / ".dovecot.sieve") == "sieve/invoices.sieve"
+    # Once: a later `up` looks no more.
+    assert sieve.move_admin_filters(db, settings) == 0
