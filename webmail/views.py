@@ -6,6 +6,7 @@ so a message UID or folder name in a URL can only ever name something in their o
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,7 +27,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from controlplane.daemons import usage
 from controlplane.errors import AuthenticationFailed, LetterheadError, LoginThrottled, ValidationError
-from controlplane.services import image_senders, mailboxes, sender_lists, storage
+from controlplane.services import image_senders, mailboxes, sender_lists, storage, user_rules
 from controlplane.services import webmail as rules
 from controlplane.services.webmail import MailServiceUnavailable, MessageNotFound
 from controlplane.web.access import allow
@@ -44,6 +45,7 @@ from webmail.mailstore import (
     mail_server_accepts,
     submit,
 )
+from webmail.managesieve import SieveClient
 
 blueprint = Blueprint("webmail", __name__, template_folder="templates")
 STATIC_DIRECTORY = Path(__file__).parent / "static"
@@ -707,3 +709,129 @@ def change_password():
         session.start(user.address, form["new_password"])
         flash("Password changed. Use the new one in your mail programs too.", "ok")
     return redirect(url_for("webmail.account") + "#password")
+
+
+# --- vacation, forwarding and filters (the user's own Sieve script, through ManageSieve) ---------
+
+
+def _sieve():
+    """The logged-in user's ManageSieve session; a refused login ends the webmail session."""
+    user = session.current_user()
+    return _LoggedOutOnRefusal(SieveClient.open(current_settings(), user.address, user.password))
+
+
+def _current_rules(client: SieveClient) -> tuple[user_rules.UserRules, str | None]:
+    """The rules the webmail last wrote, and the name of another script of the user's that runs
+    instead (their own Sieve client's), if any."""
+    scripts = client.scripts()
+    other = next(
+        (name for name, active in scripts.items() if active and name != user_rules.SCRIPT_NAME), None
+    )
+    written = client.read(user_rules.SCRIPT_NAME) if user_rules.SCRIPT_NAME in scripts else None
+    return (user_rules.from_sieve(written) if written else None) or user_rules.UserRules(), other
+
+
+def _save_rules(client: SieveClient, rules_now: user_rules.UserRules, what: str, **details: object) -> None:
+    actor, mailbox = rules.own_mailbox(db(), session.current_user().address)
+    addresses = rules.sending_identities(db(), actor, mailbox)
+    client.store(user_rules.SCRIPT_NAME, user_rules.to_sieve(rules_now, addresses=addresses))
+    client.activate(user_rules.SCRIPT_NAME)
+    user_rules.record_change(db(), actor, mailbox, what, **details)
+    db().commit()
+
+
+@blueprint.get("/settings/away")
+@allow("mailbox_user")
+def away():
+    """Vacation reply and forwarding."""
+    with _sieve() as client:
+        current, other = _current_rules(client)
+    with _mailstore() as store:
+        folders = store.folders()
+    return render_template(
+        "webmail/away.html", folders=folders, current="", rules=current, other_script=other
+    )
+
+
+@blueprint.post("/settings/vacation")
+@allow("mailbox_user")
+def change_vacation():
+    form = request.form
+    try:
+        holiday = user_rules.vacation(
+            enabled=form.get("enabled") == "1", start=form.get("start", ""), end=form.get("end", ""),
+            subject=form.get("subject", ""), text=form.get("text", ""),
+        )  # fmt: skip
+        with _sieve() as client:
+            current, _other = _current_rules(client)
+            _save_rules(client, dataclasses.replace(current, vacation=holiday), "vacation",
+                        enabled=holiday.enabled, start=str(holiday.start or ""), end=str(holiday.end or ""))  # fmt: skip
+    except ValidationError as error:
+        flash(error.message, "error")
+    else:
+        flash("Vacation reply on." if holiday.enabled else "Vacation reply off.", "ok")
+    return redirect(url_for("webmail.away"))
+
+
+@blueprint.post("/settings/forwarding")
+@allow("mailbox_user")
+def change_forwarding():
+    user = session.current_user()
+    try:
+        forward = user_rules.forwarding(
+            address=request.form.get("address", ""),
+            keep_copy=request.form.get("keep_copy") == "1",
+            own=user.address,
+        )
+        with _sieve() as client:
+            current, _other = _current_rules(client)
+            _save_rules(client, dataclasses.replace(current, forwarding=forward), "forwarding",
+                        address=forward.address, keep_copy=forward.keep_copy)  # fmt: skip
+    except ValidationError as error:
+        flash(error.message, "error")
+    else:
+        flash(
+            f"Mail is forwarded to {forward.address}." if forward.address else "Mail is not forwarded.", "ok"
+        )
+    return redirect(url_for("webmail.away"))
+
+
+@blueprint.get("/settings/filters")
+@allow("mailbox_user")
+def filters():
+    with _sieve() as client:
+        current, other = _current_rules(client)
+    with _mailstore() as store:
+        folders = store.folders()
+    return render_template(
+        "webmail/filters.html", folders=folders, current="", rules=current, other_script=other,
+        fields=user_rules.FIELDS, actions=user_rules.ACTIONS,
+    )  # fmt: skip
+
+
+@blueprint.post("/settings/filters")
+@allow("mailbox_user")
+def change_filters():
+    user = session.current_user()
+    form = request.form
+    try:
+        with _sieve() as client:
+            current, _other = _current_rules(client)
+            if form.get("remove"):
+                position = _whole_number(form["remove"], "remove")
+                changed = user_rules.without_filter(current, position)
+                _save_rules(client, changed, "filter_removed", filter=current.filters[position].describe())
+                flash("Filter removed.", "ok")
+            else:
+                added = user_rules.mail_filter(
+                    field=form.get("field", ""), match=form.get("match", ""), value=form.get("value", ""),
+                    action=form.get("action", ""), argument=form.get("argument", ""),
+                    header=form.get("header", ""), own=user.address,
+                )  # fmt: skip
+                _save_rules(
+                    client, user_rules.with_filter(current, added), "filter_added", filter=added.describe()
+                )
+                flash("Filter added.", "ok")
+    except ValidationError as error:
+        flash(error.message, "error")
+    return redirect(url_for("webmail.filters"))

@@ -15,7 +15,12 @@ import datetime as dt
 import json
 import re
 
-from controlplane.errors import ValidationError
+from sqlalchemy.orm import Session
+
+from controlplane.errors import NotFound, ValidationError
+from controlplane.models import Mailbox
+from controlplane.services import audit
+from controlplane.services.scope import Actor
 from controlplane.services.webmail import parse_recipients
 
 SCRIPT_NAME = "letterhead"
@@ -281,3 +286,14 @@ def from_sieve(script: str) -> UserRules | None:
         )  # fmt: skip
     except (ValueError, KeyError, TypeError, ValidationError):
         return None
+
+
+def record_change(session: Session, actor: Actor, mailbox: Mailbox, what: str, **details: object) -> None:
+    """The audit trail of a user's own rules: their admins see when mail starts being forwarded
+    elsewhere (how a taken-over account is emptied), and what a vacation reply says when."""
+    if actor.kind != "mailbox" or actor.mailbox_id != mailbox.id:
+        raise NotFound("No such mailbox.")
+    audit.record_change(
+        session, actor, f"mailbox.rules.{what}", mailbox.address, tenant_id=mailbox.domain.tenant_id,
+        domain_id=mailbox.domain_id, **details,
+    )  # fmt: skip

@@ -6,7 +6,9 @@ the webmail logs in to IMAP and submission as the user. CSRF is on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime as dt
 import imaplib
 import io
 import re
@@ -18,9 +20,9 @@ from sqlalchemy import select
 
 from controlplane import create_app
 from controlplane.errors import ValidationError
-from controlplane.models import AuthEvent
+from controlplane.models import AuditEntry, AuthEvent
 from controlplane.runners.scratch import ScratchStack, free_ports
-from controlplane.services import mailboxes, sender_lists
+from controlplane.services import mailboxes, sender_lists, sieve
 from controlplane.services import webmail as webmail_rules
 from controlplane.services.scope import OPERATOR
 from controlplane.services.storage import format_bytes
@@ -29,6 +31,7 @@ from tests.e2e.mailclient import DEFAULT_TIMEOUT, send, wait_for_subject
 from tests.factories import PASSWORD, make_admin, make_alias, make_domain, make_mailbox, make_tenant
 from webmail import messages
 from webmail.mailstore import decode_folder_name, encode_folder_name
+from webmail.managesieve import SieveClient
 
 KB = 1024
 UNICODE_PASSWORD = "Grüße, 🔑 sicher"
@@ -1038,3 +1041,133 @@ def test_a_user_sends_as_an_alias_of_theirs_and_never_as_anyone_else(app, stack)
     )
     # The addresses the user wrote to are offered when writing again.
     assert '<option value="amy@one.test">' in client.get("/compose").get_data(as_text=True)
+
+
+# --- vacation, forwarding and filters: the user's own Sieve script ----------------------------
+
+
+def sink_with(stack: ScratchStack, text: str, timeout: float = 15) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [message for message in stack.sink.messages() if text in message]
+        if found:
+            return found
+        time.sleep(0.2)
+    return []
+
+
+def in_folder(stack: ScratchStack, user: str, folder: str, subject: str, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(imaplib.IMAP4.error):
+            if subject in subjects_in(stack, user, folder):
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def own_sieve_scripts(stack: ScratchStack, user: str) -> dict[str, bool]:
+    with SieveClient.open(stack.settings, user, PASSWORD) as client:
+        return client.scripts()
+
+
+def test_a_vacation_reply_with_dates_goes_once_per_sender_and_only_within_them(app, stack) -> None:
+    with stack.installation.transaction() as session:
+        make_mailbox(session, domain=mailboxes.find_mailbox(session, "ann@one.test").domain, local_part="val",
+                     quota=100 * KB)  # fmt: skip
+    client = client_from(app, "10.3.2.1")
+    log_in(client, "val@one.test")
+    today = dt.date.today()
+    response = post(client, "/settings/vacation", {
+        "enabled": "1", "start": str(today - dt.timedelta(days=1)), "end": str(today + dt.timedelta(days=3)),
+        "subject": "Val is away", "text": "Back on Monday.",
+    })  # fmt: skip
+    assert "Vacation reply on." in client.get(response.headers["Location"]).get_data(as_text=True)
+    assert own_sieve_scripts(stack, "val@one.test") == {"letterhead": True}
+    send(stack, "writer@elsewhere.test", ["val@one.test"], subject="First question")
+    send(stack, "writer@elsewhere.test", ["val@one.test"], subject="Second question")
+    assert in_folder(stack, "val@one.test", "INBOX", "Second question")
+    replies = sink_with(stack, "Subject: Val is away")
+    assert len(replies) == 1 and "Back on Monday." in replies[0] and "writer@elsewhere.test" in replies[0]
+
+    # A period that has not begun sends nothing yet.
+    post(client, "/settings/vacation", {
+        "enabled": "1", "start": str(today + dt.timedelta(days=10)), "end": str(today + dt.timedelta(days=12)),
+        "subject": "Val will be away", "text": "Later.",
+    })  # fmt: skip
+    send(stack, "another@elsewhere.test", ["val@one.test"], subject="Third question")
+    assert in_folder(stack, "val@one.test", "INBOX", "Third question")
+    time.sleep(2)
+    assert not [m for m in stack.sink.messages() if "Val will be away" in m]
+    page = client.get("/settings/away").get_data(as_text=True)
+    assert str(today + dt.timedelta(days=10)) in page
+    refused = post(client, "/settings/vacation", {"enabled": "1", "start": "2026-05-02", "end": "2026-05-01",
+                                                  "text": "x"})  # fmt: skip
+    assert "The last day comes before the first." in client.get(refused.headers["Location"]).get_data(
+        as_text=True
+    )
+
+
+def test_forwarding_keeps_a_copy_or_not_and_the_admins_see_it_in_the_audit_trail(app, stack) -> None:
+    with stack.installation.transaction() as session:
+        make_mailbox(session, domain=mailboxes.find_mailbox(session, "ann@one.test").domain, local_part="fwd",
+                     quota=100 * KB)  # fmt: skip
+    client = client_from(app, "10.3.2.2")
+    log_in(client, "fwd@one.test")
+    post(client, "/settings/forwarding", {"address": "me@home.example", "keep_copy": "1"})
+    kept = send(stack, "someone@elsewhere.test", ["fwd@one.test"], subject="Kept and forwarded")
+    assert in_folder(stack, "fwd@one.test", "INBOX", kept)
+    assert sink_with(stack, kept)
+    post(client, "/settings/forwarding", {"address": "me@home.example"})
+    gone = send(stack, "someone@elsewhere.test", ["fwd@one.test"], subject="Only forwarded")
+    assert sink_with(stack, gone)
+    time.sleep(1)
+    assert gone not in subjects_in(stack, "fwd@one.test", "INBOX")
+    refused = post(client, "/settings/forwarding", {"address": "fwd@one.test"})
+    assert "cannot be forwarded to the mailbox it is for" in client.get(refused.headers["Location"]).get_data(
+        as_text=True
+    )
+    with stack.installation.sessions() as session:
+        entries = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.action == "mailbox.rules.forwarding", AuditEntry.target == "fwd@one.test"
+            )
+        ).all()
+    assert [entry.details["address"] for entry in entries] == ["me@home.example", "me@home.example"]
+
+
+def test_a_filter_made_in_the_settings_files_mail_beside_the_admins_filter(app, stack) -> None:
+    with stack.installation.transaction() as session:
+        domain = mailboxes.find_mailbox(session, "ann@one.test").domain
+        mailbox = make_mailbox(session, domain=domain, local_part="fil", quota=100 * KB)
+        sieve.set_filter_for_mailbox(
+            session, OPERATOR, stack.settings, mailbox, name="policy",
+            script='require ["fileinto", "mailbox"];\nif header :contains "subject" "Policy" { fileinto :create "Policies"; }\n',
+        )  # fmt: skip
+    client = client_from(app, "10.3.2.3")
+    log_in(client, "fil@one.test")
+    added = post(client, "/settings/filters", {"field": "subject", "match": "contains", "value": "Invoice",
+                                               "action": "fileinto", "argument": "Invoices"})  # fmt: skip
+    page = client.get(added.headers["Location"]).get_data(as_text=True)
+    assert "Filter added." in page and "If Subject contains Invoice: file into Invoices" in page
+    refused = post(client, "/settings/filters", {"field": "size", "match": "contains", "value": "2M",
+                                                 "action": "discard"})  # fmt: skip
+    assert "A size is over or under" in client.get(refused.headers["Location"]).get_data(as_text=True)
+
+    invoice = send(stack, "billing@elsewhere.test", ["fil@one.test"], subject="Invoice 42")
+    policy = send(stack, "hr@elsewhere.test", ["fil@one.test"], subject="Policy update")
+    assert in_folder(stack, "fil@one.test", "Invoices", invoice)
+    assert in_folder(stack, "fil@one.test", "Policies", policy)
+    # The user's own Sieve program sees the same script, and the admin's filter is not theirs.
+    with SieveClient.open(stack.settings, "fil@one.test", PASSWORD) as sieve_client:
+        assert sieve_client.scripts() == {"letterhead": True}
+        assert 'fileinto :create "Invoices";' in sieve_client.read("letterhead")
+        # A script of their own, made active by their program, is named in the settings.
+        sieve_client.store("mine", "keep;\n")
+        sieve_client.activate("mine")
+    assert "Your own Sieve script “mine” runs now" in client.get("/settings/filters").get_data(as_text=True)
+
+    post(client, "/settings/filters", {"remove": "0"})
+    assert own_sieve_scripts(stack, "fil@one.test") == {"letterhead": True, "mine": False}
+    later = send(stack, "billing@elsewhere.test", ["fil@one.test"], subject="Invoice 43")
+    assert in_folder(stack, "fil@one.test", "INBOX", later)
