@@ -158,6 +158,9 @@ def test_every_document_names_the_brand_host_of_a_branded_domain(client, setting
     assert (
         account["IncomingMailServerHostName"] == account["OutgoingMailServerHostName"] == "mail.customer.test"
     )
+    # The mail programs name the provider as the brand.
+    assert thunderbird.find("emailProvider").findtext("displayName") == "Customer"
+    assert apple["PayloadOrganization"] == "Customer" and account["EmailAccountDescription"].startswith("Customer")
     unbranded = ET.fromstring(client.get("/mail/config-v1.1.xml?emailaddress=ann@bücher.test").data)
     assert {s.findtext("hostname") for s in unbranded.iter() if s.tag.endswith("Server")} == {
         settings.hostname
@@ -174,3 +177,16 @@ def test_the_mta_sts_policy_is_served_on_the_mta_sts_host_of_hosted_domains(clie
     ).get_data(as_text=True)
     for host in ("mta-sts.unknown.test", "mta-sts.off.test", "mail.customer.test", "mta-sts.bad_host.test"):
         assert client.get("/.well-known/mta-sts.txt", headers={"Host": host}).status_code == 404
+
+
+def test_two_accounts_of_one_domain_get_profiles_that_do_not_replace_each_other(client) -> None:
+    ann = plistlib.loads(client.get("/apple/mail.mobileconfig?emailaddress=ann@customer.test").data)
+    bob_response = client.get("/apple/mail.mobileconfig?emailaddress=bob@customer.test")
+    bob = plistlib.loads(bob_response.data)
+    assert ann["PayloadIdentifier"] != bob["PayloadIdentifier"]
+    assert ann["PayloadUUID"] != bob["PayloadUUID"]
+    assert ann["PayloadContent"][0]["PayloadIdentifier"] != bob["PayloadContent"][0]["PayloadIdentifier"]
+    assert "bob-at-customer.test.mobileconfig" in bob_response.headers["Content-Disposition"]
+    # The same account asked twice gets the same profile: installing again updates it.
+    again = plistlib.loads(client.get("/apple/mail.mobileconfig?emailaddress=ann@customer.test").data)
+    assert again["PayloadIdentifier"] == ann["PayloadIdentifier"]

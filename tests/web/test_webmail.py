@@ -876,6 +876,9 @@ def test_the_account_page_shows_storage_and_only_the_users_own_logins(app, stack
     assert ("ok", "webmail", "10.2.0.51") in rows
     assert ("failed", "webmail", "10.2.0.50") in rows
     assert all(ip != "10.2.0.52" for _, _, ip in rows)  # bea's login is not amy's business
+    profile = re.search(r'href="(/apple/mail\.mobileconfig\?emailaddress=[^"]+)"', page).group(1)
+    downloaded = client.get(profile.replace("&amp;", "&"))
+    assert downloaded.status_code == 200 and b"amy@one.test" in downloaded.data
 
 
 def test_a_user_changes_their_own_password_and_the_mail_server_takes_the_new_one_at_once(app, stack) -> None:

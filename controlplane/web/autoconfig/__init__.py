@@ -53,6 +53,12 @@ def _address_from(text: str) -> tuple[str, str]:
     return _hosted(local_part, domain_name)
 
 
+def _provider_name(domain_name: str) -> str:
+    """What a mail client calls the provider: the brand the domain wears, else the domain."""
+    brand = _active_domain(domain_name).brand
+    return brand.name if brand is not None else domain_to_unicode(domain_name)
+
+
 def _server(domain_name: str) -> dict[str, object]:
     """Where the domain's users connect: its brand's host, or the platform's."""
     settings = current_settings()
@@ -74,8 +80,8 @@ def thunderbird():
             abort(404)
         address, domain_name = None, _hosted("x", host.removeprefix("autoconfig."))[1]
     body = render_template(
-        "autoconfig/config-v1.1.xml", domain=domain_name, display=domain_to_unicode(domain_name),
-        address=address, **_server(domain_name),
+        "autoconfig/config-v1.1.xml", domain=domain_name, display=_provider_name(domain_name),
+        short_name=domain_to_unicode(domain_name), address=address, **_server(domain_name),
     )  # fmt: skip
     return Response(body, mimetype="application/xml")
 
@@ -141,11 +147,16 @@ def apple_profile():
     address, domain_name = _address_from(request.args.get("emailaddress", ""))
     server = _server(domain_name)
     ports = server["ports"]
-    identifier = f"com.letterhead.mail.{domain_name}"
+    provider = _provider_name(domain_name)
+    # One identifier per account: a phone replaces a profile with the same identifier, and two
+    # accounts of one domain must live side by side.
+    account_id = uuid.uuid5(uuid.NAMESPACE_URL, f"mailto:{address}")
+    identifier = f"com.letterhead.mail.{domain_name}.{account_id}"
     account = {
         "PayloadType": "com.apple.mail.managed", "PayloadVersion": 1,
         "PayloadIdentifier": f"{identifier}.account", "PayloadUUID": str(uuid.uuid5(uuid.NAMESPACE_DNS, address)),
-        "PayloadDisplayName": address, "EmailAccountDescription": address, "EmailAccountType": "EmailTypeIMAP",
+        "PayloadDisplayName": f"{provider}: {address}", "PayloadOrganization": provider,
+        "EmailAccountDescription": f"{provider} ({address})", "EmailAccountType": "EmailTypeIMAP",
         "EmailAddress": address,
         "IncomingMailServerHostName": server["host"], "IncomingMailServerPortNumber": ports["imaps"],
         "IncomingMailServerUseSSL": True, "IncomingMailServerUsername": address,
@@ -157,12 +168,13 @@ def apple_profile():
     profile = {
         "PayloadType": "Configuration", "PayloadVersion": 1, "PayloadIdentifier": identifier,
         "PayloadUUID": str(uuid.uuid5(uuid.NAMESPACE_DNS, identifier)),
-        "PayloadDisplayName": f"Mail for {address}", "PayloadContent": [account],
+        "PayloadDisplayName": f"{provider} mail for {address}", "PayloadOrganization": provider,
+        "PayloadContent": [account],
     }  # fmt: skip
     return Response(
         plistlib.dumps(profile),
         mimetype="application/x-apple-aspen-config",
-        headers={"Content-Disposition": f'attachment; filename="{domain_name}.mobileconfig"'},
+        headers={"Content-Disposition": f'attachment; filename="{address.replace("@", "-at-")}.mobileconfig"'},
     )
 
 
