@@ -49,50 +49,78 @@ def brand_create(
         emit(brand_row(made), as_json)
 
 
+IMAGE_OPTIONS = (("logo", "logo"), ("logo_dark", "logo-dark"), ("favicon", "favicon"))
+TEXT_OPTIONS = (("accent_colour", "accent"), ("page_title", "title"), ("footer_text", "footer"))
+
+
 @brand.command("update")
 @click.argument("hostname")
 @click.option("--name", default=None, help="A new brand name.")
 @click.option("--support-url", default=None, metavar="URL", help="The support link pages show.")
 @click.option("--no-support-url", is_flag=True, help="Remove the support link.")
+@click.option("--accent", default=None, metavar="#RRGGBB", help="The accent colour of buttons and badges.")
+@click.option("--title", default=None, help="The browser tab's title (instead of the brand name).")
+@click.option("--footer", default=None, help="A short line of text at the foot of every page.")
+@click.option("--no-accent", is_flag=True, help="Back to the platform's accent colour.")
+@click.option("--no-title", is_flag=True, help="Remove the page title.")
+@click.option("--no-footer", is_flag=True, help="Remove the footer text.")
+@click.option("--logo", type=click.File("rb"), default=None, metavar="FILE",
+              help="PNG, JPEG, WebP or SVG (made safe) of at most 256 KB.")  # fmt: skip
 @click.option(
-    "--logo",
-    type=click.File("rb"),
-    default=None,
-    metavar="FILE",
-    help="A PNG, JPEG or GIF of at most 256 KB.",
+    "--logo-dark", type=click.File("rb"), default=None, metavar="FILE", help="The logo on dark pages."
+)
+@click.option(
+    "--favicon", type=click.File("rb"), default=None, metavar="FILE", help="The browser tab's icon."
 )
 @click.option("--no-logo", is_flag=True, help="Remove the logo.")
+@click.option("--no-logo-dark", is_flag=True, help="Remove the logo for dark pages.")
+@click.option("--no-favicon", is_flag=True, help="Remove the favicon (the logo serves).")
 @json_option
 @handles_errors
-def brand_update(
-    hostname: str, name: str | None, support_url: str | None, no_support_url: bool, logo, no_logo: bool,
-    as_json: bool,
-) -> None:  # fmt: skip
-    """Rename the brand HOSTNAME, change its support link or set its logo."""
+def brand_update(hostname: str, name: str | None, support_url: str | None, no_support_url: bool,
+                 as_json: bool, **look: Any) -> None:  # fmt: skip
+    """Rename the brand HOSTNAME or change its look: support link, accent colour, page title,
+    footer, logo, logo for dark pages and favicon."""
     if support_url is not None and no_support_url:
         fail("Give --support-url or --no-support-url, not both.")
-    if logo is not None and no_logo:
-        fail("Give --logo or --no-logo, not both.")
-    if name is None and support_url is None and not no_support_url and logo is None and not no_logo:
-        fail("Nothing to change: give --name, --support-url, --no-support-url, --logo or --no-logo.")
     changes: dict[str, Any] = {}
     if name is not None:
         changes["name"] = name
     if support_url is not None or no_support_url:
         changes["support_url"] = None if no_support_url else support_url
+    for field, option in TEXT_OPTIONS:
+        value, cleared = look[option], look[f"no_{option}"]
+        if value is not None and cleared:
+            fail(f"Give --{option} or --no-{option}, not both.")
+        if value is not None or cleared:
+            changes[field] = None if cleared else value
+    images = {}
+    for field, option in IMAGE_OPTIONS:
+        upload, removed = look[field], look[f"no_{field}"]
+        if upload is not None and removed:
+            fail(f"Give --{option} or --no-{option}, not both.")
+        if upload is not None or removed:
+            # One byte past the limit is enough for the service to refuse it.
+            images[field] = None if removed else upload.read(brands.MAX_LOGO_BYTES + 1)
+    if not changes and not images:
+        fail("Nothing to change: give --name, --support-url, --accent, --title, --footer, --logo, "
+             "--logo-dark or --favicon (or a --no- one).")  # fmt: skip
     installation = current_installation()
     with installation.transaction() as session:
         target = brands.get_brand_by_hostname(session, OPERATOR, hostname)
         if changes:
             brands.update_brand(session, OPERATOR, installation.settings, target, **changes)
-        if logo is not None or no_logo:
-            # One byte past the limit is enough for the service to refuse it.
-            data = None if no_logo else logo.read(brands.MAX_LOGO_BYTES + 1)
-            brands.set_brand_logo(session, OPERATOR, target, data)
+        for field, data in images.items():
+            brands.set_brand_image(session, OPERATOR, target, field, data)
         emit(
-            {**brand_row(target), "support_url": target.support_url or "", "logo": target.logo_type or ""},
+            {
+                **brand_row(target), "support_url": target.support_url or "", "logo": target.logo_type or "",
+                "logo_dark": target.logo_dark_type or "", "favicon": target.favicon_type or "",
+                "accent_colour": target.accent_colour or "", "page_title": target.page_title or "",
+                "footer_text": target.footer_text or "",
+            },
             as_json,
-        )
+        )  # fmt: skip
 
 
 @brand.command("list")

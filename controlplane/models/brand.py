@@ -38,6 +38,16 @@ class Brand(Base):
     support_url: Mapped[str | None] = mapped_column(String(2000))
     logo: Mapped[bytes | None] = mapped_column(LargeBinary)
     logo_type: Mapped[str | None] = mapped_column(String(40))
+    # The rest of its look (services/brands.py checks each): "#rrggbb", a page title that
+    # replaces the name in the browser's tab, a line of text at the foot of its pages, and
+    # images of their own for dark pages and the tab (else the logo serves).
+    accent_colour: Mapped[str | None] = mapped_column(String(7))
+    page_title: Mapped[str | None] = mapped_column(String(100))
+    footer_text: Mapped[str | None] = mapped_column(String(200))
+    logo_dark: Mapped[bytes | None] = mapped_column(LargeBinary)
+    logo_dark_type: Mapped[str | None] = mapped_column(String(40))
+    favicon: Mapped[bytes | None] = mapped_column(LargeBinary)
+    favicon_type: Mapped[str | None] = mapped_column(String(40))
     shared: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[created_at]
 
@@ -57,9 +67,14 @@ class Brand(Base):
 
     @property
     def logo_version(self) -> str:
+        return self.image_version("logo")
+
+    def image_version(self, kind: str) -> str:
+        """A short digest of an image ("logo", "logo_dark", "favicon"): in its URL, it makes
+        browsers fetch a replaced one at once."""
         import hashlib
 
-        return hashlib.sha256(self.logo or b"").hexdigest()[:12]
+        return hashlib.sha256(getattr(self, kind) or b"").hexdigest()[:12]
 
     @property
     def covered_names(self) -> tuple[str, ...]:

@@ -8,6 +8,8 @@ module owns names, appearance and which domain uses which brand.
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,20 +17,13 @@ from controlplane.errors import AlreadyExists, NotFound, ValidationError
 from controlplane.models import Brand, Domain, Tenant
 from controlplane.models.base import utcnow
 from controlplane.render import TlsIdentity
-from controlplane.services import audit, scope
+from controlplane.services import audit, brand_images, scope
 from controlplane.services.scope import Actor
 from controlplane.settings import Settings
 from controlplane.validation import normalize_hostname, validate_url
 
 MAX_BRAND_NAME = 100
-MAX_LOGO_BYTES = 256 * 1024
-# Raster images only, recognised by their first bytes: an SVG can carry script.
-LOGO_SIGNATURES = {
-    b"\x89PNG\r\n\x1a\n": "image/png",
-    b"\xff\xd8\xff": "image/jpeg",
-    b"GIF87a": "image/gif",
-    b"GIF89a": "image/gif",
-}
+MAX_LOGO_BYTES = brand_images.MAX_IMAGE_BYTES
 # The names a brand's certificate also covers for each domain using it (client setup).
 SETUP_PREFIXES = ("autoconfig", "autodiscover", "mta-sts")
 
@@ -52,6 +47,27 @@ def _brand_name(name: str) -> str:
             field="name",
         )
     return name
+
+
+def _accent_colour(value: str | None) -> str | None:
+    """ "#rrggbb" (or "#rgb", written out), or None for the platform's."""
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip().lower()
+    if re.fullmatch(r"#[0-9a-f]{3}", text):
+        text = "#" + "".join(ch * 2 for ch in text[1:])
+    if not re.fullmatch(r"#[0-9a-f]{6}", text):
+        raise ValidationError("The accent colour is written like #3a6ee8.", field="accent_colour")
+    return text
+
+
+def _line(value: str | None, field: str, what: str, limit: int) -> str | None:
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    if len(text) > limit or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ValidationError(f"{what} is one line of at most {limit} characters.", field=field)
+    return text
 
 
 def _support_url(url: str | None) -> str | None:
@@ -137,10 +153,21 @@ def update_brand(
     support_url: str | None | object = _UNSET,
     shared: bool | None = None,
     hostname: str | None = None,
+    accent_colour: str | None | object = _UNSET,
+    page_title: str | None | object = _UNSET,
+    footer_text: str | None | object = _UNSET,
 ) -> Brand:
-    """Change a brand's look or name. A new hostname starts its certificate afresh."""
+    """Change a brand's look or name (None or "" clears a look's field: the platform's
+    then). A new hostname starts its certificate afresh. Nothing changes unless all is valid."""
     scope.require_full_admin(actor, brand.tenant)
     changes: dict[str, object] = {}
+    look = {}
+    if accent_colour is not _UNSET:
+        look["accent_colour"] = _accent_colour(accent_colour)  # type: ignore[arg-type]
+    if page_title is not _UNSET:
+        look["page_title"] = _line(page_title, "page_title", "The page title", 100)  # type: ignore[arg-type]
+    if footer_text is not _UNSET:
+        look["footer_text"] = _line(footer_text, "footer_text", "The footer text", 200)  # type: ignore[arg-type]
     new_name = _brand_name(name) if name is not None else None
     new_url = _support_url(support_url) if support_url is not _UNSET else _UNSET  # type: ignore[arg-type]
     new_host = None
@@ -157,6 +184,10 @@ def update_brand(
         brand.cert_status, brand.cert_names, brand.cert_error = "none", "", ""
         brand.cert_not_after, brand.cert_failures, brand.cert_next_attempt_at = None, 0, None
         brand.dns_report, brand.dns_checked_at = "", None
+    for field, value in look.items():
+        if value != getattr(brand, field):
+            setattr(brand, field, value)
+            changes[field] = value
     if shared is not None and bool(shared) != brand.shared:
         if shared:
             _clear_other_shared(session, brand)
@@ -170,26 +201,29 @@ def update_brand(
     return brand
 
 
-def set_brand_logo(session: Session, actor: Actor, brand: Brand, data: bytes | None) -> Brand:
-    """A PNG, JPEG or GIF of at most 256 KB, or None to remove it."""
+def set_brand_image(session: Session, actor: Actor, brand: Brand, kind: str, data: bytes | None) -> Brand:
+    """Set the brand's "logo", "logo_dark" (for dark pages) or "favicon" (the tab's icon): a PNG,
+    JPEG or WebP within size and pixel limits, or an SVG, kept only as rebuilt from an
+    allow-list (services/brand_images.py); None removes it."""
     scope.require_full_admin(actor, brand.tenant)
+    if kind not in brand_images.KINDS:
+        raise ValidationError("The image is the logo, logo_dark or favicon.", field="kind")
     if data is None:
-        brand.logo, brand.logo_type = None, None
+        content, content_type = None, None
     else:
-        # Removing is asked for with None: an empty upload or body is a mistake, not a request.
-        if not data:
-            raise ValidationError("The logo is empty: give a PNG, JPEG or GIF image.", field="logo")
-        if len(data) > MAX_LOGO_BYTES:
-            raise ValidationError(f"A logo may be at most {MAX_LOGO_BYTES // 1024} KB.", field="logo")
-        kind = next((t for sig, t in LOGO_SIGNATURES.items() if data.startswith(sig)), None)
-        if kind is None:
-            raise ValidationError("A logo must be a PNG, JPEG or GIF image.", field="logo")
-        brand.logo, brand.logo_type = data, kind
+        checked = brand_images.check_image(data, kind)
+        content, content_type = checked.content, checked.content_type
+    setattr(brand, kind, content)
+    setattr(brand, f"{kind}_type", content_type)
     session.flush()
     audit.record_change(
-        session, actor, "brand.logo", brand.hostname, tenant_id=brand.tenant_id, removed=brand.logo is None
+        session, actor, f"brand.{kind}", brand.hostname, tenant_id=brand.tenant_id, removed=content is None
     )
     return brand
+
+
+def set_brand_logo(session: Session, actor: Actor, brand: Brand, data: bytes | None) -> Brand:
+    return set_brand_image(session, actor, brand, "logo", data)
 
 
 def delete_brand(session: Session, actor: Actor, brand: Brand) -> None:

@@ -8,11 +8,13 @@ and any other host wears the platform's default.
 from __future__ import annotations
 
 import dataclasses
+import re
 import struct
 import zlib
 
 from flask import Blueprint, Response, abort, g, request
 
+from controlplane.models import Brand
 from controlplane.services import brands
 from controlplane.web.access import allow
 from controlplane.web.requests import db
@@ -21,11 +23,14 @@ from controlplane.web.requests import db
 @dataclasses.dataclass(frozen=True)
 class Theme:
     name: str = "Letterhead"
+    title: str = "Letterhead"  # the browser tab's: the brand's page title, else its name
     logo_url: str | None = None
+    logo_dark_url: str | None = None  # shown instead when the browser asks for dark pages
     icon_url: str = "/favicon.ico"
     support_url: str | None = None
     accent: str = "#3a6ee8"
     header: str = "#1d2330"
+    footer: str | None = None
     brand_id: int | None = None
 
 
@@ -33,26 +38,53 @@ DEFAULT_THEME = Theme()
 blueprint = Blueprint("theme", __name__)
 
 
+def theme_of(brand: Brand | None, **preview: str | None) -> Theme:
+    """What pages wear for `brand` (the default for None); `preview` overrides its accent_colour,
+    page_title, footer_text or name, unsaved, for the panel's preview."""
+    if brand is None:
+        return DEFAULT_THEME
+    name = preview.get("name") or brand.name
+    accent = preview.get("accent_colour", brand.accent_colour)
+    title = preview.get("page_title", brand.page_title)
+    footer = preview.get("footer_text", brand.footer_text)
+    # The versions make browsers fetch a replaced image at once.
+    icon = "favicon" if brand.favicon else ("logo" if brand.logo else None)
+    return Theme(
+        name=name,
+        title=title or name,
+        logo_url=f"/branding/logo?v={brand.image_version('logo')}" if brand.logo else None,
+        logo_dark_url=f"/branding/logo-dark?v={brand.image_version('logo_dark')}"
+        if brand.logo_dark
+        else None,
+        icon_url=f"/favicon.ico?v={brand.image_version(icon)}" if icon else DEFAULT_THEME.icon_url,
+        support_url=brand.support_url,
+        accent=accent if accent and _COLOUR.fullmatch(accent) else DEFAULT_THEME.accent,
+        footer=footer or None,
+        brand_id=brand.id,
+    )
+
+
+_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
 def current_theme() -> Theme:
     if "theme" not in g:
-        brand = brands.find_brand_for_host(db(), request.host or "")
-        g.theme = (
-            DEFAULT_THEME
-            if brand is None
-            else Theme(
-                name=brand.name,
-                # The version makes browsers fetch a replaced logo at once.
-                logo_url=f"/branding/logo?v={brand.logo_version}" if brand.logo else None,
-                icon_url=f"/favicon.ico?v={brand.logo_version}" if brand.logo else DEFAULT_THEME.icon_url,
-                support_url=brand.support_url,
-                brand_id=brand.id,
-            )
-        )
+        g.theme = theme_of(brands.find_brand_for_host(db(), request.host or ""))
     return g.theme
 
 
 def inject_theme() -> dict[str, Theme]:
     return {"theme": current_theme()}
+
+
+def _image_response(content: bytes, content_type: str) -> Response:
+    response = Response(content, mimetype=content_type)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "public, max-age=300"
+    # An SVG opened on its own is a document: nothing in it may run or load (it was rebuilt
+    # without script already: services/brand_images.py).
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+    return response
 
 
 @blueprint.get("/branding/logo")
@@ -62,10 +94,17 @@ def logo():
     brand = brands.find_brand_for_host(db(), request.host or "")
     if brand is None or not brand.logo or not brand.logo_type:
         abort(404)
-    response = Response(brand.logo, mimetype=brand.logo_type)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
+    return _image_response(brand.logo, brand.logo_type)
+
+
+@blueprint.get("/branding/logo-dark")
+@allow("public")
+def logo_dark():
+    """The logo for dark pages of the brand this host serves."""
+    brand = brands.find_brand_for_host(db(), request.host or "")
+    if brand is None or not brand.logo_dark or not brand.logo_dark_type:
+        abort(404)
+    return _image_response(brand.logo_dark, brand.logo_dark_type)
 
 
 def _png(width: int, height: int, pixels: list[list[tuple[int, int, int, int]]]) -> bytes:
@@ -106,13 +145,11 @@ DEFAULT_ICON = _default_icon()
 @blueprint.get("/favicon.ico")
 @allow("public")
 def favicon():
-    """The browser tab's icon: the brand's logo where it has one, else the default envelope.
+    """The browser tab's icon: the brand's favicon, else its logo, else the default envelope.
     Browsers ask for /favicon.ico themselves; the pages also link it (with the logo's version)."""
     brand = brands.find_brand_for_host(db(), request.host or "")
+    if brand is not None and brand.favicon and brand.favicon_type:
+        return _image_response(brand.favicon, brand.favicon_type)
     if brand is not None and brand.logo and brand.logo_type:
-        response = Response(brand.logo, mimetype=brand.logo_type)
-    else:
-        response = Response(DEFAULT_ICON, mimetype="image/png")
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
+        return _image_response(brand.logo, brand.logo_type)
+    return _image_response(DEFAULT_ICON, "image/png")

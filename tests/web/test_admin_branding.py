@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from controlplane import create_app
 from controlplane.models import Brand, Domain
+from tests import images
 from tests.dnsserver import dnsmasq
 from tests.web.test_admin_panel import log_in, post
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+PNG = images.png()
 
 
 def _brand(installation, hostname: str) -> Brand | None:

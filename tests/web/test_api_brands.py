@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import select
 
 from controlplane.models import Brand, Domain
+from tests import images
 from tests.web import test_api
 from tests.web.test_api import PROBLEM
 
@@ -110,8 +113,8 @@ def test_domain_tokens_read_their_own_domains_brand_and_change_nothing(api, worl
     assert len(_brands(world)) == 2
 
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 40
-GIF = b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00;"
+PNG = images.png()
+WEBP = images.webp_header(64, 32)
 
 
 def _logo(world) -> tuple[bytes | None, str | None]:
@@ -128,10 +131,10 @@ def test_a_tenant_token_sets_and_removes_a_brands_logo_which_its_host_then_serve
     assert _logo(world) == (PNG, "image/png")
     # The bytes decide the type, not the Content-Type sent with them.
     assert (
-        api("one", "PUT", "/brands/mail.a.test/logo", data=GIF, content_type="image/png").status_code == 200
+        api("one", "PUT", "/brands/mail.a.test/logo", data=WEBP, content_type="image/png").status_code == 200
     )
-    assert _logo(world) == (GIF, "image/gif")
-    assert app.test_client().get("/branding/logo", headers={"Host": "mail.a.test"}).data == GIF
+    assert _logo(world) == (WEBP, "image/webp")
+    assert app.test_client().get("/branding/logo", headers={"Host": "mail.a.test"}).data == WEBP
     removed = api("one", "DELETE", "/brands/mail.a.test/logo")
     assert removed.status_code == 200 and removed.get_json()["has_logo"] is False
     assert _logo(world) == (None, None)
@@ -140,8 +143,9 @@ def test_a_tenant_token_sets_and_removes_a_brands_logo_which_its_host_then_serve
 @pytest.mark.parametrize(
     ("body", "content_type", "words"),
     [
-        (b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>", "image/svg+xml", "PNG, JPEG or GIF"),
-        (b"\x89PNG\r\n\x1a\n" + b"\0" * (256 * 1024), "image/png", "256 KB"),
+        (b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00;", "image/gif", "PNG, JPEG, WebP or SVG"),
+        (images.png(4001, 20), "image/png", "4001×20 pixels"),
+        (images.png() + b"\0" * (256 * 1024), "image/png", "256 KB"),
         (b"", "image/png", "empty"),
     ],
 )
@@ -170,7 +174,47 @@ def test_only_the_brands_tenant_token_may_change_its_logo(api, world) -> None:
 
 def test_the_openapi_document_describes_the_logo_body(app) -> None:
     spec = app.test_client().get("/api/v1/openapi.json").get_json()
-    operations = spec["paths"]["/api/v1/brands/{hostname}/logo"]
+    operations = spec["paths"]["/api/v1/brands/{hostname}/{image}"]
     assert set(operations) >= {"put", "delete"}
-    assert set(operations["put"]["requestBody"]["content"]) == {"image/png", "image/jpeg", "image/gif"}
+    content = set(operations["put"]["requestBody"]["content"])
+    assert content == {"image/png", "image/jpeg", "image/webp", "image/svg+xml"}
+    (image,) = [p for p in operations["put"]["parameters"] if p["name"] == "image"]
+    assert image["schema"]["enum"] == ["logo", "logo-dark", "favicon"]
     assert "422" in operations["put"]["responses"]
+
+
+def test_the_whole_look_is_set_through_the_api_and_worn_on_the_brands_host_only(app, api, world) -> None:
+    api("one", "POST", "/brands", json={"hostname": "mail.a.test", "name": "A"})
+    response = api("one", "PATCH", "/brands/mail.a.test", json={
+        "accent_colour": "#c0ffee", "page_title": "A webmail", "footer_text": "A Ltd, 1 Main Street",
+    })  # fmt: skip
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert (body["accent_colour"], body["page_title"], body["footer_text"]) == (
+        "#c0ffee", "A webmail", "A Ltd, 1 Main Street",
+    )  # fmt: skip
+    assert api("one", "PUT", "/brands/mail.a.test/logo-dark", data=images.SVG_WITH_SCRIPT,
+               content_type="image/svg+xml").get_json()["has_logo_dark"] is True  # fmt: skip
+    favicon = images.png(32, 32, (1, 2, 3))
+    assert (
+        api("one", "PUT", "/brands/mail.a.test/favicon", data=favicon, content_type="image/png").status_code
+        == 200
+    )
+    client = app.test_client()
+    page = client.get("/login", headers={"Host": "mail.a.test"}).get_data(as_text=True)
+    assert "<title>Log in · A webmail</title>" in page and "A Ltd, 1 Main Street" in page
+    assert 'media="(prefers-color-scheme: dark)"' in page
+    css = re.search(r'href="(/webmail\.css\?v=[^"]+)"', page).group(1)
+    assert "--accent: #c0ffee" in client.get(css, headers={"Host": "mail.a.test"}).get_data(as_text=True)
+    dark = client.get("/branding/logo-dark", headers={"Host": "mail.a.test"})
+    assert dark.mimetype == "image/svg+xml" and b"script" not in dark.data
+    assert "sandbox" in dark.headers["Content-Security-Policy"]
+    assert client.get("/favicon.ico", headers={"Host": "mail.a.test"}).data == favicon
+    # The platform's host wears none of it.
+    platform = client.get("/login").get_data(as_text=True)
+    assert "A webmail" not in platform and "A Ltd" not in platform and "#c0ffee" not in platform
+    refused = api("one", "PATCH", "/brands/mail.a.test", json={"accent_colour": "red"})
+    assert test_api.problem_of(refused, 422)["errors"] == {"accent_colour": [refused.get_json()["detail"]]}
+    removed = api("one", "PATCH", "/brands/mail.a.test", json={"footer_text": None, "page_title": ""})
+    assert (removed.get_json()["footer_text"], removed.get_json()["page_title"]) == (None, None)
+    assert "A Ltd" not in client.get("/login", headers={"Host": "mail.a.test"}).get_data(as_text=True)

@@ -160,7 +160,9 @@ def test_every_document_names_the_brand_host_of_a_branded_domain(client, setting
     )
     # The mail programs name the provider as the brand.
     assert thunderbird.find("emailProvider").findtext("displayName") == "Customer"
-    assert apple["PayloadOrganization"] == "Customer" and account["EmailAccountDescription"].startswith("Customer")
+    assert apple["PayloadOrganization"] == "Customer" and account["EmailAccountDescription"].startswith(
+        "Customer"
+    )
     unbranded = ET.fromstring(client.get("/mail/config-v1.1.xml?emailaddress=ann@bücher.test").data)
     assert {s.findtext("hostname") for s in unbranded.iter() if s.tag.endswith("Server")} == {
         settings.hostname

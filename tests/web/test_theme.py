@@ -10,8 +10,9 @@ from sqlalchemy import select
 
 from controlplane.models import Brand, Tenant
 from controlplane.services import brands, scope
+from tests import images
 
-GIF = b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00;"
+LOGO = images.png(64, 28)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BRAND_HOST = {"Host": "mail.a.test"}
 
@@ -57,15 +58,15 @@ def test_without_a_logo_the_favicon_is_the_default_icon_on_every_host(app, brand
 def test_a_brand_with_a_logo_serves_it_as_its_favicon_and_its_pages_link_it(app, world, brand) -> None:
     client = app.test_client()
     default = client.get("/favicon.ico", headers=BRAND_HOST).data
-    _set_logo(world, GIF)
+    _set_logo(world, LOGO)
     response = client.get("/favicon.ico", headers=BRAND_HOST)
-    assert (response.mimetype, response.data) == ("image/gif", GIF)
+    assert (response.mimetype, response.data) == ("image/png", LOGO)
     assert client.get("/favicon.ico").data == default  # the platform's host keeps the default
     for path in ("/login", "/admin/login"):
         link = _icon_link(client.get(path, headers=BRAND_HOST).get_data(as_text=True))
         # The link changes with the logo, so browsers do not keep showing the old one.
         assert link.startswith("/favicon.ico?v=")
-        assert client.get(link, headers=BRAND_HOST).data == GIF
+        assert client.get(link, headers=BRAND_HOST).data == LOGO
     _set_logo(world, None)
     assert client.get("/favicon.ico", headers=BRAND_HOST).data == default
     assert _icon_link(client.get("/admin/login").get_data(as_text=True)) == "/favicon.ico"

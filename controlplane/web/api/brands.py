@@ -35,6 +35,8 @@ def brand_body(brand: Brand) -> dict:
     return {
         "hostname": brand.hostname, "name": brand.name, "support_url": brand.support_url,
         "shared": brand.shared, "has_logo": brand.logo is not None,
+        "has_logo_dark": brand.logo_dark is not None, "has_favicon": brand.favicon is not None,
+        "accent_colour": brand.accent_colour, "page_title": brand.page_title, "footer_text": brand.footer_text,
         "domains": sorted(d.name for d in scope.brand_domains_seen(actor, brand.domains)),
         "certificate": {
             "status": brand.cert_status, "names": list(brand.covered_names), "not_after": brand.cert_not_after,
@@ -80,7 +82,9 @@ def get_brand(hostname: str):
 @blueprint.arguments(BrandUpdateSchema)
 @blueprint.response(200, BrandSchema)
 def update_brand(body, hostname: str):
-    """Change the brand's name, support link (null removes it), shared flag or hostname."""
+    """Change the brand's name, support link, accent colour, page title or footer text (null
+    removes one: the platform's then), shared flag or hostname. Pages on its hosts wear the
+    change at their next load."""
     brand = brands.update_brand(db(), current_actor(), current_settings(), _brand(hostname), **body)
     db().commit()
     return brand_body(brand)
@@ -96,39 +100,57 @@ def delete_brand(hostname: str):
 
 
 # The image itself is the body: its first bytes decide its type, whatever Content-Type says.
-LOGO_BODY = {
+IMAGE_BODY = {
     "required": True,
-    "description": f"A PNG, JPEG or GIF image of at most {brands.MAX_LOGO_BYTES // 1024} KB (no SVG: it can "
-    "carry script). Its own bytes decide its type.",
+    "description": f"A PNG, JPEG or WebP image of at most {brands.MAX_LOGO_BYTES // 1024} KB within the pixel "
+    "limits, or an SVG, kept only as rebuilt without script, styles or outside references. Its own bytes "
+    "decide its type.",
     "content": {
         kind: {"schema": {"type": "string", "format": "binary"}}
-        for kind in ("image/png", "image/jpeg", "image/gif")
+        for kind in ("image/png", "image/jpeg", "image/webp", "image/svg+xml")
     },
 }
+# The images by their name in the path: the logo, the logo on dark pages, the tab's icon.
+IMAGE_KINDS = {"logo": "logo", "logo-dark": "logo_dark", "favicon": "favicon"}
+IMAGE_PARAMETER = {
+    "in": "path", "name": "image", "required": True, "schema": {"type": "string", "enum": list(IMAGE_KINDS)},
+    "description": "logo; logo-dark, shown on dark pages; favicon, the browser tab's icon (else the logo)",
+}  # fmt: skip
 
 
-@blueprint.route("/brands/<hostname>/logo", methods=["PUT"])
+def _image_kind(image: str) -> str:
+    if image not in IMAGE_KINDS:
+        from werkzeug.exceptions import NotFound
+
+        raise NotFound()
+    return IMAGE_KINDS[image]
+
+
+@blueprint.route("/brands/<hostname>/<any(logo, 'logo-dark', favicon):image>", methods=["PUT"])
 @tokens_allowed("tenant")
-@blueprint.doc(requestBody=LOGO_BODY, responses={"422": "UNPROCESSABLE_ENTITY"})
+@blueprint.doc(
+    requestBody=IMAGE_BODY, responses={"422": "UNPROCESSABLE_ENTITY"}, parameters=[IMAGE_PARAMETER]
+)
 @blueprint.response(200, BrandSchema)
-def set_brand_logo(hostname: str):
-    """Set the brand's logo, shown on its webmail and admin panel and as their tab icon; the
-    same checks as the panel's (422 for anything else or anything larger)."""
+def set_brand_image(hostname: str, image: str):
+    """Set the brand's logo, its logo for dark pages or its favicon (the tab's icon; without
+    one the logo serves); the same checks as the panel's (422 for anything else or larger)."""
     brand = _brand(hostname)
     # One byte past the limit is enough for the service to refuse it; the rest is never read.
     data = request.stream.read(brands.MAX_LOGO_BYTES + 1)
-    brands.set_brand_logo(db(), current_actor(), brand, data)
+    brands.set_brand_image(db(), current_actor(), brand, _image_kind(image), data)
     db().commit()
     return brand_body(brand)
 
 
-@blueprint.route("/brands/<hostname>/logo", methods=["DELETE"])
+@blueprint.route("/brands/<hostname>/<any(logo, 'logo-dark', favicon):image>", methods=["DELETE"])
 @tokens_allowed("tenant")
+@blueprint.doc(parameters=[IMAGE_PARAMETER])
 @blueprint.response(200, BrandSchema)
-def remove_brand_logo(hostname: str):
-    """Remove the brand's logo: its pages show its name alone and the default tab icon."""
+def remove_brand_image(hostname: str, image: str):
+    """Remove one of the brand's images: its pages show its name alone (or the logo in the tab)."""
     brand = _brand(hostname)
-    brands.set_brand_logo(db(), current_actor(), brand, None)
+    brands.set_brand_image(db(), current_actor(), brand, _image_kind(image), None)
     db().commit()
     return brand_body(brand)
 

@@ -257,6 +257,13 @@ class BrandSchema(Schema):
     support_url = fields.String(allow_none=True)
     shared = fields.Boolean(required=True)
     has_logo = fields.Boolean(required=True)
+    has_logo_dark = fields.Boolean(required=True)
+    has_favicon = fields.Boolean(required=True)
+    accent_colour = fields.String(
+        allow_none=True, metadata={"description": "#rrggbb, or null: the platform's"}
+    )
+    page_title = fields.String(allow_none=True, metadata={"description": "The browser tab's title"})
+    footer_text = fields.String(allow_none=True, metadata={"description": "A line at the foot of every page"})
     domains = fields.List(
         fields.String(), required=True, metadata={"description": "Domains using this brand"}
     )
@@ -275,6 +282,9 @@ class BrandUpdateSchema(Schema):
     name = fields.String(validate=validate.Length(min=1, max=100))
     support_url = fields.String(allow_none=True, validate=validate.Length(max=2000))
     shared = fields.Boolean()
+    accent_colour = fields.String(allow_none=True, validate=validate.Length(max=20))
+    page_title = fields.String(allow_none=True, validate=validate.Length(max=500))
+    footer_text = fields.String(allow_none=True, validate=validate.Length(max=500))
 
 
 BrandPageSchema = page_schema(BrandSchema)

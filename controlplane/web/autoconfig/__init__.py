@@ -174,7 +174,9 @@ def apple_profile():
     return Response(
         plistlib.dumps(profile),
         mimetype="application/x-apple-aspen-config",
-        headers={"Content-Disposition": f'attachment; filename="{address.replace("@", "-at-")}.mobileconfig"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{address.replace("@", "-at-")}.mobileconfig"'
+        },
     )
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 import cli
 from controlplane.models import Brand
+from tests import images
 from tests.dnsserver import dnsmasq
 from tests.factories import make_domain, make_tenant
 
@@ -91,11 +92,11 @@ def test_the_operator_renames_a_brand_and_changes_its_support_link_and_logo(
         "--support-url",
         "https://help.a.test/",
     )
-    logo = tmp_path / "logo.gif"
-    logo.write_bytes(b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00;")
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(images.png(64, 28))
     code, out, err = run(home, "update", "Mail.A.test", "--name", "Acme Mail", "--logo", str(logo), "--json")
     assert code == 0, err
-    assert (json.loads(out)["name"], json.loads(out)["logo"]) == ("Acme Mail", "image/gif")
+    assert (json.loads(out)["name"], json.loads(out)["logo"]) == ("Acme Mail", "image/png")
     brand = _brand(installation)
     assert (brand.name, brand.support_url, brand.logo) == (
         "Acme Mail",
@@ -113,12 +114,15 @@ def test_the_operator_renames_a_brand_and_changes_its_support_link_and_logo(
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--logo", "SVG"], "PNG, JPEG or GIF"),
+        (["--logo", "GIF"], "PNG, JPEG, WebP or SVG"),
         (["--logo", "BIG"], "256 KB"),
+        (["--accent", "red"], "written like #3a6ee8"),
+        (["--favicon", "WIDE"], "must be 16 to 512 wide"),
         (["--support-url", "javascript:alert(1)"], "must start with https://"),
         (["--name", " "], "name is required"),
         (["--support-url", "https://x.test/", "--no-support-url"], "not both"),
-        (["--logo", "SVG", "--no-logo"], "not both"),
+        (["--logo", "GIF", "--no-logo"], "not both"),
+        (["--title", "X", "--no-title"], "not both"),
         ([], "Nothing to change"),
     ],
 )
@@ -127,8 +131,9 @@ def test_brand_update_refuses_what_the_panel_refuses_and_changes_nothing(
 ):
     run(home, "create", "mail.a.test", "--tenant", "One", "--name", "A Mail")
     files = {
-        "SVG": b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>",
-        "BIG": b"GIF89a" + b"\0" * 300_000,
+        "GIF": b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00;",
+        "BIG": images.png() + b"\0" * 300_000,
+        "WIDE": images.png(600, 20),
     }
     for key, data in files.items():
         (tmp_path / key).write_bytes(data)
@@ -141,3 +146,31 @@ def test_brand_update_refuses_what_the_panel_refuses_and_changes_nothing(
 def test_brand_update_of_an_unknown_brand_says_so(home) -> None:
     code, _, err = run(home, "update", "mail.nowhere.test", "--name", "X")
     assert code == 1 and "No such brand" in err
+
+
+def test_brand_update_sets_and_clears_the_whole_look(home, installation, tmp_path) -> None:
+    run(home, "create", "mail.a.test", "--tenant", "One", "--name", "A Mail")
+    (tmp_path / "dark.svg").write_bytes(images.SVG_WITH_SCRIPT)
+    (tmp_path / "icon.png").write_bytes(images.png(32, 32))
+    code, out, err = run(home, "update", "mail.a.test", "--accent", "#C0F", "--title", "A webmail",
+                         "--footer", "A Mail, 1 Main Street", "--logo-dark", str(tmp_path / "dark.svg"),
+                         "--favicon", str(tmp_path / "icon.png"), "--json")  # fmt: skip
+    assert code == 0, err
+    shown = json.loads(out)
+    assert (shown["accent_colour"], shown["page_title"], shown["footer_text"]) == (
+        "#cc00ff", "A webmail", "A Mail, 1 Main Street",
+    )  # fmt: skip
+    assert (shown["logo_dark"], shown["favicon"]) == ("image/svg+xml", "image/png")
+    brand = _brand(installation)
+    assert (
+        b"script" not in brand.logo_dark
+        and b"onload" not in brand.logo_dark
+        and b"tracker" not in brand.logo_dark
+    )
+    code, out, err = run(home, "update", "mail.a.test", "--no-accent", "--no-title", "--no-footer",
+                         "--no-logo-dark", "--no-favicon", "--json")  # fmt: skip
+    assert code == 0, err
+    brand = _brand(installation)
+    assert (brand.accent_colour, brand.page_title, brand.footer_text, brand.logo_dark, brand.favicon) == (
+        None, None, None, None, None,
+    )  # fmt: skip

@@ -8,9 +8,10 @@ from sqlalchemy import func, select
 from controlplane.errors import AlreadyExists, NotFound, NotInScope, ValidationError
 from controlplane.models import AuditEntry, Brand
 from controlplane.services import brand_dns, brands, domains, scope
+from tests import images
 from tests.factories import make_domain, make_tenant
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+PNG = images.png()
 
 
 def _brand_count(db) -> int:
@@ -183,13 +184,20 @@ def test_the_support_link_can_be_removed(db, settings) -> None:
 @pytest.mark.parametrize(
     "data, message",
     [
-        (b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>", "PNG, JPEG or GIF"),
-        (b"GIF8" + b"\0" * 10, "PNG, JPEG or GIF"),
-        (b"\x89PNG\r\n\x1a\n" + b"\0" * (256 * 1024), "256 KB"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'><rect", "not a well-formed SVG"),
+        (
+            b"<?xml version='1.0'?><!DOCTYPE svg [<!ENTITY x 'y'>]><svg xmlns='http://www.w3.org/2000/svg'/>",
+            "DOCTYPE",
+        ),
+        (b"<svg><rect/></svg>", "not an SVG image"),
+        (b"GIF8" + b"\0" * 10, "PNG, JPEG, WebP or SVG"),
+        (images.png(8, 8), "8×8 pixels"),
+        (images.webp_header(5000, 100), "5000×100 pixels"),
+        (PNG + b"\0" * (256 * 1024), "256 KB"),
         (b"", "empty"),
     ],
 )
-def test_logos_must_be_small_raster_images(db, settings, data, message) -> None:
+def test_logos_must_be_small_images_of_a_known_kind(db, settings, data, message) -> None:
     tenant = make_tenant(db)
     brand = _create(db, settings, tenant)
     with pytest.raises(ValidationError, match=message):
@@ -338,3 +346,39 @@ def test_the_tls_report_record_is_asked_for_only_when_its_address_receives_mail(
     assert tls_rpt(settings) == []  # no postmaster_address: tls-reports@ the host would refuse mail
     operated = dataclasses.replace(settings, postmaster_address="ops@example.net")
     assert tls_rpt(operated) == [f"v=TLSRPTv1; rua=mailto:tls-reports@{settings.hostname}"]
+
+
+def test_an_svg_logo_is_kept_only_as_rebuilt_without_script_or_outside_references(db, settings) -> None:
+    tenant = make_tenant(db)
+    brand = _create(db, settings, tenant)
+    brands.set_brand_image(db, scope.tenant_admin(tenant.id), brand, "logo_dark", images.SVG_WITH_SCRIPT)
+    assert brand.logo_dark_type == "image/svg+xml"
+    kept = brand.logo_dark.decode()
+    for bad in ("script", "onload", "alert", "tracker.test", "<image"):
+        assert bad not in kept, bad
+    assert '<rect width="20" height="20" fill="#3a6ee8"' in kept
+
+
+def test_the_look_is_checked_whole_and_cleared_field_by_field(db, settings) -> None:
+    tenant = make_tenant(db)
+    brand = _create(db, settings, tenant)
+    admin = scope.tenant_admin(tenant.id)
+    brands.update_brand(db, admin, settings, brand, accent_colour="#ABC", page_title="Acme webmail",
+                        footer_text="Acme Ltd, 1 Main Street")  # fmt: skip
+    assert (brand.accent_colour, brand.page_title, brand.footer_text) == (
+        "#aabbcc", "Acme webmail", "Acme Ltd, 1 Main Street",
+    )  # fmt: skip
+    for field, value, words in (
+        ("accent_colour", "blue; } body { display:none", "written like #3a6ee8"),
+        ("page_title", "two\nlines", "one line"),
+        ("footer_text", "x" * 201, "at most 200"),
+    ):
+        with pytest.raises(ValidationError, match=words):
+            brands.update_brand(db, admin, settings, brand, name="Renamed", **{field: value})
+    assert (brand.name, brand.accent_colour) == ("Customer Mail", "#aabbcc")  # nothing changed
+    brands.update_brand(db, admin, settings, brand, accent_colour=None, page_title="", footer_text=None)
+    assert (brand.accent_colour, brand.page_title, brand.footer_text) == (None, None, None)
+    with pytest.raises((NotFound, NotInScope)):
+        brands.update_brand(
+            db, scope.tenant_admin(make_tenant(db).id), settings, brand, accent_colour="#000000"
+        )
