@@ -118,10 +118,12 @@ def password_changed(_error: _PasswordNoLongerAccepted):
 def stylesheet():
     """The stylesheet, coloured by the brand the page is served under (no inline styles: see the CSP)."""
     theme = current_theme()
+    # The page names its colours in the address (base.html): a changed accent is fetched at
+    # once, and the panel's preview shows one not yet saved. Only colours pass.
     css = render_template(
         "webmail/webmail.css",
-        accent=_css_colour(theme.accent, "#3a6ee8"),
-        header=_css_colour(theme.header, "#1d2330"),
+        accent=_css_colour("#" + request.args.get("accent", ""), _css_colour(theme.accent, "#3a6ee8")),
+        header=_css_colour("#" + request.args.get("header", ""), _css_colour(theme.header, "#1d2330")),
     )
     return Response(css, mimetype="text/css", headers={"Cache-Control": "public, max-age=300"})
 

@@ -70,6 +70,16 @@ def _line(value: str | None, field: str, what: str, limit: int) -> str | None:
     return text
 
 
+def check_look(field: str, value: str | None) -> str | None:
+    """One field of a brand's look as it would be saved (None: cleared). Raises ValidationError."""
+    checks = {
+        "accent_colour": _accent_colour,
+        "page_title": lambda v: _line(v, "page_title", "The page title", 100),
+        "footer_text": lambda v: _line(v, "footer_text", "The footer text", 200),
+    }
+    return checks[field](value)
+
+
 def _support_url(url: str | None) -> str | None:
     if url is None or (isinstance(url, str) and not url.strip()):
         return None

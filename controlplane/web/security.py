@@ -77,7 +77,11 @@ class AreaSessionInterface(SecureCookieSessionInterface):
 # anywhere but the API docs, whose one inline script is allowed by its hash (see below).
 _COMMON = "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 POLICIES = {
-    "admin": f"default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; {_COMMON}",
+    # The panel's one script is its own file (a live preview), framing only its own pages.
+    "admin": (
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        f"frame-src 'self'; {_COMMON}"
+    ),
     "api": f"default-src 'none'; {_COMMON}",
     "autoconfig": f"default-src 'none'; {_COMMON}",
     # Webmail pages show mail from anyone: nothing in them may load, run or post elsewhere, and

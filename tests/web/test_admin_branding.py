@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+import re
 
 import pytest
 from sqlalchemy import select
@@ -167,3 +169,76 @@ def test_server_names_show_each_records_live_state_from_a_real_dns_server(
     assert rows[("_submissions._tcp.a.test", "SRV")] == "missing"
     assert "Last check" in page
     app.extensions["letterhead"].dispose()
+
+
+def test_the_whole_look_is_edited_in_the_panel_previewed_unsaved_and_worn_on_its_host_only(
+    app, world
+) -> None:
+    client = app.test_client()
+    log_in(client, "boss")
+    _create(client)
+    _create(client, hostname="mail.b.test", name="B Mail")
+    brand = _brand(world, "mail.a.test")
+    page = client.get(f"/admin/branding/{brand.id}").get_data(as_text=True)
+    assert 'id="brand-preview"' in page and "/admin/admin.js" in page
+
+    # The preview wears what is typed, unsaved; a colour that would be refused is not worn.
+    preview = client.get(
+        f"/admin/branding/{brand.id}/preview?accent_colour=%23c0ffee&page_title=Try&footer_text=Soon"
+    )
+    text = preview.get_data(as_text=True)
+    assert "accent=c0ffee" in text and "<title>Log in · Try</title>" in text and "Soon" in text
+    assert "frame-ancestors 'self'" in preview.headers["Content-Security-Policy"]
+    bad = client.get(f"/admin/branding/{brand.id}/preview?accent_colour=red;}}body{{display:none").get_data(
+        as_text=True
+    )
+    assert "display:none" not in bad and "accent=3a6ee8" in bad
+    assert _brand(world, "mail.a.test").accent_colour is None
+
+    post(client, f"/admin/branding/{brand.id}", {
+        "name": "A Mail", "support_url": "", "accent_colour": "#c0ffee", "page_title": "A webmail",
+        "footer_text": "A Ltd, 1 Main Street",
+    })  # fmt: skip
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/admin/").get_data(as_text=True))
+    client.post(
+        f"/admin/branding/{brand.id}/images",
+        data={
+            "csrf_token": token.group(1),
+            "logo_dark": (io.BytesIO(images.SVG_WITH_SCRIPT), "dark.svg"),
+            "favicon": (io.BytesIO(images.png(32, 32)), "icon.png"),
+        },  # fmt: skip
+        content_type="multipart/form-data",
+    )
+    saved = _brand(world, "mail.a.test")
+    assert (saved.accent_colour, saved.page_title, saved.footer_text) == (
+        "#c0ffee",
+        "A webmail",
+        "A Ltd, 1 Main Street",
+    )
+    assert saved.logo_dark_type == "image/svg+xml" and b"script" not in saved.logo_dark
+    assert saved.favicon_type == "image/png"
+    for path in ("/admin/login", "/login"):
+        worn = app.test_client().get(path, headers={"Host": "mail.a.test"}).get_data(as_text=True)
+        assert "A webmail" in worn and "A Ltd, 1 Main Street" in worn and "c0ffee" in worn
+        other = app.test_client().get(path, headers={"Host": "mail.b.test"}).get_data(as_text=True)
+        assert "A webmail" not in other and "A Ltd" not in other and "c0ffee" not in other
+    # An image the checks refuse changes nothing, and says why.
+    client.post(
+        f"/admin/branding/{brand.id}/images",
+        data={"csrf_token": token.group(1), "favicon": (io.BytesIO(images.png(600, 20)), "wide.png")},
+        content_type="multipart/form-data",
+    )
+    assert "600×20 pixels" in client.get(f"/admin/branding/{brand.id}").get_data(as_text=True)
+    assert _brand(world, "mail.a.test").favicon == saved.favicon
+
+
+def test_a_domain_admin_may_not_change_the_look_nor_preview_it(app, world) -> None:
+    boss = app.test_client()
+    log_in(boss, "boss")
+    _create(boss)
+    brand = _brand(world, "mail.a.test")
+    post(boss, "/admin/domains/a.test/brand", {"brand_id": str(brand.id)})
+    ann = app.test_client()
+    log_in(ann, "ann@a.test")
+    assert post(ann, f"/admin/branding/{brand.id}/images", {"remove_logo": "on"}).status_code == 403
+    assert ann.get(f"/admin/branding/{brand.id}/preview").status_code == 403

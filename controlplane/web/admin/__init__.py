@@ -12,21 +12,33 @@ its own that adds its routes to the blueprint.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, flash, render_template
+from flask import Blueprint, flash, render_template, send_file
 from flask_login import LoginManager, UserMixin
 
 from controlplane.errors import LetterheadError, NotFound, NotInScope, ValidationError
 from controlplane.models import Admin, Mailbox, Tenant
 from controlplane.services import scope, storage
 from controlplane.services.scope import Actor
-from controlplane.web.access import current_actor
+from controlplane.web.access import allow, current_actor
 from controlplane.web.requests import db
 from controlplane.web.theme import inject_theme
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
 blueprint.context_processor(inject_theme)
+STATIC_DIRECTORY = Path(__file__).parent / "static"
+
+
+@blueprint.get("/admin.js")
+@allow("public")
+def script():
+    """The panel's one script (the brand page's live preview), from this site only: the CSP
+    allows no other and nothing inline."""
+    return send_file(STATIC_DIRECTORY / "admin.js", mimetype="text/javascript", max_age=300, conditional=True)
+
+
 login_manager = LoginManager()
 login_manager.login_view = "admin.login"
 PAGE_SIZE = 50

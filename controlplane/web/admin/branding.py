@@ -3,13 +3,15 @@ the DNS records each domain needs with their live state, and the brand's certifi
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
 
+from controlplane.errors import ValidationError
 from controlplane.models import Brand, Domain, Tenant
 from controlplane.services import brand_dns, brands, domains, scope
 from controlplane.web.access import allow, current_actor
 from controlplane.web.admin import attempt, blueprint
 from controlplane.web.requests import current_settings, db
+from controlplane.web.theme import theme_of
 
 
 def _tenant() -> Tenant:
@@ -94,6 +96,9 @@ def brand_detail(brand_id: int):
     )
 
 
+LOOK_FIELDS = ("accent_colour", "page_title", "footer_text")
+
+
 @blueprint.post("/branding/<int:brand_id>")
 @allow("full_admin")
 def update_brand(brand_id: int):
@@ -102,12 +107,39 @@ def update_brand(brand_id: int):
         lambda: brands.update_brand(
             db(), current_actor(), current_settings(), brand, name=form.get("name", ""),
             support_url=form.get("support_url", ""), shared=form.get("shared") == "on",
+            **{field: form.get(field, "") for field in LOOK_FIELDS},
         ),
-        "Saved: the webmail and the admin panel on this host show it now.",
+        "Saved: the webmail and the admin panel on this host show it at their next page load.",
     )  # fmt: skip
     return redirect(url_for("admin.brand_detail", brand_id=brand_id))
 
 
+@blueprint.post("/branding/<int:brand_id>/images")
+@allow("full_admin")
+def brand_images(brand_id: int):
+    """The logo, the logo for dark pages and the favicon: each uploaded one replaces the old,
+    each ticked "remove" removes it; nothing changes unless every one is accepted."""
+    brand = _brand(brand_id)
+    changes = {}
+    for kind in ("logo", "logo_dark", "favicon"):
+        upload = request.files.get(kind)
+        if request.form.get(f"remove_{kind}") == "on":
+            changes[kind] = None
+        elif upload is not None and upload.filename:
+            changes[kind] = upload.read(brands.MAX_LOGO_BYTES + 1)
+
+    def change() -> None:
+        for kind, data in changes.items():
+            brands.set_brand_image(db(), current_actor(), brand, kind, data)
+
+    if not changes:
+        flash("Choose an image to upload, or tick one to remove.", "error")
+    else:
+        attempt(change, "Images saved.")
+    return redirect(url_for("admin.brand_detail", brand_id=brand_id))
+
+
+# Kept for the panel's old form and its tests: the logo alone.
 @blueprint.post("/branding/<int:brand_id>/logo")
 @allow("full_admin")
 def brand_logo(brand_id: int):
@@ -123,6 +155,33 @@ def brand_logo(brand_id: int):
         "Logo removed." if data is None else "Logo saved.",
     )
     return redirect(url_for("admin.brand_detail", brand_id=brand_id))
+
+
+@blueprint.get("/branding/<int:brand_id>/preview")
+@allow("full_admin")
+def brand_preview(brand_id: int):
+    """The brand's login page with the look typed in the form, not yet saved (the panel's live
+    preview frames it). Values are checked as saving would; one that would be refused shows as
+    the saved one."""
+    brand = _brand(brand_id)
+    preview: dict[str, str | None] = {"name": request.args.get("name", "")[:100].strip() or None}
+    for field in LOOK_FIELDS:
+        if field in request.args:
+            try:
+                preview[field] = brands.check_look(field, request.args[field])
+            except ValidationError:
+                continue
+    response = make_response(
+        render_template(
+            "webmail/login.html", theme=theme_of(brand, **preview), message="", address="", next=""
+        )
+    )
+    # Framed by the panel's own page only.
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'self'; form-action 'none'"
+    )
+    return response
 
 
 @blueprint.post("/branding/<int:brand_id>/delete")
