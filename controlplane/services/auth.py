@@ -111,11 +111,14 @@ def authenticate_admin(
     client_ip: str,
     user_agent: str,
     totp_code: str | None = None,
+    host_tenant_id: int | None = None,
     now: dt.datetime | None = None,
 ) -> Actor:
     """Return the actor for a correct admin-panel login; refuse every wrong one alike.
 
     `login` is a full admin's login or the address of an active domain-admin mailbox.
+    `host_tenant_id`: the tenant whose brand host the form came to (None: the platform's host),
+    where only that tenant's admins may log in; anyone else is refused like a wrong password.
     Raises LoginThrottled, AuthenticationFailed or SecondFactorRequired. Each attempt's
     AuthEvent is flushed before any error is raised: the caller must COMMIT after catching
     these errors, not roll back, or the failure is forgotten and throttling never starts.
@@ -139,6 +142,9 @@ def authenticate_admin(
         _record(session, event, "throttled")
         raise LoginThrottled(wait)
     password_right = passwords.verify_password(password, account.password_hash)
+    if account.exists and host_tenant_id is not None and account.tenant_id != host_tenant_id:
+        _record(session, event, "not this brand's")
+        raise AuthenticationFailed()
     if not (account.exists and password_right):
         reason = "wrong password" if account.exists else "unknown user"
         _record(

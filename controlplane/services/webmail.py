@@ -66,6 +66,7 @@ def authenticate_mailbox_user(
     client_ip: str,
     user_agent: str,
     mail_server_accepts: Callable[[str, str], bool],
+    host_tenant_id: int | None = None,
     now: dt.datetime | None = None,
 ) -> str:
     """Return the mailbox address when the IMAP server accepts its password; refuse every wrong one alike.
@@ -73,6 +74,9 @@ def authenticate_mailbox_user(
     `mail_server_accepts(address, password)` asks the mail server (Dovecot, naming the client's
     address) and says whether it accepts the login; it raises
     MailServiceUnavailable when the server cannot be asked, and that attempt counts as no guess.
+    `host_tenant_id`: the tenant whose brand host the form was sent to (None: the platform's
+    host). On a brand host only that tenant's mailboxes may log in: any other address is refused
+    as a wrong password would be, without asking the server (it learns nothing of the mailbox).
     Raises LoginThrottled, AuthenticationFailed, MailServiceUnavailable. The attempt's AuthEvent
     is flushed before any error: the caller must COMMIT after catching these, or throttling
     never starts.
@@ -101,6 +105,9 @@ def authenticate_mailbox_user(
         # Nothing to ask the server: a blank form is a slip, not a guess.
         _record(session, event, "blank login")
         raise AuthenticationFailed("Enter your email address and password.")
+    if host_tenant_id is not None and (mailbox is None or mailbox.domain.tenant_id != host_tenant_id):
+        _record(session, event, "not this brand's" if mailbox is not None else "unknown user")
+        raise AuthenticationFailed("Wrong email address or password.")
     try:
         # A password no mailbox can have is not sent to the server: a huge one ties it up.
         accepted = len(password) <= passwords.MAX_VERIFIED_PASSWORD_LENGTH and mail_server_accepts(

@@ -38,6 +38,7 @@ def web_stack() -> Iterator[ScratchStack]:
             make_admin(session, tenant=tenant, login="journeys-admin")
             domain = make_domain(session, tenant=tenant, name="journeys.test", max_mailbox_bytes=1000 * KB)
             make_mailbox(session, domain=domain, local_part="fay", quota=1000 * KB)
+            make_mailbox(session, domain=domain, local_part="gus", quota=1000 * KB)
             brand = brands.create_brand(
                 session,
                 scope.OPERATOR,
@@ -47,7 +48,7 @@ def web_stack() -> Iterator[ScratchStack]:
                 name="Journeys Mail",
             )
             brands.set_domain_brand(session, scope.OPERATOR, domain, brand)
-            brands.create_brand(
+            rival_brand = brands.create_brand(
                 session,
                 scope.OPERATOR,
                 stack.settings,
@@ -55,6 +56,8 @@ def web_stack() -> Iterator[ScratchStack]:
                 hostname=OTHER_BRAND_HOST,
                 name="Rival Mail",
             )
+            brands.update_brand(session, scope.OPERATOR, stack.settings, rival_brand, accent_colour="#b5179e",
+                                footer_text="Rival Reseller Ltd")  # fmt: skip
         stack.start(web=True)
         yield stack
     finally:
@@ -187,3 +190,150 @@ def test_a_huge_login_through_nginx_is_refused_without_holding_the_workers(
     # The app is still answering everyone.
     response = page.goto(https_url(web_stack, BRAND_HOST, "/login"))
     assert response is not None and response.status == 200
+
+
+# --- a user's whole day on two brand hosts -------------------------------------------------------
+
+
+def log_in_webmail(page: Page, stack: ScratchStack, address: str) -> None:
+    page.goto(https_url(stack, BRAND_HOST, "/login"))
+    page.get_by_label("Email address").fill(address)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Inbox", level=1)).to_be_visible()
+
+
+def log_out(page: Page) -> None:
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_text("You are logged out.")).to_be_visible()
+
+
+def open_message(page: Page, subject: str, folder: str = "Inbox") -> None:
+    page.get_by_role("navigation", name="Folders").get_by_role("link", name=folder, exact=True).click()
+    page.get_by_role("row").filter(has_text=subject).first.get_by_role("link").click()
+    expect(page.get_by_role("heading", name=subject, level=1)).to_be_visible()
+
+
+def in_folder(stack: ScratchStack, user: str, folder: str, subject: str, timeout: float = 20) -> int:
+    """How many messages of `folder` have this subject, once there is one (0 after `timeout`)."""
+    import imaplib
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        client = imaplib.IMAP4("127.0.0.1", stack.ports["imap"], timeout=10)
+        try:
+            client.login(user, PASSWORD)
+            status, _ = client.select(f'"{folder}"', readonly=True)
+            found = client.search(None, "SUBJECT", f'"{subject}"')[1][0].split() if status == "OK" else []
+        finally:
+            client.logout()
+        if found or time.monotonic() > deadline:
+            return len(found)
+        time.sleep(0.3)
+
+
+def test_each_brand_hosts_login_wears_its_own_look(web_stack: ScratchStack, page: Page, artifacts) -> None:
+    page.goto(https_url(web_stack, BRAND_HOST, "/login"))
+    expect(page.locator(".brand-welcome")).to_have_text("Journeys Mail")
+    page.screenshot(path=str(artifacts / "https-login-journeys.png"))
+    page.goto(https_url(web_stack, OTHER_BRAND_HOST, "/login"))
+    expect(page).to_have_title("Log in · Rival Mail")
+    expect(page.locator(".brand-welcome")).to_have_text("Rival Mail")
+    expect(page.locator("footer.brand-footer")).to_have_text("Rival Reseller Ltd")
+    colour = page.locator("button.primary, .brand-welcome").first.evaluate("e => getComputedStyle(e).color")
+    assert colour == "rgb(181, 23, 158)"
+    page.screenshot(path=str(artifacts / "https-login-rival.png"))
+    # A user of one tenant's domain cannot log in on another tenant's brand host.
+    page.get_by_label("Email address").fill("fay@journeys.test")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(page.get_by_role("heading", name="Inbox", level=1)).to_have_count(0)
+
+
+def test_a_users_day_attachments_reply_forward_drafts_vacation_filter_and_search(
+    web_stack: ScratchStack, page: Page, artifacts, tmp_path
+) -> None:
+    # gus goes on holiday and files invoices.
+    log_in_webmail(page, web_stack, "gus@journeys.test")
+    page.get_by_role("link", name="Vacation and forwarding").click()
+    page.get_by_label("Send a vacation reply").check()
+    page.get_by_label("Subject").fill("Gus is away")
+    page.get_by_label("Reply", exact=True).fill("Back next week.")
+    page.get_by_role("button", name="Save vacation reply").click()
+    expect(page.get_by_role("status")).to_have_text("Vacation reply on.")
+    page.get_by_role("link", name="Filters").click()
+    page.locator("#filter-field").select_option("subject")
+    page.get_by_label("How it matches").select_option("contains")
+    page.get_by_label("Text or size").fill("Invoice")
+    page.locator("#filter-action").select_option("fileinto")
+    page.get_by_label("Folder, address or words").fill("Invoices")
+    page.get_by_role("button", name="Add filter").click()
+    expect(page.get_by_role("status")).to_have_text("Filter added.")
+    page.screenshot(path=str(artifacts / "https-webmail-filters.png"), full_page=True)
+    log_out(page)
+
+    # fay writes to gus with an attachment, twice, and an invoice.
+    log_in_webmail(page, web_stack, "fay@journeys.test")
+    plan = tmp_path / "plan.txt"
+    plan.write_text("The plan, with the word marmalade in it.")
+    for subject in ("Our plan", "Our plan, again"):
+        page.get_by_role("link", name="Write").click()
+        page.get_by_label("To", exact=True).fill("gus@journeys.test")
+        page.get_by_label("Subject").fill(subject)
+        page.get_by_label("Message").fill("See the attached plan. Zanzibar.")
+        page.get_by_label("Attach files").set_input_files(str(plan))
+        page.get_by_role("button", name="Send").click()
+        expect(page.get_by_role("status")).to_have_text("Message sent.")
+    page.get_by_role("link", name="Write").click()
+    page.get_by_label("To", exact=True).fill("gus@journeys.test")
+    page.get_by_label("Subject").fill("Invoice 7")
+    page.get_by_label("Message").fill("Please pay.")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("status")).to_have_text("Message sent.")
+    # A draft survives a logout.
+    page.get_by_role("link", name="Write").click()
+    page.get_by_label("Subject").fill("Unfinished thoughts")
+    page.get_by_label("Message").fill("To be continued.")
+    page.get_by_role("button", name="Save draft").click()
+    expect(page.get_by_role("status")).to_have_text("Draft saved.")
+    log_out(page)
+
+    assert in_folder(web_stack, "gus@journeys.test", "INBOX", "Our plan, again") == 1
+    assert in_folder(web_stack, "gus@journeys.test", "Invoices", "Invoice 7") == 1
+    # One vacation reply for both messages (and for the invoice: once per sender).
+    assert in_folder(web_stack, "fay@journeys.test", "INBOX", "Gus is away") == 1
+
+    log_in_webmail(page, web_stack, "gus@journeys.test")
+    open_message(page, "Our plan, again")
+    expect(page.get_by_role("link", name="plan.txt")).to_be_visible()
+    page.get_by_role("link", name="Reply", exact=True).click()
+    page.get_by_label("Message").press("Control+Home")
+    page.keyboard.type("Looks good. ")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("status")).to_have_text("Message sent.")
+    open_message(page, "Our plan")
+    page.get_by_role("link", name="Forward", exact=True).click()
+    page.get_by_label("To", exact=True).fill("fay@journeys.test")
+    expect(page.get_by_label("plan.txt (text/plain)")).to_be_checked()
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("status")).to_have_text("Message sent.")
+    log_out(page)
+
+    assert in_folder(web_stack, "fay@journeys.test", "INBOX", "Re: Our plan, again") == 1
+    assert in_folder(web_stack, "fay@journeys.test", "INBOX", "Fwd: Our plan") == 1
+    log_in_webmail(page, web_stack, "fay@journeys.test")
+    open_message(page, "Fwd: Our plan")
+    expect(page.get_by_role("link", name="plan.txt")).to_be_visible()
+    # The draft is there after the logout, and resumes as it was left.
+    page.get_by_role("navigation", name="Folders").get_by_role("link", name="Drafts").click()
+    page.get_by_role("row").filter(has_text="Unfinished thoughts").get_by_role("link").click()
+    expect(page.get_by_label("Message")).to_have_value(re.compile("To be continued."))
+    # A word of a message's text is found by the server's search.
+    page.get_by_role("navigation", name="Folders").get_by_role("link", name="Sent", exact=True).click()
+    page.get_by_label("Search").fill("Zanzibar")
+    page.locator("select[name=in]").select_option("body")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text("2 found for “Zanzibar”")).to_be_visible()
+    page.screenshot(path=str(artifacts / "https-webmail-search.png"), full_page=True)

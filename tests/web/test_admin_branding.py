@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from controlplane import create_app
-from controlplane.models import Brand, Domain
+from controlplane.models import AuthEvent, Brand, Domain
 from tests import images
 from tests.dnsserver import dnsmasq
+from tests.factories import PASSWORD
 from tests.web.test_admin_panel import log_in, post
 
 PNG = images.png()
@@ -242,3 +243,29 @@ def test_a_domain_admin_may_not_change_the_look_nor_preview_it(app, world) -> No
     log_in(ann, "ann@a.test")
     assert post(ann, f"/admin/branding/{brand.id}/images", {"remove_logo": "on"}).status_code == 403
     assert ann.get(f"/admin/branding/{brand.id}/preview").status_code == 403
+
+
+def test_nobody_logs_in_on_another_tenants_brand_host(app, world) -> None:
+    """One tenant's brand host is its own: another tenant's admins and mailboxes are refused
+    there as a wrong password is, and the attempt is on record."""
+    boss = app.test_client()
+    log_in(boss, "boss")
+    _create(boss)  # mail.a.test, tenant One's
+    rival = app.test_client()
+    page = rival.get("/admin/login", headers={"Host": "mail.a.test"}).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    refused = rival.post(
+        "/admin/login", headers={"Host": "mail.a.test"},
+        data={"login": "rival", "password": PASSWORD, "csrf_token": token},
+    )  # fmt: skip
+    assert refused.status_code == 401
+    allowed = app.test_client()
+    page = allowed.get("/admin/login", headers={"Host": "mail.a.test"}).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert allowed.post(
+        "/admin/login", headers={"Host": "mail.a.test"},
+        data={"login": "boss", "password": PASSWORD, "csrf_token": token},
+    ).status_code == 302  # fmt: skip
+    with world.sessions() as session:
+        reasons = session.scalars(select(AuthEvent.reason).where(AuthEvent.login == "rival")).all()
+    assert "not this brand's" in reasons

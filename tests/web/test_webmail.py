@@ -22,7 +22,7 @@ from controlplane import create_app
 from controlplane.errors import ValidationError
 from controlplane.models import AuditEntry, AuthEvent
 from controlplane.runners.scratch import ScratchStack, free_ports
-from controlplane.services import mailboxes, sender_lists, sieve
+from controlplane.services import brands, mailboxes, sender_lists, sieve
 from controlplane.services import webmail as webmail_rules
 from controlplane.services.scope import OPERATOR
 from controlplane.services.storage import format_bytes
@@ -1174,3 +1174,26 @@ def test_a_filter_made_in_the_settings_files_mail_beside_the_admins_filter(app, 
     assert own_sieve_scripts(stack, "fil@one.test") == {"letterhead": True, "mine": False}
     later = send(stack, "billing@elsewhere.test", ["fil@one.test"], subject="Invoice 43")
     assert in_folder(stack, "fil@one.test", "INBOX", later)
+
+
+def test_a_mailbox_of_another_tenant_cannot_log_in_on_a_brand_host(app, stack) -> None:
+    with stack.installation.transaction() as session:
+        bea = mailboxes.find_mailbox(session, "bea@two.test")
+        brand = brands.create_brand(session, OPERATOR, stack.settings, tenant=bea.domain.tenant,
+                                    hostname="mail.two.test", name="Two Mail")  # fmt: skip
+        brands.set_domain_brand(session, OPERATOR, bea.domain, brand)
+    host = {"Host": "mail.two.test"}
+    outsider = client_from(app, "10.3.3.1")
+    token = csrf_from(outsider.get("/login", headers=host).get_data(as_text=True))
+    refused = outsider.post("/login", headers=host, data={"address": "ann@one.test", "password": PASSWORD,
+                                                          "csrf_token": token})  # fmt: skip
+    assert refused.status_code == 401 and "Wrong email address or password." in refused.get_data(as_text=True)
+    assert outsider.get("/", headers=host).status_code == 302  # still logged out
+    # Ann logs in on the platform's host as ever, and Bea on her own brand's.
+    assert log_in(client_from(app, "10.3.3.2"), "ann@one.test").status_code == 302
+    member = client_from(app, "10.3.3.3")
+    token = csrf_from(member.get("/login", headers=host).get_data(as_text=True))
+    assert member.post("/login", headers=host, data={"address": "bea@two.test", "password": PASSWORD,
+                                                     "csrf_token": token}).status_code == 302  # fmt: skip
+    [event] = auth_events(stack, account="ann@one.test", reason="not this brand's")
+    assert event.client_ip == "10.3.3.1"
