@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import brands, scope
+from tests import images
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS
 from tests.factories import PASSWORD, make_admin, make_domain, make_mailbox, make_tenant
 
@@ -337,3 +338,31 @@ def test_a_users_day_attachments_reply_forward_drafts_vacation_filter_and_search
     page.get_by_role("button", name="Search").click()
     expect(page.get_by_text("2 found for “Zanzibar”")).to_be_visible()
     page.screenshot(path=str(artifacts / "https-webmail-search.png"), full_page=True)
+
+
+def test_a_changed_look_shows_on_the_next_page_load_of_its_own_host_only(
+    web_stack: ScratchStack, page: Page, artifacts
+) -> None:
+    def accent_on(host: str) -> str:
+        page.goto(https_url(web_stack, host, "/login"))
+        return page.locator(".brand-welcome").evaluate("e => getComputedStyle(e).color")
+
+    before_other = accent_on(OTHER_BRAND_HOST)
+    with web_stack.installation.transaction() as session:
+        brand = brands.find_brand_for_host(session, BRAND_HOST)
+        brands.update_brand(session, scope.OPERATOR, web_stack.settings, brand, accent_colour="#0a7d33",
+                            support_url="https://help.journeys.test/")  # fmt: skip
+        brands.set_brand_image(session, scope.OPERATOR, brand, "logo", images.png(84, 28, (10, 125, 51)))
+    assert accent_on(BRAND_HOST) == "rgb(10, 125, 51)"
+    expect(page.locator("header picture.logo img")).to_be_visible()
+    expect(page.get_by_role("link", name="Support")).to_have_attribute("href", "https://help.journeys.test/")
+    page.screenshot(path=str(artifacts / "https-login-journeys-green.png"))
+    assert accent_on(OTHER_BRAND_HOST) == before_other
+    expect(page.locator("header picture.logo")).to_have_count(0)
+
+    with web_stack.installation.transaction() as session:
+        brand = brands.find_brand_for_host(session, BRAND_HOST)
+        brands.update_brand(session, scope.OPERATOR, web_stack.settings, brand, support_url=None)
+    for path in ("/login", "/admin/login"):
+        page.goto(https_url(web_stack, BRAND_HOST, path))
+        expect(page.get_by_role("link", name="Support")).to_have_count(0)
