@@ -3,13 +3,13 @@ the brand's host to this machine, sees the webmail and the admin panel wear it a
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests import images
 from tests.browser import test_admin_panel
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS
 from tests.browser.test_admin_panel import form_with_button, log_in
@@ -18,10 +18,7 @@ world = test_admin_panel.world  # the fixture: tenant One with other.test, full 
 
 pytestmark = pytest.mark.browser
 
-# A 1×1 PNG.
-LOGO = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
-)
+LOGO = images.png(84, 28)
 
 
 @pytest.fixture
@@ -65,10 +62,10 @@ def test_a_brand_made_in_the_panel_is_worn_on_its_own_host_at_once(
 
     logo = tmp_path / "logo.png"
     logo.write_bytes(LOGO)
-    logo_form = form_with_button(admin, "Save logo")
-    logo_form.get_by_label(re.compile("^Logo")).set_input_files(str(logo))
-    logo_form.get_by_role("button", name="Save logo").click()
-    expect(admin.get_by_role("status")).to_contain_text("Logo saved")
+    logo_form = form_with_button(admin, "Save images")
+    logo_form.get_by_label("Logo", exact=True).set_input_files(str(logo))
+    logo_form.get_by_role("button", name="Save images").click()
+    expect(admin.get_by_role("status")).to_contain_text("Images saved")
     admin.locator("tr", has_text="other.test").get_by_role("button", name="Use this brand").click()
     expect(admin.get_by_role("heading", name="other.test", exact=True)).to_be_visible()
     expect(admin.locator("table.dns-records").first).to_contain_text("_submissions._tcp.other.test")
@@ -82,7 +79,7 @@ def test_a_brand_made_in_the_panel_is_worn_on_its_own_host_at_once(
     )
     image = visitor.locator("header img")
     expect(image).to_be_visible()
-    assert visitor.evaluate("img => img.naturalWidth", image.element_handle()) == 1
+    assert visitor.evaluate("img => img.naturalWidth", image.element_handle()) == 84
     visitor.screenshot(path=str(artifacts / "branding-webmail-login.png"))
     visitor.goto("/admin/login")
     expect(visitor.locator("header")).to_contain_text("Other Mail Co")
@@ -101,3 +98,27 @@ def test_a_brand_made_in_the_panel_is_worn_on_its_own_host_at_once(
     platform.goto("/")
     expect(platform.locator("header")).not_to_contain_text("Renamed Mail")
     expect(platform.locator("header img")).to_have_count(0)
+
+
+def test_the_preview_follows_the_look_as_it_is_typed_before_it_is_saved(
+    branded_browser: Browser, live_server: str, world, installation
+) -> None:
+    admin = _page(branded_browser, live_server)
+    log_in(admin, "boss")
+    admin.get_by_role("link", name="Branding").click()
+    form = form_with_button(admin, "Add brand")
+    form.get_by_label("Server name").fill("mail.other.test")
+    form.get_by_label("Brand name").fill("Other Mail Co")
+    form.get_by_role("button", name="Add brand").click()
+    preview = admin.frame_locator("#brand-preview")
+    expect(preview.locator(".brand-welcome")).to_have_text("Other Mail Co")
+    look = form_with_button(admin, "Save")
+    look.get_by_label("Accent colour").fill("#b5179e")
+    look.get_by_label("Brand name").fill("Typed Name")
+    expect(preview.locator(".brand-welcome")).to_have_text("Typed Name")
+    expect(preview.locator(".brand-welcome")).to_have_css("color", "rgb(181, 23, 158)")
+    # Not saved until Save.
+    with installation.sessions() as session:
+        from controlplane.models import Brand
+
+        assert session.query(Brand.name, Brand.accent_colour).one() == ("Other Mail Co", None)
