@@ -264,7 +264,8 @@ class MailStore:
         return _FALLBACK_SPECIAL_NAMES[use]
 
     def _select(self, folder: str, *, readonly: bool) -> None:
-        if self._selected == (folder, readonly):
+        # A folder selected for writing serves reading too.
+        if self._selected in ((folder, readonly), (folder, False)):
             return
         if not folder or any(ch in folder for ch in "\r\n\0"):
             raise MessageNotFound()

@@ -57,7 +57,91 @@ class ReadableMessage:
 
 
 def parse(raw: bytes) -> EmailMessage:
+    """The message as the standard library reads it, reached faster for large mail: its parser
+    feeds every body line through Python (100 ms for 5 MB of attachments), while here each
+    part's headers alone go through it and its body is cut out whole at its MIME boundaries.
+    Anything the fast reading is unsure of (no closing boundary, a part it cannot cut) is read
+    by the standard parser instead, as are small messages."""
+    if len(raw) >= FAST_PARSE_FROM_BYTES:
+        try:
+            fast = _parse_fast(raw, depth=0)
+        except _NotPlain:
+            fast = None
+        if fast is not None:
+            return fast
     return BytesParser(policy=email.policy.default).parsebytes(raw)  # type: ignore[return-value]
+
+
+# Below this the standard parser is quick enough, and the only reader.
+FAST_PARSE_FROM_BYTES = 256 * 1024
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def _delimiters(body: bytes, marker: bytes) -> list[tuple[int, int, bool]]:
+    """(start, end, closing) of each delimiter line of `body`: `marker` at the start of a line,
+    then "--" for the closing one, then only spaces up to the end of the line. A delimiter's
+    start includes the line break before it, which belongs to it (RFC 2046 5.1.1)."""
+    found, position = [], 0
+    while (index := body.find(marker, position)) != -1:
+        position = index + len(marker)
+        at_line_start = index == 0 or body[index - 1 : index] == b"\n"
+        if not at_line_start:
+            continue
+        closing = body[position : position + 2] == b"--"
+        after = position + 2 if closing else position
+        line_end = body.find(b"\n", after)
+        line_end = len(body) if line_end == -1 else line_end
+        if body[after:line_end].strip(b" \t\r"):
+            continue  # a longer boundary that starts like this one
+        start = index - (2 if body[index - 2 : index] == b"\r\n" else 1) if index else 0
+        found.append((start, line_end, closing))
+        position = line_end
+    return found
+
+
+class _NotPlain(Exception):
+    """The fast reading cannot be sure of this message: the standard parser reads it."""
+
+
+def _parse_fast(raw: bytes, *, depth: int) -> EmailMessage:
+    if depth > 10:
+        raise _NotPlain()
+    end = _HEADER_END.search(raw)
+    if end is None:
+        raise _NotPlain()
+    head, body = raw[: end.end()], raw[end.end() :]
+    message: EmailMessage = BytesParser(policy=email.policy.default).parsebytes(head, headersonly=True)  # type: ignore[assignment]
+    if message.defects:
+        raise _NotPlain()
+    if message.get_content_maintype() == "multipart":
+        boundary = message.get_boundary()
+        if not boundary:
+            raise _NotPlain()
+        found = _delimiters(body, b"--" + boundary.encode("ascii", "strict"))
+        if len(found) < 2 or not found[-1][2] or any(closing for _start, _end, closing in found[:-1]):
+            raise _NotPlain()
+        parts = []
+        for (_start, after, _closing), (before, _end, _last) in zip(found, found[1:], strict=False):
+            chunk = body[after:before]
+            chunk = (
+                chunk[2:] if chunk.startswith(b"\r\n") else chunk[1:] if chunk.startswith(b"\n") else chunk
+            )
+            parts.append(_parse_fast(chunk, depth=depth + 1))
+        message.set_payload(parts)
+        # As the standard parser keeps them: the text before the first delimiter (None when
+        # there is none) and after the closing one's line ("" when nothing follows its line break).
+        first, (_start, closing_end, _closing) = found[0], found[-1]
+        message.preamble = body[: first[0]].decode("ascii", "surrogateescape") if first[0] > 0 else None
+        message.epilogue = (
+            body[closing_end + 1 :].decode("ascii", "surrogateescape") if closing_end < len(body) else None
+        )
+        return message
+    if message.get_content_type() == "message/rfc822":
+        message.set_payload([_parse_fast(body, depth=depth + 1)])
+        return message
+    # As the standard parser keeps a body: text, with bytes outside ASCII escaped.
+    message.set_payload(body.decode("ascii", "surrogateescape"))
+    return message
 
 
 def read_message(uid: int, raw: bytes) -> ReadableMessage:
@@ -84,7 +168,7 @@ def read_message(uid: int, raw: bytes) -> ReadableMessage:
         text=text,
         text_came_from_html=from_html,
         attachments=[
-            Attachment(index, _filename(part, index), part.get_content_type(), len(_payload(part)))
+            Attachment(index, _filename(part, index), part.get_content_type(), _decoded_size(part))
             for index, part in _attachment_parts(message, body_part)
             if part is not html_part
         ],
@@ -200,6 +284,15 @@ def _filename(part: Message, index: int) -> str:
     # Only the last path component, no control characters: it becomes a download's file name.
     name = re.sub(r"[\x00-\x1f\x7f]", "", name.replace("\\", "/").rsplit("/", 1)[-1]).strip(" .")
     return name[:200] or f"attachment-{index}"
+
+
+def _decoded_size(part: Message) -> int:
+    """An attachment's size once decoded, without decoding it (a list shows sizes only)."""
+    payload = part.get_payload()
+    if isinstance(payload, str) and str(part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64":
+        characters = len(payload) - payload.count("\n") - payload.count("\r") - payload.count(" ")
+        return max(0, characters * 3 // 4 - payload.rstrip().count("=", -3))
+    return len(_payload(part))
 
 
 def _payload(part: Message) -> bytes:
