@@ -104,7 +104,8 @@ class _NotPlain(Exception):
 
 
 def _parse_fast(raw: bytes, *, depth: int) -> EmailMessage:
-    if depth > 10:
+    if depth > 10 or raw.startswith((b"\n", b"\r\n")):
+        # A part without headers: its first paragraph break is no header end.
         raise _NotPlain()
     end = _HEADER_END.search(raw)
     if end is None:
@@ -289,7 +290,10 @@ def _filename(part: Message, index: int) -> str:
 def _decoded_size(part: Message) -> int:
     """An attachment's size once decoded, without decoding it (a list shows sizes only)."""
     payload = part.get_payload()
-    if isinstance(payload, str) and str(part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64":
+    if (
+        isinstance(payload, str)
+        and str(part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64"
+    ):
         characters = len(payload) - payload.count("\n") - payload.count("\r") - payload.count(" ")
         return max(0, characters * 3 // 4 - payload.rstrip().count("=", -3))
     return len(_payload(part))

@@ -7,6 +7,7 @@ so a message UID or folder name in a URL can only ever name something in their o
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -47,6 +48,7 @@ from webmail.mailstore import (
 )
 from webmail.managesieve import SieveClient
 
+log = logging.getLogger(__name__)
 blueprint = Blueprint("webmail", __name__, template_folder="templates")
 STATIC_DIRECTORY = Path(__file__).parent / "static"
 blueprint.context_processor(inject_theme)
@@ -483,9 +485,11 @@ def compose():
                 source = {"kind": "forward-whole" if whole else "forward", "folder": folder_name, "uid": uid}
                 source_attachments = [] if whole else original.attachments
             else:
+                # A reply's draft keeps its thread: build_message put the replied-to ID last.
+                replied_to = original.references.split()[-1] if original.references.split() else ""
                 draft = {
                     "to": original.to, "cc": original.cc, "subject": original.subject,
-                    "body": original.text, "in_reply_to": "", "references": original.references,
+                    "body": original.text, "in_reply_to": replied_to, "references": original.references,
                     "sender": messages.plain_address(original.sender),
                 }  # fmt: skip
                 source = {"kind": "draft", "folder": folder_name, "uid": uid}
@@ -546,23 +550,41 @@ def send():
                 flash("Draft saved.", "ok")
                 return redirect(url_for("webmail.compose", draft=saved))
             submit(current_settings(), user.address, user.password, outgoing, [*to, *cc], sender=sender)
-            store.save_sent(outgoing)
-            if source["kind"] == "draft":
-                store.discard_draft(int(source["uid"]))
+            # Sent: what follows must never make it look unsent (and invite sending it twice).
+            try:
+                store.save_sent(outgoing)
+                if source["kind"] == "draft":
+                    store.discard_draft(int(source["uid"]))
+            except (MailServiceUnavailable, MessageNotFound) as error:
+                log.warning("sent, but the copy in Sent or the draft's removal failed: %s", error)
+                flash("Message sent, but its copy could not be kept in Sent (or its draft removed).", "error")
+                return redirect(url_for("webmail.inbox"))
+    except MessageNotFound:
+        # The draft or message it came from is gone (sent from another tab, deleted): the
+        # typed text comes back, its attachments to add again.
+        error = ValidationError("The draft or message this came from is gone: attach its files again.")
+        return _compose_again(draft, identities, source, error, 409)
     except (ValidationError, SubmissionRefused, MailServiceUnavailable) as error:
         # The draft comes back as typed; no folder list, so an IMAP outage cannot lose it too.
         status = {ValidationError: 400, SubmissionRefused: 422}.get(type(error), 503)
-        page = render_template(
-            "webmail/compose.html", folders=[], current="", draft=draft, message=error.message,
-            identities=identities, source=source, source_attachments=[], known_addresses=[],
-            size_limit=storage.format_bytes(rules.MAX_MESSAGE_BYTES),
-            forwarded_whole=source["kind"] == "forward-whole",
-            kept_indices=request.form.getlist("keep_attachment"),
-            files_dropped=any(upload.filename for upload in request.files.getlist("attachments")),
-        )  # fmt: skip
-        return page, status
+        return _compose_again(draft, identities, source, error, status)
     flash("Message sent.", "ok")
     return redirect(url_for("webmail.inbox"))
+
+
+def _compose_again(draft: dict, identities: list[str], source: dict, error, status: int):
+    """The form as it was typed, with what went wrong; no folder list, so an IMAP outage cannot
+    lose the draft too."""
+    gone = status == 409
+    page = render_template(
+        "webmail/compose.html", folders=[], current="", draft=draft, message=error.message,
+        identities=identities, source={"kind": "", "folder": "", "uid": ""} if gone else source,
+        source_attachments=[], known_addresses=[], size_limit=storage.format_bytes(rules.MAX_MESSAGE_BYTES),
+        forwarded_whole=source["kind"] == "forward-whole" and not gone,
+        kept_indices=[] if gone else request.form.getlist("keep_attachment"),
+        files_dropped=any(upload.filename for upload in request.files.getlist("attachments")),
+    )  # fmt: skip
+    return page, status
 
 
 def _draft_field(text: str) -> list[str]:

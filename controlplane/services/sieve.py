@@ -16,6 +16,7 @@ an earlier filter is removed, so the new filter is compiled, never the old one r
 from __future__ import annotations
 
 import dataclasses
+import re
 import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -147,6 +148,10 @@ def compile_script(script: str, *, name: str = "filter", settings: Settings | No
     (ValidationError with the compiler's message) if the compiler does."""
     name = validate_filter_name(name)
     data = _script_bytes(script)
+    if re.search(rb"vnd\.dovecot\.", data, re.IGNORECASE):
+        # The global extensions (pipe, environment) are Letterhead's own junk filing and learning:
+        # an admin's filter runs where they are allowed, and must not feed mail to them.
+        raise ValidationError("Dovecot's own extensions (vnd.dovecot.*) are not for filters.", field="script")
     sievec = SIEVEC if Path(SIEVEC).exists() else "sievec"
     with tempfile.TemporaryDirectory(prefix="lh-sievec-") as temporary:
         workdir = Path(temporary)
@@ -380,7 +385,7 @@ def move_admin_filters(session: Session, settings: Settings) -> int:
         name = (details or {}).get("filter")
         if isinstance(name, str):
             names_by_tenant.setdefault(tenant_id, set()).add(name)
-    moved = 0
+    moved, failed = 0, False
     if names_by_tenant:
         owner = _vmail_ids(settings)
         every_tenant = names_by_tenant.get(None, set())
@@ -393,6 +398,8 @@ def move_admin_filters(session: Session, settings: Settings) -> int:
                 if names and home.is_dir() and sieve_files.move_active_to_admin(home, names, owner):
                     moved += 1
             except OSError:
-                continue  # left as it was: it keeps running as the user's script
-    marker.write_text(LAYOUT_VERSION + "\n")
+                failed = True  # left as it was, running as the user's script; tried again next `up`
+                continue
+    if not failed:
+        marker.write_text(LAYOUT_VERSION + "\n")
     return moved

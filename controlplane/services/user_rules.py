@@ -219,6 +219,11 @@ def to_sieve(rules: UserRules, *, addresses: list[str]) -> str:
         "# there replaces this script.",
         'require ["fileinto", "mailbox", "imap4flags", "copy", "reject", "vacation", "date", "relational"];',
     ]
+    # Refusals first: Sieve runs no reject beside a vacation reply or a redirect (the message
+    # would be kept instead), so a message refused is refused before anything else can act.
+    for rule in rules.filters:
+        if rule.action == "reject":
+            lines += [f"if {_condition(rule)} {{", *(f"  {line}" for line in _action(rule)), "}"]
     holiday = rules.vacation
     if holiday.enabled:
         dates = []
@@ -247,6 +252,8 @@ def to_sieve(rules: UserRules, *, addresses: list[str]) -> str:
         if not forward.keep_copy:
             lines.append("stop;")
     for rule in rules.filters:
+        if rule.action == "reject":
+            continue
         lines.append(f"if {_condition(rule)} {{")
         lines += [f"  {line}" for line in _action(rule)]
         lines.append("}")
@@ -266,6 +273,14 @@ def _as_json(rules: UserRules) -> dict:
     }  # fmt: skip
 
 
+def _filter_from(rule: dict) -> Filter:
+    """A filter as the webmail wrote it; anything else (a hand-edited script) is not ours."""
+    kept = Filter(**{key: str(value) for key, value in rule.items()})
+    if kept.field not in FIELDS or kept.match not in MATCHES or kept.action not in ACTIONS:
+        raise ValueError("not a filter the webmail wrote")
+    return kept
+
+
 def from_sieve(script: str) -> UserRules | None:
     """The rules a script the webmail wrote holds; None for any other script."""
     first = script.split("\n", 1)[0].rstrip("\r")
@@ -282,7 +297,7 @@ def from_sieve(script: str) -> UserRules | None:
             forwarding=Forwarding(
                 address=str(data["forwarding"]["address"]), keep_copy=bool(data["forwarding"]["keep_copy"])
             ),
-            filters=tuple(Filter(**{key: str(value) for key, value in rule.items()}) for rule in data["filters"]),
+            filters=tuple(_filter_from(rule) for rule in data["filters"]),
         )  # fmt: skip
     except (ValueError, KeyError, TypeError, ValidationError):
         return None

@@ -41,7 +41,7 @@ def stack() -> Iterator[ScratchStack]:
             domain = make_domain(session, tenant=tenant, name="rules.test", max_mailbox_bytes=1000 * KB)
             mailboxes = {
                 local_part: make_mailbox(session, domain=domain, local_part=local_part, quota=1000 * KB)
-                for local_part in ("ops", "ann", "bob", "val")
+                for local_part in ("ops", "ann", "bob", "val", "vic")
             }
             settings = stack.settings
             sieve.set_filter_for_mailbox(
@@ -51,6 +51,11 @@ def stack() -> Iterator[ScratchStack]:
             sieve.set_filter_for_mailbox(
                 session, OPERATOR, settings, mailboxes["val"], name="away",
                 script='require "vacation";\nvacation :days 1 :subject "Away" "I am away this week.";\n',
+            )  # fmt: skip
+            # A reply that names someone else as its sender: Letterhead must not sign it as them.
+            sieve.set_filter_for_mailbox(
+                session, OPERATOR, settings, mailboxes["vic"], name="away",
+                script='require "vacation";\nvacation :days 1 :from "ops@rules.test" :subject "Forged away" "x";\n',
             )  # fmt: skip
         yield stack
     finally:
@@ -76,7 +81,7 @@ def test_a_sieve_redirect_is_delivered_inside_and_outside(stack: ScratchStack) -
     assert "Execution of Sieve filters was aborted" not in log
 
 
-def test_a_vacation_reply_goes_out_once_with_the_empty_sender(stack: ScratchStack) -> None:
+def test_a_vacation_reply_goes_out_once_from_the_mailbox(stack: ScratchStack) -> None:
     first = send(stack, "writer@outside.example", ["val@rules.test"], subject="are you there")
     assert wait_for_subject(stack, "val@rules.test", PASSWORD, first)
     reply = wait_for_sink(stack, "Subject: Away")
@@ -86,6 +91,7 @@ def test_a_vacation_reply_goes_out_once_with_the_empty_sender(stack: ScratchStac
     headers = reply.split("\n\n", 1)[0]
     assert re.search(r"^DKIM-Signature:.*\bd=rules\.test;", headers, re.M | re.S), headers
     assert "X-Letterhead-Spam-Score" not in headers
+    assert re.search(r"^X-Mail-Args: <val@rules\.test>", reply, re.M), reply[:300]
     send(stack, "writer@outside.example", ["val@rules.test"], subject="still there?")
     # Not a pause and a count: Sieve's own word that it sent no second reply.
     dovecot_log = stack.home / "log" / "dovecot.log"
@@ -96,6 +102,13 @@ def test_a_vacation_reply_goes_out_once_with_the_empty_sender(stack: ScratchStac
         timeout=15,
     ), dovecot_log.read_text()[-2000:]
     assert sum("Subject: Away" in message for message in stack.sink.messages()) == 1
+
+
+def test_a_vacation_reply_naming_another_sender_leaves_unsigned(stack: ScratchStack) -> None:
+    send(stack, "writer@outside.example", ["vic@rules.test"], subject="to vic")
+    reply = wait_for_sink(stack, "Subject: Forged away")
+    assert reply is not None
+    assert "DKIM-Signature" not in reply.split("\n\n", 1)[0]
 
 
 def test_a_redirect_of_a_forged_hosted_sender_leaves_unsigned(stack: ScratchStack) -> None:

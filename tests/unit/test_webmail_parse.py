@@ -84,10 +84,14 @@ def test_the_fast_reading_is_the_standard_one(raw: bytes) -> None:
         b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\r\n" + PADDING,
         # No boundary at all.
         b"Content-Type: multipart/mixed\r\n\r\n" + PADDING,
+        # A part without headers, whose first paragraph could pass for them.
+        b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\r\nContent-Type: text/html\r\n\r\nfirst\r\n"
+        + PADDING.replace(b"--B", b"")
+        + b"\r\n--B--\r\n",
         # No blank line after the headers.
         b"Subject: x\r\n" + PADDING.replace(b"\n", b" "),
     ],
-    ids=["unclosed", "no-boundary", "no-body"],
+    ids=["unclosed", "no-boundary", "headerless-part", "no-body"],
 )
 def test_what_the_fast_reading_is_unsure_of_goes_to_the_standard_parser(raw: bytes) -> None:
     with pytest.raises(messages._NotPlain):

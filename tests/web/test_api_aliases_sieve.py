@@ -226,8 +226,11 @@ def test_a_script_the_compiler_refuses_gets_its_message_and_nothing_is_written(a
     assert "/tmp" not in detail and "lh-sievec" not in detail
     assert response.json["errors"] == {"script": [detail]}
     single = call(app, world, "PUT", ANN_FILTER,
-                  json={"name": "invoices", "script": 'require "vnd.dovecot.nope";\n'})  # fmt: skip
+                  json={"name": "invoices", "script": 'require "nonexistent";\n'})  # fmt: skip
     assert single.status_code == 422 and "unknown Sieve capability" in single.json["detail"]
+    piped = call(app, world, "PUT", ANN_FILTER,
+                 json={"name": "invoices", "script": 'require "vnd.dovecot.pipe";\npipe "learn-ham.sh";\n'})  # fmt: skip
+    assert piped.status_code == 422 and "vnd.dovecot" in piped.json["detail"]
     assert list(world.settings.mail_root.iterdir()) == []
     assert audit_count(world, "sieve.apply") == 0
 

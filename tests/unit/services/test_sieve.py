@@ -123,3 +123,10 @@ def test_admin_filters_written_as_the_active_script_move_once_and_users_own_stay
     assert os.readlink(eve / ".dovecot.sieve") == "sieve/invoices.sieve"
     # Once: a later `up` looks no more.
     assert sieve.move_admin_filters(db, settings) == 0
+
+
+def test_an_admins_filter_may_not_use_dovecots_own_extensions() -> None:
+    """pipe and environment serve Letterhead's junk filing and learning: a filter feeding every
+    message to the shared spam classifier would poison it for every tenant."""
+    with pytest.raises(ValidationError, match="vnd.dovecot"):
+        sieve.compile_script('require "vnd.dovecot.pipe";\npipe :copy "learn-ham.sh";\n', name="evil")

@@ -39,12 +39,18 @@ local function from_internal_listener(task)
   return name ~= nil and tostring(name) == INTERNAL_MTA_TAG
 end
 
--- Dovecot's vacation replies and Sieve rejects: sent with the empty envelope sender and marked
--- as automatic replies (RFC 3834). A Sieve redirect always carries X-Sieve-Redirected-From,
--- which Dovecot adds itself (and Sieve scripts may not), and a forward keeps its sender.
+-- Dovecot's vacation replies: marked as automatic replies (RFC 3834), sent with the mailbox as
+-- envelope sender (sieve_vacation_send_from_recipient), and signed only when their From is that
+-- same address: a script's `vacation :from` naming someone else leaves unsigned. A Sieve
+-- redirect always carries X-Sieve-Redirected-From, which Dovecot adds itself (and Sieve scripts
+-- may not); Sieve rejects go with the empty sender and are not signed.
 local function written_by_dovecot(task)
   local sender = (task:get_from("smtp") or {})[1]
-  if sender and sender.addr and sender.addr ~= "" then
+  local from = (task:get_from("mime") or {})
+  if not (sender and sender.addr and sender.addr ~= "") or #from ~= 1 or not from[1].addr then
+    return false
+  end
+  if string.lower(from[1].addr) ~= string.lower(sender.addr) then
     return false
   end
   if task:get_header("X-Sieve-Redirected-From") then
