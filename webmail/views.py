@@ -168,7 +168,7 @@ def login():
             db(), address=address, password=form.get("password", ""), client_ip=client_ip(),
             user_agent=request.headers.get("User-Agent", ""),
             mail_server_accepts=lambda login, password: mail_server_accepts(settings, login, password, client_ip()),
-            host_tenant_id=_host_tenant_id(),
+            host_tenant_id=brands.tenant_of_host(db(), request.host or ""),
         )  # fmt: skip
     except (AuthenticationFailed, LoginThrottled) as error:
         db().commit()  # the failure must count towards throttling
@@ -183,12 +183,6 @@ def login():
     db().commit()
     session.start(canonical, form.get("password", ""))
     return redirect(_safe_next(form.get("next")) or url_for("webmail.inbox"))
-
-
-def _host_tenant_id() -> int | None:
-    """The tenant whose brand host this request came to; None on the platform's own host."""
-    brand = brands.find_brand_for_host(db(), request.host or "")
-    return brand.tenant_id if brand is not None else None
 
 
 def _safe_next(target: str | None) -> str:

@@ -325,6 +325,13 @@ def find_brand_for_host(session: Session, host: str) -> Brand | None:
     return None
 
 
+def tenant_of_host(session: Session, host: str) -> int | None:
+    """The tenant whose brand host `host` is; None for the platform's own (logins on a brand
+    host are that tenant's alone: services/auth.py, services/webmail.py)."""
+    brand = find_brand_for_host(session, host)
+    return brand.tenant_id if brand is not None else None
+
+
 def server_hostname(settings: Settings, domain: Domain) -> str:
     """The host a domain's users and senders use: its brand's, or the platform's."""
     return domain.brand.hostname if domain.brand is not None else normalize_hostname(settings.hostname)

@@ -22,12 +22,6 @@ def oversized(error: RequestEntityTooLarge):
     return render_error_page(error)
 
 
-def _host_tenant_id() -> int | None:
-    """The tenant whose brand host this request came to; None on the platform's own host."""
-    brand = brands.find_brand_for_host(db(), request.host or "")
-    return brand.tenant_id if brand is not None else None
-
-
 @blueprint.route("/login", methods=["GET", "POST"])
 @allow("public")
 def login():
@@ -39,7 +33,7 @@ def login():
         actor = auth.authenticate_admin(
             session, login=form.get("login", ""), password=form.get("password", ""),
             client_ip=client_ip(), user_agent=request.headers.get("User-Agent", ""),
-            totp_code=form.get("totp_code") or None, host_tenant_id=_host_tenant_id(),
+            totp_code=form.get("totp_code") or None, host_tenant_id=brands.tenant_of_host(db(), request.host or ""),
         )  # fmt: skip
     except SecondFactorRequired as error:
         session.commit()  # the attempt is on record
