@@ -515,9 +515,7 @@ def send():
     actor, mailbox = rules.own_mailbox(db(), user.address)
     identities = rules.sending_identities(db(), actor, mailbox)
     try:
-        sender = draft["sender"] or user.address
-        if sender not in identities:
-            raise ValidationError("You may not send as that address.", field="sender")
+        sender = rules.require_sending_identity(db(), actor, mailbox, draft["sender"])
         if saving:
             to, cc = _draft_field(draft["to"]), _draft_field(draft["cc"])
         else:
@@ -765,17 +763,20 @@ def _save_rules(client: SieveClient, rules_now: user_rules.UserRules, what: str,
     db().commit()
 
 
-@blueprint.get("/settings/away")
-@allow("mailbox_user")
-def away():
-    """Vacation reply and forwarding."""
+def _rules_page(template: str, **extra: object) -> str:
+    """A settings page of the user's own rules, with the folder list beside it."""
     with _sieve() as client:
         current, other = _current_rules(client)
     with _mailstore() as store:
         folders = store.folders()
-    return render_template(
-        "webmail/away.html", folders=folders, current="", rules=current, other_script=other
-    )
+    return render_template(template, folders=folders, current="", rules=current, other_script=other, **extra)
+
+
+@blueprint.get("/settings/away")
+@allow("mailbox_user")
+def away():
+    """Vacation reply and forwarding."""
+    return _rules_page("webmail/away.html")
 
 
 @blueprint.post("/settings/vacation")
@@ -824,14 +825,7 @@ def change_forwarding():
 @blueprint.get("/settings/filters")
 @allow("mailbox_user")
 def filters():
-    with _sieve() as client:
-        current, other = _current_rules(client)
-    with _mailstore() as store:
-        folders = store.folders()
-    return render_template(
-        "webmail/filters.html", folders=folders, current="", rules=current, other_script=other,
-        fields=user_rules.FIELDS, actions=user_rules.ACTIONS,
-    )  # fmt: skip
+    return _rules_page("webmail/filters.html", fields=user_rules.FIELDS, actions=user_rules.ACTIONS)
 
 
 @blueprint.post("/settings/filters")

@@ -232,10 +232,6 @@ def set_brand_image(session: Session, actor: Actor, brand: Brand, kind: str, dat
     return brand
 
 
-def set_brand_logo(session: Session, actor: Actor, brand: Brand, data: bytes | None) -> Brand:
-    return set_brand_image(session, actor, brand, "logo", data)
-
-
 def delete_brand(session: Session, actor: Actor, brand: Brand) -> None:
     """Domains that used it go back to the platform's host; its certificate is no longer served."""
     scope.require_full_admin(actor, brand.tenant)

@@ -245,6 +245,15 @@ def sending_identities(session: Session, actor: Actor, mailbox: Mailbox) -> list
     return [mailbox.address, *(address for address in found if address != mailbox.address)]
 
 
+def require_sending_identity(session: Session, actor: Actor, mailbox: Mailbox, sender: str) -> str:
+    """`sender` if the mailbox's user may send as it (its own address when empty). Raises
+    ValidationError."""
+    chosen = sender or mailbox.address
+    if chosen not in sending_identities(session, actor, mailbox):
+        raise ValidationError("You may not send as that address.", field="sender")
+    return chosen
+
+
 def own_login_history(
     session: Session, actor: Actor, mailbox: Mailbox, *, limit: int = 50
 ) -> list[AuthEvent]:

@@ -87,24 +87,27 @@ def _image_response(content: bytes, content_type: str) -> Response:
     return response
 
 
+def _brand_image(kind: str) -> Response:
+    """One image of the brand this host serves; 404 when it has none."""
+    brand = brands.find_brand_for_host(db(), request.host or "")
+    content, content_type = (getattr(brand, kind), getattr(brand, f"{kind}_type")) if brand else (None, None)
+    if not content or not content_type:
+        abort(404)
+    return _image_response(content, content_type)
+
+
 @blueprint.get("/branding/logo")
 @allow("public")
 def logo():
     """The logo of the brand this host serves; public, as the login pages show it."""
-    brand = brands.find_brand_for_host(db(), request.host or "")
-    if brand is None or not brand.logo or not brand.logo_type:
-        abort(404)
-    return _image_response(brand.logo, brand.logo_type)
+    return _brand_image("logo")
 
 
 @blueprint.get("/branding/logo-dark")
 @allow("public")
 def logo_dark():
     """The logo for dark pages of the brand this host serves."""
-    brand = brands.find_brand_for_host(db(), request.host or "")
-    if brand is None or not brand.logo_dark or not brand.logo_dark_type:
-        abort(404)
-    return _image_response(brand.logo_dark, brand.logo_dark_type)
+    return _brand_image("logo_dark")
 
 
 def _png(width: int, height: int, pixels: list[list[tuple[int, int, int, int]]]) -> bytes:

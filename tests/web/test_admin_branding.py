@@ -81,7 +81,7 @@ def test_the_brand_is_worn_at_once_on_its_own_host_only(app, world) -> None:
 
     token = re.search(r'name="csrf_token" value="([^"]+)"', token_page).group(1)
     client.post(
-        f"/admin/branding/{brand.id}/logo",
+        f"/admin/branding/{brand.id}/images",
         data={"csrf_token": token, "logo": (__import__("io").BytesIO(PNG), "logo.png")},
         content_type="multipart/form-data",
     )

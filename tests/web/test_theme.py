@@ -30,7 +30,7 @@ def brand(world, settings) -> str:
 def _set_logo(world, data: bytes | None) -> None:
     with world.transaction() as session:
         brand = session.scalar(select(Brand).where(Brand.hostname == "mail.a.test"))
-        brands.set_brand_logo(session, scope.OPERATOR, brand, data)
+        brands.set_brand_image(session, scope.OPERATOR, brand, "logo", data)
 
 
 def _icon_link(page: str) -> str:

@@ -139,24 +139,6 @@ def brand_images(brand_id: int):
     return redirect(url_for("admin.brand_detail", brand_id=brand_id))
 
 
-# Kept for the panel's old form and its tests: the logo alone.
-@blueprint.post("/branding/<int:brand_id>/logo")
-@allow("full_admin")
-def brand_logo(brand_id: int):
-    brand = _brand(brand_id)
-    upload = request.files.get("logo")
-    data = (
-        None
-        if request.form.get("remove") == "on"
-        else (upload.read(brands.MAX_LOGO_BYTES + 1) if upload else b"")
-    )
-    attempt(
-        lambda: brands.set_brand_logo(db(), current_actor(), brand, data),
-        "Logo removed." if data is None else "Logo saved.",
-    )
-    return redirect(url_for("admin.brand_detail", brand_id=brand_id))
-
-
 @blueprint.get("/branding/<int:brand_id>/preview")
 @allow("full_admin")
 def brand_preview(brand_id: int):

@@ -201,15 +201,15 @@ def test_logos_must_be_small_images_of_a_known_kind(db, settings, data, message)
     tenant = make_tenant(db)
     brand = _create(db, settings, tenant)
     with pytest.raises(ValidationError, match=message):
-        brands.set_brand_logo(db, scope.tenant_admin(tenant.id), brand, data)
+        brands.set_brand_image(db, scope.tenant_admin(tenant.id), brand, "logo", data)
     assert brand.logo is None
-    brands.set_brand_logo(db, scope.tenant_admin(tenant.id), brand, PNG)
+    brands.set_brand_image(db, scope.tenant_admin(tenant.id), brand, "logo", PNG)
     assert (brand.logo, brand.logo_type) == (PNG, "image/png")
     # An empty logo never removes the one there; only None does.
     with pytest.raises(ValidationError, match="empty"):
-        brands.set_brand_logo(db, scope.tenant_admin(tenant.id), brand, b"")
+        brands.set_brand_image(db, scope.tenant_admin(tenant.id), brand, "logo", b"")
     assert brand.logo == PNG
-    brands.set_brand_logo(db, scope.tenant_admin(tenant.id), brand, None)
+    brands.set_brand_image(db, scope.tenant_admin(tenant.id), brand, "logo", None)
     assert (brand.logo, brand.logo_type) == (None, None)
 
 
