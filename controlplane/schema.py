@@ -31,8 +31,11 @@ def sqlite_views_and_triggers_set_aside(op: Any) -> Iterator[None]:
     Rebuilding a table (Alembic's batch mode: copy, drop, rename) would otherwise leave the
     Postfix/Dovecot views and the counting triggers pointing at a dropped table, which
     SQLite refuses at the rename. Foreign keys are off in migrations (SQLite's default),
-    so no row cascades meanwhile.
+    so no row cascades meanwhile. Other engines alter tables in place: nothing to set aside.
     """
+    if op.get_bind().dialect.name != "sqlite":
+        yield
+        return
     saved = (
         op.get_bind()
         .execute(

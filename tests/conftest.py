@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from controlplane.runners.scratch import ScratchStack
+from controlplane.daemons.postgres import PrivatePostgres
+from controlplane.runners.scratch import ScratchStack, free_ports
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
 from controlplane.settings import Settings, load_settings
+from tests import postgres_databases
 from tests.dnsserver import LoopbackDns
+from tests.postgres_databases import TEMPLATE_DATABASE, TESTING_ON_POSTGRES
 
 KB = 1024
 
@@ -44,24 +47,80 @@ def refusing_dns() -> Iterator[LoopbackDns]:
 
 
 @pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One database migrated through Alembic; each test gets a copy."""
+def postgres_server() -> Iterator[PrivatePostgres | None]:
+    """The private PostgreSQL cluster of a run on PostgreSQL, or None on SQLite."""
+    if not TESTING_ON_POSTGRES:
+        yield None
+        return
+    server = PrivatePostgres(port=free_ports(1)[0])
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: PrivatePostgres | None
+) -> str:
+    """One database migrated through Alembic; each test gets a copy (a file, or a database
+    created from it as PostgreSQL's template). Its SQLite path or PostgreSQL database name."""
+    if postgres_server is not None:
+        postgres_databases.create(postgres_server, TEMPLATE_DATABASE)
+        upgrade_database(postgres_server.url(TEMPLATE_DATABASE))
+        return TEMPLATE_DATABASE
     path = tmp_path_factory.mktemp("template") / "letterhead.db"
     upgrade_database(f"sqlite:///{path}")
-    return path
+    return str(path)
 
 
 @pytest.fixture
-def settings(tmp_path: Path, migrated_template: Path, refusing_dns: LoopbackDns) -> Settings:
+def settings(
+    tmp_path: Path,
+    migrated_template: str,
+    refusing_dns: LoopbackDns,
+    postgres_server: PrivatePostgres | None,
+) -> Iterator[Settings]:
     # DNS checks ask a loopback server that refuses every query at once (records come out
     # "unchecked"), never the machine's resolver: tests send no packet off the box. Tests
     # that check DNS point `dns_resolver` at their own dnsmasq.
+    database_url = ""
+    if postgres_server is not None:
+        database = postgres_databases.create(postgres_server, template=migrated_template)
+        database_url = postgres_server.url(database)
     settings = load_settings(
-        environ={}, home=tmp_path, min_mailbox_bytes=KB, testing=True, dns_resolver=refusing_dns.address
+        environ={},
+        home=tmp_path,
+        min_mailbox_bytes=KB,
+        testing=True,
+        dns_resolver=refusing_dns.address,
+        database_url=database_url,
     )
     settings.database_path.parent.mkdir()
-    shutil.copy(migrated_template, settings.database_path)
-    return settings
+    if postgres_server is None:
+        shutil.copy(migrated_template, settings.database_path)
+    else:
+        # As an operator sets it: commands run in the test (the CLI) load it from here.
+        (tmp_path / "letterhead.toml").write_text(f'database_url = "{database_url}"\n')
+    yield settings
+    if postgres_server is not None:
+        postgres_databases.drop(postgres_server, database)
+
+
+@pytest.fixture
+def second_database(
+    tmp_path: Path, migrated_template: str, postgres_server: PrivatePostgres | None
+) -> Iterator[str]:
+    """The URL of another migrated database, empty, on the run's engine."""
+    if postgres_server is None:
+        path = tmp_path / "second.db"
+        shutil.copy(migrated_template, path)
+        yield f"sqlite:///{path}"
+        return
+    database = postgres_databases.create(postgres_server, template=migrated_template)
+    yield postgres_server.url(database)
+    postgres_databases.drop(postgres_server, database)
 
 
 @pytest.fixture

@@ -27,7 +27,13 @@ class Brand(Base):
     __tablename__ = "brand"
     __table_args__ = (
         # At most one shared brand per tenant.
-        Index("uq_brand_shared_per_tenant", "tenant_id", unique=True, sqlite_where=text("shared = 1")),
+        Index(
+            "uq_brand_shared_per_tenant",
+            "tenant_id",
+            unique=True,
+            sqlite_where=text("shared = 1"),
+            postgresql_where=text("shared"),
+        ),
         AUTOINCREMENT,
     )
 

@@ -189,8 +189,10 @@ def run_follower(
 
     Only one follower runs per installation: a second one raises FollowerRunning.
     """
+    # Before the PID file says the follower runs: making the installation may write into the
+    # state directory (its secret key), which must not bring back a directory removed after that.
+    installation = Installation(settings)
     with FOLLOWER.running(settings, daemon=daemon, stop=stop, already_running=FollowerRunning) as stop:
-        installation = Installation(settings)
         follower = LogFollower(installation, followed_logs(settings), batch_lines=batch_lines)
         purge = DailyPurge(installation, settings.log_retention_days)
         try:

@@ -7,7 +7,8 @@ a mailbox or alias, whoever writes it (services, bulk imports, cascades), so rea
 costs one row. CHECK constraints make a counting mistake fail loudly instead of going
 negative. Existing rows are counted once here.
 
-The triggers are SQLite's (the database the daemons read).
+SQLite runs the trigger bodies below as they are; PostgreSQL runs the same statements from
+PL/pgSQL trigger functions, one per table.
 
 Revision ID: 0003
 Revises: 0002
@@ -51,9 +52,28 @@ TRIGGERS = {
 }
 
 
+# PostgreSQL: one function per table, run after each row's change, in the same transaction.
+PG_FUNCTIONS = {
+    "domain_counts_mailbox": f"""
+        BEGIN
+          IF TG_OP IN ('DELETE', 'UPDATE') THEN {_MAILBOX_OUT} END IF;
+          IF TG_OP IN ('INSERT', 'UPDATE') THEN {_MAILBOX_IN} END IF;
+          RETURN NULL;
+        END""",
+    "domain_counts_alias": f"""
+        BEGIN
+          IF TG_OP IN ('DELETE', 'UPDATE') THEN {_ALIAS_OUT} END IF;
+          IF TG_OP IN ('INSERT', 'UPDATE') THEN {_ALIAS_IN} END IF;
+          RETURN NULL;
+        END""",
+}
+PG_TRIGGERS = {
+    "domain_counts_mailbox": "AFTER INSERT OR DELETE OR UPDATE OF domain_id, quota_bytes ON mailbox",
+    "domain_counts_alias": "AFTER INSERT OR DELETE OR UPDATE OF domain_id ON alias",
+}
+
+
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "sqlite":
-        raise NotImplementedError("The domain count triggers are written for SQLite.")
     for column, sql_type in COLUMNS.items():
         # A plain ADD COLUMN: rebuilding `domain` (batch mode) would drop and recreate the
         # table that mailboxes, aliases and the daemons' views refer to.
@@ -68,11 +88,23 @@ def upgrade() -> None:
                                 WHERE mailbox.domain_id = domain.id),
              alias_count = (SELECT count(*) FROM alias WHERE alias.domain_id = domain.id)"""
     )
+    if op.get_bind().dialect.name == "postgresql":
+        for name, body in PG_FUNCTIONS.items():
+            op.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ {body} $$")
+            op.execute(f"CREATE TRIGGER {name} {PG_TRIGGERS[name]} FOR EACH ROW EXECUTE FUNCTION {name}()")
+        return
     for name, body in TRIGGERS.items():
         op.execute(f"CREATE TRIGGER {name} {body}")
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for name, table in (("domain_counts_mailbox", "mailbox"), ("domain_counts_alias", "alias")):
+            op.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+            op.execute(f"DROP FUNCTION IF EXISTS {name}()")
+        for column in COLUMNS:
+            op.drop_column("domain", column)
+        return
     for name in TRIGGERS:
         op.execute(f"DROP TRIGGER IF EXISTS {name}")
     # A later rebuild of `domain` (0006) turned the columns' CHECKs into table constraints,

@@ -56,7 +56,11 @@ def upgrade() -> None:
     with op.batch_alter_table("brand", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_brand_tenant_id"), ["tenant_id"], unique=False)
         batch_op.create_index(
-            "uq_brand_shared_per_tenant", ["tenant_id"], unique=True, sqlite_where=sa.text("shared = 1")
+            "uq_brand_shared_per_tenant",
+            ["tenant_id"],
+            unique=True,
+            sqlite_where=sa.text("shared = 1"),
+            postgresql_where=sa.text("shared"),
         )
 
     # SQLite cannot name a foreign key added by ALTER TABLE, so `domain` is rebuilt. The

@@ -61,7 +61,7 @@ def upgrade() -> None:
     )
     op.add_column("domain", sa.Column("spam_reject_score", sa.Float(), nullable=True))
     op.add_column("domain", sa.Column("spam_junk_score", sa.Float(), nullable=True))
-    op.add_column("domain", sa.Column("greylisting", sa.Boolean(), nullable=False, server_default=sa.text("0")))
+    op.add_column("domain", sa.Column("greylisting", sa.Boolean(), nullable=False, server_default=sa.false()))
     # Dovecot's userdb reads each mailbox's junk score through this view (columns stay stable).
     op.execute(f"CREATE VIEW mail_domain_spam_scores AS {SPAM_SCORES_VIEW}")
     # Outbound limits per tenant and mailbox, read by the sending limits service through a view.

@@ -19,10 +19,12 @@ depends_on = None
 
 SENDER_LISTS_VIEW = """
     SELECT m.local_part AS local_part, d.name AS domain,
-           ',' || group_concat(CASE WHEN r.verdict = 'allow' THEN r.sender END, ',') || ',' AS allowed,
-           ',' || group_concat(CASE WHEN r.verdict = 'block' THEN r.sender END, ',') || ',' AS blocked
+           ',' || {join}(CASE WHEN r.verdict = 'allow' THEN r.sender END, ',') || ',' AS allowed,
+           ',' || {join}(CASE WHEN r.verdict = 'block' THEN r.sender END, ',') || ',' AS blocked
     FROM sender_rule r JOIN mailbox m ON m.id = r.mailbox_id JOIN domain d ON d.id = m.domain_id
     GROUP BY m.id, m.local_part, d.name"""
+# The same aggregate under each engine's name (both skip NULLs).
+STRING_JOIN = {"sqlite": "group_concat", "postgresql": "string_agg"}
 
 
 def upgrade() -> None:
@@ -44,7 +46,8 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index(op.f("ix_sender_rule_mailbox_id"), "sender_rule", ["mailbox_id"], unique=False)
-    op.execute(f"CREATE VIEW mail_sender_lists AS {SENDER_LISTS_VIEW}")
+    join = STRING_JOIN[op.get_bind().dialect.name]
+    op.execute(f"CREATE VIEW mail_sender_lists AS {SENDER_LISTS_VIEW.format(join=join)}")
 
 
 def downgrade() -> None:

@@ -15,6 +15,7 @@ from controlplane.logs import store as store_module
 from controlplane.logs.ingest import ingest_file
 from controlplane.models import MailQueueEntry, MailRecipientResult, MailTransaction
 from tests.factories import make_domain
+from tests.query_plans import query_plan
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "logs"
 REFERENCE = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
@@ -65,7 +66,7 @@ def test_bulk_rows_store_times_and_flags_exactly_as_the_orm_does(db: Session, tm
 
 
 def test_messages_evicted_from_memory_are_read_back_and_assembled_alike(
-    db: Session, tmp_path: Path, migrated_template: Path, monkeypatch: pytest.MonkeyPatch
+    db: Session, tmp_path: Path, second_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_domain(db, name="a.test")
     db.commit()
@@ -73,9 +74,7 @@ def test_messages_evicted_from_memory_are_read_back_and_assembled_alike(
     ingest_file(db, tmp_path / "postfix.log", reference=REFERENCE)
     expected = _snapshot(db)
 
-    other_path = tmp_path / "evicting.db"
-    shutil.copy(migrated_template, other_path)
-    engine = make_engine(f"sqlite:///{other_path}")
+    engine = make_engine(second_database)
     try:
         with make_session_factory(engine)(info={"dkim_dir": str(tmp_path / "dkim")}) as other:
             make_domain(other, name="a.test")
@@ -96,9 +95,11 @@ def test_messages_evicted_from_memory_are_read_back_and_assembled_alike(
 
 def test_reading_the_open_queue_ids_uses_the_partial_index_not_a_scan(db: Session, tmp_path: Path) -> None:
     statements: list[str] = []
+    parameter_sets: list[object] = []
 
-    def capture(_conn, _cursor, statement, _parameters, _context, _executemany) -> None:
+    def capture(_conn, _cursor, statement, parameters, _context, _executemany) -> None:
         statements.append(statement)
+        parameter_sets.append(parameters)
 
     shutil.copy(FIXTURES / "postfix.log", tmp_path / "postfix.log")
     engine = db.get_bind()
@@ -110,7 +111,6 @@ def test_reading_the_open_queue_ids_uses_the_partial_index_not_a_scan(db: Sessio
     [read_open] = [
         s for s in statements if s.startswith("SELECT mail_queue_entry.queue_id") and "removed" in s
     ]
-    plan = " ".join(
-        str(row) for row in db.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + read_open, (1, 0))
-    )
+    [parameters] = [p for s, p in zip(statements, parameter_sets, strict=True) if s == read_open]
+    plan = " ".join(query_plan(db.connection(), read_open, parameters))
     assert "ix_mail_queue_entry_open" in plan, plan
