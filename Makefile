@@ -14,6 +14,8 @@ DEBIAN_PACKAGES := postfix postfix-sqlite dovecot-core dovecot-imapd dovecot-pop
 # Only the test suite needs these: Chromium for the browser tests, dnsmasq as a loopback DNS server,
 # pebble (with pebble-challtestsrv) as a private ACME server.
 TEST_PACKAGES := chromium dnsmasq-base pebble
+# The tests that touch the database, run a second time on PostgreSQL by `make test`.
+POSTGRES_TEST_PATHS := tests/unit tests/web
 # Playwright drives the system's Chromium; it must never fetch a browser of its own.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
@@ -48,6 +50,8 @@ test: install install-test-system
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
+	@# Again on PostgreSQL: everything that touches the database, on a private cluster.
+	LETTERHEAD_TEST_DATABASE=postgresql $(BIN)/pytest -q $(POSTGRES_TEST_PATHS)
 
 install: install-system install-python
 
@@ -66,7 +70,7 @@ install-system:
 	$(call install_missing,$(DEBIAN_PACKAGES))
 	@# Letterhead runs its own private instances; the system-wide ones would hold the ports.
 	@if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
-		systemctl disable --now dovecot nginx postfix rspamd redis-server postsrsd >/dev/null 2>&1 || true; fi
+		systemctl disable --now dovecot nginx postfix rspamd redis-server postsrsd postgresql >/dev/null 2>&1 || true; fi
 	@id vmail >/dev/null 2>&1 || useradd -r -u 5000 -d /nonexistent -s /usr/sbin/nologin vmail 2>/dev/null \
 		|| useradd -r -d /nonexistent -s /usr/sbin/nologin vmail
 

@@ -49,7 +49,10 @@ class Installation:
             info={
                 "min_mailbox_bytes": settings.min_mailbox_bytes,
                 "mail_root": str(settings.mail_root),
-                "usage_database": str(settings.usage_database_path),
+                # Where Dovecot's usage measurements are: the shared database on PostgreSQL.
+                "usage_database": (
+                    settings.sqlalchemy_url if settings.is_postgresql else str(settings.usage_database_path)
+                ),
                 # Keys the fingerprints of failed login guesses (services/auth.py).
                 "auth_secret": instance_secret_key(settings),
                 "on_domains_changed": lambda: reload_postfix_if_running(settings),

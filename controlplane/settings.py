@@ -174,6 +174,10 @@ class Settings:
         return self.database_url or f"sqlite:///{self.database_path}"
 
     @property
+    def is_postgresql(self) -> bool:
+        return self.sqlalchemy_url.startswith("postgresql")
+
+    @property
     def config_root(self) -> Path:
         return self.home / "config"
 
@@ -302,4 +306,18 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             coerced["hostname"] = normalize_hostname(coerced["hostname"])
         except ValidationError as error:
             raise ValueError(f"The hostname setting is not a server name: {error.message}") from None
+    if coerced.get("database_url"):
+        coerced["database_url"] = checked_database_url(coerced["database_url"])
     return Settings(home=home, ports=ports, **coerced)
+
+
+def checked_database_url(url: str) -> str:
+    """SQLite (`sqlite:///path`) or PostgreSQL through psycopg 3; `postgresql://` means the latter."""
+    url = url.strip()
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if not url.startswith(("sqlite:///", "postgresql+psycopg://")):
+        raise ValueError(
+            "database_url must be sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE."
+        )
+    return url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from controlplane.daemons.postgres import PrivatePostgres
-from controlplane.runners.scratch import ScratchStack, free_ports
+from controlplane.runners.scratch import SCRATCH_POSTGRES_VARIABLE, ScratchStack, free_ports
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
 from controlplane.settings import Settings, load_settings
@@ -46,11 +47,29 @@ def refusing_dns() -> Iterator[LoopbackDns]:
     server.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def postgres_server() -> Iterator[PrivatePostgres | None]:
     """The private PostgreSQL cluster of a run on PostgreSQL, or None on SQLite."""
     if not TESTING_ON_POSTGRES:
         yield None
+        return
+    server = PrivatePostgres(port=free_ports(1)[0])
+    server.start()
+    # Every scratch stack of the run (the e2e tests' daemons) gets a database on it.
+    os.environ[SCRATCH_POSTGRES_VARIABLE] = server.url()
+    try:
+        yield server
+    finally:
+        del os.environ[SCRATCH_POSTGRES_VARIABLE]
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres_cluster(postgres_server: PrivatePostgres | None) -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster on either pass: the run's, or (on SQLite) one for this module, for
+    tests of what only PostgreSQL does (the daemons' roles, copying into it)."""
+    if postgres_server is not None:
+        yield postgres_server
         return
     server = PrivatePostgres(port=free_ports(1)[0])
     server.start()
@@ -106,6 +125,17 @@ def settings(
     yield settings
     if postgres_server is not None:
         postgres_databases.drop(postgres_server, database)
+
+
+@pytest.fixture
+def empty_database(tmp_path: Path, postgres_server: PrivatePostgres | None) -> Iterator[str]:
+    """The URL of a database with no schema yet, on the run's engine."""
+    if postgres_server is None:
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    database = postgres_databases.create(postgres_server)
+    yield postgres_server.url(database)
+    postgres_databases.drop(postgres_server, database)
 
 
 @pytest.fixture

@@ -9,9 +9,8 @@ from __future__ import annotations
 import itertools
 import os
 
-import sqlalchemy as sa
-
 from controlplane.daemons.postgres import PrivatePostgres
+from controlplane.runners.scratch import run_on_postgres_server
 
 TESTING_ON_POSTGRES = os.environ.get("LETTERHEAD_TEST_DATABASE", "sqlite") == "postgresql"
 TEMPLATE_DATABASE = "letterhead_template"
@@ -19,14 +18,7 @@ _numbers = itertools.count(1)
 
 
 def _run(server: PrivatePostgres, statement: str) -> None:
-    engine = sa.create_engine(
-        server.url("postgres"), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
-    )
-    try:
-        with engine.connect() as connection:
-            connection.execute(sa.text(statement))
-    finally:
-        engine.dispose()
+    run_on_postgres_server(server.url(), statement)
 
 
 def create(server: PrivatePostgres, name: str | None = None, *, template: str | None = None) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from controlplane import database_copy
 from controlplane.cli.common import current_installation, handles_errors
+from controlplane.daemons import database_logins
 from controlplane.schema import upgrade_database
 
 
@@ -19,4 +21,26 @@ def db_upgrade() -> None:
     settings = current_installation().settings
     settings.database_path.parent.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.sqlalchemy_url)
+    if settings.is_postgresql:
+        # Each daemon's own role, allowed only what it reads (or, for the usage writer, writes).
+        database_logins.grant_daemon_logins(settings.sqlalchemy_url)
+        click.echo("The database schema is up to date, and the daemons' logins are granted.")
+        return
     click.echo("The database schema is up to date.")
+
+
+@db.command("copy")
+@click.option("--to", "target", required=True, help="The empty PostgreSQL database: postgresql+psycopg://...")
+@handles_errors
+def db_copy(target: str) -> None:
+    """Copy every row into an empty PostgreSQL database, checked by counts and checksums."""
+    settings = current_installation().settings
+    copied = database_copy.copy_database(settings, target, progress=lambda line: click.echo(line, err=True))
+    for table in copied:
+        click.echo(f"{table.name}: {table.rows} rows, sha256 {table.checksum[:16]} (same on both sides)")
+    click.echo(
+        f"Copied {sum(table.rows for table in copied)} rows in {len(copied)} tables. To switch, stop the stack "
+        "(letterhead down), set database_url in letterhead.toml to the target, then run "
+        "`letterhead db upgrade` and `letterhead up`. The mail stays where it is; brand certificates "
+        "are published again at `up`."
+    )

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.certs.selfsigned import ensure_default_certificate
-from controlplane.daemons import dovecot, nginx, postfix, redis, rspamd, sni
+from controlplane.daemons import database_logins, dovecot, nginx, postfix, redis, rspamd, sni
 from controlplane.daemons.layout import prepare_usage_database, vmail_account
 from controlplane.daemons.process import DaemonError
 from controlplane.models import ConfigGeneration
@@ -46,6 +46,7 @@ def build_render_state(settings: Settings, sni_identities: tuple[TlsIdentity, ..
         testing=settings.testing,
         postmaster_address=settings.postmaster_address,
         auth_penalty=settings.auth_penalty,
+        database=database_logins.daemon_database(settings),
         spam=SpamFilter(
             expression_cache=settings.spam_expression_cache,
             network_checks=settings.spam_network_checks,
@@ -77,6 +78,19 @@ def _switch_live(settings: Settings, target: Path) -> None:
     os.replace(temporary, settings.live_config)  # rename(2): atomic for every reader
 
 
+# Files that name a database login (on PostgreSQL, with its password): readable by root and the
+# daemon's group only. Postfix's map readers and Dovecot's auth and dict services run as those.
+SECRET_FILES = {
+    "postfix/sql-": "postfix",
+    "dovecot/dovecot-sql.conf.ext": "dovecot",
+    "dovecot/dovecot-dict-usage.conf.ext": "dovecot",
+}
+
+
+def _secret_group(relative: str) -> str | None:
+    return next((group for prefix, group in SECRET_FILES.items() if relative.startswith(prefix)), None)
+
+
 def _write_generation(directory: Path, files: dict[str, str]) -> None:
     # Postfix re-reads a file whose mtime is not yet in the past, sleeping until it is
     # (up to two seconds per check): the files are complete, so date them back.
@@ -84,9 +98,18 @@ def _write_generation(directory: Path, files: dict[str, str]) -> None:
     for relative, content in files.items():
         path = directory / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-        # Scripts a daemon executes directly (Dovecot's Sieve pipe programs) must be executable.
-        os.chmod(path, 0o755 if relative.endswith(".sh") else 0o644)
+        group = _secret_group(relative)
+        if group is not None:
+            # Created closed, then opened to the group: never readable by all, even briefly.
+            path.touch(mode=0o600)
+            os.chmod(path, 0o600)
+            path.write_text(content)
+            shutil.chown(path, "root", group)
+            os.chmod(path, 0o640)
+        else:
+            path.write_text(content)
+            # Scripts a daemon executes directly (Dovecot's Sieve pipe programs) must be executable.
+            os.chmod(path, 0o755 if relative.endswith(".sh") else 0o644)
         os.utime(path, (settled, settled))
     for folder in {p.parent for p in directory.rglob("*")} | {directory}:
         os.chmod(folder, 0o755)

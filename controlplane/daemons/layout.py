@@ -79,8 +79,11 @@ def prepare_usage_database(settings: Settings) -> None:
 
     A folder of its own: SQLite writes its journal beside the database. Letterhead
     (root) creates the table once, then only reads it, read-only (daemons/usage.py),
-    so it never leaves a root-owned file the dict cannot write.
+    so it never leaves a root-owned file the dict cannot write. On PostgreSQL the table is in
+    the shared database (made with the daemons' logins, daemons/database_logins.py).
     """
+    if settings.is_postgresql:
+        return
     path = settings.usage_database_path
     path.parent.mkdir(exist_ok=True)
     create_usage_database(path)

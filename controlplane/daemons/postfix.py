@@ -30,8 +30,10 @@ def check_config(config_dir: Path) -> None:
             problems.append(f"postfix check: {output_of(result) or 'failed with no message'}")
     if not problems:
         for map_name in [*POSTFIX_SQL_MAPS, POSTFIX_SNI_MAP[0]]:
+            # A map that names database hosts is PostgreSQL's: the probe logs in as Postfix does.
+            map_type = "pgsql" if "\nhosts = " in (config_dir / map_name).read_text() else "sqlite"
             result = run_tool(
-                [POSTMAP, "-c", str(config_dir), "-q", PROBE_KEY, f"sqlite:{config_dir / map_name}"]
+                [POSTMAP, "-c", str(config_dir), "-q", PROBE_KEY, f"{map_type}:{config_dir / map_name}"]
             )
             if result.returncode not in (0, 1) or result.stderr.strip():
                 problems.append(f"postmap {map_name}: {output_of(result) or 'failed'}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import sqlite3
@@ -20,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from controlplane.db import after_commit
@@ -71,6 +74,53 @@ class UsedBytes:
         return round(100 * self.bytes / quota_bytes) if quota_bytes > 0 else 0
 
 
+# On PostgreSQL the table sits in the shared database, beside the state it measures, so the
+# panel of any node sees the usage Dovecot measured on every node. Dovecot's dict writes it as a
+# role of its own (daemons/database_logins.py); the domain is a generated column.
+_PG_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+POSTGRES_SCHEMA = (
+    f"""CREATE TABLE IF NOT EXISTS mailbox_usage (
+        address TEXT PRIMARY KEY,
+        bytes BIGINT NOT NULL DEFAULT 0,
+        messages BIGINT NOT NULL DEFAULT 0,
+        measured_at_ms BIGINT NOT NULL DEFAULT {_PG_NOW_MS},
+        domain TEXT GENERATED ALWAYS AS (split_part(address, '@', 2)) STORED
+    )""",
+    "CREATE INDEX IF NOT EXISTS ix_mailbox_usage_domain ON mailbox_usage (domain)",
+    f"""CREATE OR REPLACE FUNCTION mailbox_usage_measured() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN NEW.measured_at_ms := {_PG_NOW_MS}; RETURN NEW; END $$""",
+    """CREATE OR REPLACE TRIGGER mailbox_usage_measured
+        BEFORE UPDATE OF bytes, messages ON mailbox_usage
+        FOR EACH ROW EXECUTE FUNCTION mailbox_usage_measured()""",
+)
+
+
+def create_usage_table(connection: Connection) -> None:
+    """Create the usage table in a PostgreSQL database (idempotent)."""
+    for statement in POSTGRES_SCHEMA:
+        connection.exec_driver_sql(statement)
+
+
+@functools.lru_cache(maxsize=8)
+def _postgres_engine(url: str) -> Engine:
+    return create_engine(url, pool_pre_ping=True, pool_size=2)
+
+
+def _postgres_url(source: Settings | Path | str) -> str | None:
+    """The shared database's URL when usage lives there (PostgreSQL), else None."""
+    url = source.sqlalchemy_url if isinstance(source, Settings) else str(source)
+    return url if url.startswith("postgresql") else None
+
+
+def _postgres_rows(url: str, statement: str, parameters: dict[str, Any]) -> list[Any] | None:
+    try:
+        with _postgres_engine(url).connect() as connection:
+            return list(connection.execute(text(statement), parameters))
+    except SQLAlchemyError as error:
+        log.warning("Storage usage unknown: cannot read it from the database: %s", error)
+        return None
+
+
 def create_usage_database(path: Path) -> None:
     """Create the usage table (idempotent); Dovecot's dict service fills it."""
     with contextlib.closing(sqlite3.connect(path)) as connection, connection:
@@ -91,21 +141,33 @@ def usage_of(source: Settings | Path | str, addresses: Iterable[str]) -> dict[st
     A missing or unreadable usage database means usage unknown: an empty answer.
     """
     wanted = {address: address.lower() for address in addresses}
-    path = _database_path(source)
-    if not wanted or not path.is_file():
+    if not wanted:
         return {}
-    # Read-only: root must not create journal files in the dict service's folder.
-    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
-    try:
-        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=2)) as connection:
-            rows = connection.execute(
-                "SELECT address, bytes, messages, measured_at_ms FROM mailbox_usage"
-                " WHERE address IN (SELECT value FROM json_each(?))",
-                (json.dumps(sorted(set(wanted.values()))),),
-            ).fetchall()
-    except sqlite3.Error as error:
-        log.warning("Storage usage unknown: cannot read %s: %s", path, error)
-        return {}
+    keys = sorted(set(wanted.values()))
+    if url := _postgres_url(source):
+        rows = _postgres_rows(
+            url,
+            "SELECT address, bytes, messages, measured_at_ms FROM mailbox_usage WHERE address = ANY(:keys)",
+            {"keys": keys},
+        )
+        if rows is None:
+            return {}
+    else:
+        path = _database_path(source)
+        if not path.is_file():
+            return {}
+        # Read-only: root must not create journal files in the dict service's folder.
+        uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+        try:
+            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=2)) as connection:
+                rows = connection.execute(
+                    "SELECT address, bytes, messages, measured_at_ms FROM mailbox_usage"
+                    " WHERE address IN (SELECT value FROM json_each(?))",
+                    (json.dumps(keys),),
+                ).fetchall()
+        except sqlite3.Error as error:
+            log.warning("Storage usage unknown: cannot read %s: %s", path, error)
+            return {}
     measured = {
         address: UsedBytes(
             bytes=int(used), messages=int(messages),
@@ -114,6 +176,17 @@ def usage_of(source: Settings | Path | str, addresses: Iterable[str]) -> dict[st
         for address, used, messages, at_ms in rows
     }  # fmt: skip
     return {address: measured[key] for address, key in wanted.items() if key in measured}
+
+
+def all_measurements(path: Path) -> list[tuple[str, int, int, int]]:
+    """Every row of an SQLite usage file (address, bytes, messages, measured at ms); none if absent."""
+    if not path.is_file():
+        return []
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as connection:
+        return connection.execute(
+            "SELECT address, bytes, messages, measured_at_ms FROM mailbox_usage ORDER BY address"
+        ).fetchall()
 
 
 def usage_of_mailboxes(source: Settings | Path | str, mailboxes: Iterable[Mailbox]) -> dict[str, UsedBytes]:
@@ -143,6 +216,13 @@ def _as_utc(moment: dt.datetime) -> dt.datetime:
 def used_by_domains(source: Settings | Path | str, domain_names: Iterable[str]) -> int | None:
     """The storage Dovecot last measured for every mailbox of these domains, or None if unknown."""
     names = sorted(set(domain_names))
+    if url := _postgres_url(source):
+        rows = _postgres_rows(
+            url,
+            "SELECT coalesce(sum(bytes), 0) FROM mailbox_usage WHERE domain = ANY(:names)",
+            {"names": names},
+        )
+        return None if rows is None else int(rows[0][0])
     path = _database_path(source)
     if not path.is_file():
         return None
@@ -164,6 +244,20 @@ def forget_usage(
 ) -> None:
     """Drop the measurements of mailboxes that are gone (deleted, renamed, or their domain deleted),
     so totals count only mailboxes that exist. Dovecot writes a fresh row at the next change."""
+    if url := _postgres_url(source):
+        try:
+            with _postgres_engine(url).begin() as connection:
+                # The table exists once a stack prepared the database; none yet: nothing to forget.
+                if connection.exec_driver_sql("SELECT to_regclass('mailbox_usage')").scalar() is None:
+                    return
+                addresses = [address.lower() for address in addresses]
+                connection.execute(
+                    text("DELETE FROM mailbox_usage WHERE address = ANY(:gone) OR domain = :domain"),
+                    {"gone": addresses, "domain": domain or ""},
+                )
+        except SQLAlchemyError as error:
+            log.warning("Could not drop old usage rows: %s", error)
+        return
     path = _database_path(source)
     if not path.is_file():
         return

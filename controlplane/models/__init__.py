@@ -7,6 +7,7 @@ from controlplane.models.audit import AuditEntry
 from controlplane.models.base import Base
 from controlplane.models.brand import Brand
 from controlplane.models.config_generation import ConfigGeneration
+from controlplane.models.daemon_login import DaemonLogin
 from controlplane.models.dkim_key import DkimKey
 from controlplane.models.domain import Domain
 from controlplane.models.image_sender import ImageSender
@@ -34,6 +35,7 @@ __all__ = [
     "Base",
     "Brand",
     "ConfigGeneration",
+    "DaemonLogin",
     "DkimKey",
     "Domain",
     "ImageSender",

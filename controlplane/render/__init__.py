@@ -99,6 +99,38 @@ USAGE_DICT_USER = "dovecot"
 
 
 @dataclasses.dataclass(frozen=True)
+class DatabaseLogin:
+    role: str
+    password: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DaemonDatabase:
+    """Where Postfix and Dovecot read the state: an SQLite file (`path`), or a PostgreSQL
+    database with one login per daemon (daemons/database_logins.py)."""
+
+    driver: str  # "sqlite" or "pgsql": the daemons' own name for it
+    path: str = ""
+    host: str = ""
+    port: int = 0
+    name: str = ""
+    logins: Mapping[str, DatabaseLogin] = dataclasses.field(default_factory=dict)
+
+    def login(self, daemon: str) -> DatabaseLogin:
+        try:
+            return self.logins[daemon]
+        except KeyError:
+            raise ValueError(f"No database login for {daemon}: run `letterhead db upgrade`.") from None
+
+    def dovecot_connect(self, daemon: str) -> str:
+        """Dovecot's `connect` setting: the file, or libpq's key=value string."""
+        if self.driver == "sqlite":
+            return self.path
+        login = self.login(daemon)
+        return f"host={self.host} port={self.port} dbname={self.name} user={login.role} password={login.password}"
+
+
+@dataclasses.dataclass(frozen=True)
 class VmailAccount:
     """The account that owns all mail storage; Dovecot's mail processes run as it."""
 
@@ -212,6 +244,12 @@ class RenderState:
     # Dovecot's delay after failed logins, per client address; test stacks turn it off.
     auth_penalty: bool = True
     spam: SpamFilter = SpamFilter()
+    # None: the SQLite file at paths.database.
+    database: DaemonDatabase | None = None
+
+    @property
+    def daemon_database(self) -> DaemonDatabase:
+        return self.database or DaemonDatabase(driver="sqlite", path=self.paths.database)
 
     @property
     def inet_protocols(self) -> str:
@@ -309,6 +347,7 @@ def _context(state: RenderState) -> dict[str, object]:
         "platform_mailbox_names": PLATFORM_MAILBOX_NAMES,
         "auth_penalty": state.auth_penalty,
         "message_size_limit": MESSAGE_SIZE_LIMIT,
+        "database": state.daemon_database,
         "upload_limit": MESSAGE_SIZE_LIMIT + UPLOAD_SLACK_BYTES,
     }
 
@@ -321,13 +360,11 @@ def render_postfix(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
         "postfix/master.cf": env.get_template("postfix/master.cf.j2").render(context),
     }
     map_template = env.get_template("postfix/sql-map.cf.j2")
-    for name, (purpose, query) in POSTFIX_SQL_MAPS.items():
+    database = state.daemon_database
+    login = database.login("postfix") if database.driver == "pgsql" else None
+    for name, (purpose, query) in {**POSTFIX_SQL_MAPS, **_srs_maps(state)}.items():
         files[f"postfix/{name}"] = map_template.render(
-            context, purpose=purpose, query=query, dbpath=state.paths.database
-        )
-    for name, (purpose, query) in _srs_maps(state).items():
-        files[f"postfix/{name}"] = map_template.render(
-            context, purpose=purpose, query=query, dbpath=state.paths.database
+            context, purpose=purpose, query=query, dbpath=database.path, login=login
         )
     for name in ("srs-addresses", "srs-recipients"):
         files[f"postfix/{name}"] = env.get_template(f"postfix/{name}.j2").render(
@@ -336,8 +373,9 @@ def render_postfix(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
     if context["postmaster_address"]:
         files["postfix/platform-aliases"] = env.get_template("postfix/platform-aliases.j2").render(context)
     name, purpose, query = POSTFIX_SNI_MAP
+    # Each node's own SQLite file, whatever the shared database: it names this node's files.
     files[f"postfix/{name}"] = map_template.render(
-        context, purpose=purpose, query=query, dbpath=state.paths.sni_database
+        context, purpose=purpose, query=query, dbpath=state.paths.sni_database, login=None
     )
     return files
 

@@ -7,6 +7,7 @@ else on the machine; outbound mail goes to a loopback smtp-sink, never off the b
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import shutil
 import socket
@@ -19,6 +20,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
+from sqlalchemy import create_engine, make_url, pool
 
 from controlplane.daemons.process import terminate, wait_until
 from controlplane.runners import stack
@@ -164,13 +166,42 @@ class LoopbackDns:
         self._socket.close()
 
 
+# The PostgreSQL server scratch stacks make their databases on, when set (the test suite's
+# PostgreSQL pass sets it): a URL whose user may create databases and roles.
+SCRATCH_POSTGRES_VARIABLE = "LETTERHEAD_SCRATCH_POSTGRES"
+
+
+def run_on_postgres_server(server: str, statement: str) -> None:
+    engine = create_engine(
+        make_url(server).set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=pool.NullPool
+    )
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
 class ScratchStack:
     """A private stack; `start()` runs Dovecot and Postfix (and optionally the web app)."""
 
-    def __init__(self, *, min_mailbox_bytes: int = 1024, extra_settings: str = "") -> None:
+    def __init__(
+        self, *, min_mailbox_bytes: int = 1024, extra_settings: str = "", postgres_server: str | None = None
+    ) -> None:
         # Short paths: unix socket paths are limited to 108 bytes.
         self.home = Path(tempfile.mkdtemp(prefix="lh-", dir="/tmp"))
         self.home.chmod(0o755)
+        # On PostgreSQL (a server URL naming no database, or the test run's, from the environment):
+        # a database of this stack's own, made empty here and dropped by stop().
+        server = (
+            postgres_server if postgres_server is not None else os.environ.get(SCRATCH_POSTGRES_VARIABLE, "")
+        )
+        self._postgres: tuple[str, str] | None = None
+        if server and "database_url" not in extra_settings:
+            database = "lh_" + self.home.name.removeprefix("lh-").lower().replace("-", "_")
+            run_on_postgres_server(server, f'CREATE DATABASE "{database}"')
+            self._postgres = (server, database)
+            extra_settings += f'\ndatabase_url = "{make_url(server).set(database=database).render_as_string(hide_password=False)}"\n'
         ports = dict(zip([*PORT_NAMES, "sink"], free_ports(len(PORT_NAMES) + 1), strict=True))
         self.sink = OutboundSink(self.home / "sink", ports.pop("sink"))
         self.dns = LoopbackDns()
@@ -218,3 +249,6 @@ class ScratchStack:
             self.installation.dispose()
             if remove:
                 shutil.rmtree(self.home, ignore_errors=True)
+                if self._postgres is not None:
+                    server, database = self._postgres
+                    run_on_postgres_server(server, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

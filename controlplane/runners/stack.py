@@ -7,6 +7,7 @@ import os
 import sys
 
 from controlplane.daemons import (
+    database_logins,
     dovecot,
     nginx,
     postfix,
@@ -42,6 +43,9 @@ def prepare(installation: Installation) -> None:
     settings = installation.settings
     prepare_state_directory(settings)
     upgrade_database(settings.sqlalchemy_url)
+    if settings.is_postgresql:
+        database_logins.grant_daemon_logins(settings.sqlalchemy_url)
+    # The SQLite file's folder, which holds each node's SNI table (whatever the shared database).
     protect_database(settings)
     with installation.transaction() as session:
         # Domains made before DKIM signing existed here get their first key.

@@ -259,8 +259,10 @@ def test_the_dashboard_shows_the_mail_stored_and_a_deleted_mailbox_leaves_the_to
         mailboxes.delete_mailbox(session, OPERATOR, mailboxes.get_mailbox(session, OPERATOR, "total@u.test"))
     after = used_by_domains(world.settings, ["u.test"])
     assert before - after >= 30 * KB
-    # Letterhead's deletion wrote to Dovecot's file: Dovecot still writes it afterwards.
+    # Letterhead's deletion wrote to Dovecot's table: Dovecot still writes it afterwards.
     make_mailbox(world, "later@u.test")
     deliver(world, "later@u.test", 2 * KB)
     assert usage_after(world, "later@u.test", messages=1) is not None
-    assert not [p for p in world.settings.usage_database_path.parent.iterdir() if p.owner() == "root"]
+    if not world.settings.is_postgresql:
+        # SQLite: no root-owned journal the dict service could not write beside its file.
+        assert not [p for p in world.settings.usage_database_path.parent.iterdir() if p.owner() == "root"]

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -11,14 +9,13 @@ from controlplane.models import Base
 from controlplane.schema import alembic_config, upgrade_database
 
 
-def _migrated(tmp_path: Path):
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+def _migrated(url: str):
     upgrade_database(url)
     return create_engine(url)
 
 
-def test_migrations_create_every_model_table_and_column(tmp_path: Path) -> None:
-    engine = _migrated(tmp_path)
+def test_migrations_create_every_model_table_and_column(empty_database: str) -> None:
+    engine = _migrated(empty_database)
     inspector = inspect(engine)
     for table in Base.metadata.sorted_tables:
         migrated_columns = {column["name"] for column in inspector.get_columns(table.name)}
@@ -28,20 +25,25 @@ def test_migrations_create_every_model_table_and_column(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_migrated_schema_matches_the_models_as_alembic_check_would(tmp_path: Path) -> None:
-    engine = _migrated(tmp_path)
+def test_migrated_schema_matches_the_models_as_alembic_check_would(empty_database: str) -> None:
+    engine = _migrated(empty_database)
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
     assert differences == []
 
 
-def test_the_newest_migration_downgrades_and_upgrades_again(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+def test_every_migration_downgrades_and_upgrades_again(empty_database: str) -> None:
+    url = empty_database
     upgrade_database(url)
     command.downgrade(alembic_config(url), "0001")
     engine = create_engine(url)
     assert "auth_event" not in inspect(engine).get_table_names()
+    engine.dispose()
+    command.downgrade(alembic_config(url), "base")
+    engine = create_engine(url)
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    assert inspect(engine).get_view_names() == []
     engine.dispose()
     upgrade_database(url)
     engine = create_engine(url)
@@ -49,23 +51,25 @@ def test_the_newest_migration_downgrades_and_upgrades_again(tmp_path: Path) -> N
     engine.dispose()
 
 
-def test_domain_counts_are_taken_from_existing_rows_and_removed_on_downgrade(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+def test_domain_counts_are_taken_from_existing_rows_and_removed_on_downgrade(empty_database: str) -> None:
+    url = empty_database
     upgrade_database(url, "0002")
     engine = create_engine(url)
     with engine.begin() as connection:
         connection.exec_driver_sql(
-            "INSERT INTO tenant (id, name, storage_pool_bytes, max_mailbox_bytes, active) VALUES (1, 't', 99, 9, 1)"
+            "INSERT INTO tenant (id, name, storage_pool_bytes, max_mailbox_bytes, active) "
+            "VALUES (1, 't', 99, 9, true)"
         )
         connection.exec_driver_sql(
             "INSERT INTO domain (id, tenant_id, name, max_mailboxes, max_aliases, max_mailbox_bytes, active) "
-            "VALUES (1, 1, 'a.test', 5, 5, 9, 1), (2, 1, 'b.test', 5, 5, 9, 1)"
+            "VALUES (1, 1, 'a.test', 5, 5, 9, true), (2, 1, 'b.test', 5, 5, 9, true)"
         )
         connection.exec_driver_sql(
             "INSERT INTO mailbox (domain_id, local_part, password_hash, quota_bytes, display_name, active, "
-            "is_domain_admin, storage_key) VALUES (1, 'x', '', 3, '', 1, 0, 'k1'), (1, 'y', '', 4, '', 1, 0, 'k2')"
+            "is_domain_admin, storage_key) "
+            "VALUES (1, 'x', '', 3, '', true, false, 'k1'), (1, 'y', '', 4, '', true, false, 'k2')"
         )
-        connection.exec_driver_sql("INSERT INTO alias (domain_id, local_part, active) VALUES (1, 'z', 1)")
+        connection.exec_driver_sql("INSERT INTO alias (domain_id, local_part, active) VALUES (1, 'z', true)")
     engine.dispose()
     upgrade_database(url)
     engine = create_engine(url)
@@ -79,8 +83,11 @@ def test_domain_counts_are_taken_from_existing_rows_and_removed_on_downgrade(tmp
     engine = create_engine(url)
     assert "mailbox_count" not in {column["name"] for column in inspect(engine).get_columns("domain")}
     with engine.connect() as connection:
-        triggers = connection.exec_driver_sql(
+        catalog = (
             "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'domain_counts_%'"
-        ).scalar()
+            if engine.dialect.name == "sqlite"
+            else "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'domain_counts_%%'"
+        )
+        triggers = connection.exec_driver_sql(catalog).scalar()
     engine.dispose()
     assert triggers == 0

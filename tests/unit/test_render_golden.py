@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from controlplane.render import (
+    DaemonDatabase,
+    DatabaseLogin,
     Paths,
     RenderState,
     SpamFilter,
@@ -68,9 +71,21 @@ BRANDS = (
         "MAIL.Bücher.example", "/srv/letterhead/certs/b2/fullchain.pem", "/srv/letterhead/certs/b2/key.pem"
     ),
 )
+POSTGRESQL = DaemonDatabase(
+    driver="pgsql",
+    host="db.platform.example",
+    port=5432,
+    name="letterhead",
+    logins={
+        "postfix": DatabaseLogin("letterhead_postfix", "postfix-secret"),
+        "dovecot": DatabaseLogin("letterhead_dovecot", "dovecot-secret"),
+        "dovecot_usage": DatabaseLogin("letterhead_dovecot_usage", "usage-secret"),
+    },
+)
 CASES = {
     "development": golden_state(),
     "production-with-brands": golden_state(sni=BRANDS, production=True),
+    "production-on-postgresql": dataclasses.replace(golden_state(production=True), database=POSTGRESQL),
 }
 
 
@@ -138,3 +153,24 @@ def test_hostile_brand_hostnames_never_reach_a_config(hostname: str) -> None:
 def test_unsafe_certificate_paths_never_reach_a_config(path: str) -> None:
     with pytest.raises(ValueError, match="Unsafe certificate path"):
         render_all(golden_state(sni=(TlsIdentity("mail.customer.example", path, "/c/key.pem"),)))
+
+
+def test_on_postgresql_each_daemon_logs_in_as_its_own_role() -> None:
+    files = render_all(CASES["production-on-postgresql"])
+    postfix_maps = [
+        name for name in files if name.startswith("postfix/sql-") and name != "postfix/sql-sni.cf"
+    ]
+    assert postfix_maps
+    for name in postfix_maps:
+        assert "user = letterhead_postfix\npassword = postfix-secret\n" in files[name], name
+        assert "dovecot-secret" not in files[name]
+    assert "proxy:pgsql:${config_directory}/sql-mailboxes.cf" in files["postfix/main.cf"]
+    # The certificates by name stay in each node's own file.
+    assert "dbpath = /srv/letterhead/db/sni.db" in files["postfix/sql-sni.cf"]
+    assert "user=letterhead_dovecot password=dovecot-secret" in files["dovecot/dovecot-sql.conf.ext"]
+    assert (
+        "user=letterhead_dovecot_usage password=usage-secret" in files["dovecot/dovecot-dict-usage.conf.ext"]
+    )
+    assert "usage = pgsql:" in files["dovecot/dovecot.conf"]
+    everything = "".join(files.values())
+    assert "sqlite:" not in everything.replace("sqlite:${config_directory}/sql-sni.cf", "")

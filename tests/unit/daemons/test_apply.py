@@ -4,6 +4,7 @@ and a template error recorded without anything going live."""
 
 from __future__ import annotations
 
+import grp
 import os
 import time
 from pathlib import Path
@@ -43,6 +44,19 @@ def test_pipe_programs_are_executable_and_the_rest_is_not(tmp_path: Path) -> Non
     directory = written(tmp_path, {**FILES, "dovecot/sieve-pipe/learn-spam.sh": "#!/bin/sh\n"})
     assert (directory / "dovecot/sieve-pipe/learn-spam.sh").stat().st_mode & 0o777 == 0o755
     assert (directory / "dovecot/dovecot.conf").stat().st_mode & 0o777 == 0o644
+
+
+def test_files_naming_a_database_login_are_readable_by_their_daemon_only(tmp_path: Path) -> None:
+    secrets = {
+        "postfix/sql-mailboxes.cf": "user = x_postfix\npassword = secret\n",
+        "dovecot/dovecot-sql.conf.ext": "connect = user=x_dovecot password=secret\n",
+        "dovecot/dovecot-dict-usage.conf.ext": "connect = user=x_dovecot_usage password=secret\n",
+    }
+    directory = written(tmp_path, {**FILES, **secrets})
+    for relative in secrets:
+        status = (directory / relative).stat()
+        assert status.st_mode & 0o777 == 0o640, relative
+        assert (status.st_uid, grp.getgrgid(status.st_gid).gr_name) == (0, relative.split("/")[0]), relative
 
 
 def test_files_are_written_readable_and_dated_in_the_past(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Storage used per mailbox, read from the SQLite file Dovecot's dict service writes."""
+"""Storage used per mailbox, read from where Dovecot's dict service writes it: an SQLite file of
+its own, or the shared PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from controlplane.daemons import usage
 from controlplane.daemons.usage import UsedBytes, create_usage_database, usage_of, usage_of_mailboxes
@@ -15,26 +17,53 @@ from tests.factories import make_domain, make_mailbox
 KB = 1024
 
 
-def record(path: Path, address: str, used: int, messages: int = 1) -> None:
+def _execute(source: Path | str, statement: str, parameters: dict | None = None) -> None:
+    """Run SQL on the usage table where it is: an SQLite file, or the PostgreSQL database."""
+    url = source if isinstance(source, str) else f"sqlite:///{source}"
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text(statement), parameters or {})
+    finally:
+        engine.dispose()
+
+
+def record(source: Path | str, address: str, used: int, messages: int = 1) -> None:
     """Write a measurement the way Dovecot's dict-sql does: one upsert of both values."""
-    with sqlite3.connect(path) as connection:
-        connection.execute(
-            "INSERT INTO mailbox_usage (address, bytes, messages) VALUES (?, ?, ?)"
-            " ON CONFLICT (address) DO UPDATE SET bytes = excluded.bytes, messages = excluded.messages",
-            (address, used, messages),
-        )
-    connection.close()
+    _execute(
+        source,
+        "INSERT INTO mailbox_usage (address, bytes, messages) VALUES (:address, :bytes, :messages)"
+        " ON CONFLICT (address) DO UPDATE SET bytes = excluded.bytes, messages = excluded.messages",
+        {"address": address, "bytes": used, "messages": messages},
+    )
+
+
+def age_measurements(source: Path | str, milliseconds: int) -> None:
+    _execute(source, "UPDATE mailbox_usage SET measured_at_ms = measured_at_ms - :ms", {"ms": milliseconds})
 
 
 @pytest.fixture
-def usage_db(tmp_path: Path) -> Path:
-    path = tmp_path / "usage" / "usage.db"
-    path.parent.mkdir()
+def usage_db(settings) -> Path | str:
+    return usage_database(settings)
+
+
+def usage_database(settings) -> Path | str:
+    """Where the run's engine keeps usage, made ready: the dict's SQLite file, or the shared database."""
+    if settings.is_postgresql:
+        engine = sa.create_engine(settings.sqlalchemy_url, poolclass=sa.pool.NullPool)
+        with engine.begin() as connection:
+            usage.create_usage_table(connection)
+        engine.dispose()
+        return settings.sqlalchemy_url
+    path = settings.usage_database_path
+    path.parent.mkdir(exist_ok=True)
     create_usage_database(path)
     return path
 
 
-def test_usage_is_read_for_a_page_of_mailboxes_in_one_query(usage_db: Path, monkeypatch) -> None:
+def test_usage_is_read_for_a_page_of_mailboxes_in_one_query(tmp_path: Path, monkeypatch) -> None:
+    usage_db = tmp_path / "usage.db"
+    create_usage_database(usage_db)
     with sqlite3.connect(usage_db) as connection:
         connection.executemany(
             "INSERT INTO mailbox_usage (address, bytes, messages) VALUES (?, ?, ?)",
@@ -57,13 +86,13 @@ def test_usage_is_read_for_a_page_of_mailboxes_in_one_query(usage_db: Path, monk
     assert len(statements) == 1 and statements[0].startswith("SELECT")
 
 
-def test_a_mailbox_never_measured_has_no_usage(usage_db: Path) -> None:
+def test_a_mailbox_never_measured_has_no_usage(usage_db: Path | str) -> None:
     record(usage_db, "alice@a.test", 12 * KB)
     assert set(usage_of(usage_db, ["alice@a.test", "never@a.test"])) == {"alice@a.test"}
     assert usage_of(usage_db, []) == {}
 
 
-def test_addresses_are_matched_as_dovecot_writes_them_lower_case(usage_db: Path) -> None:
+def test_addresses_are_matched_as_dovecot_writes_them_lower_case(usage_db: Path | str) -> None:
     record(usage_db, "alice@a.test", 12 * KB)
     assert usage_of(usage_db, ["Alice@A.test"])["Alice@A.test"].bytes == 12 * KB
 
@@ -72,7 +101,7 @@ def test_addresses_are_matched_as_dovecot_writes_them_lower_case(usage_db: Path)
     "address",
     ["' OR '1'='1", "alice@a.test' --", '"]', "%", "_lice@a.test", "\\", "alice@a.test\x00", "x" * 10_000],
 )
-def test_hostile_addresses_match_nothing_and_raise_nothing(usage_db: Path, address: str) -> None:
+def test_hostile_addresses_match_nothing_and_raise_nothing(usage_db: Path | str, address: str) -> None:
     record(usage_db, "alice@a.test", 12 * KB)
     assert usage_of(usage_db, [address]) == {}
 
@@ -96,30 +125,27 @@ def test_a_database_without_the_usage_table_means_usage_unknown(tmp_path: Path) 
     assert usage_of(other, ["alice@a.test"]) == {}
 
 
-def test_settings_name_the_usage_database(settings, usage_db: Path) -> None:
-    assert settings.usage_database_path == usage_db  # both under the test's own directory
+def test_settings_name_the_usage_database(settings, usage_db: Path | str) -> None:
+    if not settings.is_postgresql:
+        assert settings.usage_database_path == usage_db  # both under the test's own directory
     record(usage_db, "alice@a.test", 3 * KB)
     assert usage_of(settings, ["alice@a.test"])["alice@a.test"].bytes == 3 * KB
 
 
-def test_each_measurement_is_dated_so_a_later_one_is_newer(usage_db: Path) -> None:
+def test_each_measurement_is_dated_so_a_later_one_is_newer(usage_db: Path | str) -> None:
     record(usage_db, "alice@a.test", 1 * KB)
     first = usage_of(usage_db, ["alice@a.test"])["alice@a.test"].measured_at
-    with sqlite3.connect(usage_db) as connection:
-        connection.execute("UPDATE mailbox_usage SET measured_at_ms = measured_at_ms - 60000")
-    connection.close()
+    age_measurements(usage_db, 60000)
     record(usage_db, "alice@a.test", 2 * KB, messages=2)
     second = usage_of(usage_db, ["alice@a.test"])["alice@a.test"]
     assert second.bytes == 2 * KB and second.measured_at >= first
     assert abs(second.measured_at - dt.datetime.now(dt.UTC)) < dt.timedelta(seconds=5)
 
 
-def test_usage_left_by_an_earlier_mailbox_at_the_same_address_is_not_shown(db, usage_db: Path) -> None:
+def test_usage_left_by_an_earlier_mailbox_at_the_same_address_is_not_shown(db, usage_db: Path | str) -> None:
     domain = make_domain(db, name="a.test")
     record(usage_db, "old@a.test", 50 * KB)
-    with sqlite3.connect(usage_db) as connection:  # measured a minute before today's mailbox existed
-        connection.execute("UPDATE mailbox_usage SET measured_at_ms = measured_at_ms - 60000")
-    connection.close()
+    age_measurements(usage_db, 60000)  # measured a minute before today's mailbox existed
     mailbox = make_mailbox(db, domain=domain, local_part="old")
     db.refresh(mailbox)
     assert usage_of(usage_db, [mailbox.address])  # the row is there...
@@ -135,17 +161,17 @@ def test_percent_of_the_quota() -> None:
     assert used.percent_of(0) == 0
 
 
-def test_a_tenants_total_sums_its_domains_only(usage_db: Path) -> None:
+def test_a_tenants_total_sums_its_domains_only(usage_db: Path | str) -> None:
     record(usage_db, "ann@a.test", 10 * KB)
     record(usage_db, "bob@a.test", 5 * KB)
     record(usage_db, "eve@other.test", 99 * KB)
     assert usage.used_by_domains(usage_db, ["a.test"]) == 15 * KB
     assert usage.used_by_domains(usage_db, ["a.test", "other.test"]) == 114 * KB
     assert usage.used_by_domains(usage_db, []) == 0
-    assert usage.used_by_domains(usage_db.parent / "missing.db", ["a.test"]) is None
+    assert usage.used_by_domains(Path(usage_db).parent / "missing.db", ["a.test"]) is None
 
 
-def test_gone_mailboxes_and_domains_are_forgotten(usage_db: Path) -> None:
+def test_gone_mailboxes_and_domains_are_forgotten(usage_db: Path | str) -> None:
     for address in ("ann@a.test", "bob@a.test", "cy@b.test"):
         record(usage_db, address, KB)
     usage.forget_usage(usage_db, addresses=["ANN@a.test"])
@@ -154,10 +180,8 @@ def test_gone_mailboxes_and_domains_are_forgotten(usage_db: Path) -> None:
     assert usage.used_by_domains(usage_db, ["a.test", "b.test"]) == KB
 
 
-def test_deleting_a_mailbox_forgets_its_usage_once_committed(installation) -> None:
-    usage_db = installation.settings.usage_database_path  # where the installation's sessions look
-    usage_db.parent.mkdir(parents=True, exist_ok=True)
-    create_usage_database(usage_db)
+def test_deleting_a_mailbox_forgets_its_usage_once_committed(installation, usage_db: Path | str) -> None:
+    # usage_db is where the installation's sessions look.
     with installation.transaction() as session:
         domain = make_domain(session, name="a.test")
         make_mailbox(session, domain=domain, local_part="ann")
