@@ -15,7 +15,7 @@ DEBIAN_PACKAGES := postfix postfix-sqlite dovecot-core dovecot-imapd dovecot-pop
 # pebble (with pebble-challtestsrv) as a private ACME server.
 TEST_PACKAGES := chromium dnsmasq-base pebble
 # The tests that touch the database, run a second time on PostgreSQL by `make test`.
-POSTGRES_TEST_PATHS := tests/unit tests/web
+POSTGRES_TEST_PATHS := tests/unit tests/web tests/e2e
 # Playwright drives the system's Chromium; it must never fetch a browser of its own.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 

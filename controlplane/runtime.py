@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -55,14 +55,30 @@ class Installation:
                 ),
                 # Keys the fingerprints of failed login guesses (services/auth.py).
                 "auth_secret": instance_secret_key(settings),
-                "on_domains_changed": lambda: reload_postfix_if_running(settings),
-                "on_brands_changed": self.apply_configuration,
+                # Each also tells the other mail nodes (services/nodes.py), then acts here.
+                "on_domains_changed": self._announced(lambda: reload_postfix_if_running(settings)),
+                "on_brands_changed": self._announced(self.apply_configuration),
                 "dkim_dir": str(settings.dkim_dir),
-                "on_dkim_changed": self.publish_dkim_selectors,
-                "on_spam_policy_changed": self.publish_spam_policy,
-                "on_sender_lists_changed": self.publish_allowed_senders,
+                "on_dkim_changed": self._announced(self.publish_dkim_selectors),
+                "on_spam_policy_changed": self._announced(self.publish_spam_policy),
+                "on_sender_lists_changed": self._announced(self.publish_allowed_senders),
             }
         )
+
+    def _announced(self, action: Callable[..., None]) -> Callable[..., None]:
+        """`action`, after raising the state generation the other nodes watch. Runs after the
+        change's commit, in a transaction of its own: a node that misses a number (this process
+        died in between) still catches up at its periodic full sync."""
+
+        def announce_then_act(*about: object) -> None:
+            if self.settings.node_name:
+                from controlplane.services import nodes
+
+                with self.transaction() as session:
+                    nodes.raise_generation(session)
+            action(*about)
+
+        return announce_then_act
 
     def publish_spam_policy(self) -> None:
         """Hand rspamd the domains' own reject scores, as committed, if Redis runs (else the

@@ -44,6 +44,8 @@ PORT_NAMES = (
     # Loopback only: postsrsd's two lookup tables (SRS for forwarded mail, and back for bounces).
     "srs_forward",
     "srs_reverse",
+    # Between mail nodes only: Dovecot's LMTP, for deliveries another node proxies here.
+    "lmtp",
     "web",
     "http",
     "https",
@@ -67,6 +69,7 @@ PROFILE_PORTS = {
         "redis": 16379,
         "srs_forward": 11441,
         "srs_reverse": 11442,
+        "lmtp": 2424,
         "web": 8080,
         "http": 8880,
         "https": 8443,
@@ -87,6 +90,7 @@ PROFILE_PORTS = {
         "redis": 16379,
         "srs_forward": 11441,
         "srs_reverse": 11442,
+        "lmtp": 24,
         "web": 8080,
         "http": 80,
         "https": 443,
@@ -106,6 +110,11 @@ class Settings:
     ports: Mapping[str, int] = dataclasses.field(default_factory=lambda: dict(PROFILE_PORTS["development"]))
     # Outbound mail goes here instead of to MX hosts when set, e.g. "[127.0.0.1]:2600".
     relayhost: str = ""
+    # One of several mail nodes sharing a PostgreSQL database (models/node.py): this node's name,
+    # and the address the other nodes reach its Dovecot on (default: the listen address, or the
+    # hostname when that is every address). Empty name: a single machine.
+    node_name: str = ""
+    node_address: str = ""
     # Where mail to the platform's postmaster@, abuse@ and tls-reports@ (its hostname) and to a
     # bare <postmaster> goes: an address the operator reads. Empty: such mail is refused.
     postmaster_address: str = ""
@@ -172,6 +181,13 @@ class Settings:
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{self.database_path}"
+
+    @property
+    def reachable_address(self) -> str:
+        """Where the other nodes reach this one."""
+        if self.node_address:
+            return self.node_address
+        return self.hostname if self.listen_address == "all" else self.listen_address
 
     @property
     def is_postgresql(self) -> bool:

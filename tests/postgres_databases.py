@@ -9,16 +9,23 @@ from __future__ import annotations
 import itertools
 import os
 
+import sqlalchemy as sa
+
 from controlplane.daemons.postgres import PrivatePostgres
-from controlplane.runners.scratch import run_on_postgres_server
 
 TESTING_ON_POSTGRES = os.environ.get("LETTERHEAD_TEST_DATABASE", "sqlite") == "postgresql"
 TEMPLATE_DATABASE = "letterhead_template"
 _numbers = itertools.count(1)
+_admin_engines: dict[str, sa.Engine] = {}
 
 
 def _run(server: PrivatePostgres, statement: str) -> None:
-    run_on_postgres_server(server.url(), statement)
+    # One open administrative connection per cluster: a new login costs more than the statement.
+    url = server.url("postgres")
+    if url not in _admin_engines:
+        _admin_engines[url] = sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_size=1)
+    with _admin_engines[url].connect() as connection:
+        connection.exec_driver_sql(statement)
 
 
 def create(server: PrivatePostgres, name: str | None = None, *, template: str | None = None) -> str:

@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import create_engine, pool, select, text
 from sqlalchemy.orm import Session
 
 from controlplane.certs.selfsigned import ensure_default_certificate
@@ -47,6 +47,9 @@ def build_render_state(settings: Settings, sni_identities: tuple[TlsIdentity, ..
         postmaster_address=settings.postmaster_address,
         auth_penalty=settings.auth_penalty,
         database=database_logins.daemon_database(settings),
+        node_name=settings.node_name,
+        node_address=settings.reachable_address if settings.node_name else "",
+        peer_addresses=_peer_addresses(settings),
         spam=SpamFilter(
             expression_cache=settings.spam_expression_cache,
             network_checks=settings.spam_network_checks,
@@ -57,6 +60,22 @@ def build_render_state(settings: Settings, sni_identities: tuple[TlsIdentity, ..
             greylist_delay_seconds=settings.greylist_delay_seconds,
         ),
     )
+
+
+def _peer_addresses(settings: Settings) -> tuple[str, ...]:
+    """The other mail nodes' addresses, as registered in the shared database."""
+    if not settings.node_name:
+        return ()
+    engine = create_engine(settings.sqlalchemy_url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT address FROM node WHERE name <> :me ORDER BY address"),
+                {"me": settings.node_name},
+            ).scalars()
+            return tuple(rows)
+    finally:
+        engine.dispose()
 
 
 def live_generation_dir(settings: Settings) -> Path | None:

@@ -39,6 +39,8 @@ READABLE = {
         "mail_users": None,
         "mail_domain_spam_scores": None,
         "mail_sender_lists": None,
+        # Which node holds a mailbox, to proxy a login or a delivery there.
+        "mail_user_nodes": None,
     },
     "dovecot_usage": {"mailbox_usage": None},
 }

@@ -66,6 +66,10 @@ def write_private_key(dkim_dir: Path, domain: str, selector: str, pem: bytes) ->
     return path
 
 
+def read_private_key(dkim_dir: Path, domain: str, selector: str) -> bytes:
+    return key_path(dkim_dir, domain, selector).read_bytes()
+
+
 def remove_private_key(dkim_dir: Path, domain: str, selector: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         key_path(dkim_dir, domain, selector).unlink()

@@ -21,6 +21,7 @@ from controlplane.models.mail_log import (
     UnparsedLogLine,
 )
 from controlplane.models.mailbox import Mailbox
+from controlplane.models.node import Node, StateGeneration
 from controlplane.models.sender_rule import SenderRule
 from controlplane.models.tenant import GIB, Tenant
 
@@ -39,6 +40,8 @@ __all__ = [
     "DkimKey",
     "Domain",
     "ImageSender",
+    "Node",
+    "StateGeneration",
     "LogCheckpoint",
     "MailQueueEntry",
     "MailRecipientResult",

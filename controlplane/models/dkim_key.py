@@ -41,6 +41,10 @@ class DkimKey(Base):
     # The public key as DNS publishes it: base64 of the SubjectPublicKeyInfo (RSA), of the raw
     # 32 bytes (Ed25519).
     public_key: Mapped[str] = mapped_column(Text)
+    # The private key (PEM), so every mail node signs with the same key: each writes it into
+    # its own key folder (services/dkim.publish). The database's daemon roles cannot read it.
+    # None for a key made before keys were kept here, until its file is read in.
+    private_key: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[utc_time]
     retire_after: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -42,6 +42,8 @@ class Mailbox(Base):
     created_at: Mapped[created_at]
     # Messages this mailbox may send per hour; None: its tenant's per-mailbox limit.
     hourly_messages: Mapped[int | None] = mapped_column(Integer)
+    # The node that stores its mail; None on a single machine (models/node.py).
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("node.id", ondelete="RESTRICT"), index=True)
 
     domain: Mapped[Domain] = relationship(back_populates="mailboxes")
 

@@ -246,6 +246,11 @@ class RenderState:
     spam: SpamFilter = SpamFilter()
     # None: the SQLite file at paths.database.
     database: DaemonDatabase | None = None
+    # One of several mail nodes (models/node.py): its name, the address the others reach it on,
+    # and theirs. Empty name: a single machine.
+    node_name: str = ""
+    node_address: str = ""
+    peer_addresses: tuple[str, ...] = ()
 
     @property
     def daemon_database(self) -> DaemonDatabase:
@@ -263,6 +268,20 @@ class RenderState:
     def instance_name(self) -> str:
         # doveadm finds a running instance by name: one per state directory.
         return "letterhead-" + hashlib.sha256(self.paths.home.encode()).hexdigest()[:10]
+
+
+def _checked_node_name(name: str) -> str:
+    # It is written into an SQL query: letters, digits, '-' and '_' only (services/nodes.py).
+    if name and not re.fullmatch(r"[a-z0-9_-]{1,63}", name):
+        raise ValueError(f"Unsafe node name: {name!r}")
+    return name
+
+
+def _checked_address(address: str) -> str:
+    # A host name or an IP address, written into Dovecot's configuration.
+    if address and not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", address):
+        raise ValueError(f"Unsafe node address: {address!r}")
+    return address
 
 
 def _environment(template_root: Path) -> jinja2.Environment:
@@ -348,6 +367,9 @@ def _context(state: RenderState) -> dict[str, object]:
         "auth_penalty": state.auth_penalty,
         "message_size_limit": MESSAGE_SIZE_LIMIT,
         "database": state.daemon_database,
+        "node_name": _checked_node_name(state.node_name),
+        "node_address": _checked_address(state.node_address),
+        "node_trusted_networks": sorted({_checked_address(address) for address in state.peer_addresses}),
         "upload_limit": MESSAGE_SIZE_LIMIT + UPLOAD_SLACK_BYTES,
     }
 

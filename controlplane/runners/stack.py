@@ -20,10 +20,10 @@ from controlplane.daemons import (
 )
 from controlplane.daemons.layout import prepare_state_directory, protect_database
 from controlplane.daemons.process import DaemonError, read_pid, run_tool, terminate, wait_until
-from controlplane.runners import follower, periodic
+from controlplane.runners import follower, node_sync, periodic
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
-from controlplane.services import configuration, dkim, sieve
+from controlplane.services import configuration, dkim, nodes, sieve
 from controlplane.settings import Settings
 
 
@@ -47,6 +47,8 @@ def prepare(installation: Installation) -> None:
         database_logins.grant_daemon_logins(settings.sqlalchemy_url)
     # The SQLite file's folder, which holds each node's SNI table (whatever the shared database).
     protect_database(settings)
+    if settings.node_name:
+        register_node(installation)
     with installation.transaction() as session:
         # Domains made before DKIM signing existed here get their first key.
         dkim.ensure_keys(session)
@@ -56,6 +58,21 @@ def prepare(installation: Installation) -> None:
     if generation.status != "live":
         raise DaemonError(f"The configuration was refused, nothing started:\n{generation.error}")
     installation.publish_dkim_selectors()
+
+
+def register_node(installation: Installation) -> None:
+    """Enter this node (or its new address and ports) in the shared database, and tell the
+    others, whose Dovecot then trusts its address."""
+    settings = installation.settings
+    if not settings.is_postgresql:
+        raise DaemonError("A mail node (node_name) needs the shared PostgreSQL database: set database_url.")
+    ports = settings.ports
+    endpoint = nodes.NodeEndpoint(
+        settings.reachable_address, ports["imap"], ports["pop3"], ports["lmtp"], ports["managesieve"]
+    )
+    with installation.transaction() as session:
+        nodes.register_node(session, settings.node_name, endpoint)
+        nodes.raise_generation(session)
 
 
 def start_web(settings: Settings) -> None:
@@ -116,6 +133,8 @@ def up(installation: Installation, *, web: bool = True) -> None:
     if not postfix.master_pid(settings.postfix_queue):
         postfix_log.start(settings)
     follower.start_follower(settings)
+    if settings.node_name:
+        node_sync.start_node_sync(settings)
     if not settings.testing:
         # Test stacks renew explicitly: a background order would race the test's own.
         periodic.start_periodic(settings)
@@ -127,8 +146,9 @@ def up(installation: Installation, *, web: bool = True) -> None:
 
 def down(settings: Settings) -> None:
     live = settings.live_config
-    # First: a renewal must not run while the daemons it reloads go away.
+    # First: a renewal (or a node's catching up) must not run while the daemons it reloads go away.
     periodic.stop_periodic(settings)
+    node_sync.stop_node_sync(settings)
     pid = nginx.master_pid(settings)
     if pid:
         nginx.stop(live / "nginx" / "nginx.conf")

@@ -63,7 +63,14 @@ def create_key(session: Session, domain: Domain, *, now: dt.datetime | None = No
     selector = _new_selector(session, domain, now.date())
     pem, public = _rsa_key()
     dkim_keys.write_private_key(_dkim_dir(session), domain.name, selector, pem)
-    key = DkimKey(domain=domain, selector=selector, algorithm="rsa-2048", public_key=public, state="active")
+    key = DkimKey(
+        domain=domain,
+        selector=selector,
+        algorithm="rsa-2048",
+        public_key=public,
+        private_key=pem.decode("ascii"),
+        state="active",
+    )
     key.created_at = now
     session.add(key)
     session.flush()
@@ -152,9 +159,15 @@ def ensure_keys(session: Session) -> list[str]:
     for domain in keyless:
         create_key(session, domain)
         made.append(domain.name)
-    # A key whose file was lost (a restore without the key folder) signs nothing: replace it.
     for key in session.scalars(select(DkimKey).where(DkimKey.state == "active")).all():
-        if not dkim_keys.key_path(dkim_dir, key.domain.name, key.selector).exists():
+        path = dkim_keys.key_path(dkim_dir, key.domain.name, key.selector)
+        if key.private_key is None and path.exists():
+            # Made before keys were kept in the database: keep it there too, for every node.
+            key.private_key = dkim_keys.read_private_key(dkim_dir, key.domain.name, key.selector).decode(
+                "ascii"
+            )
+        elif key.private_key is None:
+            # Lost everywhere (a restore without the key folder): it signs nothing, replace it.
             key.state = "retired"
             create_key(session, key.domain)
             made.append(key.domain.name)
@@ -169,7 +182,16 @@ def active_selectors(session: Session) -> dict[str, str]:
 
 
 def publish(session: Session, dkim_dir: Path) -> None:
-    """Make rspamd's selector map name each domain's active key."""
+    """Make rspamd's selector map name each domain's active key, first writing into this node's
+    key folder any key it lacks (made on another node)."""
+    keys = session.execute(
+        select(Domain.name, DkimKey.selector, DkimKey.private_key)
+        .join(DkimKey.domain)
+        .where(DkimKey.state == "active", DkimKey.private_key.is_not(None))
+    ).all()
+    for domain, selector, pem in keys:
+        if not dkim_keys.key_path(dkim_dir, domain, selector).exists():
+            dkim_keys.write_private_key(dkim_dir, domain, selector, pem.encode("ascii"))
     dkim_keys.publish_selectors(dkim_dir, active_selectors(session))
 
 

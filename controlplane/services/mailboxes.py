@@ -14,7 +14,7 @@ from controlplane.daemons import usage
 from controlplane.db import after_commit
 from controlplane.errors import AlreadyExists, LetterheadError, NotFound, ValidationError
 from controlplane.models import GIB, Alias, AliasDestination, Domain, Mailbox
-from controlplane.services import audit, domains, locks, passwords, scope, storage, tokens
+from controlplane.services import audit, domains, locks, nodes, passwords, scope, storage, tokens
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_display_name, normalize_local_part, split_address
 
@@ -125,9 +125,12 @@ def _create_mailboxes(
                 outcomes[index] = error
     accepted = [item for item in outcomes if isinstance(item, NewMailbox)]
     hashes = iter(passwords.hash_passwords([item.password for item in accepted if item.password is not None]))
+    # Several mail nodes: a batch goes to the node holding fewest mailboxes now.
+    home_node = nodes.place_mailbox(session) if accepted else None
     results = [
         Mailbox(
             domain=domain,
+            node_id=home_node.id if home_node is not None else None,
             local_part=item.local_part,
             password_hash=item.password_hash if item.password is None else next(hashes),
             quota_bytes=item.quota_bytes,

@@ -85,7 +85,14 @@ POSTGRESQL = DaemonDatabase(
 CASES = {
     "development": golden_state(),
     "production-with-brands": golden_state(sni=BRANDS, production=True),
-    "production-on-postgresql": dataclasses.replace(golden_state(production=True), database=POSTGRESQL),
+    # One of two mail nodes: proxying to the other's mailboxes.
+    "production-on-postgresql": dataclasses.replace(
+        golden_state(production=True),
+        database=POSTGRESQL,
+        node_name="mx1",
+        node_address="10.0.0.1",
+        peer_addresses=("10.0.0.2",),
+    ),
 }
 
 

@@ -107,17 +107,42 @@ def test_deleting_a_domain_removes_its_keys_and_its_map_line(db: Session, settin
 
 
 def test_domains_without_a_usable_key_get_one(db: Session, settings: Settings) -> None:
-    missing_file = make_domain(db, name="lost.test")
+    lost = make_domain(db, name="lost.test")  # its key was kept nowhere: made before keys were kept here
     keyless = make_domain(db, name="keyless.test")
     db.delete(keyless.dkim_keys[0])
+    lost.dkim_keys[0].private_key = None
     db.flush()
-    dkim_keys.key_path(settings.dkim_dir, "lost.test", missing_file.dkim_keys[0].selector).unlink()
+    dkim_keys.key_path(settings.dkim_dir, "lost.test", lost.dkim_keys[0].selector).unlink()
     assert sorted(dkim.ensure_keys(db)) == ["keyless.test", "lost.test"]
     db.commit()
     selectors = dkim.active_selectors(db)
     for name in ("keyless.test", "lost.test"):
         assert dkim_keys.key_path(settings.dkim_dir, name, selectors[name]).exists()
     assert dkim.ensure_keys(db) == []
+
+
+def test_a_node_without_a_key_file_writes_it_from_the_database_and_signs_with_the_same_key(
+    db: Session, settings: Settings
+) -> None:
+    domain = make_domain(db, name="shared.test")
+    db.commit()
+    (key,) = domain.dkim_keys
+    path = dkim_keys.key_path(settings.dkim_dir, "shared.test", key.selector)
+    original = path.read_bytes()
+    path.unlink()  # another node's key folder: the key was made elsewhere
+    assert dkim.ensure_keys(db) == []  # not replaced: every node must sign with one key
+    dkim.publish(db, settings.dkim_dir)
+    assert path.read_bytes() == original and path.stat().st_mode & 0o777 == 0o400
+    assert _selector_map(settings) == f"shared.test {key.selector}\n"
+
+
+def test_a_key_made_before_keys_were_kept_in_the_database_is_read_in(db: Session, settings: Settings) -> None:
+    domain = make_domain(db, name="legacy.test")
+    (key,) = domain.dkim_keys
+    pem, key.private_key = key.private_key, None
+    db.flush()
+    assert dkim.ensure_keys(db) == []
+    assert key.private_key == pem
 
 
 def test_a_domain_admin_rotates_its_own_domain_only(db: Session) -> None:

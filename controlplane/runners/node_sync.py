@@ -1,0 +1,82 @@
+"""A mail node's sync: it keeps this node's daemons up with changes made on any node.
+
+Postfix and Dovecot read mailboxes, aliases, passwords and quotas from the shared database on
+every lookup, so those need nothing. What they hold outside SQL (the certificates they serve by
+name, rspamd's DKIM selectors, spam policies and allow lists in this node's Redis, Postfix's cache
+of hosted domains) follows the state generation (services/nodes.py): the process polls it every
+second and, when it moved, re-renders, checks and reloads what changed and republishes the rest.
+It also does so every few minutes regardless, so a number missed (its writer died between the
+change and the announcement) is caught up, and records the node as seen.
+
+`letterhead up` starts it on a node (`letterhead node sync --daemon`); `letterhead down` stops it.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from controlplane.daemons.background import BackgroundProcess
+from controlplane.daemons.process import DaemonError
+from controlplane.errors import LetterheadError
+from controlplane.runtime import Installation, reload_postfix_if_running
+from controlplane.services import nodes
+from controlplane.settings import Settings
+
+POLL_SECONDS = 1.0
+FULL_SYNC_SECONDS = 300.0
+NODE_SYNC = BackgroundProcess("The node sync", "node-sync.pid", "node-sync.log", ("node", "sync", "--daemon"))
+
+
+def catch_up(installation: Installation) -> None:
+    """Bring this node's daemons to the committed state (idempotent: unchanged files reload nothing)."""
+    installation.apply_configuration()
+    installation.publish_dkim_selectors()
+    installation.publish_spam_policy()
+    installation.publish_allowed_senders()
+    reload_postfix_if_running(installation.settings)
+
+
+def run_node_sync(
+    settings: Settings,
+    *,
+    daemon: bool = False,
+    poll_seconds: float = POLL_SECONDS,
+    stop: threading.Event | None = None,
+) -> None:
+    if not settings.node_name:
+        raise DaemonError("This installation is not a mail node: set node_name in letterhead.toml.")
+    installation = Installation(settings)
+    with NODE_SYNC.running(settings, daemon=daemon, stop=stop) as stop:
+        seen, last_full = -1, 0.0
+        try:
+            while not stop.is_set():
+                if not settings.home.is_dir():
+                    return  # the installation was removed (a test's scratch stack)
+                try:
+                    with installation.sessions() as session:
+                        generation = nodes.current_generation(session)
+                    due = time.monotonic() - last_full >= FULL_SYNC_SECONDS
+                    if generation != seen or due:
+                        catch_up(installation)
+                        with installation.transaction() as session:
+                            nodes.node_caught_up(session, settings.node_name, generation)
+                        seen, last_full = generation, time.monotonic()
+                except (SQLAlchemyError, OSError, LetterheadError, DaemonError):
+                    # The database or a daemon briefly away: try again at the next poll.
+                    print(traceback.format_exc(), file=sys.stderr, flush=True)
+                stop.wait(poll_seconds)
+        finally:
+            installation.dispose()
+
+
+def start_node_sync(settings: Settings) -> None:
+    NODE_SYNC.start(settings)
+
+
+def stop_node_sync(settings: Settings) -> None:
+    NODE_SYNC.stop(settings)

@@ -1,0 +1,162 @@
+"""Two mail nodes on one machine, sharing one PostgreSQL database (separate state directories,
+ports and daemons): a mailbox made through node A's API receives mail on node B and is read over
+IMAP on either; a change made on A reaches B's daemons within seconds; and mail A accepted for a
+mailbox on B while B was down is delivered, once, when B is back."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from sqlalchemy import select
+
+from controlplane.daemons.postgres import PrivatePostgres
+from controlplane.models import Mailbox, Node
+from controlplane.render import SPAM_REJECT_SCORES_KEY
+from controlplane.runners import stack
+from controlplane.runners.scratch import ScratchStack
+from controlplane.services import domains, mailboxes, spam, tenants, tokens
+from controlplane.services.scope import OPERATOR
+from tests import postgres_databases
+from tests.e2e.mailclient import imap_subjects, send, tls_context, wait_for_subject
+
+pytestmark = pytest.mark.e2e
+
+KB = 1024
+PASSWORD = "two nodes password"
+
+
+def _node(url: str, name: str, *, web: bool) -> ScratchStack:
+    node = ScratchStack(extra_settings=f'database_url = "{url}"\nnode_name = "{name}"\n')
+    node.start(web=web)
+    return node
+
+
+@pytest.fixture(scope="module")
+def cluster(postgres_cluster: PrivatePostgres) -> Iterator[tuple[ScratchStack, ScratchStack, str]]:
+    database = postgres_databases.create(postgres_cluster)
+    url = postgres_cluster.url(database)
+    a = b = None
+    try:
+        a = _node(url, "a", web=True)
+        b = _node(url, "b", web=False)
+        with a.installation.transaction() as session:
+            tenant = tenants.create_tenant(session, OPERATOR, name="Shared", storage_pool_bytes=1000 * KB)
+            domains.create_domain(
+                session, OPERATOR, tenant=tenant, name="nodes.test", max_mailboxes=10, max_aliases=5,
+                max_mailbox_bytes=200 * KB,
+            )  # fmt: skip
+            _, secret = tokens.create_token(session, OPERATOR, tenant=tenant, kind="tenant", name="nodes")
+        yield a, b, secret
+    finally:
+        for node in (b, a):
+            if node is not None:
+                node.stop()
+        postgres_databases.drop(postgres_cluster, database)
+
+
+def _api_create_mailbox(node: ScratchStack, secret: str, local_part: str) -> int:
+    """Through node A's nginx over HTTPS, as a reseller's script would."""
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", node.ports["https"], timeout=20, context=tls_context(node)
+    )
+    body = json.dumps({"local_part": local_part, "quota_bytes": 100 * KB, "password": PASSWORD})
+    connection.request(
+        "POST",
+        "/api/v1/domains/nodes.test/mailboxes",
+        body=body,
+        headers={
+            "Host": node.settings.hostname,
+            "Authorization": f"Bearer {secret}",
+            "Content-Type": "application/json",
+        },
+    )
+    response = connection.getresponse()
+    status = response.status
+    response.read()
+    connection.close()
+    return status
+
+
+def _home_node(node: ScratchStack, address: str) -> str:
+    with node.installation.sessions() as session:
+        mailbox = mailboxes.find_mailbox(session, address)
+        return session.scalar(
+            select(Node.name).join(Mailbox, Mailbox.node_id == Node.id).where(Mailbox.id == mailbox.id)
+        )
+
+
+def _maildir_copies(node: ScratchStack, subject: str) -> int:
+    found = 0
+    for path in node.settings.mail_root.glob("*/Maildir/*/*"):
+        if path.is_file() and f"Subject: {subject}".encode() in path.read_bytes()[:4096]:
+            found += 1
+    return found
+
+
+def test_a_mailbox_made_on_a_receives_mail_on_b_and_is_read_on_either(cluster) -> None:
+    a, b, secret = cluster
+    assert _api_create_mailbox(a, secret, "ann") == 201
+    assert _home_node(a, "ann@nodes.test") == "a"
+    subject = send(b, "someone@elsewhere.test", ["ann@nodes.test"])
+    # Stored once, on A: B's Dovecot handed the delivery on to A's LMTP.
+    assert wait_for_subject(a, "ann@nodes.test", PASSWORD, subject, timeout=20)
+    assert _maildir_copies(a, subject) == 1 and _maildir_copies(b, subject) == 0
+    # A login on B is proxied to A, with the same answer.
+    assert subject in imap_subjects(b, "ann@nodes.test", PASSWORD, secure=True)
+    with pytest.raises(Exception, match="(?i)auth|fail"):
+        imap_subjects(b, "ann@nodes.test", "wrong password", secure=True)
+
+
+def test_new_mailboxes_spread_over_the_nodes(cluster) -> None:
+    a, _b, secret = cluster
+    assert _api_create_mailbox(a, secret, "bea") == 201
+    with a.installation.sessions() as session:
+        held = dict(session.execute(select(Node.name, Node.id)).all())
+        counts = {
+            name: session.scalar(select(Mailbox.id).where(Mailbox.node_id == node_id).limit(1)) is not None
+            for name, node_id in held.items()
+        }
+    assert counts == {"a": True, "b": True}
+
+
+def test_a_change_made_on_a_reaches_b_daemons_within_seconds(cluster) -> None:
+    a, b, _secret = cluster
+    with a.installation.transaction() as session:
+        domain = domains.get_domain(session, OPERATOR, "nodes.test")
+        spam.update(session, OPERATOR, a.settings, domain, reject_score=21.5)
+    client = redis.Redis(host="127.0.0.1", port=b.ports["redis"], decode_responses=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and client.hget(SPAM_REJECT_SCORES_KEY, "nodes.test") != "21.5":
+        time.sleep(0.2)
+    assert client.hget(SPAM_REJECT_SCORES_KEY, "nodes.test") == "21.5"
+    client.close()
+
+
+def test_mail_a_accepted_while_b_was_down_is_delivered_once_when_b_is_back(cluster) -> None:
+    a, b, secret = cluster
+    assert _api_create_mailbox(a, secret, "cyd") == 201
+    if _home_node(a, "cyd@nodes.test") != "b":
+        assert _api_create_mailbox(a, secret, "dee") == 201
+        address = "dee@nodes.test"
+    else:
+        address = "cyd@nodes.test"
+    assert _home_node(a, address) == "b"
+    stack.down(b.settings)
+    subject = send(a, "someone@elsewhere.test", [address])  # accepted by A: 250
+    time.sleep(2)
+    assert _maildir_copies(b, subject) == 0
+    queue = subprocess.run(
+        ["/usr/sbin/postqueue", "-c", str(a.settings.live_config / "postfix"), "-p"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert address in queue.stdout  # waiting in A's queue, not lost
+    b.start(web=False)
+    subprocess.run(["/usr/sbin/postqueue", "-c", str(a.settings.live_config / "postfix"), "-f"], check=False)
+    assert wait_for_subject(b, address, PASSWORD, subject, timeout=30)
+    assert _maildir_copies(b, subject) == 1 and _maildir_copies(a, subject) == 0
