@@ -8,7 +8,7 @@ copy back. Storage usage, kept by Dovecot beside an SQLite installation, is carr
 
 What it does not carry, and why: the mail itself (files in the state directory, which stay where
 they are), brand certificates for Postfix's SNI (each machine's own file, rebuilt from the
-certificates at the next `letterhead up`) and the daemons' logins (made for the target by
+certificates at the next `letterhead up`) and the daemons' database logins (made for the target by
 `letterhead db upgrade`).
 """
 
@@ -32,6 +32,11 @@ BATCH_ROWS = 2000
 # Kept by the counting triggers (migration 0003) as mailboxes and aliases arrive: copied as zero,
 # then checked against the source like every other column.
 TRIGGER_COUNTED = {"domain": ("mailbox_count", "alias_count", "allocated_bytes")}
+# The daemons' logins belong to the database they were made for: `letterhead db upgrade` on the
+# target makes its own. The state generation's one row is made by the migrations: its number is
+# carried over, not its row.
+NOT_COPIED = {"daemon_login"}
+SEEDED = {"state_generation"}
 
 
 class CopyRefused(LetterheadError):
@@ -70,8 +75,14 @@ def table_checksum(connection: Connection, table: Table) -> tuple[int, str]:
     return rows, digest.hexdigest()
 
 
+def _copied_tables() -> list[Table]:
+    return [table for table in Base.metadata.sorted_tables if table.name not in NOT_COPIED]
+
+
 def _require_empty(connection: Connection) -> None:
-    for table in Base.metadata.sorted_tables:
+    for table in _copied_tables():
+        if table.name in SEEDED:
+            continue
         if connection.execute(select(func.count()).select_from(table)).scalar():
             raise CopyRefused(
                 f"The target database already holds data (table {table.name}): copy only into an empty database."
@@ -79,6 +90,8 @@ def _require_empty(connection: Connection) -> None:
 
 
 def _copy_table(source: Connection, target: Connection, table: Table) -> None:
+    if table.name in SEEDED:
+        target.execute(table.delete())
     zeroed = TRIGGER_COUNTED.get(table.name, ())
     batch: list[dict[str, Any]] = []
     for row in _ordered_rows(source, table):
@@ -147,7 +160,7 @@ def copy_database(
     try:
         with source_engine.connect() as source, target_engine.begin() as target:
             _require_empty(target)
-            tables = list(Base.metadata.sorted_tables)
+            tables = _copied_tables()
             for table in tables:
                 _copy_table(source, target, table)
                 progress(f"copied {table.name}")

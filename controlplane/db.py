@@ -21,7 +21,8 @@ def make_engine(url: str) -> Engine:
         # Postfix's SQLite client sets no busy timeout and dies on SQLITE_BUSY, deferring
         # mail: in WAL mode readers never wait for a writer, so a commit here cannot fail
         # a lookup there. Our own writers wait for each other rather than fail.
-        engine = create_engine(url, connect_args={"timeout": 30})
+        # hide_parameters: a failed statement's message must not carry a password hash or key.
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         in_memory = url in ("sqlite://", "sqlite:///:memory:")
 
         @event.listens_for(engine, "connect")
@@ -33,7 +34,10 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # Days are counted in UTC (the log viewers group by date), whatever the server's TimeZone.
+    return create_engine(
+        url, pool_pre_ping=True, hide_parameters=True, connect_args={"options": "-c timezone=UTC"}
+    )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -16,7 +16,8 @@ from controlplane.settings import MIGRATIONS_ROOT, PROJECT_ROOT
 def alembic_config(url: str) -> Config:
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(MIGRATIONS_ROOT))
-    config.set_main_option("sqlalchemy.url", url)
+    # ConfigParser interpolates '%': a percent-encoded password (%40 for '@') must pass as it is.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 

@@ -7,7 +7,9 @@ configs, certificates, mail and logs, so one directory is one whole installation
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import shlex
 import sys
 import tomllib
@@ -184,10 +186,11 @@ class Settings:
 
     @property
     def reachable_address(self) -> str:
-        """Where the other nodes reach this one."""
+        """Where the other nodes reach this one: node_address, else a single listen address; ""
+        when this node listens on every address and names none (its LMTP must not face the world)."""
         if self.node_address:
             return self.node_address
-        return self.hostname if self.listen_address == "all" else self.listen_address
+        return "" if self.listen_address == "all" else self.listen_address
 
     @property
     def is_postgresql(self) -> bool:
@@ -322,6 +325,18 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             coerced["hostname"] = normalize_hostname(coerced["hostname"])
         except ValidationError as error:
             raise ValueError(f"The hostname setting is not a server name: {error.message}") from None
+    if coerced.get("node_name"):
+        coerced["node_name"] = str(coerced["node_name"]).strip().lower()
+        if not re.fullmatch(r"[a-z0-9_-]{1,63}", coerced["node_name"]):
+            raise ValueError("node_name is 1 to 63 letters, digits, '-' or '_'.")
+    if coerced.get("node_address"):
+        # Dovecot trusts the other nodes by address (login_trusted_networks): an IP, not a name.
+        try:
+            coerced["node_address"] = str(ipaddress.ip_address(str(coerced["node_address"]).strip()))
+        except ValueError:
+            raise ValueError(
+                "node_address is this node's (private) IP address, which the other nodes reach."
+            ) from None
     if coerced.get("database_url"):
         coerced["database_url"] = checked_database_url(coerced["database_url"])
     return Settings(home=home, ports=ports, **coerced)

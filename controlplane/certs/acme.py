@@ -74,6 +74,12 @@ def certificate_paths(settings: Settings, hostname: str) -> tuple[Path, Path]:
     return live / "fullchain.pem", live / "privkey.pem"
 
 
+def certificate_pems(settings: Settings, hostname: str) -> tuple[str, str]:
+    """The brand's current chain and key as certbot wrote them (PEM)."""
+    cert, key = certificate_paths(settings, hostname)
+    return cert.read_text(), key.read_text()
+
+
 def certbot_binary() -> str:
     """The certbot installed beside this Python (the venv's, from PyPI), else one on PATH."""
     beside = Path(sys.executable).parent / "certbot"
@@ -84,7 +90,12 @@ def certbot_binary() -> str:
 
 def read_certificate(path: Path) -> CertificateInfo:
     """The names (DNS SANs) and validity of the first certificate in a PEM file."""
-    certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    return read_certificate_pem(path.read_text())
+
+
+def read_certificate_pem(pem: str) -> CertificateInfo:
+    """The names (DNS SANs) and validity of the first certificate in PEM text."""
+    certificate = x509.load_pem_x509_certificate(pem.encode())
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = tuple(sorted(name.lower() for name in san.get_values_for_type(x509.DNSName)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from controlplane import database_copy
-from controlplane.cli.common import current_installation, handles_errors
-from controlplane.daemons import database_logins
+from controlplane.cli.common import current_installation, fail, handles_errors
+from controlplane.daemons import database_logins, dovecot, postfix
 from controlplane.schema import upgrade_database
 
 
@@ -30,11 +30,21 @@ def db_upgrade() -> None:
 
 
 @db.command("copy")
-@click.option("--to", "target", required=True, help="The empty PostgreSQL database: postgresql+psycopg://...")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    envvar="LETTERHEAD_COPY_TO",
+    help="The empty PostgreSQL database: postgresql+psycopg://... (or LETTERHEAD_COPY_TO, which keeps "
+    "its password out of the process list and the shell's history).",
+)
 @handles_errors
 def db_copy(target: str) -> None:
     """Copy every row into an empty PostgreSQL database, checked by counts and checksums."""
     settings = current_installation().settings
+    if postfix.master_pid(settings.postfix_queue) or dovecot.master_pid(settings.run_dir / "dovecot"):
+        # Mail and logins would keep writing here while the copy reads.
+        fail("The stack is running: stop it first (letterhead down), then copy.")
     copied = database_copy.copy_database(settings, target, progress=lambda line: click.echo(line, err=True))
     for table in copied:
         click.echo(f"{table.name}: {table.rows} rows, sha256 {table.checksum[:16]} (same on both sides)")

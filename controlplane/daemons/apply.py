@@ -7,13 +7,16 @@ refusal is recorded with the daemons' own words.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import create_engine, pool, select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.certs.selfsigned import ensure_default_certificate
@@ -33,7 +36,9 @@ from controlplane.render import (
 from controlplane.settings import TEMPLATE_ROOT, Settings
 
 
-def build_render_state(settings: Settings, sni_identities: tuple[TlsIdentity, ...] = ()) -> RenderState:
+def build_render_state(
+    settings: Settings, sni_identities: tuple[TlsIdentity, ...] = (), peer_addresses: tuple[str, ...] = ()
+) -> RenderState:
     return RenderState(
         hostname=settings.hostname,
         listen_address=settings.listen_address,
@@ -49,7 +54,7 @@ def build_render_state(settings: Settings, sni_identities: tuple[TlsIdentity, ..
         database=database_logins.daemon_database(settings),
         node_name=settings.node_name,
         node_address=settings.reachable_address if settings.node_name else "",
-        peer_addresses=_peer_addresses(settings),
+        peer_addresses=peer_addresses,
         spam=SpamFilter(
             expression_cache=settings.spam_expression_cache,
             network_checks=settings.spam_network_checks,
@@ -62,30 +67,17 @@ def build_render_state(settings: Settings, sni_identities: tuple[TlsIdentity, ..
     )
 
 
-def _peer_addresses(settings: Settings) -> tuple[str, ...]:
-    """The other mail nodes' addresses, as registered in the shared database."""
-    if not settings.node_name:
-        return ()
-    engine = create_engine(settings.sqlalchemy_url, poolclass=pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                text("SELECT address FROM node WHERE name <> :me ORDER BY address"),
-                {"me": settings.node_name},
-            ).scalars()
-            return tuple(rows)
-    finally:
-        engine.dispose()
-
-
 def live_generation_dir(settings: Settings) -> Path | None:
     link = settings.live_config
     return link.resolve() if link.is_symlink() else None
 
 
-def live_generation(session: Session) -> ConfigGeneration | None:
+def live_generation(session: Session, node: str = "") -> ConfigGeneration | None:
+    """The generation serving on this node (`node`: its name; "" on a single machine)."""
     return session.scalar(
-        select(ConfigGeneration).where(ConfigGeneration.status == "live").order_by(ConfigGeneration.id.desc())
+        select(ConfigGeneration)
+        .where(ConfigGeneration.status == "live", ConfigGeneration.node == node)
+        .order_by(ConfigGeneration.id.desc())
     )
 
 
@@ -243,9 +235,41 @@ def apply_configuration(
     try:
         files = render_all(state, template_root)
     except Exception as error:  # a template error must never reach the daemons
-        return _record(session, digest="", path="", status="refused", error=f"Rendering failed: {error}")
+        return _record(
+            session,
+            digest="",
+            path="",
+            status="refused",
+            error=f"Rendering failed: {error}",
+            node=settings.node_name,
+        )
     digest = digest_files(files)
-    current = live_generation(session)
+    with _one_apply_at_a_time(settings):
+        return _apply_files(session, settings, files, digest, state, reload=reload, force=force, now=now)
+
+
+@contextlib.contextmanager
+def _one_apply_at_a_time(settings: Settings) -> Iterator[None]:
+    """The web app's after-commit hooks and a node's sync may apply at once: one at a time, so
+    the live link never ends on the older of two generations."""
+    settings.config_root.mkdir(parents=True, exist_ok=True)
+    with open(settings.config_root / ".apply.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _apply_files(
+    session: Session,
+    settings: Settings,
+    files: dict[str, str],
+    digest: str,
+    state: RenderState,
+    *,
+    reload: bool,
+    force: bool,
+    now: dt.datetime,
+) -> ConfigGeneration:
+    current = live_generation(session, settings.node_name)
     if (
         not force
         and current is not None
@@ -256,7 +280,7 @@ def apply_configuration(
         sni.publish_sni_chains(settings, checked_identities(state.sni_identities))
         return current
 
-    generation = _record(session, digest=digest, path="", status="pending", error="")
+    generation = _record(session, digest=digest, path="", status="pending", error="", node=settings.node_name)
     directory = settings.config_root / "generations" / f"{generation.id:06d}"
     generation.path = str(directory)
     _write_generation(directory, files)

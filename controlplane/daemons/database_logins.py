@@ -17,11 +17,16 @@ belong to the whole cluster, so their names carry the database's. The passwords 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
 
 from sqlalchemy import Connection, create_engine, make_url, pool, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.daemons import usage
+from controlplane.daemons.process import DaemonError
 from controlplane.render import DaemonDatabase, DatabaseLogin
 from controlplane.settings import Settings
 
@@ -66,50 +71,73 @@ def grant_daemon_logins(url: str) -> None:
     The app's role needs CREATEROLE (a superuser also does). The passwords are made once and
     kept; each run grants again what the daemons need, so a newer release's needs are met.
     """
-    engine = create_engine(url, poolclass=pool.NullPool)
+    engine = create_engine(url, poolclass=pool.NullPool, hide_parameters=True)
     database = make_url(url).database or ""
     try:
         with engine.begin() as connection:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK})
             usage.create_usage_table(connection)
+            # Before PostgreSQL 15 every role may create objects in `public`: the daemons may not.
+            connection.exec_driver_sql("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
             for daemon, relations in READABLE.items():
-                role = role_name(database, daemon)
-                password = _stored_password(connection, daemon, role)
-                exists = connection.execute(
-                    text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
-                ).first()
-                verb = "ALTER" if exists else "CREATE"
-                # A password the driver sends quoted: made of URL-safe characters only.
-                connection.exec_driver_sql(
-                    f"{verb} ROLE {_quoted(role)} LOGIN NOINHERIT PASSWORD '{password}'".replace("%", "%%")
-                )
-                connection.exec_driver_sql(
-                    f"GRANT CONNECT ON DATABASE {_quoted(database)} TO {_quoted(role)}"
-                )
-                connection.exec_driver_sql(f"GRANT USAGE ON SCHEMA public TO {_quoted(role)}")
-                for relation, columns in relations.items():
-                    # Start from nothing, so a column taken off the list is no longer readable.
-                    connection.exec_driver_sql(f"REVOKE ALL ON {relation} FROM {_quoted(role)}")
-                    readable = f"SELECT ({', '.join(columns)})" if columns else "SELECT"
-                    connection.exec_driver_sql(f"GRANT {readable} ON {relation} TO {_quoted(role)}")
-                for relation, rights in WRITABLE.get(daemon, {}).items():
-                    connection.exec_driver_sql(f"GRANT {', '.join(rights)} ON {relation} TO {_quoted(role)}")
+                _grant(connection, database, daemon, relations)
+    except SQLAlchemyError as error:
+        # The server's words only: never the statement, which names a role's verifier.
+        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        raise DaemonError(
+            f"Could not grant the daemons' database logins ({reason}). The database_url role must own "
+            "the database and have CREATEROLE."
+        ) from None
     finally:
         engine.dispose()
 
 
-def _stored_password(connection: Connection, daemon: str, role: str) -> str:
+def _grant(
+    connection: Connection, database: str, daemon: str, relations: dict[str, tuple[str, ...] | None]
+) -> None:
+    role = role_name(database, daemon)
+    password, made = _stored_password(connection, daemon, role)
+    exists = connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first()
+    if not exists:
+        connection.exec_driver_sql(f"CREATE ROLE {_quoted(role)} LOGIN NOINHERIT")
+    if made or not exists:
+        # Its SCRAM verifier, never the password: statements can reach the server's log.
+        connection.exec_driver_sql(f"ALTER ROLE {_quoted(role)} PASSWORD '{scram_verifier(password)}'")
+    connection.exec_driver_sql(f"GRANT CONNECT ON DATABASE {_quoted(database)} TO {_quoted(role)}")
+    connection.exec_driver_sql(f"GRANT USAGE ON SCHEMA public TO {_quoted(role)}")
+    for relation, columns in relations.items():
+        # Start from nothing, so a column taken off the list is no longer readable.
+        connection.exec_driver_sql(f"REVOKE ALL ON {relation} FROM {_quoted(role)}")
+        readable = f"SELECT ({', '.join(columns)})" if columns else "SELECT"
+        connection.exec_driver_sql(f"GRANT {readable} ON {relation} TO {_quoted(role)}")
+    for relation, rights in WRITABLE.get(daemon, {}).items():
+        connection.exec_driver_sql(f"GRANT {', '.join(rights)} ON {relation} TO {_quoted(role)}")
+
+
+def scram_verifier(password: str, *, iterations: int = 4096, salt: bytes | None = None) -> str:
+    """PostgreSQL's SCRAM-SHA-256 verifier for `password` (RFC 5802, RFC 7677), made here."""
+    salt = salt or secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = base64.b64encode
+    return f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}${b64(stored_key).decode()}:{b64(server_key).decode()}"
+
+
+def _stored_password(connection: Connection, daemon: str, role: str) -> tuple[str, bool]:
+    """The daemon's password, and whether it was made just now."""
     stored = connection.execute(
         text("SELECT password FROM daemon_login WHERE daemon = :daemon"), {"daemon": daemon}
     ).scalar()
     if stored:
-        return stored
+        return stored, False
     password = secrets.token_hex(24)
     connection.execute(
         text("INSERT INTO daemon_login (daemon, role, password) VALUES (:daemon, :role, :password)"),
         {"daemon": daemon, "role": role, "password": password},
     )
-    return password
+    return password, True
 
 
 def daemon_database(settings: Settings) -> DaemonDatabase:

@@ -64,6 +64,10 @@ class Brand(Base):
     cert_not_after: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     cert_failures: Mapped[int] = mapped_column(Integer, default=0)
     cert_next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The certificate chain and its key (PEM), as the node that ordered it received them, for
+    # every other mail node to serve (certs/shared.py). The daemons' database roles cannot read them.
+    cert_chain_pem: Mapped[str | None] = mapped_column(Text, deferred=True)
+    cert_key_pem: Mapped[str | None] = mapped_column(Text, deferred=True)
     dns_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # The last DNS check as JSON (services.brands.dns_report), shown until the next one.
     dns_report: Mapped[str] = mapped_column(Text, default="")

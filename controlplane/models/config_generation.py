@@ -25,3 +25,5 @@ class ConfigGeneration(Base):
     status: Mapped[str] = mapped_column(String(20))
     error: Mapped[str] = mapped_column(Text, default="")
     applied_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The mail node it was rendered on (each node renders its own); "" on a single machine.
+    node: Mapped[str] = mapped_column(String(63), default="", server_default="")

@@ -20,11 +20,12 @@ import traceback
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from controlplane.daemons import apply
 from controlplane.daemons.background import BackgroundProcess
 from controlplane.daemons.process import DaemonError
 from controlplane.errors import LetterheadError
 from controlplane.runtime import Installation, reload_postfix_if_running
-from controlplane.services import nodes
+from controlplane.services import certificates, nodes
 from controlplane.settings import Settings
 
 POLL_SECONDS = 1.0
@@ -34,7 +35,13 @@ NODE_SYNC = BackgroundProcess("The node sync", "node-sync.pid", "node-sync.log",
 
 def catch_up(installation: Installation) -> None:
     """Bring this node's daemons to the committed state (idempotent: unchanged files reload nothing)."""
+    settings = installation.settings
+    with installation.sessions() as session:
+        renewed = certificates.write_shared_certificates(session, settings)
     installation.apply_configuration()
+    if renewed:
+        # A renewed certificate at the same path: Dovecot and nginx read certificates at reload.
+        apply.reload_running_daemons(settings, ("dovecot", "nginx"))
     installation.publish_dkim_selectors()
     installation.publish_spam_policy()
     installation.publish_allowed_senders()

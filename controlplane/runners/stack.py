@@ -23,7 +23,8 @@ from controlplane.daemons.process import DaemonError, read_pid, run_tool, termin
 from controlplane.runners import follower, node_sync, periodic
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
-from controlplane.services import configuration, dkim, nodes, sieve
+from controlplane.services import certificates, configuration, dkim, nodes, sieve
+from controlplane.services.scope import OPERATOR
 from controlplane.settings import Settings
 
 
@@ -49,6 +50,17 @@ def prepare(installation: Installation) -> None:
     protect_database(settings)
     if settings.node_name:
         register_node(installation)
+    elif settings.is_postgresql:
+        with installation.sessions() as session:
+            others = [node.name for node, _held in nodes.list_nodes(session, OPERATOR)]
+        if others:
+            # Its Dovecot would store mail for every mailbox locally, splitting them.
+            raise DaemonError(
+                f"This database serves the mail nodes {', '.join(others)}: set node_name (and node_address)."
+            )
+        # Certificates another node obtained, before the first render serves them.
+        with installation.sessions() as session:
+            certificates.write_shared_certificates(session, settings)
     with installation.transaction() as session:
         # Domains made before DKIM signing existed here get their first key.
         dkim.ensure_keys(session)
@@ -66,6 +78,11 @@ def register_node(installation: Installation) -> None:
     settings = installation.settings
     if not settings.is_postgresql:
         raise DaemonError("A mail node (node_name) needs the shared PostgreSQL database: set database_url.")
+    if not settings.reachable_address:
+        raise DaemonError(
+            "Set node_address to this node's private IP address: the other nodes hand it logins and mail "
+            "there, and its LMTP port must not listen on every address."
+        )
     ports = settings.ports
     endpoint = nodes.NodeEndpoint(
         settings.reachable_address, ports["imap"], ports["pop3"], ports["lmtp"], ports["managesieve"]

@@ -344,6 +344,7 @@ def served_identities(session: Session, settings: Settings) -> tuple[TlsIdentity
     certificate then answers for its names, and nothing else is affected.
     """
     from controlplane.certs.acme import certificate_paths
+    from controlplane.certs.shared import shared_paths
 
     now = utcnow()
     identities = []
@@ -357,7 +358,10 @@ def served_identities(session: Session, settings: Settings) -> tuple[TlsIdentity
     for hostname, cert_names, not_after in rows:
         if not_after is not None and not_after <= now:
             continue
-        cert, key = certificate_paths(settings, hostname)
-        if cert.is_file() and key.is_file():
-            identities.extend(TlsIdentity(name, str(cert), str(key)) for name in cert_names.split())
+        # A mail node's copy from the database (certs/shared.py: the newest, whichever node
+        # renewed it), else this machine's own certbot lineage.
+        for cert, key in (shared_paths(settings.certs_dir, hostname), certificate_paths(settings, hostname)):
+            if cert.is_file() and key.is_file():
+                identities.extend(TlsIdentity(name, str(cert), str(key)) for name in cert_names.split())
+                break
     return tuple(identities)

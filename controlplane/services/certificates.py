@@ -19,6 +19,7 @@ writes the result to the database, so no transaction may stay open while it runs
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable
@@ -28,14 +29,14 @@ import dns.resolver
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.certs import acme
+from controlplane.certs import acme, shared
 from controlplane.daemons import apply
 from controlplane.dns.checks import PlatformCheck, resolves_to_platform
 from controlplane.errors import NotFound, ValidationError
 from controlplane.models import Brand
 from controlplane.models.base import utcnow
 from controlplane.runtime import Installation
-from controlplane.services import configuration
+from controlplane.services import configuration, nodes
 from controlplane.services.brand_dns import resolver_for
 from controlplane.services.brands import setup_names
 from controlplane.settings import Settings
@@ -89,13 +90,16 @@ def backoff_delay(failures: int) -> dt.timedelta:
     return min(FIRST_BACKOFF * 2 ** max(failures - 1, 0), MAX_BACKOFF)
 
 
-def record_certificate(brand: Brand, info: acme.CertificateInfo) -> bool:
-    """The brand is served with this certificate for the names of its own it covers.
+def record_certificate(brand: Brand, info: acme.CertificateInfo, pems: tuple[str, str] | None = None) -> bool:
+    """The brand is served with this certificate for the names of its own it covers; `pems`
+    (chain, key) are kept for the other mail nodes to serve.
 
     Returns whether anything the daemons serve changed (names or expiry).
     """
     served = " ".join(name for name in brand_names(brand) if name in info.names)
     changed = (brand.cert_names, brand.cert_not_after) != (served, info.not_after)
+    if pems is not None:
+        brand.cert_chain_pem, brand.cert_key_pem = pems
     brand.cert_status, brand.cert_names, brand.cert_not_after = "issued", served, info.not_after
     brand.cert_error, brand.cert_failures, brand.cert_next_attempt_at = "", 0, None
     return changed
@@ -139,6 +143,17 @@ def capped_names(hostname: str, setup_names: list[str]) -> tuple[str, ...]:
     return tuple(kept)
 
 
+def _newest_certificate(settings: Settings, brand: Brand) -> acme.CertificateInfo | None:
+    """This node's certbot lineage, or the copy another mail node obtained (in the database),
+    whichever lasts longer: a node never orders what another already holds."""
+    candidates = [acme.current_certificate(settings, brand.hostname)]
+    if brand.cert_chain_pem:
+        with contextlib.suppress(ValueError):
+            candidates.append(acme.read_certificate_pem(brand.cert_chain_pem))
+    found = [info for info in candidates if info is not None]
+    return max(found, key=lambda info: info.not_after) if found else None
+
+
 def _decide(
     settings: Settings,
     brand: Brand,
@@ -155,7 +170,7 @@ def _decide(
             hostname, "backing_off", f"Next attempt after {when} (last error: {brand.cert_error})"
         ), False
     host, names = _check_names(settings, brand, resolver)
-    current = acme.current_certificate(settings, hostname)
+    current = _newest_certificate(settings, brand)
     usable = current is not None and current.not_after > now
     if host.state == "unchecked":
         return CertificateOutcome(hostname, "dns_unchecked", host.message), False
@@ -217,6 +232,12 @@ def renew_certificates(
                 outcomes.append(outcome)
                 served_changed |= changed
                 continue
+            orderer = nodes.certificate_node(session) if settings.node_name else None
+            if orderer is not None and orderer != settings.node_name:
+                # One node orders for all (one ACME account, one order per brand); the others
+                # serve what it obtained.
+                outcomes.append(CertificateOutcome(brand.hostname, "deferred", f"Node {orderer} orders it."))
+                continue
             if orders >= max_orders:
                 outcomes.append(
                     CertificateOutcome(brand.hostname, "deferred", f"At most {max_orders} orders per run.")
@@ -253,7 +274,10 @@ def _place_order(installation: Installation, order: _Order) -> tuple[Certificate
         brand = session.get(Brand, order.brand_id)
         # The deploy hook has normally recorded and published it already; if it could not
         # (it failed, or the brand is gone), this run does.
-        changed = brand is not None and record_certificate(brand, info)
+        changed = brand is not None and record_certificate(
+            brand, info, acme.certificate_pems(settings, order.hostname)
+        )
+        _announce_to_other_nodes(session, settings)
     result = "renewed" if order.renewal else "issued"
     names = ", ".join(info.names)
     return CertificateOutcome(
@@ -270,7 +294,8 @@ def certificate_deployed(installation: Installation, lineage: str | Path) -> str
         brand = session.scalar(select(Brand).where(Brand.hostname == hostname))
         if brand is None:
             return f"No brand has the hostname {hostname}: nothing to serve."
-        record_certificate(brand, info)
+        record_certificate(brand, info, acme.certificate_pems(installation.settings, hostname))
+        _announce_to_other_nodes(session, installation.settings)
     publish_certificates(installation)
     return f"Serving the certificate of {hostname} ({', '.join(info.names)}) until {info.not_after:%Y-%m-%d}."
 
@@ -283,7 +308,7 @@ def publish_certificates(installation: Installation) -> None:
     if not settings.live_config.exists():
         return  # not prepared yet: `letterhead up` renders the first generation
     with installation.transaction() as session:
-        before = apply.live_generation(session)
+        before = apply.live_generation(session, settings.node_name)
         generation = configuration.apply_current_configuration(session, settings)
     if generation.status != "live":
         raise acme.CertbotError(
@@ -310,6 +335,28 @@ def remove_unused_certificates(installation: Installation) -> list[CertificateOu
         else:
             outcomes.append(CertificateOutcome(name, "removed", "No brand uses it any more."))
     return outcomes
+
+
+def _announce_to_other_nodes(session: Session, settings: Settings) -> None:
+    if settings.node_name:
+        nodes.raise_generation(session)
+
+
+def write_shared_certificates(session: Session, settings: Settings) -> bool:
+    """On a mail node: write every brand certificate a node obtained (kept in the database) into
+    this node's folder, and forget the copies no longer needed. Whether any file changed
+    (the daemons then reload: they read certificates only then)."""
+    rows = session.execute(
+        select(Brand.hostname, Brand.cert_chain_pem, Brand.cert_key_pem).where(
+            Brand.cert_chain_pem.is_not(None), Brand.cert_key_pem.is_not(None)
+        )
+    ).all()
+    changed, kept = False, set()
+    for hostname, chain, key in rows:
+        # Even where certbot's own lineage is: the database holds the newest, whichever node renewed.
+        changed |= shared.write_shared_certificate(settings.certs_dir, hostname, chain, key)
+        kept.add(hostname)
+    return shared.remove_other_shared_certificates(settings.certs_dir, kept) or changed
 
 
 def list_brand_certificates(session: Session) -> list[Brand]:

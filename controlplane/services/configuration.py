@@ -11,13 +11,16 @@ from sqlalchemy.orm import Session
 from controlplane.daemons import apply
 from controlplane.models import ConfigGeneration
 from controlplane.render import RenderState
+from controlplane.services import nodes
 from controlplane.services.brands import served_identities
 from controlplane.settings import Settings
 
 
 def current_render_state(session: Session, settings: Settings) -> RenderState:
-    """The state to render now: settings plus the brand certificates in the database."""
-    return apply.build_render_state(settings, served_identities(session, settings))
+    """The state to render now: settings plus the brand certificates in the database (and, on a
+    mail node, the other nodes' addresses)."""
+    peers = nodes.peer_addresses(session, settings.node_name) if settings.node_name else ()
+    return apply.build_render_state(settings, served_identities(session, settings), peers)
 
 
 def apply_current_configuration(session: Session, settings: Settings, **options: Any) -> ConfigGeneration:

@@ -120,7 +120,8 @@ def retire_expired_keys(session: Session, *, now: dt.datetime | None = None) -> 
     dkim_dir = _dkim_dir(session) if expired else None
     retired = []
     for key in expired:
-        key.state = "retired"
+        # It signs nothing any more: its private half goes from the database too.
+        key.state, key.private_key = "retired", None
         name, selector = key.domain.name, key.selector
         retired.append(f"{name} {selector}")
         after_commit(
@@ -190,7 +191,10 @@ def publish(session: Session, dkim_dir: Path) -> None:
         .where(DkimKey.state == "active", DkimKey.private_key.is_not(None))
     ).all()
     for domain, selector, pem in keys:
-        if not dkim_keys.key_path(dkim_dir, domain, selector).exists():
+        path = dkim_keys.key_path(dkim_dir, domain, selector)
+        # Missing, or another key under the same name (a domain deleted and made again the same
+        # day gets the same selector): the database's is the one every node signs with.
+        if not path.exists() or path.read_bytes() != pem.encode("ascii"):
             dkim_keys.write_private_key(dkim_dir, domain, selector, pem.encode("ascii"))
     dkim_keys.publish_selectors(dkim_dir, active_selectors(session))
 

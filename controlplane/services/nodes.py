@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import ipaddress
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -44,10 +45,18 @@ def _node_name(name: str) -> str:
     return name
 
 
+def _node_address(address: str) -> str:
+    """An IP address, or a host name the other nodes resolve."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return normalize_hostname(address)
+
+
 def register_node(session: Session, name: str, endpoint: NodeEndpoint) -> Node:
     """Add this node, or bring its address and ports up to date; the first adopts every mailbox."""
     name = _node_name(name)
-    address = normalize_hostname(endpoint.address) if not endpoint.address[:1].isdigit() else endpoint.address
+    address = _node_address(endpoint.address)
     node = session.scalar(select(Node).where(Node.name == name))
     first = node is None and session.scalar(select(func.count()).select_from(Node)) == 0
     if node is None:
@@ -65,15 +74,21 @@ def register_node(session: Session, name: str, endpoint: NodeEndpoint) -> Node:
 
 def place_mailbox(session: Session) -> Node | None:
     """The node a new mailbox goes to: of those taking mailboxes, the one holding fewest (then
-    the oldest); None on a single machine."""
+    the oldest); None on a single machine. Raises ValidationError when nodes exist and none
+    takes mailboxes (a mailbox with no node would be served as local by every node)."""
+    if session.scalar(select(func.count()).select_from(Node)) == 0:
+        return None
     held = select(Mailbox.node_id, func.count().label("held")).group_by(Mailbox.node_id).subquery()
-    return session.scalar(
+    node = session.scalar(
         select(Node)
         .outerjoin(held, held.c.node_id == Node.id)
         .where(Node.takes_mailboxes)
         .order_by(func.coalesce(held.c.held, 0), Node.id)
         .limit(1)
     )
+    if node is None:
+        raise ValidationError("No mail node takes new mailboxes: let one take them (letterhead node list).")
+    return node
 
 
 def list_nodes(session: Session, actor: Actor) -> list[tuple[Node, int]]:
@@ -81,6 +96,16 @@ def list_nodes(session: Session, actor: Actor) -> list[tuple[Node, int]]:
     scope.require_operator(actor)
     counts = dict(session.execute(select(Mailbox.node_id, func.count()).group_by(Mailbox.node_id)).all())
     return [(node, counts.get(node.id, 0)) for node in session.scalars(select(Node).order_by(Node.name))]
+
+
+def peer_addresses(session: Session, this_node: str) -> tuple[str, ...]:
+    """The other nodes' addresses, which this node's Dovecot trusts for proxied logins."""
+    return tuple(session.scalars(select(Node.address).where(Node.name != this_node).order_by(Node.address)))
+
+
+def certificate_node(session: Session) -> str | None:
+    """The node that orders every brand certificate (the oldest): one ACME account, one order."""
+    return session.scalar(select(Node.name).order_by(Node.id).limit(1))
 
 
 def current_generation(session: Session) -> int:

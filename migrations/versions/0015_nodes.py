@@ -55,7 +55,11 @@ def upgrade() -> None:
     op.execute("INSERT INTO state_generation (id, number) VALUES (1, 0)")
     # SQLite names a foreign key only in a rebuilt table (batch mode), which would take the views
     # and triggers that name `mailbox` along: set them aside meanwhile.
-    with sqlite_views_and_triggers_set_aside(op), op.batch_alter_table("mailbox") as batch_op:
+    # The rebuilt table keeps AUTOINCREMENT: a deleted mailbox's id is never given to another.
+    with (
+        sqlite_views_and_triggers_set_aside(op),
+        op.batch_alter_table("mailbox", table_kwargs={"sqlite_autoincrement": True}) as batch_op,
+    ):
         batch_op.add_column(sa.Column("node_id", sa.Integer(), nullable=True))
         batch_op.create_foreign_key(
             batch_op.f("fk_mailbox_node_id_node"), "node", ["node_id"], ["id"], ondelete="RESTRICT"
@@ -71,7 +75,10 @@ def downgrade() -> None:
         batch_op.drop_column("private_key")
     op.execute("DROP VIEW mail_user_nodes")
     op.drop_index(op.f("ix_mailbox_node_id"), table_name="mailbox")
-    with sqlite_views_and_triggers_set_aside(op), op.batch_alter_table("mailbox") as batch_op:
+    with (
+        sqlite_views_and_triggers_set_aside(op),
+        op.batch_alter_table("mailbox", table_kwargs={"sqlite_autoincrement": True}) as batch_op,
+    ):
         batch_op.drop_constraint(batch_op.f("fk_mailbox_node_id_node"), type_="foreignkey")
         batch_op.drop_column("node_id")
     op.drop_table("state_generation")

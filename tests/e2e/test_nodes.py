@@ -6,21 +6,25 @@ mailbox on B while B was down is delivered, once, when B is back."""
 from __future__ import annotations
 
 import http.client
+import imaplib
 import json
+import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 import redis
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from controlplane.certs import acme
 from controlplane.daemons.postgres import PrivatePostgres
 from controlplane.models import Mailbox, Node
 from controlplane.render import SPAM_REJECT_SCORES_KEY
 from controlplane.runners import stack
 from controlplane.runners.scratch import ScratchStack
-from controlplane.services import domains, mailboxes, spam, tenants, tokens
+from controlplane.services import brands, certificates, domains, mailboxes, spam, tenants, tokens
 from controlplane.services.scope import OPERATOR
 from tests import postgres_databases
 from tests.e2e.mailclient import imap_subjects, send, tls_context, wait_for_subject
@@ -109,20 +113,30 @@ def test_a_mailbox_made_on_a_receives_mail_on_b_and_is_read_on_either(cluster) -
     assert _maildir_copies(a, subject) == 1 and _maildir_copies(b, subject) == 0
     # A login on B is proxied to A, with the same answer.
     assert subject in imap_subjects(b, "ann@nodes.test", PASSWORD, secure=True)
-    with pytest.raises(Exception, match="(?i)auth|fail"):
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
         imap_subjects(b, "ann@nodes.test", "wrong password", secure=True)
+
+
+def _held(node: ScratchStack) -> dict[str, int]:
+    with node.installation.sessions() as session:
+        rows = session.execute(
+            select(Node.name, func.count(Mailbox.id))
+            .outerjoin(Mailbox, Mailbox.node_id == Node.id)
+            .group_by(Node.name)
+        ).all()
+    return dict(rows)
 
 
 def test_new_mailboxes_spread_over_the_nodes(cluster) -> None:
     a, _b, secret = cluster
-    assert _api_create_mailbox(a, secret, "bea") == 201
-    with a.installation.sessions() as session:
-        held = dict(session.execute(select(Node.name, Node.id)).all())
-        counts = {
-            name: session.scalar(select(Mailbox.id).where(Mailbox.node_id == node_id).limit(1)) is not None
-            for name, node_id in held.items()
-        }
-    assert counts == {"a": True, "b": True}
+    for local_part in ("bea", "bob", "bo"):
+        before = _held(a)
+        assert _api_create_mailbox(a, secret, local_part) == 201
+        after = _held(a)
+        # Each went to a node that held fewest just before.
+        [placed] = [name for name in after if after[name] == before.get(name, 0) + 1]
+        assert before.get(placed, 0) == min(before.values())
+    assert abs(_held(a)["a"] - _held(a)["b"]) <= 1
 
 
 def test_a_change_made_on_a_reaches_b_daemons_within_seconds(cluster) -> None:
@@ -160,3 +174,41 @@ def test_mail_a_accepted_while_b_was_down_is_delivered_once_when_b_is_back(clust
     subprocess.run(["/usr/sbin/postqueue", "-c", str(a.settings.live_config / "postfix"), "-f"], check=False)
     assert wait_for_subject(b, address, PASSWORD, subject, timeout=30)
     assert _maildir_copies(b, subject) == 1 and _maildir_copies(a, subject) == 0
+
+
+def _served_certificate(port: int, hostname: str) -> bytes:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # compared byte for byte below
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=hostname) as secure,
+    ):
+        return secure.getpeercert(binary_form=True)
+
+
+def test_a_brand_certificate_obtained_on_a_is_served_by_sni_on_b(cluster, tmp_path) -> None:
+    a, b, _secret = cluster
+    hostname = "mail.nodes.test"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", f"/CN={hostname}",
+         "-addext", f"subjectAltName=DNS:{hostname}", "-keyout", str(tmp_path / "key.pem"),
+         "-out", str(tmp_path / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    pems = ((tmp_path / "cert.pem").read_text(), (tmp_path / "key.pem").read_text())
+    expected = ssl.PEM_cert_to_DER_cert(pems[0])
+    with a.installation.transaction() as session:
+        tenant = tenants.get_tenant(session, OPERATOR, "Shared")
+        brand = brands.create_brand(
+            session, OPERATOR, a.settings, tenant=tenant, hostname=hostname, name="Nodes"
+        )
+        # As node A's certbot deploy hook records what it obtained.
+        certificates.record_certificate(brand, acme.read_certificate(tmp_path / "cert.pem"), pems)
+        brands.signal_brands_changed(session)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _served_certificate(b.ports["imaps"], hostname) != expected:
+        time.sleep(0.3)
+    # Node B never ordered it: it serves the copy it wrote from the database, on IMAPS and HTTPS.
+    assert _served_certificate(b.ports["imaps"], hostname) == expected
+    assert _served_certificate(b.ports["https"], hostname) == expected
+    assert _served_certificate(b.ports["imaps"], "other.test") != expected  # the default for other names

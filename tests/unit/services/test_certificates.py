@@ -149,3 +149,43 @@ def test_the_deploy_hook_names_this_installation(settings: Settings) -> None:
     # An install that names its own command (on PATH, say) gets it in the hook too.
     installed = dataclasses.replace(settings, cli_command=("/usr/local/bin/letterhead",))
     assert acme.deploy_hook_command(installed).endswith(" /usr/local/bin/letterhead certs deployed")
+
+
+def _self_signed(folder: Path, hostname: str) -> tuple[str, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", f"/CN={hostname}",
+         "-addext", f"subjectAltName=DNS:{hostname}", "-keyout", str(folder / "key.pem"),
+         "-out", str(folder / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return (folder / "cert.pem").read_text(), (folder / "key.pem").read_text()
+
+
+def test_another_nodes_certificate_is_written_here_served_and_forgotten_with_its_brand(
+    db: Session, settings: Settings, tmp_path: Path
+) -> None:
+    brand = _brand(db, settings, "mail.one.test")
+    pems = _self_signed(tmp_path / "made-elsewhere", "mail.one.test")
+    info = acme.read_certificate(tmp_path / "made-elsewhere" / "cert.pem")
+    certificates.record_certificate(brand, info, pems)
+    db.flush()
+    assert brands.served_identities(db, settings) == ()  # no file here yet
+
+    assert certificates.write_shared_certificates(db, settings) is True
+    [identity] = brands.served_identities(db, settings)
+    assert Path(identity.cert_path).read_text() == pems[0]
+    assert Path(identity.key_path).read_text() == pems[1]
+    assert Path(identity.key_path).stat().st_mode & 0o777 == 0o600
+    assert certificates.write_shared_certificates(db, settings) is False  # unchanged: no reload
+
+    renewed = _self_signed(tmp_path / "renewed", "mail.one.test")
+    certificates.record_certificate(brand, info, renewed)
+    db.flush()
+    assert certificates.write_shared_certificates(db, settings) is True
+    assert Path(identity.cert_path).read_text() == renewed[0]
+
+    brands.delete_brand(db, OPERATOR, brand)
+    db.flush()
+    assert certificates.write_shared_certificates(db, settings) is True
+    assert not Path(identity.cert_path).exists()
