@@ -48,6 +48,8 @@ class Installation:
         self.sessions.configure(
             info={
                 "min_mailbox_bytes": settings.min_mailbox_bytes,
+                # The mail node these sessions run on: its log rows and logins are tagged with it.
+                "node_name": settings.node_name,
                 "mail_root": str(settings.mail_root),
                 # Where Dovecot's usage measurements are: the shared database on PostgreSQL.
                 "usage_database": (

@@ -42,6 +42,11 @@ def prepare_state_directory(settings: Settings) -> None:
     # whatever a client typed (an AUTH line with a password too): root's only. The daemons
     # open their logs as root before dropping privileges.
     os.chmod(settings.log_dir, 0o750)
+    # It may name the database with its password (database_url): root's only, as the daemons'
+    # users (vmail, dovecot, www-data) can traverse the state directory.
+    settings_file = settings.home / "letterhead.toml"
+    if settings_file.exists():
+        os.chmod(settings_file, 0o600)
     (settings.config_root / "generations").mkdir(exist_ok=True)
     settings.database_path.parent.mkdir(exist_ok=True)
     settings.mail_root.mkdir(exist_ok=True)

@@ -43,7 +43,7 @@ MAX_KNOWN_OPEN = 200_000
 
 _TRANSACTION_FIELDS = (
     "time", "client_name", "client_ip", "helo", "sasl_user", "sender", "sender_domain_id",
-    "message_id", "size", "finished_at", "spam_action", "spam_score", "spam_symbols",
+    "message_id", "size", "finished_at", "spam_action", "spam_score", "spam_symbols", "node",
 )  # fmt: skip
 _RECIPIENT_FIELDS = (
     "time", "recipient", "orig_to", "domain_id", "queue_id", "outcome", "relay", "status_code",
@@ -53,7 +53,7 @@ _RECIPIENT_COLUMNS = (*_RECIPIENT_FIELDS, "transaction_id")
 _ENTRY_COLUMNS = ("queue_id", "time", "removed", "transaction_id")
 _LOGIN_FIELDS = (
     "time", "service", "login", "account", "tenant_id", "domain_id", "client_ip", "network",
-    "user_agent", "success", "reason", "password_fingerprint",
+    "user_agent", "success", "reason", "password_fingerprint", "node",
 )  # fmt: skip
 
 
@@ -77,6 +77,7 @@ class TransactionRow:
         self.spam_action = ""
         self.spam_score: float | None = None
         self.spam_symbols = ""
+        self.node = ""
         self.recipients: list[RecipientRow] = []
         self.entries: list[QueueEntryRow] = []
         self.dirty = False
@@ -129,6 +130,8 @@ class MailLogStore:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        # Rows are tagged with the mail node whose logs these are (the installation's sessions say).
+        self.node: str = session.info.get("node_name", "")
         self._new_transactions: list[TransactionRow] = []
         self._new_entries: list[QueueEntryRow] = []
         self._new_recipients: list[RecipientRow] = []
@@ -250,7 +253,7 @@ class MailLogStore:
     # --- writing -------------------------------------------------------------------------------
 
     def new_transaction(self, time: dt.datetime, **values: Any) -> TransactionRow:
-        transaction = TransactionRow(time, **values)
+        transaction = TransactionRow(time, node=self.node, **values)
         self._new_transactions.append(transaction)
         return transaction
 
@@ -286,7 +289,8 @@ class MailLogStore:
             self._stored_open_ids.discard(entry.queue_id)
 
     def add_login(self, **values: Any) -> None:
-        """An AuthEvent row, given every column of _LOGIN_FIELDS."""
+        """An AuthEvent row, given every column of _LOGIN_FIELDS but the node."""
+        values["node"] = self.node
         self._logins.append(tuple(values[name] for name in _LOGIN_FIELDS))
 
     def set_login_reason(
@@ -384,6 +388,8 @@ class _BulkWriter:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        # Rows are tagged with the mail node whose logs these are (the installation's sessions say).
+        self.node: str = session.info.get("node_name", "")
         self._compiled: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[tuple[int, Any]]]] = {}
 
     def insert(

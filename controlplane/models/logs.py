@@ -44,3 +44,5 @@ class AuthEvent(Base):
     success: Mapped[bool]
     reason: Mapped[str] = mapped_column(String(50), default="")
     password_fingerprint: Mapped[str | None] = mapped_column(String(32))
+    # The mail node whose daemon or web app saw it; "" on a single machine.
+    node: Mapped[str] = mapped_column(String(63), default="", server_default="")

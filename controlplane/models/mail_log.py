@@ -53,6 +53,8 @@ class MailTransaction(Base):
     spam_action: Mapped[str] = mapped_column(String(16), default="")
     spam_score: Mapped[float | None] = mapped_column(Float)
     spam_symbols: Mapped[str] = mapped_column(String(1000), default="")
+    # The mail node whose Postfix logged it; "" on a single machine.
+    node: Mapped[str] = mapped_column(String(63), default="", server_default="")
 
     queue_entries: Mapped[list[MailQueueEntry]] = relationship(
         back_populates="transaction", cascade="all, delete-orphan", order_by="MailQueueEntry.id"

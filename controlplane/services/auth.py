@@ -127,6 +127,7 @@ def authenticate_admin(
     account = _find_account(session, login)
     event = AuthEvent(
         time=now,
+        node=session.info.get("node_name", ""),
         service=SERVICE,
         login=login[:255],
         account=account.key,
@@ -183,6 +184,7 @@ def record_oversized_login(
     now = now or utcnow()
     event = AuthEvent(
         time=now,
+        node=session.info.get("node_name", ""),
         service=service,
         login="",
         account="",

@@ -87,6 +87,7 @@ def authenticate_mailbox_user(
     account = mailbox.address if mailbox is not None else typed[:255]
     event = AuthEvent(
         time=now,
+        node=session.info.get("node_name", ""),
         service=SERVICE,
         login=address[:255],
         account=account,

@@ -1,7 +1,8 @@
 """Two mail nodes on one machine, sharing one PostgreSQL database (separate state directories,
 ports and daemons): a mailbox made through node A's API receives mail on node B and is read over
-IMAP on either; a change made on A reaches B's daemons within seconds; and mail A accepted for a
-mailbox on B while B was down is delivered, once, when B is back."""
+IMAP on either, B's log rows tagged with B; a change made on A reaches B's daemons within seconds;
+a brand certificate recorded once is served by SNI on B; and mail A accepted for a mailbox on B
+while B was down is delivered, once, when B is back."""
 
 from __future__ import annotations
 
@@ -20,14 +21,14 @@ from sqlalchemy import func, select
 
 from controlplane.certs import acme
 from controlplane.daemons.postgres import PrivatePostgres
-from controlplane.models import Mailbox, Node
+from controlplane.models import Mailbox, MailRecipientResult, MailTransaction, Node
 from controlplane.render import SPAM_REJECT_SCORES_KEY
 from controlplane.runners import stack
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import brands, certificates, domains, mailboxes, spam, tenants, tokens
 from controlplane.services.scope import OPERATOR
 from tests import postgres_databases
-from tests.e2e.mailclient import imap_subjects, send, tls_context, wait_for_subject
+from tests.e2e.mailclient import imap_subjects, send, tls_context, until_found, wait_for_subject
 
 pytestmark = pytest.mark.e2e
 
@@ -111,6 +112,16 @@ def test_a_mailbox_made_on_a_receives_mail_on_b_and_is_read_on_either(cluster) -
     # Stored once, on A: B's Dovecot handed the delivery on to A's LMTP.
     assert wait_for_subject(a, "ann@nodes.test", PASSWORD, subject, timeout=20)
     assert _maildir_copies(a, subject) == 1 and _maildir_copies(b, subject) == 0
+
+    # B's log follower wrote the transaction into the shared database, tagged with its node.
+    def received_on_b(session):
+        return session.scalar(
+            select(MailTransaction.node)
+            .join(MailRecipientResult, MailRecipientResult.transaction_id == MailTransaction.id)
+            .where(MailRecipientResult.recipient == "ann@nodes.test", MailTransaction.node == "b")
+        )
+
+    assert until_found(a, received_on_b) == "b"
     # A login on B is proxied to A, with the same answer.
     assert subject in imap_subjects(b, "ann@nodes.test", PASSWORD, secure=True)
     with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
@@ -125,6 +136,11 @@ def _held(node: ScratchStack) -> dict[str, int]:
             .group_by(Node.name)
         ).all()
     return dict(rows)
+
+
+def test_each_nodes_settings_with_the_database_password_are_roots_alone(cluster) -> None:
+    for node in cluster[:2]:
+        assert (node.home / "letterhead.toml").stat().st_mode & 0o777 == 0o600
 
 
 def test_new_mailboxes_spread_over_the_nodes(cluster) -> None:

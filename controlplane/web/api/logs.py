@@ -98,6 +98,9 @@ class TransactionSchema(Schema):
         },
     )
     spam_score = fields.Float(required=True, allow_none=True)
+    node = fields.String(
+        required=True, metadata={"description": 'The mail node that handled it ("": one machine)'}
+    )
     recipients = fields.List(fields.Nested(RecipientSchema), required=True)
 
 
@@ -124,6 +127,9 @@ class LoginSchema(Schema):
     client_ip = fields.String(required=True)
     success = fields.Boolean(required=True)
     reason = fields.String(required=True)
+    node = fields.String(
+        required=True, metadata={"description": 'The mail node that saw it ("": one machine)'}
+    )
 
 
 class DayCountsSchema(Schema):
@@ -158,7 +164,7 @@ def transaction_body(view: mail_logs.TransactionView) -> dict:
         "id": t.id, "time": t.time, "finished_at": t.finished_at, "client_name": t.client_name,
         "client_ip": t.client_ip, "helo": t.helo, "sasl_user": t.sasl_user, "sender": t.sender,
         "message_id": t.message_id, "size": t.size, "queue_ids": [entry.queue_id for entry in t.queue_entries],
-        "spam_verdict": view.spam_verdict, "spam_score": t.spam_score,
+        "spam_verdict": view.spam_verdict, "spam_score": t.spam_score, "node": t.node,
         "recipients": [recipient_body(r) for r in view.recipients],
     }  # fmt: skip
 
@@ -166,7 +172,7 @@ def transaction_body(view: mail_logs.TransactionView) -> dict:
 def login_body(event: AuthEvent) -> dict:
     return {
         "id": event.id, "time": event.time, "service": event.service, "login": event.login,
-        "client_ip": event.client_ip, "success": event.success, "reason": event.reason,
+        "client_ip": event.client_ip, "success": event.success, "reason": event.reason, "node": event.node,
     }  # fmt: skip
 
 
