@@ -158,6 +158,24 @@ def _environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _authenticator(settings: Settings) -> list[str]:
+    """How certbot answers HTTP-01: from the webroot nginx serves on a single machine; on mail
+    nodes through hooks that keep the answer in the shared database, which every node's web app
+    gives (the ACME server may reach any node)."""
+    if not settings.node_name:
+        return ["--webroot", "-w", str(settings.acme_webroot)]
+    hook = shlex.join(["env", f"LETTERHEAD_HOME={settings.home}", *settings.cli_command, "certs"])
+    return [
+        "--manual",
+        "--preferred-challenges",
+        "http",
+        "--manual-auth-hook",
+        f"{hook} challenge-put",
+        "--manual-cleanup-hook",
+        f"{hook} challenge-clean",
+    ]
+
+
 def obtain_certificate(
     settings: Settings, hostname: str, names: list[str] | tuple[str, ...], *, force_renewal: bool = False
 ) -> CertificateInfo:
@@ -174,9 +192,9 @@ def obtain_certificate(
         "certonly",
         *_common_options(settings),
         "--agree-tos",
-        "--webroot",
-        "-w",
-        str(settings.acme_webroot),
+        *_authenticator(settings),
+    ]
+    command += [
         "--cert-name",
         hostname,
         "--server",

@@ -79,3 +79,22 @@ def certs_renew(as_json: bool) -> None:
 def certs_deployed(lineage: str) -> None:
     """certbot's deploy hook: serve the brand's new certificate now."""
     click.echo(certificates.certificate_deployed(current_installation(), lineage))
+
+
+@certs.command("challenge-put")
+@click.option("--token", envvar="CERTBOT_TOKEN", required=True, help="Set by certbot.")
+@click.option("--validation", envvar="CERTBOT_VALIDATION", required=True, help="Set by certbot.")
+@handles_errors
+def certs_challenge_put(token: str, validation: str) -> None:
+    """certbot's auth hook on mail nodes: keep an HTTP-01 answer where every node gives it."""
+    with current_installation().transaction() as session:
+        certificates.store_challenge(session, token, validation)
+
+
+@certs.command("challenge-clean")
+@click.option("--token", envvar="CERTBOT_TOKEN", required=True, help="Set by certbot.")
+@handles_errors
+def certs_challenge_clean(token: str) -> None:
+    """certbot's cleanup hook: forget the answer."""
+    with current_installation().transaction() as session:
+        certificates.remove_challenge(session, token)

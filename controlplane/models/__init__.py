@@ -1,5 +1,6 @@
 """Typed SQLAlchemy models, one module per aggregate."""
 
+from controlplane.models.acme_challenge import AcmeChallenge
 from controlplane.models.admin import Admin
 from controlplane.models.alias import Alias, AliasDestination
 from controlplane.models.api_token import ApiToken
@@ -26,6 +27,7 @@ from controlplane.models.sender_rule import SenderRule
 from controlplane.models.tenant import GIB, Tenant
 
 __all__ = [
+    "AcmeChallenge",
     "GIB",
     "Admin",
     "ApiToken",

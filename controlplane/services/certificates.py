@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from controlplane.certs import acme, shared
 from controlplane.daemons import apply
 from controlplane.dns.checks import PlatformCheck, resolves_to_platform
 from controlplane.errors import NotFound, ValidationError
-from controlplane.models import Brand
+from controlplane.models import AcmeChallenge, Brand
 from controlplane.models.base import utcnow
 from controlplane.runtime import Installation
 from controlplane.services import configuration, nodes
@@ -335,6 +336,37 @@ def remove_unused_certificates(installation: Installation) -> list[CertificateOu
         else:
             outcomes.append(CertificateOutcome(name, "removed", "No brand uses it any more."))
     return outcomes
+
+
+# ACME tokens are base64url (RFC 8555 §8.1); the answer is the token, a dot and a thumbprint.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,255}")
+_VALIDATION = re.compile(r"[A-Za-z0-9_-]{1,255}\.[A-Za-z0-9_-]{1,255}")
+
+
+def store_challenge(session: Session, token: str, validation: str) -> None:
+    """certbot's auth hook on a mail node: keep the HTTP-01 answer where every node's web app
+    finds it (the ACME server may reach any of them). Raises ValidationError."""
+    if not _TOKEN.fullmatch(token or "") or not _VALIDATION.fullmatch(validation or ""):
+        raise ValidationError("Not an ACME HTTP-01 token and answer.")
+    challenge = session.get(AcmeChallenge, token) or AcmeChallenge(token=token)
+    challenge.validation = validation
+    session.add(challenge)
+    session.flush()
+
+
+def remove_challenge(session: Session, token: str) -> None:
+    """certbot's cleanup hook: the answer is no longer needed."""
+    challenge = session.get(AcmeChallenge, token) if _TOKEN.fullmatch(token or "") else None
+    if challenge is not None:
+        session.delete(challenge)
+        session.flush()
+
+
+def challenge_answer(session: Session, token: str) -> str | None:
+    """The answer an ACME server expects at /.well-known/acme-challenge/<token>, if one waits."""
+    if not _TOKEN.fullmatch(token):
+        return None
+    return session.scalar(select(AcmeChallenge.validation).where(AcmeChallenge.token == token))
 
 
 def _announce_to_other_nodes(session: Session, settings: Settings) -> None:

@@ -192,3 +192,25 @@ def test_two_accounts_of_one_domain_get_profiles_that_do_not_replace_each_other(
     # The same account asked twice gets the same profile: installing again updates it.
     again = plistlib.loads(client.get("/apple/mail.mobileconfig?emailaddress=ann@customer.test").data)
     assert again["PayloadIdentifier"] == ann["PayloadIdentifier"]
+
+
+def test_an_http01_answer_waiting_in_the_database_is_given_by_any_node(app, installation) -> None:
+    from controlplane.errors import ValidationError
+    from controlplane.services import certificates
+
+    with installation.transaction() as session:
+        certificates.store_challenge(session, "tok_EN-1", "tok_EN-1.thumb_print")
+        for token, validation in [("../etc", "a.b"), ("t", "no dot"), ("t" * 256, "t.b"), ("t", "t.b\nX: y")]:
+            with pytest.raises(ValidationError):
+                certificates.store_challenge(session, token, validation)
+    web = app.test_client()
+    response = web.get("/.well-known/acme-challenge/tok_EN-1", headers={"Host": "mail.anything.test"})
+    assert (response.status_code, response.mimetype, response.text) == (
+        200,
+        "text/plain",
+        "tok_EN-1.thumb_print",
+    )
+    assert web.get("/.well-known/acme-challenge/unknown").status_code == 404
+    with installation.transaction() as session:
+        certificates.remove_challenge(session, "tok_EN-1")
+    assert web.get("/.well-known/acme-challenge/tok_EN-1").status_code == 404

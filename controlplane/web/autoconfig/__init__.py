@@ -17,7 +17,7 @@ from flask import Blueprint, Response, abort, render_template, request
 
 from controlplane.errors import ValidationError
 from controlplane.models import Domain
-from controlplane.services import brand_dns, brands, domains
+from controlplane.services import brand_dns, brands, certificates, domains
 from controlplane.validation import domain_to_unicode, normalize_domain, split_address
 from controlplane.web.access import allow
 from controlplane.web.requests import current_settings, db
@@ -64,6 +64,17 @@ def _server(domain_name: str) -> dict[str, object]:
     settings = current_settings()
     host = brands.server_hostname(settings, _active_domain(domain_name))
     return {"host": host, "ports": dict(settings.ports)}
+
+
+@blueprint.get("/.well-known/acme-challenge/<token>")
+@allow("public")
+def acme_challenge(token: str):
+    """An HTTP-01 answer another mail node's certbot is waiting on (nginx serves this node's own
+    from its webroot first)."""
+    answer = certificates.challenge_answer(db(), token)
+    if answer is None:
+        abort(404)
+    return Response(answer, mimetype="text/plain")
 
 
 @blueprint.get("/mail/config-v1.1.xml")
