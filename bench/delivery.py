@@ -20,6 +20,13 @@ in ten deliberately broken: throughput over the quiet run, with messages lost, 5
 replies and broken generations that went live all counted (each must be zero).
 
     .venv/bin/python bench/delivery.py [--quick]
+    .venv/bin/python bench/delivery.py --database postgresql [--quick]
+
+With `--database postgresql` it instead compares the engines: two stacks, one on SQLite and one
+on a private PostgreSQL cluster (durable: fsync on, as in production), the same mailboxes in
+each, alternating delivery rounds; then each engine's lookups as Postfix makes them (`postmap -q -`
+over every recipient map, one process, many keys). Headlines: `database_ratio=<PostgreSQL msg/s /
+SQLite msg/s>` and `lookup_ratio=<PostgreSQL lookups/s / SQLite lookups/s>`.
 
 The last lines are the headlines: `filter_ratio=<sql msg/s / nofilter msg/s>` and
 `ratio=<sql msg/s / hash msg/s>` (both variants filtered alike).
@@ -349,6 +356,78 @@ def count_log(stack: ScratchStack, *needles: str) -> int:
     return sum(text.count(needle) for needle in needles)
 
 
+LOOKUP_MAPS = ("sql-domains.cf", "sql-mailboxes.cf", "sql-forwardings.cf", "sql-sender-logins.cf")
+
+
+def lookup_rate(stack: ScratchStack, keys: int) -> float:
+    """Lookups a second through every recipient map, as Postfix's proxymap makes them (one
+    process, one connection, many keys), keys hitting and missing alike."""
+    config = stack.settings.live_config.resolve() / "postfix"
+    addresses = [f"user{index % MAILBOXES}@{DOMAIN}" for index in range(keys // 2)]
+    addresses += [f"nobody{index}@{DOMAIN}" for index in range(keys - len(addresses))]
+    started = time.perf_counter()
+    for map_name in LOOKUP_MAPS:
+        kind = "pgsql" if "\nhosts = " in (config / map_name).read_text() else "sqlite"
+        keys_in = [DOMAIN] * len(addresses) if map_name == "sql-domains.cf" else addresses
+        subprocess.run(
+            [POSTMAP, "-c", str(config), "-q", "-", f"{kind}:{config / map_name}"],
+            input="\n".join(keys_in) + "\n", capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    return keys * len(LOOKUP_MAPS) / (time.perf_counter() - started)
+
+
+def compare_databases(quick: bool, messages: int, rounds: int) -> int:
+    """Delivery and lookups on PostgreSQL over SQLite, on two stacks in the same run."""
+    from controlplane.daemons.postgres import PrivatePostgres
+
+    cluster = PrivatePostgres(port=free_ports(1)[0], durable=True)
+    cluster.start()
+    stacks: dict[str, ScratchStack] = {}
+    try:
+        stacks["sqlite"] = ScratchStack(
+            min_mailbox_bytes=GIB, extra_settings="spam_workers = 1", postgres_server=""
+        )
+        stacks["postgresql"] = ScratchStack(
+            min_mailbox_bytes=GIB, extra_settings="spam_workers = 1", postgres_server=cluster.url()
+        )
+        counters = {}
+        for name, stack in stacks.items():
+            stack.prepare()
+            populate(stack)
+            stack.start()
+            counters[name] = maildir_counter(stack)
+            run_load(stack.ports["smtp"], RECIPIENTS * 10, counters[name])  # warm-up
+        rates: dict[str, list[float]] = {name: [] for name in stacks}
+        lookups: dict[str, list[float]] = {name: [] for name in stacks}
+        failures = []
+        for round_number in range(1, rounds + 1):
+            for name, stack in stacks.items():
+                result = run_load(stack.ports["smtp"], messages, counters[name])
+                rates[name].append(result.rate)
+                failures += [f"{name} round {round_number}: {e}" for e in result.errors]
+                lookups[name].append(lookup_rate(stack, 2000 if quick else 10000))
+                print(
+                    f"round {round_number} {name:10}: {result.messages} messages at {result.rate:6.1f} msg/s; "
+                    f"{lookups[name][-1]:8.0f} lookups/s"
+                )
+        delivery = {name: statistics.median(values) for name, values in rates.items()}
+        lookup = {name: statistics.median(values) for name, values in lookups.items()}
+        print()
+        for name in stacks:
+            print(
+                f"{name:10}: {delivery[name]:6.1f} msg/s, {lookup[name]:8.0f} lookups/s (median of {rounds})"
+            )
+        for failure in failures:
+            print(f"FAILURE: {failure}")
+        print(f"database_ratio={delivery['postgresql'] / delivery['sqlite']:.2f}")
+        print(f"lookup_ratio={lookup['postgresql'] / lookup['sqlite']:.2f}")
+        return 1 if failures else 0
+    finally:
+        for stack in stacks.values():
+            stack.stop(remove="LETTERHEAD_BENCH_KEEP" not in os.environ)
+        cluster.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -356,10 +435,16 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="one short round (under a minute)")
     parser.add_argument("--messages", type=int, help="messages per run")
     parser.add_argument("--rounds", type=int, help="alternating sql/hash rounds")
+    parser.add_argument(
+        "--database", choices=("sqlite", "postgresql"), default="sqlite",
+        help="postgresql: compare delivery and lookups on PostgreSQL with SQLite instead",
+    )  # fmt: skip
     args = parser.parse_args()
     messages = args.messages or (500 if args.quick else 2000)
     rounds = args.rounds or (1 if args.quick else 3)
     messages -= messages % RECIPIENTS
+    if args.database == "postgresql":
+        return compare_databases(args.quick, messages, max(rounds, 2))
 
     # rspamd scans with as many processes as production runs by default.
     stack = ScratchStack(min_mailbox_bytes=GIB, extra_settings="spam_workers = 2")
