@@ -14,8 +14,9 @@ DEBIAN_PACKAGES := postfix postfix-sqlite dovecot-core dovecot-imapd dovecot-pop
 # Only the test suite needs these: Chromium for the browser tests, dnsmasq as a loopback DNS server,
 # pebble (with pebble-challtestsrv) as a private ACME server.
 TEST_PACKAGES := chromium dnsmasq-base pebble
-# The tests that touch the database, run a second time on PostgreSQL by `make test`.
-POSTGRES_TEST_PATHS := tests/unit tests/web tests/e2e
+# `make test` runs these with the database on SQLite, then unit, web and e2e again on PostgreSQL.
+UNIT_TEST_PATHS := tests/unit tests/web
+DAEMON_TEST_PATHS := tests/integration tests/e2e tests/browser
 # Playwright drives the system's Chromium; it must never fetch a browser of its own.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
@@ -49,9 +50,12 @@ run: install
 test: install install-test-system
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q
+	@# Tests without daemons in two processes (the machines' two cores); those with daemons one at a time.
+	$(BIN)/pytest -q -n 2 $(UNIT_TEST_PATHS)
+	$(BIN)/pytest -q $(DAEMON_TEST_PATHS)
 	@# Again on PostgreSQL: everything that touches the database, on a private cluster.
-	LETTERHEAD_TEST_DATABASE=postgresql $(BIN)/pytest -q $(POSTGRES_TEST_PATHS)
+	LETTERHEAD_TEST_DATABASE=postgresql $(BIN)/pytest -q -n 2 $(UNIT_TEST_PATHS)
+	LETTERHEAD_TEST_DATABASE=postgresql $(BIN)/pytest -q tests/e2e
 
 install: install-system install-python
 
