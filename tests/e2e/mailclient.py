@@ -7,6 +7,7 @@ import email.utils
 import imaplib
 import poplib
 import smtplib
+import socket
 import ssl
 import time
 import uuid
@@ -133,3 +134,15 @@ def until_found(stack: ScratchStack, found, timeout: float = 20.0):
             if result or time.monotonic() > deadline:
                 return result
         time.sleep(0.3)
+
+
+def served_certificate(port: int, hostname: str) -> bytes:
+    """The certificate (DER) a TLS port presents for `hostname` by SNI, unverified: tests compare
+    it byte for byte with the one they expect."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=DEFAULT_TIMEOUT) as raw,
+        context.wrap_socket(raw, server_hostname=hostname) as secure,
+    ):
+        return secure.getpeercert(binary_form=True)

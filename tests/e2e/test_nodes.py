@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import imaplib
 import json
-import socket
 import ssl
 import subprocess
 import time
@@ -28,7 +27,14 @@ from controlplane.runners.scratch import ScratchStack
 from controlplane.services import brands, certificates, domains, mailboxes, spam, tenants, tokens
 from controlplane.services.scope import OPERATOR
 from tests import postgres_databases
-from tests.e2e.mailclient import imap_subjects, send, tls_context, until_found, wait_for_subject
+from tests.e2e.mailclient import (
+    imap_subjects,
+    send,
+    served_certificate,
+    tls_context,
+    until_found,
+    wait_for_subject,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -192,16 +198,6 @@ def test_mail_a_accepted_while_b_was_down_is_delivered_once_when_b_is_back(clust
     assert _maildir_copies(b, subject) == 1 and _maildir_copies(a, subject) == 0
 
 
-def _served_certificate(port: int, hostname: str) -> bytes:
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # compared byte for byte below
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname=hostname) as secure,
-    ):
-        return secure.getpeercert(binary_form=True)
-
-
 def test_a_brand_certificate_obtained_on_a_is_served_by_sni_on_b(cluster, tmp_path) -> None:
     a, b, _secret = cluster
     hostname = "mail.nodes.test"
@@ -222,9 +218,9 @@ def test_a_brand_certificate_obtained_on_a_is_served_by_sni_on_b(cluster, tmp_pa
         certificates.record_certificate(brand, acme.read_certificate(tmp_path / "cert.pem"), pems)
         brands.signal_brands_changed(session)
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and _served_certificate(b.ports["imaps"], hostname) != expected:
+    while time.monotonic() < deadline and served_certificate(b.ports["imaps"], hostname) != expected:
         time.sleep(0.3)
     # Node B never ordered it: it serves the copy it wrote from the database, on IMAPS and HTTPS.
-    assert _served_certificate(b.ports["imaps"], hostname) == expected
-    assert _served_certificate(b.ports["https"], hostname) == expected
-    assert _served_certificate(b.ports["imaps"], "other.test") != expected  # the default for other names
+    assert served_certificate(b.ports["imaps"], hostname) == expected
+    assert served_certificate(b.ports["https"], hostname) == expected
+    assert served_certificate(b.ports["imaps"], "other.test") != expected  # the default for other names

@@ -6,7 +6,6 @@ places no second order."""
 from __future__ import annotations
 
 import shutil
-import socket
 import ssl
 import tempfile
 import time
@@ -23,6 +22,7 @@ from controlplane.services import brands, certificates, domains, tenants
 from controlplane.services.scope import OPERATOR
 from tests import postgres_databases
 from tests.acme_server import PLATFORM_ADDRESS, AcmeTestServer, TestDns, require_binaries
+from tests.e2e.mailclient import served_certificate
 
 pytestmark = pytest.mark.e2e
 
@@ -68,16 +68,6 @@ def two_nodes(
         postgres_databases.drop(postgres_cluster, database)
 
 
-def _served(port: int) -> bytes:
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # compared byte for byte below
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname=BRAND) as secure,
-    ):
-        return secure.getpeercert(binary_form=True)
-
-
 def test_a_certificate_ordered_on_a_is_validated_through_b_and_served_by_b(two_nodes) -> None:
     a, b, acme = two_nodes
     with a.installation.transaction() as session:
@@ -98,10 +88,10 @@ def test_a_certificate_ordered_on_a_is_validated_through_b_and_served_by_b(two_n
         assert session.scalar(select(func.count()).select_from(AcmeChallenge)) == 0
     expected = ssl.PEM_cert_to_DER_cert(chain)
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and _served(b.ports["imaps"]) != expected:
+    while time.monotonic() < deadline and served_certificate(b.ports["imaps"], BRAND) != expected:
         time.sleep(0.3)
-    assert _served(b.ports["imaps"]) == expected
-    assert _served(b.ports["https"]) == expected
+    assert served_certificate(b.ports["imaps"], BRAND) == expected
+    assert served_certificate(b.ports["https"], BRAND) == expected
 
     # Node B holds the certificate through the database: it orders nothing itself.
     (on_b,) = certificates.renew_certificates(b.installation, hostnames=[BRAND])
