@@ -71,3 +71,33 @@ def make_admin(
         login=login or f"admin{next(_counter)}",
         password=password,
     )
+
+
+def insert_raw_rows(
+    connection,
+    *,
+    domains: tuple[str, ...] = ("a.test",),
+    mailboxes: tuple[tuple[str, str, int], ...] = (),
+    aliases: tuple[str, ...] = (),
+) -> None:
+    """A tenant, its domains, mailboxes of the first domain (local part, password hash, quota) and
+    aliases, in plain SQL: for databases at an older migration than the models, or tests that must
+    not go through the services. Columns every revision since 0002 has."""
+    connection.exec_driver_sql(
+        "INSERT INTO tenant (id, name, storage_pool_bytes, max_mailbox_bytes, active) VALUES (1, 't', 99, 9, true)"
+    )
+    for number, name in enumerate(domains, start=1):
+        connection.exec_driver_sql(
+            "INSERT INTO domain (id, tenant_id, name, max_mailboxes, max_aliases, max_mailbox_bytes, active) "
+            f"VALUES ({number}, 1, '{name}', 5, 5, 9, true)"
+        )
+    for number, (local_part, password_hash, quota) in enumerate(mailboxes, start=1):
+        connection.exec_driver_sql(
+            "INSERT INTO mailbox (domain_id, local_part, password_hash, quota_bytes, display_name, active, "
+            f"is_domain_admin, storage_key) VALUES (1, '{local_part}', '{password_hash}', {quota}, '', true, false, "
+            f"'k{number}')"
+        )
+    for local_part in aliases:
+        connection.exec_driver_sql(
+            f"INSERT INTO alias (domain_id, local_part, active) VALUES (1, '{local_part}', true)"
+        )

@@ -7,6 +7,7 @@ from sqlalchemy import create_engine, inspect
 
 from controlplane.models import Base
 from controlplane.schema import alembic_config, upgrade_database
+from tests.factories import insert_raw_rows
 
 
 def _migrated(url: str):
@@ -56,20 +57,9 @@ def test_domain_counts_are_taken_from_existing_rows_and_removed_on_downgrade(emp
     upgrade_database(url, "0002")
     engine = create_engine(url)
     with engine.begin() as connection:
-        connection.exec_driver_sql(
-            "INSERT INTO tenant (id, name, storage_pool_bytes, max_mailbox_bytes, active) "
-            "VALUES (1, 't', 99, 9, true)"
+        insert_raw_rows(
+            connection, domains=("a.test", "b.test"), mailboxes=(("x", "", 3), ("y", "", 4)), aliases=("z",)
         )
-        connection.exec_driver_sql(
-            "INSERT INTO domain (id, tenant_id, name, max_mailboxes, max_aliases, max_mailbox_bytes, active) "
-            "VALUES (1, 1, 'a.test', 5, 5, 9, true), (2, 1, 'b.test', 5, 5, 9, true)"
-        )
-        connection.exec_driver_sql(
-            "INSERT INTO mailbox (domain_id, local_part, password_hash, quota_bytes, display_name, active, "
-            "is_domain_admin, storage_key) "
-            "VALUES (1, 'x', '', 3, '', true, false, 'k1'), (1, 'y', '', 4, '', true, false, 'k2')"
-        )
-        connection.exec_driver_sql("INSERT INTO alias (domain_id, local_part, active) VALUES (1, 'z', true)")
     engine.dispose()
     upgrade_database(url)
     engine = create_engine(url)
@@ -98,17 +88,7 @@ def test_an_installation_with_mailboxes_upgrades_through_the_node_migrations(emp
     upgrade_database(url, "0014")
     engine = create_engine(url)
     with engine.begin() as connection:
-        connection.exec_driver_sql(
-            "INSERT INTO tenant (id, name, storage_pool_bytes, max_mailbox_bytes, active) VALUES (1, 't', 99, 9, true)"
-        )
-        connection.exec_driver_sql(
-            "INSERT INTO domain (id, tenant_id, name, max_mailboxes, max_aliases, max_mailbox_bytes, active) "
-            "VALUES (1, 1, 'a.test', 5, 5, 9, true)"
-        )
-        connection.exec_driver_sql(
-            "INSERT INTO mailbox (domain_id, local_part, password_hash, quota_bytes, display_name, active, "
-            "is_domain_admin, storage_key) VALUES (1, 'x', 'h', 3, '', true, false, 'k1')"
-        )
+        insert_raw_rows(connection, mailboxes=(("x", "h", 3),))
     engine.dispose()
     upgrade_database(url)
     engine = create_engine(url)

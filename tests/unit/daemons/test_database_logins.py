@@ -15,6 +15,7 @@ from controlplane.daemons.postgres import PrivatePostgres
 from controlplane.schema import upgrade_database
 from controlplane.settings import load_settings
 from tests import postgres_databases
+from tests.factories import insert_raw_rows
 
 
 @pytest.fixture
@@ -25,18 +26,7 @@ def granted(postgres_cluster: PrivatePostgres, tmp_path) -> Iterator[object]:
     database_logins.grant_daemon_logins(url)
     engine = sa.create_engine(url)
     with engine.begin() as connection:
-        connection.exec_driver_sql(
-            "INSERT INTO tenant (id, name, storage_pool_bytes, max_mailbox_bytes, active) "
-            "VALUES (1, 't', 99, 9, true)"
-        )
-        connection.exec_driver_sql(
-            "INSERT INTO domain (id, tenant_id, name, max_mailboxes, max_aliases, max_mailbox_bytes, active) "
-            "VALUES (1, 1, 'a.test', 5, 5, 9, true)"
-        )
-        connection.exec_driver_sql(
-            "INSERT INTO mailbox (domain_id, local_part, password_hash, quota_bytes, display_name, active, "
-            "is_domain_admin, storage_key) VALUES (1, 'ann', '{SHA512-CRYPT}$6$hash', 3, '', true, false, 'k1')"
-        )
+        insert_raw_rows(connection, mailboxes=(("ann", "{SHA512-CRYPT}$6$hash", 3),))
     engine.dispose()
     yield load_settings(environ={}, home=tmp_path, database_url=url)
     postgres_databases.drop(postgres_cluster, database)
