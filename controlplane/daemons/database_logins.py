@@ -51,6 +51,17 @@ READABLE = {
 }
 # What the usage writer may do beyond reading: Dovecot's dict upserts one row per user.
 WRITABLE = {"dovecot_usage": {"mailbox_usage": ("INSERT", "UPDATE")}}
+# Functions a daemon may call (migration 0019): Postfix's lookups, with their plans kept.
+CALLABLE = {
+    "postfix": (
+        "postfix_domain(text)",
+        "postfix_mailbox(text, text)",
+        "postfix_forwardings(text, text)",
+        "postfix_role_addresses(text, text)",
+        "postfix_catchall(text)",
+        "postfix_sender_logins(text, text)",
+    )
+}
 # Two nodes preparing the same database at once must not both create the roles.
 _ADVISORY_LOCK = 0x6C6F67696E  # "login"
 
@@ -110,6 +121,8 @@ def _grant(
         connection.exec_driver_sql(f"REVOKE ALL ON {relation} FROM {_quoted(role)}")
         readable = f"SELECT ({', '.join(columns)})" if columns else "SELECT"
         connection.exec_driver_sql(f"GRANT {readable} ON {relation} TO {_quoted(role)}")
+    for function in CALLABLE.get(daemon, ()):
+        connection.exec_driver_sql(f"GRANT EXECUTE ON FUNCTION {function} TO {_quoted(role)}")
     for relation, rights in WRITABLE.get(daemon, {}).items():
         connection.exec_driver_sql(f"GRANT {', '.join(rights)} ON {relation} TO {_quoted(role)}")
     if daemon in WRITABLE:

@@ -56,20 +56,36 @@ POSTFIX_SQL_MAPS = {
 }
 
 
+# The same lookups on PostgreSQL, through functions that keep their query plans (migration 0019):
+# planning the views' joins anew for every lookup cost more than the lookup.
+POSTFIX_PGSQL_QUERIES = {
+    "sql-domains.cf": "SELECT * FROM postfix_domain('%s')",
+    "sql-mailboxes.cf": "SELECT * FROM postfix_mailbox('%u', '%d')",
+    "sql-forwardings.cf": "SELECT * FROM postfix_forwardings('%u', '%d')",
+    "sql-role-addresses.cf": "SELECT * FROM postfix_role_addresses('%u', '%d')",
+    "sql-catchall.cf": "SELECT * FROM postfix_catchall('%s')",
+    "sql-sender-logins.cf": "SELECT * FROM postfix_sender_logins('%u', '%d')",
+}
+
+
 def _srs_maps(state: RenderState) -> dict[str, tuple[str, str]]:
     """Forwarded mail from a sender outside the hosted domains goes out through the internal
     listener, whose cleanup rewrites its sender with SRS (postsrsd). The SRS domain is the
     platform hostname; its own addresses are never sent round again."""
     hostname = normalize_hostname(state.hostname)
+    if state.daemon_database.driver == "pgsql":
+        hosted_domains = "postfix_domain('%d')"
+    else:
+        hosted_domains = "mail_domains WHERE domain = '%d'"
     return {
         "sql-srs-forwards.cf": (
             "forwarded mail from senders outside the hosted domains: through the internal listener (SRS)",
             f"SELECT 'smtp:[127.0.0.1]:{state.ports['internal_smtp']}' WHERE '%d' <> '{hostname}' "
-            "AND NOT EXISTS (SELECT 1 FROM mail_domains WHERE domain = '%d')",
+            f"AND NOT EXISTS (SELECT 1 FROM {hosted_domains})",
         ),
         "sql-hosted-senders.cf": (
             "senders of the hosted domains, kept as they are (never rewritten with SRS)",
-            "SELECT '%s' FROM mail_domains WHERE domain = '%d'",
+            f"SELECT '%s' FROM {hosted_domains}",
         ),
     }
 
@@ -385,6 +401,8 @@ def render_postfix(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
     database = state.daemon_database
     login = database.login("postfix") if database.driver == "pgsql" else None
     for name, (purpose, query) in {**POSTFIX_SQL_MAPS, **_srs_maps(state)}.items():
+        if database.driver == "pgsql":
+            query = POSTFIX_PGSQL_QUERIES.get(name, query)
         files[f"postfix/{name}"] = map_template.render(
             context, purpose=purpose, query=query, dbpath=database.path, login=login
         )

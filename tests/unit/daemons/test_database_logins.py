@@ -70,6 +70,22 @@ def test_postfix_reads_addresses_and_never_a_password_hash(granted) -> None:
     assert _refused(granted, "postfix", "DELETE FROM mailbox")
 
 
+def test_postfix_looks_up_through_its_functions_with_its_own_rights(granted) -> None:
+    lookups = {
+        "SELECT * FROM postfix_domain('a.test')": [("a.test",)],
+        "SELECT * FROM postfix_mailbox('ann', 'a.test')": [("mailbox",)],
+        "SELECT * FROM postfix_mailbox('bob', 'a.test')": [],
+        "SELECT * FROM postfix_forwardings('ann', 'a.test')": [("ann@a.test",)],
+        "SELECT * FROM postfix_sender_logins('ann', 'a.test')": [("ann@a.test",)],
+        "SELECT * FROM postfix_catchall('ann@a.test')": [],
+    }
+    for statement, rows in lookups.items():
+        assert _as(granted, "postfix", statement) == rows, statement
+    # Only Postfix's role may call them.
+    assert _refused(granted, "dovecot", "SELECT * FROM postfix_mailbox('ann', 'a.test')")
+    assert _refused(granted, "dovecot_usage", "SELECT * FROM postfix_domain('a.test')")
+
+
 def test_dovecot_reads_hashes_and_writes_nothing(granted) -> None:
     assert _as(granted, "dovecot", "SELECT password FROM mail_users") == [("{SHA512-CRYPT}$6$hash",)]
     for statement in SECRETS:
