@@ -25,7 +25,12 @@ alternating order):
 
 1,000 rounds after 10 of warm-up; `--quick`: 300 rounds, 20,000 mailboxes (seconds).
 
-    .venv/bin/python bench/admin_pages.py [--quick]
+`--database postgresql` puts both installations in databases of one private PostgreSQL cluster
+(controlplane/daemons/postgres.py) on loopback, filled with COPY (psycopg's executemany would
+send a million rows one statement each) and then ANALYZEd, as autovacuum would soon do; the
+issue's figure is 1,000,000 mailboxes there: `--database postgresql --size 1000000`.
+
+    .venv/bin/python bench/admin_pages.py [--quick] [--database postgresql] [--size N]
 
 It prints the 95th percentile of each page on each installation and their ratio
 (large / small); the last line is the headline: `ratio=<the worst of the three>`.
@@ -34,6 +39,7 @@ It prints the 95th percentile of each page on each installation and their ratio
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import re
 import shutil
@@ -49,8 +55,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import insert  # noqa: E402
 
 from controlplane import create_app  # noqa: E402
+from controlplane.daemons import database_logins  # noqa: E402
+from controlplane.daemons.postgres import PrivatePostgres  # noqa: E402
 from controlplane.models import GIB, AuditEntry, Mailbox  # noqa: E402
 from controlplane.models.base import utcnow  # noqa: E402
+from controlplane.runners.scratch import free_ports, run_on_postgres_server  # noqa: E402
 from controlplane.runtime import Installation  # noqa: E402
 from controlplane.schema import upgrade_database  # noqa: E402
 from controlplane.services import admins, aliases, audit, domains, mailboxes, passwords, tenants  # noqa: E402
@@ -72,6 +81,8 @@ GIVEN = (
 _CONSONANTS, _VOWELS = "bdfghklmnprstvz", "aeiou"
 _SYLLABLES = [c + v for c in _CONSONANTS for v in _VOWELS]
 _FAMILIES = len(_SYLLABLES) ** 3
+# Given and family names repeat together after this many addresses (gcd(50, 75**3) = 25).
+_DISTINCT_NAMES = len(GIVEN) * _FAMILIES // 25
 
 
 def local_part(index: int) -> str:
@@ -85,6 +96,8 @@ def local_part(index: int) -> str:
         + _SYLLABLES[family % syllables]
         + "n"
     )
+    if index >= _DISTINCT_NAMES:  # past 843,750: a namesake, told apart by a number
+        name += str(index // _DISTINCT_NAMES)
     return f"{GIVEN[index % len(GIVEN)]}.{name}"
 
 
@@ -115,7 +128,9 @@ def populate(installation: Installation, size: int) -> None:
                     password_hash=password_hash,
                 )  # fmt: skip
         actor = audit.actor_label(OPERATOR)
-        for start in range(0, size, INSERT_BATCH):
+        if installation.settings.is_postgresql:
+            _copy_rows(session, tenant.id, domain.id, actor, password_hash, size)
+        for start in range(0, 0 if installation.settings.is_postgresql else size, INSERT_BATCH):
             indexes = range(start, min(start + INSERT_BATCH, size))
             session.execute(
                 insert(Mailbox),
@@ -147,17 +162,53 @@ def populate(installation: Installation, size: int) -> None:
             )  # fmt: skip
 
 
+def _copy_rows(session, tenant_id: int, domain_id: int, actor: str, password_hash: str, size: int) -> None:
+    """The same rows as the inserts below, through PostgreSQL's COPY in the session's transaction
+    (the count triggers run for COPY as for INSERT)."""
+    cursor = session.connection().connection.driver_connection.cursor()
+    mailbox_columns = "domain_id, local_part, password_hash, quota_bytes, display_name, active, is_domain_admin, storage_key"
+    with cursor.copy(f"COPY mailbox ({mailbox_columns}) FROM STDIN") as copy:
+        for index in range(size):
+            copy.write_row(
+                (domain_id, local_part(index), password_hash, GIB, "", True, False, uuid.uuid4().hex)
+            )
+    now = utcnow()
+    details = json.dumps({"quota_bytes": GIB})
+    audit_columns = "time, tenant_id, domain_id, actor, client_ip, action, target, details"
+    with cursor.copy(f"COPY audit_entry ({audit_columns}) FROM STDIN") as copy:
+        for index in range(size):
+            copy.write_row(
+                (
+                    now,
+                    tenant_id,
+                    domain_id,
+                    actor,
+                    "",
+                    "mailbox.create",
+                    f"{local_part(index)}@{DOMAIN}",
+                    details,
+                )
+            )
+
+
 class Installed:
     """One state directory: migrated, populated, with a client logged in as the full admin."""
 
-    def __init__(self, home: Path, size: int) -> None:
+    def __init__(self, home: Path, size: int, database_url: str = "") -> None:
         self.size = size
-        settings = load_settings(environ={}, home=home)
+        settings = load_settings(
+            environ={}, home=home, **({"database_url": database_url} if database_url else {})
+        )
         settings.database_path.parent.mkdir(parents=True)
         upgrade_database(settings.sqlalchemy_url)
+        if settings.is_postgresql:  # as `letterhead db upgrade` does: the usage table and the roles
+            database_logins.grant_daemon_logins(settings.sqlalchemy_url)
         installation = Installation(settings)
         started = time.perf_counter()
         populate(installation, size)
+        if settings.is_postgresql:
+            with installation.engine.connect() as connection:
+                connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
         self.fill_seconds = time.perf_counter() - started
         installation.dispose()
         self.app = create_app({"LETTERHEAD_SETTINGS": settings})
@@ -197,6 +248,10 @@ def main() -> int:
     )
     parser.add_argument("--size", type=int, help="mailboxes in the large domain")
     parser.add_argument("--requests", type=int, help="requests per page and installation")
+    parser.add_argument(
+        "--database", choices=("sqlite", "postgresql"), default="sqlite",
+        help="postgresql: both installations on a private PostgreSQL cluster",
+    )  # fmt: skip
     args = parser.parse_args()
     large_size = args.size or (20_000 if args.quick else 100_000)
     requests = args.requests or (300 if args.quick else 1000)
@@ -204,10 +259,19 @@ def main() -> int:
 
     root = Path(tempfile.mkdtemp(prefix="letterhead-bench-admin-"))
     installs: list[Installed] = []
+    cluster = None
     try:
+        if args.database == "postgresql":
+            cluster = PrivatePostgres(port=free_ports(1)[0])
+            cluster.start()
+            for name in ("small", "large"):
+                run_on_postgres_server(cluster.url(), f'CREATE DATABASE "bench_{name}"')
         for name, size in (("small", SMALL_SIZE), ("large", large_size)):
-            installs.append(Installed(root / name, size))
-            print(f"{name}: {size} mailboxes in {DOMAIN}, filled in {installs[-1].fill_seconds:.1f} s")
+            url = cluster.url(f"bench_{name}") if cluster else ""
+            installs.append(Installed(root / name, size, url))
+            print(
+                f"{name}: {size} mailboxes in {DOMAIN} on {args.database}, filled in {installs[-1].fill_seconds:.1f} s"
+            )
         small, large = installs
         chooser = random.Random(1)
         matches: dict[int, list[int]] = {small.size: [], large.size: []}
@@ -257,6 +321,8 @@ def main() -> int:
     finally:
         for installed in installs:
             installed.close()
+        if cluster is not None:
+            cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

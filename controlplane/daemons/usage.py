@@ -103,7 +103,7 @@ def create_usage_table(connection: Connection) -> None:
 
 @functools.lru_cache(maxsize=8)
 def _postgres_engine(url: str) -> Engine:
-    return create_engine(url, pool_pre_ping=True, pool_size=2)
+    return create_engine(url, pool_pre_ping=True, pool_size=2, hide_parameters=True)
 
 
 def _postgres_url(source: Settings | Path | str) -> str | None:
@@ -117,7 +117,9 @@ def _postgres_rows(url: str, statement: str, parameters: dict[str, Any]) -> list
         with _postgres_engine(url).connect() as connection:
             return list(connection.execute(text(statement), parameters))
     except SQLAlchemyError as error:
-        log.warning("Storage usage unknown: cannot read it from the database: %s", error)
+        # The server's words only: the statement would name the addresses asked about.
+        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        log.warning("Storage usage unknown: cannot read it from the database: %s", reason)
         return None
 
 

@@ -17,8 +17,10 @@ class AuditEntry(Base):
 
     __tablename__ = "audit_entry"
     __table_args__ = (
-        Index("ix_audit_entry_tenant_id_time", "tenant_id", "time"),
-        Index("ix_audit_entry_domain_id_time", "domain_id", "time"),
+        # In the order the trail is read (newest first, id breaking ties), so the ten newest are
+        # the index's first ten: SQLite keeps the rowid in every index, PostgreSQL needs it named.
+        Index("ix_audit_entry_tenant_id_time", "tenant_id", "time", "id"),
+        Index("ix_audit_entry_domain_id_time", "domain_id", "time", "id"),
         AUTOINCREMENT,
     )
 

@@ -26,8 +26,9 @@ class AuthEvent(Base):
 
     __tablename__ = "auth_event"
     __table_args__ = (
-        Index("ix_auth_event_tenant_id_time", "tenant_id", "time"),
-        Index("ix_auth_event_domain_id_time", "domain_id", "time"),
+        # Read newest first, id breaking ties: see AuditEntry.
+        Index("ix_auth_event_tenant_id_time", "tenant_id", "time", "id"),
+        Index("ix_auth_event_domain_id_time", "domain_id", "time", "id"),
         AUTOINCREMENT,
     )
 
