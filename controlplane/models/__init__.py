@@ -22,7 +22,7 @@ from controlplane.models.mail_log import (
     UnparsedLogLine,
 )
 from controlplane.models.mailbox import Mailbox
-from controlplane.models.node import Node, StateGeneration
+from controlplane.models.node import Node, NodeTask, StateGeneration
 from controlplane.models.sender_rule import SenderRule
 from controlplane.models.tenant import GIB, Tenant
 
@@ -43,6 +43,7 @@ __all__ = [
     "Domain",
     "ImageSender",
     "Node",
+    "NodeTask",
     "StateGeneration",
     "LogCheckpoint",
     "MailQueueEntry",

@@ -9,8 +9,9 @@ a single machine: every mailbox is local.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import Integer, String
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controlplane.models.base import AUTOINCREMENT, Base, UTCDateTime, created_at, int_pk
@@ -45,3 +46,31 @@ class StateGeneration(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class NodeTask(Base):
+    """Work on a mailbox's home that only the node holding it can do, asked for by any node
+    (services/mail_homes.py): the holding node's sync runs it and writes the result, which the
+    asker reads and then deletes. A removal of a deleted mailbox's mail is asked for in the
+    deleting transaction and nobody waits for it."""
+
+    __tablename__ = "node_task"
+    __table_args__ = (
+        # What each node's sync reads several times a second: its few open tasks.
+        Index(
+            "ix_node_task_open",
+            "node_id",
+            "id",
+            sqlite_where=text("finished_at IS NULL"),
+            postgresql_where=text("finished_at IS NULL"),
+        ),
+        AUTOINCREMENT,
+    )
+
+    id: Mapped[int_pk]
+    node_id: Mapped[int] = mapped_column(ForeignKey("node.id", ondelete="CASCADE"))
+    operation: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[created_at]
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

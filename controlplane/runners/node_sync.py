@@ -6,7 +6,9 @@ name, rspamd's DKIM selectors, spam policies and allow lists in this node's Redi
 of hosted domains) follows the state generation (services/nodes.py): the process polls it every
 second and, when it moved, re-renders, checks and reloads what changed and republishes the rest.
 It also does so every few minutes regardless, so a number missed (its writer died between the
-change and the announcement) is caught up, and records the node as seen.
+change and the announcement) is caught up, and records the node as seen. Between those looks it
+runs, every tenth of a second, the work other nodes asked of this one on the mailbox homes it
+holds (services/mail_homes.py).
 
 `letterhead up` starts it on a node (`letterhead node sync --daemon`); `letterhead down` stops it.
 """
@@ -25,10 +27,13 @@ from controlplane.daemons.background import BackgroundProcess
 from controlplane.daemons.process import DaemonError
 from controlplane.errors import LetterheadError
 from controlplane.runtime import Installation, reload_postfix_if_running
-from controlplane.services import certificates, nodes
+from controlplane.services import certificates, mail_homes, nodes
 from controlplane.settings import Settings
 
 POLL_SECONDS = 1.0
+# Work another node asked of this one (services/mail_homes.py) waits at most this long: an
+# admin is waiting for the answer.
+TASK_POLL_SECONDS = 0.1
 FULL_SYNC_SECONDS = 300.0
 NODE_SYNC = BackgroundProcess("The node sync", "node-sync.pid", "node-sync.log", ("node", "sync", "--daemon"))
 
@@ -59,24 +64,28 @@ def run_node_sync(
         raise DaemonError("This installation is not a mail node: set node_name in letterhead.toml.")
     installation = Installation(settings)
     with NODE_SYNC.running(settings, daemon=daemon, stop=stop) as stop:
-        seen, last_full = -1, 0.0
+        seen, last_full, next_look = -1, 0.0, 0.0
         try:
             while not stop.is_set():
                 if not settings.home.is_dir():
                     return  # the installation was removed (a test's scratch stack)
                 try:
-                    with installation.sessions() as session:
-                        generation = nodes.current_generation(session)
-                    due = time.monotonic() - last_full >= FULL_SYNC_SECONDS
-                    if generation != seen or due:
-                        catch_up(installation)
-                        with installation.transaction() as session:
-                            nodes.node_caught_up(session, settings.node_name, generation)
-                        seen, last_full = generation, time.monotonic()
+                    with installation.transaction() as session:
+                        mail_homes.run_open_tasks(session, settings)
+                    if time.monotonic() >= next_look:
+                        next_look = time.monotonic() + poll_seconds
+                        with installation.sessions() as session:
+                            generation = nodes.current_generation(session)
+                        due = time.monotonic() - last_full >= FULL_SYNC_SECONDS
+                        if generation != seen or due:
+                            catch_up(installation)
+                            with installation.transaction() as session:
+                                nodes.node_caught_up(session, settings.node_name, generation)
+                            seen, last_full = generation, time.monotonic()
                 except (SQLAlchemyError, OSError, LetterheadError, DaemonError):
                     # The database or a daemon briefly away: try again at the next poll.
                     print(traceback.format_exc(), file=sys.stderr, flush=True)
-                stop.wait(poll_seconds)
+                stop.wait(min(TASK_POLL_SECONDS, poll_seconds))
         finally:
             installation.dispose()
 

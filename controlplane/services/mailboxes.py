@@ -14,7 +14,7 @@ from controlplane.daemons import usage
 from controlplane.db import after_commit
 from controlplane.errors import AlreadyExists, LetterheadError, NotFound, ValidationError
 from controlplane.models import GIB, Alias, AliasDestination, Domain, Mailbox
-from controlplane.services import audit, domains, locks, nodes, passwords, scope, storage, tokens
+from controlplane.services import audit, domains, locks, mail_homes, nodes, passwords, scope, storage, tokens
 from controlplane.services.scope import Actor
 from controlplane.validation import normalize_display_name, normalize_local_part, split_address
 
@@ -422,13 +422,17 @@ def set_domain_admin(session: Session, actor: Actor, mailbox: Mailbox, granted: 
 def delete_mailbox(session: Session, actor: Actor, mailbox: Mailbox) -> None:
     """Deleting a mailbox frees its storage in the pool and, after commit, removes its mail."""
     scope.require_domain(actor, mailbox.domain)
-    storage_key, address = mailbox.storage_key, mailbox.address
+    storage_key, address, node_id = mailbox.storage_key, mailbox.address, mailbox.node_id
     _record(session, actor, "mailbox.delete", mailbox)
     remove_destination_from_aliases(session, actor, mailbox.address, tenant_id=mailbox.domain.tenant_id)
     session.delete(mailbox)
     session.flush()
     mail_root = session.info.get("mail_root")
-    if mail_root:
+    node_name = session.info.get("node_name", "")
+    if node_id is not None and node_name and node_id != mail_homes.node_id_named(session, node_name):
+        # Its mail is on another node's disk: that node removes it once this commits.
+        mail_homes.remove_mail_after_commit(session, node_id, storage_key)
+    elif mail_root:
         maildir = Path(mail_root) / storage_key
         after_commit(
             session, f"remove-mail-{storage_key}", lambda: shutil.rmtree(maildir, ignore_errors=True)

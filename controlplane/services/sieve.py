@@ -23,13 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from controlplane.daemons import sieve_files
 from controlplane.daemons.process import DaemonError, run_tool
 from controlplane.errors import LetterheadError, NotFound, StorageUnavailable, ValidationError
 from controlplane.models import AuditEntry, Domain, Mailbox
-from controlplane.services import audit, domains, scope
+from controlplane.services import audit, domains, mail_homes, scope
 from controlplane.services.scope import Actor
 from controlplane.settings import Settings
 from controlplane.validation import split_address
@@ -91,6 +91,8 @@ class _Target:
     storage_key: str
     tenant_id: int
     domain_id: int
+    # The mail node holding the mailbox's home; None on a single machine.
+    node_id: int | None = None
 
 
 def validate_filter_name(name: str) -> str:
@@ -193,21 +195,22 @@ def _resolve_addresses(
     targets: list[_Target] = []
     for domain_name, items in wanted.items():
         domain = domains.find_domain(session, domain_name)
-        found: dict[str, str] = {}
+        found: dict[str, tuple[str, int | None]] = {}
         if domain is not None and _in_scope(actor, domain):
             local_parts = [local_part for local_part, _ in items]
             for start in range(0, len(local_parts), 500):
                 rows = session.execute(
-                    select(Mailbox.local_part, Mailbox.storage_key).where(
+                    select(Mailbox.local_part, Mailbox.storage_key, Mailbox.node_id).where(
                         Mailbox.domain_id == domain.id,
                         Mailbox.local_part.in_(local_parts[start : start + 500]),
                     )
                 )
-                found.update((local_part, key) for local_part, key in rows)
+                found.update((local_part, (key, node_id)) for local_part, key, node_id in rows)
         for local_part, address in items:
             if local_part in found:
                 assert domain is not None
-                targets.append(_Target(address, found[local_part], domain.tenant_id, domain.id))
+                key, node_id = found[local_part]
+                targets.append(_Target(address, key, domain.tenant_id, domain.id, node_id))
             else:
                 failures.append(FilterResult(address, NotFound(f"No such mailbox: {address}.")))
     return targets, failures
@@ -224,18 +227,21 @@ def _in_scope(actor: Actor, domain: Domain) -> bool:
 def _domain_targets(session: Session, actor: Actor, domain: Domain) -> list[_Target]:
     scope.require_domain(actor, domain)
     rows = session.execute(
-        select(Mailbox.local_part, Mailbox.storage_key)
+        select(Mailbox.local_part, Mailbox.storage_key, Mailbox.node_id)
         .where(Mailbox.domain_id == domain.id)
         .order_by(Mailbox.local_part)
     )
     return [
-        _Target(f"{local_part}@{domain.name}", key, domain.tenant_id, domain.id) for local_part, key in rows
+        _Target(f"{local_part}@{domain.name}", key, domain.tenant_id, domain.id, node_id)
+        for local_part, key, node_id in rows
     ]
 
 
 def _mailbox_target(actor: Actor, mailbox: Mailbox) -> _Target:
     scope.require_domain(actor, mailbox.domain)
-    return _Target(mailbox.address, mailbox.storage_key, mailbox.domain.tenant_id, mailbox.domain_id)
+    return _Target(
+        mailbox.address, mailbox.storage_key, mailbox.domain.tenant_id, mailbox.domain_id, mailbox.node_id
+    )
 
 
 # --- applying ------------------------------------------------------------------------------------
@@ -283,10 +289,16 @@ def _apply(
     *,
     label: str,
 ) -> FilterReport:
+    here = mail_homes.local_node_id(session, settings)
+    elsewhere: dict[int, list[_Target]] = {}
+    for target in targets:
+        if settings.node_name and target.node_id is not None and target.node_id != here:
+            elsewhere.setdefault(target.node_id, []).append(target)
+    local = [target for target in targets if target.node_id not in elsewhere]
     mail_root = settings.mail_root
-    if targets and not mail_root.is_dir():
+    if local and not mail_root.is_dir():
         raise DaemonError(f"The mail storage folder {mail_root} is missing: prepare the installation first.")
-    owner = _vmail_ids(settings) if targets else (0, 0)
+    owner = _vmail_ids(settings) if local else (0, 0)
 
     def install(target: _Target) -> FilterResult:
         try:
@@ -299,16 +311,44 @@ def _apply(
 
     # Each mailbox is a few file creations and renames, waiting on the disk, not the CPU:
     # a few threads overlap those waits (the work is independent per mailbox).
-    with ThreadPoolExecutor(max_workers=min(WRITER_THREADS, max(len(targets), 1))) as pool:
-        results = list(pool.map(install, targets))
+    with ThreadPoolExecutor(max_workers=min(WRITER_THREADS, max(len(local), 1))) as pool:
+        results = list(pool.map(install, local))
+    for node_id, held in elsewhere.items():
+        results += _install_elsewhere(session, node_id, compiled, held)
+    by_address = {result.address: result for result in results}
+    results = [by_address[target.address] for target in targets]  # in the order asked
     applied = [target for target, result in zip(targets, results, strict=True) if result.error is None]
     if applied:
         _record(session, actor, "sieve.apply", applied, label, filter=compiled.name, mailboxes=len(applied))
     return FilterReport(name=compiled.name, results=results + failures)
 
 
+def _install_elsewhere(
+    session: Session, node_id: int, compiled: CompiledFilter, targets: list[_Target]
+) -> list[FilterResult]:
+    """The same filter into mailboxes another node holds, written by that node."""
+    payload = {
+        "name": compiled.name,
+        "script": compiled.script.decode(),
+        "storage_keys": [target.storage_key for target in targets],
+    }
+    try:
+        failed = mail_homes.ask(session, node_id, mail_homes.INSTALL_ADMIN_FILTER, payload).get("failed", {})
+    except mail_homes.NodeUnavailable as error:
+        return [FilterResult(target.address, error) for target in targets]
+    return [
+        FilterResult(target.address, _not_written_because(failed[target.storage_key]))
+        if target.storage_key in failed
+        else FilterResult(target.address)
+        for target in targets
+    ]
+
+
 def _not_written(error: OSError) -> FilterNotWritten:
-    reason = error.strerror or error.__class__.__name__
+    return _not_written_because(error.strerror or error.__class__.__name__)
+
+
+def _not_written_because(reason: str) -> FilterNotWritten:
     return FilterNotWritten(f"The filter could not be written into the mailbox's storage: {reason}.")
 
 
@@ -339,8 +379,19 @@ def _record(
 
 
 def get_active_filter(actor: Actor, settings: Settings, mailbox: Mailbox) -> ActiveFilter | None:
-    """The mailbox's admin filter and its script, or None. Raises NotFound."""
-    home = sieve_files.mailbox_home(settings.mail_root, _mailbox_target(actor, mailbox).storage_key)
+    """The mailbox's admin filter and its script, or None. Raises NotFound, NodeUnavailable."""
+    target = _mailbox_target(actor, mailbox)
+    session = object_session(mailbox)
+    if session is not None and mail_homes.held_elsewhere(session, settings, target.node_id):
+        assert target.node_id is not None
+        answer = mail_homes.ask(
+            session, target.node_id, mail_homes.READ_ADMIN_FILTER,
+            {"storage_key": target.storage_key, "limit": MAX_SCRIPT_BYTES * 4},
+        )  # fmt: skip
+        if "error" in answer:
+            raise StorageUnavailable(f"The mailbox's filter could not be read: {answer['error']}.")
+        return ActiveFilter(name=answer["name"], script=answer["script"]) if answer.get("found") else None
+    home = sieve_files.mailbox_home(settings.mail_root, target.storage_key)
     found = sieve_files.admin_script(home, MAX_SCRIPT_BYTES * 4)
     if found is None:
         return None
@@ -352,15 +403,25 @@ def deactivate_filter(session: Session, actor: Actor, settings: Settings, mailbo
     """Stop running the mailbox's admin filter (the user's own scripts are theirs). Returns
     whether one ran. Raises NotFound."""
     target = _mailbox_target(actor, mailbox)
-    home = sieve_files.mailbox_home(settings.mail_root, target.storage_key)
-    found = sieve_files.admin_script(home, 256)
-    try:
-        removed = sieve_files.remove_admin_script(home)
-    except OSError as error:
-        raise _not_written(error) from error
+    if mail_homes.held_elsewhere(session, settings, target.node_id):
+        assert target.node_id is not None
+        answer = mail_homes.ask(
+            session, target.node_id, mail_homes.REMOVE_ADMIN_FILTER, {"storage_key": target.storage_key}
+        )
+        if "error" in answer:
+            raise _not_written_because(answer["error"])
+        removed, name = bool(answer.get("removed")), answer.get("name", "")
+    else:
+        home = sieve_files.mailbox_home(settings.mail_root, target.storage_key)
+        found = sieve_files.admin_script(home, 256)
+        try:
+            removed = sieve_files.remove_admin_script(home)
+        except OSError as error:
+            raise _not_written(error) from error
+        name = found[0] if found else ""
     if not removed:
         return False
-    _record(session, actor, "sieve.deactivate", [target], target.address, filter=found[0] if found else "")
+    _record(session, actor, "sieve.deactivate", [target], target.address, filter=name)
     return True
 
 

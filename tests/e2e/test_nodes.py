@@ -1,11 +1,14 @@
 """Two mail nodes on one machine, sharing one PostgreSQL database (separate state directories,
 ports and daemons): a mailbox made through node A's API receives mail on node B and is read over
 IMAP on either, B's log rows tagged with B; a change made on A reaches B's daemons within seconds;
-a brand certificate recorded once is served by SNI on B; and mail A accepted for a mailbox on B
-while B was down is delivered, once, when B is back."""
+a brand certificate recorded once is served by SNI on B; mail A accepted for a mailbox on B
+while B was down is delivered, once, when B is back; and an admin filter set, read and removed
+through A for a mailbox on B is written, run and removed on B, as is the mail of a mailbox
+deleted through A."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import imaplib
 import json
@@ -21,7 +24,7 @@ from sqlalchemy import func, select
 from controlplane.certs import acme
 from controlplane.daemons.postgres import PrivatePostgres
 from controlplane.models import Mailbox, MailRecipientResult, MailTransaction, Node
-from controlplane.render import SPAM_REJECT_SCORES_KEY
+from controlplane.render import ADMIN_SIEVE_SCRIPT, SPAM_REJECT_SCORES_KEY
 from controlplane.runners import stack
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import brands, certificates, domains, mailboxes, spam, tenants, tokens
@@ -71,16 +74,17 @@ def cluster(postgres_cluster: PrivatePostgres) -> Iterator[tuple[ScratchStack, S
         postgres_databases.drop(postgres_cluster, database)
 
 
-def _api_create_mailbox(node: ScratchStack, secret: str, local_part: str) -> int:
-    """Through node A's nginx over HTTPS, as a reseller's script would."""
+def _api(
+    node: ScratchStack, secret: str, method: str, path: str, body: dict | None = None
+) -> tuple[int, dict]:
+    """Through the node's nginx over HTTPS, as a reseller's script would."""
     connection = http.client.HTTPSConnection(
-        "127.0.0.1", node.ports["https"], timeout=20, context=tls_context(node)
+        "127.0.0.1", node.ports["https"], timeout=30, context=tls_context(node)
     )
-    body = json.dumps({"local_part": local_part, "quota_bytes": 100 * KB, "password": PASSWORD})
     connection.request(
-        "POST",
-        "/api/v1/domains/nodes.test/mailboxes",
-        body=body,
+        method,
+        f"/api/v1{path}",
+        body=json.dumps(body) if body is not None else None,
         headers={
             "Host": node.settings.hostname,
             "Authorization": f"Bearer {secret}",
@@ -88,10 +92,23 @@ def _api_create_mailbox(node: ScratchStack, secret: str, local_part: str) -> int
         },
     )
     response = connection.getresponse()
-    status = response.status
-    response.read()
+    status, data = response.status, response.read()
     connection.close()
-    return status
+    return status, json.loads(data) if data else {}
+
+
+def _api_create_mailbox(node: ScratchStack, secret: str, local_part: str) -> int:
+    body = {"local_part": local_part, "quota_bytes": 100 * KB, "password": PASSWORD}
+    return _api(node, secret, "POST", "/domains/nodes.test/mailboxes", body)[0]
+
+
+def _mailbox_on(node: ScratchStack, secret: str, home: str, local_parts: tuple[str, ...]) -> str:
+    """The first of these new mailboxes that lands on `home` (they spread over the nodes)."""
+    for local_part in local_parts:
+        assert _api_create_mailbox(node, secret, local_part) == 201
+        if _home_node(node, f"{local_part}@nodes.test") == home:
+            return local_part
+    raise AssertionError(f"none of {local_parts} was placed on {home}")
 
 
 def _home_node(node: ScratchStack, address: str) -> str:
@@ -108,6 +125,28 @@ def _maildir_copies(node: ScratchStack, subject: str) -> int:
         if path.is_file() and f"Subject: {subject}".encode() in path.read_bytes()[:4096]:
             found += 1
     return found
+
+
+INVOICES = 'require ["fileinto","mailbox"];\nif header :contains "subject" "invoice" { fileinto :create "Invoices"; }\n'
+
+
+def _folder_subjects(node: ScratchStack, user: str, folder: str) -> list[str]:
+    client = imaplib.IMAP4_SSL("127.0.0.1", node.ports["imaps"], ssl_context=tls_context(node), timeout=10)
+    try:
+        client.login(user, PASSWORD)
+        if client.select(f'"{folder}"', readonly=True)[0] != "OK":
+            return []
+        _, data = client.search(None, "ALL")
+        return [
+            client.fetch(number, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1][0][1]
+            .decode()
+            .split(":", 1)[1]
+            .strip()
+            for number in data[0].split()
+        ]
+    finally:
+        with contextlib.suppress(imaplib.IMAP4.error, OSError):
+            client.logout()
 
 
 def test_a_mailbox_made_on_a_receives_mail_on_b_and_is_read_on_either(cluster) -> None:
@@ -224,3 +263,35 @@ def test_a_brand_certificate_obtained_on_a_is_served_by_sni_on_b(cluster, tmp_pa
     assert served_certificate(b.ports["imaps"], hostname) == expected
     assert served_certificate(b.ports["https"], hostname) == expected
     assert served_certificate(b.ports["imaps"], "other.test") != expected  # the default for other names
+
+
+def test_an_admin_filter_set_on_a_works_on_b_and_deleting_on_a_removes_bs_mail(cluster) -> None:
+    """The mailbox is on B; every request goes to A, whose web app has no such home on its disk."""
+    a, b, secret = cluster
+    local_part = _mailbox_on(a, secret, "b", ("fay", "gus", "hal"))
+    address, path = f"{local_part}@nodes.test", f"/domains/nodes.test/mailboxes/{local_part}"
+    with a.installation.sessions() as session:
+        home = mailboxes.find_mailbox(session, address).storage_key
+    status, body = _api(a, secret, "PUT", f"{path}/filter", {"name": "invoices", "script": INVOICES})
+    assert status == 200 and body["name"] == "invoices", body
+    assert (b.settings.mail_root / home / ADMIN_SIEVE_SCRIPT).is_file()
+    assert not (a.settings.mail_root / home).exists()
+    status, body = _api(a, secret, "GET", f"{path}/filter")
+    assert status == 200 and body["name"] == "invoices" and "Invoices" in body["script"]
+    # B's LMTP runs it: mail sent to A is filed on B, and read through A.
+    subject = send(a, "billing@elsewhere.test", [address], subject=f"Your invoice {time.time_ns()}")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and subject not in _folder_subjects(a, address, "Invoices"):
+        time.sleep(0.2)
+    assert subject in _folder_subjects(a, address, "Invoices")
+
+    assert _api(a, secret, "DELETE", f"{path}/filter")[0] == 204
+    assert not (b.settings.mail_root / home / ADMIN_SIEVE_SCRIPT).exists()
+    assert _api(a, secret, "GET", f"{path}/filter")[1].get("name") is None
+
+    assert (b.settings.mail_root / home / "Maildir").is_dir()
+    assert _api(a, secret, "DELETE", path)[0] == 204
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (b.settings.mail_root / home).exists():
+        time.sleep(0.1)
+    assert not (b.settings.mail_root / home).exists()  # B removed it, once A's deletion committed
