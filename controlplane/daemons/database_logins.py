@@ -60,6 +60,8 @@ CALLABLE = {
         "postfix_role_addresses(text, text)",
         "postfix_catchall(text)",
         "postfix_sender_logins(text, text)",
+        # Whether a mailbox is full (migration 0022): its owner's rights, one reply or none.
+        "postfix_full_mailbox(text, text)",
     )
 }
 # Two nodes preparing the same database at once must not both create the roles.

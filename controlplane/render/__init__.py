@@ -68,6 +68,12 @@ POSTFIX_PGSQL_QUERIES = {
 }
 
 
+FULL_MAILBOXES_MAP = (
+    "mailboxes already full, refused at RCPT on any node (the shared usage table)",
+    "SELECT * FROM postfix_full_mailbox('%u', '%d')",
+)
+
+
 def _srs_maps(state: RenderState) -> dict[str, tuple[str, str]]:
     """Forwarded mail from a sender outside the hosted domains goes out through the internal
     listener, whose cleanup rewrites its sender with SRS (postsrsd). The SRS domain is the
@@ -405,6 +411,11 @@ def render_postfix(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
             query = POSTFIX_PGSQL_QUERIES.get(name, query)
         files[f"postfix/{name}"] = map_template.render(
             context, purpose=purpose, query=query, dbpath=database.path, login=login
+        )
+    if database.driver == "pgsql":
+        # Any node refuses a full mailbox at RCPT, whichever node holds it (migration 0022).
+        files["postfix/sql-full-mailboxes.cf"] = map_template.render(
+            context, purpose=FULL_MAILBOXES_MAP[0], query=FULL_MAILBOXES_MAP[1], dbpath=None, login=login
         )
     for name in ("srs-addresses", "srs-recipients"):
         files[f"postfix/{name}"] = env.get_template(f"postfix/{name}.j2").render(

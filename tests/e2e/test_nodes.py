@@ -12,6 +12,7 @@ import contextlib
 import http.client
 import imaplib
 import json
+import smtplib
 import ssl
 import subprocess
 import time
@@ -295,3 +296,24 @@ def test_an_admin_filter_set_on_a_works_on_b_and_deleting_on_a_removes_bs_mail(c
     while time.monotonic() < deadline and (b.settings.mail_root / home).exists():
         time.sleep(0.1)
     assert not (b.settings.mail_root / home).exists()  # B removed it, once A's deletion committed
+
+
+def test_a_mailbox_full_on_b_is_refused_at_rcpt_on_a(cluster) -> None:
+    """A's quota-status knows only A's mailboxes; the shared usage table speaks for B's."""
+    a, b, secret = cluster
+    local_part = _mailbox_on(a, secret, "b", ("ida", "jon", "kim"))
+    address = f"{local_part}@nodes.test"
+    subject = send(b, "someone@elsewhere.test", [address], size=80 * KB)
+    assert wait_for_subject(b, address, PASSWORD, subject, timeout=20)
+    with a.installation.transaction() as session:  # now below what it holds: full
+        mailboxes.set_mailbox_quota(session, OPERATOR, mailboxes.find_mailbox(session, address), 50 * KB)
+    deadline = time.monotonic() + 10
+    refused = None
+    while time.monotonic() < deadline and refused is None:
+        try:
+            send(a, "someone@elsewhere.test", [address])
+        except smtplib.SMTPRecipientsRefused as error:
+            refused = error.recipients[address]
+        else:
+            time.sleep(0.5)  # B's usage writer has not recorded the delivery yet
+    assert refused is not None and refused[0] == 552 and b"Mailbox is full" in refused[1]

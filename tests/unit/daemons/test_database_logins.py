@@ -81,9 +81,17 @@ def test_postfix_looks_up_through_its_functions_with_its_own_rights(granted) -> 
     }
     for statement, rows in lookups.items():
         assert _as(granted, "postfix", statement) == rows, statement
+    # Whether a mailbox is full, and nothing more: no size, quota or usage reaches Postfix.
+    assert _as(granted, "postfix", "SELECT * FROM postfix_full_mailbox('ann', 'a.test')") == []
+    _as(granted, "dovecot_usage", "INSERT INTO mailbox_usage (address, bytes) VALUES ('ann@a.test', 3)")
+    assert _as(granted, "postfix", "SELECT * FROM postfix_full_mailbox('ann', 'a.test')") == [
+        ("552 5.2.2 Mailbox is full",)
+    ]
+    assert _refused(granted, "postfix", "SELECT * FROM mailbox_usage")
     # Only Postfix's role may call them.
     assert _refused(granted, "dovecot", "SELECT * FROM postfix_mailbox('ann', 'a.test')")
     assert _refused(granted, "dovecot_usage", "SELECT * FROM postfix_domain('a.test')")
+    assert _refused(granted, "dovecot", "SELECT * FROM postfix_full_mailbox('ann', 'a.test')")
 
 
 def test_dovecot_reads_hashes_and_writes_nothing(granted) -> None:
