@@ -39,6 +39,7 @@ from tests.e2e.mailclient import (
     until_found,
     wait_for_subject,
 )
+from webmail.managesieve import SieveClient
 
 pytestmark = pytest.mark.e2e
 
@@ -285,6 +286,12 @@ def test_an_admin_filter_set_on_a_works_on_b_and_deleting_on_a_removes_bs_mail(c
     while time.monotonic() < deadline and subject not in _folder_subjects(a, address, "Invoices"):
         time.sleep(0.2)
     assert subject in _folder_subjects(a, address, "Invoices")
+
+    # The user's own rules (the webmail's settings) go through A's ManageSieve, proxied to B.
+    with SieveClient.open(a.settings, address, PASSWORD) as client:
+        client.store("letterhead", "keep;\n")
+        client.activate("letterhead")
+    assert (b.settings.mail_root / home / "sieve" / "letterhead.sieve").read_text() == "keep;\n"
 
     assert _api(a, secret, "DELETE", f"{path}/filter")[0] == 204
     assert not (b.settings.mail_root / home / ADMIN_SIEVE_SCRIPT).exists()
