@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, create_engine, func, make_url, pool, select, text
 
 from controlplane.daemons import usage
+from controlplane.db import server_reason
 from controlplane.errors import LetterheadError
 from controlplane.models import Base
 from controlplane.schema import upgrade_database
@@ -153,7 +154,7 @@ def copy_database(
     try:
         upgrade_database(target_url)
     except Exception as error:  # noqa: BLE001 - any driver or server failure: said in words
-        raise CopyRefused(f"Cannot prepare the target database: {_first_line(error)}") from error
+        raise CopyRefused(f"Cannot prepare the target database: {server_reason(error)}") from error
     source_engine: Engine = create_engine(settings.sqlalchemy_url, poolclass=pool.NullPool)
     target_engine: Engine = create_engine(target_url, poolclass=pool.NullPool)
     copied: list[CopiedTable] = []
@@ -178,12 +179,8 @@ def copy_database(
     except LetterheadError:
         raise
     except Exception as error:  # noqa: BLE001
-        raise CopyRefused(f"The copy failed and nothing was kept: {_first_line(error)}") from error
+        raise CopyRefused(f"The copy failed and nothing was kept: {server_reason(error)}") from error
     finally:
         source_engine.dispose()
         target_engine.dispose()
     return copied
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

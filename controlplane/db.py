@@ -60,3 +60,10 @@ def _run_after_commit(session: Session) -> None:
 
 def _drop_after_commit(session: Session) -> None:
     session.info.pop(_PENDING_KEY, None)
+
+
+def server_reason(error: BaseException) -> str:
+    """The first line of what the database server said: never the statement or its
+    parameters, which SQLAlchemy appends below it and which can name secrets or addresses."""
+    said = str(getattr(error, "orig", None) or error).strip()
+    return said.splitlines()[0] if said else type(error).__name__

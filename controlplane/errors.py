@@ -44,6 +44,10 @@ class StorageUnavailable(LetterheadError):
     """The mail storage could not take a change (a full disk, a broken folder): the server's fault."""
 
 
+class NodeUnavailable(StorageUnavailable):
+    """The mail node holding a mailbox did not answer in time; nothing was changed there."""
+
+
 class ConfigRefused(LetterheadError):
     """A rendered configuration failed the daemons' own checks; the previous one stays live."""
 

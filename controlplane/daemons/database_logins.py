@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.daemons import usage
 from controlplane.daemons.process import DaemonError
+from controlplane.db import server_reason
 from controlplane.render import DaemonDatabase, DatabaseLogin
 from controlplane.settings import Settings
 
@@ -96,7 +97,7 @@ def grant_daemon_logins(url: str) -> None:
                 _grant(connection, database, daemon, relations)
     except SQLAlchemyError as error:
         # The server's words only: never the statement, which names a role's verifier.
-        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        reason = server_reason(error)
         raise DaemonError(
             f"Could not grant the daemons' database logins ({reason}). The database_url role must own "
             "the database and have CREATEROLE."
@@ -124,7 +125,9 @@ def _grant(
         readable = f"SELECT ({', '.join(columns)})" if columns else "SELECT"
         connection.exec_driver_sql(f"GRANT {readable} ON {relation} TO {_quoted(role)}")
     for function in CALLABLE.get(daemon, ()):
-        connection.exec_driver_sql(f"GRANT EXECUTE ON FUNCTION {function} TO {_quoted(role)}")
+        # A database downgraded below the migration that made it has none to grant.
+        if connection.execute(text("SELECT to_regprocedure(:f)"), {"f": function}).scalar() is not None:
+            connection.exec_driver_sql(f"GRANT EXECUTE ON FUNCTION {function} TO {_quoted(role)}")
     for relation, rights in WRITABLE.get(daemon, {}).items():
         connection.exec_driver_sql(f"GRANT {', '.join(rights)} ON {relation} TO {_quoted(role)}")
     if daemon in WRITABLE:

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from controlplane.db import after_commit
+from controlplane.db import after_commit, server_reason
 from controlplane.models import Mailbox
 from controlplane.settings import Settings
 
@@ -118,7 +118,7 @@ def _postgres_rows(url: str, statement: str, parameters: dict[str, Any]) -> list
             return list(connection.execute(text(statement), parameters))
     except SQLAlchemyError as error:
         # The server's words only: the statement would name the addresses asked about.
-        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        reason = server_reason(error)
         log.warning("Storage usage unknown: cannot read it from the database: %s", reason)
         return None
 

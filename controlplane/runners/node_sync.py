@@ -53,6 +53,40 @@ def catch_up(installation: Installation) -> None:
     reload_postfix_if_running(installation.settings)
 
 
+class _Complaints:
+    """One traceback per kind of failure a minute: a database that is away for a while must not
+    fill the log ten times a second."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def report(self) -> None:
+        kind = traceback.format_exc().strip().splitlines()[-1]
+        if time.monotonic() - self._last.get(kind, -60.0) >= 60.0:
+            self._last[kind] = time.monotonic()
+            print(traceback.format_exc(), file=sys.stderr, flush=True)
+
+
+def _serve_tasks(installation: Installation, stop: threading.Event, complaints: _Complaints) -> None:
+    """The work other nodes ask of this one, in a thread of its own: an admin waiting for an
+    answer must not wait for a configuration to be checked and reloaded."""
+    settings = installation.settings
+    next_cleanup = 0.0
+    while not stop.is_set():
+        try:
+            ran = True
+            while ran and not stop.is_set():
+                with installation.transaction() as session:
+                    ran = mail_homes.run_next_task(session, settings)
+            if time.monotonic() >= next_cleanup:
+                next_cleanup = time.monotonic() + 60.0
+                with installation.transaction() as session:
+                    mail_homes.drop_uncollected(session, settings)
+        except (SQLAlchemyError, OSError, LetterheadError, DaemonError):
+            complaints.report()
+        stop.wait(TASK_POLL_SECONDS)
+
+
 def run_node_sync(
     settings: Settings,
     *,
@@ -63,30 +97,31 @@ def run_node_sync(
     if not settings.node_name:
         raise DaemonError("This installation is not a mail node: set node_name in letterhead.toml.")
     installation = Installation(settings)
+    complaints = _Complaints()
     with NODE_SYNC.running(settings, daemon=daemon, stop=stop) as stop:
-        seen, last_full, next_look = -1, 0.0, 0.0
+        tasks = threading.Thread(target=_serve_tasks, args=(installation, stop, complaints), daemon=True)
+        tasks.start()
+        seen, last_full = -1, 0.0
         try:
             while not stop.is_set():
                 if not settings.home.is_dir():
                     return  # the installation was removed (a test's scratch stack)
                 try:
-                    with installation.transaction() as session:
-                        mail_homes.run_open_tasks(session, settings)
-                    if time.monotonic() >= next_look:
-                        next_look = time.monotonic() + poll_seconds
-                        with installation.sessions() as session:
-                            generation = nodes.current_generation(session)
-                        due = time.monotonic() - last_full >= FULL_SYNC_SECONDS
-                        if generation != seen or due:
-                            catch_up(installation)
-                            with installation.transaction() as session:
-                                nodes.node_caught_up(session, settings.node_name, generation)
-                            seen, last_full = generation, time.monotonic()
+                    with installation.sessions() as session:
+                        generation = nodes.current_generation(session)
+                    due = time.monotonic() - last_full >= FULL_SYNC_SECONDS
+                    if generation != seen or due:
+                        catch_up(installation)
+                        with installation.transaction() as session:
+                            nodes.node_caught_up(session, settings.node_name, generation)
+                        seen, last_full = generation, time.monotonic()
                 except (SQLAlchemyError, OSError, LetterheadError, DaemonError):
                     # The database or a daemon briefly away: try again at the next poll.
-                    print(traceback.format_exc(), file=sys.stderr, flush=True)
-                stop.wait(min(TASK_POLL_SECONDS, poll_seconds))
+                    complaints.report()
+                stop.wait(poll_seconds)
         finally:
+            stop.set()
+            tasks.join(timeout=10)
             installation.dispose()
 
 

@@ -30,15 +30,13 @@ from sqlalchemy.orm import Session
 
 from controlplane.daemons import sieve_files
 from controlplane.daemons.process import DaemonError
-from controlplane.errors import StorageUnavailable
+from controlplane.errors import NodeUnavailable
 from controlplane.models import Node, NodeTask
 from controlplane.models.base import utcnow
 from controlplane.settings import Settings
 
 ANSWER_WAIT_SECONDS = 20.0
 ANSWER_POLL_SECONDS = 0.05
-# Tasks a node runs per pass; the rest wait for its next pass a fraction of a second later.
-TASKS_PER_PASS = 50
 # A finished task nobody collected (its asker died waiting) is dropped after this long.
 UNCOLLECTED = dt.timedelta(hours=1)
 
@@ -48,31 +46,23 @@ READ_ADMIN_FILTER = "read_admin_filter"
 REMOVE_ADMIN_FILTER = "remove_admin_filter"
 
 
-class NodeUnavailable(StorageUnavailable):
-    """The node holding a mailbox did not answer in time; nothing was changed."""
-
-
-def node_id_named(session: Session, name: str) -> int | None:
+def find_node_id(session: Session, name: str) -> int | None:
     return session.scalar(select(Node.id).where(Node.name == name)) if name else None
 
 
-def local_node_id(session: Session, settings: Settings) -> int | None:
-    """This installation's node, or None on a single machine."""
-    return node_id_named(session, settings.node_name)
-
-
-def held_elsewhere(session: Session, settings: Settings, node_id: int | None) -> bool:
-    """Whether a home held by `node_id` lies on another node's disk."""
-    if node_id is None or not settings.node_name:
-        return False
-    return node_id != local_node_id(session, settings)
+def held_elsewhere(session: Session, this_node: str, node_id: int | None) -> bool:
+    """Whether a home held by `node_id` lies on another machine's disk than this one (named
+    `this_node`, "" on a single machine or a host that is not a node, such as an operator's
+    CLI on the database server: every held home is elsewhere for it)."""
+    return node_id is not None and node_id != find_node_id(session, this_node)
 
 
 def ask(session: Session, node_id: int, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Have the node run the operation and return its result. Raises NodeUnavailable.
 
     The task is committed in a session of its own, so the holding node sees it while the
-    caller's transaction stays open (and its changes unseen) until the caller commits.
+    caller's transaction stays open (and its changes unseen) until the caller commits. Nodes
+    share PostgreSQL only, where that open transaction does not stop this one committing.
     """
     with Session(session.get_bind()) as own:
         task = NodeTask(node_id=node_id, operation=operation, payload=payload)
@@ -134,6 +124,8 @@ def _install_admin_filter(settings: Settings, payload: dict[str, Any]) -> dict[s
             )  # fmt: skip
         except OSError as error:
             failed[storage_key] = error.strerror or error.__class__.__name__
+        except DaemonError as error:
+            failed[storage_key] = str(error)
     return {"failed": failed}
 
 
@@ -164,34 +156,41 @@ OPERATIONS: dict[str, Callable[[Settings, dict[str, Any]], dict[str, Any]]] = {
 }
 
 
-def run_open_tasks(session: Session, settings: Settings) -> int:
-    """Run this node's open tasks (several nodes' syncs never take the same one); the caller
-    commits. Returns how many ran."""
-    node_id = local_node_id(session, settings)
+def run_next_task(session: Session, settings: Settings) -> bool:
+    """Run the oldest open task asked of this node, an admin's before any mail removal (nobody
+    waits for those); the caller commits, so each task's result is committed on its own and a
+    failing one costs no other. Several processes never take the same task. Returns whether
+    there was one."""
+    node_id = find_node_id(session, settings.node_name)
     if node_id is None:
-        return 0
-    tasks = session.scalars(
+        return False
+    task = session.scalars(
         select(NodeTask)
         .where(NodeTask.node_id == node_id, NodeTask.finished_at.is_(None))
-        .order_by(NodeTask.id)
-        .limit(TASKS_PER_PASS)
+        .order_by(NodeTask.operation == REMOVE_MAIL, NodeTask.id)
+        .limit(1)
         .with_for_update(skip_locked=True)
-    ).all()
-    for task in tasks:
-        operation = OPERATIONS.get(task.operation)
-        try:
-            task.result = operation(settings, task.payload) if operation else {"error": "unknown operation"}
-        except (OSError, KeyError, TypeError, ValueError, DaemonError) as error:
-            task.result = {"error": str(error) or error.__class__.__name__}
-        task.finished_at = utcnow()
-        if task.operation == REMOVE_MAIL:
-            session.delete(task)  # nobody waits for it
-    if tasks:
-        session.execute(
-            delete(NodeTask).where(
-                NodeTask.node_id == node_id,
-                NodeTask.finished_at.is_not(None),
-                NodeTask.finished_at < utcnow() - UNCOLLECTED,
-            )
+    ).first()
+    if task is None:
+        return False
+    operation = OPERATIONS.get(task.operation)
+    try:
+        task.result = operation(settings, task.payload) if operation else {"error": "unknown operation"}
+    except (OSError, KeyError, TypeError, ValueError, DaemonError) as error:
+        task.result = {"error": str(error) or error.__class__.__name__}
+    task.finished_at = utcnow()
+    if task.operation == REMOVE_MAIL:
+        session.delete(task)  # nobody waits for it
+    return True
+
+
+def drop_uncollected(session: Session, settings: Settings) -> None:
+    """Answers nobody collected (the asker died waiting), after an hour."""
+    node_id = find_node_id(session, settings.node_name)
+    session.execute(
+        delete(NodeTask).where(
+            NodeTask.node_id == node_id,
+            NodeTask.finished_at.is_not(None),
+            NodeTask.finished_at < utcnow() - UNCOLLECTED,
         )
-    return len(tasks)
+    )

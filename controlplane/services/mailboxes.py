@@ -428,8 +428,7 @@ def delete_mailbox(session: Session, actor: Actor, mailbox: Mailbox) -> None:
     session.delete(mailbox)
     session.flush()
     mail_root = session.info.get("mail_root")
-    node_name = session.info.get("node_name", "")
-    if node_id is not None and node_name and node_id != mail_homes.node_id_named(session, node_name):
+    if mail_homes.held_elsewhere(session, session.info.get("node_name", ""), node_id):
         # Its mail is on another node's disk: that node removes it once this commits.
         mail_homes.remove_mail_after_commit(session, node_id, storage_key)
     elif mail_root:

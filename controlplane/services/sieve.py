@@ -23,11 +23,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session
 
 from controlplane.daemons import sieve_files
 from controlplane.daemons.process import DaemonError, run_tool
-from controlplane.errors import LetterheadError, NotFound, StorageUnavailable, ValidationError
+from controlplane.errors import (
+    LetterheadError,
+    NodeUnavailable,
+    NotFound,
+    StorageUnavailable,
+    ValidationError,
+)
 from controlplane.models import AuditEntry, Domain, Mailbox
 from controlplane.services import audit, domains, mail_homes, scope
 from controlplane.services.scope import Actor
@@ -289,10 +295,11 @@ def _apply(
     *,
     label: str,
 ) -> FilterReport:
-    here = mail_homes.local_node_id(session, settings)
     elsewhere: dict[int, list[_Target]] = {}
     for target in targets:
-        if settings.node_name and target.node_id is not None and target.node_id != here:
+        if target.node_id is not None and mail_homes.held_elsewhere(
+            session, settings.node_name, target.node_id
+        ):
             elsewhere.setdefault(target.node_id, []).append(target)
     local = [target for target in targets if target.node_id not in elsewhere]
     mail_root = settings.mail_root
@@ -333,9 +340,12 @@ def _install_elsewhere(
         "storage_keys": [target.storage_key for target in targets],
     }
     try:
-        failed = mail_homes.ask(session, node_id, mail_homes.INSTALL_ADMIN_FILTER, payload).get("failed", {})
-    except mail_homes.NodeUnavailable as error:
+        answer = mail_homes.ask(session, node_id, mail_homes.INSTALL_ADMIN_FILTER, payload)
+    except NodeUnavailable as error:
         return [FilterResult(target.address, error) for target in targets]
+    if "error" in answer:  # the node could not take it at all
+        return [FilterResult(target.address, _not_written_because(answer["error"])) for target in targets]
+    failed = answer.get("failed", {})
     return [
         FilterResult(target.address, _not_written_because(failed[target.storage_key]))
         if target.storage_key in failed
@@ -378,12 +388,12 @@ def _record(
 # --- reading and deactivating --------------------------------------------------------------------
 
 
-def get_active_filter(actor: Actor, settings: Settings, mailbox: Mailbox) -> ActiveFilter | None:
-    """The mailbox's admin filter and its script, or None. Raises NotFound, NodeUnavailable."""
+def get_active_filter(
+    session: Session, actor: Actor, settings: Settings, mailbox: Mailbox
+) -> ActiveFilter | None:
+    """The mailbox's admin filter and its script, or None. Raises NotFound, StorageUnavailable."""
     target = _mailbox_target(actor, mailbox)
-    session = object_session(mailbox)
-    if session is not None and mail_homes.held_elsewhere(session, settings, target.node_id):
-        assert target.node_id is not None
+    if target.node_id is not None and mail_homes.held_elsewhere(session, settings.node_name, target.node_id):
         answer = mail_homes.ask(
             session, target.node_id, mail_homes.READ_ADMIN_FILTER,
             {"storage_key": target.storage_key, "limit": MAX_SCRIPT_BYTES * 4},
@@ -403,8 +413,7 @@ def deactivate_filter(session: Session, actor: Actor, settings: Settings, mailbo
     """Stop running the mailbox's admin filter (the user's own scripts are theirs). Returns
     whether one ran. Raises NotFound."""
     target = _mailbox_target(actor, mailbox)
-    if mail_homes.held_elsewhere(session, settings, target.node_id):
-        assert target.node_id is not None
+    if target.node_id is not None and mail_homes.held_elsewhere(session, settings.node_name, target.node_id):
         answer = mail_homes.ask(
             session, target.node_id, mail_homes.REMOVE_ADMIN_FILTER, {"storage_key": target.storage_key}
         )

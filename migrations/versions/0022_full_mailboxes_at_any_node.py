@@ -38,7 +38,10 @@ def upgrade() -> None:
             FROM mailbox m
             JOIN domain d ON d.id = m.domain_id
             JOIN mailbox_usage u ON u.address = m.local_part || '@' || d.name
-            WHERE m.local_part = local_name AND d.name = domain_name AND u.bytes >= m.quota_bytes;
+            WHERE m.local_part = local_name AND d.name = domain_name AND u.bytes >= m.quota_bytes
+            -- A row left by an earlier mailbox at this address (deleted, renamed) is not its
+            -- usage: it counts from the second the mailbox was made (daemons/usage.py alike).
+            AND u.measured_at_ms >= floor(extract(epoch FROM m.created_at)) * 1000;
         END $$
         """
     )

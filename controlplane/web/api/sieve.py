@@ -20,7 +20,7 @@ blueprint = Blueprint("api_filters", __name__, description="Sieve filters run at
 
 
 def active_filter_body(mailbox: Mailbox) -> dict:
-    active = sieve.get_active_filter(current_actor(), current_settings(), mailbox)
+    active = sieve.get_active_filter(db(), current_actor(), current_settings(), mailbox)
     return {
         "address": mailbox.address, "active": active is not None,
         "name": active.name if active else None, "script": active.script if active else None,

@@ -26,7 +26,11 @@ def granted(postgres_cluster: PrivatePostgres, tmp_path) -> Iterator[object]:
     database_logins.grant_daemon_logins(url)
     engine = sa.create_engine(url)
     with engine.begin() as connection:
-        insert_raw_rows(connection, mailboxes=(("ann", "{SHA512-CRYPT}$6$hash", 3),))
+        insert_raw_rows(connection, mailboxes=(("ann", "{SHA512-CRYPT}$6$hash", 3),), aliases=("",))
+        # The catch-all: every other address of a.test to ann.
+        connection.exec_driver_sql(
+            "INSERT INTO alias_destination (alias_id, address) VALUES (1, 'ann@a.test')"
+        )
     engine.dispose()
     yield load_settings(environ={}, home=tmp_path, database_url=url)
     postgres_databases.drop(postgres_cluster, database)
@@ -77,16 +81,26 @@ def test_postfix_looks_up_through_its_functions_with_its_own_rights(granted) -> 
         "SELECT * FROM postfix_mailbox('bob', 'a.test')": [],
         "SELECT * FROM postfix_forwardings('ann', 'a.test')": [("ann@a.test",)],
         "SELECT * FROM postfix_sender_logins('ann', 'a.test')": [("ann@a.test",)],
-        "SELECT * FROM postfix_catchall('ann@a.test')": [],
+        "SELECT * FROM postfix_catchall('ann@a.test')": [],  # only "@domain" keys
+        "SELECT * FROM postfix_catchall('@a.test')": [("ann@a.test",)],
+        "SELECT * FROM postfix_catchall('@b.test')": [],
     }
     for statement, rows in lookups.items():
         assert _as(granted, "postfix", statement) == rows, statement
     # Whether a mailbox is full, and nothing more: no size, quota or usage reaches Postfix.
-    assert _as(granted, "postfix", "SELECT * FROM postfix_full_mailbox('ann', 'a.test')") == []
-    _as(granted, "dovecot_usage", "INSERT INTO mailbox_usage (address, bytes) VALUES ('ann@a.test', 3)")
-    assert _as(granted, "postfix", "SELECT * FROM postfix_full_mailbox('ann', 'a.test')") == [
-        ("552 5.2.2 Mailbox is full",)
-    ]
+    full = "SELECT * FROM postfix_full_mailbox('ann', 'a.test')"
+    assert _as(granted, "postfix", full) == []
+    # A row an earlier mailbox at this address left behind is not this one's usage.
+    _as(
+        granted,
+        "dovecot_usage",
+        "INSERT INTO mailbox_usage (address, bytes, measured_at_ms) VALUES ('ann@a.test', 3, 0)",
+    )
+    assert _as(granted, "postfix", full) == []
+    _as(
+        granted, "dovecot_usage", "UPDATE mailbox_usage SET bytes = 4 WHERE address = 'ann@a.test'"
+    )  # measured now
+    assert _as(granted, "postfix", full) == [("552 5.2.2 Mailbox is full",)]
     assert _refused(granted, "postfix", "SELECT * FROM mailbox_usage")
     # Only Postfix's role may call them.
     assert _refused(granted, "dovecot", "SELECT * FROM postfix_mailbox('ann', 'a.test')")

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import func, select
 
 from controlplane.daemons import sieve_files
-from controlplane.models import NodeTask
+from controlplane.errors import NodeUnavailable
+from controlplane.models import AuditEntry, NodeTask
 from controlplane.runtime import Installation
-from controlplane.services import mail_homes, mailboxes, nodes
+from controlplane.services import mail_homes, mailboxes, nodes, sieve
 from controlplane.services.scope import OPERATOR
 from controlplane.settings import Settings
 from tests.factories import make_domain, make_mailbox
@@ -36,16 +37,19 @@ def two_nodes(settings: Settings, tmp_path) -> Iterator[tuple[Installation, Sett
 
 
 @pytest.fixture
-def node_b_working(two_nodes) -> Iterator[None]:
-    """Node b's sync, running the tasks asked of it as runners/node_sync.py does."""
+def node_b_working(two_nodes, request) -> Iterator[None]:
+    """Node b's sync, running the tasks asked of it as runners/node_sync.py does (with other
+    settings of b's if the test names them)."""
     installation, node_b, _ = two_nodes
+    node_b = dataclasses.replace(node_b, **getattr(request, "param", {}))
     stop = threading.Event()
 
     def work() -> None:
         while not stop.is_set():
             with installation.transaction() as session:
-                mail_homes.run_open_tasks(session, node_b)
-            stop.wait(0.02)
+                ran = mail_homes.run_next_task(session, node_b)
+            if not ran:
+                stop.wait(0.02)
 
     worker = threading.Thread(target=work)
     worker.start()
@@ -84,12 +88,12 @@ def test_an_unanswered_request_is_withdrawn_and_says_nothing_changed(two_nodes, 
     monkeypatch.setattr(mail_homes, "ANSWER_WAIT_SECONDS", 0.3)
     with (
         installation.sessions() as session,
-        pytest.raises(mail_homes.NodeUnavailable, match=r"\(b\) did not answer"),
+        pytest.raises(NodeUnavailable, match=r"\(b\) did not answer"),
     ):
         mail_homes.ask(session, b_id, mail_homes.REMOVE_ADMIN_FILTER, {"storage_key": "abc123"})
     assert _open_tasks(installation) == 0
     with installation.transaction() as session:
-        assert mail_homes.run_open_tasks(session, node_b) == 0  # b, back, finds nothing to do
+        assert not mail_homes.run_next_task(session, node_b)  # b, back, finds nothing to do
 
 
 def test_a_deleted_mailboxs_mail_is_removed_by_its_node_once_committed(two_nodes) -> None:
@@ -109,6 +113,30 @@ def test_a_deleted_mailboxs_mail_is_removed_by_its_node_once_committed(two_nodes
     assert (node_b.mail_root / key).is_dir()  # node a's disk has no such folder to remove
     assert _open_tasks(installation) == 1
     with installation.transaction() as session:
-        assert mail_homes.run_open_tasks(session, node_b) == 1
+        assert mail_homes.run_next_task(session, node_b)
     assert not (node_b.mail_root / key).exists()
     assert _open_tasks(installation) == 0
+
+
+@pytest.mark.parametrize("node_b_working", [{"vmail_user": "no-such-mail-user"}], indirect=True)
+def test_a_filter_the_holding_node_cannot_write_is_reported_and_not_recorded(
+    two_nodes, node_b_working
+) -> None:
+    installation, _node_b, b_id = two_nodes
+    with installation.transaction() as session:
+        mailbox = make_mailbox(session, domain=make_domain(session, name="homes.test"), local_part="ann")
+        mailbox.node_id = b_id
+    with installation.transaction() as session:
+        report = sieve.set_filter_for_mailbox(
+            session, OPERATOR, installation.settings, mailboxes.find_mailbox(session, "ann@homes.test"),
+            name="keep", script="keep;\n",
+        )  # fmt: skip
+        [result] = report.results
+        assert report.applied == 0 and "could not be written" in str(result.error)
+        assert "no-such-mail-user" in str(result.error)
+        assert (
+            session.scalar(
+                select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "sieve.apply")
+            )
+            == 0
+        )

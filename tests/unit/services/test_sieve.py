@@ -68,9 +68,9 @@ def test_a_filter_reaches_the_mailboxes_named_and_another_tenants_fails_like_a_m
         "nobody@a.test", "X"
     )
     for name in ("ann", "bob"):
-        active = sieve.get_active_filter(actor, settings, world[name])
+        active = sieve.get_active_filter(db, actor, settings, world[name])
         assert active is not None and (active.name, active.script) == ("junk", JUNK)
-    assert sieve.get_active_filter(scope.OPERATOR, settings, world["rival"]) is None
+    assert sieve.get_active_filter(db, scope.OPERATOR, settings, world["rival"]) is None
     [entry] = db.scalars(select(AuditEntry).where(AuditEntry.action == "sieve.apply")).all()
     assert entry.details["mailboxes"] == 2 and entry.tenant_id == world["tenant"].id
 
@@ -83,10 +83,10 @@ def test_a_domain_admin_reaches_only_their_domain_and_deactivating_stops_the_fil
     with pytest.raises(NotFound):
         sieve.set_filter_for_mailbox(db, ann_admin, settings, world["rival"], name="junk", script=JUNK)
     with pytest.raises(NotFound):
-        sieve.get_active_filter(ann_admin, settings, world["rival"])
+        sieve.get_active_filter(db, ann_admin, settings, world["rival"])
 
     assert sieve.deactivate_filter(db, ann_admin, settings, world["bob"]) is True
-    assert sieve.get_active_filter(ann_admin, settings, world["bob"]) is None
+    assert sieve.get_active_filter(db, ann_admin, settings, world["bob"]) is None
     assert sieve.deactivate_filter(db, ann_admin, settings, world["bob"]) is False
     [entry] = db.scalars(select(AuditEntry).where(AuditEntry.action == "sieve.deactivate")).all()
     assert entry.details["filter"] == "junk"
@@ -115,7 +115,7 @@ def test_admin_filters_written_as_the_active_script_move_once_and_users_own_stay
     eve = _users_active_script(settings, world["rival"], "invoices", "keep;\n")
     db.flush()
     assert sieve.move_admin_filters(db, settings) == 1
-    assert sieve.get_active_filter(scope.OPERATOR, settings, world["ann"]) == sieve.ActiveFilter(
+    assert sieve.get_active_filter(db, scope.OPERATOR, settings, world["ann"]) == sieve.ActiveFilter(
         "invoices", JUNK
     )
     assert not os.path.lexists(ann / ".dovecot.sieve")
