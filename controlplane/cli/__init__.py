@@ -19,6 +19,7 @@ from controlplane.cli import (
     logs,
     mailboxes,
     nodes,
+    service,
     stack,
     tenants,
     tokens,
@@ -52,6 +53,9 @@ for command in (
     stack.postfix_log_writer_command,
     stack.sender_milter_command,
     stack.send_limits_command,
+    service.install_command,
+    service.uninstall_command,
+    service.service,
 ):
     main.add_command(command)
 

@@ -33,6 +33,11 @@ def _options(config_file: Path) -> list[str]:
     return ["-c", str(config_file), "-p", str(config_file.parent), "-e", "stderr"]
 
 
+def foreground_command(config_file: Path) -> list[str]:
+    """nginx in the foreground, as a service manager runs it."""
+    return [NGINX, "-g", "daemon off;", *_options(config_file)]
+
+
 def check_config(config_file: Path) -> None:
     """`nginx -t` reads every certificate and key and fails on what is wrong."""
     result = run_tool([NGINX, "-t", "-q", *_options(config_file)])

@@ -74,6 +74,10 @@ def _command(settings: Settings, hostname: str) -> list[str]:
     ]  # fmt: skip
 
 
+def foreground_command(settings: Settings, hostname: str) -> list[str]:
+    return _command(settings, hostname)
+
+
 def _command_file(settings: Settings):
     return settings.run_dir / "postsrsd.command"
 

@@ -73,13 +73,13 @@ def check_config(settings: Settings, local_config: Path) -> None:
         raise DaemonError(f"rspamd refused the configuration:\n{output_of(result) or 'configtest failed'}")
 
 
-def _pid_file(settings: Settings) -> Path:
+def pid_file(settings: Settings) -> Path:
     # Ours: rspamd writes no PID file in the foreground.
     return settings.rspamd_dir / "rspamd.pid"
 
 
 def master_pid(settings: Settings) -> int | None:
-    return read_pid(_pid_file(settings))
+    return read_pid(pid_file(settings))
 
 
 def ready(settings: Settings) -> bool:
@@ -89,11 +89,8 @@ def ready(settings: Settings) -> bool:
     return pid is not None and wanted <= listening_ports(pid)
 
 
-def start(settings: Settings, local_config: Path) -> None:
-    if master_pid(settings):
-        return
-    prepare(settings)
-    command = [
+def foreground_command(settings: Settings, local_config: Path) -> list[str]:
+    return [
         RSPAMD,
         "-f",
         "-c",
@@ -101,6 +98,13 @@ def start(settings: Settings, local_config: Path) -> None:
         *_variables(settings, local_config),
         *("-u", RSPAMD_USER, "-g", RSPAMD_USER),
     ]
+
+
+def start(settings: Settings, local_config: Path) -> None:
+    if master_pid(settings):
+        return
+    prepare(settings)
+    command = foreground_command(settings, local_config)
     with open(settings.log_dir / LOG_FILE, "ab") as output:
         os.chmod(output.fileno(), 0o640)
         try:
@@ -113,7 +117,7 @@ def start(settings: Settings, local_config: Path) -> None:
             )
         except FileNotFoundError as error:
             raise DaemonError(f"{RSPAMD} is not installed: run `make install-system`.") from error
-    _pid_file(settings).write_text(f"{process.pid}\n")
+    pid_file(settings).write_text(f"{process.pid}\n")
     if not wait_until(lambda: ready(settings) or process.poll() is not None, timeout=60) or not ready(
         settings
     ):

@@ -92,32 +92,26 @@ def register_node(installation: Installation) -> None:
         nodes.raise_generation(session)
 
 
+def web_command(settings: Settings, *, detached: bool) -> list[str]:
+    """gunicorn serving the app, detached (under `up`) or in the foreground (under systemd)."""
+    return [
+        sys.executable, "-m", "gunicorn",
+        *(["--daemon"] if detached else []),
+        "--pid", str(settings.run_dir / "web.pid"),
+        # Loopback only: nginx fronts the app on the public addresses.
+        "--bind", f"127.0.0.1:{settings.ports['web']}",
+        "--workers", "2",
+        "--access-logfile", str(settings.log_dir / "web-access.log"),
+        "--error-logfile", str(settings.log_dir / "web.log"),
+        "controlplane:create_app()",
+    ]  # fmt: skip
+
+
 def start_web(settings: Settings) -> None:
     if web_pid(settings):
         return
     env = dict(os.environ, LETTERHEAD_HOME=str(settings.home))
-    result = run_tool(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--daemon",
-            "--pid",
-            str(settings.run_dir / "web.pid"),
-            "--bind",
-            # Loopback only: nginx fronts the app on the public addresses.
-            f"127.0.0.1:{settings.ports['web']}",
-            "--workers",
-            "2",
-            "--access-logfile",
-            str(settings.log_dir / "web-access.log"),
-            "--error-logfile",
-            str(settings.log_dir / "web.log"),
-            "controlplane:create_app()",
-        ],
-        env=env,
-        starts_daemon=True,
-    )
+    result = run_tool(web_command(settings, detached=True), env=env, starts_daemon=True)
     if result.returncode != 0 or not wait_until(lambda: web_pid(settings) is not None, timeout=15):
         raise DaemonError(f"The web app did not start; see {settings.log_dir / 'web.log'}.")
 

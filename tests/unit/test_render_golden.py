@@ -181,3 +181,30 @@ def test_on_postgresql_each_daemon_logs_in_as_its_own_role() -> None:
     assert "usage = pgsql:" in files["dovecot/dovecot.conf"]
     everything = "".join(files.values())
     assert "sqlite:" not in everything.replace("sqlite:${config_directory}/sql-sni.cf", "")
+
+
+def test_systemd_units_match_golden_files(request: pytest.FixtureRequest) -> None:
+    """The production install's units and command (render/systemd.py); systemd-analyze checks
+    them in tests/unit/cli/test_install.py."""
+    from controlplane.render.systemd import UnitPart, render_units
+    from controlplane.runners.services import PARTS
+
+    files = render_units(
+        hostname="mail.example.net", home=Path("/var/lib/letterhead"), python="/opt/letterhead/venv/bin/python",
+        parts=[UnitPart(part.name, part.description) for part in PARTS], database_service="postgresql.service",
+    )  # fmt: skip
+    case_root = GOLDEN_ROOT / "systemd"
+    if request.config.getoption("--update-golden"):
+        for name, content in files.items():
+            (case_root / name).parent.mkdir(parents=True, exist_ok=True)
+            (case_root / name).write_text(content)
+    expected = {str(p.relative_to(case_root)): p.read_text() for p in case_root.rglob("*") if p.is_file()}
+    assert files == expected
+
+
+def test_a_path_that_could_break_a_unit_file_is_refused() -> None:
+    from controlplane.render.systemd import render_units
+
+    for home in ("/var/lib/letter head", "/var/lib/x\nExecStart=/bin/sh", "relative/home"):
+        with pytest.raises(ValueError, match="Not a plain absolute path"):
+            render_units(hostname="mail.example.net", home=Path(home), python="/usr/bin/python3", parts=[])

@@ -1,0 +1,280 @@
+"""A production install on Debian 12: `letterhead install` and `letterhead uninstall`.
+
+It writes the state directory's settings (the production profile: standard ports on every
+address), the schema, systemd units that run every part under `letterhead.target`
+(render/systemd.py), and the `letterhead` command on PATH; it turns Debian's own Postfix,
+Dovecot, nginx, Redis, rspamd and postsrsd services off (Letterhead runs its own instances
+of them) and, if asked, creates the first tenant and its full admin. Running it again changes
+only what differs and never makes a second tenant or a new password.
+
+`root` other than "/" installs into a throwaway tree: files go under it and systemctl works on
+the tree's links only (`systemctl --root`), so the tests never touch the machine's /etc, its
+services or its ports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from controlplane.daemons.process import DaemonError
+from controlplane.render.systemd import COMMAND_FILE, UNIT_DIR, UnitPart, render_units
+from controlplane.runners.services import wanted_parts
+from controlplane.runtime import Installation
+from controlplane.schema import upgrade_database
+from controlplane.services import admins, tenants
+from controlplane.services.scope import OPERATOR
+from controlplane.settings import Settings, load_settings
+from controlplane.validation import normalize_hostname
+
+DEFAULT_HOME = Path("/var/lib/letterhead")
+SYSTEMCTL = "/usr/bin/systemctl"
+# Debian's services for the daemons Letterhead runs itself: they would hold the same ports.
+SYSTEM_DAEMONS = ("postfix.service", "dovecot.service", "nginx.service", "redis-server.service",
+                  "rspamd.service", "postsrsd.service")  # fmt: skip
+_RENDERED_MARK = "Rendered by Letterhead"
+
+
+@dataclasses.dataclass
+class InstallReport:
+    home: Path
+    written: list[str] = dataclasses.field(default_factory=list)
+    unchanged: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    # Shown once: only when this run created the admin.
+    admin_password: str | None = None
+
+
+def inside(root: Path, path: Path) -> Path:
+    """`path` as seen from the machine, placed under `root`."""
+    return root / path.relative_to("/") if root != Path("/") else path
+
+
+def install(
+    *,
+    hostname: str,
+    home: Path = DEFAULT_HOME,
+    root: Path = Path("/"),
+    tenant_name: str | None = None,
+    admin_login: str | None = None,
+    storage_pool_bytes: int = 100 * 1024**3,
+) -> InstallReport:
+    hostname = normalize_hostname(hostname)
+    if not home.is_absolute():
+        raise DaemonError(f"The state directory must be an absolute path, not {home}.")
+    if (tenant_name is None) != (admin_login is None):
+        raise DaemonError("Name both the first tenant and its full admin's login, or neither.")
+    state = inside(root, home)
+    report = InstallReport(home=home)
+    state.mkdir(parents=True, exist_ok=True)
+    os.chmod(state, 0o755)
+    _write_if_changed(
+        state / "letterhead.toml", _settings_text(state, hostname), 0o600, report, "letterhead.toml"
+    )
+    settings = load_settings(environ={}, home=state)
+    parts = [UnitPart(part.name, part.description) for part in wanted_parts(settings)]
+    files = render_units(
+        hostname=hostname,
+        home=home,
+        python=sys.executable,
+        parts=parts,
+        database_service="postgresql.service" if settings.is_postgresql else "",
+    )
+    _remove_stale_units(root, set(files), report)
+    for relative, text in files.items():
+        mode = 0o755 if relative == COMMAND_FILE else 0o644
+        _write_if_changed(root / relative, text, mode, report, "/" + relative)
+    if root == Path("/"):
+        _ensure_vmail_user(settings, report)
+    _enable(root, report)
+    settings.database_path.parent.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings.sqlalchemy_url)
+    if tenant_name and admin_login:
+        _first_tenant(settings, tenant_name, admin_login, storage_pool_bytes, report)
+    return report
+
+
+def uninstall(*, home: Path = DEFAULT_HOME, root: Path = Path("/"), purge: bool = False) -> InstallReport:
+    """Remove the units and the command; the state directory (mail, database, certificates) stays
+    unless `purge`."""
+    report = InstallReport(home=home)
+    if root == Path("/") and _systemd_runs():
+        _systemctl(root, ["disable", "--now", "letterhead.target"], report)
+    elif (root / UNIT_DIR / "letterhead.target").exists():
+        _systemctl(root, ["disable", "letterhead.target"], report)
+    for path in _rendered_units(root):
+        path.unlink()
+        report.written.append(f"removed /{path.relative_to(root)}")
+    command = root / COMMAND_FILE
+    if command.is_file() and _RENDERED_MARK in command.read_text(errors="replace"):
+        command.unlink()
+        report.written.append(f"removed /{COMMAND_FILE}")
+    if root == Path("/") and _systemd_runs():
+        _systemctl(root, ["daemon-reload"], report)
+    state = inside(root, home)
+    if purge and state.is_dir():
+        shutil.rmtree(state)
+        report.written.append(f"removed {home}")
+    elif state.is_dir():
+        report.notes.append(f"The data stays in {home} (mail, database, certificates): --purge removes it.")
+    return report
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+def _settings_text(state: Path, hostname: str) -> str:
+    """The settings file with the production profile and this hostname; whatever else the
+    operator set in it stays."""
+    path = state / "letterhead.toml"
+    existing = path.read_text() if path.exists() else ""
+    values: dict[str, Any] = tomllib.loads(existing)
+    if values.get("profile") == "production" and values.get("hostname") == hostname:
+        return existing  # as the operator left it, comments and all
+    values["profile"] = "production"
+    values["hostname"] = hostname
+    return _toml(values)
+
+
+def _toml(values: dict[str, Any]) -> str:
+    lines, tables = (
+        ["# Letterhead settings (letterhead install; edit freely, re-running keeps your keys)"],
+        [],
+    )
+    for key, value in values.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for key, table in tables:
+        lines += ["", f"[{key}]", *(f"{name} = {_toml_value(value)}" for name, value in table.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    return json.dumps(str(value))  # a TOML basic string: JSON's escapes are TOML's
+
+
+# --- files and services --------------------------------------------------------------------------
+
+
+def _write_if_changed(path: Path, text: str, mode: int, report: InstallReport, label: str) -> None:
+    if path.is_file() and path.read_text() == text:
+        os.chmod(path, mode)
+        report.unchanged.append(label)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.new")
+    temporary.write_text(text)
+    os.chmod(temporary, mode)
+    temporary.replace(path)
+    report.written.append(label)
+
+
+def _rendered_units(root: Path) -> list[Path]:
+    unit_dir = root / UNIT_DIR
+    if not unit_dir.is_dir():
+        return []
+    return sorted(
+        path
+        for path in unit_dir.glob("letterhead*")
+        if path.is_file() and _RENDERED_MARK in path.read_text(errors="replace")
+    )
+
+
+def _remove_stale_units(root: Path, wanted: set[str], report: InstallReport) -> None:
+    """A part this installation no longer runs (a node made a single machine again) loses its unit."""
+    for path in _rendered_units(root):
+        relative = str(path.relative_to(root))
+        if relative not in wanted:
+            path.unlink()
+            report.written.append(f"removed /{relative}")
+
+
+def _ensure_vmail_user(settings: Settings, report: InstallReport) -> None:
+    """The account that owns every mailbox (no Debian package makes one)."""
+    try:
+        pwd.getpwnam(settings.vmail_user)
+        return
+    except KeyError:
+        pass
+    account = ["-r", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", settings.vmail_user]
+    # uid 5000 as `make install-system` gives it, or any if another account holds that one.
+    if subprocess.run(["useradd", "-u", "5000", *account], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["useradd", *account], capture_output=True, check=True)
+    report.written.append(f"user {settings.vmail_user}")
+
+
+def _systemd_runs() -> bool:
+    return Path("/run/systemd/system").is_dir()
+
+
+def _systemctl(root: Path, arguments: list[str], report: InstallReport, *, quiet: bool = False) -> bool:
+    command = [SYSTEMCTL, *([f"--root={root}"] if root != Path("/") else []), *arguments]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    if result.returncode != 0 and not quiet:
+        said = (result.stderr or result.stdout).strip().splitlines()
+        report.notes.append(f"`systemctl {' '.join(arguments)}`: {said[-1] if said else 'failed'}")
+    return result.returncode == 0
+
+
+def _enable(root: Path, report: InstallReport) -> None:
+    live = root == Path("/") and _systemd_runs()
+    if live:
+        _systemctl(root, ["daemon-reload"], report)
+    # Debian's own instances would hold ports 25, 143, 443...: off, and not at the next boot.
+    for unit in SYSTEM_DAEMONS:
+        if _systemctl(root, ["is-enabled", unit], report, quiet=True) or live:
+            _systemctl(root, ["disable", *(["--now"] if live else []), unit], report, quiet=True)
+    if live:
+        _systemctl(root, ["enable", "--now", "letterhead.target"], report)
+        return
+    _systemctl(root, ["enable", "letterhead.target"], report)
+    if root == Path("/"):
+        report.notes.append("systemd is not running here: start the installation with `letterhead up`.")
+
+
+# --- the first tenant ----------------------------------------------------------------------------
+
+
+def _first_tenant(
+    settings: Settings, tenant_name: str, admin_login: str, storage_pool_bytes: int, report: InstallReport
+) -> None:
+    installation = Installation(settings)
+    try:
+        with installation.transaction() as session:
+            tenant = tenants.find_tenant(session, tenant_name)
+            if tenant is None:
+                tenant = tenants.create_tenant(
+                    session, OPERATOR, name=tenant_name, storage_pool_bytes=storage_pool_bytes
+                )
+                report.written.append(f"tenant {tenant.name}")
+            existing = admins.find_admin(session, admin_login)
+            if existing is not None:
+                if existing.tenant_id != tenant.id:
+                    raise DaemonError(f"The login {admin_login!r} belongs to another tenant.")
+                report.unchanged.append(f"full admin {existing.login}")
+                return
+            password = secrets.token_urlsafe(15)
+            admin = admins.create_admin(
+                session, OPERATOR, tenant=tenant, login=admin_login, password=password
+            )
+            report.written.append(f"full admin {admin.login}")
+            report.admin_password = password
+    finally:
+        installation.dispose()

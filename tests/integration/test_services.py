@@ -1,0 +1,86 @@
+"""The whole stack started the way the systemd units start it: `letterhead service prepare`, then
+each part with `letterhead service run PART` in the order of runners/services.PARTS, each waited
+for with `letterhead service ready PART` before the next, as systemd's After= and ExecStartPost=
+do. Mail then flows end to end; a part that died is seen as not ready (systemd restarts it)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from controlplane.runners.scratch import ScratchStack
+from controlplane.runners.services import wanted_parts
+from controlplane.services import domains, mailboxes, tenants
+from controlplane.services.scope import OPERATOR
+from tests.e2e.mailclient import send, wait_for_subject
+
+pytestmark = pytest.mark.e2e
+KB = 1024
+PASSWORD = "service started password"
+
+
+def _letterhead(
+    stack: ScratchStack, *arguments: str, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "controlplane.cli", *arguments],
+        capture_output=True, text=True, timeout=timeout, check=False,
+        env={**os.environ, "LETTERHEAD_HOME": str(stack.home)},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def under_services() -> Iterator[tuple[ScratchStack, dict[str, subprocess.Popen]]]:
+    stack = ScratchStack()
+    running: dict[str, subprocess.Popen] = {}
+    try:
+        prepared = _letterhead(stack, "service", "prepare", timeout=180)
+        assert prepared.returncode == 0, prepared.stderr
+        for part in wanted_parts(stack.settings):
+            running[part.name] = subprocess.Popen(
+                [sys.executable, "-m", "controlplane.cli", "service", "run", part.name],
+                env={**os.environ, "LETTERHEAD_HOME": str(stack.home)},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+            ready = _letterhead(stack, "service", "ready", part.name, "--timeout", "30")
+            assert ready.returncode == 0, f"{part.name}: {ready.stderr}"
+        yield stack, running
+    finally:
+        for process in reversed(running.values()):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        stack.stop()
+
+
+def test_the_stack_started_part_by_part_as_systemd_does_delivers_mail(under_services) -> None:
+    stack, running = under_services
+    # Each unit's main process is the daemon itself, not a wrapper: systemd watches the daemon.
+    assert all(process.poll() is None for process in running.values())
+    with stack.installation.transaction() as session:
+        tenant = tenants.create_tenant(session, OPERATOR, name="Services", storage_pool_bytes=1000 * KB)
+        domain = domains.create_domain(
+            session, OPERATOR, tenant=tenant, name="services.test", max_mailboxes=2, max_aliases=2,
+            max_mailbox_bytes=500 * KB,
+        )  # fmt: skip
+        mailboxes.create_mailbox(session, OPERATOR, domain=domain, local_part="ann", quota_bytes=100 * KB,
+                                 password=PASSWORD)  # fmt: skip
+    subject = send(stack, "someone@elsewhere.test", ["ann@services.test"])
+    assert wait_for_subject(stack, "ann@services.test", PASSWORD, subject, timeout=20)
+    status = _letterhead(stack, "status")
+    assert "stopped" not in status.stdout, status.stdout
+
+
+def test_a_part_that_died_is_not_ready(under_services) -> None:
+    stack, running = under_services
+    running["dovecot"].send_signal(signal.SIGKILL)
+    running["dovecot"].wait(timeout=10)
+    assert _letterhead(stack, "service", "ready", "dovecot", "--timeout", "2").returncode == 1
