@@ -124,6 +124,9 @@ class Settings:
     vmail_user: str = "vmail"
     # Test stacks: short service throttling, no background certificate renewal.
     testing: bool = False
+    # Under `letterhead up`, start again a part that died (runners/supervisor.py); systemd does
+    # it in a production install. Test stacks turn it off, as tests stop daemons on purpose.
+    supervise: bool = True
     # Dovecot slows logins from an address after failures there. Test stacks turn it off, as
     # all their clients share 127.0.0.1; the test of the penalty itself turns it back on.
     auth_penalty: bool = True

@@ -51,6 +51,7 @@ for command in (
     stack.import_command,
     stack.periodic,
     stack.postfix_log_writer_command,
+    stack.supervise_command,
     stack.sender_milter_command,
     stack.send_limits_command,
     service.install_command,

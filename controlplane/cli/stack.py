@@ -12,7 +12,7 @@ from controlplane.cli.common import current_installation, emit, fail, handles_er
 from controlplane.daemons import apply as config_apply
 from controlplane.daemons import postfix_log, send_limits, sender_milter
 from controlplane.runners import periodic as periodic_runner
-from controlplane.runners import stack
+from controlplane.runners import stack, supervisor
 from controlplane.services import admins, aliases, brands, domains, mailboxes, storage, tenants, transfer
 from controlplane.services.scope import OPERATOR
 from controlplane.settings import load_settings
@@ -154,6 +154,14 @@ def demo() -> None:
 def periodic(daemon: bool) -> None:
     """Run certificate renewal twice a day and brand DNS checks hourly, until stopped."""
     periodic_runner.run_periodic(load_settings(), daemon=daemon)
+
+
+@click.command("supervise")
+@click.option("--daemon", is_flag=True, help="Detach and run in the background (as `letterhead up` does).")
+@handles_errors
+def supervise_command(daemon: bool) -> None:
+    """Start again any part of the stack that died, until stopped (systemd does it in production)."""
+    supervisor.run_supervisor(load_settings(), daemon=daemon)
 
 
 @click.command("postfix-log-writer")

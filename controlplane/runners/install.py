@@ -138,10 +138,11 @@ def _settings_text(state: Path, hostname: str) -> str:
     path = state / "letterhead.toml"
     existing = path.read_text() if path.exists() else ""
     values: dict[str, Any] = tomllib.loads(existing)
-    if values.get("profile") == "production" and values.get("hostname") == hostname:
+    wanted = {"profile": "production", "hostname": hostname, "supervise": False}
+    if all(values.get(key) == value for key, value in wanted.items()):
         return existing  # as the operator left it, comments and all
-    values["profile"] = "production"
-    values["hostname"] = hostname
+    # systemd restarts the parts (Restart=always): no supervisor of Letterhead's own.
+    values.update(wanted)
     return _toml(values)
 
 

@@ -222,6 +222,7 @@ class ScratchStack:
             + ("" if "spam_workers" in extra_settings else "spam_workers = 1\n")
             # A retry two seconds later passes greylisting: tests wait that long, not five minutes.
             + ("" if "greylist_delay_seconds" in extra_settings else "greylist_delay_seconds = 2\n")
+            + ("" if "supervise" in extra_settings else "supervise = false\n")
             + f"{extra_settings}\n"
             f"[ports]\n{port_lines}\n"
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pwd
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,8 +28,8 @@ from controlplane.daemons import (
     sender_milter,
 )
 from controlplane.daemons.background import BackgroundProcess
-from controlplane.daemons.process import DaemonError, port_open
-from controlplane.runners import follower, node_sync, periodic, stack
+from controlplane.daemons.process import DaemonError, port_open, read_pid
+from controlplane.runners import follower, node_sync, periodic
 from controlplane.settings import Settings
 
 
@@ -40,6 +41,8 @@ class Part:
     command: Callable[[Settings], list[str]]
     # Whether it answers yet (what the parts after it wait for).
     ready: Callable[[Settings], bool]
+    # Whether its process lives (what the supervisor watches under `up`).
+    alive: Callable[[Settings], bool]
     # Folders and files it needs before it starts (as its `start` under `up` makes them).
     prepare: Callable[[Settings], None] = lambda settings: None
     # The account it runs as, if it does not drop privileges itself.
@@ -48,6 +51,25 @@ class Part:
     wanted: Callable[[Settings], bool] = lambda settings: True
     # Where its PID goes, for a daemon that writes none in the foreground.
     pid_file: Callable[[Settings], Path] | None = None
+
+
+def web_command(settings: Settings, *, detached: bool) -> list[str]:
+    """gunicorn serving the app, detached (under `up`) or in the foreground (under systemd)."""
+    return [
+        sys.executable, "-m", "gunicorn",
+        *(["--daemon"] if detached else []),
+        "--pid", str(settings.run_dir / "web.pid"),
+        # Loopback only: nginx fronts the app on the public addresses.
+        "--bind", f"127.0.0.1:{settings.ports['web']}",
+        "--workers", "2",
+        "--access-logfile", str(settings.log_dir / "web-access.log"),
+        "--error-logfile", str(settings.log_dir / "web.log"),
+        "controlplane:create_app()",
+    ]  # fmt: skip
+
+
+def _web_pid(settings: Settings) -> int | None:
+    return read_pid(settings.run_dir / "web.pid")
 
 
 def _own(process: BackgroundProcess) -> Callable[[Settings], list[str]]:
@@ -59,57 +81,79 @@ def _dovecot_config(settings: Settings) -> Path:
     return settings.live_config / "dovecot" / "dovecot.conf"
 
 
+def _pid_alive(pid: Callable[[Settings], int | None]) -> Callable[[Settings], bool]:
+    return lambda settings: pid(settings) is not None
+
+
+def _dovecot_pid(settings: Settings) -> int | None:
+    return dovecot.master_pid(settings.run_dir / "dovecot")
+
+
 PARTS: tuple[Part, ...] = (
     Part(
         "dovecot", "Dovecot (IMAP, POP3, LMTP, ManageSieve, quota checks)",
-        lambda s: [dovecot.DOVECOT, "-F", "-c", str(_dovecot_config(s))],
+        command=lambda s: [dovecot.DOVECOT, "-F", "-c", str(_dovecot_config(s))],
         # Its master, not only its auth process (which outlives a killed master for a while).
-        lambda s: dovecot.master_pid(s.run_dir / "dovecot") is not None and dovecot.auth_answers(_dovecot_config(s)),
+        ready=lambda s: _dovecot_pid(s) is not None and dovecot.auth_answers(_dovecot_config(s)),
+        alive=_pid_alive(_dovecot_pid),
     ),
     Part(
         "sender-milter", "the From: check of mail sent after login",
-        _own(sender_milter.SENDER_MILTER), sender_milter.ready,
+        command=_own(sender_milter.SENDER_MILTER), ready=sender_milter.ready,
+        alive=_pid_alive(sender_milter.SENDER_MILTER.pid),
     ),
     Part(
         "redis", "Redis (spam statistics, policies, sending counts)",
-        lambda s: [redis.REDIS_SERVER, str(s.live_config / "redis" / "redis.conf")],
-        lambda s: redis.ping(port=s.ports["redis"]), redis.prepare, user=redis.REDIS_USER,
+        command=lambda s: [redis.REDIS_SERVER, str(s.live_config / "redis" / "redis.conf")],
+        ready=lambda s: redis.ping(port=s.ports["redis"]), alive=_pid_alive(redis.pid),
+        prepare=redis.prepare, user=redis.REDIS_USER,
     ),
-    Part("send-limits", "the sending limits service", _own(send_limits.SEND_LIMITS), send_limits.ready),
+    Part(
+        "send-limits", "the sending limits service",
+        command=_own(send_limits.SEND_LIMITS), ready=send_limits.ready,
+        alive=_pid_alive(send_limits.SEND_LIMITS.pid),
+    ),
     Part(
         "rspamd", "rspamd (spam filter, DKIM signing)",
-        lambda s: rspamd.foreground_command(s, s.live_config / "rspamd"), rspamd.ready, rspamd.prepare,
-        pid_file=rspamd.pid_file,
+        command=lambda s: rspamd.foreground_command(s, s.live_config / "rspamd"), ready=rspamd.ready,
+        alive=_pid_alive(rspamd.master_pid), prepare=rspamd.prepare, pid_file=rspamd.pid_file,
     ),
     Part(
         "postsrsd", "postsrsd (SRS for forwarded mail)",
-        lambda s: postsrsd.foreground_command(s, s.hostname), postsrsd.ready, postsrsd.prepare,
+        command=lambda s: postsrsd.foreground_command(s, s.hostname), ready=postsrsd.ready,
+        alive=_pid_alive(postsrsd.pid), prepare=postsrsd.prepare,
     ),
     Part(
         "postfix", "Postfix (SMTP, submission) and its log writer",
-        _own(postfix_log.WRITER), lambda s: postfix.master_pid(s.postfix_queue) is not None,
+        command=_own(postfix_log.WRITER),
+        ready=lambda s: postfix.master_pid(s.postfix_queue) is not None,
+        # Both: the writer runs Postfix in the foreground and ends when its master does.
+        alive=lambda s: postfix.master_pid(s.postfix_queue) is not None and postfix_log.WRITER.pid(s) is not None,
     ),
     Part(
         "log-follower", "the log follower (mail and login logs into the database)",
-        _own(follower.FOLLOWER), lambda s: follower.follower_pid(s) is not None,
+        command=_own(follower.FOLLOWER), ready=_pid_alive(follower.follower_pid),
+        alive=_pid_alive(follower.follower_pid),
     ),
     Part(
         "node-sync", "the mail node's sync with the shared database",
-        _own(node_sync.NODE_SYNC), lambda s: node_sync.NODE_SYNC.pid(s) is not None,
-        wanted=lambda s: bool(s.node_name),
+        command=_own(node_sync.NODE_SYNC), ready=_pid_alive(node_sync.NODE_SYNC.pid),
+        alive=_pid_alive(node_sync.NODE_SYNC.pid), wanted=lambda s: bool(s.node_name),
     ),
     Part(
         "periodic", "the periodic runner (certificate renewal, DNS checks)",
-        _own(periodic.PERIODIC), lambda s: periodic.periodic_pid(s) is not None,
+        command=_own(periodic.PERIODIC), ready=_pid_alive(periodic.periodic_pid),
+        alive=_pid_alive(periodic.periodic_pid),
     ),
     Part(
         "web", "the web app (webmail, admin panel, API)",
-        lambda s: stack.web_command(s, detached=False), lambda s: port_open("127.0.0.1", s.ports["web"]),
+        command=lambda s: web_command(s, detached=False),
+        ready=lambda s: port_open("127.0.0.1", s.ports["web"]), alive=_pid_alive(_web_pid),
     ),
     Part(
         "nginx", "nginx (HTTPS for every brand host)",
-        lambda s: nginx.foreground_command(s.live_config / "nginx" / "nginx.conf"),
-        lambda s: nginx.master_pid(s) is not None, nginx.prepare,
+        command=lambda s: nginx.foreground_command(s.live_config / "nginx" / "nginx.conf"),
+        ready=_pid_alive(nginx.master_pid), alive=_pid_alive(nginx.master_pid), prepare=nginx.prepare,
     ),
 )  # fmt: skip
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
+from collections.abc import Callable
 
 from controlplane.daemons import (
     database_logins,
@@ -18,14 +18,20 @@ from controlplane.daemons import (
     send_limits,
     sender_milter,
 )
+from controlplane.daemons.background import BackgroundProcess
 from controlplane.daemons.layout import prepare_state_directory, protect_database
 from controlplane.daemons.process import DaemonError, read_pid, run_tool, terminate, wait_until
-from controlplane.runners import follower, node_sync, periodic
+from controlplane.runners import follower, node_sync, periodic, services
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
 from controlplane.services import certificates, configuration, dkim, nodes, sieve
 from controlplane.services.scope import OPERATOR
 from controlplane.settings import Settings
+
+# Restarts a part that died, as systemd does in a production install (runners/supervisor.py).
+SUPERVISOR = BackgroundProcess(
+    "The supervisor", "supervisor.pid", "supervisor.log", ("supervise", "--daemon")
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,72 +98,104 @@ def register_node(installation: Installation) -> None:
         nodes.raise_generation(session)
 
 
-def web_command(settings: Settings, *, detached: bool) -> list[str]:
-    """gunicorn serving the app, detached (under `up`) or in the foreground (under systemd)."""
-    return [
-        sys.executable, "-m", "gunicorn",
-        *(["--daemon"] if detached else []),
-        "--pid", str(settings.run_dir / "web.pid"),
-        # Loopback only: nginx fronts the app on the public addresses.
-        "--bind", f"127.0.0.1:{settings.ports['web']}",
-        "--workers", "2",
-        "--access-logfile", str(settings.log_dir / "web-access.log"),
-        "--error-logfile", str(settings.log_dir / "web.log"),
-        "controlplane:create_app()",
-    ]  # fmt: skip
-
-
 def start_web(settings: Settings) -> None:
     if web_pid(settings):
         return
     env = dict(os.environ, LETTERHEAD_HOME=str(settings.home))
-    result = run_tool(web_command(settings, detached=True), env=env, starts_daemon=True)
+    result = run_tool(services.web_command(settings, detached=True), env=env, starts_daemon=True)
     if result.returncode != 0 or not wait_until(lambda: web_pid(settings) is not None, timeout=15):
         raise DaemonError(f"The web app did not start; see {settings.log_dir / 'web.log'}.")
 
 
-def up(installation: Installation, *, web: bool = True) -> None:
-    prepare(installation)
-    settings = installation.settings
-    live = settings.live_config
-    if not dovecot.master_pid(settings.run_dir / "dovecot"):
-        dovecot.start(live / "dovecot" / "dovecot.conf")
-    dovecot.wait_ready(live / "dovecot" / "dovecot.conf")
+def _start_dovecot(installation: Installation) -> None:
+    config = installation.settings.live_config / "dovecot" / "dovecot.conf"
+    if not dovecot.master_pid(installation.settings.run_dir / "dovecot"):
+        dovecot.start(config)
+    dovecot.wait_ready(config)
+
+
+def _start_sender_milter(installation: Installation) -> None:
     # Before Postfix: submission tempfails while its milter cannot be reached.
+    settings = installation.settings
     sender_milter.SENDER_MILTER.start(settings)
     if not wait_until(lambda: sender_milter.ready(settings), timeout=15):
         raise DaemonError(f"The sender milter did not start; see {settings.log_dir / 'sender-milter.log'}.")
-    # rspamd before Postfix too (its milter), Redis before rspamd (its statistics and policies)
-    # and before the sending limits service (its counts), which Postfix asks on submission.
-    redis.start(settings, live / "redis" / "redis.conf")
+
+
+def _start_redis(installation: Installation) -> None:
+    # Before rspamd (its statistics and policies) and the sending limits service (its counts).
+    redis.start(installation.settings, installation.settings.live_config / "redis" / "redis.conf")
     installation.publish_spam_policy()
     installation.publish_allowed_senders()
+
+
+def _start_send_limits(installation: Installation) -> None:
+    settings = installation.settings
     send_limits.SEND_LIMITS.start(settings)
     if not wait_until(lambda: send_limits.ready(settings), timeout=15):
         raise DaemonError(
             f"The sending limits service did not start; see {settings.log_dir / 'send-limits.log'}."
         )
-    # Through the live link: a reload reads the generation it names then.
-    rspamd.start(settings, live / "rspamd")
-    # Before Postfix: forwarded mail and bounces to SRS addresses wait on its tables.
-    postsrsd.start(settings, settings.hostname)
+
+
+def _start_postfix(installation: Installation) -> None:
+    settings = installation.settings
     if not postfix.master_pid(settings.postfix_queue):
         postfix_log.start(settings)
-    follower.start_follower(settings)
-    if settings.node_name:
-        node_sync.start_node_sync(settings)
-    if not settings.testing:
+
+
+def _start_nginx(installation: Installation) -> None:
+    if not nginx.master_pid(installation.settings):
+        nginx.start(installation.settings.live_config / "nginx" / "nginx.conf")
+
+
+# How `up` starts each part of runners/services.PARTS, detached; the supervisor starts a part
+# that died the same way.
+STARTERS: dict[str, Callable[[Installation], None]] = {
+    "dovecot": _start_dovecot,
+    "sender-milter": _start_sender_milter,
+    "redis": _start_redis,
+    "send-limits": _start_send_limits,
+    # Through the live link: a reload reads the generation it names then.
+    "rspamd": lambda installation: rspamd.start(
+        installation.settings, installation.settings.live_config / "rspamd"
+    ),
+    # Before Postfix: forwarded mail and bounces to SRS addresses wait on its tables.
+    "postsrsd": lambda installation: postsrsd.start(installation.settings, installation.settings.hostname),
+    "postfix": _start_postfix,
+    "log-follower": lambda installation: follower.start_follower(installation.settings),
+    "node-sync": lambda installation: node_sync.start_node_sync(installation.settings),
+    "periodic": lambda installation: periodic.start_periodic(installation.settings),
+    "web": lambda installation: start_web(installation.settings),
+    "nginx": _start_nginx,
+}
+
+
+def parts_to_run(settings: Settings, *, web: bool = True) -> list[services.Part]:
+    """The parts `up` starts, in order."""
+    return [
+        part
+        for part in services.wanted_parts(settings)
+        if (web or part.name != "web")
         # Test stacks renew explicitly: a background order would race the test's own.
-        periodic.start_periodic(settings)
-    if web:
-        start_web(settings)
-    if not nginx.master_pid(settings):
-        nginx.start(live / "nginx" / "nginx.conf")
+        and not (settings.testing and part.name == "periodic")
+    ]
+
+
+def up(installation: Installation, *, web: bool = True) -> None:
+    prepare(installation)
+    settings = installation.settings
+    for part in parts_to_run(settings, web=web):
+        STARTERS[part.name](installation)
+    if settings.supervise:
+        SUPERVISOR.start(settings)
 
 
 def down(settings: Settings) -> None:
     live = settings.live_config
-    # First: a renewal (or a node's catching up) must not run while the daemons it reloads go away.
+    # First the supervisor, which would start again what stops; then a renewal (or a node's
+    # catching up), which must not run while the daemons it reloads go away.
+    SUPERVISOR.stop(settings)
     periodic.stop_periodic(settings)
     node_sync.stop_node_sync(settings)
     pid = nginx.master_pid(settings)
@@ -190,7 +228,8 @@ def down(settings: Settings) -> None:
 
 def status(settings: Settings) -> list[ServiceStatus]:
     ports = settings.ports
-    return [
+    watcher = [ServiceStatus("supervisor", SUPERVISOR.pid(settings), {})] if settings.supervise else []
+    return watcher + [
         ServiceStatus(
             "dovecot",
             dovecot.master_pid(settings.run_dir / "dovecot"),

@@ -94,6 +94,7 @@ def test_the_state_directory_is_production_and_the_password_is_shown_once(instal
     assert settings_file.stat().st_mode & 0o777 == 0o600
     values = tomllib.loads(settings_file.read_text())
     assert values["profile"] == "production" and values["hostname"] == "mail.example.net"
+    assert values["supervise"] is False  # systemd restarts the parts
     [line] = [line for line in output.splitlines() if "shown this once" in line]
     password = line.rsplit(" ", 1)[1]
     assert len(password) >= 16
