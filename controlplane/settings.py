@@ -127,6 +127,9 @@ class Settings:
     # Under `letterhead up`, start again a part that died (runners/supervisor.py); systemd does
     # it in a production install. Test stacks turn it off, as tests stop daemons on purpose.
     supervise: bool = True
+    # Who starts and restarts the parts: "letterhead" (`letterhead up`, its supervisor) or
+    # "systemd" (written by `letterhead install`: then `up` and `down` point at systemctl).
+    service_manager: str = "letterhead"
     # Dovecot slows logins from an address after failures there. Test stacks turn it off, as
     # all their clients share 127.0.0.1; the test of the penalty itself turns it back on.
     auth_penalty: bool = True
@@ -318,6 +321,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if unknown:
         raise ValueError(f"Unknown port names in settings: {', '.join(sorted(unknown))}.")
     values.setdefault("listen_address", PROFILE_LISTEN[profile])
+    if values.get("service_manager", "letterhead") not in ("letterhead", "systemd"):
+        raise ValueError("service_manager is 'letterhead' or 'systemd'.")
     unknown_keys = set(values) - set(fields)
     if unknown_keys:
         raise ValueError(f"Unknown settings: {', '.join(sorted(unknown_keys))}.")

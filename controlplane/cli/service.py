@@ -9,7 +9,7 @@ import click
 from controlplane.cli.common import current_installation, fail, handles_errors
 from controlplane.daemons.process import wait_until
 from controlplane.runners import install as installer
-from controlplane.runners import services, stack
+from controlplane.runners import parts, stack
 
 
 @click.command("install")
@@ -87,7 +87,7 @@ def prepare_command() -> None:
     """Migrate the schema and apply the checked configuration, as `up` does before starting."""
     installation = current_installation()
     stack.prepare(installation)
-    for part in services.wanted_parts(installation.settings):
+    for part in parts.wanted_parts(installation.settings):
         part.prepare(installation.settings)
 
 
@@ -96,16 +96,18 @@ def prepare_command() -> None:
 @handles_errors
 def run_command(part: str) -> None:
     """Become one part's daemon, in the foreground."""
-    services.exec_part(current_installation().settings, services.part_named(part))
+    parts.exec_part(current_installation().settings, parts.part_named(part))
 
 
 @service.command("ready")
 @click.argument("part")
-@click.option("--timeout", type=float, default=60.0, show_default=True)
+@click.option("--timeout", type=float, default=50.0, show_default=True)
 @handles_errors
 def ready_command(part: str, timeout: float) -> None:
     """Wait until a part answers (the parts after it start only then)."""
     settings = current_installation().settings
-    found = services.part_named(part)
+    found = parts.part_named(part)
     if not wait_until(lambda: found.ready(settings), timeout=timeout, interval=0.2):
         fail(f"{part} did not answer within {timeout:.0f} s.")
+    if found.on_ready is not None:
+        found.on_ready(current_installation())

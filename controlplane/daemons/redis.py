@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from controlplane.daemons.process import DaemonError, read_pid, terminate, wait_until
+from controlplane.daemons.process import DaemonError, output_of, read_pid, run_tool, terminate, wait_until
 from controlplane.settings import Settings
 
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -134,6 +134,13 @@ def stop(settings: Settings) -> None:
 
 
 def restart(settings: Settings, config_file: Path) -> None:
-    """Redis reads its configuration only at start; rspamd reconnects by itself."""
+    """Redis reads its configuration only at start; rspamd reconnects by itself. Under systemd
+    its unit restarts it: one started here would sit outside the unit, which would then fail
+    on the taken port."""
+    if settings.service_manager == "systemd":
+        result = run_tool(["/usr/bin/systemctl", "restart", "letterhead-redis.service"], timeout=60)
+        if result.returncode != 0:
+            raise DaemonError(f"Redis did not restart: {output_of(result) or 'systemctl failed'}")
+        return
     stop(settings)
     start(settings, config_file)

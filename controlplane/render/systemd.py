@@ -1,5 +1,5 @@
 """systemd units for a production install (runners/install.py): a `letterhead.target` with one
-service per part (runners/services.py), each restarted when it dies, started in order after a
+service per part (runners/parts.py), each restarted when it dies, started in order after a
 oneshot that migrates the schema and applies the checked configuration; and the `letterhead`
 command on PATH. Checked by `systemd-analyze verify` in the tests."""
 
@@ -24,7 +24,7 @@ class UnitPart:
     description: str
 
 
-def _checked_path(path: str | Path) -> str:
+def checked_path(path: str | Path) -> str:
     text = str(path)
     if not _SAFE_PATH.fullmatch(text):
         raise ValueError(f"Not a plain absolute path: {text!r}")
@@ -45,8 +45,8 @@ def render_units(
     command = "/" + COMMAND_FILE
     context = {
         "hostname": hostname,
-        "home": _checked_path(home),
-        "python": _checked_path(python),
+        "home": checked_path(home),
+        "python": checked_path(python),
         "command": command,
         "parts": parts,
         "database_service": database_service,

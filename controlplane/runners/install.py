@@ -26,9 +26,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from controlplane.daemons.layout import prepare_state_directory, protect_database
 from controlplane.daemons.process import DaemonError
-from controlplane.render.systemd import COMMAND_FILE, UNIT_DIR, UnitPart, render_units
-from controlplane.runners.services import wanted_parts
+from controlplane.render.systemd import COMMAND_FILE, UNIT_DIR, UnitPart, checked_path, render_units
+from controlplane.runners import stack
+from controlplane.runners.parts import wanted_parts
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
 from controlplane.services import admins, tenants
@@ -75,8 +77,15 @@ def install(
         raise DaemonError("Name both the first tenant and its full admin's login, or neither.")
     state = inside(root, home)
     report = InstallReport(home=home)
+    # Checked before anything is written: these paths go into unit files and a shell script.
+    try:
+        checked_path(home)
+        checked_path(sys.executable)
+    except ValueError as error:
+        raise DaemonError(
+            f"{error}: choose a state directory (and a Python) without spaces or quotes."
+        ) from None
     state.mkdir(parents=True, exist_ok=True)
-    os.chmod(state, 0o755)
     _write_if_changed(
         state / "letterhead.toml", _settings_text(state, hostname), 0o600, report, "letterhead.toml"
     )
@@ -95,11 +104,15 @@ def install(
         _write_if_changed(root / relative, text, mode, report, "/" + relative)
     if root == Path("/"):
         _ensure_vmail_user(settings, report)
-    _enable(root, report)
-    settings.database_path.parent.mkdir(parents=True, exist_ok=True)
+    # The folders, the schema (its file closed to all but root and the daemons' readers) and the
+    # first tenant, all before systemd starts anything that would race for them.
+    prepare_state_directory(settings)
     upgrade_database(settings.sqlalchemy_url)
+    if not settings.is_postgresql:
+        protect_database(settings)
     if tenant_name and admin_login:
         _first_tenant(settings, tenant_name, admin_login, storage_pool_bytes, report)
+    _enable(root, report)
     return report
 
 
@@ -122,6 +135,12 @@ def uninstall(*, home: Path = DEFAULT_HOME, root: Path = Path("/"), purge: bool 
         _systemctl(root, ["daemon-reload"], report)
     state = inside(root, home)
     if purge and state.is_dir():
+        # Only a state directory (its settings file says so), never /, /var or a home folder.
+        if len(home.parts) < 3 or not (state / "letterhead.toml").is_file():
+            raise DaemonError(f"{home} is not a Letterhead state directory: nothing was deleted.")
+        settings = load_settings(environ={}, home=state)
+        if root == Path("/") and settings.service_manager != "systemd":
+            stack.down(settings)  # it was started by `letterhead up`
         shutil.rmtree(state)
         report.written.append(f"removed {home}")
     elif state.is_dir():
@@ -138,10 +157,10 @@ def _settings_text(state: Path, hostname: str) -> str:
     path = state / "letterhead.toml"
     existing = path.read_text() if path.exists() else ""
     values: dict[str, Any] = tomllib.loads(existing)
-    wanted = {"profile": "production", "hostname": hostname, "supervise": False}
+    wanted = {"profile": "production", "hostname": hostname, "service_manager": "systemd"}
     if all(values.get(key) == value for key, value in wanted.items()):
         return existing  # as the operator left it, comments and all
-    # systemd restarts the parts (Restart=always): no supervisor of Letterhead's own.
+    # systemd starts and restarts the parts: `up`, `down` and Redis's restart defer to it.
     values.update(wanted)
     return _toml(values)
 
@@ -181,7 +200,10 @@ def _write_if_changed(path: Path, text: str, mode: int, report: InstallReport, l
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.new")
-    temporary.write_text(text)
+    temporary.unlink(missing_ok=True)
+    # Created with its final mode: the settings file names the database password.
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w") as handle:
+        handle.write(text)
     os.chmod(temporary, mode)
     temporary.replace(path)
     report.written.append(label)

@@ -21,7 +21,7 @@ from controlplane.daemons import (
 from controlplane.daemons.background import BackgroundProcess
 from controlplane.daemons.layout import prepare_state_directory, protect_database
 from controlplane.daemons.process import DaemonError, read_pid, run_tool, terminate, wait_until
-from controlplane.runners import follower, node_sync, periodic, services
+from controlplane.runners import follower, node_sync, parts, periodic
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
 from controlplane.services import certificates, configuration, dkim, nodes, sieve
@@ -102,7 +102,7 @@ def start_web(settings: Settings) -> None:
     if web_pid(settings):
         return
     env = dict(os.environ, LETTERHEAD_HOME=str(settings.home))
-    result = run_tool(services.web_command(settings, detached=True), env=env, starts_daemon=True)
+    result = run_tool(parts.web_command(settings, detached=True), env=env, starts_daemon=True)
     if result.returncode != 0 or not wait_until(lambda: web_pid(settings) is not None, timeout=15):
         raise DaemonError(f"The web app did not start; see {settings.log_dir / 'web.log'}.")
 
@@ -125,8 +125,9 @@ def _start_sender_milter(installation: Installation) -> None:
 def _start_redis(installation: Installation) -> None:
     # Before rspamd (its statistics and policies) and the sending limits service (its counts).
     redis.start(installation.settings, installation.settings.live_config / "redis" / "redis.conf")
-    installation.publish_spam_policy()
-    installation.publish_allowed_senders()
+    on_ready = parts.part_named("redis").on_ready
+    assert on_ready is not None
+    on_ready(installation)
 
 
 def _start_send_limits(installation: Installation) -> None:
@@ -140,6 +141,10 @@ def _start_send_limits(installation: Installation) -> None:
 
 def _start_postfix(installation: Installation) -> None:
     settings = installation.settings
+    if postfix.master_pid(settings.postfix_queue) and not postfix_log.WRITER.pid(settings):
+        # Its log writer died: the master's log would go nowhere. Start both anew.
+        postfix.stop(settings.live_config / "postfix")
+        wait_until(lambda: postfix.master_pid(settings.postfix_queue) is None, timeout=10)
     if not postfix.master_pid(settings.postfix_queue):
         postfix_log.start(settings)
 
@@ -149,7 +154,7 @@ def _start_nginx(installation: Installation) -> None:
         nginx.start(installation.settings.live_config / "nginx" / "nginx.conf")
 
 
-# How `up` starts each part of runners/services.PARTS, detached; the supervisor starts a part
+# How `up` starts each part of runners/parts.PARTS, detached; the supervisor starts a part
 # that died the same way.
 STARTERS: dict[str, Callable[[Installation], None]] = {
     "dovecot": _start_dovecot,
@@ -171,18 +176,26 @@ STARTERS: dict[str, Callable[[Installation], None]] = {
 }
 
 
-def parts_to_run(settings: Settings, *, web: bool = True) -> list[services.Part]:
+def parts_to_run(settings: Settings, *, web: bool = True) -> list[parts.Part]:
     """The parts `up` starts, in order."""
     return [
         part
-        for part in services.wanted_parts(settings)
+        for part in parts.wanted_parts(settings)
         if (web or part.name != "web")
         # Test stacks renew explicitly: a background order would race the test's own.
         and not (settings.testing and part.name == "periodic")
     ]
 
 
+def _not_under_systemd(settings: Settings, verb: str) -> None:
+    if settings.service_manager == "systemd":
+        raise DaemonError(
+            f"systemd runs this installation (letterhead install): use `systemctl {verb} letterhead.target`."
+        )
+
+
 def up(installation: Installation, *, web: bool = True) -> None:
+    _not_under_systemd(installation.settings, "start")
     prepare(installation)
     settings = installation.settings
     for part in parts_to_run(settings, web=web):
@@ -192,6 +205,7 @@ def up(installation: Installation, *, web: bool = True) -> None:
 
 
 def down(settings: Settings) -> None:
+    _not_under_systemd(settings, "stop")
     live = settings.live_config
     # First the supervisor, which would start again what stops; then a renewal (or a node's
     # catching up), which must not run while the daemons it reloads go away.

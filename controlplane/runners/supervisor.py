@@ -15,10 +15,13 @@ import datetime as dt
 import sys
 import threading
 import time
+from subprocess import SubprocessError
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.daemons.process import DaemonError
 from controlplane.errors import LetterheadError
-from controlplane.runners import services, stack
+from controlplane.runners import parts, stack
 from controlplane.runtime import Installation
 from controlplane.settings import Settings
 
@@ -45,7 +48,7 @@ def run_supervisor(
             while not stop.is_set():
                 if not settings.home.is_dir():
                     return  # the installation was removed (a test's scratch stack)
-                for part in services.wanted_parts(settings):
+                for part in parts.wanted_parts(settings):
                     if stop.is_set():
                         break
                     if part.alive(settings):
@@ -61,7 +64,7 @@ def run_supervisor(
                     try:
                         stack.STARTERS[part.name](installation)
                         _say(f"{part.name} started again.")
-                    except (LetterheadError, DaemonError, OSError) as error:
+                    except (LetterheadError, DaemonError, OSError, SQLAlchemyError, SubprocessError) as error:
                         _say(f"{part.name} did not start: {error}")
                 stop.wait(check_seconds)
         finally:

@@ -1,5 +1,5 @@
 """The whole stack started the way the systemd units start it: `letterhead service prepare`, then
-each part with `letterhead service run PART` in the order of runners/services.PARTS, each waited
+each part with `letterhead service run PART` in the order of runners/parts.PARTS, each waited
 for with `letterhead service ready PART` before the next, as systemd's After= and ExecStartPost=
 do. Mail then flows end to end; a part that died is seen as not ready (systemd restarts it)."""
 
@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from controlplane.runners.parts import wanted_parts
 from controlplane.runners.scratch import ScratchStack
-from controlplane.runners.services import wanted_parts
 from controlplane.services import domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
 from tests.e2e.mailclient import send, wait_for_subject
@@ -76,7 +76,7 @@ def test_the_stack_started_part_by_part_as_systemd_does_delivers_mail(under_serv
     subject = send(stack, "someone@elsewhere.test", ["ann@services.test"])
     assert wait_for_subject(stack, "ann@services.test", PASSWORD, subject, timeout=20)
     status = _letterhead(stack, "status")
-    assert "stopped" not in status.stdout, status.stdout
+    assert status.returncode == 0 and "running" in status.stdout and "stopped" not in status.stdout, status
 
 
 def test_a_part_that_died_is_not_ready(under_services) -> None:

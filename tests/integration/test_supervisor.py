@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from controlplane.runners import services, stack
+from controlplane.runners import parts, stack
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
@@ -46,7 +46,7 @@ def _pid_of(scratch: ScratchStack, name: str) -> int | None:
 
 
 def _back(scratch: ScratchStack, name: str, old_pid: int, timeout: float = 30) -> int | None:
-    part = services.part_named(name)
+    part = parts.part_named(name)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pid = _pid_of(scratch, name)

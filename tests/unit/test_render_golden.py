@@ -187,7 +187,7 @@ def test_systemd_units_match_golden_files(request: pytest.FixtureRequest) -> Non
     """The production install's units and command (render/systemd.py); systemd-analyze checks
     them in tests/unit/cli/test_install.py."""
     from controlplane.render.systemd import UnitPart, render_units
-    from controlplane.runners.services import PARTS
+    from controlplane.runners.parts import PARTS
 
     files = render_units(
         hostname="mail.example.net", home=Path("/var/lib/letterhead"), python="/opt/letterhead/venv/bin/python",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.runners.services import PARTS
+from controlplane.runners.parts import PARTS
 
 HOME = "/var/lib/letterhead"
 UNITS = "etc/systemd/system"
@@ -94,7 +94,7 @@ def test_the_state_directory_is_production_and_the_password_is_shown_once(instal
     assert settings_file.stat().st_mode & 0o777 == 0o600
     values = tomllib.loads(settings_file.read_text())
     assert values["profile"] == "production" and values["hostname"] == "mail.example.net"
-    assert values["supervise"] is False  # systemd restarts the parts
+    assert values["service_manager"] == "systemd"  # `up`, `down` defer to systemctl
     [line] = [line for line in output.splitlines() if "shown this once" in line]
     password = line.rsplit(" ", 1)[1]
     assert len(password) >= 16
@@ -141,3 +141,9 @@ def test_uninstall_keeps_the_data_unless_purged(installed) -> None:
     assert (state / "letterhead.toml").is_file() and "--purge" in result.stdout
     assert _letterhead("uninstall", "--root", str(root), "--purge").returncode == 0
     assert not state.exists()
+
+
+def test_up_starts_every_part_the_units_run() -> None:
+    from controlplane.runners import stack
+
+    assert list(stack.STARTERS) == [part.name for part in PARTS]

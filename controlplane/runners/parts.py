@@ -30,6 +30,7 @@ from controlplane.daemons import (
 from controlplane.daemons.background import BackgroundProcess
 from controlplane.daemons.process import DaemonError, port_open, read_pid
 from controlplane.runners import follower, node_sync, periodic
+from controlplane.runtime import Installation
 from controlplane.settings import Settings
 
 
@@ -51,6 +52,10 @@ class Part:
     wanted: Callable[[Settings], bool] = lambda settings: True
     # Where its PID goes, for a daemon that writes none in the foreground.
     pid_file: Callable[[Settings], Path] | None = None
+    # The file its output goes to, as under `up` (the log follower reads rspamd's verdicts there).
+    log_file: Callable[[Settings], Path] | None = None
+    # What follows once it answers (Redis: the spam policies and allow lists it serves).
+    on_ready: Callable[[Installation], None] | None = None
 
 
 def web_command(settings: Settings, *, detached: bool) -> list[str]:
@@ -70,6 +75,15 @@ def web_command(settings: Settings, *, detached: bool) -> list[str]:
 
 def _web_pid(settings: Settings) -> int | None:
     return read_pid(settings.run_dir / "web.pid")
+
+
+def _log(name: str) -> Callable[[Settings], Path]:
+    return lambda settings: settings.log_dir / name
+
+
+def _publish_to_redis(installation: Installation) -> None:
+    installation.publish_spam_policy()
+    installation.publish_allowed_senders()
 
 
 def _own(process: BackgroundProcess) -> Callable[[Settings], list[str]]:
@@ -100,28 +114,29 @@ PARTS: tuple[Part, ...] = (
     Part(
         "sender-milter", "the From: check of mail sent after login",
         command=_own(sender_milter.SENDER_MILTER), ready=sender_milter.ready,
-        alive=_pid_alive(sender_milter.SENDER_MILTER.pid),
+        alive=_pid_alive(sender_milter.SENDER_MILTER.pid), log_file=_log(sender_milter.SENDER_MILTER.log_file),
     ),
     Part(
         "redis", "Redis (spam statistics, policies, sending counts)",
         command=lambda s: [redis.REDIS_SERVER, str(s.live_config / "redis" / "redis.conf")],
         ready=lambda s: redis.ping(port=s.ports["redis"]), alive=_pid_alive(redis.pid),
-        prepare=redis.prepare, user=redis.REDIS_USER,
+        prepare=redis.prepare, user=redis.REDIS_USER, log_file=_log(redis.LOG_FILE), on_ready=_publish_to_redis,
     ),
     Part(
         "send-limits", "the sending limits service",
         command=_own(send_limits.SEND_LIMITS), ready=send_limits.ready,
-        alive=_pid_alive(send_limits.SEND_LIMITS.pid),
+        alive=_pid_alive(send_limits.SEND_LIMITS.pid), log_file=_log(send_limits.SEND_LIMITS.log_file),
     ),
     Part(
         "rspamd", "rspamd (spam filter, DKIM signing)",
         command=lambda s: rspamd.foreground_command(s, s.live_config / "rspamd"), ready=rspamd.ready,
         alive=_pid_alive(rspamd.master_pid), prepare=rspamd.prepare, pid_file=rspamd.pid_file,
+        log_file=_log(rspamd.LOG_FILE),
     ),
     Part(
         "postsrsd", "postsrsd (SRS for forwarded mail)",
         command=lambda s: postsrsd.foreground_command(s, s.hostname), ready=postsrsd.ready,
-        alive=_pid_alive(postsrsd.pid), prepare=postsrsd.prepare,
+        alive=_pid_alive(postsrsd.pid), prepare=postsrsd.prepare, log_file=_log(postsrsd.LOG_FILE),
     ),
     Part(
         "postfix", "Postfix (SMTP, submission) and its log writer",
@@ -129,21 +144,23 @@ PARTS: tuple[Part, ...] = (
         ready=lambda s: postfix.master_pid(s.postfix_queue) is not None,
         # Both: the writer runs Postfix in the foreground and ends when its master does.
         alive=lambda s: postfix.master_pid(s.postfix_queue) is not None and postfix_log.WRITER.pid(s) is not None,
+        log_file=_log(postfix_log.WRITER.log_file),
     ),
     Part(
         "log-follower", "the log follower (mail and login logs into the database)",
         command=_own(follower.FOLLOWER), ready=_pid_alive(follower.follower_pid),
-        alive=_pid_alive(follower.follower_pid),
+        alive=_pid_alive(follower.follower_pid), log_file=_log(follower.FOLLOWER.log_file),
     ),
     Part(
         "node-sync", "the mail node's sync with the shared database",
         command=_own(node_sync.NODE_SYNC), ready=_pid_alive(node_sync.NODE_SYNC.pid),
         alive=_pid_alive(node_sync.NODE_SYNC.pid), wanted=lambda s: bool(s.node_name),
+        log_file=_log(node_sync.NODE_SYNC.log_file),
     ),
     Part(
         "periodic", "the periodic runner (certificate renewal, DNS checks)",
         command=_own(periodic.PERIODIC), ready=_pid_alive(periodic.periodic_pid),
-        alive=_pid_alive(periodic.periodic_pid),
+        alive=_pid_alive(periodic.periodic_pid), log_file=_log(periodic.PERIODIC.log_file),
     ),
     Part(
         "web", "the web app (webmail, admin panel, API)",
@@ -174,6 +191,13 @@ def exec_part(settings: Settings, part: Part) -> None:
     part.prepare(settings)
     command = part.command(settings)
     os.environ["LETTERHEAD_HOME"] = str(settings.home)
+    if part.log_file is not None:
+        log = part.log_file(settings)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        os.dup2(descriptor, 1)
+        os.dup2(descriptor, 2)
+        os.close(descriptor)
     if part.pid_file is not None:
         part.pid_file(settings).write_text(f"{os.getpid()}\n")  # exec keeps the PID
     if part.user:
