@@ -81,7 +81,7 @@ def _log(name: str) -> Callable[[Settings], Path]:
     return lambda settings: settings.log_dir / name
 
 
-def _publish_to_redis(installation: Installation) -> None:
+def publish_to_redis(installation: Installation) -> None:
     installation.publish_spam_policy()
     installation.publish_allowed_senders()
 
@@ -120,7 +120,7 @@ PARTS: tuple[Part, ...] = (
         "redis", "Redis (spam statistics, policies, sending counts)",
         command=lambda s: [redis.REDIS_SERVER, str(s.live_config / "redis" / "redis.conf")],
         ready=lambda s: redis.ping(port=s.ports["redis"]), alive=_pid_alive(redis.pid),
-        prepare=redis.prepare, user=redis.REDIS_USER, log_file=_log(redis.LOG_FILE), on_ready=_publish_to_redis,
+        prepare=redis.prepare, user=redis.REDIS_USER, log_file=_log(redis.LOG_FILE), on_ready=publish_to_redis,
     ),
     Part(
         "send-limits", "the sending limits service",

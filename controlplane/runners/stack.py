@@ -125,9 +125,7 @@ def _start_sender_milter(installation: Installation) -> None:
 def _start_redis(installation: Installation) -> None:
     # Before rspamd (its statistics and policies) and the sending limits service (its counts).
     redis.start(installation.settings, installation.settings.live_config / "redis" / "redis.conf")
-    on_ready = parts.part_named("redis").on_ready
-    assert on_ready is not None
-    on_ready(installation)
+    parts.publish_to_redis(installation)
 
 
 def _start_send_limits(installation: Installation) -> None:

@@ -296,10 +296,9 @@ def _apply(
     label: str,
 ) -> FilterReport:
     elsewhere: dict[int, list[_Target]] = {}
+    here = mail_homes.find_node_id(session, settings.node_name)  # once, not per mailbox
     for target in targets:
-        if target.node_id is not None and mail_homes.held_elsewhere(
-            session, settings.node_name, target.node_id
-        ):
+        if target.node_id is not None and mail_homes.elsewhere(target.node_id, here):
             elsewhere.setdefault(target.node_id, []).append(target)
     local = [target for target in targets if target.node_id not in elsewhere]
     mail_root = settings.mail_root
