@@ -105,6 +105,10 @@ class AuthVerdicts:
     # A verdict explains a failure logged within this long after it (the auth failure delay is
     # 2 s by default; a client may wait longer before it disconnects).
     WINDOW = dt.timedelta(seconds=120)
+    # Dovecot logs a filing before it answers the LMTP client, so its line lands within moments
+    # of Postfix's delivery line, whichever file is written first.
+    SAVED_WINDOW = dt.timedelta(seconds=30)
+    SAVED_LIMIT = 5_000
 
     def __init__(self) -> None:
         self._by_session: OrderedDict[str, str] = OrderedDict()
@@ -117,15 +121,33 @@ class AuthVerdicts:
         # LMTP sessions whose message Sieve filed into Junk: Postfix's delivery line, logged
         # after Dovecot's, names the session ("250 2.0.0 <a@b> SESSION Saved").
         self._junk_sessions: OrderedDict[str, None] = OrderedDict()
+        # Deliveries read before Dovecot's filing line: each daemon's log process writes its own
+        # file, so Postfix's line can land (and be read) first. What the caller noted for each.
+        self._saved: OrderedDict[str, tuple[dt.datetime, object]] = OrderedDict()
 
-    def note_junk_filing(self, session: str) -> None:
+    def note_junk_filing(self, session: str) -> object | None:
+        """Dovecot filed that LMTP session's message into Junk: what `note_saved` noted for the
+        session if its delivery was read first, else None (the delivery will ask `filed_as_junk`)."""
+        saved = self._saved.pop(session, None)
+        if saved is not None:
+            return saved[1]
         self._junk_sessions[session] = None
         while len(self._junk_sessions) > self.LIMIT:
             self._junk_sessions.popitem(last=False)
+        return None
 
     def filed_as_junk(self, session: str) -> bool:
         """Whether Dovecot filed that LMTP session's message into Junk (asked once per session)."""
         return self._junk_sessions.pop(session, False) is None
+
+    def note_saved(self, session: str, time: dt.datetime, delivery: object) -> None:
+        """A delivery of that LMTP session not (yet) known as filed into Junk, logged at `time`:
+        kept for SAVED_WINDOW of log time, in case Dovecot's filing line is read after it."""
+        saved = self._saved
+        saved[session] = (time, delivery)
+        oldest = time - self.SAVED_WINDOW
+        while saved and (len(saved) > self.SAVED_LIMIT or next(iter(saved.values()))[0] < oldest):
+            saved.popitem(last=False)
 
     def add(self, verdict: AuthVerdict) -> None:
         if verdict.session:

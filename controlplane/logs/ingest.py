@@ -383,7 +383,7 @@ def _ingest_stream(
         reference = log.modified
     tune_for_ingest(session)
     store = MailLogStore(session)
-    assembler = TransactionAssembler(store, filed_as_junk=verdicts.filed_as_junk)
+    assembler = TransactionAssembler(store, junk_filings=verdicts)
     logins = _LoginRecorder(store, verdicts)
     dialogue = DialogueRecorder(session)
     offset = checkpoint.offset
@@ -472,7 +472,9 @@ def _ingest_line(
     if _JUNK_MARK in raw:
         session = parse_junk_filing(line)
         if session is not None:
-            logins.verdicts.note_junk_filing(session)
+            delivery = logins.verdicts.note_junk_filing(session)
+            if delivery is not None:
+                assembler.file_as_junk(delivery)
             return
     login = parse_dovecot_line(line, reference)
     if login is not None:

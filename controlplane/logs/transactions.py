@@ -9,8 +9,8 @@ written in bulk with each batch's checkpoint.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
+from controlplane.logs.dovecot import AuthVerdicts
 from controlplane.logs.postfix import PostfixEvent
 from controlplane.logs.rspamd import SpamVerdict, verdict_words
 from controlplane.logs.store import MailLogStore, QueueEntryRow, RecipientRow, TransactionRow
@@ -100,14 +100,13 @@ def _status_code(detail: str, dsn: str) -> str:
 class TransactionAssembler:
     """Feeds Postfix events into the store; the caller flushes the store and commits.
 
-    `filed_as_junk(session)` says whether Dovecot filed the delivery of that LMTP session into
-    Junk (Dovecot's log is read first: it logs the filing before Postfix logs the delivery)."""
+    `junk_filings` knows the LMTP sessions whose delivery Dovecot filed into Junk (its log is
+    read first: it logs the filing before Postfix logs the delivery), and keeps the deliveries
+    read before their filing for `file_as_junk`."""
 
-    def __init__(
-        self, store: MailLogStore, filed_as_junk: Callable[[str], bool] = lambda _session: False
-    ) -> None:
+    def __init__(self, store: MailLogStore, junk_filings: AuthVerdicts | None = None) -> None:
         self.store = store
-        self.filed_as_junk = filed_as_junk
+        self.junk_filings = junk_filings if junk_filings is not None else AuthVerdicts()
 
     def add(self, event: PostfixEvent) -> TransactionRow | None:
         """Apply `event`; the transaction a client= line or a refusal named, for its dialogue."""
@@ -178,6 +177,13 @@ class TransactionAssembler:
                 recipient.reason = _spam_reason(transaction)
                 store.changed(recipient)
 
+    def file_as_junk(self, delivery: object) -> None:
+        """Dovecot's line filing `delivery` (a RecipientRow noted by this or an earlier
+        assembler) into Junk, read after Postfix's delivery line."""
+        assert isinstance(delivery, RecipientRow)
+        delivery.reason = _junk_reason(delivery.transaction)
+        self.store.changed(delivery)
+
     def _entry(self, event: PostfixEvent) -> QueueEntryRow | None:
         assert event.queue_id is not None
         entry = self.store.open_entry(event.queue_id, event.time)
@@ -226,14 +232,11 @@ class TransactionAssembler:
         existing.detail = event.detail
         existing.reason = plain_reason(outcome, event.detail, event.dsn)
         saved = _LMTP_SAVED.match(event.detail) if outcome == "delivered" else None
-        if saved and self.filed_as_junk(saved["session"]):
-            existing.reason = verdict_words(
-                transaction.spam_action or "no action",
-                transaction.spam_score,
-                transaction.spam_symbols,
-                junk=True,
-                limit=100,
-            )
+        if saved:
+            if self.junk_filings.filed_as_junk(saved["session"]):
+                existing.reason = _junk_reason(transaction)
+            else:
+                self.junk_filings.note_saved(saved["session"], event.time, existing)
         existing.attempts += 1
         store.changed(existing)
         reinjected = _QUEUED_AS.search(event.detail)
@@ -288,6 +291,16 @@ def _refused_as_spam(transaction: TransactionRow, recipient: RecipientRow) -> bo
         and recipient.outcome == "refused"
         and recipient.status_code.startswith("5")
         and bool(recipient.queue_id)
+    )
+
+
+def _junk_reason(transaction: TransactionRow) -> str:
+    return verdict_words(
+        transaction.spam_action or "no action",
+        transaction.spam_score,
+        transaction.spam_symbols,
+        junk=True,
+        limit=100,
     )
 
 

@@ -156,7 +156,19 @@ def test_a_garbled_verdict_line_is_kept_for_a_person(db: Session, tmp_path: Path
     assert db.scalars(select(UnparsedLogLine.line)).one() == garbled
 
 
-def test_a_delivery_dovecot_filed_into_junk_says_so_with_the_score(db: Session, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "order",
+    [
+        ("dovecot.log", "rspamd.log", "postfix.log"),
+        # Each daemon's log process writes its own file: the follower can read Postfix's delivery
+        # in one poll and Dovecot's filing, written a moment later, in the next.
+        ("rspamd.log", "postfix.log", "dovecot.log"),
+    ],
+    ids=["filing-read-first", "delivery-read-first"],
+)
+def test_a_delivery_dovecot_filed_into_junk_says_so_with_the_score(
+    db: Session, tmp_path: Path, order: tuple[str, ...]
+) -> None:
     dovecot_log = _write(
         tmp_path / "dovecot.log",
         [
@@ -174,13 +186,14 @@ def test_a_delivery_dovecot_filed_into_junk_says_so_with_the_score(db: Session, 
         "delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (250 2.0.0 <bob@a.test> 7rHwEwXPE2utFAAAg+zDdQ Saved)",
         DELIVERED_POSTFIX[-1],
     ]
+    logs = {
+        "dovecot.log": dovecot_log,
+        "rspamd.log": _write(tmp_path / "rspamd.log", [DELIVERED_VERDICT]),
+        "postfix.log": _write(tmp_path / "postfix.log", delivered_twice),
+    }
     verdicts = AuthVerdicts()
-    for path in (
-        dovecot_log,
-        _write(tmp_path / "rspamd.log", [DELIVERED_VERDICT]),
-        _write(tmp_path / "postfix.log", delivered_twice),
-    ):
-        ingest_file(db, path, reference=REFERENCE, verdicts=verdicts)
+    for name in order:
+        ingest_file(db, logs[name], reference=REFERENCE, verdicts=verdicts)
     transaction = _transaction(db, "ham-1@client.example")
     reasons = {r.recipient: (r.outcome, r.reason) for r in transaction.recipients}
     assert reasons == {
