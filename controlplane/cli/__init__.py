@@ -11,6 +11,7 @@ import click
 
 from controlplane.cli import (
     aliases,
+    backup,
     brands,
     certs,
     config,
@@ -54,6 +55,8 @@ for command in (
     stack.supervise_command,
     stack.sender_milter_command,
     stack.send_limits_command,
+    backup.backup_command,
+    backup.restore_command,
     service.install_command,
     service.uninstall_command,
     service.service,

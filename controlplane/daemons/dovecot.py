@@ -86,3 +86,14 @@ def reload(config_file: Path) -> None:
     result = run_tool([DOVEADM, "-c", str(config_file), "reload"], starts_daemon=True)
     if result.returncode != 0:
         raise DaemonError(f"Dovecot did not reload: {output_of(result) or 'no message'}")
+
+
+def backup_mailbox(config_file: Path, user: str, destination: Path) -> None:
+    """`doveadm backup` of `user`'s mail into a Maildir at `destination` (which the storage user
+    may write): dsync copies a consistent view of each folder while mail keeps arriving, with its
+    flags, dates and UIDs."""
+    result = run_tool(
+        [DOVEADM, "-c", str(config_file), "backup", "-u", user, f"maildir:{destination}"], timeout=3600
+    )
+    if result.returncode != 0:
+        raise DaemonError(f"doveadm backup of {user} failed: {output_of(result) or 'no message'}")

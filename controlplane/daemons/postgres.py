@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from sqlalchemy import make_url
+
 from controlplane.daemons.process import DaemonError, output_of, run_tool
 
 BIN = Path("/usr/lib/postgresql/15/bin")
@@ -163,3 +165,56 @@ class PrivatePostgres:
                 return
             time.sleep(0.1)
         raise DaemonError(f"PostgreSQL on port {self.port} does not answer.\n{self.log_tail()}")
+
+
+def _client_tool(name: str) -> str:
+    """Debian's wrapper on PATH picks the client matching the server; the cluster's own otherwise."""
+    return shutil.which(name) or str(BIN / name)
+
+
+def _client_environment(url: str) -> dict[str, str]:
+    """libpq's variables for `url`: the password never on a command line (the process list)."""
+    parsed = make_url(url)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    for variable, value in (
+        ("PGHOST", parsed.host or parsed.query.get("host")),
+        ("PGPORT", parsed.port),
+        ("PGUSER", parsed.username),
+        ("PGPASSWORD", parsed.password),
+        ("PGDATABASE", parsed.database),
+    ):
+        if value:
+            environment[variable] = str(value)
+    return environment
+
+
+def dump_database(
+    url: str, destination: Path, *, snapshot: str = "", exclude_data: tuple[str, ...] = ()
+) -> None:
+    """pg_dump's custom format of the whole database, as of `snapshot` (pg_export_snapshot()) if
+    given; tables in `exclude_data` keep their definition only."""
+    command = [
+        _client_tool("pg_dump"),
+        "--format=custom",
+        "--no-owner",
+        "--no-privileges",
+        "--file",
+        str(destination),
+    ]
+    if snapshot:
+        command.append(f"--snapshot={snapshot}")
+    command += [f"--exclude-table-data={table}" for table in exclude_data]
+    result = run_tool(command, timeout=3600, env=_client_environment(url))
+    if result.returncode != 0:
+        raise DaemonError(f"pg_dump failed: {output_of(result) or 'no message'}")
+
+
+def restore_dump(url: str, source: Path) -> None:
+    """Load a dump made by dump_database into the empty database at `url`, in one transaction."""
+    command = [
+        _client_tool("pg_restore"), "--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error",
+        "--dbname", make_url(url).database or "", str(source),
+    ]  # fmt: skip
+    result = run_tool(command, timeout=3600, env=_client_environment(url))
+    if result.returncode != 0:
+        raise DaemonError(f"pg_restore failed: {output_of(result) or 'no message'}")
