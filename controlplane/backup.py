@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, MetaData, create_engine, make_url, pool, text
+from sqlalchemy import Connection, MetaData, create_engine, inspect, make_url, pool, text
 
 from controlplane.daemons import database_logins, dovecot, postfix, postgres
 from controlplane.daemons.layout import vmail_account
@@ -375,32 +375,38 @@ def _known_revision(settings: Settings, revision: str) -> None:
 
 
 def _require_empty_target(settings: Settings) -> None:
+    """No mail, and no database or one without tenants (as `letterhead install` leaves it without
+    a first tenant), whose schema the backup's then replaces."""
     if settings.mail_root.is_dir() and any(settings.mail_root.iterdir()):
         raise BackupRefused(f"{settings.mail_root} already holds mail: restore only into a new installation.")
     if not settings.is_postgresql and not settings.database_path.exists():
         return
     engine = create_engine(settings.sqlalchemy_url, poolclass=pool.NullPool)
     try:
-        with engine.connect() as connection:
-            tables = MetaData()
-            tables.reflect(connection)
-            if "tenant" in tables.tables:
-                holds = connection.exec_driver_sql("SELECT count(*) FROM tenant").scalar()
-                if holds or settings.is_postgresql:
-                    raise BackupRefused(
-                        "The database already holds an installation: restore only into an empty database "
-                        + (
-                            "(a new one made with createdb)."
-                            if settings.is_postgresql
-                            else "(no letterhead.db)."
-                        )
-                    )
+        with engine.begin() as connection:
+            if not inspect(connection).has_table("tenant"):
+                return
+            if connection.exec_driver_sql("SELECT count(*) FROM tenant").scalar():
+                raise BackupRefused(
+                    "The database already holds an installation with tenants: restore only into a new one."
+                )
+            if settings.is_postgresql:
+                # pg_restore creates every table, view and function: none may exist yet.
+                connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+                connection.exec_driver_sql("CREATE SCHEMA public")
     except LetterheadError:
         raise
     except Exception as error:  # noqa: BLE001
-        raise BackupRefused(f"Cannot reach the database to restore into: {server_reason(error)}") from error
+        raise BackupRefused(f"Cannot prepare the database to restore into: {server_reason(error)}") from error
     finally:
         engine.dispose()
+
+
+def _remove_sqlite_files(settings: Settings) -> None:
+    """An empty database (checked) and its journals, or a restored copy that failed its check."""
+    for path in (settings.database_path, settings.usage_database_path):
+        for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            leftover.unlink(missing_ok=True)
 
 
 def _load_database(settings: Settings, backup: Path, manifest: dict[str, Any]) -> None:
@@ -408,11 +414,7 @@ def _load_database(settings: Settings, backup: Path, manifest: dict[str, Any]) -
         postgres.restore_dump(settings.sqlalchemy_url, backup / "database" / "letterhead.dump")
     else:
         settings.database_path.parent.mkdir(parents=True, exist_ok=True)
-        for leftover in (
-            settings.database_path,
-            *(Path(f"{settings.database_path}{s}") for s in ("-wal", "-shm")),
-        ):
-            leftover.unlink(missing_ok=True)
+        _remove_sqlite_files(settings)
         shutil.copy(backup / "database" / "letterhead.db", settings.database_path)
         if (backup / "database" / "usage.db").exists():
             settings.usage_database_path.parent.mkdir(parents=True, exist_ok=True)
@@ -428,6 +430,8 @@ def _load_database(settings: Settings, backup: Path, manifest: dict[str, Any]) -
         name for name in expected.keys() | restored.keys() if expected.get(name) != restored.get(name)
     )
     if differing:
+        if not settings.is_postgresql:
+            _remove_sqlite_files(settings)
         raise BackupRefused(
             f"The restored database differs from the backup in {', '.join(differing)}: the backup is damaged. "
             + ("Drop the database and make a new one before trying again." if settings.is_postgresql else "")

@@ -25,9 +25,11 @@ from controlplane.cli import (
     tenants,
     tokens,
 )
+from controlplane.version import __version__
 
 
 @click.group()
+@click.version_option(__version__, prog_name="letterhead")
 def main() -> None:
     """Letterhead: white-label mail hosting on Postfix and Dovecot."""
 
