@@ -135,6 +135,9 @@ class Settings:
     auth_penalty: bool = True
     database_url: str = ""
     secret_key: str = ""
+    # Prometheus scrapes /metrics on the platform host with `Authorization: Bearer <this>`;
+    # empty: no metrics are served.
+    metrics_token: str = ""
     # How Letterhead's own background processes and certbot's hooks run its command line: this
     # Python with the CLI's module, unless an install names its own command (a list, or a string
     # split as a shell would).

@@ -4,6 +4,7 @@ and moving tenants in and out (`export`, `import`)."""
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 import yaml
@@ -11,8 +12,8 @@ import yaml
 from controlplane.cli.common import current_installation, emit, fail, handles_errors, json_option
 from controlplane.daemons import apply as config_apply
 from controlplane.daemons import postfix_log, send_limits, sender_milter
+from controlplane.runners import health, stack, supervisor
 from controlplane.runners import periodic as periodic_runner
-from controlplane.runners import stack, supervisor
 from controlplane.services import admins, aliases, brands, domains, mailboxes, storage, tenants, transfer
 from controlplane.services.scope import OPERATOR
 from controlplane.settings import load_settings
@@ -36,9 +37,9 @@ def down() -> None:
     click.echo("Stopped.")
 
 
-def _print_status(settings, as_json: bool) -> None:
+def _status_rows(settings) -> list[dict]:
     live = config_apply.live_generation_dir(settings)
-    rows = [
+    return [
         {
             "service": s.name,
             "state": "running" if s.pid else "stopped",
@@ -48,15 +49,63 @@ def _print_status(settings, as_json: bool) -> None:
         }
         for s in stack.status(settings)
     ]
-    emit(rows, as_json)
+
+
+def _print_status(settings, as_json: bool) -> None:
+    emit(_status_rows(settings), as_json)
 
 
 @click.command()
 @json_option
 @handles_errors
 def status(as_json: bool) -> None:
-    """Each service with its ports, PID and live config generation."""
-    _print_status(current_installation().settings, as_json)
+    """Each part, Postfix's queues, certificates, DNS, disk and the log follower; exit status 1
+    when anything is wrong."""
+    installation = current_installation()
+    report = health.check(installation)
+    if as_json:
+        click.echo(json.dumps(_status_document(installation.settings, report), indent=2))
+    else:
+        _print_status(installation.settings, as_json=False)
+        click.echo("")
+        queues = report.queues
+        click.echo(
+            f"Postfix queue: {sum(queues.values())} messages ({queues.get('deferred', 0)} deferred, "
+            f"{queues.get('hold', 0)} held)"
+        )
+        click.echo(
+            f"Disk free in {installation.settings.home}: {report.disk_free_bytes // 1024**2} MB of "
+            f"{report.disk_total_bytes // 1024**2} MB"
+        )
+        click.echo(
+            f"Log follower: {report.follower.unread_bytes} bytes unread, {report.follower.seconds:.0f} s behind"
+        )
+        for hostname, not_after in report.certificates_expiring:
+            click.echo(f"Certificate of {hostname} ends {not_after.isoformat(timespec='minutes')}")
+        for note in report.notes:
+            click.echo(f"Note: {note}")
+        for problem in report.problems:
+            click.echo(f"Problem: {problem}")
+        click.echo("All is well." if report.all_well else f"{len(report.problems)} problem(s).")
+    if not report.all_well:
+        sys.exit(1)
+
+
+def _status_document(settings, report: health.HealthReport) -> dict:
+    return {
+        "healthy": report.all_well,
+        "services": _status_rows(settings),
+        "queues": report.queues,
+        "certificates_expiring": [
+            {"host": hostname, "not_after": not_after.isoformat()}
+            for hostname, not_after in report.certificates_expiring
+        ],
+        "platform_certificate_self_signed": report.platform_certificate.self_signed,
+        "disk_free_bytes": report.disk_free_bytes,
+        "log_follower": {"unread_bytes": report.follower.unread_bytes, "seconds": report.follower.seconds},
+        "problems": report.problems,
+        "notes": report.notes,
+    }
 
 
 @click.command("export")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from controlplane.daemons.process import DaemonError, output_of, read_pid, run_tool
@@ -61,3 +62,18 @@ def reload(config_dir: Path) -> None:
     result = run_tool([POSTFIX, "-c", str(config_dir), "reload"], starts_daemon=True)
     if result.returncode != 0:
         raise DaemonError(f"Postfix did not reload: {output_of(result) or 'no message'}")
+
+
+QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
+
+
+def queue_counts(queue_directory: Path) -> dict[str, int]:
+    """Messages in each of Postfix's queues, counted as files (root reads them; postqueue would
+    print every message to count them)."""
+    counts = {}
+    for queue in QUEUES:
+        count = 0
+        for _folder, _folders, files in os.walk(queue_directory / queue):
+            count += len(files)
+        counts[queue] = count
+    return counts

@@ -158,10 +158,12 @@ def _settings_text(state: Path, hostname: str) -> str:
     existing = path.read_text() if path.exists() else ""
     values: dict[str, Any] = tomllib.loads(existing)
     wanted = {"profile": "production", "hostname": hostname, "service_manager": "systemd"}
-    if all(values.get(key) == value for key, value in wanted.items()):
+    if all(values.get(key) == value for key, value in wanted.items()) and values.get("metrics_token"):
         return existing  # as the operator left it, comments and all
     # systemd starts and restarts the parts: `up`, `down` and Redis's restart defer to it.
     values.update(wanted)
+    # What Prometheus sends to read /metrics: made once, read by the operator from this root-only file.
+    values.setdefault("metrics_token", secrets.token_urlsafe(32))
     return _toml(values)
 
 

@@ -8,14 +8,18 @@ any port but 443 (nginx dropped the port from the Host the app compared the Refe
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from controlplane.certs.acme import CertificateInfo
+from controlplane.models import Brand
 from controlplane.runners.scratch import ScratchStack
-from controlplane.services import brands, scope
+from controlplane.services import brands, certificates, scope
 from tests import images
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS
 from tests.factories import PASSWORD, make_admin, make_domain, make_mailbox, make_tenant
@@ -37,6 +41,7 @@ def web_stack() -> Iterator[ScratchStack]:
             tenant = make_tenant(session, name="Journeys Reseller", pool=5000 * KB)
             rival = make_tenant(session, name="Rival Reseller", pool=5000 * KB)
             make_admin(session, tenant=tenant, login="journeys-admin")
+            make_admin(session, tenant=rival, login="rival-admin")
             domain = make_domain(session, tenant=tenant, name="journeys.test", max_mailbox_bytes=1000 * KB)
             make_mailbox(session, domain=domain, local_part="fay", quota=1000 * KB)
             make_mailbox(session, domain=domain, local_part="gus", quota=1000 * KB)
@@ -366,3 +371,51 @@ def test_a_changed_look_shows_on_the_next_page_load_of_its_own_host_only(
     for path in ("/login", "/admin/login"):
         page.goto(https_url(web_stack, BRAND_HOST, path))
         expect(page.get_by_role("link", name="Support")).to_have_count(0)
+
+
+def _log_in_panel(page: Page, stack: ScratchStack, host: str, login: str) -> None:
+    page.goto(https_url(stack, host, "/admin/login"))
+    page.get_by_label("Login or mailbox address").fill(login)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_full_admins_see_their_own_tenants_warnings_and_no_one_elses(
+    web_stack: ScratchStack, page: Page
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    with web_stack.installation.transaction() as session:
+        own = session.query(Brand).filter_by(hostname=BRAND_HOST).one()
+        # As the certificate runs record them: one renewal overdue, one order refused.
+        certificates.record_certificate(
+            own, CertificateInfo((BRAND_HOST,), now - dt.timedelta(days=85), now + dt.timedelta(days=5), "CA")
+        )
+        own.dns_report = json.dumps({"journeys.test": {"checked_at": now.isoformat(), "checks": [
+            {"name": "journeys.test", "type": "MX", "expected": f"10 {BRAND_HOST}.", "state": "wrong",
+             "found": ["10 mx.elsewhere.test."], "note": ""}]}})  # fmt: skip
+        rival = session.query(Brand).filter_by(hostname=OTHER_BRAND_HOST).one()
+        certificates.record_failure(rival, "the rival's secret reason", now)
+    try:
+        _log_in_panel(page, web_stack, BRAND_HOST, "journeys-admin")
+        attention = page.get_by_role("region", name="Needs attention")
+        expect(attention).to_contain_text(f"The certificate of {BRAND_HOST} expires on")
+        expect(attention).to_contain_text(
+            "DNS of journeys.test is missing or wrong at the last check: MX journeys.test"
+        )
+        assert OTHER_BRAND_HOST not in page.content() and "secret reason" not in page.content()
+
+        page.context.clear_cookies()
+        _log_in_panel(page, web_stack, OTHER_BRAND_HOST, "rival-admin")
+        expect(page.get_by_role("region", name="Needs attention")).to_contain_text(
+            "the rival's secret reason"
+        )
+        assert BRAND_HOST not in page.content() and "journeys.test" not in page.content()
+    finally:
+        with web_stack.installation.transaction() as session:
+            for brand in session.query(Brand):
+                brand.cert_status, brand.cert_not_after, brand.cert_error, brand.dns_report = (
+                    "none",
+                    None,
+                    "",
+                    "",
+                )

@@ -4,25 +4,49 @@ but names and up or down."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import imaplib
 import json
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from controlplane.runners import stack
 from controlplane.runners.scratch import ScratchStack
-from tests.e2e.mailclient import tls_context
+from controlplane.services import aliases, domains, mailboxes, tenants
+from controlplane.services.scope import OPERATOR
+from tests.e2e.mailclient import send, tls_context
 
 pytestmark = pytest.mark.e2e
+
+KB = 1024
+PASSWORD = "correct horse battery"
+METRICS_TOKEN = "metrics-token-for-the-tests"
 
 
 @pytest.fixture(scope="module")
 def running() -> Iterator[ScratchStack]:
-    scratch = ScratchStack()
+    scratch = ScratchStack(extra_settings=f'metrics_token = "{METRICS_TOKEN}"')
     try:
-        yield scratch.start(web=True)
+        scratch.start(web=True)
+        with scratch.installation.transaction() as session:
+            tenant = tenants.create_tenant(session, OPERATOR, name="Watched", storage_pool_bytes=1000 * KB)
+            domain = domains.create_domain(
+                session, OPERATOR, tenant=tenant, name="watched.test", max_mailboxes=5, max_aliases=5,
+                max_mailbox_bytes=100 * KB,
+            )  # fmt: skip
+            mailboxes.create_mailbox(
+                session, OPERATOR, domain=domain, local_part="ann", password=PASSWORD, quota_bytes=100 * KB
+            )
+            aliases.create_alias(
+                session, OPERATOR, domain=domain, local_part="away", destinations=["far@elsewhere.test"]
+            )
+        yield scratch
     finally:
         scratch.stop()
 
@@ -36,6 +60,77 @@ def _health(scratch: ScratchStack) -> tuple[int, dict]:
     status, body = response.status, json.loads(response.read())
     connection.close()
     return status, body
+
+
+def _letterhead(scratch: ScratchStack, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "controlplane.cli", *arguments],
+        env={**os.environ, "LETTERHEAD_HOME": str(scratch.home)}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def _metrics(
+    scratch: ScratchStack, *, host: str | None = None, token: str | None = METRICS_TOKEN
+) -> tuple[int, str]:
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", scratch.ports["https"], timeout=20, context=tls_context(scratch)
+    )
+    headers = {"Host": host or scratch.settings.hostname}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    connection.request("GET", "/metrics", headers=headers)
+    response = connection.getresponse()
+    status, body = response.status, response.read().decode()
+    connection.close()
+    return status, body
+
+
+def _until(found, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while not (result := found()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return result
+
+
+def test_status_says_all_is_well_then_counts_deferred_mail(running) -> None:
+    result = _letterhead(running, "status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All is well." in result.stdout and "self-signed" in result.stdout
+    assert send(running, "sender@elsewhere.test", ["ann@watched.test"])
+
+    # The relay the stack sends through stops answering: forwarded mail waits in the queue.
+    running.sink.stop()
+    send(running, "sender@elsewhere.test", ["away@watched.test"])
+    document = _until(
+        lambda: (d := json.loads(_letterhead(running, "status", "--json").stdout))["queues"]["deferred"] and d
+    )
+    assert document and document["queues"]["deferred"] == 1 and document["healthy"] is True
+    assert document["disk_free_bytes"] > 0 and document["platform_certificate_self_signed"] is True
+    assert {row["service"]: row["state"] for row in document["services"]}["postfix"] == "running"
+
+
+def test_metrics_are_the_operators_on_the_platform_host_with_the_token(running) -> None:
+    assert _metrics(running, token=None)[0] == 401
+    assert _metrics(running, token="not-" + METRICS_TOKEN)[0] == 401
+    assert _metrics(running, host="mail.watched.test")[0] == 404  # a brand host: not there
+    client = imaplib.IMAP4("127.0.0.1", running.ports["imap"], timeout=20)
+    client.login("ann@watched.test", PASSWORD)
+    client.logout()
+    with contextlib.suppress(imaplib.IMAP4.error):
+        imaplib.IMAP4("127.0.0.1", running.ports["imap"], timeout=20).login(
+            "ann@watched.test", "wrong password"
+        )
+    wanted = (
+        'letterhead_recipients_last_hour{outcome="delivered"} 1.0',
+        'letterhead_logins_last_hour{result="success",service="imap"} 1.0',
+        'letterhead_logins_last_hour{result="failure",service="imap"} 1.0',
+    )
+    body = _until(lambda: all(line in (text := _metrics(running)[1]) for line in wanted) and text)
+    assert body, _metrics(running)[1]
+    assert 'letterhead_part_up{part="dovecot"} 1.0' in body
+    assert 'letterhead_postfix_queue_messages{queue="deferred"} 1.0' in body
+    assert "letterhead_healthy 1.0" in body and "letterhead_disk_free_bytes" in body
+    assert "ann@watched.test" not in body  # figures, never addresses
 
 
 def test_health_says_up_or_down_per_part_and_nothing_more(running) -> None:
@@ -53,3 +148,7 @@ def test_health_says_up_or_down_per_part_and_nothing_more(running) -> None:
     assert status == 503 and body["status"] == "down"
     assert body["parts"]["postsrsd"] == "down" and body["parts"]["dovecot"] == "up"
     assert set(body["parts"].values()) <= {"up", "down"}  # no PID, port or path
+
+    result = _letterhead(running, "status")
+    assert result.returncode == 1 and "Problem: Not running: postsrsd." in result.stdout
+    assert "letterhead_healthy 0.0" in _metrics(running)[1]

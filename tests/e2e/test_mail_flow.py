@@ -498,8 +498,11 @@ def _cli(world: ScratchStack, *args: str) -> tuple[int, str]:
 
 def test_status_reports_each_service_with_pid_ports_and_generation(world: ScratchStack) -> None:
     code, output = _cli(world, "status", "--json")
-    assert code == 0
-    rows = {row["service"]: row for row in json.loads(output)}
+    document = json.loads(output)
+    # This stack runs without the web app (`up --no-web`): status says so, and exits 1.
+    assert code == 1 and document["healthy"] is False
+    assert any(problem.startswith("Not running:") and "web" in problem for problem in document["problems"])
+    rows = {row["service"]: row for row in document["services"]}
     assert rows["postfix"]["state"] == "running" and rows["dovecot"]["state"] == "running"
     assert f"smtp={world.ports['smtp']}" in rows["postfix"]["ports"]
     assert rows["postfix"]["generation"] == world.settings.live_config.resolve().name

@@ -7,7 +7,7 @@ from flask import flash, redirect, render_template, request, url_for
 from controlplane.daemons import usage
 from controlplane.errors import ValidationError
 from controlplane.models import Domain
-from controlplane.services import aliases, audit, dkim, domains, mailboxes, spam, storage
+from controlplane.services import aliases, audit, dkim, domains, mailboxes, monitoring, spam, storage
 from controlplane.web.access import allow, current_actor
 from controlplane.web.admin import PAGE_SIZE, attempt, blueprint, current_tenant, size_or_none, whole_number
 from controlplane.web.requests import current_settings, db
@@ -25,9 +25,10 @@ def dashboard():
     settings = current_settings()
     used = usage.used_by_domains(settings, [summary.domain.name for summary in summaries])
     entries = audit.recent_entries(db(), actor, tenant=tenant, limit=10)
+    warnings = monitoring.tenant_warnings(db(), actor, tenant)
     return render_template(
         "admin/dashboard.html", tenant=tenant, usage=pool, used=used, summaries=summaries, entries=entries,
-        format_bytes=storage.format_bytes,
+        warnings=warnings, format_bytes=storage.format_bytes,
     )  # fmt: skip
 
 

@@ -95,6 +95,8 @@ def test_the_state_directory_is_production_and_the_password_is_shown_once(instal
     values = tomllib.loads(settings_file.read_text())
     assert values["profile"] == "production" and values["hostname"] == "mail.example.net"
     assert values["service_manager"] == "systemd"  # `up`, `down` defer to systemctl
+    assert len(values["metrics_token"]) >= 32  # Prometheus's, made once and kept
+    metrics_token = values["metrics_token"]
     [line] = [line for line in output.splitlines() if "shown this once" in line]
     password = line.rsplit(" ", 1)[1]
     assert len(password) >= 16
@@ -122,6 +124,7 @@ def test_the_state_directory_is_production_and_the_password_is_shown_once(instal
     )
     values = tomllib.loads(settings_file.read_text())
     assert values["relayhost"] == "[smtp.example.net]:587" and values["hostname"] == "mx.example.net"
+    assert values["metrics_token"] == metrics_token
 
 
 def test_a_half_named_first_tenant_is_refused_and_nothing_written(tmp_path: Path) -> None:

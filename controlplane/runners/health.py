@@ -1,0 +1,165 @@
+"""The installation's health as the operator asks it (`letterhead status`) and as Prometheus
+scrapes it (`/metrics`): each part, Postfix's queues, certificates, DNS, disk, the log follower,
+and mail and logins over the last hour. Whether all is well decides status's exit code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shutil
+from pathlib import Path
+
+from cryptography import x509
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+from controlplane.daemons import postfix
+from controlplane.models.base import utcnow
+from controlplane.runners import follower, stack
+from controlplane.runtime import Installation
+from controlplane.services import monitoring
+from controlplane.settings import Settings
+
+# Below either, the state directory's disk is reported: the database and the mail share it.
+DISK_FREE_SHARE = 0.05
+DISK_FREE_BYTES = 1024**3
+# Lines a busy node writes are read within a few seconds; a minute behind means it is stuck.
+FOLLOWER_LAG_SECONDS = 60.0
+WINDOW = dt.timedelta(hours=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlatformCertificate:
+    self_signed: bool
+    not_after: dt.datetime | None
+
+
+@dataclasses.dataclass
+class HealthReport:
+    parts: dict[str, bool]
+    queues: dict[str, int]
+    platform_certificate: PlatformCertificate
+    certificates_expiring: list[tuple[str, dt.datetime]]
+    warnings: list[monitoring.HealthWarning]
+    disk_free_bytes: int
+    disk_total_bytes: int
+    follower: monitoring.FollowerLag
+    recipients: dict[str, int]
+    logins: dict[tuple[str, bool], int]
+    problems: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def all_well(self) -> bool:
+        return not self.problems
+
+
+def _platform_certificate(settings: Settings) -> PlatformCertificate:
+    try:
+        certificate = x509.load_pem_x509_certificate((settings.certs_dir / "default.crt").read_bytes())
+    except (OSError, ValueError):
+        return PlatformCertificate(self_signed=True, not_after=None)
+    return PlatformCertificate(certificate.issuer == certificate.subject, certificate.not_valid_after_utc)
+
+
+def _log_files(settings: Settings) -> list[monitoring.LogFile]:
+    files = []
+    for path in follower.followed_logs(settings):
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            continue
+        files.append(monitoring.LogFile(status.st_dev, status.st_ino, status.st_size))
+    return files
+
+
+def check(installation: Installation, *, now: dt.datetime | None = None) -> HealthReport:
+    settings = installation.settings
+    now = now or utcnow()
+    parts = {part.name: part.alive(settings) for part in stack.parts_to_run(settings)}
+    disk = shutil.disk_usage(settings.home)
+    with installation.sessions() as session:
+        report = HealthReport(
+            parts=parts,
+            queues=postfix.queue_counts(settings.postfix_queue)
+            if Path(settings.postfix_queue).is_dir()
+            else {},
+            platform_certificate=_platform_certificate(settings),
+            certificates_expiring=monitoring.certificates_expiring(session, now),
+            warnings=monitoring.all_warnings(session, now),
+            disk_free_bytes=disk.free,
+            disk_total_bytes=disk.total,
+            follower=monitoring.follower_lag(session, _log_files(settings), now),
+            recipients=monitoring.recipient_results_since(session, now - WINDOW),
+            logins=monitoring.logins_since(session, now - WINDOW),
+        )
+    down = sorted(name for name, up in parts.items() if not up)
+    if down:
+        report.problems.append(f"Not running: {', '.join(down)}.")
+    report.problems += [warning.message for warning in report.warnings if warning.kind != "pool"]
+    report.notes += [warning.message for warning in report.warnings if warning.kind == "pool"]
+    if report.disk_free_bytes < min(DISK_FREE_BYTES, DISK_FREE_SHARE * report.disk_total_bytes):
+        report.problems.append(
+            f"The disk of {settings.home} has {report.disk_free_bytes // 1024**2} MB free: mail and the database "
+            "stop when it is full."
+        )
+    if report.follower.seconds > FOLLOWER_LAG_SECONDS:
+        report.problems.append(
+            f"The log follower is {report.follower.seconds:.0f} s behind ({report.follower.unread_bytes} bytes "
+            "unread): the log viewers miss recent mail and logins."
+        )
+    platform = report.platform_certificate
+    if platform.self_signed:
+        report.notes.append(
+            f"The platform host {settings.hostname} serves a self-signed certificate: mail clients and "
+            "browsers warn until a trusted one is in place."
+        )
+    elif platform.not_after is not None and platform.not_after <= now + monitoring.EXPIRY_WARNING:
+        report.problems.append(
+            f"The platform host's certificate expires on {platform.not_after.date().isoformat()}."
+        )
+    return report
+
+
+def metrics(report: HealthReport) -> bytes:
+    """The report in Prometheus's text format: every figure a gauge (the mail and login figures
+    over the last hour, as the database keeps them only for its retention)."""
+    registry = CollectorRegistry()
+
+    def gauge(name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(f"letterhead_{name}", documentation, labels, registry=registry)
+
+    up = gauge("part_up", "1 when the part's process runs.", ("part",))
+    for name, alive in report.parts.items():
+        up.labels(name).set(1 if alive else 0)
+    queued = gauge("postfix_queue_messages", "Messages in each of Postfix's queues.", ("queue",))
+    for queue, count in report.queues.items():
+        queued.labels(queue).set(count)
+    expiring = gauge(
+        "certificate_expiry_timestamp_seconds",
+        "When each brand certificate expiring within 14 days ends.",
+        ("host",),
+    )
+    for hostname, not_after in report.certificates_expiring:
+        expiring.labels(hostname).set(not_after.timestamp())
+    gauge("platform_certificate_self_signed", "1 while the platform host's certificate is self-signed.").set(
+        1 if report.platform_certificate.self_signed else 0
+    )
+    warnings = gauge("warnings", "Tenants' problems by kind (certificate, dns, pool).", ("kind",))
+    for kind in ("certificate", "dns", "pool"):
+        warnings.labels(kind).set(sum(1 for warning in report.warnings if warning.kind == kind))
+    gauge("disk_free_bytes", "Free space on the state directory's disk.").set(report.disk_free_bytes)
+    gauge("log_follower_unread_bytes", "Log bytes the follower has not stored yet.").set(
+        report.follower.unread_bytes
+    )
+    gauge("log_follower_lag_seconds", "How long unread log lines have waited.").set(report.follower.seconds)
+    recipients = gauge("recipients_last_hour", "Recipients by outcome over the last hour.", ("outcome",))
+    for outcome, count in report.recipients.items():
+        recipients.labels(outcome).set(count)
+    logins = gauge(
+        "logins_last_hour", "Login attempts by service and result over the last hour.", ("service", "result")
+    )
+    for (service, success), count in report.logins.items():
+        logins.labels(service, "success" if success else "failure").set(count)
+    gauge("healthy", "1 when status finds nothing wrong.").set(1 if report.all_well else 0)
+    return generate_latest(registry)
