@@ -104,7 +104,7 @@ def test_status_says_all_is_well_then_counts_deferred_mail(running) -> None:
     document = _until(
         lambda: (d := json.loads(_letterhead(running, "status", "--json").stdout))["queues"]["deferred"] and d
     )
-    assert document and document["queues"]["deferred"] == 1 and document["healthy"] is True
+    assert document and sum(document["queues"].values()) == 1 and document["healthy"] is True
     assert document["disk_free_bytes"] > 0 and document["platform_certificate_self_signed"] is True
     assert {row["service"]: row["state"] for row in document["services"]}["postfix"] == "running"
 
@@ -124,11 +124,12 @@ def test_metrics_are_the_operators_on_the_platform_host_with_the_token(running) 
         'letterhead_recipients_last_hour{outcome="delivered"} 1.0',
         'letterhead_logins_last_hour{result="success",service="imap"} 1.0',
         'letterhead_logins_last_hour{result="failure",service="imap"} 1.0',
+        # Retried every few seconds in a test stack: between two attempts it waits as deferred.
+        'letterhead_postfix_queue_messages{queue="deferred"} 1.0',
     )
     body = _until(lambda: all(line in (text := _metrics(running)[1]) for line in wanted) and text)
     assert body, _metrics(running)[1]
     assert 'letterhead_part_up{part="dovecot"} 1.0' in body
-    assert 'letterhead_postfix_queue_messages{queue="deferred"} 1.0' in body
     assert "letterhead_healthy 1.0" in body and "letterhead_disk_free_bytes" in body
     assert "ann@watched.test" not in body  # figures, never addresses
 
