@@ -33,7 +33,7 @@ from typing import Any
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, create_engine, inspect, make_url, pool, text
 
-from controlplane.daemons import database_logins, dovecot, postfix, postgres
+from controlplane.daemons import database_logins, dovecot, postfix, postgres, sieve_files
 from controlplane.daemons.layout import vmail_account
 from controlplane.daemons.process import DaemonError
 from controlplane.database_copy import table_checksum
@@ -47,9 +47,10 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 # The daemons' logins belong to the database they were made for: restore grants its own.
 NOT_CHECKSUMMED = {"daemon_login"}
-# Rebuilt at every start (SNI for Postfix) or served from elsewhere: not part of a backup.
+# Kept from the state directory (whatever else is there is rebuilt at every start).
 STATE_FOLDERS = ("certs", "acme", "dkim", "srs")
 STATE_FILES = ("secret_key",)
+# Challenge files of orders long finished: not kept.
 STATE_SKIPPED = ("acme/webroot",)
 
 Progress = Callable[[str], None]
@@ -63,6 +64,9 @@ class BackupRefused(LetterheadError):
 class HeldMailbox:
     address: str
     storage_key: str
+    # Dovecot knows only active mailboxes (of active domains and tenants): a suspended one's
+    # Maildir, which receives nothing, is copied as files.
+    active: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,16 +98,18 @@ def _held_mailboxes(connection: Connection, node_name: str) -> tuple[list[HeldMa
     """The mailboxes whose mail lies on this machine, and how many lie on other nodes."""
     here = connection.execute(text("SELECT id FROM node WHERE name = :name"), {"name": node_name}).scalar()
     held, elsewhere = [], 0
-    for local_part, domain, storage_key, node_id in connection.execute(
+    for local_part, domain, storage_key, node_id, *active in connection.execute(
         text(
-            "SELECT mailbox.local_part, domain.name, mailbox.storage_key, mailbox.node_id "
-            "FROM mailbox JOIN domain ON domain.id = mailbox.domain_id ORDER BY mailbox.id"
+            "SELECT mailbox.local_part, domain.name, mailbox.storage_key, mailbox.node_id, "
+            "mailbox.active, domain.active, tenant.active FROM mailbox "
+            "JOIN domain ON domain.id = mailbox.domain_id JOIN tenant ON tenant.id = domain.tenant_id "
+            "ORDER BY mailbox.id"
         )
     ):
         if node_id is not None and node_id != here:
             elsewhere += 1
             continue
-        held.append(HeldMailbox(f"{local_part}@{domain}", storage_key))
+        held.append(HeldMailbox(f"{local_part}@{domain}", storage_key, all(bool(flag) for flag in active)))
     return held, elsewhere
 
 
@@ -220,13 +226,14 @@ def _back_up_mail(
             continue
         destination = mail_folder / mailbox.storage_key
         destination.mkdir(mode=0o700)
-        os.chown(destination, vmail.uid, vmail.gid)
-        if running and (home / "Maildir").is_dir():
+        # Root copies into a folder of its own, then hands it to the storage user for doveadm.
+        _copy_home_except_maildir(home, destination)
+        _chown_tree(destination, vmail.uid, vmail.gid)
+        if running and mailbox.active and (home / "Maildir").is_dir():
             dovecot.backup_mailbox(config_file, mailbox.address, destination / "Maildir")
         elif (home / "Maildir").is_dir():
             shutil.copytree(home / "Maildir", destination / "Maildir", symlinks=True)
-        _copy_home_except_maildir(home, destination)
-        _chown_tree(destination, vmail.uid, vmail.gid)
+            _chown_tree(destination, vmail.uid, vmail.gid)
         counts[mailbox.storage_key] = _message_count(destination / "Maildir")
         if number % 50 == 0 or number == len(held):
             progress(f"mail: {number} of {len(held)} mailboxes")
@@ -274,15 +281,28 @@ class BackupSummary:
 
 
 def _prepare_folder(backup: Path) -> None:
-    if backup.exists() and (not backup.is_dir() or any(backup.iterdir())):
+    if backup.is_symlink() or (backup.exists() and (not backup.is_dir() or any(backup.iterdir()))):
         raise BackupRefused(f"{backup} is not an empty folder: back up into a new one.")
     backup.mkdir(parents=True, exist_ok=True)
+    if backup.stat().st_uid != os.geteuid():
+        # Password hashes and private keys go in: only into a folder no one else controls.
+        raise BackupRefused(f"{backup} belongs to another user: back up into a folder of your own.")
     os.chmod(backup, 0o711)
 
 
 def back_up(settings: Settings, backup: Path, *, progress: Progress = lambda _line: None) -> BackupSummary:
     """A consistent backup of the running (or stopped) installation into the new folder `backup`."""
     backup = backup.absolute()
+    # Every file made here is root's alone (keys, hashes, the settings with their secrets); the
+    # mail folders are handed to the storage user explicitly.
+    previous_umask = os.umask(0o077)
+    try:
+        return _back_up(settings, backup, progress)
+    finally:
+        os.umask(previous_umask)
+
+
+def _back_up(settings: Settings, backup: Path, progress: Progress) -> BackupSummary:
     _prepare_folder(backup)
     database_folder = backup / "database"
     database_folder.mkdir(mode=0o700)
@@ -451,7 +471,9 @@ def _restore_state(settings: Settings, backup: Path, old_home: str) -> None:
             renewal.write_text(renewal.read_text().replace(old_home, str(settings.home)))
 
 
-def _restore_mail(settings: Settings, backup: Path, manifest: dict[str, Any], progress: Progress) -> int:
+def _restore_mail(
+    settings: Settings, backup: Path, manifest: dict[str, Any], known_keys: set[str], progress: Progress
+) -> int:
     vmail = vmail_account(settings)
     settings.mail_root.mkdir(parents=True, exist_ok=True)
     os.chown(settings.mail_root, vmail.uid, vmail.gid)
@@ -459,22 +481,37 @@ def _restore_mail(settings: Settings, backup: Path, manifest: dict[str, Any], pr
     mailboxes = manifest["mailboxes"]
     messages = 0
     for number, mailbox in enumerate(mailboxes, start=1):
-        saved = backup / "mail" / mailbox["storage_key"]
+        storage_key = mailbox["storage_key"]
+        if storage_key not in known_keys:
+            raise BackupRefused(
+                f"The backup's mail names a mailbox its database does not hold ({storage_key!r})."
+            )
+        saved = backup / "mail" / storage_key
         if not saved.is_dir():
             continue
-        home = settings.mail_root / mailbox["storage_key"]
+        home = sieve_files.mailbox_home(settings.mail_root, storage_key)  # checks the key's form
         shutil.copytree(saved, home, symlinks=True)
         _chown_tree(home, vmail.uid, vmail.gid)
         restored = _message_count(home / "Maildir")
         if restored != mailbox["messages"]:
             raise BackupRefused(
                 f"{mailbox['address']}: {restored} messages restored where the backup counted "
-                f"{mailbox['messages']}: the backup's mail is damaged."
+                f"{mailbox['messages']}: the backup's mail is damaged. The database is restored: start again "
+                "from a new installation (an empty database and no mail)."
             )
         messages += restored
         if number % 50 == 0 or number == len(mailboxes):
             progress(f"mail: {number} of {len(mailboxes)} mailboxes")
     return messages
+
+
+def _storage_keys(settings: Settings) -> set[str]:
+    engine = create_engine(settings.sqlalchemy_url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return set(connection.execute(text("SELECT storage_key FROM mailbox")).scalars())
+    finally:
+        engine.dispose()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -508,7 +545,7 @@ def restore(settings: Settings, backup: Path, *, progress: Progress = lambda _li
     if settings.is_postgresql:
         database_logins.grant_daemon_logins(settings.sqlalchemy_url)
     _restore_state(settings, backup, manifest.get("home", ""))
-    messages = _restore_mail(settings, backup, manifest, progress)
+    messages = _restore_mail(settings, backup, manifest, _storage_keys(settings), progress)
     tables = manifest["database"]["tables"]
     return RestoreSummary(
         tables=len(tables),

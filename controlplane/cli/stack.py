@@ -77,8 +77,10 @@ def status(as_json: bool) -> None:
             f"Disk free in {installation.settings.home}: {report.disk_free_bytes // 1024**2} MB of "
             f"{report.disk_total_bytes // 1024**2} MB"
         )
+        lag = report.follower
+        behind = "never read yet" if lag.seconds is None else f"{lag.seconds:.0f} s behind"
         click.echo(
-            f"Log follower: {report.follower.unread_bytes} bytes unread, {report.follower.seconds:.0f} s behind"
+            f"Log follower: {lag.unread_bytes} bytes unread" + (f", {behind}" if lag.unread_bytes else "")
         )
         for hostname, not_after in report.certificates_expiring:
             click.echo(f"Certificate of {hostname} ends {not_after.isoformat(timespec='minutes')}")

@@ -92,8 +92,21 @@ def backup_mailbox(config_file: Path, user: str, destination: Path) -> None:
     """`doveadm backup` of `user`'s mail into a Maildir at `destination` (which the storage user
     may write): dsync copies a consistent view of each folder while mail keeps arriving, with its
     flags, dates and UIDs."""
+    # Without the mail plugins: the quota plugins would count the copy as the user's mail (the
+    # usage Postfix refuses full mailboxes by) and might send a quota warning.
     result = run_tool(
-        [DOVEADM, "-c", str(config_file), "backup", "-u", user, f"maildir:{destination}"], timeout=3600
+        [
+            DOVEADM,
+            "-c",
+            str(config_file),
+            "-o",
+            "mail_plugins=",
+            "backup",
+            "-u",
+            user,
+            f"maildir:{destination}",
+        ],
+        timeout=3600,
     )
     if result.returncode != 0:
         raise DaemonError(f"doveadm backup of {user} failed: {output_of(result) or 'no message'}")

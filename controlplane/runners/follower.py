@@ -14,6 +14,7 @@ by its checkpoint (it shrank, or starts differently) and read again from its sta
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sys
 import threading
@@ -199,7 +200,8 @@ def run_follower(
             while not stop.is_set():
                 if not settings.home.is_dir():
                     return  # the installation was removed (a test's scratch stack): nothing to follow
-                _safely(follower.poll)
+                if _safely(follower.poll):
+                    _mark_read(settings)
                 _safely(purge.run_if_due)
                 stop.wait(poll_seconds)
             _safely(follower.poll)
@@ -208,11 +210,29 @@ def run_follower(
             installation.dispose()
 
 
-def _safely(action: Callable[[], object]) -> None:
+READ_MARK = "log-follower.read"
+
+
+def _mark_read(settings: Settings) -> None:
+    """The time of the last poll that read every log to its end (the file's mtime): how far
+    the follower lags is measured from it (runners/health.py), without a write per poll."""
+    with contextlib.suppress(OSError):
+        (settings.run_dir / READ_MARK).touch()
+
+
+def last_complete_read(settings: Settings) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromtimestamp((settings.run_dir / READ_MARK).stat().st_mtime, dt.UTC)
+    except OSError:
+        return None
+
+
+def _safely(action: Callable[[], object]) -> bool:
     """A database that is briefly unavailable, or a log that cannot be read, must not end the
     follower: it reports and tries again at the next poll, from the last committed checkpoint."""
     try:
         action()
+        return True
     except (SQLAlchemyError, OSError, LetterheadError):
         print(
             f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} log follower: retrying after:",
@@ -220,6 +240,7 @@ def _safely(action: Callable[[], object]) -> None:
         )
         traceback.print_exc(file=sys.stderr)
         sys.stderr.flush()
+        return False
 
 
 def start_follower(settings: Settings) -> None:

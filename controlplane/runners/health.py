@@ -12,18 +12,22 @@ from pathlib import Path
 
 from cryptography import x509
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.daemons import postfix
+from controlplane.db import server_reason
 from controlplane.models.base import utcnow
 from controlplane.runners import follower, stack
 from controlplane.runtime import Installation
 from controlplane.services import monitoring
 from controlplane.settings import Settings
 
-# Below either, the state directory's disk is reported: the database and the mail share it.
+# The state directory's disk (the database and the mail share it) is reported when its free
+# space falls below the smaller of the two: 5% of a small disk, 1 GB of a large one.
 DISK_FREE_SHARE = 0.05
 DISK_FREE_BYTES = 1024**3
-# Lines a busy node writes are read within a few seconds; a minute behind means it is stuck.
+# The follower reads every log to its end twice a second: a minute without doing so while lines
+# wait means it is stuck (or the database refuses its rows).
 FOLLOWER_LAG_SECONDS = 60.0
 WINDOW = dt.timedelta(hours=1)
 
@@ -78,21 +82,29 @@ def check(installation: Installation, *, now: dt.datetime | None = None) -> Heal
     now = now or utcnow()
     parts = {part.name: part.alive(settings) for part in stack.parts_to_run(settings)}
     disk = shutil.disk_usage(settings.home)
-    with installation.sessions() as session:
-        report = HealthReport(
-            parts=parts,
-            queues=postfix.queue_counts(settings.postfix_queue)
-            if Path(settings.postfix_queue).is_dir()
-            else {},
-            platform_certificate=_platform_certificate(settings),
-            certificates_expiring=monitoring.certificates_expiring(session, now),
-            warnings=monitoring.all_warnings(session, now),
-            disk_free_bytes=disk.free,
-            disk_total_bytes=disk.total,
-            follower=monitoring.follower_lag(session, _log_files(settings), now),
-            recipients=monitoring.recipient_results_since(session, now - WINDOW),
-            logins=monitoring.logins_since(session, now - WINDOW),
-        )
+    report = HealthReport(
+        parts=parts,
+        queues=postfix.queue_counts(settings.postfix_queue) if Path(settings.postfix_queue).is_dir() else {},
+        platform_certificate=_platform_certificate(settings),
+        certificates_expiring=[],
+        warnings=[],
+        disk_free_bytes=disk.free,
+        disk_total_bytes=disk.total,
+        follower=monitoring.FollowerLag(0, 0.0),
+        recipients={},
+        logins={},
+    )
+    try:
+        with installation.sessions() as session:
+            report.certificates_expiring = monitoring.certificates_expiring(session, now)
+            report.warnings = monitoring.all_warnings(session, now)
+            report.follower = monitoring.follower_lag(
+                session, _log_files(settings), follower.last_complete_read(settings), now
+            )
+            report.recipients = monitoring.recipient_results_since(session, now - WINDOW)
+            report.logins = monitoring.logins_since(session, now - WINDOW)
+    except SQLAlchemyError as error:
+        report.problems.append(f"The database does not answer: {server_reason(error)}")
     down = sorted(name for name, up in parts.items() if not up)
     if down:
         report.problems.append(f"Not running: {', '.join(down)}.")
@@ -103,10 +115,12 @@ def check(installation: Installation, *, now: dt.datetime | None = None) -> Heal
             f"The disk of {settings.home} has {report.disk_free_bytes // 1024**2} MB free: mail and the database "
             "stop when it is full."
         )
-    if report.follower.seconds > FOLLOWER_LAG_SECONDS:
+    lag = report.follower
+    if lag.unread_bytes and (lag.seconds is None or lag.seconds > FOLLOWER_LAG_SECONDS):
+        behind = "has never read the logs" if lag.seconds is None else f"is {lag.seconds:.0f} s behind"
         report.problems.append(
-            f"The log follower is {report.follower.seconds:.0f} s behind ({report.follower.unread_bytes} bytes "
-            "unread): the log viewers miss recent mail and logins."
+            f"The log follower {behind} ({lag.unread_bytes} bytes unread): the log viewers miss recent mail "
+            "and logins."
         )
     platform = report.platform_certificate
     if platform.self_signed:
@@ -152,7 +166,9 @@ def metrics(report: HealthReport) -> bytes:
     gauge("log_follower_unread_bytes", "Log bytes the follower has not stored yet.").set(
         report.follower.unread_bytes
     )
-    gauge("log_follower_lag_seconds", "How long unread log lines have waited.").set(report.follower.seconds)
+    gauge(
+        "log_follower_lag_seconds", "Since the follower last read every log to its end, while lines wait."
+    ).set(report.follower.seconds if report.follower.seconds is not None else float("inf"))
     recipients = gauge("recipients_last_hour", "Recipients by outcome over the last hour.", ("outcome",))
     for outcome, count in report.recipients.items():
         recipients.labels(outcome).set(count)

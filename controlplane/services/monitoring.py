@@ -57,7 +57,10 @@ def _certificate_warnings(brand: Brand, now: dt.datetime) -> list[HealthWarning]
 def _dns_warnings(brand: Brand) -> list[HealthWarning]:
     stored = json.loads(brand.dns_report) if brand.dns_report else {}
     warnings = []
-    for domain, report in sorted(stored.items()):
+    # The brand's domains as they are now: a report kept for a domain since moved or deleted
+    # is not this brand's (nor, perhaps, this tenant's) any more.
+    for domain in sorted(domain.name for domain in brand.domains):
+        report = stored.get(domain, {})
         failing = [check for check in report.get("checks", []) if check.get("state") in FAILING_DNS_STATES]
         if failing:
             records = ", ".join(sorted({f"{check['type']} {check['name']}" for check in failing}))
@@ -152,22 +155,29 @@ class LogFile:
 @dataclasses.dataclass(frozen=True)
 class FollowerLag:
     unread_bytes: int
-    seconds: float  # since the follower last committed, while something is left to read
+    # Since the follower last read every log to its end, while something is left to read;
+    # None when it never has.
+    seconds: float | None
 
 
-def follower_lag(session: Session, files: Iterable[LogFile], now: dt.datetime | None = None) -> FollowerLag:
+def follower_lag(
+    session: Session,
+    files: Iterable[LogFile],
+    last_complete_read: dt.datetime | None,
+    now: dt.datetime | None = None,
+) -> FollowerLag:
     """How much of the followed logs the follower has not stored yet, and for how long."""
     now = now or utcnow()
-    unread, oldest = 0, now
+    unread = 0
     for file in files:
         checkpoint = session.scalar(
             select(LogCheckpoint).where(
                 LogCheckpoint.device == file.device, LogCheckpoint.inode == file.inode
             )
         )
-        behind = file.size - (checkpoint.offset if checkpoint else 0)
-        if behind > 0:
-            unread += behind
-            if checkpoint is not None:
-                oldest = min(oldest, checkpoint.updated_at)
-    return FollowerLag(unread, (now - oldest).total_seconds() if unread else 0.0)
+        unread += max(file.size - (checkpoint.offset if checkpoint else 0), 0)
+    if not unread:
+        return FollowerLag(0, 0.0)
+    if last_complete_read is None:
+        return FollowerLag(unread, None)
+    return FollowerLag(unread, max((now - last_complete_read).total_seconds(), 0.0))

@@ -34,6 +34,7 @@ KB = 1024
 PASSWORD = "correct horse battery"
 USERS = ("alice", "bob", "carol")
 BRAND_HOST = "mail.backup.test"
+SUSPENDED = "dora"  # suspended before the backup: Dovecot no longer knows her, her mail is kept
 
 
 def _letterhead(home: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -74,7 +75,7 @@ def original(tmp_path_factory) -> Iterator[tuple[ScratchStack, bytes]]:
                 session, OPERATOR, tenant=tenant, name="backup.test",
                 max_mailboxes=10, max_aliases=10, max_mailbox_bytes=5000 * KB,
             )  # fmt: skip
-            for user in USERS:
+            for user in (*USERS, SUSPENDED):
                 mailboxes.create_mailbox(
                     session,
                     OPERATOR,
@@ -139,6 +140,12 @@ class SmtpLoad:
         self._thread.join(timeout=60)
 
 
+def _set_active(scratch: ScratchStack, user: str, active: bool) -> None:
+    with scratch.installation.transaction() as session:
+        mailbox = mailboxes.find_mailbox(session, f"{user}@backup.test")
+        mailboxes.update_mailbox(session, OPERATOR, mailbox, active=active)
+
+
 def _serves(scratch: ScratchStack, certificate: bytes) -> bool:
     """The brand's certificate on IMAPS by SNI (a brand change reaches Dovecot a moment later)."""
     deadline = time.monotonic() + 15
@@ -156,9 +163,12 @@ def _subjects_by_user(scratch: ScratchStack) -> dict[str, list[str]]:
 def test_a_backup_under_smtp_load_restores_every_message_row_brand_and_key(original) -> None:
     original, brand_certificate = original
     assert _serves(original, brand_certificate)
-    first = {user: send(original, "sender@elsewhere.test", [f"{user}@backup.test"]) for user in USERS}
+    first = {
+        user: send(original, "sender@elsewhere.test", [f"{user}@backup.test"]) for user in (*USERS, SUSPENDED)
+    }
     for user, subject in first.items():
         assert wait_for_subject(original, f"{user}@backup.test", PASSWORD, subject, timeout=30)
+    _set_active(original, SUSPENDED, False)
     # A folder, a copy filed into it and a flag: dsync carries them, not only the messages.
     client = _imap(original, "alice@backup.test")
     client.create("Archive")
@@ -179,13 +189,13 @@ def test_a_backup_under_smtp_load_restores_every_message_row_brand_and_key(origi
             delivered_before = _subjects_by_user(original)
             during = len(load.accepted)
             backed_up = _letterhead(original.home, "backup", str(backup))
-            time.sleep(1)
+            accepted_by_the_end = len(load.accepted)
         assert backed_up.returncode == 0, backed_up.stderr
-        assert "Backed up" in backed_up.stdout and "mail: 3 of 3 mailboxes" in backed_up.stderr
-        assert len(load.accepted) > during, "no mail was taken while the backup ran"
+        assert "Backed up" in backed_up.stdout and "mail: 4 of 4 mailboxes" in backed_up.stderr
+        assert accepted_by_the_end > during, "no mail was taken while the backup ran"
         assert not load.refused, load.refused[:3]
         manifest = json.loads((backup / "manifest.json").read_text())
-        assert manifest["database"]["tables"]["mailbox"]["rows"] == len(USERS)
+        assert manifest["database"]["tables"]["mailbox"]["rows"] == len(USERS) + 1
         assert PASSWORD not in (backup / "manifest.json").read_text()
 
         # The new machine: its own state directory (and, on PostgreSQL, its own empty database).
@@ -203,6 +213,8 @@ def test_a_backup_under_smtp_load_restores_every_message_row_brand_and_key(origi
                 missing = set(delivered_before[user]) - set(after[user])
                 assert not missing, f"{user}: {sorted(missing)[:5]} not restored"
                 assert len(after[user]) == len(set(after[user])), f"{user}: a message restored twice"
+            _set_active(restored, SUSPENDED, True)
+            assert imap_subjects(restored, f"{SUSPENDED}@backup.test", PASSWORD) == [first[SUSPENDED]]
             client = _imap(restored, "alice@backup.test")
             assert client.select("Archive", readonly=True)[1] == [b"1"]
             client.select("INBOX", readonly=True)

@@ -92,24 +92,32 @@ def _until(found, timeout: float = 30.0):
     return result
 
 
-def test_status_says_all_is_well_then_counts_deferred_mail(running) -> None:
-    result = _letterhead(running, "status")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "All is well." in result.stdout and "self-signed" in result.stdout
+@pytest.fixture(scope="module")
+def mail_flowed(running: ScratchStack) -> ScratchStack:
+    """One message delivered, and one waiting as deferred: the relay the stack sends through
+    stopped answering."""
     assert send(running, "sender@elsewhere.test", ["ann@watched.test"])
-
-    # The relay the stack sends through stops answering: forwarded mail waits in the queue.
     running.sink.stop()
     send(running, "sender@elsewhere.test", ["away@watched.test"])
+    return running
+
+
+def test_status_says_all_is_well_and_counts_deferred_mail(mail_flowed) -> None:
+    result = _letterhead(mail_flowed, "status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All is well." in result.stdout and "self-signed" in result.stdout
     document = _until(
-        lambda: (d := json.loads(_letterhead(running, "status", "--json").stdout))["queues"]["deferred"] and d
+        lambda: (
+            (d := json.loads(_letterhead(mail_flowed, "status", "--json").stdout))["queues"]["deferred"] and d
+        )
     )
     assert document and sum(document["queues"].values()) == 1 and document["healthy"] is True
     assert document["disk_free_bytes"] > 0 and document["platform_certificate_self_signed"] is True
     assert {row["service"]: row["state"] for row in document["services"]}["postfix"] == "running"
 
 
-def test_metrics_are_the_operators_on_the_platform_host_with_the_token(running) -> None:
+def test_metrics_are_the_operators_on_the_platform_host_with_the_token(mail_flowed) -> None:
+    running = mail_flowed
     assert _metrics(running, token=None)[0] == 401
     assert _metrics(running, token="not-" + METRICS_TOKEN)[0] == 401
     assert _metrics(running, host="mail.watched.test")[0] == 404  # a brand host: not there

@@ -5,12 +5,13 @@ Each refusal says why and leaves the target as it was."""
 from __future__ import annotations
 
 import json
+import os
 import pwd
 import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, inspect, pool, select
 
 from controlplane import backup as backups
 from controlplane.models import Mailbox, Tenant
@@ -55,6 +56,17 @@ def fresh(tmp_path: Path, empty_database: str, settings: Settings) -> Settings:
     return load_settings(
         environ={}, home=tmp_path / "new", database_url=empty_database if settings.is_postgresql else ""
     )
+
+
+def _nothing_restored(target: Settings) -> bool:
+    if target.is_postgresql:
+        engine = create_engine(target.sqlalchemy_url, poolclass=pool.NullPool)
+        try:
+            with engine.connect() as connection:
+                return inspect(connection).get_table_names() == []
+        finally:
+            engine.dispose()
+    return not target.database_path.exists()
 
 
 def _edit_manifest(backup: Path, change) -> None:
@@ -107,8 +119,8 @@ def test_a_damaged_backup_is_refused_and_leaves_no_database(backed_up, fresh: Se
     )
     with pytest.raises(backups.BackupRefused, match="differs from the backup in tenant"):
         backups.restore(fresh, backup)
-    if not fresh.is_postgresql:
-        assert not fresh.database_path.exists()
+    if not fresh.is_postgresql:  # on PostgreSQL the loaded dump stays, and the error says so
+        assert _nothing_restored(fresh)
     assert not fresh.mail_root.exists() or not any(fresh.mail_root.iterdir())
 
 
@@ -127,13 +139,35 @@ def test_a_backup_this_release_cannot_restore_is_refused_before_anything_is_writ
     _edit_manifest(backup, change)
     with pytest.raises(backups.BackupRefused, match=reason):
         backups.restore(fresh, backup)
-    assert not fresh.database_path.exists() and not fresh.mail_root.exists()
+    assert _nothing_restored(fresh) and not fresh.mail_root.exists()
 
 
 def test_restoring_over_an_installation_is_refused(backed_up, settings: Settings) -> None:
     backup, _key = backed_up
-    with pytest.raises(backups.BackupRefused, match="already holds"):
+    with pytest.raises(backups.BackupRefused, match="already holds mail"):
         backups.restore(settings, backup)
+    # Its tenants are refused too, mail or not, and stay as they were.
+    shutil.rmtree(settings.mail_root)
+    with pytest.raises(backups.BackupRefused, match="already holds an installation with tenants"):
+        backups.restore(settings, backup)
+    installation = Installation(settings)
+    try:
+        with installation.sessions() as session:
+            assert session.scalar(select(Tenant.name)) == "Kept"
+    finally:
+        installation.dispose()
+
+
+def test_a_backup_goes_only_into_a_folder_of_roots_own(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(backups.BackupRefused, match="not an empty folder"):
+        backups.back_up(settings, tmp_path / "link")
+    (tmp_path / "theirs").mkdir()
+    os.chown(tmp_path / "theirs", pwd.getpwnam("nobody").pw_uid, -1)
+    with pytest.raises(backups.BackupRefused, match="belongs to another user"):
+        backups.back_up(settings, tmp_path / "theirs")
+    assert list((tmp_path / "theirs").iterdir()) == [] and list((tmp_path / "elsewhere").iterdir()) == []
 
 
 def test_a_backup_goes_only_into_a_new_or_empty_folder(backed_up, settings: Settings) -> None:

@@ -73,12 +73,15 @@ def test_dns_warnings_name_only_failing_records(db) -> None:
             "note": "",
         },
     ]
-    _brand(
+    brand = _brand(
         db,
         tenant,
         "mail.dns.test",
         dns_report=json.dumps({"dns.test": {"checked_at": NOW.isoformat(), "checks": checks}}),
     )
+    make_domain(db, tenant=tenant, name="dns.test").brand = brand
+    db.flush()
+    db.expire(brand)
     [warning] = monitoring.tenant_warnings(db, scope.OPERATOR, tenant, NOW)
     assert warning.kind == "dns" and warning.message.endswith(": TXT dns.test.")
 
@@ -96,30 +99,28 @@ def test_a_nearly_full_pool_is_a_warning_and_others_tenants_are_not_seen(db) -> 
     assert monitoring.tenant_warnings(db, scope.tenant_admin(full.id), full, NOW) == warnings
 
 
-def test_follower_lag_counts_unread_bytes_since_the_last_commit(db) -> None:
-    db.add(
-        LogCheckpoint(
-            path="/log/postfix.log",
-            device=1,
-            inode=10,
-            offset=800,
-            head="",
-            updated_at=NOW - dt.timedelta(seconds=90),
-        )
-    )
-    db.add(
-        LogCheckpoint(
-            path="/log/dovecot.log",
-            device=1,
-            inode=11,
-            offset=500,
-            head="",
-            updated_at=NOW - dt.timedelta(seconds=5),
-        )
-    )
+def test_follower_lag_is_unread_bytes_and_the_time_since_the_last_complete_read(db) -> None:
+    db.add(LogCheckpoint(path="/log/postfix.log", device=1, inode=10, offset=800, head="", updated_at=NOW))
+    db.add(LogCheckpoint(path="/log/dovecot.log", device=1, inode=11, offset=500, head="", updated_at=NOW))
     db.flush()
-    files = [monitoring.LogFile(1, 10, 1000), monitoring.LogFile(1, 11, 500)]
-    assert monitoring.follower_lag(db, files, NOW) == monitoring.FollowerLag(200, 90.0)
-    assert monitoring.follower_lag(db, [monitoring.LogFile(1, 11, 500)], NOW) == monitoring.FollowerLag(
-        0, 0.0
+    files = [monitoring.LogFile(1, 10, 1000), monitoring.LogFile(1, 11, 500), monitoring.LogFile(1, 12, 40)]
+    last_read = NOW - dt.timedelta(seconds=90)
+    # The third file has no checkpoint yet (rotated in): all of it is unread.
+    assert monitoring.follower_lag(db, files, last_read, NOW) == monitoring.FollowerLag(240, 90.0)
+    assert monitoring.follower_lag(db, files, None, NOW) == monitoring.FollowerLag(240, None)
+    # Nothing left to read: no lag, however long ago the last read (a quiet night).
+    assert monitoring.follower_lag(db, files[1:2], last_read, NOW) == monitoring.FollowerLag(0, 0.0)
+
+
+def test_dns_warnings_are_for_the_brands_domains_as_they_are_now(db) -> None:
+    tenant = make_tenant(db, name="Moved")
+    checks = [
+        {"name": "gone.test", "type": "MX", "expected": "10 x.", "state": "wrong", "found": [], "note": ""}
+    ]
+    _brand(
+        db,
+        tenant,
+        "mail.moved.test",
+        dns_report=json.dumps({"gone.test": {"checked_at": NOW.isoformat(), "checks": checks}}),
     )
+    assert monitoring.tenant_warnings(db, scope.OPERATOR, tenant, NOW) == []
