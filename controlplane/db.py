@@ -67,3 +67,24 @@ def server_reason(error: BaseException) -> str:
     parameters, which SQLAlchemy appends below it and which can name secrets or addresses."""
     said = str(getattr(error, "orig", None) or error).strip()
     return said.splitlines()[0] if said else type(error).__name__
+
+
+DISK_FULL_SIGNS = (
+    "database or disk is full",
+    "no space left on device",
+    "could not extend file",
+    "disk full",
+)
+BUSY_SIGNS = ("database is locked", "lock timeout", "could not obtain lock")
+
+
+def database_problem(error: BaseException) -> str:
+    """A database error in words for whoever acted: what happened, that nothing was changed
+    (the transaction is rolled back), and what to do; never the statement or its values."""
+    said = server_reason(error)
+    lowered = said.lower()
+    if any(sign in lowered for sign in DISK_FULL_SIGNS):
+        return "The disk holding the database is full: nothing was changed. Free some space, then try again."
+    if any(sign in lowered for sign in BUSY_SIGNS):
+        return "The database is busy with a long write: nothing was changed. Try again in a moment."
+    return f"The database refused the change, and nothing was changed: {said}"

@@ -9,8 +9,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from controlplane.daemons.process import DaemonError
+from controlplane.db import database_problem
 from controlplane.errors import LetterheadError
 from controlplane.runtime import Installation
 from controlplane.services import storage
@@ -40,6 +42,8 @@ def handles_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             fail(error.message)
         except DaemonError as error:
             fail(str(error))
+        except OperationalError as error:  # a full disk, a long writer's lock, a server gone
+            fail(database_problem(error))
 
     return wrapper
 

@@ -186,10 +186,16 @@ class ScratchStack:
     """A private stack; `start()` runs Dovecot and Postfix (and optionally the web app)."""
 
     def __init__(
-        self, *, min_mailbox_bytes: int = 1024, extra_settings: str = "", postgres_server: str | None = None
+        self,
+        *,
+        min_mailbox_bytes: int = 1024,
+        extra_settings: str = "",
+        postgres_server: str | None = None,
+        home: Path | None = None,
     ) -> None:
-        # Short paths: unix socket paths are limited to 108 bytes.
-        self.home = Path(tempfile.mkdtemp(prefix="lh-", dir="/tmp"))
+        # Short paths: unix socket paths are limited to 108 bytes. A test may give an empty
+        # folder of its own (a small file system, to fill up).
+        self.home = home or Path(tempfile.mkdtemp(prefix="lh-", dir="/tmp"))
         self.home.chmod(0o755)
         # On PostgreSQL (a server URL naming no database, or the test run's, from the environment):
         # a database of this stack's own, made empty here and dropped by stop().

@@ -4,9 +4,11 @@ problem+json instead (web/api), and its paths never reach these pages."""
 
 from __future__ import annotations
 
-from flask import Flask, render_template, request
-from werkzeug.exceptions import HTTPException, InternalServerError
+from flask import Flask, current_app, render_template, request
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
+from controlplane.db import database_problem, server_reason
 from controlplane.web.security import area_of
 from controlplane.web.theme import DEFAULT_THEME, current_theme
 
@@ -19,6 +21,10 @@ EXPLANATIONS = {
     413: ("Too large", "What was sent is too large."),
     429: ("Too many requests", "Too many requests: wait a moment and try again."),
     500: ("Something went wrong", "Something went wrong on our side. Please try again in a moment."),
+    503: (
+        "Unavailable for a moment",
+        "This could not be done just now, and nothing was changed. Please try again.",
+    ),
 }
 
 
@@ -45,5 +51,17 @@ def internal_error(error: InternalServerError):
     return render_error_page(error)
 
 
+def database_unavailable(error: OperationalError):
+    """A full disk, a long writer's lock or a database server gone: the request's transaction
+    is rolled back; the person is told so in words (the operator reads the cause in the log)."""
+    current_app.logger.error("database unavailable: %s", server_reason(error))
+    if area_of(request.path) == "api":
+        from controlplane.web.api import problem
+
+        return problem(503, "Unavailable", database_problem(error))
+    return render_error_page(ServiceUnavailable())
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(InternalServerError, internal_error)
+    app.register_error_handler(OperationalError, database_unavailable)
