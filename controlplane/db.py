@@ -16,13 +16,13 @@ from sqlalchemy.orm import Session, sessionmaker
 _PENDING_KEY = "letterhead.after_commit"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, busy_seconds: float = 30.0) -> Engine:
     if url.startswith("sqlite"):
         # Postfix's SQLite client sets no busy timeout and dies on SQLITE_BUSY, deferring
         # mail: in WAL mode readers never wait for a writer, so a commit here cannot fail
         # a lookup there. Our own writers wait for each other rather than fail.
         # hide_parameters: a failed statement's message must not carry a password hash or key.
-        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+        engine = create_engine(url, connect_args={"timeout": busy_seconds}, hide_parameters=True)
         in_memory = url in ("sqlite://", "sqlite:///:memory:")
 
         @event.listens_for(engine, "connect")
@@ -35,9 +35,9 @@ def make_engine(url: str) -> Engine:
 
         return engine
     # Days are counted in UTC (the log viewers group by date), whatever the server's TimeZone.
-    return create_engine(
-        url, pool_pre_ping=True, hide_parameters=True, connect_args={"options": "-c timezone=UTC"}
-    )
+    # A lock held by a long writer is waited for as long as SQLite's busy timeout, not forever.
+    options = f"-c timezone=UTC -c lock_timeout={int(busy_seconds * 1000)}"
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args={"options": options})
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

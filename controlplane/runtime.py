@@ -43,7 +43,7 @@ class Installation:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = make_engine(settings.sqlalchemy_url)
+        self.engine = make_engine(settings.sqlalchemy_url, busy_seconds=settings.database_busy_seconds)
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
         self.sessions.configure(
             info={

@@ -134,6 +134,9 @@ class Settings:
     # all their clients share 127.0.0.1; the test of the penalty itself turns it back on.
     auth_penalty: bool = True
     database_url: str = ""
+    # How long a change waits for another writer (SQLite's busy timeout, PostgreSQL's
+    # lock_timeout) before it is refused with "the database is busy".
+    database_busy_seconds: float = 30.0
     secret_key: str = ""
     # Prometheus scrapes /metrics on the platform host with `Authorization: Bearer <this>`;
     # empty: no metrics are served.
