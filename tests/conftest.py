@@ -27,11 +27,18 @@ KB = 1024
 FOLDER_MARKERS = ("e2e", "integration", "browser")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         folder = item.path.parent.name
         if folder in FOLDER_MARKERS:
             item.add_marker(folder)
+    if os.environ.get("LETTERHEAD_TEST_DATABASE") == "postgresql":
+        # A test that brings its own SQLite state directory (a release's, a small disk) runs the
+        # same in either pass: once, in the SQLite one, is enough.
+        pinned = [item for item in items if item.get_closest_marker("sqlite_state")]
+        if pinned:
+            config.hook.pytest_deselected(items=pinned)
+            items[:] = [item for item in items if not item.get_closest_marker("sqlite_state")]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

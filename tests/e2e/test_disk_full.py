@@ -24,7 +24,7 @@ from controlplane.services import domains, mailboxes, tenants, tokens
 from controlplane.services.scope import OPERATOR
 from tests.e2e.mailclient import send, tls_context, wait_for_subject
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.sqlite_state]
 
 KB = 1024
 PASSWORD = "full disk password"

@@ -5,6 +5,7 @@ but names and up or down."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.client
 import imaplib
 import json
@@ -15,12 +16,19 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from sqlalchemy import select
 
+from controlplane.certs import acme
+from controlplane.models import ConfigGeneration
 from controlplane.runners import stack
 from controlplane.runners.scratch import ScratchStack
-from controlplane.services import aliases, domains, mailboxes, tenants
+from controlplane.services import aliases, brands, certificates, domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
-from tests.e2e.mailclient import send, tls_context
+from tests.e2e.mailclient import send, tls_context, wait_for_subject
 
 pytestmark = pytest.mark.e2e
 
@@ -140,6 +148,47 @@ def test_metrics_are_the_operators_on_the_platform_host_with_the_token(mail_flow
     assert 'letterhead_part_up{part="dovecot"} 1.0' in body
     assert "letterhead_healthy 1.0" in body and "letterhead_disk_free_bytes" in body
     assert "ann@watched.test" not in body  # figures, never addresses
+
+
+def _expired_certificate(hostname: str) -> tuple[str, str]:
+    """A certificate whose end has passed (as one left unrenewed would be), and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=90)).not_valid_after(now - dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+def test_an_expired_brand_certificate_is_named_and_mail_keeps_flowing(mail_flowed) -> None:
+    running, hostname = mail_flowed, "mail.watched.test"
+    pems = _expired_certificate(hostname)
+    with running.installation.transaction() as session:
+        tenant = tenants.get_tenant(session, OPERATOR, "Watched")
+        brand = brands.create_brand(
+            session, OPERATOR, running.settings, tenant=tenant, hostname=hostname, name="W"
+        )
+        certificates.record_certificate(brand, acme.read_certificate_pem(pems[0]), pems)
+    result = _letterhead(running, "status")
+    assert result.returncode == 1
+    assert f"Problem: The certificate of {hostname} expired on" in result.stdout, result.stdout
+    body = _metrics(running)[1]
+    assert f'letterhead_certificate_expiry_timestamp_seconds{{host="{hostname}"}}' in body
+    assert "letterhead_healthy 0.0" in body
+    # The rest keeps working: the configuration is live, mail is delivered.
+    with running.installation.sessions() as session:
+        newest = session.scalars(select(ConfigGeneration).order_by(ConfigGeneration.id.desc())).first()
+        assert newest is not None and newest.status == "live"
+    subject = send(running, "sender@elsewhere.test", ["ann@watched.test"])
+    assert wait_for_subject(running, "ann@watched.test", PASSWORD, subject, timeout=30)
 
 
 def test_health_says_up_or_down_per_part_and_nothing_more(running) -> None:

@@ -18,7 +18,7 @@ from controlplane.runners.scratch import ScratchStack
 from controlplane.schema import alembic_config
 from tests.e2e.mailclient import imap_subjects, send, wait_for_subject
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.sqlite_state]
 
 KB = 1024
 PREVIOUS_RELEASE = Path(__file__).resolve().parent.parent / "fixtures" / "state-0.1.0.tar.gz"
