@@ -220,6 +220,8 @@ def _back_up_mail(
     config_file = settings.live_config / "dovecot" / "dovecot.conf"
     counts: dict[str, int] = {}
     for number, mailbox in enumerate(held, start=1):
+        if number % 50 == 0 or number == len(held):
+            progress(f"mail: {number} of {len(held)} mailboxes")
         home = settings.mail_root / mailbox.storage_key
         if not home.is_dir():
             counts[mailbox.storage_key] = 0  # no mail received yet: Dovecot makes the home at the first
@@ -235,8 +237,6 @@ def _back_up_mail(
             shutil.copytree(home / "Maildir", destination / "Maildir", symlinks=True)
             _chown_tree(destination, vmail.uid, vmail.gid)
         counts[mailbox.storage_key] = _message_count(destination / "Maildir")
-        if number % 50 == 0 or number == len(held):
-            progress(f"mail: {number} of {len(held)} mailboxes")
     return counts
 
 
