@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import imaplib
 import json
-import os
 import shutil
 import smtplib
 import ssl
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,6 +24,7 @@ from controlplane.models import Brand, DkimKey, Domain, Mailbox, Tenant
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import brands, certificates, domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
+from tests.commands import letterhead
 from tests.e2e.mailclient import imap_subjects, send, served_certificate, wait_for_subject
 
 pytestmark = pytest.mark.e2e
@@ -35,16 +34,6 @@ PASSWORD = "correct horse battery"
 USERS = ("alice", "bob", "carol")
 BRAND_HOST = "mail.backup.test"
 SUSPENDED = "dora"  # suspended before the backup: Dovecot no longer knows her, her mail is kept
-
-
-def _letterhead(home: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", *arguments],
-        env={**os.environ, "LETTERHEAD_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def _imap(scratch: ScratchStack, user: str) -> imaplib.IMAP4:
@@ -188,7 +177,7 @@ def test_a_backup_under_smtp_load_restores_every_message_row_brand_and_key(origi
                 assert wait_for_subject(original, f"{user}@backup.test", PASSWORD, subject, timeout=30)
             delivered_before = _subjects_by_user(original)
             during = len(load.accepted)
-            backed_up = _letterhead(original.home, "backup", str(backup))
+            backed_up = letterhead(original.home, "backup", str(backup))
             accepted_by_the_end = len(load.accepted)
         assert backed_up.returncode == 0, backed_up.stderr
         assert "Backed up" in backed_up.stdout and "mail: 4 of 4 mailboxes" in backed_up.stderr
@@ -201,7 +190,7 @@ def test_a_backup_under_smtp_load_restores_every_message_row_brand_and_key(origi
         # The new machine: its own state directory (and, on PostgreSQL, its own empty database).
         restored = ScratchStack(min_mailbox_bytes=KB)
         try:
-            result = _letterhead(restored.home, "restore", str(backup))
+            result = letterhead(restored.home, "restore", str(backup))
             assert result.returncode == 0, result.stderr
             assert "Restored" in result.stdout, result.stdout
             # This machine's own settings (its ports) kept, the backup's beside them.
@@ -237,11 +226,11 @@ def test_a_backup_under_smtp_load_restores_every_message_row_brand_and_key(origi
             assert wait_for_subject(restored, "bob@backup.test", PASSWORD, subject, timeout=30)
 
             # Restoring over an installation that holds one is refused, and changes nothing.
-            again = _letterhead(restored.home, "restore", str(backup))
+            again = letterhead(restored.home, "restore", str(backup))
             assert again.returncode == 1 and "running" in again.stderr
         finally:
             restored.stop()
-        refused = _letterhead(original.home, "backup", str(backup))
+        refused = letterhead(original.home, "backup", str(backup))
         assert refused.returncode == 1 and "not an empty folder" in refused.stderr
     finally:
         shutil.rmtree(backup, ignore_errors=True)
@@ -250,6 +239,6 @@ def test_a_backup_under_smtp_load_restores_every_message_row_brand_and_key(origi
 def test_a_folder_that_is_not_a_backup_is_refused_before_anything_is_written(tmp_path) -> None:
     (tmp_path / "home").mkdir()
     (tmp_path / "not-a-backup").mkdir()
-    result = _letterhead(tmp_path / "home", "restore", str(tmp_path / "not-a-backup"))
+    result = letterhead(tmp_path / "home", "restore", str(tmp_path / "not-a-backup"))
     assert result.returncode == 1 and "not a Letterhead backup" in result.stderr
     assert list((tmp_path / "home").iterdir()) == []

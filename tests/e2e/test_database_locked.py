@@ -4,9 +4,7 @@ the daemons only read; once the writer is done, changes go through again."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -16,6 +14,7 @@ from sqlalchemy import create_engine, pool, text
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
+from tests.commands import letterhead
 from tests.e2e.mailclient import send, wait_for_subject
 
 pytestmark = pytest.mark.e2e
@@ -45,11 +44,9 @@ def locked_stack() -> Iterator[ScratchStack]:
 
 
 def _create_mailbox(scratch: ScratchStack, address: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", "mailbox", "create", address, "--quota", "100K",
-         "--password", "a long enough password"],
-        env={**os.environ, "LETTERHEAD_HOME": str(scratch.home)}, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    return letterhead(
+        scratch.home, "mailbox", "create", address, "--quota", "100K", "--password", "a long enough password"
+    )
 
 
 def _mailboxes(scratch: ScratchStack) -> int:

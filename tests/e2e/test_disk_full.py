@@ -8,11 +8,9 @@ from __future__ import annotations
 import errno
 import http.client
 import json
-import os
 import smtplib
 import sqlite3
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,19 +20,13 @@ import pytest
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import domains, mailboxes, tenants, tokens
 from controlplane.services.scope import OPERATOR
+from tests.commands import letterhead
 from tests.e2e.mailclient import send, tls_context, wait_for_subject
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sqlite_state]
 
 KB = 1024
 PASSWORD = "full disk password"
-
-
-def _letterhead(scratch: ScratchStack, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", *arguments],
-        env={**os.environ, "LETTERHEAD_HOME": str(scratch.home)}, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +105,7 @@ def test_a_full_disk_refuses_in_words_changes_nothing_and_recovers(on_a_small_di
 
         # A change: refused in words, nothing written.
         count = _mailbox_count(scratch)
-        created = _letterhead(scratch, "mailbox", "create", "bob@full.test", "--quota", "100K", "--password",
+        created = letterhead(scratch.home, "mailbox", "create", "bob@full.test", "--quota", "100K", "--password",
                               "a long enough password")  # fmt: skip
         assert created.returncode == 1
         assert "The disk holding the database is full: nothing was changed" in created.stderr, created.stderr
@@ -126,7 +118,7 @@ def test_a_full_disk_refuses_in_words_changes_nothing_and_recovers(on_a_small_di
         assert problem["detail"].startswith("The disk holding the database is full: nothing was changed")
         assert _mailbox_count(scratch) == count
 
-        status = _letterhead(scratch, "status")
+        status = letterhead(scratch.home, "status")
         assert (
             status.returncode == 1 and f"Problem: The disk of {scratch.home} has 0 MB free" in status.stdout
         )
@@ -138,7 +130,7 @@ def test_a_full_disk_refuses_in_words_changes_nothing_and_recovers(on_a_small_di
     # Space is back: mail and changes go through again, without restarting anything.
     after = send(scratch, "sender@elsewhere.test", ["ann@full.test"], subject="after the disk was freed")
     assert wait_for_subject(scratch, "ann@full.test", PASSWORD, after, timeout=30)
-    created = _letterhead(scratch, "mailbox", "create", "bob@full.test", "--quota", "100K", "--password",
+    created = letterhead(scratch.home, "mailbox", "create", "bob@full.test", "--quota", "100K", "--password",
                           "a long enough password")  # fmt: skip
     assert created.returncode == 0, created.stderr
     assert _api_create_mailbox(scratch, secret, "cat")[0] == 201

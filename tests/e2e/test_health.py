@@ -10,8 +10,6 @@ import http.client
 import imaplib
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -28,6 +26,7 @@ from controlplane.runners import stack
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import aliases, brands, certificates, domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
+from tests.commands import letterhead
 from tests.e2e.mailclient import send, tls_context, wait_for_subject
 
 pytestmark = pytest.mark.e2e
@@ -70,13 +69,6 @@ def _health(scratch: ScratchStack) -> tuple[int, dict]:
     return status, body
 
 
-def _letterhead(scratch: ScratchStack, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", *arguments],
-        env={**os.environ, "LETTERHEAD_HOME": str(scratch.home)}, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-
-
 def _metrics(
     scratch: ScratchStack, *, host: str | None = None, token: str | None = METRICS_TOKEN
 ) -> tuple[int, str]:
@@ -111,12 +103,13 @@ def mail_flowed(running: ScratchStack) -> ScratchStack:
 
 
 def test_status_says_all_is_well_and_counts_deferred_mail(mail_flowed) -> None:
-    result = _letterhead(mail_flowed, "status")
+    result = letterhead(mail_flowed.home, "status")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All is well." in result.stdout and "self-signed" in result.stdout
     document = _until(
         lambda: (
-            (d := json.loads(_letterhead(mail_flowed, "status", "--json").stdout))["queues"]["deferred"] and d
+            (d := json.loads(letterhead(mail_flowed.home, "status", "--json").stdout))["queues"]["deferred"]
+            and d
         )
     )
     assert document and sum(document["queues"].values()) == 1 and document["healthy"] is True
@@ -177,7 +170,7 @@ def test_an_expired_brand_certificate_is_named_and_mail_keeps_flowing(mail_flowe
             session, OPERATOR, running.settings, tenant=tenant, hostname=hostname, name="W"
         )
         certificates.record_certificate(brand, acme.read_certificate_pem(pems[0]), pems)
-    result = _letterhead(running, "status")
+    result = letterhead(running.home, "status")
     assert result.returncode == 1
     assert f"Problem: The certificate of {hostname} expired on" in result.stdout, result.stdout
     body = _metrics(running)[1]
@@ -207,6 +200,6 @@ def test_health_says_up_or_down_per_part_and_nothing_more(running) -> None:
     assert body["parts"]["postsrsd"] == "down" and body["parts"]["dovecot"] == "up"
     assert set(body["parts"].values()) <= {"up", "down"}  # no PID, port or path
 
-    result = _letterhead(running, "status")
+    result = letterhead(running.home, "status")
     assert result.returncode == 1 and "Problem: Not running: postsrsd." in result.stdout
     assert "letterhead_healthy 0.0" in _metrics(running)[1]

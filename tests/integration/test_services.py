@@ -17,6 +17,7 @@ from controlplane.runners.parts import wanted_parts
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
+from tests.commands import letterhead
 from tests.e2e.mailclient import send, wait_for_subject
 
 pytestmark = pytest.mark.e2e
@@ -24,22 +25,12 @@ KB = 1024
 PASSWORD = "service started password"
 
 
-def _letterhead(
-    stack: ScratchStack, *arguments: str, timeout: float = 90
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", *arguments],
-        capture_output=True, text=True, timeout=timeout, check=False,
-        env={**os.environ, "LETTERHEAD_HOME": str(stack.home)},
-    )  # fmt: skip
-
-
 @pytest.fixture
 def under_services() -> Iterator[tuple[ScratchStack, dict[str, subprocess.Popen]]]:
     stack = ScratchStack()
     running: dict[str, subprocess.Popen] = {}
     try:
-        prepared = _letterhead(stack, "service", "prepare", timeout=180)
+        prepared = letterhead(stack.home, "service", "prepare", timeout=180)
         assert prepared.returncode == 0, prepared.stderr
         for part in wanted_parts(stack.settings):
             running[part.name] = subprocess.Popen(
@@ -47,7 +38,7 @@ def under_services() -> Iterator[tuple[ScratchStack, dict[str, subprocess.Popen]
                 env={**os.environ, "LETTERHEAD_HOME": str(stack.home)},
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
-            ready = _letterhead(stack, "service", "ready", part.name, "--timeout", "30")
+            ready = letterhead(stack.home, "service", "ready", part.name, "--timeout", "30")
             assert ready.returncode == 0, f"{part.name}: {ready.stderr}"
         yield stack, running
     finally:
@@ -75,7 +66,7 @@ def test_the_stack_started_part_by_part_as_systemd_does_delivers_mail(under_serv
                                  password=PASSWORD)  # fmt: skip
     subject = send(stack, "someone@elsewhere.test", ["ann@services.test"])
     assert wait_for_subject(stack, "ann@services.test", PASSWORD, subject, timeout=20)
-    status = _letterhead(stack, "status")
+    status = letterhead(stack.home, "status")
     assert status.returncode == 0 and "running" in status.stdout and "stopped" not in status.stdout, status
 
 
@@ -83,4 +74,4 @@ def test_a_part_that_died_is_not_ready(under_services) -> None:
     stack, running = under_services
     running["dovecot"].send_signal(signal.SIGKILL)
     running["dovecot"].wait(timeout=10)
-    assert _letterhead(stack, "service", "ready", "dovecot", "--timeout", "2").returncode == 1
+    assert letterhead(stack.home, "service", "ready", "dovecot", "--timeout", "2").returncode == 1
