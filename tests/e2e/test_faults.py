@@ -126,6 +126,16 @@ def _back(scratch: ScratchStack, name: str, old_pid: int, timeout: float = 40) -
     return False
 
 
+def _log_tails(scratch: ScratchStack) -> str:
+    """What the supervisor and Postfix said last, for a part that did not come back."""
+    tails = []
+    for log in sorted(scratch.settings.log_dir.glob("*.log")):
+        if log.name.startswith(("supervisor", "postfix", "dovecot", "web")):
+            lines = log.read_text(errors="replace").splitlines()[-15:]
+            tails.append(f"--- {log.name}\n" + "\n".join(lines))
+    return "\n".join(tails)
+
+
 def _stored(scratch: ScratchStack) -> Counter[str]:
     """Message-IDs of every message in the mailboxes' Maildirs, as many times as stored."""
     found: Counter[str] = Counter()
@@ -159,7 +169,11 @@ def test_killing_each_part_under_smtp_load_loses_no_mail(loaded: ScratchStack) -
             old_pid = _pid_of(loaded, name)
             assert old_pid is not None, f"{name} is not running"
             os.kill(old_pid, signal.SIGKILL)
-            assert _back(loaded, name, old_pid), f"{name} did not come back"
+            # Under load a killed Postfix master's children finish their sessions before the new
+            # master can bind the ports: give it the time a loaded machine needs.
+            assert _back(loaded, name, old_pid, timeout=120), (
+                f"{name} did not come back:\n{_log_tails(loaded)}"
+            )
             accepted_before = len(sender.accepted)
             deadline = time.monotonic() + 30
             while len(sender.accepted) < accepted_before + 5 and time.monotonic() < deadline:
