@@ -50,12 +50,13 @@ run: install
 test: install install-test-system
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	@# Tests without daemons in two processes (the machines' two cores); those with daemons one at a time.
+	@# In two processes (the machines' two cores). Tests with daemons go by module (--dist loadfile):
+	@# each module's stack stays in one process, and most of their time is spent waiting on daemons.
 	$(BIN)/pytest -q -n 2 $(UNIT_TEST_PATHS)
-	$(BIN)/pytest -q $(DAEMON_TEST_PATHS)
+	$(BIN)/pytest -q -n 2 --dist loadfile $(DAEMON_TEST_PATHS)
 	@# Again on PostgreSQL: everything that touches the database, on a private cluster.
 	LETTERHEAD_TEST_DATABASE=postgresql $(BIN)/pytest -q -n 2 $(UNIT_TEST_PATHS)
-	LETTERHEAD_TEST_DATABASE=postgresql $(BIN)/pytest -q tests/e2e
+	LETTERHEAD_TEST_DATABASE=postgresql $(BIN)/pytest -q -n 2 --dist loadfile tests/e2e
 
 install: install-system install-python
 

@@ -6,6 +6,7 @@ else on the machine; outbound mail goes to a loopback smtp-sink, never off the b
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import random
@@ -31,8 +32,10 @@ SMTP_SINK = "/usr/sbin/smtp-sink"
 SHARED_EXPRESSION_CACHE = "/var/tmp/letterhead-scratch-rspamd-cache"
 
 
-# Ports handed out by this process: each goes to one listener only, even after the probe
-# socket is closed and before that listener binds it.
+# Ports handed out on this machine are reserved by a file named after the port, holding the
+# owner's pid: two processes picking ports at once (test workers side by side, a benchmark
+# beside a test) never hand out the same one before its listener binds it.
+PORT_RESERVATIONS = Path("/var/tmp/letterhead-scratch-ports")
 _handed_out: set[int] = set()
 
 
@@ -54,8 +57,54 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _reserve(port: int) -> bool:
+    """Whether this process now holds `port`: a reservation left by a process that has
+    ended is taken over (its listeners are gone with it, or the bind probe will say so)."""
+    PORT_RESERVATIONS.mkdir(mode=0o1777, exist_ok=True)
+    marker = PORT_RESERVATIONS / str(port)
+    for _attempt in range(2):
+        try:
+            descriptor = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                owner = int(marker.read_text() or "0")
+            except (OSError, ValueError):
+                return False  # being written right now: someone else's
+            if owner == os.getpid() or _pid_alive(owner):
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
+            continue
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(str(os.getpid()))
+        return True
+    return False
+
+
+def _release_reservations() -> None:
+    for port in _handed_out:
+        marker = PORT_RESERVATIONS / str(port)
+        with contextlib.suppress(OSError, ValueError):
+            if int(marker.read_text()) == os.getpid():
+                marker.unlink()
+
+
+atexit.register(_release_reservations)
+
+
 def free_ports(count: int) -> list[int]:
-    """Loopback ports free for TCP and UDP now, never handed out before by this process.
+    """Loopback ports free for TCP and UDP now, never handed out before on this machine by a
+    process still running.
 
     They come from below the kernel's ephemeral range: a port the kernel picks itself (bind to
     port 0) may be picked again for the next caller, or be the local end of a client
@@ -69,12 +118,19 @@ def free_ports(count: int) -> list[int]:
     for port in candidates:
         if len(ports) == count:
             break
-        if port not in _handed_out and _bindable(port):
+        if port not in _handed_out and _bindable(port) and _reserve(port):
             _handed_out.add(port)
             ports.append(port)
     if len(ports) < count:
         raise RuntimeError(f"Fewer than {count} free loopback ports in {first}-{last}")
     return ports
+
+
+def shared_expression_cache() -> str:
+    """rspamd's compiled expressions, kept across scratch stacks (about 10 s of CPU each time
+    otherwise): one folder per test worker, so that two rspamd never write the same files."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return f"{SHARED_EXPRESSION_CACHE}-{worker}" if worker else SHARED_EXPRESSION_CACHE
 
 
 class OutboundSink:
@@ -223,7 +279,7 @@ class ScratchStack:
             # rspamd asks no blocklist or fuzzy server, and its compiled expressions (10 s of CPU
             # to build) are shared by every scratch stack.
             + ("" if "spam_network_checks" in extra_settings else "spam_network_checks = false\n")
-            + f'spam_expression_cache = "{SHARED_EXPRESSION_CACHE}"\n'
+            + f'spam_expression_cache = "{shared_expression_cache()}"\n'
             # Tests run several stacks at once on two cores: one scanning process each.
             + ("" if "spam_workers" in extra_settings else "spam_workers = 1\n")
             # A retry two seconds later passes greylisting: tests wait that long, not five minutes.
