@@ -27,6 +27,8 @@ from controlplane.settings import Settings
 
 # certbot can wait on a slow ACME server and on several validations in a row.
 CERTBOT_TIMEOUT = 300
+# Let's Encrypt refuses a certificate with more names than this.
+MAX_NAMES_PER_CERTIFICATE = 100
 # Longest error text kept for the operator (the whole story is in certbot's log).
 MAX_ERROR_CHARS = 900
 
@@ -179,13 +181,14 @@ def _authenticator(settings: Settings) -> list[str]:
 def obtain_certificate(
     settings: Settings, hostname: str, names: list[str] | tuple[str, ...], *, force_renewal: bool = False
 ) -> CertificateInfo:
-    """One certificate for `names` (the brand host first) in the lineage named `hostname`.
+    """One certificate for `names` in the lineage named `hostname` (a brand's host, then its
+    first name; or a platform certificate's lineage).
 
     Without `force_renewal` certbot keeps a certificate that already covers the names and is
     not due; with it (the caller decided it is due) it orders a new one. Raises CertbotError.
     """
-    if not names or names[0] != hostname:
-        raise ValueError("The brand host must be the first name of its certificate.")
+    if not names:
+        raise ValueError("A certificate needs at least one name.")
     (settings.acme_webroot / ".well-known" / "acme-challenge").mkdir(parents=True, exist_ok=True)
     command = [
         certbot_binary(),

@@ -1,4 +1,5 @@
-"""`letterhead certs ...`: brand certificates from the ACME server."""
+"""`letterhead certs ...`: certificates from the ACME server (brands', the platform host's and the
+setup names' of domains without a brand)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import click
 
 from controlplane.cli.common import current_installation, emit, handles_errors, json_option
-from controlplane.services import certificates
+from controlplane.services import certificates, platform_certificates
 
 
 def _certificate_row(brand) -> dict[str, Any]:
@@ -42,9 +43,14 @@ def certs() -> None:
 @json_option
 @handles_errors
 def certs_status(as_json: bool) -> None:
-    """Each brand's certificate: state, names served, expiry, last error and next attempt."""
+    """Each certificate: state, names served, expiry, last error and next attempt; the brands',
+    then the platform host's and the setup names' (`setup-t<tenant>-<n>`: one tenant's domains)."""
     with current_installation().sessions() as session:
         rows = [_certificate_row(brand) for brand in certificates.list_brand_certificates(session)]
+        rows += [
+            _certificate_row(certificate)
+            for certificate in platform_certificates.list_platform_certificates(session)
+        ]
     emit(rows, as_json)
 
 
@@ -56,7 +62,7 @@ def certs_status(as_json: bool) -> None:
 @json_option
 @handles_errors
 def certs_issue(hostname: str, retry_now: bool, as_json: bool) -> None:
-    """Obtain (or bring up to date) the certificate of the brand HOSTNAME now."""
+    """Obtain (or bring up to date) the certificate of the brand HOSTNAME (or the platform host) now."""
     _emit_outcomes(
         certificates.renew_certificates(current_installation(), hostnames=[hostname], retry_now=retry_now),
         as_json,
@@ -67,7 +73,8 @@ def certs_issue(hostname: str, retry_now: bool, as_json: bool) -> None:
 @json_option
 @handles_errors
 def certs_renew(as_json: bool) -> None:
-    """Order what is missing or due for every brand; meant to run periodically."""
+    """Order what is missing or due for every brand, the platform host and the setup names;
+    meant to run periodically."""
     _emit_outcomes(certificates.renew_certificates(current_installation()), as_json)
 
 

@@ -37,15 +37,21 @@ from controlplane.settings import TEMPLATE_ROOT, Settings
 
 
 def build_render_state(
-    settings: Settings, sni_identities: tuple[TlsIdentity, ...] = (), peer_addresses: tuple[str, ...] = ()
+    settings: Settings,
+    sni_identities: tuple[TlsIdentity, ...] = (),
+    peer_addresses: tuple[str, ...] = (),
+    *,
+    default_tls: TlsIdentity | None = None,
 ) -> RenderState:
+    """`default_tls`: the platform host's certificate from the ACME server, once issued; the
+    self-signed one (made once) until then."""
     return RenderState(
         hostname=settings.hostname,
         listen_address=settings.listen_address,
         ports=dict(settings.ports),
         paths=Paths.from_settings(settings),
         vmail=vmail_account(settings),
-        default_tls=ensure_default_certificate(settings.certs_dir, settings.hostname),
+        default_tls=default_tls or ensure_default_certificate(settings.certs_dir, settings.hostname),
         sni_identities=sni_identities,
         relayhost=settings.relayhost,
         testing=settings.testing,

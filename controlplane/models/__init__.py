@@ -7,6 +7,7 @@ from controlplane.models.api_token import ApiToken
 from controlplane.models.audit import AuditEntry
 from controlplane.models.base import Base
 from controlplane.models.brand import Brand
+from controlplane.models.certificate import PlatformCertificate
 from controlplane.models.config_generation import ConfigGeneration
 from controlplane.models.daemon_login import DaemonLogin
 from controlplane.models.dkim_key import DkimKey
@@ -38,6 +39,7 @@ __all__ = [
     "Base",
     "Brand",
     "ConfigGeneration",
+    "PlatformCertificate",
     "DaemonLogin",
     "DkimKey",
     "Domain",

@@ -5,17 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from controlplane.models.base import AUTOINCREMENT, Base, UTCDateTime, created_at, dns_name, int_pk
+from controlplane.models.certificate import CertificateState
 
 if TYPE_CHECKING:
     from controlplane.models.domain import Domain
     from controlplane.models.tenant import Tenant
 
 
-class Brand(Base):
+class Brand(CertificateState, Base):
     """`mail.customer.com` for the domains that use it: MX, SMTP/IMAP/POP host and web host.
 
     A tenant may mark one brand `shared`: the one it gives to customers that have no
@@ -57,17 +58,6 @@ class Brand(Base):
     shared: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[created_at]
 
-    # "none" (never ordered), "waiting_dns", "issued", "failed".
-    cert_status: Mapped[str] = mapped_column(String(20), default="none")
-    cert_error: Mapped[str] = mapped_column(Text, default="")
-    cert_names: Mapped[str] = mapped_column(Text, default="")
-    cert_not_after: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    cert_failures: Mapped[int] = mapped_column(Integer, default=0)
-    cert_next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    # The certificate chain and its key (PEM), as the node that ordered it received them, for
-    # every other mail node to serve (certs/shared.py). The daemons' database roles cannot read them.
-    cert_chain_pem: Mapped[str | None] = mapped_column(Text, deferred=True)
-    cert_key_pem: Mapped[str | None] = mapped_column(Text, deferred=True)
     dns_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # The last DNS check as JSON (services.brands.dns_report), shown until the next one.
     dns_report: Mapped[str] = mapped_column(Text, default="")
@@ -85,7 +75,3 @@ class Brand(Base):
         import hashlib
 
         return hashlib.sha256(getattr(self, kind) or b"").hexdigest()[:12]
-
-    @property
-    def covered_names(self) -> tuple[str, ...]:
-        return tuple(self.cert_names.split())

@@ -19,7 +19,7 @@ from controlplane.db import server_reason
 from controlplane.models.base import utcnow
 from controlplane.runners import follower, stack
 from controlplane.runtime import Installation
-from controlplane.services import monitoring
+from controlplane.services import monitoring, platform_certificates
 from controlplane.settings import Settings
 
 # The state directory's disk (the database and the mail share it) is reported when its free
@@ -58,9 +58,13 @@ class HealthReport:
         return not self.problems
 
 
-def _platform_certificate(settings: Settings) -> PlatformCertificate:
+def _platform_certificate(settings: Settings, served: Path | None = None) -> PlatformCertificate:
+    """The certificate the platform host serves: `served` (from the ACME server), else the
+    self-signed one."""
     try:
-        certificate = x509.load_pem_x509_certificate((settings.certs_dir / "default.crt").read_bytes())
+        certificate = x509.load_pem_x509_certificate(
+            (served or settings.certs_dir / "default.crt").read_bytes()
+        )
     except (OSError, ValueError):
         return PlatformCertificate(self_signed=True, not_after=None)
     return PlatformCertificate(certificate.issuer == certificate.subject, certificate.not_valid_after_utc)
@@ -96,8 +100,13 @@ def check(installation: Installation, *, now: dt.datetime | None = None) -> Heal
     )
     try:
         with installation.sessions() as session:
+            identity = platform_certificates.platform_identity(session, settings)
+            if identity is not None:
+                report.platform_certificate = _platform_certificate(settings, Path(identity.cert_path))
             report.certificates_expiring = monitoring.certificates_expiring(session, now)
-            report.warnings = monitoring.all_warnings(session, now)
+            report.warnings = monitoring.platform_warnings(session, now) + monitoring.all_warnings(
+                session, now
+            )
             report.follower = monitoring.follower_lag(
                 session, _log_files(settings), follower.last_complete_read(settings), now
             )

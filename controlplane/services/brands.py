@@ -334,7 +334,12 @@ def server_hostname(settings: Settings, domain: Domain) -> str:
 
 
 def setup_names(domain: Domain) -> tuple[str, ...]:
-    return tuple(f"{prefix}.{domain.name}" for prefix in SETUP_PREFIXES)
+    return setup_names_for(domain.name)
+
+
+def setup_names_for(domain_name: str) -> tuple[str, ...]:
+    """The names mail clients and senders look up for a domain's setup (autoconfig, MTA-STS...)."""
+    return tuple(f"{prefix}.{domain_name}" for prefix in SETUP_PREFIXES)
 
 
 def served_identities(session: Session, settings: Settings) -> tuple[TlsIdentity, ...]:

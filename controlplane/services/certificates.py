@@ -1,4 +1,8 @@
-"""Brand certificates: which names one covers, when to order one, and how to back off.
+"""Certificates from the ACME server: which names one covers, when to order one, how to back off.
+
+Each brand has one; so have the platform host and the setup names of domains without a brand,
+grouped per tenant (services/platform_certificates.py decides their names; the ordering,
+backoff and serving rules here are the same for all).
 
 One certificate per brand, covering the brand host and the client-setup names
 (`autoconfig.`, `autodiscover.`, `mta-sts.`) of each domain using the brand, keeping only the
@@ -23,7 +27,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import dns.resolver
@@ -34,10 +38,10 @@ from controlplane.certs import acme, shared
 from controlplane.daemons import apply
 from controlplane.dns.checks import PlatformCheck, resolves_to_platform
 from controlplane.errors import NotFound, ValidationError
-from controlplane.models import AcmeChallenge, Brand
+from controlplane.models import AcmeChallenge, Brand, PlatformCertificate
 from controlplane.models.base import utcnow
 from controlplane.runtime import Installation
-from controlplane.services import configuration, nodes
+from controlplane.services import configuration, nodes, platform_certificates
 from controlplane.services.brand_dns import resolver_for
 from controlplane.services.brands import setup_names
 from controlplane.settings import Settings
@@ -47,8 +51,7 @@ RENEW_BEFORE = dt.timedelta(days=30)
 FIRST_BACKOFF = dt.timedelta(hours=1)
 MAX_BACKOFF = dt.timedelta(hours=24)
 MAX_ORDERS_PER_RUN = 10
-# Let's Encrypt refuses a certificate with more names than this.
-MAX_NAMES_PER_CERTIFICATE = 100
+MAX_NAMES_PER_CERTIFICATE = acme.MAX_NAMES_PER_CERTIFICATE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,10 +69,17 @@ class CertificateOutcome:
     message: str = ""
 
 
+# Whatever holds a certificate's state: a brand, or a platform certificate (same cert_* columns).
+Holder = Brand | PlatformCertificate
+# The holder's name check: its first name's, and the names to order.
+NameCheck = tuple[PlatformCheck, tuple[str, ...]]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Order:
-    brand_id: int
-    hostname: str
+    holder_type: type[Holder]
+    holder_id: int
+    hostname: str  # the certbot lineage: a brand's host, or a platform certificate's lineage
     names: tuple[str, ...]
     force_renewal: bool
     renewal: bool
@@ -91,13 +101,20 @@ def backoff_delay(failures: int) -> dt.timedelta:
     return min(FIRST_BACKOFF * 2 ** max(failures - 1, 0), MAX_BACKOFF)
 
 
-def record_certificate(brand: Brand, info: acme.CertificateInfo, pems: tuple[str, str] | None = None) -> bool:
-    """The brand is served with this certificate for the names of its own it covers; `pems`
+def candidate_names(holder: Holder) -> tuple[str, ...]:
+    """Every name a holder's certificate may be served for."""
+    return brand_names(holder) if isinstance(holder, Brand) else tuple(holder.wanted_names.split())
+
+
+def record_certificate(
+    brand: Holder, info: acme.CertificateInfo, pems: tuple[str, str] | None = None
+) -> bool:
+    """The holder is served with this certificate for the names of its own it covers; `pems`
     (chain, key) are kept for the other mail nodes to serve.
 
     Returns whether anything the daemons serve changed (names or expiry).
     """
-    served = " ".join(name for name in brand_names(brand) if name in info.names)
+    served = " ".join(name for name in candidate_names(brand) if name in info.names)
     changed = (brand.cert_names, brand.cert_not_after) != (served, info.not_after)
     if pems is not None:
         brand.cert_chain_pem, brand.cert_key_pem = pems
@@ -106,7 +123,7 @@ def record_certificate(brand: Brand, info: acme.CertificateInfo, pems: tuple[str
     return changed
 
 
-def record_failure(brand: Brand, error: str, now: dt.datetime) -> None:
+def record_failure(brand: Holder, error: str, now: dt.datetime) -> None:
     """A failed order: say why, and do not try again before the backoff has passed.
 
     A certificate that still serves keeps serving (its names stay recorded).
@@ -144,7 +161,7 @@ def capped_names(hostname: str, setup_names: list[str]) -> tuple[str, ...]:
     return tuple(kept)
 
 
-def _newest_certificate(settings: Settings, brand: Brand) -> acme.CertificateInfo | None:
+def _newest_certificate(settings: Settings, brand: Holder) -> acme.CertificateInfo | None:
     """This node's certbot lineage, or the copy another mail node obtained (in the database),
     whichever lasts longer: a node never orders what another already holds."""
     candidates = [acme.current_certificate(settings, brand.hostname)]
@@ -157,20 +174,22 @@ def _newest_certificate(settings: Settings, brand: Brand) -> acme.CertificateInf
 
 def _decide(
     settings: Settings,
-    brand: Brand,
-    resolver: dns.resolver.Resolver,
+    brand: Holder,
+    check_names: Callable[[], NameCheck],
     now: dt.datetime,
     *,
     retry_now: bool,
 ) -> _Order | tuple[CertificateOutcome, bool]:
-    """An order to place, or what happened instead and whether the served state changed."""
+    """An order to place, or what happened instead and whether the served state changed.
+
+    `check_names` asks DNS (after the backoff check: a holder backing off costs no lookup)."""
     hostname = brand.hostname
     if not retry_now and brand.cert_next_attempt_at is not None and now < brand.cert_next_attempt_at:
         when = brand.cert_next_attempt_at.isoformat(timespec="minutes")
         return CertificateOutcome(
             hostname, "backing_off", f"Next attempt after {when} (last error: {brand.cert_error})"
         ), False
-    host, names = _check_names(settings, brand, resolver)
+    host, names = check_names()
     current = _newest_certificate(settings, brand)
     usable = current is not None and current.not_after > now
     if host.state == "unchecked":
@@ -189,7 +208,9 @@ def _decide(
             hostname, "current", f"Covers {len(current.names)} names until {current.not_after:%Y-%m-%d}."
         ), changed
     covered = current is not None and current.covers(names)
-    return _Order(brand.id, hostname, names, force_renewal=covered, renewal=current is not None and usable)
+    return _Order(
+        type(brand), brand.id, hostname, names, force_renewal=covered, renewal=current is not None and usable
+    )
 
 
 def renew_certificates(
@@ -201,33 +222,55 @@ def renew_certificates(
     resolver: dns.resolver.Resolver | None = None,
     now: dt.datetime | None = None,
 ) -> list[CertificateOutcome]:
-    """Order what is missing or due for every brand (or the ones named), then serve it.
+    """Order what is missing or due for every brand, then for the platform host and the setup
+    names of domains without a brand (or only for the brands or platform hosts named), then
+    serve it.
 
-    Raises NotFound for a named brand that does not exist.
+    Raises NotFound for a name that is neither a brand's host nor a platform certificate's.
     """
     settings = installation.settings
     resolver = resolver or resolver_for(settings)
-    with installation.sessions() as session:
+    now = now or utcnow()
+    outcomes: list[CertificateOutcome] = []
+    with installation.transaction() as session:
+        if hostnames is None:
+            outcomes += [
+                CertificateOutcome(
+                    check.name, "dns_unchecked", f"Setup names left as they were: {check.message}"
+                )
+                for check in platform_certificates.plan(session, settings, resolver)
+            ]
         query = select(Brand.id).order_by(Brand.id)
+        platform_query = select(PlatformCertificate.id).order_by(PlatformCertificate.id)
         if hostnames is not None:
             wanted = [_hostname(name) for name in hostnames]
             found = dict(
                 session.execute(select(Brand.hostname, Brand.id).where(Brand.hostname.in_(wanted))).all()
             )
-            missing = [name for name in wanted if name not in found]
+            found_platform = dict(
+                session.execute(
+                    select(PlatformCertificate.lineage, PlatformCertificate.id).where(
+                        PlatformCertificate.lineage.in_(wanted)
+                    )
+                ).all()
+            )
+            missing = [name for name in wanted if name not in found and name not in found_platform]
             if missing:
                 raise NotFound(f"No brand has the hostname {', '.join(missing)}.")
             query = query.where(Brand.id.in_(found.values()))
-        brand_ids = list(session.scalars(query))
+            platform_query = platform_query.where(PlatformCertificate.id.in_(found_platform.values()))
+        holders: list[tuple[type[Holder], int]] = [(Brand, id_) for id_ in session.scalars(query)]
+        holders += [(PlatformCertificate, id_) for id_ in session.scalars(platform_query)]
 
-    outcomes: list[CertificateOutcome] = []
     orders, served_changed = 0, False
-    for brand_id in brand_ids:
+    for holder_type, holder_id in holders:
         with installation.transaction() as session:
-            brand = session.get(Brand, brand_id)
-            if brand is None:
+            holder = session.get(holder_type, holder_id)
+            if holder is None:
                 continue
-            decision = _decide(settings, brand, resolver, now or utcnow(), retry_now=retry_now)
+            decision = _decide(
+                settings, holder, _name_check(settings, holder, resolver), now, retry_now=retry_now
+            )
             if isinstance(decision, tuple):
                 outcome, changed = decision
                 outcomes.append(outcome)
@@ -235,13 +278,13 @@ def renew_certificates(
                 continue
             orderer = nodes.certificate_node(session) if settings.node_name else None
             if orderer is not None and orderer != settings.node_name:
-                # One node orders for all (one ACME account, one order per brand); the others
+                # One node orders for all (one ACME account, one order per name); the others
                 # serve what it obtained.
-                outcomes.append(CertificateOutcome(brand.hostname, "deferred", f"Node {orderer} orders it."))
+                outcomes.append(CertificateOutcome(holder.hostname, "deferred", f"Node {orderer} orders it."))
                 continue
             if orders >= max_orders:
                 outcomes.append(
-                    CertificateOutcome(brand.hostname, "deferred", f"At most {max_orders} orders per run.")
+                    CertificateOutcome(holder.hostname, "deferred", f"At most {max_orders} orders per run.")
                 )
                 continue
         orders += 1
@@ -255,6 +298,14 @@ def renew_certificates(
     return outcomes
 
 
+def _name_check(
+    settings: Settings, holder: Holder, resolver: dns.resolver.Resolver
+) -> Callable[[], NameCheck]:
+    if isinstance(holder, Brand):
+        return lambda: _check_names(settings, holder, resolver)
+    return lambda: platform_certificates.check_names(settings, holder, resolver)
+
+
 def _place_order(installation: Installation, order: _Order) -> tuple[CertificateOutcome, bool]:
     settings = installation.settings
     try:
@@ -263,7 +314,7 @@ def _place_order(installation: Installation, order: _Order) -> tuple[Certificate
         )
     except acme.CertbotError as error:
         with installation.transaction() as session:
-            brand = session.get(Brand, order.brand_id)
+            brand = session.get(order.holder_type, order.holder_id)
             if brand is not None:
                 record_failure(brand, str(error), utcnow())
                 when = brand.cert_next_attempt_at.isoformat(timespec="minutes")  # type: ignore[union-attr]
@@ -272,7 +323,7 @@ def _place_order(installation: Installation, order: _Order) -> tuple[Certificate
                 ), False
         return CertificateOutcome(order.hostname, "failed", str(error)), False
     with installation.transaction() as session:
-        brand = session.get(Brand, order.brand_id)
+        brand = session.get(order.holder_type, order.holder_id)
         # The deploy hook has normally recorded and published it already; if it could not
         # (it failed, or the brand is gone), this run does.
         changed = brand is not None and record_certificate(
@@ -287,12 +338,15 @@ def _place_order(installation: Installation, order: _Order) -> tuple[Certificate
 
 
 def certificate_deployed(installation: Installation, lineage: str | Path) -> str:
-    """certbot's deploy hook: record the brand's new certificate and serve it right away."""
+    """certbot's deploy hook: record the new certificate of a brand (or of a platform
+    certificate) and serve it right away."""
     lineage = Path(lineage)
     hostname = lineage.name
     info = acme.read_certificate(lineage / "fullchain.pem")
     with installation.transaction() as session:
-        brand = session.scalar(select(Brand).where(Brand.hostname == hostname))
+        brand: Holder | None = session.scalar(select(Brand).where(Brand.hostname == hostname))
+        if brand is None:
+            brand = session.scalar(select(PlatformCertificate).where(PlatformCertificate.lineage == hostname))
         if brand is None:
             return f"No brand has the hostname {hostname}: nothing to serve."
         record_certificate(brand, info, acme.certificate_pems(installation.settings, hostname))
@@ -321,10 +375,12 @@ def publish_certificates(installation: Installation) -> None:
 
 
 def remove_unused_certificates(installation: Installation) -> list[CertificateOutcome]:
-    """Revoke and delete the certificates of brands that are gone (or were renamed)."""
+    """Revoke and delete the certificates of brands (and platform certificates) that are gone
+    (or were renamed)."""
     settings = installation.settings
     with installation.sessions() as session:
         in_use = set(session.scalars(select(Brand.hostname)))
+        in_use |= set(session.scalars(select(PlatformCertificate.lineage)))
     outcomes = []
     for name in acme.lineage_names(settings):
         if name in in_use:
@@ -381,6 +437,13 @@ def write_shared_certificates(session: Session, settings: Settings) -> bool:
     rows = session.execute(
         select(Brand.hostname, Brand.cert_chain_pem, Brand.cert_key_pem).where(
             Brand.cert_chain_pem.is_not(None), Brand.cert_key_pem.is_not(None)
+        )
+    ).all()
+    rows += session.execute(
+        select(
+            PlatformCertificate.lineage, PlatformCertificate.cert_chain_pem, PlatformCertificate.cert_key_pem
+        ).where(
+            PlatformCertificate.cert_chain_pem.is_not(None), PlatformCertificate.cert_key_pem.is_not(None)
         )
     ).all()
     changed, kept = False, set()

@@ -11,16 +11,21 @@ from sqlalchemy.orm import Session
 from controlplane.daemons import apply
 from controlplane.models import ConfigGeneration
 from controlplane.render import RenderState
-from controlplane.services import nodes
+from controlplane.services import nodes, platform_certificates
 from controlplane.services.brands import served_identities
 from controlplane.settings import Settings
 
 
 def current_render_state(session: Session, settings: Settings) -> RenderState:
-    """The state to render now: settings plus the brand certificates in the database (and, on a
-    mail node, the other nodes' addresses)."""
+    """The state to render now: settings plus the certificates in the database (brands', the
+    platform host's and the setup names'; and, on a mail node, the other nodes' addresses)."""
     peers = nodes.peer_addresses(session, settings.node_name) if settings.node_name else ()
-    return apply.build_render_state(settings, served_identities(session, settings), peers)
+    identities = served_identities(session, settings) + platform_certificates.setup_identities(
+        session, settings
+    )
+    return apply.build_render_state(
+        settings, identities, peers, default_tls=platform_certificates.platform_identity(session, settings)
+    )
 
 
 def apply_current_configuration(session: Session, settings: Settings, **options: Any) -> ConfigGeneration:

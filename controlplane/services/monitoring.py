@@ -15,7 +15,14 @@ from collections.abc import Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from controlplane.models import AuthEvent, Brand, LogCheckpoint, MailRecipientResult, Tenant
+from controlplane.models import (
+    AuthEvent,
+    Brand,
+    LogCheckpoint,
+    MailRecipientResult,
+    PlatformCertificate,
+    Tenant,
+)
 from controlplane.models.base import utcnow
 from controlplane.services import scope, storage
 from controlplane.services.scope import Actor
@@ -32,7 +39,7 @@ class HealthWarning:
     message: str
 
 
-def _certificate_warnings(brand: Brand, now: dt.datetime) -> list[HealthWarning]:
+def _certificate_warnings(brand: Brand | PlatformCertificate, now: dt.datetime) -> list[HealthWarning]:
     if brand.cert_not_after is not None and brand.cert_not_after <= now:
         day = brand.cert_not_after.date().isoformat()
         return [
@@ -110,17 +117,27 @@ def all_warnings(session: Session, now: dt.datetime | None = None) -> list[Healt
     return _warnings(session, session.scalars(select(Tenant).order_by(Tenant.name)), now or utcnow())
 
 
-def certificates_expiring(session: Session, now: dt.datetime | None = None) -> list[tuple[str, dt.datetime]]:
-    """Brands whose certificate ends within EXPIRY_WARNING (or has ended), soonest first."""
-    limit = (now or utcnow()) + EXPIRY_WARNING
+def platform_warnings(session: Session, now: dt.datetime | None = None) -> list[HealthWarning]:
+    """The platform hosts' and setup names' certificates (the operator's: never a tenant's)."""
     return [
-        (hostname, not_after)
-        for hostname, not_after in session.execute(
-            select(Brand.hostname, Brand.cert_not_after)
-            .where(Brand.cert_not_after.is_not(None), Brand.cert_not_after <= limit)
-            .order_by(Brand.cert_not_after)
-        )
+        warning
+        for certificate in session.scalars(select(PlatformCertificate).order_by(PlatformCertificate.id))
+        for warning in _certificate_warnings(certificate, now or utcnow())
     ]
+
+
+def certificates_expiring(session: Session, now: dt.datetime | None = None) -> list[tuple[str, dt.datetime]]:
+    """Certificates (brands', platform hosts', setup groups') ending within EXPIRY_WARNING (or
+    ended), soonest first."""
+    limit = (now or utcnow()) + EXPIRY_WARNING
+    brands = select(Brand.hostname, Brand.cert_not_after).where(
+        Brand.cert_not_after.is_not(None), Brand.cert_not_after <= limit
+    )
+    platform = select(PlatformCertificate.lineage, PlatformCertificate.cert_not_after).where(
+        PlatformCertificate.cert_not_after.is_not(None), PlatformCertificate.cert_not_after <= limit
+    )
+    rows = [*session.execute(brands), *session.execute(platform)]
+    return sorted(((name, not_after) for name, not_after in rows), key=lambda row: row[1])
 
 
 def recipient_results_since(session: Session, since: dt.datetime) -> dict[str, int]:
