@@ -117,7 +117,7 @@ class Settings:
     # hostname when that is every address). Empty name: a single machine.
     node_name: str = ""
     node_address: str = ""
-    # Where mail to the platform's postmaster@, abuse@ and tls-reports@ (its hostname) and to a
+    # Where mail to the platform's postmaster@ and abuse@ (its hostname) and to a
     # bare <postmaster> goes: an address the operator reads. Empty: such mail is refused.
     postmaster_address: str = ""
     min_mailbox_bytes: int = GIB
@@ -270,6 +270,12 @@ class Settings:
     def redis_dir(self) -> Path:
         """Redis's snapshot (learned statistics, greylisting, rate counters): Redis's own."""
         return self.home / "redis"
+
+    @property
+    def tls_report_spool(self) -> Path:
+        """TLS reports mailed to the platform, as Postfix hands them over (owned by the mail
+        account, which Postfix's pipe runs as), until the periodic runner reads them."""
+        return self.home / "reports" / "tls"
 
     @property
     def dkim_dir(self) -> Path:

@@ -23,6 +23,7 @@ from controlplane.cli import (
     service,
     stack,
     tenants,
+    tls_reports,
     tokens,
 )
 from controlplane.version import __version__
@@ -44,6 +45,7 @@ for command in (
     config.config,
     logs.logs,
     certs.certs,
+    tls_reports.tls_reports_group,
     db.db,
     nodes.node,
     stack.up,

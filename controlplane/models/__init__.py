@@ -26,6 +26,7 @@ from controlplane.models.mailbox import Mailbox
 from controlplane.models.node import Node, NodeTask, StateGeneration
 from controlplane.models.sender_rule import SenderRule
 from controlplane.models.tenant import GIB, Tenant
+from controlplane.models.tls_report import TlsReport, TlsReportFailure
 
 __all__ = [
     "AcmeChallenge",
@@ -40,6 +41,8 @@ __all__ = [
     "Brand",
     "ConfigGeneration",
     "PlatformCertificate",
+    "TlsReport",
+    "TlsReportFailure",
     "DaemonLogin",
     "DkimKey",
     "Domain",

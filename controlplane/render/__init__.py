@@ -183,6 +183,7 @@ class Paths:
     rspamd_dir: str
     redis_dir: str
     dkim_dir: str
+    tls_report_spool: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Paths:
@@ -208,6 +209,7 @@ class Paths:
             rspamd_dir=str(settings.rspamd_dir),
             redis_dir=str(settings.redis_dir),
             dkim_dir=str(settings.dkim_dir),
+            tls_report_spool=str(settings.tls_report_spool),
         )
 
 
@@ -362,9 +364,11 @@ def dovecot_config_vsz_mb(certificate_count: int) -> int:
     return DOVECOT_CONFIG_VSZ_FLOOR_MB + certificate_count * DOVECOT_CONFIG_KB_PER_CERTIFICATE // 1024
 
 
-# The platform host's own addresses: RFC 5321 requires postmaster, RFC 2142 abuse, and the DNS
-# page names tls-reports as every domain's TLS-RPT address.
-PLATFORM_MAILBOX_NAMES = ("postmaster", "abuse", "tls-reports")
+# The platform host's own addresses for the operator: RFC 5321 requires postmaster, RFC 2142 abuse.
+PLATFORM_MAILBOX_NAMES = ("postmaster", "abuse")
+# Mail to the platform's tls-reports@ is routed to this domain (RFC 2606: never a real one), which
+# Postfix's transport map sends to the TLS-report spool (master.cf's `tls-reports` service).
+TLS_REPORT_DOMAIN = "tls-reports.invalid"
 
 
 def _context(state: RenderState) -> dict[str, object]:
@@ -386,6 +390,7 @@ def _context(state: RenderState) -> dict[str, object]:
         "testing": state.testing,
         "postmaster_address": normalize_address(state.postmaster_address) if state.postmaster_address else "",
         "platform_mailbox_names": PLATFORM_MAILBOX_NAMES,
+        "tls_report_domain": TLS_REPORT_DOMAIN,
         "auth_penalty": state.auth_penalty,
         "message_size_limit": MESSAGE_SIZE_LIMIT,
         "database": state.daemon_database,
@@ -421,8 +426,8 @@ def render_postfix(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
         files[f"postfix/{name}"] = env.get_template(f"postfix/{name}.j2").render(
             context, hostname_pattern=re.escape(context["hostname"])
         )
-    if context["postmaster_address"]:
-        files["postfix/platform-aliases"] = env.get_template("postfix/platform-aliases.j2").render(context)
+    files["postfix/platform-aliases"] = env.get_template("postfix/platform-aliases.j2").render(context)
+    files["postfix/platform-transport"] = env.get_template("postfix/platform-transport.j2").render(context)
     name, purpose, query = POSTFIX_SNI_MAP
     # Each node's own SQLite file, whatever the shared database: it names this node's files.
     files[f"postfix/{name}"] = map_template.render(

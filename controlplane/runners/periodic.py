@@ -1,5 +1,5 @@
 """The periodic runner: certificate renewal twice a day, brand DNS checks every hour, DKIM keys
-past their overlap retired every hour.
+past their overlap retired every hour, TLS reports read as they arrive.
 
 `letterhead up` starts it as a daemon (`letterhead periodic --daemon`, PID file in the run
 directory) and `letterhead down` stops it. A job that fails is reported in its log
@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable
 
 from controlplane.daemons.background import BackgroundProcess
+from controlplane.runners import tls_report_spool
 from controlplane.runtime import Installation
 from controlplane.services import brand_dns, certificates, dkim
 from controlplane.settings import Settings
@@ -25,6 +26,7 @@ LOG_FILE = "periodic.log"
 CERTIFICATE_INTERVAL = 12 * 3600.0
 DNS_INTERVAL = 3600.0
 DKIM_INTERVAL = 3600.0
+TLS_REPORT_INTERVAL = 30.0
 # How often the loop looks at the clock; a stop request is seen at once.
 TICK_SECONDS = 30.0
 
@@ -59,11 +61,17 @@ def retire_dkim_keys_job(installation: Installation) -> None:
         _say(f"DKIM key retired after its overlap: {key}")
 
 
+def read_tls_reports_job(installation: Installation) -> None:
+    for line in tls_report_spool.read_spool(installation):
+        _say(line)
+
+
 def default_jobs() -> list[tuple[str, float, Callable[[Installation], None]]]:
     return [
         ("certificates", CERTIFICATE_INTERVAL, renew_certificates_job),
         ("dns", DNS_INTERVAL, check_brand_dns_job),
         ("dkim", DKIM_INTERVAL, retire_dkim_keys_job),
+        ("tls-reports", TLS_REPORT_INTERVAL, read_tls_reports_job),
     ]
 
 

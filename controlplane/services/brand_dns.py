@@ -34,11 +34,9 @@ def mta_sts_id(settings: Settings, domain: Domain) -> str:
     return hashlib.sha256(mta_sts_policy(settings, domain).encode()).hexdigest()[:20]
 
 
-def tls_report_address(settings: Settings) -> str | None:
-    """Where domains ask for TLS reports: the platform host's tls-reports@, which reaches the
-    operator's `postmaster_address`; None while that is not set (the address would refuse mail)."""
-    if not settings.postmaster_address:
-        return None
+def tls_report_address(settings: Settings) -> str:
+    """Where domains ask for TLS reports: the platform host's tls-reports@, whose mail Letterhead
+    reads and shows per domain (services/tls_reports.py)."""
     return f"tls-reports@{normalize_hostname(settings.hostname)}"
 
 

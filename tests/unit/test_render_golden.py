@@ -50,6 +50,7 @@ def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False)
             rspamd_dir=f"{home}/rspamd",
             redis_dir=f"{home}/redis",
             dkim_dir=f"{home}/dkim",
+            tls_report_spool=f"{home}/reports/tls",
         ),
         vmail=VmailAccount(name="vmail", uid=5000, gid=5000),
         default_tls=TlsIdentity(

@@ -198,6 +198,7 @@ def _foreign_targets(installation) -> dict[str, int]:
 
 ATTACKS = [
     ("GET", "/admin/domains/{domain}", {}),
+    ("GET", "/admin/domains/{domain}/tls-reports", {}),
     (
         "POST",
         "/admin/domains/{domain}/limits",
@@ -429,3 +430,36 @@ def test_a_domain_admin_keeps_lists_in_their_domain_but_not_sending_limits(app, 
     log_in(rival, "rival")
     assert rival.get(f"/admin/mailboxes/{bob_id}").status_code == 404
     assert rival.get("/admin/mailboxes/999999").status_code == 404
+
+
+def test_a_domains_tls_reports_are_shown_in_words_to_its_admins(app, world) -> None:
+    import gzip
+    import json
+    from email.message import EmailMessage
+
+    from controlplane.services import tls_reports
+
+    document = {
+        "organization-name": "Big Mail Co", "report-id": "r-1", "contact-info": "reports@big.example",
+        "date-range": {"start-datetime": "2026-12-05T00:00:00Z", "end-datetime": "2026-12-05T23:59:59Z"},
+        "policies": [{
+            "policy": {"policy-type": "sts", "policy-domain": "a.test"},
+            "summary": {"total-successful-session-count": 90, "total-failure-session-count": 2},
+            "failure-details": [{"result-type": "sts-policy-fetch-error", "sending-mta-ip": "192.0.2.7",
+                                 "failed-session-count": 2}],
+        }],
+    }  # fmt: skip
+    message = EmailMessage()
+    message.set_content("report")
+    message.add_attachment(gzip.compress(json.dumps(document).encode()), maintype="application",
+                           subtype="tlsrpt+gzip", filename="r.json.gz")  # fmt: skip
+    with world.transaction() as session:
+        assert tls_reports.receive_message(session, message.as_bytes()) == ["a.test"]
+    client = app.test_client()
+    assert log_in(client, "ann@a.test").status_code == 302
+
+    page = client.get("/admin/domains/a.test/tls-reports").get_data(as_text=True)
+
+    assert "Big Mail Co" in page and "192.0.2.7" in page
+    assert "the sender could not fetch the MTA-STS policy" in page
+    assert "Read the TLS reports" in client.get("/admin/domains/a.test").get_data(as_text=True)

@@ -7,7 +7,17 @@ from flask import flash, redirect, render_template, request, url_for
 from controlplane.daemons import usage
 from controlplane.errors import ValidationError
 from controlplane.models import Domain
-from controlplane.services import aliases, audit, dkim, domains, mailboxes, monitoring, spam, storage
+from controlplane.services import (
+    aliases,
+    audit,
+    dkim,
+    domains,
+    mailboxes,
+    monitoring,
+    spam,
+    storage,
+    tls_reports,
+)
 from controlplane.web.access import allow, current_actor
 from controlplane.web.admin import PAGE_SIZE, attempt, blueprint, current_tenant, size_or_none, whole_number
 from controlplane.web.requests import current_settings, db
@@ -68,6 +78,15 @@ def domain(name: str):
         spam=spam.thresholds(current_settings(), found), dkim_keys=dkim.published_keys(db(), found),
         dkim_value=dkim.record_value,
     )  # fmt: skip
+
+
+@blueprint.get("/domains/<name>/tls-reports")
+@allow("full_admin", "domain_admin")
+def domain_tls_reports(name: str):
+    actor = current_actor()
+    found = domains.get_domain(db(), actor, name)
+    reports = tls_reports.domain_reports(db(), actor, found)
+    return render_template("admin/tls_reports.html", domain=found, reports=reports)
 
 
 def _score_or_default(text: str | None, field: str) -> float | None:

@@ -6,7 +6,7 @@ from flask_smorest import Blueprint
 
 from controlplane.daemons import usage
 from controlplane.models import DkimKey, Domain, Tenant
-from controlplane.services import dkim, domains, spam, storage
+from controlplane.services import dkim, domains, spam, storage, tls_reports
 from controlplane.web.api import current_actor, tokens_allowed
 from controlplane.web.api.schemas import (
     DkimKeySchema,
@@ -19,6 +19,7 @@ from controlplane.web.api.schemas import (
     SpamThresholdsSchema,
     SpamThresholdsStateSchema,
     TenantSchema,
+    TlsReportSchema,
 )
 from controlplane.web.requests import current_settings, db
 
@@ -135,6 +136,16 @@ def list_dkim_keys(name: str):
     """The domain's DKIM keys its DNS must publish: the active one, then any kept after a rotation."""
     domain = domains.get_domain(db(), current_actor(), name)
     return [dkim_body(key) for key in dkim.published_keys(db(), domain)]
+
+
+@blueprint.route("/domains/<name>/tls-reports", methods=["GET"])
+@tokens_allowed("tenant", "domain")
+@blueprint.response(200, TlsReportSchema(many=True))
+def list_tls_reports(name: str):
+    """The TLS reports (RFC 8460) other mail systems sent about reaching this domain, newest first."""
+    actor = current_actor()
+    domain = domains.get_domain(db(), actor, name)
+    return [tls_reports.report_body(report) for report in tls_reports.domain_reports(db(), actor, domain)]
 
 
 @blueprint.route("/domains/<name>/dkim/rotate", methods=["POST"])

@@ -323,6 +323,28 @@ class DomainDnsSchema(Schema):
     records = fields.List(fields.Nested(DnsRecordStateSchema), required=True)
 
 
+class TlsReportFailureSchema(Schema):
+    result_type = fields.String(required=True, metadata={"description": "RFC 8460's result type"})
+    explanation = fields.String(required=True, metadata={"description": "The result type in words"})
+    sending_mta_ip = fields.String(required=True)
+    receiving_mx_hostname = fields.String(required=True)
+    receiving_ip = fields.String(required=True)
+    failed_sessions = fields.Integer(required=True)
+    details = fields.String(required=True, metadata={"description": "The sender's reason code and notes"})
+
+
+class TlsReportSchema(Schema):
+    organization = fields.String(required=True, metadata={"description": "Who sent the report"})
+    report_id = fields.String(required=True)
+    contact = fields.String(required=True)
+    policy_type = fields.String(required=True, metadata={"description": "sts, tlsa or no-policy-found"})
+    starts_at = fields.DateTime(required=True)
+    ends_at = fields.DateTime(required=True)
+    successful_sessions = fields.Integer(required=True)
+    failed_sessions = fields.Integer(required=True)
+    failures = fields.List(fields.Nested(TlsReportFailureSchema), required=True)
+
+
 class DkimKeySchema(Schema):
     selector = fields.String(required=True)
     state = fields.String(

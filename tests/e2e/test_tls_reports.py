@@ -1,0 +1,180 @@
+"""A TLS report's whole way: a sender's MTA mails it over SMTP to the address every domain's
+TLS-RPT record names, Postfix spools it, `letterhead tls-reports read` keeps it, and a tenant
+reads it through the API over HTTPS on the platform host; another tenant learns nothing."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import smtplib
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+
+import pytest
+
+from controlplane.daemons.process import wait_until
+from controlplane.runners.scratch import ScratchStack
+from controlplane.services import brand_dns, domains, tenants, tokens
+from controlplane.services.scope import OPERATOR
+from tests.commands import letterhead
+from tests.e2e.mailclient import tls_context
+
+pytestmark = pytest.mark.e2e
+
+KB = 1024
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[tuple[ScratchStack, dict[str, str]]]:
+    scratch = ScratchStack()
+    try:
+        scratch.start(web=True)
+        secrets = {}
+        with scratch.installation.transaction() as session:
+            for name, domain_name in (("Alpha", "alpha-rpt.test"), ("Beta", "beta-rpt.test")):
+                tenant = tenants.create_tenant(session, OPERATOR, name=name, storage_pool_bytes=1000 * KB)
+                domains.create_domain(
+                    session, OPERATOR, tenant=tenant, name=domain_name, max_mailboxes=5, max_aliases=5
+                )
+                _, secrets[name] = tokens.create_token(
+                    session, OPERATOR, tenant=tenant, kind="tenant", name="t"
+                )
+        yield scratch, secrets
+    finally:
+        scratch.stop()
+
+
+def report_mail(stack: ScratchStack, attachment: bytes, report_id: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "noreply-smtp-tls-reporting@sender.test"
+    message["To"] = brand_dns.tls_report_address(stack.settings)
+    message["Subject"] = f"Report Domain: alpha-rpt.test Submitter: sender.test Report-ID: <{report_id}>"
+    message["TLS-Report-Domain"] = "alpha-rpt.test"
+    message["TLS-Report-Submitter"] = "sender.test"
+    message.set_content("This is an aggregate TLS report from sender.test.")
+    message.add_attachment(
+        attachment,
+        maintype="application",
+        subtype="tlsrpt+gzip",
+        filename=f"sender.test!alpha-rpt.test!{report_id}.json.gz",
+    )
+    return message
+
+
+def report_document(report_id: str) -> dict:
+    def policy(domain: str, ok: int, failures: list[dict]) -> dict:
+        return {
+            "policy": {"policy-type": "sts", "policy-domain": domain, "mx-host": ["mail.letterhead.test"]},
+            "summary": {"total-successful-session-count": ok,
+                        "total-failure-session-count": sum(f["failed-session-count"] for f in failures)},
+            "failure-details": failures,
+        }  # fmt: skip
+
+    expired = {"result-type": "certificate-expired", "sending-mta-ip": "192.0.2.25",
+               "receiving-mx-hostname": "mail.letterhead.test", "failed-session-count": 4}  # fmt: skip
+    return {
+        "organization-name": "Sender Test Mail",
+        "date-range": {"start-datetime": "2026-12-05T00:00:00Z", "end-datetime": "2026-12-05T23:59:59Z"},
+        "contact-info": "tls-reports@sender.test",
+        "report-id": report_id,
+        "policies": [policy("alpha-rpt.test", 250, [expired]), policy("beta-rpt.test", 40, []),
+                     policy("nobody-hosts-this.test", 9, [])],
+    }  # fmt: skip
+
+
+def deliver(stack: ScratchStack, message: EmailMessage) -> None:
+    """As a sending MTA: port 25, the platform host's TLS-report address."""
+    with smtplib.SMTP("127.0.0.1", stack.ports["smtp"], timeout=30) as smtp:
+        smtp.ehlo("mta.sender.test")
+        smtp.send_message(message)
+
+
+def read_spool(stack: ScratchStack) -> list[str]:
+    """`letterhead tls-reports read`, as the operator (or the periodic runner, every 30 s) runs it."""
+    return letterhead(stack.home, "tls-reports", "read").stdout.splitlines()
+
+
+def api_get(stack: ScratchStack, path: str, secret: str) -> tuple[int, object]:
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", stack.ports["https"], timeout=20, context=tls_context(stack)
+    )
+    connection.request(
+        "GET",
+        f"/api/v1{path}",
+        headers={"Host": stack.settings.hostname, "Authorization": f"Bearer {secret}"},
+    )
+    response = connection.getresponse()
+    status, body = response.status, json.loads(response.read() or b"null")
+    connection.close()
+    return status, body
+
+
+def until_reports(stack: ScratchStack, secret: str, domain: str, count: int, timeout: float = 45.0) -> list:
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = api_get(stack, f"/domains/{domain}/tls-reports", secret)
+        assert status == 200, body
+        if len(body) >= count or time.monotonic() > deadline:
+            return body
+        read_spool(stack)
+        time.sleep(0.5)
+
+
+def test_a_mailed_report_is_read_and_shown_to_its_domains_tenant_only(world) -> None:
+    stack, secrets = world
+    document = report_document("2026-12-05_alpha-1")
+    deliver(stack, report_mail(stack, gzip.compress(json.dumps(document).encode()), "2026-12-05_alpha-1"))
+
+    (alpha_report,) = until_reports(stack, secrets["Alpha"], "alpha-rpt.test", 1)
+
+    assert (alpha_report["organization"], alpha_report["successful_sessions"], alpha_report["failed_sessions"]) == (
+        "Sender Test Mail", 250, 4,
+    )  # fmt: skip
+    (failure,) = alpha_report["failures"]
+    assert failure["explanation"] == "our certificate had expired"
+    assert failure["sending_mta_ip"] == "192.0.2.25"
+    (beta_report,) = until_reports(stack, secrets["Beta"], "beta-rpt.test", 1)
+    assert beta_report["failures"] == [] and beta_report["successful_sessions"] == 40
+    # Beta asking for Alpha's domain gets what a domain that does not exist gets.
+    outsider = api_get(stack, "/domains/alpha-rpt.test/tls-reports", secrets["Beta"])
+    nowhere = api_get(stack, "/domains/no-such-domain.test/tls-reports", secrets["Beta"])
+    assert outsider[0] == nowhere[0] == 404
+    assert json.dumps(outsider[1]).replace("alpha-rpt.test", "X") == json.dumps(nowhere[1]).replace(
+        "no-such-domain.test", "X"
+    )
+    # The operator's view says the same, in words.
+    shown = letterhead(stack.home, "tls-reports", "show", "alpha-rpt.test").stdout
+    assert "Sender Test Mail" in shown and "4 × our certificate had expired" in shown
+
+
+def test_the_same_report_mailed_again_is_kept_once(world) -> None:
+    stack, secrets = world
+    document = report_document("2026-12-05_alpha-1")
+    deliver(stack, report_mail(stack, gzip.compress(json.dumps(document).encode()), "2026-12-05_alpha-1"))
+    assert wait_until(
+        lambda: any("kept for" in line or "names no" in line for line in read_spool(stack)), timeout=30
+    )
+
+    assert len(until_reports(stack, secrets["Alpha"], "alpha-rpt.test", 2, timeout=2)) == 1
+
+
+def test_a_gzip_bomb_is_refused_and_kept_aside_and_mail_goes_on(world) -> None:
+    stack, secrets = world
+    bomb = gzip.compress(b"{" + b" " * (64 * 1024 * 1024) + b"}")
+    assert len(bomb) < 200 * KB
+    deliver(stack, report_mail(stack, bomb, "bomb"))
+
+    refused = stack.settings.tls_report_spool.parent / "tls-refused"
+    deadline = time.monotonic() + 45
+    while not (refused.is_dir() and any(refused.iterdir())) and time.monotonic() < deadline:
+        read_spool(stack)
+        time.sleep(0.5)
+
+    assert refused.is_dir() and len(list(refused.iterdir())) == 1
+    assert len(until_reports(stack, secrets["Alpha"], "alpha-rpt.test", 2, timeout=1)) == 1
+    # A good one after it is read as before.
+    document = report_document("2026-12-06_alpha-2")
+    deliver(stack, report_mail(stack, gzip.compress(json.dumps(document).encode()), "2026-12-06_alpha-2"))
+    assert len(until_reports(stack, secrets["Alpha"], "alpha-rpt.test", 2)) == 2
