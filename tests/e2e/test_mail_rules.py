@@ -152,7 +152,8 @@ def test_postmaster_without_a_domain_reaches_the_operator(stack: ScratchStack) -
     assert wait_for_subject(stack, OPERATOR_MAILBOX, PASSWORD, "to the bare postmaster")
 
 
-@pytest.mark.parametrize("local_part", ["postmaster", "abuse", "tls-reports"])
+# tls-reports@ is read by Letterhead itself (tests/e2e/test_tls_reports.py).
+@pytest.mark.parametrize("local_part", ["postmaster", "abuse"])
 def test_the_platform_hosts_own_addresses_reach_the_operator(stack: ScratchStack, local_part: str) -> None:
     address = f"{local_part}@{stack.settings.hostname}"
     subject = send(stack, "reporter@outside.example", [address])
