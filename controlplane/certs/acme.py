@@ -221,7 +221,11 @@ def obtain_certificate(
     except DaemonError as error:
         raise CertbotError(str(error)) from error
     if result.returncode != 0:
-        raise CertbotError(failure_summary(result.stdout + "\n" + result.stderr, log_file, log_start))
+        raise CertbotError(
+            failure_summary(
+                result.stdout + "\n" + result.stderr, log_file, log_start, server=settings.acme_directory
+            )
+        )
     info = current_certificate(settings, hostname)
     if info is None:
         raise CertbotError(f"certbot reported success but left no certificate for {hostname}.")
@@ -270,8 +274,19 @@ def lineage_names(settings: Settings) -> list[str]:
     )
 
 
-def failure_summary(output: str, log_file: Path, log_start: int = 0) -> str:
-    """certbot's own words about this failure, without its boilerplate, in a few lines.
+# How requests words an ACME server that cannot be reached, and what that means.
+_UNREACHABLE = (
+    ("Connection refused", "refused the connection"),
+    ("Name or service not known", "has a name that does not resolve"),
+    ("Temporary failure in name resolution", "could not be looked up in DNS"),
+    ("timed out", "did not answer in time"),
+    ("CERTIFICATE_VERIFY_FAILED", "presented a TLS certificate this machine does not trust"),
+)
+
+
+def failure_summary(output: str, log_file: Path, log_start: int = 0, *, server: str = "") -> str:
+    """certbot's own words about this failure, without its boilerplate, in a few lines; first,
+    in plain words, when the ACME server (`server`) could not be reached at all.
 
     When its output says little (`An unexpected error occurred`), the cause is in the log
     (e.g. `accountDoesNotExist` behind an AttributeError): the ACME errors logged in this run.
@@ -284,6 +299,12 @@ def failure_summary(output: str, log_file: Path, log_start: int = 0) -> str:
         if logged:
             text = (text + "\n" if text else "") + logged
     text = text or "certbot failed without a message; see " + str(log_file)
+    if "ConnectionError" in text or "Max retries exceeded" in text:
+        meaning = next((words for pattern, words in _UNREACHABLE if pattern in text), "could not be reached")
+        text = (
+            f"The ACME server {server or '(acme_directory)'} {meaning}: no certificate could be ordered; "
+            f"the current one (if any) keeps serving.\n" + text
+        )
     if "accountDoesNotExist" in text or re.search(r"Account \S+ not found", text):
         text += (
             f"\nThe ACME server no longer knows this installation's account (was it reset?): remove "

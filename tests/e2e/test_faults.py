@@ -7,17 +7,12 @@ allowed only where SMTP and LMTP cannot avoid it, and each is explained from Pos
 
 from __future__ import annotations
 
-import email
-import email.utils
 import os
 import re
 import signal
-import smtplib
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from email.message import EmailMessage
 
 import pytest
 
@@ -25,6 +20,7 @@ from controlplane.runners import parts, stack
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
+from tests.e2e.load import PersistentSender, stored_message_ids
 
 pytestmark = pytest.mark.e2e
 
@@ -59,58 +55,6 @@ def loaded() -> Iterator[ScratchStack]:
         scratch.stop()
 
 
-class PersistentSender:
-    """One message after another; each retried until accepted, as a sending MTA does."""
-
-    def __init__(self, scratch: ScratchStack) -> None:
-        self.scratch = scratch
-        self.accepted: dict[str, str] = {}  # Message-ID -> recipient
-        self.attempts: Counter[str] = Counter()
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="persistent-sender", daemon=True)
-
-    def _message(self, number: int) -> EmailMessage:
-        message = EmailMessage()
-        recipient = f"{USERS[number % len(USERS)]}@faults.test"
-        message["From"], message["To"] = "sender@elsewhere.test", recipient
-        message["Subject"] = f"fault load {number}"
-        message["Date"] = email.utils.formatdate(localtime=True)
-        message["Message-ID"] = email.utils.make_msgid(idstring=f"fault{number}", domain="elsewhere.test")
-        message.set_content("Sent while parts of the stack die.\n" + "x" * 2000 + "\n")
-        return message
-
-    def _send_until_accepted(self, message: EmailMessage, give_up_at: float) -> bool:
-        message_id = str(message["Message-ID"])
-        while time.monotonic() < give_up_at:
-            self.attempts[message_id] += 1
-            try:
-                with smtplib.SMTP("127.0.0.1", self.scratch.ports["smtp"], timeout=20) as client:
-                    client.ehlo("client.test")
-                    client.send_message(message)
-                self.accepted[message_id] = str(message["To"])
-                return True
-            except (smtplib.SMTPException, OSError) as error:
-                self.failures.append(f"{message_id}: {error}")
-                time.sleep(0.5)
-        return False
-
-    def _run(self) -> None:
-        number = 0
-        while not self._stop.is_set():
-            # A message being sent when the load stops is still sent to the end (its 250 may come late).
-            self._send_until_accepted(self._message(number), time.monotonic() + 120)
-            number += 1
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=150)
-        assert not self._thread.is_alive()
-
-
 def _pid_of(scratch: ScratchStack, name: str) -> int | None:
     return {status.name: status.pid for status in stack.status(scratch.settings)}[name]
 
@@ -136,18 +80,6 @@ def _log_tails(scratch: ScratchStack) -> str:
     return "\n".join(tails)
 
 
-def _stored(scratch: ScratchStack) -> Counter[str]:
-    """Message-IDs of every message in the mailboxes' Maildirs, as many times as stored."""
-    found: Counter[str] = Counter()
-    for maildir in scratch.settings.mail_root.glob("*/Maildir"):
-        for folder in ("new", "cur"):
-            for path in (maildir / folder).glob("*"):
-                with path.open("rb") as handle:
-                    header = email.message_from_binary_file(handle, _class=email.message.Message)
-                found[str(header["Message-ID"])] += 1
-    return found
-
-
 def _explained(scratch: ScratchStack, message_id: str, attempts: int) -> str | None:
     """Why a message was stored twice, from Postfix's log, or None if nothing explains it."""
     log = (scratch.settings.log_dir / "postfix.log").read_text(errors="replace")
@@ -161,7 +93,7 @@ def _explained(scratch: ScratchStack, message_id: str, attempts: int) -> str | N
 
 
 def test_killing_each_part_under_smtp_load_loses_no_mail(loaded: ScratchStack) -> None:
-    sender = PersistentSender(loaded)
+    sender = PersistentSender(loaded, [f"{user}@faults.test" for user in USERS])
     sender.start()
     try:
         time.sleep(3)
@@ -185,9 +117,9 @@ def test_killing_each_part_under_smtp_load_loses_no_mail(loaded: ScratchStack) -
     accepted = dict(sender.accepted)
     assert len(accepted) >= 40
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not set(accepted) <= set(_stored(loaded)):
+    while time.monotonic() < deadline and not set(accepted) <= set(stored_message_ids(loaded)):
         time.sleep(1)
-    stored = _stored(loaded)
+    stored = stored_message_ids(loaded)
     lost = sorted(set(accepted) - set(stored))
     assert not lost, f"{len(lost)} accepted messages never reached their mailbox: {lost[:5]}"
     unexplained, explained = [], Counter()
