@@ -37,12 +37,17 @@ from controlplane.services import admins, tenants
 from controlplane.services.scope import OPERATOR
 from controlplane.settings import Settings, load_settings
 from controlplane.validation import normalize_hostname
+from controlplane.version import __version__
 
 DEFAULT_HOME = Path("/var/lib/letterhead")
 SYSTEMCTL = "/usr/bin/systemctl"
-# Debian's services for the daemons Letterhead runs itself: they would hold the same ports.
-SYSTEM_DAEMONS = ("postfix.service", "dovecot.service", "nginx.service", "redis-server.service",
-                  "rspamd.service", "postsrsd.service")  # fmt: skip
+# Debian's services for the daemons Letterhead runs itself: they would hold the same ports (Dovecot's
+# socket unit too: systemd itself would listen on 143 and 993 at boot). Masked, so that no package
+# upgrade starts them again; `letterhead uninstall` unmasks them.
+SYSTEM_DAEMONS = ("postfix.service", "dovecot.service", "dovecot.socket", "nginx.service",
+                  "redis-server.service", "rspamd.service", "postsrsd.service")  # fmt: skip
+# The release that last installed the units: another one restarts the running parts.
+INSTALLED_VERSION_FILE = "installed-version"
 _RENDERED_MARK = "Rendered by Letterhead"
 
 
@@ -112,7 +117,12 @@ def install(
         protect_database(settings)
     if tenant_name and admin_login:
         _first_tenant(settings, tenant_name, admin_login, storage_pool_bytes, report)
-    _enable(root, report)
+    # Units rewritten or a new release: what runs must be restarted to run it (an upgrade).
+    units_changed = any(label.startswith(("/etc/", "removed /etc/")) for label in report.written)
+    version_file = state / INSTALLED_VERSION_FILE
+    release_changed = not version_file.is_file() or version_file.read_text().strip() != __version__
+    _enable(root, report, restart=units_changed or release_changed)
+    _write_if_changed(version_file, __version__ + "\n", 0o644, report, INSTALLED_VERSION_FILE)
     return report
 
 
@@ -127,6 +137,9 @@ def uninstall(*, home: Path = DEFAULT_HOME, root: Path = Path("/"), purge: bool 
     for path in _rendered_units(root):
         path.unlink()
         report.written.append(f"removed /{path.relative_to(root)}")
+    for unit in SYSTEM_DAEMONS:
+        # Debian's services may be used again; whether they start is the operator's choice.
+        _systemctl(root, ["unmask", unit], report, quiet=True)
     command = root / COMMAND_FILE
     if command.is_file() and _RENDERED_MARK in command.read_text(errors="replace"):
         command.unlink()
@@ -258,7 +271,7 @@ def _systemctl(root: Path, arguments: list[str], report: InstallReport, *, quiet
     return result.returncode == 0
 
 
-def _enable(root: Path, report: InstallReport) -> None:
+def _enable(root: Path, report: InstallReport, *, restart: bool = False) -> None:
     live = root == Path("/") and _systemd_runs()
     if live:
         _systemctl(root, ["daemon-reload"], report)
@@ -266,7 +279,13 @@ def _enable(root: Path, report: InstallReport) -> None:
     for unit in SYSTEM_DAEMONS:
         if _systemctl(root, ["is-enabled", unit], report, quiet=True) or live:
             _systemctl(root, ["disable", *(["--now"] if live else []), unit], report, quiet=True)
+        _systemctl(root, ["mask", unit], report, quiet=True)
     if live:
+        if restart:
+            # Parts already running restart on the new units or code (PartOf= carries the
+            # target's restart to each); when nothing runs yet this does nothing.
+            _systemctl(root, ["try-restart", "letterhead.target"], report)
+            report.notes.append("Running parts restarted on the new units or release.")
         _systemctl(root, ["enable", "--now", "letterhead.target"], report)
         return
     _systemctl(root, ["enable", "letterhead.target"], report)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.runners.parts import PARTS
+from controlplane.version import __version__
 
 HOME = "/var/lib/letterhead"
 UNITS = "etc/systemd/system"
@@ -132,6 +133,27 @@ def test_a_half_named_first_tenant_is_refused_and_nothing_written(tmp_path: Path
     result = _install(root, "--tenant", "Acme")
     assert result.returncode == 1 and "Name both the first tenant and its full admin" in result.stderr
     assert not root.exists()
+
+
+def test_debians_own_daemons_are_masked_and_uninstall_unmasks_them(installed) -> None:
+    root, _ = installed
+    # Dovecot's socket unit too: systemd would hold 143 and 993 at boot for Debian's Dovecot.
+    for unit in ("dovecot.socket", "dovecot.service", "postfix.service", "nginx.service"):
+        assert (root / UNITS / unit).resolve() == Path("/dev/null"), unit
+    assert _letterhead("uninstall", "--root", str(root)).returncode == 0
+    assert not (root / UNITS / "dovecot.socket").exists()
+
+
+def test_a_new_release_over_an_installation_is_noted_and_the_same_one_changes_nothing(installed) -> None:
+    root, _ = installed
+    state = root / HOME.lstrip("/")
+    assert (state / "installed-version").read_text().strip() == __version__
+    (state / "installed-version").write_text("0.1.0\n")
+    upgraded = _install(root)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert (state / "installed-version").read_text().strip() == __version__
+    again = _install(root)
+    assert not [line for line in again.stdout.splitlines() if line.startswith("written:")]
 
 
 def test_uninstall_keeps_the_data_unless_purged(installed) -> None:
