@@ -241,10 +241,12 @@ def test_rotation_while_following_loses_and_repeats_nothing(world: ScratchStack)
     assert until_found(world, delivered_to("second@logs.test"))
 
     def sent_by_rotation(session):
+        # Both deliveries read (a transaction may be stored a poll before its delivery line).
         views, total = mail_logs.search_transactions(session, OPERATOR, "rotation@elsewhere.test")
-        return sorted(r.recipient for view in views for r in view.recipients) if total == 2 else None
+        recipients = sorted(r.recipient for view in views for r in view.recipients)
+        return (total, recipients) if len(recipients) >= 2 else None
 
-    assert until_found(world, sent_by_rotation) == ["second@logs.test", "third@logs.test"]
+    assert until_found(world, sent_by_rotation) == (2, ["second@logs.test", "third@logs.test"])
     # An operator reading the compressed copy by hand stores nothing twice: it is known by content.
     [compressed] = log_dir.glob("postfix.log.*.gz")
     with world.installation.sessions() as session:

@@ -178,6 +178,28 @@ def test_rename_rotation_finishes_the_old_file_including_late_lines_then_the_new
     _assert_each_message_stored_once(db, 30)
 
 
+def test_a_message_logged_across_a_rename_is_read_in_the_order_it_was_logged(
+    home: Settings, installation: Installation, db: Session
+) -> None:
+    """Its first lines at the end of the old file, not yet read; its delivery in the new one. The
+    poll that finds the new file reads the old one to its end first, or the delivery would be
+    read before the message it belongs to."""
+    log = home.log_dir / "postfix.log"
+    follower = LogFollower(installation, [log], clock=FakeClock())
+    lines = _messages(0, 3).splitlines(keepends=True)
+    try:
+        log.write_text("".join(lines[:6]))  # message 0, and message 1's first line
+        follower.poll()
+        with log.open("a") as old:
+            old.write("".join(lines[6:8]))  # message 1's cleanup and qmgr lines
+        log.rename(home.log_dir / "postfix.log.1")
+        log.write_text("".join(lines[8:]))  # its delivery and removal, then message 2
+        follower.poll()
+    finally:
+        follower.close()
+    _assert_each_message_stored_once(db, 3)
+
+
 def test_copy_truncate_while_following_reads_the_rest_from_the_copy_then_the_new_content(
     home: Settings, installation: Installation, db: Session
 ) -> None:
