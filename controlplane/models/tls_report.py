@@ -13,8 +13,11 @@ from controlplane.models.base import AUTOINCREMENT, Base, UTCDateTime, created_a
 
 class TlsReport(Base):
     __tablename__ = "tls_report"
-    # A sender may mail the same report twice (a retry): it is kept once.
-    __table_args__ = (UniqueConstraint("domain_id", "organization", "report_id"), AUTOINCREMENT)
+    # A sender may mail the same report twice (a retry): each policy of it is kept once.
+    __table_args__ = (
+        UniqueConstraint("domain_id", "organization", "report_id", "policy_type"),
+        AUTOINCREMENT,
+    )
 
     id: Mapped[int_pk]
     domain_id: Mapped[int] = mapped_column(ForeignKey("domain.id", ondelete="CASCADE"), index=True)

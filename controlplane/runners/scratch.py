@@ -6,8 +6,8 @@ else on the machine; outbound mail goes to a loopback smtp-sink, never off the b
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import fcntl
 import os
 import random
 import shutil
@@ -32,11 +32,12 @@ SMTP_SINK = "/usr/sbin/smtp-sink"
 SHARED_EXPRESSION_CACHE = "/var/tmp/letterhead-scratch-rspamd-cache"
 
 
-# Ports handed out on this machine are reserved by a file named after the port, holding the
-# owner's pid: two processes picking ports at once (test workers side by side, a benchmark
-# beside a test) never hand out the same one before its listener binds it.
+# Ports handed out on this machine are reserved by a lock on a file named after the port, held
+# for the life of the process that picked it (the kernel lets it go when the process ends): two
+# processes picking ports at once (test workers side by side, a benchmark beside a test) never
+# hand out the same one before its listener binds it.
 PORT_RESERVATIONS = Path("/var/tmp/letterhead-scratch-ports")
-_handed_out: set[int] = set()
+_handed_out: dict[int, int] = {}  # port -> the descriptor holding its lock
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -57,49 +58,19 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _reserve(port: int) -> bool:
-    """Whether this process now holds `port`: a reservation left by a process that has
-    ended is taken over (its listeners are gone with it, or the bind probe will say so)."""
-    PORT_RESERVATIONS.mkdir(mode=0o1777, exist_ok=True)
-    marker = PORT_RESERVATIONS / str(port)
-    for _attempt in range(2):
-        try:
-            descriptor = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            try:
-                owner = int(marker.read_text() or "0")
-            except (OSError, ValueError):
-                return False  # being written right now: someone else's
-            if owner == os.getpid() or _pid_alive(owner):
-                return False
-            with contextlib.suppress(FileNotFoundError):
-                marker.unlink()
-            continue
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(str(os.getpid()))
-        return True
-    return False
-
-
-def _release_reservations() -> None:
-    for port in _handed_out:
-        marker = PORT_RESERVATIONS / str(port)
-        with contextlib.suppress(OSError, ValueError):
-            if int(marker.read_text()) == os.getpid():
-                marker.unlink()
-
-
-atexit.register(_release_reservations)
+    """Whether this process now holds `port` (no other living process does)."""
+    if not PORT_RESERVATIONS.is_dir():
+        PORT_RESERVATIONS.mkdir(exist_ok=True)
+        os.chmod(PORT_RESERVATIONS, 0o1777)
+    descriptor = os.open(PORT_RESERVATIONS / str(port), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        return False
+    _handed_out[port] = descriptor
+    return True
 
 
 def free_ports(count: int) -> list[int]:
@@ -119,7 +90,6 @@ def free_ports(count: int) -> list[int]:
         if len(ports) == count:
             break
         if port not in _handed_out and _bindable(port) and _reserve(port):
-            _handed_out.add(port)
             ports.append(port)
     if len(ports) < count:
         raise RuntimeError(f"Fewer than {count} free loopback ports in {first}-{last}")
@@ -128,7 +98,8 @@ def free_ports(count: int) -> list[int]:
 
 def shared_expression_cache() -> str:
     """rspamd's compiled expressions, kept across scratch stacks (about 10 s of CPU each time
-    otherwise): one folder per test worker, so that two rspamd never write the same files."""
+    otherwise): one folder per test process, so that stacks in two processes never compile
+    into the same files at once (a process's stacks start one after the other)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     return f"{SHARED_EXPRESSION_CACHE}-{worker}" if worker else SHARED_EXPRESSION_CACHE
 

@@ -343,30 +343,35 @@ def setup_names_for(domain_name: str) -> tuple[str, ...]:
 
 
 def served_identities(session: Session, settings: Settings) -> tuple[TlsIdentity, ...]:
-    """Every name a brand certificate covers, with the files the daemons serve it from.
+    """Every name a brand certificate covers, with the files the daemons serve it from: the
+    brand host, and the setup names of the domains using the brand now (a domain moved away,
+    or deleted and added again by another tenant, is not served the certificate made before).
 
     A brand without a certificate (or whose files are gone) is left out: the default
     certificate then answers for its names, and nothing else is affected.
     """
-    from controlplane.certs.acme import certificate_paths
-    from controlplane.certs.shared import shared_paths
+    from controlplane.services.platform_certificates import served_files
 
     now = utcnow()
     identities = []
+    using: dict[int, set[str]] = {}
+    for brand_id, domain_name in session.execute(
+        select(Domain.brand_id, Domain.name).where(Domain.brand_id.is_not(None))
+    ):
+        using.setdefault(brand_id, set()).update(setup_names_for(domain_name))
     # Only the columns needed: every brand change reads all brands, and a whole row carries
     # its logo (up to 256 KB) and DNS report.
     rows = session.execute(
-        select(Brand.hostname, Brand.cert_names, Brand.cert_not_after)
+        select(Brand.id, Brand.hostname, Brand.cert_names, Brand.cert_not_after)
         .where(Brand.cert_names != "")
         .order_by(Brand.id)
     )
-    for hostname, cert_names, not_after in rows:
+    for brand_id, hostname, cert_names, not_after in rows:
         if not_after is not None and not_after <= now:
             continue
-        # A mail node's copy from the database (certs/shared.py: the newest, whichever node
-        # renewed it), else this machine's own certbot lineage.
-        for cert, key in (shared_paths(settings.certs_dir, hostname), certificate_paths(settings, hostname)):
-            if cert.is_file() and key.is_file():
-                identities.extend(TlsIdentity(name, str(cert), str(key)) for name in cert_names.split())
-                break
+        files = served_files(settings, hostname)
+        if files is None:
+            continue
+        current = using.get(brand_id, set()) | {hostname}
+        identities.extend(TlsIdentity(name, *files) for name in cert_names.split() if name in current)
     return tuple(identities)

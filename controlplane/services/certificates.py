@@ -32,6 +32,7 @@ from pathlib import Path
 
 import dns.resolver
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controlplane.certs import acme, shared
@@ -232,14 +233,11 @@ def renew_certificates(
     resolver = resolver or resolver_for(settings)
     now = now or utcnow()
     outcomes: list[CertificateOutcome] = []
-    with installation.transaction() as session:
-        if hostnames is None:
-            outcomes += [
-                CertificateOutcome(
-                    check.name, "dns_unchecked", f"Setup names left as they were: {check.message}"
-                )
-                for check in platform_certificates.plan(session, settings, resolver)
-            ]
+    served_changed = False
+    if hostnames is None:
+        served_changed, planned = _plan_platform_certificates(installation, resolver)
+        outcomes += planned
+    with installation.sessions() as session:
         query = select(Brand.id).order_by(Brand.id)
         platform_query = select(PlatformCertificate.id).order_by(PlatformCertificate.id)
         if hostnames is not None:
@@ -262,7 +260,7 @@ def renew_certificates(
         holders: list[tuple[type[Holder], int]] = [(Brand, id_) for id_ in session.scalars(query)]
         holders += [(PlatformCertificate, id_) for id_ in session.scalars(platform_query)]
 
-    orders, served_changed = 0, False
+    orders = 0
     for holder_type, holder_id in holders:
         with installation.transaction() as session:
             holder = session.get(holder_type, holder_id)
@@ -291,11 +289,40 @@ def renew_certificates(
         outcome, changed = _place_order(installation, decision)
         outcomes.append(outcome)
         served_changed |= changed
-    if hostnames is None:
-        outcomes += remove_unused_certificates(installation)
     if served_changed:
         publish_certificates(installation)
+    if hostnames is None:
+        # After publishing: the daemons no longer serve a removed group's files.
+        outcomes += remove_unused_certificates(installation)
     return outcomes
+
+
+def _plan_platform_certificates(
+    installation: Installation, resolver: dns.resolver.Resolver
+) -> tuple[bool, list[CertificateOutcome]]:
+    """The platform host's certificate, and the setup names' groups where this node orders (a
+    single machine, or the mail node that orders for all). DNS is asked between two short
+    transactions, never inside one. Whether a served name lost its certificate, and what to say."""
+    settings = installation.settings
+    with installation.sessions() as session:
+        orders_here = not settings.node_name or nodes.certificate_node(session) == settings.node_name
+        domains_by_tenant = platform_certificates.unbranded_domains(session) if orders_here else {}
+    checks, unanswered = platform_certificates.check_setup_names(settings, domains_by_tenant, resolver)
+    said = [
+        CertificateOutcome(
+            check.name, "dns_unchecked", f"Its setup names are left as they were: {check.message}"
+        )
+        for check in unanswered
+    ]
+    try:
+        with installation.transaction() as session:
+            return platform_certificates.plan(session, settings, checks if orders_here else None), said
+    except IntegrityError:
+        # Another run (another node's, an operator's) planned the same group at once: next run.
+        return False, [
+            *said,
+            CertificateOutcome("setup names", "deferred", "Planned by another run meanwhile."),
+        ]
 
 
 def _name_check(

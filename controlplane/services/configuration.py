@@ -20,9 +20,9 @@ def current_render_state(session: Session, settings: Settings) -> RenderState:
     """The state to render now: settings plus the certificates in the database (brands', the
     platform host's and the setup names'; and, on a mail node, the other nodes' addresses)."""
     peers = nodes.peer_addresses(session, settings.node_name) if settings.node_name else ()
-    identities = served_identities(session, settings) + platform_certificates.setup_identities(
-        session, settings
-    )
+    # Brands' last: where a name is in both (a domain just given a brand), the brand's is served.
+    setup = platform_certificates.setup_identities(session, settings)
+    identities = setup + served_identities(session, settings)
     return apply.build_render_state(
         settings, identities, peers, default_tls=platform_certificates.platform_identity(session, settings)
     )

@@ -45,15 +45,53 @@ def _domain_of(setup_name: str) -> str:
     return setup_name.split(".", 1)[1]
 
 
-def plan(session: Session, settings: Settings, resolver: dns.resolver.Resolver) -> list[PlatformCheck]:
-    """Bring the platform host's and every tenant's setup groups' wanted names up to date
-    (flushed, not committed). Returns the checks the resolver did not answer (those tenants'
-    groups are left as they were)."""
+# tenant id -> {domain name: its setup names that lead here, or None when DNS did not answer}
+SetupChecks = dict[int, dict[str, list[str] | None]]
+
+
+def unbranded_domains(session: Session) -> dict[int, list[str]]:
+    """Every tenant's domains without a brand, by tenant."""
+    rows = session.execute(
+        select(Domain.tenant_id, Domain.name)
+        .where(Domain.brand_id.is_(None))
+        .order_by(Domain.tenant_id, Domain.name)
+    ).all()
+    return {tenant: [name for _, name in group] for tenant, group in itertools.groupby(rows, lambda r: r[0])}
+
+
+def check_setup_names(
+    settings: Settings, domains_by_tenant: dict[int, list[str]], resolver: dns.resolver.Resolver
+) -> tuple[SetupChecks, list[PlatformCheck]]:
+    """Which setup names lead here, asked of DNS outside any transaction (it may take seconds per
+    name while a resolver is slow). Also the checks it did not answer."""
+    addresses = settings.platform_address_list
+    checks: SetupChecks = {}
+    unanswered: list[PlatformCheck] = []
+    for tenant_id, domain_names in domains_by_tenant.items():
+        for domain_name in domain_names:
+            found: list[str] | None = []
+            for name in setup_names_for(domain_name):
+                check = resolves_to_platform(resolver, name, addresses)
+                if check.state == "unchecked":
+                    unanswered.append(check)
+                    found = None
+                    break
+                if check.ok:
+                    found.append(name)  # type: ignore[union-attr]
+            checks.setdefault(tenant_id, {})[domain_name] = found
+    return checks, unanswered
+
+
+def plan(session: Session, settings: Settings, checks: SetupChecks | None) -> bool:
+    """Bring the platform host's certificate and (with `checks`) every tenant's setup groups up
+    to date (flushed, not committed). Whether a name served until now lost its certificate (a
+    group that goes): the daemons must then stop serving it before its files are removed."""
     hostname = normalize_hostname(settings.hostname)
     platform = session.scalar(select(PlatformCertificate).where(PlatformCertificate.lineage == hostname))
     if platform is None:
         platform = PlatformCertificate(lineage=hostname, kind=PLATFORM, wanted_names=hostname)
         session.add(platform)
+    served_changed = False
     if not settings.node_name:
         # A single machine serves one platform host: one left by a former hostname setting goes
         # (its lineage is then removed); mail nodes keep every node's.
@@ -62,53 +100,41 @@ def plan(session: Session, settings: Settings, resolver: dns.resolver.Resolver) 
                 PlatformCertificate.kind == PLATFORM, PlatformCertificate.lineage != hostname
             )
         ):
+            served_changed |= bool(former.cert_names)
             session.delete(former)
-
-    unanswered: list[PlatformCheck] = []
-    addresses = settings.platform_address_list
-    unbranded = session.execute(
-        select(Domain.tenant_id, Domain.name)
-        .where(Domain.brand_id.is_(None))
-        .order_by(Domain.tenant_id, Domain.name)
-    ).all()
-    by_tenant = {
-        tenant: [name for _, name in rows] for tenant, rows in itertools.groupby(unbranded, lambda r: r[0])
-    }
+    if checks is None:
+        session.flush()
+        return served_changed
     existing: dict[int, list[PlatformCertificate]] = {}
     for group in session.scalars(
         select(PlatformCertificate).where(PlatformCertificate.kind == SETUP).order_by(PlatformCertificate.id)
     ):
         existing.setdefault(group.tenant_id, []).append(group)  # type: ignore[arg-type]
-
-    for tenant_id in sorted(set(by_tenant) | set(existing)):
+    for tenant_id in sorted(set(checks) | set(existing)):
+        groups = existing.get(tenant_id, [])
+        former: dict[str, list[str]] = {}
+        for group in groups:
+            for name in group.wanted_names.split():
+                former.setdefault(_domain_of(name), []).append(name)
         leading_here: dict[str, list[str]] = {}
-        unchecked: PlatformCheck | None = None
-        for domain_name in by_tenant.get(tenant_id, []):
-            names = []
-            for name in setup_names_for(domain_name):
-                check = resolves_to_platform(resolver, name, addresses)
-                if check.state == "unchecked":
-                    unchecked = check
-                    break
-                if check.ok:
-                    names.append(name)
-            if unchecked is not None:
-                break
+        for domain_name, names in checks.get(tenant_id, {}).items():
+            if names is None:
+                # DNS did not answer for it: it keeps the names it had, and nothing is ordered
+                # for it; the tenant's other domains go on.
+                names = former.get(domain_name, [])
             if names:
                 leading_here[domain_name] = names
-        if unchecked is not None:
-            unanswered.append(unchecked)
-            continue
-        _regroup(session, tenant_id, existing.get(tenant_id, []), leading_here)
+        served_changed |= _regroup(session, tenant_id, groups, leading_here)
     session.flush()
-    return unanswered
+    return served_changed
 
 
 def _regroup(
     session: Session, tenant_id: int, groups: list[PlatformCertificate], leading_here: dict[str, list[str]]
-) -> None:
+) -> bool:
     """Put each domain's names in the group that had them while they fit, the others in the
-    first group with room, or a new group; a group left with no names goes."""
+    first group with room, or a new group; a group left with no names goes. Whether a group
+    with a certificate served went."""
     placed: dict[int, list[str]] = {id(group): [] for group in groups}
     former = {_domain_of(name): group for group in groups for name in group.wanted_names.split()}
     pending = []
@@ -133,11 +159,14 @@ def _regroup(
             groups.append(group)
             placed[id(group)] = []
         placed[id(group)] += names
+    served_went = False
     for group in groups:
         if placed[id(group)]:
             group.wanted_names = " ".join(sorted(placed[id(group)]))
         else:
+            served_went |= bool(group.cert_names)
             session.delete(group)
+    return served_went
 
 
 def check_names(
@@ -153,7 +182,8 @@ def check_names(
     return PlatformCheck(certificate.lineage, "ok" if names else "missing"), names
 
 
-def _served_files(settings: Settings, lineage: str) -> tuple[str, str] | None:
+def served_files(settings: Settings, lineage: str) -> tuple[str, str] | None:
+    """The chain and key a lineage is served from, if its files are there."""
     from controlplane.certs.acme import certificate_paths
     from controlplane.certs.shared import shared_paths
 
@@ -178,26 +208,37 @@ def platform_identity(session: Session, settings: Settings) -> TlsIdentity | Non
         return None
     if row.cert_not_after is not None and row.cert_not_after <= utcnow():
         return None
-    files = _served_files(settings, hostname)
+    files = served_files(settings, hostname)
     return TlsIdentity(hostname, *files) if files else None
 
 
 def setup_identities(session: Session, settings: Settings) -> tuple[TlsIdentity, ...]:
-    """Every setup name a group's current certificate covers, with the files it is served from."""
+    """Every setup name a group's current certificate covers, with the files it is served from:
+    only for a domain that is its tenant's and without a brand now. A domain deleted and then
+    added by another tenant (or given a brand) is never served a certificate made before, which
+    lists the first tenant's other customers."""
     now = utcnow()
+    unbranded = {name: tenant_id for tenant_id, names in unbranded_domains(session).items() for name in names}
     identities: list[TlsIdentity] = []
-    for lineage, cert_names, not_after in session.execute(
+    for lineage, tenant_id, cert_names, not_after in session.execute(
         select(
-            PlatformCertificate.lineage, PlatformCertificate.cert_names, PlatformCertificate.cert_not_after
+            PlatformCertificate.lineage,
+            PlatformCertificate.tenant_id,
+            PlatformCertificate.cert_names,
+            PlatformCertificate.cert_not_after,
         )
         .where(PlatformCertificate.kind == SETUP, PlatformCertificate.cert_names != "")
         .order_by(PlatformCertificate.id)
     ):
         if not_after is not None and not_after <= now:
             continue
-        files = _served_files(settings, lineage)
+        files = served_files(settings, lineage)
         if files:
-            identities.extend(TlsIdentity(name, *files) for name in cert_names.split())
+            identities.extend(
+                TlsIdentity(name, *files)
+                for name in cert_names.split()
+                if unbranded.get(_domain_of(name)) == tenant_id
+            )
     return tuple(identities)
 
 

@@ -31,7 +31,9 @@ from controlplane.services.scope import Actor
 MAX_MESSAGE_BYTES = 5 * 1024 * 1024
 MAX_REPORT_BYTES = 10 * 1024 * 1024
 MAX_POLICIES = 1000
-MAX_FAILURE_DETAILS = 1000
+MAX_FAILURE_DETAILS = 100
+# A report covers a day or so; dates outside these years are not a report's.
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2200
 REPORT_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json", "application/gzip", "application/json")
 
 # RFC 8460 §4.3's result types, in words for a domain admin: what the sending system met here.
@@ -136,12 +138,15 @@ def parse_report(data: bytes, *, compressed: bool) -> ParsedReport:
         raise ValidationError("The report lists no policies.")
     if len(policies) > MAX_POLICIES:
         raise ValidationError(f"The report lists more than {MAX_POLICIES} policies.")
+    starts_at, ends_at = _time(date_range, "start-datetime"), _time(date_range, "end-datetime")
+    if starts_at > ends_at:
+        raise ValidationError("The report's period ends before it starts.")
     return ParsedReport(
         organization=_text(document, "organization-name", 255),
         report_id=_text(document, "report-id", 255),
         contact=_text(document, "contact-info", 255, required=False),
-        starts_at=_time(date_range, "start-datetime"),
-        ends_at=_time(date_range, "end-datetime"),
+        starts_at=starts_at,
+        ends_at=ends_at,
         policies=tuple(_policy(item) for item in policies),
     )
 
@@ -153,7 +158,7 @@ def _policy(item: Any) -> PolicyResult:
     summary = _object(item, "summary")
     details = item.get("failure-details", [])
     if not isinstance(details, list) or len(details) > MAX_FAILURE_DETAILS:
-        raise ValidationError("A policy's failure details are not a list of at most 1000.")
+        raise ValidationError(f"A policy's failure details are not a list of at most {MAX_FAILURE_DETAILS}.")
     return PolicyResult(
         domain=_text(policy, "policy-domain", 253).lower().rstrip("."),
         policy_type=_text(policy, "policy-type", 30),
@@ -206,18 +211,26 @@ def _time(document: dict, key: str) -> dt.datetime:
     text = _text(document, key, 40)
     try:
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        moment = (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         raise ValidationError(f"The report's “{key}” is not a date and time.") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise ValidationError(f"The report's “{key}” is not a date a report covers.")
+    return moment
 
 
-def store_report(session: Session, report: ParsedReport) -> list[str]:
-    """Keep the report's policies for the domains hosted here (each once, however often it is
-    sent); the names of the domains it was stored for. Policies about other domains are dropped:
-    anyone may send a report about anything."""
+@dataclasses.dataclass(frozen=True)
+class Kept:
+    domains: list[str]  # the hosted domains a policy was stored for
+    already_kept: int  # policies for hosted domains stored before (the report sent again)
+
+
+def store_report(session: Session, report: ParsedReport) -> Kept:
+    """Keep the report's policies for the domains hosted here, each once however often it is
+    sent. Policies about other domains are dropped: anyone may send a report about anything."""
     names = {policy.domain for policy in report.policies}
     hosted = dict(session.execute(select(Domain.name, Domain.id).where(Domain.name.in_(names))).all())
-    stored = []
+    stored, again = [], 0
     for policy in report.policies:
         domain_id = hosted.get(policy.domain)
         if domain_id is None:
@@ -239,13 +252,14 @@ def store_report(session: Session, report: ParsedReport) -> list[str]:
                 session.add(row)
                 session.flush()
         except IntegrityError:
-            continue  # sent before (or one policy per domain listed twice)
+            again += 1  # sent before (or the same policy listed twice)
+            continue
         stored.append(policy.domain)
-    return stored
+    return Kept(stored, again)
 
 
-def receive_message(session: Session, message_bytes: bytes) -> list[str]:
-    """Parse and keep a TLS-report mail; the domains it was kept for. Raises ValidationError."""
+def receive_message(session: Session, message_bytes: bytes) -> Kept:
+    """Parse and keep a TLS-report mail. Raises ValidationError."""
     return store_report(session, report_from_message(message_bytes))
 
 

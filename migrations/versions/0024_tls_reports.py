@@ -39,7 +39,11 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tls_report")),
         sa.UniqueConstraint(
-            "domain_id", "organization", "report_id", name=op.f("uq_tls_report_domain_id_organization_report_id")
+            "domain_id",
+            "organization",
+            "report_id",
+            "policy_type",
+            name=op.f("uq_tls_report_domain_id_organization_report_id_policy_type"),
         ),
         sqlite_autoincrement=True,
     )

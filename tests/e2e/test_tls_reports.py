@@ -153,9 +153,7 @@ def test_the_same_report_mailed_again_is_kept_once(world) -> None:
     stack, secrets = world
     document = report_document("2026-12-05_alpha-1")
     deliver(stack, report_mail(stack, gzip.compress(json.dumps(document).encode()), "2026-12-05_alpha-1"))
-    assert wait_until(
-        lambda: any("kept for" in line or "names no" in line for line in read_spool(stack)), timeout=30
-    )
+    assert wait_until(lambda: any("was kept before" in line for line in read_spool(stack)), timeout=30)
 
     assert len(until_reports(stack, secrets["Alpha"], "alpha-rpt.test", 2, timeout=2)) == 1
 

@@ -144,7 +144,7 @@ def test_debians_own_daemons_are_masked_and_uninstall_unmasks_them(installed) ->
     assert not (root / UNITS / "dovecot.socket").exists()
 
 
-def test_a_new_release_over_an_installation_is_noted_and_the_same_one_changes_nothing(installed) -> None:
+def test_a_new_release_over_an_installation_is_recorded_and_the_same_one_changes_nothing(installed) -> None:
     root, _ = installed
     state = root / HOME.lstrip("/")
     assert (state / "installed-version").read_text().strip() == __version__

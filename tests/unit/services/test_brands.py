@@ -379,3 +379,25 @@ def test_the_look_is_checked_whole_and_cleared_field_by_field(db, settings) -> N
         brands.update_brand(
             db, scope.tenant_admin(make_tenant(db).id), settings, brand, accent_colour="#000000"
         )
+
+
+def test_a_brand_certificate_is_served_only_for_the_domains_using_the_brand_now(db, settings) -> None:
+    from controlplane.certs.acme import certificate_paths
+
+    tenant = make_tenant(db)
+    brand = _create(db, settings, tenant, hostname="mail.served.example")
+    domain = make_domain(db, tenant=tenant, name="leaving.example")
+    brands.set_domain_brand(db, scope.tenant_admin(tenant.id), domain, brand)
+    brand.cert_names = "mail.served.example autoconfig.leaving.example"
+    for path in certificate_paths(settings, brand.hostname):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("issued")
+    db.flush()
+    assert {i.hostname for i in brands.served_identities(db, settings)} == {
+        "mail.served.example", "autoconfig.leaving.example"
+    }  # fmt: skip
+
+    brands.set_domain_brand(db, scope.tenant_admin(tenant.id), domain, None)
+    db.flush()
+
+    assert {i.hostname for i in brands.served_identities(db, settings)} == {"mail.served.example"}

@@ -70,8 +70,8 @@ def test_a_gzipped_report_is_kept_for_the_hosted_domains_it_names_and_only_once(
     document = report(policy("hosted.test", 120, 3, [EXPIRED]), policy("not-hosted.example", 5, 0))
     message = mail(gzip.compress(json.dumps(document).encode()))
 
-    assert tls_reports.receive_message(db, message) == ["hosted.test"]
-    assert tls_reports.receive_message(db, message) == []  # sent again: kept once
+    assert tls_reports.receive_message(db, message) == tls_reports.Kept(["hosted.test"], 0)
+    assert tls_reports.receive_message(db, message) == tls_reports.Kept([], 1)  # sent again: kept once
 
     (shown,) = tls_reports.domain_reports(db, OPERATOR, domain)
     assert (shown.organization, shown.successful_sessions, shown.failed_sessions) == (
@@ -91,7 +91,7 @@ def test_a_plain_json_report_is_read_too(db: Session) -> None:
     message = mail(
         json.dumps(report(policy("hosted.test", 7, 0))).encode(), "application/tlsrpt+json", "r.json"
     )
-    assert tls_reports.receive_message(db, message) == ["hosted.test"]
+    assert tls_reports.receive_message(db, message).domains == ["hosted.test"]
 
 
 @pytest.mark.parametrize(
@@ -101,10 +101,47 @@ def test_a_plain_json_report_is_read_too(db: Session) -> None:
         (b"\x1f\x8bnot really gzip", "not valid gzip"),
         (gzip.compress(b"[" * 100_000 + b"]" * 100_000), "not valid JSON"),
         (gzip.compress(json.dumps({"policies": []}).encode()), "date-range"),
+        (
+            gzip.compress(
+                json.dumps(
+                    report(policy("hosted.test", 1, 0))
+                    | {
+                        "date-range": {
+                            "start-datetime": "0001-01-01T00:00:00+01:00",
+                            "end-datetime": "2026-12-05T00:00:00Z",
+                        }
+                    }
+                ).encode()
+            ),
+            "not a date and time",
+        ),
+        (
+            gzip.compress(
+                json.dumps(
+                    report(policy("hosted.test", 1, 0))
+                    | {
+                        "date-range": {
+                            "start-datetime": "2026-12-06T00:00:00Z",
+                            "end-datetime": "2026-12-05T00:00:00Z",
+                        }
+                    }
+                ).encode()
+            ),
+            "ends before it starts",
+        ),
         (gzip.compress(json.dumps(report(policy("hosted.test", -1, 0))).encode()), "session count"),
         (gzip.compress(json.dumps(report({"policy": "x"})).encode()), "“policy” object"),
     ],
-    ids=["gzip-bomb", "bad-gzip", "deep-json", "no-date-range", "negative-count", "wrong-shape"],
+    ids=[
+        "gzip-bomb",
+        "bad-gzip",
+        "deep-json",
+        "no-date-range",
+        "year-one",
+        "backwards",
+        "negative-count",
+        "wrong-shape",
+    ],
 )
 def test_hostile_or_broken_reports_are_refused_with_words_and_store_nothing(
     db: Session, content: bytes, reason: str
