@@ -35,6 +35,7 @@ The last lines are the headlines: `filter_ratio=<sql msg/s / nofilter msg/s>` an
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import itertools
 import os
@@ -71,6 +72,8 @@ MAILBOXES = 200
 # would otherwise favour whichever variant ran first.
 _recipient_groups = itertools.count()
 MESSAGE_BYTES = 1024
+# A sender that keeps getting 4xx stops here, as the run would otherwise never end.
+SENDER_GIVES_UP_SECONDS = 120
 SENDER = "load@sender.example"
 
 
@@ -80,6 +83,7 @@ class LoadResult:
     seconds: float
     errors: list[str]
     retries: int = 0
+    recipients: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -103,7 +107,13 @@ def _send_like_an_mta(
     A 5xx is an error of the server under test and is not retried.
     """
     remaining = messages
+    give_up_at = time.monotonic() + SENDER_GIVES_UP_SECONDS
     while remaining > 0:
+        if time.monotonic() > give_up_at:
+            errors.append(
+                f"{recipient}: {remaining} messages still refused after {SENDER_GIVES_UP_SECONDS} s"
+            )
+            return
         process = _smtp_source(port, recipient, remaining, SESSIONS_PER_RECIPIENT)
         stdout, stderr = process.communicate(timeout=300)
         counts = [int(n) for n in stdout.replace("\r", "\n").split() if n.isdigit()]
@@ -121,10 +131,14 @@ def _send_like_an_mta(
 def run_load(
     port: int, messages: int, count_delivered, *, timeout: float = 300, stall_seconds: float = 10
 ) -> LoadResult:
-    """Send `messages`, spread over the recipients; wait until they are in their Maildirs."""
-    before = count_delivered()
+    """Send `messages`, spread over the recipients; wait until they are in their Maildirs.
+
+    Only this run's recipients' Maildirs are counted: a message of an earlier run delivered
+    late (a deferred retry) must not count as this run's."""
     per_process = messages // RECIPIENTS
     first = next(_recipient_groups) * RECIPIENTS % MAILBOXES
+    addresses = [f"user{index}@{DOMAIN}" for index in range(first, first + RECIPIENTS)]
+    before = count_delivered(addresses)
     started = time.perf_counter()
     errors: list[str] = []
     retries: list[int] = []
@@ -141,10 +155,10 @@ def run_load(
     expected = before + per_process * RECIPIENTS
     deadline = started + timeout
     # Wait for the last delivery; a message deferred for a later retry stops progress.
-    last_count, last_progress = count_delivered(), time.perf_counter()
+    last_count, last_progress = count_delivered(addresses), time.perf_counter()
     while last_count < expected and time.perf_counter() < deadline:
         time.sleep(0.02)
-        current = count_delivered()
+        current = count_delivered(addresses)
         if current != last_count:
             last_count, last_progress = current, time.perf_counter()
         elif time.perf_counter() - last_progress > stall_seconds:
@@ -153,7 +167,9 @@ def run_load(
     delivered = last_count - before
     if delivered != per_process * RECIPIENTS:
         errors.append(f"{per_process * RECIPIENTS - delivered} of {per_process * RECIPIENTS} not delivered")
-    return LoadResult(messages=delivered, seconds=seconds, errors=errors, retries=len(retries))
+    return LoadResult(
+        messages=delivered, seconds=seconds, errors=errors, retries=len(retries), recipients=addresses
+    )
 
 
 def calibrate_load_tool(directory: Path, messages: int) -> LoadResult:
@@ -193,11 +209,21 @@ def populate(stack: ScratchStack) -> None:
             )  # fmt: skip
 
 
-def build_hash_variant(stack: ScratchStack, target: Path) -> Path:
-    """A copy of the live Postfix config whose lookup maps are hash: files of the same rows."""
+def copy_live_postfix(stack: ScratchStack, target: Path) -> None:
+    """The live Postfix config copied with its owners: the SQL map files are readable by group
+    postfix only, and a copy owned by root alone would fail every lookup (451 at RCPT)."""
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(stack.settings.live_config.resolve() / "postfix", target)
+    source = stack.settings.live_config.resolve() / "postfix"
+    shutil.copytree(source, target)
+    for path in source.rglob("*"):
+        status = path.lstat()
+        os.chown(target / path.relative_to(source), status.st_uid, status.st_gid, follow_symlinks=False)
+
+
+def build_hash_variant(stack: ScratchStack, target: Path) -> Path:
+    """A copy of the live Postfix config whose lookup maps are hash: files of the same rows."""
+    copy_live_postfix(stack, target)
     database = sqlite3.connect(f"file:{stack.settings.database_path}?mode=ro", uri=True)
     tables = {
         "domains": "SELECT domain, 'OK' FROM mail_domains",
@@ -229,9 +255,7 @@ def build_hash_variant(stack: ScratchStack, target: Path) -> Path:
 
 def build_unfiltered_variant(stack: ScratchStack, target: Path) -> Path:
     """A copy of the live Postfix config whose port 25 asks no milter: mail is not scanned."""
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(stack.settings.live_config.resolve() / "postfix", target)
+    copy_live_postfix(stack, target)
     master = target / "master.cf"
     milter = f"  -o smtpd_milters=inet:127.0.0.1:{stack.ports['rspamd_milter']}\n"
     text = master.read_text()
@@ -259,16 +283,44 @@ def switch_postfix(stack: ScratchStack, config_dir: Path) -> None:
 
 
 def maildir_counter(stack: ScratchStack):
-    def count() -> int:
+    """count(addresses): the messages in those mailboxes' Maildirs (every mailbox's if None)."""
+    database = sqlite3.connect(f"file:{stack.settings.database_path}?mode=ro", uri=True)
+    homes = {
+        address: stack.settings.mail_root / key / "Maildir"
+        for address, key in database.execute(
+            "SELECT m.local_part || '@' || d.name, m.storage_key FROM mailbox m JOIN domain d ON d.id = m.domain_id"
+        )
+    }
+    database.close()
+
+    def count(addresses: list[str] | None = None) -> int:
         total = 0
-        for root in stack.settings.mail_root.glob("*/Maildir"):
+        for address in homes if addresses is None else addresses:
             for folder in ("new", "cur"):
-                path = root / folder
+                path = homes[address] / folder
                 if path.is_dir():
                     total += sum(1 for _ in path.iterdir())
         return total
 
+    count.homes = homes  # type: ignore[attr-defined]
     return count
+
+
+_QUEUE_ID = re.compile(rb"by [^\s]+ \(Postfix\) with E?SMTP id ([0-9A-Za-z]+)")
+
+
+def stored_twice(count, addresses: list[str]) -> int:
+    """Copies beyond the first of a message Postfix queued once (the same queue ID in its
+    Received header): the server delivered it again. A sender's resend has a queue ID of its own."""
+    seen: collections.Counter[bytes] = collections.Counter()
+    for address in addresses:
+        for folder in ("new", "cur"):
+            path = count.homes[address] / folder
+            for message in path.iterdir() if path.is_dir() else ():
+                found = _QUEUE_ID.search(message.read_bytes()[:4096])
+                if found:
+                    seen[found.group(1)] += 1
+    return sum(copies - 1 for copies in seen.values() if copies > 1)
 
 
 def broken_templates(directory: Path) -> Path:
@@ -476,9 +528,12 @@ def main() -> int:
                 result = run_load(port, messages, count)
                 rates[variant].append(result.rate)
                 failures += [f"{variant} round {round_number}: {e}" for e in result.errors]
+                twice = stored_twice(count, result.recipients)
                 print(
                     f"round {round_number} {variant:4}: {result.messages} messages in "
                     f"{result.seconds:6.2f} s = {result.rate:6.1f} msg/s"
+                    + (f" ({twice} delivered twice by the server)" if twice else "")
+                    + (f" ({result.retries} sender retries after a 4xx)" if result.retries else "")
                 )
         switch_postfix(stack, live_postfix)
         sql_rate, hash_rate = statistics.median(rates["sql"]), statistics.median(rates["hash"])
@@ -490,7 +545,10 @@ def main() -> int:
         churn_messages -= churn_messages % RECIPIENTS
         quiet = run_load(port, churn_messages, count)
         failures += [f"quiet reference: {e}" for e in quiet.errors]
-        print(f"quiet reference: {quiet.messages} messages at {quiet.rate:6.1f} msg/s")
+        print(
+            f"quiet reference: {quiet.messages} messages at {quiet.rate:6.1f} msg/s"
+            f" ({stored_twice(count, quiet.recipients)} delivered twice by the server)"
+        )
 
         permanent = ("reject: RCPT from localhost[127.0.0.1]: 5", "status=bounced")
         refusals_before = count_log(stack, *permanent)
@@ -499,7 +557,6 @@ def main() -> int:
         stop = threading.Event()
         churner = threading.Thread(target=churn_configs, args=(stack, stop, report, 2.0))
         churner.start()
-        delivered_before_churn = count()
         try:
             churn = run_load(port, churn_messages, count)
         finally:
@@ -510,9 +567,10 @@ def main() -> int:
         # Deliveries deferred by a Dovecot reload wait in the queue for their retry;
         # retry them now to tell "delayed" from "lost".
         subprocess.run(["/usr/sbin/postqueue", "-c", str(live_postfix), "-f"], check=False)
-        wait_until(lambda: count() - delivered_before_churn >= churn_messages, timeout=60)
-        delivered = count() - delivered_before_churn
+        wait_until(lambda: count(churn.recipients) >= churn_messages, timeout=60)
+        delivered = count(churn.recipients)
         retried = delivered - churn.messages
+        server_duplicates = stored_twice(count, churn.recipients)
         # A sender retry after a dropped session can deliver a message twice (as with a
         # real MTA); more deliveries than messages are duplicates, fewer are losses.
         lost, duplicates = max(0, churn_messages - delivered), max(0, delivered - churn_messages)
@@ -533,7 +591,8 @@ def main() -> int:
         )
         print(
             f"  sender retries after a 4xx={churn.retries}, 4xx replies and deferrals={temporary}, "
-            f"delivered only on queue retry={retried}, lost={lost}, duplicates={duplicates}, "
+            f"delivered only on queue retry={retried}, lost={lost}, duplicates={duplicates} "
+            f"(of which the server delivered a queued message twice: {server_duplicates}), "
             f"5xx/bounces={refusals}"
         )
         print(

@@ -652,3 +652,26 @@ def test_managesieve_accepts_a_mailbox_login(world: ScratchStack) -> None:
         stream.write(f'AUTHENTICATE "PLAIN" "{token}"\r\n'.encode())
         stream.flush()
         assert stream.readline().startswith(b"OK")
+
+
+def test_a_message_postfix_delivers_again_after_a_cut_session_is_stored_once(world: ScratchStack) -> None:
+    """Postfix retries a delivery whose LMTP reply it never got (Dovecot reloaded after saving
+    it): the same queue ID again. The mailbox keeps one copy; another message is stored."""
+    make_mailbox(world, "retried@a.test")
+
+    def deliver(queue_id: str, subject: str) -> None:
+        message = (
+            f"Received: from client.test (localhost [127.0.0.1])\r\n"
+            f"\tby {world.settings.hostname} (Postfix) with ESMTP id {queue_id}\r\n"
+            f"\tfor <retried@a.test>; Sun,  6 Dec 2026 06:00:00 +0000 (UTC)\r\n"
+            f"From: sender@elsewhere.test\r\nTo: retried@a.test\r\nSubject: {subject}\r\n\r\nbody\r\n"
+        )
+        with smtplib.LMTP(str(world.settings.run_dir / "lmtp")) as lmtp:
+            lmtp.sendmail("sender@elsewhere.test", ["retried@a.test"], message.encode())
+
+    deliver("4jhzzzRetry1", "delivered once")
+    deliver("4jhzzzRetry1", "delivered once")  # the retry
+    deliver("4jhzzzOther2", "another message")
+
+    assert wait_for_subject(world, "retried@a.test", PASSWORD, "another message")
+    assert sorted(imap_subjects(world, "retried@a.test", PASSWORD)) == ["another message", "delivered once"]

@@ -11,7 +11,19 @@
 #    score in hundredths, never negative, and rspamd removes one a sender wrote; the junk score
 #    comes from the userdb row too (its domain's, or the default).
 # Both come from SQL at each delivery, so a change applies to the next message.
-require ["fileinto", "mailbox", "variables", "envelope", "environment", "vnd.dovecot.environment", "relational", "comparator-i;ascii-numeric"];
+#
+# 0. First, a message this mailbox already stored is not stored again: Postfix delivers a
+#    message again when its LMTP session was cut after Dovecot saved it but before the reply
+#    reached Postfix (a Dovecot reload or restart). The queue ID in Postfix's own Received
+#    header (the topmost) names that message; its copies within a day are dropped.
+require ["fileinto", "mailbox", "variables", "envelope", "environment", "vnd.dovecot.environment", "relational", "comparator-i;ascii-numeric", "duplicate", "regex"];
+
+if header :regex "received" "\\(Postfix\\) with [A-Z]+ id ([0-9A-Za-z]+)" {
+  if duplicate :uniqueid "${1}" :seconds 86400 {
+    discard;
+    stop;
+  }
+}
 
 set "allowed" "";
 set "blocked" "";
