@@ -251,4 +251,4 @@ def test_rotation_while_following_loses_and_repeats_nothing(world: ScratchStack)
     [compressed] = log_dir.glob("postfix.log.*.gz")
     with world.installation.sessions() as session:
         assert ingest_file(session, compressed).lines == 0
-    assert until_found(world, sent_by_rotation) == ["second@logs.test", "third@logs.test"]
+    assert until_found(world, sent_by_rotation) == (2, ["second@logs.test", "third@logs.test"])
