@@ -88,14 +88,18 @@ class LogFollower:
         """Read what every followed log gained since the last poll."""
         result = IngestResult()
         with self.installation.sessions() as session:
+            # A file renamed away since the last poll is read to its end before the file now at
+            # its name: its lines were logged first (a message's start there, its delivery in the
+            # new one), and once it is compressed away the follower's descriptor is all that
+            # reaches them.
+            current = {path: self._follow(path) for path in self.paths}
             for retiring in list(self._retiring):
                 final = self.clock() >= retiring.until
                 result.add(self._read(session, retiring.log, complete=final))
                 if final:
                     retiring.log.close()
                     self._retiring.remove(retiring)
-            for path in self.paths:
-                held = self._follow(path)
+            for held in current.values():
                 if held is not None:
                     result.add(self._read(session, held, complete=False))
         return result
