@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import socket
 import socketserver
 import threading
 import time
@@ -204,6 +205,8 @@ class _PolicySession(socketserver.StreamRequestHandler):
 
 class _PolicyServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
+    # A burst of sessions asks at once: socketserver's default backlog of 5 refused the rest.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, path: Path, policy: Policy) -> None:
         self.policy = policy

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import socket
 import socketserver
 import struct
 import threading
@@ -135,6 +136,9 @@ class _MilterSession(socketserver.BaseRequestHandler):
 
 class _MilterServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
+    # Every submission session connects at its start; socketserver's default backlog of 5 made
+    # the sixth of a burst fail to connect, and Postfix answered its AUTH with 454 "try again".
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, path: Path, engine: Engine) -> None:
         self.engine = engine

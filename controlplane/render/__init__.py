@@ -428,6 +428,9 @@ def render_postfix(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
         )
     files["postfix/platform-aliases"] = env.get_template("postfix/platform-aliases.j2").render(context)
     files["postfix/platform-transport"] = env.get_template("postfix/platform-transport.j2").render(context)
+    files["postfix/openssl-no-tickets.cnf"] = env.get_template("postfix/openssl-no-tickets.cnf.j2").render(
+        context
+    )
     name, purpose, query = POSTFIX_SNI_MAP
     # Each node's own SQLite file, whatever the shared database: it names this node's files.
     files[f"postfix/{name}"] = map_template.render(
