@@ -33,7 +33,7 @@ _ISO = re.compile(
 _QUEUE_ID = r"[0-9A-F]{6,}|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,}"
 _QUEUED = re.compile(rf"^(?P<queue_id>{_QUEUE_ID}): (?P<rest>.*)$")
 _CLIENT = re.compile(r"^(?P<name>[^\[\s]*)\[(?P<ip>[^\]]*)\]")
-_ATTRIBUTE = re.compile(r"(?:^|, )(?P<key>[a-z_]+)=(?P<value><[^>]*>|[^,]*)")
+_ATTRIBUTE = re.compile(r"(?:^|, )([a-z_]+)=(<[^>]*>|[^,]*)")
 _STATUS = re.compile(r"status=(?P<status>[a-z]+)(?: \((?P<detail>.*)\))?$")
 _REJECT = re.compile(
     r"^NOQUEUE: (?:milter-)?(?P<action>reject|discard|hold): (?P<stage>[A-Z]+(?:[- ][A-Z]+)*) from "
@@ -141,7 +141,8 @@ def split_syslog_line(line: str, reference: dt.datetime, program_prefix: str = "
 
 
 def _attributes(text: str) -> dict[str, str]:
-    return {m["key"]: m["value"] for m in _ATTRIBUTE.finditer(text)}
+    # findall's (key, value) pairs straight into a dict: no match object per attribute.
+    return dict(_ATTRIBUTE.findall(text))
 
 
 def parse_postfix_line(line: str, reference: dt.datetime) -> PostfixEvent | None:

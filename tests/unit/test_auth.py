@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ipaddress
+import random
 
 import pytest
 from sqlalchemy import select
@@ -198,6 +200,18 @@ def test_throttling_lifts_when_the_window_passes(db) -> None:
 )
 def test_client_network_is_the_slash_24_or_slash_64(client_ip: str, network: str) -> None:
     assert client_network(client_ip) == network
+
+
+def test_the_fast_ipv4_path_agrees_with_ipaddress() -> None:
+    rng = random.Random(7)
+    candidates = [".".join(str(rng.randrange(0, 300)) for _ in range(4)) for _ in range(5000)]
+    candidates += ["01.2.3.4", "1.2.3.04", "255.255.255.255", "0.0.0.0", "1.2.3", "1.2.3.4.5", " 1.2.3.4"]
+    for candidate in candidates:
+        try:
+            expected = str(ipaddress.ip_network((ipaddress.ip_address(candidate.strip()), 24), strict=False))
+        except ValueError:
+            expected = candidate[:64]
+        assert client_network(candidate) == expected, candidate
 
 
 def test_every_attempt_is_recorded_with_address_agent_and_tenant(db) -> None:
