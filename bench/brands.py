@@ -204,7 +204,7 @@ TIMED = (
     (configuration, "current_render_state", "state"),
     (apply, "render_all", "render"),
     (apply, "_write_generation", "write"),
-    (sni, "check_identity", "check identities"),
+    (sni, "check_identities", "check identities"),
     (postfix, "check_config", "check postfix"),
     (dovecot, "check_config", "check dovecot"),
     (nginx, "check_config", "check nginx"),

@@ -148,10 +148,7 @@ def check_generation(
     identities: tuple[TlsIdentity, ...] = (),
     daemons: tuple[str, ...] = DAEMONS,
 ) -> None:
-    # A brand's certificate covers several names: check each key and certificate once.
-    by_pair = {(identity.cert_path, identity.key_path): identity for identity in identities}
-    for identity in by_pair.values():
-        sni.check_identity(identity)
+    sni.check_identities(settings, identities)
     postfix.check_config(directory / "postfix")
     dovecot.check_config(directory / "dovecot" / "dovecot.conf")
     nginx.check_config(directory / "nginx" / "nginx.conf")
