@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export LETTERHEAD_HOME ?= $(CURDIR)/var
 
 DEBIAN_PACKAGES := postfix postfix-sqlite dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd \
-	dovecot-sieve dovecot-managesieved dovecot-sqlite nginx openssl sqlite3 swaks pflogsumm \
+	dovecot-sieve dovecot-managesieved dovecot-sqlite nginx libnginx-mod-stream openssl sqlite3 swaks pflogsumm \
 	rspamd redis-server postsrsd postgresql postfix-pgsql dovecot-pgsql \
 	ca-certificates python3-venv python3-pip systemd
 # Only the test suite needs these: Chromium for the browser tests, dnsmasq as a loopback DNS server,

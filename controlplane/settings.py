@@ -48,6 +48,10 @@ PORT_NAMES = (
     "srs_reverse",
     # Between mail nodes only: Dovecot's LMTP, for deliveries another node proxies here.
     "lmtp",
+    # Loopback only: Dovecot's IMAPS and POP3S behind nginx, which ends the clients' TLS with
+    # each brand's certificate and hands the client's address on (PROXY protocol).
+    "imaps_proxied",
+    "pop3s_proxied",
     "web",
     "http",
     "https",
@@ -72,6 +76,8 @@ PROFILE_PORTS = {
         "srs_forward": 11441,
         "srs_reverse": 11442,
         "lmtp": 2424,
+        "imaps_proxied": 12993,
+        "pop3s_proxied": 12995,
         "web": 8080,
         "http": 8880,
         "https": 8443,
@@ -93,6 +99,8 @@ PROFILE_PORTS = {
         "srs_forward": 11441,
         "srs_reverse": 11442,
         "lmtp": 24,
+        "imaps_proxied": 10993,
+        "pop3s_proxied": 10995,
         "web": 8080,
         "http": 80,
         "https": 443,

@@ -281,6 +281,7 @@ def _apply_files(
     ):
         # Same files, but a renewed certificate may sit at the same path.
         sni.publish_sni_chains(settings, checked_identities(state.sni_identities))
+        sni.prune_served_tls(settings, sni.publish_served_tls(settings, _served(state)))
         return current
 
     generation = _record(session, digest=digest, path="", status="pending", error="", node=settings.node_name)
@@ -303,6 +304,8 @@ def _apply_files(
         session.flush()
         return generation
 
+    # Before nginx loads a map that names them; the old map's files stay until it has moved on.
+    serving = sni.publish_served_tls(settings, _served(state))
     _switch_live(settings, directory)
     if reload:
         try:
@@ -318,11 +321,17 @@ def _apply_files(
             session.flush()
             return generation
     sni.publish_sni_chains(settings, checked_identities(state.sni_identities))
+    sni.prune_served_tls(settings, serving)
     if current is not None:
         current.status = "superseded"
     generation.status, generation.applied_at = "live", now
     session.flush()
     return generation
+
+
+def _served(state: RenderState) -> tuple[TlsIdentity, ...]:
+    """Every certificate nginx serves for IMAPS and POP3S: the brands' and the default one."""
+    return (*checked_identities(state.sni_identities), state.default_tls)
 
 
 def _record(session: Session, **values: str) -> ConfigGeneration:

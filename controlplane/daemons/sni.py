@@ -18,7 +18,7 @@ import ssl
 from pathlib import Path
 
 from controlplane.daemons.process import DaemonError
-from controlplane.render import TlsIdentity
+from controlplane.render import NGINX_USER, Paths, TlsIdentity, served_pem_path
 from controlplane.settings import Settings
 
 
@@ -124,3 +124,41 @@ def publish_sni_chains(settings: Settings, identities: tuple[TlsIdentity, ...]) 
                 connection.execute(
                     "INSERT OR REPLACE INTO sni_chains (hostname, chain) VALUES (?, ?)", (hostname, chain)
                 )
+
+
+def publish_served_tls(settings: Settings, identities: tuple[TlsIdentity, ...]) -> set[Path]:
+    """Write each certificate's chain and key as the one file nginx's map names for it
+    (render.served_pem_path), where only nginx's workers (group www-data) may read it: they
+    load it at each IMAPS and POP3S handshake. Returns the files that serve now; a file is
+    rewritten only when its content changed (a renewal)."""
+    paths = Paths.from_settings(settings)
+    folder = Path(paths.served_tls)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o750)
+    with contextlib.suppress(LookupError, PermissionError):
+        shutil.chown(folder, "root", NGINX_USER)
+    wanted: dict[Path, TlsIdentity] = {}
+    for identity in identities:
+        wanted.setdefault(Path(served_pem_path(paths, identity.cert_path, identity.key_path)), identity)
+    for target, identity in wanted.items():
+        content = (
+            Path(identity.cert_path).read_bytes().rstrip(b"\n") + b"\n" + Path(identity.key_path).read_bytes()
+        )
+        with contextlib.suppress(OSError):
+            if target.read_bytes() == content:
+                continue
+        partial = target.with_name(f".{target.name}.{os.getpid()}")
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(content)
+        with contextlib.suppress(LookupError, PermissionError):
+            shutil.chown(partial, "root", NGINX_USER)
+        partial.replace(target)
+    return set(wanted)
+
+
+def prune_served_tls(settings: Settings, serving: set[Path]) -> None:
+    """Remove the published files of certificates no longer served (after nginx moved on)."""
+    folder = Path(Paths.from_settings(settings).served_tls)
+    for stale in set(folder.glob("*.pem")) - serving:
+        stale.unlink(missing_ok=True)

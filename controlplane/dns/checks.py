@@ -52,14 +52,21 @@ class _NoAnswer(Exception):
 def _display(kind: str, text: str) -> str:
     """A value as DNS gave it: TXT content untouched, other records in their presentation form
     without the root's trailing dot (as the expected values are written), case kept."""
-    return text if kind == "TXT" else " ".join(text.split()).rstrip(".")
+    return text if kind == "TXT" else " ".join(text.split()).rstrip(".").rstrip()
 
 
 def _comparable(kind: str, text: str) -> str:
     """What two values must share to be the same record: names (everything in an A, AAAA,
     CNAME, MX or SRV value) are case-insensitive in DNS; TXT content is not, but runs of
     spaces between its fields carry no meaning."""
-    return " ".join(text.split()) if kind == "TXT" else _display(kind, text).lower()
+    if kind == "TXT":
+        return " ".join(text.split())
+    shown = _display(kind, text).lower()
+    if kind == "SRV" and len(shown.split()) == 3:
+        # Target "." (gone with the trailing dot): "not offered" (RFC 6186 §4), whatever the
+        # priority, weight and port say.
+        return "srv: not offered"
+    return shown
 
 
 def _values(resolver: dns.resolver.Resolver, name: str, kind: str) -> tuple[str, ...]:

@@ -184,6 +184,8 @@ class Paths:
     redis_dir: str
     dkim_dir: str
     tls_report_spool: str
+    # Each served certificate as one file, its key then its chain, for nginx's TLS by SNI.
+    served_tls: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Paths:
@@ -210,6 +212,7 @@ class Paths:
             redis_dir=str(settings.redis_dir),
             dkim_dir=str(settings.dkim_dir),
             tls_report_spool=str(settings.tls_report_spool),
+            served_tls=str(settings.certs_dir / "served"),
         )
 
 
@@ -350,18 +353,11 @@ def served_certificates(identities: tuple[TlsIdentity, ...]) -> tuple[ServedCert
     )
 
 
-# Dovecot's config process keeps every local_name filter parsed, about 150 KB each (seen:
-# 586 MB for 4,000 filters), and dies at its default 256 MB vsz_limit: then no login
-# process can start and IMAP and POP3 stop. A reload is parsed by the config process of
-# the configuration being replaced, under the old limit: the limit grows faster than the
-# need (256 KB per certificate), so adding brands one at a time always fits, and its floor
-# lets a first configuration jump from no brand to about 6,000 at once.
-DOVECOT_CONFIG_VSZ_FLOOR_MB = 1024
-DOVECOT_CONFIG_KB_PER_CERTIFICATE = 256
-
-
-def dovecot_config_vsz_mb(certificate_count: int) -> int:
-    return DOVECOT_CONFIG_VSZ_FLOOR_MB + certificate_count * DOVECOT_CONFIG_KB_PER_CERTIFICATE // 1024
+def served_pem_path(paths: Paths, cert_path: str, key_path: str) -> str:
+    """Where a certificate's key and chain are published as one file for nginx (daemons/sni.py):
+    named by the pair, so a renewed certificate keeps its name and the map its entries."""
+    digest = hashlib.sha256(f"{cert_path}\0{key_path}".encode()).hexdigest()[:24]
+    return f"{paths.served_tls}/{digest}.pem"
 
 
 # The platform host's own addresses for the operator: RFC 5321 requires postmaster, RFC 2142 abuse.
@@ -385,7 +381,6 @@ def _context(state: RenderState) -> dict[str, object]:
         "vmail": state.vmail,
         "usage_dict_user": USAGE_DICT_USER,
         "default_tls": state.default_tls,
-        "sni_certificates": served_certificates(state.sni_identities),
         "relayhost": state.relayhost,
         "testing": state.testing,
         "postmaster_address": normalize_address(state.postmaster_address) if state.postmaster_address else "",
@@ -445,7 +440,6 @@ RSPAMC = "/usr/bin/rspamc"
 def render_dovecot(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[str, str]:
     env = _environment(template_root)
     context = _context(state)
-    context["dovecot_config_vsz_mb"] = dovecot_config_vsz_mb(len(served_certificates(state.sni_identities)))
     context["spam"] = {
         "junk_hundredths": round(state.spam.junk_score * 100),
         "score_header": SPAM_SCORE_HEADER,
@@ -468,8 +462,12 @@ def render_dovecot(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
     return {f"dovecot/{name}": env.get_template(f"dovecot/{name}.j2").render(context) for name in names}
 
 
-# nginx's workers: they read the ACME webroot and talk to the app; the master (root) reads keys.
+# nginx's workers: they read the ACME webroot and talk to the app. The master (root) reads the
+# HTTPS keys; the workers read the IMAPS and POP3S ones (served_tls, group www-data) at each
+# handshake, as they choose the certificate by SNI.
 NGINX_USER = "www-data"
+# Debian's libnginx-mod-stream.
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 
 def _listen_addresses(listen_address: str, port: int) -> list[str]:
@@ -483,6 +481,11 @@ def render_nginx(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dic
     certificates = served_certificates(state.sni_identities)
     name_count = sum(len(c.hostnames) for c in certificates)
     https_port = state.ports["https"]
+    mail_tls = [
+        (hostname, served_pem_path(state.paths, certificate.cert_path, certificate.key_path))
+        for certificate in certificates
+        for hostname in certificate.hostnames
+    ]
     nginx = {
         "user": NGINX_USER,
         "pid_file": f"{state.paths.run_dir}/nginx.pid",
@@ -494,6 +497,17 @@ def render_nginx(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dic
         "certificates": certificates,
         # nginx refuses to start when its name hash cannot be built within this size.
         "names_hash_max_size": max(1024, 1 << (4 * name_count).bit_length()),
+        "stream_module": NGINX_STREAM_MODULE,
+        "mail_tls": mail_tls,
+        "default_pem": served_pem_path(state.paths, state.default_tls.cert_path, state.default_tls.key_path),
+        "mail_proxies": [
+            {
+                "name": name,
+                "listen": _listen_addresses(state.listen_address, state.ports[name]),
+                "backend": f"127.0.0.1:{state.ports[name + '_proxied']}",
+            }
+            for name in ("imaps", "pop3s")
+        ],
     }
     return {"nginx/nginx.conf": env.get_template("nginx/nginx.conf.j2").render(_context(state), nginx=nginx)}
 

@@ -245,7 +245,10 @@ def status(settings: Settings) -> list[ServiceStatus]:
         ServiceStatus(
             "dovecot",
             dovecot.master_pid(settings.run_dir / "dovecot"),
-            {name: ports[name] for name in ("imap", "imaps", "pop3", "pop3s", "managesieve", "quota_status")},
+            {
+                name: ports[name]
+                for name in ("imap", "imaps_proxied", "pop3", "pop3s_proxied", "managesieve", "quota_status")
+            },
         ),
         ServiceStatus(
             "postfix",
@@ -267,5 +270,9 @@ def status(settings: Settings) -> list[ServiceStatus]:
         ServiceStatus("web", web_pid(settings), {"web": ports["web"]}),
         ServiceStatus("log-follower", follower.follower_pid(settings), {}),
         ServiceStatus("periodic", periodic.periodic_pid(settings), {}),
-        ServiceStatus("nginx", nginx.master_pid(settings), {name: ports[name] for name in ("http", "https")}),
+        ServiceStatus(
+            "nginx",
+            nginx.master_pid(settings),
+            {name: ports[name] for name in ("http", "https", "imaps", "pop3s")},
+        ),
     ]

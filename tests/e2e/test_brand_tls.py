@@ -84,6 +84,10 @@ SERVICES = {
     "pop3s": None,
     "https": None,
 }
+# Dovecot's STARTTLS ports serve the platform's certificate to every name: brands' certificates
+# are chosen by nginx, which ends TLS for IMAPS and POP3S (what autoconfig names) but cannot
+# for a protocol that starts in plain text.
+BRANDED = [name for name in SERVICES if name not in ("imap", "pop3")]
 
 
 def presented_certificate(
@@ -97,7 +101,7 @@ def presented_certificate(
             return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
 
 
-@pytest.mark.parametrize("port_name", list(SERVICES))
+@pytest.mark.parametrize("port_name", BRANDED)
 @pytest.mark.parametrize("server_name", [BRAND, "autoconfig.customer.test"])
 def test_every_tls_service_presents_the_brand_certificate_for_its_names(
     issued: tuple[ScratchStack, AcmeTestServer], port_name: str, server_name: str
@@ -125,3 +129,15 @@ def test_an_unknown_name_gets_the_default_certificate(
     presented = presented_certificate(stack, port_name, "unknown.elsewhere.test", context)
 
     assert presented == default
+
+
+@pytest.mark.parametrize("port_name", ["imap", "pop3"])
+def test_starttls_on_imap_and_pop3_serves_the_platform_certificate_to_a_brand_name(
+    issued: tuple[ScratchStack, AcmeTestServer], port_name: str
+) -> None:
+    stack, _ = issued
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    default = x509.load_pem_x509_certificate((stack.settings.certs_dir / "default.crt").read_bytes())
+
+    assert presented_certificate(stack, port_name, BRAND, context) == default

@@ -405,6 +405,39 @@ def test_a_burst_of_submission_logins_all_get_in(world: ScratchStack) -> None:
     assert codes == [235] * 48
 
 
+def _login_from(stack: ScratchStack, port: str, source: str, command: bytes, answer: bytes) -> None:
+    """A login over implicit TLS from the loopback address `source` (as if another client)."""
+    raw = socket.create_connection(("127.0.0.1", stack.ports[port]), timeout=10, source_address=(source, 0))
+    with tls_context(stack).wrap_socket(raw) as tls:
+        received = tls.recv(1024)
+        tls.sendall(command)
+        while answer not in received:
+            chunk = tls.recv(4096)
+            assert chunk, received
+            received += chunk
+
+
+@pytest.mark.parametrize(
+    ("port", "command", "answer"),
+    [
+        ("imaps", f'a LOGIN "carol@a.test" "{PASSWORD}"\r\n'.encode(), b"a OK"),
+        ("pop3s", f"USER carol@a.test\r\nPASS {PASSWORD}\r\n".encode(), b"+OK Logged in"),
+    ],
+)
+def test_dovecot_sees_the_clients_own_address_through_the_tls_proxy(
+    world: ScratchStack, port: str, command: bytes, answer: bytes
+) -> None:
+    # nginx ends TLS for IMAPS and POP3S: Dovecot must still log (and throttle) the client, not nginx.
+    source = "127.0.0.2" if port == "imaps" else "127.0.0.3"
+    _login_from(world, port, source, command, answer)
+    log = world.settings.log_dir / "dovecot.log"
+    login = f"Login: user=<carol@a.test>, method=PLAIN, rip={source}, "
+    deadline = time.monotonic() + 5
+    while login not in log.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert login in log.read_text(errors="replace")
+
+
 def test_wrong_password_is_refused_by_smtp_imap_and_pop3(world: ScratchStack) -> None:
     with pytest.raises(smtplib.SMTPAuthenticationError):
         send(
@@ -576,7 +609,7 @@ def test_an_imported_mailbox_logs_in_with_its_migrated_password_hash(
 
 
 def _state_with_brand(world: ScratchStack) -> RenderState:
-    """A change that touches both daemons: a brand's TLS name (Postfix SNI map, Dovecot local_name)."""
+    """A change that reloads nginx alone: a brand's TLS name (Postfix's SNI map, nginx's map)."""
     state = apply.build_render_state(world.settings)
     brand = TlsIdentity("mail.brand.test", state.default_tls.cert_path, state.default_tls.key_path)
     return dataclasses.replace(state, sni_identities=(brand,))
@@ -604,9 +637,13 @@ def _served_certificate_subject(world: ScratchStack, port: str, server_name: str
     ).stdout  # fmt: skip
 
 
-def test_a_brand_certificate_is_served_by_sni_on_smtp_imaps_and_pop3s_without_postfix_reload(
-    world: ScratchStack, tmp_path: Path
+def test_a_brand_certificate_is_served_by_sni_on_smtp_imaps_and_pop3s_without_reloading_postfix_or_dovecot(
+    world: ScratchStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from controlplane.daemons import dovecot
+
+    dovecot_reloads = []
+    monkeypatch.setattr(dovecot, "reload", lambda path: dovecot_reloads.append(path))
     brand = ensure_default_certificate(tmp_path / "brand", "mail.brand.test")
     state = dataclasses.replace(apply.build_render_state(world.settings), sni_identities=(brand,))
     postfix_pid = (world.settings.postfix_queue / "pid" / "master.pid").read_text().split()[0]
@@ -621,6 +658,7 @@ def test_a_brand_certificate_is_served_by_sni_on_smtp_imaps_and_pop3s_without_po
             assert "CN = mail.letterhead.test" in _served_certificate_subject(world, port, "other.test")
         assert (world.settings.postfix_queue / "pid" / "master.pid").read_text().split()[0] == postfix_pid
         assert _reload_count(world) == smtpd_before
+        assert dovecot_reloads == []
     finally:
         with world.installation.transaction() as session:
             configuration.apply_current_configuration(session, world.settings)
@@ -657,20 +695,20 @@ def test_a_postfix_only_change_does_not_reload_dovecot(world: ScratchStack, monk
 def test_a_failed_reload_switches_back_and_mail_keeps_flowing(
     world: ScratchStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from controlplane.daemons import dovecot
+    from controlplane.daemons import nginx
     from controlplane.daemons.process import DaemonError
 
     live_before = world.settings.live_config.resolve()
-    real_reload = dovecot.reload
+    real_reload = nginx.reload
     calls = []
 
     def reload_failing_once(config_file: Path) -> None:
         calls.append(config_file)
         if len(calls) == 1:  # the new generation's reload fails; restoring the old one works
-            raise DaemonError("Dovecot did not reload: simulated by the test")
+            raise DaemonError("nginx did not reload: simulated by the test")
         real_reload(config_file)
 
-    monkeypatch.setattr(dovecot, "reload", reload_failing_once)
+    monkeypatch.setattr(nginx, "reload", reload_failing_once)
     with world.installation.transaction() as session:
         generation = apply.apply_configuration(session, world.settings, state=_state_with_brand(world))
     assert generation.status == "rolled_back" and "simulated" in generation.error

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import grp
+import re
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,13 +54,16 @@ def test_brand_certificates_by_sni_pass_the_checkers(prepared: ScratchStack, tmp
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert base64.b64decode(published).startswith(b"-----BEGIN PRIVATE KEY-----")
-    dump = subprocess.run(
-        ["/usr/bin/doveconf", "-c", str(live / "dovecot" / "dovecot.conf"), "-n"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "local_name mail.customer.example" in dump
+    # nginx's map for IMAPS and POP3S names one published file, readable by its workers only.
+    nginx_conf = (live / "nginx" / "nginx.conf").read_text()
+    pem = Path(re.search(r"\n\s+mail\.customer\.example (\S+);", nginx_conf)[1])
+    assert (
+        pem.read_bytes()
+        == Path(brand.cert_path).read_bytes().rstrip(b"\n") + b"\n" + Path(brand.key_path).read_bytes()
+    )
+    assert stat.S_IMODE(pem.stat().st_mode) == 0o640
+    assert grp.getgrgid(pem.stat().st_gid).gr_name == "www-data"
+    assert "mail.customer.example" not in (live / "dovecot" / "dovecot.conf").read_text()
 
 
 def _rendered_copy(prepared: ScratchStack, tmp_path: Path) -> Path:

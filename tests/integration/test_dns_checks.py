@@ -113,13 +113,15 @@ def test_srv_records_must_prefer_implicit_tls() -> None:
         "--host-record=mail.brand.test,127.0.0.10",
         "--srv-host=_submissions._tcp.brand.test,mail.brand.test,465,0,1",
         "--srv-host=_submission._tcp.brand.test,mail.brand.test,587,10,1",
-        "--srv-host=_imap._tcp.brand.test,mail.brand.test,143,0,1",  # as good as IMAPS: wrong
+        "--srv-host=_imap._tcp.brand.test,mail.brand.test,143,0,1",  # offered, with the platform's certificate: wrong
+        "--srv-host=_pop3._tcp.brand.test",  # no target: "not offered" (RFC 6186 §4), as expected
     ]
     for resolver in _dnsmasq(*records):
         states = _states(check_records(_expected(), resolver))
         assert states[("_submissions._tcp.brand.test", "SRV")][0] == "ok"
         assert states[("_submission._tcp.brand.test", "SRV")][0] == "ok"
         assert states[("_imap._tcp.brand.test", "SRV")] == ("wrong", ("0 1 143 mail.brand.test",))
+        assert states[("_pop3._tcp.brand.test", "SRV")] == ("ok", ("0 0 1",))
 
 
 def test_a_cname_to_the_platform_is_accepted_where_an_a_record_is_the_clean_form() -> None:

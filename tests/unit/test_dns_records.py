@@ -37,17 +37,23 @@ def _srv(records) -> dict[str, tuple[int, int, str]]:
     return {name: (int(v[0]), int(v[2]), v[3]) for name, v in values.items()}
 
 
-def test_implicit_tls_srv_records_have_a_better_priority_than_their_starttls_and_plain_twins() -> None:
+def test_implicit_tls_srv_records_have_a_better_priority_than_their_starttls_twin() -> None:
     srv = _srv(_records())
-    for tls, plain in [("_submissions", "_submission"), ("_imaps", "_imap"), ("_pop3s", "_pop3")]:
-        assert srv[f"{tls}._tcp"][0] < srv[f"{plain}._tcp"][0], (tls, srv)
+    assert srv["_submissions._tcp"][0] < srv["_submission._tcp"][0], srv
+
+
+def test_imap_and_pop3_with_starttls_are_announced_as_not_offered() -> None:
+    # They present the platform's certificate, not the brand's: clients must use IMAPS and POP3S.
+    srv = _srv(_records())
+    assert srv["_imap._tcp"] == (0, 0, ".")
+    assert srv["_pop3._tcp"] == (0, 0, ".")
 
 
 def test_srv_records_name_the_configured_ports() -> None:
     development = _srv(_records(ports=PROFILE_PORTS["development"]))
     assert {name: port for name, (_, port, _) in development.items()} == {
         "_submissions._tcp": 2465, "_imaps._tcp": 2993, "_pop3s._tcp": 2995,
-        "_submission._tcp": 2587, "_imap._tcp": 2143, "_pop3._tcp": 2110,
+        "_submission._tcp": 2587, "_imap._tcp": 0, "_pop3._tcp": 0,
     }  # fmt: skip
     custom = _srv(_records(ports={**PROFILE_PORTS["production"], "imaps": 10993}))
     assert custom["_imaps._tcp"] == (0, 10993, "mail.xn--bcher-kva.example")

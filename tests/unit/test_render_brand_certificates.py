@@ -1,9 +1,12 @@
-"""Dovecot's memory grows per local_name filter: one filter per brand certificate, and a
-config-process limit that grows with them, never below 1 GB (see bench/brands.py for the failure it prevents)."""
+"""Brand certificates at scale: Dovecot's configuration never holds them (it re-parsed one filter
+per certificate at every check and reload, faster than linearly: bench/brands.py); nginx's map
+names one published file per certificate for all its names."""
 
 from __future__ import annotations
 
-from controlplane.render import TlsIdentity, dovecot_config_vsz_mb, render_dovecot
+import re
+
+from controlplane.render import TlsIdentity, render_dovecot, render_nginx
 from tests.unit.test_render_golden import golden_state
 
 
@@ -18,22 +21,19 @@ def brand_identities(count: int) -> tuple[TlsIdentity, ...]:
     return tuple(identities)
 
 
-def test_one_dovecot_filter_per_certificate_names_all_its_hosts() -> None:
-    conf = render_dovecot(golden_state(sni=brand_identities(2)))["dovecot/dovecot.conf"]
-    assert sum(line.startswith("local_name ") for line in conf.splitlines()) == 2
-    assert (
-        'local_name "autoconfig.c0.example autodiscover.c0.example mail.c0.example mta-sts.c0.example" {\n'
-        "  ssl_cert = </srv/letterhead/acme/live/mail.c0.example/fullchain.pem\n"
-    ) in conf
+def test_dovecot_configuration_is_the_same_with_5000_brands_as_with_none() -> None:
+    assert render_dovecot(golden_state(sni=brand_identities(5000))) == render_dovecot(golden_state())
 
 
-def test_dovecot_config_process_limit_grows_with_brand_certificates() -> None:
-    none = render_dovecot(golden_state())["dovecot/dovecot.conf"]
-    assert f"vsz_limit = {dovecot_config_vsz_mb(0)}M" in none
-    many = render_dovecot(golden_state(sni=brand_identities(5000)))["dovecot/dovecot.conf"]
-    assert f"vsz_limit = {dovecot_config_vsz_mb(5000)}M" in many
-    # Seen: 586 MB resident for 4,000 filters, so about 150 KB each plus the process itself.
-    for count in (0, 1, 1000, 5000, 20000):
-        assert dovecot_config_vsz_mb(count) * 1024 > 64 * 1024 + (count + 1) * 150
-    # The config process that parses a reload still runs under the previous limit.
-    assert dovecot_config_vsz_mb(0) * 1024 > 64 * 1024 + 6000 * 150
+def test_nginx_maps_every_name_to_its_certificates_one_published_file() -> None:
+    conf = render_nginx(golden_state(sni=brand_identities(5000)))["nginx/nginx.conf"]
+    stream = conf[conf.index("\nstream {") :]
+    entries = re.findall(r"\n        ((?:mail|autoconfig|autodiscover|mta-sts)\.c\d+\.example) (\S+);", stream)
+    assert len(entries) == 20000
+    files = {}
+    for hostname, pem in entries:
+        files.setdefault(hostname.split(".", 1)[1], set()).add(pem)
+    assert len(files) == 5000 and all(len(pems) == 1 for pems in files.values())
+    assert len({pem for pems in files.values() for pem in pems}) == 5000
+    # nginx refuses to start when its map's hash cannot be built within this size.
+    assert int(re.search(r"map_hash_max_size (\d+);", stream)[1]) >= 4 * 20000

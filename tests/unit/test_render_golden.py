@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,7 @@ def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False)
             redis_dir=f"{home}/redis",
             dkim_dir=f"{home}/dkim",
             tls_report_spool=f"{home}/reports/tls",
+            served_tls=f"{home}/certs/served",
         ),
         vmail=VmailAccount(name="vmail", uid=5000, gid=5000),
         default_tls=TlsIdentity(
@@ -117,22 +119,35 @@ def test_rendering_the_same_state_twice_gives_identical_bytes() -> None:
     assert digest_files(render_all(state)) == digest_files(render_all(state))
 
 
-def test_sni_names_are_emitted_for_postfix_and_dovecot_in_ascii() -> None:
+def test_sni_names_are_emitted_for_postfix_and_nginx_in_ascii() -> None:
     files = render_all(golden_state(sni=BRANDS))
     assert "tls_server_sni_maps = sqlite:${config_directory}/sql-sni.cf" in files["postfix/main.cf"]
     assert "dbpath = /srv/letterhead/db/sni.db" in files["postfix/sql-sni.cf"]
-    assert "local_name mail.xn--bcher-kva.example {" in files["dovecot/dovecot.conf"]
-    assert "local_name mail.xn--bcher-kva.example {" in files["dovecot/dovecot.conf"]
+    assert re.search(
+        r"\n        mail\.xn--bcher-kva\.example /srv/letterhead/certs/served/\w+\.pem;",
+        files["nginx/nginx.conf"],
+    )
 
 
-def test_brands_change_no_postfix_file_so_postfix_is_never_reloaded_for_them() -> None:
+def test_brands_change_neither_postfix_nor_dovecot_so_neither_is_reloaded_for_them() -> None:
     without, with_brands = render_all(golden_state()), render_all(golden_state(sni=BRANDS))
-    postfix_files = {name for name in without if name.startswith("postfix/")}
-    assert {name: without[name] for name in postfix_files} == {
-        name: with_brands[name] for name in postfix_files
-    }
-    assert without["dovecot/dovecot.conf"] != with_brands["dovecot/dovecot.conf"]
+    unchanged = {name for name in without if name.startswith(("postfix/", "dovecot/"))}
+    assert {name: without[name] for name in unchanged} == {name: with_brands[name] for name in unchanged}
     assert without["nginx/nginx.conf"] != with_brands["nginx/nginx.conf"]
+
+
+def test_each_certificate_is_published_once_for_all_its_names_in_imaps_and_pop3s() -> None:
+    shared = "/srv/letterhead/acme/live/mail.reseller.example"
+    names = ("mail.reseller.example", "autoconfig.customer.example")
+    conf = render_all(
+        golden_state(
+            sni=tuple(TlsIdentity(name, f"{shared}/fullchain.pem", f"{shared}/privkey.pem") for name in names)
+        )
+    )["nginx/nginx.conf"]
+    stream = conf[conf.index("stream {") :]
+    published = {re.search(rf"\n        {re.escape(name)} (\S+);", stream)[1] for name in names}
+    assert len(published) == 1
+    assert published != {re.search(r"default (\S+);", stream)[1]}
 
 
 def test_nginx_serves_one_server_block_per_certificate_with_all_its_names() -> None:

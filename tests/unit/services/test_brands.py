@@ -311,7 +311,7 @@ def test_a_domains_srv_records_name_the_ports_the_installation_listens_on(db, se
     assert settings.profile == "development"
     assert srv(settings)["_submissions._tcp.customer.example"] == "0 1 2465 mail.customer.example"
     assert srv(settings)["_imaps._tcp.customer.example"] == "0 1 2993 mail.customer.example"
-    assert srv(settings)["_imap._tcp.customer.example"] == "10 1 2143 mail.customer.example"
+    assert srv(settings)["_imap._tcp.customer.example"] == "0 0 0 ."
     moved = dataclasses.replace(settings, ports={**settings.ports, "pop3s": 10995})
     assert srv(moved)["_pop3s._tcp.customer.example"] == "0 1 10995 mail.customer.example"
 
