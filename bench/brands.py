@@ -4,7 +4,8 @@ A private stack (real Postfix, Dovecot and nginx on free loopback ports) holds N
 each with a certificate of its own (a distinct EC P-256 key, signed by one test CA)
 covering the brand host and its domain's client-setup names (`autoconfig.`,
 `autodiscover.`, `mta-sts.`): four TLS names per brand, as services/certificates.py
-orders them. Certificates are written where certbot keeps them
+orders them, each brand used by its customer's domain (setup names are served only for
+the domains using the brand). Certificates are written where certbot keeps them
 (`certs.acme.certificate_paths`) and recorded on the brand as issued; the ACME flow
 itself is measured elsewhere.
 
@@ -16,8 +17,9 @@ is timed by wrapping the very functions `apply_configuration` calls:
     render    templates -> files          write     the generation on disk
     check     identities (key matches certificate), postfix, dovecot, nginx checkers
     diff      which daemons' files changed          switch    the live symlink
-    reload    dovecot, nginx (Postfix reads brand certificates from SQL: no reload)
-    sni       the Postfix SNI table published
+    reload    nginx (Postfix reads brand certificates from SQL, and nginx ends TLS for
+              IMAPS and POP3S: neither Postfix nor Dovecot changes, reload dovecot stays 0)
+    sni       the Postfix SNI table published; tls files: nginx's key+chain files
     served    until the new brand's certificate is presented by SNI on SMTP STARTTLS,
               IMAPS and HTTPS (reloads return before the daemons have re-read the config)
 
@@ -59,9 +61,9 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from controlplane.certs.acme import certificate_paths  # noqa: E402
 from controlplane.daemons import apply, dovecot, nginx, postfix, sni  # noqa: E402
-from controlplane.models import GIB, Brand  # noqa: E402
+from controlplane.models import GIB, Brand, Domain  # noqa: E402
 from controlplane.runners.scratch import ScratchStack  # noqa: E402
-from controlplane.services import brands, configuration, tenants  # noqa: E402
+from controlplane.services import brands, configuration, domains, tenants  # noqa: E402
 from controlplane.services.scope import OPERATOR  # noqa: E402
 from controlplane.settings import Settings  # noqa: E402
 
@@ -181,6 +183,8 @@ def brand_session(stack: ScratchStack, after_commit: Callable[[], None] | None) 
 
 
 def add_brands(stack: ScratchStack, indexes: range, after_commit: Callable[[], None] | None = None) -> None:
+    """Each brand with its certificate, used by its customer's domain: a brand's setup names are
+    served only for the domains using it (services/brands.served_identities)."""
     with brand_session(stack, after_commit) as session:
         tenant = tenants.get_tenant(session, OPERATOR, TENANT)
         for index in indexes:
@@ -189,6 +193,13 @@ def add_brands(stack: ScratchStack, indexes: range, after_commit: Callable[[], N
                 name=f"Customer {index}",
             )  # fmt: skip
             install_certificate(stack.settings, brand, index)
+            domain_name = brand_names(index)[0].removeprefix("mail.")
+            domain = session.scalar(select(Domain).where(Domain.name == domain_name))
+            if domain is None:
+                domain = domains.create_domain(
+                    session, OPERATOR, tenant=tenant, name=domain_name, max_mailboxes=1, max_aliases=1
+                )
+            brands.set_domain_brand(session, OPERATOR, domain, brand)
 
 
 def remove_brand(stack: ScratchStack, index: int, after_commit: Callable[[], None] | None = None) -> None:
@@ -214,6 +225,7 @@ TIMED = (
     (dovecot, "reload", "reload dovecot"),
     (nginx, "reload", "reload nginx"),
     (sni, "publish_sni_chains", "sni publish"),
+    (sni, "publish_served_tls", "tls files publish"),
 )
 STEPS = [step for _, _, step in TIMED] + ["apply total", "served smtp", "served imaps", "served https"]
 
