@@ -28,7 +28,9 @@ def test_dovecot_configuration_is_the_same_with_5000_brands_as_with_none() -> No
 def test_nginx_maps_every_name_to_its_certificates_one_published_file() -> None:
     conf = render_nginx(golden_state(sni=brand_identities(5000)))["nginx/nginx.conf"]
     stream = conf[conf.index("\nstream {") :]
-    entries = re.findall(r"\n        ((?:mail|autoconfig|autodiscover|mta-sts)\.c\d+\.example) (\S+);", stream)
+    entries = re.findall(
+        r"\n        ((?:mail|autoconfig|autodiscover|mta-sts)\.c\d+\.example) (\S+);", stream
+    )
     assert len(entries) == 20000
     files = {}
     for hostname, pem in entries:
