@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import logging
 import os
 import shutil
 import time
@@ -131,6 +132,8 @@ def _write_generation(directory: Path, files: dict[str, str]) -> None:
     for folder in {p.parent for p in directory.rglob("*")} | {directory}:
         os.chmod(folder, 0o755)
 
+
+log = logging.getLogger(__name__)
 
 # What checking a generation leaves beside the rendered files (compiled Sieve scripts): not a
 # rendered file that went away.
@@ -281,7 +284,11 @@ def _apply_files(
     ):
         # Same files, but a renewed certificate may sit at the same path.
         sni.publish_sni_chains(settings, checked_identities(state.sni_identities))
-        sni.prune_served_tls(settings, sni.publish_served_tls(settings, _served(state)))
+        try:
+            sni.prune_served_tls(settings, sni.publish_served_tls(settings, _served(state)))
+        except DaemonError as error:
+            # A renewed file that does not load: the one published before keeps serving.
+            log.warning("%s", error)
         return current
 
     generation = _record(session, digest=digest, path="", status="pending", error="", node=settings.node_name)
@@ -299,13 +306,13 @@ def _apply_files(
         prepare_usage_database(settings)
         checked = tuple(d for d in DAEMONS if d not in CHECKED_WHEN_CHANGED or d in to_reload or force)
         check_generation(directory, settings, checked_identities(state.sni_identities), checked)
+        # Before nginx loads a map that names them; the old map's files stay until it has moved on.
+        serving = sni.publish_served_tls(settings, _served(state))
     except DaemonError as error:
         generation.status, generation.error = "refused", str(error)
         session.flush()
         return generation
 
-    # Before nginx loads a map that names them; the old map's files stay until it has moved on.
-    serving = sni.publish_served_tls(settings, _served(state))
     _switch_live(settings, directory)
     if reload:
         try:

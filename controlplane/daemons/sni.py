@@ -141,16 +141,28 @@ def publish_served_tls(settings: Settings, identities: tuple[TlsIdentity, ...]) 
     for identity in identities:
         wanted.setdefault(Path(served_pem_path(paths, identity.cert_path, identity.key_path)), identity)
     for target, identity in wanted.items():
-        content = (
-            Path(identity.cert_path).read_bytes().rstrip(b"\n") + b"\n" + Path(identity.key_path).read_bytes()
-        )
+        try:
+            content = (
+                Path(identity.cert_path).read_bytes().rstrip(b"\n")
+                + b"\n"
+                + Path(identity.key_path).read_bytes()
+            )
+        except OSError as error:
+            raise DaemonError(f"The certificate for {identity.hostname} cannot be served: {error}") from error
         with contextlib.suppress(OSError):
             if target.read_bytes() == content:
                 continue
         partial = target.with_name(f".{target.name}.{os.getpid()}")
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+        partial.unlink(missing_ok=True)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
         with os.fdopen(descriptor, "wb") as file:
             file.write(content)
+        try:
+            # nginx names the file in a variable: `nginx -t` never loads it, so it is loaded here.
+            check_identity(TlsIdentity(identity.hostname, str(partial), str(partial)))
+        except DaemonError:
+            partial.unlink(missing_ok=True)
+            raise
         with contextlib.suppress(LookupError, PermissionError):
             shutil.chown(partial, "root", NGINX_USER)
         partial.replace(target)

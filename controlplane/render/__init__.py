@@ -462,9 +462,9 @@ def render_dovecot(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
     return {f"dovecot/{name}": env.get_template(f"dovecot/{name}.j2").render(context) for name in names}
 
 
-# nginx's workers: they read the ACME webroot and talk to the app. The master (root) reads the
-# HTTPS keys; the workers read the IMAPS and POP3S ones (served_tls, group www-data) at each
-# handshake, as they choose the certificate by SNI.
+# nginx's workers: they read the ACME webroot, talk to the app, and read the published chains
+# and keys (served_tls, group www-data) at each HTTPS, IMAPS and POP3S handshake, as they choose
+# the certificate by SNI.
 NGINX_USER = "www-data"
 # Debian's libnginx-mod-stream.
 NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
@@ -481,7 +481,7 @@ def render_nginx(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dic
     certificates = served_certificates(state.sni_identities)
     name_count = sum(len(c.hostnames) for c in certificates)
     https_port = state.ports["https"]
-    mail_tls = [
+    tls_by_name = [
         (hostname, served_pem_path(state.paths, certificate.cert_path, certificate.key_path))
         for certificate in certificates
         for hostname in certificate.hostnames
@@ -494,11 +494,10 @@ def render_nginx(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dic
         "listen_http": _listen_addresses(state.listen_address, state.ports["http"]),
         "listen_https": _listen_addresses(state.listen_address, https_port),
         "https_port_suffix": "" if https_port == 443 else f":{https_port}",
-        "certificates": certificates,
-        # nginx refuses to start when its name hash cannot be built within this size.
+        # nginx refuses to start when a map's hash cannot be built within this size.
         "names_hash_max_size": max(1024, 1 << (4 * name_count).bit_length()),
         "stream_module": NGINX_STREAM_MODULE,
-        "mail_tls": mail_tls,
+        "tls_by_name": tls_by_name,
         "default_pem": served_pem_path(state.paths, state.default_tls.cert_path, state.default_tls.key_path),
         "mail_proxies": [
             {

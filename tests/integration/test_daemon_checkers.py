@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import grp
 import re
 import shutil
@@ -118,12 +119,24 @@ def test_dovecot_check_refuses_a_syntax_error(prepared: ScratchStack, tmp_path: 
         dovecot.check_config(conf)
 
 
-def test_nginx_check_refuses_a_key_that_is_not_there(prepared: ScratchStack, tmp_path: Path) -> None:
-    config = _rendered_copy(prepared, tmp_path)
-    conf = config / "nginx" / "nginx.conf"
-    conf.write_text(conf.read_text().replace("certs/default.key", "certs/missing.key"))
-    with pytest.raises(DaemonError, match="nginx refused"):
-        nginx.check_config(conf)
+def test_a_certificate_nginx_could_not_load_is_refused_before_it_goes_live(
+    prepared: ScratchStack, tmp_path: Path
+) -> None:
+    # nginx names its certificates in a variable, so `nginx -t` never loads them: the published
+    # file is loaded before the generation may go live, and a key that does not fit refuses it.
+    state = apply.build_render_state(prepared.settings)
+    stranger = ensure_default_certificate(tmp_path / "stranger", "other.example")
+    broken = dataclasses.replace(state.default_tls, key_path=stranger.key_path)
+    with prepared.installation.transaction() as session:
+        live_before = apply.live_generation(session)
+        generation = apply.apply_configuration(
+            session, prepared.settings, state=dataclasses.replace(state, default_tls=broken), reload=False
+        )
+        assert generation.status == "refused"
+        assert "cannot be served" in generation.error
+        assert apply.live_generation(session) == live_before
+    served = Path(prepared.settings.certs_dir / "served")
+    assert not list(served.glob(".*"))  # no half-written file left behind
 
 
 def test_nginx_check_refuses_a_syntax_error(prepared: ScratchStack, tmp_path: Path) -> None:

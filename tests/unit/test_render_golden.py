@@ -150,16 +150,19 @@ def test_each_certificate_is_published_once_for_all_its_names_in_imaps_and_pop3s
     assert published != {re.search(r"default (\S+);", stream)[1]}
 
 
-def test_nginx_serves_one_server_block_per_certificate_with_all_its_names() -> None:
+def test_nginx_has_one_https_server_whatever_the_brands_and_maps_each_name_to_its_file() -> None:
     shared = "/srv/letterhead/acme/live/mail.reseller.example"
-    identities = tuple(
-        TlsIdentity(name, f"{shared}/fullchain.pem", f"{shared}/privkey.pem")
-        for name in ("mail.reseller.example", "autoconfig.customer.example", "mta-sts.customer.example")
-    )
-    conf = render_all(golden_state(sni=identities))["nginx/nginx.conf"]
-    assert conf.count(f"ssl_certificate {shared}/fullchain.pem;") == 1
-    assert "server_name autoconfig.customer.example mail.reseller.example mta-sts.customer.example;" in conf
-    assert "ssl_certificate /srv/letterhead/certs/default.crt;" in conf
+    names = ("mail.reseller.example", "autoconfig.customer.example", "mta-sts.customer.example")
+    conf = render_all(
+        golden_state(
+            sni=tuple(TlsIdentity(name, f"{shared}/fullchain.pem", f"{shared}/privkey.pem") for name in names)
+        )
+    )["nginx/nginx.conf"]
+    http = conf[: conf.index("\nstream {")]
+    assert http.count("server {") == 2 and " ssl;" not in http  # port 80, and one for HTTPS
+    assert "ssl_certificate $letterhead_tls;" in http and shared not in conf
+    published = {re.search(rf"\n        {re.escape(name)} (\S+);", http)[1] for name in names}
+    assert len(published) == 1 and next(iter(published)).startswith("/srv/letterhead/certs/served/")
 
 
 @pytest.mark.parametrize(
