@@ -285,7 +285,10 @@ def _apply_files(
         # Same files, but a renewed certificate may sit at the same path.
         sni.publish_sni_chains(settings, checked_identities(state.sni_identities))
         try:
-            sni.prune_served_tls(settings, sni.publish_served_tls(settings, _served(state)))
+            serving = sni.publish_served_tls(settings, _served(state))
+            sni.prune_served_tls(
+                settings, serving | sni.named_by(settings, Path(current.path) / "nginx" / "nginx.conf")
+            )
         except DaemonError as error:
             # A renewed file that does not load: the one published before keeps serving.
             log.warning("%s", error)
@@ -306,7 +309,7 @@ def _apply_files(
         prepare_usage_database(settings)
         checked = tuple(d for d in DAEMONS if d not in CHECKED_WHEN_CHANGED or d in to_reload or force)
         check_generation(directory, settings, checked_identities(state.sni_identities), checked)
-        # Before nginx loads a map that names them; the old map's files stay until it has moved on.
+        # Before nginx loads a map that names them; the old map's files stay until the next change.
         serving = sni.publish_served_tls(settings, _served(state))
     except DaemonError as error:
         generation.status, generation.error = "refused", str(error)
@@ -328,7 +331,8 @@ def _apply_files(
             session.flush()
             return generation
     sni.publish_sni_chains(settings, checked_identities(state.sni_identities))
-    sni.prune_served_tls(settings, serving)
+    previous_nginx = previous / "nginx" / "nginx.conf" if previous is not None else None
+    sni.prune_served_tls(settings, serving | sni.named_by(settings, previous_nginx))
     if current is not None:
         current.status = "superseded"
     generation.status, generation.applied_at = "live", now

@@ -39,7 +39,8 @@ def foreground_command(config_file: Path) -> list[str]:
 
 
 def check_config(config_file: Path) -> None:
-    """`nginx -t` reads every certificate and key and fails on what is wrong."""
+    """`nginx -t` fails on what is wrong. It never loads the certificates, which the map names
+    in a variable: daemons/sni.publish_served_tls loads each published file instead."""
     result = run_tool([NGINX, "-t", "-q", *_options(config_file)])
     if result.returncode != 0:
         raise DaemonError(f"nginx refused the configuration:\n{output_of(result) or 'nginx -t failed'}")
@@ -63,8 +64,8 @@ def stop(config_file: Path) -> None:
 
 def reload(config_file: Path) -> None:
     """SIGHUP to the master, which is all `nginx -s reload` sends; but it first parses the whole
-    configuration and loads every certificate (6.6 s at 5,000 brands: bench/brands.py), and
-    the caller has just checked it with `nginx -t`."""
+    configuration again (it loaded every brand's certificate when each had a server block: 6.6 s
+    at 5,000 brands, bench/brands.py), and the caller has just checked it with `nginx -t`."""
     match = re.search(r"^pid (\S+);$", config_file.read_text(), re.MULTILINE)
     pid = read_pid(Path(match.group(1))) if match else None
     if pid is None:

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import ssl
@@ -169,8 +170,25 @@ def publish_served_tls(settings: Settings, identities: tuple[TlsIdentity, ...]) 
     return set(wanted)
 
 
-def prune_served_tls(settings: Settings, serving: set[Path]) -> None:
-    """Remove the published files of certificates no longer served (after nginx moved on)."""
+def named_by(settings: Settings, nginx_config: Path | None) -> set[Path]:
+    """The published files an nginx configuration names: those its workers may still load."""
+    if nginx_config is None:
+        return set()
+    folder = Paths.from_settings(settings).served_tls
+    try:
+        text = nginx_config.read_text()
+    except OSError:
+        return set()
+    return {Path(name) for name in re.findall(rf"{re.escape(folder)}/[0-9a-f]+\.pem", text)}
+
+
+def prune_served_tls(settings: Settings, keep: set[Path]) -> None:
+    """Remove the published files no configuration in use names, and any left half-written.
+
+    `keep` holds what the new configuration names and what the one it replaced named: nginx's
+    reload returns before its old workers finish, and they may load their map's files until then.
+    A file the previous configuration alone named goes at the next change.
+    """
     folder = Path(Paths.from_settings(settings).served_tls)
-    for stale in set(folder.glob("*.pem")) - serving:
+    for stale in (set(folder.glob("*.pem")) - keep) | set(folder.glob(".*.pem.*")):
         stale.unlink(missing_ok=True)

@@ -55,6 +55,9 @@ def _display(kind: str, text: str) -> str:
     return text if kind == "TXT" else " ".join(text.split()).rstrip(".").rstrip()
 
 
+NOT_OFFERED = "srv: not offered"
+
+
 def _comparable(kind: str, text: str) -> str:
     """What two values must share to be the same record: names (everything in an A, AAAA,
     CNAME, MX or SRV value) are case-insensitive in DNS; TXT content is not, but runs of
@@ -65,7 +68,7 @@ def _comparable(kind: str, text: str) -> str:
     if kind == "SRV" and len(shown.split()) == 3:
         # Target "." (gone with the trailing dot): "not offered" (RFC 6186 §4), whatever the
         # priority, weight and port say.
-        return "srv: not offered"
+        return NOT_OFFERED
     return shown
 
 
@@ -194,7 +197,11 @@ def _matches(resolver: dns.resolver.Resolver, expected: ExpectedRecord) -> tuple
         if verdict.right and _comparable("TXT", expected.value) not in {_comparable("TXT", v) for v in found}:
             return True, found, "Not the suggested record, but it lets the platform send and refuses others."
         return verdict.right, found, verdict.reason
-    if _comparable(expected.type, expected.value) in {_comparable(expected.type, v) for v in found}:
+    wanted = _comparable(expected.type, expected.value)
+    if wanted == NOT_OFFERED and found and any(_comparable(expected.type, v) != wanted for v in found):
+        # A client takes any target it is given: "not offered" only counts alone.
+        return False, found, "Remove the other records: clients would still use their server."
+    if wanted in {_comparable(expected.type, v) for v in found}:
         return True, found, ""
     for kind, value in expected.accepted:
         other = _values(resolver, expected.name, kind)

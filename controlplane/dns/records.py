@@ -25,7 +25,8 @@ SRV_SERVICES = (
     ("_pop3._tcp", "pop3", 10),
 )
 # IMAP and POP3 with STARTTLS present the platform host's certificate whatever the name (nginx
-# ends TLS for brands on IMAPS and POP3S only): announced as not offered (RFC 6186 §4, target ".").
+# ends TLS for brands on IMAPS and POP3S only): for a brand host they are announced as not
+# offered (RFC 6186 §4, target "."); a domain without a brand uses the platform host anyway.
 STARTTLS_PLATFORM_ONLY = ("imap", "pop3")
 
 
@@ -183,7 +184,7 @@ def expected_records(
             )  # fmt: skip
         )
     for service, port_name, priority in SRV_SERVICES:
-        if port_name in STARTTLS_PLATFORM_ONLY:
+        if port_name in STARTTLS_PLATFORM_ONLY and brand != platform:
             records.append(
                 ExpectedRecord(
                     f"{service}.{domain}",

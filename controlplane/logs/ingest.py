@@ -61,7 +61,10 @@ _SMTPD_TRACE = re.compile(rb"smtpd\[\d+\]: (?!warning:|error:|fatal:|panic:)(?:[
 _JUNK_MARK = b"stored mail into mailbox 'Junk'"
 # smtpd's "connect from" and "disconnect from" lines, a quarter of a busy log, carry nothing
 # stored: they are passed over before any parsing (each went through every parser below).
-_SESSION_EDGE = re.compile(rb"[^\]]{0,200}/smtpd\[\d+\]: (?:dis)?connect from ")
+_SESSION_EDGE = re.compile(
+    rb"(?:[A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2}(?:\.\d+)?|\d{4}-\d{2}-\d{2}T\S+) \S+ "
+    rb"postfix[\w./-]*/smtpd\[\d+\]: (?:dis)?connect from "
+)
 _MEANINGFUL = (b"NOQUEUE:", b" to=<", b" status=", b"Login: ", b"auth failed")
 
 

@@ -344,7 +344,7 @@ class ServedCertificate:
 # their names once per render_all instead of once per daemon saves most of its time.
 @functools.lru_cache(maxsize=4)
 def served_certificates(identities: tuple[TlsIdentity, ...]) -> tuple[ServedCertificate, ...]:
-    """The identities grouped by certificate: one nginx server block, one Dovecot filter each."""
+    """The identities grouped by certificate: one published file each for nginx's map."""
     by_pair: dict[tuple[str, str], list[str]] = {}
     for identity in checked_identities(identities):
         by_pair.setdefault((identity.cert_path, identity.key_path), []).append(identity.hostname)

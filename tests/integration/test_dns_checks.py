@@ -124,6 +124,20 @@ def test_srv_records_must_prefer_implicit_tls() -> None:
         assert states[("_pop3._tcp.brand.test", "SRV")] == ("ok", ("0 0 1",))
 
 
+def test_not_offered_counts_only_alone() -> None:
+    # An old record left beside "not offered" still sends clients to STARTTLS with the wrong name.
+    records = [
+        "--srv-host=_pop3._tcp.brand.test",
+        "--srv-host=_pop3._tcp.brand.test,mail.brand.test,110,10,1",
+    ]
+    for resolver in _dnsmasq(*records):
+        (check,) = [
+            c for c in check_records(_expected(), resolver) if c.expected.name == "_pop3._tcp.brand.test"
+        ]
+        assert check.state == "wrong"
+        assert "Remove the other records" in check.note
+
+
 def test_a_cname_to_the_platform_is_accepted_where_an_a_record_is_the_clean_form() -> None:
     records = ["--cname=mail.brand.test,mail.letterhead.test"]
     for resolver in _dnsmasq(*records):

@@ -49,6 +49,13 @@ def test_imap_and_pop3_with_starttls_are_announced_as_not_offered() -> None:
     assert srv["_pop3._tcp"] == (0, 0, ".")
 
 
+def test_a_domain_without_a_brand_keeps_imap_and_pop3_with_starttls_on_the_platform_host() -> None:
+    # The platform's own certificate is the right one there.
+    srv = _srv(_records(brand_host="mail.letterhead.test"))
+    assert srv["_imap._tcp"] == (10, 143, "mail.letterhead.test")
+    assert srv["_pop3._tcp"] == (10, 110, "mail.letterhead.test")
+
+
 def test_srv_records_name_the_configured_ports() -> None:
     development = _srv(_records(ports=PROFILE_PORTS["development"]))
     assert {name: port for name, (_, port, _) in development.items()} == {

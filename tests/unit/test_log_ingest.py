@@ -457,3 +457,23 @@ def test_a_forward_going_round_for_srs_is_one_forwarded_recipient(db: Session, t
         "forwarded", "outside@a.test", "mx.elsewhere.test[192.0.2.50]:25", "4BBBBBBBBBB",
     )  # fmt: skip
     assert transaction.finished_at is not None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"Nov 10 00:00:04 mail postfix/smtpd[1060]: connect from unknown[198.51.100.8]\n",
+        b"Nov  1 00:00:05 mail postfix/submission/smtpd[1061]: disconnect from x[198.51.100.8] ehlo=1 commands=1\n",
+        b"2026-11-10T00:00:04.123456+00:00 mail postfix/smtpd[1060]: connect from unknown[198.51.100.8]\n",
+    ],
+)
+def test_smtpds_connect_and_disconnect_lines_are_passed_over(line: bytes) -> None:
+    assert ingest_module._SESSION_EDGE.match(line)
+
+
+def test_a_login_line_that_merely_contains_the_words_is_not_passed_over() -> None:
+    line = (
+        b"Nov 10 00:00:04 mail dovecot: imap-login: Login failed: user=<x/smtpd[1]: connect from y>, "
+        b"method=PLAIN, rip=198.51.100.9, lip=10.0.0.2\n"
+    )
+    assert not ingest_module._SESSION_EDGE.match(line)

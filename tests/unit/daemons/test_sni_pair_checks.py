@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,32 @@ def test_a_pair_that_failed_is_checked_again_and_not_remembered(settings, tmp_pa
     for _ in range(2):
         with pytest.raises(DaemonError):
             sni.check_identities(settings, (mismatched,))
+
+
+def test_a_file_the_replaced_configuration_names_stays_until_the_next_change(
+    settings, tmp_path: Path
+) -> None:
+    first, second = _pair(tmp_path / "a", "mail.a.example"), _pair(tmp_path / "b", "mail.b.example")
+    both = sni.publish_served_tls(settings, (first, second))
+    only_first = sni.publish_served_tls(settings, (first,))
+    (second_file,) = both - only_first
+    old_config = tmp_path / "old-nginx.conf"
+    old_config.write_text("".join(f"    name {path};\n" for path in sorted(both)))
+    leftover = second_file.with_name(f".{second_file.name}.12345")
+    leftover.write_bytes(b"half a key")
+    # nginx's old workers may still load what the replaced configuration names.
+    sni.prune_served_tls(settings, only_first | sni.named_by(settings, old_config))
+    assert second_file.exists() and not leftover.exists()
+    new_config = tmp_path / "new-nginx.conf"
+    new_config.write_text("".join(f"    name {path};\n" for path in sorted(only_first)))
+    sni.prune_served_tls(settings, only_first | sni.named_by(settings, new_config))
+    assert not second_file.exists() and all(path.exists() for path in only_first)
+
+
+def test_published_files_hold_chain_and_key_for_nginx_workers_only(settings, tmp_path: Path) -> None:
+    brand = _pair(tmp_path / "a", "mail.a.example")
+    (published,) = sni.publish_served_tls(settings, (brand,))
+    assert published.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert b"PRIVATE KEY-----" in published.read_bytes()
+    assert stat.S_IMODE(published.stat().st_mode) == 0o640
+    assert stat.S_IMODE(published.parent.stat().st_mode) == 0o750
