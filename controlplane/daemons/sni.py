@@ -130,7 +130,7 @@ def publish_sni_chains(settings: Settings, identities: tuple[TlsIdentity, ...]) 
 def publish_served_tls(settings: Settings, identities: tuple[TlsIdentity, ...]) -> set[Path]:
     """Write each certificate's chain and key as the one file nginx's map names for it
     (render.served_pem_path), where only nginx's workers (group www-data) may read it: they
-    load it at each IMAPS and POP3S handshake. Returns the files that serve now; a file is
+    load it at each HTTPS, IMAPS and POP3S handshake. Returns the files that serve now; a file is
     rewritten only when its content changed (a renewal)."""
     paths = Paths.from_settings(settings)
     folder = Path(paths.served_tls)
