@@ -15,8 +15,8 @@ recipients) to port 25 and waits until every one is in a Maildir. Before that, t
 tool is calibrated against `smtp-sink` so its own ceiling is known.
 
 A second figure repeats the SQL run while a configuration change (a brand's TLS name
-added, so Postfix and Dovecot both re-render and reload) is applied every 2 seconds, one
-in ten deliberately broken: throughput over the quiet run, with messages lost, 5xx
+added or removed, so nginx reloads; or a hosted domain, so Postfix reloads gracefully) is
+applied every 2 seconds, one in ten deliberately broken: throughput over the quiet run, with messages lost, 5xx
 replies and broken generations that went live all counted (each must be zero).
 
     .venv/bin/python bench/delivery.py [--quick]
@@ -346,8 +346,8 @@ class ChurnReport:
 def churn_configs(stack: ScratchStack, stop: threading.Event, report: ChurnReport, interval: float) -> None:
     """Every `interval` seconds one change, as operators make them:
 
-    - odd steps add or remove a brand's TLS name: Dovecot re-renders and reloads
-      (Postfix reads brand certificates from SQL and is not reloaded);
+    - odd steps add or remove a brand's TLS name: nginx re-renders and reloads (it ends TLS for
+      IMAPS and POP3S; Postfix reads brand certificates from SQL; Dovecot is untouched);
     - even steps add or remove a hosted domain: rows in SQL plus a graceful Postfix reload;
     - one step in ten (the 5th, 15th, ...) is a rendered config with an error the checker
       must refuse.
