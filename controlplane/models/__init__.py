@@ -23,6 +23,7 @@ from controlplane.models.mail_log import (
     UnparsedLogLine,
 )
 from controlplane.models.mailbox import Mailbox
+from controlplane.models.migration import MigrationJob, MigrationMailbox
 from controlplane.models.node import Node, NodeTask, StateGeneration
 from controlplane.models.sender_rule import SenderRule
 from controlplane.models.tenant import GIB, Tenant
@@ -38,6 +39,8 @@ __all__ = [
     "AuditEntry",
     "AuthEvent",
     "Base",
+    "MigrationJob",
+    "MigrationMailbox",
     "Brand",
     "ConfigGeneration",
     "PlatformCertificate",

@@ -1,0 +1,150 @@
+"""Running the queued mail migrations (services/mail_migration.py): several mailboxes at a time,
+each copied by Dovecot's dsync from its old IMAP server, with progress recorded as it goes.
+
+A copy interrupted by a crash goes back to the queue when the runner starts again; dsync then
+resumes, copying only what the mailbox lacks. Only mailboxes this node holds are copied here.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from controlplane.daemons import imap_migration
+from controlplane.daemons.imap_migration import CopyFailed, OldServer, Totals
+from controlplane.daemons.process import DaemonError
+from controlplane.runtime import Installation, instance_secret_key
+from controlplane.services import mail_homes, mail_migration
+from controlplane.services.mail_migration import ClaimedCopy, PasswordSeal
+
+DEFAULT_PARALLEL = 4
+PROGRESS_SECONDS = 2.0
+
+
+def run_pending(
+    installation: Installation,
+    *,
+    parallel: int = DEFAULT_PARALLEL,
+    ca_file: Path = imap_migration.SYSTEM_CA_FILE,
+    progress_seconds: float = PROGRESS_SECONDS,
+) -> int:
+    """Copy every queued mailbox this node holds, `parallel` at a time, until none is left.
+    Returns how many copies ended (done or failed)."""
+    settings = installation.settings
+    seal = PasswordSeal(instance_secret_key(settings))
+    with installation.transaction() as session:
+        node_id = mail_homes.find_node_id(session, settings.node_name) if settings.node_name else None
+        mail_migration.recover_interrupted(session, node_id)
+    ended = 0
+    running: set[Future[None]] = set()
+    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="migration") as pool:
+        while True:
+            while len(running) < max(1, parallel):
+                with installation.transaction() as session:
+                    claimed = mail_migration.claim_next(session, seal, node_id)
+                if claimed is None:
+                    break
+                running.add(pool.submit(_copy, installation, claimed, ca_file, progress_seconds))
+            if not running:
+                return ended
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                future.result()  # a bug here must not pass silently
+                ended += 1
+
+
+def _copy(installation: Installation, claimed: ClaimedCopy, ca_file: Path, progress_seconds: float) -> None:
+    settings = installation.settings
+    config_file = settings.live_config.resolve() / "dovecot" / "dovecot.conf"
+    server = OldServer(claimed.old_host, claimed.old_port, claimed.old_security, claimed.old_login)
+    work_dir = settings.run_dir / "migrations"
+    user = claimed.address
+    before: Totals | None = None
+    try:
+        old = imap_migration.old_totals(
+            config_file, user, server, claimed.old_password, work_dir=work_dir, ca_file=ca_file
+        )
+        before = imap_migration.local_totals(config_file, user)
+        with installation.transaction() as session:
+            mail_migration.record_totals(session, claimed.row_id, old.messages, old.bytes)
+        # What still has to come: the old mailbox less what earlier passes brought.
+        still_to_copy = max(old.bytes - claimed.bytes_done, 0)
+        too_big = mail_migration.too_big_for_quota(still_to_copy, before.bytes, claimed.quota_bytes)
+        if too_big:
+            with installation.transaction() as session:
+                mail_migration.finish(session, claimed.row_id, error=too_big)
+            return
+        with _progress(installation, claimed, config_file, before, old, progress_seconds):
+            imap_migration.copy_mailbox(
+                config_file, user, server, claimed.old_password, work_dir=work_dir, ca_file=ca_file
+            )
+        after = imap_migration.local_totals(config_file, user)
+        with installation.transaction() as session:
+            mail_migration.record_progress(session, claimed.row_id, old.messages, old.bytes)
+            mail_migration.finish(session, claimed.row_id, copied_this_pass=after.messages - before.messages)
+    except (CopyFailed, DaemonError) as error:
+        copied = _copied_since(config_file, user, before)
+        with installation.transaction() as session:
+            if copied is not None:
+                mail_migration.record_progress(
+                    session,
+                    claimed.row_id,
+                    claimed.messages_done + copied.messages,
+                    claimed.bytes_done + copied.bytes,
+                )
+            mail_migration.finish(
+                session,
+                claimed.row_id,
+                error=str(error),
+                copied_this_pass=copied.messages if copied is not None else 0,
+            )
+
+
+def _copied_since(config_file: Path, user: str, before: Totals | None) -> Totals | None:
+    if before is None:
+        return None
+    try:
+        now = imap_migration.local_totals(config_file, user)
+    except DaemonError:
+        return None
+    return Totals(max(now.messages - before.messages, 0), max(now.bytes - before.bytes, 0))
+
+
+class _progress:
+    """While the copy runs, record every few seconds how much of the old mailbox is here."""
+
+    def __init__(
+        self,
+        installation: Installation,
+        claimed: ClaimedCopy,
+        config_file: Path,
+        before: Totals,
+        old: Totals,
+        seconds: float,
+    ) -> None:
+        self._arguments = (installation, claimed, config_file, before, old)
+        self._seconds = seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="migration-progress", daemon=True)
+
+    def __enter__(self) -> None:
+        self._thread.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        installation, claimed, config_file, before, old = self._arguments
+        while not self._stop.wait(self._seconds):
+            copied = _copied_since(config_file, claimed.address, before)
+            if copied is None:
+                continue
+            with installation.transaction() as session:
+                mail_migration.record_progress(
+                    session,
+                    claimed.row_id,
+                    min(claimed.messages_done + copied.messages, old.messages),
+                    min(claimed.bytes_done + copied.bytes, old.bytes),
+                )
