@@ -411,3 +411,4 @@ def finish(session: Session, row_id: int, *, error: str = "", copied_this_pass: 
     row.passes += 1
     row.messages_last_pass = max(copied_this_pass, 0)
     row.finished_at = dt.datetime.now(dt.UTC)
+    session.flush()
