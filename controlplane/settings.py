@@ -165,6 +165,9 @@ class Settings:
     # A CA bundle to trust the ACME server with (a private one such as pebble); empty: the system's.
     acme_ca_bundle: str = ""
     mta_sts_mode: str = "testing"
+    # A CA bundle to check old providers' IMAP certificates with during mail migrations; empty:
+    # the system's.
+    migration_ca_bundle: str = ""
     # Mail transactions (with their SMTP dialogue), login attempts and unparsed log lines older
     # than this are purged daily by the log follower (services/log_retention.py).
     log_retention_days: int = 90

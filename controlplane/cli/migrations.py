@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 
 from controlplane.cli.common import current_installation, emit, handles_errors, json_option
-from controlplane.daemons import imap_migration
 from controlplane.errors import ValidationError
 from controlplane.runners import mail_migration as runner
 from controlplane.runtime import instance_secret_key
 from controlplane.services import domains, mail_migration
 from controlplane.services.scope import OPERATOR
+from controlplane.settings import load_settings
 
 
 @click.group("migrate")
@@ -81,14 +81,14 @@ def start_command(
 @click.option(
     "--ca-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=imap_migration.SYSTEM_CA_FILE,
-    show_default=True,
-    help="Authorities trusted for the old servers' certificates.",
+    help="Authorities trusted for the old servers' certificates (default: migration_ca_bundle, else the system's).",
 )
+@click.option("--daemon", is_flag=True, help="Detach (as the running stack starts it).")
 @handles_errors
-def run_command(parallel: int, ca_file: Path) -> None:
-    """Copy every queued mailbox this node holds now, in the foreground, then stop."""
-    ended = runner.run_pending(current_installation(), parallel=parallel, ca_file=ca_file)
+def run_command(parallel: int, ca_file: Path | None, daemon: bool) -> None:
+    """Copy every queued mailbox this node holds now, then stop (the running stack does this by
+    itself within seconds of a job being started)."""
+    ended = runner.run_queue(load_settings(), daemon=daemon, parallel=parallel, ca_file=ca_file)
     click.echo(f"{ended} copy(ies) ended; see `letterhead migrate show JOB`.")
 
 

@@ -3,6 +3,10 @@ each copied by Dovecot's dsync from its old IMAP server, with progress recorded 
 
 A copy interrupted by a crash goes back to the queue when the runner starts again; dsync then
 resumes, copying only what the mailbox lacks. Only mailboxes this node holds are copied here.
+
+Under a running stack the periodic runner starts one in the background (`letterhead migrate run
+--daemon`) when copies are queued; it ends once the queue is empty. `letterhead migrate run`
+does the same in the foreground; the two never run at once (one lock).
 """
 
 from __future__ import annotations
@@ -12,14 +16,70 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from controlplane.daemons import imap_migration
+from controlplane.daemons.background import BackgroundProcess
 from controlplane.daemons.imap_migration import CopyFailed, OldServer, Totals
 from controlplane.daemons.process import DaemonError
 from controlplane.runtime import Installation, instance_secret_key
 from controlplane.services import mail_homes, mail_migration
 from controlplane.services.mail_migration import ClaimedCopy, PasswordSeal
+from controlplane.settings import Settings
 
 DEFAULT_PARALLEL = 4
 PROGRESS_SECONDS = 2.0
+RUNNER = BackgroundProcess(
+    "The mail migration runner", "migrations.pid", "migrations.log", ("migrate", "run", "--daemon")
+)
+
+
+class AlreadyCopying(DaemonError):
+    def __init__(self, _message: str) -> None:
+        super().__init__(
+            "A migration runner is already copying this node's queue; "
+            "follow it with `letterhead migrate show JOB`."
+        )
+
+
+def run_queue(
+    settings: Settings,
+    *,
+    daemon: bool = False,
+    parallel: int = DEFAULT_PARALLEL,
+    ca_file: Path | None = None,
+) -> int:
+    """Copy the queue under the runner's lock (detached with `daemon`); the number of copies ended.
+    Old servers' certificates are checked against `ca_file`, else the installation's
+    `migration_ca_bundle`, else the system's authorities."""
+    if ca_file is None:
+        ca_file = (
+            Path(settings.migration_ca_bundle)
+            if settings.migration_ca_bundle
+            else imap_migration.SYSTEM_CA_FILE
+        )
+    with RUNNER.running(settings, daemon=daemon, already_running=AlreadyCopying) as stop:
+        installation = Installation(settings)
+        try:
+            return run_pending(installation, parallel=parallel, ca_file=ca_file, stop=stop)
+        finally:
+            installation.dispose()
+
+
+def start_if_queued(installation: Installation) -> bool:
+    """Start the background runner when copies for this node wait and none runs (the periodic
+    runner asks every few seconds). Whether one was started."""
+    settings = installation.settings
+    if RUNNER.pid(settings):
+        return False
+    with installation.sessions() as session:
+        node_id = mail_homes.find_node_id(session, settings.node_name) if settings.node_name else None
+        if not mail_migration.has_queued(session, node_id):
+            return False
+    RUNNER.start(settings)
+    return True
+
+
+def stop_runner(settings: Settings) -> None:
+    """Stop claiming copies; the copies under way are queued again at the next start."""
+    RUNNER.stop(settings)
 
 
 def run_pending(
@@ -28,9 +88,10 @@ def run_pending(
     parallel: int = DEFAULT_PARALLEL,
     ca_file: Path = imap_migration.SYSTEM_CA_FILE,
     progress_seconds: float = PROGRESS_SECONDS,
+    stop: threading.Event | None = None,
 ) -> int:
-    """Copy every queued mailbox this node holds, `parallel` at a time, until none is left.
-    Returns how many copies ended (done or failed)."""
+    """Copy every queued mailbox this node holds, `parallel` at a time, until none is left (or
+    `stop` is set: no copy is claimed after that). Returns how many copies ended."""
     settings = installation.settings
     seal = PasswordSeal(instance_secret_key(settings))
     with installation.transaction() as session:
@@ -40,7 +101,7 @@ def run_pending(
     running: set[Future[None]] = set()
     with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="migration") as pool:
         while True:
-            while len(running) < max(1, parallel):
+            while len(running) < max(1, parallel) and not (stop and stop.is_set()):
                 with installation.transaction() as session:
                     claimed = mail_migration.claim_next(session, seal, node_id)
                 if claimed is None:

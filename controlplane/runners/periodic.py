@@ -1,5 +1,6 @@
 """The periodic runner: certificate renewal twice a day, brand DNS checks every hour, DKIM keys
-past their overlap retired every hour, TLS reports read as they arrive.
+past their overlap retired every hour, TLS reports read as they arrive, the mail migration runner
+started when copies are queued.
 
 `letterhead up` starts it as a daemon (`letterhead periodic --daemon`, PID file in the run
 directory) and `letterhead down` stops it. A job that fails is reported in its log
@@ -16,7 +17,7 @@ import traceback
 from collections.abc import Callable
 
 from controlplane.daemons.background import BackgroundProcess
-from controlplane.runners import tls_report_spool
+from controlplane.runners import mail_migration, tls_report_spool
 from controlplane.runtime import Installation
 from controlplane.services import brand_dns, certificates, dkim
 from controlplane.settings import Settings
@@ -27,8 +28,9 @@ CERTIFICATE_INTERVAL = 12 * 3600.0
 DNS_INTERVAL = 3600.0
 DKIM_INTERVAL = 3600.0
 TLS_REPORT_INTERVAL = 30.0
+MIGRATION_INTERVAL = 10.0
 # How often the loop looks at the clock; a stop request is seen at once.
-TICK_SECONDS = 30.0
+TICK_SECONDS = 10.0
 
 
 PERIODIC = BackgroundProcess("The periodic runner", PID_FILE, LOG_FILE, ("periodic", "--daemon"))
@@ -66,12 +68,18 @@ def read_tls_reports_job(installation: Installation) -> None:
         _say(line)
 
 
+def start_migrations_job(installation: Installation) -> None:
+    if mail_migration.start_if_queued(installation):
+        _say("mail migrations queued: the migration runner started (log/migrations.log)")
+
+
 def default_jobs() -> list[tuple[str, float, Callable[[Installation], None]]]:
     return [
         ("certificates", CERTIFICATE_INTERVAL, renew_certificates_job),
         ("dns", DNS_INTERVAL, check_brand_dns_job),
         ("dkim", DKIM_INTERVAL, retire_dkim_keys_job),
         ("tls-reports", TLS_REPORT_INTERVAL, read_tls_reports_job),
+        ("migrations", MIGRATION_INTERVAL, start_migrations_job),
     ]
 
 

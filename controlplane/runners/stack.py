@@ -21,7 +21,7 @@ from controlplane.daemons import (
 from controlplane.daemons.background import BackgroundProcess
 from controlplane.daemons.layout import prepare_state_directory, protect_database
 from controlplane.daemons.process import DaemonError, read_pid, run_tool, terminate, wait_until
-from controlplane.runners import follower, node_sync, parts, periodic
+from controlplane.runners import follower, mail_migration, node_sync, parts, periodic
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
 from controlplane.services import certificates, configuration, dkim, nodes, sieve
@@ -209,6 +209,7 @@ def down(settings: Settings) -> None:
     # catching up), which must not run while the daemons it reloads go away.
     SUPERVISOR.stop(settings)
     periodic.stop_periodic(settings)
+    mail_migration.stop_runner(settings)
     node_sync.stop_node_sync(settings)
     pid = nginx.master_pid(settings)
     if pid:

@@ -226,6 +226,11 @@ def get_job(session: Session, actor: Actor, job_id: int) -> MigrationJob:
     return job
 
 
+def domain_name(session: Session, job: MigrationJob) -> str:
+    domain = session.get(Domain, job.domain_id)
+    return domain.name if domain is not None else ""
+
+
 def list_jobs(session: Session, actor: Actor, domain: Domain) -> list[MigrationJob]:
     scope.require_domain(actor, domain)
     return list(
@@ -332,6 +337,15 @@ def recover_interrupted(session: Session, node_id: int | None) -> int:
             MigrationMailbox.mailbox_id.in_(select(Mailbox.id).where(Mailbox.node_id == node_id))
         )
     return session.execute(statement.values(state="queued")).rowcount or 0
+
+
+def has_queued(session: Session, node_id: int | None) -> bool:
+    query = select(MigrationMailbox.id).where(MigrationMailbox.state == "queued")
+    if node_id is not None:
+        query = query.join(Mailbox, Mailbox.id == MigrationMailbox.mailbox_id).where(
+            Mailbox.node_id == node_id
+        )
+    return session.scalar(query.limit(1)) is not None
 
 
 def claim_next(session: Session, seal: PasswordSeal, node_id: int | None) -> ClaimedCopy | None:

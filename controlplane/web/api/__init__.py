@@ -162,7 +162,7 @@ def current_token() -> ApiToken:
 
 
 def init_app(app: Flask, csrf) -> None:
-    from controlplane.web.api import aliases, brands, domains, logs, mailboxes, sieve
+    from controlplane.web.api import aliases, brands, domains, logs, mailboxes, migrations, sieve
 
     app.config.update(
         API_TITLE="Letterhead",
@@ -179,7 +179,7 @@ def init_app(app: Flask, csrf) -> None:
         },
     )
     api = LetterheadApi(app)
-    for module in (domains, mailboxes, aliases, sieve, logs, brands):
+    for module in (domains, mailboxes, aliases, sieve, logs, brands, migrations):
         csrf.exempt(module.blueprint)  # bearer tokens, no cookies: nothing to forge
         api.register_blueprint(module.blueprint, url_prefix="/api/v1")
 

@@ -400,3 +400,58 @@ class SenderListingSchema(Schema):
         validate=validate.OneOf(["allow", "block"]),
         metadata={"description": "allow: never junk; block: always junk (taken off the other list)"},
     )
+
+
+class MigrationSourceSchema(Schema):
+    address = fields.String(required=True, validate=validate.Length(min=3, max=320),
+                            metadata={"description": "A mailbox of the domain, which receives the copy"})  # fmt: skip
+    old_server = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=300),
+        metadata={"description": 'The old IMAP server: "host", "host:port", or "starttls://host[:port]"'},
+    )
+    old_login = fields.String(required=True, validate=validate.Length(min=1, max=320))
+    old_password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
+
+
+class MigrationCreateSchema(Schema):
+    mailboxes = fields.List(fields.Nested(MigrationSourceSchema), validate=validate.Length(min=1, max=5000))
+    csv = fields.String(
+        validate=validate.Length(min=1, max=5_000_000),
+        metadata={
+            "description": "Instead of `mailboxes`: rows of address, old server, old login, old password"
+        },
+    )
+
+    @validates_schema
+    def _one_source(self, data, **_kwargs) -> None:
+        if ("mailboxes" in data) == ("csv" in data):
+            raise ValidationError("Give either mailboxes or csv.")
+
+
+class MigrationMailboxSchema(Schema):
+    address = fields.String(required=True)
+    old_server = fields.String(required=True)
+    old_login = fields.String(required=True)
+    state = fields.String(required=True, metadata={"description": "queued, running, done or failed"})
+    passes = fields.Integer(required=True)
+    messages_total = fields.Integer(allow_none=True, metadata={"description": "What the old server holds"})
+    bytes_total = fields.Integer(allow_none=True)
+    messages_done = fields.Integer(required=True)
+    bytes_done = fields.Integer(required=True)
+    messages_last_pass = fields.Integer(
+        required=True, metadata={"description": "Copied by the latest pass alone"}
+    )
+    error = fields.String(required=True, metadata={"description": "Why it stopped, in words"})
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class MigrationJobSchema(Schema):
+    id = fields.Integer(required=True)
+    domain = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+    closed_at = fields.DateTime(
+        allow_none=True, metadata={"description": "Set once closed: old passwords deleted"}
+    )
+    mailboxes = fields.List(fields.Nested(MigrationMailboxSchema), required=True)
