@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import email
+import http.client
 import imaplib
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +20,9 @@ import pytest
 from sqlalchemy import select
 
 from controlplane.models import MigrationMailbox
+from controlplane.runners import mail_migration as migration_runner
 from controlplane.runners.scratch import ScratchStack
-from controlplane.services import domains, mailboxes, tenants
+from controlplane.services import domains, mailboxes, tenants, tokens
 from controlplane.services.scope import OPERATOR
 from tests.commands import letterhead
 from tests.e2e.mailclient import send, tls_context, wait_for_subject
@@ -56,16 +59,17 @@ def _message(subject: str, size: int) -> bytes:
 @pytest.fixture(scope="module")
 def stacks() -> Iterator[tuple[ScratchStack, OldProvider]]:
     old = OldProvider()
-    scratch = ScratchStack(min_mailbox_bytes=KB)
+    # The stack's own migration runner trusts the old provider's authority, as an operator sets it.
+    scratch = ScratchStack(min_mailbox_bytes=KB, extra_settings=f'migration_ca_bundle = "{old.ca_file}"\n')
     try:
         old.start()
         old.add_user(OLD_LOGIN, OLD_PASSWORD)
         for folder, messages in OLD_MAIL.items():
             for subject, flags, date, size in messages:
                 old.append(OLD_LOGIN, folder, _message(subject, size), flags=flags, date=date)
-        scratch.start()
+        scratch.start(web=True)
         with scratch.installation.transaction() as session:
-            tenant = tenants.create_tenant(session, OPERATOR, name="Arrivals", storage_pool_bytes=4 * GB)
+            tenant = tenants.create_tenant(session, OPERATOR, name="Arrivals", storage_pool_bytes=5 * GB)
             domain = domains.create_domain(
                 session,
                 OPERATOR,
@@ -75,7 +79,7 @@ def stacks() -> Iterator[tuple[ScratchStack, OldProvider]]:
                 max_aliases=10,
                 max_mailbox_bytes=GB,
             )
-            for local_part, quota in (("ann", GB), ("bob", GB), ("cy", GB), ("tiny", MB)):
+            for local_part, quota in (("ann", GB), ("bob", GB), ("cy", GB), ("tiny", MB), ("dee", GB)):
                 mailboxes.create_mailbox(
                     session,
                     OPERATOR,
@@ -233,3 +237,60 @@ def test_a_mailbox_is_copied_whole_and_each_failure_is_told_in_words(
     assert not list((scratch.settings.run_dir / "migrations").iterdir())
     refused = letterhead(scratch.home, "migrate", "again", str(job))
     assert refused.returncode == 1 and "closed" in refused.stderr
+
+
+def _api(
+    scratch: ScratchStack, secret: str, method: str, path: str, body: dict | None = None
+) -> tuple[int, dict]:
+    """Through the stack's nginx over HTTPS, as a reseller's script would."""
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", scratch.ports["https"], timeout=30, context=tls_context(scratch)
+    )
+    connection.request(
+        method,
+        f"/api/v1{path}",
+        body=json.dumps(body) if body is not None else None,
+        headers={
+            "Host": scratch.settings.hostname,
+            "Authorization": f"Bearer {secret}",
+            "Content-Type": "application/json",
+        },
+    )
+    response = connection.getresponse()
+    status, data = response.status, response.read()
+    connection.close()
+    return status, json.loads(data) if data else {}
+
+
+def test_a_job_started_through_the_api_is_copied_in_the_background(
+    stacks: tuple[ScratchStack, OldProvider],
+) -> None:
+    scratch, old = stacks
+    with scratch.installation.transaction() as session:
+        domain = domains.find_domain(session, DOMAIN)
+        tenant = domain.tenant
+        _, secret = tokens.create_token(
+            session, OPERATOR, tenant=tenant, kind="domain", domain=domain, name="migrate"
+        )
+    body = {"mailboxes": [{"address": f"dee@{DOMAIN}", "old_server": f"127.0.0.1:{old.port}", "old_login": OLD_LOGIN,
+                           "old_password": OLD_PASSWORD}]}  # fmt: skip
+    status, job = _api(scratch, secret, "POST", f"/domains/{DOMAIN}/migrations", body)
+    assert status == 201, job
+    # What the periodic runner does every few seconds (test stacks run no periodic runner).
+    assert migration_runner.start_if_queued(scratch.installation)
+    deadline = time.monotonic() + 90
+    while True:
+        status, report = _api(scratch, secret, "GET", f"/migrations/{job['id']}")
+        (row,) = report["mailboxes"]
+        if row["state"] in ("done", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert row["state"] == "done", row
+    assert row["messages_done"] == row["messages_total"] >= sum(len(m) for m in OLD_MAIL.values())
+    inbox = {subject for subject, *_ in _folder_contents(scratch, f"dee@{DOMAIN}")["INBOX"]}
+    assert {subject for subject, *_ in OLD_MAIL["INBOX"]} <= inbox
+    # The runner ends once the queue is empty.
+    deadline = time.monotonic() + 30
+    while migration_runner.RUNNER.pid(scratch.settings) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert migration_runner.RUNNER.pid(scratch.settings) is None
