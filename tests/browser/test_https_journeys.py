@@ -45,6 +45,7 @@ def web_stack() -> Iterator[ScratchStack]:
             domain = make_domain(session, tenant=tenant, name="journeys.test", max_mailbox_bytes=1000 * KB)
             make_mailbox(session, domain=domain, local_part="fay", quota=1000 * KB)
             make_mailbox(session, domain=domain, local_part="gus", quota=1000 * KB)
+            make_mailbox(session, domain=domain, local_part="hal", quota=1000 * KB, is_domain_admin=True)
             brand = brands.create_brand(
                 session,
                 scope.OPERATOR,
@@ -419,3 +420,33 @@ def test_full_admins_see_their_own_tenants_warnings_and_no_one_elses(
                     "",
                     "",
                 )
+
+
+def test_a_domain_admin_starts_a_mail_migration_in_the_panel(web_stack: ScratchStack, page: Page) -> None:
+    """Through nginx on the brand host: the CSV pasted, the job listed with its mailbox queued, the
+    old password nowhere on the page."""
+    old_password = "gus's old secret"
+    page.goto(https_url(web_stack, BRAND_HOST, "/admin/login"))
+    page.get_by_label("Login or mailbox address").fill("hal@journeys.test")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="Mail migrations").click()
+    expect(page.get_by_role("heading", name="Mail migrations for journeys.test")).to_be_visible()
+    page.get_by_label("One mailbox per line").fill(
+        f"gus@journeys.test,imap.old-provider.test,gus,{old_password}"
+    )
+    page.get_by_role("button", name="Start the migration").click()
+    expect(
+        page.get_by_text(re.compile(r"Migration job \d+ started: 1 mailbox\(es\) queued."))
+    ).to_be_visible()
+    row = page.locator("tr[data-address='gus@journeys.test']")
+    expect(row).to_contain_text("gus at imap.old-provider.test:993")
+    expect(row).to_have_attribute("data-state", "queued")
+    assert old_password not in page.content()
+    # A line that is not a mailbox of the domain: told, and nothing queued.
+    page.get_by_label("One mailbox per line").fill("fay@rival.test,imap.old-provider.test,fay,pw")
+    page.get_by_role("button", name="Start the migration").click()
+    expect(page.get_by_text("fay@rival.test is not a mailbox of journeys.test")).to_be_visible()
+    expect(page.locator("section.migration-job")).to_have_count(1)
+    page.get_by_role("button", name="Close the job").click()
+    expect(page.get_by_text("Job closed: its old passwords are deleted.")).to_be_visible()

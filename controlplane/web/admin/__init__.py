@@ -145,4 +145,5 @@ from controlplane.web.admin import domains as _domains  # noqa: E402, F401
 from controlplane.web.admin import login as _login  # noqa: E402, F401
 from controlplane.web.admin import logs as _logs  # noqa: E402, F401
 from controlplane.web.admin import mailboxes as _mailboxes  # noqa: E402, F401
+from controlplane.web.admin import migrations as _migrations  # noqa: E402, F401
 from controlplane.web.admin import tokens as _tokens  # noqa: E402, F401
