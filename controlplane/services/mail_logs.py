@@ -78,6 +78,7 @@ def search_transactions(
     on: dt.date | None = None,
     result: str | None = None,
     direction: str | None = None,
+    also: str = "",
     offset: int = 0,
     limit: int = 50,
 ) -> tuple[list[TransactionView], int]:
@@ -85,8 +86,8 @@ def search_transactions(
     recipient, original recipient, SASL user), client IP, message-id or queue ID; and their total.
 
     `result` keeps transactions with a recipient the viewer sees in that state (RESULTS);
-    `direction` "in" keeps mail to the viewer's domains, "out" mail from them.
-    Raises NotFound, NotInScope, ValidationError.
+    `direction` "in" keeps mail to the viewer's domains, "out" mail from them; `also` keeps those
+    that match it too (mail between two addresses). Raises NotFound, NotInScope, ValidationError.
     """
     domain_ids = _domain_ids(session, actor, tenant, domain)
     criteria: list[ColumnElement[bool]] = []
@@ -97,6 +98,8 @@ def search_transactions(
         # Each way of matching reads its own index; OR-ing EXISTS clauses instead would scan
         # every transaction ever logged.
         criteria.append(MailTransaction.id.in_(_matching_ids(query, domain_ids)))
+    if also.strip():
+        criteria.append(MailTransaction.id.in_(_matching_ids(also.strip(), domain_ids)))
     if on is not None:
         start, end = _day(on)
         criteria += [MailTransaction.time >= start, MailTransaction.time < end]

@@ -6,6 +6,8 @@ Each refusal has a rightful twin that gets the record, so it fails if a scope ch
 
 from __future__ import annotations
 
+import json
+
 from tests.web import test_admin_logs, test_api
 from tests.web.test_admin_logs import transaction_id
 from tests.web.test_api import problem_of
@@ -158,3 +160,28 @@ def test_the_openapi_document_describes_the_logs(app) -> None:
     } <= set(paths)
     parameters = {p["name"] for p in paths["/api/v1/logs/transactions"]["get"]["parameters"]}
     assert {"q", "date", "result", "direction", "domain", "page", "per_page"} <= parameters
+
+
+def test_the_story_of_an_address_in_words_and_only_within_the_tokens_scope(api, logged) -> None:
+    story = api("one", "GET", "/logs/story", query_string={"address": "carl@sender.example"})
+    assert story.status_code == 200, story.get_data(as_text=True)
+    body = story.get_json()
+    assert body["summary"] == "3 messages to or from carl@sender.example: 2 accepted, 1 bounced."
+    assert [line["sentence"] for line in body["lines"]] == [
+        "Returned to the sender: ann@a.test could not be reached: mailbox full.",
+        "Delivered to bob@b.test's mailbox.",
+        "Delivered to ann@a.test's mailbox.",
+    ]
+    assert body["lines"][0]["mailbox_note"].startswith("The mailbox was full then")
+    between = api(
+        "one", "GET", "/logs/story", query_string={"address": "carl@sender.example", "other": "bob@b.test"}
+    )
+    assert [line["recipient"] for line in between.get_json()["lines"]] == ["bob@b.test"]
+    # a.test's token: only a.test's part of carl's mail; another tenant: nothing of it at all.
+    a_only = api("a", "GET", "/logs/story", query_string={"address": "carl@sender.example"}).get_json()
+    assert {line["recipient"] for line in a_only["lines"]} == {"ann@a.test"}
+    foreign = api("two", "GET", "/logs/story", query_string={"address": "carl@sender.example"}).get_json()
+    assert foreign["lines"] == [] and foreign["messages"] == 0
+    assert "b.test" not in json.dumps(foreign) and "a.test" not in json.dumps(foreign)
+    refused = api("one", "GET", "/logs/story", query_string={"address": "not an address"})
+    assert problem_of(refused, 422)["detail"] == "'not an address' is not an email address."

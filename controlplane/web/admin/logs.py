@@ -15,10 +15,10 @@ from flask import redirect, render_template, request, url_for
 
 from controlplane.errors import ValidationError
 from controlplane.models import Domain, Tenant
-from controlplane.services import domains, mail_logs, scope, smtp_replies
+from controlplane.services import domains, mail_logs, mail_story, scope, smtp_replies
 from controlplane.web.access import allow, current_actor
 from controlplane.web.admin import PAGE_SIZE, blueprint
-from controlplane.web.requests import db
+from controlplane.web.requests import current_settings, db
 
 CHART_DAYS = 30
 # Mail logs hold no records from before computers sent mail; the bounds keep date arithmetic sane.
@@ -223,4 +223,27 @@ def login_log():
         "admin/logs_logins.html", events=events, total=total, page=page, error=error, query=query,
         service=service, result=result, domain=domain, domain_choices=_domain_choices(tenant),
         pages=max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1), filters=filters, services=SERVICE_WORDS,
+    ), 400 if error else 200  # fmt: skip
+
+
+@blueprint.get("/logs/story")
+@allow("full_admin", "domain_admin")
+def mail_story_page():
+    """ "What happened to my mail?": an address (and optionally a second one and a day) in, the
+    story of the mail to or from it out, newest first, in words."""
+    args = request.args
+    tenant, domain = _viewer_scope(args.get("domain", ""))
+    address, other, day = args.get("address", "").strip(), args.get("other", "").strip(), args.get("date", "")
+    story, error = None, None
+    if address:
+        try:
+            story = mail_story.mail_story(
+                db(), current_actor(), current_settings(), address, other=other, on=_date(day),
+                tenant=tenant, domain=domain,
+            )  # fmt: skip
+        except ValidationError as refused:
+            error = refused.message
+    return render_template(
+        "admin/logs_story.html", story=story, error=error, address=address, other=other, day=day,
+        domain=domain, domain_choices=_domain_choices(tenant), result_words=RESULT_WORDS,
     ), 400 if error else 200  # fmt: skip

@@ -6,16 +6,17 @@ its own domain's. The services decide what each sees, exactly as in the panel.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from controlplane.models import AuthEvent, Domain, MailRecipientResult, Tenant
-from controlplane.services import mail_logs, scope, smtp_replies
+from controlplane.services import mail_logs, mail_story, scope, smtp_replies
 from controlplane.web.api import current_actor, tokens_allowed
 from controlplane.web.api.schemas import page_schema
-from controlplane.web.requests import db
+from controlplane.web.requests import current_settings, db
 
 blueprint = Blueprint("api_logs", __name__, description="Mail and login logs")
 
@@ -52,6 +53,43 @@ class LoginListArgs(LogPageArgs):
     )
     service = fields.String(validate=validate.OneOf(list(mail_logs.LOGIN_SERVICES)))
     result = fields.String(validate=validate.OneOf(["success", "failure"]))
+
+
+class StoryArgs(Schema):
+    address = fields.String(required=True, validate=validate.Length(min=3, max=320),
+                            metadata={"description": "The address that sent or should have received the mail"})  # fmt: skip
+    other = fields.String(load_default="", validate=validate.Length(max=320),
+                          metadata={"description": "Only mail between `address` and this one"})  # fmt: skip
+    date = fields.Date(metadata={"description": "Only this day (UTC), YYYY-MM-DD"})
+    domain = fields.String(load_default="", validate=validate.Length(max=300))
+
+
+class StoryLineSchema(Schema):
+    transaction_id = fields.Integer(
+        required=True, metadata={"description": "GET /logs/transactions/{id}: the dialogue"}
+    )
+    time = fields.DateTime(required=True)
+    sender = fields.String(required=True)
+    recipient = fields.String(required=True)
+    result = fields.String(required=True)
+    sentence = fields.String(required=True, metadata={"description": "What became of it, in words"})
+    reply = fields.String(required=True, metadata={"description": "The server's own reply, if any"})
+    spam_verdict = fields.String(required=True)
+    mailbox_note = fields.String(
+        required=True, metadata={"description": "The mailbox's storage, when it was full"}
+    )
+    node = fields.String(required=True)
+
+
+class StorySchema(Schema):
+    address = fields.String(required=True)
+    other = fields.String(required=True)
+    day = fields.Date(allow_none=True)
+    summary = fields.String(required=True)
+    messages = fields.Integer(required=True)
+    dns_notes = fields.List(fields.String(), required=True,
+                            metadata={"description": "What is wrong now with the domain's MX, SPF or DKIM, when it explains the story"})  # fmt: skip
+    lines = fields.List(fields.Nested(StoryLineSchema), required=True)
 
 
 class DayCountArgs(Schema):
@@ -194,6 +232,22 @@ def list_transactions(args):
         "items": [transaction_body(view) for view in views], "total": total, "page": args["page"],
         "per_page": args["per_page"],
     }  # fmt: skip
+
+
+@blueprint.route("/logs/story", methods=["GET"])
+@tokens_allowed("tenant", "domain")
+@blueprint.arguments(StoryArgs, location="query")
+@blueprint.response(200, StorySchema)
+def mail_story_of(args):
+    """What happened to my mail? Each message to or from `address` (and `other`), newest first, with
+    what became of it in words, the mailbox's storage when it was full, and the domain's DNS when it
+    explains a refusal or why nothing arrived."""
+    tenant, domain = _scope(args["domain"])
+    story = mail_story.mail_story(
+        db(), current_actor(), current_settings(), args["address"], other=args["other"], on=args.get("date"),
+        tenant=tenant, domain=domain,
+    )  # fmt: skip
+    return dataclasses.asdict(story)
 
 
 @blueprint.route("/logs/transactions/<int:transaction_id>", methods=["GET"])
