@@ -68,6 +68,7 @@ def expected_records(
     mta_sts_id: str,
     tls_report_address: str | None,
     dkim: tuple[DkimRecord, ...] = (),
+    dmarc_report_address: str | None = None,
     caa_identity: str = "",
     relay_host: str = "",
 ) -> list[ExpectedRecord]:
@@ -77,6 +78,8 @@ def expected_records(
     platform = normalize_hostname(platform_host)
     if tls_report_address is not None:
         tls_report_address = normalize_address(tls_report_address, field="tls_report_address")
+    if dmarc_report_address is not None:
+        dmarc_report_address = normalize_address(dmarc_report_address, field="dmarc_report_address")
     try:
         platform_addresses = tuple(str(ipaddress.ip_address(a)) for a in platform_addresses)
     except ValueError as error:
@@ -145,17 +148,35 @@ def expected_records(
                 judge="dkim",
             )
         )
+    reports_to = f"; rua=mailto:{dmarc_report_address}" if dmarc_report_address else ""
     records.append(
         ExpectedRecord(
             f"_dmarc.{domain}",
             "TXT",
-            "v=DMARC1; p=none",
-            "DMARC: what receivers do with mail that fails SPF and DKIM for the domain. Start with "
-            "p=none (report only); once reports show all the domain's real mail passing, tighten "
-            "to p=quarantine, then p=reject.",
+            f"v=DMARC1; p=none{reports_to}",
+            "DMARC: what receivers do with mail that fails SPF and DKIM for the domain"
+            + (
+                ", and where they send their daily reports (shown on the domain's DMARC page)"
+                if reports_to
+                else ""
+            )
+            + ". Start with p=none (report only); once reports show all the domain's real mail "
+            "passing, tighten to p=quarantine, then p=reject.",
             judge="dmarc",
         )
     )
+    report_host = dmarc_report_address.rpartition("@")[2] if dmarc_report_address else ""
+    if report_host and report_host != domain and not report_host.endswith("." + domain):
+        # RFC 7489 §7.1: a receiver sends reports to another domain only if that domain agrees.
+        records.append(
+            ExpectedRecord(
+                f"{domain}._report._dmarc.{report_host}",
+                "TXT",
+                "v=DMARC1",
+                f"In {report_host}'s own zone, published by the platform's operator (not in the "
+                f"domain's): it lets receivers send this domain's DMARC reports to {dmarc_report_address}.",
+            )
+        )
     if caa_identity:
         if not re.fullmatch(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?", caa_identity):
             raise ValidationError(f"Not a CA's domain for CAA: {caa_identity!r}.", field="caa_identity")

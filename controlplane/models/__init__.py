@@ -11,6 +11,7 @@ from controlplane.models.certificate import PlatformCertificate
 from controlplane.models.config_generation import ConfigGeneration
 from controlplane.models.daemon_login import DaemonLogin
 from controlplane.models.dkim_key import DkimKey
+from controlplane.models.dmarc_report import DmarcRecord, DmarcReport
 from controlplane.models.domain import Domain
 from controlplane.models.image_sender import ImageSender
 from controlplane.models.logs import AuthEvent
@@ -39,6 +40,8 @@ __all__ = [
     "AuditEntry",
     "AuthEvent",
     "Base",
+    "DmarcRecord",
+    "DmarcReport",
     "MigrationJob",
     "MigrationMailbox",
     "Brand",

@@ -1,5 +1,7 @@
-"""The TLS reports Postfix spooled (master.cf's `tls-reports` pipe writes each message into
-settings.tls_report_spool as its mail account), read into the database.
+"""The reports Postfix spooled (master.cf's `tls-reports` pipe writes each message to the
+platform's tls-reports@ and dmarc-reports@ into settings.tls_report_spool as its mail account),
+read into the database: DMARC aggregate reports (services/dmarc_reports.py) and TLS reports
+(services/tls_reports.py), told apart by what the message carries.
 
 One reader at a time (a lock: the periodic runner and an operator's `letterhead tls-reports
 read`). Each file is moved into a folder of root's, parsed and stored (services/tls_reports.py)
@@ -23,8 +25,9 @@ from sqlalchemy.exc import OperationalError
 
 from controlplane.errors import ValidationError
 from controlplane.runtime import Installation
-from controlplane.services import tls_reports
+from controlplane.services import dmarc_reports, tls_reports
 
+MAX_MESSAGE_BYTES = max(tls_reports.MAX_MESSAGE_BYTES, dmarc_reports.MAX_MESSAGE_BYTES)
 # A `.part` file this old is what a pipe left when it failed (Postfix retries under a new name).
 STALE_PART_SECONDS = 24 * 3600
 
@@ -50,9 +53,9 @@ def _read_message(path: Path) -> bytes:
     with os.fdopen(descriptor, "rb") as file:
         if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
             raise ValidationError("It is not a regular file.")
-        data = file.read(tls_reports.MAX_MESSAGE_BYTES + 1)
-    if len(data) > tls_reports.MAX_MESSAGE_BYTES:
-        raise ValidationError(f"The message is larger than {tls_reports.MAX_MESSAGE_BYTES // 1024**2} MB.")
+        data = file.read(MAX_MESSAGE_BYTES + 1)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ValidationError(f"The message is larger than {MAX_MESSAGE_BYTES // 1024**2} MB.")
     return data
 
 
@@ -77,22 +80,31 @@ def read_spool(installation: Installation) -> list[str]:
 
 
 def _read_one(installation: Installation, path: Path, spool: Path, refused: Path) -> str:
+    kind = "Report"
     try:
         message = _read_message(path)
         with installation.transaction() as session:
-            kept = tls_reports.receive_message(session, message)
+            try:
+                dmarc = dmarc_reports.receive_message(session, message)
+                kind = "DMARC report"
+            except dmarc_reports.NoDmarcReport:
+                kind = "TLS report"
+                kept = tls_reports.receive_message(session, message)
+            else:
+                kept = tls_reports.Kept([dmarc.domain] if dmarc.domain and not dmarc.already_kept else [],
+                                        int(dmarc.already_kept))  # fmt: skip
     except OperationalError:
         os.replace(path, spool / path.name)  # the database is away: next run
         raise
     except ValidationError as error:
         os.replace(path, refused / path.name)
-        return f"TLS report {path.name} refused: {error.message}"
+        return f"{kind} {path.name} refused: {error.message}"
     except Exception as error:  # noqa: BLE001 - a hostile message must not stop the ones after it
         os.replace(path, refused / path.name)
-        return f"TLS report {path.name} refused: it could not be read ({type(error).__name__})."
+        return f"{kind} {path.name} refused: it could not be read ({type(error).__name__})."
     path.unlink()
     if kept.domains:
-        return f"TLS report {path.name} kept for {', '.join(sorted(set(kept.domains)))}"
+        return f"{kind} {path.name} kept for {', '.join(sorted(set(kept.domains)))}"
     if kept.already_kept:
-        return f"TLS report {path.name} was kept before: nothing new"
-    return f"TLS report {path.name} names no domain hosted here: dropped"
+        return f"{kind} {path.name} was kept before: nothing new"
+    return f"{kind} {path.name} names no domain hosted here: dropped"

@@ -40,6 +40,12 @@ def tls_report_address(settings: Settings) -> str:
     return f"tls-reports@{normalize_hostname(settings.hostname)}"
 
 
+def dmarc_report_address(settings: Settings) -> str:
+    """Where domains ask for DMARC aggregate reports: the platform host's dmarc-reports@, whose
+    mail Letterhead reads and shows per domain (services/dmarc_reports.py)."""
+    return f"dmarc-reports@{normalize_hostname(settings.hostname)}"
+
+
 def dns_plan(settings: Settings, domain: Domain) -> list[ExpectedRecord]:
     """The records `domain` needs for its brand host (or the platform's, without a brand)."""
     return expected_records(
@@ -50,6 +56,7 @@ def dns_plan(settings: Settings, domain: Domain) -> list[ExpectedRecord]:
         ports=settings.ports,
         mta_sts_id=mta_sts_id(settings, domain),
         tls_report_address=tls_report_address(settings),
+        dmarc_report_address=dmarc_report_address(settings),
         dkim=dkim_records(domain),
         caa_identity=settings.acme_caa_identity,
         relay_host=relay_host(settings.relayhost),

@@ -4,6 +4,7 @@ reads it through the API over HTTPS on the platform host; another tenant learns 
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import http.client
 import json
@@ -20,6 +21,7 @@ from controlplane.services import brand_dns, domains, tenants, tokens
 from controlplane.services.scope import OPERATOR
 from tests.commands import letterhead
 from tests.e2e.mailclient import tls_context
+from tests.unit.services import test_dmarc_reports
 
 pytestmark = pytest.mark.e2e
 
@@ -176,3 +178,39 @@ def test_a_gzip_bomb_is_refused_and_kept_aside_and_mail_goes_on(world) -> None:
     document = report_document("2026-12-06_alpha-2")
     deliver(stack, report_mail(stack, gzip.compress(json.dumps(document).encode()), "2026-12-06_alpha-2"))
     assert len(until_reports(stack, secrets["Alpha"], "alpha-rpt.test", 2)) == 2
+
+
+def test_a_mailed_dmarc_report_is_read_and_shown_to_its_domains_tenant_only(world) -> None:
+    """The DMARC record every domain publishes names the platform's dmarc-reports@: a receiver's
+    zipped aggregate report mailed there lands in the same spool and is shown per domain."""
+    stack, secrets = world
+    with stack.installation.sessions() as session:
+        plan = brand_dns.dns_plan(stack.settings, domains.find_domain(session, "alpha-rpt.test"))
+    (dmarc,) = [record for record in plan if record.judge == "dmarc"]
+    address = brand_dns.dmarc_report_address(stack.settings)
+    assert dmarc.value.endswith(f"; rua=mailto:{address}")
+    today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    xml = test_dmarc_reports.report_xml(domain="alpha-rpt.test", report_id="dmarc-alpha-1", begin=today)
+    message = EmailMessage()
+    message["From"], message["To"] = "noreply-dmarc@big-mailer.example", address
+    message["Subject"] = "Report domain: alpha-rpt.test Submitter: big-mailer.example"
+    message.set_content("This is an aggregate report.")
+    message.add_attachment(test_dmarc_reports.zipped(xml), maintype="application", subtype="zip",
+                           filename="big-mailer.example!alpha-rpt.test!1!2.zip")  # fmt: skip
+    deliver(stack, message)
+    assert wait_until(
+        lambda: any(
+            line.startswith("DMARC report") and "kept for alpha-rpt.test" in line
+            for line in read_spool(stack)
+        ),
+        timeout=30,
+    )
+    status, summary = api_get(stack, "/domains/alpha-rpt.test/dmarc-reports", secrets["Alpha"])
+    assert status == 200, summary
+    assert summary["reports"] == 1
+    assert [(s["source_ip"], s["messages"], s["passing"]) for s in summary["senders"]] == [
+        ("192.0.2.10", 40, 40), ("198.51.100.7", 3, 0),
+    ]  # fmt: skip
+    assert summary["days"][-1] == {"day": today.date().isoformat(), "passing": 40, "failing": 3}
+    outsider = api_get(stack, "/domains/alpha-rpt.test/dmarc-reports", secrets["Beta"])
+    assert outsider[0] == 404 and "192.0.2.10" not in json.dumps(outsider[1])

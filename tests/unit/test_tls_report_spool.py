@@ -49,7 +49,7 @@ def test_bad_messages_are_set_aside_and_good_ones_around_them_kept(installation:
 
     assert said[0] == "TLS report A1 kept for spooled.test"
     assert said[1].startswith("TLS report B2 refused: The message carries no TLS report")
-    assert said[2].startswith("TLS report C3 refused: It could not be opened")
+    assert said[2].startswith("Report C3 refused: It could not be opened")
     assert said[3] == "TLS report D4 was kept before: nothing new"
     assert len(said) == 4
     refused = sorted(path.name for path in (spool.parent / "tls-refused").iterdir())
@@ -66,4 +66,4 @@ def test_a_file_larger_than_a_report_is_refused_unread(installation: Installatio
     with open(spool / "BIG", "wb") as big:
         big.truncate(6 * 1024 * 1024)
     (said,) = tls_report_spool.read_spool(installation)
-    assert said == "TLS report BIG refused: The message is larger than 5 MB."
+    assert said == "Report BIG refused: The message is larger than 5 MB."

@@ -11,6 +11,7 @@ from controlplane.services import (
     aliases,
     audit,
     dkim,
+    dmarc_reports,
     domains,
     mailboxes,
     monitoring,
@@ -87,6 +88,33 @@ def domain_tls_reports(name: str):
     found = domains.get_domain(db(), actor, name)
     reports = tls_reports.domain_reports(db(), actor, found)
     return render_template("admin/tls_reports.html", domain=found, reports=reports)
+
+
+DMARC_CHART_HEIGHT, DMARC_BAR_WIDTH, DMARC_BAR_GAP = 120, 16, 4
+
+
+@blueprint.get("/domains/<name>/dmarc")
+@allow("full_admin", "domain_admin")
+def domain_dmarc(name: str):
+    """Who sends as the domain, and whether its mail passes DMARC, from receivers' daily reports."""
+    actor = current_actor()
+    found = domains.get_domain(db(), actor, name)
+    summary = dmarc_reports.domain_dmarc(db(), actor, found)
+    busiest = max((day.total for day in summary.days), default=0) or 1
+    bars = []
+    for index, day in enumerate(summary.days):
+        failing = DMARC_CHART_HEIGHT * day.failing / busiest
+        passing = DMARC_CHART_HEIGHT * day.passing / busiest
+        bars.append({
+            "day": day.day, "x": index * (DMARC_BAR_WIDTH + DMARC_BAR_GAP), "passing": day.passing,
+            "failing": day.failing, "passing_y": round(DMARC_CHART_HEIGHT - passing, 2),
+            "passing_height": round(passing, 2), "failing_y": round(DMARC_CHART_HEIGHT - passing - failing, 2),
+            "failing_height": round(failing, 2),
+        })  # fmt: skip
+    return render_template(
+        "admin/dmarc.html", domain=found, summary=summary, bars=bars, chart_height=DMARC_CHART_HEIGHT,
+        bar_width=DMARC_BAR_WIDTH, chart_width=len(bars) * (DMARC_BAR_WIDTH + DMARC_BAR_GAP),
+    )  # fmt: skip
 
 
 def _score_or_default(text: str | None, field: str) -> float | None:

@@ -6,10 +6,11 @@ from flask_smorest import Blueprint
 
 from controlplane.daemons import usage
 from controlplane.models import DkimKey, Domain, Tenant
-from controlplane.services import dkim, domains, spam, storage, tls_reports
+from controlplane.services import dkim, dmarc_reports, domains, spam, storage, tls_reports
 from controlplane.web.api import current_actor, tokens_allowed
 from controlplane.web.api.schemas import (
     DkimKeySchema,
+    DmarcSummarySchema,
     DomainCreateSchema,
     DomainPageSchema,
     DomainSchema,
@@ -146,6 +147,17 @@ def list_tls_reports(name: str):
     actor = current_actor()
     domain = domains.get_domain(db(), actor, name)
     return [tls_reports.report_body(report) for report in tls_reports.domain_reports(db(), actor, domain)]
+
+
+@blueprint.route("/domains/<name>/dmarc-reports", methods=["GET"])
+@tokens_allowed("tenant", "domain")
+@blueprint.response(200, DmarcSummarySchema)
+def dmarc_summary(name: str):
+    """The last 30 days of DMARC aggregate reports about the domain: messages passing and failing per
+    day, and each server that sent as the domain with its SPF and DKIM alignment."""
+    actor = current_actor()
+    domain = domains.get_domain(db(), actor, name)
+    return dmarc_reports.dmarc_body(dmarc_reports.domain_dmarc(db(), actor, domain))
 
 
 @blueprint.route("/domains/<name>/dkim/rotate", methods=["POST"])

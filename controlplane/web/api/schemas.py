@@ -345,6 +345,36 @@ class TlsReportSchema(Schema):
     failures = fields.List(fields.Nested(TlsReportFailureSchema), required=True)
 
 
+class DmarcDaySchema(Schema):
+    day = fields.Date(required=True)
+    passing = fields.Integer(
+        required=True, metadata={"description": "Messages passing DMARC (DKIM or SPF aligned)"}
+    )
+    failing = fields.Integer(required=True)
+
+
+class DmarcSenderSchema(Schema):
+    source_ip = fields.String(required=True)
+    messages = fields.Integer(required=True)
+    passing = fields.Integer(required=True)
+    dkim_aligned = fields.Integer(required=True)
+    spf_aligned = fields.Integer(required=True)
+    quarantined = fields.Integer(required=True)
+    rejected = fields.Integer(required=True)
+    reporters = fields.List(fields.String(), required=True)
+    dkim_results = fields.String(required=True)
+    spf_results = fields.String(required=True)
+    verdict = fields.String(required=True, metadata={"description": "In words"})
+
+
+class DmarcSummarySchema(Schema):
+    reports = fields.Integer(required=True)
+    first = fields.DateTime(allow_none=True)
+    last = fields.DateTime(allow_none=True)
+    days = fields.List(fields.Nested(DmarcDaySchema), required=True)
+    senders = fields.List(fields.Nested(DmarcSenderSchema), required=True)
+
+
 class DkimKeySchema(Schema):
     selector = fields.String(required=True)
     state = fields.String(
