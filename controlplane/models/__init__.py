@@ -13,6 +13,7 @@ from controlplane.models.daemon_login import DaemonLogin
 from controlplane.models.dkim_key import DkimKey
 from controlplane.models.dmarc_report import DmarcRecord, DmarcReport
 from controlplane.models.domain import Domain
+from controlplane.models.domain_alert import DomainAlert, MailboxStorageAlert
 from controlplane.models.image_sender import ImageSender
 from controlplane.models.logs import AuthEvent
 from controlplane.models.mail_log import (
@@ -40,6 +41,8 @@ __all__ = [
     "AuditEntry",
     "AuthEvent",
     "Base",
+    "DomainAlert",
+    "MailboxStorageAlert",
     "DmarcRecord",
     "DmarcReport",
     "MigrationJob",

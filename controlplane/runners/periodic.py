@@ -1,6 +1,6 @@
 """The periodic runner: certificate renewal twice a day, brand DNS checks every hour, DKIM keys
-past their overlap retired every hour, TLS reports read as they arrive, the mail migration runner
-started when copies are queued.
+past their overlap retired every hour, TLS and DMARC reports read as they arrive, the mail
+migration runner started when copies are queued, domain admins' alerts sent every 5 minutes.
 
 `letterhead up` starts it as a daemon (`letterhead periodic --daemon`, PID file in the run
 directory) and `letterhead down` stops it. A job that fails is reported in its log
@@ -16,10 +16,11 @@ import time
 import traceback
 from collections.abc import Callable
 
+from controlplane.daemons import notice_mail
 from controlplane.daemons.background import BackgroundProcess
 from controlplane.runners import mail_migration, tls_report_spool
 from controlplane.runtime import Installation
-from controlplane.services import brand_dns, certificates, dkim
+from controlplane.services import brand_dns, certificates, dkim, domain_alerts
 from controlplane.settings import Settings
 
 PID_FILE = "periodic.pid"
@@ -29,6 +30,7 @@ DNS_INTERVAL = 3600.0
 DKIM_INTERVAL = 3600.0
 TLS_REPORT_INTERVAL = 30.0
 MIGRATION_INTERVAL = 10.0
+ALERT_INTERVAL = 300.0
 # How often the loop looks at the clock; a stop request is seen at once.
 TICK_SECONDS = 10.0
 
@@ -73,6 +75,19 @@ def start_migrations_job(installation: Installation) -> None:
         _say("mail migrations queued: the migration runner started (log/migrations.log)")
 
 
+def send_alerts_job(installation: Installation) -> None:
+    """The domain admins' alerts that are due, mailed from the platform's postmaster; a send that
+    fails leaves them due for the next run."""
+    settings = installation.settings
+    with installation.transaction() as session:
+        for notice in domain_alerts.due_alerts(session, settings):
+            notice_mail.send_notice(
+                settings.ports["internal_smtp"], f"postmaster@{settings.hostname}", notice.recipient,
+                notice.subject, notice.body,
+            )  # fmt: skip
+            _say(f"alert to {notice.recipient}: {notice.subject}")
+
+
 def default_jobs() -> list[tuple[str, float, Callable[[Installation], None]]]:
     return [
         ("certificates", CERTIFICATE_INTERVAL, renew_certificates_job),
@@ -80,6 +95,7 @@ def default_jobs() -> list[tuple[str, float, Callable[[Installation], None]]]:
         ("dkim", DKIM_INTERVAL, retire_dkim_keys_job),
         ("tls-reports", TLS_REPORT_INTERVAL, read_tls_reports_job),
         ("migrations", MIGRATION_INTERVAL, start_migrations_job),
+        ("alerts", ALERT_INTERVAL, send_alerts_job),
     ]
 
 

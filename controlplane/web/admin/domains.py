@@ -12,6 +12,7 @@ from controlplane.services import (
     audit,
     dkim,
     dmarc_reports,
+    domain_alerts,
     domains,
     mailboxes,
     monitoring,
@@ -77,8 +78,28 @@ def domain(name: str):
         aliases=aliases.list_aliases(db(), actor, found), can_edit_limits=actor.kind != "domain_admin",
         largest=storage.largest_mailbox_bytes(found), format_bytes=storage.format_bytes, used=used,
         spam=spam.thresholds(current_settings(), found), dkim_keys=dkim.published_keys(db(), found),
-        dkim_value=dkim.record_value,
+        dkim_value=dkim.record_value, alerts=domain_alerts.get_alerts(db(), actor, found),
+        # A domain admin's own address, the likely place for alerts.
+        suggested_recipient=actor.name if actor.name.lower().endswith("@" + found.name) else "",
     )  # fmt: skip
+
+
+@blueprint.post("/domains/<name>/alerts")
+@allow("full_admin", "domain_admin")
+def set_domain_alerts(name: str):
+    form = request.form
+    found = domains.get_domain(db(), current_actor(), name)
+    threshold_text = form.get("bounce_threshold", "").strip()
+
+    def save() -> None:
+        domain_alerts.set_alerts(
+            db(), current_actor(), found, recipient=form.get("recipient", ""),
+            bounce_threshold=whole_number(threshold_text, "bounce_threshold") if threshold_text else None,
+            storage_warning=form.get("storage_warning") == "on",
+        )  # fmt: skip
+
+    attempt(save, "Alerts saved.")
+    return redirect(url_for("admin.domain", name=found.name))
 
 
 @blueprint.get("/domains/<name>/tls-reports")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from flask_smorest import Blueprint
 
 from controlplane.daemons import usage
+from controlplane.errors import NotFound
 from controlplane.models import DkimKey, Domain, Tenant
-from controlplane.services import dkim, dmarc_reports, domains, spam, storage, tls_reports
+from controlplane.services import dkim, dmarc_reports, domain_alerts, domains, spam, storage, tls_reports
 from controlplane.web.api import current_actor, tokens_allowed
 from controlplane.web.api.schemas import (
     DkimKeySchema,
     DmarcSummarySchema,
+    DomainAlertsSchema,
     DomainCreateSchema,
     DomainPageSchema,
     DomainSchema,
@@ -147,6 +151,34 @@ def list_tls_reports(name: str):
     actor = current_actor()
     domain = domains.get_domain(db(), actor, name)
     return [tls_reports.report_body(report) for report in tls_reports.domain_reports(db(), actor, domain)]
+
+
+@blueprint.route("/domains/<name>/alerts", methods=["GET"])
+@tokens_allowed("tenant", "domain")
+@blueprint.response(200, DomainAlertsSchema)
+def get_domain_alerts(name: str):
+    """Which alerts the domain's admins get, and where (404 when none is set)."""
+    actor = current_actor()
+    alerts = domain_alerts.get_alerts(db(), actor, domains.get_domain(db(), actor, name))
+    if alerts is None:
+        raise NotFound(f"No alerts are set for {name}.")
+    return dataclasses.asdict(alerts)
+
+
+@blueprint.route("/domains/<name>/alerts", methods=["PUT"])
+@tokens_allowed("tenant", "domain")
+@blueprint.arguments(DomainAlertsSchema)
+@blueprint.response(200, DomainAlertsSchema)
+def set_domain_alerts(body, name: str):
+    """Mail an address of the domain when more than `bounce_threshold` recipients of mail to or from
+    it bounce or are refused within an hour, and/or when a mailbox passes 95% of its storage."""
+    actor = current_actor()
+    alerts = domain_alerts.set_alerts(
+        db(), actor, domains.get_domain(db(), actor, name), recipient=body["recipient"],
+        bounce_threshold=body["bounce_threshold"], storage_warning=body["storage_warning"],
+    )  # fmt: skip
+    db().commit()
+    return dataclasses.asdict(alerts)
 
 
 @blueprint.route("/domains/<name>/dmarc-reports", methods=["GET"])

@@ -345,6 +345,18 @@ class TlsReportSchema(Schema):
     failures = fields.List(fields.Nested(TlsReportFailureSchema), required=True)
 
 
+class DomainAlertsSchema(Schema):
+    recipient = fields.String(required=True, validate=validate.Length(min=3, max=320),
+                              metadata={"description": "An address of the domain (a mailbox or an alias)"})  # fmt: skip
+    bounce_threshold = fields.Integer(
+        allow_none=True, load_default=None, validate=validate.Range(min=0, max=1_000_000),
+        metadata={"description": "Mail when more than this many recipients bounced or were refused within an hour; null: never"},
+    )  # fmt: skip
+    storage_warning = fields.Boolean(
+        load_default=False, metadata={"description": "Mail when a mailbox passes 95%"}
+    )
+
+
 class DmarcDaySchema(Schema):
     day = fields.Date(required=True)
     passing = fields.Integer(
