@@ -34,7 +34,7 @@ def test_api_docs_work_offline_and_try_a_call_with_a_token(
     page.get_by_role("button", name="Authorize").first.click()
     page.locator("input[type=text]").last.fill(secret)
     page.get_by_role("button", name="Authorize", exact=True).last.click()
-    page.get_by_role("button", name="Close").click()
+    page.get_by_role("button", name="Close", exact=True).click()
     page.locator('.opblock-summary-path[data-path="/api/v1/tenant"]').click()
     page.get_by_role("button", name="Try it out").click()
     page.get_by_role("button", name="Execute").click()
