@@ -210,7 +210,7 @@ def test_a_mailbox_is_copied_whole_and_each_failure_is_told_in_words(
         date=dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
     )
     local = send(scratch, "friend@elsewhere.test", [f"ann@{DOMAIN}"], subject="Delivered here already")
-    wait_for_subject(scratch, f"ann@{DOMAIN}", PASSWORD, local)
+    assert wait_for_subject(scratch, f"ann@{DOMAIN}", PASSWORD, local, timeout=30)
     _run(scratch, old, "again", str(job))
     _run_queued(scratch, old)
     ann = _report(scratch, old, job)[f"ann@{DOMAIN}"]
