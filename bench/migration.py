@@ -101,6 +101,7 @@ def copy_with_letterhead(stack: ScratchStack, old: OldProvider, address: str) ->
 def copy_by_hand(stack: ScratchStack, old: OldProvider, address: str, scratch: Path) -> float:
     """As an operator following Dovecot's migration documentation would."""
     settings = scratch / "by-hand.conf"
+    settings.touch(mode=0o600)
     settings.write_text(
         f"!include {stack.settings.live_config.resolve() / 'dovecot' / 'dovecot.conf'}\n"
         f"imapc_host = 127.0.0.1\nimapc_port = {old.port}\nimapc_ssl = imaps\n"
@@ -108,7 +109,6 @@ def copy_by_hand(stack: ScratchStack, old: OldProvider, address: str, scratch: P
         f"imapc_features = {imap_migration.IMAPC_FEATURES}\nssl_client_ca_file = {old.ca_file}\n"
         "mail_prefetch_count = 20\n"
     )
-    settings.chmod(0o600)
     started = time.perf_counter()
     subprocess.run([DOVEADM, "-c", str(settings), "backup", "-R", "-u", address, "imapc:"],
                    check=True, capture_output=True)  # fmt: skip
@@ -124,7 +124,9 @@ def main() -> int:
     arguments = parser.parse_args()
 
     old = OldProvider()
-    stack = ScratchStack()
+    stack = ScratchStack(
+        extra_settings="migration_private_servers = true\n"
+    )  # the old provider is on loopback
     try:
         old.start()
         old.add_user(OLD_LOGIN, OLD_PASSWORD)

@@ -168,6 +168,9 @@ class Settings:
     # A CA bundle to check old providers' IMAP certificates with during mail migrations; empty:
     # the system's.
     migration_ca_bundle: str = ""
+    # Whether mail may be migrated from servers on loopback or private networks (a test's old
+    # provider, or a company network); off, a tenant could probe those through the platform.
+    migration_private_servers: bool = False
     # Mail transactions (with their SMTP dialogue), login attempts and unparsed log lines older
     # than this are purged daily by the log follower (services/log_retention.py).
     log_retention_days: int = 90

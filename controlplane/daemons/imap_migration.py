@@ -7,6 +7,10 @@ are matched by a hash of their headers, `guid-forced`, since other servers give 
 old password reaches doveadm in a settings file readable by root alone, which includes the live
 Dovecot configuration, never on a command line. The old server's certificate is checked against
 the host name the admin gave.
+
+dsync does not enforce the quota while it copies (it must be able to sync everything), so the
+caller watches the mailbox: `stop_when` is asked every few seconds and a reason it returns stops
+the copy there, keeping what was copied.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import contextlib
 import os
 import re
 import secrets
-from collections.abc import Iterator
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,14 +64,59 @@ def copy_mailbox(
     work_dir: Path,
     ca_file: Path = SYSTEM_CA_FILE,
     timeout: float = COPY_TIMEOUT_SECONDS,
+    stop_when: Callable[[], str | None] | None = None,
+    check_seconds: float = 2.0,
 ) -> None:
-    """Copy into `user`'s mailbox what the old server holds and it lacks. Raises CopyFailed."""
+    """Copy into `user`'s mailbox what the old server holds and it lacks. Raises CopyFailed, with
+    `stop_when`'s reason if it gave one (doveadm is then stopped; what it saved stays)."""
+    deadline = time.monotonic() + timeout
     with _settings_file(work_dir, config_file, server, password, ca_file) as settings:
-        result = run_tool(
-            [DOVEADM, "-c", str(settings), "sync", "-1", "-R", "-u", user, "imapc:"], timeout=timeout
-        )
-    if result.returncode != 0:
-        raise CopyFailed(explain(output_of(result), server))
+        # A session of its own: stopping the copy stops every process doveadm started.
+        process = subprocess.Popen(
+            [DOVEADM, "-c", str(settings), "sync", "-1", "-R", "-u", user, "imapc:"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            while True:
+                try:
+                    output, _ = process.communicate(timeout=check_seconds)
+                    break
+                except subprocess.TimeoutExpired:
+                    reason = stop_when() if stop_when is not None else None
+                    if reason is None and time.monotonic() >= deadline:
+                        reason = f"The copy from {server.host} took longer than {timeout / 3600:.0f} hours."
+                    if reason is not None:
+                        raise CopyFailed(reason) from None
+        finally:
+            if process.poll() is None:
+                _stop(process)
+    if process.returncode != 0:
+        raise CopyFailed(explain(output or "", server))
+    reason = stop_when() if stop_when is not None else None
+    if reason is not None:
+        raise CopyFailed(reason)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM lets dsync finish the message it is saving; a copy stuck past that is killed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+
+
+def remove_leftover_settings(work_dir: Path) -> int:
+    """Settings files (each holds an old password) a killed copy left behind; how many."""
+    removed = 0
+    for path in work_dir.glob("imapc-*.conf") if work_dir.is_dir() else []:
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def old_totals(
@@ -164,7 +216,8 @@ def _settings_file(
         f"imapc_port = {int(server.port)}\n"
         f"imapc_ssl = {server.security}\n"
         "imapc_ssl_verify = yes\n"
-        f"imapc_user = {_quoted(server.login)}\n"
+        # imapc_user expands %variables (imapc_password does not): a literal % is written %%.
+        f"imapc_user = {_quoted(server.login.replace('%', '%%'))}\n"
         f"imapc_password = {_quoted(password)}\n"
         f"imapc_features = {IMAPC_FEATURES}\n"
         # A dead server fails in about a minute, not after Dovecot's default retries.

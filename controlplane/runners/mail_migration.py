@@ -11,7 +11,10 @@ does the same in the foreground; the two never run at once (one lock).
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import threading
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
@@ -25,6 +28,8 @@ from controlplane.services.mail_migration import ClaimedCopy, PasswordSeal
 from controlplane.settings import Settings
 
 DEFAULT_PARALLEL = 4
+# The reason a copy stops when the runner is stopped: the row goes back to the queue.
+STOPPED = "The migration runner stopped; the copy resumes when it starts again."
 PROGRESS_SECONDS = 2.0
 RUNNER = BackgroundProcess(
     "The mail migration runner", "migrations.pid", "migrations.log", ("migrate", "run", "--daemon")
@@ -64,22 +69,32 @@ def run_queue(
 
 
 def start_if_queued(installation: Installation) -> bool:
-    """Start the background runner when copies for this node wait and none runs (the periodic
-    runner asks every few seconds). Whether one was started."""
+    """Start the background runner when copies for this node wait, or were left running by a
+    runner that died, and none runs (the periodic runner asks every few seconds). Whether one was
+    started."""
     settings = installation.settings
     if RUNNER.pid(settings):
         return False
     with installation.sessions() as session:
-        node_id = mail_homes.find_node_id(session, settings.node_name) if settings.node_name else None
-        if not mail_migration.has_queued(session, node_id):
+        node_id = _this_node(session, settings)
+        if not mail_migration.has_work(session, node_id):
             return False
     RUNNER.start(settings)
     return True
 
 
 def stop_runner(settings: Settings) -> None:
-    """Stop claiming copies; the copies under way are queued again at the next start."""
+    """Stop the copies under way (they are queued again and resume at the next start)."""
     RUNNER.stop(settings)
+
+
+def _this_node(session, settings: Settings) -> int | None:
+    if not settings.node_name:
+        return None
+    node_id = mail_homes.find_node_id(session, settings.node_name)
+    if node_id is None:
+        raise DaemonError(f"This node ({settings.node_name}) is not registered yet: start the stack first.")
+    return node_id
 
 
 def run_pending(
@@ -90,32 +105,42 @@ def run_pending(
     progress_seconds: float = PROGRESS_SECONDS,
     stop: threading.Event | None = None,
 ) -> int:
-    """Copy every queued mailbox this node holds, `parallel` at a time, until none is left (or
-    `stop` is set: no copy is claimed after that). Returns how many copies ended."""
+    """Copy every queued mailbox this node holds, `parallel` at a time, until none is left. Once
+    `stop` is set no copy is claimed and the copies under way are stopped and queued again.
+    Returns how many copies ended."""
     settings = installation.settings
+    stop = stop or threading.Event()
     seal = PasswordSeal(instance_secret_key(settings))
+    # A killed runner's settings files (each holds an old password), then its claimed copies.
+    imap_migration.remove_leftover_settings(settings.run_dir / "migrations")
     with installation.transaction() as session:
-        node_id = mail_homes.find_node_id(session, settings.node_name) if settings.node_name else None
+        node_id = _this_node(session, settings)
         mail_migration.recover_interrupted(session, node_id)
     ended = 0
     running: set[Future[None]] = set()
     with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="migration") as pool:
         while True:
-            while len(running) < max(1, parallel) and not (stop and stop.is_set()):
+            while len(running) < max(1, parallel) and not stop.is_set():
                 with installation.transaction() as session:
                     claimed = mail_migration.claim_next(session, seal, node_id)
                 if claimed is None:
                     break
-                running.add(pool.submit(_copy, installation, claimed, ca_file, progress_seconds))
+                running.add(pool.submit(_copy, installation, claimed, ca_file, progress_seconds, stop))
             if not running:
                 return ended
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                future.result()  # a bug here must not pass silently
+                future.result()  # _copy records every failure itself: anything here is a bug
                 ended += 1
 
 
-def _copy(installation: Installation, claimed: ClaimedCopy, ca_file: Path, progress_seconds: float) -> None:
+def _copy(
+    installation: Installation,
+    claimed: ClaimedCopy,
+    ca_file: Path,
+    progress_seconds: float,
+    stop: threading.Event,
+) -> None:
     settings = installation.settings
     config_file = settings.live_config.resolve() / "dovecot" / "dovecot.conf"
     server = OldServer(claimed.old_host, claimed.old_port, claimed.old_security, claimed.old_login)
@@ -123,6 +148,9 @@ def _copy(installation: Installation, claimed: ClaimedCopy, ca_file: Path, progr
     user = claimed.address
     before: Totals | None = None
     try:
+        refused = _refused_address(server.host, settings.migration_private_servers)
+        if refused:
+            raise CopyFailed(refused)
         old = imap_migration.old_totals(
             config_file, user, server, claimed.old_password, work_dir=work_dir, ca_file=ca_file
         )
@@ -136,30 +164,69 @@ def _copy(installation: Installation, claimed: ClaimedCopy, ca_file: Path, progr
             with installation.transaction() as session:
                 mail_migration.finish(session, claimed.row_id, error=too_big)
             return
+        full = storage_guard(config_file, user, claimed.quota_bytes)
         with _progress(installation, claimed, config_file, before, old, progress_seconds):
             imap_migration.copy_mailbox(
-                config_file, user, server, claimed.old_password, work_dir=work_dir, ca_file=ca_file
-            )
+                config_file, user, server, claimed.old_password, work_dir=work_dir, ca_file=ca_file,
+                stop_when=lambda: STOPPED if stop.is_set() else full(),
+            )  # fmt: skip
         after = imap_migration.local_totals(config_file, user)
         with installation.transaction() as session:
             mail_migration.record_progress(session, claimed.row_id, old.messages, old.bytes)
             mail_migration.finish(session, claimed.row_id, copied_this_pass=after.messages - before.messages)
-    except (CopyFailed, DaemonError) as error:
+    except Exception as error:  # noqa: BLE001 - whatever stops a copy is recorded on its row
+        words = str(error) if isinstance(error, CopyFailed | DaemonError) else (
+            f"The copy stopped on an unexpected error ({type(error).__name__}); run the migration again."
+        )  # fmt: skip
         copied = _copied_since(config_file, user, before)
         with installation.transaction() as session:
             if copied is not None:
                 mail_migration.record_progress(
-                    session,
-                    claimed.row_id,
-                    claimed.messages_done + copied.messages,
+                    session, claimed.row_id, claimed.messages_done + copied.messages,
                     claimed.bytes_done + copied.bytes,
+                )  # fmt: skip
+            if words == STOPPED:
+                mail_migration.requeue(session, claimed.row_id)
+            else:
+                mail_migration.finish(
+                    session, claimed.row_id, error=words, copied_this_pass=copied.messages if copied else 0
                 )
-            mail_migration.finish(
-                session,
-                claimed.row_id,
-                error=str(error),
-                copied_this_pass=copied.messages if copied is not None else 0,
+
+
+def _refused_address(host: str, private_allowed: bool) -> str | None:
+    """Old servers are on the internet: a name or address leading into this machine or its
+    private networks is refused (a tenant must not probe them through us), unless the operator
+    allows it (`migration_private_servers`)."""
+    if private_allowed:
+        return None
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except OSError:
+        return None  # doveadm says in words that the name was not found
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not ip.is_global:
+            return (
+                f"The old server {host} is on a private or local network ({ip}): only servers on the "
+                "internet can be migrated from here."
             )
+    return None
+
+
+def storage_guard(config_file: Path, user: str, quota_bytes: int) -> Callable[[], str | None]:
+    """What stops a copy that filled the mailbox (dsync itself ignores the quota): mail delivered
+    meanwhile, or an old mailbox that grew since its totals were read."""
+
+    def full() -> str | None:
+        try:
+            used = imap_migration.local_totals(config_file, user).bytes
+        except DaemonError:
+            return None
+        if used < quota_bytes:
+            return None
+        return mail_migration.filled_during_copy(used, quota_bytes)
+
+    return full
 
 
 def _copied_since(config_file: Path, user: str, before: Totals | None) -> Totals | None:

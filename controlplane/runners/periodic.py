@@ -18,9 +18,10 @@ from collections.abc import Callable
 
 from controlplane.daemons import notice_mail
 from controlplane.daemons.background import BackgroundProcess
+from controlplane.daemons.process import DaemonError
 from controlplane.runners import mail_migration, tls_report_spool
 from controlplane.runtime import Installation
-from controlplane.services import brand_dns, certificates, dkim, domain_alerts
+from controlplane.services import brand_dns, certificates, dkim, domain_alerts, nodes
 from controlplane.settings import Settings
 
 PID_FILE = "periodic.pid"
@@ -76,16 +77,26 @@ def start_migrations_job(installation: Installation) -> None:
 
 
 def send_alerts_job(installation: Installation) -> None:
-    """The domain admins' alerts that are due, mailed from the platform's postmaster; a send that
-    fails leaves them due for the next run."""
+    """The domain admins' alerts that are due, mailed from the platform's postmaster, each
+    recorded once handed over: one that cannot be sent is tried at the next run and holds up no
+    other. With several mail nodes only the oldest node sends them."""
     settings = installation.settings
     with installation.transaction() as session:
-        for notice in domain_alerts.due_alerts(session, settings):
+        if settings.node_name and nodes.certificate_node(session) not in (None, settings.node_name):
+            return
+        notices = domain_alerts.due_alerts(session, settings)
+    for notice in notices:
+        try:
             notice_mail.send_notice(
                 settings.ports["internal_smtp"], f"postmaster@{settings.hostname}", notice.recipient,
                 notice.subject, notice.body,
             )  # fmt: skip
-            _say(f"alert to {notice.recipient}: {notice.subject}")
+        except DaemonError as error:
+            _say(f"alert to {notice.recipient} not sent, tried again next run: {error}")
+            continue
+        with installation.transaction() as session:
+            domain_alerts.mark_sent(session, notice)
+        _say(f"alert to {notice.recipient}: {notice.subject}")
 
 
 def default_jobs() -> list[tuple[str, float, Callable[[Installation], None]]]:

@@ -36,9 +36,14 @@ from controlplane.services.scope import Actor
 
 # A big receiver's daily report for a busy domain is a few hundred KB of XML; far beyond is not one.
 MAX_MESSAGE_BYTES = 5 * 1024 * 1024
-MAX_REPORT_BYTES = 50 * 1024 * 1024
+MAX_REPORT_BYTES = 20 * 1024 * 1024
 MAX_RECORDS = 20_000
-EARLIEST_YEAR, LATEST_YEAR = 2000, 2200
+# Counted before parsing: a parsed element costs far more memory than its bytes, and a small
+# archive of "<a/>" would otherwise become millions of them in the reader's memory.
+MAX_ELEMENTS = 40 * MAX_RECORDS
+# A report covers a past day; one beginning days ahead is not a report (and would stay on top).
+MAX_DAYS_AHEAD = 2
+EARLIEST_YEAR = 2000
 XML_TYPES = ("text/xml", "application/xml")
 ARCHIVE_TYPES = ("application/zip", "application/x-zip-compressed", "application/gzip", "application/x-gzip")
 DISPOSITIONS = ("none", "quarantine", "reject")
@@ -145,6 +150,8 @@ def parse_report(xml: bytes) -> ParsedReport:
     """An RFC 7489 aggregate report. Raises ValidationError."""
     if len(xml) > MAX_REPORT_BYTES:
         raise _too_large()
+    if xml.count(b"<") > MAX_ELEMENTS:
+        raise ValidationError(f"The report has more than {MAX_ELEMENTS} elements: refused.")
     try:
         root = SafeXml.fromstring(xml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException:
@@ -244,7 +251,8 @@ def _moment(parent: Element, name: str) -> dt.datetime:
         moment = dt.datetime.fromtimestamp(int(text), dt.UTC)
     except (OverflowError, OSError, ValueError):
         raise ValidationError(f"The report's <{name}> is not a time a report covers.") from None
-    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+    ahead = dt.datetime.now(dt.UTC) + dt.timedelta(days=MAX_DAYS_AHEAD)
+    if moment.year < EARLIEST_YEAR or moment > ahead:
         raise ValidationError(f"The report's <{name}> is not a time a report covers.")
     return moment
 
@@ -343,7 +351,11 @@ def domain_dmarc(
     since = dt.datetime(first_day.year, first_day.month, first_day.day, tzinfo=dt.UTC)
     reports = session.scalars(
         select(DmarcReport)
-        .where(DmarcReport.domain_id == domain.id, DmarcReport.begins_at >= since)
+        .where(
+            DmarcReport.domain_id == domain.id,
+            DmarcReport.begins_at >= since,
+            DmarcReport.begins_at < since + dt.timedelta(days=days),
+        )
         .options(selectinload(DmarcReport.records))
         .order_by(DmarcReport.begins_at)
     ).all()

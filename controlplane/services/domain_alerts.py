@@ -110,11 +110,13 @@ class Notice:
     recipient: str
     subject: str
     body: str
+    domain_id: int
+    mailbox_id: int | None = None  # a storage alert's mailbox; None for a bounce alert
 
 
 def due_alerts(session: Session, settings: Settings, now: dt.datetime | None = None) -> list[Notice]:
-    """The alerts due now, recorded as sent (commit after sending; a failed send rolls back and
-    is tried at the next run)."""
+    """The alerts due now. Each is recorded with `mark_sent` once it was handed over, so one that
+    cannot be sent is tried again at the next run and holds up no other."""
     now = now or dt.datetime.now(dt.UTC)
     notices: list[Notice] = []
     for alert, domain in session.execute(
@@ -124,11 +126,21 @@ def due_alerts(session: Session, settings: Settings, now: dt.datetime | None = N
             notice = _bounce_notice(session, settings, alert, domain, now)
             if notice is not None:
                 notices.append(notice)
-                alert.last_bounce_alert_at = now
         if alert.storage_warning:
             notices += _storage_notices(session, settings, alert, domain, now)
     session.flush()
     return notices
+
+
+def mark_sent(session: Session, notice: Notice, now: dt.datetime | None = None) -> None:
+    now = now or dt.datetime.now(dt.UTC)
+    if notice.mailbox_id is None:
+        alert = session.get(DomainAlert, notice.domain_id)
+        if alert is not None:
+            alert.last_bounce_alert_at = now
+    elif session.get(MailboxStorageAlert, notice.mailbox_id) is None:
+        session.add(MailboxStorageAlert(mailbox_id=notice.mailbox_id, alerted_at=now))
+    session.flush()
 
 
 def _bounce_notice(
@@ -152,6 +164,7 @@ def _bounce_notice(
     reasons = Counter(reason or "no reason given" for _, reason, _ in failed)
     lines = "\n".join(f"  {count} × {reason}" for reason, count in reasons.most_common(10))
     return Notice(
+        domain_id=domain.id,
         recipient=alert.recipient,
         subject=f"{len(failed)} messages to or from {domain.name} bounced or were refused in the last hour",
         body=(
@@ -190,9 +203,10 @@ def _storage_notices(
             continue
         if percent < STORAGE_ALERT_PERCENT:
             continue
-        session.add(MailboxStorageAlert(mailbox_id=mailbox.id, alerted_at=now))
         notices.append(
             Notice(
+                domain_id=domain.id,
+                mailbox_id=mailbox.id,
                 recipient=alert.recipient,
                 subject=f"{mailbox.address} is {percent:.0f}% full",
                 body=(

@@ -32,6 +32,7 @@ from controlplane.validation import normalize_domain
 SECURITY_MODES = ("imaps", "starttls")
 DEFAULT_PORTS = {"imaps": 993, "starttls": 143}
 MAX_ROWS = 5000
+MAX_CSV_CHARACTERS = 5_000_000
 MAX_FIELD = 320
 NO_SUCH_JOB = "No such migration job."
 
@@ -76,14 +77,14 @@ def parse_old_server(text: str, security: str = "imaps") -> tuple[str, int, str]
     host, _, port_text = text.rstrip("/").partition(":")
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValidationError(f"The port in {text!r} is not a number from 1 to 65535.")
+            raise ValidationError("The old server's port is not a number from 1 to 65535.")
         port = int(port_text)
     else:
         port = DEFAULT_PORTS[security]
     try:
         host = normalize_domain(host) if not _is_ip_address(host) else host
     except ValidationError:
-        raise ValidationError(f"{host!r} is not a server name.") from None
+        raise ValidationError("The old server is not a host name or an IP address.") from None
     return host, port, security
 
 
@@ -103,7 +104,13 @@ def parse_csv(text: str) -> list[MigrationRequest]:
     requests: list[MigrationRequest] = []
     problems: list[str] = []
     seen: set[str] = set()
-    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+    if len(text) > MAX_CSV_CHARACTERS:
+        raise ValidationError("The CSV is larger than 5 MB: split it into several jobs.")
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as error:
+        raise ValidationError(f"The CSV could not be read ({error}); nothing was started.") from None
+    for number, row in enumerate(rows, start=1):
         if not row or all(not cell.strip() for cell in row):
             continue
         if number == 1 and row[0].strip().lower() in {"address", "email", "mailbox"}:
@@ -162,7 +169,12 @@ def start_job(
     scope.require_domain(actor, domain)
     problems = []
     found: list[tuple[MigrationRequest, Mailbox]] = []
+    listed: set[str] = set()
     for request in requests:
+        if request.address in listed:
+            problems.append(f"{request.address} is listed twice")
+            continue
+        listed.add(request.address)
         _local, _, domain_name = request.address.rpartition("@")
         mailbox = mailboxes.find_mailbox(session, request.address) if domain_name == domain.name else None
         if mailbox is None or mailbox.domain_id != domain.id:
@@ -216,6 +228,8 @@ def _job_query():
 
 
 def get_job(session: Session, actor: Actor, job_id: int) -> MigrationJob:
+    if not 1 <= job_id < 2**63:  # names nothing, and must not reach the driver
+        raise NotFound(NO_SUCH_JOB)
     job = session.scalar(_job_query().where(MigrationJob.id == job_id))
     if job is None:
         raise NotFound(NO_SUCH_JOB)
@@ -321,7 +335,7 @@ class ClaimedCopy:
     old_port: int
     old_security: str
     old_login: str
-    old_password: str
+    old_password: str = dataclasses.field(repr=False)
     pass_kind: str
     quota_bytes: int
     # What earlier passes brought (a resumed or cut-over pass counts on from there).
@@ -339,8 +353,9 @@ def recover_interrupted(session: Session, node_id: int | None) -> int:
     return session.execute(statement.values(state="queued")).rowcount or 0
 
 
-def has_queued(session: Session, node_id: int | None) -> bool:
-    query = select(MigrationMailbox.id).where(MigrationMailbox.state == "queued")
+def has_work(session: Session, node_id: int | None) -> bool:
+    """Copies queued, or left running (by a runner that died), for mailboxes this node holds."""
+    query = select(MigrationMailbox.id).where(MigrationMailbox.state.in_(("queued", "running")))
     if node_id is not None:
         query = query.join(Mailbox, Mailbox.id == MigrationMailbox.mailbox_id).where(
             Mailbox.node_id == node_id
@@ -371,6 +386,11 @@ def claim_next(session: Session, seal: PasswordSeal, node_id: int | None) -> Cla
         if row.old_password_sealed is None:
             finish(session, row.id, error="The job was closed: its old password is deleted.")
             continue
+        try:
+            password = seal.open(row.old_password_sealed)
+        except ValidationError as error:
+            finish(session, row.id, error=error.message)
+            continue
         return ClaimedCopy(
             row_id=row.id,
             address=mailbox.address,
@@ -378,7 +398,7 @@ def claim_next(session: Session, seal: PasswordSeal, node_id: int | None) -> Cla
             old_port=row.old_port,
             old_security=row.old_security,
             old_login=row.old_login,
-            old_password=seal.open(row.old_password_sealed),
+            old_password=password,
             pass_kind=row.pass_kind,
             quota_bytes=mailbox.quota_bytes,
             messages_done=row.messages_done,
@@ -412,6 +432,22 @@ def too_big_for_quota(old_bytes: int, used_bytes: int, quota_bytes: int) -> str 
         f"The old mailbox holds {format_bytes(old_bytes)}, more than the {format_bytes(max(quota_bytes - used_bytes, 0))} "
         f"free here (storage {format_bytes(quota_bytes)}): raise this mailbox's storage and run the migration "
         "again. Nothing was copied."
+    )
+
+
+def requeue(session: Session, row_id: int) -> None:
+    """A copy stopped with its runner: queued again, to resume where it stopped."""
+    session.execute(
+        update(MigrationMailbox).where(MigrationMailbox.id == row_id, MigrationMailbox.state == "running")
+        .values(state="queued")
+    )  # fmt: skip
+
+
+def filled_during_copy(used_bytes: int, quota_bytes: int) -> str:
+    return (
+        f"The mailbox here filled up during the copy ({format_bytes(used_bytes)} of its {format_bytes(quota_bytes)}): "
+        "the copy stopped and what was copied stays. Raise this mailbox's storage and run the migration "
+        "again to copy the rest."
     )
 
 

@@ -87,7 +87,7 @@ def mail_story(
         session, actor, address, tenant=tenant, domain=domain, on=on, limit=MAX_EVENTS, also=other
     )
     lines = [line for view in views for line in _lines(view, address, other)]
-    _add_mailbox_notes(session, settings, lines)
+    _add_mailbox_notes(session, actor, settings, lines)
     dns_notes = _dns_notes(
         session, actor, settings, [a for a in (address, other) if a], lines, total, resolver
     )
@@ -166,16 +166,18 @@ def _sentence(recipient: MailRecipientResult) -> str:
     return f"Refused before it was accepted, for {recipient.recipient}: {reason}."
 
 
-def _add_mailbox_notes(session: Session, settings: Settings, lines: list[StoryLine]) -> None:
+def _add_mailbox_notes(session: Session, actor: Actor, settings: Settings, lines: list[StoryLine]) -> None:
     full = {line.recipient for line in lines if "mailbox full" in line.sentence}
     if not full:
         return
+    # Only mailboxes of domains the viewer manages: a sender's admin sees that another domain's
+    # mailbox was full, never how full it is now.
     mailboxes = {
         mailbox.address: mailbox
         for mailbox in (_hosted_mailbox(session, address) for address in full)
-        if mailbox is not None
+        if mailbox is not None and scope.domain_in_scope(actor, mailbox.domain)
     }
-    used = usage.usage_of(settings, mailboxes)
+    used = usage.usage_of_mailboxes(settings, mailboxes.values())
     for index, line in enumerate(lines):
         mailbox = mailboxes.get(line.recipient)
         if mailbox is None or "mailbox full" not in line.sentence:
@@ -274,4 +276,4 @@ def _summary(address: str, other: str, on: dt.date | None, lines: list[StoryLine
         if total > MAX_EVENTS
         else ""
     )
-    return f"{total} message{'s' if total != 1 else ''} {between}{when}{shown}: {told}."
+    return f"{total} message{'s' if total != 1 else ''} {between}{when}{shown}; their recipients: {told}."

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from controlplane.models import MigrationMailbox
+from controlplane.daemons import imap_migration
+from controlplane.models import Mailbox, MigrationMailbox
 from controlplane.runners import mail_migration as migration_runner
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import domains, mailboxes, tenants, tokens
@@ -59,8 +60,12 @@ def _message(subject: str, size: int) -> bytes:
 @pytest.fixture(scope="module")
 def stacks() -> Iterator[tuple[ScratchStack, OldProvider]]:
     old = OldProvider()
-    # The stack's own migration runner trusts the old provider's authority, as an operator sets it.
-    scratch = ScratchStack(min_mailbox_bytes=KB, extra_settings=f'migration_ca_bundle = "{old.ca_file}"\n')
+    # The stack's own migration runner trusts the old provider's authority, as an operator sets it,
+    # and may reach it on loopback (servers on private networks are refused otherwise).
+    scratch = ScratchStack(
+        min_mailbox_bytes=KB,
+        extra_settings=f'migration_ca_bundle = "{old.ca_file}"\nmigration_private_servers = true\n',
+    )
     try:
         old.start()
         old.add_user(OLD_LOGIN, OLD_PASSWORD)
@@ -294,3 +299,68 @@ def test_a_job_started_through_the_api_is_copied_in_the_background(
     while migration_runner.RUNNER.pid(scratch.settings) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert migration_runner.RUNNER.pid(scratch.settings) is None
+
+
+def test_a_copy_that_fills_the_mailbox_stops_in_words_and_a_rerun_after_more_storage_finishes(
+    stacks: tuple[ScratchStack, OldProvider],
+) -> None:
+    """dsync ignores the quota while it copies, and the check before a copy is an estimate (mail
+    may arrive meanwhile): the runner's guard stops a copy that filled the mailbox, in words, keeps
+    what was copied, and a pass after its storage was raised copies the rest, each message once."""
+    scratch, old = stacks
+    with scratch.installation.transaction() as session:
+        domain = domains.find_domain(session, DOMAIN)
+        small = mailboxes.create_mailbox(session, OPERATOR, domain=domain, local_part="small", quota_bytes=MB,
+                                         password=PASSWORD)  # fmt: skip
+        small_id = small.id
+    config = scratch.settings.live_config.resolve() / "dovecot" / "dovecot.conf"
+    server = imap_migration.OldServer("127.0.0.1", old.port, "imaps", OLD_LOGIN)
+    work = scratch.settings.run_dir / "migrations"
+    guard = migration_runner.storage_guard(config, f"small@{DOMAIN}", MB)
+    with pytest.raises(imap_migration.CopyFailed) as stopped:
+        imap_migration.copy_mailbox(config, f"small@{DOMAIN}", server, OLD_PASSWORD, work_dir=work,
+                                    ca_file=old.ca_file, stop_when=guard, check_seconds=0.2)  # fmt: skip
+    assert str(stopped.value).startswith("The mailbox here filled up during the copy (")
+    assert "Raise this mailbox's storage and run the migration again" in str(stopped.value)
+    kept = _folder_contents(scratch, f"small@{DOMAIN}")
+    old_subjects = sorted(subject for subjects in _folder_contents_old(old).values() for subject in subjects)
+    assert len({subject for messages in kept.values() for subject, *_ in messages}) >= 1
+    with scratch.installation.transaction() as session:
+        mailboxes.set_mailbox_quota(session, OPERATOR, session.get(Mailbox, small_id), 100 * MB)
+    imap_migration.copy_mailbox(config, f"small@{DOMAIN}", server, OLD_PASSWORD, work_dir=work,
+                                ca_file=old.ca_file, stop_when=migration_runner.storage_guard(config, f"small@{DOMAIN}", 100 * MB))  # fmt: skip
+    copied = _folder_contents(scratch, f"small@{DOMAIN}")
+    assert sorted(subject for messages in copied.values() for subject, *_ in messages) == old_subjects
+
+
+def _folder_contents_old(old: OldProvider) -> dict[str, list[str]]:
+    client = old.client(OLD_LOGIN)
+    try:
+        _, listed = client.list()
+        contents = {}
+        for line in listed:
+            attributes, name = re.match(rb'\((.*?)\) "/" (.*)', line).groups()
+            if b"\\Noselect" in attributes:
+                continue
+            client.select(name.decode(), readonly=True)
+            _, numbers = client.search(None, "ALL")
+            subjects = []
+            for number in numbers[0].split():
+                _, fetched = client.fetch(number, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+                subjects.append(email.message_from_bytes(fetched[0][1])["Subject"])
+            contents[name.decode()] = subjects
+        return contents
+    finally:
+        client.logout()
+
+
+def test_an_old_server_on_a_private_network_is_refused_unless_the_operator_allows_it(
+    stacks: tuple[ScratchStack, OldProvider],
+) -> None:
+    """A tenant must not use the platform to probe its own machine or private networks."""
+    scratch, _ = stacks
+    for host in ("127.0.0.1", "10.1.2.3", "localhost", "169.254.169.254"):
+        assert migration_runner._refused_address(host, private_allowed=False), host
+        assert migration_runner._refused_address(host, private_allowed=True) is None
+    assert migration_runner._refused_address("192.0.2.1", private_allowed=False)  # documentation range
+    assert scratch.settings.migration_private_servers

@@ -166,7 +166,10 @@ def test_the_story_of_an_address_in_words_and_only_within_the_tokens_scope(api, 
     story = api("one", "GET", "/logs/story", query_string={"address": "carl@sender.example"})
     assert story.status_code == 200, story.get_data(as_text=True)
     body = story.get_json()
-    assert body["summary"] == "3 messages to or from carl@sender.example: 2 accepted, 1 bounced."
+    assert (
+        body["summary"]
+        == "3 messages to or from carl@sender.example; their recipients: 2 accepted, 1 bounced."
+    )
     assert [line["sentence"] for line in body["lines"]] == [
         "Returned to the sender: ann@a.test could not be reached: mailbox full.",
         "Delivered to bob@b.test's mailbox.",

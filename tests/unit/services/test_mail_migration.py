@@ -50,7 +50,7 @@ def test_a_csv_is_read_whole_or_refused_with_every_problem_and_its_line() -> Non
         )
     message = str(refused.value)
     for expected in ("line 3: ann@new.test is listed twice", "line 4: Unknown connection security 'http'",
-                     "line 5: The port", "line 6: expected 4 fields", "line 7: the old password is missing"):  # fmt: skip
+                     "line 5: The old server's port", "line 6: expected 4 fields", "line 7: the old password is missing"):  # fmt: skip
         assert expected in message
     with pytest.raises(ValidationError, match="lists no mailboxes"):
         mail_migration.parse_csv("address,old server,old login,old password\n")

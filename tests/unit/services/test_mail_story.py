@@ -56,7 +56,7 @@ def test_each_message_is_told_in_words_with_the_mailbox_state(db: Session, setti
         and "Quota exceeded" in line.reply
     )
     assert line.mailbox_note == "The mailbox was full then; its storage is 50 KB."
-    assert story.summary == "2 messages to or from carol@a.test: 1 refused, 1 bounced."
+    assert story.summary == "2 messages to or from carol@a.test; their recipients: 1 refused, 1 bounced."
 
     refused = mail_story.mail_story(db, OPERATOR, settings, "nobody@a.test").lines
     assert [line.sentence for line in refused] == [
@@ -77,7 +77,7 @@ def test_two_addresses_narrow_the_story_to_mail_between_them(db: Session, settin
     assert alice.messages > between.messages == 1
     (line,) = between.lines
     assert line.sentence == "Delivered to alice@a.test's mailbox (written to info@a.test, an alias)."
-    assert between.summary == "1 message between alice@a.test and info@a.test: 1 accepted."
+    assert between.summary == "1 message between alice@a.test and info@a.test; their recipients: 1 accepted."
     day = mail_story.mail_story(db, OPERATOR, settings, "alice@a.test", on=dt.date(2026, 11, 25))
     assert (
         day.lines == [] and day.summary == "No message to or from alice@a.test on 2026-11-25 is in the logs."
