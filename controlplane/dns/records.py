@@ -45,6 +45,9 @@ class ExpectedRecord:
     # How a found record is judged when not by equality (dns/checks.py): "dkim" (the same
     # public key), "dmarc" (any DMARC policy), "caa" (the CA may issue for the name).
     judge: str = ""
+    # Published by the platform's operator in the platform's own zone, not by the domain's owner:
+    # listed so both know it, never counted against the domain (its admins cannot fix it).
+    operator: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +177,9 @@ def expected_records(
                 "TXT",
                 "v=DMARC1",
                 f"In {report_host}'s own zone, published by the platform's operator (not in the "
-                f"domain's): it lets receivers send this domain's DMARC reports to {dmarc_report_address}.",
+                f"domain's): it lets receivers send this domain's DMARC reports to {dmarc_report_address}. "
+                f"One wildcard record, *._report._dmarc.{report_host}, serves every domain.",
+                operator=True,
             )
         )
     if caa_identity:

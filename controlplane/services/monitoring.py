@@ -68,7 +68,12 @@ def _dns_warnings(brand: Brand) -> list[HealthWarning]:
     # is not this brand's (nor, perhaps, this tenant's) any more.
     for domain in sorted(domain.name for domain in brand.domains):
         report = stored.get(domain, {})
-        failing = [check for check in report.get("checks", []) if check.get("state") in FAILING_DNS_STATES]
+        # The platform operator's own records (DMARC report authorisation) are not the tenant's to fix.
+        failing = [
+            check
+            for check in report.get("checks", [])
+            if check.get("state") in FAILING_DNS_STATES and not check.get("operator")
+        ]
         if failing:
             records = ", ".join(sorted({f"{check['type']} {check['name']}" for check in failing}))
             warnings.append(

@@ -112,3 +112,14 @@ def test_dkim_dmarc_and_caa_records_are_planned() -> None:
     assert "caa" not in {r.judge for r in _records()}
     with pytest.raises(ValidationError):
         _records(dkim=(DkimRecord(selector="../x", value="v=DKIM1; p=A", active=True),))
+
+
+def test_dmarc_reports_go_to_the_platform_which_authorises_them_in_its_own_zone() -> None:
+    planned = _records(dmarc_report_address="dmarc-reports@mail.platform.test")
+    (dmarc,) = [record for record in planned if record.judge == "dmarc"]
+    assert dmarc.value == "v=DMARC1; p=none; rua=mailto:dmarc-reports@mail.platform.test"
+    (authorisation,) = [record for record in planned if record.operator]
+    assert authorisation.type == "TXT" and authorisation.value == "v=DMARC1"
+    assert authorisation.name.endswith("._report._dmarc.mail.platform.test")
+    assert "*._report._dmarc.mail.platform.test" in authorisation.note
+    assert not [record for record in _records() if record.operator]  # no report address, no record

@@ -72,6 +72,15 @@ def test_dns_warnings_name_only_failing_records(db) -> None:
             "found": [],
             "note": "",
         },
+        {  # the platform operator's record: missing, but not the tenant's to fix
+            "name": "dns.test._report._dmarc.platform.test",
+            "type": "TXT",
+            "expected": "v=DMARC1",
+            "state": "missing",
+            "found": [],
+            "note": "",
+            "operator": True,
+        },
     ]
     brand = _brand(
         db,
