@@ -64,10 +64,14 @@ def _fill_sqlite(path: Path) -> None:
 
 def _rate(config_dir: Path, table: str, keys: str) -> float:
     started = time.perf_counter()
-    subprocess.run(
+    result = subprocess.run(
         [POSTMAP, "-c", str(config_dir), "-q", "-", table], input=keys, capture_output=True, text=True
     )
-    return KEYS / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    # Exit 1 only says some keys were not found; a map that fails says so on stderr.
+    if result.returncode not in (0, 1) or result.stderr.strip():
+        raise SystemExit(f"postmap {table} failed: {result.stderr.strip() or result.returncode}")
+    return KEYS / elapsed
 
 
 def main() -> int:

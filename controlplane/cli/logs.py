@@ -173,7 +173,8 @@ def logs_auth(query: str, offset: int, limit: int, as_json: bool) -> None:
 @json_option
 @handles_errors
 def logs_purge(days: int | None, as_json: bool) -> None:
-    """Delete mail transactions, their dialogue, login attempts and unparsed lines older than the retention."""
+    """Delete mail transactions, their dialogue, login attempts, unparsed lines and DMARC and TLS
+    reports older than the retention."""
     installation = current_installation()
     with installation.transaction() as session:
         result = log_retention.purge_expired_logs(
@@ -188,6 +189,7 @@ def logs_purge(days: int | None, as_json: bool) -> None:
             "dialogue_lines": result.dialogue_lines,
             "logins": result.logins,
             "unparsed_lines": result.unparsed_lines,
+            "reports": result.reports,
         },
         as_json,
     )

@@ -11,11 +11,15 @@ from sqlalchemy.orm import Session
 from controlplane.errors import ValidationError
 from controlplane.models import (
     AuthEvent,
+    DmarcRecord,
+    DmarcReport,
     LogCheckpoint,
     MailQueueEntry,
     MailRecipientResult,
     MailTransaction,
     SmtpDialogueLine,
+    TlsReport,
+    TlsReportFailure,
     UnparsedLogLine,
 )
 from controlplane.services import scope
@@ -31,6 +35,9 @@ class PurgeResult:
     dialogue_lines: int
     logins: int
     unparsed_lines: int
+    # DMARC and TLS reports whose period ended before the cut: anyone can mail reports, so
+    # without a limit they would grow for ever.
+    reports: int = 0
 
 
 def purge_expired_logs(
@@ -38,7 +45,7 @@ def purge_expired_logs(
 ) -> PurgeResult:
     """Records older than `retention_days` are deleted: mail transactions with their queue
     entries, recipients and SMTP dialogue, dialogue of sessions that made no transaction,
-    login attempts of every service, and unparsed log lines.
+    login attempts of every service, unparsed log lines, and DMARC and TLS reports.
 
     Raises NotInScope (the operator's alone), ValidationError.
     """
@@ -65,12 +72,18 @@ def purge_expired_logs(
     transactions = _delete(session, delete(MailTransaction).where(MailTransaction.time < cutoff))
     logins = _delete(session, delete(AuthEvent).where(AuthEvent.time < cutoff))
     unparsed = _delete(session, delete(UnparsedLogLine).where(UnparsedLogLine.time < cutoff))
+    old_dmarc = select(DmarcReport.id).where(DmarcReport.ends_at < cutoff)
+    _delete(session, delete(DmarcRecord).where(DmarcRecord.dmarc_report_id.in_(old_dmarc)))
+    reports = _delete(session, delete(DmarcReport).where(DmarcReport.ends_at < cutoff))
+    old_tls = select(TlsReport.id).where(TlsReport.ends_at < cutoff)
+    _delete(session, delete(TlsReportFailure).where(TlsReportFailure.tls_report_id.in_(old_tls)))
+    reports += _delete(session, delete(TlsReport).where(TlsReport.ends_at < cutoff))
     # Checkpoints of rotated-away copies (no longer tied to a file) that nothing read since:
     # a copy that old would only bring back records just purged.
     _delete(
         session, delete(LogCheckpoint).where(LogCheckpoint.inode.is_(None), LogCheckpoint.updated_at < cutoff)
     )
-    return PurgeResult(cutoff, transactions, dialogue, logins, unparsed)
+    return PurgeResult(cutoff, transactions, dialogue, logins, unparsed, reports)
 
 
 def _delete(session: Session, statement: Delete) -> int:

@@ -272,12 +272,22 @@ def close_job(session: Session, actor: Actor, job: MigrationJob) -> MigrationJob
     _require_open(job)
     if any(row.state == "running" for row in job.mailboxes):
         raise ValidationError("This job is still copying: close it once every mailbox has finished.")
-    for row in job.mailboxes:
-        row.old_password_sealed = None
-        if row.state == "queued":
-            row.state, row.error = "failed", "Closed before it ran."
+    # By statements that skip a row a runner claims meanwhile: that copy keeps its password
+    # until it finishes (finish() drops it then, the job being closed).
+    rows = MigrationMailbox.job_id == job.id
+    session.execute(
+        update(MigrationMailbox).where(rows, MigrationMailbox.state == "queued")
+        .values(state="failed", error="Closed before it ran.")
+    )  # fmt: skip
+    session.execute(
+        update(MigrationMailbox)
+        .where(rows, MigrationMailbox.state != "running")
+        .values(old_password_sealed=None)
+    )
     job.closed_at = dt.datetime.now(dt.UTC)
     session.flush()
+    for row in job.mailboxes:
+        session.refresh(row)
     audit.record(session, actor, action="migration.close", target=f"job {job.id}", tenant_id=job.tenant_id,
                  domain_id=job.domain_id)  # fmt: skip
     return job
@@ -461,4 +471,6 @@ def finish(session: Session, row_id: int, *, error: str = "", copied_this_pass: 
     row.passes += 1
     row.messages_last_pass = max(copied_this_pass, 0)
     row.finished_at = dt.datetime.now(dt.UTC)
+    if row.job.closed_at is not None:  # closed while it copied: its password goes now
+        row.old_password_sealed = None
     session.flush()

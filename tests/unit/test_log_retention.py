@@ -17,6 +17,8 @@ from controlplane.errors import NotInScope, ValidationError
 from controlplane.logs.ingest import ingest_file
 from controlplane.models import (
     AuthEvent,
+    DmarcRecord,
+    DmarcReport,
     MailQueueEntry,
     MailRecipientResult,
     MailTransaction,
@@ -24,10 +26,12 @@ from controlplane.models import (
     UnparsedLogLine,
 )
 from controlplane.runners.follower import DailyPurge
+from controlplane.services import dmarc_reports
 from controlplane.services.log_retention import purge_expired_logs
 from controlplane.services.scope import OPERATOR, tenant_admin
 from controlplane.settings import load_settings
-from tests.factories import make_tenant
+from tests.factories import make_domain, make_tenant
+from tests.unit.services.test_dmarc_reports import report_mail, report_xml
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "logs"
 REFERENCE = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
@@ -148,3 +152,15 @@ def test_cli_purge_prints_what_it_deleted(settings, installation, tmp_path: Path
     assert row.split()[1:] == ["1", "0", "0", "0"]
     with installation.sessions() as session:
         assert session.scalar(select(func.count()).select_from(MailTransaction)) == 0
+
+
+def test_dmarc_and_tls_reports_older_than_the_retention_are_purged(db: Session) -> None:
+    make_domain(db, name="own.test")
+    now = dt.datetime.now(dt.UTC)
+    for report_id, days_ago in (("old", 40), ("new", 2)):
+        xml = report_xml(report_id=report_id, begin=now - dt.timedelta(days=days_ago))
+        dmarc_reports.receive_message(db, report_mail(xml, "r.xml", "text/xml"))
+    result = purge_expired_logs(db, OPERATOR, retention_days=30, now=now)
+    assert result.reports == 1
+    assert list(db.scalars(select(DmarcReport.report_id))) == ["new"]
+    assert db.scalar(select(func.count()).select_from(DmarcRecord)) == 2
