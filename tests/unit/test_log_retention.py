@@ -148,8 +148,15 @@ def test_cli_purge_prints_what_it_deleted(settings, installation, tmp_path: Path
     purged = runner.invoke(cli.main, ["logs", "purge", "--days", "365"], env=env)
     assert purged.exit_code == 0, purged.output
     header, row = purged.stdout.splitlines()
-    assert header.split() == ["BEFORE", "TRANSACTIONS", "DIALOGUE_LINES", "LOGINS", "UNPARSED_LINES"]
-    assert row.split()[1:] == ["1", "0", "0", "0"]
+    assert header.split() == [
+        "BEFORE",
+        "TRANSACTIONS",
+        "DIALOGUE_LINES",
+        "LOGINS",
+        "UNPARSED_LINES",
+        "REPORTS",
+    ]
+    assert row.split()[1:] == ["1", "0", "0", "0", "0"]
     with installation.sessions() as session:
         assert session.scalar(select(func.count()).select_from(MailTransaction)) == 0
 
