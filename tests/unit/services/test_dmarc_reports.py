@@ -61,7 +61,8 @@ def report_mail(attachment: bytes, filename: str, content_type: str) -> bytes:
 def zipped(data: bytes, name: str = "report.xml") -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(name, data)
+        # A fixed time: the same bytes in every test process (pytest-xdist compares collections).
+        archive.writestr(zipfile.ZipInfo(name, date_time=(2026, 12, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
     return buffer.getvalue()
 
 
@@ -72,6 +73,7 @@ def zipped(data: bytes, name: str = "report.xml") -> bytes:
         (gzip.compress(report_xml()), "big-mailer.example!own.test!1!2.xml.gz", "application/gzip"),
         (report_xml(), "report.xml", "text/xml"),
     ],
+    ids=["zip", "gzip", "xml"],
 )
 def test_a_report_is_read_from_zip_gzip_or_plain_xml(attachment, filename, content_type) -> None:
     report = dmarc_reports.report_from_message(report_mail(attachment, filename, content_type))
@@ -122,6 +124,31 @@ EXTERNAL_ENTITY = b"""<?xml version="1.0"?><!DOCTYPE feedback [<!ENTITY secret S
             "text/xml",
             "not a time a report covers",
         ),
+        (
+            report_xml(begin=dt.datetime(2199, 1, 1, tzinfo=dt.UTC)),
+            "r.xml",
+            "text/xml",
+            "not a time a report covers",
+        ),
+        (
+            zipped(b"<feedback>" + b"<a/>" * 1_000_000 + b"</feedback>"),
+            "many.zip",
+            "application/zip",
+            "more than 800000 elements",
+        ),
+    ],
+    ids=[
+        "zip-bomb",
+        "gzip-bomb",
+        "billion-laughs",
+        "external-entity",
+        "broken-xml",
+        "not-dmarc",
+        "not-zip",
+        "bad-source-ip",
+        "too-old",
+        "future",
+        "too-many-elements",
     ],
 )
 def test_hostile_or_broken_reports_are_refused_in_words(attachment, filename, content_type, words) -> None:
