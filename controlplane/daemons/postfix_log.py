@@ -221,11 +221,7 @@ def _last_fatal_line(log: Path, since: int = 0) -> str | None:
 def stop(settings: Settings) -> None:
     """Stop Postfix and its log writer (which writes Postfix's last lines first)."""
     pid = WRITER.pid(settings)
-    if pid == os.getpid():
-        # The writer runs in a thread of this very process (bench/delivery.py): stop Postfix,
-        # and the writer ends with its output.
-        subprocess.run([POSTFIX, "-c", str(config_dir(settings)), "stop"], capture_output=True, check=False)
-    elif pid:
+    if pid:
         os.kill(pid, signal.SIGTERM)
         if not wait_until(lambda: WRITER.pid(settings) is None, timeout=30):
             raise DaemonError("Postfix's log writer did not stop.")

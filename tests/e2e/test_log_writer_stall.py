@@ -1,0 +1,81 @@
+"""Postfix logs through postlogd to Letterhead's log writer (daemons/postfix_log.py). A writer
+that stalls for a while (a busy machine, a slow disk) must slow the mail down, never stop it.
+
+Postfix's postlogd blocks writing to the writer's full pipe; its built-in watchdog used to kill
+it after 10 s. Every Postfix process, the master too, then waited for ever on the full logging
+socket with no postlogd left to empty it: no mail moved again until Postfix was restarted (seen
+in bench/delivery.py's churn run, where the writer is a thread of the busy benchmark).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import threading
+import time
+
+import pytest
+
+from controlplane.daemons import postfix_log
+from controlplane.runners.scratch import ScratchStack
+from controlplane.services import domains, mailboxes, tenants
+from controlplane.services.scope import OPERATOR
+from tests.e2e.mailclient import imap_subjects, make_message
+
+pytestmark = pytest.mark.e2e
+
+KB = 1024
+PASSWORD = "correct horse battery"
+ADDRESS = "patient@stall.test"
+MESSAGES = 12
+# Longer than postlogd's 10-second watchdog.
+STALL_SECONDS = 16
+
+
+@pytest.fixture(scope="module")
+def world(mail_stack: ScratchStack) -> ScratchStack:
+    with mail_stack.installation.transaction() as session:
+        tenant = tenants.create_tenant(session, OPERATOR, name="Stall", storage_pool_bytes=1000 * KB)
+        domain = domains.create_domain(
+            session, OPERATOR, tenant=tenant, name="stall.test", max_mailboxes=1, max_aliases=1
+        )
+        mailboxes.create_mailbox(
+            session, OPERATOR, domain=domain, local_part="patient", password=PASSWORD, quota_bytes=500 * KB
+        )
+    return mail_stack
+
+
+def test_mail_sent_while_the_log_writer_stalls_is_delivered_once_it_reads_again(world: ScratchStack) -> None:
+    writer = postfix_log.WRITER.pid(world.settings)
+    assert writer is not None
+    errors: list[str] = []
+
+    def send(number: int) -> None:
+        message = make_message("someone@elsewhere.test", [ADDRESS], subject=f"Sent during the stall {number}")
+        try:
+            with smtplib.SMTP("127.0.0.1", world.ports["smtp"], timeout=STALL_SECONDS + 60) as client:
+                client.send_message(message)
+        except (OSError, smtplib.SMTPException) as error:
+            errors.append(f"{number}: {error!r}")
+
+    os.kill(writer, signal.SIGSTOP)
+    try:
+        senders = [threading.Thread(target=send, args=(n,)) for n in range(MESSAGES)]
+        for sender in senders:
+            sender.start()
+        time.sleep(STALL_SECONDS)
+    finally:
+        os.kill(writer, signal.SIGCONT)
+    for sender in senders:
+        sender.join(timeout=90)
+    assert errors == []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        subjects = imap_subjects(world, ADDRESS, PASSWORD)
+        if len(subjects) >= MESSAGES:
+            break
+        time.sleep(1)
+    assert sorted(subjects) == sorted(f"Sent during the stall {n}" for n in range(MESSAGES))
+    log = (world.settings.log_dir / "postfix.log").read_text(errors="replace")
+    assert "watchdog timeout" not in log
