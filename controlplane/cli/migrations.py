@@ -104,9 +104,7 @@ def list_command(domain_name: str, as_json: bool) -> None:
             {
                 "job": job.id,
                 "started": f"{job.created_at:%Y-%m-%d %H:%M}",
-                "mailboxes": len(job.mailboxes),
-                "done": sum(row.state == "done" for row in job.mailboxes),
-                "failed": sum(row.state == "failed" for row in job.mailboxes),
+                **mail_migration.mailbox_counts(job),
                 "closed": f"{job.closed_at:%Y-%m-%d %H:%M}" if job.closed_at else "",
             }
             for job in mail_migration.list_jobs(session, OPERATOR, domain)

@@ -26,12 +26,12 @@ from xml.etree.ElementTree import Element
 import defusedxml.ElementTree as SafeXml
 from defusedxml import DefusedXmlException
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from controlplane.errors import ValidationError
 from controlplane.models import DmarcRecord, DmarcReport, Domain
 from controlplane.services import scope
+from controlplane.services.report_intake import add_once, gunzip_capped, unpacked_too_large
 from controlplane.services.scope import Actor
 
 # A big receiver's daily report for a busy domain is a few hundred KB of XML; far beyond is not one.
@@ -110,24 +110,8 @@ def _unpacked(payload: bytes, content_type: str, filename: str) -> bytes:
     ):
         return _unzip(payload)
     if payload[:2] == b"\x1f\x8b":
-        return _gunzip(payload)
+        return gunzip_capped(payload, MAX_REPORT_BYTES)
     return payload
-
-
-def _too_large() -> ValidationError:
-    return ValidationError(f"The report unpacks to more than {MAX_REPORT_BYTES // 1024**2} MB: refused.")
-
-
-def _gunzip(data: bytes) -> bytes:
-    """At most MAX_REPORT_BYTES of it: a gzip bomb stops there, whatever it claims."""
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, MAX_REPORT_BYTES + 1)
-    except zlib.error as error:
-        raise ValidationError(f"The report is not valid gzip: {error}.") from None
-    if len(out) > MAX_REPORT_BYTES or inflater.unconsumed_tail:
-        raise _too_large()
-    return out
 
 
 def _unzip(data: bytes) -> bytes:
@@ -142,14 +126,14 @@ def _unzip(data: bytes) -> bytes:
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as error:
         raise ValidationError(f"The report is not a readable zip archive ({error}).") from None
     if len(out) > MAX_REPORT_BYTES:
-        raise _too_large()
+        raise unpacked_too_large(MAX_REPORT_BYTES)
     return out
 
 
 def parse_report(xml: bytes) -> ParsedReport:
     """An RFC 7489 aggregate report. Raises ValidationError."""
     if len(xml) > MAX_REPORT_BYTES:
-        raise _too_large()
+        raise unpacked_too_large(MAX_REPORT_BYTES)
     if xml.count(b"<") > MAX_ELEMENTS:
         raise ValidationError(f"The report has more than {MAX_ELEMENTS} elements: refused.")
     try:
@@ -279,13 +263,7 @@ def store_report(session: Session, report: ParsedReport) -> Kept:
         ends_at=report.ends_at,
         records=[DmarcRecord(**dataclasses.asdict(record)) for record in report.records],
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        return Kept(report.domain, True)
-    return Kept(report.domain, False)
+    return Kept(report.domain, already_kept=not add_once(session, row))
 
 
 def receive_message(session: Session, message_bytes: bytes) -> Kept:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from controlplane.errors import NotFound, ValidationError
 from controlplane.models import Domain, Mailbox, MigrationJob, MigrationMailbox
-from controlplane.services import audit, mailboxes, scope
+from controlplane.services import audit, locks, mailboxes, scope
 from controlplane.services.scope import Actor
 from controlplane.services.storage import format_bytes
 from controlplane.validation import normalize_domain
@@ -186,16 +186,10 @@ def start_job(
         raise ValidationError(
             "Nothing was started: " + "; ".join(problems[:20]) + ". Create the mailboxes first."
         )
-    busy = session.scalars(
-        select(MigrationMailbox.address).where(
-            MigrationMailbox.mailbox_id.in_([mailbox.id for _, mailbox in found]),
-            MigrationMailbox.state.in_(("queued", "running")),
-        )
-    ).all()
-    if busy:
-        raise ValidationError(
-            "Nothing was started: a migration into " + ", ".join(sorted(busy)[:20]) + " is still under way."
-        )
+    # Two copies into one mailbox at once would race each other: the check and the rows it
+    # guards are one unit (two requests at the same instant cannot both pass it).
+    locks.lock_tenant(session, domain.tenant_id)
+    _refuse_busy(session, [mailbox.id for _, mailbox in found], "Nothing was started")
     job = MigrationJob(tenant_id=domain.tenant_id, domain_id=domain.id, created_by=actor.name)
     session.add(job)
     for request, mailbox in found:
@@ -257,8 +251,10 @@ def list_jobs(session: Session, actor: Actor, domain: Domain) -> list[MigrationJ
 def run_again(session: Session, actor: Actor, job: MigrationJob) -> MigrationJob:
     """The cut-over pass: queue every mailbox again to copy only what is new on the old server."""
     _require_open(job)
+    locks.lock_tenant(session, job.tenant_id)
     if any(row.state in ("queued", "running") for row in job.mailboxes):
         raise ValidationError("This job is still copying: run it again once every mailbox has finished.")
+    _refuse_busy(session, [row.mailbox_id for row in job.mailboxes], "Nothing was queued again")
     for row in job.mailboxes:
         row.state, row.pass_kind, row.error = "queued", "new", ""
     session.flush()
@@ -293,6 +289,20 @@ def close_job(session: Session, actor: Actor, job: MigrationJob) -> MigrationJob
     return job
 
 
+def _refuse_busy(session: Session, mailbox_ids: list[int], nothing_done: str) -> None:
+    """Refuse when another copy into one of these mailboxes is queued or running."""
+    busy = session.scalars(
+        select(MigrationMailbox.address).where(
+            MigrationMailbox.mailbox_id.in_(mailbox_ids),
+            MigrationMailbox.state.in_(("queued", "running")),
+        )
+    ).all()
+    if busy:
+        raise ValidationError(
+            f"{nothing_done}: a migration into " + ", ".join(sorted(set(busy))[:20]) + " is still under way."
+        )
+
+
 def _require_open(job: MigrationJob) -> None:
     if job.closed_at is not None:
         raise ValidationError("This job is closed and its old passwords are deleted: start a new one.")
@@ -315,6 +325,15 @@ def progress_body(row: MigrationMailbox) -> dict[str, object]:
         "error": row.error,
         "started_at": row.started_at,
         "finished_at": row.finished_at,
+    }
+
+
+def mailbox_counts(job: MigrationJob) -> dict[str, int]:
+    """How many of the job's mailboxes it holds, and how many are done and stopped."""
+    return {
+        "mailboxes": len(job.mailboxes),
+        "done": sum(row.state == "done" for row in job.mailboxes),
+        "failed": sum(row.state == "failed" for row in job.mailboxes),
     }
 
 

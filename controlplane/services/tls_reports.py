@@ -15,16 +15,15 @@ import datetime as dt
 import email
 import email.policy
 import json
-import zlib
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from controlplane.errors import ValidationError
 from controlplane.models import Domain, TlsReport, TlsReportFailure
 from controlplane.services import scope
+from controlplane.services.report_intake import add_once, gunzip_capped
 from controlplane.services.scope import Actor
 
 # A report for a big sender's day is a few KB gzipped; anything far beyond is not a report.
@@ -106,24 +105,10 @@ def report_from_message(message_bytes: bytes) -> ParsedReport:
     raise ValidationError("The message carries no TLS report (application/tlsrpt+gzip or +json).")
 
 
-def _gunzip(data: bytes) -> bytes:
-    """At most MAX_REPORT_BYTES of it: a gzip bomb stops there, whatever it claims."""
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, MAX_REPORT_BYTES + 1)
-    except zlib.error as error:
-        raise ValidationError(f"The report is not valid gzip: {error}.") from None
-    if len(out) > MAX_REPORT_BYTES or inflater.unconsumed_tail:
-        raise ValidationError(
-            f"The report unpacks to more than {MAX_REPORT_BYTES // 1024 // 1024} MB: refused."
-        )
-    return out
-
-
 def parse_report(data: bytes, *, compressed: bool) -> ParsedReport:
     """An RFC 8460 JSON report (gzipped when `compressed`). Raises ValidationError."""
     if compressed:
-        data = _gunzip(data)
+        data = gunzip_capped(data, MAX_REPORT_BYTES)
     if len(data) > MAX_REPORT_BYTES:
         raise ValidationError("The report is too large.")
     try:
@@ -247,14 +232,10 @@ def store_report(session: Session, report: ParsedReport) -> Kept:
             failed_sessions=policy.failed_sessions,
             failures=[TlsReportFailure(**dataclasses.asdict(failure)) for failure in policy.failures],
         )
-        try:
-            with session.begin_nested():
-                session.add(row)
-                session.flush()
-        except IntegrityError:
+        if add_once(session, row):
+            stored.append(policy.domain)
+        else:
             again += 1  # sent before (or the same policy listed twice)
-            continue
-        stored.append(policy.domain)
     return Kept(stored, again)
 
 

@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import func, select
 
 from controlplane.daemons.process import terminate, wait_until
-from controlplane.models import Alias, Domain, Mailbox, Tenant
+from controlplane.models import Alias, Domain, Mailbox, MigrationMailbox, Tenant
 from controlplane.runners.scratch import ScratchStack, free_ports
 from controlplane.services import scope, storage, tokens
-from tests.factories import make_domain, make_tenant
+from tests.factories import make_domain, make_mailbox, make_tenant
 
 KB = 1024
 ROUNDS = 6
@@ -212,3 +212,33 @@ def test_concurrent_alias_creates_never_pass_the_alias_limit(web, round_number: 
     assert sorted(status for status, _ in results) == [201, 201, 201, 409, 409], results
     with stack.installation.sessions() as session:
         assert session.scalar(select(func.count(Alias.id)).join(Domain).where(Domain.name == domain)) == 3
+
+
+@pytest.mark.parametrize("round_number", range(ROUNDS))
+def test_concurrent_migrations_into_one_mailbox_queue_one_copy(web, round_number: int) -> None:
+    """Two copies into one mailbox would race each other: the busy check and the rows it guards
+    are one unit, so of four jobs started at the same instant one is queued."""
+    stack, server = web
+    domain, token = new_tenant(stack, f"Move{round_number}", pool=100 * KB)
+    with stack.installation.transaction() as session:
+        make_mailbox(session, domain=domain_named(session, domain), local_part="ann", quota=KB)
+    source = {"address": f"ann@{domain}", "old_server": "imap.old.example", "old_login": "ann",
+              "old_password": "old secret"}  # fmt: skip
+    results = all_at_once(
+        *[
+            (lambda: call(server, token, "POST", f"/domains/{domain}/migrations", {"mailboxes": [source]}))
+            for _ in range(4)
+        ]
+    )
+    assert sorted(status for status, _ in results) == [201, 422, 422, 422], results
+    refusals = [body["detail"] for status, body in results if status == 422]
+    assert all("still under way" in detail for detail in refusals), refusals
+    with stack.installation.sessions() as session:
+        queued = session.scalars(
+            select(MigrationMailbox.state).join(Mailbox).join(Domain).where(Domain.name == domain)
+        ).all()
+    assert queued == ["queued"]
+
+
+def domain_named(session, name: str) -> Domain:
+    return session.scalar(select(Domain).where(Domain.name == name))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email
-import http.client
 import imaplib
 import json
 import re
@@ -26,7 +25,7 @@ from controlplane.runners.scratch import ScratchStack
 from controlplane.services import domains, mailboxes, tenants, tokens
 from controlplane.services.scope import OPERATOR
 from tests.commands import letterhead
-from tests.e2e.mailclient import send, tls_context, wait_for_subject
+from tests.e2e.mailclient import api_call, send, tls_context, wait_for_subject
 from tests.old_provider import OldProvider
 from webmail.mailstore import decode_folder_name, encode_folder_name
 
@@ -191,6 +190,8 @@ def test_a_mailbox_is_copied_whole_and_each_failure_is_told_in_words(
     tiny = report[f"tiny@{DOMAIN}"]
     assert tiny["state"] == "failed" and "raise this mailbox's storage" in tiny["error"]
     assert "Nothing was copied" in tiny["error"]
+    (listed,) = json.loads(_run(scratch, old, "list", DOMAIN, "--json"))
+    assert (listed["job"], listed["mailboxes"], listed["done"], listed["failed"]) == (job, 4, 1, 3)
 
     # What the user's mail program sees here: every folder, flag and date, the big message whole.
     copied = _folder_contents(scratch, f"ann@{DOMAIN}")
@@ -244,29 +245,6 @@ def test_a_mailbox_is_copied_whole_and_each_failure_is_told_in_words(
     assert refused.returncode == 1 and "closed" in refused.stderr
 
 
-def _api(
-    scratch: ScratchStack, secret: str, method: str, path: str, body: dict | None = None
-) -> tuple[int, dict]:
-    """Through the stack's nginx over HTTPS, as a reseller's script would."""
-    connection = http.client.HTTPSConnection(
-        "127.0.0.1", scratch.ports["https"], timeout=30, context=tls_context(scratch)
-    )
-    connection.request(
-        method,
-        f"/api/v1{path}",
-        body=json.dumps(body) if body is not None else None,
-        headers={
-            "Host": scratch.settings.hostname,
-            "Authorization": f"Bearer {secret}",
-            "Content-Type": "application/json",
-        },
-    )
-    response = connection.getresponse()
-    status, data = response.status, response.read()
-    connection.close()
-    return status, json.loads(data) if data else {}
-
-
 def test_a_job_started_through_the_api_is_copied_in_the_background(
     stacks: tuple[ScratchStack, OldProvider],
 ) -> None:
@@ -279,13 +257,13 @@ def test_a_job_started_through_the_api_is_copied_in_the_background(
         )
     body = {"mailboxes": [{"address": f"dee@{DOMAIN}", "old_server": f"127.0.0.1:{old.port}", "old_login": OLD_LOGIN,
                            "old_password": OLD_PASSWORD}]}  # fmt: skip
-    status, job = _api(scratch, secret, "POST", f"/domains/{DOMAIN}/migrations", body)
+    status, job = api_call(scratch, secret, "POST", f"/domains/{DOMAIN}/migrations", body)
     assert status == 201, job
     # What the periodic runner does every few seconds (test stacks run no periodic runner).
     assert migration_runner.start_if_queued(scratch.installation)
     deadline = time.monotonic() + 90
     while True:
-        status, report = _api(scratch, secret, "GET", f"/migrations/{job['id']}")
+        status, report = api_call(scratch, secret, "GET", f"/migrations/{job['id']}")
         (row,) = report["mailboxes"]
         if row["state"] in ("done", "failed") or time.monotonic() > deadline:
             break

@@ -9,9 +9,7 @@ deleted through A."""
 from __future__ import annotations
 
 import contextlib
-import http.client
 import imaplib
-import json
 import smtplib
 import ssl
 import subprocess
@@ -32,6 +30,7 @@ from controlplane.services import brands, certificates, domains, mailboxes, spam
 from controlplane.services.scope import OPERATOR
 from tests import postgres_databases
 from tests.e2e.mailclient import (
+    api_call,
     imap_subjects,
     send,
     served_certificate,
@@ -76,32 +75,9 @@ def cluster(postgres_cluster: PrivatePostgres) -> Iterator[tuple[ScratchStack, S
         postgres_databases.drop(postgres_cluster, database)
 
 
-def _api(
-    node: ScratchStack, secret: str, method: str, path: str, body: dict | None = None
-) -> tuple[int, dict]:
-    """Through the node's nginx over HTTPS, as a reseller's script would."""
-    connection = http.client.HTTPSConnection(
-        "127.0.0.1", node.ports["https"], timeout=30, context=tls_context(node)
-    )
-    connection.request(
-        method,
-        f"/api/v1{path}",
-        body=json.dumps(body) if body is not None else None,
-        headers={
-            "Host": node.settings.hostname,
-            "Authorization": f"Bearer {secret}",
-            "Content-Type": "application/json",
-        },
-    )
-    response = connection.getresponse()
-    status, data = response.status, response.read()
-    connection.close()
-    return status, json.loads(data) if data else {}
-
-
 def _api_create_mailbox(node: ScratchStack, secret: str, local_part: str) -> int:
     body = {"local_part": local_part, "quota_bytes": 100 * KB, "password": PASSWORD}
-    return _api(node, secret, "POST", "/domains/nodes.test/mailboxes", body)[0]
+    return api_call(node, secret, "POST", "/domains/nodes.test/mailboxes", body)[0]
 
 
 def _mailbox_on(node: ScratchStack, secret: str, home: str, local_parts: tuple[str, ...]) -> str:
@@ -274,11 +250,11 @@ def test_an_admin_filter_set_on_a_works_on_b_and_deleting_on_a_removes_bs_mail(c
     address, path = f"{local_part}@nodes.test", f"/domains/nodes.test/mailboxes/{local_part}"
     with a.installation.sessions() as session:
         home = mailboxes.find_mailbox(session, address).storage_key
-    status, body = _api(a, secret, "PUT", f"{path}/filter", {"name": "invoices", "script": INVOICES})
+    status, body = api_call(a, secret, "PUT", f"{path}/filter", {"name": "invoices", "script": INVOICES})
     assert status == 200 and body["name"] == "invoices", body
     assert (b.settings.mail_root / home / ADMIN_SIEVE_SCRIPT).is_file()
     assert not (a.settings.mail_root / home).exists()
-    status, body = _api(a, secret, "GET", f"{path}/filter")
+    status, body = api_call(a, secret, "GET", f"{path}/filter")
     assert status == 200 and body["name"] == "invoices" and "Invoices" in body["script"]
     # B's LMTP runs it: mail sent to A is filed on B, and read through A.
     subject = send(a, "billing@elsewhere.test", [address], subject=f"Your invoice {time.time_ns()}")
@@ -293,12 +269,12 @@ def test_an_admin_filter_set_on_a_works_on_b_and_deleting_on_a_removes_bs_mail(c
         client.activate("letterhead")
     assert (b.settings.mail_root / home / "sieve" / "letterhead.sieve").read_text() == "keep;\n"
 
-    assert _api(a, secret, "DELETE", f"{path}/filter")[0] == 204
+    assert api_call(a, secret, "DELETE", f"{path}/filter")[0] == 204
     assert not (b.settings.mail_root / home / ADMIN_SIEVE_SCRIPT).exists()
-    assert _api(a, secret, "GET", f"{path}/filter")[1].get("name") is None
+    assert api_call(a, secret, "GET", f"{path}/filter")[1].get("name") is None
 
     assert (b.settings.mail_root / home / "Maildir").is_dir()
-    assert _api(a, secret, "DELETE", path)[0] == 204
+    assert api_call(a, secret, "DELETE", path)[0] == 204
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and (b.settings.mail_root / home).exists():
         time.sleep(0.1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import http.client
 import json
 import smtplib
 import time
@@ -20,7 +19,7 @@ from controlplane.runners.scratch import ScratchStack
 from controlplane.services import brand_dns, domains, tenants, tokens
 from controlplane.services.scope import OPERATOR
 from tests.commands import letterhead
-from tests.e2e.mailclient import tls_context
+from tests.e2e.mailclient import api_call
 from tests.unit.services import test_dmarc_reports
 
 pytestmark = pytest.mark.e2e
@@ -98,25 +97,10 @@ def read_spool(stack: ScratchStack) -> list[str]:
     return letterhead(stack.home, "tls-reports", "read").stdout.splitlines()
 
 
-def api_get(stack: ScratchStack, path: str, secret: str) -> tuple[int, object]:
-    connection = http.client.HTTPSConnection(
-        "127.0.0.1", stack.ports["https"], timeout=20, context=tls_context(stack)
-    )
-    connection.request(
-        "GET",
-        f"/api/v1{path}",
-        headers={"Host": stack.settings.hostname, "Authorization": f"Bearer {secret}"},
-    )
-    response = connection.getresponse()
-    status, body = response.status, json.loads(response.read() or b"null")
-    connection.close()
-    return status, body
-
-
 def until_reports(stack: ScratchStack, secret: str, domain: str, count: int, timeout: float = 45.0) -> list:
     deadline = time.monotonic() + timeout
     while True:
-        status, body = api_get(stack, f"/domains/{domain}/tls-reports", secret)
+        status, body = api_call(stack, secret, "GET", f"/domains/{domain}/tls-reports")
         assert status == 200, body
         if len(body) >= count or time.monotonic() > deadline:
             return body
@@ -140,8 +124,8 @@ def test_a_mailed_report_is_read_and_shown_to_its_domains_tenant_only(world) -> 
     (beta_report,) = until_reports(stack, secrets["Beta"], "beta-rpt.test", 1)
     assert beta_report["failures"] == [] and beta_report["successful_sessions"] == 40
     # Beta asking for Alpha's domain gets what a domain that does not exist gets.
-    outsider = api_get(stack, "/domains/alpha-rpt.test/tls-reports", secrets["Beta"])
-    nowhere = api_get(stack, "/domains/no-such-domain.test/tls-reports", secrets["Beta"])
+    outsider = api_call(stack, secrets["Beta"], "GET", "/domains/alpha-rpt.test/tls-reports")
+    nowhere = api_call(stack, secrets["Beta"], "GET", "/domains/no-such-domain.test/tls-reports")
     assert outsider[0] == nowhere[0] == 404
     assert json.dumps(outsider[1]).replace("alpha-rpt.test", "X") == json.dumps(nowhere[1]).replace(
         "no-such-domain.test", "X"
@@ -205,12 +189,12 @@ def test_a_mailed_dmarc_report_is_read_and_shown_to_its_domains_tenant_only(worl
         ),
         timeout=30,
     )
-    status, summary = api_get(stack, "/domains/alpha-rpt.test/dmarc-reports", secrets["Alpha"])
+    status, summary = api_call(stack, secrets["Alpha"], "GET", "/domains/alpha-rpt.test/dmarc-reports")
     assert status == 200, summary
     assert summary["reports"] == 1
     assert [(s["source_ip"], s["messages"], s["passing"]) for s in summary["senders"]] == [
         ("192.0.2.10", 40, 40), ("198.51.100.7", 3, 0),
     ]  # fmt: skip
     assert summary["days"][-1] == {"day": today.date().isoformat(), "passing": 40, "failing": 3}
-    outsider = api_get(stack, "/domains/alpha-rpt.test/dmarc-reports", secrets["Beta"])
+    outsider = api_call(stack, secrets["Beta"], "GET", "/domains/alpha-rpt.test/dmarc-reports")
     assert outsider[0] == 404 and "192.0.2.10" not in json.dumps(outsider[1])
