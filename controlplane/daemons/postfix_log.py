@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import selectors
+import shutil
 import signal
+import socket
 import subprocess
 import threading
 from collections import OrderedDict
@@ -37,6 +40,8 @@ WRITER = BackgroundProcess(
     "postfix-log-writer.log",
     ("postfix-log-writer", "--daemon"),
 )
+# Postfix's programs send their log lines here (main.cf's postlog_service_name), in `public`.
+LOG_SOCKET = "letterhead-log"
 # smtpd processes whose last reply was a 334 challenge: their next client line is an answer.
 _TRACKED_PROCESSES = 10_000
 
@@ -147,6 +152,7 @@ def run_log_writer(settings: Settings, *, daemon: bool = False, config: Path | N
     """Run Postfix (the live config, or `config`) in the foreground and write its log, until it stops."""
     config = config or config_dir(settings)
     with WRITER.running(settings, daemon=daemon) as stop:
+        log_socket = bind_log_socket(settings.postfix_queue)
         postfix = subprocess.Popen(
             [POSTFIX, "-c", str(config), "start-fg"],
             stdin=subprocess.DEVNULL,
@@ -160,18 +166,78 @@ def run_log_writer(settings: Settings, *, daemon: bool = False, config: Path | N
         redactor = MaillogRedactor()
         try:
             assert postfix.stdout is not None
-            # Whatever the pipe holds is read, redacted and written at once: one write a batch
-            # under load, each line at once when quiet.
-            pending = b""
-            while chunk := os.read(postfix.stdout.fileno(), 1 << 16):
-                *lines, pending = (pending + chunk).split(b"\n")
-                if lines:
-                    log_file.write(
-                        "".join(redactor.line(line.decode("utf-8", "replace")) + "\n" for line in lines)
-                    )
+            _copy_lines(log_socket, postfix.stdout.fileno(), log_file, redactor)
         finally:
+            log_socket.close()
+            (settings.postfix_queue / "public" / LOG_SOCKET).unlink(missing_ok=True)
             log_file.close()
             postfix.wait()
+
+
+def bind_log_socket(queue_directory: Path) -> socket.socket:
+    """The socket every Postfix program sends its log lines to (`postlog_service_name`).
+
+    Postfix's own postlogd would sit between: it goes away at every `postfix reload`, and a
+    master that logs before the next one starts blocks for ever on the full socket (the
+    kernel queues 10 datagrams by default), with every other Postfix process behind it. This
+    socket belongs to the writer, which Postfix's reloads never touch. Bound before Postfix
+    starts: a Postfix daemon drops what it cannot send."""
+    public = queue_directory / "public"
+    if not public.is_dir():
+        # As Postfix makes it on its first start (it checks owner and mode then).
+        public.mkdir(parents=True)
+        shutil.chown(public, "postfix", "postdrop")
+        os.chmod(public, 0o2710)
+    path = public / LOG_SOCKET
+    path.unlink(missing_ok=True)
+    log_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    log_socket.bind(str(path))
+    # Postfix programs run as postfix, and sendmail as any user (postdrop's group passes `public`).
+    os.chmod(path, 0o666)
+    return log_socket
+
+
+def _copy_lines(log_socket: socket.socket, pipe: int, log_file: _LogFile, redactor: MaillogRedactor) -> None:
+    """Until Postfix's output ends: each datagram is one log line; the pipe carries what the
+    master and postfix-script write directly (before the socket answers, and their errors).
+    Whatever is waiting is read, redacted and written at once: one write a batch under load,
+    each line at once when quiet."""
+    selector = selectors.DefaultSelector()
+    selector.register(log_socket, selectors.EVENT_READ)
+    selector.register(pipe, selectors.EVENT_READ)
+    pending = b""
+    while True:
+        lines: list[bytes] = []
+        for key, _events in selector.select():
+            if key.fileobj is log_socket:
+                lines += _waiting_datagrams(log_socket)
+                continue
+            chunk = os.read(pipe, 1 << 16)
+            if not chunk:
+                # Postfix stopped: its last lines are already in the socket.
+                lines += _waiting_datagrams(log_socket)
+                if pending:
+                    lines.append(pending)
+                _write(lines, log_file, redactor)
+                return
+            *complete, pending = (pending + chunk).split(b"\n")
+            lines += complete
+        _write(lines, log_file, redactor)
+
+
+def _waiting_datagrams(log_socket: socket.socket, most: int = 2000) -> list[bytes]:
+    lines = []
+    for _ in range(most):
+        try:
+            lines.append(log_socket.recv(1 << 16, socket.MSG_DONTWAIT).rstrip(b"\n"))
+        except BlockingIOError:
+            break
+    return lines
+
+
+def _write(lines: list[bytes], log_file: _LogFile, redactor: MaillogRedactor) -> None:
+    if lines:
+        log_file.write("".join(redactor.line(line.decode("utf-8", "replace")) + "\n" for line in lines))
 
 
 def _stop_postfix_when(stop: threading.Event, config: Path) -> None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
+import subprocess
 import threading
 import time
 
 import pytest
 
-from controlplane.daemons import postfix_log
+from controlplane.daemons import postfix, postfix_log
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
@@ -31,17 +32,18 @@ ADDRESS = "patient@stall.test"
 MESSAGES = 12
 # Longer than postlogd's 10-second watchdog.
 STALL_SECONDS = 16
+SMTP_SOURCE = "/usr/sbin/smtp-source"
 
 
 @pytest.fixture(scope="module")
 def world(mail_stack: ScratchStack) -> ScratchStack:
     with mail_stack.installation.transaction() as session:
-        tenant = tenants.create_tenant(session, OPERATOR, name="Stall", storage_pool_bytes=1000 * KB)
+        tenant = tenants.create_tenant(session, OPERATOR, name="Stall", storage_pool_bytes=10000 * KB)
         domain = domains.create_domain(
             session, OPERATOR, tenant=tenant, name="stall.test", max_mailboxes=1, max_aliases=1
         )
         mailboxes.create_mailbox(
-            session, OPERATOR, domain=domain, local_part="patient", password=PASSWORD, quota_bytes=500 * KB
+            session, OPERATOR, domain=domain, local_part="patient", password=PASSWORD, quota_bytes=5000 * KB
         )
     return mail_stack
 
@@ -79,3 +81,42 @@ def test_mail_sent_while_the_log_writer_stalls_is_delivered_once_it_reads_again(
     assert sorted(subjects) == sorted(f"Sent during the stall {n}" for n in range(MESSAGES))
     log = (world.settings.log_dir / "postfix.log").read_text(errors="replace")
     assert "watchdog timeout" not in log
+
+
+def test_mail_keeps_flowing_while_postfix_reloads_under_load(world: ScratchStack) -> None:
+    """Each `postfix reload` used to restart postlogd; a master that logged before the new one
+    started blocked for ever on the full socket. Now reloads every 0.3 s while 600 messages
+    arrive in 10 sessions at once, as a domain change reloads Postfix."""
+    maildir = world.settings.mail_root
+    before = _delivered(maildir)
+    stop = threading.Event()
+    reloads: list[int] = []
+
+    def reload_again_and_again() -> None:
+        while not stop.wait(0.3):
+            postfix.reload(world.settings.live_config / "postfix")
+            reloads.append(1)
+
+    reloader = threading.Thread(target=reload_again_and_again)
+    reloader.start()
+    try:
+        load = subprocess.run(
+            [SMTP_SOURCE, "-c", "-s", "10", "-m", "600", "-l", "1024", "-f", "load@elsewhere.test",
+             "-t", ADDRESS, "-M", "load.elsewhere.test", f"127.0.0.1:{world.ports['smtp']}"],
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+    finally:
+        stop.set()
+        reloader.join(timeout=90)
+    assert load.returncode == 0, load.stderr
+    assert not reloader.is_alive() and len(reloads) >= 10
+    deadline = time.monotonic() + 90
+    while _delivered(maildir) < before + 600 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _delivered(maildir) == before + 600
+
+
+def _delivered(mail_root) -> int:
+    return sum(
+        1 for path in mail_root.glob("*/Maildir/*/*") if path.is_file() and path.parent.name in ("new", "cur")
+    )
