@@ -267,8 +267,9 @@ def build_unfiltered_variant(stack: ScratchStack, target: Path) -> Path:
     return target
 
 
-LOG_WRITER = """
+LOG_WRITER = f"""
 import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
 from pathlib import Path
 from controlplane.daemons import postfix_log
 from controlplane.settings import load_settings

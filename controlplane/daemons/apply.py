@@ -303,7 +303,9 @@ def _apply_files(
     generation.path = str(directory)
     _write_generation(directory, files)
     previous = live_generation_dir(settings)
-    to_reload = changed_daemons(previous, files)
+    # A generation number reused after a rollback names the live folder itself, just rewritten:
+    # nothing to compare it with, so everything is checked and reloaded.
+    to_reload = DAEMONS if previous == directory else changed_daemons(previous, files)
     try:
         sni.ensure_sni_database(settings)
         nginx.prepare(settings)

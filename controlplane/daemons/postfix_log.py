@@ -17,6 +17,7 @@ output): the first line after the rename goes to a new file at the old path. SIG
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import selectors
 import shutil
@@ -40,6 +41,7 @@ WRITER = BackgroundProcess(
     "postfix-log-writer.log",
     ("postfix-log-writer", "--daemon"),
 )
+log = logging.getLogger(__name__)
 # Postfix's programs send their log lines here (main.cf's postlog_service_name), in `public`.
 LOG_SOCKET = "letterhead-log"
 # smtpd processes whose last reply was a 334 challenge: their next client line is an answer.
@@ -167,6 +169,11 @@ def run_log_writer(settings: Settings, *, daemon: bool = False, config: Path | N
         try:
             assert postfix.stdout is not None
             _copy_lines(log_socket, postfix.stdout.fileno(), log_file, redactor)
+        except BaseException:
+            # Without its writer Postfix's lines would go nowhere while it runs on: stop it, and
+            # `letterhead up` or the supervisor starts both again.
+            subprocess.run([POSTFIX, "-c", str(config), "stop"], capture_output=True, check=False)
+            raise
         finally:
             log_socket.close()
             (settings.postfix_queue / "public" / LOG_SOCKET).unlink(missing_ok=True)
@@ -190,11 +197,34 @@ def bind_log_socket(queue_directory: Path) -> socket.socket:
         os.chmod(public, 0o2710)
     path = public / LOG_SOCKET
     path.unlink(missing_ok=True)
+    _lengthen_datagram_queues()
     log_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     log_socket.bind(str(path))
     # Postfix programs run as postfix, and sendmail as any user (postdrop's group passes `public`).
     os.chmod(path, 0o666)
     return log_socket
+
+
+def log_socket_bound(settings: Settings) -> bool:
+    """Whether Postfix's programs find the writer's socket: one started before it existed (an
+    upgrade's reload) would drop every line, so such a Postfix is started anew."""
+    return (settings.postfix_queue / "public" / LOG_SOCKET).is_socket()
+
+
+# systemd's value on Debian. The kernel's own default is 10, and Postfix's programs wait in send()
+# whenever the writer is that many lines behind.
+DATAGRAM_QUEUE = 512
+
+
+def _lengthen_datagram_queues(setting: Path = Path("/proc/sys/net/unix/max_dgram_qlen")) -> None:
+    """Read when a socket is made: raised first, so a pause of the writer (a batch being written)
+    does not hold up every Postfix process at once."""
+    try:
+        if int(setting.read_text()) < DATAGRAM_QUEUE:
+            setting.write_text(f"{DATAGRAM_QUEUE}\n")
+    except (OSError, ValueError):
+        # A container's read-only /proc/sys: Postfix waits on the writer more often, nothing worse.
+        log.info("net.unix.max_dgram_qlen stays as it is")
 
 
 def _copy_lines(log_socket: socket.socket, pipe: int, log_file: _LogFile, redactor: MaillogRedactor) -> None:
@@ -237,7 +267,20 @@ def _waiting_datagrams(log_socket: socket.socket, most: int = 2000) -> list[byte
 
 def _write(lines: list[bytes], log_file: _LogFile, redactor: MaillogRedactor) -> None:
     if lines:
-        log_file.write("".join(redactor.line(line.decode("utf-8", "replace")) + "\n" for line in lines))
+        log_file.write("".join(_redacted(redactor, line.decode("utf-8", "replace")) + "\n" for line in lines))
+
+
+def _redacted(redactor: MaillogRedactor, line: str) -> str:
+    """The line as the redactor leaves it; a line it fails on is withheld (it could hold a
+    password), never the writer stopped by what a client sent."""
+    try:
+        return redactor.line(line)
+    except Exception:
+        log.exception("A Postfix log line could not be checked for credentials")
+        head = line.split(": ", 1)[0]
+        return (
+            head if len(head) < 80 and ": " in line else ""
+        ) + ": [line withheld: it could not be checked]"
 
 
 def _stop_postfix_when(stop: threading.Event, config: Path) -> None:

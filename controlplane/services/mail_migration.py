@@ -168,7 +168,7 @@ def start_job(
     """Queue a copy for each mailbox; every address must be a mailbox of `domain`."""
     scope.require_domain(actor, domain)
     problems = []
-    found: list[tuple[MigrationRequest, Mailbox]] = []
+    found: list[tuple[MigrationRequest, int, str]] = []  # with the mailbox's id and address
     listed: set[str] = set()
     for request in requests:
         if request.address in listed:
@@ -181,7 +181,7 @@ def start_job(
             # The same words whether the address is free or another tenant's.
             problems.append(f"{request.address} is not a mailbox of {domain.name}")
         else:
-            found.append((request, mailbox))
+            found.append((request, mailbox.id, mailbox.address))
     if problems:
         raise ValidationError(
             "Nothing was started: " + "; ".join(problems[:20]) + ". Create the mailboxes first."
@@ -189,14 +189,18 @@ def start_job(
     # Two copies into one mailbox at once would race each other: the check and the rows it
     # guards are one unit (two requests at the same instant cannot both pass it).
     locks.lock_tenant(session, domain.tenant_id)
-    _refuse_busy(session, [mailbox.id for _, mailbox in found], "Nothing was started")
+    ids = [mailbox_id for _, mailbox_id, _ in found]
+    still_there = set(session.scalars(select(Mailbox.id).where(Mailbox.id.in_(ids))))
+    if gone := [address for _, mailbox_id, address in found if mailbox_id not in still_there]:
+        raise ValidationError(f"Nothing was started: {', '.join(gone[:20])} was deleted meanwhile.")
+    _refuse_busy(session, ids, "Nothing was started")
     job = MigrationJob(tenant_id=domain.tenant_id, domain_id=domain.id, created_by=actor.name)
     session.add(job)
-    for request, mailbox in found:
+    for request, mailbox_id, address in found:
         job.mailboxes.append(
             MigrationMailbox(
-                mailbox_id=mailbox.id,
-                address=mailbox.address,
+                mailbox_id=mailbox_id,
+                address=address,
                 old_host=request.old_host,
                 old_port=request.old_port,
                 old_security=request.old_security,
@@ -250,8 +254,8 @@ def list_jobs(session: Session, actor: Actor, domain: Domain) -> list[MigrationJ
 
 def run_again(session: Session, actor: Actor, job: MigrationJob) -> MigrationJob:
     """The cut-over pass: queue every mailbox again to copy only what is new on the old server."""
-    _require_open(job)
     locks.lock_tenant(session, job.tenant_id)
+    _require_open(job)
     if any(row.state in ("queued", "running") for row in job.mailboxes):
         raise ValidationError("This job is still copying: run it again once every mailbox has finished.")
     _refuse_busy(session, [row.mailbox_id for row in job.mailboxes], "Nothing was queued again")
@@ -265,6 +269,8 @@ def run_again(session: Session, actor: Actor, job: MigrationJob) -> MigrationJob
 
 def close_job(session: Session, actor: Actor, job: MigrationJob) -> MigrationJob:
     """Done with it: the old passwords are deleted; the report stays."""
+    # One at a time with a re-run of the same job, which would queue copies without passwords.
+    locks.lock_tenant(session, job.tenant_id)
     _require_open(job)
     if any(row.state == "running" for row in job.mailboxes):
         raise ValidationError("This job is still copying: close it once every mailbox has finished.")

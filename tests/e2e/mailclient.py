@@ -127,7 +127,7 @@ def wait_for_subject(
 
 
 def until_found(stack: ScratchStack, found, timeout: float = 20.0):
-    """The log follower reads the logs as Postfix (through postlogd, a moment after the SMTP reply),
+    """The log follower reads the logs as Postfix (through the log writer, a moment after the SMTP reply),
     rspamd and Dovecot write them: poll the database until `found(session)` returns something."""
     deadline = time.monotonic() + timeout
     while True:

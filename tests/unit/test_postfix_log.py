@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from controlplane.daemons import postfix_log
 from controlplane.daemons.postfix_log import MaillogRedactor
 
 SMTPD = "Dec 05 00:10:07 mail postfix/smtpd[13130]:"
@@ -54,3 +55,17 @@ def test_words_the_trace_echoes_in_its_own_lines_are_redacted_until_the_session_
     assert redactor.line(f"{SMTPD} match_list_match: c2VjcmV0Lw==: no match").endswith(
         "c2VjcmV0Lw==: no match"
     )
+
+
+def test_a_line_the_redactor_fails_on_is_withheld_and_the_writer_goes_on() -> None:
+    class Broken(postfix_log.MaillogRedactor):
+        def line(self, line: str) -> str:
+            raise IndexError("a line no one foresaw")
+
+    line = "Dec 06 14:00:57 mail postfix/smtpd[7600]: < client.test[192.0.2.1]: AUTH PLAIN c2VjcmV0"
+    withheld = postfix_log._redacted(Broken(), line)
+    assert withheld == "Dec 06 14:00:57 mail postfix/smtpd[7600]: [line withheld: it could not be checked]"
+    assert (
+        postfix_log._redacted(Broken(), "AUTH PLAIN c2VjcmV0") == ": [line withheld: it could not be checked]"
+    )
+    assert postfix_log._redacted(postfix_log.MaillogRedactor(), "plain line") == "plain line"
