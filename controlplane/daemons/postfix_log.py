@@ -16,6 +16,7 @@ output): the first line after the rename goes to a new file at the old path. SIG
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -124,7 +125,8 @@ class _LogFile:
 
     def _open(self) -> None:
         if self.handle is not None:
-            self.handle.close()
+            with contextlib.suppress(OSError):
+                self.handle.close()
         self.handle = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - kept open
         os.chmod(self.path, 0o640)
 
@@ -132,18 +134,29 @@ class _LogFile:
         """Append `text` (whole lines); checked per batch: the first batch after a rename goes
         to a new file."""
         try:
-            renamed = os.stat(self.path).st_ino != os.fstat(self.handle.fileno()).st_ino
+            renamed = (
+                self.handle is None or os.stat(self.path).st_ino != os.fstat(self.handle.fileno()).st_ino
+            )
         except FileNotFoundError:
             renamed = True
         if renamed:
             self._open()
         assert self.handle is not None
-        self.handle.write(text)
-        self.handle.flush()
+        try:
+            self.handle.write(text)
+            self.handle.flush()
+        except OSError:
+            # A full disk: these lines are lost, and the mail goes on (Postfix refuses it for
+            # storage then). The file is opened afresh for the next batch, without the unwritten rest.
+            log.exception("Postfix's log lines could not be written to %s", self.path)
+            with contextlib.suppress(OSError):
+                self.handle.close()
+            self.handle = None
 
     def close(self) -> None:
         if self.handle is not None:
-            self.handle.close()
+            with contextlib.suppress(OSError):
+                self.handle.close()
 
 
 def config_dir(settings: Settings) -> Path:
@@ -168,12 +181,14 @@ def run_log_writer(settings: Settings, *, daemon: bool = False, config: Path | N
         redactor = MaillogRedactor()
         try:
             assert postfix.stdout is not None
-            _copy_lines(log_socket, postfix.stdout.fileno(), log_file, redactor)
-        except BaseException:
-            # Without its writer Postfix's lines would go nowhere while it runs on: stop it, and
-            # `letterhead up` or the supervisor starts both again.
-            subprocess.run([POSTFIX, "-c", str(config), "stop"], capture_output=True, check=False)
-            raise
+            while True:
+                try:
+                    _copy_lines(log_socket, postfix.stdout.fileno(), log_file, redactor)
+                    break
+                except Exception:
+                    # One batch lost, never the writer: without it Postfix's lines would go
+                    # nowhere while the mail goes on.
+                    log.exception("Postfix's log writer failed on a batch of lines")
         finally:
             log_socket.close()
             (settings.postfix_queue / "public" / LOG_SOCKET).unlink(missing_ok=True)
