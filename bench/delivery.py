@@ -59,7 +59,7 @@ from controlplane.render import TlsIdentity  # noqa: E402
 from controlplane.runners.scratch import ScratchStack, free_ports  # noqa: E402
 from controlplane.services import domains, mailboxes, passwords, tenants  # noqa: E402
 from controlplane.services.scope import OPERATOR  # noqa: E402
-from controlplane.settings import TEMPLATE_ROOT  # noqa: E402
+from controlplane.settings import TEMPLATE_ROOT, Settings  # noqa: E402
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -528,7 +528,11 @@ def main() -> int:
         return compare_databases(args.quick, messages, max(rounds, 2))
 
     # rspamd scans with as many processes as production runs by default.
-    stack = ScratchStack(min_mailbox_bytes=GIB, extra_settings="spam_workers = 2")
+    # Domain changes reload Postfix as in production: at once, or once at the end of a spell.
+    stack = ScratchStack(
+        min_mailbox_bytes=GIB,
+        extra_settings=f"spam_workers = 2\npostfix_reload_spacing_seconds = {Settings.postfix_reload_spacing_seconds}",
+    )
     try:
         calibration = calibrate_load_tool(stack.home, messages)
         print(

@@ -9,15 +9,9 @@ from collections.abc import Callable, Iterator
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from controlplane.daemons import postfix, redis, spam_policy
+from controlplane.daemons import postfix_reloads, redis, spam_policy
 from controlplane.db import make_engine, make_session_factory
 from controlplane.settings import Settings
-
-
-def reload_postfix_if_running(settings: Settings) -> None:
-    """smtpd caches how it classified a domain: a domain change needs a (graceful) reload."""
-    if postfix.master_pid(settings.postfix_queue) and settings.live_config.exists():
-        postfix.reload(settings.live_config / "postfix")
 
 
 def instance_secret_key(settings: Settings) -> str:
@@ -58,7 +52,7 @@ class Installation:
                 # Keys the fingerprints of failed login guesses (services/auth.py).
                 "auth_secret": instance_secret_key(settings),
                 # Each also tells the other mail nodes (services/nodes.py), then acts here.
-                "on_domains_changed": self._announced(lambda: reload_postfix_if_running(settings)),
+                "on_domains_changed": self._announced(lambda: postfix_reloads.request_reload(settings)),
                 "on_brands_changed": self._announced(self.apply_configuration),
                 "dkim_dir": str(settings.dkim_dir),
                 "on_dkim_changed": self._announced(self.publish_dkim_selectors),

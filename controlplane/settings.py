@@ -142,6 +142,9 @@ class Settings:
     # all their clients share 127.0.0.1; the test of the penalty itself turns it back on.
     auth_penalty: bool = True
     database_url: str = ""
+    # A domain change reloads Postfix at once, or, when one reloaded less than this long ago,
+    # once at the end of the spell for every change made in it (daemons/postfix_reloads.py).
+    postfix_reload_spacing_seconds: float = 30.0
     # How long a change waits for another writer (SQLite's busy timeout, PostgreSQL's
     # lock_timeout) before it is refused with "the database is busy".
     database_busy_seconds: float = 30.0

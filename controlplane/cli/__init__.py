@@ -58,6 +58,7 @@ for command in (
     stack.import_command,
     stack.periodic,
     stack.postfix_log_writer_command,
+    stack.postfix_reload_when_due_command,
     stack.supervise_command,
     stack.sender_milter_command,
     stack.send_limits_command,

@@ -11,7 +11,7 @@ import yaml
 
 from controlplane.cli.common import current_installation, emit, fail, handles_errors, json_option
 from controlplane.daemons import apply as config_apply
-from controlplane.daemons import postfix_log, send_limits, sender_milter
+from controlplane.daemons import postfix_log, postfix_reloads, send_limits, sender_milter
 from controlplane.runners import health, stack, supervisor
 from controlplane.runners import periodic as periodic_runner
 from controlplane.services import admins, aliases, brands, domains, mailboxes, storage, tenants, transfer
@@ -221,6 +221,16 @@ def supervise_command(daemon: bool) -> None:
 def postfix_log_writer_command(daemon: bool) -> None:
     """Run Postfix in the foreground and write log/postfix.log without credentials, until it stops."""
     postfix_log.run_log_writer(load_settings(), daemon=daemon)
+
+
+@click.command("postfix-reload-when-due", hidden=True)
+@click.argument("due_lock", type=int)
+@click.argument("last_seen", type=float)
+@click.argument("due_at", type=float)
+@handles_errors
+def postfix_reload_when_due_command(due_lock: int, last_seen: float, due_at: float) -> None:
+    """Reload Postfix at `due_at` unless it reloaded after `last_seen` (started by a domain change)."""
+    postfix_reloads.run_due_reload(load_settings(), due_lock, last_seen, due_at)
 
 
 @click.command("sender-milter")

@@ -26,12 +26,14 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import IO
 
+from controlplane.daemons import postfix
 from controlplane.daemons.background import BackgroundProcess
-from controlplane.daemons.process import DaemonError, listening_ports, read_pid, wait_until
+from controlplane.daemons.process import DaemonError, listening_ports, wait_until
 from controlplane.logs.dialogue import REDACTED, parse_dialogue_line, process_of_line, redact
 from controlplane.settings import Settings
 
@@ -168,7 +170,7 @@ def run_log_writer(settings: Settings, *, daemon: bool = False, config: Path | N
     config = config or config_dir(settings)
     with WRITER.running(settings, daemon=daemon) as stop:
         log_socket = bind_log_socket(settings.postfix_queue)
-        postfix = subprocess.Popen(
+        postfix_process = subprocess.Popen(
             [POSTFIX, "-c", str(config), "start-fg"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -180,20 +182,43 @@ def run_log_writer(settings: Settings, *, daemon: bool = False, config: Path | N
         log_file = _LogFile(settings.log_dir / "postfix.log")
         redactor = MaillogRedactor()
         try:
-            assert postfix.stdout is not None
-            while True:
-                try:
-                    _copy_lines(log_socket, postfix.stdout.fileno(), log_file, redactor)
-                    break
-                except Exception:
-                    # One batch lost, never the writer: without it Postfix's lines would go
-                    # nowhere while the mail goes on.
-                    log.exception("Postfix's log writer failed on a batch of lines")
+            assert postfix_process.stdout is not None
+            _copy_lines_until_postfix_stops(log_socket, postfix_process.stdout.fileno(), log_file, redactor)
         finally:
             log_socket.close()
-            (settings.postfix_queue / "public" / LOG_SOCKET).unlink(missing_ok=True)
+            log_socket_path(settings.postfix_queue).unlink(missing_ok=True)
             log_file.close()
-            postfix.wait()
+            postfix_process.wait()
+
+
+# A failure that comes back at once, batch after batch, is not one batch's: the writer waits
+# this long before the next try rather than spin (and fill its own log with the same trace).
+RETRY_PAUSE_SECONDS = 1.0
+
+
+def _copy_lines_until_postfix_stops(
+    log_socket: socket.socket, pipe: int, log_file: _LogFile, redactor: MaillogRedactor
+) -> None:
+    """One batch lost, never the writer: without it Postfix's lines would go nowhere while the
+    mail goes on (a full disk is handled by the log file itself)."""
+    failures_in_a_row = 0
+    while True:
+        started = time.monotonic()
+        try:
+            _copy_lines(log_socket, pipe, log_file, redactor)
+            return
+        except Exception:
+            failures_in_a_row = failures_in_a_row + 1 if time.monotonic() - started < 1 else 1
+            if failures_in_a_row <= 3:
+                log.exception("Postfix's log writer failed on a batch of lines")
+            elif failures_in_a_row == 4:
+                log.error("Postfix's log writer keeps failing; trying again every second")
+            if failures_in_a_row > 1:
+                time.sleep(RETRY_PAUSE_SECONDS)
+
+
+def log_socket_path(queue_directory: Path) -> Path:
+    return queue_directory / "public" / LOG_SOCKET
 
 
 def bind_log_socket(queue_directory: Path) -> socket.socket:
@@ -210,7 +235,7 @@ def bind_log_socket(queue_directory: Path) -> socket.socket:
         public.mkdir(parents=True)
         shutil.chown(public, "postfix", "postdrop")
         os.chmod(public, 0o2710)
-    path = public / LOG_SOCKET
+    path = log_socket_path(queue_directory)
     path.unlink(missing_ok=True)
     _lengthen_datagram_queues()
     log_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -220,10 +245,14 @@ def bind_log_socket(queue_directory: Path) -> socket.socket:
     return log_socket
 
 
-def log_socket_bound(settings: Settings) -> bool:
-    """Whether Postfix's programs find the writer's socket: one started before it existed (an
-    upgrade's reload) would drop every line, so such a Postfix is started anew."""
-    return (settings.postfix_queue / "public" / LOG_SOCKET).is_socket()
+def running_and_logged(settings: Settings) -> bool:
+    """Postfix's master and its log writer both run, and Postfix's programs find the writer's
+    socket: a Postfix started before it existed (an upgrade's reload) would drop every line."""
+    return (
+        postfix.master_pid(settings.postfix_queue) is not None
+        and WRITER.pid(settings) is not None
+        and log_socket_path(settings.postfix_queue).is_socket()
+    )
 
 
 # systemd's value on Debian. The kernel's own default is 10, and Postfix's programs wait in send()
@@ -319,7 +348,7 @@ def start(settings: Settings) -> None:
     own_ports = {settings.ports[name] for name in POSTFIX_PORT_NAMES}
 
     def serving() -> bool:
-        master = read_pid(settings.postfix_queue / "pid" / "master.pid")
+        master = postfix.master_pid(settings.postfix_queue)
         return master is not None and own_ports <= listening_ports(master)
 
     wait_until(lambda: serving() or WRITER.pid(settings) is None, timeout=30)

@@ -22,11 +22,11 @@ import traceback
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from controlplane.daemons import apply
+from controlplane.daemons import apply, postfix_reloads
 from controlplane.daemons.background import BackgroundProcess
 from controlplane.daemons.process import DaemonError
 from controlplane.errors import LetterheadError
-from controlplane.runtime import Installation, reload_postfix_if_running
+from controlplane.runtime import Installation
 from controlplane.services import certificates, mail_homes, nodes
 from controlplane.settings import Settings
 
@@ -50,7 +50,7 @@ def catch_up(installation: Installation) -> None:
     installation.publish_dkim_selectors()
     installation.publish_spam_policy()
     installation.publish_allowed_senders()
-    reload_postfix_if_running(installation.settings)
+    postfix_reloads.request_reload(installation.settings)
 
 
 class _Complaints:

@@ -143,9 +143,7 @@ PARTS: tuple[Part, ...] = (
         command=_own(postfix_log.WRITER),
         ready=lambda s: postfix.master_pid(s.postfix_queue) is not None,
         # Both: the writer runs Postfix in the foreground and ends when its master does.
-        alive=lambda s: postfix.master_pid(s.postfix_queue) is not None
-        and postfix_log.WRITER.pid(s) is not None
-        and postfix_log.log_socket_bound(s),
+        alive=postfix_log.running_and_logged,
         log_file=_log(postfix_log.WRITER.log_file),
     ),
     Part(

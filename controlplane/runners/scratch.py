@@ -256,6 +256,8 @@ class ScratchStack:
             # A retry two seconds later passes greylisting: tests wait that long, not five minutes.
             + ("" if "greylist_delay_seconds" in extra_settings else "greylist_delay_seconds = 2\n")
             + ("" if "supervise" in extra_settings else "supervise = false\n")
+            # Each test's domain change served at once; the spell has its own tests.
+            + ("" if "postfix_reload_spacing" in extra_settings else "postfix_reload_spacing_seconds = 0\n")
             + f"{extra_settings}\n"
             f"[ports]\n{port_lines}\n"
         )

@@ -139,9 +139,7 @@ def _start_send_limits(installation: Installation) -> None:
 
 def _start_postfix(installation: Installation) -> None:
     settings = installation.settings
-    if postfix.master_pid(settings.postfix_queue) and not (
-        postfix_log.WRITER.pid(settings) and postfix_log.log_socket_bound(settings)
-    ):
+    if postfix.master_pid(settings.postfix_queue) and not postfix_log.running_and_logged(settings):
         # Its log writer died, or Postfix runs from before the writer owned its socket (an
         # upgrade): its lines would go nowhere. Start both anew.
         postfix.stop(settings.live_config / "postfix")

@@ -69,3 +69,26 @@ def test_a_line_the_redactor_fails_on_is_withheld_and_the_writer_goes_on() -> No
         postfix_log._redacted(Broken(), "AUTH PLAIN c2VjcmV0") == ": [line withheld: it could not be checked]"
     )
     assert postfix_log._redacted(postfix_log.MaillogRedactor(), "plain line") == "plain line"
+
+
+def test_a_failure_that_repeats_is_retried_with_a_pause_and_logged_only_a_few_times(
+    monkeypatch, caplog
+) -> None:
+    attempts: list[int] = []
+    pauses: list[float] = []
+
+    def failing_then_done(*_args) -> None:
+        attempts.append(1)
+        if len(attempts) < 10:
+            raise OSError("the same failure every time")
+
+    monkeypatch.setattr(postfix_log, "_copy_lines", failing_then_done)
+    monkeypatch.setattr(postfix_log.time, "sleep", pauses.append)
+    postfix_log._copy_lines_until_postfix_stops(None, 0, None, None)
+
+    assert len(attempts) == 10
+    # The first failure is retried at once (one batch lost); the ones that follow at once wait.
+    assert pauses == [postfix_log.RETRY_PAUSE_SECONDS] * 8
+    traces = [record for record in caplog.records if record.exc_info]
+    assert len(traces) == 3
+    assert any("keeps failing" in record.getMessage() for record in caplog.records)
