@@ -586,6 +586,7 @@ def main() -> int:
         permanent = ("reject: RCPT from localhost[127.0.0.1]: 5", "status=bounced")
         refusals_before = count_log(stack, *permanent)
         temporary_before = count_log(stack, ": 450 ", ": 451 ", ": 452 ", "status=deferred")
+        reloads_before = count_log(stack, "reload -- version")
         report = ChurnReport()
         stop = threading.Event()
         churner = threading.Thread(target=churn_configs, args=(stack, stop, report, 2.0))
@@ -595,6 +596,7 @@ def main() -> int:
         finally:
             stop.set()
             churner.join()
+        reloads = count_log(stack, "reload -- version") - reloads_before
         refusals = count_log(stack, *permanent) - refusals_before
         temporary = count_log(stack, ": 450 ", ": 451 ", ": 452 ", "status=deferred") - temporary_before
         # Deliveries deferred by a Dovecot reload wait in the queue for their retry;
@@ -620,7 +622,7 @@ def main() -> int:
         print(
             f"under config churn: {churn.messages} messages at {churn.rate:6.1f} msg/s = {churn_ratio:.2f} "
             f"of quiet; {report.applied} changes ({report.brand_changes} brand, {report.domain_changes} "
-            f"domain, {report.refused_as_expected} broken and refused)"
+            f"domain, {report.refused_as_expected} broken and refused), {reloads} Postfix reloads"
         )
         print(
             f"  sender retries after a 4xx={churn.retries}, 4xx replies and deferrals={temporary}, "
