@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
 import dataclasses
 import imaplib
 import json
@@ -436,6 +437,42 @@ def test_dovecot_sees_the_clients_own_address_through_the_tls_proxy(
     while login not in log.read_text(errors="replace") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert login in log.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("port", ["imaps_proxied", "pop3s_proxied"])
+def test_the_plain_port_behind_nginx_takes_no_client_that_skips_nginx(world: ScratchStack, port: str) -> None:
+    """Dovecot takes passwords in plain text on the port behind nginx (TLS ended in nginx). A
+    client reaching it directly, without nginx's PROXY header, is dropped before any greeting."""
+    with socket.create_connection(("127.0.0.1", world.ports[port]), timeout=10) as raw:
+        raw.sendall(f'a LOGIN "carol@a.test" "{PASSWORD}"\r\nUSER carol@a.test\r\n'.encode())
+        received = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := raw.recv(4096):
+                received += chunk
+    assert b"OK" not in received
+
+
+@pytest.mark.parametrize(
+    ("port", "command", "refusal"),
+    [
+        ("imap", f'a LOGIN "carol@a.test" "{PASSWORD}"\r\n'.encode(), b"a NO [PRIVACYREQUIRED]"),
+        ("pop3", b"USER carol@a.test\r\n", b"-ERR [AUTH] Plaintext authentication disallowed"),
+    ],
+)
+def test_plain_imap_and_pop3_still_refuse_a_password_before_starttls(
+    world: ScratchStack, port: str, command: bytes, refusal: bytes
+) -> None:
+    # From another loopback address: Dovecot counts a client on its own address as secured.
+    with socket.create_connection(
+        ("127.0.0.1", world.ports[port]), timeout=10, source_address=("127.0.0.2", 0)
+    ) as raw:
+        greeting = raw.recv(4096)
+        assert port == "pop3" or b"LOGINDISABLED" in greeting
+        raw.sendall(command)
+        reply = b""
+        while refusal not in reply and b"OK" not in reply and (chunk := raw.recv(4096)):
+            reply += chunk
+    assert refusal in reply and b"OK" not in reply, reply
 
 
 def test_wrong_password_is_refused_by_smtp_imap_and_pop3(world: ScratchStack) -> None:
