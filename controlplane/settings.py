@@ -48,8 +48,9 @@ PORT_NAMES = (
     "srs_reverse",
     # Between mail nodes only: Dovecot's LMTP, for deliveries another node proxies here.
     "lmtp",
-    # Loopback only: Dovecot's IMAPS and POP3S behind nginx, which ends the clients' TLS with
-    # each brand's certificate and hands the client's address on (PROXY protocol).
+    # Loopback only: Dovecot's IMAP and POP3 behind nginx's IMAPS and POP3S. nginx ends the
+    # clients' TLS with each brand's certificate and hands the connection on in plain text, led
+    # by the client's address (PROXY protocol).
     "imaps_proxied",
     "pop3s_proxied",
     "web",

@@ -223,14 +223,14 @@ def postfix_log_writer_command(daemon: bool) -> None:
     postfix_log.run_log_writer(load_settings(), daemon=daemon)
 
 
-@click.command("postfix-reload-when-due", hidden=True)
+@click.command("postfix-reload-when-due")
 @click.argument("due_lock", type=int)
-@click.argument("last_seen", type=float)
-@click.argument("due_at", type=float)
+@click.argument("spacing", type=float)
 @handles_errors
-def postfix_reload_when_due_command(due_lock: int, last_seen: float, due_at: float) -> None:
-    """Reload Postfix at `due_at` unless it reloaded after `last_seen` (started by a domain change)."""
-    postfix_reloads.run_due_reload(load_settings(), due_lock, last_seen, due_at)
+def postfix_reload_when_due_command(due_lock: int, spacing: float) -> None:
+    """Reload Postfix once at the end of the current spell, for the domain changes made in it
+    (started by a domain change, holding the inherited lock DUE_LOCK)."""
+    postfix_reloads.run_due_reload(load_settings(), due_lock, spacing)
 
 
 @click.command("sender-milter")

@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -123,6 +124,7 @@ class _LogFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.handle: IO[str] | None = None
+        self._failing = False
         self._open()
 
     def _open(self) -> None:
@@ -141,18 +143,23 @@ class _LogFile:
             )
         except FileNotFoundError:
             renamed = True
-        if renamed:
-            self._open()
-        assert self.handle is not None
         try:
+            if renamed:
+                self._open()
+            assert self.handle is not None
             self.handle.write(text)
             self.handle.flush()
+            self._failing = False
         except OSError:
-            # A full disk: these lines are lost, and the mail goes on (Postfix refuses it for
-            # storage then). The file is opened afresh for the next batch, without the unwritten rest.
-            log.exception("Postfix's log lines could not be written to %s", self.path)
-            with contextlib.suppress(OSError):
-                self.handle.close()
+            # A full disk, or a log folder gone: these lines are lost, and the mail goes on
+            # (Postfix refuses it for storage on a full disk). The file is opened afresh for the
+            # next batch, without the unwritten rest. Said once per spell of failures.
+            if not self._failing:
+                log.exception("Postfix's log lines could not be written to %s", self.path)
+            self._failing = True
+            if self.handle is not None:
+                with contextlib.suppress(OSError):
+                    self.handle.close()
             self.handle = None
 
     def close(self) -> None:
@@ -214,7 +221,17 @@ def _copy_lines_until_postfix_stops(
             elif failures_in_a_row == 4:
                 log.error("Postfix's log writer keeps failing; trying again every second")
             if failures_in_a_row > 1:
-                time.sleep(RETRY_PAUSE_SECONDS)
+                _drop_lines_for(log_socket, RETRY_PAUSE_SECONDS)
+
+
+def _drop_lines_for(log_socket: socket.socket, seconds: float) -> None:
+    """Pause without holding Postfix up: what arrives meanwhile is read and dropped, or every
+    Postfix process would wait in send() once the socket's queue is full."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([log_socket], [], [], left)
+        if readable:
+            _waiting_datagrams(log_socket)
 
 
 def log_socket_path(queue_directory: Path) -> Path:

@@ -1,6 +1,7 @@
 """The periodic runner: certificate renewal twice a day, brand DNS checks every hour, DKIM keys
 past their overlap retired every hour, TLS and DMARC reports read as they arrive, the mail
-migration runner started when copies are queued, domain admins' alerts sent every 5 minutes.
+migration runner started when copies are queued, domain admins' alerts sent every 5 minutes, a
+Postfix reload a domain change is owed made if the process due to make it is gone.
 
 `letterhead up` starts it as a daemon (`letterhead periodic --daemon`, PID file in the run
 directory) and `letterhead down` stops it. A job that fails is reported in its log
@@ -16,7 +17,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from controlplane.daemons import notice_mail
+from controlplane.daemons import notice_mail, postfix_reloads
 from controlplane.daemons.background import BackgroundProcess
 from controlplane.daemons.process import DaemonError
 from controlplane.runners import mail_migration, tls_report_spool
@@ -32,6 +33,7 @@ DKIM_INTERVAL = 3600.0
 TLS_REPORT_INTERVAL = 30.0
 MIGRATION_INTERVAL = 10.0
 ALERT_INTERVAL = 300.0
+OWED_RELOAD_INTERVAL = 60.0
 # How often the loop looks at the clock; a stop request is seen at once.
 TICK_SECONDS = 10.0
 
@@ -99,6 +101,10 @@ def send_alerts_job(installation: Installation) -> None:
         _say(f"alert to {notice.recipient}: {notice.subject}")
 
 
+def owed_postfix_reload_job(installation: Installation) -> None:
+    postfix_reloads.reload_if_owed(installation.settings)
+
+
 def default_jobs() -> list[tuple[str, float, Callable[[Installation], None]]]:
     return [
         ("certificates", CERTIFICATE_INTERVAL, renew_certificates_job),
@@ -107,6 +113,7 @@ def default_jobs() -> list[tuple[str, float, Callable[[Installation], None]]]:
         ("tls-reports", TLS_REPORT_INTERVAL, read_tls_reports_job),
         ("migrations", MIGRATION_INTERVAL, start_migrations_job),
         ("alerts", ALERT_INTERVAL, send_alerts_job),
+        ("postfix-reloads", OWED_RELOAD_INTERVAL, owed_postfix_reload_job),
     ]
 
 

@@ -442,7 +442,9 @@ def test_dovecot_sees_the_clients_own_address_through_the_tls_proxy(
 @pytest.mark.parametrize("port", ["imaps_proxied", "pop3s_proxied"])
 def test_the_plain_port_behind_nginx_takes_no_client_that_skips_nginx(world: ScratchStack, port: str) -> None:
     """Dovecot takes passwords in plain text on the port behind nginx (TLS ended in nginx). A
-    client reaching it directly, without nginx's PROXY header, is dropped before any greeting."""
+    client reaching it directly without a PROXY header (one that did not come through nginx, or
+    the address it claims) is dropped before any greeting. (A local process that writes the
+    header itself is trusted as the machine's own: the port is on loopback only.)"""
     with socket.create_connection(("127.0.0.1", world.ports[port]), timeout=10) as raw:
         raw.sendall(f'a LOGIN "carol@a.test" "{PASSWORD}"\r\nUSER carol@a.test\r\n'.encode())
         received = b""

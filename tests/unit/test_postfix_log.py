@@ -83,7 +83,7 @@ def test_a_failure_that_repeats_is_retried_with_a_pause_and_logged_only_a_few_ti
             raise OSError("the same failure every time")
 
     monkeypatch.setattr(postfix_log, "_copy_lines", failing_then_done)
-    monkeypatch.setattr(postfix_log.time, "sleep", pauses.append)
+    monkeypatch.setattr(postfix_log, "_drop_lines_for", lambda _socket, seconds: pauses.append(seconds))
     postfix_log._copy_lines_until_postfix_stops(None, 0, None, None)
 
     assert len(attempts) == 10
@@ -92,3 +92,35 @@ def test_a_failure_that_repeats_is_retried_with_a_pause_and_logged_only_a_few_ti
     traces = [record for record in caplog.records if record.exc_info]
     assert len(traces) == 3
     assert any("keeps failing" in record.getMessage() for record in caplog.records)
+
+
+def test_the_pause_reads_and_drops_what_postfix_sends_meanwhile(tmp_path) -> None:
+    """Postfix's programs wait in send() once the socket's queue is full: a pause that did not
+    read would hold up the mail."""
+    import socket
+
+    log_socket = postfix_log.bind_log_socket(tmp_path / "queue")
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        for number in range(5):
+            sender.sendto(f"line {number}".encode(), str(postfix_log.log_socket_path(tmp_path / "queue")))
+        postfix_log._drop_lines_for(log_socket, 0.2)
+        assert postfix_log._waiting_datagrams(log_socket) == []
+    finally:
+        sender.close()
+        log_socket.close()
+
+
+def test_a_log_folder_that_cannot_be_opened_costs_the_batch_and_is_tried_again(tmp_path, caplog) -> None:
+    folder = tmp_path / "log"
+    folder.mkdir()
+    log_file = postfix_log._LogFile(folder / "postfix.log")
+    (folder / "postfix.log").unlink()
+    folder.rmdir()
+    log_file.write("lost one\n")
+    log_file.write("lost two\n")
+    assert sum(1 for record in caplog.records if record.exc_info) == 1, "said once per spell"
+    folder.mkdir()
+    log_file.write("kept\n")
+    log_file.close()
+    assert (folder / "postfix.log").read_text() == "kept\n"
