@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from controlplane.cli.common import current_installation, emit, handles_errors, json_option
+from controlplane.logs import search_indexes
 from controlplane.logs.dovecot import AuthVerdicts
 from controlplane.logs.ingest import ingest_file
 from controlplane.runners import follower
@@ -84,8 +85,10 @@ def logs_ingest(files: tuple[Path, ...], as_json: bool) -> None:
     verdicts = AuthVerdicts()
     with current_installation().sessions() as session:
         for path in files:
-            result = ingest_file(session, path, verdicts=verdicts)
+            result = ingest_file(session, path, verdicts=verdicts, bulk=True)
             rows.append({"file": str(path), **dataclasses.asdict(result)})
+        # An earlier import killed before it built its search indexes left them missing.
+        search_indexes.build_missing(session)
     emit(rows, as_json)
 
 

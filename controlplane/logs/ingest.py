@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from controlplane.errors import LetterheadError
+from controlplane.logs import search_indexes
 from controlplane.logs.dialogue import DialogueRecorder, parse_dialogue_line, process_of_line
 from controlplane.logs.dovecot import (
     GENERIC_LOGIN_FAILURE,
@@ -80,13 +81,13 @@ class IngestResult:
     spam_verdicts: int = 0
     unparsed: int = 0
     rotated: bool = False
+    # A bulk import: the search indexes were built after the rows (search_indexes.py).
+    indexes_built_after: bool = False
 
     def add(self, other: IngestResult) -> None:
         for item in fields(self):
-            if item.name == "rotated":
-                self.rotated = self.rotated or other.rotated
-            else:
-                setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+            mine, theirs = getattr(self, item.name), getattr(other, item.name)
+            setattr(self, item.name, (mine or theirs) if isinstance(mine, bool) else mine + theirs)
 
 
 def _hash(data: bytes) -> str:
@@ -109,6 +110,9 @@ class LogFile:
 
     def close(self) -> None:
         self._raw.close()
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
 
     def __enter__(self) -> LogFile:
         return self
@@ -160,6 +164,7 @@ def ingest_file(
     reference: dt.datetime | None = None,
     batch_lines: int = BATCH_LINES,
     verdicts: AuthVerdicts | None = None,
+    bulk: bool = False,
 ) -> IngestResult:
     """Store what `path` logged beyond its checkpoint (plain or gzip), finishing first a
     rotated-away predecessor found beside it.
@@ -167,7 +172,8 @@ def ingest_file(
     `reference` dates year-less syslog stamps (default: the file's modification time, since
     no line in a file is newer than the file). Commits once per batch. Raises ConcurrentRead.
     Pass the same `verdicts` to reads of Dovecot's log and then Postfix's so that failed logins
-    get Dovecot's reason.
+    get Dovecot's reason. `bulk` (an operator's import, not the follower): when much is
+    unread, the search indexes are built after the rows instead of kept up during the read.
     """
     with LogFile(Path(path).resolve()) as log:
         # A gzip file never grows, so its last line is complete even without a newline.
@@ -178,6 +184,7 @@ def ingest_file(
             batch_lines=batch_lines,
             complete=log.compressed,
             verdicts=verdicts,
+            bulk=bulk,
         )
 
 
@@ -189,15 +196,25 @@ def ingest_log(
     batch_lines: int = BATCH_LINES,
     complete: bool = False,
     verdicts: AuthVerdicts | None = None,
+    bulk: bool = False,
 ) -> IngestResult:
     """Store what the open `log` holds beyond its checkpoint; `complete` when no writer will
     finish its last line; `verdicts` holds Dovecot's auth verdicts across reads (one per call
-    if not given). Raises ConcurrentRead."""
+    if not given); `bulk` as for ingest_file. Raises ConcurrentRead."""
     result = IngestResult()
     verdicts = verdicts if verdicts is not None else AuthVerdicts()
     try:
         checkpoint = _checkpoint(session, log, reference, batch_lines, result, verdicts)
-        _ingest_stream(session, log, checkpoint, reference, batch_lines, result, verdicts, complete=complete)
+        if bulk and search_indexes.worth_deferring(session, _unread_bytes(log, checkpoint)):
+            with search_indexes.deferred(session):
+                _ingest_stream(
+                    session, log, checkpoint, reference, batch_lines, result, verdicts, complete=complete
+                )
+            result.indexes_built_after = True
+        else:
+            _ingest_stream(
+                session, log, checkpoint, reference, batch_lines, result, verdicts, complete=complete
+            )
     except StaleDataError:
         session.rollback()
         raise ConcurrentRead(
@@ -252,6 +269,13 @@ def _checkpoint(
     )
     session.add(checkpoint)
     return checkpoint
+
+
+def _unread_bytes(log: LogFile, checkpoint: LogCheckpoint) -> int:
+    if log.compressed:
+        # Sizing a gzip file means decompressing it: a mail log packs about eightfold.
+        return max(0, os.fstat(log.fileno()).st_size * 8 - checkpoint.offset)
+    return max(0, log.size() - checkpoint.offset)
 
 
 def _attached(session: Session, log: LogFile) -> LogCheckpoint | None:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from controlplane.daemons.background import BackgroundProcess
 from controlplane.daemons.process import DaemonError
 from controlplane.errors import LetterheadError
+from controlplane.logs import search_indexes
 from controlplane.logs.dovecot import AuthVerdicts
 from controlplane.logs.ingest import ConcurrentRead, IngestResult, LogFile, ingest_log
 from controlplane.runtime import Installation
@@ -44,6 +45,7 @@ BATCH_LINES = 200
 RETIRE_SECONDS = 10.0
 PID_FILE = "log-follower.pid"
 PURGE_EVERY_SECONDS = 24 * 3600
+INDEX_CHECK_SECONDS = 60.0
 
 
 def followed_logs(settings: Settings) -> list[Path]:
@@ -171,6 +173,23 @@ class DailyPurge:
             return purge_expired_logs(session, OPERATOR, retention_days=self.retention_days)
 
 
+class MissingIndexes:
+    """Builds, each minute, the search indexes a bulk import killed before its end left missing
+    (search_indexes.py): nothing else would, until the next import."""
+
+    def __init__(self, installation: Installation, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.installation = installation
+        self.clock = clock
+        self._next: float | None = None
+
+    def build_if_due(self) -> int:
+        if self._next is not None and self.clock() < self._next:
+            return 0
+        self._next = self.clock() + INDEX_CHECK_SECONDS
+        with self.installation.sessions() as session:
+            return search_indexes.build_missing(session)
+
+
 class FollowerRunning(DaemonError):
     """Another follower already holds this installation's logs."""
 
@@ -200,6 +219,7 @@ def run_follower(
     with FOLLOWER.running(settings, daemon=daemon, stop=stop, already_running=FollowerRunning) as stop:
         follower = LogFollower(installation, followed_logs(settings), batch_lines=batch_lines)
         purge = DailyPurge(installation, settings.log_retention_days)
+        indexes = MissingIndexes(installation)
         try:
             while not stop.is_set():
                 if not settings.home.is_dir():
@@ -207,6 +227,7 @@ def run_follower(
                 if _safely(follower.poll):
                     _mark_read(settings)
                 _safely(purge.run_if_due)
+                _safely(indexes.build_if_due)
                 stop.wait(poll_seconds)
             _safely(follower.poll)
         finally:
