@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    # Imported by create_app only: every CLI command and daemon helper imports this package,
+    # and Flask's import alone took a fifth of a second.
+    from flask import Flask
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    from flask import Flask
     from flask_wtf.csrf import CSRFProtect
 
     import webmail

@@ -2,72 +2,71 @@
 module per command group.
 
 Every command prints a readable table, or JSON with --json; errors go to stderr with
-exit status 1.
+exit status 1. A command's module is imported when that command runs: importing all of them
+took a second before any command began (`letterhead logs ingest`, the supervisor's helpers
+and every operator's command paid it).
 """
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from controlplane.cli import (
-    aliases,
-    backup,
-    brands,
-    certs,
-    config,
-    db,
-    domains,
-    logs,
-    mailboxes,
-    migrations,
-    nodes,
-    service,
-    stack,
-    tenants,
-    tls_reports,
-    tokens,
-)
 from controlplane.version import __version__
 
+# Command name -> (module in controlplane.cli, attribute).
+_COMMANDS = {
+    "tenant": ("tenants", "tenant"),
+    "domain": ("domains", "domain"),
+    "mailbox": ("mailboxes", "mailbox"),
+    "alias": ("aliases", "alias"),
+    "brand": ("brands", "brand"),
+    "token": ("tokens", "token"),
+    "config": ("config", "config"),
+    "logs": ("logs", "logs"),
+    "certs": ("certs", "certs"),
+    "tls-reports": ("tls_reports", "tls_reports_group"),
+    "migrate": ("migrations", "migrate"),
+    "db": ("db", "db"),
+    "node": ("nodes", "node"),
+    "up": ("stack", "up"),
+    "down": ("stack", "down"),
+    "status": ("stack", "status"),
+    "demo": ("stack", "demo"),
+    "export": ("stack", "export_command"),
+    "import": ("stack", "import_command"),
+    "periodic": ("stack", "periodic"),
+    "postfix-log-writer": ("stack", "postfix_log_writer_command"),
+    "postfix-reload-when-due": ("stack", "postfix_reload_when_due_command"),
+    "supervise": ("stack", "supervise_command"),
+    "sender-milter": ("stack", "sender_milter_command"),
+    "send-limits": ("stack", "send_limits_command"),
+    "backup": ("backup", "backup_command"),
+    "restore": ("backup", "restore_command"),
+    "install": ("service", "install_command"),
+    "uninstall": ("service", "uninstall_command"),
+    "service": ("service", "service"),
+}
 
-@click.group()
+
+class _CommandsOnDemand(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMMANDS:
+            return None
+        module, attribute = _COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(f"controlplane.cli.{module}"), attribute)
+        assert isinstance(command, click.Command) and command.name == cmd_name
+        return command
+
+
+@click.group(cls=_CommandsOnDemand)
 @click.version_option(__version__, prog_name="letterhead")
 def main() -> None:
     """Letterhead: white-label mail hosting on Postfix and Dovecot."""
 
-
-for command in (
-    tenants.tenant,
-    domains.domain,
-    mailboxes.mailbox,
-    aliases.alias,
-    brands.brand,
-    tokens.token,
-    config.config,
-    logs.logs,
-    certs.certs,
-    tls_reports.tls_reports_group,
-    migrations.migrate,
-    db.db,
-    nodes.node,
-    stack.up,
-    stack.down,
-    stack.status,
-    stack.demo,
-    stack.export_command,
-    stack.import_command,
-    stack.periodic,
-    stack.postfix_log_writer_command,
-    stack.postfix_reload_when_due_command,
-    stack.supervise_command,
-    stack.sender_milter_command,
-    stack.send_limits_command,
-    backup.backup_command,
-    backup.restore_command,
-    service.install_command,
-    service.uninstall_command,
-    service.service,
-):
-    main.add_command(command)
 
 __all__ = ["main"]
