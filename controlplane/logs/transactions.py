@@ -92,9 +92,11 @@ def plain_reason(outcome: str, detail: str, dsn: str = "") -> str:
 
 def _status_code(detail: str, dsn: str) -> str:
     reply = _REPLY.match(detail)
-    if reply:
-        return " ".join(part for part in (reply["code"], reply["enhanced"] or dsn) if part)
-    return dsn
+    if reply is None:
+        return dsn
+    code, enhanced = reply.group("code", "enhanced")
+    enhanced = enhanced or dsn
+    return f"{code} {enhanced}" if enhanced else code
 
 
 class TransactionAssembler:
@@ -199,23 +201,21 @@ class TransactionAssembler:
         transaction = entry.transaction
         store = self.store
         outcome = _outcome(event)
-        existing = next(
-            (
-                r
-                for r in transaction.recipients
-                if r.recipient == event.recipient and r.orig_to == event.orig_to
-            ),
-            None,
-        )
-        if existing is None:
+        existing = None
+        for row in transaction.recipients:
+            if row.recipient == event.recipient and row.orig_to == event.orig_to:
+                existing = row
+                break
+        else:
             # The same recipient handed to this host's own listener and re-queued under this
             # entry's ID (a forward going round for SRS): that row goes on; Postfix no longer
             # knows the alias the recipient came through.
-            existing = next(
-                (r for r in transaction.recipients if _handed_on(r, event.recipient, entry.queue_id)), None
-            )
-            if existing is not None and existing.outcome == "forwarded" and outcome == "relayed":
-                outcome = "forwarded"
+            for row in transaction.recipients:
+                if _handed_on(row, event.recipient, entry.queue_id):
+                    existing = row
+                    if row.outcome == "forwarded" and outcome == "relayed":
+                        outcome = "forwarded"
+                    break
         if existing is None:
             existing = store.new_recipient(
                 transaction,
