@@ -11,6 +11,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.daemons import postfix_reloads, redis, spam_policy
 from controlplane.db import make_engine, make_session_factory
+
+# Imported with the sessions it serves, not only when it is called: importing it registers the
+# flush listener that signals "on_sender_lists_changed" below, and a command whose own modules
+# never import it (`letterhead alias create`) must still republish rspamd's copy.
+from controlplane.services import sender_lists
 from controlplane.settings import Settings
 
 
@@ -93,8 +98,6 @@ class Installation:
     def publish_allowed_senders(self) -> None:
         """Hand rspamd every address's allowed senders as committed, replacing whatever Redis
         held, if Redis runs (else `letterhead up` does)."""
-        from controlplane.services import sender_lists
-
         if redis.pid(self.settings) is None:
             return
         with self.sessions() as session:
