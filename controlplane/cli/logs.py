@@ -9,9 +9,7 @@ from typing import Any
 import click
 
 from controlplane.cli.common import current_installation, emit, handles_errors, json_option
-from controlplane.logs import search_indexes
-from controlplane.logs.dovecot import AuthVerdicts
-from controlplane.logs.ingest import ingest_file
+from controlplane.logs.ingest import ingest_files
 from controlplane.runners import follower
 from controlplane.services import log_retention, mail_logs
 from controlplane.services.scope import OPERATOR
@@ -81,15 +79,15 @@ def logs_ingest(files: tuple[Path, ...], as_json: bool) -> None:
     """Read each FILE from where the last run stopped (plain or gzip; rotation is followed).
 
     Name Dovecot's log before Postfix's: failed SMTP logins then get Dovecot's reason."""
-    rows = []
-    verdicts = AuthVerdicts()
     with current_installation().sessions() as session:
-        for path in files:
-            result = ingest_file(session, path, verdicts=verdicts, bulk=True)
-            rows.append({"file": str(path), **dataclasses.asdict(result)})
-        # An earlier import killed before it built its search indexes left them missing.
-        search_indexes.build_missing(session)
-    emit(rows, as_json)
+        results = ingest_files(session, list(files))
+    emit(
+        [
+            {"file": str(path), **dataclasses.asdict(result)}
+            for path, result in zip(files, results, strict=True)
+        ],
+        as_json,
+    )
 
 
 @logs.command("follow")

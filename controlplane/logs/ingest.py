@@ -81,13 +81,13 @@ class IngestResult:
     spam_verdicts: int = 0
     unparsed: int = 0
     rotated: bool = False
-    # A bulk import: the search indexes were built after the rows (search_indexes.py).
-    indexes_built_after: bool = False
 
     def add(self, other: IngestResult) -> None:
         for item in fields(self):
-            mine, theirs = getattr(self, item.name), getattr(other, item.name)
-            setattr(self, item.name, (mine or theirs) if isinstance(mine, bool) else mine + theirs)
+            if item.name == "rotated":
+                self.rotated = self.rotated or other.rotated
+            else:
+                setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
 
 
 def _hash(data: bytes) -> str:
@@ -157,6 +157,33 @@ class LogFile:
         return _hash(head) == checkpoint.head and self.size() >= checkpoint.offset
 
 
+def ingest_files(
+    session: Session, paths: list[Path], *, verdicts: AuthVerdicts | None = None
+) -> list[IngestResult]:
+    """An operator's import of `paths`, in order (`letterhead logs ingest`): when they hold much
+    unread log, the search indexes of the tables it fills are built once after all of them
+    instead of kept up row by row (search_indexes.py). The follower reads with ingest_log."""
+    verdicts = verdicts if verdicts is not None else AuthVerdicts()
+    unread = sum(unread_bytes(session, path) for path in paths)
+    with search_indexes.deferred(session, unread):
+        return [ingest_file(session, path, verdicts=verdicts) for path in paths]
+
+
+def unread_bytes(session: Session, path: Path | str) -> int:
+    """About how many bytes of `path` no run has read yet (a gzip file's estimated unpacked)."""
+    with LogFile(Path(path).resolve()) as log:
+        checkpoint = _attached(session, log) if log.inode is not None else None
+        if checkpoint is not None and not log.continues(checkpoint):
+            checkpoint = None
+        if checkpoint is None:
+            checkpoint = _by_content(session, log)
+        offset = checkpoint.offset if checkpoint is not None else 0
+        if log.compressed:
+            # Sizing a gzip file means unpacking all of it; a mail log packs about eightfold.
+            return max(0, os.fstat(log.fileno()).st_size * 8 - offset)
+        return max(0, log.size() - offset)
+
+
 def ingest_file(
     session: Session,
     path: Path | str,
@@ -164,7 +191,6 @@ def ingest_file(
     reference: dt.datetime | None = None,
     batch_lines: int = BATCH_LINES,
     verdicts: AuthVerdicts | None = None,
-    bulk: bool = False,
 ) -> IngestResult:
     """Store what `path` logged beyond its checkpoint (plain or gzip), finishing first a
     rotated-away predecessor found beside it.
@@ -172,8 +198,7 @@ def ingest_file(
     `reference` dates year-less syslog stamps (default: the file's modification time, since
     no line in a file is newer than the file). Commits once per batch. Raises ConcurrentRead.
     Pass the same `verdicts` to reads of Dovecot's log and then Postfix's so that failed logins
-    get Dovecot's reason. `bulk` (an operator's import, not the follower): when much is
-    unread, the search indexes are built after the rows instead of kept up during the read.
+    get Dovecot's reason.
     """
     with LogFile(Path(path).resolve()) as log:
         # A gzip file never grows, so its last line is complete even without a newline.
@@ -184,7 +209,6 @@ def ingest_file(
             batch_lines=batch_lines,
             complete=log.compressed,
             verdicts=verdicts,
-            bulk=bulk,
         )
 
 
@@ -196,25 +220,15 @@ def ingest_log(
     batch_lines: int = BATCH_LINES,
     complete: bool = False,
     verdicts: AuthVerdicts | None = None,
-    bulk: bool = False,
 ) -> IngestResult:
     """Store what the open `log` holds beyond its checkpoint; `complete` when no writer will
     finish its last line; `verdicts` holds Dovecot's auth verdicts across reads (one per call
-    if not given); `bulk` as for ingest_file. Raises ConcurrentRead."""
+    if not given). Raises ConcurrentRead."""
     result = IngestResult()
     verdicts = verdicts if verdicts is not None else AuthVerdicts()
     try:
         checkpoint = _checkpoint(session, log, reference, batch_lines, result, verdicts)
-        if bulk and search_indexes.worth_deferring(session, _unread_bytes(log, checkpoint)):
-            with search_indexes.deferred(session):
-                _ingest_stream(
-                    session, log, checkpoint, reference, batch_lines, result, verdicts, complete=complete
-                )
-            result.indexes_built_after = True
-        else:
-            _ingest_stream(
-                session, log, checkpoint, reference, batch_lines, result, verdicts, complete=complete
-            )
+        _ingest_stream(session, log, checkpoint, reference, batch_lines, result, verdicts, complete=complete)
     except StaleDataError:
         session.rollback()
         raise ConcurrentRead(
@@ -269,13 +283,6 @@ def _checkpoint(
     )
     session.add(checkpoint)
     return checkpoint
-
-
-def _unread_bytes(log: LogFile, checkpoint: LogCheckpoint) -> int:
-    if log.compressed:
-        # Sizing a gzip file means decompressing it: a mail log packs about eightfold.
-        return max(0, os.fstat(log.fileno()).st_size * 8 - checkpoint.offset)
-    return max(0, log.size() - checkpoint.offset)
 
 
 def _attached(session: Session, log: LogFile) -> LogCheckpoint | None:

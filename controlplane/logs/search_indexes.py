@@ -1,18 +1,18 @@
 """Search indexes built after a bulk import instead of kept up row by row during it.
 
 A large `letterhead logs ingest` (an operator importing months of old logs) spent two thirds
-of SQLite's time keeping fifteen search indexes up to date, one random page at a time; built
-once after the rows are in, the same indexes cost a sixth of that. Only indexes the ingestion
-itself never reads are set aside: the queue entries' (a message's later lines find it through
-them), the recipients' by transaction (an evicted message is read back through it), the
-failed logins' by login (a late reason is matched through it), and every unique index.
+of SQLite's time keeping the log tables' indexes up to date, one random page at a time; built
+once after the rows are in, the same indexes cost a fifth of that. Only indexes nothing needs
+while the import runs are set aside (see _KEPT for the others), and only those of a table the
+import is expected to grow by a quarter or more: rebuilding an index reads every row of its
+table, old and new.
 
-Crash safety: an import holds `<database>-log-import.lock` shared for as long as the indexes
+Crash safety: an import holds `<database>-log-import.lock` shared for as long as its indexes
 may be missing, and whoever builds them holds it exclusively. So an import never has its
 indexes built under it by another process, two imports at once leave the build to the one
 that ends last, and an import killed before its build leaves the lock free: the log follower
-(each minute) and the next ingest build what is missing. Search reads the tables all the same
-while an index is missing, only by scanning them.
+(each minute) and the next `logs ingest` build what is missing. While an index is missing,
+searches that would use it scan the table instead: slower, with the same answers.
 
 SQLite only. On PostgreSQL several nodes write the same tables, and a lock file on one of them
 cannot tell the others that an import is under way.
@@ -26,44 +26,55 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Index, bindparam, text
+from sqlalchemy import Index, Table, bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from controlplane.models import AuthEvent, MailRecipientResult, MailTransaction
 
-# Below this much unread log, or fewer new rows than a quarter of the rows already stored
-# (rebuilding an index reads every row, new or old), the indexes are kept up as usual.
+# Below this much unread log the indexes are kept up as usual.
 BULK_IMPORT_BYTES = 32 * 1024 * 1024
-# About one stored transaction per this many bytes of a Postfix log (measured: 139 MB of
-# syslog made 135,925 transactions).
-LOG_BYTES_PER_TRANSACTION = 1000
-# The indexes the ingestion reads while it writes: never set aside.
-_READ_BY_INGESTION = frozenset({"ix_mail_recipient_result_transaction_id", "ix_auth_event_login"})
+# At most one row of a log table per this many bytes of log (measured on bench/logs.py's
+# syslog: 139 MB made 135,925 transactions, 182,038 recipient results and 61,072 logins).
+LOG_BYTES_PER_ROW = 700
+# Indexes read while an import runs, never set aside.
+_KEPT = {
+    # The ingestion's own reads: an evicted message read back, a late failure reason matched.
+    "ix_mail_recipient_result_transaction_id": "ingestion",
+    "ix_auth_event_login": "ingestion",
+    # Every panel and webmail login counts recent failures by account and network (services/auth.py).
+    "ix_auth_event_account": "login throttle",
+    "ix_auth_event_network": "login throttle",
+    "ix_auth_event_time": "login throttle",
+}
+_TABLES = (MailTransaction, MailRecipientResult, AuthEvent)
+
+
+def _table(model: type) -> Table:
+    return model.__table__  # type: ignore[attr-defined,no-any-return]
 
 
 def deferrable_indexes() -> list[Index]:
-    """The search indexes of the log tables that a bulk import builds at its end."""
-    found = []
-    for model in (MailTransaction, MailRecipientResult, AuthEvent):
-        for index in sorted(model.__table__.indexes, key=lambda index: index.name or ""):  # type: ignore[attr-defined]
-            if not index.unique and index.name not in _READ_BY_INGESTION:
-                found.append(index)
-    return found
+    """The log tables' indexes a bulk import may build at its end (unique ones never)."""
+    return [
+        index
+        for model in _TABLES
+        for index in sorted(_table(model).indexes, key=lambda index: index.name or "")
+        if not index.unique and index.name not in _KEPT
+    ]
 
 
 def _database_path(session: Session) -> Path | None:
     url = session.get_bind().url
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
-    return Path(url.database)
-
-
-def _lock_path(database: Path) -> Path:
-    return database.with_name(database.name + "-log-import.lock")
+    return Path(url.database).resolve()
 
 
 def _open_lock(database: Path) -> int:
-    return os.open(_lock_path(database), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    # flock needs any open descriptor; read-only is enough.
+    return os.open(
+        database.with_name(database.name + "-log-import.lock"), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600
+    )
 
 
 def missing_indexes(session: Session) -> list[Index]:
@@ -82,13 +93,31 @@ def missing_indexes(session: Session) -> list[Index]:
     return [index for index in wanted if index.name not in present]
 
 
+def indexes_to_defer(session: Session, unread_bytes: int) -> list[Index]:
+    """The indexes a read of `unread_bytes` of log should build at its end: those of each
+    table it may grow by a quarter or more, when it is large enough to be a bulk import."""
+    if _database_path(session) is None or unread_bytes < BULK_IMPORT_BYTES:
+        return []
+    new_rows = unread_bytes // LOG_BYTES_PER_ROW
+    growing = set()
+    for model in _TABLES:
+        table = _table(model)
+        # Ids are consecutive but for purged old rows: the span is about the rows kept.
+        first, last = session.execute(select(func.min(table.c.id), func.max(table.c.id))).one()
+        stored = 0 if first is None else last - first + 1
+        if new_rows * 4 >= stored:
+            growing.add(table.name)
+    return [
+        index for index in deferrable_indexes() if index.table is not None and index.table.name in growing
+    ]
+
+
 def build_missing(session: Session) -> int:
     """Build the deferrable indexes a killed import left missing, unless an import is still
     under way; commits. The number built."""
     database = _database_path(session)
     if database is None or not missing_indexes(session):
         return 0
-    session.rollback()  # no read transaction held while waiting for the write lock
     descriptor = _open_lock(database)
     try:
         try:
@@ -104,49 +133,53 @@ def _build(session: Session) -> int:
     missing = missing_indexes(session)
     for index in missing:
         index.create(session.connection(), checkfirst=True)
-        # One commit per index: each build holds SQLite's write lock (readers go on under WAL),
-        # and the panel's writes wait for it only as long as one index takes.
+        # One commit per index: each build holds SQLite's write lock (readers go on under WAL)
+        # and other writers wait for one index at a time, about a tenth of a second per
+        # million log lines stored (docs/benchmarks.md), well inside their 30 s busy timeout.
         session.commit()
     return len(missing)
 
 
-def worth_deferring(session: Session, unread_bytes: int) -> bool:
-    """Whether reading `unread_bytes` of log is a bulk import that should build the search
-    indexes at its end: enough new rows to outweigh rebuilding over the rows already stored."""
-    if _database_path(session) is None or unread_bytes < BULK_IMPORT_BYTES:
-        return False
-    stored = session.execute(text("SELECT max(id) FROM mail_transaction")).scalar() or 0
-    return unread_bytes // LOG_BYTES_PER_TRANSACTION * 4 >= stored
-
-
 @contextlib.contextmanager
-def deferred(session: Session) -> Iterator[None]:
-    """Set the deferrable indexes aside for the block and build them after it (the last of
-    several imports at once builds them). Commits the session before and after."""
+def deferred(session: Session, unread_bytes: int) -> Iterator[None]:
+    """Set aside the indexes worth deferring for a read of `unread_bytes` during the block, and
+    build every missing one after it (unless another import still runs: the last to end builds).
+    Commits the session before the block and after it."""
     database = _database_path(session)
-    if database is None:
+    indexes = indexes_to_defer(session, unread_bytes)
+    if database is None or not indexes:
         yield
+        build_missing(session)  # left by an import killed earlier
         return
     session.commit()
     descriptor = _open_lock(database)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_SH)
-        connection = session.connection()
-        for index in deferrable_indexes():
-            index.drop(connection, checkfirst=True)
+        for index in indexes:
+            index.drop(session.connection(), checkfirst=True)
         session.commit()
         try:
             yield
-        finally:
-            session.rollback()  # a batch the block failed in is not kept; its rows are not built over
-            # Shared to exclusive is not atomic: another import may take it in between, and
-            # then it builds at its end. Whoever gets it builds over every row stored.
-            fcntl.flock(descriptor, fcntl.LOCK_UN)
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                pass
-            else:
-                _build(session)
+        except Exception:
+            # The rows committed before the failure still need their indexes; a failed build
+            # must not hide why the import failed (the follower tries again within a minute).
+            session.rollback()
+            with contextlib.suppress(Exception):
+                _build_if_last(session, descriptor)
+            raise
+        # Not reached when interrupted (Ctrl-C, SystemExit): no build holds the operator up
+        # then; the follower or the next import makes it.
+        _build_if_last(session, descriptor)
     finally:
         os.close(descriptor)
+
+
+def _build_if_last(session: Session, descriptor: int) -> None:
+    # Shared to exclusive is not atomic: another import may take the lock in between, and then
+    # it builds at its end. Whoever gets it builds over every row stored.
+    fcntl.flock(descriptor, fcntl.LOCK_UN)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return
+    _build(session)

@@ -10,36 +10,57 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from click.testing import CliRunner
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.orm import Session
 
+from controlplane.cli import main
+from controlplane.db import make_engine
 from controlplane.logs import ingest as ingest_module
 from controlplane.logs import search_indexes
-from controlplane.logs.ingest import ingest_file
+from controlplane.logs.ingest import ingest_file, ingest_files
+from controlplane.models import AuthEvent, MailQueueEntry, MailRecipientResult, MailTransaction
 from controlplane.runners.follower import MissingIndexes
 from controlplane.runtime import Installation
 from controlplane.settings import Settings
-from tests.unit.test_log_ingest import FIXTURES, REFERENCE, _counts, _transaction
+from tests.unit.test_log_ingest import FIXTURES, REFERENCE
 
 ROOT = Path(__file__).resolve().parents[2]
+ALL = 12  # the indexes set aside when every log table grows
 
 
-@pytest.fixture(autouse=True)
-def _sqlite_only(db: Session) -> None:
+@pytest.fixture
+def sqlite_only(db: Session) -> None:
     if db.get_bind().dialect.name != "sqlite":
         pytest.skip("indexes are set aside only on SQLite (search_indexes.py says why)")
 
 
 @pytest.fixture
 def any_size_is_bulk(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The fixture log is small: every read of it counts as a bulk import.
+    # The fixture log is small: every read of it counts as a bulk import growing every table.
     monkeypatch.setattr(search_indexes, "BULK_IMPORT_BYTES", 0)
-    monkeypatch.setattr(search_indexes, "LOG_BYTES_PER_TRANSACTION", 1)
+    monkeypatch.setattr(search_indexes, "LOG_BYTES_PER_ROW", 1)
 
 
-def _log(tmp_path: Path, name: str = "postfix.log") -> Path:
-    path = tmp_path / name
+@pytest.fixture
+def missing_at_each_file(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """The indexes missing as each file's read begins."""
+    seen: list[set[str]] = []
+    read = ingest_module.ingest_file
+
+    def reading(session: Session, *args: object, **kwargs: object):
+        seen.append(_names(search_indexes.missing_indexes(session)))
+        return read(session, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest_module, "ingest_file", reading)
+    return seen
+
+
+def _log(directory: Path, name: str = "postfix.log") -> Path:
+    path = directory / name
     shutil.copy(FIXTURES / name, path)
+    # Year-less syslog stamps are dated from the file's time, as the fixtures expect.
+    os.utime(path, (REFERENCE.timestamp(), REFERENCE.timestamp()))
     return path
 
 
@@ -47,107 +68,154 @@ def _names(indexes: list) -> set[str]:
     return {index.name for index in indexes}
 
 
-def _plan(db: Session, sql: str) -> str:
-    return " ".join(str(row[-1]) for row in db.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+def _rows(session: Session) -> list[list[tuple]]:
+    return [
+        [tuple(row) for row in session.execute(select(model.__table__).order_by(model.__table__.c.id))]
+        for model in (MailTransaction, MailQueueEntry, MailRecipientResult, AuthEvent)
+    ]
 
 
-def test_the_set_aside_indexes_are_search_indexes_the_ingestion_never_reads() -> None:
+def test_the_set_aside_indexes_are_none_that_logins_or_the_ingestion_read() -> None:
     names = _names(search_indexes.deferrable_indexes())
-    assert len(names) == 15
-    assert "ix_mail_recipient_result_recipient" in names and "ix_auth_event_tenant_id_time" in names
-    # Read while ingesting: a message's later lines, an evicted message, a late login reason.
+    assert len(names) == ALL
+    assert {"ix_mail_recipient_result_recipient", "ix_mail_transaction_sender"} <= names
+    # Read during an import: by the ingestion itself, and by every login's throttle.
     assert not names & {
-        "ix_mail_queue_entry_queue_id_removed",
         "ix_mail_recipient_result_transaction_id",
         "ix_auth_event_login",
+        "ix_auth_event_account",
+        "ix_auth_event_network",
+        "ix_auth_event_time",
     }
 
 
-def test_a_bulk_import_stores_the_same_rows_and_builds_its_indexes_after_them(
-    db: Session,
-    installation: Installation,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    any_size_is_bulk: None,
+@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
+def test_a_bulk_import_stores_what_a_plain_read_stores_and_builds_its_indexes_after(
+    db: Session, second_database: str, tmp_path: Path, missing_at_each_file: list[set[str]]
 ) -> None:
-    missing_while_reading: list[set[str]] = []
-    stream = ingest_module._ingest_stream
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    ingest_files(db, [_log(first), _log(first, "dovecot.log")])
 
-    def reading(session: Session, *args: object, **kwargs: object) -> None:
-        missing_while_reading.append(_names(search_indexes.missing_indexes(session)))
-        stream(session, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(ingest_module, "_ingest_stream", reading)
-    result = ingest_file(db, _log(tmp_path), reference=REFERENCE, bulk=True)
-
-    assert result.indexes_built_after
-    assert missing_while_reading == [_names(search_indexes.deferrable_indexes())]
+    # Set aside once for both files, built after the last.
+    every = _names(search_indexes.deferrable_indexes())
+    assert missing_at_each_file == [every, every]
     assert search_indexes.missing_indexes(db) == []
-    assert "ix_mail_recipient_result_recipient" in _plan(
-        db, "SELECT id FROM mail_recipient_result WHERE recipient = 'alice@a.test'"
-    )
-    # Committed, and the rows an ordinary read stores (test_log_ingest.py checks them in detail).
-    with installation.sessions() as other:
-        assert _counts(other) == _counts(db)
-    assert _transaction(db, "delivered-1@client.example").client_ip == "192.0.2.10"
-    other_path = tmp_path / "plain"
-    other_path.mkdir()
-    ordinary = ingest_file(db, _log(other_path, "dovecot.log"), reference=REFERENCE, bulk=False)
-    assert not ordinary.indexes_built_after
+    plan = db.execute(
+        text("EXPLAIN QUERY PLAN SELECT id FROM mail_recipient_result WHERE recipient = 'alice@a.test'")
+    ).all()
+    assert "ix_mail_recipient_result_recipient" in " ".join(str(row[-1]) for row in plan)
+
+    with Session(make_engine(second_database)) as plain:
+        ingest_file(plain, _log(second), reference=REFERENCE)
+        ingest_file(plain, _log(second, "dovecot.log"), reference=REFERENCE)
+        expected = _rows(plain)
+    assert all(expected[:3]) and _rows(db) == expected
 
 
-def test_a_read_of_little_log_keeps_the_indexes_up(db: Session, tmp_path: Path) -> None:
-    result = ingest_file(db, _log(tmp_path), reference=REFERENCE, bulk=True)
-    assert not result.indexes_built_after
-    assert search_indexes.missing_indexes(db) == []
-
-
-def test_more_stored_rows_than_a_read_would_add_keep_the_indexes_up(
-    db: Session, tmp_path: Path, any_size_is_bulk: None
+@pytest.mark.usefixtures("sqlite_only")
+def test_a_read_of_little_log_keeps_the_indexes_up(
+    db: Session, tmp_path: Path, missing_at_each_file: list[set[str]]
 ) -> None:
-    ingest_file(db, _log(tmp_path), reference=REFERENCE)
-    stored = db.execute(text("SELECT max(id) FROM mail_transaction")).scalar_one()
-    # Rebuilding reads every stored row: a read adding fewer than a quarter of them keeps them up.
-    assert not search_indexes.worth_deferring(db, stored // 4 - 1)
-    assert search_indexes.worth_deferring(db, stored // 4 + 1)
+    ingest_files(db, [_log(tmp_path)])
+    assert missing_at_each_file == [set()]
+    assert db.scalar(select(func.count()).select_from(MailTransaction)) > 0
 
 
+@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
+def test_only_a_table_an_import_grows_by_a_quarter_has_its_indexes_set_aside(
+    db: Session, tmp_path: Path
+) -> None:
+    ingest_files(db, [_log(tmp_path)])
+    transactions = db.scalar(select(func.max(MailTransaction.id)))
+    recipients = db.scalar(select(func.max(MailRecipientResult.id)))
+    # A quarter of each table, in rows (one row a byte here): the recipients' is larger.
+    quarter = -(-transactions // 4)
+    assert quarter < -(-recipients // 4)
+    # No login stored yet: any import grows auth_event by more than a quarter.
+    logins_only = _names(search_indexes.indexes_to_defer(db, quarter - 1))
+    assert logins_only and all(name.startswith("ix_auth_event_") for name in logins_only)
+    with_transactions = _names(search_indexes.indexes_to_defer(db, quarter))
+    assert "ix_mail_transaction_sender" in with_transactions
+    assert "ix_mail_recipient_result_recipient" not in with_transactions
+
+
+@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
 def test_an_import_under_way_keeps_every_other_builder_off(installation: Installation) -> None:
     with installation.sessions() as importing, installation.sessions() as other:
-        with search_indexes.deferred(importing):
-            assert len(search_indexes.missing_indexes(other)) == 15
+        with search_indexes.deferred(importing, 1):
+            assert len(search_indexes.missing_indexes(other)) == ALL
             # The follower's minute check, and a second import ending first, build nothing.
             assert MissingIndexes(installation).build_if_due() == 0
-            with search_indexes.deferred(other):
+            with search_indexes.deferred(other, 1):
                 pass
-            assert len(search_indexes.missing_indexes(other)) == 15
+            assert len(search_indexes.missing_indexes(other)) == ALL
         # The last import to end builds them.
         assert search_indexes.missing_indexes(other) == []
 
 
-def test_an_import_killed_before_its_build_leaves_them_to_the_follower(
-    db: Session, settings: Settings, installation: Installation
+@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
+def test_a_failed_import_builds_them_and_an_interrupted_one_leaves_them_to_the_follower(
+    installation: Installation,
 ) -> None:
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import os, signal, sys\n"
-            "from sqlalchemy import create_engine\n"
-            "from sqlalchemy.orm import Session\n"
-            "from controlplane.logs import search_indexes\n"
-            "with Session(create_engine(sys.argv[1])) as session:\n"
-            "    with search_indexes.deferred(session):\n"
-            "        os.kill(os.getpid(), signal.SIGKILL)\n",
-            f"sqlite:///{settings.database_path}",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
-    )
-    assert child.returncode == -signal.SIGKILL
-    assert len(search_indexes.missing_indexes(db)) == 15
-    db.rollback()
+    with installation.sessions() as session:
+        with pytest.raises(RuntimeError, match="a line tripped"), search_indexes.deferred(session, 1):
+            raise RuntimeError("a line tripped")
+        assert search_indexes.missing_indexes(session) == []
 
-    assert MissingIndexes(installation).build_if_due() == 15
+        with pytest.raises(KeyboardInterrupt), search_indexes.deferred(session, 1):
+            raise KeyboardInterrupt
+        assert len(search_indexes.missing_indexes(session)) == ALL
+    assert MissingIndexes(installation).build_if_due() == ALL
+
+
+@pytest.mark.usefixtures("sqlite_only")
+def test_an_import_killed_before_its_build_leaves_them_to_the_follower_and_the_next_import(
+    db: Session, settings: Settings, installation: Installation, tmp_path: Path
+) -> None:
+    def killed_import() -> None:
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import os, signal, sys\n"
+                "from sqlalchemy import create_engine\n"
+                "from sqlalchemy.orm import Session\n"
+                "from controlplane.logs import search_indexes\n"
+                "search_indexes.BULK_IMPORT_BYTES = 0\n"
+                "with Session(create_engine(sys.argv[1])) as session:\n"
+                "    with search_indexes.deferred(session, 1):\n"
+                "        os.kill(os.getpid(), signal.SIGKILL)\n",
+                f"sqlite:///{settings.database_path}",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            check=False,
+        )
+        assert child.returncode == -signal.SIGKILL
+        assert len(search_indexes.missing_indexes(db)) == ALL
+
+    killed_import()
+    assert MissingIndexes(installation).build_if_due() == ALL
     assert search_indexes.missing_indexes(db) == []
+
+    killed_import()
+    # An operator's next import, too small to set anything aside, builds them.
+    result = CliRunner().invoke(
+        main, ["logs", "ingest", str(_log(tmp_path))], env={"LETTERHEAD_HOME": str(settings.home)}
+    )
+    assert result.exit_code == 0, result.output
+    assert search_indexes.missing_indexes(db) == []
+
+
+def test_nothing_is_set_aside_on_postgresql(db: Session, tmp_path: Path, any_size_is_bulk: None) -> None:
+    if db.get_bind().dialect.name != "postgresql":
+        pytest.skip("the PostgreSQL pass checks this")
+    assert search_indexes.indexes_to_defer(db, 10**12) == []
+    assert ingest_files(db, [_log(tmp_path)])[0].postfix_events > 0
+    present = {
+        index["name"]
+        for model in (MailTransaction, MailRecipientResult, AuthEvent)
+        for index in inspect(db.connection()).get_indexes(model.__tablename__)
+    }
+    assert _names(search_indexes.deferrable_indexes()) <= present
