@@ -38,8 +38,8 @@ BULK_IMPORT_BYTES = 32 * 1024 * 1024
 LOG_BYTES_PER_ROW = 700
 # Indexes read while an import runs, never set aside.
 _KEPT = {
-    # The ingestion's own reads: an evicted message read back, a late failure reason matched.
-    "ix_mail_recipient_result_transaction_id": "ingestion",
+    # The ingestion's own: a late failure reason is matched through it. (An evicted message's
+    # recipients are read back through the unique index, which is never set aside.)
     "ix_auth_event_login": "ingestion",
     # Every panel and webmail login counts recent failures by account and network (services/auth.py).
     "ix_auth_event_account": "login throttle",

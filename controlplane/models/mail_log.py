@@ -114,9 +114,9 @@ class MailRecipientResult(Base):
     )
 
     id: Mapped[int_pk]
-    transaction_id: Mapped[int] = mapped_column(
-        ForeignKey("mail_transaction.id", ondelete="CASCADE"), index=True
-    )
+    # No index of its own: the unique constraint's index begins with it and serves every lookup
+    # by transaction (and the cascade); a second one cost each ingested row an index write.
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("mail_transaction.id", ondelete="CASCADE"))
     time: Mapped[utc_time]
     recipient: Mapped[str] = mapped_column(String(320), index=True)
     # The address the sender wrote when an alias rewrote it to `recipient`; "" otherwise.
