@@ -172,16 +172,18 @@ def ingest_files(
 def unread_bytes(session: Session, path: Path | str) -> int:
     """About how many bytes of `path` no run has read yet (a gzip file's estimated unpacked)."""
     with LogFile(Path(path).resolve()) as log:
-        checkpoint = _attached(session, log) if log.inode is not None else None
+        if log.compressed:
+            # Sizing a gzip file means unpacking all of it: its checkpoint is found by its head
+            # alone, and its size estimated (a mail log packs about eightfold).
+            checkpoint = _by_content(session, log, sized=False)
+            offset = checkpoint.offset if checkpoint is not None else 0
+            return max(0, os.fstat(log.fileno()).st_size * 8 - offset)
+        checkpoint = _attached(session, log)
         if checkpoint is not None and not log.continues(checkpoint):
             checkpoint = None
         if checkpoint is None:
             checkpoint = _by_content(session, log)
-        offset = checkpoint.offset if checkpoint is not None else 0
-        if log.compressed:
-            # Sizing a gzip file means unpacking all of it; a mail log packs about eightfold.
-            return max(0, os.fstat(log.fileno()).st_size * 8 - offset)
-        return max(0, log.size() - offset)
+        return max(0, log.size() - (checkpoint.offset if checkpoint is not None else 0))
 
 
 def ingest_file(
@@ -291,8 +293,9 @@ def _attached(session: Session, log: LogFile) -> LogCheckpoint | None:
     ).first()
 
 
-def _by_content(session: Session, log: LogFile) -> LogCheckpoint | None:
-    """The checkpoint of a file this one is a copy or continuation of, if any was read."""
+def _by_content(session: Session, log: LogFile, *, sized: bool = True) -> LogCheckpoint | None:
+    """The checkpoint of a file this one is a copy or continuation of, if any was read (not
+    `sized`: going by the head alone, without checking the file is as long as was read)."""
     head = log.head(HEAD_BYTES)
     # A checkpoint hashes min(HEAD_BYTES, offset) bytes: one candidate hash per length.
     lengths = {_hash(head[:length]): length for length in range(1, len(head) + 1)}
@@ -305,6 +308,8 @@ def _by_content(session: Session, log: LogFile) -> LogCheckpoint | None:
     for candidate in candidates:
         if lengths[candidate.head] != min(HEAD_BYTES, candidate.offset):
             continue
+        if not sized:
+            return candidate
         size = log.size() if size is None else size
         if size >= candidate.offset:
             return candidate

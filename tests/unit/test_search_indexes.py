@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from controlplane.cli import main
+from controlplane.daemons.process import wait_until
 from controlplane.db import make_engine
 from controlplane.logs import ingest as ingest_module
 from controlplane.logs import search_indexes
 from controlplane.logs.ingest import ingest_file, ingest_files
 from controlplane.models import AuthEvent, MailQueueEntry, MailRecipientResult, MailTransaction
-from controlplane.runners.follower import MissingIndexes
+from controlplane.runners.follower import MissingIndexes, run_follower
 from controlplane.runtime import Installation
 from controlplane.settings import Settings
 from tests.unit.test_log_ingest import FIXTURES, REFERENCE
 
 ROOT = Path(__file__).resolve().parents[2]
-ALL = 12  # the indexes set aside when every log table grows
+ALL = 11  # the indexes set aside when every log table grows
 
 
 @pytest.fixture
@@ -79,8 +83,9 @@ def test_the_set_aside_indexes_are_none_that_logins_or_the_ingestion_read() -> N
     names = _names(search_indexes.deferrable_indexes())
     assert len(names) == ALL
     assert {"ix_mail_recipient_result_recipient", "ix_mail_transaction_sender"} <= names
-    # Read during an import: by the ingestion itself, and by every login's throttle.
+    # Read during an import: by the ingestion itself, every login's throttle, the daily purge.
     assert not names & {
+        "ix_mail_transaction_time",
         "ix_auth_event_login",
         "ix_auth_event_account",
         "ix_auth_event_network",
@@ -226,3 +231,59 @@ def test_nothing_is_set_aside_on_postgresql(db: Session, tmp_path: Path, any_siz
         for index in inspect(db.connection()).get_indexes(model.__tablename__)
     }
     assert _names(search_indexes.deferrable_indexes()) <= present
+
+
+def test_unread_bytes_are_counted_from_each_files_checkpoint(db: Session, tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    assert ingest_module.unread_bytes(db, log) == log.stat().st_size
+    ingest_files(db, [log])
+    assert ingest_module.unread_bytes(db, log) == 0
+    appended = b"Nov 30 00:00:01 mail postfix/anvil[1]: statistics: nothing\n"
+    with log.open("ab") as file:
+        file.write(appended)
+    assert ingest_module.unread_bytes(db, log) == len(appended)
+
+    # A gzip file is estimated, never unpacked to be sized: eight times its packed size.
+    packed = tmp_path / "old" / "dovecot.log.1.gz"
+    packed.parent.mkdir()
+    packed.write_bytes(gzip.compress((FIXTURES / "dovecot.log").read_bytes()))
+    assert ingest_module.unread_bytes(db, packed) == packed.stat().st_size * 8
+    ingest_files(db, [packed])
+    unpacked = len((FIXTURES / "dovecot.log").read_bytes())
+    assert ingest_module.unread_bytes(db, packed) == max(0, packed.stat().st_size * 8 - unpacked)
+
+
+@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
+def test_a_failed_build_after_the_rows_says_so_and_keeps_the_import(
+    db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def locked(_session: Session) -> int:
+        raise OperationalError("CREATE INDEX", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(search_indexes, "_build", locked)
+    [result] = ingest_files(db, [_log(tmp_path)])
+    assert result.postfix_events > 0
+    assert db.scalar(select(func.count()).select_from(MailTransaction)) > 0
+    assert "the log follower builds them within a minute" in capsys.readouterr().err
+    assert len(search_indexes.missing_indexes(db)) == ALL
+
+
+@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
+def test_the_running_follower_builds_what_an_interrupted_import_left(
+    installation: Installation, settings: Settings
+) -> None:
+    with installation.sessions() as session:
+        with pytest.raises(KeyboardInterrupt), search_indexes.deferred(session, 1):
+            raise KeyboardInterrupt
+        assert len(search_indexes.missing_indexes(session)) == ALL
+    stop = threading.Event()
+    follower = threading.Thread(
+        target=run_follower, args=(settings,), kwargs={"stop": stop, "poll_seconds": 0.05}
+    )
+    follower.start()
+    try:
+        with installation.sessions() as session:
+            assert wait_until(lambda: not search_indexes.missing_indexes(session), timeout=20)
+    finally:
+        stop.set()
+        follower.join(timeout=20)
