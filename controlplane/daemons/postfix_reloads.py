@@ -18,8 +18,8 @@ a change made from the CLI, which exits at once, gets it as surely as one made i
 That process holds a lock on `postfix-reload.due` for as long as it lives. Every change marks a
 reload owed (`postfix-reload.owed`) and every reload clears the mark, both under one state lock,
 so a change that finds the due process running knows it will reload for it. A due process that
-died (a restarted service took it down) leaves the mark: the periodic runner and the next change
-settle it.
+died (a restarted service took it down) leaves the mark, and so does a reload that failed: the
+periodic runner and the next change settle it.
 """
 
 from __future__ import annotations
@@ -123,7 +123,13 @@ def _reload(settings: Settings) -> None:
     # Marked first: a reload that fails (its error goes to the caller) is not tried again at once.
     (settings.run_dir / OWED).unlink(missing_ok=True)
     (settings.run_dir / LAST_RELOAD).touch()
-    postfix.reload(settings.live_config / "postfix")
+    try:
+        postfix.reload(settings.live_config / "postfix")
+    except BaseException:
+        # Still owed: the changes it was for still need new smtpd processes. The periodic
+        # runner (each minute) or the next change tries again, a spell after this attempt.
+        (settings.run_dir / OWED).touch()
+        raise
 
 
 def _take_due_lock(run_dir: Path) -> int | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.daemons import postfix, postfix_reloads
+from controlplane.daemons.process import DaemonError
 from controlplane.settings import Settings, load_settings
 
 SPACING = 30.0
@@ -108,4 +109,21 @@ def test_nothing_is_reloaded_or_owed_while_postfix_is_stopped(node: Node, monkey
     monkeypatch.setattr(postfix, "master_pid", lambda _queue: None)
     postfix_reloads.request_reload(node.settings)
     assert node.reloads == 0
+    assert not (node.settings.run_dir / postfix_reloads.OWED).exists()
+
+
+def test_a_reload_that_failed_is_still_owed_and_made_by_the_periodic_check(node: Node, monkeypatch) -> None:
+    def refused(_config: Path) -> None:
+        raise DaemonError("postfix/postfix-script: fatal: the Postfix mail system is not running")
+
+    monkeypatch.setattr(postfix, "reload", refused)
+    with pytest.raises(DaemonError):
+        postfix_reloads.request_reload(node.settings)
+    assert (node.settings.run_dir / postfix_reloads.OWED).exists()
+
+    monkeypatch.setattr(postfix, "reload", node._count)
+    postfix_reloads.reload_if_owed(node.settings)  # within the spell of the failed attempt
+    assert node.reloads == 0 and len(node.due_locks) == 1
+    node.run_due_process()
+    assert node.reloads == 1
     assert not (node.settings.run_dir / postfix_reloads.OWED).exists()
