@@ -153,6 +153,22 @@ class LogFollower:
         self._retiring.clear()
 
 
+class _Every:
+    """Due at the first call, then again once `seconds` have passed."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self._next: float | None = None
+
+    def due(self) -> bool:
+        if self._next is not None and self.clock() < self._next:
+            return False
+        # Set first: a run that fails is tried again when next due, not at every poll.
+        self._next = self.clock() + self.seconds
+        return True
+
+
 class DailyPurge:
     """Deletes records older than the retention setting when the follower starts, then daily."""
 
@@ -161,14 +177,11 @@ class DailyPurge:
     ) -> None:
         self.installation = installation
         self.retention_days = retention_days
-        self.clock = clock
-        self._next: float | None = None
+        self._every = _Every(PURGE_EVERY_SECONDS, clock)
 
     def run_if_due(self) -> PurgeResult | None:
-        if self._next is not None and self.clock() < self._next:
+        if not self._every.due():
             return None
-        # Set first: a failing purge is retried tomorrow, not at every poll.
-        self._next = self.clock() + PURGE_EVERY_SECONDS
         with self.installation.transaction() as session:
             return purge_expired_logs(session, OPERATOR, retention_days=self.retention_days)
 
@@ -179,13 +192,11 @@ class MissingIndexes:
 
     def __init__(self, installation: Installation, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.installation = installation
-        self.clock = clock
-        self._next: float | None = None
+        self._every = _Every(INDEX_CHECK_SECONDS, clock)
 
     def build_if_due(self) -> int:
-        if self._next is not None and self.clock() < self._next:
+        if not self._every.due():
             return 0
-        self._next = self.clock() + INDEX_CHECK_SECONDS
         with self.installation.sessions() as session:
             return search_indexes.build_missing(session)
 

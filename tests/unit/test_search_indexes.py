@@ -287,3 +287,25 @@ def test_the_running_follower_builds_what_an_interrupted_import_left(
     finally:
         stop.set()
         follower.join(timeout=20)
+
+
+@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
+def test_the_follower_looks_for_missing_indexes_once_a_minute(installation: Installation) -> None:
+    now = [0.0]
+    check = MissingIndexes(installation, clock=lambda: now[0])
+
+    def interrupted_import() -> None:
+        with (
+            installation.sessions() as session,
+            pytest.raises(KeyboardInterrupt),
+            search_indexes.deferred(session, 1),
+        ):
+            raise KeyboardInterrupt
+
+    interrupted_import()
+    assert check.build_if_due() == ALL  # at the follower's start
+    interrupted_import()
+    now[0] = 59.0
+    assert check.build_if_due() == 0, "not looked for within the minute"
+    now[0] = 60.0
+    assert check.build_if_due() == ALL
