@@ -10,7 +10,7 @@ export LETTERHEAD_HOME ?= $(CURDIR)/var
 DEBIAN_PACKAGES := postfix postfix-sqlite dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd \
 	dovecot-sieve dovecot-managesieved dovecot-sqlite nginx libnginx-mod-stream openssl sqlite3 swaks pflogsumm \
 	rspamd redis-server postsrsd postgresql postfix-pgsql dovecot-pgsql \
-	ca-certificates python3-venv python3-pip systemd
+	ca-certificates python3-venv python3-pip systemd gcc python3-dev
 # Only the test suite needs these: Chromium for the browser tests, dnsmasq as a loopback DNS server,
 # pebble (with pebble-challtestsrv) as a private ACME server.
 TEST_PACKAGES := chromium dnsmasq-base pebble
@@ -84,7 +84,8 @@ install-test-system:
 
 install-python: $(BIN)/letterhead
 
-$(BIN)/letterhead: setup.cfg pyproject.toml
+# setup.py builds the log parser's C part (controlplane/logs/*.c) into the checkout.
+$(BIN)/letterhead: setup.cfg pyproject.toml setup.py $(wildcard controlplane/logs/*.c)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

@@ -1,0 +1,618 @@
+/*
+ * Postfix log lines parsed in C: the same events as controlplane/logs/postfix.py, for the lines
+ * a busy log is made of (deliveries, queueing, message-ids, clients, removals), at a fraction of
+ * the regular expressions' cost.
+ *
+ * The Python parser stays the reference. This one answers only where it is certain to give what
+ * the Python parser gives: a line that is not plain printable ASCII, a syslog prefix it does not
+ * recognise, and the rarer kinds (refusals, SASL failures, expiries) go to the Python parser,
+ * which it is handed at `configure`. tests/unit/logs/test_compiled_postfix.py holds the two to
+ * the same answers over the fixtures, a generated log and mutated lines.
+ *
+ * Python's regular expressions on str are Unicode-aware (\d, \s and \w match beyond ASCII):
+ * keeping to printable ASCII is what makes the byte-wise rules below exact.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* Set by configure(): the event class, the (cached) syslog_time function, the Python parser. */
+static PyObject *event_class;
+static PyObject *syslog_time;
+static PyObject *python_parser;
+
+/* The last syslog stamp's moment: a log has many lines to a second. */
+static PyObject *stamp_reference;
+static PyObject *stamp_moment;
+static char stamp_text[32];
+static Py_ssize_t stamp_length = -1;
+
+enum { KIND_CONNECT_CLIENT, KIND_MESSAGE_ID, KIND_QUEUED, KIND_REMOVED, KIND_DELIVERY, KIND_COUNT };
+static const char *const kind_names[KIND_COUNT] = {
+    "connect-client", "message-id", "queued", "removed", "delivery",
+};
+static PyObject *kinds[KIND_COUNT];
+
+/* Strings that recur on every line are made once. */
+static const char *const common_names[] = {
+    "smtpd", "cleanup", "qmgr", "lmtp", "smtp", "virtual", "local", "pipe", "error", "discard",
+    "client", "sasl_method", "sasl_username", "sasl_sender", "from", "size", "nrcpt", "to",
+    "orig_to", "relay", "delay", "delays", "dsn", "conn_use", "status", "sent", "deferred", "bounced",
+    "2.0.0", "PLAIN", "LOGIN",
+};
+#define COMMON_COUNT (sizeof(common_names) / sizeof(common_names[0]))
+static PyObject *common[COMMON_COUNT];
+static PyObject *empty;
+static PyObject *key_client, *key_sasl_username, *key_from, *key_size, *key_to, *key_orig_to,
+    *key_relay, *key_dsn;
+
+/* The Python parser decides; a sentinel distinct from None and from any event. */
+#define UNDECIDED ((PyObject *)&undecided_marker)
+static int undecided_marker;
+
+typedef struct {
+    const char *start;
+    Py_ssize_t length;
+} Span;
+
+static int starts_with(Span text, const char *prefix)
+{
+    size_t length = strlen(prefix);
+    return (size_t)text.length >= length && memcmp(text.start, prefix, length) == 0;
+}
+
+static int equals(Span text, const char *word)
+{
+    size_t length = strlen(word);
+    return (size_t)text.length == length && memcmp(text.start, word, length) == 0;
+}
+
+static Py_ssize_t find(Span text, const char *needle)
+{
+    Py_ssize_t length = (Py_ssize_t)strlen(needle);
+    for (Py_ssize_t at = 0; at + length <= text.length; at++) {
+        if (text.start[at] == needle[0] && memcmp(text.start + at, needle, length) == 0)
+            return at;
+    }
+    return -1;
+}
+
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_lower(char c) { return c >= 'a' && c <= 'z'; }
+static int is_upper(char c) { return c >= 'A' && c <= 'Z'; }
+static int is_word(char c) { return is_digit(c) || is_lower(c) || is_upper(c) || c == '_'; }
+
+static PyObject *new_string(Span text)
+{
+    for (size_t i = 0; text.length <= 13 && i < COMMON_COUNT; i++) {
+        if (equals(text, common_names[i])) {
+            Py_INCREF(common[i]);
+            return common[i];
+        }
+    }
+    PyObject *string = PyUnicode_New(text.length, 127);
+    if (string != NULL)
+        memcpy(PyUnicode_1BYTE_DATA(string), text.start, (size_t)text.length);
+    return string;
+}
+
+/* str.strip() (printable ASCII has only the space to strip), then "<x>" -> "x". */
+static Span strip_brackets(Span value)
+{
+    while (value.length > 0 && value.start[0] == ' ') {
+        value.start++;
+        value.length--;
+    }
+    while (value.length > 0 && value.start[value.length - 1] == ' ')
+        value.length--;
+    if (value.length >= 1 && value.start[0] == '<' && value.start[value.length - 1] == '>') {
+        value.start++;
+        value.length = value.length >= 2 ? value.length - 2 : 0;
+    }
+    return value;
+}
+
+/* The key at `at` and its value, by _ATTRIBUTE's rule after the (?:^|, ) part:
+ * ([a-z_]+)=(<[^>]*>|[^,]*). Returns the end of the match, or -1. */
+static Py_ssize_t match_attribute(Span text, Py_ssize_t at, Span *key, Span *value)
+{
+    Py_ssize_t cursor = at;
+    while (cursor < text.length && (is_lower(text.start[cursor]) || text.start[cursor] == '_'))
+        cursor++;
+    if (cursor == at || cursor >= text.length || text.start[cursor] != '=')
+        return -1;
+    key->start = text.start + at;
+    key->length = cursor - at;
+    cursor++;
+    Py_ssize_t value_start = cursor;
+    if (cursor < text.length && text.start[cursor] == '<') {
+        const char *close = memchr(text.start + cursor + 1, '>', (size_t)(text.length - cursor - 1));
+        if (close != NULL) {
+            value->start = text.start + value_start;
+            value->length = close - value->start + 1;
+            return value_start + value->length;
+        }
+    }
+    while (cursor < text.length && text.start[cursor] != ',')
+        cursor++;
+    value->start = text.start + value_start;
+    value->length = cursor - value_start;
+    return cursor;
+}
+
+/* dict(_ATTRIBUTE.findall(text)): later keys win, as dict() of the pairs does. */
+static PyObject *attributes_of(Span text)
+{
+    PyObject *attributes = PyDict_New();
+    if (attributes == NULL)
+        return NULL;
+    Py_ssize_t at = 0;
+    while (at <= text.length) {
+        Span key, value;
+        Py_ssize_t end = -1;
+        if (at == 0)
+            end = match_attribute(text, 0, &key, &value);
+        if (end < 0 && at + 1 < text.length && text.start[at] == ',' && text.start[at + 1] == ' ')
+            end = match_attribute(text, at + 2, &key, &value);
+        if (end < 0) {
+            at++;
+            continue;
+        }
+        PyObject *name = new_string(key);
+        PyObject *content = name == NULL ? NULL : new_string(value);
+        if (content == NULL || PyDict_SetItem(attributes, name, content) < 0) {
+            Py_XDECREF(name);
+            Py_XDECREF(content);
+            Py_DECREF(attributes);
+            return NULL;
+        }
+        Py_DECREF(name);
+        Py_DECREF(content);
+        at = end;
+    }
+    return attributes;
+}
+
+/* attributes.get(key, ""), as a span over the stored (ASCII) string. */
+static Span attribute(PyObject *attributes, PyObject *key)
+{
+    Span found = {"", 0};
+    PyObject *value = PyDict_GetItemWithError(attributes, key);
+    if (value != NULL) {
+        found.start = (const char *)PyUnicode_1BYTE_DATA(value);
+        found.length = PyUnicode_GET_LENGTH(value);
+    }
+    return found;
+}
+
+/* _CLIENT: ^([^\[\s]*)\[([^\]]*)\] -> name and ip, or two empty spans. */
+static void split_client(Span text, Span *name, Span *ip)
+{
+    Span nothing = {"", 0};
+    *name = nothing;
+    *ip = nothing;
+    Py_ssize_t at = 0;
+    while (at < text.length && text.start[at] != '[' && text.start[at] != ' ')
+        at++;
+    if (at >= text.length || text.start[at] != '[')
+        return;
+    const char *close = memchr(text.start + at + 1, ']', (size_t)(text.length - at - 1));
+    if (close == NULL)
+        return;
+    name->start = text.start;
+    name->length = at;
+    ip->start = text.start + at + 1;
+    ip->length = close - ip->start;
+}
+
+/* The moment of a "Mon DD HH:MM:SS" stamp, through the Python syslog_time (its year rules). */
+static PyObject *moment_of(Span month, Span day, Span clock, PyObject *reference)
+{
+    char key[32];
+    Py_ssize_t length = 0;
+    memcpy(key + length, month.start, (size_t)month.length);
+    length += month.length;
+    key[length++] = ' ';
+    memcpy(key + length, day.start, (size_t)day.length);
+    length += day.length;
+    key[length++] = ' ';
+    memcpy(key + length, clock.start, (size_t)clock.length);
+    length += clock.length;
+    if (reference == stamp_reference && length == stamp_length && memcmp(key, stamp_text, (size_t)length) == 0) {
+        Py_INCREF(stamp_moment);
+        return stamp_moment;
+    }
+    PyObject *month_text = new_string(month);
+    PyObject *day_text = month_text == NULL ? NULL : new_string(day);
+    PyObject *clock_text = day_text == NULL ? NULL : new_string(clock);
+    PyObject *moment = NULL;
+    if (clock_text != NULL)
+        moment = PyObject_CallFunctionObjArgs(syslog_time, month_text, day_text, clock_text, reference, NULL);
+    Py_XDECREF(month_text);
+    Py_XDECREF(day_text);
+    Py_XDECREF(clock_text);
+    if (moment == NULL)
+        return NULL;
+    Py_XDECREF(stamp_reference);
+    Py_XDECREF(stamp_moment);
+    Py_INCREF(reference);
+    Py_INCREF(moment);
+    stamp_reference = reference;
+    stamp_moment = moment;
+    memcpy(stamp_text, key, (size_t)length);
+    stamp_length = length;
+    return moment;
+}
+
+typedef struct {
+    PyObject *kind, *time, *program, *queue_id, *client_name, *client_ip, *sasl_user, *helo,
+        *message_id, *sender, *size, *recipient, *orig_to, *relay, *dsn, *status, *detail,
+        *attributes;
+} Fields;
+#define FIELD_COUNT 18
+
+static void release(Fields *fields)
+{
+    PyObject **each = (PyObject **)fields;
+    for (int i = 0; i < FIELD_COUNT; i++)
+        Py_XDECREF(each[i]);
+}
+
+/* PostfixEvent(...) with every field given in order (configure checked the order). */
+static PyObject *event(Fields *fields)
+{
+    PyObject **each = (PyObject **)fields;
+    for (int i = 0; i < FIELD_COUNT; i++) {
+        if (each[i] == NULL) {
+            release(fields);
+            return NULL;
+        }
+    }
+    PyObject *made = PyObject_Vectorcall(event_class, each, FIELD_COUNT, NULL);
+    release(fields);
+    return made;
+}
+
+static PyObject *text_or_empty(Span value)
+{
+    if (value.length == 0) {
+        Py_INCREF(empty);
+        return empty;
+    }
+    return new_string(value);
+}
+
+/* Fields with their defaults (None or ""), holding new references. */
+static void defaults(Fields *fields, int kind, PyObject *moment, Span program, Span queue_id)
+{
+    Py_INCREF(kinds[kind]);
+    fields->kind = kinds[kind];
+    Py_INCREF(moment);
+    fields->time = moment;
+    fields->program = new_string(program);
+    fields->queue_id = new_string(queue_id);
+    PyObject **text_fields[] = {&fields->client_name, &fields->client_ip, &fields->sasl_user,
+                                &fields->helo, &fields->message_id, &fields->recipient,
+                                &fields->orig_to, &fields->relay, &fields->dsn, &fields->status,
+                                &fields->detail};
+    for (size_t i = 0; i < sizeof(text_fields) / sizeof(text_fields[0]); i++) {
+        Py_INCREF(empty);
+        *text_fields[i] = empty;
+    }
+    Py_INCREF(Py_None);
+    fields->sender = Py_None;
+    Py_INCREF(Py_None);
+    fields->size = Py_None;
+    fields->attributes = NULL;
+}
+
+static void replace(PyObject **field, PyObject *value)
+{
+    Py_XDECREF(*field);
+    *field = value;
+}
+
+/* _STATUS.search(rest): status=([a-z]+)(?: \((.*)\))?$ at its leftmost place. */
+static Py_ssize_t find_status(Span rest, Span *status, Span *detail, int *has_detail)
+{
+    for (Py_ssize_t at = 0; at + 7 <= rest.length; at++) {
+        if (memcmp(rest.start + at, "status=", 7) != 0)
+            continue;
+        Py_ssize_t cursor = at + 7;
+        while (cursor < rest.length && is_lower(rest.start[cursor]))
+            cursor++;
+        if (cursor == at + 7)
+            continue;
+        Span tail = {rest.start + cursor, rest.length - cursor};
+        status->start = rest.start + at + 7;
+        status->length = cursor - at - 7;
+        if (tail.length == 0) {
+            *has_detail = 0;
+            return at;
+        }
+        if (tail.length >= 3 && tail.start[0] == ' ' && tail.start[1] == '(' && tail.start[tail.length - 1] == ')') {
+            detail->start = tail.start + 2;
+            detail->length = tail.length - 3;
+            *has_detail = 1;
+            return at;
+        }
+    }
+    return -1;
+}
+
+static PyObject *parse_rest(PyObject *moment, Span program, Span message)
+{
+    if (starts_with(message, "NOQUEUE:"))
+        return UNDECIDED;
+    if (equals(program, "smtpd") && starts_with(message, "warning: ") && find(message, "authentication failed") >= 0)
+        return UNDECIDED;
+    /* _QUEUED: ^([0-9A-F]{6,}|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,}): (.*)$ */
+    Py_ssize_t id_length = 0;
+    while (id_length < message.length && (is_digit(message.start[id_length]) ||
+                                          (message.start[id_length] >= 'A' && message.start[id_length] <= 'F')))
+        id_length++;
+    if (!(id_length >= 6 && id_length + 1 < message.length && message.start[id_length] == ':' &&
+          message.start[id_length + 1] == ' ')) {
+        id_length = 0;
+        while (id_length < message.length && (is_digit(message.start[id_length]) ||
+                                              ((is_upper(message.start[id_length]) || is_lower(message.start[id_length])) &&
+                                               strchr("AEIOUaeiou", message.start[id_length]) == NULL)))
+            id_length++;
+        if (!(id_length >= 10 && id_length + 1 < message.length && message.start[id_length] == ':' &&
+              message.start[id_length + 1] == ' '))
+            return Py_None;
+    }
+    Span queue_id = {message.start, id_length};
+    Span rest = {message.start + id_length + 2, message.length - id_length - 2};
+    Fields fields;
+
+    if (equals(program, "smtpd") && starts_with(rest, "client=")) {
+        PyObject *attributes = attributes_of(rest);
+        if (attributes == NULL)
+            return NULL;
+        Span name, ip;
+        split_client(attribute(attributes, key_client), &name, &ip);
+        defaults(&fields, KIND_CONNECT_CLIENT, moment, program, queue_id);
+        replace(&fields.client_name, text_or_empty(name));
+        replace(&fields.client_ip, text_or_empty(ip));
+        replace(&fields.sasl_user, text_or_empty(attribute(attributes, key_sasl_username)));
+        fields.attributes = attributes;
+        return event(&fields);
+    }
+    if (equals(program, "cleanup") && starts_with(rest, "message-id=")) {
+        Span value = {rest.start + 11, rest.length - 11};
+        defaults(&fields, KIND_MESSAGE_ID, moment, program, queue_id);
+        replace(&fields.message_id, text_or_empty(strip_brackets(value)));
+        fields.attributes = PyDict_New();
+        return event(&fields);
+    }
+    if (equals(program, "qmgr")) {
+        if (equals(rest, "removed")) {
+            defaults(&fields, KIND_REMOVED, moment, program, queue_id);
+            fields.attributes = PyDict_New();
+            return event(&fields);
+        }
+        if (!starts_with(rest, "from="))
+            return Py_None;
+        if (find(rest, ", status=expired") >= 0)
+            return UNDECIDED;
+        PyObject *attributes = attributes_of(rest);
+        if (attributes == NULL)
+            return NULL;
+        Span size = attribute(attributes, key_size);
+        int digits = size.length > 0 && size.length < 19;
+        for (Py_ssize_t i = 0; digits && i < size.length; i++)
+            digits = is_digit(size.start[i]);
+        defaults(&fields, KIND_QUEUED, moment, program, queue_id);
+        replace(&fields.sender, text_or_empty(strip_brackets(attribute(attributes, key_from))));
+        if (digits) {
+            char number[20];
+            memcpy(number, size.start, (size_t)size.length);
+            number[size.length] = '\0';
+            replace(&fields.size, PyLong_FromString(number, NULL, 10));
+        }
+        Py_DECREF(attributes);
+        fields.attributes = PyDict_New();
+        return event(&fields);
+    }
+    if (starts_with(rest, "to=") &&
+        (equals(program, "lmtp") || equals(program, "smtp") || equals(program, "virtual") ||
+         equals(program, "local") || equals(program, "pipe") || equals(program, "error") ||
+         equals(program, "discard"))) {
+        Span status, detail = {"", 0};
+        int has_detail = 0;
+        Py_ssize_t at = find_status(rest, &status, &detail, &has_detail);
+        if (at < 0)
+            return Py_None;
+        Span before = {rest.start, at};
+        PyObject *attributes = attributes_of(before);
+        if (attributes == NULL)
+            return NULL;
+        defaults(&fields, KIND_DELIVERY, moment, program, queue_id);
+        replace(&fields.recipient, text_or_empty(strip_brackets(attribute(attributes, key_to))));
+        replace(&fields.orig_to, text_or_empty(strip_brackets(attribute(attributes, key_orig_to))));
+        replace(&fields.relay, text_or_empty(attribute(attributes, key_relay)));
+        replace(&fields.dsn, text_or_empty(attribute(attributes, key_dsn)));
+        replace(&fields.status, new_string(status));
+        replace(&fields.detail, text_or_empty(detail));
+        fields.attributes = attributes;
+        return event(&fields);
+    }
+    if ((equals(program, "smtpd") && starts_with(rest, "reject: ")) ||
+        (equals(program, "cleanup") && starts_with(rest, "milter-reject: ")))
+        return UNDECIDED;
+    return Py_None;
+}
+
+/* _SYSLOG's prefix, then the message. */
+static PyObject *parse_line(Span line, PyObject *reference)
+{
+    const char *s = line.start;
+    Py_ssize_t n = line.length, at = 0;
+    if (n < 3 || !is_upper(s[0]) || !is_lower(s[1]) || !is_lower(s[2]))
+        return UNDECIDED;
+    Span month = {s, 3};
+    at = 3;
+    Py_ssize_t spaces = at;
+    while (at < n && s[at] == ' ')
+        at++;
+    if (at == spaces)
+        return UNDECIDED;
+    Py_ssize_t day_start = at;
+    while (at < n && at - day_start < 2 && is_digit(s[at]))
+        at++;
+    if (at == day_start || at >= n || s[at] != ' ')
+        return UNDECIDED;
+    Span day = {s + day_start, at - day_start};
+    at++;
+    if (at + 8 > n || !is_digit(s[at]) || !is_digit(s[at + 1]) || s[at + 2] != ':' || !is_digit(s[at + 3]) ||
+        !is_digit(s[at + 4]) || s[at + 5] != ':' || !is_digit(s[at + 6]) || !is_digit(s[at + 7]))
+        return UNDECIDED;
+    Span clock = {s + at, 8};
+    at += 8;
+    if (at < n && s[at] == '.') {
+        Py_ssize_t fraction = ++at;
+        while (at < n && is_digit(s[at]))
+            at++;
+        if (at == fraction)
+            return UNDECIDED;
+    }
+    if (at >= n || s[at] != ' ')
+        return UNDECIDED;
+    at++;
+    Py_ssize_t host = at;
+    while (at < n && s[at] != ' ')
+        at++;
+    if (at == host || at >= n)
+        return UNDECIDED;
+    at++;
+    Py_ssize_t program_start = at;
+    while (at < n && (is_word(s[at]) || s[at] == '.' || s[at] == '/' || s[at] == '-'))
+        at++;
+    if (at == program_start)
+        return UNDECIDED;
+    Span full_program = {s + program_start, at - program_start};
+    if (at < n && s[at] == '[') {
+        Py_ssize_t pid = ++at;
+        while (at < n && is_digit(s[at]))
+            at++;
+        if (at == pid || at >= n || s[at] != ']')
+            return UNDECIDED;
+        at++;
+    }
+    if (at + 2 > n || s[at] != ':' || s[at + 1] != ' ')
+        return UNDECIDED;
+    at += 2;
+    if (!starts_with(full_program, "postfix"))
+        return Py_None;
+    PyObject *moment = moment_of(month, day, clock, reference);
+    if (moment == NULL)
+        return NULL;
+    if (moment == Py_None) {
+        Py_DECREF(moment);
+        return Py_None;
+    }
+    Span program = full_program;
+    for (Py_ssize_t i = full_program.length; i > 0; i--) {
+        if (full_program.start[i - 1] == '/') {
+            program.start = full_program.start + i;
+            program.length = full_program.length - i;
+            break;
+        }
+    }
+    Span message = {s + at, n - at};
+    PyObject *parsed = parse_rest(moment, program, message);
+    Py_DECREF(moment);
+    return parsed;
+}
+
+static PyObject *parse(PyObject *module, PyObject *const *args, Py_ssize_t count)
+{
+    if (count != 2) {
+        PyErr_SetString(PyExc_TypeError, "parse(line, reference)");
+        return NULL;
+    }
+    if (event_class == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() first");
+        return NULL;
+    }
+    PyObject *line = args[0], *reference = args[1];
+    PyObject *parsed = UNDECIDED;
+    if (PyUnicode_CheckExact(line) && PyUnicode_IS_ASCII(line)) {
+        Span text = {(const char *)PyUnicode_1BYTE_DATA(line), PyUnicode_GET_LENGTH(line)};
+        int printable = 1;
+        for (Py_ssize_t i = 0; printable && i < text.length; i++)
+            printable = text.start[i] >= 0x20 && text.start[i] < 0x7f;
+        if (printable)
+            parsed = parse_line(text, reference);
+    }
+    if (parsed == UNDECIDED)
+        return PyObject_Vectorcall(python_parser, args, 2, NULL);
+    if (parsed == Py_None)
+        Py_RETURN_NONE;
+    return parsed;
+}
+
+static PyObject *configure(PyObject *module, PyObject *const *args, Py_ssize_t count)
+{
+    if (count != 3) {
+        PyErr_SetString(PyExc_TypeError, "configure(event_class, syslog_time, python_parser)");
+        return NULL;
+    }
+    for (int i = 0; i < 3; i++)
+        Py_INCREF(args[i]);
+    Py_XSETREF(event_class, args[0]);
+    Py_XSETREF(syslog_time, args[1]);
+    Py_XSETREF(python_parser, args[2]);
+    Py_CLEAR(stamp_reference);
+    Py_CLEAR(stamp_moment);
+    stamp_length = -1;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
+     "configure(event_class, syslog_time, python_parser): what events are made of, and who decides the rest."},
+    {"parse", (PyCFunction)(void (*)(void))parse, METH_FASTCALL,
+     "parse(line, reference) -> event or None, as postfix.parse_postfix_line."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_definition = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_postfix_lines",
+    .m_doc = "Postfix log lines parsed in C.",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+static PyObject *interned(const char *text)
+{
+    return PyUnicode_InternFromString(text);
+}
+
+PyMODINIT_FUNC PyInit__postfix_lines(void)
+{
+    for (int i = 0; i < KIND_COUNT; i++) {
+        if ((kinds[i] = interned(kind_names[i])) == NULL)
+            return NULL;
+    }
+    for (size_t i = 0; i < COMMON_COUNT; i++) {
+        if ((common[i] = interned(common_names[i])) == NULL)
+            return NULL;
+    }
+    if ((empty = PyUnicode_New(0, 0)) == NULL)
+        return NULL;
+    key_client = interned("client");
+    key_sasl_username = interned("sasl_username");
+    key_from = interned("from");
+    key_size = interned("size");
+    key_to = interned("to");
+    key_orig_to = interned("orig_to");
+    key_relay = interned("relay");
+    key_dsn = interned("dsn");
+    if (!key_client || !key_sasl_username || !key_from || !key_size || !key_to || !key_orig_to || !key_relay ||
+        !key_dsn)
+        return NULL;
+    return PyModule_Create(&module_definition);
+}

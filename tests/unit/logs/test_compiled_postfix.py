@@ -1,0 +1,153 @@
+"""The compiled Postfix parser gives exactly what the Python parser gives, line for line.
+
+`parse_postfix_line` is the C parser (controlplane/logs/_postfix_lines.c); it hands the lines it
+is not certain of to `parse_postfix_line_in_python`, the reference. Equal here means the same
+fields with the same types and the attributes in the same order (they are stored as written).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controlplane.logs import _postfix_lines, postfix
+from controlplane.logs.postfix import PostfixEvent, parse_postfix_line, parse_postfix_line_in_python
+
+ROOT = Path(__file__).resolve().parents[3]
+FIXTURES = ROOT / "tests" / "fixtures" / "logs"
+REFERENCE = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+
+
+def _comparable(event: PostfixEvent | None) -> Any:
+    if event is None:
+        return None
+    values = [getattr(event, field.name) for field in dataclasses.fields(event)]
+    return values, [type(value) for value in values], list(event.attributes.items())
+
+
+def _assert_same(line: str, reference: dt.datetime = REFERENCE) -> PostfixEvent | None:
+    compiled = parse_postfix_line(line, reference)
+    assert _comparable(compiled) == _comparable(parse_postfix_line_in_python(line, reference)), line
+    return compiled
+
+
+def _generated_lines(tmp_path: Path, count: int) -> list[str]:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from bench.loggen import generate_log
+    finally:
+        sys.path.remove(str(ROOT))
+    path = tmp_path / "mail.log"
+    generate_log(path, count)
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+@pytest.fixture
+def python_decisions() -> Iterator[list[str]]:
+    """The lines the compiled parser handed to the Python parser, while the test runs."""
+    handed: list[str] = []
+
+    def python_parser(line: str, reference: dt.datetime) -> PostfixEvent | None:
+        handed.append(line)
+        return parse_postfix_line_in_python(line, reference)
+
+    _postfix_lines.configure(PostfixEvent, postfix._cached_syslog_time, python_parser)
+    try:
+        yield handed
+    finally:
+        _postfix_lines.configure(PostfixEvent, postfix._cached_syslog_time, parse_postfix_line_in_python)
+
+
+def test_the_ingester_uses_the_compiled_parser() -> None:
+    assert parse_postfix_line is _postfix_lines.parse
+
+
+def test_every_fixture_line_gives_the_same_event() -> None:
+    events = [
+        _assert_same(line) for log in sorted(FIXTURES.glob("*.log")) for line in log.read_text().splitlines()
+    ]
+    assert {event.kind for event in events if event is not None} >= {
+        "connect-client",
+        "message-id",
+        "queued",
+        "removed",
+        "delivery",
+        "reject",
+    }
+
+
+def test_a_generated_log_gives_the_same_events_and_most_are_decided_in_c(
+    tmp_path: Path, python_decisions: list[str]
+) -> None:
+    lines = _generated_lines(tmp_path, 20_000)
+    events = [_assert_same(line) for line in lines]
+    kinds = {event.kind for event in events if event is not None}
+    assert kinds >= {"connect-client", "message-id", "queued", "removed", "delivery", "reject", "sasl-failed"}
+    # Refusals, SASL failures and expiries are left to Python: a few in a hundred lines.
+    handed = len(python_decisions) // 2  # each line is parsed twice above: only the compiled call hands it on
+    assert 0 < handed < len(lines) // 20
+    assert all(
+        "NOQUEUE" in line or "authentication failed" in line or "expired" in line for line in python_decisions
+    )
+
+
+def test_the_year_comes_from_the_reference_as_in_python() -> None:
+    line = "Dec 31 23:59:59 mail postfix/qmgr[1]: 4ABCDEF12: removed"
+    for reference in (REFERENCE, dt.datetime(2027, 1, 1, 0, 5, tzinfo=dt.UTC)):
+        event = _assert_same(line, reference)
+        assert event is not None and event.time.year == (2025 if reference.year == 2026 else 2026)
+    _assert_same(
+        "Feb 29 10:00:00 mail postfix/qmgr[1]: 4ABCDEF12: removed", dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
+    )
+    assert parse_postfix_line("Feb 30 10:00:00 mail postfix/qmgr[1]: 4ABCDEF12: removed", REFERENCE) is None
+
+
+SAMPLES = [
+    "Nov 24 00:17:18 mail postfix/lmtp[9480]: B8F9120C127: to=<alice@a.test>, orig_to=<info@a.test>, "
+    "relay=mail[private/dovecot-lmtp], delay=0.1, delays=0/0/0/0, dsn=2.0.0, "
+    "status=sent (250 2.0.0 <alice@a.test> mOkX Saved)",
+    "Nov  4 00:21:00 mail postfix/submission/smtpd[9501]: E5F6A7B8C9D: "
+    "client=laptop.example[203.0.113.5], sasl_method=PLAIN, sasl_username=alice@a.test",
+    "Nov 24 00:17:18.123456 mail postfix/cleanup[9476]: 4dXYz1bcdfGh: message-id=< <x@y> >",
+    "Nov 24 00:17:18 mail postfix/qmgr[9477]: B8F9120C127: from=<bob@c.example>, size=1234, nrcpt=1 (queue active)",
+    "Nov 24 00:17:18 mail postfix/qmgr[9477]: B8F9120C127: from=<>, size=99999999999999999999, nrcpt=1",
+    "Nov 24 00:17:18 mail postfix/qmgr[9477]: B8F9120C127: removed",
+    "Nov 24 00:17:18 mail postfix/smtp[9490]: B8F9120C127: to=<r@far.example>, relay=none, delay=9, "
+    "dsn=4.4.1, status=deferred (connect to far.example[192.0.2.1]:25: Connection refused) status=x",
+    "Nov 24 00:17:18 mail postfix/qmgr[9477]: B8F9120C127: from=<a@b>, status=expired, returned to sender",
+    "Nov 24 00:19:40 mail postfix/smtpd[9470]: NOQUEUE: reject: RCPT from c.example[192.0.2.10]: "
+    "550 5.1.1 <n@a.test>: Recipient address rejected; from=<b@c.example> to=<n@a.test> proto=ESMTP helo=<c>",
+    "Nov 24 00:19:40 mail postfix/smtpd[9470]: warning: c[192.0.2.9]: SASL PLAIN authentication failed: "
+    "UGFzc3dvcmQ6, sasl_username=ann@a.test",
+    "2026-11-24T00:17:18.5+01:00 mail postfix/qmgr[9477]: B8F9120C127: removed",
+]
+# What the regular expressions turn on, and what leaves plain printable ASCII.
+NOISE = st.text(
+    alphabet=st.sampled_from(list(" :[]<>,=().-/_0123456789ABFZabz\t\x1c\x7fé\u0661\u00a0")), max_size=6
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from(SAMPLES), st.data())
+def test_edited_lines_give_the_same_answer(line: str, data: st.DataObject) -> None:
+    for _ in range(data.draw(st.integers(1, 3))):
+        start = data.draw(st.integers(0, len(line)))
+        end = data.draw(st.integers(start, min(len(line), start + 4)))
+        line = line[:start] + data.draw(NOISE) + line[end:]
+    _assert_same(line)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=200))
+def test_arbitrary_text_gives_the_same_answer(text: str) -> None:
+    _assert_same(text)
+    _assert_same("Nov 24 00:17:18 mail postfix/qmgr[1]: ABCDEF: " + text)
+    _assert_same("Nov 24 00:17:18 mail postfix/lmtp[1]: ABCDEF: to=" + text)
