@@ -14,6 +14,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <datetime.h>
 #include <string.h>
 
 /* Set by configure(): the event class, the (cached) syslog_time function, the Python parser. */
@@ -49,6 +50,14 @@ static PyObject *key_client, *key_sasl_username, *key_from, *key_size, *key_to, 
 /* The Python parser decides; a sentinel distinct from None and from any event. */
 #define UNDECIDED ((PyObject *)&undecided_marker)
 static int undecided_marker;
+/* What scan() answers for smtpd's "connect from" and "disconnect from" lines (passed over
+ * unparsed) and for the lines the Python path must read from the start; module attributes. */
+static PyObject *passed_over;
+static PyObject *undecided;
+static PyObject *one_day;
+static const char *const month_names[12] = {
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+};
 
 typedef struct {
     const char *start;
@@ -205,7 +214,42 @@ static void split_client(Span text, Span *name, Span *ip)
     ip->length = close - ip->start;
 }
 
-/* The moment of a "Mon DD HH:MM:SS" stamp, through the Python syslog_time (its year rules). */
+static int two_digits(const char *text) { return (text[0] - '0') * 10 + (text[1] - '0'); }
+
+/* syslog_time's usual answer: the stamp in the reference's year, when that is a real moment no
+ * more than a day after the reference. NULL (no exception set) for every other case, which the
+ * Python syslog_time then decides. */
+static PyObject *usual_moment(Span month, Span day, Span clock, PyObject *reference)
+{
+    if (!PyDateTime_Check(reference))
+        return NULL;
+    int number = 0;
+    for (int i = 0; i < 12; i++) {
+        if (memcmp(month.start, month_names[i], 3) == 0)
+            number = i + 1;
+    }
+    if (number == 0)
+        return NULL;
+    int day_number = day.length == 1 ? day.start[0] - '0' : two_digits(day.start);
+    PyObject *moment = PyDateTimeAPI->DateTime_FromDateAndTime(
+        PyDateTime_GET_YEAR(reference), number, day_number, two_digits(clock.start), two_digits(clock.start + 3),
+        two_digits(clock.start + 6), 0, PyDateTime_TimeZone_UTC, PyDateTimeAPI->DateTimeType);
+    if (moment == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *ahead = PyNumber_Subtract(moment, reference);
+    int too_far = ahead == NULL ? -1 : PyObject_RichCompareBool(ahead, one_day, Py_GT);
+    Py_XDECREF(ahead);
+    if (too_far != 0) {
+        PyErr_Clear();
+        Py_DECREF(moment);
+        return NULL;
+    }
+    return moment;
+}
+
+/* The moment of a "Mon DD HH:MM:SS" stamp, by syslog_time's rules (the year from the reference). */
 static PyObject *moment_of(Span month, Span day, Span clock, PyObject *reference)
 {
     char key[32];
@@ -222,15 +266,18 @@ static PyObject *moment_of(Span month, Span day, Span clock, PyObject *reference
         Py_INCREF(stamp_moment);
         return stamp_moment;
     }
-    PyObject *month_text = new_string(month);
-    PyObject *day_text = month_text == NULL ? NULL : new_string(day);
-    PyObject *clock_text = day_text == NULL ? NULL : new_string(clock);
-    PyObject *moment = NULL;
-    if (clock_text != NULL)
-        moment = PyObject_CallFunctionObjArgs(syslog_time, month_text, day_text, clock_text, reference, NULL);
-    Py_XDECREF(month_text);
-    Py_XDECREF(day_text);
-    Py_XDECREF(clock_text);
+    PyObject *moment = usual_moment(month, day, clock, reference);
+    if (moment == NULL) {
+        /* The year before, a stamp that is no date, or no month at all: syslog_time decides. */
+        PyObject *month_text = new_string(month);
+        PyObject *day_text = month_text == NULL ? NULL : new_string(day);
+        PyObject *clock_text = day_text == NULL ? NULL : new_string(clock);
+        if (clock_text != NULL)
+            moment = PyObject_CallFunctionObjArgs(syslog_time, month_text, day_text, clock_text, reference, NULL);
+        Py_XDECREF(month_text);
+        Py_XDECREF(day_text);
+        Py_XDECREF(clock_text);
+    }
     if (moment == NULL)
         return NULL;
     Py_XDECREF(stamp_reference);
@@ -444,8 +491,9 @@ static PyObject *parse_rest(PyObject *moment, Span program, Span message)
     return Py_None;
 }
 
-/* _SYSLOG's prefix, then the message. */
-static PyObject *parse_line(Span line, PyObject *reference)
+/* _SYSLOG's prefix, then the message. With `edges`, smtpd's connect and disconnect lines (what
+ * ingest._SESSION_EDGE matches) answer passed_over before anything else is worked out. */
+static PyObject *parse_line(Span line, PyObject *reference, int edges)
 {
     const char *s = line.start;
     Py_ssize_t n = line.length, at = 0;
@@ -492,6 +540,7 @@ static PyObject *parse_line(Span line, PyObject *reference)
     if (at == program_start)
         return UNDECIDED;
     Span full_program = {s + program_start, at - program_start};
+    int has_pid = 0;
     if (at < n && s[at] == '[') {
         Py_ssize_t pid = ++at;
         while (at < n && is_digit(s[at]))
@@ -499,10 +548,19 @@ static PyObject *parse_line(Span line, PyObject *reference)
         if (at == pid || at >= n || s[at] != ']')
             return UNDECIDED;
         at++;
+        has_pid = 1;
     }
     if (at + 2 > n || s[at] != ':' || s[at + 1] != ' ')
         return UNDECIDED;
     at += 2;
+    if (edges && has_pid && full_program.length >= 13 && starts_with(full_program, "postfix") &&
+        memcmp(full_program.start + full_program.length - 6, "/smtpd", 6) == 0) {
+        Span message = {s + at, n - at};
+        if (starts_with(message, "connect from ") || starts_with(message, "disconnect from ")) {
+            Py_INCREF(passed_over);
+            return passed_over;
+        }
+    }
     if (!starts_with(full_program, "postfix"))
         return Py_None;
     PyObject *moment = moment_of(month, day, clock, reference);
@@ -544,13 +602,45 @@ static PyObject *parse(PyObject *module, PyObject *const *args, Py_ssize_t count
         for (Py_ssize_t i = 0; printable && i < text.length; i++)
             printable = text.start[i] >= 0x20 && text.start[i] < 0x7f;
         if (printable)
-            parsed = parse_line(text, reference);
+            parsed = parse_line(text, reference, 0);
     }
     if (parsed == UNDECIDED)
         return PyObject_Vectorcall(python_parser, args, 2, NULL);
     if (parsed == Py_None)
         Py_RETURN_NONE;
     return parsed;
+}
+
+/* A raw line as ingest reads it (bytes, with its line ending): passed_over for smtpd's session
+ * edges, the event or None as parse_postfix_line gives them for the Postfix lines it is certain
+ * of, or undecided for every other line (the Python path reads those from the start). */
+static PyObject *scan(PyObject *module, PyObject *const *args, Py_ssize_t count)
+{
+    if (count != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "scan(raw: bytes, reference)");
+        return NULL;
+    }
+    if (event_class == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() first");
+        return NULL;
+    }
+    /* As ingest decodes it: .rstrip("\r\n"); printable ASCII decodes to the same characters. */
+    Span text = {PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0])};
+    while (text.length > 0 && (text.start[text.length - 1] == '\n' || text.start[text.length - 1] == '\r'))
+        text.length--;
+    for (Py_ssize_t i = 0; i < text.length; i++) {
+        if (text.start[i] < 0x20 || text.start[i] >= 0x7f)
+            goto undecided;
+    }
+    PyObject *parsed = parse_line(text, args[1], 1);
+    if (parsed == UNDECIDED)
+        goto undecided;
+    if (parsed == Py_None)
+        Py_RETURN_NONE;
+    return parsed;
+undecided:
+    Py_INCREF(undecided);
+    return undecided;
 }
 
 static PyObject *configure(PyObject *module, PyObject *const *args, Py_ssize_t count)
@@ -575,6 +665,8 @@ static PyMethodDef methods[] = {
      "configure(event_class, syslog_time, python_parser): what events are made of, and who decides the rest."},
     {"parse", (PyCFunction)(void (*)(void))parse, METH_FASTCALL,
      "parse(line, reference) -> event or None, as postfix.parse_postfix_line."},
+    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
+     "scan(raw, reference) -> PASSED_OVER, an event, None or UNDECIDED, for a raw log line."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -614,5 +706,24 @@ PyMODINIT_FUNC PyInit__postfix_lines(void)
     if (!key_client || !key_sasl_username || !key_from || !key_size || !key_to || !key_orig_to || !key_relay ||
         !key_dsn)
         return NULL;
-    return PyModule_Create(&module_definition);
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL)
+        return NULL;
+    if ((one_day = PyDelta_FromDSU(1, 0, 0)) == NULL)
+        return NULL;
+    passed_over = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    undecided = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    if (passed_over == NULL || undecided == NULL)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_definition);
+    if (module == NULL)
+        return NULL;
+    Py_INCREF(passed_over);
+    Py_INCREF(undecided);
+    if (PyModule_AddObject(module, "PASSED_OVER", passed_over) < 0 ||
+        PyModule_AddObject(module, "UNDECIDED", undecided) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -37,7 +37,13 @@ from controlplane.logs.dovecot import (
     parse_dovecot_line,
     parse_junk_filing,
 )
-from controlplane.logs.postfix import PostfixEvent, parse_postfix_line
+from controlplane.logs.postfix import (
+    PASSED_OVER,
+    UNDECIDED,
+    PostfixEvent,
+    parse_postfix_line,
+    scan_postfix_line,
+)
 from controlplane.logs.rspamd import RSPAMD_LINE, VERDICT_MARK, parse_verdict_line
 from controlplane.logs.store import MailLogStore, tune_for_ingest
 from controlplane.logs.transactions import TransactionAssembler
@@ -479,6 +485,30 @@ def _ingest_line(
     result: IngestResult,
     dialogue: DialogueRecorder,
 ) -> None:
+    # Most lines are Postfix's: the compiled scan passes over session edges and parses the rest
+    # from the raw bytes, leaving every line it is not certain of to the whole path below.
+    event = scan_postfix_line(raw, reference)
+    if event is PASSED_OVER:
+        return
+    if event is UNDECIDED:
+        _ingest_any_line(session, raw, source, reference, assembler, logins, result, dialogue)
+    elif event is not None:
+        _add_postfix_event(event, raw, reference, assembler, logins, result, dialogue)
+    else:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        _ingest_other_line(session, raw, line, source, reference, assembler, logins, result, dialogue)
+
+
+def _ingest_any_line(
+    session: Session,
+    raw: bytes,
+    source: str,
+    reference: dt.datetime,
+    assembler: TransactionAssembler,
+    logins: _LoginRecorder,
+    result: IngestResult,
+    dialogue: DialogueRecorder,
+) -> None:
     if _SESSION_EDGE.match(raw):
         return
     line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
@@ -497,26 +527,53 @@ def _ingest_line(
         return
     event = parse_postfix_line(line, reference)
     if event is not None:
-        result.postfix_events += 1
-        transaction = assembler.add(event)
-        if (
-            transaction is not None
-            and event.kind in _NAMES_A_SESSIONS_TRANSACTION
-            and event.program == "smtpd"
-            and dialogue.active(event.time)
-        ):
-            process = process_of_line(line, reference)
-            if process is not None:
-                dialogue.claim(process, transaction, event.time)
-        login = _postfix_login(event)
-        if login is not None:
-            logins.add(login)
-            result.logins += 1
+        _add_postfix_event(event, raw, reference, assembler, logins, result, dialogue)
         return
+    _ingest_other_line(session, raw, line, source, reference, assembler, logins, result, dialogue)
+
+
+def _add_postfix_event(
+    event: PostfixEvent,
+    raw: bytes,
+    reference: dt.datetime,
+    assembler: TransactionAssembler,
+    logins: _LoginRecorder,
+    result: IngestResult,
+    dialogue: DialogueRecorder,
+) -> None:
+    result.postfix_events += 1
+    transaction = assembler.add(event)
+    if (
+        transaction is not None
+        and event.kind in _NAMES_A_SESSIONS_TRANSACTION
+        and event.program == "smtpd"
+        and dialogue.active(event.time)
+    ):
+        process = process_of_line(raw.decode("utf-8", errors="replace").rstrip("\r\n"), reference)
+        if process is not None:
+            dialogue.claim(process, transaction, event.time)
+    login = _postfix_login(event)
+    if login is not None:
+        logins.add(login)
+        result.logins += 1
+
+
+def _ingest_other_line(
+    session: Session,
+    raw: bytes,
+    line: str,
+    source: str,
+    reference: dt.datetime,
+    assembler: TransactionAssembler,
+    logins: _LoginRecorder,
+    result: IngestResult,
+    dialogue: DialogueRecorder,
+) -> None:
+    """A line that is neither rspamd's nor a Postfix event: Dovecot's, the dialogue, or noise."""
     if _JUNK_MARK in raw:
-        session = parse_junk_filing(line)
-        if session is not None:
-            delivery = logins.verdicts.note_junk_filing(session)
+        filing = parse_junk_filing(line)
+        if filing is not None:
+            delivery = logins.verdicts.note_junk_filing(filing)
             if delivery is not None:
                 assembler.file_as_junk(delivery)
             return

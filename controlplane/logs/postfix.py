@@ -273,7 +273,16 @@ try:
     from controlplane.logs import _postfix_lines
 except ImportError:  # a checkout whose extension is not built yet: the same answers, slower
     parse_postfix_line = parse_postfix_line_in_python
+    PASSED_OVER, UNDECIDED = object(), object()
+
+    def scan_postfix_line(raw: bytes, reference: dt.datetime) -> object:
+        return UNDECIDED
+
 else:
     _postfix_lines.configure(PostfixEvent, _cached_syslog_time, parse_postfix_line_in_python)
     # The event `line` records, or None for lines that carry nothing we store.
     parse_postfix_line = _postfix_lines.parse
+    # For a raw line as ingest reads it: PASSED_OVER (smtpd's connect and disconnect lines), the
+    # event or None as parse_postfix_line gives it, or UNDECIDED (read it the whole way).
+    scan_postfix_line = _postfix_lines.scan
+    PASSED_OVER, UNDECIDED = _postfix_lines.PASSED_OVER, _postfix_lines.UNDECIDED

@@ -19,7 +19,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controlplane.logs import _postfix_lines, postfix
-from controlplane.logs.postfix import PostfixEvent, parse_postfix_line, parse_postfix_line_in_python
+from controlplane.logs.ingest import _SESSION_EDGE
+from controlplane.logs.postfix import (
+    PASSED_OVER,
+    UNDECIDED,
+    PostfixEvent,
+    parse_postfix_line,
+    parse_postfix_line_in_python,
+    scan_postfix_line,
+)
+from controlplane.logs.rspamd import RSPAMD_LINE
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = ROOT / "tests" / "fixtures" / "logs"
@@ -37,6 +46,20 @@ def _assert_same(line: str, reference: dt.datetime = REFERENCE) -> PostfixEvent 
     compiled = parse_postfix_line(line, reference)
     assert _comparable(compiled) == _comparable(parse_postfix_line_in_python(line, reference)), line
     return compiled
+
+
+def _assert_scan_agrees(raw: bytes, reference: dt.datetime = REFERENCE) -> object:
+    """scan() on a raw line: passed over exactly where ingest's session-edge pattern matches, and
+    otherwise, unless undecided, the Python parser's event for the decoded line."""
+    scanned = scan_postfix_line(raw, reference)
+    if scanned is UNDECIDED:
+        return scanned
+    assert (scanned is PASSED_OVER) == bool(_SESSION_EDGE.match(raw)), raw
+    if scanned is not PASSED_OVER:
+        assert not RSPAMD_LINE.match(raw)
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        assert _comparable(scanned) == _comparable(parse_postfix_line_in_python(line, reference)), raw
+    return scanned
 
 
 def _generated_lines(tmp_path: Path, count: int) -> list[str]:
@@ -99,11 +122,52 @@ def test_a_generated_log_gives_the_same_events_and_most_are_decided_in_c(
     )
 
 
+def test_scanning_raw_lines_agrees_with_the_python_path(tmp_path: Path) -> None:
+    raws = [line.encode() + b"\n" for line in _generated_lines(tmp_path, 20_000)]
+    raws += [
+        line.encode() + b"\r\n"
+        for log in sorted(FIXTURES.glob("*.log"))
+        for line in log.read_text().splitlines()
+    ]
+    answers = [_assert_scan_agrees(raw) for raw in raws]
+    passed_over = sum(answer is PASSED_OVER for answer in answers)
+    undecided = sum(answer is UNDECIDED for answer in answers)
+    events = sum(isinstance(answer, PostfixEvent) for answer in answers)
+    # A quarter of a busy log is session edges; Dovecot's lines and refusals are left undecided.
+    assert passed_over > len(raws) // 5 and events > len(raws) // 2 and undecided < len(raws) // 10
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Nov 24 00:17:18 mail postfix/smtpd[9470]: connect from c[192.0.2.1]",
+        "Nov  4 00:17:18.25 mail postfix/submission/smtpd[9470]: disconnect from c[192.0.2.1] ehlo=1",
+        "Nov 24 00:17:18 mail postfix/smtpd: connect from c[192.0.2.1]",
+        "Nov 24 00:17:18 mail postfix/smtpdx[9470]: connect from c[192.0.2.1]",
+        "Nov 24 00:17:18 mail postfix-smtpd[9470]: connect from c[192.0.2.1]",
+        "Nov 24 00:17:18 mail postfi/smtpd[9470]: connect from c[192.0.2.1]",
+        "Nov 24 00:17:18 mail postfix/smtpd[9470]: connect  from c[192.0.2.1]",
+        "Nov 24 00:17:18 mail postfix/smtpd[9470]: reconnect from c[192.0.2.1]",
+        "Nov 24 00:17:18 mail postfix/smtpd[]: connect from c[192.0.2.1]",
+        "Nov 24 00:17:18 mail postfix/smtpd[9470]: connect from",
+    ],
+)
+def test_only_smtpds_session_edges_are_passed_over(line: str) -> None:
+    scanned = _assert_scan_agrees(line.encode() + b"\n")
+    assert (scanned is PASSED_OVER) == bool(_SESSION_EDGE.match(line.encode()))
+
+
 def test_the_year_comes_from_the_reference_as_in_python() -> None:
     line = "Dec 31 23:59:59 mail postfix/qmgr[1]: 4ABCDEF12: removed"
     for reference in (REFERENCE, dt.datetime(2027, 1, 1, 0, 5, tzinfo=dt.UTC)):
         event = _assert_same(line, reference)
         assert event is not None and event.time.year == (2025 if reference.year == 2026 else 2026)
+        assert _assert_scan_agrees(line.encode() + b"\n", reference) == event
+    # A day ahead of the reference is still this year; a second more is last year's.
+    ahead = "Dec 01 00:00:00 mail postfix/qmgr[1]: 4ABCDEF12: removed"
+    for reference, year in ((REFERENCE, 2026), (REFERENCE - dt.timedelta(seconds=1), 2025)):
+        event = _assert_same(ahead, reference)
+        assert event is not None and event.time.year == year
     _assert_same(
         "Feb 29 10:00:00 mail postfix/qmgr[1]: 4ABCDEF12: removed", dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
     )
@@ -143,6 +207,15 @@ def test_edited_lines_give_the_same_answer(line: str, data: st.DataObject) -> No
         end = data.draw(st.integers(start, min(len(line), start + 4)))
         line = line[:start] + data.draw(NOISE) + line[end:]
     _assert_same(line)
+    _assert_scan_agrees(line.encode("utf-8", errors="surrogatepass") + b"\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=120), st.sampled_from(SAMPLES + [SAMPLES[0][:40] + "connect from c[192.0.2.1]"]))
+def test_raw_bytes_give_the_same_answer(noise: bytes, line: str) -> None:
+    edge = "Nov 24 00:17:18 mail postfix/submission/smtpd[9470]: disconnect from c[192.0.2.1] ehlo=1"
+    for raw in (noise, line.encode() + noise, noise + line.encode(), edge.encode()[: len(noise)] + b"\n"):
+        _assert_scan_agrees(raw)
 
 
 @settings(max_examples=500, deadline=None)
