@@ -1,13 +1,12 @@
-"""The one compiled part: everything else is declared in setup.cfg."""
+"""The log ingest's compiled parts (controlplane/logs/*.c): everything else is declared in setup.cfg."""
 
 from setuptools import Extension, setup
 
+_WARNINGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+
 setup(
     ext_modules=[
-        Extension(
-            "controlplane.logs._postfix_lines",
-            ["controlplane/logs/_postfix_lines.c"],
-            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-        )
+        Extension(f"controlplane.logs.{name}", [f"controlplane/logs/{name}.c"], extra_compile_args=_WARNINGS)
+        for name in ("_postfix_lines", "_bind_rows")
     ]
 )

@@ -1,0 +1,98 @@
+"""The compiled row conversion stores every value exactly as the columns' bind processors do."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import create_engine
+
+from controlplane.logs import _bind_rows
+from controlplane.logs.store import _BulkWriter, _formats_like_c, _remembered
+from controlplane.models import AuthEvent, MailQueueEntry, MailRecipientResult, MailTransaction
+from controlplane.models.base import UTCDateTime
+
+SQLITE = create_engine("sqlite://").dialect
+
+
+def _processor(column_type: Any) -> Any:
+    return column_type.dialect_impl(SQLITE).bind_processor(SQLITE)
+
+
+UTC_PROCESSOR = _processor(UTCDateTime())
+ZONES = st.sampled_from(
+    [dt.UTC, dt.timezone(dt.timedelta(hours=5, minutes=30)), dt.timezone(dt.timedelta(0))]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.datetimes(timezones=ZONES))
+def test_a_moment_is_stored_as_the_processor_stores_it(moment: dt.datetime) -> None:
+    [row] = _bind_rows.convert([(moment, "x")], ((0, UTC_PROCESSOR, {}, True),))
+    assert row == (UTC_PROCESSOR(moment), "x")
+    written = _bind_rows.format_utc(moment)
+    assert written == (UTC_PROCESSOR(moment) if moment.tzinfo is dt.UTC else None)
+
+
+def test_every_moment_column_of_the_log_tables_takes_the_compiled_path() -> None:
+    for model in (MailTransaction, MailRecipientResult, MailQueueEntry, AuthEvent):
+        for column in model.__table__.columns:
+            if isinstance(column.type, UTCDateTime):
+                assert _formats_like_c(_processor(column.type)), column
+
+
+def test_a_processor_that_writes_otherwise_is_not_given_the_compiled_path() -> None:
+    assert not _formats_like_c(lambda moment: moment.isoformat())
+    assert not _formats_like_c(_processor(AuthEvent.__table__.c.success.type))
+
+
+def test_a_naive_moment_is_refused_as_the_orm_refuses_it() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        _bind_rows.convert([(dt.datetime(2026, 1, 1),)], ((0, UTC_PROCESSOR, {}, True),))
+
+
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),  # unhashable: converted each time
+    st.datetimes(timezones=ZONES),
+)
+
+
+def _in_python(rows: list[tuple[Any, ...]], conversions: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    converted = []
+    for row in rows:
+        values = list(row)
+        for position, processor, remembered, _ in conversions:
+            values[position] = _remembered(processor, remembered, values[position])
+        converted.append(tuple(values))
+    return converted
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(VALUES, VALUES, VALUES), max_size=20))
+def test_rows_convert_as_the_python_loop_converts_them(rows: list[tuple[Any, ...]]) -> None:
+    def tagged(value: Any) -> Any:
+        return ("converted", repr(value))
+
+    def conversions() -> tuple[Any, ...]:
+        return ((0, tagged, {}, False), (2, tagged, {}, True))
+
+    rows = [row for row in rows if not isinstance(row[2], dt.datetime) or row[2].tzinfo is not dt.UTC]
+    assert _bind_rows.convert(rows, conversions()) == _in_python(rows, conversions())
+
+
+def test_the_writer_shares_one_memory_among_columns_of_one_type() -> None:
+    from sqlalchemy.orm import Session
+
+    with Session(create_engine("sqlite://")) as session:
+        writer = _BulkWriter(session)
+        _, transaction = writer._statement("insert", MailTransaction.__table__, ("time", "finished_at"))
+        _, entry = writer._statement("insert", MailQueueEntry.__table__, ("time", "removed"))
+    memories = {id(conversion[2]) for conversion in (*transaction, entry[0])}
+    assert len(memories) == 1 and entry[1][2] is not transaction[0][2]
