@@ -66,49 +66,81 @@ class TransactionRow:
 
     __slots__ = (*_TRANSACTION_FIELDS, "id", "recipients", "entries", "dirty")
 
-    def __init__(self, time: dt.datetime, **values: Any) -> None:
-        self.id: int | None = None
+    # Every column a keyword of its own: a loop of setattr over **values cost more than the
+    # assignments (a row per message of a log).
+    def __init__(
+        self,
+        time: dt.datetime,
+        *,
+        id: int | None = None,  # the column's name
+        client_name: str = "",
+        client_ip: str = "",
+        helo: str = "",
+        sasl_user: str = "",
+        sender: str | None = None,
+        sender_domain_id: int | None = None,
+        message_id: str = "",
+        size: int | None = None,
+        finished_at: dt.datetime | None = None,
+        spam_action: str = "",
+        spam_score: float | None = None,
+        spam_symbols: str = "",
+        node: str = "",
+    ) -> None:
+        self.id = id
         self.time = time
-        self.client_name = ""
-        self.client_ip = ""
-        self.helo = ""
-        self.sasl_user = ""
-        self.sender: str | None = None
-        self.sender_domain_id: int | None = None
-        self.message_id = ""
-        self.size: int | None = None
-        self.finished_at: dt.datetime | None = None
-        self.spam_action = ""
-        self.spam_score: float | None = None
-        self.spam_symbols = ""
-        self.node = ""
+        self.client_name = client_name
+        self.client_ip = client_ip
+        self.helo = helo
+        self.sasl_user = sasl_user
+        self.sender = sender
+        self.sender_domain_id = sender_domain_id
+        self.message_id = message_id
+        self.size = size
+        self.finished_at = finished_at
+        self.spam_action = spam_action
+        self.spam_score = spam_score
+        self.spam_symbols = spam_symbols
+        self.node = node
         self.recipients: list[RecipientRow] = []
         self.entries: list[QueueEntryRow] = []
         self.dirty = False
-        for name, value in values.items():
-            setattr(self, name, value)
 
 
 class RecipientRow:
     __slots__ = (*_RECIPIENT_FIELDS, "id", "transaction", "dirty")
 
-    def __init__(self, transaction: TransactionRow, **values: Any) -> None:
-        self.id: int | None = None
+    def __init__(
+        self,
+        transaction: TransactionRow,
+        *,
+        id: int | None = None,  # the column's name
+        time: dt.datetime | None = None,
+        recipient: str = "",
+        orig_to: str = "",
+        domain_id: int | None = None,
+        queue_id: str = "",
+        outcome: str = "",
+        relay: str = "",
+        status_code: str = "",
+        reason: str = "",
+        detail: str = "",
+        attempts: int = 0,
+    ) -> None:
+        self.id = id
         self.transaction = transaction
-        self.time: dt.datetime | None = None
-        self.recipient = ""
-        self.orig_to = ""
-        self.domain_id: int | None = None
-        self.queue_id = ""
-        self.outcome = ""
-        self.relay = ""
-        self.status_code = ""
-        self.reason = ""
-        self.detail = ""
-        self.attempts = 0
+        self.time = time
+        self.recipient = recipient
+        self.orig_to = orig_to
+        self.domain_id = domain_id
+        self.queue_id = queue_id
+        self.outcome = outcome
+        self.relay = relay
+        self.status_code = status_code
+        self.reason = reason
+        self.detail = detail
+        self.attempts = attempts
         self.dirty = False
-        for name, value in values.items():
-            setattr(self, name, value)
 
 
 class QueueEntryRow:

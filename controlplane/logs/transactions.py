@@ -8,6 +8,7 @@ written in bulk with each batch's checkpoint.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from controlplane.logs.dovecot import AuthVerdicts
@@ -67,6 +68,8 @@ _REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
+# Deferrals and refusals repeat their replies (one per retry, one per guessed address).
+@functools.lru_cache(maxsize=4096)
 def plain_reason(outcome: str, detail: str, dsn: str = "") -> str:
     """Why a recipient got `outcome`, in words an operator or a user understands; a temporary
     refusal says that it is retried."""
