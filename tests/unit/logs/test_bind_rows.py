@@ -96,3 +96,27 @@ def test_the_writer_shares_one_memory_among_columns_of_one_type() -> None:
         _, entry = writer._statement("insert", MailQueueEntry.__table__, ("time", "removed"))
     memories = {id(conversion[2]) for conversion in (*transaction, entry[0])}
     assert len(memories) == 1 and entry[1][2] is not transaction[0][2]
+
+
+@pytest.mark.parametrize("variables", [None, 40])  # SQLite's own limit; one that leaves 2 rows a statement
+def test_a_batch_is_written_many_rows_a_statement_with_ids_in_order(db: Any, variables: int | None) -> None:
+    from sqlalchemy import select
+
+    from controlplane.logs import store
+
+    writer = store._BulkWriter(db)
+    if db.get_bind().dialect.name == "sqlite" and variables is not None:
+        writer._variables = variables
+    moment = dt.datetime(2026, 11, 24, 0, 17, 18, tzinfo=dt.UTC)
+    count = 2 * store.ROWS_PER_INSERT + 7
+    rows = [
+        (moment + dt.timedelta(seconds=n), f"<m{n}@a.test>", "", "", "", "", None, None) for n in range(count)
+    ]
+    names = ("time", "message_id", "client_name", "client_ip", "helo", "sasl_user", "sender", "size")
+    ids = list(writer.insert(MailTransaction, names, rows))
+    stored = db.execute(select(MailTransaction.id, MailTransaction.message_id, MailTransaction.time)).all()
+    assert [(row.id, row.message_id) for row in stored] == list(
+        zip(ids, (row[1] for row in rows), strict=True)
+    )
+    assert [row.time for row in stored] == [row[0] for row in rows]
+    assert ids == sorted(ids) and len(set(ids)) == count
