@@ -15,6 +15,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <datetime.h>
+#include <structmember.h>
 #include <string.h>
 
 /* Set by configure(): the event class, the (cached) syslog_time function, the Python parser. */
@@ -297,6 +298,13 @@ typedef struct {
         *attributes;
 } Fields;
 #define FIELD_COUNT 18
+static const char *const field_names[FIELD_COUNT] = {
+    "kind", "time", "program", "queue_id", "client_name", "client_ip", "sasl_user", "helo", "message_id",
+    "sender", "size", "recipient", "orig_to", "relay", "dsn", "status", "detail", "attributes",
+};
+/* Where each field's slot lies in an event, when the class is the slotted dataclass configure()
+ * checks for; -1 makes events by calling the class. */
+static Py_ssize_t slot_offsets[FIELD_COUNT] = {-1};
 
 static void release(Fields *fields)
 {
@@ -315,8 +323,20 @@ static PyObject *event(Fields *fields)
             return NULL;
         }
     }
-    PyObject *made = PyObject_Vectorcall(event_class, each, FIELD_COUNT, NULL);
-    release(fields);
+    if (slot_offsets[0] < 0) {
+        PyObject *made = PyObject_Vectorcall(event_class, each, FIELD_COUNT, NULL);
+        release(fields);
+        return made;
+    }
+    /* What the dataclass's __init__ does, without running it: each field into its slot. */
+    PyTypeObject *type = (PyTypeObject *)event_class;
+    PyObject *made = type->tp_alloc(type, 0);
+    if (made == NULL) {
+        release(fields);
+        return NULL;
+    }
+    for (int i = 0; i < FIELD_COUNT; i++)
+        *(PyObject **)((char *)made + slot_offsets[i]) = each[i]; /* the slot takes the reference */
     return made;
 }
 
@@ -643,6 +663,52 @@ undecided:
     return undecided;
 }
 
+/* The slots of `event_class`, field by field in field_names' order, when it is a class whose
+ * instances hold exactly those slots and nothing else: no __dict__, no __init__ beyond the
+ * dataclass's assignments (a test checks that events made either way are equal). Otherwise
+ * slot_offsets[0] stays -1 and events are made by calling the class. */
+static int find_slots(PyObject *event_class)
+{
+    slot_offsets[0] = -1;
+    if (!PyType_Check(event_class))
+        return 0;
+    PyTypeObject *type = (PyTypeObject *)event_class;
+    if (type->tp_dictoffset != 0 || type->tp_new != PyBaseObject_Type.tp_new ||
+        type->tp_alloc != PyType_GenericAlloc)
+        return 0;
+    if (PyObject_HasAttrString(event_class, "__post_init__"))
+        return 0;
+    PyObject *slots = PyObject_GetAttrString(event_class, "__slots__");
+    if (slots == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_ssize_t slot_count = PySequence_Size(slots);
+    Py_DECREF(slots);
+    if (slot_count != FIELD_COUNT) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_ssize_t offsets[FIELD_COUNT];
+    for (int i = 0; i < FIELD_COUNT; i++) {
+        PyObject *descriptor = PyObject_GetAttrString(event_class, field_names[i]);
+        if (descriptor == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        int usable = Py_IS_TYPE(descriptor, &PyMemberDescr_Type) &&
+                     ((PyMemberDescrObject *)descriptor)->d_member->type == T_OBJECT_EX &&
+                     ((PyMemberDescrObject *)descriptor)->d_common.d_type == type;
+        if (usable)
+            offsets[i] = ((PyMemberDescrObject *)descriptor)->d_member->offset;
+        Py_DECREF(descriptor);
+        if (!usable)
+            return 0;
+    }
+    memcpy(slot_offsets, offsets, sizeof(offsets));
+    return 0;
+}
+
 static PyObject *configure(PyObject *module, PyObject *const *args, Py_ssize_t count)
 {
     if (count != 3) {
@@ -654,13 +720,22 @@ static PyObject *configure(PyObject *module, PyObject *const *args, Py_ssize_t c
     Py_XSETREF(event_class, args[0]);
     Py_XSETREF(syslog_time, args[1]);
     Py_XSETREF(python_parser, args[2]);
+    if (find_slots(args[0]) < 0)
+        return NULL;
     Py_CLEAR(stamp_reference);
     Py_CLEAR(stamp_moment);
     stamp_length = -1;
     Py_RETURN_NONE;
 }
 
+static PyObject *makes_events_directly(PyObject *module, PyObject *unused)
+{
+    return PyBool_FromLong(slot_offsets[0] >= 0);
+}
+
 static PyMethodDef methods[] = {
+    {"makes_events_directly", makes_events_directly, METH_NOARGS,
+     "Whether events are made by filling their slots (True) or by calling the class."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
      "configure(event_class, syslog_time, python_parser): what events are made of, and who decides the rest."},
     {"parse", (PyCFunction)(void (*)(void))parse, METH_FASTCALL,

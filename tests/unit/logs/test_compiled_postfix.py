@@ -91,6 +91,35 @@ def python_decisions() -> Iterator[list[str]]:
 
 def test_the_ingester_uses_the_compiled_parser() -> None:
     assert parse_postfix_line is _postfix_lines.parse
+    assert _postfix_lines.makes_events_directly()
+
+
+def test_a_class_with_more_to_do_than_its_fields_is_called() -> None:
+    @dataclasses.dataclass(slots=True)
+    class Checked(PostfixEvent):
+        def __post_init__(self) -> None:
+            self.detail = "checked"
+
+    line = SAMPLES[0]
+    _postfix_lines.configure(Checked, postfix._cached_syslog_time, parse_postfix_line_in_python)
+    try:
+        assert not _postfix_lines.makes_events_directly()
+        event = parse_postfix_line(line, REFERENCE)
+        assert isinstance(event, Checked) and event.detail == "checked"
+    finally:
+        _postfix_lines.configure(PostfixEvent, postfix._cached_syslog_time, parse_postfix_line_in_python)
+    assert _postfix_lines.makes_events_directly()
+
+
+def test_events_made_in_c_hold_their_fields_as_python_made_ones_do() -> None:
+    for parse in (parse_postfix_line, parse_postfix_line_in_python):
+        event = parse(SAMPLES[0], REFERENCE)
+        assert type(event) is PostfixEvent and dataclasses.replace(event, status="x").status == "x"
+        assert sys.getrefcount(event) == 2  # this name and the call's argument: nothing leaked
+        attributes = event.attributes
+        assert sys.getrefcount(attributes) == 3  # the event's slot too
+        del event
+        assert sys.getrefcount(attributes) == 2  # the event gave its fields back
 
 
 def test_every_fixture_line_gives_the_same_event() -> None:
