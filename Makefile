@@ -83,6 +83,10 @@ install-test-system:
 	$(call install_missing,$(TEST_PACKAGES))
 
 install-python: $(BIN)/letterhead
+	@# A checkout whose builds were cleaned away (git clean -X) or are stale builds them again.
+	@$(BIN)/python -W error -c 'from controlplane.logs.compiled import load; \
+		assert all(load(name) for name in ("_postfix_lines", "_bind_rows"))' 2>/dev/null \
+		|| $(BIN)/pip install -q -e '.[test]'
 
 # setup.py builds the log parser's C part (controlplane/logs/*.c) into the checkout.
 $(BIN)/letterhead: setup.cfg pyproject.toml setup.py $(wildcard controlplane/logs/*.c)

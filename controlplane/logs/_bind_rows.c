@@ -13,6 +13,11 @@
 #include <Python.h>
 #include <datetime.h>
 
+/* setup.py defines it as the SHA-256 of this file: compiled.py loads no build of another version. */
+#ifndef SOURCE_HASH
+#define SOURCE_HASH ""
+#endif
+
 #define MAX_REMEMBERED 100000
 
 static void put_digits(Py_UCS1 *out, int value, int width)
@@ -112,12 +117,18 @@ static PyObject *convert(PyObject *module, PyObject *const *args, Py_ssize_t cou
         if (utc[i] < 0)
             return NULL;
     }
-    Py_ssize_t row_count = PyList_GET_SIZE(rows);
-    PyObject *result = PyList_New(row_count);
-    if (result == NULL)
+    /* A snapshot of the list: a processor is Python code, and the rows must outlive it. */
+    PyObject *snapshot = PySequence_Tuple(rows);
+    if (snapshot == NULL)
         return NULL;
+    Py_ssize_t row_count = PyTuple_GET_SIZE(snapshot);
+    PyObject *result = PyList_New(row_count);
+    if (result == NULL) {
+        Py_DECREF(snapshot);
+        return NULL;
+    }
     for (Py_ssize_t r = 0; r < row_count; r++) {
-        PyObject *row = PySequence_Tuple(PyList_GET_ITEM(rows, r));
+        PyObject *row = PySequence_Tuple(PyTuple_GET_ITEM(snapshot, r));
         if (row == NULL)
             goto failed;
         Py_ssize_t width = PyTuple_GET_SIZE(row);
@@ -144,8 +155,10 @@ static PyObject *convert(PyObject *module, PyObject *const *args, Py_ssize_t cou
             Py_SETREF(((PyTupleObject *)copy)->ob_item[positions[i]], value);
         }
     }
+    Py_DECREF(snapshot);
     return result;
 failed:
+    Py_DECREF(snapshot);
     Py_DECREF(result);
     return NULL;
 }
@@ -179,5 +192,8 @@ PyMODINIT_FUNC PyInit__bind_rows(void)
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL)
         return NULL;
-    return PyModule_Create(&module_definition);
+    PyObject *module = PyModule_Create(&module_definition);
+    if (module != NULL && PyModule_AddStringConstant(module, "SOURCE_HASH", SOURCE_HASH) < 0)
+        Py_CLEAR(module);
+    return module;
 }

@@ -18,6 +18,11 @@
 #include <structmember.h>
 #include <string.h>
 
+/* setup.py defines it as the SHA-256 of this file: compiled.py loads no build of another version. */
+#ifndef SOURCE_HASH
+#define SOURCE_HASH ""
+#endif
+
 /* Set by configure(): the event class, the (cached) syslog_time function, the Python parser. */
 static PyObject *event_class;
 static PyObject *syslog_time;
@@ -281,12 +286,10 @@ static PyObject *moment_of(Span month, Span day, Span clock, PyObject *reference
     }
     if (moment == NULL)
         return NULL;
-    Py_XDECREF(stamp_reference);
-    Py_XDECREF(stamp_moment);
     Py_INCREF(reference);
     Py_INCREF(moment);
-    stamp_reference = reference;
-    stamp_moment = moment;
+    Py_XSETREF(stamp_reference, reference);
+    Py_XSETREF(stamp_moment, moment);
     memcpy(stamp_text, key, (size_t)length);
     stamp_length = length;
     return moment;
@@ -313,7 +316,8 @@ static void release(Fields *fields)
         Py_XDECREF(each[i]);
 }
 
-/* PostfixEvent(...) with every field given in order (configure checked the order). */
+/* PostfixEvent(...) with every field given in field_names' order (postfix.py checks that the
+ * class's fields are these, in this order, before it configures the parser). */
 static PyObject *event(Fields *fields)
 {
     PyObject **each = (PyObject **)fields;
@@ -620,7 +624,7 @@ static PyObject *parse(PyObject *module, PyObject *const *args, Py_ssize_t count
         Span text = {(const char *)PyUnicode_1BYTE_DATA(line), PyUnicode_GET_LENGTH(line)};
         int printable = 1;
         for (Py_ssize_t i = 0; printable && i < text.length; i++)
-            printable = text.start[i] >= 0x20 && text.start[i] < 0x7f;
+            printable = (unsigned char)text.start[i] >= 0x20 && (unsigned char)text.start[i] < 0x7f;
         if (printable)
             parsed = parse_line(text, reference, 0);
     }
@@ -649,7 +653,8 @@ static PyObject *scan(PyObject *module, PyObject *const *args, Py_ssize_t count)
     while (text.length > 0 && (text.start[text.length - 1] == '\n' || text.start[text.length - 1] == '\r'))
         text.length--;
     for (Py_ssize_t i = 0; i < text.length; i++) {
-        if (text.start[i] < 0x20 || text.start[i] >= 0x7f)
+        unsigned char c = (unsigned char)text.start[i];
+        if (c < 0x20 || c >= 0x7f)
             goto undecided;
     }
     PyObject *parsed = parse_line(text, args[1], 1);
@@ -797,6 +802,20 @@ PyMODINIT_FUNC PyInit__postfix_lines(void)
     Py_INCREF(undecided);
     if (PyModule_AddObject(module, "PASSED_OVER", passed_over) < 0 ||
         PyModule_AddObject(module, "UNDECIDED", undecided) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    PyObject *fields = PyTuple_New(FIELD_COUNT);
+    for (int i = 0; fields != NULL && i < FIELD_COUNT; i++) {
+        PyObject *name = PyUnicode_InternFromString(field_names[i]);
+        if (name == NULL)
+            Py_CLEAR(fields);
+        else
+            PyTuple_SET_ITEM(fields, i, name);
+    }
+    if (fields == NULL || PyModule_AddObject(module, "FIELDS", fields) < 0 ||
+        PyModule_AddStringConstant(module, "SOURCE_HASH", SOURCE_HASH) < 0) {
+        Py_XDECREF(fields);
         Py_DECREF(module);
         return NULL;
     }

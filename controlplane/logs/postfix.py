@@ -10,8 +10,11 @@ import dataclasses
 import datetime as dt
 import functools
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+from controlplane.logs.compiled import load as load_compiled
 
 _MONTHS = {
     name: number
@@ -269,9 +272,18 @@ def _parse_reject(logged: LogLine, program: str, message: str | None = None) -> 
     )
 
 
-try:
-    from controlplane.logs import _postfix_lines
-except ImportError:  # a checkout whose extension is not built yet: the same answers, slower
+_postfix_lines = load_compiled("_postfix_lines")
+if (
+    _postfix_lines is not None
+    and tuple(f.name for f in dataclasses.fields(PostfixEvent)) != _postfix_lines.FIELDS
+):
+    # The C parser passes the fields by position: a class it does not know gets the Python parser.
+    warnings.warn(
+        "PostfixEvent's fields are not the C parser's: parsing in Python", RuntimeWarning, stacklevel=1
+    )
+    _postfix_lines = None
+
+if _postfix_lines is None:
     parse_postfix_line = parse_postfix_line_in_python
     PASSED_OVER, UNDECIDED = object(), object()
 

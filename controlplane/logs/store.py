@@ -26,10 +26,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, false, insert, select, update
 from sqlalchemy.orm import Session
 
-try:
-    from controlplane.logs import _bind_rows
-except ImportError:  # a checkout whose extension is not built yet: the same values, slower
-    _bind_rows = None  # type: ignore[assignment]
+from controlplane.logs.compiled import load as load_compiled
 from controlplane.models import (
     AuthEvent,
     Domain,
@@ -38,6 +35,8 @@ from controlplane.models import (
     MailTransaction,
     UnparsedLogLine,
 )
+
+_bind_rows = load_compiled("_bind_rows")
 
 # Postfix's maximal_queue_lifetime is 5 days by default; a day's slack for deferred retries.
 QUEUE_LIFETIME = dt.timedelta(days=6)
@@ -437,7 +436,7 @@ class _BulkWriter:
         # Rows are tagged with the mail node whose logs these are (the installation's sessions say).
         self.node: str = session.info.get("node_name", "")
         self._compiled: dict[tuple[str, str, tuple[str, ...]], tuple[str, tuple[Conversion, ...]]] = {}
-        self._remembered: dict[str, dict[Any, Any]] = {}
+        self._remembered: dict[tuple[type, str], dict[Any, Any]] = {}
         self._variables: int | None = None
 
     def insert(
@@ -519,7 +518,7 @@ class _BulkWriter:
                     continue
                 # Columns of one type convert a value alike: one memory for all of them (a
                 # moment is a transaction's, its recipients' and its queue entries' time).
-                remembered = self._remembered.setdefault(repr(column_type), {})
+                remembered = self._remembered.setdefault((type(column_type), repr(column_type)), {})
                 conversions.append((position, processor, remembered, _formats_like_c(processor)))
             self._compiled[key] = (sql, tuple(conversions))
         return self._compiled[key]

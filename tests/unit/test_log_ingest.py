@@ -133,6 +133,15 @@ def test_unparsed_lines_are_counted_and_kept(db: Session, tmp_path: Path) -> Non
     assert "garbage line without any timestamp" in kept
 
 
+def test_a_junk_filing_line_that_is_not_one_is_kept_once(db: Session, tmp_path: Path) -> None:
+    # Names Dovecot's Junk filing but is none (no LMTP session) and carries no timestamp.
+    path = tmp_path / "odd.log"
+    path.write_text("lmtp: stored mail into mailbox 'Junk' by someone\n")
+    result = ingest_file(db, path, reference=REFERENCE)
+    kept = db.scalars(select(UnparsedLogLine.line)).all()
+    assert result.unparsed == len(kept) == 1
+
+
 def test_logins_from_dovecot_and_postfix_become_auth_events(db: Session, tmp_path: Path) -> None:
     domain = make_domain(db, name="a.test")
     make_mailbox(db, domain=domain, local_part="alice")
