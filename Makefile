@@ -82,11 +82,15 @@ install-system:
 install-test-system:
 	$(call install_missing,$(TEST_PACKAGES))
 
+COMPILED_PARTS_LOAD := $(BIN)/python -c 'from controlplane.logs.compiled import load; \
+	assert all(load(name) for name in ("_postfix_lines", "_bind_rows"))'
+
 install-python: $(BIN)/letterhead
-	@# A checkout whose builds were cleaned away (git clean -X) or are stale builds them again.
-	@$(BIN)/python -W error -c 'from controlplane.logs.compiled import load; \
-		assert all(load(name) for name in ("_postfix_lines", "_bind_rows"))' 2>/dev/null \
-		|| $(BIN)/pip install -q -e '.[test]'
+	@# The log ingest's compiled parts, built again when their builds are gone or stale; a build
+	@# that still fails (no compiler) stops here with pip's own account of why.
+	@$(COMPILED_PARTS_LOAD) 2>/dev/null || $(BIN)/pip install -q -e '.[test]'
+	@$(COMPILED_PARTS_LOAD) || { $(BIN)/pip install -v -e '.[test]' 2>&1 | grep -iE -A5 'error|warning: building' >&2; \
+		echo "The log ingest's C parts did not build (gcc and python3-dev are needed)." >&2; exit 1; }
 
 # setup.py builds the log parser's C part (controlplane/logs/*.c) into the checkout.
 $(BIN)/letterhead: setup.cfg pyproject.toml setup.py $(wildcard controlplane/logs/*.c)

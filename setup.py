@@ -9,12 +9,12 @@ _WARNINGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 
 
 def _extension(name: str) -> Extension:
-    source = Path("controlplane/logs") / f"{name}.c"
+    source = f"controlplane/logs/{name}.c"
     # The build names its source: controlplane/logs/compiled.py refuses a build of another version.
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    digest = hashlib.sha256((Path(__file__).parent / source).read_bytes()).hexdigest()
     return Extension(
         f"controlplane.logs.{name}",
-        [str(source)],
+        [source],
         define_macros=[("SOURCE_HASH", f'"{digest}"')],
         extra_compile_args=_WARNINGS,
         # Without a compiler the install goes on: the Python code gives the same answers, slower

@@ -795,16 +795,6 @@ PyMODINIT_FUNC PyInit__postfix_lines(void)
     undecided = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
     if (passed_over == NULL || undecided == NULL)
         return NULL;
-    PyObject *module = PyModule_Create(&module_definition);
-    if (module == NULL)
-        return NULL;
-    Py_INCREF(passed_over);
-    Py_INCREF(undecided);
-    if (PyModule_AddObject(module, "PASSED_OVER", passed_over) < 0 ||
-        PyModule_AddObject(module, "UNDECIDED", undecided) < 0) {
-        Py_DECREF(module);
-        return NULL;
-    }
     PyObject *fields = PyTuple_New(FIELD_COUNT);
     for (int i = 0; fields != NULL && i < FIELD_COUNT; i++) {
         PyObject *name = PyUnicode_InternFromString(field_names[i]);
@@ -813,10 +803,17 @@ PyMODINIT_FUNC PyInit__postfix_lines(void)
         else
             PyTuple_SET_ITEM(fields, i, name);
     }
-    if (fields == NULL || PyModule_AddObject(module, "FIELDS", fields) < 0 ||
-        PyModule_AddStringConstant(module, "SOURCE_HASH", SOURCE_HASH) < 0) {
-        Py_XDECREF(fields);
-        Py_DECREF(module);
+    if (fields == NULL)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_definition);
+    /* AddObjectRef takes references of its own: each object is released once below, either way. */
+    int failed = module == NULL || PyModule_AddObjectRef(module, "PASSED_OVER", passed_over) < 0 ||
+                 PyModule_AddObjectRef(module, "UNDECIDED", undecided) < 0 ||
+                 PyModule_AddObjectRef(module, "FIELDS", fields) < 0 ||
+                 PyModule_AddStringConstant(module, "SOURCE_HASH", SOURCE_HASH) < 0;
+    Py_DECREF(fields);
+    if (failed) {
+        Py_XDECREF(module);
         return NULL;
     }
     return module;
