@@ -3,7 +3,6 @@ daemons' logs) per network, since one person easily changes address within it.""
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 
@@ -13,8 +12,6 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _PLAIN_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 
 
-# The log ingest asks again for the same clients' addresses.
-@functools.lru_cache(maxsize=4096)
 def client_network(client_ip: str) -> str:
     """The network throttled as one client: the /24 of an IPv4 address, the /64 of an IPv6 one."""
     if _PLAIN_IPV4.fullmatch(client_ip):

@@ -20,7 +20,7 @@ import functools
 import sqlite3
 from collections.abc import Sequence
 from itertools import chain
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy import Table, bindparam, false, insert, select, update
@@ -46,6 +46,8 @@ MAX_OPEN_ENTRIES = 20_000
 # More queue IDs than this left open in the database (their "removed" never logged) are not
 # remembered: each unknown queue ID is then looked up instead.
 MAX_KNOWN_OPEN = 200_000
+# Addresses whose domain is remembered (a year of logs names more; the memory starts again).
+MAX_KNOWN_ADDRESSES = 100_000
 # Rows in one INSERT on SQLite (fewer when the row's values would pass SQLite's limit).
 ROWS_PER_INSERT = 200
 
@@ -183,14 +185,23 @@ class MailLogStore:
         self._stored_open_ids: set[str] | None = None
         self._ask_each_time = False
         self._domains: dict[str, tuple[int | None, int | None]] = {}
+        self._domain_ids: dict[str | None, int | None] = {}
 
     # --- reading -------------------------------------------------------------------------------
 
     def domain_id(self, address: str | None) -> int | None:
         """The hosted domain an address belongs to, or None."""
-        if not address or "@" not in address:
-            return None
-        return self._domain(address.rsplit("@", 1)[1].lower())[1]
+        try:
+            return self._domain_ids[address]  # addresses recur: each is split once
+        except KeyError:
+            pass
+        found = (
+            None if not address or "@" not in address else self._domain(address.rsplit("@", 1)[1].lower())[1]
+        )
+        if len(self._domain_ids) >= MAX_KNOWN_ADDRESSES:
+            self._domain_ids.clear()
+        self._domain_ids[address] = found
+        return found
 
     def owner(self, account: str) -> tuple[int | None, int | None]:
         """(tenant id, domain id) of a login name: its domain's, if the domain is ours (an
@@ -331,7 +342,7 @@ class MailLogStore:
     def add_login(self, **values: Any) -> None:
         """An AuthEvent row, given every column of _LOGIN_FIELDS but the node."""
         values["node"] = self.node
-        self._logins.append(tuple(values[name] for name in _LOGIN_FIELDS))
+        self._logins.append(_login_values(values))
 
     def set_login_reason(
         self, *, service: str, login: str, client_ip: str, time: dt.datetime, was: str, reason: str
@@ -413,6 +424,7 @@ _transaction_values = attrgetter(*_TRANSACTION_FIELDS)
 _recipient_values = attrgetter(*_RECIPIENT_FIELDS)
 _new_entry_values = attrgetter("queue_id", "time", "removed", "transaction.id")
 _new_recipient_values = attrgetter(*_RECIPIENT_FIELDS, "transaction.id")
+_login_values = itemgetter(*_LOGIN_FIELDS)
 
 
 def _assign(rows: list[Any], ids: Sequence[int]) -> None:

@@ -68,8 +68,6 @@ _REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
-# Deferrals and refusals repeat their replies (one per retry, one per guessed address).
-@functools.lru_cache(maxsize=4096)
 def plain_reason(outcome: str, detail: str, dsn: str = "") -> str:
     """Why a recipient got `outcome`, in words an operator or a user understands; a temporary
     refusal says that it is retried."""
@@ -77,6 +75,12 @@ def plain_reason(outcome: str, detail: str, dsn: str = "") -> str:
         return ""
     if outcome == "expired":
         return "gave up: still undeliverable when the queue lifetime ran out"
+    return _failure_reason(outcome, detail, dsn)
+
+
+# Deferrals and refusals repeat their replies (one per retry, one per guessed address).
+@functools.lru_cache(maxsize=4096)
+def _failure_reason(outcome: str, detail: str, dsn: str) -> str:
     text = f"{detail} {dsn}".lower()
     temporary = outcome == "deferred" or (outcome == "refused" and _status_code(detail, dsn).startswith("4"))
     for words, reason in _REASONS:
