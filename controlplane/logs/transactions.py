@@ -246,7 +246,8 @@ class TransactionAssembler:
                 self.junk_filings.note_saved(saved["session"], event.time, existing)
         existing.attempts += 1
         store.changed(existing)
-        reinjected = _QUEUED_AS.search(event.detail)
+        # The substring first: a regular expression's search over every delivery's reply cost more.
+        reinjected = _QUEUED_AS.search(event.detail) if "queued as " in event.detail else None
         if event.status == "sent" and reinjected and _LOOPBACK_RELAY.search(event.relay):
             store.new_entry(transaction, reinjected["queue_id"], event.time)
 
