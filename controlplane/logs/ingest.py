@@ -436,22 +436,19 @@ def _ingest_stream(
     dialogue = DialogueRecorder(session)
     offset = checkpoint.offset
     pending = 0
-    source = str(log.path)
+    reader = _LineReader(session, str(log.path), reference, assembler, logins, result, dialogue)
+    read = reader.read
     with log.reading(offset) as stream:
         for raw, length in _lines(stream, complete):
             offset += length
             pending += 1
             result.lines += 1
             try:
-                _ingest_line(session, raw, source, reference, assembler, logins, result, dialogue)
+                read(raw)
             except SQLAlchemyError:
                 raise
             except Exception:  # noqa: BLE001 - one line that trips the assembler is kept, not fatal
-                result.unparsed += 1
-                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                session.add(
-                    UnparsedLogLine(time=reference, source=source[:1000], line=line[:MAX_STORED_LINE])
-                )
+                reader.keep_unparsed(_decoded(raw))
             if pending >= batch_lines:
                 store.flush()
                 dialogue.flush()
@@ -475,130 +472,120 @@ def _save_checkpoint(log: LogFile, checkpoint: LogCheckpoint, offset: int) -> No
     checkpoint.updated_at = dt.datetime.now(dt.UTC)
 
 
-def _ingest_line(
-    session: Session,
-    raw: bytes,
-    source: str,
-    reference: dt.datetime,
-    assembler: TransactionAssembler,
-    logins: _LoginRecorder,
-    result: IngestResult,
-    dialogue: DialogueRecorder,
-) -> None:
-    # Most lines are Postfix's: the compiled scan passes over session edges and parses the rest
-    # from the raw bytes, leaving every line it is not certain of to the whole path below.
-    event = scan_postfix_line(raw, reference)
-    if event is PASSED_OVER:
-        return
-    if event is UNDECIDED:
-        _ingest_any_line(session, raw, source, reference, assembler, logins, result, dialogue)
-    elif event is not None:
-        _add_postfix_event(event, raw, reference, assembler, logins, result, dialogue)
-    else:
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        _ingest_other_line(session, raw, line, source, reference, assembler, logins, result, dialogue)
+def _decoded(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
-def _ingest_any_line(
-    session: Session,
-    raw: bytes,
-    source: str,
-    reference: dt.datetime,
-    assembler: TransactionAssembler,
-    logins: _LoginRecorder,
-    result: IngestResult,
-    dialogue: DialogueRecorder,
-) -> None:
-    if _SESSION_EDGE.match(raw):
-        return
-    line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-    if RSPAMD_LINE.match(raw):
-        # rspamd's log: only Letterhead's verdict lines carry something stored.
-        if VERDICT_MARK in raw:
-            verdict = parse_verdict_line(line)
-            if verdict is None:
-                result.unparsed += 1
-                session.add(
-                    UnparsedLogLine(time=reference, source=source[:1000], line=line[:MAX_STORED_LINE])
-                )
-            else:
-                assembler.add_spam_verdict(verdict)
-                result.spam_verdicts += 1
-        return
-    event = parse_postfix_line(line, reference)
-    if event is not None:
-        _add_postfix_event(event, raw, reference, assembler, logins, result, dialogue)
-        return
-    _ingest_other_line(session, raw, line, source, reference, assembler, logins, result, dialogue)
+class _LineReader:
+    """What each line of one stream becomes: a Postfix event for the assembler, a login, an
+    rspamd verdict, a line of SMTP dialogue, or a line kept as not understood."""
 
+    def __init__(
+        self,
+        session: Session,
+        source: str,
+        reference: dt.datetime,
+        assembler: TransactionAssembler,
+        logins: _LoginRecorder,
+        result: IngestResult,
+        dialogue: DialogueRecorder,
+    ) -> None:
+        self.session = session
+        self.source = source[:1000]
+        self.reference = reference
+        self.assembler = assembler
+        self.logins = logins
+        self.result = result
+        self.dialogue = dialogue
 
-def _add_postfix_event(
-    event: PostfixEvent,
-    raw: bytes,
-    reference: dt.datetime,
-    assembler: TransactionAssembler,
-    logins: _LoginRecorder,
-    result: IngestResult,
-    dialogue: DialogueRecorder,
-) -> None:
-    result.postfix_events += 1
-    transaction = assembler.add(event)
-    if (
-        transaction is not None
-        and event.kind in _NAMES_A_SESSIONS_TRANSACTION
-        and event.program == "smtpd"
-        and dialogue.active(event.time)
-    ):
-        process = process_of_line(raw.decode("utf-8", errors="replace").rstrip("\r\n"), reference)
-        if process is not None:
-            dialogue.claim(process, transaction, event.time)
-    login = _postfix_login(event)
-    if login is not None:
-        logins.add(login)
-        result.logins += 1
-
-
-def _ingest_other_line(
-    session: Session,
-    raw: bytes,
-    line: str,
-    source: str,
-    reference: dt.datetime,
-    assembler: TransactionAssembler,
-    logins: _LoginRecorder,
-    result: IngestResult,
-    dialogue: DialogueRecorder,
-) -> None:
-    """A line that is neither rspamd's nor a Postfix event: Dovecot's, the dialogue, or noise."""
-    if _JUNK_MARK in raw:
-        filing = parse_junk_filing(line)
-        if filing is not None:
-            delivery = logins.verdicts.note_junk_filing(filing)
-            if delivery is not None:
-                assembler.file_as_junk(delivery)
+    def read(self, raw: bytes) -> None:
+        # Most lines are Postfix's: the compiled scan passes over session edges and parses the
+        # rest from the raw bytes, leaving every line it is not certain of to the whole path.
+        event = scan_postfix_line(raw, self.reference)
+        if event is PASSED_OVER:
             return
-    login = parse_dovecot_line(line, reference)
-    if login is not None:
-        logins.add(login)
-        result.logins += 1
-        return
-    if b"auth" in raw:
-        verdict = parse_auth_verdict(line, reference)
-        if verdict is not None:
-            logins.add_verdict(verdict)
+        if event is UNDECIDED:
+            self._read_whole(raw)
+        elif event is not None:
+            self._add_postfix_event(event, raw)
+        else:
+            self._read_other(raw, _decoded(raw))
+
+    def keep_unparsed(self, line: str) -> None:
+        self.result.unparsed += 1
+        self.session.add(
+            UnparsedLogLine(time=self.reference, source=self.source, line=line[:MAX_STORED_LINE])
+        )
+
+    def _read_whole(self, raw: bytes) -> None:
+        if _SESSION_EDGE.match(raw):
             return
-    if _DIALOGUE_MARK.search(raw):
-        said = parse_dialogue_line(line, reference)
-        if said is not None:
-            dialogue.add(said)
+        line = _decoded(raw)
+        if RSPAMD_LINE.match(raw):
+            # rspamd's log: only Letterhead's verdict lines carry something stored.
+            if VERDICT_MARK in raw:
+                verdict = parse_verdict_line(line)
+                if verdict is None:
+                    self.keep_unparsed(line)
+                else:
+                    self.assembler.add_spam_verdict(verdict)
+                    self.result.spam_verdicts += 1
             return
-    if not line.strip():
-        return
-    if not _TIMESTAMPED.match(raw) or (
-        any(marker in raw for marker in _MEANINGFUL) and not _SMTPD_TRACE.search(raw)
-    ):
-        result.unparsed += 1
-        session.add(UnparsedLogLine(time=reference, source=source[:1000], line=line[:MAX_STORED_LINE]))
+        event = parse_postfix_line(line, self.reference)
+        if event is not None:
+            self._add_postfix_event(event, raw)
+        else:
+            self._read_other(raw, line)
+
+    def _add_postfix_event(self, event: PostfixEvent, raw: bytes) -> None:
+        self.result.postfix_events += 1
+        transaction = self.assembler.add(event)
+        dialogue = self.dialogue
+        if (
+            transaction is not None
+            and event.kind in _NAMES_A_SESSIONS_TRANSACTION
+            and event.program == "smtpd"
+            and dialogue.active(event.time)
+        ):
+            process = process_of_line(_decoded(raw), self.reference)
+            if process is not None:
+                dialogue.claim(process, transaction, event.time)
+        login = _postfix_login(event)
+        if login is not None:
+            self.logins.add(login)
+            self.result.logins += 1
+
+    def _read_other(self, raw: bytes, line: str) -> None:
+        """A line that is neither rspamd's nor a Postfix event: Dovecot's, the dialogue, or noise."""
+        logins = self.logins
+        if _JUNK_MARK in raw:
+            filing = parse_junk_filing(line)
+            if filing is not None:
+                delivery = logins.verdicts.note_junk_filing(filing)
+                if delivery is not None:
+                    self.assembler.file_as_junk(delivery)
+                return
+        login = parse_dovecot_line(line, self.reference)
+        if login is not None:
+            logins.add(login)
+            self.result.logins += 1
+            return
+        if b"auth" in raw:
+            verdict = parse_auth_verdict(line, self.reference)
+            if verdict is not None:
+                logins.add_verdict(verdict)
+                return
+        if _DIALOGUE_MARK.search(raw):
+            said = parse_dialogue_line(line, self.reference)
+            if said is not None:
+                self.dialogue.add(said)
+                return
+        if not line.strip():
+            return
+        if not _TIMESTAMPED.match(raw) or (
+            any(marker in raw for marker in _MEANINGFUL) and not _SMTPD_TRACE.search(raw)
+        ):
+            self.keep_unparsed(line)
 
 
 def _postfix_login(event: PostfixEvent) -> LoginEvent | None:

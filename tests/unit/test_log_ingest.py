@@ -180,7 +180,7 @@ def test_a_crash_mid_file_resumes_without_loss_or_duplicates(
         db.execute(model.__table__.delete())
     db.commit()
 
-    real_ingest_line = ingest_module._ingest_line
+    real_read = ingest_module._LineReader.read
     calls = 0
 
     def crash_on_line_20(*args, **kwargs):
@@ -188,14 +188,14 @@ def test_a_crash_mid_file_resumes_without_loss_or_duplicates(
         calls += 1
         if calls == 20:
             raise Killed
-        return real_ingest_line(*args, **kwargs)
+        return real_read(*args, **kwargs)
 
-    monkeypatch.setattr(ingest_module, "_ingest_line", crash_on_line_20)
+    monkeypatch.setattr(ingest_module._LineReader, "read", crash_on_line_20)
     with pytest.raises(Killed):
         _ingest_fixture(db, tmp_path, batch_lines=7)
     db.rollback()
     assert db.scalar(select(LogCheckpoint.offset)) > 0  # two batches were committed
-    monkeypatch.setattr(ingest_module, "_ingest_line", real_ingest_line)
+    monkeypatch.setattr(ingest_module._LineReader, "read", real_read)
     ingest_file(db, tmp_path / "postfix.log", reference=REFERENCE, batch_lines=7)
     assert _counts(db) == expected
 
@@ -396,19 +396,19 @@ def test_two_readers_of_one_file_never_both_store_the_same_lines(
     ingest_file(db, path, reference=REFERENCE)
     with path.open("a") as live:
         live.write(second)
-    real_ingest_line = ingest_module._ingest_line
+    real_read = ingest_module._LineReader.read
     raced = False
 
     def another_reader_first(*args, **kwargs):
         nonlocal raced
         if not raced:
             raced = True
-            monkeypatch.setattr(ingest_module, "_ingest_line", real_ingest_line)
+            monkeypatch.setattr(ingest_module._LineReader, "read", real_read)
             with installation.sessions() as other:
                 ingest_file(other, path, reference=REFERENCE)
-        return real_ingest_line(*args, **kwargs)
+        return real_read(*args, **kwargs)
 
-    monkeypatch.setattr(ingest_module, "_ingest_line", another_reader_first)
+    monkeypatch.setattr(ingest_module._LineReader, "read", another_reader_first)
     with pytest.raises(ConcurrentRead):
         ingest_file(db, path, reference=REFERENCE)
     assert _counts(db) == expected
