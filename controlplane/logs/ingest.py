@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import gc
 import gzip
 import hashlib
 import os
@@ -235,8 +236,11 @@ def ingest_log(
     result = IngestResult()
     verdicts = verdicts if verdicts is not None else AuthVerdicts()
     try:
-        checkpoint = _checkpoint(session, log, reference, batch_lines, result, verdicts)
-        _ingest_stream(session, log, checkpoint, reference, batch_lines, result, verdicts, complete=complete)
+        with _older_objects_frozen():
+            checkpoint = _checkpoint(session, log, reference, batch_lines, result, verdicts)
+            _ingest_stream(
+                session, log, checkpoint, reference, batch_lines, result, verdicts, complete=complete
+            )
     except StaleDataError:
         session.rollback()
         raise ConcurrentRead(
@@ -244,6 +248,21 @@ def ingest_log(
             "nothing was stored twice. Run again to read the rest."
         ) from None
     return result
+
+
+@contextlib.contextmanager
+def _older_objects_frozen() -> Iterator[None]:
+    """The objects alive before a read (the application's modules, SQLAlchemy's metadata: about
+    100,000) left out of the garbage collector's full passes while it reads: each pass went
+    over all of them again, a tenth of an import's time. They are handed back after it."""
+    if gc.get_freeze_count():
+        yield  # frozen already (by a read in another thread, or by the process for good)
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _checkpoint(

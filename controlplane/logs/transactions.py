@@ -159,10 +159,10 @@ class TransactionAssembler:
             entry.removed = True
             store.changed(entry)
             store.forget(entry)
-            if all(other.removed for other in transaction.entries):
-                transaction.finished_at = event.time
-            else:
+            if not all(other.removed for other in transaction.entries):
                 return None
+            store.finish(transaction, event.time)
+            return transaction
         store.changed(transaction)
         return transaction
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import gzip
 import shutil
 from pathlib import Path
@@ -486,3 +487,24 @@ def test_a_login_line_that_merely_contains_the_words_is_not_passed_over() -> Non
         b"method=PLAIN, rip=198.51.100.9, lip=10.0.0.2\n"
     )
     assert not ingest_module._SESSION_EDGE.match(line)
+
+
+def test_objects_older_than_a_read_are_spared_the_collector_during_it_and_handed_back(
+    db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(FIXTURES / "postfix.log", tmp_path / "postfix.log")
+    real_read = ingest_module._LineReader.read
+    frozen_while_reading = []
+
+    def read_and_look(self, raw):
+        frozen_while_reading.append(gc.get_freeze_count())
+        if len(frozen_while_reading) == 30:
+            raise Killed
+        return real_read(self, raw)
+
+    monkeypatch.setattr(ingest_module._LineReader, "read", read_and_look)
+    with pytest.raises(Killed):
+        ingest_file(db, tmp_path / "postfix.log", reference=REFERENCE)
+    db.rollback()
+    assert min(frozen_while_reading) > 1000  # the application's objects, at least
+    assert gc.get_freeze_count() == 0  # handed back, although the read failed

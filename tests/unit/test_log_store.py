@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import shutil
 from pathlib import Path
 
@@ -114,3 +115,29 @@ def test_reading_the_open_queue_ids_uses_the_partial_index_not_a_scan(db: Sessio
     [parameters] = [p for s, p in zip(statements, parameter_sets, strict=True) if s == read_open]
     plan = " ".join(query_plan(db.connection(), read_open, parameters))
     assert "ix_mail_queue_entry_open" in plan, plan
+
+
+def test_finished_messages_are_freed_without_the_garbage_collector(db: Session, tmp_path: Path) -> None:
+    # A finished transaction's rows must not stay in a reference cycle: only the collector's
+    # full passes, costly over a big import, would free them.
+    shutil.copy(FIXTURES / "postfix.log", tmp_path / "postfix.log")
+    gc.collect()
+    alive_before = _rows_alive()
+    gc.disable()
+    try:
+        ingest_file(db, tmp_path / "postfix.log", reference=REFERENCE)
+        alive = _rows_alive() - alive_before
+    finally:
+        gc.enable()
+    finished = len(
+        db.scalars(select(MailTransaction.id).where(MailTransaction.finished_at.is_not(None))).all()
+    )
+    unfinished = len(
+        db.scalars(select(MailTransaction.id).where(MailTransaction.finished_at.is_(None))).all()
+    )
+    assert finished >= 5
+    assert alive == unfinished  # messages still in the queue when the log ends: held by their entries
+
+
+def _rows_alive() -> int:
+    return sum(isinstance(item, store_module.TransactionRow) for item in gc.get_objects())
