@@ -172,8 +172,30 @@ def ingest_files(
     instead of kept up row by row (search_indexes.py). The follower reads with ingest_log."""
     verdicts = verdicts if verdicts is not None else AuthVerdicts()
     unread = sum(unread_bytes(session, path) for path in paths)
-    with search_indexes.deferred(session, unread):
+    with search_indexes.deferred(session, unread), _collector_paused():
         return [ingest_file(session, path, verdicts=verdicts) for path in paths]
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The garbage collector kept out of an import's way; each batch ends with one pass instead.
+
+    An import allocates millions of objects that die young (by reference count: rows hold no
+    cycle once written, see MailLogStore), and the collector's automatic passes went over the
+    objects alive before it (the application's modules, SQLAlchemy's metadata: about 100,000)
+    again and again: a sixth of an import's time. Those are frozen (left out of every pass) and
+    handed back after it. The follower reads without this: objects it froze poll after poll
+    might never meet a pass while unfrozen."""
+    if gc.get_freeze_count() or not gc.isenabled():
+        yield  # the application manages the collector itself
+        return
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 def unread_bytes(session: Session, path: Path | str) -> int:
@@ -236,11 +258,8 @@ def ingest_log(
     result = IngestResult()
     verdicts = verdicts if verdicts is not None else AuthVerdicts()
     try:
-        with _older_objects_frozen():
-            checkpoint = _checkpoint(session, log, reference, batch_lines, result, verdicts)
-            _ingest_stream(
-                session, log, checkpoint, reference, batch_lines, result, verdicts, complete=complete
-            )
+        checkpoint = _checkpoint(session, log, reference, batch_lines, result, verdicts)
+        _ingest_stream(session, log, checkpoint, reference, batch_lines, result, verdicts, complete=complete)
     except StaleDataError:
         session.rollback()
         raise ConcurrentRead(
@@ -248,21 +267,6 @@ def ingest_log(
             "nothing was stored twice. Run again to read the rest."
         ) from None
     return result
-
-
-@contextlib.contextmanager
-def _older_objects_frozen() -> Iterator[None]:
-    """The objects alive before a read (the application's modules, SQLAlchemy's metadata: about
-    100,000) left out of the garbage collector's full passes while it reads: each pass went
-    over all of them again, a tenth of an import's time. They are handed back after it."""
-    if gc.get_freeze_count():
-        yield  # frozen already (by a read in another thread, or by the process for good)
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _checkpoint(
@@ -474,6 +478,8 @@ def _ingest_stream(
                 _save_checkpoint(log, checkpoint, offset)
                 session.commit()
                 pending = 0
+                if not gc.isenabled():
+                    gc.collect()  # paused for an import (_collector_paused): what this batch left
     store.flush()
     dialogue.flush()
     if offset != checkpoint.offset or checkpoint.id is None:

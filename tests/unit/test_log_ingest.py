@@ -489,22 +489,38 @@ def test_a_login_line_that_merely_contains_the_words_is_not_passed_over() -> Non
     assert not ingest_module._SESSION_EDGE.match(line)
 
 
-def test_objects_older_than_a_read_are_spared_the_collector_during_it_and_handed_back(
+def test_an_import_pauses_the_collector_and_hands_it_back_even_when_it_fails(
     db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shutil.copy(FIXTURES / "postfix.log", tmp_path / "postfix.log")
+    collector = _watch_the_collector(monkeypatch, fail_at=30)
+    with pytest.raises(Killed):
+        ingest_module.ingest_files(db, [tmp_path / "postfix.log"])
+    db.rollback()
+    assert min(frozen for frozen, _ in collector) > 1000  # the application's objects, at least
+    assert not any(enabled for _, enabled in collector)
+    assert gc.get_freeze_count() == 0 and gc.isenabled()  # handed back, although the read failed
+
+
+def test_the_followers_reads_leave_the_collector_alone(
+    db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(FIXTURES / "postfix.log", tmp_path / "postfix.log")
+    collector = _watch_the_collector(monkeypatch)
+    ingest_file(db, tmp_path / "postfix.log", reference=REFERENCE)
+    assert collector and all(state == (0, True) for state in collector)
+
+
+def _watch_the_collector(monkeypatch: pytest.MonkeyPatch, fail_at: int = 0) -> list[tuple[int, bool]]:
+    """(objects frozen, collector enabled) at each line read from now on."""
     real_read = ingest_module._LineReader.read
-    frozen_while_reading = []
+    seen: list[tuple[int, bool]] = []
 
     def read_and_look(self, raw):
-        frozen_while_reading.append(gc.get_freeze_count())
-        if len(frozen_while_reading) == 30:
+        seen.append((gc.get_freeze_count(), gc.isenabled()))
+        if len(seen) == fail_at:
             raise Killed
         return real_read(self, raw)
 
     monkeypatch.setattr(ingest_module._LineReader, "read", read_and_look)
-    with pytest.raises(Killed):
-        ingest_file(db, tmp_path / "postfix.log", reference=REFERENCE)
-    db.rollback()
-    assert min(frozen_while_reading) > 1000  # the application's objects, at least
-    assert gc.get_freeze_count() == 0  # handed back, although the read failed
+    return seen
