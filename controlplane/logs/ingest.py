@@ -9,6 +9,7 @@ LogCheckpoint): a renamed, copied or compressed log resumes where it was left.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import datetime as dt
 import gc
@@ -176,26 +177,36 @@ def ingest_files(
         return [ingest_file(session, path, verdicts=verdicts) for path in paths]
 
 
+# Set while an import has the garbage collector paused (_collector_paused): each stream then
+# makes one pass after each commit.
+_COLLECT_AFTER_COMMITS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "collect_after_commits", default=False
+)
+
+
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
-    """The garbage collector kept out of an import's way; each batch ends with one pass instead.
+    """The garbage collector kept out of an import's way: one pass after each commit instead.
 
-    An import allocates millions of objects that die young (by reference count: rows hold no
+    An import allocates millions of objects that die young (a finished message's rows hold no
     cycle once written, see MailLogStore), and the collector's automatic passes went over the
     objects alive before it (the application's modules, SQLAlchemy's metadata: about 100,000)
-    again and again: a sixth of an import's time. Those are frozen (left out of every pass) and
-    handed back after it. The follower reads without this: objects it froze poll after poll
+    again and again: a tenth of an import's time. Those are frozen (left out of every pass) and
+    handed back after it. Process-wide, as the collector is: for the operator's command, a
+    process of its own. The follower reads without this: objects it froze poll after poll
     might never meet a pass while unfrozen."""
     if gc.get_freeze_count() or not gc.isenabled():
         yield  # the application manages the collector itself
         return
-    gc.freeze()
-    gc.disable()
+    token = _COLLECT_AFTER_COMMITS.set(True)
     try:
+        gc.freeze()
+        gc.disable()
         yield
     finally:
         gc.enable()
         gc.unfreeze()
+        _COLLECT_AFTER_COMMITS.reset(token)
 
 
 def unread_bytes(session: Session, path: Path | str) -> int:
@@ -478,14 +489,16 @@ def _ingest_stream(
                 _save_checkpoint(log, checkpoint, offset)
                 session.commit()
                 pending = 0
-                if not gc.isenabled():
-                    gc.collect()  # paused for an import (_collector_paused): what this batch left
+                if _COLLECT_AFTER_COMMITS.get():
+                    gc.collect()  # what this batch left behind
     store.flush()
     dialogue.flush()
     if offset != checkpoint.offset or checkpoint.id is None:
         # A follower polls unchanged files twice a second: no write when nothing was read.
         _save_checkpoint(log, checkpoint, offset)
     session.commit()
+    if _COLLECT_AFTER_COMMITS.get():
+        gc.collect()
 
 
 def _save_checkpoint(log: LogFile, checkpoint: LogCheckpoint, offset: int) -> None:

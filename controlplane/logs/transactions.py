@@ -160,7 +160,7 @@ class TransactionAssembler:
             store.changed(entry)
             store.forget(entry)
             if not all(other.removed for other in transaction.entries):
-                return None
+                return
             store.finish(transaction, event.time)
             return transaction
         store.changed(transaction)

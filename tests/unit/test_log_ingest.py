@@ -502,6 +502,24 @@ def test_an_import_pauses_the_collector_and_hands_it_back_even_when_it_fails(
     assert gc.get_freeze_count() == 0 and gc.isenabled()  # handed back, although the read failed
 
 
+def test_a_paused_import_collects_after_each_file_it_commits(db: Session, tmp_path: Path) -> None:
+    for name in ("one.log", "two.log"):
+        shutil.copy(FIXTURES / "postfix.log", tmp_path / name)
+    (tmp_path / "two.log").write_bytes((tmp_path / "two.log").read_bytes().replace(b"Nov ", b"Oct "))
+    passes = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        ingest_module.ingest_files(db, [tmp_path / "one.log", tmp_path / "two.log"])
+    finally:
+        gc.callbacks.remove(count)
+    assert passes.count(2) >= 2  # one full pass at least for each file's last commit
+
+
 def test_the_followers_reads_leave_the_collector_alone(
     db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

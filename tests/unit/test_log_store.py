@@ -136,8 +136,35 @@ def test_finished_messages_are_freed_without_the_garbage_collector(db: Session, 
         db.scalars(select(MailTransaction.id).where(MailTransaction.finished_at.is_(None))).all()
     )
     assert finished >= 5
-    assert alive == unfinished  # messages still in the queue when the log ends: held by their entries
+    assert alive == unfinished  # an unfinished message keeps its cycle: only the collector frees it
 
 
 def _rows_alive() -> int:
     return sum(isinstance(item, store_module.TransactionRow) for item in gc.get_objects())
+
+
+def test_a_forwarded_message_read_back_after_eviction_is_finished_by_its_last_removal(
+    db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both queue entries are evicted at the first batch's end; both removals then come in one
+    # batch: the second must read the first back as removed.
+    lines = [
+        "Nov 24 00:23:00 mail postfix/smtpd[9470]: A1B2C3D4E5F: client=client.example[192.0.2.10]",
+        "Nov 24 00:23:00 mail postfix/qmgr[9460]: A1B2C3D4E5F: from=<bob@client.example>, size=900, nrcpt=1 (queue active)",
+        "Nov 24 00:23:01 mail postfix/smtp[9540]: A1B2C3D4E5F: to=<alice@a.test>, relay=127.0.0.1[127.0.0.1]:10024, "
+        "delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 0F1E2D3C4B5)",
+        "Nov 24 00:23:01 mail postfix/qmgr[9460]: A1B2C3D4E5F: removed",
+        "Nov 24 00:23:01 mail postfix/smtpd[9550]: 0F1E2D3C4B5: client=localhost[127.0.0.1]",
+        "Nov 24 00:23:02 mail postfix/qmgr[9460]: 0F1E2D3C4B5: removed",
+    ]
+    (tmp_path / "mail.log").write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(store_module, "MAX_OPEN_ENTRIES", 0)
+    ingest_file(db, tmp_path / "mail.log", reference=REFERENCE, batch_lines=3)
+    [(transaction_id, finished_at)] = db.execute(
+        select(MailTransaction.id, MailTransaction.finished_at)
+    ).all()
+    assert finished_at is not None
+    entries = db.execute(
+        select(MailQueueEntry.queue_id, MailQueueEntry.removed, MailQueueEntry.transaction_id)
+    )
+    assert sorted(entries) == [("0F1E2D3C4B5", True, transaction_id), ("A1B2C3D4E5F", True, transaction_id)]
