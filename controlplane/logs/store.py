@@ -224,32 +224,14 @@ class MailLogStore:
             return entry
         if not self._ask_each_time and queue_id not in self._stored_open():
             return None  # a new message: the usual case, and no query
-        found = self._stored_open_entry(queue_id, time)
+        found = self._stored_entry(queue_id, time, open_only=True)
         if found is None:
             return None  # a new message after all
         # What this batch changed is written first: the message is read back as it stands (an
         # entry of it that was removed since it was evicted is removed, or it is never finished).
         self.flush()
-        found = self._stored_open_entry(queue_id, time)
-        if found is None:
-            return None
-        transaction = self._load_transaction(found.transaction_id)
-        return next(entry for entry in transaction.entries if entry.id == found.id)
-
-    def _stored_open_entry(self, queue_id: str, time: dt.datetime) -> Any:
-        """(id, transaction_id) of the open entry the database holds for `queue_id`, or None."""
-        return self.session.execute(
-            select(MailQueueEntry.id, MailQueueEntry.transaction_id)
-            .where(
-                MailQueueEntry.queue_id == queue_id,
-                MailQueueEntry.removed.is_(False),
-                # Short queue IDs are reused; an entry whose "removed" line was never seen
-                # (lost in a rotation) must not capture a new message weeks later.
-                MailQueueEntry.time > time - QUEUE_LIFETIME,
-            )
-            .order_by(MailQueueEntry.id.desc())
-            .limit(1)
-        ).first()
+        found = self._stored_entry(queue_id, time, open_only=True)
+        return None if found is None else self._read_back(found)
 
     def latest_entry(self, queue_id: str, time: dt.datetime) -> QueueEntryRow | None:
         """The entry `queue_id` names at `time`, open or already removed: for what another log
@@ -258,14 +240,23 @@ class MailLogStore:
         if entry is not None:
             return entry
         self.flush()  # a message finished within this batch is written, then found
-        found = self.session.execute(
-            select(MailQueueEntry.id, MailQueueEntry.transaction_id)
-            .where(MailQueueEntry.queue_id == queue_id, MailQueueEntry.time > time - QUEUE_LIFETIME)
-            .order_by(MailQueueEntry.id.desc())
-            .limit(1)
-        ).first()
-        if found is None:
-            return None
+        found = self._stored_entry(queue_id, time, open_only=False)
+        return None if found is None else self._read_back(found)
+
+    def _stored_entry(self, queue_id: str, time: dt.datetime, *, open_only: bool) -> Any:
+        """(id, transaction_id) of the latest entry the database holds for `queue_id` at `time`
+        (`open_only`: not removed), or None."""
+        # Short queue IDs are reused; an entry whose "removed" line was never seen (lost in a
+        # rotation) must not capture a new message weeks later.
+        query = select(MailQueueEntry.id, MailQueueEntry.transaction_id).where(
+            MailQueueEntry.queue_id == queue_id, MailQueueEntry.time > time - QUEUE_LIFETIME
+        )
+        if open_only:
+            query = query.where(MailQueueEntry.removed.is_(False))
+        return self.session.execute(query.order_by(MailQueueEntry.id.desc()).limit(1)).first()
+
+    def _read_back(self, found: Any) -> QueueEntryRow:
+        """The stored entry `found` names, with its whole transaction."""
         transaction = self._load_transaction(found.transaction_id)
         return next(entry for entry in transaction.entries if entry.id == found.id)
 
