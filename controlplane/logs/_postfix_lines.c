@@ -1,11 +1,11 @@
 /*
  * Postfix log lines parsed in C: the same events as controlplane/logs/postfix.py, for the lines
  * a busy log is made of (deliveries, queueing, message-ids, clients, removals), at a fraction of
- * the regular expressions' cost.
+ * the regular expressions' cost, and the refusals (NOQUEUE and after queueing).
  *
  * The Python parser stays the reference. This one answers only where it is certain to give what
  * the Python parser gives: a line that is not plain printable ASCII, a syslog prefix it does not
- * recognise, and the rarer kinds (refusals, SASL failures, expiries) go to the Python parser,
+ * recognise, and the rarer kinds (SASL failures, expiries) go to the Python parser,
  * which it is handed at `configure`. tests/unit/logs/test_compiled_postfix.py holds the two to
  * the same answers over the fixtures, a generated log and mutated lines.
  *
@@ -34,9 +34,9 @@ static PyObject *stamp_moment;
 static char stamp_text[32];
 static Py_ssize_t stamp_length = -1;
 
-enum { KIND_CONNECT_CLIENT, KIND_MESSAGE_ID, KIND_QUEUED, KIND_REMOVED, KIND_DELIVERY, KIND_COUNT };
+enum { KIND_CONNECT_CLIENT, KIND_MESSAGE_ID, KIND_QUEUED, KIND_REMOVED, KIND_DELIVERY, KIND_REJECT, KIND_COUNT };
 static const char *const kind_names[KIND_COUNT] = {
-    "connect-client", "message-id", "queued", "removed", "delivery",
+    "connect-client", "message-id", "queued", "removed", "delivery", "reject",
 };
 static PyObject *kinds[KIND_COUNT];
 
@@ -45,13 +45,13 @@ static const char *const common_names[] = {
     "smtpd", "cleanup", "qmgr", "lmtp", "smtp", "virtual", "local", "pipe", "error", "discard",
     "client", "sasl_method", "sasl_username", "sasl_sender", "from", "size", "nrcpt", "to",
     "orig_to", "relay", "delay", "delays", "dsn", "conn_use", "status", "sent", "deferred", "bounced",
-    "2.0.0", "PLAIN", "LOGIN",
+    "2.0.0", "PLAIN", "LOGIN", "stage", "code", "helo", "proto", "ESMTP", "SMTP", "RCPT", "refused",
 };
 #define COMMON_COUNT (sizeof(common_names) / sizeof(common_names[0]))
 static PyObject *common[COMMON_COUNT];
 static PyObject *empty;
 static PyObject *key_client, *key_sasl_username, *key_from, *key_size, *key_to, *key_orig_to,
-    *key_relay, *key_dsn;
+    *key_relay, *key_dsn, *key_helo, *key_stage, *key_code, *status_refused;
 
 /* The Python parser decides; a sentinel distinct from None and from any event. */
 #define UNDECIDED ((PyObject *)&undecided_marker)
@@ -96,6 +96,7 @@ static int is_digit(char c) { return c >= '0' && c <= '9'; }
 static int is_lower(char c) { return c >= 'a' && c <= 'z'; }
 static int is_upper(char c) { return c >= 'A' && c <= 'Z'; }
 static int is_word(char c) { return is_digit(c) || is_lower(c) || is_upper(c) || c == '_'; }
+static int is_class_digit(char c) { return c == '2' || c == '4' || c == '5'; }
 
 static PyObject *new_string(Span text)
 {
@@ -411,10 +412,239 @@ static Py_ssize_t find_status(Span rest, Span *status, Span *detail, int *has_de
     return -1;
 }
 
+/* Refusals are read only from lines this long: the tail's matcher below remembers each position
+ * of the line, and the Python parser takes the rare longer one. */
+#define MAX_REFUSAL_LENGTH 4096
+#define TAIL_UNKNOWN (-2)
+
+/* _REJECT's tail from `at` to the end: (?: [a-z_]+=(?:<[^>]*>|\S*))*\s*$, trying each choice in
+ * the order the regular expression does (one more repetition before none, the bracketed value
+ * before the bare one). Over printable ASCII \s is the space alone, so a bare value is the whole
+ * run up to a space: any shorter one leaves a character that neither a repetition nor the end can
+ * take. Returns where the last repetition ends (the tail group's end) or -1 for no match; `ends`
+ * remembers each position's answer, as the answer depends on the position alone. */
+static Py_ssize_t match_tail(Span text, Py_ssize_t at, short *ends)
+{
+    if (ends[at] != TAIL_UNKNOWN)
+        return ends[at];
+    Py_ssize_t found = -1;
+    if (at < text.length && text.start[at] == ' ') {
+        Py_ssize_t cursor = at + 1;
+        while (cursor < text.length && (is_lower(text.start[cursor]) || text.start[cursor] == '_'))
+            cursor++;
+        if (cursor > at + 1 && cursor < text.length && text.start[cursor] == '=') {
+            cursor++;
+            if (cursor < text.length && text.start[cursor] == '<') {
+                const char *close = memchr(text.start + cursor + 1, '>', (size_t)(text.length - cursor - 1));
+                if (close != NULL)
+                    found = match_tail(text, close - text.start + 1, ends);
+            }
+            if (found < 0) {
+                Py_ssize_t bare = cursor;
+                while (bare < text.length && text.start[bare] != ' ')
+                    bare++;
+                found = match_tail(text, bare, ends);
+            }
+        }
+    }
+    if (found < 0) {
+        found = at;
+        for (Py_ssize_t i = at; i < text.length; i++) {
+            if (text.start[i] != ' ') {
+                found = -1;
+                break;
+            }
+        }
+    }
+    ends[at] = (short)found;
+    return found;
+}
+
+/* The tail's attributes, as _TAIL_ATTRIBUTE.findall gives them ([a-z_]+)=(<[^>]*>|\S*), set in
+ * turn into `attributes` (a later key's value wins, its place stays the first one's). */
+static int add_tail_attributes(PyObject *attributes, Span tail)
+{
+    Py_ssize_t at = 0;
+    while (at < tail.length) {
+        Py_ssize_t cursor = at;
+        while (cursor < tail.length && (is_lower(tail.start[cursor]) || tail.start[cursor] == '_'))
+            cursor++;
+        if (cursor == at || cursor >= tail.length || tail.start[cursor] != '=') {
+            /* No match starts anywhere in this run of key characters either. */
+            at = cursor > at ? cursor : at + 1;
+            continue;
+        }
+        Span key = {tail.start + at, cursor - at};
+        Py_ssize_t value_start = cursor + 1, value_end = value_start;
+        const char *close = NULL;
+        if (value_start < tail.length && tail.start[value_start] == '<')
+            close = memchr(tail.start + value_start + 1, '>', (size_t)(tail.length - value_start - 1));
+        if (close != NULL) {
+            value_end = close - tail.start + 1;
+        } else {
+            while (value_end < tail.length && tail.start[value_end] != ' ')
+                value_end++;
+        }
+        Span value = {tail.start + value_start, value_end - value_start};
+        PyObject *name = new_string(key);
+        PyObject *content = name == NULL ? NULL : text_or_empty(value);
+        int failed = content == NULL || PyDict_SetItem(attributes, name, content) < 0;
+        Py_XDECREF(name);
+        Py_XDECREF(content);
+        if (failed)
+            return -1;
+        at = value_end;
+    }
+    return 0;
+}
+
+/* One to three digits, as \d{1,3} takes them when a `follower` must come next (0: anything may).
+ * Returns how many, or 0 when the rule fails. */
+static Py_ssize_t few_digits(Span text, Py_ssize_t at, char follower)
+{
+    Py_ssize_t count = 0;
+    while (count < 3 && at + count < text.length && is_digit(text.start[at + count]))
+        count++;
+    if (count == 0)
+        return 0;
+    if (follower != 0 && (at + count >= text.length || text.start[at + count] != follower))
+        return 0;
+    return count;
+}
+
+/* [245]\.\d{1,3}\.\d{1,3} at `at`, followed by `follower` unless it is 0: its length, or 0. */
+static Py_ssize_t enhanced_code(Span text, Py_ssize_t at, char follower)
+{
+    if (at + 2 > text.length || !is_class_digit(text.start[at]) || text.start[at + 1] != '.')
+        return 0;
+    Py_ssize_t first = few_digits(text, at + 2, '.');
+    if (first == 0)
+        return 0;
+    Py_ssize_t second = few_digits(text, at + 3 + first, follower);
+    return second == 0 ? 0 : 3 + first + second;
+}
+
+/* _parse_reject: `text` is what follows "NOQUEUE: " (after queueing, the line's "reject: ..."
+ * with cleanup's "milter-" taken off); `queue_id` has no length for NOQUEUE. Py_None when the
+ * refusal's pattern does not match, as in Python. */
+static PyObject *parse_reject(PyObject *moment, Span program, Span text, Span queue_id)
+{
+    Py_ssize_t at = starts_with(text, "milter-") ? 7 : 0;
+    Span rest = {text.start + at, text.length - at};
+    Span action;
+    if (starts_with(rest, "reject: "))
+        action.length = 6;
+    else if (starts_with(rest, "discard: "))
+        action.length = 7;
+    else if (starts_with(rest, "hold: "))
+        action.length = 4;
+    else
+        return Py_None;
+    action.start = rest.start;
+    at += action.length + 2;
+    /* The stage: [A-Z]+(?:[- ][A-Z]+)*, then " from ". */
+    Py_ssize_t stage_start = at;
+    while (at < text.length && is_upper(text.start[at])) {
+        while (at < text.length && is_upper(text.start[at]))
+            at++;
+        if (at + 1 < text.length && (text.start[at] == '-' || text.start[at] == ' ') && is_upper(text.start[at + 1]))
+            at++;
+    }
+    Span stage = {text.start + stage_start, at - stage_start};
+    Span after_stage = {text.start + at, text.length - at};
+    if (stage.length == 0 || !starts_with(after_stage, " from "))
+        return Py_None;
+    at += 6;
+    /* The client: [^:]*, then ": ". */
+    Py_ssize_t client_start = at;
+    while (at < text.length && text.start[at] != ':')
+        at++;
+    if (at + 1 >= text.length || text.start[at + 1] != ' ')
+        return Py_None;
+    Span client = {text.start + client_start, at - client_start};
+    at += 2;
+    /* The detail: .*? up to the first ';' the tail matches after. */
+    short ends[MAX_REFUSAL_LENGTH + 1];
+    for (Py_ssize_t i = at; i <= text.length; i++)
+        ends[i] = TAIL_UNKNOWN;
+    Py_ssize_t detail_start = at, tail_end = -1;
+    for (; at < text.length; at++) {
+        if (text.start[at] == ';' && (tail_end = match_tail(text, at + 1, ends)) >= 0)
+            break;
+    }
+    if (tail_end < 0)
+        return Py_None;
+    Span detail = {text.start + detail_start, at - detail_start};
+    Span tail = {text.start + at + 1, tail_end - at - 1};
+
+    Fields fields;
+    defaults(&fields, KIND_REJECT, moment, program, queue_id);
+    if (queue_id.length == 0) {
+        Py_INCREF(Py_None);
+        replace(&fields.queue_id, Py_None);
+    }
+    Span name, ip;
+    split_client(client, &name, &ip);
+    replace(&fields.client_name, text_or_empty(name));
+    replace(&fields.client_ip, text_or_empty(ip));
+    /* _REPLY_CODE: ^([245]\d\d)(?: ([245]\.\d{1,3}\.\d{1,3}))?, else _ENHANCED_CODE: ^(...) . */
+    Span code = {"", 0}, enhanced = {"", 0};
+    if (detail.length >= 3 && is_class_digit(detail.start[0]) && is_digit(detail.start[1]) &&
+        is_digit(detail.start[2])) {
+        code.start = detail.start;
+        code.length = 3;
+        if (detail.length > 4 && detail.start[3] == ' ') {
+            enhanced.start = detail.start + 4;
+            enhanced.length = enhanced_code(detail, 4, 0);
+        }
+    } else if (detail.length > 0) {
+        enhanced.start = detail.start;
+        enhanced.length = enhanced_code(detail, 0, ' ');
+    }
+    replace(&fields.dsn, text_or_empty(enhanced));
+    if (equals(action, "reject")) {
+        Py_INCREF(status_refused);
+        replace(&fields.status, status_refused);
+    } else {
+        replace(&fields.status, new_string(action));
+    }
+    replace(&fields.detail, text_or_empty(detail));
+    PyObject *attributes = PyDict_New();
+    fields.attributes = attributes;
+    PyObject *stage_name = new_string(stage), *code_text = text_or_empty(code);
+    int failed = attributes == NULL || stage_name == NULL || code_text == NULL ||
+                 PyDict_SetItem(attributes, key_stage, stage_name) < 0 ||
+                 PyDict_SetItem(attributes, key_code, code_text) < 0 || add_tail_attributes(attributes, tail) < 0;
+    Py_XDECREF(stage_name);
+    Py_XDECREF(code_text);
+    if (failed) {
+        fields.attributes = NULL;
+        Py_XDECREF(attributes);
+        release(&fields);
+        return NULL;
+    }
+    /* From the tail: the stage and code keys, the only ones set before it, are none of these. */
+    replace(&fields.helo, text_or_empty(strip_brackets(attribute(attributes, key_helo))));
+    replace(&fields.recipient, text_or_empty(strip_brackets(attribute(attributes, key_to))));
+    PyObject *sender = PyDict_GetItemWithError(attributes, key_from);
+    if (sender != NULL) {
+        Span from = {(const char *)PyUnicode_1BYTE_DATA(sender), PyUnicode_GET_LENGTH(sender)};
+        replace(&fields.sender, text_or_empty(strip_brackets(from)));
+    }
+    return event(&fields);
+}
+
 static PyObject *parse_rest(PyObject *moment, Span program, Span message)
 {
-    if (starts_with(message, "NOQUEUE:"))
-        return UNDECIDED;
+    Span no_queue_id = {"", 0};
+    if (starts_with(message, "NOQUEUE:")) {
+        if (message.length > MAX_REFUSAL_LENGTH)
+            return UNDECIDED;
+        if (!starts_with(message, "NOQUEUE: "))
+            return Py_None;
+        Span text = {message.start + 9, message.length - 9};
+        return parse_reject(moment, program, text, no_queue_id);
+    }
     if (equals(program, "smtpd") && starts_with(message, "warning: ") && find(message, "authentication failed") >= 0)
         return UNDECIDED;
     /* _QUEUED: ^([0-9A-F]{6,}|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,}): (.*)$ */
@@ -510,8 +740,17 @@ static PyObject *parse_rest(PyObject *moment, Span program, Span message)
         return event(&fields);
     }
     if ((equals(program, "smtpd") && starts_with(rest, "reject: ")) ||
-        (equals(program, "cleanup") && starts_with(rest, "milter-reject: ")))
-        return UNDECIDED;
+        (equals(program, "cleanup") && starts_with(rest, "milter-reject: "))) {
+        if (message.length > MAX_REFUSAL_LENGTH)
+            return UNDECIDED;
+        /* As "NOQUEUE: " + rest.removeprefix("milter-"), with the queue ID kept. */
+        Span text = rest;
+        if (starts_with(text, "milter-")) {
+            text.start += 7;
+            text.length -= 7;
+        }
+        return parse_reject(moment, program, text, queue_id);
+    }
     return Py_None;
 }
 
@@ -783,8 +1022,12 @@ PyMODINIT_FUNC PyInit__postfix_lines(void)
     key_orig_to = interned("orig_to");
     key_relay = interned("relay");
     key_dsn = interned("dsn");
+    key_helo = interned("helo");
+    key_stage = interned("stage");
+    key_code = interned("code");
+    status_refused = interned("refused");
     if (!key_client || !key_sasl_username || !key_from || !key_size || !key_to || !key_orig_to || !key_relay ||
-        !key_dsn)
+        !key_dsn || !key_helo || !key_stage || !key_code || !status_refused)
         return NULL;
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL)
