@@ -524,6 +524,22 @@ static Py_ssize_t enhanced_code(Span text, Py_ssize_t at, char follower)
     return second == 0 ? 0 : 3 + first + second;
 }
 
+/* From the client's ": " at `*at`: the first ';' after which the tail matches, left in `*at`, and
+ * the tail's end; -1 when there is none. */
+static Py_ssize_t find_detail_end(Span text, Py_ssize_t *at, short *ends)
+{
+    for (Py_ssize_t cursor = *at + 2; cursor < text.length; cursor++) {
+        if (text.start[cursor] == ';') {
+            Py_ssize_t end = match_tail(text, cursor + 1, ends);
+            if (end >= 0) {
+                *at = cursor;
+                return end;
+            }
+        }
+    }
+    return -1;
+}
+
 /* _parse_reject: `text` is what follows "NOQUEUE: " (after queueing, the line's "reject: ..."
  * with cleanup's "milter-" taken off); `queue_id` has no length for NOQUEUE. Py_None when the
  * refusal's pattern does not match, as in Python. */
@@ -555,25 +571,36 @@ static PyObject *parse_reject(PyObject *moment, Span program, Span text, Span qu
     if (stage.length == 0 || !starts_with(after_stage, " from "))
         return Py_None;
     at += 6;
-    /* The client: [^:]*, then ": ". */
-    Py_ssize_t client_start = at;
-    while (at < text.length && text.start[at] != ':')
-        at++;
-    if (at + 1 >= text.length || text.start[at + 1] != ' ')
-        return Py_None;
-    Span client = {text.start + client_start, at - client_start};
-    at += 2;
-    /* The detail: .*? up to the first ';' the tail matches after. */
+    /* The client: [^:\[]*\[[^\]]*\] (a name and an address, which holds ':' when it is IPv6)
+     * or else [^:]*, then ": " and the detail: .*? up to the first ';' the tail matches after. */
     short ends[MAX_REFUSAL_LENGTH + 1];
     for (Py_ssize_t i = at; i <= text.length; i++)
         ends[i] = TAIL_UNKNOWN;
-    Py_ssize_t detail_start = at, tail_end = -1;
-    for (; at < text.length; at++) {
-        if (text.start[at] == ';' && (tail_end = match_tail(text, at + 1, ends)) >= 0)
-            break;
+    Py_ssize_t client_start = at, detail_start = -1, tail_end = -1;
+    while (at < text.length && text.start[at] != ':' && text.start[at] != '[')
+        at++;
+    if (at < text.length && text.start[at] == '[') {
+        const char *close = memchr(text.start + at + 1, ']', (size_t)(text.length - at - 1));
+        if (close != NULL) {
+            at = close - text.start + 1;
+            if (at + 1 < text.length && text.start[at] == ':' && text.start[at + 1] == ' ') {
+                detail_start = at + 2;
+                tail_end = find_detail_end(text, &at, ends);
+            }
+        }
     }
-    if (tail_end < 0)
-        return Py_None;
+    if (tail_end < 0) {
+        at = client_start;
+        while (at < text.length && text.start[at] != ':')
+            at++;
+        if (at + 1 >= text.length || text.start[at + 1] != ' ')
+            return Py_None;
+        detail_start = at + 2;
+        tail_end = find_detail_end(text, &at, ends);
+        if (tail_end < 0)
+            return Py_None;
+    }
+    Span client = {text.start + client_start, detail_start - 2 - client_start};
     Span detail = {text.start + detail_start, at - detail_start};
     Span tail = {text.start + at + 1, tail_end - at - 1};
 

@@ -38,9 +38,10 @@ _QUEUED = re.compile(rf"^(?P<queue_id>{_QUEUE_ID}): (?P<rest>.*)$")
 _CLIENT = re.compile(r"^(?P<name>[^\[\s]*)\[(?P<ip>[^\]]*)\]")
 _ATTRIBUTE = re.compile(r"(?:^|, )([a-z_]+)=(<[^>]*>|[^,]*)")
 _STATUS = re.compile(r"status=(?P<status>[a-z]+)(?: \((?P<detail>.*)\))?$")
+# The client is "name[address]", whose IPv6 address holds colons, or anything up to the first ':'.
 _REJECT = re.compile(
     r"^NOQUEUE: (?:milter-)?(?P<action>reject|discard|hold): (?P<stage>[A-Z]+(?:[- ][A-Z]+)*) from "
-    r"(?P<client>[^:]*): (?P<detail>.*?);(?P<tail>(?: [a-z_]+=(?:<[^>]*>|\S*))*)\s*$"
+    r"(?P<client>[^:\[]*\[[^\]]*\]|[^:]*): (?P<detail>.*?);(?P<tail>(?: [a-z_]+=(?:<[^>]*>|\S*))*)\s*$"
 )
 _TAIL_ATTRIBUTE = re.compile(r"([a-z_]+)=(<[^>]*>|\S*)")
 _SASL_USERNAME = re.compile(r"sasl_username=(?P<login>[^\s,]{1,255})$")

@@ -96,6 +96,32 @@ def test_noqueue_rejects_are_transactions_of_their_own(db: Session, tmp_path: Pa
     assert refused[0].transaction.sender == "bob@client.example"
 
 
+def test_a_refusal_of_an_ipv6_client_is_stored_with_its_address(db: Session, tmp_path: Path) -> None:
+    # Postfix writes an IPv6 client as name[2001:db8::7], colons inside the brackets.
+    path = tmp_path / "mail.log"
+    path.write_text(
+        "Nov 24 00:19:40 mail postfix/smtpd[9470]: NOQUEUE: reject: RCPT from unknown[2001:db8::7]: 554 5.7.1 "
+        "<x@elsewhere.example>: Relay access denied; from=<b@c.example> to=<x@elsewhere.example> "
+        "proto=ESMTP helo=<[IPv6:2001:db8::7]>\n"
+    )
+    ingest_file(db, path, reference=REFERENCE)
+    refused = db.scalars(select(MailRecipientResult)).one()
+    assert (refused.recipient, refused.outcome, refused.status_code, refused.reason) == (
+        "x@elsewhere.example",
+        "refused",
+        "554 5.7.1",
+        "relay denied",
+    )
+    transaction = refused.transaction
+    assert (transaction.client_name, transaction.client_ip, transaction.helo, transaction.sender) == (
+        "unknown",
+        "2001:db8::7",
+        "[IPv6:2001:db8::7]",
+        "b@c.example",
+    )
+    assert db.scalar(select(func.count()).select_from(UnparsedLogLine)) == 0
+
+
 def test_deferred_then_relayed_keeps_one_recipient_row_with_two_attempts(db: Session, tmp_path: Path) -> None:
     _ingest_fixture(db, tmp_path)
     transaction = _transaction(db, "deferred-3@a.test")

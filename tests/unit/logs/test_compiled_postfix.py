@@ -265,13 +265,18 @@ REFUSALS = [
     "Recipient address rejected: Mailbox full; from=<b@c.example> to=<n@a.test> proto=ESMTP helo=<c.example>",
     "Nov 24 00:19:40 mail postfix/smtpd[1]: NOQUEUE: milter-discard: END-OF-MESSAGE from unknown[192.0.2.1]: "
     "4.7.1 a;b; from=<a b> to=<x>y helo=<c d>  ",
-    "Nov 24 00:19:40 mail postfix/submission/smtpd[1]: NOQUEUE: hold: MAIL FROM from c[192.0.2.1]: 5501 5.1.1234 x; "
+    "Nov 24 00:19:40 mail postfix/submission/smtpd[1]: NOQUEUE: hold: MAIL FROM from c[2001:db8::1]: 5501 5.1.1234 x; "
     "from=<a>b to=<t@a.test> to=<u@a.test> stage=z code=9 helo=",
     "Nov 24 00:19:40 mail postfix/smtpd[1]: NOQUEUE: reject: RCPT from c[192.0.2.10]: 450 4.7.1 a; x=1 y; helo=<h>",
     "Nov 24 00:19:40 mail postfix/smtpd[1]: NOQUEUE: reject: CONNECT-X Y from c: 2.0.0 ok;",
 ]
 # What the refusal's pattern turns on: its separators, brackets, keys, codes and stage words.
 TAIL_NOISE = st.text(alphabet=st.sampled_from(list(" ;:<>=_-.[]fromtohelo24579ABRCPT")), max_size=8)
+# An IPv6 client, its address in brackets and its colons: both ways the client can be read.
+IPV6_REFUSAL = (
+    "Nov 24 00:19:40 mail postfix/smtpd[1]: NOQUEUE: reject: RCPT from unknown[2001:db8::7]: 450 4.1.8 <b@c>: "
+    "Sender address rejected: Domain not found; from=<b@c> to=<n@a.test> proto=ESMTP helo=<[IPv6:2001:db8::7]>"
+)
 
 
 def test_refusals_are_decided_in_c_as_python_decides_them(python_decisions: list[str]) -> None:
@@ -294,12 +299,27 @@ def test_refusals_are_decided_in_c_as_python_decides_them(python_decisions: list
         "z",
         "9",
     )
-    assert held.recipient == "u@a.test"
+    assert (held.recipient, held.client_name, held.client_ip) == ("u@a.test", "c", "2001:db8::1")
     assert (unmatched_tail.detail, no_tail.detail, no_tail.attributes) == (
         "450 4.7.1 a; x=1 y",
         "2.0.0 ok",
         {"stage": "CONNECT-X Y", "code": ""},
     )
+
+
+def test_an_ipv6_clients_refusal_is_read_with_its_address(python_decisions: list[str]) -> None:
+    event = _assert_same(IPV6_REFUSAL)
+    assert event is not None and (event.client_name, event.client_ip, event.recipient) == (
+        "unknown",
+        "2001:db8::7",
+        "n@a.test",
+    )
+    # Where what follows the brackets is no client's end, the client runs to the first colon.
+    odd = IPV6_REFUSAL.replace("[2001:db8::7]: 450", "[2001:db8::7]x: 450")
+    assert _assert_same(odd) is None
+    colon = IPV6_REFUSAL.replace("unknown[2001:db8::7]: 450", "unknown: [x]: 450")
+    event = _assert_same(colon)
+    assert event is not None and event.detail.startswith("[x]: 450") and not python_decisions
 
 
 def test_a_refusal_too_long_for_c_is_left_to_python(python_decisions: list[str]) -> None:
@@ -308,7 +328,7 @@ def test_a_refusal_too_long_for_c_is_left_to_python(python_decisions: list[str])
 
 
 @settings(max_examples=2000, deadline=None)
-@given(st.sampled_from(REFUSALS + SAMPLES[8:9] + SAMPLES[-3:-1]), st.data())
+@given(st.sampled_from([*REFUSALS, IPV6_REFUSAL, SAMPLES[8], *SAMPLES[-3:-1]]), st.data())
 def test_edited_refusals_give_the_same_answer(line: str, data: st.DataObject) -> None:
     for _ in range(data.draw(st.integers(1, 4))):
         start = data.draw(st.integers(0, len(line)))
