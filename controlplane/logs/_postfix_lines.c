@@ -28,6 +28,13 @@ static PyObject *event_class;
 static PyObject *syslog_time;
 static PyObject *python_parser;
 
+/* Set by configure_logins(): Dovecot's LoginEvent class, and its service names by process. */
+static PyObject *login_class;
+static const char *const login_processes[] = {"imap-login", "pop3-login", "submission-login", "managesieve-login"};
+static const char *const login_service_names[] = {"imap", "pop3", "smtp", "sieve"};
+#define LOGIN_PROCESS_COUNT 4
+static PyObject *login_services[LOGIN_PROCESS_COUNT];
+
 /* The last syslog stamp's moment: a log has many lines to a second. */
 static PyObject *stamp_reference;
 static PyObject *stamp_moment;
@@ -781,6 +788,155 @@ static PyObject *parse_rest(PyObject *moment, Span program, Span message)
     return Py_None;
 }
 
+
+/* One of dovecot._FIELDS' values, .strip("<>")-ed. */
+static Span strip_angles(Span value)
+{
+    while (value.length > 0 && (value.start[0] == '<' || value.start[0] == '>')) {
+        value.start++;
+        value.length--;
+    }
+    while (value.length > 0 && (value.start[value.length - 1] == '<' || value.start[value.length - 1] == '>'))
+        value.length--;
+    return value;
+}
+
+/* dovecot._fields: _FIELDS.finditer, (?:^|, )(user|method|rip|lip|session)=(<[^>]*>|[^,<]*), later
+ * keys winning. Only user, rip and session are kept; `has_rip` says whether rip= was there. */
+static void login_fields(Span text, Span *user, Span *rip, Span *session, int *has_rip)
+{
+    static const char *const keys[] = {"user", "method", "rip", "lip", "session"};
+    Span nothing = {"", 0};
+    *user = *rip = *session = nothing;
+    *has_rip = 0;
+    Py_ssize_t at = 0;
+    while (at < text.length) {
+        Py_ssize_t key_start = -1;
+        int key = -1;
+        /* ^ (at the start only), then ", ": the first that a key and '=' follow. */
+        for (int prefix = at == 0 ? 0 : 1; key < 0 && prefix < 2; prefix++) {
+            Py_ssize_t start = at + (prefix == 0 ? 0 : 2);
+            if (prefix == 1 && !(at + 1 < text.length && text.start[at] == ',' && text.start[at + 1] == ' '))
+                continue;
+            Span rest = {text.start + start, text.length - start};
+            for (int k = 0; k < 5; k++) {
+                size_t length = strlen(keys[k]);
+                if (starts_with(rest, keys[k]) && (Py_ssize_t)length < rest.length && rest.start[length] == '=') {
+                    key = k;
+                    key_start = start;
+                    break;
+                }
+            }
+        }
+        if (key < 0) {
+            at++;
+            continue;
+        }
+        Py_ssize_t value_start = key_start + (Py_ssize_t)strlen(keys[key]) + 1, value_end = value_start;
+        const char *close = NULL;
+        if (value_start < text.length && text.start[value_start] == '<')
+            close = memchr(text.start + value_start + 1, '>', (size_t)(text.length - value_start - 1));
+        if (close != NULL) {
+            value_end = close - text.start + 1;
+        } else {
+            while (value_end < text.length && text.start[value_end] != ',' && text.start[value_end] != '<')
+                value_end++;
+        }
+        Span value = strip_angles((Span){text.start + value_start, value_end - value_start});
+        if (key == 0)
+            *user = value;
+        else if (key == 2) {
+            *rip = value;
+            *has_rip = 1;
+        } else if (key == 4)
+            *session = value;
+        at = value_end;
+    }
+}
+
+/* dovecot.parse_dovecot_line for a successful login, from what follows the stamp (and the
+ * syslog's "host dovecot[pid]: "): "imap-login: [Info: ]Login: user=<...>, ..., rip=..."; the
+ * LoginEvent, or Py_None where the Python path is to decide (every other line). `line` is the
+ * whole line: one naming Sieve's Junk filing is left to the ingest's check for those. */
+static PyObject *parse_login(Span line, Span message, PyObject *moment)
+{
+    int process = -1;
+    for (int i = 0; i < LOGIN_PROCESS_COUNT; i++) {
+        size_t length = strlen(login_processes[i]);
+        if (starts_with(message, login_processes[i]) && (Py_ssize_t)length + 2 <= message.length &&
+            message.start[length] == ':' && message.start[length + 1] == ' ') {
+            process = i;
+            message.start += length + 2;
+            message.length -= (Py_ssize_t)length + 2;
+            break;
+        }
+    }
+    if (process < 0)
+        return Py_None;
+    if (starts_with(message, "Info: ")) {
+        message.start += 6;
+        message.length -= 6;
+    }
+    if (!starts_with(message, "Login: ") || find(line, "stored mail into mailbox 'Junk'") >= 0)
+        return Py_None;
+    Span fields = {message.start + 7, message.length - 7};
+    Span user, rip, session;
+    int has_rip;
+    login_fields(fields, &user, &rip, &session, &has_rip);
+    if (user.length == 0 || !has_rip)
+        return Py_None;
+    PyObject *args[7] = {moment, login_services[process], new_string(user), text_or_empty(rip), Py_True, empty,
+                         text_or_empty(session)};
+    PyObject *made = NULL;
+    if (args[2] != NULL && args[3] != NULL && args[6] != NULL)
+        made = PyObject_Vectorcall(login_class, args, 7, NULL);
+    Py_XDECREF(args[2]);
+    Py_XDECREF(args[3]);
+    Py_XDECREF(args[6]);
+    return made;
+}
+
+/* A line of Dovecot's own log (log_timestamp "%Y-%m-%d %H:%M:%S "): "2026-11-25 18:57:28
+ * imap-login: Info: Login: ...". Its login, or Py_None for the Python path. */
+static PyObject *parse_dated_login(Span line)
+{
+    const char *s = line.start;
+    Py_ssize_t n = line.length, at = 19;
+    static const char shape[] = "dddd-dd-dd dd:dd:dd";
+    if (n < 20)
+        return Py_None;
+    for (int i = 0; i < 19; i++) {
+        if (shape[i] == 'd' ? !is_digit(s[i]) : s[i] != shape[i])
+            return Py_None;
+    }
+    if (s[at] == '.') {
+        Py_ssize_t fraction = ++at;
+        while (at < n && is_digit(s[at]))
+            at++;
+        if (at == fraction)
+            return Py_None;
+    }
+    if (at >= n || s[at] != ' ')
+        return Py_None;
+    at++;
+    Span message = {s + at, n - at};
+    /* _PREFIX would take "imap-login: dovecot: ..." as a syslog host and program: Python decides. */
+    const char *colon = memchr(message.start, ':', (size_t)message.length);
+    if (colon != NULL && colon + 9 <= message.start + message.length && memcmp(colon + 1, " dovecot", 8) == 0)
+        return Py_None;
+    PyObject *moment = PyDateTimeAPI->DateTime_FromDateAndTime(
+        (s[0] - '0') * 1000 + (s[1] - '0') * 100 + two_digits(s + 2), two_digits(s + 5), two_digits(s + 8),
+        two_digits(s + 11), two_digits(s + 14), two_digits(s + 17), 0, PyDateTime_TimeZone_UTC,
+        PyDateTimeAPI->DateTimeType);
+    if (moment == NULL) {
+        PyErr_Clear();
+        return Py_None;
+    }
+    PyObject *login = parse_login(line, message, moment);
+    Py_DECREF(moment);
+    return login;
+}
+
 /* _SYSLOG's prefix, then the message. With `edges`, smtpd's connect and disconnect lines (what
  * ingest._SESSION_EDGE matches) answer passed_over before anything else is worked out. */
 static PyObject *parse_line(Span line, PyObject *reference, int edges)
@@ -851,6 +1007,19 @@ static PyObject *parse_line(Span line, PyObject *reference, int edges)
             return passed_over;
         }
     }
+    if (edges && login_class != NULL && equals(full_program, "dovecot")) {
+        Span message = {s + at, n - at};
+        PyObject *moment = moment_of(month, day, clock, reference);
+        if (moment == NULL)
+            return NULL;
+        if (moment == Py_None) {
+            Py_DECREF(moment);
+            return Py_None;
+        }
+        PyObject *login = parse_login(line, message, moment);
+        Py_DECREF(moment);
+        return login;
+    }
     if (!starts_with(full_program, "postfix"))
         return Py_None;
     PyObject *moment = moment_of(month, day, clock, reference);
@@ -903,7 +1072,9 @@ static PyObject *parse(PyObject *module, PyObject *const *args, Py_ssize_t count
 
 /* A raw line as ingest reads it (bytes, with its line ending): passed_over for smtpd's session
  * edges, the event or None as parse_postfix_line gives them for the Postfix lines it is certain
- * of, or undecided for every other line (the Python path reads those from the start). */
+ * of, once configure_logins() is called the LoginEvent of a Dovecot login line (syslog's or
+ * Dovecot's own log's) that parse_dovecot_line reads as a successful login, None for Dovecot's
+ * other lines, or undecided for every other line (the Python path reads those from the start). */
 static PyObject *scan(PyObject *module, PyObject *const *args, Py_ssize_t count)
 {
     if (count != 2 || !PyBytes_Check(args[0])) {
@@ -922,6 +1093,11 @@ static PyObject *scan(PyObject *module, PyObject *const *args, Py_ssize_t count)
         unsigned char c = (unsigned char)text.start[i];
         if (c < 0x20 || c >= 0x7f)
             goto undecided;
+    }
+    if (text.length > 0 && is_digit(text.start[0]) && login_class != NULL) {
+        PyObject *login = parse_dated_login(text);
+        if (login != Py_None)
+            return login;
     }
     PyObject *parsed = parse_line(text, args[1], 1);
     if (parsed == UNDECIDED)
@@ -999,6 +1175,13 @@ static PyObject *configure(PyObject *module, PyObject *const *args, Py_ssize_t c
     Py_RETURN_NONE;
 }
 
+static PyObject *configure_logins(PyObject *module, PyObject *new_class)
+{
+    Py_INCREF(new_class);
+    Py_XSETREF(login_class, new_class);
+    Py_RETURN_NONE;
+}
+
 static PyObject *makes_events_directly(PyObject *module, PyObject *unused)
 {
     return PyBool_FromLong(slot_offsets[0] >= 0);
@@ -1007,12 +1190,15 @@ static PyObject *makes_events_directly(PyObject *module, PyObject *unused)
 static PyMethodDef methods[] = {
     {"makes_events_directly", makes_events_directly, METH_NOARGS,
      "Whether events are made by filling their slots (True) or by calling the class."},
+    {"configure_logins", configure_logins, METH_O,
+     "configure_logins(LoginEvent): scan() then reads Dovecot's successful logins into these, made as "
+     "LoginEvent(time, service, user, client_ip, True, '', session)."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
      "configure(event_class, syslog_time, python_parser): what events are made of, and who decides the rest."},
     {"parse", (PyCFunction)(void (*)(void))parse, METH_FASTCALL,
      "parse(line, reference) -> event or None, as postfix.parse_postfix_line."},
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
-     "scan(raw, reference) -> PASSED_OVER, an event, None or UNDECIDED, for a raw log line."},
+     "scan(raw, reference) -> PASSED_OVER, an event, a login, None or UNDECIDED, for a raw log line."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1049,6 +1235,10 @@ PyMODINIT_FUNC PyInit__postfix_lines(void)
     key_orig_to = interned("orig_to");
     key_relay = interned("relay");
     key_dsn = interned("dsn");
+    for (int i = 0; i < LOGIN_PROCESS_COUNT; i++) {
+        if ((login_services[i] = interned(login_service_names[i])) == NULL)
+            return NULL;
+    }
     key_helo = interned("helo");
     key_stage = interned("stage");
     key_code = interned("code");

@@ -13,7 +13,7 @@ import re
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from controlplane.logs.postfix import syslog_time
+from controlplane.logs.postfix import scan_logins_as, syslog_time
 
 _PREFIX = re.compile(
     r"^(?:(?P<month>[A-Z][a-z]{2}) +(?P<day>\d{1,2})|(?P<date>\d{4}-\d{2}-\d{2}))"
@@ -65,6 +65,11 @@ class LoginEvent:
     success: bool
     reason: str  # plain words: "", "wrong password or unknown user", "no authentication attempted", ...
     session: str = ""  # Dovecot's login session ID, when the line names one
+
+
+# The ingest's compiled scan reads the successful login lines (the most of Dovecot's), as
+# parse_dovecot_line does: tests/unit/logs/test_compiled_postfix.py holds the two to one answer.
+scan_logins_as(LoginEvent)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from controlplane.logs.postfix import (
     UNDECIDED,
     PostfixEvent,
     parse_postfix_line,
-    scan_postfix_line,
+    scan_log_line,
 )
 from controlplane.logs.rspamd import RSPAMD_LINE, VERDICT_MARK, parse_verdict_line
 from controlplane.logs.store import MailLogStore, tune_for_ingest
@@ -442,14 +442,6 @@ def _finish_renamed_predecessor(
         return
 
 
-def _lines(stream: BinaryIO, complete: bool) -> Iterator[tuple[bytes, int]]:
-    """(line, its length in bytes); an unfinished last line is left for the next run."""
-    for raw in stream:
-        if not raw.endswith(b"\n") and not complete:
-            return
-        yield raw, len(raw)
-
-
 def _ingest_stream(
     session: Session,
     log: LogFile,
@@ -473,8 +465,11 @@ def _ingest_stream(
     reader = _LineReader(session, str(log.path), reference, assembler, logins, result, dialogue)
     read = reader.read
     with log.reading(offset) as stream:
-        for raw, length in _lines(stream, complete):
-            offset += length
+        # The loop reads the stream itself: a generator between them cost a resume per line.
+        for raw in stream:
+            if not complete and not raw.endswith(b"\n"):
+                break  # an unfinished last line is left for the next run
+            offset += len(raw)
             pending += 1
             result.lines += 1
             try:
@@ -538,16 +533,20 @@ class _LineReader:
 
     def read(self, raw: bytes) -> None:
         # Most lines are Postfix's: the compiled scan passes over session edges and parses the
-        # rest from the raw bytes, leaving every line it is not certain of to the whole path.
-        event = scan_postfix_line(raw, self.reference)
+        # rest from the raw bytes, and Dovecot's successful logins, leaving every line it is not
+        # certain of to the whole path.
+        event = scan_log_line(raw, self.reference)
         if event is PASSED_OVER:
             return
         if event is UNDECIDED:
             self._read_whole(raw)
-        elif event is not None:
-            self._add_postfix_event(event, raw)
-        else:
+        elif event is None:
             self._read_other(raw, _decoded(raw))
+        elif event.__class__ is LoginEvent:  # a Dovecot login, read as _read_other reads it
+            self.logins.add(event)
+            self.result.logins += 1
+        else:
+            self._add_postfix_event(event, raw)
 
     def keep_unparsed(self, line: str) -> None:
         self.result.unparsed += 1

@@ -288,7 +288,7 @@ if _postfix_lines is None:
     parse_postfix_line = parse_postfix_line_in_python
     PASSED_OVER, UNDECIDED = object(), object()
 
-    def scan_postfix_line(raw: bytes, reference: dt.datetime) -> object:
+    def scan_log_line(raw: bytes, reference: dt.datetime) -> object:
         return UNDECIDED
 
 else:
@@ -296,6 +296,24 @@ else:
     # The event `line` records, or None for lines that carry nothing we store.
     parse_postfix_line = _postfix_lines.parse
     # For a raw line as ingest reads it: PASSED_OVER (smtpd's connect and disconnect lines), the
-    # event or None as parse_postfix_line gives it, or UNDECIDED (read it the whole way).
-    scan_postfix_line = _postfix_lines.scan
+    # event or None as parse_postfix_line gives it, once scan_logins_as() is called a Dovecot
+    # login line's LoginEvent, or UNDECIDED (read it the whole way).
+    scan_log_line = _postfix_lines.scan
     PASSED_OVER, UNDECIDED = _postfix_lines.PASSED_OVER, _postfix_lines.UNDECIDED
+
+
+# What the C scan passes LoginEvent by position, in this order.
+_LOGIN_FIELDS = ("time", "service", "user", "client_ip", "success", "reason", "session")
+
+
+def scan_logins_as(login_class: type) -> None:
+    """Have scan_log_line read Dovecot's successful login lines too, into `login_class`
+    (dovecot.LoginEvent), as dovecot.parse_dovecot_line reads them."""
+    if _postfix_lines is None:
+        return
+    if tuple(f.name for f in dataclasses.fields(login_class)) != _LOGIN_FIELDS:
+        warnings.warn(
+            "LoginEvent's fields are not the C scan's: logins read in Python", RuntimeWarning, stacklevel=2
+        )
+        return
+    _postfix_lines.configure_logins(login_class)

@@ -1,4 +1,5 @@
-"""The compiled Postfix parser gives exactly what the Python parser gives, line for line.
+"""The compiled Postfix parser gives exactly what the Python parser gives, line for line; and
+the compiled scan reads Dovecot's successful logins exactly as `parse_dovecot_line` does.
 
 `parse_postfix_line` is the C parser (controlplane/logs/_postfix_lines.c); it hands the lines it
 is not certain of to `parse_postfix_line_in_python`, the reference. Equal here means the same
@@ -19,14 +20,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controlplane.logs import _postfix_lines, postfix
-from controlplane.logs.ingest import _SESSION_EDGE
+from controlplane.logs.dovecot import LoginEvent, parse_dovecot_line
+from controlplane.logs.ingest import _JUNK_MARK, _SESSION_EDGE
 from controlplane.logs.postfix import (
     PASSED_OVER,
     UNDECIDED,
     PostfixEvent,
     parse_postfix_line,
     parse_postfix_line_in_python,
-    scan_postfix_line,
+    scan_log_line,
 )
 from controlplane.logs.rspamd import RSPAMD_LINE
 
@@ -51,14 +53,27 @@ def _assert_same(line: str, reference: dt.datetime = REFERENCE) -> PostfixEvent 
 def _assert_scan_agrees(raw: bytes, reference: dt.datetime = REFERENCE) -> object:
     """scan() on a raw line: passed over exactly where ingest's session-edge pattern matches, and
     otherwise, unless undecided, the Python parser's event for the decoded line."""
-    scanned = scan_postfix_line(raw, reference)
+    scanned = scan_log_line(raw, reference)
     if scanned is UNDECIDED:
         return scanned
     assert (scanned is PASSED_OVER) == bool(_SESSION_EDGE.match(raw)), raw
     if scanned is not PASSED_OVER:
         assert not RSPAMD_LINE.match(raw)
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        assert _comparable(scanned) == _comparable(parse_postfix_line_in_python(line, reference)), raw
+        postfix_event = parse_postfix_line_in_python(line, reference)
+        if isinstance(scanned, LoginEvent):
+            # What the ingest's Python path would make of it: not Postfix's, no Junk filing, and
+            # the login parse_dovecot_line reads, field for field and type for type.
+            assert postfix_event is None and _JUNK_MARK not in raw, raw
+            login = parse_dovecot_line(line, reference)
+            assert login is not None and login.success, raw
+            values = dataclasses.astuple(scanned)
+            assert (values, [type(value) for value in values]) == (
+                dataclasses.astuple(login),
+                [type(value) for value in dataclasses.astuple(login)],
+            ), raw
+        else:
+            assert _comparable(scanned) == _comparable(postfix_event), raw
     return scanned
 
 
@@ -161,8 +176,13 @@ def test_scanning_raw_lines_agrees_with_the_python_path(tmp_path: Path) -> None:
     passed_over = sum(answer is PASSED_OVER for answer in answers)
     undecided = sum(answer is UNDECIDED for answer in answers)
     events = sum(isinstance(answer, PostfixEvent) for answer in answers)
-    # A quarter of a busy log is session edges; Dovecot's lines are left undecided.
+    # A quarter of a busy log is session edges.
     assert passed_over > len(raws) // 5 and events > len(raws) // 2 and undecided < len(raws) // 10
+    # Dovecot's successful logins are read in the scan, in syslog's form and Dovecot's own.
+    logins = [answer for answer in answers if isinstance(answer, LoginEvent)]
+    expected = [raw for raw in raws if b"-login: " in raw and b"Login: " in raw]
+    assert len(logins) == len(expected) > len(raws) // 100
+    assert {login.time.year for login in logins} == {2026} and {"imap", "pop3"} <= {login.service for login in logins}
     refusals = [answer for answer in answers if isinstance(answer, PostfixEvent) and answer.kind == "reject"]
     assert len(refusals) > len(raws) // 100
 
@@ -335,4 +355,49 @@ def test_edited_refusals_give_the_same_answer(line: str, data: st.DataObject) ->
         end = data.draw(st.integers(start, min(len(line), start + 6)))
         line = line[:start] + data.draw(TAIL_NOISE) + line[end:]
     _assert_same(line)
+    _assert_scan_agrees(line.encode() + b"\n")
+
+
+LOGINS = [
+    "Nov 25 18:57:28 mail dovecot: imap-login: Login: user=<carla@a.test>, method=PLAIN, rip=192.0.2.7, "
+    "lip=10.0.0.2, mpid=1025, TLS, session=<18072e8c35bf992d>",
+    "Nov  5 18:57:28.5 mail dovecot[77]: pop3-login: Info: Login: user=<<b>, c@a.test>>, rip=, session=<s>",
+    "2026-11-24 00:30:00 submission-login: Info: Login: user=<alice@a.test>, method=PLAIN, rip=2001:db8::1, "
+    "lip=127.0.0.1, mpid=9601, secured, session=<abcDEF12>",
+    "2026-11-24 00:30:00.25 managesieve-login: Login: rip=192.0.2.1, user=x, user=<y>z, session=<a, b>, "
+    "method=<a, user=q>",
+]
+# What the login pattern turns on: its separators, brackets, keys and the stamp's digits.
+LOGIN_NOISE = st.text(alphabet=st.sampled_from(list(" ,<>=:-.[]userriplsonInfoLgT0129")), max_size=8)
+
+
+def test_dovecot_login_lines_are_read_in_the_scan_as_in_python() -> None:
+    scanned = [_assert_scan_agrees(line.encode() + b"\n") for line in LOGINS]
+    assert [type(login) for login in scanned] == [LoginEvent] * len(LOGINS)
+    users = [(login.service, login.user, login.client_ip, login.session) for login in scanned]
+    assert users == [
+        ("imap", "carla@a.test", "192.0.2.7", "18072e8c35bf992d"),
+        ("pop3", "b", "", "s"),
+        ("smtp", "alice@a.test", "2001:db8::1", "abcDEF12"),
+        ("sieve", "y", "192.0.2.1", "a, b"),
+    ]
+    # No user or no rip: no login, and the Python path decides; so does a Junk filing's mark.
+    for line in (
+        LOGINS[0].replace("user=<carla@a.test>", "user=<>"),
+        LOGINS[0].replace("rip=", "xrip="),
+        LOGINS[0] + " stored mail into mailbox 'Junk'",
+        LOGINS[2].replace("2026-11-24 ", "2026-11-24T"),
+        LOGINS[2].replace("submission-login: ", "submission-login: dovecot: imap-login: "),
+        LOGINS[2].replace("2026-11-24", "2026-13-24"),
+    ):
+        assert not isinstance(_assert_scan_agrees(line.encode() + b"\n"), LoginEvent), line
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.sampled_from(LOGINS), st.data())
+def test_edited_login_lines_give_the_same_answer(line: str, data: st.DataObject) -> None:
+    for _ in range(data.draw(st.integers(1, 4))):
+        start = data.draw(st.integers(0, len(line)))
+        end = data.draw(st.integers(start, min(len(line), start + 6)))
+        line = line[:start] + data.draw(LOGIN_NOISE) + line[end:]
     _assert_scan_agrees(line.encode() + b"\n")
