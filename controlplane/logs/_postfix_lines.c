@@ -47,18 +47,15 @@ static const char *const kind_names[KIND_COUNT] = {
 };
 static PyObject *kinds[KIND_COUNT];
 
-/* Strings that recur on every line are made once. */
+/* Values that recur on every line (programs, statuses) are made once. */
 static const char *const common_names[] = {
     "smtpd", "cleanup", "qmgr", "lmtp", "smtp", "virtual", "local", "pipe", "error", "discard",
-    "client", "sasl_method", "sasl_username", "sasl_sender", "from", "size", "nrcpt", "to",
-    "orig_to", "relay", "delay", "delays", "dsn", "conn_use", "status", "sent", "deferred", "bounced",
-    "2.0.0", "PLAIN", "LOGIN", "stage", "code", "helo", "proto", "ESMTP", "SMTP", "RCPT", "refused",
+    "sent", "deferred", "bounced", "2.0.0",
 };
 #define COMMON_COUNT (sizeof(common_names) / sizeof(common_names[0]))
 static PyObject *common[COMMON_COUNT];
 static PyObject *empty;
-static PyObject *key_client, *key_sasl_username, *key_from, *key_size, *key_to, *key_orig_to,
-    *key_relay, *key_dsn, *key_helo, *key_stage, *key_code, *status_refused;
+static PyObject *status_refused;
 
 /* The Python parser decides; a sentinel distinct from None and from any event. */
 #define UNDECIDED ((PyObject *)&undecided_marker)
@@ -163,12 +160,19 @@ static Py_ssize_t match_attribute(Span text, Py_ssize_t at, Span *key, Span *val
     return cursor;
 }
 
-/* dict(_ATTRIBUTE.findall(text)): later keys win, as dict() of the pairs does. */
-static PyObject *attributes_of(Span text)
+/* A key's value as dict(_ATTRIBUTE.findall(text)).get(key) gives it: NULL start when absent. */
+#define ABSENT ((Span){NULL, 0})
+
+static int is_absent(Span value) { return value.start == NULL; }
+
+static Span or_empty(Span value) { return is_absent(value) ? (Span){"", 0} : value; }
+
+/* The values of `keys` in dict(_ATTRIBUTE.findall(text)), later keys winning as in the dict,
+ * into `values` (ABSENT for a key not there); no dict is made. */
+static void find_attributes(Span text, const char *const *keys, Span *values, int count)
 {
-    PyObject *attributes = PyDict_New();
-    if (attributes == NULL)
-        return NULL;
+    for (int i = 0; i < count; i++)
+        values[i] = ABSENT;
     Py_ssize_t at = 0;
     while (at <= text.length) {
         Span key, value;
@@ -181,31 +185,12 @@ static PyObject *attributes_of(Span text)
             at++;
             continue;
         }
-        PyObject *name = new_string(key);
-        PyObject *content = name == NULL ? NULL : new_string(value);
-        if (content == NULL || PyDict_SetItem(attributes, name, content) < 0) {
-            Py_XDECREF(name);
-            Py_XDECREF(content);
-            Py_DECREF(attributes);
-            return NULL;
+        for (int i = 0; i < count; i++) {
+            if (equals(key, keys[i]))
+                values[i] = value;
         }
-        Py_DECREF(name);
-        Py_DECREF(content);
         at = end;
     }
-    return attributes;
-}
-
-/* attributes.get(key, ""), as a span over the stored (ASCII) string. */
-static Span attribute(PyObject *attributes, PyObject *key)
-{
-    Span found = {"", 0};
-    PyObject *value = PyDict_GetItemWithError(attributes, key);
-    if (value != NULL) {
-        found.start = (const char *)PyUnicode_1BYTE_DATA(value);
-        found.length = PyUnicode_GET_LENGTH(value);
-    }
-    return found;
 }
 
 /* _CLIENT: ^([^\[\s]*)\[([^\]]*)\] -> name and ip, or two empty spans. */
@@ -305,13 +290,12 @@ static PyObject *moment_of(Span month, Span day, Span clock, PyObject *reference
 
 typedef struct {
     PyObject *kind, *time, *program, *queue_id, *client_name, *client_ip, *sasl_user, *helo,
-        *message_id, *sender, *size, *recipient, *orig_to, *relay, *dsn, *status, *detail,
-        *attributes;
+        *message_id, *sender, *size, *recipient, *orig_to, *relay, *dsn, *status, *detail;
 } Fields;
-#define FIELD_COUNT 18
+#define FIELD_COUNT 17
 static const char *const field_names[FIELD_COUNT] = {
     "kind", "time", "program", "queue_id", "client_name", "client_ip", "sasl_user", "helo", "message_id",
-    "sender", "size", "recipient", "orig_to", "relay", "dsn", "status", "detail", "attributes",
+    "sender", "size", "recipient", "orig_to", "relay", "dsn", "status", "detail",
 };
 /* Where each field's slot lies in an event, when the class is the slotted dataclass configure()
  * checks for; -1 makes events by calling the class. */
@@ -382,7 +366,6 @@ static void defaults(Fields *fields, int kind, PyObject *moment, Span program, S
     fields->sender = Py_None;
     Py_INCREF(Py_None);
     fields->size = Py_None;
-    fields->attributes = NULL;
 }
 
 static void replace(PyObject **field, PyObject *value)
@@ -467,10 +450,12 @@ static Py_ssize_t match_tail(Span text, Py_ssize_t at, short *ends)
     return found;
 }
 
-/* The tail's attributes, as _TAIL_ATTRIBUTE.findall gives them ([a-z_]+)=(<[^>]*>|\S*), set in
- * turn into `attributes` (a later key's value wins, its place stays the first one's). */
-static int add_tail_attributes(PyObject *attributes, Span tail)
+/* The values of `keys` among the tail's attributes, as _TAIL_ATTRIBUTE.findall gives them
+ * ([a-z_]+)=(<[^>]*>|\S*), later keys winning as in the dict made of them (ABSENT when not there). */
+static void find_tail_attributes(Span tail, const char *const *keys, Span *values, int count)
 {
+    for (int i = 0; i < count; i++)
+        values[i] = ABSENT;
     Py_ssize_t at = 0;
     while (at < tail.length) {
         Py_ssize_t cursor = at;
@@ -492,17 +477,12 @@ static int add_tail_attributes(PyObject *attributes, Span tail)
             while (value_end < tail.length && tail.start[value_end] != ' ')
                 value_end++;
         }
-        Span value = {tail.start + value_start, value_end - value_start};
-        PyObject *name = new_string(key);
-        PyObject *content = name == NULL ? NULL : text_or_empty(value);
-        int failed = content == NULL || PyDict_SetItem(attributes, name, content) < 0;
-        Py_XDECREF(name);
-        Py_XDECREF(content);
-        if (failed)
-            return -1;
+        for (int i = 0; i < count; i++) {
+            if (equals(key, keys[i]))
+                values[i] = (Span){tail.start + value_start, value_end - value_start};
+        }
         at = value_end;
     }
-    return 0;
 }
 
 /* One to three digits, as \d{1,3} takes them when a `follower` must come next (0: anything may).
@@ -621,12 +601,11 @@ static PyObject *parse_reject(PyObject *moment, Span program, Span text, Span qu
     split_client(client, &name, &ip);
     replace(&fields.client_name, text_or_empty(name));
     replace(&fields.client_ip, text_or_empty(ip));
-    /* _REPLY_CODE: ^([245]\d\d)(?: ([245]\.\d{1,3}\.\d{1,3}))?, else _ENHANCED_CODE: ^(...) . */
-    Span code = {"", 0}, enhanced = {"", 0};
+    /* The dsn: _REPLY_CODE's enhanced code, ^[245]\d\d(?: ([245]\.\d{1,3}\.\d{1,3}))?, or without a
+     * reply code _ENHANCED_CODE's, ^([245]\.\d{1,3}\.\d{1,3}) (a space after it). */
+    Span enhanced = {"", 0};
     if (detail.length >= 3 && is_class_digit(detail.start[0]) && is_digit(detail.start[1]) &&
         is_digit(detail.start[2])) {
-        code.start = detail.start;
-        code.length = 3;
         if (detail.length > 4 && detail.start[3] == ' ') {
             enhanced.start = detail.start + 4;
             enhanced.length = enhanced_code(detail, 4, 0);
@@ -643,28 +622,13 @@ static PyObject *parse_reject(PyObject *moment, Span program, Span text, Span qu
         replace(&fields.status, new_string(action));
     }
     replace(&fields.detail, text_or_empty(detail));
-    PyObject *attributes = PyDict_New();
-    fields.attributes = attributes;
-    PyObject *stage_name = new_string(stage), *code_text = text_or_empty(code);
-    int failed = attributes == NULL || stage_name == NULL || code_text == NULL ||
-                 PyDict_SetItem(attributes, key_stage, stage_name) < 0 ||
-                 PyDict_SetItem(attributes, key_code, code_text) < 0 || add_tail_attributes(attributes, tail) < 0;
-    Py_XDECREF(stage_name);
-    Py_XDECREF(code_text);
-    if (failed) {
-        fields.attributes = NULL;
-        Py_XDECREF(attributes);
-        release(&fields);
-        return NULL;
-    }
-    /* From the tail: the stage and code keys, the only ones set before it, are none of these. */
-    replace(&fields.helo, text_or_empty(strip_brackets(attribute(attributes, key_helo))));
-    replace(&fields.recipient, text_or_empty(strip_brackets(attribute(attributes, key_to))));
-    PyObject *sender = PyDict_GetItemWithError(attributes, key_from);
-    if (sender != NULL) {
-        Span from = {(const char *)PyUnicode_1BYTE_DATA(sender), PyUnicode_GET_LENGTH(sender)};
-        replace(&fields.sender, text_or_empty(strip_brackets(from)));
-    }
+    static const char *const tail_keys[] = {"helo", "to", "from"};
+    Span tail_values[3];
+    find_tail_attributes(tail, tail_keys, tail_values, 3);
+    replace(&fields.helo, text_or_empty(strip_brackets(or_empty(tail_values[0]))));
+    replace(&fields.recipient, text_or_empty(strip_brackets(or_empty(tail_values[1]))));
+    if (!is_absent(tail_values[2]))
+        replace(&fields.sender, text_or_empty(strip_brackets(tail_values[2])));
     return event(&fields);
 }
 
@@ -702,52 +666,47 @@ static PyObject *parse_rest(PyObject *moment, Span program, Span message)
     Fields fields;
 
     if (equals(program, "smtpd") && starts_with(rest, "client=")) {
-        PyObject *attributes = attributes_of(rest);
-        if (attributes == NULL)
-            return NULL;
+        static const char *const keys[] = {"client", "sasl_username"};
+        Span values[2];
+        find_attributes(rest, keys, values, 2);
         Span name, ip;
-        split_client(attribute(attributes, key_client), &name, &ip);
+        split_client(or_empty(values[0]), &name, &ip);
         defaults(&fields, KIND_CONNECT_CLIENT, moment, program, queue_id);
         replace(&fields.client_name, text_or_empty(name));
         replace(&fields.client_ip, text_or_empty(ip));
-        replace(&fields.sasl_user, text_or_empty(attribute(attributes, key_sasl_username)));
-        fields.attributes = attributes;
+        replace(&fields.sasl_user, text_or_empty(or_empty(values[1])));
         return event(&fields);
     }
     if (equals(program, "cleanup") && starts_with(rest, "message-id=")) {
         Span value = {rest.start + 11, rest.length - 11};
         defaults(&fields, KIND_MESSAGE_ID, moment, program, queue_id);
         replace(&fields.message_id, text_or_empty(strip_brackets(value)));
-        fields.attributes = PyDict_New();
         return event(&fields);
     }
     if (equals(program, "qmgr")) {
         if (equals(rest, "removed")) {
             defaults(&fields, KIND_REMOVED, moment, program, queue_id);
-            fields.attributes = PyDict_New();
             return event(&fields);
         }
         if (!starts_with(rest, "from="))
             return Py_None;
         if (find(rest, ", status=expired") >= 0)
             return UNDECIDED;
-        PyObject *attributes = attributes_of(rest);
-        if (attributes == NULL)
-            return NULL;
-        Span size = attribute(attributes, key_size);
+        static const char *const keys[] = {"size", "from"};
+        Span values[2];
+        find_attributes(rest, keys, values, 2);
+        Span size = or_empty(values[0]);
         int digits = size.length > 0 && size.length < 19;
         for (Py_ssize_t i = 0; digits && i < size.length; i++)
             digits = is_digit(size.start[i]);
         defaults(&fields, KIND_QUEUED, moment, program, queue_id);
-        replace(&fields.sender, text_or_empty(strip_brackets(attribute(attributes, key_from))));
+        replace(&fields.sender, text_or_empty(strip_brackets(or_empty(values[1]))));
         if (digits) {
             char number[20];
             memcpy(number, size.start, (size_t)size.length);
             number[size.length] = '\0';
             replace(&fields.size, PyLong_FromString(number, NULL, 10));
         }
-        Py_DECREF(attributes);
-        fields.attributes = PyDict_New();
         return event(&fields);
     }
     if (starts_with(rest, "to=") &&
@@ -760,17 +719,16 @@ static PyObject *parse_rest(PyObject *moment, Span program, Span message)
         if (at < 0)
             return Py_None;
         Span before = {rest.start, at};
-        PyObject *attributes = attributes_of(before);
-        if (attributes == NULL)
-            return NULL;
+        static const char *const keys[] = {"to", "orig_to", "relay", "dsn"};
+        Span values[4];
+        find_attributes(before, keys, values, 4);
         defaults(&fields, KIND_DELIVERY, moment, program, queue_id);
-        replace(&fields.recipient, text_or_empty(strip_brackets(attribute(attributes, key_to))));
-        replace(&fields.orig_to, text_or_empty(strip_brackets(attribute(attributes, key_orig_to))));
-        replace(&fields.relay, text_or_empty(attribute(attributes, key_relay)));
-        replace(&fields.dsn, text_or_empty(attribute(attributes, key_dsn)));
+        replace(&fields.recipient, text_or_empty(strip_brackets(or_empty(values[0]))));
+        replace(&fields.orig_to, text_or_empty(strip_brackets(or_empty(values[1]))));
+        replace(&fields.relay, text_or_empty(or_empty(values[2])));
+        replace(&fields.dsn, text_or_empty(or_empty(values[3])));
         replace(&fields.status, new_string(status));
         replace(&fields.detail, text_or_empty(detail));
-        fields.attributes = attributes;
         return event(&fields);
     }
     if ((equals(program, "smtpd") && starts_with(rest, "reject: ")) ||
@@ -1227,24 +1185,11 @@ PyMODINIT_FUNC PyInit__postfix_lines(void)
     }
     if ((empty = PyUnicode_New(0, 0)) == NULL)
         return NULL;
-    key_client = interned("client");
-    key_sasl_username = interned("sasl_username");
-    key_from = interned("from");
-    key_size = interned("size");
-    key_to = interned("to");
-    key_orig_to = interned("orig_to");
-    key_relay = interned("relay");
-    key_dsn = interned("dsn");
     for (int i = 0; i < LOGIN_PROCESS_COUNT; i++) {
         if ((login_services[i] = interned(login_service_names[i])) == NULL)
             return NULL;
     }
-    key_helo = interned("helo");
-    key_stage = interned("stage");
-    key_code = interned("code");
-    status_refused = interned("refused");
-    if (!key_client || !key_sasl_username || !key_from || !key_size || !key_to || !key_orig_to || !key_relay ||
-        !key_dsn || !key_helo || !key_stage || !key_code || !status_refused)
+    if ((status_refused = interned("refused")) == NULL)
         return NULL;
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL)

@@ -11,7 +11,7 @@ import datetime as dt
 import functools
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from controlplane.logs.compiled import load as load_compiled
@@ -82,7 +82,6 @@ class PostfixEvent:
     dsn: str = ""
     status: str = ""
     detail: str = ""
-    attributes: dict[str, str] = field(default_factory=dict)
 
 
 def _strip_brackets(value: str) -> str:
@@ -196,7 +195,6 @@ def _parse(line: str, reference: dt.datetime) -> PostfixEvent | None:
             client_name=client["name"] if client else "",
             client_ip=client["ip"] if client else "",
             sasl_user=attributes.get("sasl_username", ""),
-            attributes=attributes,
             **base,
         )
     if program == "cleanup" and rest.startswith("message-id="):
@@ -236,7 +234,6 @@ def _parse(line: str, reference: dt.datetime) -> PostfixEvent | None:
             dsn=attributes.get("dsn", ""),
             status=status["status"],
             detail=status["detail"] or "",
-            attributes=attributes,
             **base,
         )
     if (program == "smtpd" and rest.startswith("reject: ")) or (
@@ -269,7 +266,6 @@ def _parse_reject(logged: LogLine, program: str, message: str | None = None) -> 
         dsn=(reply["enhanced"] or "") if reply else (enhanced["enhanced"] if enhanced else ""),
         status="refused" if match["action"] == "reject" else match["action"],
         detail=match["detail"],
-        attributes={"stage": match["stage"], "code": reply["code"] if reply else "", **tail},
     )
 
 
