@@ -1,13 +1,15 @@
 /*
  * Postfix log lines parsed in C: the same events as controlplane/logs/postfix.py, for the lines
- * a busy log is made of (deliveries, queueing, message-ids, clients, removals), at a fraction of
- * the regular expressions' cost, and the refusals (NOQUEUE and after queueing).
+ * a busy log is made of (deliveries, queueing, message-ids, clients, removals, refusals), at a
+ * fraction of the regular expressions' cost; and, in the ingest's scan, Dovecot's successful
+ * login lines as controlplane/logs/dovecot.py reads them.
  *
- * The Python parser stays the reference. This one answers only where it is certain to give what
- * the Python parser gives: a line that is not plain printable ASCII, a syslog prefix it does not
- * recognise, and the rarer kinds (SASL failures, expiries) go to the Python parser,
- * which it is handed at `configure`. tests/unit/logs/test_compiled_postfix.py holds the two to
- * the same answers over the fixtures, a generated log and mutated lines.
+ * The Python parsers stay the reference. This one answers only where it is certain to give what
+ * they give: a line that is not plain printable ASCII, a syslog prefix it does not recognise, a
+ * refusal whose message is longer than MAX_REFUSAL_LENGTH, and the rarer kinds (SASL failures,
+ * expiries, failed logins) go to Python; the Postfix parser is handed at `configure`.
+ * tests/unit/logs/test_compiled_postfix.py holds the two to the same answers over the fixtures,
+ * a generated log and mutated lines.
  *
  * Python's regular expressions on str are Unicode-aware (\d, \s and \w match beyond ASCII):
  * keeping to printable ASCII is what makes the byte-wise rules below exact.
@@ -53,6 +55,7 @@ static const char *const common_names[] = {
     "sent", "deferred", "bounced", "2.0.0",
 };
 #define COMMON_COUNT (sizeof(common_names) / sizeof(common_names[0]))
+#define COMMON_LONGEST 8 /* "deferred"; longer text is never one of them */
 static PyObject *common[COMMON_COUNT];
 static PyObject *empty;
 static PyObject *status_refused;
@@ -104,7 +107,7 @@ static int is_class_digit(char c) { return c == '2' || c == '4' || c == '5'; }
 
 static PyObject *new_string(Span text)
 {
-    for (size_t i = 0; text.length <= 13 && i < COMMON_COUNT; i++) {
+    for (size_t i = 0; text.length <= COMMON_LONGEST && i < COMMON_COUNT; i++) {
         if (equals(text, common_names[i])) {
             Py_INCREF(common[i]);
             return common[i];
@@ -402,8 +405,9 @@ static Py_ssize_t find_status(Span rest, Span *status, Span *detail, int *has_de
     return -1;
 }
 
-/* Refusals are read only from lines this long: the tail's matcher below remembers each position
- * of the line, and the Python parser takes the rare longer one. */
+/* Refusals are read only from syslog messages (what follows "program[pid]: ") this long: the
+ * tail's matcher below remembers each position of it, and the Python parser takes the rare
+ * longer one. */
 #define MAX_REFUSAL_LENGTH 4096
 #define TAIL_UNKNOWN (-2)
 
@@ -895,8 +899,9 @@ static PyObject *parse_dated_login(Span line)
     return login;
 }
 
-/* _SYSLOG's prefix, then the message. With `edges`, smtpd's connect and disconnect lines (what
- * ingest._SESSION_EDGE matches) answer passed_over before anything else is worked out. */
+/* _SYSLOG's prefix, then the message. With `edges` (the ingest's scan), smtpd's connect and
+ * disconnect lines (what ingest._SESSION_EDGE matches) answer passed_over before anything else
+ * is worked out, and Dovecot's lines ("host dovecot[pid]: ...") their login or Py_None. */
 static PyObject *parse_line(Span line, PyObject *reference, int edges)
 {
     const char *s = line.start;
@@ -1031,8 +1036,9 @@ static PyObject *parse(PyObject *module, PyObject *const *args, Py_ssize_t count
 /* A raw line as ingest reads it (bytes, with its line ending): passed_over for smtpd's session
  * edges, the event or None as parse_postfix_line gives them for the Postfix lines it is certain
  * of, once configure_logins() is called the LoginEvent of a Dovecot login line (syslog's or
- * Dovecot's own log's) that parse_dovecot_line reads as a successful login, None for Dovecot's
- * other lines, or undecided for every other line (the Python path reads those from the start). */
+ * Dovecot's own log's) that parse_dovecot_line reads as a successful login, None for syslog's
+ * other Dovecot lines, or undecided for every other line, Dovecot's own log's other lines too
+ * (the Python path reads those from the start). */
 static PyObject *scan(PyObject *module, PyObject *const *args, Py_ssize_t count)
 {
     if (count != 2 || !PyBytes_Check(args[0])) {
@@ -1072,34 +1078,34 @@ undecided:
  * instances hold exactly those slots and nothing else: no __dict__, no __init__ beyond the
  * dataclass's assignments (a test checks that events made either way are equal). Otherwise
  * slot_offsets[0] stays -1 and events are made by calling the class. */
-static int find_slots(PyObject *event_class)
+static void find_slots(PyObject *event_class)
 {
     slot_offsets[0] = -1;
     if (!PyType_Check(event_class))
-        return 0;
+        return;
     PyTypeObject *type = (PyTypeObject *)event_class;
     if (type->tp_dictoffset != 0 || type->tp_new != PyBaseObject_Type.tp_new ||
         type->tp_alloc != PyType_GenericAlloc)
-        return 0;
+        return;
     if (PyObject_HasAttrString(event_class, "__post_init__"))
-        return 0;
+        return;
     PyObject *slots = PyObject_GetAttrString(event_class, "__slots__");
     if (slots == NULL) {
         PyErr_Clear();
-        return 0;
+        return;
     }
     Py_ssize_t slot_count = PySequence_Size(slots);
     Py_DECREF(slots);
     if (slot_count != FIELD_COUNT) {
         PyErr_Clear();
-        return 0;
+        return;
     }
     Py_ssize_t offsets[FIELD_COUNT];
     for (int i = 0; i < FIELD_COUNT; i++) {
         PyObject *descriptor = PyObject_GetAttrString(event_class, field_names[i]);
         if (descriptor == NULL) {
             PyErr_Clear();
-            return 0;
+            return;
         }
         int usable = Py_IS_TYPE(descriptor, &PyMemberDescr_Type) &&
                      ((PyMemberDescrObject *)descriptor)->d_member->type == T_OBJECT_EX &&
@@ -1108,10 +1114,9 @@ static int find_slots(PyObject *event_class)
             offsets[i] = ((PyMemberDescrObject *)descriptor)->d_member->offset;
         Py_DECREF(descriptor);
         if (!usable)
-            return 0;
+            return;
     }
     memcpy(slot_offsets, offsets, sizeof(offsets));
-    return 0;
 }
 
 static PyObject *configure(PyObject *module, PyObject *const *args, Py_ssize_t count)
@@ -1125,8 +1130,7 @@ static PyObject *configure(PyObject *module, PyObject *const *args, Py_ssize_t c
     Py_XSETREF(event_class, args[0]);
     Py_XSETREF(syslog_time, args[1]);
     Py_XSETREF(python_parser, args[2]);
-    if (find_slots(args[0]) < 0)
-        return NULL;
+    find_slots(args[0]);
     Py_CLEAR(stamp_reference);
     Py_CLEAR(stamp_moment);
     stamp_length = -1;
@@ -1163,7 +1167,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module_definition = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_postfix_lines",
-    .m_doc = "Postfix log lines parsed in C.",
+    .m_doc = "Postfix log lines, and Dovecot's login lines, parsed in C.",
     .m_size = -1,
     .m_methods = methods,
 };

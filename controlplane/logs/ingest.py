@@ -540,13 +540,13 @@ class _LineReader:
             return
         if event is UNDECIDED:
             self._read_whole(raw)
+        elif isinstance(event, PostfixEvent):
+            self._add_postfix_event(event, raw)
         elif event is None:
             self._read_other(raw, _decoded(raw))
-        elif event.__class__ is LoginEvent:  # a Dovecot login, read as _read_other reads it
+        else:  # a Dovecot login, read as _read_other reads it
             self.logins.add(event)
             self.result.logins += 1
-        else:
-            self._add_postfix_event(event, raw)
 
     def keep_unparsed(self, line: str) -> None:
         self.result.unparsed += 1
