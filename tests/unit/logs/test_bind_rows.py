@@ -29,13 +29,31 @@ ZONES = st.sampled_from(
 )
 
 
+def _outcome(call: Any) -> Any:
+    """What `call` returns, or the class of the error it raises."""
+    try:
+        return call()
+    except (OverflowError, ValueError) as error:
+        return type(error)
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.datetimes(timezones=ZONES))
 def test_a_moment_is_stored_as_the_processor_stores_it(moment: dt.datetime) -> None:
-    [row] = _bind_rows.convert([(moment, "x")], ((0, UTC_PROCESSOR, {}, True),))
-    assert row == (UTC_PROCESSOR(moment), "x")
+    # Near year 1 a moment ahead of UTC has no UTC time: the processor raises, and so must the
+    # conversion (the row is not written).
+    stored = _outcome(lambda: _bind_rows.convert([(moment, "x")], ((0, UTC_PROCESSOR, {}, True),)))
+    assert stored == _outcome(lambda: [(UTC_PROCESSOR(moment), "x")])
     written = _bind_rows.format_utc(moment)
     assert written == (UTC_PROCESSOR(moment) if moment.tzinfo is dt.UTC else None)
+
+
+def test_a_moment_without_a_utc_time_is_refused_as_the_processor_refuses_it() -> None:
+    moment = dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))
+    with pytest.raises(OverflowError):
+        UTC_PROCESSOR(moment)
+    with pytest.raises(OverflowError):
+        _bind_rows.convert([(moment, "x")], ((0, UTC_PROCESSOR, {}, True),))
 
 
 def test_every_moment_column_of_the_log_tables_takes_the_compiled_path() -> None:
