@@ -751,6 +751,21 @@ static PyObject *parse_rest(PyObject *moment, Span program, Span message)
 }
 
 
+/* Where what follows a stamp's seconds begins: after (?:\.\d+)? and one space; -1 without them. */
+static Py_ssize_t after_seconds(Span line, Py_ssize_t at)
+{
+    if (at < line.length && line.start[at] == '.') {
+        Py_ssize_t fraction = ++at;
+        while (at < line.length && is_digit(line.start[at]))
+            at++;
+        if (at == fraction)
+            return -1;
+    }
+    if (at >= line.length || line.start[at] != ' ')
+        return -1;
+    return at + 1;
+}
+
 /* One of dovecot._FIELDS' values, .strip("<>")-ed. */
 static Span strip_angles(Span value)
 {
@@ -871,16 +886,9 @@ static PyObject *parse_dated_login(Span line)
         if (shape[i] == 'd' ? !is_digit(s[i]) : s[i] != shape[i])
             return Py_None;
     }
-    if (s[at] == '.') {
-        Py_ssize_t fraction = ++at;
-        while (at < n && is_digit(s[at]))
-            at++;
-        if (at == fraction)
-            return Py_None;
-    }
-    if (at >= n || s[at] != ' ')
+    at = after_seconds(line, at);
+    if (at < 0)
         return Py_None;
-    at++;
     Span message = {s + at, n - at};
     /* _PREFIX would take "imap-login: dovecot: ..." as a syslog host and program: Python decides. */
     const char *colon = memchr(message.start, ':', (size_t)message.length);
@@ -927,16 +935,9 @@ static PyObject *parse_line(Span line, PyObject *reference, int edges)
         return UNDECIDED;
     Span clock = {s + at, 8};
     at += 8;
-    if (at < n && s[at] == '.') {
-        Py_ssize_t fraction = ++at;
-        while (at < n && is_digit(s[at]))
-            at++;
-        if (at == fraction)
-            return UNDECIDED;
-    }
-    if (at >= n || s[at] != ' ')
+    at = after_seconds(line, at);
+    if (at < 0)
         return UNDECIDED;
-    at++;
     Py_ssize_t host = at;
     while (at < n && s[at] != ' ')
         at++;

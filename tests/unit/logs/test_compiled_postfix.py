@@ -391,6 +391,18 @@ def test_dovecot_login_lines_are_read_in_the_scan_as_in_python() -> None:
         assert not isinstance(_assert_scan_agrees(line.encode() + b"\n"), LoginEvent), line
 
 
+def test_a_login_class_with_other_fields_leaves_the_logins_to_python() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Reordered:
+        user: str
+        time: dt.datetime
+
+    with pytest.warns(RuntimeWarning, match="LoginEvent's fields"):
+        postfix.scan_logins_as(Reordered)
+    # The scan still makes the LoginEvent it was configured with, field by field.
+    assert type(_assert_scan_agrees(LOGINS[0].encode() + b"\n")) is LoginEvent
+
+
 @settings(max_examples=2000, deadline=None)
 @given(st.sampled_from(LOGINS), st.data())
 def test_edited_login_lines_give_the_same_answer(line: str, data: st.DataObject) -> None:
