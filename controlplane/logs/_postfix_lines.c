@@ -135,6 +135,20 @@ static Span strip_brackets(Span value)
     return value;
 }
 
+/* The end of a value at `at` by the patterns' rule (<[^>]*>|[^STOPS]*): a bracketed value when
+ * a '>' closes it, else the run of characters up to the first of `stops`. */
+static Py_ssize_t value_end(Span text, Py_ssize_t at, const char *stops)
+{
+    if (at < text.length && text.start[at] == '<') {
+        const char *close = memchr(text.start + at + 1, '>', (size_t)(text.length - at - 1));
+        if (close != NULL)
+            return close - text.start + 1;
+    }
+    while (at < text.length && strchr(stops, text.start[at]) == NULL)
+        at++;
+    return at;
+}
+
 /* The key at `at` and its value, by _ATTRIBUTE's rule after the (?:^|, ) part:
  * ([a-z_]+)=(<[^>]*>|[^,]*). Returns the end of the match, or -1. */
 static Py_ssize_t match_attribute(Span text, Py_ssize_t at, Span *key, Span *value)
@@ -146,21 +160,10 @@ static Py_ssize_t match_attribute(Span text, Py_ssize_t at, Span *key, Span *val
         return -1;
     key->start = text.start + at;
     key->length = cursor - at;
-    cursor++;
-    Py_ssize_t value_start = cursor;
-    if (cursor < text.length && text.start[cursor] == '<') {
-        const char *close = memchr(text.start + cursor + 1, '>', (size_t)(text.length - cursor - 1));
-        if (close != NULL) {
-            value->start = text.start + value_start;
-            value->length = close - value->start + 1;
-            return value_start + value->length;
-        }
-    }
-    while (cursor < text.length && text.start[cursor] != ',')
-        cursor++;
-    value->start = text.start + value_start;
-    value->length = cursor - value_start;
-    return cursor;
+    Py_ssize_t end = value_end(text, cursor + 1, ",");
+    value->start = text.start + cursor + 1;
+    value->length = end - cursor - 1;
+    return end;
 }
 
 /* A key's value as dict(_ATTRIBUTE.findall(text)).get(key) gives it: NULL start when absent. */
@@ -471,21 +474,12 @@ static void find_tail_attributes(Span tail, const char *const *keys, Span *value
             continue;
         }
         Span key = {tail.start + at, cursor - at};
-        Py_ssize_t value_start = cursor + 1, value_end = value_start;
-        const char *close = NULL;
-        if (value_start < tail.length && tail.start[value_start] == '<')
-            close = memchr(tail.start + value_start + 1, '>', (size_t)(tail.length - value_start - 1));
-        if (close != NULL) {
-            value_end = close - tail.start + 1;
-        } else {
-            while (value_end < tail.length && tail.start[value_end] != ' ')
-                value_end++;
-        }
+        Py_ssize_t end = value_end(tail, cursor + 1, " ");
         for (int i = 0; i < count; i++) {
             if (equals(key, keys[i]))
-                values[i] = (Span){tail.start + value_start, value_end - value_start};
+                values[i] = (Span){tail.start + cursor + 1, end - cursor - 1};
         }
-        at = value_end;
+        at = end;
     }
 }
 
@@ -809,17 +803,9 @@ static void login_fields(Span text, Span *user, Span *rip, Span *session, int *h
             at++;
             continue;
         }
-        Py_ssize_t value_start = key_start + (Py_ssize_t)strlen(keys[key]) + 1, value_end = value_start;
-        const char *close = NULL;
-        if (value_start < text.length && text.start[value_start] == '<')
-            close = memchr(text.start + value_start + 1, '>', (size_t)(text.length - value_start - 1));
-        if (close != NULL) {
-            value_end = close - text.start + 1;
-        } else {
-            while (value_end < text.length && text.start[value_end] != ',' && text.start[value_end] != '<')
-                value_end++;
-        }
-        Span value = strip_angles((Span){text.start + value_start, value_end - value_start});
+        Py_ssize_t value_start = key_start + (Py_ssize_t)strlen(keys[key]) + 1;
+        Py_ssize_t end = value_end(text, value_start, ",<");
+        Span value = strip_angles((Span){text.start + value_start, end - value_start});
         if (key == 0)
             *user = value;
         else if (key == 2) {
@@ -827,7 +813,7 @@ static void login_fields(Span text, Span *user, Span *rip, Span *session, int *h
             *has_rip = 1;
         } else if (key == 4)
             *session = value;
-        at = value_end;
+        at = end;
     }
 }
 
