@@ -957,20 +957,8 @@ static PyObject *parse_line(Span line, PyObject *reference, int edges)
             return passed_over;
         }
     }
-    if (edges && login_class != NULL && equals(full_program, "dovecot")) {
-        Span message = {s + at, n - at};
-        PyObject *moment = moment_of(month, day, clock, reference);
-        if (moment == NULL)
-            return NULL;
-        if (moment == Py_None) {
-            Py_DECREF(moment);
-            return Py_None;
-        }
-        PyObject *login = parse_login(line, message, moment);
-        Py_DECREF(moment);
-        return login;
-    }
-    if (!starts_with(full_program, "postfix"))
+    int dovecot = edges && login_class != NULL && equals(full_program, "dovecot");
+    if (!dovecot && !starts_with(full_program, "postfix"))
         return Py_None;
     PyObject *moment = moment_of(month, day, clock, reference);
     if (moment == NULL)
@@ -978,6 +966,12 @@ static PyObject *parse_line(Span line, PyObject *reference, int edges)
     if (moment == Py_None) {
         Py_DECREF(moment);
         return Py_None;
+    }
+    if (dovecot) {
+        Span message = {s + at, n - at};
+        PyObject *login = parse_login(line, message, moment);
+        Py_DECREF(moment);
+        return login;
     }
     Span program = full_program;
     for (Py_ssize_t i = full_program.length; i > 0; i--) {
