@@ -33,12 +33,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if folder in FOLDER_MARKERS:
             item.add_marker(folder)
     if os.environ.get("LETTERHEAD_TEST_DATABASE") == "postgresql":
-        # A test that brings its own SQLite state directory (a release's, a small disk) runs the
-        # same in either pass: once, in the SQLite one, is enough.
-        pinned = [item for item in items if item.get_closest_marker("sqlite_state")]
-        if pinned:
-            config.hook.pytest_deselected(items=pinned)
-            items[:] = [item for item in items if not item.get_closest_marker("sqlite_state")]
+        # The second pass is for what the database changes. A test that brings its own SQLite
+        # state directory (a release's, a small disk) runs the same in either pass, and so does
+        # one that reaches no database (a parser, a renderer, a form's rules): once, in the
+        # SQLite pass, is enough (a minute of the PostgreSQL pass).
+        same_in_either = [item for item in items if _same_on_either_database(item)]
+        if same_in_either:
+            config.hook.pytest_deselected(items=same_in_either)
+            items[:] = [item for item in items if not _same_on_either_database(item)]
+
+
+def _same_on_either_database(item: pytest.Item) -> bool:
+    """Whether nothing of the test reaches the run's database: no fixture it uses takes the
+    run's PostgreSQL server (the migrated copies, empty databases, the cluster do) and it starts
+    no scratch stack (whose daemons' database is on that server)."""
+    if item.get_closest_marker("sqlite_state"):
+        return True
+    if item.path.parent.name in FOLDER_MARKERS:
+        return False  # the e2e tests make their stacks in the tests themselves
+    fixtures = getattr(item, "_fixtureinfo", None)
+    if fixtures is None:
+        return False
+    for name, definitions in fixtures.name2fixturedefs.items():
+        if name == "mail_stack" or any("postgres_server" in d.argnames for d in definitions):
+            return False
+    return True
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

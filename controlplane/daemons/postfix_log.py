@@ -186,6 +186,9 @@ def run_log_writer(settings: Settings, *, daemon: bool = False, config: Path | N
             start_new_session=True,
         )
         threading.Thread(target=_stop_postfix_when, args=(stop, config), daemon=True).start()
+        threading.Thread(
+            target=_stop_what_a_dead_master_left, args=(postfix_process, settings.postfix_queue), daemon=True
+        ).start()
         log_file = _LogFile(settings.log_dir / "postfix.log")
         redactor = MaillogRedactor()
         try:
@@ -347,6 +350,46 @@ def _redacted(redactor: MaillogRedactor, line: str) -> str:
 def _stop_postfix_when(stop: threading.Event, config: Path) -> None:
     stop.wait()
     subprocess.run([POSTFIX, "-c", str(config), "stop"], capture_output=True, check=False)
+
+
+# How long a dead master's leftover processes get to end on SIGTERM before SIGKILL.
+LEFTOVER_GRACE_SECONDS = 3.0
+
+
+def _stop_what_a_dead_master_left(postfix_process: subprocess.Popen, queue_directory: Path) -> None:
+    """Once Postfix's master is gone, stop the processes it leaves, as systemd stops the rest of
+    a unit's processes when its main one dies (KillMode=control-group).
+
+    A master killed under load left an smtpd in a client's session holding its listening
+    sockets: every new master failed to bind them until that smtpd gave up 100 s later
+    (reproduced). The master runs in a session of its own, so its children's process group is
+    its PID; that group can hold no other process while one of them lives, and none once the
+    master's PID is free, so the signal reaches only what this master left."""
+    postfix_process.wait()  # postfix-script ends with its master
+    try:
+        master = int((queue_directory / "pid" / "master.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    if postfix.master_pid(queue_directory) is not None:
+        return  # that PID lives: another master's now, nothing of this one's
+    for signal_number in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(master, signal_number)
+        except ProcessLookupError:
+            return  # nothing was left
+        except PermissionError:
+            log.warning("The processes Postfix's master %s left could not be stopped", master)
+            return
+        if wait_until(lambda: not _group_lives(master), timeout=LEFTOVER_GRACE_SECONDS):
+            return
+
+
+def _group_lives(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 # The ports master.cf has Postfix listen on.

@@ -101,11 +101,9 @@ def test_killing_each_part_under_smtp_load_loses_no_mail(loaded: ScratchStack) -
             old_pid = _pid_of(loaded, name)
             assert old_pid is not None, f"{name} is not running"
             os.kill(old_pid, signal.SIGKILL)
-            # Under load a killed Postfix master's children finish their sessions before the new
-            # master can bind the ports: give it the time a loaded machine needs.
-            assert _back(loaded, name, old_pid, timeout=120), (
-                f"{name} did not come back:\n{_log_tails(loaded)}"
-            )
+            # A killed Postfix master's children held its ports for 100 s in a client's session
+            # until its log writer stopped them as systemd would: 40 s fails that, not a busy machine.
+            assert _back(loaded, name, old_pid), f"{name} did not come back:\n{_log_tails(loaded)}"
             accepted_before = len(sender.accepted)
             deadline = time.monotonic() + 30
             while len(sender.accepted) < accepted_before + 5 and time.monotonic() < deadline:
