@@ -25,7 +25,9 @@ KB = 1024
 PASSWORD = "service started password"
 
 
-@pytest.fixture
+# One stack for the module (its start is half a minute of CLI runs): the test that kills a part
+# comes last.
+@pytest.fixture(scope="module")
 def under_services() -> Iterator[tuple[ScratchStack, dict[str, subprocess.Popen]]]:
     stack = ScratchStack()
     running: dict[str, subprocess.Popen] = {}
