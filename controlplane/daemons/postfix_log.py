@@ -177,6 +177,7 @@ def run_log_writer(settings: Settings, *, daemon: bool = False, config: Path | N
     config = config or config_dir(settings)
     with WRITER.running(settings, daemon=daemon) as stop:
         log_socket = bind_log_socket(settings.postfix_queue)
+        started = time.time()
         postfix_process = subprocess.Popen(
             [POSTFIX, "-c", str(config), "start-fg"],
             stdin=subprocess.DEVNULL,
@@ -186,9 +187,12 @@ def run_log_writer(settings: Settings, *, daemon: bool = False, config: Path | N
             start_new_session=True,
         )
         threading.Thread(target=_stop_postfix_when, args=(stop, config), daemon=True).start()
-        threading.Thread(
-            target=_stop_what_a_dead_master_left, args=(postfix_process, settings.postfix_queue), daemon=True
-        ).start()
+        leftovers = threading.Thread(
+            target=_stop_what_a_dead_master_left,
+            args=(postfix_process, settings.postfix_queue, started),
+            daemon=True,
+        )
+        leftovers.start()
         log_file = _LogFile(settings.log_dir / "postfix.log")
         redactor = MaillogRedactor()
         try:
@@ -199,6 +203,9 @@ def run_log_writer(settings: Settings, *, daemon: bool = False, config: Path | N
             log_socket_path(settings.postfix_queue).unlink(missing_ok=True)
             log_file.close()
             postfix_process.wait()
+            # Processes that do not hold Postfix's output (a pipe(8) command's) may still be
+            # between their SIGTERM and SIGKILL.
+            leftovers.join(timeout=2 * LEFTOVER_GRACE_SECONDS + 1)
 
 
 # A failure that comes back at once, batch after batch, is not one batch's: the writer waits
@@ -356,22 +363,32 @@ def _stop_postfix_when(stop: threading.Event, config: Path) -> None:
 LEFTOVER_GRACE_SECONDS = 3.0
 
 
-def _stop_what_a_dead_master_left(postfix_process: subprocess.Popen, queue_directory: Path) -> None:
-    """Once Postfix's master is gone, stop the processes it leaves, as systemd stops the rest of
+def _stop_what_a_dead_master_left(
+    postfix_process: subprocess.Popen, queue_directory: Path, started: float
+) -> None:
+    """Once Postfix's master is gone, stop the processes it left, as systemd stops the rest of
     a unit's processes when its main one dies (KillMode=control-group).
 
-    A master killed under load left an smtpd in a client's session holding its listening
-    sockets: every new master failed to bind them until that smtpd gave up 100 s later
-    (reproduced). The master runs in a session of its own, so its children's process group is
-    its PID; that group can hold no other process while one of them lives, and none once the
-    master's PID is free, so the signal reaches only what this master left."""
-    postfix_process.wait()  # postfix-script ends with its master
+    A master killed under load left an smtpd in a client's session. It held the listening
+    sockets and Postfix's output (this writer's pipe), so the writer waited on it and Postfix
+    was back only when that smtpd gave up 100 s later (reproduced); under systemd too, whose
+    unit's main process is this writer. The master runs in a session of its own, so its
+    children's process group is its PID: no other process can join that group while one of
+    them lives, and none can make a new one with that id while the PID is unused, so the
+    signal reaches only what this master left."""
+    postfix_process.wait()  # postfix-script ends after its master, which it reaps
+    pid_file = queue_directory / "pid" / "master.pid"
     try:
-        master = int((queue_directory / "pid" / "master.pid").read_text().split()[0])
+        if pid_file.stat().st_mtime < started - 1:
+            return  # an earlier master's file: this start failed before a master ran
+        master = int(pid_file.read_text().split()[0])
+        os.kill(master, 0)
+    except ProcessLookupError:
+        pass  # gone and reaped: what it left, if anything, is stopped below
     except (OSError, ValueError, IndexError):
         return
-    if postfix.master_pid(queue_directory) is not None:
-        return  # that PID lives: another master's now, nothing of this one's
+    else:
+        return  # that PID lives (or is an unreaped zombie): not a master this writer ran
     for signal_number in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(master, signal_number)
@@ -389,6 +406,8 @@ def _group_lives(group: int) -> bool:
         os.killpg(group, 0)
     except ProcessLookupError:
         return False
+    except PermissionError:
+        return True  # some of it is out of reach, so it is not gone
     return True
 
 
