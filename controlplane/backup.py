@@ -187,15 +187,35 @@ def _reachable_by(path: Path, uid: int) -> bool:
     return True
 
 
+# Dovecot's lock files come and go while mail is delivered (the LMTP duplicate check's, for one):
+# they are no state to restore, and one removed between the listing and its copy failed a backup
+# under load.
+_TRANSIENT = shutil.ignore_patterns("*.lock", "*.locks")
+
+
 def _copy_home_except_maildir(home: Path, destination: Path) -> None:
+    """A mailbox's home but its Maildir (doveadm copies that), as it stands while mail arrives:
+    lock files are left out, and a file removed since the listing is not an error."""
     for entry in home.iterdir():
-        if entry.name == "Maildir":
+        if entry.name == "Maildir" or _TRANSIENT(str(home), [entry.name]):
             continue
         target = destination / entry.name
-        if entry.is_symlink() or entry.is_file():
-            shutil.copy2(entry, target, follow_symlinks=False)
-        elif entry.is_dir():
-            shutil.copytree(entry, target, symlinks=True)
+        try:
+            if entry.is_symlink() or entry.is_file():
+                shutil.copy2(entry, target, follow_symlinks=False)
+            elif entry.is_dir():
+                shutil.copytree(
+                    entry, target, symlinks=True, ignore=_TRANSIENT, copy_function=_copy_unless_gone
+                )
+        except FileNotFoundError:
+            continue
+
+
+def _copy_unless_gone(source: str, target: str) -> str:
+    try:
+        return shutil.copy2(source, target)
+    except FileNotFoundError:
+        return target
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
