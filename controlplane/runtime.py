@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from controlplane.daemons import postfix_reloads, redis, spam_policy
 from controlplane.db import make_engine, make_session_factory
 
 # Imported with the sessions it serves, not only when it is called: importing it registers the
@@ -57,7 +56,7 @@ class Installation:
                 # Keys the fingerprints of failed login guesses (services/auth.py).
                 "auth_secret": instance_secret_key(settings),
                 # Each also tells the other mail nodes (services/nodes.py), then acts here.
-                "on_domains_changed": self._announced(lambda: postfix_reloads.request_reload(settings)),
+                "on_domains_changed": self._announced(self.reload_postfix),
                 "on_brands_changed": self._announced(self.apply_configuration),
                 "dkim_dir": str(settings.dkim_dir),
                 "on_dkim_changed": self._announced(self.publish_dkim_selectors),
@@ -81,9 +80,18 @@ class Installation:
 
         return announce_then_act
 
+    # The daemons' modules are imported when a change needs them: they bring the renderers and
+    # the Redis client, a quarter of a second of every command's start (`letterhead logs
+    # ingest` runs each minute on busy nodes, and an import's time is measured against pflogsumm).
+    def reload_postfix(self) -> None:
+        from controlplane.daemons import postfix_reloads
+
+        postfix_reloads.request_reload(self.settings)
+
     def publish_spam_policy(self) -> None:
         """Hand rspamd the domains' own reject scores, as committed, if Redis runs (else the
         next `letterhead up` does)."""
+        from controlplane.daemons import redis, spam_policy
         from controlplane.services import spam
 
         if redis.pid(self.settings) is None:
@@ -98,6 +106,8 @@ class Installation:
     def publish_allowed_senders(self) -> None:
         """Hand rspamd every address's allowed senders as committed, replacing whatever Redis
         held, if Redis runs (else `letterhead up` does)."""
+        from controlplane.daemons import redis, spam_policy
+
         if redis.pid(self.settings) is None:
             return
         with self.sessions() as session:

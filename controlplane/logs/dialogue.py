@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
@@ -103,12 +103,19 @@ class _Position:
     last_text: str
 
 
+class DialogueWriter(Protocol):
+    def write_dialogue(self, claims: list[tuple[str, int | None]], rows: list[dict[str, Any]]) -> None: ...
+
+
 class DialogueRecorder:
     """Stores dialogue lines and attaches them to transactions; write with `flush()` after
-    the transaction rows have their ids (MailLogStore.flush)."""
+    the transaction rows have their ids (MailLogStore.flush). The lines are written by
+    `writer` (the store's: this session, or the log writer process), read through `session`:
+    only lines of sessions this recorder has not seen, which earlier runs committed."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, writer: DialogueWriter | None = None) -> None:
         self.session = session
+        self.writer = writer
         self._positions: dict[str, _Position | None] = {}
         self._new: list[dict[str, Any]] = []
         self._claims: list[tuple[str, Any]] = []
@@ -198,33 +205,44 @@ class DialogueRecorder:
         return self._positions[process]
 
     def flush(self) -> None:
-        for process, transaction in self._claims:
-            session_start = (
-                select(func.coalesce(func.max(SmtpDialogueLine.id), 0))
-                .where(SmtpDialogueLine.process == process, SmtpDialogueLine.session_start.is_(True))
-                .scalar_subquery()
-            )
-            self.session.execute(
-                update(_TABLE)
-                .where(
-                    _TABLE.c.process == process,
-                    _TABLE.c.transaction_id.is_(None),
-                    _TABLE.c.id >= session_start,
-                )
-                .values(transaction_id=_id_of(transaction))
-            )
-        if self._new:
-            self.session.execute(
-                insert(_TABLE),
-                [
-                    {**{k: v for k, v in row.items() if k != "owner"}, "transaction_id": _id_of(row["owner"])}
-                    for row in self._new
-                ],
-            )
+        claims = [(process, _id_of(transaction)) for process, transaction in self._claims]
+        rows = [
+            {**{k: v for k, v in row.items() if k != "owner"}, "transaction_id": _id_of(row["owner"])}
+            for row in self._new
+        ]
+        if claims or rows:
+            if self.writer is None:
+                store_dialogue(self.session, claims, rows)
+            else:
+                self.writer.write_dialogue(claims, rows)
         for position in self._positions.values():
             if position is not None and position.owner is not None:
                 position.owner = _id_of(position.owner)
         self._new, self._claims = [], []
+
+
+def store_dialogue(
+    session: Session, claims: list[tuple[str, int | None]], rows: list[dict[str, Any]]
+) -> None:
+    """Attach each claiming process's unattached lines since its session began to the
+    transaction id it names, then insert `rows` (SmtpDialogueLine's columns)."""
+    for process, transaction_id in claims:
+        session_start = (
+            select(func.coalesce(func.max(SmtpDialogueLine.id), 0))
+            .where(SmtpDialogueLine.process == process, SmtpDialogueLine.session_start.is_(True))
+            .scalar_subquery()
+        )
+        session.execute(
+            update(_TABLE)
+            .where(
+                _TABLE.c.process == process,
+                _TABLE.c.transaction_id.is_(None),
+                _TABLE.c.id >= session_start,
+            )
+            .values(transaction_id=transaction_id)
+        )
+    if rows:
+        session.execute(insert(_TABLE), rows)
 
 
 def _id_of(owner: Any) -> int | None:

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from controlplane.errors import LetterheadError
-from controlplane.logs import search_indexes
+from controlplane.logs import search_indexes, writer_process
 from controlplane.logs.dialogue import DialogueRecorder, parse_dialogue_line, process_of_line
 from controlplane.logs.dovecot import (
     GENERIC_LOGIN_FAILURE,
@@ -49,7 +49,8 @@ from controlplane.logs.postfix import (
 from controlplane.logs.rspamd import RSPAMD_LINE, VERDICT_MARK, parse_verdict_line
 from controlplane.logs.store import MailLogStore, tune_for_ingest
 from controlplane.logs.transactions import TransactionAssembler
-from controlplane.models import LogCheckpoint, UnparsedLogLine
+from controlplane.logs.writer_process import CheckpointProgress, WriterProcess
+from controlplane.models import LogCheckpoint
 from controlplane.networks import client_network
 
 HEAD_BYTES = 256
@@ -166,15 +167,40 @@ class LogFile:
 
 
 def ingest_files(
-    session: Session, paths: list[Path], *, verdicts: AuthVerdicts | None = None
+    session: Session,
+    paths: list[Path],
+    *,
+    verdicts: AuthVerdicts | None = None,
+    batch_lines: int = BATCH_LINES,
 ) -> list[IngestResult]:
     """An operator's import of `paths`, in order (`letterhead logs ingest`): when they hold much
     unread log, the search indexes of the tables it fills are built once after all of them
-    instead of kept up row by row (search_indexes.py). The follower reads with ingest_log."""
+    instead of kept up row by row (search_indexes.py), and the rows are written by a second
+    process while this one reads (writer_process.py). The follower reads with ingest_log."""
     verdicts = verdicts if verdicts is not None else AuthVerdicts()
     unread = sum(unread_bytes(session, path) for path in paths)
-    with search_indexes.deferred(session, unread), _collector_paused():
-        return [ingest_file(session, path, verdicts=verdicts) for path in paths]
+    with search_indexes.deferred(session, unread), _collector_paused(), _rows_written_aside(session, unread):
+        return [ingest_file(session, path, verdicts=verdicts, batch_lines=batch_lines) for path in paths]
+
+
+# The process writing an import's rows, while one runs (_rows_written_aside).
+_WRITER_PROCESS: contextvars.ContextVar[WriterProcess | None] = contextvars.ContextVar(
+    "writer_process", default=None
+)
+
+
+@contextlib.contextmanager
+def _rows_written_aside(session: Session, unread: int) -> Iterator[None]:
+    """A writer process for the streams read in the block, when there is much to read."""
+    if not writer_process.suits(session, unread):
+        yield
+        return
+    with writer_process.started(session) as writer:
+        token = _WRITER_PROCESS.set(writer)
+        try:
+            yield
+        finally:
+            _WRITER_PROCESS.reset(token)
 
 
 # Set while an import has the garbage collector paused (_collector_paused): each stream then
@@ -456,13 +482,19 @@ def _ingest_stream(
     if reference is None:
         reference = log.modified
     tune_for_ingest(session)
-    store = MailLogStore(session)
+    writer = _WRITER_PROCESS.get()
+    saved: LogCheckpoint | CheckpointProgress = checkpoint
+    if writer is not None:
+        # The checkpoint as it stands is committed here; from now on the writer commits it.
+        session.commit()
+        saved = writer.track(checkpoint)
+    store = MailLogStore(session, writer)
     assembler = TransactionAssembler(store, junk_filings=verdicts)
     logins = _LoginRecorder(store, verdicts)
-    dialogue = DialogueRecorder(session)
+    dialogue = DialogueRecorder(session, store.writer)
     offset = checkpoint.offset
     pending = 0
-    reader = _LineReader(session, str(log.path), reference, assembler, logins, result, dialogue)
+    reader = _LineReader(store, str(log.path), reference, assembler, logins, result, dialogue)
     read = reader.read
     with log.reading(offset) as stream:
         # The loop reads the stream itself: a generator between them cost a resume per line.
@@ -481,22 +513,37 @@ def _ingest_stream(
             if pending >= batch_lines:
                 store.flush()
                 dialogue.flush()
-                _save_checkpoint(log, checkpoint, offset)
-                session.commit()
+                _save_checkpoint(log, saved, offset)
+                _commit(session, writer, saved)
                 pending = 0
                 if _COLLECT_AFTER_COMMITS.get():
                     gc.collect()  # what this batch left behind
     store.flush()
     dialogue.flush()
-    if offset != checkpoint.offset or checkpoint.id is None:
+    moved = offset != saved.offset or saved.id is None
+    if moved:
         # A follower polls unchanged files twice a second: no write when nothing was read.
-        _save_checkpoint(log, checkpoint, offset)
-    session.commit()
+        _save_checkpoint(log, saved, offset)
+    _commit(session, writer, saved if moved else None)
+    if writer is not None:
+        writer.sync()
+        session.expire(checkpoint)  # the writer moved it on
     if _COLLECT_AFTER_COMMITS.get():
         gc.collect()
 
 
-def _save_checkpoint(log: LogFile, checkpoint: LogCheckpoint, offset: int) -> None:
+def _commit(
+    session: Session, writer: WriterProcess | None, saved: LogCheckpoint | CheckpointProgress | None
+) -> None:
+    """Commit the rows read so far with the checkpoint saved (or without, if None)."""
+    if writer is not None:
+        writer.commit(saved if isinstance(saved, CheckpointProgress) else None)
+    # With a writer process: nothing is written through this session; this ends its reads'
+    # transaction, so that SQLite can checkpoint its WAL past them.
+    session.commit()
+
+
+def _save_checkpoint(log: LogFile, checkpoint: LogCheckpoint | CheckpointProgress, offset: int) -> None:
     if checkpoint.offset < HEAD_BYTES or not checkpoint.head:
         # The head hash covers the first HEAD_BYTES bytes once the file is that long: it
         # changes only while the file is shorter.
@@ -515,7 +562,7 @@ class _LineReader:
 
     def __init__(
         self,
-        session: Session,
+        store: MailLogStore,
         source: str,
         reference: dt.datetime,
         assembler: TransactionAssembler,
@@ -523,7 +570,7 @@ class _LineReader:
         result: IngestResult,
         dialogue: DialogueRecorder,
     ) -> None:
-        self.session = session
+        self.store = store
         self.source = source[:1000]
         self.reference = reference
         self.assembler = assembler
@@ -550,9 +597,7 @@ class _LineReader:
 
     def keep_unparsed(self, line: str) -> None:
         self.result.unparsed += 1
-        self.session.add(
-            UnparsedLogLine(time=self.reference, source=self.source, line=line[:MAX_STORED_LINE])
-        )
+        self.store.add_unparsed(self.reference, self.source, line[:MAX_STORED_LINE])
 
     def _read_whole(self, raw: bytes) -> None:
         if _SESSION_EDGE.match(raw):

@@ -21,12 +21,13 @@ import sqlite3
 from collections.abc import Sequence
 from itertools import chain
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Table, bindparam, false, insert, select, update
 from sqlalchemy.orm import Session
 
 from controlplane.logs.compiled import load as load_compiled
+from controlplane.logs.dialogue import store_dialogue
 from controlplane.models import (
     AuthEvent,
     Domain,
@@ -167,10 +168,31 @@ def _table(model: type) -> Table:
     return model.__table__  # type: ignore[attr-defined,no-any-return]
 
 
-class MailLogStore:
-    """Rows the log ingestion makes, written to `session` at each `flush()` (before a commit)."""
+class RowWriter(Protocol):
+    """Where a store's rows go: _BulkWriter (this session) or writer_process.WriterProcess."""
 
-    def __init__(self, session: Session) -> None:
+    def reserve(self, counts: dict[type, int]) -> None: ...
+    def insert(
+        self, model: type, names: tuple[str, ...], rows: list[tuple[Any, ...]], *, ids: bool = True
+    ) -> Sequence[int]: ...
+    def update(self, model: type, names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None: ...
+    def stored_entry(self, queue_id: str, time: dt.datetime, open_only: bool) -> tuple[int, int] | None: ...
+    def stored_open_ids(self, limit: int) -> list[str]: ...
+    def transaction_rows(
+        self, transaction_id: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[tuple[int, str, dt.datetime, bool]]]: ...
+    def set_login_reason(
+        self, service: str, login: str, client_ip: str, time: dt.datetime, was: str, reason: str
+    ) -> None: ...
+    def write_dialogue(self, claims: list[tuple[str, int | None]], rows: list[dict[str, Any]]) -> None: ...
+
+
+class MailLogStore:
+    """Rows the log ingestion makes, written to `session` at each `flush()` (before a commit),
+    or handed at each `flush()` to `writer`, a process that writes and commits them
+    (writer_process.py); every read of rows this store wrote goes through the writer too."""
+
+    def __init__(self, session: Session, writer: RowWriter | None = None) -> None:
         self.session = session
         # Rows are tagged with the mail node whose logs these are (the installation's sessions say).
         self.node: str = session.info.get("node_name", "")
@@ -181,7 +203,7 @@ class MailLogStore:
         self._logins: list[tuple[Any, ...]] = []
         self._unparsed: list[tuple[Any, ...]] = []
         self._finished: list[TransactionRow] = []
-        self._writer = _BulkWriter(session)
+        self.writer: RowWriter = writer if writer is not None else _BulkWriter(session)
         self._open: dict[str, QueueEntryRow] = {}
         self._stored_open_ids: set[str] | None = None
         self._ask_each_time = False
@@ -243,34 +265,19 @@ class MailLogStore:
         found = self._stored_entry(queue_id, time, open_only=False)
         return None if found is None else self._read_back(found)
 
-    def _stored_entry(self, queue_id: str, time: dt.datetime, *, open_only: bool) -> Any:
-        """(id, transaction_id) of the latest entry the database holds for `queue_id` at `time`
-        (`open_only`: not removed), or None."""
-        # Short queue IDs are reused; an entry whose "removed" line was never seen (lost in a
-        # rotation) must not capture a new message weeks later.
-        query = select(MailQueueEntry.id, MailQueueEntry.transaction_id).where(
-            MailQueueEntry.queue_id == queue_id, MailQueueEntry.time > time - QUEUE_LIFETIME
-        )
-        if open_only:
-            query = query.where(MailQueueEntry.removed.is_(False))
-        return self.session.execute(query.order_by(MailQueueEntry.id.desc()).limit(1)).first()
+    def _stored_entry(self, queue_id: str, time: dt.datetime, *, open_only: bool) -> tuple[int, int] | None:
+        return self.writer.stored_entry(queue_id, time, open_only)
 
     def _read_back(self, found: Any) -> QueueEntryRow:
         """The stored entry `found` names, with its whole transaction."""
-        transaction = self._load_transaction(found.transaction_id)
-        return next(entry for entry in transaction.entries if entry.id == found.id)
+        entry_id, transaction_id = found
+        transaction = self._load_transaction(transaction_id)
+        return next(entry for entry in transaction.entries if entry.id == entry_id)
 
     def _stored_open(self) -> set[str]:
         """Queue IDs open in the database and not in memory, read on first need."""
         if self._stored_open_ids is None:
-            queue_ids = set(
-                self.session.scalars(
-                    select(MailQueueEntry.queue_id)
-                    # "= 0" as the partial index ix_mail_queue_entry_open says it, so SQLite uses it.
-                    .where(MailQueueEntry.removed == false())
-                    .limit(MAX_KNOWN_OPEN + 1)
-                )
-            )
+            queue_ids = set(self.writer.stored_open_ids(MAX_KNOWN_OPEN + 1))
             # Too many "removed" lines lost to remember them all: look each queue ID up.
             self._ask_each_time = len(queue_ids) > MAX_KNOWN_OPEN
             self._stored_open_ids = set() if self._ask_each_time else queue_ids
@@ -281,25 +288,13 @@ class MailLogStore:
         for entry in self._open.values():
             if entry.transaction.id == transaction_id:
                 return entry.transaction
-        row = self.session.execute(
-            select(*(_table(MailTransaction).c[name] for name in ("id", *_TRANSACTION_FIELDS))).where(
-                MailTransaction.id == transaction_id
-            )
-        ).one()
-        transaction = TransactionRow(**row._asdict())
-        for stored in self.session.execute(
-            select(*(_table(MailRecipientResult).c[name] for name in ("id", *_RECIPIENT_FIELDS)))
-            .where(MailRecipientResult.transaction_id == transaction_id)
-            .order_by(MailRecipientResult.id)
-        ):
-            transaction.recipients.append(RecipientRow(transaction, **stored._asdict()))
-        for stored in self.session.execute(
-            select(MailQueueEntry.id, MailQueueEntry.queue_id, MailQueueEntry.time, MailQueueEntry.removed)
-            .where(MailQueueEntry.transaction_id == transaction_id)
-            .order_by(MailQueueEntry.id)
-        ):
-            entry = QueueEntryRow(transaction, stored.queue_id, stored.time, stored.removed)
-            entry.id = stored.id
+        values, recipients, entries = self.writer.transaction_rows(transaction_id)
+        transaction = TransactionRow(**values)
+        for stored in recipients:
+            transaction.recipients.append(RecipientRow(transaction, **stored))
+        for entry_id, queue_id, time, removed in entries:
+            entry = QueueEntryRow(transaction, queue_id, time, removed)
+            entry.id = entry_id
             transaction.entries.append(entry)
         return transaction
 
@@ -358,29 +353,23 @@ class MailLogStore:
         self, *, service: str, login: str, client_ip: str, time: dt.datetime, was: str, reason: str
     ) -> None:
         """Give one failed login row (the first with these values and reason `was`) `reason`."""
-        self.flush()
-        row = self.session.scalars(
-            select(AuthEvent.id)
-            .where(
-                AuthEvent.login == login,
-                AuthEvent.client_ip == client_ip,
-                AuthEvent.service == service,
-                AuthEvent.time == time,
-                AuthEvent.success == false(),
-                AuthEvent.reason == was,
-            )
-            .order_by(AuthEvent.id)
-            .limit(1)
-        ).first()
-        if row is not None:
-            self.session.execute(update(AuthEvent).where(AuthEvent.id == row).values(reason=reason))
+        self.flush()  # the row may be among this batch's
+        self.writer.set_login_reason(service, login, client_ip, time, was, reason)
 
     def add_unparsed(self, time: dt.datetime, source: str, line: str) -> None:
         self._unparsed.append((time, source, line))
 
     def flush(self) -> None:
-        """Write everything made or changed since the last flush, in the session's transaction."""
-        writer = self._writer
+        """Write everything made or changed since the last flush, in the session's transaction
+        (or hand it to the writer process, to commit with the next checkpoint)."""
+        writer = self.writer
+        writer.reserve(
+            {
+                MailTransaction: len(self._new_transactions),
+                MailQueueEntry: len(self._new_entries),
+                MailRecipientResult: len(self._new_recipients),
+            }
+        )
         if self._new_transactions:
             rows = list(map(_transaction_values, self._new_transactions))
             _assign(self._new_transactions, writer.insert(MailTransaction, _TRANSACTION_FIELDS, rows))
@@ -429,7 +418,7 @@ class MailLogStore:
             (MailQueueEntry, ("removed",), entries),
         ):
             if rows:
-                self._writer.update(model, names, rows)
+                self.writer.update(model, names, rows)
 
     def _evict(self) -> None:
         excess = len(self._open) - MAX_OPEN_ENTRIES
@@ -488,19 +477,8 @@ class _BulkWriter:
                 return []
             returning = statement.returning(table.c.id, sort_by_parameter_order=True)
             return list(connection.execute(returning, values).scalars())
-        sql, conversions = self._statement("insert", table, names)
-        values = self._processed(conversions, rows)
-        # Many rows to a statement: the driver's work for each statement run cost more than
-        # SQLite's for the row (recipients: 5.7 µs a row one by one, 3.3 µs a hundred at a time).
-        per = self._rows_per_statement(len(names))
-        whole = len(values) - len(values) % per
-        if whole:
-            connection.exec_driver_sql(
-                _many_rows(sql, len(names), per),
-                [tuple(chain.from_iterable(values[start : start + per])) for start in range(0, whole, per)],
-            )
-        if whole < len(values):
-            connection.exec_driver_sql(sql, values[whole:])
+        sql, values = self.converted("insert", table, names, rows)
+        self.insert_values(sql, len(names), values)
         if not ids:
             return []
         # The new rows' ids follow from the table's AUTOINCREMENT counter: this transaction
@@ -510,6 +488,134 @@ class _BulkWriter:
             "SELECT seq FROM sqlite_sequence WHERE name = ?", (table.name,)
         ).scalar_one()
         return range(last - len(rows) + 1, last + 1)
+
+    def converted(
+        self, kind: str, table: Table, names: tuple[str, ...], rows: list[tuple[Any, ...]]
+    ) -> tuple[str, list[Any]]:
+        """SQLite's statement for one row (`kind` "insert" or "update") and `rows` converted for it."""
+        sql, conversions = self._statement(kind, table, names)
+        return sql, self._processed(conversions, rows)
+
+    def insert_values(self, sql: str, width: int, values: list[Any]) -> None:
+        """Run `sql`, one row's INSERT of `width` values, for every row of converted `values`."""
+        connection = self.session.connection()
+        # Many rows to a statement: the driver's work for each statement run cost more than
+        # SQLite's for the row (recipients: 5.7 µs a row one by one, 3.3 µs a hundred at a time).
+        per = self._rows_per_statement(width)
+        whole = len(values) - len(values) % per
+        if whole:
+            connection.exec_driver_sql(
+                _many_rows(sql, width, per),
+                [tuple(chain.from_iterable(values[start : start + per])) for start in range(0, whole, per)],
+            )
+        if whole < len(values):
+            connection.exec_driver_sql(sql, values[whole:])
+
+    def insert_numbered(self, sql: str, width: int, values: list[Any], first_id: int) -> None:
+        """insert_values with ids from `first_id` on, one after another: `sql` names the id last."""
+        numbered = [(*row, row_id) for row_id, row in enumerate(values, first_id)]
+        self.insert_values(sql, width + 1, numbered)
+
+    def execute_many(self, sql: str, values: list[Any]) -> None:
+        self.session.connection().exec_driver_sql(sql, values)
+
+    def reserve(self, counts: dict[type, int]) -> None:
+        """Nothing: in this process each INSERT's ids are read back after it (insert)."""
+
+    def reserve_ids(self, counts: dict[str, int]) -> dict[str, int]:
+        """The first of `count` ids set aside for each table named, in this transaction: rows
+        inserted with them later (insert_numbered) take no id any other writer can take."""
+        connection = self.session.connection()
+        firsts = {}
+        for name, count in counts.items():
+            if not count:
+                continue
+            # An AUTOINCREMENT table's counter row exists once the table had a row.
+            connection.exec_driver_sql(
+                "INSERT INTO sqlite_sequence (name, seq) SELECT ?, 0"
+                " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?)",
+                (name, name),
+            )
+            last = connection.exec_driver_sql(
+                "UPDATE sqlite_sequence SET seq = seq + ? WHERE name = ? RETURNING seq", (count, name)
+            ).scalar_one()
+            firsts[name] = last - count + 1
+        return firsts
+
+    # --- reads of the rows written (run where they are written) -----------------------------
+
+    def stored_entry(self, queue_id: str, time: dt.datetime, open_only: bool) -> tuple[int, int] | None:
+        """(id, transaction_id) of the latest entry the database holds for `queue_id` at `time`
+        (`open_only`: not removed), or None."""
+        # Short queue IDs are reused; an entry whose "removed" line was never seen (lost in a
+        # rotation) must not capture a new message weeks later.
+        query = select(MailQueueEntry.id, MailQueueEntry.transaction_id).where(
+            MailQueueEntry.queue_id == queue_id, MailQueueEntry.time > time - QUEUE_LIFETIME
+        )
+        if open_only:
+            query = query.where(MailQueueEntry.removed.is_(False))
+        found = self.session.execute(query.order_by(MailQueueEntry.id.desc()).limit(1)).first()
+        return None if found is None else (found[0], found[1])
+
+    def stored_open_ids(self, limit: int) -> list[str]:
+        """Queue IDs of entries not removed, `limit` at most."""
+        return list(
+            self.session.scalars(
+                select(MailQueueEntry.queue_id)
+                # "= 0" as the partial index ix_mail_queue_entry_open says it, so SQLite uses it.
+                .where(MailQueueEntry.removed == false())
+                .limit(limit)
+            )
+        )
+
+    def transaction_rows(
+        self, transaction_id: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[tuple[int, str, dt.datetime, bool]]]:
+        """A stored transaction's values, its recipients' and (id, queue_id, time, removed) of
+        its queue entries."""
+        row = self.session.execute(
+            select(*(_table(MailTransaction).c[name] for name in ("id", *_TRANSACTION_FIELDS))).where(
+                MailTransaction.id == transaction_id
+            )
+        ).one()
+        recipients = self.session.execute(
+            select(*(_table(MailRecipientResult).c[name] for name in ("id", *_RECIPIENT_FIELDS)))
+            .where(MailRecipientResult.transaction_id == transaction_id)
+            .order_by(MailRecipientResult.id)
+        )
+        entries = self.session.execute(
+            select(MailQueueEntry.id, MailQueueEntry.queue_id, MailQueueEntry.time, MailQueueEntry.removed)
+            .where(MailQueueEntry.transaction_id == transaction_id)
+            .order_by(MailQueueEntry.id)
+        )
+        return (
+            row._asdict(),
+            [stored._asdict() for stored in recipients],
+            [(entry.id, entry.queue_id, entry.time, entry.removed) for entry in entries],
+        )
+
+    def set_login_reason(
+        self, service: str, login: str, client_ip: str, time: dt.datetime, was: str, reason: str
+    ) -> None:
+        """Give one failed login row (the first with these values and reason `was`) `reason`."""
+        row = self.session.scalars(
+            select(AuthEvent.id)
+            .where(
+                AuthEvent.login == login,
+                AuthEvent.client_ip == client_ip,
+                AuthEvent.service == service,
+                AuthEvent.time == time,
+                AuthEvent.success == false(),
+                AuthEvent.reason == was,
+            )
+            .order_by(AuthEvent.id)
+            .limit(1)
+        ).first()
+        if row is not None:
+            self.session.execute(update(AuthEvent).where(AuthEvent.id == row).values(reason=reason))
+
+    def write_dialogue(self, claims: list[tuple[str, int | None]], rows: list[dict[str, Any]]) -> None:
+        store_dialogue(self.session, claims, rows)
 
     def _rows_per_statement(self, width: int) -> int:
         if self._variables is None:
@@ -529,8 +635,8 @@ class _BulkWriter:
             )
             connection.execute(statement, [dict(zip((*names, "row_id"), row, strict=True)) for row in rows])
             return
-        sql = self._statement("update", table, names)
-        connection.exec_driver_sql(sql[0], self._processed(sql[1], rows))
+        sql, values = self.converted("update", table, names, rows)
+        connection.exec_driver_sql(sql, values)
 
     def _statement(
         self, kind: str, table: Table, names: tuple[str, ...]

@@ -30,7 +30,7 @@ from controlplane.settings import Settings
 from tests.unit.test_log_ingest import FIXTURES, REFERENCE
 
 ROOT = Path(__file__).resolve().parents[2]
-ALL = 11  # the indexes set aside when every log table grows
+ALL = 5  # the indexes set aside when every log table grows
 
 
 @pytest.fixture
@@ -91,6 +91,8 @@ def test_the_set_aside_indexes_are_none_that_logins_or_the_ingestion_read() -> N
         "ix_auth_event_network",
         "ix_auth_event_time",
     }
+    # Cheap to keep up in the writer process: new keys land at the end of a few runs.
+    assert not names & {"ix_auth_event_domain_id_time", "ix_mail_recipient_result_orig_to"}
 
 
 @pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")

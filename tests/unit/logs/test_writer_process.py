@@ -1,0 +1,348 @@
+"""A bulk import's rows written by a second process (controlplane/logs/writer_process.py).
+
+Each test reads the same log both ways, through the writer process and in one process, and
+compares what the database holds; the failures are made real: processes killed with SIGKILL,
+a statement failing inside the writer, another reader committing the same file first.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from controlplane.daemons.process import wait_until
+from controlplane.db import make_engine
+from controlplane.logs import ingest as ingest_module
+from controlplane.logs import search_indexes, store, writer_process
+from controlplane.logs.ingest import ConcurrentRead, ingest_file, ingest_files
+from controlplane.logs.writer_process import WriterFailed, WriterProcess
+from controlplane.models import LogCheckpoint
+
+ROOT = Path(__file__).resolve().parents[3]
+REFERENCE = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+FIXTURES = ROOT / "tests" / "fixtures" / "logs"
+BATCH = 500
+# Every table the ingestion writes, in a stable order.
+TABLES = (
+    "mail_transaction",
+    "mail_queue_entry",
+    "mail_recipient_result",
+    "auth_event",
+    "smtp_dialogue_line",
+    "unparsed_log_line",
+)
+
+
+@pytest.fixture
+def sqlite_only(db: Session) -> None:
+    if db.get_bind().dialect.name != "sqlite":
+        pytest.skip("only an import into an SQLite file has a writer process (writer_process.py)")
+
+
+@pytest.fixture
+def small_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Few messages kept in memory: evicted ones are read back from the database, through the
+    # writer when it runs. Every read counts as a bulk import.
+    monkeypatch.setattr(store, "MAX_OPEN_ENTRIES", 2)
+    monkeypatch.setattr(search_indexes, "BULK_IMPORT_BYTES", 0)
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    """A generated log of every kind of line, the SMTP dialogue, Dovecot's logins, and lines
+    no parser understands, dated from REFERENCE."""
+    from bench.loggen import generate_log
+
+    path = tmp_path / "mail.log"
+    generate_log(path, 20_000)
+    with path.open("a") as file:
+        file.write((FIXTURES / "dialogue.log").read_text())
+        file.write((FIXTURES / "dovecot.log").read_text())
+        file.write("Nov 29 10:00:00 mail postfix/smtpd[77]: NOQUEUE: a format nobody knows\n")
+        file.write("no time stamp: status=sent\n")
+    os.utime(path, (REFERENCE.timestamp(), REFERENCE.timestamp()))
+    return path
+
+
+def _rows(session: Session) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        table: [tuple(row) for row in session.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
+        for table in TABLES
+    }
+
+
+def _plain(database: str, *paths: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """What a read in one process stores (no bulk import: no writer process)."""
+    with Session(make_engine(database)) as session:
+        for path in paths:
+            ingest_file(session, path, reference=REFERENCE, batch_lines=BATCH)
+        return _rows(session)
+
+
+def _calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the messages the reading side sends the writer."""
+    sent: list[str] = []
+    send = WriterProcess._send
+
+    def counting(self: WriterProcess, *message: Any) -> None:
+        sent.append(message[0])
+        send(self, *message)
+
+    monkeypatch.setattr(WriterProcess, "_send", counting)
+    return sent
+
+
+@pytest.mark.usefixtures("sqlite_only", "small_memory")
+def test_the_writer_process_stores_row_for_row_what_one_process_stores(
+    db: Session, second_database: str, log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = _calls(monkeypatch)
+    [result] = ingest_files(db, [log], batch_lines=BATCH)
+    assert result.unparsed == 2 and result.logins > 0
+
+    expected = _plain(second_database, log)
+    assert all(expected[table] for table in TABLES)
+    assert _rows(db) == expected
+    # It went through the writer, reads of evicted messages and dialogue included.
+    assert {"insert_numbered", "commit_checkpoint", "write_dialogue", "stored_entry"} <= set(sent)
+    assert sent.count("commit_checkpoint") == -(-result.lines // BATCH)
+    checkpoint = db.scalars(select(LogCheckpoint)).one()
+    assert checkpoint.offset == log.stat().st_size
+    assert checkpoint.version == sent.count("commit_checkpoint") + 1
+
+
+@pytest.mark.usefixtures("sqlite_only", "small_memory")
+def test_a_second_read_through_the_writer_stores_nothing_twice(
+    db: Session, second_database: str, log: Path
+) -> None:
+    lines = log.read_bytes().splitlines(keepends=True)
+    whole = log.read_bytes()
+    log.write_bytes(b"".join(lines[: len(lines) // 2]))
+    os.utime(log, (REFERENCE.timestamp(), REFERENCE.timestamp()))
+    ingest_files(db, [log], batch_lines=BATCH)
+    log.write_bytes(whole)  # the file grew: the rest is read from the checkpoint
+    os.utime(log, (REFERENCE.timestamp(), REFERENCE.timestamp()))
+    ingest_files(db, [log], batch_lines=BATCH)
+    assert _rows(db) == _plain(second_database, log)
+
+
+@pytest.mark.usefixtures("sqlite_only", "small_memory")
+def test_ids_are_set_aside_so_a_follower_writing_between_batches_takes_others(
+    db: Session,
+    second_database: str,
+    migrated_template: str,
+    log: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    other = tmp_path / "other.log"
+    other.write_bytes((FIXTURES / "postfix.log").read_bytes())
+    os.utime(other, (REFERENCE.timestamp(), REFERENCE.timestamp()))
+    database = str(db.get_bind().url)
+    commit = WriterProcess.commit
+    followed: list[int] = []
+
+    def follower_between_batches(self: WriterProcess, progress: Any) -> None:
+        commit(self, progress)
+        if not followed:
+            self.sync()  # the first batch is committed: the follower writes before the next one
+            with Session(make_engine(database)) as follower:
+                # Another process's read: outside this import's context (its writer process).
+                read = contextvars.Context().run(ingest_file, follower, other, reference=REFERENCE)
+                followed.append(read.postfix_events)
+
+    monkeypatch.setattr(WriterProcess, "commit", follower_between_batches)
+    ingest_files(db, [log], batch_lines=BATCH)
+    assert followed[0] > 0
+
+    # Each read's rows, whole, as each read stores them alone (ids aside).
+    def content(rows: dict[str, list[tuple[Any, ...]]]) -> list[str]:
+        recipients: dict[int, list[tuple[Any, ...]]] = {}
+        for row in rows["mail_recipient_result"]:
+            recipients.setdefault(row[1], []).append(row[2:])  # (id, transaction_id, ...)
+        return [repr((row[1:], recipients.get(row[0], []))) for row in rows["mail_transaction"]]
+
+    third = tmp_path / "third.db"
+    shutil.copy(migrated_template, third)
+    alone, follower_alone = _plain(second_database, log), _plain(f"sqlite:///{third}", other)
+    stored = _rows(db)
+    assert sorted(content(stored)) == sorted(content(alone) + content(follower_alone))
+    ids = [row[0] for row in stored["mail_transaction"]]
+    assert len(set(ids)) == len(alone["mail_transaction"]) + len(follower_alone["mail_transaction"])
+    # The follower's took the ids right after the import's first batch; the import's went on after.
+    first_batch = len(_plain_head(f"sqlite:///{tmp_path / 'head.db'}", migrated_template, log, 1))
+    theirs = {row[1:] for row in follower_alone["mail_transaction"]}
+    follower_ids = [row[0] for row in stored["mail_transaction"] if row[1:] in theirs]
+    assert follower_ids == list(range(first_batch + 1, first_batch + 1 + len(theirs)))
+    assert max(ids) == len(ids)  # no id left unused: each batch set aside as many as it wrote
+
+
+@pytest.mark.usefixtures("sqlite_only", "small_memory")
+def test_a_failing_statement_in_the_writer_is_raised_here_and_keeps_only_whole_batches(
+    db: Session, second_database: str, log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    insert = store._BulkWriter.insert_numbered
+    calls = [0]
+
+    def failing_on_the_fifth(self: store._BulkWriter, *arguments: Any) -> None:
+        calls[0] += 1  # counted in the writer process, which has this patch from the fork
+        if calls[0] == 5:
+            raise RuntimeError("disk full (made up)")
+        insert(self, *arguments)
+
+    monkeypatch.setattr(store._BulkWriter, "insert_numbered", failing_on_the_fifth)
+    with pytest.raises(WriterFailed, match=r"RuntimeError: disk full \(made up\)"):
+        ingest_files(db, [log], batch_lines=BATCH)
+    db.rollback()
+    _assert_whole_batches_then_the_rest(db, second_database, log, monkeypatch)
+
+
+@pytest.mark.usefixtures("sqlite_only", "small_memory")
+def test_a_killed_writer_is_raised_here_and_keeps_only_whole_batches(
+    db: Session, second_database: str, log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit = WriterProcess.commit
+    commits = [0]
+
+    def killing_the_writer_after_two(self: WriterProcess, progress: Any) -> None:
+        commit(self, progress)
+        commits[0] += 1
+        if commits[0] == 2:
+            os.kill(self.pid, signal.SIGKILL)
+
+    monkeypatch.setattr(WriterProcess, "commit", killing_the_writer_after_two)
+    with pytest.raises(WriterFailed, match="ended unexpectedly"):
+        ingest_files(db, [log], batch_lines=BATCH)
+    db.rollback()
+    _assert_whole_batches_then_the_rest(db, second_database, log, monkeypatch)
+
+
+@pytest.mark.usefixtures("sqlite_only")
+def test_an_import_killed_between_a_hand_over_and_its_commit_keeps_only_whole_batches(
+    db: Session, second_database: str, log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL of the reading side after the third batch's rows went over, before its commit:
+    the writer rolls them back, and the next import reads them again, once."""
+    pid_file = tmp_path / "writer.pid"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        from pathlib import Path
+        from sqlalchemy.orm import Session
+        from controlplane.db import make_engine
+        from controlplane.logs import search_indexes, store
+        from controlplane.logs.ingest import ingest_files
+        from controlplane.logs.writer_process import WriterProcess
+
+        store.MAX_OPEN_ENTRIES = 2
+        search_indexes.BULK_IMPORT_BYTES = 0
+        commit, commits = WriterProcess.commit, [0]
+
+        def dying_before_the_third(self, progress):
+            commits[0] += 1
+            if commits[0] == 3:
+                Path({str(pid_file)!r}).write_text(str(self.pid))
+                os.kill(os.getpid(), signal.SIGKILL)
+            commit(self, progress)
+
+        WriterProcess.commit = dying_before_the_third
+        with Session(make_engine(sys.argv[1])) as session:
+            ingest_files(session, [Path(sys.argv[2])], batch_lines={BATCH})
+        """
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script, str(db.get_bind().url), str(log)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    writer = int(pid_file.read_text())
+    wait_until(lambda: not Path(f"/proc/{writer}").exists(), timeout=30)  # it saw the pipe close
+    db.rollback()
+    checkpoint = db.scalars(select(LogCheckpoint)).one()
+    assert checkpoint.offset == sum(
+        len(line) for line in log.read_bytes().splitlines(keepends=True)[: 2 * BATCH]
+    )
+    monkeypatch.setattr(store, "MAX_OPEN_ENTRIES", 2)
+    monkeypatch.setattr(search_indexes, "BULK_IMPORT_BYTES", 0)
+    _assert_whole_batches_then_the_rest(db, second_database, log, monkeypatch)
+
+
+@pytest.mark.usefixtures("sqlite_only", "small_memory")
+def test_another_reader_committing_first_is_a_concurrent_read_and_keeps_its_lines(
+    db: Session, second_database: str, log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = str(db.get_bind().url)
+    commit = WriterProcess.commit
+
+    def another_reader_after_the_first(self: WriterProcess, progress: Any) -> None:
+        commit(self, progress)
+        self.sync()
+        if progress.version == 2:  # the first batch is in: another reader moves the checkpoint
+            with Session(make_engine(database)) as other:
+                other.execute(text("UPDATE log_checkpoint SET version = version + 1, offset = 1"))
+                other.commit()
+
+    monkeypatch.setattr(WriterProcess, "commit", another_reader_after_the_first)
+    with pytest.raises(ConcurrentRead):
+        ingest_files(db, [log], batch_lines=BATCH)
+    db.rollback()
+    # The other reader's checkpoint stands, and no row of the refused batch was kept.
+    assert db.scalars(select(LogCheckpoint.offset)).one() == 1
+    first_batch = _plain_head(second_database, None, log, 1)
+    assert first_batch and _rows(db)["mail_transaction"] == first_batch
+
+
+def _plain_head(database: str, template: str | None, log: Path, batches: int) -> list[tuple[Any, ...]]:
+    """The transactions one process stores from the first `batches` batches of `log`, in
+    `database` (copied from `template` first, if given)."""
+    if template is not None:
+        shutil.copy(template, database.removeprefix("sqlite:///"))
+    head = log.parent / "head.log"
+    head.write_bytes(b"".join(log.read_bytes().splitlines(keepends=True)[: batches * BATCH]))
+    os.utime(head, (REFERENCE.timestamp(), REFERENCE.timestamp()))
+    with Session(make_engine(database)) as session:
+        ingest_file(session, head, reference=REFERENCE, batch_lines=BATCH)
+        return _rows(session)["mail_transaction"]
+
+
+def _assert_whole_batches_then_the_rest(
+    db: Session, second_database: str, log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database holds whole batches only, and reading on from its checkpoint stores the
+    rest: row for row what one process stores from the whole log."""
+    checkpoint = db.scalars(select(LogCheckpoint)).one()
+    lines = log.read_bytes().splitlines(keepends=True)
+    done = 0
+    while sum(len(line) for line in lines[:done]) < checkpoint.offset:
+        done += BATCH
+    assert sum(len(line) for line in lines[:done]) == checkpoint.offset  # a batch's end
+    assert 0 < checkpoint.offset < log.stat().st_size
+    monkeypatch.undo()
+    monkeypatch.setattr(store, "MAX_OPEN_ENTRIES", 2)
+    monkeypatch.setattr(search_indexes, "BULK_IMPORT_BYTES", 0)
+    ingest_files(db, [log], batch_lines=BATCH)
+    assert _rows(db) == _plain(second_database, log)
+
+
+def test_a_small_read_or_another_database_writes_in_its_own_process(db: Session) -> None:
+    small = search_indexes.BULK_IMPORT_BYTES - 1
+    assert not writer_process.suits(db, small)
+    bulk = search_indexes.BULK_IMPORT_BYTES
+    assert writer_process.suits(db, bulk) == (db.get_bind().dialect.name == "sqlite")
+    assert ingest_module._WRITER_PROCESS.get() is None
