@@ -49,7 +49,7 @@ from controlplane.logs.postfix import (
 from controlplane.logs.rspamd import RSPAMD_LINE, VERDICT_MARK, parse_verdict_line
 from controlplane.logs.store import MailLogStore, tune_for_ingest
 from controlplane.logs.transactions import TransactionAssembler
-from controlplane.logs.writer_process import CheckpointProgress, WriterProcess
+from controlplane.logs.writer_process import CheckpointProgress, WriterFailed, WriterProcess
 from controlplane.models import LogCheckpoint
 from controlplane.networks import client_network
 
@@ -192,7 +192,7 @@ _WRITER_PROCESS: contextvars.ContextVar[WriterProcess | None] = contextvars.Cont
 @contextlib.contextmanager
 def _rows_written_aside(session: Session, unread: int) -> Iterator[None]:
     """A writer process for the streams read in the block, when there is much to read."""
-    if not writer_process.suits(session, unread):
+    if not writer_process.wanted(session, unread):
         yield
         return
     with writer_process.started(session) as writer:
@@ -506,8 +506,8 @@ def _ingest_stream(
             result.lines += 1
             try:
                 read(raw)
-            except SQLAlchemyError:
-                raise
+            except (SQLAlchemyError, WriterFailed):
+                raise  # the database's failure (or the writer's, met in a read), not the line's
             except Exception:  # noqa: BLE001 - one line that trips the assembler is kept, not fatal
                 reader.keep_unparsed(_decoded(raw))
             if pending >= batch_lines:

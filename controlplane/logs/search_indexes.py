@@ -3,9 +3,9 @@
 A large `letterhead logs ingest` (an operator importing months of old logs) spent two thirds
 of SQLite's time keeping the log tables' indexes up to date, one random page at a time; built
 once after the rows are in, the same indexes cost a fifth of that. Only indexes nothing needs
-while the import runs are set aside (see _KEPT and _CHEAP_TO_KEEP for the others), and only those of a table the
-import is expected to grow by a quarter or more: rebuilding an index reads every row of its
-table, old and new.
+while the import runs, and costly to keep up, are set aside (see _KEPT and _CHEAP_TO_KEEP for
+the others), and only those of a table the import is expected to grow by a quarter or more:
+rebuilding an index reads every row of its table, old and new.
 
 Crash safety: an import holds `<database>-log-import.lock` shared for as long as its indexes
 may be missing, and whoever builds them holds it exclusively. So an import never has its

@@ -164,12 +164,12 @@ class QueueEntryRow:
         self.dirty = False
 
 
-def _table(model: type) -> Table:
+def table_of(model: type) -> Table:
     return model.__table__  # type: ignore[attr-defined,no-any-return]
 
 
 class RowWriter(Protocol):
-    """Where a store's rows go: _BulkWriter (this session) or writer_process.WriterProcess."""
+    """Where a store's rows go: BulkWriter (this session) or writer_process.WriterProcess."""
 
     def reserve(self, counts: dict[type, int]) -> None: ...
     def insert(
@@ -203,7 +203,7 @@ class MailLogStore:
         self._logins: list[tuple[Any, ...]] = []
         self._unparsed: list[tuple[Any, ...]] = []
         self._finished: list[TransactionRow] = []
-        self.writer: RowWriter = writer if writer is not None else _BulkWriter(session)
+        self.writer: RowWriter = writer if writer is not None else BulkWriter(session)
         self._open: dict[str, QueueEntryRow] = {}
         self._stored_open_ids: set[str] | None = None
         self._ask_each_time = False
@@ -444,7 +444,7 @@ def _assign(rows: list[Any], ids: Sequence[int]) -> None:
         row.id = new_id
 
 
-class _BulkWriter:
+class BulkWriter:
     """INSERTs and UPDATEs by primary key for many rows at once, in the session's transaction.
 
     On SQLite each statement is compiled once and run with the driver's executemany, values
@@ -467,7 +467,7 @@ class _BulkWriter:
         self, model: type, names: tuple[str, ...], rows: list[tuple[Any, ...]], *, ids: bool = True
     ) -> Sequence[int]:
         """Insert `rows` (values in the order of `names`); the new ids in the same order."""
-        table = _table(model)
+        table = table_of(model)
         connection = self.session.connection()
         if connection.dialect.name != "sqlite":
             statement = insert(table)
@@ -530,14 +530,21 @@ class _BulkWriter:
         for name, count in counts.items():
             if not count:
                 continue
-            # An AUTOINCREMENT table's counter row exists once the table had a row.
+            # An AUTOINCREMENT table's counter row exists once the table had a row; SQLite's
+            # next id is past both the counter and the largest id.
+            table = self.session.get_bind().dialect.identifier_preparer.quote(name)
             connection.exec_driver_sql(
-                "INSERT INTO sqlite_sequence (name, seq) SELECT ?, 0"
+                f"INSERT INTO sqlite_sequence (name, seq) SELECT ?, (SELECT COALESCE(MAX(id), 0) FROM {table})"
                 " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?)",
                 (name, name),
             )
+            connection.exec_driver_sql(
+                f"UPDATE sqlite_sequence SET seq = MAX(seq, (SELECT COALESCE(MAX(id), 0) FROM {table})) + ?"
+                " WHERE name = ?",
+                (count, name),
+            )
             last = connection.exec_driver_sql(
-                "UPDATE sqlite_sequence SET seq = seq + ? WHERE name = ? RETURNING seq", (count, name)
+                "SELECT seq FROM sqlite_sequence WHERE name = ?", (name,)
             ).scalar_one()
             firsts[name] = last - count + 1
         return firsts
@@ -574,12 +581,12 @@ class _BulkWriter:
         """A stored transaction's values, its recipients' and (id, queue_id, time, removed) of
         its queue entries."""
         row = self.session.execute(
-            select(*(_table(MailTransaction).c[name] for name in ("id", *_TRANSACTION_FIELDS))).where(
+            select(*(table_of(MailTransaction).c[name] for name in ("id", *_TRANSACTION_FIELDS))).where(
                 MailTransaction.id == transaction_id
             )
         ).one()
         recipients = self.session.execute(
-            select(*(_table(MailRecipientResult).c[name] for name in ("id", *_RECIPIENT_FIELDS)))
+            select(*(table_of(MailRecipientResult).c[name] for name in ("id", *_RECIPIENT_FIELDS)))
             .where(MailRecipientResult.transaction_id == transaction_id)
             .order_by(MailRecipientResult.id)
         )
@@ -625,7 +632,7 @@ class _BulkWriter:
 
     def update(self, model: type, names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         """Set the columns `names` of each row whose id ends its tuple of values."""
-        table = _table(model)
+        table = table_of(model)
         connection = self.session.connection()
         if connection.dialect.name != "sqlite":
             statement = (

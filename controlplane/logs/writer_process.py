@@ -29,30 +29,34 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import gc
 import marshal
 import os
 import pickle
 import queue
-import select
 import signal
 import struct
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Table, update
+from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from controlplane.db import make_engine
+from controlplane.db import database_problem, make_engine
 from controlplane.errors import LetterheadError
 from controlplane.logs import search_indexes
-from controlplane.logs.store import _BulkWriter, tune_for_ingest
+from controlplane.logs.store import BulkWriter, table_of, tune_for_ingest
 from controlplane.models import LogCheckpoint
 
 _LENGTH = struct.Struct("<I")
-# What the writer answers (the others it runs without a word, unless they fail).
-_ANSWERED = frozenset({"reserve_ids", "stored_entry", "stored_open_ids", "transaction_rows", "sync"})
+# What the writer answers (the others it runs without a word, unless they fail). A commit is
+# answered so that the reading side runs at most one batch ahead (WriterProcess.commit).
+_ANSWERED = frozenset(
+    {"reserve_ids", "stored_entry", "stored_open_ids", "transaction_rows", "sync", "commit_checkpoint"}
+)
 _RUN = frozenset({"insert_values", "insert_numbered", "execute_many", "set_login_reason", "write_dialogue"})
 
 
@@ -71,7 +75,7 @@ class CheckpointProgress:
     updated_at: dt.datetime | None
 
 
-def suits(session: Session, unread_bytes: int) -> bool:
+def wanted(session: Session, unread_bytes: int) -> bool:
     """Whether a read of `unread_bytes` should have its rows written by a writer process: a
     bulk import (search_indexes.py: smaller reads cost less than a fork and a connection) into
     an SQLite database file."""
@@ -92,21 +96,23 @@ class WriterProcess:
         self._requests = requests
         self._replies = replies
         # Statements and conversions are made here, from this session's tables and dialect.
-        self._local = _BulkWriter(session)
+        self._local = BulkWriter(session)
         self._reserved: dict[str, int] = {}
+        # Commits sent whose answer is not read yet (answers come in the order of the messages).
+        self._unanswered_commits = 0
         self._closed = False
 
     # --- the store's writer ----------------------------------------------------------------
 
     def reserve(self, counts: dict[type, int]) -> None:
-        wanted = {_table(model).name: count for model, count in counts.items() if count}
+        wanted = {table_of(model).name: count for model, count in counts.items() if count}
         if wanted:
             self._reserved.update(self._call("reserve_ids", wanted))
 
     def insert(
         self, model: type, names: tuple[str, ...], rows: list[tuple[Any, ...]], *, ids: bool = True
     ) -> Sequence[int]:
-        table = _table(model)
+        table = table_of(model)
         if not ids:
             sql, values = self._local.converted("insert", table, names, rows)
             self._send("insert_values", sql, len(names), values)
@@ -118,7 +124,7 @@ class WriterProcess:
         return range(first, first + len(rows))
 
     def update(self, model: type, names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        sql, values = self._local.converted("update", _table(model), names, rows)
+        sql, values = self._local.converted("update", table_of(model), names, rows)
         self._send("execute_many", sql, values)
 
     def stored_entry(self, queue_id: str, time: dt.datetime, open_only: bool) -> tuple[int, int] | None:
@@ -153,7 +159,9 @@ class WriterProcess:
         )
 
     def commit(self, progress: CheckpointProgress | None) -> None:
-        """The rows handed over so far, committed with `progress` (if it moved)."""
+        """The rows handed over so far, committed with `progress` (if it moved). Returns once
+        the batch before is committed: the rows waiting in the writer are one batch's at most,
+        whatever the log (a log of logins alone asks the writer nothing else)."""
         if progress is None:
             self._send("commit_checkpoint", None, 0, 0, "", None)
         else:
@@ -162,22 +170,25 @@ class WriterProcess:
                 progress.updated_at,
             )  # fmt: skip
             progress.version += 1
-        self._raise_if_failed()
+        self._unanswered_commits += 1
+        while self._unanswered_commits > 1:
+            self._read_commit_answer()
 
     def sync(self) -> None:
         """Wait until everything handed over is done; raises what failed."""
         self._call("sync")
 
     def close(self) -> None:
-        """End the writer: what it holds uncommitted is rolled back. Waits for it to exit."""
+        """End the writer and wait for it: it runs what was handed over before (a batch whose
+        checkpoint came with it is committed whole) and rolls back the rest."""
         if self._closed:
             return
         self._closed = True
+        # Both ends closed first: a writer blocked answering (Ctrl-C in the middle of a call)
+        # gets EPIPE and ends, instead of waiting for a reader that waits for it.
         os.close(self._requests)
-        try:
-            os.waitpid(self.pid, 0)
-        finally:
-            os.close(self._replies)
+        os.close(self._replies)
+        os.waitpid(self.pid, 0)
 
     # --- the pipe -------------------------------------------------------------------------------
 
@@ -189,13 +200,13 @@ class WriterProcess:
 
     def _call(self, *message: Any) -> Any:
         self._send(*message)
+        while self._unanswered_commits:
+            self._read_commit_answer()
         return self._answer(_read_frame(self._replies))
 
-    def _raise_if_failed(self) -> None:
-        # The writer answers nothing but calls; a frame (or the end) now is a failure.
-        readable, _, _ = select.select([self._replies], [], [], 0)
-        if readable:
-            self._answer(_read_frame(self._replies))
+    def _read_commit_answer(self) -> None:
+        self._answer(_read_frame(self._replies))
+        self._unanswered_commits -= 1
 
     def _raise_failure(self, reply: Any) -> None:
         if reply is None:
@@ -213,9 +224,7 @@ class WriterProcess:
             return reply[1]
         if reply[0] == "stale":
             raise StaleDataError("another reader committed lines of this file first")
-        raise WriterFailed(
-            f"Writing the log's rows failed ({reply[1]}: {reply[2]}); nothing of the batch was kept."
-        )
+        raise WriterFailed(f"Writing the log's rows failed, and their batch was not kept. {reply[1]}")
 
 
 @contextlib.contextmanager
@@ -225,7 +234,13 @@ def started(session: Session) -> Iterator[WriterProcess]:
     the block raises."""
     url = session.get_bind().url.render_as_string(hide_password=False)
     node = session.info.get("node_name", "")
+    busy_milliseconds = session.connection().exec_driver_sql("PRAGMA busy_timeout").scalar_one()
     session.commit()
+    # No SQLite connection may cross the fork (sqlite.org/howtocorrupt.html, 2.6): the child
+    # would inherit this process's record of the open database file and its locks. The
+    # session's connection is back in the pool after the commit; the pool closes it here and
+    # opens a new one at the next use.
+    session.get_bind().dispose()
     requests_read, requests_write = os.pipe()
     replies_read, replies_write = os.pipe()
     pid = os.fork()
@@ -236,14 +251,21 @@ def started(session: Session) -> Iterator[WriterProcess]:
             os.close(replies_read)
             # Ctrl-C reaches both processes; the reading side decides, by closing the pipe.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            status = _serve(url, node, requests_read, replies_write)
+            gc.enable()  # paused for the import's reading side (ingest.py), not for this one
+            status = _serve(url, busy_milliseconds / 1000, node, requests_read, replies_write)
         finally:
-            # No cleanup of what the parent owns (its database connections, its temporary
-            # files, its exit handlers): only the parent closes them.
+            # No cleanup of what the parent owns (its temporary files, its exit handlers):
+            # only the parent closes them.
             os._exit(status)
-    os.close(requests_read)
-    os.close(replies_write)
-    writer = WriterProcess(session, pid, requests_write, replies_read)
+    try:
+        os.close(requests_read)
+        os.close(replies_write)
+        writer = WriterProcess(session, pid, requests_write, replies_read)
+    except BaseException:
+        os.close(requests_write)
+        os.close(replies_read)
+        os.waitpid(pid, 0)  # the child sees the pipe close and ends
+        raise
     try:
         yield writer
         writer.sync()
@@ -251,11 +273,15 @@ def started(session: Session) -> Iterator[WriterProcess]:
         writer.close()
 
 
-def _serve(url: str, node: str, requests: int, replies: int) -> int:
+def _serve(url: str, busy_seconds: float, node: str, requests: int, replies: int) -> int:
     """The writer's loop: run each message in order; commit only on a checkpoint's word."""
-    session = Session(make_engine(url), info={"node_name": node})
-    tune_for_ingest(session)
-    writer = _BulkWriter(session)
+    try:
+        session = Session(make_engine(url, busy_seconds=busy_seconds), info={"node_name": node})
+        tune_for_ingest(session)
+        writer = BulkWriter(session)
+    except Exception as error:  # noqa: BLE001 - reported to the reading side, which raises it
+        _write_all(replies, _frame(_failure(error)))
+        return 1
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     # Reading the pipe in a thread of its own: the reading side never waits on a full pipe
     # while this one runs a statement (sqlite3 releases the GIL while SQLite works).
@@ -269,8 +295,8 @@ def _serve(url: str, node: str, requests: int, replies: int) -> int:
         try:
             if name == "commit_checkpoint":
                 _commit_checkpoint(session, *arguments)
-                continue
-            if name == "sync":
+                result = None
+            elif name == "sync":
                 result = None
             elif name in _ANSWERED or name in _RUN:
                 result = getattr(writer, name)(*arguments)
@@ -282,10 +308,17 @@ def _serve(url: str, node: str, requests: int, replies: int) -> int:
             return 1
         except Exception as error:  # noqa: BLE001 - reported to the reading side, which raises it
             session.rollback()
-            _write_all(replies, _frame(("error", type(error).__name__, str(error))))
+            _write_all(replies, _frame(_failure(error)))
             return 1
         if name in _ANSWERED:
             _write_all(replies, _frame(("ok", result)))
+
+
+def _failure(error: Exception) -> tuple[str, str]:
+    """What the reading side raises for `error`: the database's in words (never a statement)."""
+    if isinstance(error, SQLAlchemyError):
+        return ("error", database_problem(error))
+    return ("error", f"{type(error).__name__}: {error}")
 
 
 def _commit_checkpoint(
@@ -298,7 +331,7 @@ def _commit_checkpoint(
 ) -> None:
     if checkpoint_id is not None:
         # As the session's version check does it: another reader's commit makes this one fail.
-        table = _table(LogCheckpoint)
+        table = table_of(LogCheckpoint)
         moved = session.execute(
             update(table)
             .where(table.c.id == checkpoint_id, table.c.version == version)
@@ -358,7 +391,3 @@ def _write_all(descriptor: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(descriptor, view) :]
-
-
-def _table(model: type) -> Table:
-    return model.__table__  # type: ignore[attr-defined,no-any-return]

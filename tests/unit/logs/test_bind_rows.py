@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine
 
 from controlplane.logs import _bind_rows, store
-from controlplane.logs.store import _BulkWriter, _formats_like_c
+from controlplane.logs.store import BulkWriter, _formats_like_c
 from controlplane.models import AuthEvent, MailQueueEntry, MailRecipientResult, MailTransaction
 from controlplane.models.base import UTCDateTime
 
@@ -86,7 +86,7 @@ VALUES = st.one_of(
 def _in_python(rows: list[tuple[Any, ...]], conversions: tuple[Any, ...]) -> list[tuple[Any, ...]]:
     """The writer's own loop, as it runs where the compiled part is not built."""
     with patch.object(store, "_bind_rows", None):
-        return _BulkWriter._processed(conversions, rows)
+        return BulkWriter._processed(conversions, rows)
 
 
 @settings(max_examples=300, deadline=None)
@@ -106,7 +106,7 @@ def test_the_writer_shares_one_memory_among_columns_of_one_type() -> None:
     from sqlalchemy.orm import Session
 
     with Session(create_engine("sqlite://")) as session:
-        writer = _BulkWriter(session)
+        writer = BulkWriter(session)
         _, transaction = writer._statement("insert", MailTransaction.__table__, ("time", "finished_at"))
         _, entry = writer._statement("insert", MailQueueEntry.__table__, ("time", "removed"))
     memories = {id(conversion[2]) for conversion in (*transaction, entry[0])}
@@ -117,7 +117,7 @@ def test_the_writer_shares_one_memory_among_columns_of_one_type() -> None:
 def test_a_batch_is_written_many_rows_a_statement_with_ids_in_order(db: Any, variables: int | None) -> None:
     from sqlalchemy import select
 
-    writer = store._BulkWriter(db)
+    writer = store.BulkWriter(db)
     if db.get_bind().dialect.name == "sqlite" and variables is not None:
         writer._variables = variables
     moment = dt.datetime(2026, 11, 24, 0, 17, 18, tzinfo=dt.UTC)

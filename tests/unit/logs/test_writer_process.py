@@ -7,19 +7,23 @@ a statement failing inside the writer, another reader committing the same file f
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime as dt
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from controlplane.daemons.process import wait_until
@@ -125,8 +129,9 @@ def test_the_writer_process_stores_row_for_row_what_one_process_stores(
 
 @pytest.mark.usefixtures("sqlite_only", "small_memory")
 def test_a_second_read_through_the_writer_stores_nothing_twice(
-    db: Session, second_database: str, log: Path
+    db: Session, second_database: str, log: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    sent = _calls(monkeypatch)
     lines = log.read_bytes().splitlines(keepends=True)
     whole = log.read_bytes()
     log.write_bytes(b"".join(lines[: len(lines) // 2]))
@@ -135,6 +140,7 @@ def test_a_second_read_through_the_writer_stores_nothing_twice(
     log.write_bytes(whole)  # the file grew: the rest is read from the checkpoint
     os.utime(log, (REFERENCE.timestamp(), REFERENCE.timestamp()))
     ingest_files(db, [log], batch_lines=BATCH)
+    assert sent.count("reserve_ids") > 2  # both reads went through the writer
     assert _rows(db) == _plain(second_database, log)
 
 
@@ -190,23 +196,128 @@ def test_ids_are_set_aside_so_a_follower_writing_between_batches_takes_others(
 
 
 @pytest.mark.usefixtures("sqlite_only", "small_memory")
+def test_the_reading_side_runs_at_most_one_batch_ahead_of_a_slow_writer(
+    db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log of logins alone asks the writer nothing between commits: the commits themselves
+    keep the rows waiting in the writer to one batch's."""
+    logins = tmp_path / "dovecot.log"
+    line = (
+        "2026-11-29 10:00:{:02d} imap-login: Info: Login: user=<u{}@a.test>, method=PLAIN,"
+        " rip=192.0.2.{}, lip=127.0.0.1, mpid=9601, secured, session=<abcDEF12>\n"
+    )
+    logins.write_text("".join(line.format(n % 60, n, n % 250) for n in range(6 * BATCH)))
+    os.utime(logins, (REFERENCE.timestamp(), REFERENCE.timestamp()))
+    insert = store.BulkWriter.insert_values
+
+    def slow(self: store.BulkWriter, *arguments: Any) -> None:
+        time.sleep(0.3)  # in the writer process, which has this patch from the fork
+        insert(self, *arguments)
+
+    monkeypatch.setattr(store.BulkWriter, "insert_values", slow)
+    database = str(db.get_bind().url)
+    commit = WriterProcess.commit
+    behind: list[int] = []
+
+    def measuring(self: WriterProcess, progress: Any) -> None:
+        commit(self, progress)
+        if progress is not None:
+            with Session(make_engine(database)) as other:
+                committed = other.scalars(select(LogCheckpoint.version)).one()
+            behind.append(progress.version - committed)  # batches handed over, not yet committed
+
+    monkeypatch.setattr(WriterProcess, "commit", measuring)
+    [result] = ingest_files(db, [logins], batch_lines=BATCH)
+    assert result.logins == 6 * BATCH
+    assert len(behind) == 6 and max(behind) == 1
+
+
+@pytest.mark.usefixtures("sqlite_only", "small_memory")
 def test_a_failing_statement_in_the_writer_is_raised_here_and_keeps_only_whole_batches(
     db: Session, second_database: str, log: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    insert = store._BulkWriter.insert_numbered
+    insert = store.BulkWriter.insert_numbered
     calls = [0]
 
-    def failing_on_the_fifth(self: store._BulkWriter, *arguments: Any) -> None:
+    def failing_on_the_fifth(self: store.BulkWriter, *arguments: Any) -> None:
         calls[0] += 1  # counted in the writer process, which has this patch from the fork
         if calls[0] == 5:
             raise RuntimeError("disk full (made up)")
         insert(self, *arguments)
 
-    monkeypatch.setattr(store._BulkWriter, "insert_numbered", failing_on_the_fifth)
+    monkeypatch.setattr(store.BulkWriter, "insert_numbered", failing_on_the_fifth)
     with pytest.raises(WriterFailed, match=r"RuntimeError: disk full \(made up\)"):
         ingest_files(db, [log], batch_lines=BATCH)
     db.rollback()
     _assert_whole_batches_then_the_rest(db, second_database, log, monkeypatch)
+
+
+@pytest.mark.usefixtures("sqlite_only", "small_memory")
+def test_a_failure_met_in_a_read_back_mid_batch_is_raised_not_kept_as_a_line(
+    db: Session, second_database: str, log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def lost(self: store.BulkWriter, *arguments: Any) -> None:
+        raise RuntimeError("lost (made up)")  # in the writer, reading back an evicted message
+
+    monkeypatch.setattr(store.BulkWriter, "stored_entry", lost)
+    with pytest.raises(WriterFailed, match=r"RuntimeError: lost \(made up\)"):
+        ingest_files(db, [log], batch_lines=BATCH)
+    db.rollback()
+    assert not _rows(db)["unparsed_log_line"]
+    _assert_whole_batches_then_the_rest(db, second_database, log, monkeypatch)
+
+
+@pytest.mark.usefixtures("sqlite_only", "small_memory")
+def test_the_databases_failure_in_the_writer_is_told_in_words_without_the_statement(
+    db: Session, log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(self: store.BulkWriter, sql: str, *arguments: Any) -> None:
+        raise OperationalError(sql, None, sqlite3.OperationalError("database or disk is full"))
+
+    monkeypatch.setattr(store.BulkWriter, "insert_values", disk_full)
+    with pytest.raises(WriterFailed) as failed:
+        ingest_files(db, [log], batch_lines=BATCH)
+    assert "The disk holding the database is full" in failed.value.message
+    assert "INSERT" not in failed.value.message
+
+
+@pytest.mark.usefixtures("sqlite_only", "small_memory")
+def test_a_writer_that_cannot_start_is_raised_here(
+    db: Session, log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*arguments: Any, **options: Any) -> None:
+        raise RuntimeError("no database here (made up)")
+
+    monkeypatch.setattr(
+        writer_process, "make_engine", refused
+    )  # in the writer only: this side has its engine
+    with pytest.raises(WriterFailed, match=r"no database here \(made up\)"):
+        ingest_files(db, [log], batch_lines=BATCH)
+
+
+@pytest.mark.usefixtures("sqlite_only", "small_memory")
+def test_no_connection_to_the_database_crosses_the_fork(
+    db: Session, log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = Path(db.get_bind().url.database or "").resolve()
+    open_at_fork: list[list[str]] = []
+    fork = os.fork
+
+    def recording_fork() -> int:
+        links = []
+        for descriptor in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(FileNotFoundError):  # the listing's own, closed since
+                links.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        open_at_fork.append(
+            [link for link in links if link in {f"{database}{end}" for end in ("", "-wal", "-shm")}]
+        )
+        return fork()
+
+    db.execute(text("SELECT 1"))  # the session holds a connection, as a command's would
+    monkeypatch.setattr(writer_process.os, "fork", recording_fork)
+    ingest_files(db, [log], batch_lines=BATCH)
+    assert open_at_fork == [[]]
+    assert db.execute(text("SELECT count(*) FROM mail_transaction")).scalar_one() > 0  # and on it goes
 
 
 @pytest.mark.usefixtures("sqlite_only", "small_memory")
@@ -272,7 +383,7 @@ def test_an_import_killed_between_a_hand_over_and_its_commit_keeps_only_whole_ba
     )
     assert child.returncode == -signal.SIGKILL, child.stderr
     writer = int(pid_file.read_text())
-    wait_until(lambda: not Path(f"/proc/{writer}").exists(), timeout=30)  # it saw the pipe close
+    wait_until(lambda: _ended(writer), timeout=30)  # it saw the pipe close
     db.rollback()
     checkpoint = db.scalars(select(LogCheckpoint)).one()
     assert checkpoint.offset == sum(
@@ -306,6 +417,14 @@ def test_another_reader_committing_first_is_a_concurrent_read_and_keeps_its_line
     assert db.scalars(select(LogCheckpoint.offset)).one() == 1
     first_batch = _plain_head(second_database, None, log, 1)
     assert first_batch and _rows(db)["mail_transaction"] == first_batch
+
+
+def _ended(pid: int) -> bool:
+    """Whether `pid` exited (gone, or a zombie its new parent has not reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def _plain_head(database: str, template: str | None, log: Path, batches: int) -> list[tuple[Any, ...]]:
@@ -342,7 +461,7 @@ def _assert_whole_batches_then_the_rest(
 
 def test_a_small_read_or_another_database_writes_in_its_own_process(db: Session) -> None:
     small = search_indexes.BULK_IMPORT_BYTES - 1
-    assert not writer_process.suits(db, small)
+    assert not writer_process.wanted(db, small)
     bulk = search_indexes.BULK_IMPORT_BYTES
-    assert writer_process.suits(db, bulk) == (db.get_bind().dialect.name == "sqlite")
+    assert writer_process.wanted(db, bulk) == (db.get_bind().dialect.name == "sqlite")
     assert ingest_module._WRITER_PROCESS.get() is None
