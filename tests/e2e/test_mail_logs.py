@@ -6,15 +6,23 @@ the database the way the viewers and the CLI find them (services/mail_logs.py).
 
 from __future__ import annotations
 
+import datetime as dt
 import imaplib
+import json
+import os
 import poplib
 import smtplib
+import subprocess
+import sys
 import time
 
 import pytest
+from sqlalchemy import func, select
 
 from controlplane.daemons.process import output_of, run_tool, wait_until
+from controlplane.logs import search_indexes
 from controlplane.logs.ingest import ingest_file
+from controlplane.models import AuthEvent, MailRecipientResult, MailTransaction
 from controlplane.runners import stack
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import aliases, domains, mail_logs, mailboxes, tenants
@@ -252,3 +260,67 @@ def test_rotation_while_following_loses_and_repeats_nothing(world: ScratchStack)
     with world.installation.sessions() as session:
         assert ingest_file(session, compressed).lines == 0
     assert until_found(world, sent_by_rotation) == (2, ["second@logs.test", "third@logs.test"])
+
+
+def test_an_operators_bulk_import_runs_while_the_follower_records_live_mail(
+    world: ScratchStack, tmp_path
+) -> None:
+    """`letterhead logs ingest` of a week of old log (large enough for a bulk import: its rows
+    written by a second process on SQLite) while mail arrives and the follower writes its rows
+    to the same tables: every old message and login is stored once, and so is the live mail."""
+    from bench.loggen import generate_log
+
+    old = tmp_path / "mail.log.1"
+    written = generate_log(old, 260_000)
+    assert old.stat().st_size >= search_indexes.BULK_IMPORT_BYTES
+    started = dt.datetime.now(dt.UTC)
+    command = subprocess.Popen(
+        [sys.executable, "-m", "controlplane.cli", "logs", "ingest", "--json", str(old)],
+        env={**os.environ, "LETTERHEAD_HOME": str(world.settings.home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for _ in range(3):  # while the import runs (a few seconds): the follower writes their rows
+        send(world, "during@elsewhere.test", ["second@logs.test"])
+    assert command.poll() is None, "the import ended before the live mail came"
+    out, err = command.communicate(timeout=300)
+    assert command.returncode == 0, err
+    [report] = json.loads(out)
+    assert report["lines"] == 260_000 and report["unparsed"] == 0
+
+    def live_recorded(session):
+        found, _ = mail_logs.search_transactions(session, OPERATOR, "during@elsewhere.test")
+        return found if len(found) == 3 else None
+
+    assert until_found(world, live_recorded), "the follower lost live mail during the import"
+    before = started - dt.timedelta(days=1)  # the old log's stamps are weeks older than this test
+    with world.installation.sessions() as session:
+        old_rows = {
+            "received": session.scalar(
+                select(func.count()).select_from(MailTransaction).where(
+                    MailTransaction.time < before, MailTransaction.client_ip != "",
+                    MailTransaction.queue_entries.any(),
+                )
+            ),
+            "sent": _recipients(session, before, ("delivered", "forwarded", "relayed")),
+            "bounced": _recipients(session, before, ("bounced",)),
+            "rejected": _recipients(session, before, ("refused",)),
+            "login-ok": session.scalar(
+                select(func.count()).select_from(AuthEvent).where(AuthEvent.time < before, AuthEvent.success)
+            ),
+            "login-fail": session.scalar(
+                select(func.count()).select_from(AuthEvent).where(AuthEvent.time < before, ~AuthEvent.success)
+            ),
+        }  # fmt: skip
+    assert old_rows == {name: written.get(name, 0) for name in old_rows}
+    assert all(old_rows.values())
+    assert "during@elsewhere.test" not in old.read_text()  # the live mail is the follower's alone
+
+
+def _recipients(session, before: dt.datetime, outcomes: tuple[str, ...]) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(MailRecipientResult)
+        .where(MailRecipientResult.time < before, MailRecipientResult.outcome.in_(outcomes))
+    )
