@@ -98,10 +98,17 @@ def _open_lock(database: Path) -> int:
 
 
 def missing_indexes(session: Session) -> list[Index]:
-    """The deferrable indexes the database lacks now (none on other databases than SQLite)."""
+    """The indexes an import may have set aside that the database lacks now (none on other
+    databases than SQLite): this version's deferrable ones, and those an earlier version set
+    aside too (_CHEAP_TO_KEEP), which an import killed before an upgrade may have left missing."""
     if _database_path(session) is None:
         return []
-    wanted = deferrable_indexes()
+    wanted = [
+        index
+        for model in _TABLES
+        for index in sorted(_table(model).indexes, key=lambda index: index.name or "")
+        if not index.unique and index.name not in _KEPT
+    ]
     present = set(
         session.execute(
             text("SELECT name FROM sqlite_master WHERE type = 'index' AND name IN :names").bindparams(
