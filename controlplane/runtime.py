@@ -80,10 +80,11 @@ class Installation:
 
         return announce_then_act
 
-    # The daemons' modules are imported when a change needs them: they bring the renderers and
-    # the Redis client, a quarter of a second of every command's start (`letterhead logs
-    # ingest` runs each minute on busy nodes, and an import's time is measured against pflogsumm).
     def reload_postfix(self) -> None:
+        """Have Postfix reload for a change of domains, as committed."""
+        # The daemons' modules are imported when a change needs them: they bring the renderers
+        # and the Redis client, a seventh of a second of every command's start (an operator's
+        # `letterhead logs ingest` is measured against pflogsumm).
         from controlplane.daemons import postfix_reloads
 
         postfix_reloads.request_reload(self.settings)

@@ -111,7 +111,8 @@ class DialogueRecorder:
     """Stores dialogue lines and attaches them to transactions; write with `flush()` after
     the transaction rows have their ids (MailLogStore.flush). The lines are written by
     `writer` (the store's: this session, or the log writer process), read through `session`:
-    only lines of sessions this recorder has not seen, which earlier runs committed."""
+    only lines of sessions this recorder has not seen, which earlier runs or earlier files of
+    this import committed (the writer process has finished a file before the next begins)."""
 
     def __init__(self, session: Session, writer: DialogueWriter | None = None) -> None:
         self.session = session

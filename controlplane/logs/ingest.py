@@ -192,7 +192,7 @@ _WRITER_PROCESS: contextvars.ContextVar[WriterProcess | None] = contextvars.Cont
 @contextlib.contextmanager
 def _rows_written_aside(session: Session, unread: int) -> Iterator[None]:
     """A writer process for the streams read in the block, when there is much to read."""
-    if not writer_process.wanted(session, unread):
+    if not writer_process.worth_a_writer_process(session, unread):
         yield
         return
     with writer_process.started(session) as writer:
@@ -425,8 +425,9 @@ def _finish_copy(
                     checkpoint.device, checkpoint.inode = copy.device, copy.inode
                 checkpoint.path = str(copy.path)[:1000]
                 _ingest_stream(
-                    session, copy, checkpoint, reference, batch_lines, result, verdicts, complete=True
-                )
+                    session, copy, checkpoint, reference, batch_lines, result, verdicts, complete=True,
+                    rotated_away=True,
+                )  # fmt: skip
                 return
 
 
@@ -462,8 +463,9 @@ def _finish_renamed_predecessor(
             if renamed.inode == previous.inode and renamed.continues(previous):
                 previous.path = str(renamed.path)[:1000]
                 _ingest_stream(
-                    session, renamed, previous, reference, batch_lines, result, verdicts, complete=True
-                )
+                    session, renamed, previous, reference, batch_lines, result, verdicts, complete=True,
+                    rotated_away=True,
+                )  # fmt: skip
                 result.rotated = True
         return
 
@@ -478,16 +480,23 @@ def _ingest_stream(
     verdicts: AuthVerdicts,
     *,
     complete: bool,
+    rotated_away: bool = False,
 ) -> None:
+    """Read `log` from `checkpoint` on, committing each batch with it: through the writer
+    process if one runs, except for a `rotated_away` file. That one's checkpoint has just been
+    given the copy's name (and file), which must commit with its first rows: committed alone,
+    a run killed before them would find the rest of the copy neither by the live file's name
+    nor by the copy's, and never read it. Its rest is small (what the last poll left)."""
     if reference is None:
         reference = log.modified
     tune_for_ingest(session)
-    writer = _WRITER_PROCESS.get()
-    saved: LogCheckpoint | CheckpointProgress = checkpoint
+    writer = None if rotated_away else _WRITER_PROCESS.get()
+    progress: LogCheckpoint | CheckpointProgress = checkpoint
     if writer is not None:
-        # The checkpoint as it stands is committed here; from now on the writer commits it.
+        # The checkpoint as it stands is committed here (its place, or a new one at its file's
+        # start, never further than its rows); from now on the writer commits it.
         session.commit()
-        saved = writer.track(checkpoint)
+        progress = writer.track(checkpoint)
     store = MailLogStore(session, writer)
     assembler = TransactionAssembler(store, junk_filings=verdicts)
     logins = _LoginRecorder(store, verdicts)
@@ -513,18 +522,18 @@ def _ingest_stream(
             if pending >= batch_lines:
                 store.flush()
                 dialogue.flush()
-                _save_checkpoint(log, saved, offset)
-                _commit(session, writer, saved)
+                _save_checkpoint(log, progress, offset)
+                _commit(session, writer, progress)
                 pending = 0
                 if _COLLECT_AFTER_COMMITS.get():
                     gc.collect()  # what this batch left behind
     store.flush()
     dialogue.flush()
-    moved = offset != saved.offset or saved.id is None
+    moved = offset != progress.offset or progress.id is None
     if moved:
         # A follower polls unchanged files twice a second: no write when nothing was read.
-        _save_checkpoint(log, saved, offset)
-    _commit(session, writer, saved if moved else None)
+        _save_checkpoint(log, progress, offset)
+    _commit(session, writer, progress if moved else None)
     if writer is not None:
         writer.sync()
         session.expire(checkpoint)  # the writer moved it on
@@ -533,11 +542,11 @@ def _ingest_stream(
 
 
 def _commit(
-    session: Session, writer: WriterProcess | None, saved: LogCheckpoint | CheckpointProgress | None
+    session: Session, writer: WriterProcess | None, progress: LogCheckpoint | CheckpointProgress | None
 ) -> None:
-    """Commit the rows read so far with the checkpoint saved (or without, if None)."""
+    """Commit the rows read so far with the checkpoint's progress (or without, if None)."""
     if writer is not None:
-        writer.commit(saved if isinstance(saved, CheckpointProgress) else None)
+        writer.commit(progress if isinstance(progress, CheckpointProgress) else None)
     # With a writer process: nothing is written through this session; this ends its reads'
     # transaction, so that SQLite can checkpoint its WAL past them.
     session.commit()

@@ -75,11 +75,17 @@ def _table(model: type) -> Table:
 
 def deferrable_indexes() -> list[Index]:
     """The log tables' indexes a bulk import may build at its end (unique ones never)."""
+    return _indexes(also_cheap_to_keep=False)
+
+
+def _indexes(*, also_cheap_to_keep: bool) -> list[Index]:
     return [
         index
         for model in _TABLES
         for index in sorted(_table(model).indexes, key=lambda index: index.name or "")
-        if not index.unique and index.name not in _KEPT and index.name not in _CHEAP_TO_KEEP
+        if not index.unique
+        and index.name not in _KEPT
+        and (also_cheap_to_keep or index.name not in _CHEAP_TO_KEEP)
     ]
 
 
@@ -103,12 +109,7 @@ def missing_indexes(session: Session) -> list[Index]:
     aside too (_CHEAP_TO_KEEP), which an import killed before an upgrade may have left missing."""
     if _database_path(session) is None:
         return []
-    wanted = [
-        index
-        for model in _TABLES
-        for index in sorted(_table(model).indexes, key=lambda index: index.name or "")
-        if not index.unique and index.name not in _KEPT
-    ]
+    wanted = _indexes(also_cheap_to_keep=True)
     present = set(
         session.execute(
             text("SELECT name FROM sqlite_master WHERE type = 'index' AND name IN :names").bindparams(

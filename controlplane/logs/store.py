@@ -2,10 +2,12 @@
 
 The assembler (transactions.py) works on plain row objects instead of ORM instances: a
 million log lines would otherwise cost a million unit-of-work flushes. New rows are inserted
-with one executemany per table per batch (ids come back through RETURNING, in order), rows
-changed by later lines are updated by primary key, and all of it goes through the caller's
-session, so it commits with the checkpoint in the same transaction and a crash keeps both
-or neither.
+with one multi-row INSERT per table and batch, their ids read back from the table's
+AUTOINCREMENT counter (RETURNING on PostgreSQL); rows changed by later lines are updated by
+primary key. All of it goes
+to a RowWriter: BulkWriter, on the caller's session, so that it commits with the checkpoint in
+the same transaction and a crash keeps both or neither; or, for a bulk import, the writer
+process (writer_process.py), which sets the ids aside first and commits the same way.
 
 Messages in flight are cached by queue ID (bounded: the oldest are evicted once written),
 and the queue IDs the database holds open are read once per store, so a new message costs
@@ -445,7 +447,9 @@ def _assign(rows: list[Any], ids: Sequence[int]) -> None:
 
 
 class BulkWriter:
-    """INSERTs and UPDATEs by primary key for many rows at once, in the session's transaction.
+    """INSERTs and UPDATEs by primary key for many rows at once, in the session's transaction,
+    and the reads of the rows written (the RowWriter of one process, and the statements the
+    writer process runs for another).
 
     On SQLite each statement is compiled once and run with the driver's executemany, values
     converted by the columns' own bind processors (so they are stored exactly as the ORM

@@ -57,7 +57,9 @@ _LENGTH = struct.Struct("<I")
 _ANSWERED = frozenset(
     {"reserve_ids", "stored_entry", "stored_open_ids", "transaction_rows", "sync", "commit_checkpoint"}
 )
-_RUN = frozenset({"insert_values", "insert_numbered", "execute_many", "set_login_reason", "write_dialogue"})
+_UNANSWERED = frozenset(
+    {"insert_values", "insert_numbered", "execute_many", "set_login_reason", "write_dialogue"}
+)
 
 
 class WriterFailed(LetterheadError):
@@ -75,7 +77,7 @@ class CheckpointProgress:
     updated_at: dt.datetime | None
 
 
-def wanted(session: Session, unread_bytes: int) -> bool:
+def worth_a_writer_process(session: Session, unread_bytes: int) -> bool:
     """Whether a read of `unread_bytes` should have its rows written by a writer process: a
     bulk import (search_indexes.py: smaller reads cost less than a fork and a connection) into
     an SQLite database file."""
@@ -105,9 +107,9 @@ class WriterProcess:
     # --- the store's writer ----------------------------------------------------------------
 
     def reserve(self, counts: dict[type, int]) -> None:
-        wanted = {table_of(model).name: count for model, count in counts.items() if count}
-        if wanted:
-            self._reserved.update(self._call("reserve_ids", wanted))
+        by_table = {table_of(model).name: count for model, count in counts.items() if count}
+        if by_table:
+            self._reserved.update(self._call("reserve_ids", by_table))
 
     def insert(
         self, model: type, names: tuple[str, ...], rows: list[tuple[Any, ...]], *, ids: bool = True
@@ -196,23 +198,30 @@ class WriterProcess:
         try:
             _write_all(self._requests, _frame(message))
         except BrokenPipeError:
-            self._raise_failure(None)
+            self._raise_failure()
 
     def _call(self, *message: Any) -> Any:
         self._send(*message)
         while self._unanswered_commits:
             self._read_commit_answer()
-        return self._answer(_read_frame(self._replies))
+        return self._answer(self._reply())
 
     def _read_commit_answer(self) -> None:
-        self._answer(_read_frame(self._replies))
+        self._answer(self._reply())
         self._unanswered_commits -= 1
 
-    def _raise_failure(self, reply: Any) -> None:
-        if reply is None:
-            with contextlib.suppress(OSError):
-                reply = _read_frame(self._replies)
-        self._answer(reply)
+    def _reply(self) -> Any:
+        """The writer's next answer, or None if it ended."""
+        try:
+            return _read_frame(self._replies)
+        except OSError:
+            return None
+        except Exception as error:  # noqa: BLE001 - undecodable: the pipe cannot be trusted after it
+            raise WriterFailed(f"The log's writer process answered something unreadable ({error}).") from None
+
+    def _raise_failure(self) -> None:
+        """The writer closed its end: raise what it said before it ended, if anything."""
+        self._answer(self._reply())
 
     @staticmethod
     def _answer(reply: Any) -> Any:
@@ -298,7 +307,7 @@ def _serve(url: str, busy_seconds: float, node: str, requests: int, replies: int
                 result = None
             elif name == "sync":
                 result = None
-            elif name in _ANSWERED or name in _RUN:
+            elif name in _ANSWERED or name in _UNANSWERED:
                 result = getattr(writer, name)(*arguments)
             else:
                 raise ValueError(f"unknown message {name!r}")
@@ -311,7 +320,10 @@ def _serve(url: str, busy_seconds: float, node: str, requests: int, replies: int
             _write_all(replies, _frame(_failure(error)))
             return 1
         if name in _ANSWERED:
-            _write_all(replies, _frame(("ok", result)))
+            # The reading side may have closed (Ctrl-C) after handing whole batches over: they
+            # are still committed, up to the end of the pipe.
+            with contextlib.suppress(BrokenPipeError):
+                _write_all(replies, _frame(("ok", result)))
 
 
 def _failure(error: Exception) -> tuple[str, str]:

@@ -273,7 +273,10 @@ def test_an_operators_bulk_import_runs_while_the_follower_records_live_mail(
     old = tmp_path / "mail.log.1"
     written = generate_log(old, 260_000)
     assert old.stat().st_size >= search_indexes.BULK_IMPORT_BYTES
-    started = dt.datetime.now(dt.UTC)
+    # Its stamps (November 10 to 17, no year) dated from the file's time: a year before this
+    # run's, wherever in the calendar it falls, and well apart from the live mail's.
+    year_ago = dt.datetime(dt.datetime.now(dt.UTC).year - 1, 11, 18, tzinfo=dt.UTC)
+    os.utime(old, (year_ago.timestamp(), year_ago.timestamp()))
     command = subprocess.Popen(
         [sys.executable, "-m", "controlplane.cli", "logs", "ingest", "--json", str(old)],
         env={**os.environ, "LETTERHEAD_HOME": str(world.settings.home)},
@@ -281,20 +284,28 @@ def test_an_operators_bulk_import_runs_while_the_follower_records_live_mail(
         stderr=subprocess.PIPE,
         text=True,
     )
-    for _ in range(3):  # while the import runs (a few seconds): the follower writes their rows
-        send(world, "during@elsewhere.test", ["second@logs.test"])
-    assert command.poll() is None, "the import ended before the live mail came"
-    out, err = command.communicate(timeout=300)
+    sent = sent_while_importing = 0
+    try:
+        while command.poll() is None and sent < 20:
+            send(world, "during@elsewhere.test", ["second@logs.test"])
+            sent += 1
+            sent_while_importing += command.poll() is None
+        out, err = command.communicate(timeout=300)
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait()
     assert command.returncode == 0, err
+    assert sent_while_importing >= 1, "the import ended before any live mail came"
     [report] = json.loads(out)
     assert report["lines"] == 260_000 and report["unparsed"] == 0
 
     def live_recorded(session):
         found, _ = mail_logs.search_transactions(session, OPERATOR, "during@elsewhere.test")
-        return found if len(found) == 3 else None
+        return found if len(found) == sent else None
 
     assert until_found(world, live_recorded), "the follower lost live mail during the import"
-    before = started - dt.timedelta(days=1)  # the old log's stamps are weeks older than this test
+    before = year_ago + dt.timedelta(days=1)
     with world.installation.sessions() as session:
         old_rows = {
             "received": session.scalar(

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,97 @@ def test_a_second_read_through_the_writer_stores_nothing_twice(
     ingest_files(db, [log], batch_lines=BATCH)
     assert sent.count("reserve_ids") > 2  # both reads went through the writer
     assert _rows(db) == _plain(second_database, log)
+
+
+@pytest.mark.usefixtures("sqlite_only", "small_memory")
+def test_several_files_and_a_rotation_in_one_import_store_what_one_process_stores(
+    db: Session, second_database: str, log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two files in one import, then the first renamed away by logrotate with lines it got
+    after the last read, and a new file in its place: the rest of the renamed one is read
+    first, in this process (its checkpoint's new name commits with its rows)."""
+    lines = log.read_bytes().splitlines(keepends=True)
+    first_part, rest, after = lines[:9_000], lines[9_000:12_000], lines[12_000:]
+    logins = tmp_path / "dovecot.log"
+    logins.write_bytes((FIXTURES / "dovecot.log").read_bytes())
+
+    def write(path: Path, chunks: list[bytes]) -> None:
+        path.write_bytes(b"".join(chunks))
+        os.utime(path, (REFERENCE.timestamp(), REFERENCE.timestamp()))
+
+    def rounds(read: Any) -> None:
+        live = log.parent / "rotating.log"
+        write(live, first_part)
+        read([logins, live])
+        with live.open("ab") as file:
+            file.write(b"".join(rest))
+        live.rename(live.with_name("rotating.log.1"))
+        os.utime(live.with_name("rotating.log.1"), (REFERENCE.timestamp(), REFERENCE.timestamp()))
+        write(live, after)
+        read([live])
+
+    sent = _calls(monkeypatch)
+    rounds(lambda paths: ingest_files(db, paths, batch_lines=BATCH))
+    assert sent.count("reserve_ids") > 2
+    monkeypatch.setattr(search_indexes, "BULK_IMPORT_BYTES", 1 << 60)  # one process, the same reads
+    with Session(make_engine(second_database)) as plain:
+        rounds(lambda paths: ingest_files(plain, paths, batch_lines=BATCH))
+        expected = _rows(plain)
+    assert all(expected[table] for table in ("mail_transaction", "auth_event"))
+    assert _rows(db) == expected
+    names = sorted(db.scalars(select(LogCheckpoint.path)))
+    assert [Path(name).name for name in names] == ["dovecot.log", "rotating.log", "rotating.log.1"]
+
+
+@pytest.mark.usefixtures("sqlite_only", "small_memory")
+def test_an_import_stopped_in_a_rotated_files_rest_reads_that_rest_the_next_time(
+    db: Session, second_database: str, log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C before the first batch of a renamed file's rest commits: that file's checkpoint
+    must not have moved to its new name alone, or the next run would never find the rest."""
+    lines = log.read_bytes().splitlines(keepends=True)
+    live, renamed = log.parent / "rotating.log", log.parent / "rotating.log.1"
+
+    def write(path: Path, chunks: list[bytes]) -> None:
+        path.write_bytes(b"".join(chunks))
+        os.utime(path, (REFERENCE.timestamp(), REFERENCE.timestamp()))
+
+    def rotated() -> Iterator[None]:
+        write(live, lines[:9_000])
+        yield
+        write(live, lines[:12_000])
+        live.rename(renamed)
+        write(live, lines[12_000:])
+
+    steps = rotated()
+    next(steps)
+    ingest_files(db, [live], batch_lines=BATCH)
+    next(steps, None)
+    read = ingest_module._LineReader.read
+    stopped: list[str] = []
+
+    def stopping_in_the_rest(self: Any, raw: bytes) -> None:
+        if self.source.endswith(".1") and not stopped:
+            stopped.append(self.source)
+            raise KeyboardInterrupt
+        read(self, raw)
+
+    monkeypatch.setattr(ingest_module._LineReader, "read", stopping_in_the_rest)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_files(db, [live], batch_lines=BATCH)
+    db.rollback()
+    ingest_files(db, [live], batch_lines=BATCH)  # the next run
+    assert stopped
+
+    monkeypatch.setattr(search_indexes, "BULK_IMPORT_BYTES", 1 << 60)  # one process, no stop
+    steps = rotated()
+    next(steps)
+    with Session(make_engine(second_database)) as plain:
+        ingest_files(plain, [live], batch_lines=BATCH)
+        next(steps, None)
+        ingest_files(plain, [live], batch_lines=BATCH)
+        expected = _rows(plain)
+    assert _rows(db) == expected
 
 
 @pytest.mark.usefixtures("sqlite_only", "small_memory")
@@ -460,8 +552,8 @@ def _assert_whole_batches_then_the_rest(
 
 
 def test_a_small_read_or_another_database_writes_in_its_own_process(db: Session) -> None:
-    small = search_indexes.BULK_IMPORT_BYTES - 1
-    assert not writer_process.wanted(db, small)
-    bulk = search_indexes.BULK_IMPORT_BYTES
-    assert writer_process.wanted(db, bulk) == (db.get_bind().dialect.name == "sqlite")
-    assert ingest_module._WRITER_PROCESS.get() is None
+    small, bulk = search_indexes.BULK_IMPORT_BYTES - 1, search_indexes.BULK_IMPORT_BYTES
+    assert not writer_process.worth_a_writer_process(db, small)
+    assert writer_process.worth_a_writer_process(db, bulk) == (db.get_bind().dialect.name == "sqlite")
+    with Session(make_engine("sqlite://")) as in_memory:  # no file a second process could open
+        assert not writer_process.worth_a_writer_process(in_memory, bulk)
