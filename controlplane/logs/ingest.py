@@ -172,6 +172,7 @@ def ingest_files(
     *,
     verdicts: AuthVerdicts | None = None,
     batch_lines: int = BATCH_LINES,
+    set_aside_indexes: bool = True,
 ) -> list[IngestResult]:
     """An operator's import of `paths`, in order (`letterhead logs ingest`): when they hold much
     unread log, the search indexes of the tables it fills are built once after all of them
@@ -179,7 +180,13 @@ def ingest_files(
     process while this one reads (writer_process.py). The follower reads with ingest_log."""
     verdicts = verdicts if verdicts is not None else AuthVerdicts()
     unread = sum(unread_bytes(session, path) for path in paths)
-    with search_indexes.deferred(session, unread), _collector_paused(), _rows_written_aside(session, unread):
+    # Not `set_aside_indexes` when the mail daemons read this database (cli/logs.py says why).
+    set_aside = search_indexes.deferred(session, unread) if set_aside_indexes else contextlib.nullcontext()
+    with (
+        set_aside,
+        _collector_paused(),
+        _rows_written_aside(session, unread),
+    ):
         return [ingest_file(session, path, verdicts=verdicts, batch_lines=batch_lines) for path in paths]
 
 
