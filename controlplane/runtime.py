@@ -89,6 +89,19 @@ class Installation:
 
         postfix_reloads.request_reload(self.settings)
 
+    def mail_daemons_reading(self) -> bool:
+        """Whether Dovecot or Postfix runs on this installation's database: then nothing may
+        change its schema, or Dovecot's SQLite driver fails the next query of each of its
+        connections ("SQL logic error": a login refused, mail deferred with 450 4.7.1; see
+        logs/search_indexes.py and docs/mail-stack-notes.md)."""
+        from controlplane.daemons import dovecot  # light; Postfix's module brings the renderers
+        from controlplane.daemons.process import read_pid
+
+        return (
+            dovecot.master_pid(self.settings.run_dir / "dovecot") is not None
+            or read_pid(self.settings.postfix_queue / "pid" / "master.pid") is not None
+        )
+
     def publish_spam_policy(self) -> None:
         """Hand rspamd the domains' own reject scores, as committed, if Redis runs (else the
         next `letterhead up` does)."""

@@ -13,7 +13,7 @@ from controlplane.logs.ingest import ingest_files
 from controlplane.runners import follower
 from controlplane.services import log_retention, mail_logs
 from controlplane.services.scope import OPERATOR
-from controlplane.settings import Settings, load_settings
+from controlplane.settings import load_settings
 
 
 def transaction_row(view: mail_logs.TransactionView) -> dict[str, Any]:
@@ -81,29 +81,13 @@ def logs_ingest(files: tuple[Path, ...], as_json: bool) -> None:
     Name Dovecot's log before Postfix's: failed SMTP logins then get Dovecot's reason."""
     installation = current_installation()
     with installation.sessions() as session:
-        results = ingest_files(
-            session, list(files), set_aside_indexes=not _mail_daemons_running(installation.settings)
-        )
+        results = ingest_files(session, list(files), daemons_reading=installation.mail_daemons_reading)
     emit(
         [
             {"file": str(path), **dataclasses.asdict(result)}
             for path, result in zip(files, results, strict=True)
         ],
         as_json,
-    )
-
-
-def _mail_daemons_running(settings: Settings) -> bool:
-    """Whether Dovecot or Postfix runs on this installation's database. Setting search indexes
-    aside and building them again changes the schema, and Dovecot's SQLite driver fails the
-    next query of each of its connections after a schema change ("SQL logic error": a login
-    refused, mail deferred with 450 4.7.1), so a live node keeps them up (docs/mail-stack-notes.md)."""
-    from controlplane.daemons import dovecot  # light; Postfix's module brings the renderers
-    from controlplane.daemons.process import read_pid
-
-    return (
-        dovecot.master_pid(settings.run_dir / "dovecot") is not None
-        or read_pid(settings.postfix_queue / "pid" / "master.pid") is not None
     )
 
 

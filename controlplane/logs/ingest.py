@@ -17,7 +17,7 @@ import gzip
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import BinaryIO
@@ -172,18 +172,17 @@ def ingest_files(
     *,
     verdicts: AuthVerdicts | None = None,
     batch_lines: int = BATCH_LINES,
-    set_aside_indexes: bool = True,
+    daemons_reading: Callable[[], bool] = lambda: False,
 ) -> list[IngestResult]:
     """An operator's import of `paths`, in order (`letterhead logs ingest`): when they hold much
     unread log, the search indexes of the tables it fills are built once after all of them
-    instead of kept up row by row (search_indexes.py), and the rows are written by a second
-    process while this one reads (writer_process.py). The follower reads with ingest_log."""
+    instead of kept up row by row (search_indexes.py; never while `daemons_reading()`), and the
+    rows are written by a second process while this one reads (writer_process.py). The follower
+    reads with ingest_log."""
     verdicts = verdicts if verdicts is not None else AuthVerdicts()
     unread = sum(unread_bytes(session, path) for path in paths)
-    # Not `set_aside_indexes` when the mail daemons read this database (cli/logs.py says why).
-    set_aside = search_indexes.deferred(session, unread) if set_aside_indexes else contextlib.nullcontext()
     with (
-        set_aside,
+        search_indexes.deferred(session, unread, daemons_reading),
         _collector_paused(),
         _rows_written_aside(session, unread),
     ):

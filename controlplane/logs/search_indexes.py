@@ -10,9 +10,16 @@ rebuilding an index reads every row of its table, old and new.
 Crash safety: an import holds `<database>-log-import.lock` shared for as long as its indexes
 may be missing, and whoever builds them holds it exclusively. So an import never has its
 indexes built under it by another process, two imports at once leave the build to the one
-that ends last, and an import killed before its build leaves the lock free: the log follower
-(each minute) and the next `logs ingest` build what is missing. While an index is missing,
-searches that would use it scan the table instead: slower, with the same answers.
+that ends last, and an import killed before its build leaves the lock free: the stack's next
+start (`stack.prepare`, before Dovecot) and the next `logs ingest` build what is missing. While
+an index is missing, searches that would use it scan the table instead: slower, with the same
+answers.
+
+No schema change while the mail daemons read the database: Dovecot's SQLite driver fails the
+next query of each of its connections after one ("SQL logic error": a login refused, mail
+deferred with 450 4.7.1; docs/mail-stack-notes.md). Every function here that drops or builds
+an index first asks its caller's `daemons_reading` (Installation.mail_daemons_reading), and
+does nothing while it says yes.
 
 SQLite only. On PostgreSQL several nodes write the same tables, and a lock file on one of them
 cannot tell the others that an import is under way.
@@ -67,6 +74,11 @@ _CHEAP_TO_KEEP = {
     "ix_mail_transaction_sasl_user",
 }
 _TABLES = (MailTransaction, MailRecipientResult, AuthEvent)
+# Told when an import's end leaves indexes missing.
+BUILT_LATER = (
+    "The stack's next start (after `letterhead down`, or a restart) builds them, or the next"
+    " `letterhead logs ingest` while it is stopped."
+)
 
 
 def _table(model: type) -> Table:
@@ -140,11 +152,15 @@ def indexes_to_defer(session: Session, unread_bytes: int) -> list[Index]:
     ]
 
 
-def build_missing(session: Session) -> int:
+def _nobody() -> bool:
+    return False
+
+
+def build_missing(session: Session, daemons_reading: Callable[[], bool] = _nobody) -> int:
     """Build the deferrable indexes a killed import left missing, unless an import is still
-    under way; commits. The number built."""
+    under way or the mail daemons read the database; commits. The number built."""
     database = _database_path(session)
-    if database is None or not missing_indexes(session):
+    if database is None or not missing_indexes(session) or daemons_reading():
         return 0
     descriptor = _open_lock(database)
     try:
@@ -170,15 +186,19 @@ def _build(session: Session) -> int:
 
 
 @contextlib.contextmanager
-def deferred(session: Session, unread_bytes: int) -> Iterator[None]:
+def deferred(
+    session: Session, unread_bytes: int, daemons_reading: Callable[[], bool] = _nobody
+) -> Iterator[None]:
     """Set aside the indexes worth deferring for a read of `unread_bytes` during the block, and
     build every missing one after it (unless another import still runs: the last to end builds).
-    Commits the session before the block and after it."""
+    Commits the session before the block and after it. While `daemons_reading()`, nothing is set
+    aside and nothing built (the module's docstring says why)."""
     database = _database_path(session)
-    indexes = indexes_to_defer(session, unread_bytes)
+    indexes = [] if daemons_reading() else indexes_to_defer(session, unread_bytes)
     if database is None or not indexes:
         yield
-        _after_the_rows(session, lambda: build_missing(session))  # left by an import killed earlier
+        # Left by an import killed earlier.
+        _after_the_rows(session, lambda: build_missing(session, daemons_reading))
         return
     session.commit()
     descriptor = _open_lock(database)
@@ -186,7 +206,7 @@ def deferred(session: Session, unread_bytes: int) -> Iterator[None]:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            print("Waiting for the log follower to finish building search indexes…", file=sys.stderr)
+            print("Waiting for another process to finish building search indexes…", file=sys.stderr)
             fcntl.flock(descriptor, fcntl.LOCK_SH)
         for index in indexes:
             index.drop(session.connection(), checkfirst=True)
@@ -195,14 +215,14 @@ def deferred(session: Session, unread_bytes: int) -> Iterator[None]:
             yield
         except Exception:
             # The rows committed before the failure still need their indexes; a failed build
-            # must not hide why the import failed (the follower tries again within a minute).
+            # must not hide why the import failed (the next start or import tries again).
             session.rollback()
             with contextlib.suppress(Exception):
-                _build_if_last(session, descriptor)
+                _build_if_last(session, descriptor, daemons_reading)
             raise
         # Not reached when interrupted (Ctrl-C, SystemExit): no build holds the operator up
-        # then; the follower or the next import makes it.
-        _after_the_rows(session, lambda: _build_if_last(session, descriptor))
+        # then; the stack's next start or the next import makes it.
+        _after_the_rows(session, lambda: _build_if_last(session, descriptor, daemons_reading))
     finally:
         os.close(descriptor)
 
@@ -215,18 +235,26 @@ def _after_the_rows(session: Session, build: Callable[[], object]) -> None:
     except (SQLAlchemyError, OSError) as error:
         session.rollback()
         print(
-            f"The log lines are stored, but building their search indexes failed ({error.__class__.__name__}):"
-            " the log follower builds them within a minute, or the next `letterhead logs ingest`.",
+            f"The log lines are stored, but building their search indexes failed ({error.__class__.__name__})."
+            f" {BUILT_LATER}",
             file=sys.stderr,
         )
 
 
-def _build_if_last(session: Session, descriptor: int) -> None:
+def _build_if_last(session: Session, descriptor: int, daemons_reading: Callable[[], bool]) -> None:
     # Shared to exclusive is not atomic: another import may take the lock in between, and then
     # it builds at its end. Whoever gets it builds over every row stored.
     fcntl.flock(descriptor, fcntl.LOCK_UN)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        return
+    if daemons_reading():
+        # Started since the import began (`letterhead up` meanwhile).
+        print(
+            "The log lines are stored; their search indexes are not built while Dovecot or Postfix runs"
+            f" (a schema change makes Dovecot fail a query). {BUILT_LATER}",
+            file=sys.stderr,
+        )
         return
     _build(session)

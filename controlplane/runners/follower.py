@@ -29,7 +29,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from controlplane.daemons.background import BackgroundProcess
 from controlplane.daemons.process import DaemonError
 from controlplane.errors import LetterheadError
-from controlplane.logs import search_indexes
 from controlplane.logs.dovecot import AuthVerdicts
 from controlplane.logs.ingest import ConcurrentRead, IngestResult, LogFile, ingest_log
 from controlplane.runtime import Installation
@@ -45,7 +44,6 @@ BATCH_LINES = 200
 RETIRE_SECONDS = 10.0
 PID_FILE = "log-follower.pid"
 PURGE_EVERY_SECONDS = 24 * 3600
-INDEX_CHECK_SECONDS = 60.0
 
 
 def followed_logs(settings: Settings) -> list[Path]:
@@ -186,21 +184,6 @@ class DailyPurge:
             return purge_expired_logs(session, OPERATOR, retention_days=self.retention_days)
 
 
-class MissingIndexes:
-    """Builds, each minute, the search indexes a bulk import killed before its end left missing
-    (search_indexes.py): nothing else would, until the next import."""
-
-    def __init__(self, installation: Installation, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.installation = installation
-        self._every = _Every(INDEX_CHECK_SECONDS, clock)
-
-    def build_if_due(self) -> int:
-        if not self._every.due():
-            return 0
-        with self.installation.sessions() as session:
-            return search_indexes.build_missing(session)
-
-
 class FollowerRunning(DaemonError):
     """Another follower already holds this installation's logs."""
 
@@ -230,7 +213,6 @@ def run_follower(
     with FOLLOWER.running(settings, daemon=daemon, stop=stop, already_running=FollowerRunning) as stop:
         follower = LogFollower(installation, followed_logs(settings), batch_lines=batch_lines)
         purge = DailyPurge(installation, settings.log_retention_days)
-        indexes = MissingIndexes(installation)
         try:
             while not stop.is_set():
                 if not settings.home.is_dir():
@@ -238,7 +220,6 @@ def run_follower(
                 if _safely(follower.poll):
                     _mark_read(settings)
                 _safely(purge.run_if_due)
-                _safely(indexes.build_if_due)
                 stop.wait(poll_seconds)
             _safely(follower.poll)
         finally:

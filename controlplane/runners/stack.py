@@ -21,6 +21,7 @@ from controlplane.daemons import (
 from controlplane.daemons.background import BackgroundProcess
 from controlplane.daemons.layout import prepare_state_directory, protect_database
 from controlplane.daemons.process import DaemonError, read_pid, run_tool, terminate, wait_until
+from controlplane.logs import search_indexes
 from controlplane.runners import follower, mail_migration, node_sync, parts, periodic
 from controlplane.runtime import Installation
 from controlplane.schema import upgrade_database
@@ -54,6 +55,10 @@ def prepare(installation: Installation) -> None:
         database_logins.grant_daemon_logins(settings.sqlalchemy_url)
     # The SQLite file's folder, which holds each node's SNI table (whatever the shared database).
     protect_database(settings)
+    with installation.sessions() as session:
+        # Left by a log import killed before its end; before Dovecot starts, which fails a
+        # query after any schema change (search_indexes.py), and not if it runs already.
+        search_indexes.build_missing(session, installation.mail_daemons_reading)
     if settings.node_name:
         register_node(installation)
     elif settings.is_postgresql:

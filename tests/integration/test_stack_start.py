@@ -6,9 +6,12 @@ from __future__ import annotations
 import socket
 
 import pytest
+from sqlalchemy import text
 
 from controlplane.daemons import postfix, postfix_log, postsrsd
 from controlplane.daemons.process import DaemonError, listening_ports
+from controlplane.logs import search_indexes
+from controlplane.runners import stack
 from controlplane.runners.scratch import ScratchStack
 
 pytestmark = pytest.mark.integration
@@ -69,4 +72,49 @@ def test_postsrsd_follows_a_new_hostname_and_stays_when_nothing_changed() -> Non
         assert "@new.letterhead.test" in _srs_forward(settings.ports["srs_forward"], "ann@elsewhere.test")
     finally:
         postsrsd.stop(settings)
+        scratch.stop()
+
+
+def _search_index_names(scratch: ScratchStack) -> set[str]:
+    with scratch.installation.sessions() as session:
+        return {index.name or "" for index in search_indexes.missing_indexes(session)}
+
+
+def _drop_search_index(scratch: ScratchStack, name: str) -> int:
+    """Drop `name` as an import killed midway leaves it; the schema's version after."""
+    with scratch.installation.transaction() as session:
+        session.execute(text(f"DROP INDEX {name}"))
+    with scratch.installation.sessions() as session:
+        return session.execute(text("PRAGMA schema_version")).scalar_one()
+
+
+def test_the_start_builds_missing_search_indexes_before_dovecot_and_nothing_changes_the_schema_while_it_runs() -> (
+    None
+):
+    """Dovecot's SQLite driver fails the next query of each connection after a schema change
+    (a login refused, mail deferred 450): only a stopped stack's start builds what a killed log
+    import left missing."""
+    scratch = ScratchStack(postgres_server="")
+    try:
+        scratch.prepare()
+        assert not scratch.installation.mail_daemons_reading()
+        _drop_search_index(scratch, "ix_mail_transaction_sender")
+        scratch.start()
+        assert scratch.installation.mail_daemons_reading()
+        assert _search_index_names(scratch) == set()
+
+        version = _drop_search_index(scratch, "ix_mail_transaction_sender")
+        scratch.start()  # `letterhead up` again, on the running stack
+        with scratch.installation.sessions() as session:
+            assert search_indexes.build_missing(session, scratch.installation.mail_daemons_reading) == 0
+            with search_indexes.deferred(session, 10**12, scratch.installation.mail_daemons_reading):
+                pass
+            assert session.execute(text("PRAGMA schema_version")).scalar_one() == version
+        assert _search_index_names(scratch) == {"ix_mail_transaction_sender"}
+
+        stack.down(scratch.settings)
+        assert not scratch.installation.mail_daemons_reading()
+        scratch.start()
+        assert _search_index_names(scratch) == set()
+    finally:
         scratch.stop()

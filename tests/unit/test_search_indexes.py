@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from controlplane.cli import main
-from controlplane.daemons.process import wait_until
 from controlplane.db import make_engine
 from controlplane.logs import ingest as ingest_module
 from controlplane.logs import search_indexes
 from controlplane.logs.ingest import ingest_file, ingest_files
 from controlplane.models import AuthEvent, MailQueueEntry, MailRecipientResult, MailTransaction
-from controlplane.runners.follower import MissingIndexes, run_follower
 from controlplane.runtime import Installation
 from controlplane.settings import Settings
 from tests.unit.test_log_ingest import FIXTURES, REFERENCE
@@ -137,15 +134,45 @@ def test_an_index_an_earlier_version_set_aside_is_built_when_missing(db: Session
     assert search_indexes.missing_indexes(db) == []
 
 
+def _schema_version(session: Session) -> int:
+    return session.execute(text("PRAGMA schema_version")).scalar_one()
+
+
 @pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
 def test_an_import_beside_running_mail_daemons_changes_no_schema(
     db: Session, tmp_path: Path, missing_at_each_file: list[set[str]]
 ) -> None:
-    # Dovecot's SQLite driver fails its next query after a schema change (cli/logs.py).
-    version = db.execute(text("PRAGMA schema_version")).scalar_one()
-    ingest_files(db, [_log(tmp_path)], set_aside_indexes=False)
+    # Dovecot's SQLite driver fails its next query after a schema change (search_indexes.py).
+    version = _schema_version(db)
+    ingest_files(db, [_log(tmp_path)], daemons_reading=lambda: True)
     assert missing_at_each_file == [set()]
-    assert db.execute(text("PRAGMA schema_version")).scalar_one() == version
+    assert _schema_version(db) == version
+
+
+@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
+def test_mail_daemons_started_during_an_import_keep_its_indexes_unbuilt_until_they_stop(
+    db: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    running = [False]
+    read = ingest_module.ingest_file
+
+    def started_meanwhile(session: Session, *args: object, **kwargs: object):
+        result = read(session, *args, **kwargs)  # type: ignore[arg-type]
+        running[0] = True  # `letterhead up` while the import reads
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ingest_module, "ingest_file", started_meanwhile)
+        [result] = ingest_files(db, [_log(tmp_path)], daemons_reading=lambda: running[0])
+    assert result.postfix_events > 0
+    assert len(search_indexes.missing_indexes(db)) == ALL
+    assert "not built while Dovecot or Postfix runs" in capsys.readouterr().err
+
+    version = _schema_version(db)
+    assert search_indexes.build_missing(db, lambda: running[0]) == 0
+    assert _schema_version(db) == version
+    running[0] = False
+    assert search_indexes.build_missing(db, lambda: running[0]) == ALL
 
 
 @pytest.mark.usefixtures("sqlite_only")
@@ -180,8 +207,8 @@ def test_an_import_under_way_keeps_every_other_builder_off(installation: Install
     with installation.sessions() as importing, installation.sessions() as other:
         with search_indexes.deferred(importing, 1):
             assert len(search_indexes.missing_indexes(other)) == ALL
-            # The follower's minute check, and a second import ending first, build nothing.
-            assert MissingIndexes(installation).build_if_due() == 0
+            # A stack's start, and a second import ending first, build nothing.
+            assert search_indexes.build_missing(other) == 0
             with search_indexes.deferred(other, 1):
                 pass
             assert len(search_indexes.missing_indexes(other)) == ALL
@@ -190,7 +217,7 @@ def test_an_import_under_way_keeps_every_other_builder_off(installation: Install
 
 
 @pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
-def test_a_failed_import_builds_them_and_an_interrupted_one_leaves_them_to_the_follower(
+def test_a_failed_import_builds_them_and_an_interrupted_one_leaves_them_to_the_next_start(
     installation: Installation,
 ) -> None:
     with installation.sessions() as session:
@@ -201,12 +228,12 @@ def test_a_failed_import_builds_them_and_an_interrupted_one_leaves_them_to_the_f
         with pytest.raises(KeyboardInterrupt), search_indexes.deferred(session, 1):
             raise KeyboardInterrupt
         assert len(search_indexes.missing_indexes(session)) == ALL
-    assert MissingIndexes(installation).build_if_due() == ALL
+        assert search_indexes.build_missing(session) == ALL
 
 
 @pytest.mark.usefixtures("sqlite_only")
-def test_an_import_killed_before_its_build_leaves_them_to_the_follower_and_the_next_import(
-    db: Session, settings: Settings, installation: Installation, tmp_path: Path
+def test_an_import_killed_before_its_build_leaves_them_to_the_next_start_and_the_next_import(
+    db: Session, settings: Settings, tmp_path: Path
 ) -> None:
     def killed_import() -> None:
         child = subprocess.run(
@@ -231,7 +258,7 @@ def test_an_import_killed_before_its_build_leaves_them_to_the_follower_and_the_n
         assert len(search_indexes.missing_indexes(db)) == ALL
 
     killed_import()
-    assert MissingIndexes(installation).build_if_due() == ALL
+    assert search_indexes.build_missing(db) == ALL  # as the stack's start does (integration test)
     assert search_indexes.missing_indexes(db) == []
 
     killed_import()
@@ -287,48 +314,5 @@ def test_a_failed_build_after_the_rows_says_so_and_keeps_the_import(
     [result] = ingest_files(db, [_log(tmp_path)])
     assert result.postfix_events > 0
     assert db.scalar(select(func.count()).select_from(MailTransaction)) > 0
-    assert "the log follower builds them within a minute" in capsys.readouterr().err
+    assert search_indexes.BUILT_LATER in capsys.readouterr().err
     assert len(search_indexes.missing_indexes(db)) == ALL
-
-
-@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
-def test_the_running_follower_builds_what_an_interrupted_import_left(
-    installation: Installation, settings: Settings
-) -> None:
-    with installation.sessions() as session:
-        with pytest.raises(KeyboardInterrupt), search_indexes.deferred(session, 1):
-            raise KeyboardInterrupt
-        assert len(search_indexes.missing_indexes(session)) == ALL
-    stop = threading.Event()
-    follower = threading.Thread(
-        target=run_follower, args=(settings,), kwargs={"stop": stop, "poll_seconds": 0.05}
-    )
-    follower.start()
-    try:
-        with installation.sessions() as session:
-            assert wait_until(lambda: not search_indexes.missing_indexes(session), timeout=20)
-    finally:
-        stop.set()
-        follower.join(timeout=20)
-
-
-@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
-def test_the_follower_looks_for_missing_indexes_once_a_minute(installation: Installation) -> None:
-    now = [0.0]
-    check = MissingIndexes(installation, clock=lambda: now[0])
-
-    def interrupted_import() -> None:
-        with (
-            installation.sessions() as session,
-            pytest.raises(KeyboardInterrupt),
-            search_indexes.deferred(session, 1),
-        ):
-            raise KeyboardInterrupt
-
-    interrupted_import()
-    assert check.build_if_due() == ALL  # at the follower's start
-    interrupted_import()
-    now[0] = 59.0
-    assert check.build_if_due() == 0, "not looked for within the minute"
-    now[0] = 60.0
-    assert check.build_if_due() == ALL
