@@ -196,6 +196,14 @@ def db(installation: Installation) -> Iterator[Session]:
         session.rollback()
 
 
+@pytest.fixture
+def sqlite_only(db: Session) -> None:
+    """Skips the test in the PostgreSQL pass: what it checks happens in an SQLite file only (the
+    log import's set-aside indexes and its writer process, for example)."""
+    if db.get_bind().dialect.name != "sqlite":
+        pytest.skip("SQLite only")
+
+
 @pytest.fixture(scope="module")
 def mail_stack() -> Iterator[ScratchStack]:
     if not shutil.which("postfix") and not Path("/usr/sbin/postfix").exists():

@@ -31,12 +31,6 @@ ALL = 5  # the indexes set aside when every log table grows
 
 
 @pytest.fixture
-def sqlite_only(db: Session) -> None:
-    if db.get_bind().dialect.name != "sqlite":
-        pytest.skip("indexes are set aside only on SQLite (search_indexes.py says why)")
-
-
-@pytest.fixture
 def any_size_is_bulk(monkeypatch: pytest.MonkeyPatch) -> None:
     # The fixture log is small: every read of it counts as a bulk import growing every table.
     monkeypatch.setattr(search_indexes, "BULK_IMPORT_BYTES", 0)

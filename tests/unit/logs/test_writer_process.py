@@ -51,12 +51,6 @@ TABLES = (
 
 
 @pytest.fixture
-def sqlite_only(db: Session) -> None:
-    if db.get_bind().dialect.name != "sqlite":
-        pytest.skip("only an import into an SQLite file has a writer process (writer_process.py)")
-
-
-@pytest.fixture
 def small_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     # Few messages kept in memory: evicted ones are read back from the database, through the
     # writer when it runs. Every read counts as a bulk import.
