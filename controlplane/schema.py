@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 
 from controlplane.settings import MIGRATIONS_ROOT, PROJECT_ROOT
 
@@ -21,8 +22,21 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade_database(url: str, revision: str = "head") -> None:
+def upgrade_database(url: str, revision: str = "head") -> bool:
+    """Migrate to `revision`; whether any migration ran (the schema changed)."""
+    before = current_revision(url)
     command.upgrade(alembic_config(url), revision)
+    return current_revision(url) != before
+
+
+def current_revision(url: str) -> str | None:
+    """The database's Alembic revision (None before the first migration)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager

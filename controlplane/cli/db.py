@@ -7,7 +7,7 @@ import click
 from controlplane import database_copy
 from controlplane.cli.common import current_installation, fail, handles_errors
 from controlplane.daemons import database_logins, dovecot, postfix
-from controlplane.schema import upgrade_database
+from controlplane.runners import stack
 
 
 @click.group()
@@ -18,9 +18,10 @@ def db() -> None:
 @db.command("upgrade")
 @handles_errors
 def db_upgrade() -> None:
-    settings = current_installation().settings
+    installation = current_installation()
+    settings = installation.settings
     settings.database_path.parent.mkdir(parents=True, exist_ok=True)
-    upgrade_database(settings.sqlalchemy_url)
+    stack.upgrade_schema(installation)
     if settings.is_postgresql:
         # Each daemon's own role, allowed only what it reads (or, for the usage writer, writes).
         database_logins.grant_daemon_logins(settings.sqlalchemy_url)

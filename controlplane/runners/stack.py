@@ -46,11 +46,21 @@ def web_pid(settings: Settings) -> int | None:
     return read_pid(settings.run_dir / "web.pid")
 
 
+def upgrade_schema(installation: Installation) -> None:
+    """Run the pending migrations. On SQLite, a running Dovecot then reloads at once: its SQLite
+    driver fails the next query of each connection after any schema change (a login refused,
+    mail deferred with 450), and the processes a reload starts open new ones."""
+    settings = installation.settings
+    changed = upgrade_database(settings.sqlalchemy_url)
+    if changed and not settings.is_postgresql and dovecot.master_pid(settings.run_dir / "dovecot"):
+        dovecot.reload(settings.live_config / "dovecot" / "dovecot.conf")
+
+
 def prepare(installation: Installation) -> None:
     """Folders, schema, permissions and a live config generation, without starting anything."""
     settings = installation.settings
     prepare_state_directory(settings)
-    upgrade_database(settings.sqlalchemy_url)
+    upgrade_schema(installation)
     if settings.is_postgresql:
         database_logins.grant_daemon_logins(settings.sqlalchemy_url)
     # The SQLite file's folder, which holds each node's SNI table (whatever the shared database).
