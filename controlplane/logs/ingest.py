@@ -172,7 +172,7 @@ def ingest_files(
     *,
     verdicts: AuthVerdicts | None = None,
     batch_lines: int = BATCH_LINES,
-    daemons_reading: Callable[[], bool] = lambda: False,
+    daemons_reading: Callable[[], bool],
 ) -> list[IngestResult]:
     """An operator's import of `paths`, in order (`letterhead logs ingest`): when they hold much
     unread log, the search indexes of the tables it fills are built once after all of them
@@ -182,7 +182,7 @@ def ingest_files(
     verdicts = verdicts if verdicts is not None else AuthVerdicts()
     unread = sum(unread_bytes(session, path) for path in paths)
     with (
-        search_indexes.deferred(session, unread, daemons_reading),
+        search_indexes.deferred(session, unread, daemons_reading=daemons_reading),
         _collector_paused(),
         _rows_written_aside(session, unread),
     ):

@@ -76,8 +76,9 @@ _CHEAP_TO_KEEP = {
 _TABLES = (MailTransaction, MailRecipientResult, AuthEvent)
 # Told when an import's end leaves indexes missing.
 BUILT_LATER = (
-    "The stack's next start (after `letterhead down`, or a restart) builds them, or the next"
-    " `letterhead logs ingest` while it is stopped."
+    "The stack's next start builds them (`letterhead down`, then `letterhead up`; on an installed"
+    " server `systemctl restart letterhead.target`), or the next `letterhead logs ingest` while it"
+    " is stopped."
 )
 
 
@@ -152,11 +153,12 @@ def indexes_to_defer(session: Session, unread_bytes: int) -> list[Index]:
     ]
 
 
-def _nobody() -> bool:
+def no_mail_daemons() -> bool:
+    """`daemons_reading` for a database no Dovecot or Postfix reads (a test's, a benchmark's)."""
     return False
 
 
-def build_missing(session: Session, daemons_reading: Callable[[], bool] = _nobody) -> int:
+def build_missing(session: Session, *, daemons_reading: Callable[[], bool]) -> int:
     """Build the deferrable indexes a killed import left missing, unless an import is still
     under way or the mail daemons read the database; commits. The number built."""
     database = _database_path(session)
@@ -168,14 +170,41 @@ def build_missing(session: Session, daemons_reading: Callable[[], bool] = _nobod
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return 0  # an import runs: it builds them when it ends
-        return _build(session)
+        return _build(session, daemons_reading)
     finally:
         os.close(descriptor)
 
 
-def _build(session: Session) -> int:
+def wait_for_builds(session: Session) -> None:
+    """Return once no process builds search indexes (an import that ended while the stack was
+    stopped): the stack's start waits here before it starts Dovecot, which each of the build's
+    schema changes would fail a query of."""
+    database = _database_path(session)
+    if database is None:
+        return
+    descriptor = _open_lock(database)
+    try:
+        # Shared: imports under way hold it shared too; only a build holds it exclusively.
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("Waiting for a log import to finish building search indexes…", file=sys.stderr)
+            fcntl.flock(descriptor, fcntl.LOCK_SH)
+    finally:
+        os.close(descriptor)
+
+
+def _build(session: Session, daemons_reading: Callable[[], bool]) -> int:
     missing = missing_indexes(session)
-    for index in missing:
+    for built, index in enumerate(missing):
+        if daemons_reading():
+            # Started since the import began (`letterhead up` meanwhile).
+            print(
+                "The log lines are stored; their search indexes are not built while Dovecot or Postfix"
+                f" runs (a schema change makes Dovecot fail a query). {BUILT_LATER}",
+                file=sys.stderr,
+            )
+            return built
         index.create(session.connection(), checkfirst=True)
         # One commit per index: each build holds SQLite's write lock (readers go on under WAL),
         # and other writers wait for one index at a time: at most 0.15 s per million log lines
@@ -186,9 +215,7 @@ def _build(session: Session) -> int:
 
 
 @contextlib.contextmanager
-def deferred(
-    session: Session, unread_bytes: int, daemons_reading: Callable[[], bool] = _nobody
-) -> Iterator[None]:
+def deferred(session: Session, unread_bytes: int, *, daemons_reading: Callable[[], bool]) -> Iterator[None]:
     """Set aside the indexes worth deferring for a read of `unread_bytes` during the block, and
     build every missing one after it (unless another import still runs: the last to end builds).
     Commits the session before the block and after it. While `daemons_reading()`, nothing is set
@@ -198,7 +225,7 @@ def deferred(
     if database is None or not indexes:
         yield
         # Left by an import killed earlier.
-        _after_the_rows(session, lambda: build_missing(session, daemons_reading))
+        _after_the_rows(session, lambda: build_missing(session, daemons_reading=daemons_reading))
         return
     session.commit()
     descriptor = _open_lock(database)
@@ -208,6 +235,9 @@ def deferred(
         except BlockingIOError:
             print("Waiting for another process to finish building search indexes…", file=sys.stderr)
             fcntl.flock(descriptor, fcntl.LOCK_SH)
+        if daemons_reading():
+            yield  # started while this waited: nothing set aside, nothing to build
+            return
         for index in indexes:
             index.drop(session.connection(), checkfirst=True)
         session.commit()
@@ -249,12 +279,4 @@ def _build_if_last(session: Session, descriptor: int, daemons_reading: Callable[
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return
-    if daemons_reading():
-        # Started since the import began (`letterhead up` meanwhile).
-        print(
-            "The log lines are stored; their search indexes are not built while Dovecot or Postfix runs"
-            f" (a schema change makes Dovecot fail a query). {BUILT_LATER}",
-            file=sys.stderr,
-        )
-        return
-    _build(session)
+    _build(session, daemons_reading)

@@ -112,7 +112,7 @@ def install(
     # The folders, the schema (its file closed to all but root and the daemons' readers) and the
     # first tenant, all before systemd starts anything that would race for them.
     prepare_state_directory(settings)
-    upgrade_database(settings.sqlalchemy_url)
+    migrated = upgrade_database(settings.sqlalchemy_url)
     if not settings.is_postgresql:
         protect_database(settings)
     if tenant_name and admin_login:
@@ -121,7 +121,8 @@ def install(
     units_changed = any(label.startswith(("/etc/", "removed /etc/")) for label in report.written)
     version_file = state / INSTALLED_VERSION_FILE
     release_changed = not version_file.is_file() or version_file.read_text().strip() != __version__
-    _enable(root, report, restart=units_changed or release_changed)
+    # A migration too: Dovecot's SQLite driver fails a query after a schema change (stack.upgrade_schema).
+    _enable(root, report, restart=units_changed or release_changed or migrated)
     _write_if_changed(version_file, __version__ + "\n", 0o644, report, INSTALLED_VERSION_FILE)
     return report
 

@@ -12,6 +12,7 @@ from controlplane.daemons import (
     nginx,
     postfix,
     postfix_log,
+    postfix_reloads,
     postsrsd,
     redis,
     rspamd,
@@ -49,11 +50,15 @@ def web_pid(settings: Settings) -> int | None:
 def upgrade_schema(installation: Installation) -> None:
     """Run the pending migrations. On SQLite, a running Dovecot then reloads at once: its SQLite
     driver fails the next query of each connection after any schema change (a login refused,
-    mail deferred with 450), and the processes a reload starts open new ones."""
+    mail deferred with 450), and the processes a reload starts open new ones. Postfix reloads
+    too: its smtpd processes keep their connections to Dovecot's auth and quota services, which
+    would reach the old processes. A session open across the migration may still meet one
+    temporary failure."""
     settings = installation.settings
     changed = upgrade_database(settings.sqlalchemy_url)
     if changed and not settings.is_postgresql and dovecot.master_pid(settings.run_dir / "dovecot"):
         dovecot.reload(settings.live_config / "dovecot" / "dovecot.conf")
+        postfix_reloads.request_reload(settings)
 
 
 def prepare(installation: Installation) -> None:
@@ -66,9 +71,11 @@ def prepare(installation: Installation) -> None:
     # The SQLite file's folder, which holds each node's SNI table (whatever the shared database).
     protect_database(settings)
     with installation.sessions() as session:
-        # Left by a log import killed before its end; before Dovecot starts, which fails a
-        # query after any schema change (search_indexes.py), and not if it runs already.
-        search_indexes.build_missing(session, installation.mail_daemons_reading)
+        # Left by a log import killed before its end, or one that ended while the daemons ran;
+        # before Dovecot starts, which fails a query after any schema change (search_indexes.py),
+        # and not if it runs already.
+        search_indexes.wait_for_builds(session)
+        search_indexes.build_missing(session, daemons_reading=installation.mail_daemons_reading)
     if settings.node_name:
         register_node(installation)
     elif settings.is_postgresql:

@@ -83,7 +83,7 @@ def test_postsrsd_follows_a_new_hostname_and_stays_when_nothing_changed() -> Non
         scratch.stop()
 
 
-def _search_index_names(scratch: ScratchStack) -> set[str]:
+def _missing_index_names(scratch: ScratchStack) -> set[str]:
     with scratch.installation.sessions() as session:
         return {index.name or "" for index in search_indexes.missing_indexes(session)}
 
@@ -109,21 +109,28 @@ def test_the_start_builds_missing_search_indexes_before_dovecot_and_nothing_chan
         _drop_search_index(scratch, "ix_mail_transaction_sender")
         scratch.start()
         assert scratch.installation.mail_daemons_reading()
-        assert _search_index_names(scratch) == set()
+        assert _missing_index_names(scratch) == set()
 
         version = _drop_search_index(scratch, "ix_mail_transaction_sender")
         scratch.start()  # `letterhead up` again, on the running stack
         with scratch.installation.sessions() as session:
-            assert search_indexes.build_missing(session, scratch.installation.mail_daemons_reading) == 0
-            with search_indexes.deferred(session, 10**12, scratch.installation.mail_daemons_reading):
+            assert (
+                search_indexes.build_missing(
+                    session, daemons_reading=scratch.installation.mail_daemons_reading
+                )
+                == 0
+            )
+            with search_indexes.deferred(
+                session, 10**12, daemons_reading=scratch.installation.mail_daemons_reading
+            ):
                 pass
             assert session.execute(text("PRAGMA schema_version")).scalar_one() == version
-        assert _search_index_names(scratch) == {"ix_mail_transaction_sender"}
+        assert _missing_index_names(scratch) == {"ix_mail_transaction_sender"}
 
         stack.down(scratch.settings)
         assert not scratch.installation.mail_daemons_reading()
         scratch.start()
-        assert _search_index_names(scratch) == set()
+        assert _missing_index_names(scratch) == set()
     finally:
         scratch.stop()
 

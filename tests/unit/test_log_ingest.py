@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.logs import ingest as ingest_module
 from controlplane.logs.ingest import ingest_file
+from controlplane.logs.search_indexes import no_mail_daemons
 from controlplane.models import (
     AuthEvent,
     LogCheckpoint,
@@ -521,7 +522,7 @@ def test_an_import_pauses_the_collector_and_hands_it_back_even_when_it_fails(
     shutil.copy(FIXTURES / "postfix.log", tmp_path / "postfix.log")
     collector = _watch_the_collector(monkeypatch, fail_at=30)
     with pytest.raises(Killed):
-        ingest_module.ingest_files(db, [tmp_path / "postfix.log"])
+        ingest_module.ingest_files(db, [tmp_path / "postfix.log"], daemons_reading=no_mail_daemons)
     db.rollback()
     assert min(frozen for frozen, _ in collector) > 1000  # the application's objects, at least
     assert not any(enabled for _, enabled in collector)
@@ -540,7 +541,9 @@ def test_a_paused_import_collects_after_each_file_it_commits(db: Session, tmp_pa
 
     gc.callbacks.append(count)
     try:
-        ingest_module.ingest_files(db, [tmp_path / "one.log", tmp_path / "two.log"])
+        ingest_module.ingest_files(
+            db, [tmp_path / "one.log", tmp_path / "two.log"], daemons_reading=no_mail_daemons
+        )
     finally:
         gc.callbacks.remove(count)
     assert passes.count(2) >= 2  # one full pass at least for each file's last commit

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from controlplane.db import make_engine
 from controlplane.logs import ingest as ingest_module
 from controlplane.logs import search_indexes
 from controlplane.logs.ingest import ingest_file, ingest_files
+from controlplane.logs.search_indexes import no_mail_daemons
 from controlplane.models import AuthEvent, MailQueueEntry, MailRecipientResult, MailTransaction
 from controlplane.runtime import Installation
 from controlplane.settings import Settings
@@ -92,7 +95,7 @@ def test_a_bulk_import_stores_what_a_plain_read_stores_and_builds_its_indexes_af
 ) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir(), second.mkdir()
-    ingest_files(db, [_log(first), _log(first, "dovecot.log")])
+    ingest_files(db, [_log(first), _log(first, "dovecot.log")], daemons_reading=no_mail_daemons)
 
     # Set aside once for both files, built after the last.
     every = _names(search_indexes.deferrable_indexes())
@@ -124,7 +127,7 @@ def test_an_index_an_earlier_version_set_aside_is_built_when_missing(db: Session
     db.execute(text("DROP INDEX ix_auth_event_domain_id_time"))
     db.commit()
     assert _names(search_indexes.missing_indexes(db)) == {"ix_auth_event_domain_id_time"}
-    assert search_indexes.build_missing(db) == 1
+    assert search_indexes.build_missing(db, daemons_reading=no_mail_daemons) == 1
     assert search_indexes.missing_indexes(db) == []
 
 
@@ -163,17 +166,17 @@ def test_mail_daemons_started_during_an_import_keep_its_indexes_unbuilt_until_th
     assert "not built while Dovecot or Postfix runs" in capsys.readouterr().err
 
     version = _schema_version(db)
-    assert search_indexes.build_missing(db, lambda: running[0]) == 0
+    assert search_indexes.build_missing(db, daemons_reading=lambda: running[0]) == 0
     assert _schema_version(db) == version
     running[0] = False
-    assert search_indexes.build_missing(db, lambda: running[0]) == ALL
+    assert search_indexes.build_missing(db, daemons_reading=lambda: running[0]) == ALL
 
 
 @pytest.mark.usefixtures("sqlite_only")
 def test_a_read_of_little_log_keeps_the_indexes_up(
     db: Session, tmp_path: Path, missing_at_each_file: list[set[str]]
 ) -> None:
-    ingest_files(db, [_log(tmp_path)])
+    ingest_files(db, [_log(tmp_path)], daemons_reading=no_mail_daemons)
     assert missing_at_each_file == [set()]
     assert db.scalar(select(func.count()).select_from(MailTransaction)) > 0
 
@@ -182,7 +185,7 @@ def test_a_read_of_little_log_keeps_the_indexes_up(
 def test_only_a_table_an_import_grows_by_a_quarter_has_its_indexes_set_aside(
     db: Session, tmp_path: Path
 ) -> None:
-    ingest_files(db, [_log(tmp_path)])
+    ingest_files(db, [_log(tmp_path)], daemons_reading=no_mail_daemons)
     transactions = db.scalar(select(func.max(MailTransaction.id)))
     recipients = db.scalar(select(func.max(MailRecipientResult.id)))
     # A quarter of each table, in rows (one row a byte here): the recipients' is larger.
@@ -199,11 +202,11 @@ def test_only_a_table_an_import_grows_by_a_quarter_has_its_indexes_set_aside(
 @pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
 def test_an_import_under_way_keeps_every_other_builder_off(installation: Installation) -> None:
     with installation.sessions() as importing, installation.sessions() as other:
-        with search_indexes.deferred(importing, 1):
+        with search_indexes.deferred(importing, 1, daemons_reading=no_mail_daemons):
             assert len(search_indexes.missing_indexes(other)) == ALL
             # A stack's start, and a second import ending first, build nothing.
-            assert search_indexes.build_missing(other) == 0
-            with search_indexes.deferred(other, 1):
+            assert search_indexes.build_missing(other, daemons_reading=no_mail_daemons) == 0
+            with search_indexes.deferred(other, 1, daemons_reading=no_mail_daemons):
                 pass
             assert len(search_indexes.missing_indexes(other)) == ALL
         # The last import to end builds them.
@@ -215,14 +218,20 @@ def test_a_failed_import_builds_them_and_an_interrupted_one_leaves_them_to_the_n
     installation: Installation,
 ) -> None:
     with installation.sessions() as session:
-        with pytest.raises(RuntimeError, match="a line tripped"), search_indexes.deferred(session, 1):
+        with (
+            pytest.raises(RuntimeError, match="a line tripped"),
+            search_indexes.deferred(session, 1, daemons_reading=no_mail_daemons),
+        ):
             raise RuntimeError("a line tripped")
         assert search_indexes.missing_indexes(session) == []
 
-        with pytest.raises(KeyboardInterrupt), search_indexes.deferred(session, 1):
+        with (
+            pytest.raises(KeyboardInterrupt),
+            search_indexes.deferred(session, 1, daemons_reading=no_mail_daemons),
+        ):
             raise KeyboardInterrupt
         assert len(search_indexes.missing_indexes(session)) == ALL
-        assert search_indexes.build_missing(session) == ALL
+        assert search_indexes.build_missing(session, daemons_reading=no_mail_daemons) == ALL
 
 
 @pytest.mark.usefixtures("sqlite_only")
@@ -240,7 +249,7 @@ def test_an_import_killed_before_its_build_leaves_them_to_the_next_start_and_the
                 "from controlplane.logs import search_indexes\n"
                 "search_indexes.BULK_IMPORT_BYTES = 0\n"
                 "with Session(create_engine(sys.argv[1])) as session:\n"
-                "    with search_indexes.deferred(session, 1):\n"
+                "    with search_indexes.deferred(session, 1, daemons_reading=search_indexes.no_mail_daemons):\n"
                 "        os.kill(os.getpid(), signal.SIGKILL)\n",
                 f"sqlite:///{settings.database_path}",
             ],
@@ -252,7 +261,9 @@ def test_an_import_killed_before_its_build_leaves_them_to_the_next_start_and_the
         assert len(search_indexes.missing_indexes(db)) == ALL
 
     killed_import()
-    assert search_indexes.build_missing(db) == ALL  # as the stack's start does (integration test)
+    assert (
+        search_indexes.build_missing(db, daemons_reading=no_mail_daemons) == ALL
+    )  # as the stack's start does (integration test)
     assert search_indexes.missing_indexes(db) == []
 
     killed_import()
@@ -268,7 +279,7 @@ def test_nothing_is_set_aside_on_postgresql(db: Session, tmp_path: Path, any_siz
     if db.get_bind().dialect.name != "postgresql":
         pytest.skip("the PostgreSQL pass checks this")
     assert search_indexes.indexes_to_defer(db, 10**12) == []
-    assert ingest_files(db, [_log(tmp_path)])[0].postfix_events > 0
+    assert ingest_files(db, [_log(tmp_path)], daemons_reading=no_mail_daemons)[0].postfix_events > 0
     present = {
         index["name"]
         for model in (MailTransaction, MailRecipientResult, AuthEvent)
@@ -280,7 +291,7 @@ def test_nothing_is_set_aside_on_postgresql(db: Session, tmp_path: Path, any_siz
 def test_unread_bytes_are_counted_from_each_files_checkpoint(db: Session, tmp_path: Path) -> None:
     log = _log(tmp_path)
     assert ingest_module.unread_bytes(db, log) == log.stat().st_size
-    ingest_files(db, [log])
+    ingest_files(db, [log], daemons_reading=no_mail_daemons)
     assert ingest_module.unread_bytes(db, log) == 0
     appended = b"Nov 30 00:00:01 mail postfix/anvil[1]: statistics: nothing\n"
     with log.open("ab") as file:
@@ -292,7 +303,7 @@ def test_unread_bytes_are_counted_from_each_files_checkpoint(db: Session, tmp_pa
     packed.parent.mkdir()
     packed.write_bytes(gzip.compress((FIXTURES / "dovecot.log").read_bytes()))
     assert ingest_module.unread_bytes(db, packed) == packed.stat().st_size * 8
-    ingest_files(db, [packed])
+    ingest_files(db, [packed], daemons_reading=no_mail_daemons)
     unpacked = len((FIXTURES / "dovecot.log").read_bytes())
     assert ingest_module.unread_bytes(db, packed) == max(0, packed.stat().st_size * 8 - unpacked)
 
@@ -301,12 +312,76 @@ def test_unread_bytes_are_counted_from_each_files_checkpoint(db: Session, tmp_pa
 def test_a_failed_build_after_the_rows_says_so_and_keeps_the_import(
     db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def locked(_session: Session) -> int:
+    def locked(_session: Session, _daemons_reading: object) -> int:
         raise OperationalError("CREATE INDEX", {}, Exception("database is locked"))
 
     monkeypatch.setattr(search_indexes, "_build", locked)
-    [result] = ingest_files(db, [_log(tmp_path)])
+    [result] = ingest_files(db, [_log(tmp_path)], daemons_reading=no_mail_daemons)
     assert result.postfix_events > 0
     assert db.scalar(select(func.count()).select_from(MailTransaction)) > 0
     assert search_indexes.BUILT_LATER in capsys.readouterr().err
     assert len(search_indexes.missing_indexes(db)) == ALL
+
+
+def _interrupted_import(installation: Installation) -> None:
+    with (
+        installation.sessions() as session,
+        pytest.raises(KeyboardInterrupt),
+        search_indexes.deferred(session, 1, daemons_reading=no_mail_daemons),
+    ):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
+def test_a_build_stops_at_its_next_index_once_the_mail_daemons_start(
+    installation: Installation, db: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _interrupted_import(installation)
+    # build_missing's own look, then the first index's; `letterhead up` after that.
+    looks = iter([False, False])
+    assert search_indexes.build_missing(db, daemons_reading=lambda: next(looks, True)) == 1
+    assert len(search_indexes.missing_indexes(db)) == ALL - 1
+    assert search_indexes.BUILT_LATER in capsys.readouterr().err
+
+
+def _build_under_way(settings: Settings) -> int:
+    """The lock as a build holds it (another process's, as far as flock is concerned)."""
+    descriptor = search_indexes._open_lock(settings.database_path.resolve())
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    return descriptor
+
+
+@pytest.mark.usefixtures("sqlite_only")
+def test_the_stacks_start_waits_for_a_build_under_way(db: Session, settings: Settings) -> None:
+    build = _build_under_way(settings)
+    waiting = threading.Thread(target=search_indexes.wait_for_builds, args=(db,))
+    waiting.start()
+    waiting.join(0.5)
+    assert waiting.is_alive(), "returned while a build held the lock"
+    os.close(build)
+    waiting.join(10)
+    assert not waiting.is_alive()
+
+
+@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
+def test_an_import_that_waited_for_a_build_sets_nothing_aside_if_the_daemons_started_meanwhile(
+    db: Session, settings: Settings
+) -> None:
+    running = [False]
+    build = _build_under_way(settings)
+    version = _schema_version(db)
+
+    def import_waiting() -> None:
+        with search_indexes.deferred(db, 1, daemons_reading=lambda: running[0]):
+            pass
+
+    importing = threading.Thread(target=import_waiting)
+    importing.start()
+    importing.join(0.5)
+    assert importing.is_alive(), "did not wait for the build"
+    running[0] = True  # `letterhead up` while it waited
+    os.close(build)
+    importing.join(10)
+    assert not importing.is_alive()
+    assert _schema_version(db) == version
+    assert search_indexes.missing_indexes(db) == []

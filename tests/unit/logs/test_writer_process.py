@@ -32,6 +32,7 @@ from controlplane.db import make_engine
 from controlplane.logs import ingest as ingest_module
 from controlplane.logs import search_indexes, store, writer_process
 from controlplane.logs.ingest import ConcurrentRead, ingest_file, ingest_files
+from controlplane.logs.search_indexes import no_mail_daemons
 from controlplane.logs.writer_process import WriterFailed, WriterProcess
 from controlplane.models import LogCheckpoint
 
@@ -108,7 +109,7 @@ def test_the_writer_process_stores_row_for_row_what_one_process_stores(
     db: Session, second_database: str, log: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent = _calls(monkeypatch)
-    [result] = ingest_files(db, [log], batch_lines=BATCH)
+    [result] = ingest_files(db, [log], batch_lines=BATCH, daemons_reading=no_mail_daemons)
     assert result.unparsed == 2 and result.logins > 0
 
     expected = _plain(second_database, log)
@@ -131,10 +132,10 @@ def test_a_second_read_through_the_writer_stores_nothing_twice(
     whole = log.read_bytes()
     log.write_bytes(b"".join(lines[: len(lines) // 2]))
     os.utime(log, (REFERENCE.timestamp(), REFERENCE.timestamp()))
-    ingest_files(db, [log], batch_lines=BATCH)
+    ingest_files(db, [log], batch_lines=BATCH, daemons_reading=no_mail_daemons)
     log.write_bytes(whole)  # the file grew: the rest is read from the checkpoint
     os.utime(log, (REFERENCE.timestamp(), REFERENCE.timestamp()))
-    ingest_files(db, [log], batch_lines=BATCH)
+    ingest_files(db, [log], batch_lines=BATCH, daemons_reading=no_mail_daemons)
     assert sent.count("reserve_ids") > 2  # both reads went through the writer
     assert _rows(db) == _plain(second_database, log)
 
@@ -167,11 +168,11 @@ def test_several_files_and_a_rotation_in_one_import_store_what_one_process_store
         read([live])
 
     sent = _calls(monkeypatch)
-    rounds(lambda paths: ingest_files(db, paths, batch_lines=BATCH))
+    rounds(lambda paths: ingest_files(db, paths, batch_lines=BATCH, daemons_reading=no_mail_daemons))
     assert sent.count("reserve_ids") > 2
     monkeypatch.setattr(search_indexes, "BULK_IMPORT_BYTES", 1 << 60)  # one process, the same reads
     with Session(make_engine(second_database)) as plain:
-        rounds(lambda paths: ingest_files(plain, paths, batch_lines=BATCH))
+        rounds(lambda paths: ingest_files(plain, paths, batch_lines=BATCH, daemons_reading=no_mail_daemons))
         expected = _rows(plain)
     assert all(expected[table] for table in ("mail_transaction", "auth_event"))
     assert _rows(db) == expected
@@ -201,7 +202,7 @@ def test_an_import_stopped_in_a_rotated_files_rest_reads_that_rest_the_next_time
 
     steps = rotated()
     next(steps)
-    ingest_files(db, [live], batch_lines=BATCH)
+    ingest_files(db, [live], batch_lines=BATCH, daemons_reading=no_mail_daemons)
     next(steps, None)
     read = ingest_module._LineReader.read
     stopped: list[str] = []
@@ -214,18 +215,18 @@ def test_an_import_stopped_in_a_rotated_files_rest_reads_that_rest_the_next_time
 
     monkeypatch.setattr(ingest_module._LineReader, "read", stopping_in_the_rest)
     with pytest.raises(KeyboardInterrupt):
-        ingest_files(db, [live], batch_lines=BATCH)
+        ingest_files(db, [live], batch_lines=BATCH, daemons_reading=no_mail_daemons)
     db.rollback()
-    ingest_files(db, [live], batch_lines=BATCH)  # the next run
+    ingest_files(db, [live], batch_lines=BATCH, daemons_reading=no_mail_daemons)  # the next run
     assert stopped
 
     monkeypatch.setattr(search_indexes, "BULK_IMPORT_BYTES", 1 << 60)  # one process, no stop
     steps = rotated()
     next(steps)
     with Session(make_engine(second_database)) as plain:
-        ingest_files(plain, [live], batch_lines=BATCH)
+        ingest_files(plain, [live], batch_lines=BATCH, daemons_reading=no_mail_daemons)
         next(steps, None)
-        ingest_files(plain, [live], batch_lines=BATCH)
+        ingest_files(plain, [live], batch_lines=BATCH, daemons_reading=no_mail_daemons)
         expected = _rows(plain)
     assert _rows(db) == expected
 
@@ -256,7 +257,7 @@ def test_ids_are_set_aside_so_a_follower_writing_between_batches_takes_others(
                 followed.append(read.postfix_events)
 
     monkeypatch.setattr(WriterProcess, "commit", follower_between_batches)
-    ingest_files(db, [log], batch_lines=BATCH)
+    ingest_files(db, [log], batch_lines=BATCH, daemons_reading=no_mail_daemons)
     assert followed[0] > 0
 
     # Each read's rows, whole, as each read stores them alone (ids aside).
@@ -313,7 +314,7 @@ def test_the_reading_side_runs_at_most_one_batch_ahead_of_a_slow_writer(
             behind.append(progress.version - committed)  # batches handed over, not yet committed
 
     monkeypatch.setattr(WriterProcess, "commit", measuring)
-    [result] = ingest_files(db, [logins], batch_lines=BATCH)
+    [result] = ingest_files(db, [logins], batch_lines=BATCH, daemons_reading=no_mail_daemons)
     assert result.logins == 6 * BATCH
     assert len(behind) == 6 and max(behind) == 1
 
@@ -333,7 +334,7 @@ def test_a_failing_statement_in_the_writer_is_raised_here_and_keeps_only_whole_b
 
     monkeypatch.setattr(store.BulkWriter, "insert_numbered", failing_on_the_fifth)
     with pytest.raises(WriterFailed, match=r"RuntimeError: disk full \(made up\)"):
-        ingest_files(db, [log], batch_lines=BATCH)
+        ingest_files(db, [log], batch_lines=BATCH, daemons_reading=no_mail_daemons)
     db.rollback()
     _assert_whole_batches_then_the_rest(db, second_database, log, monkeypatch)
 
@@ -347,7 +348,7 @@ def test_a_failure_met_in_a_read_back_mid_batch_is_raised_not_kept_as_a_line(
 
     monkeypatch.setattr(store.BulkWriter, "stored_entry", lost)
     with pytest.raises(WriterFailed, match=r"RuntimeError: lost \(made up\)"):
-        ingest_files(db, [log], batch_lines=BATCH)
+        ingest_files(db, [log], batch_lines=BATCH, daemons_reading=no_mail_daemons)
     db.rollback()
     assert not _rows(db)["unparsed_log_line"]
     _assert_whole_batches_then_the_rest(db, second_database, log, monkeypatch)
@@ -362,7 +363,7 @@ def test_the_databases_failure_in_the_writer_is_told_in_words_without_the_statem
 
     monkeypatch.setattr(store.BulkWriter, "insert_values", disk_full)
     with pytest.raises(WriterFailed) as failed:
-        ingest_files(db, [log], batch_lines=BATCH)
+        ingest_files(db, [log], batch_lines=BATCH, daemons_reading=no_mail_daemons)
     assert "The disk holding the database is full" in failed.value.message
     assert "INSERT" not in failed.value.message
 
@@ -378,7 +379,7 @@ def test_a_writer_that_cannot_start_is_raised_here(
         writer_process, "make_engine", refused
     )  # in the writer only: this side has its engine
     with pytest.raises(WriterFailed, match=r"no database here \(made up\)"):
-        ingest_files(db, [log], batch_lines=BATCH)
+        ingest_files(db, [log], batch_lines=BATCH, daemons_reading=no_mail_daemons)
 
 
 @pytest.mark.usefixtures("sqlite_only", "small_memory")
@@ -401,7 +402,7 @@ def test_no_connection_to_the_database_crosses_the_fork(
 
     db.execute(text("SELECT 1"))  # the session holds a connection, as a command's would
     monkeypatch.setattr(writer_process.os, "fork", recording_fork)
-    ingest_files(db, [log], batch_lines=BATCH)
+    ingest_files(db, [log], batch_lines=BATCH, daemons_reading=no_mail_daemons)
     assert open_at_fork == [[]]
     assert db.execute(text("SELECT count(*) FROM mail_transaction")).scalar_one() > 0  # and on it goes
 
@@ -421,7 +422,7 @@ def test_a_killed_writer_is_raised_here_and_keeps_only_whole_batches(
 
     monkeypatch.setattr(WriterProcess, "commit", killing_the_writer_after_two)
     with pytest.raises(WriterFailed, match="ended unexpectedly"):
-        ingest_files(db, [log], batch_lines=BATCH)
+        ingest_files(db, [log], batch_lines=BATCH, daemons_reading=no_mail_daemons)
     db.rollback()
     _assert_whole_batches_then_the_rest(db, second_database, log, monkeypatch)
 
@@ -456,7 +457,7 @@ def test_an_import_killed_between_a_hand_over_and_its_commit_keeps_only_whole_ba
 
         WriterProcess.commit = dying_before_the_third
         with Session(make_engine(sys.argv[1])) as session:
-            ingest_files(session, [Path(sys.argv[2])], batch_lines={BATCH})
+            ingest_files(session, [Path(sys.argv[2])], batch_lines={BATCH}, daemons_reading=search_indexes.no_mail_daemons)
         """
     )
     child = subprocess.run(
@@ -497,7 +498,7 @@ def test_another_reader_committing_first_is_a_concurrent_read_and_keeps_its_line
 
     monkeypatch.setattr(WriterProcess, "commit", another_reader_after_the_first)
     with pytest.raises(ConcurrentRead):
-        ingest_files(db, [log], batch_lines=BATCH)
+        ingest_files(db, [log], batch_lines=BATCH, daemons_reading=no_mail_daemons)
     db.rollback()
     # The other reader's checkpoint stands, and no row of the refused batch was kept.
     assert db.scalars(select(LogCheckpoint.offset)).one() == 1
@@ -541,7 +542,7 @@ def _assert_whole_batches_then_the_rest(
     monkeypatch.undo()
     monkeypatch.setattr(store, "MAX_OPEN_ENTRIES", 2)
     monkeypatch.setattr(search_indexes, "BULK_IMPORT_BYTES", 0)
-    ingest_files(db, [log], batch_lines=BATCH)
+    ingest_files(db, [log], batch_lines=BATCH, daemons_reading=no_mail_daemons)
     assert _rows(db) == _plain(second_database, log)
 
 
