@@ -13,7 +13,7 @@ from sqlalchemy import text
 from controlplane.daemons import postfix, postfix_log, postsrsd
 from controlplane.daemons.process import DaemonError, listening_ports
 from controlplane.logs import search_indexes
-from controlplane.runners import stack
+from controlplane.runners import health, stack
 from controlplane.runners.scratch import ScratchStack
 from controlplane.schema import alembic_config
 from controlplane.services import domains, mailboxes, tenants
@@ -126,11 +126,16 @@ def test_the_start_builds_missing_search_indexes_before_dovecot_and_nothing_chan
                 pass
             assert session.execute(text("PRAGMA schema_version")).scalar_one() == version
         assert _missing_index_names(scratch) == {"ix_mail_transaction_sender"}
+        # The operator is told, and how they get built.
+        status = letterhead(scratch.home, "status")
+        assert "A search index of the mail logs is missing" in status.stdout, status.stdout
+        assert search_indexes.BUILT_LATER in status.stdout
 
         stack.down(scratch.settings)
         assert not scratch.installation.mail_daemons_reading()
         scratch.start()
         assert _missing_index_names(scratch) == set()
+        assert health.check(scratch.installation).missing_search_indexes == 0
     finally:
         scratch.stop()
 
