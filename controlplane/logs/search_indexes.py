@@ -19,7 +19,11 @@ No schema change while the mail daemons read the database: Dovecot's SQLite driv
 next query of each of its connections after one ("SQL logic error": a login refused, mail
 deferred with 450 4.7.1; docs/mail-stack-notes.md). Every function here that drops or builds
 an index first asks its caller's `daemons_reading` (Installation.mail_daemons_reading), and
-does nothing while it says yes.
+does nothing while it says yes. The stack's start waits for a build under way before Dovecot
+starts (wait_for_builds). Two narrow windows stay open, each worth one failed query per Dovecot
+connection: an import's end build that begins between that wait and Dovecot's start, and an
+import's drops still waiting for SQLite's write lock as the stack starts. Closing them needs a
+mark of "the daemons are starting" that outlives `letterhead service prepare` under systemd.
 
 SQLite only. On PostgreSQL several nodes write the same tables, and a lock file on one of them
 cannot tell the others that an import is under way.
@@ -79,6 +83,10 @@ BUILT_LATER = (
     "The stack's next start builds them (`letterhead down`, then `letterhead up`; on an installed"
     " server `systemctl restart letterhead.target`), or the next `letterhead logs ingest` while it"
     " is stopped."
+)
+_NOT_WHILE_THE_DAEMONS_RUN = (
+    "The log lines are stored; their search indexes are not built while Dovecot or Postfix runs (a"
+    f" schema change makes Dovecot fail a query). {BUILT_LATER}"
 )
 
 
@@ -199,11 +207,7 @@ def _build(session: Session, daemons_reading: Callable[[], bool]) -> int:
     for built, index in enumerate(missing):
         if daemons_reading():
             # Started since the import began (`letterhead up` meanwhile).
-            print(
-                "The log lines are stored; their search indexes are not built while Dovecot or Postfix"
-                f" runs (a schema change makes Dovecot fail a query). {BUILT_LATER}",
-                file=sys.stderr,
-            )
+            print(_NOT_WHILE_THE_DAEMONS_RUN, file=sys.stderr)
             return built
         index.create(session.connection(), checkfirst=True)
         # One commit per index: each build holds SQLite's write lock (readers go on under WAL),
@@ -272,11 +276,15 @@ def _after_the_rows(session: Session, build: Callable[[], object]) -> None:
 
 
 def _build_if_last(session: Session, descriptor: int, daemons_reading: Callable[[], bool]) -> None:
-    # Shared to exclusive is not atomic: another import may take the lock in between, and then
-    # it builds at its end. Whoever gets it builds over every row stored.
+    # Shared to exclusive is not atomic: another holder may take the lock in between. Another
+    # import builds at its end; the stack's start (wait_for_builds) builds before Dovecot, or,
+    # when the daemons run already, leaves them to the next start. Whoever builds builds over
+    # every row stored.
     fcntl.flock(descriptor, fcntl.LOCK_UN)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        if daemons_reading():
+            print(_NOT_WHILE_THE_DAEMONS_RUN, file=sys.stderr)
         return
     _build(session, daemons_reading)

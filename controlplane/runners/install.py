@@ -32,7 +32,6 @@ from controlplane.render.systemd import COMMAND_FILE, UNIT_DIR, UnitPart, checke
 from controlplane.runners import stack
 from controlplane.runners.parts import wanted_parts
 from controlplane.runtime import Installation
-from controlplane.schema import upgrade_database
 from controlplane.services import admins, tenants
 from controlplane.services.scope import OPERATOR
 from controlplane.settings import Settings, load_settings
@@ -112,7 +111,12 @@ def install(
     # The folders, the schema (its file closed to all but root and the daemons' readers) and the
     # first tenant, all before systemd starts anything that would race for them.
     prepare_state_directory(settings)
-    migrated = upgrade_database(settings.sqlalchemy_url)
+    installation = Installation(settings)
+    try:
+        # A running Dovecot reloads at once after a migration; the units restart below too.
+        migrated = stack.upgrade_schema(installation)
+    finally:
+        installation.dispose()
     if not settings.is_postgresql:
         protect_database(settings)
     if tenant_name and admin_login:

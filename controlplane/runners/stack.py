@@ -47,18 +47,20 @@ def web_pid(settings: Settings) -> int | None:
     return read_pid(settings.run_dir / "web.pid")
 
 
-def upgrade_schema(installation: Installation) -> None:
-    """Run the pending migrations. On SQLite, a running Dovecot then reloads at once: its SQLite
-    driver fails the next query of each connection after any schema change (a login refused,
-    mail deferred with 450), and the processes a reload starts open new ones. Postfix reloads
-    too: its smtpd processes keep their connections to Dovecot's auth and quota services, which
-    would reach the old processes. A session open across the migration may still meet one
-    temporary failure."""
+def upgrade_schema(installation: Installation) -> bool:
+    """Run the pending migrations; whether any ran. On SQLite, a running Dovecot then reloads at
+    once: its SQLite driver fails the next query of each connection after any schema change (a
+    login refused, mail deferred with 450), and the processes a reload starts open new ones.
+    Postfix gets a reload too (at once, or at the end of its reload spell: postfix_reloads.py):
+    its smtpd processes keep their connections to Dovecot's auth and quota services, which
+    reach the old processes until then. A connection open across the migration may still meet
+    one temporary failure."""
     settings = installation.settings
     changed = upgrade_database(settings.sqlalchemy_url)
     if changed and not settings.is_postgresql and dovecot.master_pid(settings.run_dir / "dovecot"):
         dovecot.reload(settings.live_config / "dovecot" / "dovecot.conf")
         postfix_reloads.request_reload(settings)
+    return changed
 
 
 def prepare(installation: Installation) -> None:

@@ -367,21 +367,25 @@ def test_the_stacks_start_waits_for_a_build_under_way(db: Session, settings: Set
 def test_an_import_that_waited_for_a_build_sets_nothing_aside_if_the_daemons_started_meanwhile(
     db: Session, settings: Settings
 ) -> None:
-    running = [False]
+    # Its first look before the wait, the second after it: `letterhead up` in between.
+    looks = iter([False])
     build = _build_under_way(settings)
     version = _schema_version(db)
+    failures: list[BaseException] = []
 
     def import_waiting() -> None:
-        with search_indexes.deferred(db, 1, daemons_reading=lambda: running[0]):
-            pass
+        try:
+            with search_indexes.deferred(db, 1, daemons_reading=lambda: next(looks, True)):
+                pass
+        except BaseException as error:  # noqa: BLE001 - handed to the test's thread
+            failures.append(error)
 
     importing = threading.Thread(target=import_waiting)
     importing.start()
     importing.join(0.5)
     assert importing.is_alive(), "did not wait for the build"
-    running[0] = True  # `letterhead up` while it waited
     os.close(build)
     importing.join(10)
-    assert not importing.is_alive()
+    assert not importing.is_alive() and not failures, failures
     assert _schema_version(db) == version
     assert search_indexes.missing_indexes(db) == []
