@@ -193,13 +193,18 @@ def wait_for_builds(session: Session) -> None:
     descriptor = _open_lock(database)
     try:
         # Shared: imports under way hold it shared too; only a build holds it exclusively.
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print("Waiting for a log import to finish building search indexes…", file=sys.stderr)
-            fcntl.flock(descriptor, fcntl.LOCK_SH)
+        _lock_shared(descriptor, "Waiting for a log import to finish building search indexes…")
     finally:
         os.close(descriptor)
+
+
+def _lock_shared(descriptor: int, waiting: str) -> None:
+    """Take the lock shared, saying `waiting` first when a build holds it."""
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(waiting, file=sys.stderr)
+        fcntl.flock(descriptor, fcntl.LOCK_SH)
 
 
 def _build(session: Session, daemons_reading: Callable[[], bool]) -> int:
@@ -234,11 +239,7 @@ def deferred(session: Session, unread_bytes: int, *, daemons_reading: Callable[[
     session.commit()
     descriptor = _open_lock(database)
     try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print("Waiting for another process to finish building search indexes…", file=sys.stderr)
-            fcntl.flock(descriptor, fcntl.LOCK_SH)
+        _lock_shared(descriptor, "Waiting for another process to finish building search indexes…")
         if daemons_reading():
             yield  # started while this waited: nothing set aside, nothing to build
             return

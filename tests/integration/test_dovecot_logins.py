@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from controlplane.runners.scratch import ScratchStack
-from controlplane.services import domains, mailboxes, tenants
+from controlplane.services import mailboxes
 from controlplane.services.scope import OPERATOR
+from tests.factories import make_domain, make_mailbox, make_tenant
 
 pytestmark = pytest.mark.integration
 MB = 1024 * 1024
@@ -24,13 +25,9 @@ def stack() -> Iterator[ScratchStack]:
     try:
         scratch.start()
         with scratch.installation.transaction() as session:
-            tenant = tenants.create_tenant(session, OPERATOR, name="Prefetch", storage_pool_bytes=100 * MB)
-            domain = domains.create_domain(
-                session, OPERATOR, tenant=tenant, name="prefetch.test", max_mailboxes=2, max_aliases=1
-            )
-            mailboxes.create_mailbox(
-                session, OPERATOR, domain=domain, local_part="ann", quota_bytes=5 * MB, password=PASSWORD
-            )
+            tenant = make_tenant(session, pool=100 * MB)
+            domain = make_domain(session, tenant=tenant, name="prefetch.test", max_mailbox_bytes=10 * MB)
+            make_mailbox(session, domain=domain, local_part="ann", quota=5 * MB, password=PASSWORD)
         yield scratch
     finally:
         scratch.stop()

@@ -16,9 +16,8 @@ from controlplane.logs import search_indexes
 from controlplane.runners import health, stack
 from controlplane.runners.scratch import ScratchStack
 from controlplane.schema import alembic_config
-from controlplane.services import domains, mailboxes, tenants
-from controlplane.services.scope import OPERATOR
 from tests.commands import letterhead
+from tests.factories import make_domain, make_mailbox, make_tenant
 
 pytestmark = pytest.mark.integration
 MB = 1024 * 1024
@@ -147,13 +146,10 @@ def test_a_migration_on_a_running_stack_refuses_no_login() -> None:
     try:
         scratch.start()
         with scratch.installation.transaction() as session:
-            tenant = tenants.create_tenant(session, OPERATOR, name="Upgrade", storage_pool_bytes=10 * MB)
-            domain = domains.create_domain(
-                session, OPERATOR, tenant=tenant, name="upgrade.test", max_mailboxes=1, max_aliases=1
+            domain = make_domain(
+                session, tenant=make_tenant(session, pool=10 * MB), name="upgrade.test", max_mailbox_bytes=MB
             )
-            mailboxes.create_mailbox(
-                session, OPERATOR, domain=domain, local_part="ann", quota_bytes=MB, password=PASSWORD
-            )
+            make_mailbox(session, domain=domain, local_part="ann", quota=MB, password=PASSWORD)
         config = scratch.settings.live_config / "dovecot" / "dovecot.conf"
 
         def logs_in() -> bool:
