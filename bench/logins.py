@@ -15,7 +15,13 @@ one SHA512-CRYPT verification (the C library's crypt(3), as Dovecot verifies) an
 stack's own certificate and key, both ends in the process through memory buffers (client and
 server run on this machine in the real case too). Rounds alternate reference and stack.
 
-    .venv/bin/python bench/logins.py [--quick]
+    .venv/bin/python bench/logins.py [--quick] [--dovecot-alone]
+
+`--dovecot-alone` also measures IMAPS on a bare Dovecot beside the stack: the same Dovecot, TLS
+in its own login processes with the same certificate, one SQLite table of the same users and
+hashes behind the same SQL driver, and no Letterhead (no nginx, no views, no quota, no plugins):
+once with Dovecot's defaults, once with the stack's process settings. It is the most this Dovecot
+gives on this machine for the same logins, and says how much of the stack's figure is Letterhead's.
 
 The last lines are the headlines `imaps_ratio=` and `submissions_ratio=` (logins per second over
 raw per second; the target is at least 0.8).
@@ -25,12 +31,17 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import multiprocessing
 import os
+import pwd
 import socket
+import sqlite3
 import ssl
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ctypes  # noqa: E402
 import ctypes.util  # noqa: E402
 
-from controlplane.runners.scratch import ScratchStack  # noqa: E402
+from controlplane.runners.scratch import ScratchStack, free_ports  # noqa: E402
 from controlplane.services import domains, mailboxes, passwords, tenants  # noqa: E402
 from controlplane.services.scope import OPERATOR  # noqa: E402
 
@@ -182,6 +193,95 @@ def _handshake(client_context: ssl.SSLContext, server_context: ssl.SSLContext) -
         to_client.write(from_server.read())
 
 
+_DOVECOT_ALONE = """\
+protocols = imap
+listen = 127.0.0.1
+base_dir = {directory}/run
+state_dir = {directory}/state
+log_path = {directory}/dovecot.log
+ssl = required
+ssl_cert = <{cert}
+ssl_key = <{key}
+auth_mechanisms = plain
+auth_failure_delay = 0
+first_valid_uid = {uid}
+mail_location = maildir:~/Maildir
+passdb {{
+  driver = sql
+  args = {directory}/sql.conf.ext
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={directory}/mail/%u
+}}
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    port = {port}
+  }}
+{login_settings}}}
+{imap_settings}
+"""
+_STACKS_LOGIN_SETTINGS = "  service_count = 0\n  process_min_avail = 2\n  vsz_limit = 1G\n"
+_STACKS_IMAP_SETTINGS = "service imap {\n  service_count = 100\n  process_min_avail = 2\n}\nservice auth {\n  client_limit = 2048\n}\n"
+
+
+@contextlib.contextmanager
+def dovecot_alone(cert: str, key: str, hashes: list[str], tuned: bool):
+    """A bare Dovecot serving IMAPS for the same users and hashes; yields its port."""
+    vmail = pwd.getpwnam("vmail")
+    with tempfile.TemporaryDirectory(prefix="dovecot-alone-") as directory:
+        os.chmod(directory, 0o755)  # the mail user reaches the homes under it
+        (mail := Path(directory, "mail")).mkdir()
+        os.chown(mail, vmail.pw_uid, vmail.pw_gid)
+        with sqlite3.connect(Path(directory, "users.db")) as database:
+            database.execute("CREATE TABLE users (userid TEXT PRIMARY KEY, password TEXT NOT NULL)")
+            database.executemany(
+                "INSERT INTO users VALUES (?, ?)",
+                [(f"user{index}@{DOMAIN}", "{SHA512-CRYPT}" + hashed) for index, hashed in enumerate(hashes)],
+            )
+        os.chmod(Path(directory, "users.db"), 0o644)
+        Path(directory, "sql.conf.ext").write_text(
+            f"driver = sqlite\nconnect = {directory}/users.db\n"
+            "password_query = SELECT userid AS user, password FROM users WHERE userid = '%u'\n"
+        )
+        (port,) = free_ports(1)
+        config = Path(directory, "dovecot.conf")
+        config.write_text(
+            _DOVECOT_ALONE.format(
+                directory=directory,
+                cert=cert,
+                key=key,
+                uid=vmail.pw_uid,
+                gid=vmail.pw_gid,
+                port=port,
+                login_settings=_STACKS_LOGIN_SETTINGS if tuned else "",
+                imap_settings=_STACKS_IMAP_SETTINGS if tuned else "",
+            )  # fmt: skip
+        )
+        subprocess.run(["dovecot", "-c", str(config)], check=True)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    imaps_login(port, f"user0@{DOMAIN}", _password(0), _client_context())
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            yield port
+        finally:
+            subprocess.run(["doveadm", "-c", str(config), "stop"], check=False)
+
+
 def measure(pool, worker, argument_sets: list[tuple]) -> float:
     started = time.perf_counter()
     counts = pool.map(worker, argument_sets)
@@ -193,6 +293,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="2 rounds of 5 s (else 3 of 15 s)")
+    parser.add_argument(
+        "--dovecot-alone", action="store_true", help="also IMAPS on a bare Dovecot, its defaults and tuned"
+    )
     args = parser.parse_args()
     rounds, seconds = (2, 5.0) if args.quick else (3, 15.0)
     stack = ScratchStack(min_mailbox_bytes=GIB)
@@ -204,35 +307,58 @@ def main() -> int:
             str(stack.settings.certs_dir / "default.key"),
         )
         rates: dict[str, list[float]] = {"raw": [], "imaps": [], "submissions": []}
-        with multiprocessing.get_context("fork").Pool(CLIENTS) as pool:
-            # Warm-up: processes started, Dovecot's login and auth processes spawned.
-            measure(pool, _stack_worker, [("imaps", stack.ports["imaps"], n, 1.0) for n in range(CLIENTS)])
-            for round_number in range(1, rounds + 1):
-                rates["raw"].append(
-                    measure(pool, _raw_worker, [(cert, key, hashes, n, seconds) for n in range(CLIENTS)])
-                )
-                for service in ("imaps", "submissions"):
-                    port = stack.ports[service]
-                    rates[service].append(
-                        measure(pool, _stack_worker, [(service, port, n, seconds) for n in range(CLIENTS)])
-                    )
-                print(
-                    f"round {round_number}: raw {rates['raw'][-1]:7.1f}/s  imaps {rates['imaps'][-1]:7.1f}/s  "
-                    f"submissions {rates['submissions'][-1]:7.1f}/s",
-                    flush=True,
-                )
+        alone: dict[str, int] = {}
+        with contextlib.ExitStack() as bare:
+            if args.dovecot_alone:
+                for name, tuned in (("dovecot_alone_defaults", False), ("dovecot_alone_tuned", True)):
+                    alone[name] = bare.enter_context(dovecot_alone(cert, key, hashes, tuned))
+                    rates[name] = []
+            run_rounds(stack, cert, key, hashes, rounds, seconds, rates, alone)
         raw = statistics.median(rates["raw"])
         print(
             f"\n{CLIENTS} clients, {MAILBOXES} users, {os.cpu_count()} cores, medians of {rounds} rounds of {seconds:.0f} s:"
         )
         print(f"raw (SHA512-CRYPT verify + TLS handshake): {raw:7.1f}/s")
-        for service in ("imaps", "submissions"):
+        for service in (*alone, "imaps", "submissions"):
             print(f"{service:11} logins: {statistics.median(rates[service]):7.1f}/s")
-        for service in ("imaps", "submissions"):
+        for service in (*alone, "imaps", "submissions"):
             print(f"{service}_ratio={statistics.median(rates[service]) / raw:.2f}")
         return 0
     finally:
         stack.stop()
+
+
+def run_rounds(
+    stack: ScratchStack,
+    cert: str,
+    key: str,
+    hashes: list[str],
+    rounds: int,
+    seconds: float,
+    rates: dict[str, list[float]],
+    alone: dict[str, int],
+) -> None:
+    """Rounds of the reference, each bare Dovecot (`alone`: name to IMAPS port) and the stack."""
+    targets = {name: ("imaps", port) for name, port in alone.items()}
+    targets |= {service: (service, stack.ports[service]) for service in ("imaps", "submissions")}
+    with multiprocessing.get_context("fork").Pool(CLIENTS) as pool:
+        # Warm-up: processes started, Dovecot's login and auth processes spawned.
+        for service, port in targets.values():
+            if service == "imaps":
+                measure(pool, _stack_worker, [(service, port, n, 1.0) for n in range(CLIENTS)])
+        for round_number in range(1, rounds + 1):
+            rates["raw"].append(
+                measure(pool, _raw_worker, [(cert, key, hashes, n, seconds) for n in range(CLIENTS)])
+            )
+            for name, (service, port) in targets.items():
+                rates[name].append(
+                    measure(pool, _stack_worker, [(service, port, n, seconds) for n in range(CLIENTS)])
+                )
+            print(
+                f"round {round_number}: raw {rates['raw'][-1]:7.1f}/s  "
+                + "  ".join(f"{name} {rates[name][-1]:7.1f}/s" for name in targets),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import click
 
 from controlplane import database_copy
 from controlplane.cli.common import current_installation, fail, handles_errors
-from controlplane.daemons import database_logins, dovecot, postfix
+from controlplane.daemons import database_logins
 from controlplane.runners import stack
 
 
@@ -42,8 +42,9 @@ def db_upgrade() -> None:
 @handles_errors
 def db_copy(target: str) -> None:
     """Copy every row into an empty PostgreSQL database, checked by counts and checksums."""
-    settings = current_installation().settings
-    if postfix.master_pid(settings.postfix_queue) or dovecot.master_pid(settings.run_dir / "dovecot"):
+    installation = current_installation()
+    settings = installation.settings
+    if installation.mail_daemons_reading():
         # Mail and logins would keep writing here while the copy reads.
         fail("The stack is running: stop it first (letterhead down), then copy.")
     copied = database_copy.copy_database(settings, target, progress=lambda line: click.echo(line, err=True))

@@ -4,6 +4,7 @@ checksums, ids continue where they were, and a target that holds data is refused
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 import sqlalchemy as sa
@@ -100,6 +101,24 @@ def test_a_target_holding_data_is_refused_and_left_as_it_was(home, target) -> No
     assert code == 1 and "already holds data" in err
     with copy.connect() as there:
         assert there.execute(sa.text("SELECT count(*) FROM mailbox")).scalar() == before == 3
+    copy.dispose()
+
+
+@pytest.mark.parametrize("pid_file", ["dovecot/master.pid", "postfix"])
+def test_a_running_stack_is_refused_before_anything_is_copied(home, settings, target, pid_file) -> None:
+    # A live process's pid where the daemon writes its own: the stack counts as running.
+    path = (
+        settings.run_dir / pid_file
+        if pid_file != "postfix"
+        else settings.postfix_queue / "pid" / "master.pid"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{os.getpid()}\n")
+    code, _out, err = run(home, "copy", "--to", target)
+    assert code == 1 and "The stack is running" in err
+    copy = sa.create_engine(target, poolclass=sa.pool.NullPool)
+    with copy.connect() as there:
+        assert not sa.inspect(there).get_table_names()
     copy.dispose()
 
 
