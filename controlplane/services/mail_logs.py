@@ -107,6 +107,7 @@ def search_transactions(
         criteria.append(_has_result(result, domain_ids))
     if direction:
         criteria.append(_in_direction(direction, domain_ids))
+    criteria.append(_stored_by_now(session, MailTransaction))
     total = session.scalar(select(func.count()).select_from(MailTransaction).where(*criteria)) or 0
     found = session.scalars(
         select(MailTransaction)
@@ -117,6 +118,20 @@ def search_transactions(
         .limit(min(max(limit, 1), MAX_PAGE))
     ).all()
     return [_view(t, domain_ids) for t in found], total
+
+
+def _stored_by_now(session: Session, model: type[MailTransaction] | type[AuthEvent]) -> ColumnElement[bool]:
+    """The rows stored before this search began, so that its count and its page agree.
+
+    They are two statements, and each reads the database as it is then (SQLite outside a
+    transaction, PostgreSQL in READ COMMITTED): a row the log follower stored between them was
+    in the page and not in the count. Rows are stored with ever larger ids, so the newest id read
+    first bounds both. (On PostgreSQL two nodes' followers can commit their ids out of order, so
+    a count may still, rarely, differ from its page by the row committed late.)"""
+    newest = session.scalar(select(func.max(model.id))) or 0
+    # `+ 0`: a condition for both statements' WHERE, never a reason for SQLite's planner to
+    # walk the table by id instead of the index the search names.
+    return model.id + 0 <= newest
 
 
 def _visible(domain_ids: list[int]) -> ColumnElement[bool]:
@@ -339,6 +354,7 @@ def search_logins(
         criteria.append(AuthEvent.service == service)
     if success is not None:
         criteria.append(AuthEvent.success.is_(success))
+    criteria.append(_stored_by_now(session, AuthEvent))
     total = session.scalar(select(func.count()).select_from(AuthEvent).where(*criteria)) or 0
     found = session.scalars(
         select(AuthEvent)

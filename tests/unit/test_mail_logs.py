@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 import cli
 from controlplane.errors import NotInScope
 from controlplane.logs.ingest import ingest_file
+from controlplane.models import AuthEvent, MailTransaction
 from controlplane.services import mail_logs
 from controlplane.services.scope import OPERATOR, domain_admin, tenant_admin
 from tests.factories import make_domain, make_mailbox, make_tenant
@@ -50,6 +52,43 @@ def test_search_matches_message_id_queue_id_ip_and_recipient(db: Session, ingest
     assert _message_ids(typed_lower) == ["filtered-5@client.example"]
     assert [v.recipients[0].reason for v in by_recipient] == ["recipient not found"]
     assert (_message_ids(by_ip), total) == (["deferred-3@a.test"], 1)
+
+
+@pytest.mark.parametrize("search", ["mail", "logins"])
+def test_a_row_stored_during_a_search_is_in_neither_its_count_nor_its_page(
+    db: Session, ingested, installation, search: str
+) -> None:
+    # The log follower stores a matching row just after the search counted (SQLAlchemy's event
+    # on the count statement), before it reads its page.
+    stored: list[int] = []
+
+    def store_one_more(_conn, _cursor, statement: str, *_args) -> None:
+        if stored or "count(*)" not in statement:
+            return
+        with installation.transaction() as other:
+            row = (
+                MailTransaction(time=REFERENCE, client_ip="203.0.113.5")
+                if search == "mail"
+                else AuthEvent(time=REFERENCE, service="imap", login="alice@a.test", account="alice@a.test",
+                               client_ip="203.0.113.5", network="203.0.113.0/24", success=False)
+            )  # fmt: skip
+            other.add(row)
+            other.flush()
+            stored.append(row.id)
+
+    engine = db.get_bind()
+    event.listen(engine, "after_cursor_execute", store_one_more)
+    try:
+        if search == "mail":
+            views, total = mail_logs.search_transactions(db, OPERATOR, "203.0.113.5")
+            found = [view.transaction.id for view in views]
+        else:
+            events, total = mail_logs.search_logins(db, OPERATOR, "203.0.113.5")
+            found = [login.id for login in events]
+    finally:
+        event.remove(engine, "after_cursor_execute", store_one_more)
+    assert stored and stored[0] not in found
+    assert total == len(found) > 0
 
 
 def test_search_by_alias_address_finds_the_fanned_out_message(db: Session, ingested) -> None:
