@@ -20,8 +20,8 @@ server run on this machine in the real case too). Rounds alternate reference and
 `--dovecot-alone` also measures IMAPS on a bare Dovecot beside the stack: the same Dovecot, TLS
 in its own login processes with the same certificate, one SQLite table of the same users and
 hashes behind the same SQL driver, and no Letterhead (no nginx, no views, no quota, no plugins):
-once with Dovecot's defaults, once with the stack's process settings. It is the most this Dovecot
-gives on this machine for the same logins, and says how much of the stack's figure is Letterhead's.
+once with Dovecot's defaults, once with the stack's process settings: what this Dovecot gives
+for the same logins without Letterhead, and so how much of the stack's figure is Letterhead's.
 
 The last lines are the headlines `imaps_ratio=` and `submissions_ratio=` (logins per second over
 raw per second; the target is at least 0.8).

@@ -19,11 +19,13 @@ No schema change while the mail daemons read the database: Dovecot's SQLite driv
 next query of each of its connections after one ("SQL logic error": a login refused, mail
 deferred with 450 4.7.1; docs/mail-stack-notes.md). Every function here that drops or builds
 an index first asks its caller's `daemons_reading` (Installation.mail_daemons_reading), and
-does nothing while it says yes. The stack's start waits for a build under way before Dovecot
-starts (wait_for_builds). Two narrow windows stay open, each worth one failed query per Dovecot
-connection: an import's end build that begins between that wait and Dovecot's start, and an
-import's drops still waiting for SQLite's write lock as the stack starts. Closing them needs a
-mark of "the daemons are starting" that outlives `letterhead service prepare` under systemd.
+does nothing while it says yes, or while the stack's start is under way. The start
+(before_daemons_start, run by `letterhead up` and by systemd's prepare unit, which exits before
+Dovecot starts) leaves a mark beside the database first, which every look here sees for
+STARTING_SECONDS; then it waits for SQLite's write lock, so that an import's drops looked at
+before the mark commit before it goes on (imports drop inside the write lock, after their last
+look); then for any build under way (a build looks before each index); then it builds what is
+missing, and Dovecot starts after it.
 
 SQLite only. On PostgreSQL several nodes write the same tables, and a lock file on one of them
 cannot tell the others that an import is under way.
@@ -38,6 +40,7 @@ import contextlib
 import fcntl
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -161,6 +164,56 @@ def indexes_to_defer(session: Session, unread_bytes: int) -> list[Index]:
     ]
 
 
+# How long the stack's start counts as under way after it marked itself (before_daemons_start):
+# the rest of it (the configuration, then systemd starting the daemons' units) takes seconds,
+# after which Dovecot's pid file says it runs. A mark a failed start leaves behind expires.
+STARTING_SECONDS = 300
+
+
+def _starting_mark(database: Path) -> Path:
+    return database.with_name(database.name + "-daemons-starting")
+
+
+def _starting(database: Path) -> bool:
+    try:
+        marked = _starting_mark(database).stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return time.time() - marked < STARTING_SECONDS
+
+
+def _or_starting(database: Path | None, daemons_reading: Callable[[], bool]) -> Callable[[], bool]:
+    """`daemons_reading`, or the stack's start under way."""
+    if database is None:
+        return daemons_reading
+    return lambda: daemons_reading() or _starting(database)
+
+
+def before_daemons_start(session: Session, *, daemons_reading: Callable[[], bool]) -> int:
+    """The stack's start, before Dovecot: from now on no import sets an index aside or builds
+    one; then, once the drops and builds under way are done, build what is missing (unless the
+    daemons run already, or an import still does: its indexes then wait for the next start).
+    Commits. The number built."""
+    database = _database_path(session)
+    if database is None:
+        return 0
+    mark = _starting_mark(database)
+    mark.touch()
+    session.commit()
+    # Waits for the write lock (up to the busy timeout): an import's drops, looked at before
+    # the mark, commit before this goes on.
+    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    session.commit()
+    wait_for_builds(session)
+    mark.touch()  # the wait may have been long: the start's rest counts from here
+    return _build_missing(session, database, daemons_reading)
+
+
+def daemons_stopped(database: Path) -> None:
+    """The stack stopped (`letterhead down`): imports may set indexes aside again at once."""
+    _starting_mark(database.resolve()).unlink(missing_ok=True)
+
+
 def no_mail_daemons() -> bool:
     """`daemons_reading` for a database no Dovecot or Postfix reads (a test's, a benchmark's)."""
     return False
@@ -170,7 +223,13 @@ def build_missing(session: Session, *, daemons_reading: Callable[[], bool]) -> i
     """Build the deferrable indexes a killed import left missing, unless an import is still
     under way or the mail daemons read the database; commits. The number built."""
     database = _database_path(session)
-    if database is None or not missing_indexes(session) or daemons_reading():
+    if database is None:
+        return 0
+    return _build_missing(session, database, _or_starting(database, daemons_reading))
+
+
+def _build_missing(session: Session, database: Path, daemons_reading: Callable[[], bool]) -> int:
+    if not missing_indexes(session) or daemons_reading():
         return 0
     descriptor = _open_lock(database)
     try:
@@ -230,6 +289,7 @@ def deferred(session: Session, unread_bytes: int, *, daemons_reading: Callable[[
     Commits the session before the block and after it. While `daemons_reading()`, nothing is set
     aside and nothing built (the module's docstring says why)."""
     database = _database_path(session)
+    daemons_reading = _or_starting(database, daemons_reading)
     indexes = [] if daemons_reading() else indexes_to_defer(session, unread_bytes)
     if database is None or not indexes:
         yield
@@ -240,7 +300,11 @@ def deferred(session: Session, unread_bytes: int, *, daemons_reading: Callable[[
     descriptor = _open_lock(database)
     try:
         _lock_shared(descriptor, "Waiting for another process to finish building search indexes…")
+        # The last look inside SQLite's write lock, the drops under the same: a start that marks
+        # itself after this look waits for them (before_daemons_start).
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
         if daemons_reading():
+            session.rollback()
             yield  # started while this waited: nothing set aside, nothing to build
             return
         for index in indexes:

@@ -76,8 +76,7 @@ def prepare(installation: Installation) -> None:
         # Left by a log import killed before its end, or one that ended while the daemons ran;
         # before Dovecot starts, which fails a query after any schema change (search_indexes.py),
         # and not if it runs already.
-        search_indexes.wait_for_builds(session)
-        search_indexes.build_missing(session, daemons_reading=installation.mail_daemons_reading)
+        search_indexes.before_daemons_start(session, daemons_reading=installation.mail_daemons_reading)
     if settings.node_name:
         register_node(installation)
     elif settings.is_postgresql:
@@ -260,6 +259,7 @@ def down(settings: Settings) -> None:
         dovecot.stop(live / "dovecot" / "dovecot.conf")
         if not wait_until(lambda: dovecot.master_pid(settings.run_dir / "dovecot") is None, timeout=10):
             terminate(pid)
+    search_indexes.daemons_stopped(settings.database_path)
     # Last: it reads what the daemons logged while stopping.
     follower.stop_follower(settings)
 

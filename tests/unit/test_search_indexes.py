@@ -389,3 +389,92 @@ def test_an_import_that_waited_for_a_build_sets_nothing_aside_if_the_daemons_sta
     assert not importing.is_alive() and not failures, failures
     assert _schema_version(db) == version
     assert search_indexes.missing_indexes(db) == []
+
+
+def _mark(settings: Settings) -> Path:
+    return search_indexes._starting_mark(settings.database_path.resolve())
+
+
+@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
+def test_from_the_stacks_start_on_imports_set_nothing_aside_until_it_stops(
+    installation: Installation, db: Session, settings: Settings
+) -> None:
+    _interrupted_import(installation)
+    # The start builds what is missing despite its own mark; the daemons are not up yet.
+    assert search_indexes.before_daemons_start(db, daemons_reading=no_mail_daemons) == ALL
+    version = _schema_version(db)
+    # Between the start and Dovecot's pid file, an import sees the start under way.
+    with (
+        installation.sessions() as session,
+        search_indexes.deferred(session, 1, daemons_reading=no_mail_daemons),
+    ):
+        assert search_indexes.missing_indexes(session) == []
+    assert search_indexes.build_missing(db, daemons_reading=no_mail_daemons) == 0
+    assert _schema_version(db) == version
+    search_indexes.daemons_stopped(settings.database_path)
+    _interrupted_import(installation)
+    assert len(search_indexes.missing_indexes(db)) == ALL
+
+
+@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
+def test_a_start_that_never_reached_its_daemons_holds_imports_up_for_a_while_only(
+    installation: Installation, db: Session, settings: Settings
+) -> None:
+    search_indexes.before_daemons_start(db, daemons_reading=no_mail_daemons)
+    long_ago = _mark(settings).stat().st_mtime - search_indexes.STARTING_SECONDS - 1
+    os.utime(_mark(settings), (long_ago, long_ago))
+    _interrupted_import(installation)
+    assert len(search_indexes.missing_indexes(db)) == ALL
+
+
+@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
+def test_an_imports_drops_waiting_for_the_write_lock_as_the_start_marks_itself_drop_nothing(
+    installation: Installation, db: Session, settings: Settings
+) -> None:
+    version = _schema_version(db)
+    # Another writer holds SQLite's write lock while the import comes to set its indexes aside.
+    writer = make_engine(settings.sqlalchemy_url).raw_connection()
+    writer.execute("BEGIN IMMEDIATE")
+    failures: list[BaseException] = []
+
+    def importing() -> None:
+        try:
+            with (
+                installation.sessions() as session,
+                search_indexes.deferred(session, 1, daemons_reading=no_mail_daemons),
+            ):
+                pass
+        except BaseException as error:  # noqa: BLE001 - handed to the test's thread
+            failures.append(error)
+
+    thread = threading.Thread(target=importing)
+    thread.start()
+    thread.join(1.0)
+    assert thread.is_alive(), "did not wait for the write lock"
+    _mark(settings).touch()  # the stack's start, under way meanwhile
+    writer.rollback()
+    writer.close()
+    thread.join(30)
+    assert not thread.is_alive() and not failures, failures
+    assert _schema_version(db) == version
+    assert search_indexes.missing_indexes(db) == []
+
+
+@pytest.mark.usefixtures("sqlite_only")
+def test_the_stacks_start_waits_for_drops_looked_at_before_its_mark(
+    installation: Installation, db: Session, settings: Settings
+) -> None:
+    # An import's drops, inside SQLite's write lock after their last look, not committed yet.
+    importing = make_engine(settings.sqlalchemy_url).raw_connection()
+    importing.execute("BEGIN IMMEDIATE")
+    starting = threading.Thread(
+        target=lambda: search_indexes.before_daemons_start(db, daemons_reading=no_mail_daemons)
+    )
+    starting.start()
+    starting.join(1.0)
+    assert starting.is_alive(), "went on to start the daemons under the drops"
+    assert _mark(settings).exists()  # marked before it waited
+    importing.rollback()
+    importing.close()
+    starting.join(30)
+    assert not starting.is_alive()
