@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import gzip
 import os
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -351,16 +353,55 @@ def _build_under_way(settings: Settings) -> int:
     return descriptor
 
 
+class _Waiting:
+    """`work` in a thread of its own, expected to wait for a lock the test holds."""
+
+    def __init__(self, work: Callable[[], object]) -> None:
+        self._failures: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                work()
+            except BaseException as error:  # noqa: BLE001 - raised again in the test's thread
+                self._failures.append(error)
+
+        self._thread = threading.Thread(target=run)
+        self._thread.start()
+
+    def still_waiting_after(self, seconds: float) -> bool:
+        self._thread.join(seconds)
+        return self._thread.is_alive()
+
+    def finished(self) -> None:
+        """Once the lock is released: the work ends, and its failure fails the test."""
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "still waiting"
+        if self._failures:
+            raise self._failures[0]
+
+
+@contextlib.contextmanager
+def _write_lock_held(settings: Settings) -> Iterator[None]:
+    """SQLite's write lock, held by another connection (another process, to SQLite) until the
+    block ends."""
+    engine = make_engine(settings.sqlalchemy_url)
+    connection = engine.raw_connection()
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        connection.rollback()
+        connection.close()
+        engine.dispose()
+
+
 @pytest.mark.usefixtures("sqlite_only")
 def test_the_stacks_start_waits_for_a_build_under_way(db: Session, settings: Settings) -> None:
     build = _build_under_way(settings)
-    waiting = threading.Thread(target=search_indexes.wait_for_builds, args=(db,))
-    waiting.start()
-    waiting.join(0.5)
-    assert waiting.is_alive(), "returned while a build held the lock"
+    waiting = _Waiting(lambda: search_indexes.wait_for_builds(db))
+    assert waiting.still_waiting_after(0.5), "returned while a build held the lock"
     os.close(build)
-    waiting.join(10)
-    assert not waiting.is_alive()
+    waiting.finished()
 
 
 @pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
@@ -371,22 +412,15 @@ def test_an_import_that_waited_for_a_build_sets_nothing_aside_if_the_daemons_sta
     looks = iter([False])
     build = _build_under_way(settings)
     version = _schema_version(db)
-    failures: list[BaseException] = []
 
     def import_waiting() -> None:
-        try:
-            with search_indexes.deferred(db, 1, daemons_reading=lambda: next(looks, True)):
-                pass
-        except BaseException as error:  # noqa: BLE001 - handed to the test's thread
-            failures.append(error)
+        with search_indexes.deferred(db, 1, daemons_reading=lambda: next(looks, True)):
+            pass
 
-    importing = threading.Thread(target=import_waiting)
-    importing.start()
-    importing.join(0.5)
-    assert importing.is_alive(), "did not wait for the build"
+    importing = _Waiting(import_waiting)
+    assert importing.still_waiting_after(0.5), "did not wait for the build"
     os.close(build)
-    importing.join(10)
-    assert not importing.is_alive() and not failures, failures
+    importing.finished()
     assert _schema_version(db) == version
     assert search_indexes.missing_indexes(db) == []
 
@@ -432,30 +466,20 @@ def test_an_imports_drops_waiting_for_the_write_lock_as_the_start_marks_itself_d
     installation: Installation, db: Session, settings: Settings
 ) -> None:
     version = _schema_version(db)
-    # Another writer holds SQLite's write lock while the import comes to set its indexes aside.
-    writer = make_engine(settings.sqlalchemy_url).raw_connection()
-    writer.execute("BEGIN IMMEDIATE")
-    failures: list[BaseException] = []
 
     def importing() -> None:
-        try:
-            with (
-                installation.sessions() as session,
-                search_indexes.deferred(session, 1, daemons_reading=no_mail_daemons),
-            ):
-                pass
-        except BaseException as error:  # noqa: BLE001 - handed to the test's thread
-            failures.append(error)
+        with (
+            installation.sessions() as session,
+            search_indexes.deferred(session, 1, daemons_reading=no_mail_daemons),
+        ):
+            pass
 
-    thread = threading.Thread(target=importing)
-    thread.start()
-    thread.join(1.0)
-    assert thread.is_alive(), "did not wait for the write lock"
-    _mark(settings).touch()  # the stack's start, under way meanwhile
-    writer.rollback()
-    writer.close()
-    thread.join(30)
-    assert not thread.is_alive() and not failures, failures
+    # Another writer holds SQLite's write lock as the import comes to set its indexes aside.
+    with _write_lock_held(settings):
+        waiting = _Waiting(importing)
+        assert waiting.still_waiting_after(1.0), "did not wait for the write lock"
+        _mark(settings).touch()  # the stack's start, under way meanwhile
+    waiting.finished()
     assert _schema_version(db) == version
     assert search_indexes.missing_indexes(db) == []
 
@@ -465,16 +489,8 @@ def test_the_stacks_start_waits_for_drops_looked_at_before_its_mark(
     installation: Installation, db: Session, settings: Settings
 ) -> None:
     # An import's drops, inside SQLite's write lock after their last look, not committed yet.
-    importing = make_engine(settings.sqlalchemy_url).raw_connection()
-    importing.execute("BEGIN IMMEDIATE")
-    starting = threading.Thread(
-        target=lambda: search_indexes.before_daemons_start(db, daemons_reading=no_mail_daemons)
-    )
-    starting.start()
-    starting.join(1.0)
-    assert starting.is_alive(), "went on to start the daemons under the drops"
-    assert _mark(settings).exists()  # marked before it waited
-    importing.rollback()
-    importing.close()
-    starting.join(30)
-    assert not starting.is_alive()
+    with _write_lock_held(settings):
+        starting = _Waiting(lambda: search_indexes.before_daemons_start(db, daemons_reading=no_mail_daemons))
+        assert starting.still_waiting_after(1.0), "went on to start the daemons under the drops"
+        assert _mark(settings).exists()  # marked before it waited
+    starting.finished()
