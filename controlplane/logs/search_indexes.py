@@ -19,13 +19,14 @@ No schema change while the mail daemons read the database: Dovecot's SQLite driv
 next query of each of its connections after one ("SQL logic error": a login refused, mail
 deferred with 450 4.7.1; docs/mail-stack-notes.md). Every function here that drops or builds
 an index first asks its caller's `daemons_reading` (Installation.mail_daemons_reading), and
-does nothing while it says yes, or while the stack's start is under way. The start
-(before_daemons_start, run by `letterhead up` and by systemd's prepare unit, which exits before
-Dovecot starts) leaves a mark beside the database first, which every look here sees for
-STARTING_SECONDS; then it waits for SQLite's write lock, so that an import's drops looked at
-before the mark commit before it goes on (imports drop inside the write lock, after their last
-look); then for any build under way (a build looks before each index); then it builds what is
-missing, and Dovecot starts after it.
+does nothing while it says yes, or while the stack's start is under way, whose own build alone
+goes on. The start (before_daemons_start, run by `letterhead up` and by systemd's prepare unit,
+which exits before Dovecot starts) leaves a mark beside the database first, which every look
+here sees for STARTING_SECONDS after it was last renewed; then it waits for any build under way
+(a build looks before each index), and for SQLite's write lock, so that an import's drops looked
+at before the mark commit before it goes on (imports drop inside the write lock, after their
+last look); then it builds what is missing, renews the mark, and Dovecot starts after it.
+`letterhead down` removes the mark; under systemd it expires.
 
 SQLite only. On PostgreSQL several nodes write the same tables, and a lock file on one of them
 cannot tell the others that an import is under way.
@@ -44,7 +45,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sqlalchemy import Index, Table, bindparam, func, select, text
+from sqlalchemy import Index, Table, bindparam, func, make_url, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -88,7 +89,7 @@ BUILT_LATER = (
     " is stopped."
 )
 _NOT_WHILE_THE_DAEMONS_RUN = (
-    "The log lines are stored; their search indexes are not built while Dovecot or Postfix runs (a"
+    "The log lines are stored; their search indexes are not built while Dovecot or Postfix runs or starts (a"
     f" schema change makes Dovecot fail a query). {BUILT_LATER}"
 )
 
@@ -191,7 +192,7 @@ def _or_starting(database: Path | None, daemons_reading: Callable[[], bool]) -> 
 
 def before_daemons_start(session: Session, *, daemons_reading: Callable[[], bool]) -> int:
     """The stack's start, before Dovecot: from now on no import sets an index aside or builds
-    one; then, once the drops and builds under way are done, build what is missing (unless the
+    one; then, once the builds and drops under way are done, build what is missing (unless the
     daemons run already, or an import still does: its indexes then wait for the next start).
     Commits. The number built."""
     database = _database_path(session)
@@ -199,19 +200,26 @@ def before_daemons_start(session: Session, *, daemons_reading: Callable[[], bool
         return 0
     mark = _starting_mark(database)
     mark.touch()
+    # A build under way first (it looks before each index, and may take long: no time limit
+    # here); then SQLite's write lock, up to the busy timeout: an import's drops, looked at
+    # before the mark, commit before this goes on (drops take moments).
+    wait_for_builds(session)
     session.commit()
-    # Waits for the write lock (up to the busy timeout): an import's drops, looked at before
-    # the mark, commit before this goes on.
     session.connection().exec_driver_sql("BEGIN IMMEDIATE")
     session.commit()
-    wait_for_builds(session)
-    mark.touch()  # the wait may have been long: the start's rest counts from here
-    return _build_missing(session, database, daemons_reading)
+    mark.touch()  # the waits may have been long
+    built = _build_missing(session, database, daemons_reading)
+    mark.touch()  # and the build: the start's rest counts from here
+    return built
 
 
-def daemons_stopped(database: Path) -> None:
-    """The stack stopped (`letterhead down`): imports may set indexes aside again at once."""
-    _starting_mark(database.resolve()).unlink(missing_ok=True)
+def daemons_stopped(database_url: str) -> None:
+    """The stack stopped (`letterhead down`): imports may set indexes aside again at once.
+    (Under systemd, where `letterhead down` is refused, the mark just expires.)"""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        database = Path(url.database).resolve()
+        _starting_mark(database).unlink(missing_ok=True)
 
 
 def no_mail_daemons() -> bool:
@@ -221,15 +229,22 @@ def no_mail_daemons() -> bool:
 
 def build_missing(session: Session, *, daemons_reading: Callable[[], bool]) -> int:
     """Build the deferrable indexes a killed import left missing, unless an import is still
-    under way or the mail daemons read the database; commits. The number built."""
+    under way, or the mail daemons read the database or are starting (saying so); commits. The
+    number built."""
     database = _database_path(session)
     if database is None:
         return 0
-    return _build_missing(session, database, _or_starting(database, daemons_reading))
+    return _build_missing(session, database, _or_starting(database, daemons_reading), saying_why=True)
 
 
-def _build_missing(session: Session, database: Path, daemons_reading: Callable[[], bool]) -> int:
-    if not missing_indexes(session) or daemons_reading():
+def _build_missing(
+    session: Session, database: Path, daemons_reading: Callable[[], bool], *, saying_why: bool = False
+) -> int:
+    if not missing_indexes(session):
+        return 0
+    if daemons_reading():
+        if saying_why:
+            print(_NOT_WHILE_THE_DAEMONS_RUN, file=sys.stderr)
         return 0
     descriptor = _open_lock(database)
     try:
@@ -342,7 +357,7 @@ def _after_the_rows(session: Session, build: Callable[[], object]) -> None:
 
 def _build_if_last(session: Session, descriptor: int, daemons_reading: Callable[[], bool]) -> None:
     # Shared to exclusive is not atomic: another holder may take the lock in between. Another
-    # import builds at its end; the stack's start (wait_for_builds) builds before Dovecot, or,
+    # import builds at its end; the stack's start (before_daemons_start) builds before Dovecot, or,
     # when the daemons run already, leaves them to the next start. Whoever builds builds over
     # every row stored.
     fcntl.flock(descriptor, fcntl.LOCK_UN)

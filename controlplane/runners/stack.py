@@ -259,7 +259,7 @@ def down(settings: Settings) -> None:
         dovecot.stop(live / "dovecot" / "dovecot.conf")
         if not wait_until(lambda: dovecot.master_pid(settings.run_dir / "dovecot") is None, timeout=10):
             terminate(pid)
-    search_indexes.daemons_stopped(settings.database_path)
+    search_indexes.daemons_stopped(settings.sqlalchemy_url)
     # Last: it reads what the daemons logged while stopping.
     follower.stop_follower(settings)
 

@@ -445,7 +445,7 @@ def test_from_the_stacks_start_on_imports_set_nothing_aside_until_it_stops(
         assert search_indexes.missing_indexes(session) == []
     assert search_indexes.build_missing(db, daemons_reading=no_mail_daemons) == 0
     assert _schema_version(db) == version
-    search_indexes.daemons_stopped(settings.database_path)
+    search_indexes.daemons_stopped(settings.sqlalchemy_url)
     _interrupted_import(installation)
     assert len(search_indexes.missing_indexes(db)) == ALL
 
@@ -493,4 +493,24 @@ def test_the_stacks_start_waits_for_drops_looked_at_before_its_mark(
         starting = _Waiting(lambda: search_indexes.before_daemons_start(db, daemons_reading=no_mail_daemons))
         assert starting.still_waiting_after(1.0), "went on to start the daemons under the drops"
         assert _mark(settings).exists()  # marked before it waited
+    starting.finished()
+
+
+@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
+def test_an_import_during_the_stacks_start_says_its_indexes_wait(
+    installation: Installation, db: Session, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _interrupted_import(installation)
+    _mark(settings).touch()
+    assert search_indexes.build_missing(db, daemons_reading=no_mail_daemons) == 0
+    assert search_indexes.BUILT_LATER in capsys.readouterr().err
+    assert len(search_indexes.missing_indexes(db)) == ALL
+
+
+@pytest.mark.usefixtures("sqlite_only")
+def test_the_stacks_start_itself_waits_for_a_build_under_way(db: Session, settings: Settings) -> None:
+    build = _build_under_way(settings)
+    starting = _Waiting(lambda: search_indexes.before_daemons_start(db, daemons_reading=no_mail_daemons))
+    assert starting.still_waiting_after(0.5), "went on while a build held the lock"
+    os.close(build)
     starting.finished()
