@@ -91,6 +91,13 @@ def prepare_command() -> None:
         part.prepare(installation.settings)
 
 
+@service.command("stopped")
+@handles_errors
+def stopped_command() -> None:
+    """After the parts stopped (the prepare unit's stop, which systemd runs after theirs)."""
+    stack.stopped(current_installation().settings)
+
+
 @service.command("run")
 @click.argument("part")
 @handles_errors

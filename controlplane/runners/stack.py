@@ -259,9 +259,16 @@ def down(settings: Settings) -> None:
         dovecot.stop(live / "dovecot" / "dovecot.conf")
         if not wait_until(lambda: dovecot.master_pid(settings.run_dir / "dovecot") is None, timeout=10):
             terminate(pid)
-    search_indexes.daemons_stopped(settings.sqlalchemy_url)
+    stopped(settings)
     # Last: it reads what the daemons logged while stopping.
     follower.stop_follower(settings)
+
+
+def stopped(settings: Settings) -> None:
+    """Once the mail daemons stopped (`letterhead down`, or systemd stopping the prepare unit
+    after the parts): an operator's log import may set its search indexes aside again at once,
+    instead of when the start's mark expires."""
+    search_indexes.daemons_stopped(settings.sqlalchemy_url)
 
 
 def status(settings: Settings) -> list[ServiceStatus]:

@@ -514,3 +514,16 @@ def test_the_stacks_start_itself_waits_for_a_build_under_way(db: Session, settin
     assert starting.still_waiting_after(0.5), "went on while a build held the lock"
     os.close(build)
     starting.finished()
+
+
+@pytest.mark.usefixtures("sqlite_only", "any_size_is_bulk")
+def test_systemd_stopping_the_stack_lets_imports_set_indexes_aside_at_once(
+    installation: Installation, db: Session, settings: Settings
+) -> None:
+    search_indexes.before_daemons_start(db, daemons_reading=no_mail_daemons)
+    # What the prepare unit's ExecStop runs once the parts stopped.
+    result = CliRunner().invoke(main, ["service", "stopped"], env={"LETTERHEAD_HOME": str(settings.home)})
+    assert result.exit_code == 0, result.output
+    assert not _mark(settings).exists()
+    _interrupted_import(installation)
+    assert len(search_indexes.missing_indexes(db)) == ALL

@@ -85,6 +85,9 @@ def test_every_part_restarts_and_starts_after_the_one_before(installed) -> None:
         if previous:
             assert f"letterhead-{previous}.service" in after
         previous = name
+    # Stopped after every part (which start after it): it clears the start's mark.
+    prepare = _unit(root, "letterhead-prepare.service")["Service"]
+    assert prepare["ExecStop"] == "/usr/local/bin/letterhead service stopped"
     # Started at boot.
     assert (root / UNITS / "multi-user.target.wants/letterhead.target").is_symlink()
 
