@@ -26,7 +26,8 @@ here sees for STARTING_SECONDS after it was last renewed; then it waits for any 
 (a build looks before each index), and for SQLite's write lock, so that an import's drops looked
 at before the mark commit before it goes on (imports drop inside the write lock, after their
 last look); then it builds what is missing, renews the mark, and Dovecot starts after it.
-`letterhead down` removes the mark; under systemd it expires.
+Stopping the stack removes the mark (`letterhead down`, or systemd's stop of the prepare unit after
+the parts: stack.stopped); a mark a failed start leaves behind expires.
 
 SQLite only. On PostgreSQL several nodes write the same tables, and a lock file on one of them
 cannot tell the others that an import is under way.
@@ -214,8 +215,7 @@ def before_daemons_start(session: Session, *, daemons_reading: Callable[[], bool
 
 
 def daemons_stopped(database_url: str) -> None:
-    """The stack stopped (`letterhead down`): imports may set indexes aside again at once.
-    (Under systemd, where `letterhead down` is refused, the mark just expires.)"""
+    """The stack stopped (stack.stopped): imports may set indexes aside again at once."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         database = Path(url.database).resolve()
