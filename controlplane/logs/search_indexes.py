@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sqlalchemy import Index, Table, bindparam, func, make_url, select, text
+from sqlalchemy import URL, Index, Table, bindparam, func, make_url, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -116,7 +116,11 @@ def _indexes(*, also_cheap_to_keep: bool) -> list[Index]:
 
 
 def _database_path(session: Session) -> Path | None:
-    url = session.get_bind().url
+    return _sqlite_file(session.get_bind().url)
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The SQLite file `url` names (None for another database, or one in memory)."""
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
     return Path(url.database).resolve()
@@ -216,9 +220,8 @@ def before_daemons_start(session: Session, *, daemons_reading: Callable[[], bool
 
 def daemons_stopped(database_url: str) -> None:
     """The stack stopped (stack.stopped): imports may set indexes aside again at once."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        database = Path(url.database).resolve()
+    database = _sqlite_file(make_url(database_url))
+    if database is not None:
         _starting_mark(database).unlink(missing_ok=True)
 
 
