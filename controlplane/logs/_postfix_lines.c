@@ -893,6 +893,26 @@ static PyObject *parse_dated_login(Span line)
     return login;
 }
 
+/* What makes ingest._LineReader._read_other do something with a Dovecot syslog line, which it
+ * is given when the scan answers Py_None: a login process's line (dovecot._PREFIX; the mark is
+ * looked for in the whole line, host and program included), a Junk filing, an auth verdict,
+ * the SMTP dialogue's mark, and the marks that keep a line as not understood
+ * (ingest._MEANINGFUL; "auth failed" is within "auth"). A line with none of them is passed
+ * over: most are a session's end ("imap(user)<pid><session>: Disconnected: Logged out ..."),
+ * one for every login, which went through every parser of that path for nothing. */
+static const char *const dovecot_marks[] = {
+    "-login: ", "stored mail into mailbox 'Junk'", "auth", "]: <", "]: >", "NOQUEUE:", " to=<", " status=", "Login: ",
+};
+
+static int stores_nothing(Span line)
+{
+    for (size_t i = 0; i < sizeof dovecot_marks / sizeof *dovecot_marks; i++) {
+        if (find(line, dovecot_marks[i]) >= 0)
+            return 0;
+    }
+    return 1;
+}
+
 /* _SYSLOG's prefix, then the message. With `edges` (the ingest's scan), smtpd's connect and
  * disconnect lines (what ingest._SESSION_EDGE matches) answer passed_over before anything else
  * is worked out, and Dovecot's lines ("host dovecot[pid]: ...") their login or Py_None. */
@@ -960,6 +980,10 @@ static PyObject *parse_line(Span line, PyObject *reference, int edges)
     int dovecot = edges && login_class != NULL && equals(full_program, "dovecot");
     if (!dovecot && !starts_with(full_program, "postfix"))
         return Py_None;
+    if (dovecot && stores_nothing(line)) {
+        Py_INCREF(passed_over);
+        return passed_over;
+    }
     PyObject *moment = moment_of(month, day, clock, reference);
     if (moment == NULL)
         return NULL;

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 from controlplane.logs import _postfix_lines, postfix
 from controlplane.logs.dovecot import LoginEvent, parse_dovecot_line
-from controlplane.logs.ingest import _JUNK_MARK, _SESSION_EDGE
+from controlplane.logs.ingest import _JUNK_MARK, _SESSION_EDGE, IngestResult, _LineReader
 from controlplane.logs.postfix import (
     PASSED_OVER,
     UNDECIDED,
@@ -50,14 +51,31 @@ def _assert_same(line: str, reference: dt.datetime = REFERENCE) -> PostfixEvent 
     return compiled
 
 
+def _stores_nothing(raw: bytes, reference: dt.datetime = REFERENCE) -> bool:
+    """Whether the ingest's path for a line no parser claims (`_LineReader._read_other`, which
+    a scan's None leads to) leaves `raw` without a trace: no row, no note, nothing counted."""
+    parts = mock.MagicMock()
+    result = IngestResult()
+    reader = _LineReader(
+        parts.store, "mail.log", reference, parts.assembler, parts.logins, result, parts.dialogue
+    )
+    reader._read_other(raw, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+    return not parts.mock_calls and result == IngestResult()
+
+
 def _assert_scan_agrees(raw: bytes, reference: dt.datetime = REFERENCE) -> object:
-    """scan() on a raw line: passed over exactly where ingest's session-edge pattern matches, and
-    otherwise, unless undecided, the Python parser's event for the decoded line."""
+    """scan() on a raw line: passed over where ingest's session-edge pattern matches, or for a
+    Dovecot line the ingest stores nothing of; otherwise, unless undecided, the Python parser's
+    event for the decoded line."""
     scanned = scan_log_line(raw, reference)
     if scanned is UNDECIDED:
         return scanned
-    assert (scanned is PASSED_OVER) == bool(_SESSION_EDGE.match(raw)), raw
+    if scanned is PASSED_OVER and not _SESSION_EDGE.match(raw):
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        assert b" dovecot" in raw and parse_postfix_line_in_python(line, reference) is None, raw
+        assert _stores_nothing(raw, reference), raw
     if scanned is not PASSED_OVER:
+        assert not _SESSION_EDGE.match(raw), raw
         assert not RSPAMD_LINE.match(raw)
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         postfix_event = parse_postfix_line_in_python(line, reference)
@@ -411,3 +429,56 @@ def test_edited_login_lines_give_the_same_answer(line: str, data: st.DataObject)
         end = data.draw(st.integers(start, min(len(line), start + 6)))
         line = line[:start] + data.draw(LOGIN_NOISE) + line[end:]
     _assert_scan_agrees(line.encode() + b"\n")
+
+
+SESSION_ENDS = [
+    "Nov 10 00:09:34 mail dovecot: imap(anna@a.test)<2572><215c1c0ba3340d96>: Disconnected: Logged out "
+    "in=312 out=68942 deleted=0 expunged=0 trashed=0 hdr_count=0 hdr_bytes=0 body_count=0 body_bytes=0",
+    "Nov  5 18:57:28.5 mail dovecot[77]: pop3(b@a.test)<8150><ffe22b02>: Disconnected: Logged out top=0/0, "
+    "retr=1/2204, del=0/1, size=2187",
+    "Nov 24 00:30:00 mail dovecot: lmtp(c@a.test)<9601><k2Yd>: sieve: msgid=<x@y>: stored mail into mailbox 'INBOX'",
+]
+
+
+def test_dovecot_lines_nothing_is_kept_of_are_passed_over_in_the_scan() -> None:
+    for line in SESSION_ENDS:
+        assert _assert_scan_agrees(line.encode() + b"\n") is PASSED_OVER, line
+    # Each mark the ingest reads a Dovecot line by leaves the line to it; those that keep a line
+    # as not understood make this one kept, the others are left to the ingest to be safe.
+    kept = ["NOQUEUE:", " to=<x@a.test>", " status=sent", "Login: ", "auth failed"]
+    for mark in [
+        *kept,
+        "imap-login: ",
+        "stored mail into mailbox 'Junk'",
+        "auth-worker",
+        "]: < EHLO",
+        "]: > 250",
+    ]:
+        line = SESSION_ENDS[0].replace("Logged out", "Logged out " + mark).encode() + b"\n"
+        assert _assert_scan_agrees(line) is not PASSED_OVER, mark
+        assert _stores_nothing(line) == (mark not in kept), mark
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from(SESSION_ENDS + LOGINS[:2]), st.data())
+def test_edited_dovecot_lines_give_the_same_answer(line: str, data: st.DataObject) -> None:
+    for _ in range(data.draw(st.integers(1, 4))):
+        start = data.draw(st.integers(0, len(line)))
+        end = data.draw(st.integers(start, min(len(line), start + 6)))
+        line = line[:start] + data.draw(st.sampled_from(["", *DOVECOT_MARKS]) | LOGIN_NOISE) + line[end:]
+    _assert_scan_agrees(line.encode() + b"\n")
+
+
+# Pieces of the marks the ingest reads a Dovecot line by, for edits to put together or break.
+DOVECOT_MARKS = [
+    "-login: ",
+    "Login: ",
+    "auth",
+    "Junk'",
+    "]: <",
+    "]: > ",
+    "NOQUEUE:",
+    " to=<",
+    " status=",
+    "imap-login",
+]
