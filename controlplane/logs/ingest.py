@@ -512,15 +512,17 @@ def _ingest_stream(
     reader = _LineReader(store, str(log.path), reference, assembler, logins, result, dialogue)
     read = reader.read
     with log.reading(offset) as stream:
-        # The loop reads the stream itself: a generator between them cost a resume per line.
+        # The loop reads the stream itself (a generator between them cost a resume per line),
+        # and scans each line before any call: a third of the lines end there.
         for raw in stream:
             if not complete and not raw.endswith(b"\n"):
                 break  # an unfinished last line is left for the next run
             offset += len(raw)
             pending += 1
-            result.lines += 1
             try:
-                read(raw)
+                scanned = scan_log_line(raw, reference)
+                if scanned is not PASSED_OVER:
+                    read(raw, scanned)
             except (SQLAlchemyError, WriterFailed):
                 raise  # the database's failure (or the writer's, met in a read), not the line's
             except Exception:  # noqa: BLE001 - one line that trips the assembler is kept, not fatal
@@ -530,9 +532,11 @@ def _ingest_stream(
                 dialogue.flush()
                 _save_checkpoint(log, progress, offset)
                 _commit(session, writer, progress)
+                result.lines += pending
                 pending = 0
                 if _COLLECT_AFTER_COMMITS.get():
                     gc.collect()  # what this batch left behind
+    result.lines += pending
     store.flush()
     dialogue.flush()
     moved = offset != progress.offset or progress.id is None
@@ -593,13 +597,10 @@ class _LineReader:
         self.result = result
         self.dialogue = dialogue
 
-    def read(self, raw: bytes) -> None:
-        # Most lines are Postfix's: the compiled scan passes over session edges and parses the
-        # rest from the raw bytes, and Dovecot's successful logins, leaving every line it is not
-        # certain of to the whole path.
-        event = scan_log_line(raw, self.reference)
-        if event is PASSED_OVER:
-            return
+    def read(self, raw: bytes, event: object) -> None:
+        """What `raw` is, given its compiled scan (`scan_log_line`, not PASSED_OVER): most lines
+        are Postfix's, which the scan parses from the raw bytes, as it does Dovecot's successful
+        logins, leaving every line it is not certain of (UNDECIDED) to the whole path."""
         if event is UNDECIDED:
             self._read_whole(raw)
         elif isinstance(event, PostfixEvent):

@@ -559,15 +559,15 @@ def test_the_followers_reads_leave_the_collector_alone(
 
 
 def _watch_the_collector(monkeypatch: pytest.MonkeyPatch, fail_at: int = 0) -> list[tuple[int, bool]]:
-    """(objects frozen, collector enabled) at each line read from now on."""
+    """(objects frozen, collector enabled) at each line read past the scan from now on."""
     real_read = ingest_module._LineReader.read
     seen: list[tuple[int, bool]] = []
 
-    def read_and_look(self, raw):
+    def read_and_look(self, raw, scanned):
         seen.append((gc.get_freeze_count(), gc.isenabled()))
         if len(seen) == fail_at:
             raise Killed
-        return real_read(self, raw)
+        return real_read(self, raw, scanned)
 
     monkeypatch.setattr(ingest_module._LineReader, "read", read_and_look)
     return seen

@@ -207,11 +207,11 @@ def test_an_import_stopped_in_a_rotated_files_rest_reads_that_rest_the_next_time
     read = ingest_module._LineReader.read
     stopped: list[str] = []
 
-    def stopping_in_the_rest(self: Any, raw: bytes) -> None:
+    def stopping_in_the_rest(self: Any, raw: bytes, scanned: object) -> None:
         if self.source.endswith(".1") and not stopped:
             stopped.append(self.source)
             raise KeyboardInterrupt
-        read(self, raw)
+        read(self, raw, scanned)
 
     monkeypatch.setattr(ingest_module._LineReader, "read", stopping_in_the_rest)
     with pytest.raises(KeyboardInterrupt):
