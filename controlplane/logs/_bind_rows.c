@@ -12,6 +12,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <datetime.h>
+#include <stdint.h>
+#include <string.h>
 
 /* setup.py defines it as the SHA-256 of this file: compiled.py loads no build of another version. */
 #ifndef SOURCE_HASH
@@ -163,6 +165,225 @@ failed:
     return NULL;
 }
 
+/* --- rows packed for the writer process's pipe -------------------------------------------------
+ *
+ * pack() converts rows as convert() does and writes them straight into one bytes object, which
+ * unpack() (in the writer process, the same build) turns back into the list convert() gives:
+ * marshal.dumps of that list cost the reading side more than the conversion (each value held
+ * elsewhere too goes through marshal's table of shared objects), and the tuples in between are
+ * not made. Layout, in this machine's byte order: the row count and the width (uint32 each), then
+ * each value as a tag and its bytes: 'N' None, 'T' True, 'F' False, 'i' int64, 'f' double,
+ * 's' str (uint32 length, UTF-8). Any other value (an int past 64 bits, a str with a lone
+ * surrogate, bytes) raises TypeError or ValueError: the caller falls back to convert(). */
+
+typedef struct {
+    char *data;
+    size_t length, size;
+} Buffer;
+
+static int reserve(Buffer *buffer, size_t more)
+{
+    if (buffer->length + more <= buffer->size)
+        return 0;
+    size_t size = buffer->size ? buffer->size : 1 << 16;
+    while (size < buffer->length + more)
+        size *= 2;
+    char *data = PyMem_Realloc(buffer->data, size);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    buffer->data = data;
+    buffer->size = size;
+    return 0;
+}
+
+static int put_bytes(Buffer *buffer, const void *bytes, size_t length)
+{
+    if (reserve(buffer, length) < 0)
+        return -1;
+    memcpy(buffer->data + buffer->length, bytes, length);
+    buffer->length += length;
+    return 0;
+}
+
+static int put_value(Buffer *buffer, PyObject *value)
+{
+    char tag;
+    if (value == Py_None || value == Py_True || value == Py_False) {
+        tag = value == Py_None ? 'N' : value == Py_True ? 'T' : 'F';
+        return put_bytes(buffer, &tag, 1);
+    }
+    if (PyUnicode_CheckExact(value)) {
+        Py_ssize_t length;
+        const char *text = PyUnicode_AsUTF8AndSize(value, &length);
+        if (text == NULL)
+            return -1; /* a lone surrogate: UnicodeEncodeError, a ValueError */
+        if (length > UINT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "a text too long to pack");
+            return -1;
+        }
+        uint32_t packed_length = (uint32_t)length;
+        tag = 's';
+        if (reserve(buffer, 5 + (size_t)length) < 0)
+            return -1;
+        put_bytes(buffer, &tag, 1);
+        put_bytes(buffer, &packed_length, 4);
+        return put_bytes(buffer, text, (size_t)length);
+    }
+    if (PyLong_CheckExact(value)) {
+        int overflow;
+        long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow) {
+            PyErr_SetString(PyExc_ValueError, "an int past 64 bits");
+            return -1;
+        }
+        if (number == -1 && PyErr_Occurred())
+            return -1;
+        int64_t packed = (int64_t)number;
+        tag = 'i';
+        if (put_bytes(buffer, &tag, 1) < 0)
+            return -1;
+        return put_bytes(buffer, &packed, 8);
+    }
+    if (PyFloat_CheckExact(value)) {
+        double number = PyFloat_AS_DOUBLE(value);
+        tag = 'f';
+        if (put_bytes(buffer, &tag, 1) < 0)
+            return -1;
+        return put_bytes(buffer, &number, 8);
+    }
+    PyErr_Format(PyExc_TypeError, "a %.100s value is not packed", Py_TYPE(value)->tp_name);
+    return -1;
+}
+
+static PyObject *pack(PyObject *module, PyObject *const *args, Py_ssize_t count)
+{
+    if (count != 2 || !PyList_Check(args[0]) || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "pack(rows: list, conversions: tuple)");
+        return NULL;
+    }
+    /* convert() checks the conversions and the rows' widths, and gives the values written. */
+    PyObject *rows = convert(module, args, count);
+    if (rows == NULL)
+        return NULL;
+    Buffer buffer = {NULL, 0, 0};
+    Py_ssize_t row_count = PyList_GET_SIZE(rows);
+    Py_ssize_t width = row_count ? PyTuple_GET_SIZE(PyList_GET_ITEM(rows, 0)) : 0;
+    uint32_t header[2] = {(uint32_t)row_count, (uint32_t)width};
+    PyObject *packed = NULL;
+    if (row_count > UINT32_MAX || width > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "too many rows to pack");
+        goto done;
+    }
+    if (put_bytes(&buffer, header, sizeof header) < 0)
+        goto done;
+    for (Py_ssize_t r = 0; r < row_count; r++) {
+        PyObject *row = PyList_GET_ITEM(rows, r);
+        if (PyTuple_GET_SIZE(row) != width) {
+            PyErr_SetString(PyExc_ValueError, "rows of different widths");
+            goto done;
+        }
+        for (Py_ssize_t c = 0; c < width; c++) {
+            if (put_value(&buffer, PyTuple_GET_ITEM(row, c)) < 0)
+                goto done;
+        }
+    }
+    packed = PyBytes_FromStringAndSize(buffer.data, (Py_ssize_t)buffer.length);
+done:
+    PyMem_Free(buffer.data);
+    Py_DECREF(rows);
+    return packed;
+}
+
+static int take(const char **at, const char *end, void *out, size_t length)
+{
+    if ((size_t)(end - *at) < length) {
+        PyErr_SetString(PyExc_ValueError, "packed rows cut short");
+        return -1;
+    }
+    memcpy(out, *at, length);
+    *at += length;
+    return 0;
+}
+
+static PyObject *take_value(const char **at, const char *end)
+{
+    char tag;
+    if (take(at, end, &tag, 1) < 0)
+        return NULL;
+    switch (tag) {
+    case 'N':
+        Py_RETURN_NONE;
+    case 'T':
+        Py_RETURN_TRUE;
+    case 'F':
+        Py_RETURN_FALSE;
+    case 'i': {
+        int64_t number;
+        if (take(at, end, &number, 8) < 0)
+            return NULL;
+        return PyLong_FromLongLong((long long)number);
+    }
+    case 'f': {
+        double number;
+        if (take(at, end, &number, 8) < 0)
+            return NULL;
+        return PyFloat_FromDouble(number);
+    }
+    case 's': {
+        uint32_t length;
+        if (take(at, end, &length, 4) < 0)
+            return NULL;
+        if ((size_t)(end - *at) < length) {
+            PyErr_SetString(PyExc_ValueError, "packed rows cut short");
+            return NULL;
+        }
+        PyObject *text = PyUnicode_DecodeUTF8(*at, (Py_ssize_t)length, "strict");
+        *at += length;
+        return text;
+    }
+    default:
+        PyErr_SetString(PyExc_ValueError, "not packed rows");
+        return NULL;
+    }
+}
+
+static PyObject *unpack(PyObject *module, PyObject *packed)
+{
+    if (!PyBytes_Check(packed)) {
+        PyErr_SetString(PyExc_TypeError, "unpack(packed: bytes)");
+        return NULL;
+    }
+    const char *at = PyBytes_AS_STRING(packed), *end = at + PyBytes_GET_SIZE(packed);
+    uint32_t header[2];
+    if (take(&at, end, header, sizeof header) < 0)
+        return NULL;
+    PyObject *rows = PyList_New(header[0]);
+    if (rows == NULL)
+        return NULL;
+    for (uint32_t r = 0; r < header[0]; r++) {
+        PyObject *row = PyTuple_New(header[1]);
+        if (row == NULL)
+            goto failed;
+        PyList_SET_ITEM(rows, r, row);
+        for (uint32_t c = 0; c < header[1]; c++) {
+            PyObject *value = take_value(&at, end);
+            if (value == NULL)
+                goto failed;
+            PyTuple_SET_ITEM(row, c, value);
+        }
+    }
+    if (at != end) {
+        PyErr_SetString(PyExc_ValueError, "packed rows run on");
+        goto failed;
+    }
+    return rows;
+failed:
+    Py_DECREF(rows);
+    return NULL;
+}
+
 static PyObject *format_utc(PyObject *module, PyObject *value)
 {
     PyObject *text = utc_text(value);
@@ -174,6 +395,9 @@ static PyObject *format_utc(PyObject *module, PyObject *value)
 static PyMethodDef methods[] = {
     {"convert", (PyCFunction)(void (*)(void))convert, METH_FASTCALL,
      "convert(rows, conversions) -> the rows as tuples with each conversion's value converted."},
+    {"pack", (PyCFunction)(void (*)(void))pack, METH_FASTCALL,
+     "pack(rows, conversions) -> convert()'s rows packed in bytes, for unpack()."},
+    {"unpack", unpack, METH_O, "unpack(packed) -> the rows pack() was given, converted."},
     {"format_utc", format_utc, METH_O,
      "format_utc(value) -> 'YYYY-MM-DD HH:MM:SS.ffffff' for an exact datetime in UTC, else None."},
     {NULL, NULL, 0, NULL},

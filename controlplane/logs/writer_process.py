@@ -116,17 +116,17 @@ class WriterProcess:
     ) -> Sequence[int]:
         table = table_of(model)
         if not ids:
-            sql, values = self._local.converted("insert", table, names, rows)
+            sql, values = self._local.packed("insert", table, names, rows)
             self._send("insert_values", sql, len(names), values)
             return []
         first = self._reserved.pop(table.name)
         # The id last: the conversions' positions are the rows' own; the writer appends it.
-        sql, values = self._local.converted("insert", table, (*names, "id"), rows)
+        sql, values = self._local.packed("insert", table, (*names, "id"), rows)
         self._send("insert_numbered", sql, len(names), values, first)
         return range(first, first + len(rows))
 
     def update(self, model: type, names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        sql, values = self._local.converted("update", table_of(model), names, rows)
+        sql, values = self._local.packed("update", table_of(model), names, rows)
         self._send("execute_many", sql, values)
 
     def stored_entry(self, queue_id: str, time: dt.datetime, open_only: bool) -> tuple[int, int] | None:

@@ -133,3 +133,84 @@ def test_a_batch_is_written_many_rows_a_statement_with_ids_in_order(db: Any, var
     )
     assert [row.time for row in stored] == [row[0] for row in rows]
     assert ids == sorted(ids) and len(set(ids)) == count
+
+
+# What the log tables' rows hold once converted, and what may reach a packing by mistake.
+STORED_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=30),
+    st.datetimes(timezones=st.just(dt.UTC)),
+)
+
+
+def _typed(rows: list[tuple[Any, ...]]) -> list[list[tuple[type, Any]]]:
+    return [[(type(value), value) for value in row] for row in rows]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(1, 6).flatmap(lambda width: st.lists(st.tuples(*[STORED_VALUES] * width), max_size=12)))
+def test_packed_rows_come_back_as_converted_rows_value_for_value(rows: list[tuple[Any, ...]]) -> None:
+    def stored(value: Any) -> Any:
+        return UTC_PROCESSOR(value) if isinstance(value, dt.datetime) else value
+
+    def conversions() -> tuple[Any, ...]:
+        return tuple((position, stored, {}, True) for position in range(len(rows[0]) if rows else 0))
+
+    packed = _bind_rows.pack(rows, conversions())
+    assert isinstance(packed, bytes)
+    assert _typed(_bind_rows.unpack(packed)) == _typed(_bind_rows.convert(rows, conversions()))
+
+
+@pytest.mark.usefixtures("sqlite_only")  # the writer process's path: SQLite's
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, "\ud800", b"raw", 1.5j, dt.date(2026, 1, 1)])
+def test_a_value_packing_cannot_carry_goes_over_as_converted(db: Any, value: Any) -> None:
+    # The writer process is given the rows converted instead, and writes them alike.
+    with pytest.raises((TypeError, ValueError)):
+        _bind_rows.pack([("x", value)], ())
+    sql, values = BulkWriter(db).packed(
+        "insert", AuthEvent.__table__, ("service", "login"), [("imap", value)]
+    )
+    assert values == [("imap", value)]
+
+
+def test_packed_rows_cut_short_or_run_on_are_refused() -> None:
+    packed = _bind_rows.pack([("a", 1, None), ("b", 2.5, True)], ())
+    assert _bind_rows.unpack(packed) == [("a", 1, None), ("b", 2.5, True)]
+    for broken in (packed[:-1], packed + b"N", packed[:8] + b"?" + packed[9:]):
+        with pytest.raises(ValueError, match="packed rows|not packed"):
+            _bind_rows.unpack(broken)
+
+
+@pytest.mark.usefixtures("sqlite_only")
+def test_the_writer_writes_packed_rows_as_it_writes_converted_ones(db: Any) -> None:
+    writer = BulkWriter(db)
+    table = AuthEvent.__table__
+    names = store._LOGIN_FIELDS
+    moment = dt.datetime(2026, 12, 7, 10, 0, 1, 250_000, tzinfo=dt.UTC)
+    rows = [
+        (
+            moment,
+            "imap",
+            f"u{n}@a.test",
+            f"u{n}@a.test",
+            None,
+            None,
+            "192.0.2.1",
+            "192.0.2.0/24",
+            "",
+            n % 2 == 0,
+        )
+        + ("é" * n, "", "node")
+        for n in range(5)
+    ]
+    sql, packed = writer.packed("insert", table, names, rows)
+    assert isinstance(packed, bytes)
+    writer.insert_values(sql, len(names), packed)
+    sql, converted = writer.converted("insert", table, names, rows)
+    writer.insert_values(sql, len(names), converted)
+    stored = db.execute(table.select().order_by(table.c.id)).all()
+    columns = [[getattr(row, name) for name in names] for row in stored]
+    assert columns[:5] == columns[5:] == [list(row) for row in rows]
