@@ -170,8 +170,7 @@ failed:
  * pack() converts rows as convert() does and writes them straight into one bytes object, which
  * unpack() (in the writer process, the same build) turns back into the list convert() gives:
  * marshal.dumps of that list cost the reading side more than the conversion (each value held
- * elsewhere too goes through marshal's table of shared objects), and the tuples in between are
- * not made. Layout, in this machine's byte order: the row count and the width (uint32 each), then
+ * elsewhere too goes through marshal's table of shared objects). Layout, in this machine's byte order: the row count and the width (uint32 each), then
  * each value as a tag and its bytes: 'N' None, 'T' True, 'F' False, 'i' int64, 'f' double,
  * 's' str (uint32 length, UTF-8). Any other value (an int past 64 bits, a str with a lone
  * surrogate, bytes) raises TypeError or ValueError: the caller falls back to convert(). */
@@ -359,6 +358,11 @@ static PyObject *unpack(PyObject *module, PyObject *packed)
     uint32_t header[2];
     if (take(&at, end, header, sizeof header) < 0)
         return NULL;
+    /* Each value takes a byte at least: a count past what the bytes can hold is not believed. */
+    if ((uint64_t)header[0] * header[1] > (uint64_t)(end - at)) {
+        PyErr_SetString(PyExc_ValueError, "packed rows cut short");
+        return NULL;
+    }
     PyObject *rows = PyList_New(header[0]);
     if (rows == NULL)
         return NULL;

@@ -903,10 +903,11 @@ static PyObject *parse_dated_login(Span line)
 static const char *const dovecot_marks[] = {
     "-login: ", "stored mail into mailbox 'Junk'", "auth", "]: <", "]: >", "NOQUEUE:", " to=<", " status=", "Login: ",
 };
+#define DOVECOT_MARK_COUNT (sizeof dovecot_marks / sizeof *dovecot_marks)
 
 static int stores_nothing(Span line)
 {
-    for (size_t i = 0; i < sizeof dovecot_marks / sizeof *dovecot_marks; i++) {
+    for (size_t i = 0; i < DOVECOT_MARK_COUNT; i++) {
         if (find(line, dovecot_marks[i]) >= 0)
             return 0;
     }
@@ -1219,13 +1220,28 @@ PyMODINIT_FUNC PyInit__postfix_lines(void)
     }
     if (fields == NULL)
         return NULL;
+    /* For the tests: every mark the ingest reads a Dovecot line by must hold one of these. */
+    PyObject *marks = PyTuple_New(DOVECOT_MARK_COUNT);
+    for (size_t i = 0; marks != NULL && i < DOVECOT_MARK_COUNT; i++) {
+        PyObject *mark = PyUnicode_FromString(dovecot_marks[i]);
+        if (mark == NULL)
+            Py_CLEAR(marks);
+        else
+            PyTuple_SET_ITEM(marks, (Py_ssize_t)i, mark);
+    }
+    if (marks == NULL) {
+        Py_DECREF(fields);
+        return NULL;
+    }
     PyObject *module = PyModule_Create(&module_definition);
     /* AddObjectRef takes references of its own: each object is released once below, either way. */
     int failed = module == NULL || PyModule_AddObjectRef(module, "PASSED_OVER", passed_over) < 0 ||
                  PyModule_AddObjectRef(module, "UNDECIDED", undecided) < 0 ||
                  PyModule_AddObjectRef(module, "FIELDS", fields) < 0 ||
+                 PyModule_AddObjectRef(module, "DOVECOT_MARKS", marks) < 0 ||
                  PyModule_AddStringConstant(module, "SOURCE_HASH", SOURCE_HASH) < 0;
     Py_DECREF(fields);
+    Py_DECREF(marks);
     if (failed) {
         Py_XDECREF(module);
         return NULL;

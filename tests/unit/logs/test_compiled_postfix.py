@@ -21,8 +21,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controlplane.logs import _postfix_lines, postfix
-from controlplane.logs.dovecot import LoginEvent, parse_dovecot_line
-from controlplane.logs.ingest import _JUNK_MARK, _SESSION_EDGE, IngestResult, _LineReader
+from controlplane.logs.dovecot import SERVICE_OF_PROCESS, LoginEvent, parse_dovecot_line
+from controlplane.logs.ingest import (
+    _DIALOGUE_MARK,
+    _JUNK_MARK,
+    _MEANINGFUL,
+    _SESSION_EDGE,
+    IngestResult,
+    _LineReader,
+)
 from controlplane.logs.postfix import (
     PASSED_OVER,
     UNDECIDED,
@@ -459,14 +466,20 @@ def test_dovecot_lines_nothing_is_kept_of_are_passed_over_in_the_scan() -> None:
         assert _stores_nothing(line) == (mark not in kept), mark
 
 
-@settings(max_examples=1500, deadline=None)
-@given(st.sampled_from(SESSION_ENDS + LOGINS[:2]), st.data())
-def test_edited_dovecot_lines_give_the_same_answer(line: str, data: st.DataObject) -> None:
-    for _ in range(data.draw(st.integers(1, 4))):
-        start = data.draw(st.integers(0, len(line)))
-        end = data.draw(st.integers(start, min(len(line), start + 6)))
-        line = line[:start] + data.draw(st.sampled_from(["", *DOVECOT_MARKS]) | LOGIN_NOISE) + line[end:]
-    _assert_scan_agrees(line.encode() + b"\n")
+def test_every_mark_the_ingest_reads_dovecots_lines_by_stops_the_scan() -> None:
+    # The scan's marks are its own copy: each of the ingest's must hold one, or the scan would
+    # pass over lines the ingest reads.
+    marks = _postfix_lines.DOVECOT_MARKS
+    ingests = [
+        _JUNK_MARK.decode(),
+        *(marker.decode() for marker in _MEANINGFUL),
+        *(f"]: {direction} " for direction in "<>"),  # _DIALOGUE_MARK
+        *(f"{process}: " for process in SERVICE_OF_PROCESS),  # dovecot._PREFIX's login processes
+        "auth",  # what makes _read_other try parse_auth_verdict
+    ]
+    for mark in ingests:
+        assert any(own in mark for own in marks), mark
+    assert _DIALOGUE_MARK.pattern == rb"\]: [<>] "  # what the marks above spell out
 
 
 # Pieces of the marks the ingest reads a Dovecot line by, for edits to put together or break.
@@ -482,3 +495,13 @@ DOVECOT_MARKS = [
     " status=",
     "imap-login",
 ]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from(SESSION_ENDS + LOGINS[:2]), st.data())
+def test_edited_dovecot_lines_give_the_same_answer(line: str, data: st.DataObject) -> None:
+    for _ in range(data.draw(st.integers(1, 4))):
+        start = data.draw(st.integers(0, len(line)))
+        end = data.draw(st.integers(start, min(len(line), start + 6)))
+        line = line[:start] + data.draw(st.sampled_from(["", *DOVECOT_MARKS]) | LOGIN_NOISE) + line[end:]
+    _assert_scan_agrees(line.encode() + b"\n")
