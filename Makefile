@@ -83,7 +83,7 @@ install-test-system:
 	$(call install_missing,$(TEST_PACKAGES))
 
 COMPILED_PARTS_LOAD := $(BIN)/python -c 'from controlplane.logs.compiled import load; \
-	assert all(load(name) for name in ("_postfix_lines", "_bind_rows"))'
+	assert all(load(name) for name in ("_postfix_lines", "_bind_rows", "_assemble"))'
 
 install-python: $(BIN)/letterhead
 	@# The log ingest's compiled parts, built again when their builds are gone or stale; a build

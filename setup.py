@@ -23,4 +23,4 @@ def _extension(name: str) -> Extension:
     )
 
 
-setup(ext_modules=[_extension("_postfix_lines"), _extension("_bind_rows")])
+setup(ext_modules=[_extension("_postfix_lines"), _extension("_bind_rows"), _extension("_assemble")])

@@ -11,13 +11,13 @@ from controlplane.logs import compiled
 SOURCES = Path(compiled.__file__).parent
 
 
-@pytest.mark.parametrize("name", ["_postfix_lines", "_bind_rows"])
+@pytest.mark.parametrize("name", ["_postfix_lines", "_bind_rows", "_assemble"])
 def test_a_build_of_this_source_is_loaded(name: str) -> None:
     module = compiled.load(name)
     assert module is not None and module.__name__ == f"controlplane.logs.{name}"
 
 
-@pytest.mark.parametrize("name", ["_postfix_lines", "_bind_rows"])
+@pytest.mark.parametrize("name", ["_postfix_lines", "_bind_rows", "_assemble"])
 def test_a_build_of_another_version_is_refused_with_a_warning(name: str, tmp_path: Path) -> None:
     changed = tmp_path / f"{name}.c"
     changed.write_bytes((SOURCES / f"{name}.c").read_bytes() + b"/* changed since the build */\n")
