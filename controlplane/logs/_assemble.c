@@ -56,6 +56,10 @@ static Py_ssize_t recipient_all[64];
 static int recipient_all_count;
 static PyObject *outcome_delivered, *outcome_forwarded, *outcome_relayed, *outcome_bounced, *empty_text, *one;
 static PyObject *name_new_recipients, *name_filed_as_junk, *name_note_saved;
+static PyObject *queued_as, *loopback_4, *loopback_6;
+/* The last line's moment and the oldest an open entry may be for it: lines of one second share
+ * their moment (the parser's), and the subtraction made a datetime for every line. */
+static PyObject *last_time, *last_limit;
 static PyObject *queue_lifetime;
 static PyObject *not_done;
 static PyObject *name_open, *name_changed, *name_finished, *name_stored_open_ids, *name_domain_ids;
@@ -72,8 +76,15 @@ static Py_ssize_t entry_queue_id_slot;
 
 enum { K_CONNECT_CLIENT, K_MESSAGE_ID, K_QUEUED, K_REMOVED, K_DELIVERY, K_OTHER };
 
+static PyObject *kind_names[K_OTHER];
+
 static int kind_of(PyObject *kind)
 {
+    /* The compiled parser's kinds are interned, as these are: most lines end at a pointer. */
+    for (int i = 0; i < K_OTHER; i++) {
+        if (kind == kind_names[i])
+            return i;
+    }
     if (!PyUnicode_CheckExact(kind))
         return K_OTHER;
     if (PyUnicode_CompareWithASCIIString(kind, "delivery") == 0)
@@ -289,15 +300,7 @@ static int plain_ascii(PyObject *text)
     return 1;
 }
 
-static int contains(PyObject *text, const char *needle)
-{
-    PyObject *sought = PyUnicode_FromString(needle);
-    if (sought == NULL)
-        return -1;
-    int found = PyUnicode_Contains(text, sought);
-    Py_DECREF(sought);
-    return found;
-}
+
 
 /* `text`[:length], a new reference. */
 static PyObject *cut(PyObject *text, Py_ssize_t length)
@@ -331,10 +334,22 @@ static PyObject *status_code(PyObject *detail, PyObject *dsn)
                 end = last;
         }
     }
+    if (end > 0) {
+        /* "CODE ENHANCED", which the detail holds as it is when a space separates them */
+        Py_ssize_t length = end < 16 ? end : 16;
+        if (s[3] == ' ')
+            return PyUnicode_Substring(detail, 0, length);
+        PyObject *text = PyUnicode_New(length, 127);
+        if (text == NULL)
+            return NULL;
+        memcpy(PyUnicode_1BYTE_DATA(text), s, (size_t)length);
+        PyUnicode_1BYTE_DATA(text)[3] = ' ';
+        return text;
+    }
     PyObject *code = PyUnicode_Substring(detail, 0, 3);
     if (code == NULL)
         return NULL;
-    PyObject *enhanced = end > 0 ? PyUnicode_Substring(detail, at, end) : Py_NewRef(dsn);
+    PyObject *enhanced = Py_NewRef(dsn);
     if (enhanced == NULL) {
         Py_DECREF(code);
         return NULL;
@@ -445,9 +460,9 @@ static int delivery(PyObject *store, PyObject *event, PyObject *entry, PyObject 
         return 1;
     /* A re-injection on this host (a new queue ID for the transaction): Python's. */
     if (sent) {
-        int queued = contains(detail, "queued as ");
-        int loopback = queued > 0 ? contains(relay, "[127.") : 0;
-        int loopback6 = queued > 0 && loopback == 0 ? contains(relay, "[::1]") : 0;
+        int queued = PyUnicode_Contains(detail, queued_as);
+        int loopback = queued > 0 ? PyUnicode_Contains(relay, loopback_4) : 0;
+        int loopback6 = queued > 0 && loopback == 0 ? PyUnicode_Contains(relay, loopback_6) : 0;
         if (queued < 0 || loopback < 0 || loopback6 < 0)
             return -1;
         if (queued && (loopback || loopback6))
@@ -587,10 +602,18 @@ static PyObject *add(PyObject *module, PyObject *const *args, Py_ssize_t count)
     if (!Py_IS_TYPE(transaction, transaction_type) || !all_set(transaction, transaction_slots, T_COUNT))
         goto not_mine; /* a released transaction (no entries): Python raises for it */
     PyObject *time = SLOT(event, event_slots[E_TIME]);
-    limit = PyNumber_Subtract(time, queue_lifetime);
-    if (limit == NULL) {
-        PyErr_Clear();
-        goto not_mine;
+    if (time == last_time) {
+        limit = Py_NewRef(last_limit);
+    } else {
+        limit = PyNumber_Subtract(time, queue_lifetime);
+        if (limit == NULL) {
+            PyErr_Clear();
+            goto not_mine;
+        }
+        Py_INCREF(time);
+        Py_XSETREF(last_time, time);
+        Py_INCREF(limit);
+        Py_XSETREF(last_limit, limit);
     }
     int fresh = PyObject_RichCompareBool(SLOT(entry, entry_slots[Q_TIME]), limit, Py_GT);
     if (fresh != 1) {
@@ -825,6 +848,8 @@ static PyObject *configure(PyObject *module, PyObject *const *args, Py_ssize_t c
     Py_XSETREF(junk_reason, args[6]);
     Py_INCREF(args[3]);
     Py_XSETREF(queue_lifetime, args[3]);
+    Py_CLEAR(last_time);
+    Py_CLEAR(last_limit);
     event_type = (PyTypeObject *)Py_NewRef(args[0]);
     transaction_type = (PyTypeObject *)Py_NewRef(args[1]);
     entry_type = (PyTypeObject *)Py_NewRef(args[2]);
@@ -874,6 +899,16 @@ PyMODINIT_FUNC PyInit__assemble(void)
     name_node = PyUnicode_InternFromString("node");
     name_new_transactions = PyUnicode_InternFromString("_new_transactions");
     name_new_entries = PyUnicode_InternFromString("_new_entries");
+    static const char *const kinds[K_OTHER] = {"connect-client", "message-id", "queued", "removed", "delivery"};
+    for (int i = 0; i < K_OTHER; i++) {
+        if ((kind_names[i] = PyUnicode_InternFromString(kinds[i])) == NULL)
+            return NULL;
+    }
+    queued_as = PyUnicode_InternFromString("queued as ");
+    loopback_4 = PyUnicode_InternFromString("[127.");
+    loopback_6 = PyUnicode_InternFromString("[::1]");
+    if (!queued_as || !loopback_4 || !loopback_6)
+        return NULL;
     name_new_recipients = PyUnicode_InternFromString("_new_recipients");
     name_filed_as_junk = PyUnicode_InternFromString("filed_as_junk");
     name_note_saved = PyUnicode_InternFromString("note_saved");

@@ -85,40 +85,50 @@ static PyObject *converted(PyObject *value, PyObject *processor, PyObject *remem
     return result;
 }
 
-static PyObject *convert(PyObject *module, PyObject *const *args, Py_ssize_t count)
+/* The conversions' parts, checked; their count, or -1 with an exception set. */
+static Py_ssize_t read_conversions(PyObject *conversions, Py_ssize_t *positions, PyObject **processors,
+                                   PyObject **remembered, int *utc)
 {
-    if (count != 2 || !PyList_Check(args[0]) || !PyTuple_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "convert(rows: list, conversions: tuple)");
-        return NULL;
-    }
-    PyObject *rows = args[0], *conversions = args[1];
     Py_ssize_t conversion_count = PyTuple_GET_SIZE(conversions);
-    Py_ssize_t positions[64];
-    PyObject *processors[64], *remembered[64];
-    int utc[64];
     if (conversion_count > 64) {
         PyErr_SetString(PyExc_ValueError, "at most 64 conversions");
-        return NULL;
+        return -1;
     }
     for (Py_ssize_t i = 0; i < conversion_count; i++) {
         PyObject *conversion = PyTuple_GET_ITEM(conversions, i);
         if (!PyTuple_Check(conversion) || PyTuple_GET_SIZE(conversion) != 4 ||
             !PyDict_Check(PyTuple_GET_ITEM(conversion, 2))) {
             PyErr_SetString(PyExc_TypeError, "a conversion is (position, processor, remembered: dict, utc)");
-            return NULL;
+            return -1;
         }
         positions[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(conversion, 0));
         if (positions[i] < 0) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_ValueError, "a position is not negative");
-            return NULL;
+            return -1;
         }
         processors[i] = PyTuple_GET_ITEM(conversion, 1);
         remembered[i] = PyTuple_GET_ITEM(conversion, 2);
         utc[i] = PyObject_IsTrue(PyTuple_GET_ITEM(conversion, 3));
         if (utc[i] < 0)
-            return NULL;
+            return -1;
     }
+    return conversion_count;
+}
+
+static PyObject *convert(PyObject *module, PyObject *const *args, Py_ssize_t count)
+{
+    if (count != 2 || !PyList_Check(args[0]) || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "convert(rows: list, conversions: tuple)");
+        return NULL;
+    }
+    PyObject *rows = args[0];
+    Py_ssize_t positions[64];
+    PyObject *processors[64], *remembered[64];
+    int utc[64];
+    Py_ssize_t conversion_count = read_conversions(args[1], positions, processors, remembered, utc);
+    if (conversion_count < 0)
+        return NULL;
     /* A snapshot of the list: a processor is Python code, and the rows must outlive it. */
     PyObject *snapshot = PySequence_Tuple(rows);
     if (snapshot == NULL)
@@ -256,40 +266,117 @@ static int put_value(Buffer *buffer, PyObject *value)
     return -1;
 }
 
+/* An exact UTC datetime's text ('s', its length, "YYYY-MM-DD HH:MM:SS.ffffff"), as utc_text
+ * writes it, straight into the buffer. */
+static int put_utc(Buffer *buffer, PyObject *value)
+{
+    uint32_t length = 26;
+    if (reserve(buffer, 31) < 0)
+        return -1;
+    char *out = buffer->data + buffer->length;
+    out[0] = 's';
+    memcpy(out + 1, &length, 4);
+    Py_UCS1 *text = (Py_UCS1 *)out + 5;
+    put_digits(text, PyDateTime_GET_YEAR(value), 4);
+    text[4] = '-';
+    put_digits(text + 5, PyDateTime_GET_MONTH(value), 2);
+    text[7] = '-';
+    put_digits(text + 8, PyDateTime_GET_DAY(value), 2);
+    text[10] = ' ';
+    put_digits(text + 11, PyDateTime_DATE_GET_HOUR(value), 2);
+    text[13] = ':';
+    put_digits(text + 14, PyDateTime_DATE_GET_MINUTE(value), 2);
+    text[16] = ':';
+    put_digits(text + 17, PyDateTime_DATE_GET_SECOND(value), 2);
+    text[19] = '.';
+    put_digits(text + 20, PyDateTime_DATE_GET_MICROSECOND(value), 6);
+    buffer->length += 31;
+    return 0;
+}
+
 static PyObject *pack(PyObject *module, PyObject *const *args, Py_ssize_t count)
 {
     if (count != 2 || !PyList_Check(args[0]) || !PyTuple_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "pack(rows: list, conversions: tuple)");
         return NULL;
     }
-    /* convert() checks the conversions and the rows' widths, and gives the values written. */
-    PyObject *rows = convert(module, args, count);
+    Py_ssize_t positions[64];
+    PyObject *processors[64], *remembered[64];
+    int utc[64];
+    Py_ssize_t conversion_count = read_conversions(args[1], positions, processors, remembered, utc);
+    if (conversion_count < 0)
+        return NULL;
+    /* A snapshot of the list, as convert() takes: a processor is Python code. */
+    PyObject *rows = PySequence_Tuple(args[0]);
     if (rows == NULL)
         return NULL;
     Buffer buffer = {NULL, 0, 0};
-    Py_ssize_t row_count = PyList_GET_SIZE(rows);
-    Py_ssize_t width = row_count ? PyTuple_GET_SIZE(PyList_GET_ITEM(rows, 0)) : 0;
-    uint32_t header[2] = {(uint32_t)row_count, (uint32_t)width};
-    PyObject *packed = NULL;
-    if (row_count > UINT32_MAX || width > UINT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "too many rows to pack");
+    PyObject *packed = NULL, *row = NULL;
+    Py_ssize_t row_count = PyTuple_GET_SIZE(rows), width = 0;
+    signed char conversion_of[256];
+    if (row_count > 0) {
+        row = PySequence_Tuple(PyTuple_GET_ITEM(rows, 0));
+        if (row == NULL)
+            goto done;
+        width = PyTuple_GET_SIZE(row);
+        Py_CLEAR(row);
+    }
+    if (row_count > UINT32_MAX || width > 256) {
+        PyErr_SetString(PyExc_ValueError, "too many rows or columns to pack");
         goto done;
     }
+    memset(conversion_of, -1, sizeof conversion_of);
+    for (Py_ssize_t i = 0; i < conversion_count; i++) {
+        if (row_count > 0 && positions[i] >= width) {
+            PyErr_SetString(PyExc_IndexError, "a conversion's position is beyond the row");
+            goto done;
+        }
+        if (positions[i] < 256) {
+            if (conversion_of[positions[i]] >= 0) {
+                /* convert() applies both in turn; the caller falls back to it */
+                PyErr_SetString(PyExc_ValueError, "two conversions of one position");
+                goto done;
+            }
+            conversion_of[positions[i]] = (signed char)i;
+        }
+    }
+    uint32_t header[2] = {(uint32_t)row_count, (uint32_t)width};
     if (put_bytes(&buffer, header, sizeof header) < 0)
         goto done;
     for (Py_ssize_t r = 0; r < row_count; r++) {
-        PyObject *row = PyList_GET_ITEM(rows, r);
+        row = PySequence_Tuple(PyTuple_GET_ITEM(rows, r));
+        if (row == NULL)
+            goto done;
         if (PyTuple_GET_SIZE(row) != width) {
             PyErr_SetString(PyExc_ValueError, "rows of different widths");
             goto done;
         }
         for (Py_ssize_t c = 0; c < width; c++) {
-            if (put_value(&buffer, PyTuple_GET_ITEM(row, c)) < 0)
+            PyObject *value = PyTuple_GET_ITEM(row, c);
+            int i = conversion_of[c];
+            if (i < 0) {
+                if (put_value(&buffer, value) < 0)
+                    goto done;
+                continue;
+            }
+            if (utc[i] && PyDateTime_CheckExact(value) && PyDateTime_DATE_GET_TZINFO(value) == PyDateTime_TimeZone_UTC) {
+                if (put_utc(&buffer, value) < 0)
+                    goto done;
+                continue;
+            }
+            PyObject *stored = converted(value, processors[i], remembered[i], utc[i]);
+            if (stored == NULL)
+                goto done;
+            int put = put_value(&buffer, stored);
+            Py_DECREF(stored);
+            if (put < 0)
                 goto done;
         }
+        Py_CLEAR(row);
     }
     packed = PyBytes_FromStringAndSize(buffer.data, (Py_ssize_t)buffer.length);
 done:
+    Py_XDECREF(row);
     PyMem_Free(buffer.data);
     Py_DECREF(rows);
     return packed;
