@@ -1,22 +1,25 @@
 /*
  * The log ingest's assembler (controlplane/logs/transactions.py) for its most frequent events,
- * in C: a message's cleanup, qmgr and removal lines (and a client= line of a message already in
- * memory) each update the transaction their queue ID has open, and in Python the calls between
- * the assembler and the store cost more than the update itself.
+ * in C: a message's client=, cleanup, qmgr, delivery and removal lines each update the rows of
+ * the transaction their queue ID has open (or start a new one), and in Python the calls between
+ * the assembler and the store cost more than the updates themselves.
  *
- * add(store, event) does exactly what TransactionAssembler.add does for such an event when the
- * queue ID's entry is open in the store's memory and fresh, and everything it needs is at hand
- * (the sender's domain already looked up): the same rows changed, in the same order, the same
- * entry remembered or forgotten, the same transaction returned. For every other event, and
- * whenever anything is not as expected, it changes nothing and answers NOT_DONE: the Python
- * code then does the work (and raises what it raises). The row classes' slots are read and
- * written in place; configure() refuses classes whose instances are not exactly those slots.
+ * add(store, event, junk_filings) does exactly what TransactionAssembler.add does for such an
+ * event when the store answers from its memory (the queue ID open there and fresh, or known to
+ * be new) and everything it needs is at hand (the addresses' domains already looked up): the
+ * same rows made and changed, in the same order, the same entry remembered or forgotten, the
+ * same transaction returned, the same calls to plain_reason, _junk_reason and junk_filings. For
+ * every other event, and whenever anything is not as expected, it changes nothing and answers
+ * NOT_DONE: the Python code then does the work (and raises what it raises). The row classes'
+ * slots are read and written in place; configure() refuses classes whose instances are not
+ * exactly those slots, and new rows are copies of instances the classes' own __init__ made.
+ * What it takes from the Python code (QUEUE_LIFETIME, plain_reason, _junk_reason) is given to
+ * configure() once, at import.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 #include <datetime.h>
-#include <strings.h>
 
 /* setup.py defines it as the SHA-256 of this file: compiled.py loads no build of another version. */
 #ifndef SOURCE_HASH
@@ -69,7 +72,7 @@ static PyObject *name_ask_each_time, *name_node, *name_new_transactions, *name_n
 static PyObject *transaction_template, *entry_template;
 static Py_ssize_t transaction_all[64], entry_all[64];
 static int transaction_all_count, entry_all_count;
-static Py_ssize_t transaction_time_slot, transaction_node_slot, transaction_recipients_slot;
+static Py_ssize_t transaction_time_slot, transaction_node_slot;
 static Py_ssize_t entry_queue_id_slot;
 
 #define SLOT(object, offset) (*(PyObject **)((char *)(object) + (offset)))
@@ -312,6 +315,23 @@ static PyObject *cut(PyObject *text, Py_ssize_t length)
 
 static int is_digit(Py_UCS1 c) { return c >= '0' && c <= '9'; }
 
+/* a.lower() == b.lower() for two str of ASCII: A-Z folded, whatever the C library's locale
+ * (strncasecmp's Turkish I is not Python's). */
+static int same_folded(PyObject *a, PyObject *b)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+    if (n != PyUnicode_GET_LENGTH(b))
+        return 0;
+    const Py_UCS1 *x = PyUnicode_1BYTE_DATA(a), *y = PyUnicode_1BYTE_DATA(b);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS1 p = x[i] >= 'A' && x[i] <= 'Z' ? x[i] + 32 : x[i];
+        Py_UCS1 q = y[i] >= 'A' && y[i] <= 'Z' ? y[i] + 32 : y[i];
+        if (p != q)
+            return 0;
+    }
+    return 1;
+}
+
 /* transactions._status_code for a detail of printable ASCII, cut to 16 characters. */
 static PyObject *status_code(PyObject *detail, PyObject *dsn)
 {
@@ -350,10 +370,6 @@ static PyObject *status_code(PyObject *detail, PyObject *dsn)
     if (code == NULL)
         return NULL;
     PyObject *enhanced = Py_NewRef(dsn);
-    if (enhanced == NULL) {
-        Py_DECREF(code);
-        return NULL;
-    }
     PyObject *whole;
     int has_enhanced = PyObject_IsTrue(enhanced);
     if (has_enhanced < 0)
@@ -413,10 +429,7 @@ static int delivery(PyObject *store, PyObject *event, PyObject *entry, PyObject 
     if (sent) {
         if (PyUnicode_CompareWithASCIIString(program, "smtp") != 0)
             outcome = outcome_delivered;
-        else if (PyUnicode_GET_LENGTH(orig_to) > 0 &&
-                 (PyUnicode_GET_LENGTH(orig_to) != PyUnicode_GET_LENGTH(recipient) ||
-                  strncasecmp((const char *)PyUnicode_1BYTE_DATA(orig_to), (const char *)PyUnicode_1BYTE_DATA(recipient),
-                              (size_t)PyUnicode_GET_LENGTH(orig_to)) != 0))
+        else if (PyUnicode_GET_LENGTH(orig_to) > 0 && !same_folded(orig_to, recipient))
             outcome = outcome_forwarded;
         else
             outcome = outcome_relayed;
@@ -509,7 +522,13 @@ static int delivery(PyObject *store, PyObject *event, PyObject *entry, PyObject 
     }
     int failed = -1;
     PyObject *code = NULL, *reason = NULL, *relay_cut = NULL, *session = NULL;
-    set_slot(existing, recipient_slots[R_TIME], SLOT(event, event_slots[E_TIME]));
+    /* Held for the calls into Python below, which must not free what is used after them. */
+    PyObject *time = Py_NewRef(SLOT(event, event_slots[E_TIME]));
+    Py_INCREF(existing);
+    Py_INCREF(transaction);
+    Py_INCREF(detail);
+    Py_INCREF(dsn);
+    set_slot(existing, recipient_slots[R_TIME], time);
     set_slot(existing, recipient_slots[R_QUEUE_ID], SLOT(entry, entry_slots[Q_QUEUE_ID]));
     set_slot(existing, recipient_slots[R_OUTCOME], outcome);
     if ((relay_cut = cut(relay, 255)) == NULL || (code = status_code(detail, dsn)) == NULL)
@@ -541,8 +560,8 @@ static int delivery(PyObject *store, PyObject *event, PyObject *entry, PyObject 
                 set_slot(existing, recipient_slots[R_REASON], junk);
                 Py_DECREF(junk);
             } else {
-                PyObject *noted = PyObject_CallMethodObjArgs(junk_filings, name_note_saved, session,
-                                                             SLOT(event, event_slots[E_TIME]), existing, NULL);
+                PyObject *noted = PyObject_CallMethodObjArgs(junk_filings, name_note_saved, session, time,
+                                                             existing, NULL);
                 if (noted == NULL)
                     goto done;
                 Py_DECREF(noted);
@@ -562,6 +581,11 @@ done:
     Py_XDECREF(relay_cut);
     Py_XDECREF(session);
     Py_XDECREF(made);
+    Py_DECREF(time);
+    Py_DECREF(existing);
+    Py_DECREF(transaction);
+    Py_DECREF(detail);
+    Py_DECREF(dsn);
     return failed;
 }
 
@@ -792,16 +816,15 @@ static int shareable(PyObject *template, const Py_ssize_t *offsets, int count)
 /* The templates of a new message's rows, made by the classes themselves; 0 if they cannot serve. */
 static int make_templates(PyObject *transaction_class, PyObject *entry_class)
 {
-    static const char *const time_name[] = {"time", "node", "recipients"};
+    static const char *const time_name[] = {"time", "node"};
     static const char *const queue_id_name[] = {"queue_id"};
-    Py_ssize_t offsets[3];
+    Py_ssize_t offsets[2];
     if (!all_slots(transaction_class, transaction_all, &transaction_all_count) ||
-        !all_slots(entry_class, entry_all, &entry_all_count) || !find_slots(transaction_class, time_name, 3, offsets) ||
+        !all_slots(entry_class, entry_all, &entry_all_count) || !find_slots(transaction_class, time_name, 2, offsets) ||
         !find_slots(entry_class, queue_id_name, 1, &entry_queue_id_slot))
         return 0;
     transaction_time_slot = offsets[0];
     transaction_node_slot = offsets[1];
-    transaction_recipients_slot = offsets[2];
     PyObject *empty = PyUnicode_FromString("");
     if (empty == NULL)
         return -1;
@@ -870,10 +893,10 @@ static PyObject *configure(PyObject *module, PyObject *const *args, Py_ssize_t c
 
 static PyMethodDef methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
-     "configure(event_class, transaction_class, entry_class, queue_lifetime) -> whether add() can work "
-     "on these classes' slots."},
+     "configure(event_class, transaction_class, entry_class, queue_lifetime, recipient_class, plain_reason, "
+     "junk_reason) -> whether add() can work on these classes' slots."},
     {"add", (PyCFunction)(void (*)(void))add, METH_FASTCALL,
-     "add(store, event) -> what TransactionAssembler.add returns, or NOT_DONE (nothing changed)."},
+     "add(store, event, junk_filings) -> what TransactionAssembler.add returns, or NOT_DONE (nothing changed)."},
     {NULL, NULL, 0, NULL},
 };
 

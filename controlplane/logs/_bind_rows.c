@@ -315,14 +315,14 @@ static PyObject *pack(PyObject *module, PyObject *const *args, Py_ssize_t count)
     Py_ssize_t row_count = PyTuple_GET_SIZE(rows), width = 0;
     signed char conversion_of[256];
     if (row_count > 0) {
+        /* Each row is taken as a tuple once; the first one's width is every row's. */
         row = PySequence_Tuple(PyTuple_GET_ITEM(rows, 0));
         if (row == NULL)
             goto done;
         width = PyTuple_GET_SIZE(row);
-        Py_CLEAR(row);
     }
-    if (row_count > UINT32_MAX || width > 256) {
-        PyErr_SetString(PyExc_ValueError, "too many rows or columns to pack");
+    if (row_count > UINT32_MAX || width > 256 || (row_count > 0 && width == 0)) {
+        PyErr_SetString(PyExc_ValueError, "too many rows or columns to pack, or rows of none");
         goto done;
     }
     memset(conversion_of, -1, sizeof conversion_of);
@@ -344,8 +344,7 @@ static PyObject *pack(PyObject *module, PyObject *const *args, Py_ssize_t count)
     if (put_bytes(&buffer, header, sizeof header) < 0)
         goto done;
     for (Py_ssize_t r = 0; r < row_count; r++) {
-        row = PySequence_Tuple(PyTuple_GET_ITEM(rows, r));
-        if (row == NULL)
+        if (r > 0 && (row = PySequence_Tuple(PyTuple_GET_ITEM(rows, r))) == NULL)
             goto done;
         if (PyTuple_GET_SIZE(row) != width) {
             PyErr_SetString(PyExc_ValueError, "rows of different widths");
@@ -446,7 +445,7 @@ static PyObject *unpack(PyObject *module, PyObject *packed)
     if (take(&at, end, header, sizeof header) < 0)
         return NULL;
     /* Each value takes a byte at least: a count past what the bytes can hold is not believed. */
-    if ((uint64_t)header[0] * header[1] > (uint64_t)(end - at)) {
+    if ((header[0] > 0 && header[1] == 0) || (uint64_t)header[0] * header[1] > (uint64_t)(end - at)) {
         PyErr_SetString(PyExc_ValueError, "packed rows cut short");
         return NULL;
     }

@@ -98,13 +98,17 @@ def _state(assembler_store: MailLogStore) -> Any:
             for value in [getattr(row, name)]
         )
 
-    rows = [entry.transaction for entry in assembler_store._open.values()] + list(
-        assembler_store._open.values()
-    )
+    transactions_open = [entry.transaction for entry in assembler_store._open.values()]
+    rows = transactions_open + list(assembler_store._open.values())
+    rows += [row for transaction in transactions_open for row in getattr(transaction, "recipients", [])]
     return (
         list(assembler_store._open.items()),
         list(assembler_store._changed),
         list(assembler_store._finished),
+        list(assembler_store._new_transactions),
+        list(assembler_store._new_entries),
+        list(assembler_store._new_recipients),
+        None if assembler_store._stored_open_ids is None else set(assembler_store._stored_open_ids),
         dict(assembler_store._domain_ids),
         [slots(row) for row in rows],
     )
@@ -140,6 +144,9 @@ def test_an_event_left_to_python_changes_nothing(
         _event("message-id", queue_id=None, message_id="<m@a.test>"),
         _event("message-id", message_id=None),  # type: ignore[arg-type]
         _event("delivery", queue_id="4OTHER1", recipient="r@a.test"),  # a message not in memory
+        _event("delivery", time=stale, recipient="r@a.test", status="sent", detail="250 ok"),
+        _event("delivery", recipient="r\u00e9@a.test", status="sent", detail="250 ok"),  # not ASCII
+        _event("delivery", recipient="r@a.test", status="sent", detail="250 ok\x1c"),  # Python's \\S differs
         _event("expired"),
         OtherEvent(kind="removed", time=MOMENT, program="qmgr", queue_id="4ABC123"),
     ]
@@ -155,6 +162,7 @@ def test_an_event_left_to_python_changes_nothing(
     assert add(assembler_store, new, AuthVerdicts()) is transactions._NOT_DONE
     assert _state(assembler_store) == before
     assembler_store._stored_open().discard("4OTHER1")
+    before = _state(assembler_store)
     assembler_store._ask_each_time = True
     assert add(assembler_store, new, AuthVerdicts()) is transactions._NOT_DONE
     assert _state(assembler_store) == before
@@ -207,6 +215,7 @@ def _picture(assembler_store: MailLogStore, rows: list[Any], answer: Any) -> Any
         [rows.index(row) for row in assembler_store._finished],
         [(queue_id, rows.index(entry)) for queue_id, entry in assembler_store._open.items()],
         dict(assembler_store._domain_ids),
+        None if assembler_store._stored_open_ids is None else sorted(assembler_store._stored_open_ids),
     )
 
 
@@ -277,6 +286,9 @@ def test_a_delivery_taken_changes_what_python_changes(db: Session, monkeypatch: 
         ),
         _delivery("b@far.example", "bounced", "550 5.1.1234 x", dsn="5.1.1", **smtp),
         _delivery("long@a.test", "sent", "250 2.0.0 <long@a.test> S " + "x" * 400, relay="r" * 300),
+        _delivery(
+            "y@far.example", "deferred", "lost connection with far.example", dsn="4.4.2.12345678901", **smtp
+        ),
         # Left to Python: a recipient whose domain is not looked up yet; the same recipient
         # through another alias; a re-injection on this host; a detail past printable ASCII.
         _delivery("unknown@b.test", "sent", "250 2.0.0 <unknown@b.test> SESS3 Saved"),
@@ -287,6 +299,7 @@ def test_a_delivery_taken_changes_what_python_changes(db: Session, monkeypatch: 
         _delivery("r@a.test", "sent", "250 2.0.0 <r@a.test> SESS4 Saved \u00e9"),
     ]
     addresses = ["r@a.test", "j@a.test", "x@far.example", "alias@a.test", "out@FAR.example", "b@far.example"]
+    addresses.append("y@far.example")
 
     def assembled() -> tuple[list[Any], list[str]]:
         assembler_store, *rows = _written_message(db)
@@ -307,6 +320,8 @@ def test_a_delivery_taken_changes_what_python_changes(db: Session, monkeypatch: 
     outcomes = [(dict(row)["recipient"], dict(row)["outcome"], dict(row)["attempts"]) for row in recipients]
     assert ("x@far.example", "relayed", 2) in outcomes and ("out@far.example", "forwarded", 1) in outcomes
     assert ("OUT@far.example", "relayed", 1) in outcomes and ("b@far.example", "bounced", 2) in outcomes
+    deferred = next(dict(row) for row in recipients if dict(row)["recipient"] == "y@far.example")
+    assert deferred["status_code"] == "4.4.2.1234567890" and "retry" in deferred["reason"]  # the dsn, cut
     junk = next(dict(row) for row in recipients if dict(row)["recipient"] == "j@a.test")
     assert junk["reason"] and "junk" in junk["reason"].lower()
 

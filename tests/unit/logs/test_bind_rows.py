@@ -226,3 +226,13 @@ def test_two_conversions_of_one_column_are_left_to_convert() -> None:
     assert _bind_rows.convert([(1, "a")], twice) == [(20, "a")]
     with pytest.raises(ValueError, match="two conversions"):
         _bind_rows.pack([(1, "a")], twice)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [[("a", 1), ("b",)], [(), ()]],  # rows of different widths; rows of no value
+)
+def test_rows_the_packing_refuses_raise_what_its_caller_falls_back_on(rows: list[tuple[Any, ...]]) -> None:
+    with pytest.raises(ValueError, match="widths|rows of none"):
+        _bind_rows.pack(rows, ())
+    assert _bind_rows.unpack(_bind_rows.pack([], ())) == []
