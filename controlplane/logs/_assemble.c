@@ -913,39 +913,41 @@ PyMODINIT_FUNC PyInit__assemble(void)
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL)
         return NULL;
-    name_open = PyUnicode_InternFromString("_open");
-    name_changed = PyUnicode_InternFromString("_changed");
-    name_finished = PyUnicode_InternFromString("_finished");
-    name_stored_open_ids = PyUnicode_InternFromString("_stored_open_ids");
-    name_domain_ids = PyUnicode_InternFromString("_domain_ids");
-    name_ask_each_time = PyUnicode_InternFromString("_ask_each_time");
-    name_node = PyUnicode_InternFromString("node");
-    name_new_transactions = PyUnicode_InternFromString("_new_transactions");
-    name_new_entries = PyUnicode_InternFromString("_new_entries");
     static const char *const kinds[K_OTHER] = {"connect-client", "message-id", "queued", "removed", "delivery"};
     for (int i = 0; i < K_OTHER; i++) {
         if ((kind_names[i] = PyUnicode_InternFromString(kinds[i])) == NULL)
             return NULL;
     }
-    queued_as = PyUnicode_InternFromString("queued as ");
-    loopback_4 = PyUnicode_InternFromString("[127.");
-    loopback_6 = PyUnicode_InternFromString("[::1]");
-    if (!queued_as || !loopback_4 || !loopback_6)
-        return NULL;
-    name_new_recipients = PyUnicode_InternFromString("_new_recipients");
-    name_filed_as_junk = PyUnicode_InternFromString("filed_as_junk");
-    name_note_saved = PyUnicode_InternFromString("note_saved");
-    outcome_delivered = PyUnicode_InternFromString("delivered");
-    outcome_forwarded = PyUnicode_InternFromString("forwarded");
-    outcome_relayed = PyUnicode_InternFromString("relayed");
-    outcome_bounced = PyUnicode_InternFromString("bounced");
-    empty_text = PyUnicode_InternFromString("");
-    one = PyLong_FromLong(1);
-    if (!name_new_recipients || !name_filed_as_junk || !name_note_saved || !outcome_delivered ||
-        !outcome_forwarded || !outcome_relayed || !outcome_bounced || !empty_text || !one)
-        return NULL;
-    if (!name_open || !name_changed || !name_finished || !name_stored_open_ids || !name_domain_ids ||
-        !name_ask_each_time || !name_node || !name_new_transactions || !name_new_entries)
+    struct {
+        PyObject **text;
+        const char *value;
+    } texts[] = {
+        {&name_open, "_open"},
+        {&name_changed, "_changed"},
+        {&name_finished, "_finished"},
+        {&name_stored_open_ids, "_stored_open_ids"},
+        {&name_domain_ids, "_domain_ids"},
+        {&name_ask_each_time, "_ask_each_time"},
+        {&name_node, "node"},
+        {&name_new_transactions, "_new_transactions"},
+        {&name_new_entries, "_new_entries"},
+        {&name_new_recipients, "_new_recipients"},
+        {&name_filed_as_junk, "filed_as_junk"},
+        {&name_note_saved, "note_saved"},
+        {&queued_as, "queued as "},
+        {&loopback_4, "[127."},
+        {&loopback_6, "[::1]"},
+        {&outcome_delivered, "delivered"},
+        {&outcome_forwarded, "forwarded"},
+        {&outcome_relayed, "relayed"},
+        {&outcome_bounced, "bounced"},
+        {&empty_text, ""},
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        if ((*texts[i].text = PyUnicode_InternFromString(texts[i].value)) == NULL)
+            return NULL;
+    }
+    if ((one = PyLong_FromLong(1)) == NULL)
         return NULL;
     not_done = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
     if (not_done == NULL)

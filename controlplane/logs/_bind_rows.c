@@ -30,15 +30,9 @@ static void put_digits(Py_UCS1 *out, int value, int width)
     }
 }
 
-/* The text of an exact UTC datetime, or NULL (no exception) for any other value. */
-static PyObject *utc_text(PyObject *value)
+/* "YYYY-MM-DD HH:MM:SS.ffffff" of a datetime, into the 26 characters at `out`. */
+static void write_moment(Py_UCS1 *out, PyObject *value)
 {
-    if (!PyDateTime_CheckExact(value) || PyDateTime_DATE_GET_TZINFO(value) != PyDateTime_TimeZone_UTC)
-        return NULL;
-    PyObject *text = PyUnicode_New(26, 127);
-    if (text == NULL)
-        return NULL;
-    Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
     put_digits(out, PyDateTime_GET_YEAR(value), 4);
     out[4] = '-';
     put_digits(out + 5, PyDateTime_GET_MONTH(value), 2);
@@ -52,6 +46,21 @@ static PyObject *utc_text(PyObject *value)
     put_digits(out + 17, PyDateTime_DATE_GET_SECOND(value), 2);
     out[19] = '.';
     put_digits(out + 20, PyDateTime_DATE_GET_MICROSECOND(value), 6);
+}
+
+static int is_exact_utc(PyObject *value)
+{
+    return PyDateTime_CheckExact(value) && PyDateTime_DATE_GET_TZINFO(value) == PyDateTime_TimeZone_UTC;
+}
+
+/* The text of an exact UTC datetime, or NULL (no exception) for any other value. */
+static PyObject *utc_text(PyObject *value)
+{
+    if (!is_exact_utc(value))
+        return NULL;
+    PyObject *text = PyUnicode_New(26, 127);
+    if (text != NULL)
+        write_moment(PyUnicode_1BYTE_DATA(text), value);
     return text;
 }
 
@@ -276,20 +285,7 @@ static int put_utc(Buffer *buffer, PyObject *value)
     char *out = buffer->data + buffer->length;
     out[0] = 's';
     memcpy(out + 1, &length, 4);
-    Py_UCS1 *text = (Py_UCS1 *)out + 5;
-    put_digits(text, PyDateTime_GET_YEAR(value), 4);
-    text[4] = '-';
-    put_digits(text + 5, PyDateTime_GET_MONTH(value), 2);
-    text[7] = '-';
-    put_digits(text + 8, PyDateTime_GET_DAY(value), 2);
-    text[10] = ' ';
-    put_digits(text + 11, PyDateTime_DATE_GET_HOUR(value), 2);
-    text[13] = ':';
-    put_digits(text + 14, PyDateTime_DATE_GET_MINUTE(value), 2);
-    text[16] = ':';
-    put_digits(text + 17, PyDateTime_DATE_GET_SECOND(value), 2);
-    text[19] = '.';
-    put_digits(text + 20, PyDateTime_DATE_GET_MICROSECOND(value), 6);
+    write_moment((Py_UCS1 *)out + 5, value);
     buffer->length += 31;
     return 0;
 }
@@ -358,7 +354,7 @@ static PyObject *pack(PyObject *module, PyObject *const *args, Py_ssize_t count)
                     goto done;
                 continue;
             }
-            if (utc[i] && PyDateTime_CheckExact(value) && PyDateTime_DATE_GET_TZINFO(value) == PyDateTime_TimeZone_UTC) {
+            if (utc[i] && is_exact_utc(value)) {
                 if (put_utc(&buffer, value) < 0)
                     goto done;
                 continue;

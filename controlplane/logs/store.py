@@ -514,7 +514,8 @@ class BulkWriter:
         """converted()'s statement and rows, the rows packed in one bytes object for the writer
         process's pipe (the methods it calls with them unpack them): marshal's work on the rows
         as tuples cost the reading side more than their conversion. Rows holding what cannot be
-        packed (an int past 64 bits, a lone surrogate) come as converted() gives them."""
+        packed (an int past 64 bits, a lone surrogate, a subclass of str, for example) come as
+        converted() gives them."""
         sql, conversions = self._statement(kind, table, names)
         if _bind_rows is not None:
             try:
