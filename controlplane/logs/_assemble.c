@@ -73,7 +73,6 @@ static PyObject *transaction_template, *entry_template;
 static Py_ssize_t transaction_all[64], entry_all[64];
 static int transaction_all_count, entry_all_count;
 static Py_ssize_t transaction_time_slot, transaction_node_slot;
-static Py_ssize_t entry_queue_id_slot;
 
 #define SLOT(object, offset) (*(PyObject **)((char *)(object) + (offset)))
 
@@ -261,7 +260,7 @@ static PyObject *new_message(PyObject *store, PyObject *event, int kind, PyObjec
     if (entry == NULL)
         goto failed;
     set_slot(entry, entry_slots[Q_TRANSACTION], transaction);
-    set_slot(entry, entry_queue_id_slot, queue_id);
+    set_slot(entry, entry_slots[Q_QUEUE_ID], queue_id);
     set_slot(entry, entry_slots[Q_TIME], time);
     if (append_to(store, name_new_transactions, transaction) < 0 ||
         PyList_Append(SLOT(transaction, transaction_slots[T_ENTRIES]), entry) < 0 ||
@@ -817,11 +816,9 @@ static int shareable(PyObject *template, const Py_ssize_t *offsets, int count)
 static int make_templates(PyObject *transaction_class, PyObject *entry_class)
 {
     static const char *const time_name[] = {"time", "node"};
-    static const char *const queue_id_name[] = {"queue_id"};
     Py_ssize_t offsets[2];
     if (!all_slots(transaction_class, transaction_all, &transaction_all_count) ||
-        !all_slots(entry_class, entry_all, &entry_all_count) || !find_slots(transaction_class, time_name, 2, offsets) ||
-        !find_slots(entry_class, queue_id_name, 1, &entry_queue_id_slot))
+        !all_slots(entry_class, entry_all, &entry_all_count) || !find_slots(transaction_class, time_name, 2, offsets))
         return 0;
     transaction_time_slot = offsets[0];
     transaction_node_slot = offsets[1];
