@@ -15,13 +15,24 @@ one SHA512-CRYPT verification (the C library's crypt(3), as Dovecot verifies) an
 stack's own certificate and key, both ends in the process through memory buffers (client and
 server run on this machine in the real case too). Rounds alternate reference and stack.
 
-    .venv/bin/python bench/logins.py [--quick] [--dovecot-alone]
+    .venv/bin/python bench/logins.py [--quick] [--dovecot-alone] [--fronts] [--c-clients]
 
 `--dovecot-alone` also measures IMAPS on a bare Dovecot beside the stack: the same Dovecot, TLS
 in its own login processes with the same certificate, one SQLite table of the same users and
 hashes behind the same SQL driver, and no Letterhead (no nginx, no views, no quota, no plugins):
 once with Dovecot's defaults, once with the stack's process settings: what this Dovecot gives
 for the same logins without Letterhead, and so how much of the stack's figure is Letterhead's.
+
+`--fronts` also measures that bare Dovecot (tuned) behind a TLS proxy, as the stack's IMAPS is
+behind nginx: nginx's stream module with the certificate named by a variable, the stack's way (it
+serves any brand's certificate without a reload, and loads it at every handshake), nginx with a
+fixed certificate (loaded once), and HAProxy (`apt-get install haproxy`; certificates loaded once,
+added at run time through its API). Each sends the PROXY header to a plain-text login listener.
+
+`--c-clients` logs in with `bench/login_client.c` (built with the system's cc and OpenSSL)
+instead of Python: the same steps and the same OpenSSL handshake, without the interpreter's
+share of the cores (about 0.6 ms a login beyond the handshake, measured per process). The
+reference is unchanged.
 
 The last lines are the headlines `imaps_ratio=` and `submissions_ratio=` (logins per second over
 raw per second; the target is at least 0.8).
@@ -35,6 +46,8 @@ import contextlib
 import multiprocessing
 import os
 import pwd
+import shutil
+import signal
 import socket
 import sqlite3
 import ssl
@@ -50,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ctypes  # noqa: E402
 import ctypes.util  # noqa: E402
 
+from controlplane.render import NGINX_STREAM_MODULE  # noqa: E402
 from controlplane.runners.scratch import ScratchStack, free_ports  # noqa: E402
 from controlplane.services import domains, mailboxes, passwords, tenants  # noqa: E402
 from controlplane.services.scope import OPERATOR  # noqa: E402
@@ -140,6 +154,24 @@ def _stack_worker(args: tuple[str, int, int, float]) -> int:
     return done
 
 
+def _c_worker(args: tuple[str, str, int, int, float]) -> int:
+    client, service, port, first_user, seconds = args
+    result = subprocess.run(
+        [client, service, str(port), str(first_user), str(CLIENTS), str(MAILBOXES), str(seconds), DOMAIN],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"{service} login failed: {result.stderr[-300:]}")
+    return int(result.stdout)
+
+
+def build_c_client(directory: str) -> str:
+    client = str(Path(directory, "login_client"))
+    source = Path(__file__).with_name("login_client.c")
+    subprocess.run(["cc", "-O2", "-o", client, str(source), "-lssl", "-lcrypto"], check=True)
+    return client
+
+
 # The reference verifies with the C library's crypt(3) (libxcrypt), the very code Dovecot's
 # SHA512-CRYPT calls: passlib's own implementation, which the first figures used, took 2.5 ms a
 # verification where crypt(3) takes 1.25 ms, and so flattered every ratio.
@@ -228,14 +260,32 @@ service imap-login {{
   }}
 {login_settings}}}
 {imap_settings}
+{proxied_service}
+"""
+# Behind a TLS proxy, as the stack's IMAPS: plain text on loopback, led by the PROXY header.
+_PROXIED_SERVICE = """\
+haproxy_trusted_networks = 127.0.0.1
+service imap-login-proxied {{
+  type = login
+  protocol = imap
+  executable = imap-login -o disable_plaintext_auth=no -o ssl=yes
+  user = $default_login_user
+  chroot = login
+{login_settings}  inet_listener imap-proxied {{
+    address = 127.0.0.1
+    port = {port}
+    haproxy = yes
+  }}
+}}
 """
 _STACKS_LOGIN_SETTINGS = "  service_count = 0\n  process_min_avail = 2\n  vsz_limit = 1G\n"
 _STACKS_IMAP_SETTINGS = "service imap {\n  service_count = 100\n  process_min_avail = 2\n}\nservice auth {\n  client_limit = 2048\n}\n"
 
 
 @contextlib.contextmanager
-def dovecot_alone(cert: str, key: str, hashes: list[str], tuned: bool):
-    """A bare Dovecot serving IMAPS for the same users and hashes; yields its port."""
+def dovecot_alone(cert: str, key: str, hashes: list[str], tuned: bool, proxied_port: int | None = None):
+    """A bare Dovecot serving IMAPS for the same users and hashes (and, given `proxied_port`,
+    IMAP in plain text there for a TLS proxy in front); yields its IMAPS port."""
     vmail = pwd.getpwnam("vmail")
     with tempfile.TemporaryDirectory(prefix="dovecot-alone-") as directory:
         os.chmod(directory, 0o755)  # the mail user reaches the homes under it
@@ -264,22 +314,101 @@ def dovecot_alone(cert: str, key: str, hashes: list[str], tuned: bool):
                 port=port,
                 login_settings=_STACKS_LOGIN_SETTINGS if tuned else "",
                 imap_settings=_STACKS_IMAP_SETTINGS if tuned else "",
+                proxied_service=_PROXIED_SERVICE.format(
+                    port=proxied_port, login_settings=_STACKS_LOGIN_SETTINGS if tuned else ""
+                )
+                if proxied_port
+                else "",
             )  # fmt: skip
         )
         subprocess.run(["dovecot", "-c", str(config)], check=True)
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    imaps_login(port, f"user0@{DOMAIN}", _password(0), _client_context())
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+            _wait_for_login(port)
             yield port
         finally:
             subprocess.run(["doveadm", "-c", str(config), "stop"], check=False)
+
+
+_NGINX_FRONT = """\
+load_module {stream_module};
+worker_processes 2;
+pid {pid_file};
+error_log {directory}/error.log;
+events {{
+    worker_connections 4096;
+}}
+stream {{
+    map $ssl_server_name $certificate {{
+        default {pem};
+    }}
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_certificate {certificate};
+        ssl_certificate_key {certificate};
+        ssl_session_cache shared:bench:10m;
+        proxy_protocol on;
+        proxy_pass 127.0.0.1:{backend};
+    }}
+}}
+"""
+_HAPROXY_FRONT = """\
+global
+    nbthread 2
+    maxconn 4000
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30m
+    timeout server 30m
+frontend imaps
+    bind 127.0.0.1:{port} ssl crt {pem}
+    default_backend dovecot
+backend dovecot
+    server dovecot 127.0.0.1:{backend} send-proxy-v2
+"""
+FRONTS = ("nginx_variable", "nginx_fixed", "haproxy")
+
+
+@contextlib.contextmanager
+def tls_front(kind: str, pem: str, backend: int):
+    """A TLS proxy on a free port in front of `backend` (PROXY header on); yields its port."""
+    (port,) = free_ports(1)
+    with tempfile.TemporaryDirectory(prefix=f"front-{kind}-") as directory:
+        pid_file = Path(directory, "front.pid")
+        if kind == "haproxy":
+            config = Path(directory, "haproxy.cfg")
+            config.write_text(_HAPROXY_FRONT.format(port=port, pem=pem, backend=backend))
+            start = ["haproxy", "-D", "-p", str(pid_file), "-f", str(config)]
+        else:
+            config = Path(directory, "nginx.conf")
+            config.write_text(
+                _NGINX_FRONT.format(
+                    stream_module=NGINX_STREAM_MODULE, pid_file=pid_file, directory=directory, pem=pem, port=port,
+                    backend=backend, certificate="$certificate" if kind == "nginx_variable" else pem,
+                )
+            )  # fmt: skip
+            start = ["nginx", "-c", str(config), "-p", directory]
+        subprocess.run(start, check=True, stderr=subprocess.DEVNULL if kind == "haproxy" else None)
+        pid = int(pid_file.read_text())
+        try:
+            _wait_for_login(port)
+            yield port
+        finally:
+            os.kill(pid, signal.SIGTERM)
+
+
+def _wait_for_login(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            imaps_login(port, f"user0@{DOMAIN}", _password(0), _client_context())
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def measure(pool, worker, argument_sets: list[tuple]) -> float:
@@ -296,7 +425,17 @@ def main() -> int:
     parser.add_argument(
         "--dovecot-alone", action="store_true", help="also IMAPS on a bare Dovecot, its defaults and tuned"
     )
+    parser.add_argument(
+        "--fronts",
+        action="store_true",
+        help="also the bare Dovecot behind nginx (variable and fixed certificate) and HAProxy",
+    )
+    parser.add_argument(
+        "--c-clients", action="store_true", help="log in with bench/login_client.c instead of Python"
+    )
     args = parser.parse_args()
+    if args.fronts and not shutil.which("haproxy"):
+        parser.error("--fronts needs HAProxy: apt-get install haproxy")
     rounds, seconds = (2, 5.0) if args.quick else (3, 15.0)
     stack = ScratchStack(min_mailbox_bytes=GIB)
     try:
@@ -310,13 +449,28 @@ def main() -> int:
         alone: dict[str, int] = {}
         with contextlib.ExitStack() as bare:
             if args.dovecot_alone:
-                for name, tuned in (("dovecot_alone_defaults", False), ("dovecot_alone_tuned", True)):
-                    alone[name] = bare.enter_context(dovecot_alone(cert, key, hashes, tuned))
-                    rates[name] = []
-            run_rounds(stack, cert, key, hashes, rounds, seconds, rates, alone)
+                alone["dovecot_alone_defaults"] = bare.enter_context(dovecot_alone(cert, key, hashes, False))
+            if args.dovecot_alone or args.fronts:
+                (proxied,) = free_ports(1) if args.fronts else (None,)
+                alone["dovecot_alone_tuned"] = bare.enter_context(
+                    dovecot_alone(cert, key, hashes, True, proxied_port=proxied)
+                )
+            if args.fronts:
+                pem = Path(bare.enter_context(tempfile.TemporaryDirectory(prefix="fronts-")), "tls.pem")
+                pem.write_text(Path(key).read_text() + Path(cert).read_text())  # one file, as the stack's
+                # nginx's workers (not root) read it at each handshake.
+                pem.parent.chmod(0o755)
+                pem.chmod(0o644)
+                for kind in FRONTS:
+                    alone[f"behind_{kind}"] = bare.enter_context(tls_front(kind, str(pem), proxied))
+            rates |= {name: [] for name in alone}
+            c_client = (
+                build_c_client(bare.enter_context(tempfile.TemporaryDirectory())) if args.c_clients else None
+            )
+            run_rounds(stack, cert, key, hashes, rounds, seconds, rates, alone, c_client)
         raw = statistics.median(rates["raw"])
         print(
-            f"\n{CLIENTS} clients, {MAILBOXES} users, {os.cpu_count()} cores, medians of {rounds} rounds of {seconds:.0f} s:"
+            f"\n{CLIENTS} {'C' if args.c_clients else 'Python'} clients, {MAILBOXES} users, {os.cpu_count()} cores, medians of {rounds} rounds of {seconds:.0f} s:"
         )
         print(f"raw (SHA512-CRYPT verify + TLS handshake): {raw:7.1f}/s")
         for service in (*alone, "imaps", "submissions"):
@@ -337,23 +491,29 @@ def run_rounds(
     seconds: float,
     rates: dict[str, list[float]],
     alone: dict[str, int],
+    c_client: str | None = None,
 ) -> None:
-    """Rounds of the reference, each bare Dovecot (`alone`: name to IMAPS port) and the stack."""
+    """Rounds of the reference, each bare Dovecot (`alone`: name to IMAPS port) and the stack,
+    logged into by the Python clients or by `c_client`."""
+
+    def logins(service: str, port: int, seconds: float) -> float:
+        if c_client:
+            return measure(pool, _c_worker, [(c_client, service, port, n, seconds) for n in range(CLIENTS)])
+        return measure(pool, _stack_worker, [(service, port, n, seconds) for n in range(CLIENTS)])
+
     targets = {name: ("imaps", port) for name, port in alone.items()}
     targets |= {service: (service, stack.ports[service]) for service in ("imaps", "submissions")}
     with multiprocessing.get_context("fork").Pool(CLIENTS) as pool:
         # Warm-up: processes started, Dovecot's login and auth processes spawned.
         for service, port in targets.values():
             if service == "imaps":
-                measure(pool, _stack_worker, [(service, port, n, 1.0) for n in range(CLIENTS)])
+                logins(service, port, 1.0)
         for round_number in range(1, rounds + 1):
             rates["raw"].append(
                 measure(pool, _raw_worker, [(cert, key, hashes, n, seconds) for n in range(CLIENTS)])
             )
             for name, (service, port) in targets.items():
-                rates[name].append(
-                    measure(pool, _stack_worker, [(service, port, n, seconds) for n in range(CLIENTS)])
-                )
+                rates[name].append(logins(service, port, seconds))
             print(
                 f"round {round_number}: raw {rates['raw'][-1]:7.1f}/s  "
                 + "  ".join(f"{name} {rates[name][-1]:7.1f}/s" for name in targets),
