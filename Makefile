@@ -12,8 +12,9 @@ DEBIAN_PACKAGES := postfix postfix-sqlite dovecot-core dovecot-imapd dovecot-pop
 	rspamd redis-server postsrsd postgresql postfix-pgsql dovecot-pgsql \
 	ca-certificates python3-venv python3-pip systemd gcc python3-dev
 # Only the test suite needs these: Chromium for the browser tests, dnsmasq as a loopback DNS server,
-# pebble (with pebble-challtestsrv) as a private ACME server.
-TEST_PACKAGES := chromium dnsmasq-base pebble
+# pebble (with pebble-challtestsrv) as a private ACME server, HAProxy for the mail ports' TLS front
+# that is being built (daemons/haproxy.py, not yet in the stack).
+TEST_PACKAGES := chromium dnsmasq-base pebble haproxy
 # `make test` runs these with the database on SQLite, then unit, web and e2e again on PostgreSQL.
 UNIT_TEST_PATHS := tests/unit tests/web
 DAEMON_TEST_PATHS := tests/integration tests/e2e tests/browser
@@ -81,6 +82,8 @@ install-system:
 
 install-test-system:
 	$(call install_missing,$(TEST_PACKAGES))
+	@if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
+		systemctl disable --now haproxy >/dev/null 2>&1 || true; fi
 
 COMPILED_PARTS_LOAD := $(BIN)/python -c 'from controlplane.logs.compiled import load; \
 	assert all(load(name) for name in ("_postfix_lines", "_bind_rows", "_assemble"))'

@@ -1,0 +1,207 @@
+"""HAProxy's certificates changed at run time (daemons/haproxy.py): a real HAProxy, each name's
+certificate read back from a TLS handshake with that SNI name, and the process never restarted."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from controlplane.daemons.haproxy import AdminSocket, CrtListEntry, shown_reply, update_certificates
+from controlplane.daemons.process import DaemonError, read_pid, terminate
+from controlplane.runners.scratch import free_ports
+
+pytestmark = pytest.mark.integration
+
+CONFIG = """\
+global
+    stats socket {directory}/admin.sock mode 600 level admin
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+frontend imaps
+    bind 127.0.0.1:{port} ssl crt {directory}/default.pem crt-list {directory}/crt-list
+    default_backend nowhere
+backend nowhere
+    server closed 127.0.0.1:9 disabled
+"""
+
+
+def write_certificate(path: Path, common_name: str, *names: str) -> None:
+    """A self-signed certificate for `names`, its key first, in one file as the stack serves them."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    # A blank line between the blocks, as files joined by hand have: the socket's payload ends
+    # at the first empty line, so the adapter must drop it.
+    path.write_bytes(key_pem + b"\n" + certificate.public_bytes(serialization.Encoding.PEM))
+
+
+def served_name(port: int, server_name: str) -> str:
+    """The common name of the certificate a handshake with SNI `server_name` gets."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+class Front:
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory, self.port = directory, port
+        self.crt_list = directory / "crt-list"
+        self.admin = AdminSocket(directory / "admin.sock")
+
+    def pid(self) -> int | None:
+        return read_pid(self.directory / "haproxy.pid")
+
+    def serves(self, server_name: str) -> str:
+        return served_name(self.port, server_name)
+
+
+@pytest.fixture
+def front(tmp_path: Path) -> Iterator[Front]:
+    (port,) = free_ports(1)
+    write_certificate(tmp_path / "default.pem", "default")
+    write_certificate(tmp_path / "a.pem", "a", "mail.a.test")
+    (tmp_path / "crt-list").write_text(f"{tmp_path}/a.pem mail.a.test\n")
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(CONFIG.format(directory=tmp_path, port=port))
+    subprocess.run(
+        ["haproxy", "-D", "-p", str(tmp_path / "haproxy.pid"), "-f", str(config)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    started = Front(tmp_path, port)
+    deadline = time.monotonic() + 10
+    while not (started.admin.path.exists() and started.pid()):
+        assert time.monotonic() < deadline, "HAProxy did not start"
+        time.sleep(0.05)
+    try:
+        yield started
+    finally:
+        if pid := started.pid():
+            terminate(pid)
+
+
+def test_brands_are_added_renewed_renamed_and_removed_without_a_restart(front: Front) -> None:
+    pid = front.pid()
+    directory = front.directory
+    a, b = f"{directory}/a.pem", f"{directory}/b.pem"
+    assert front.serves("mail.a.test") == "a"
+    assert front.serves("mail.b.test") == "default"
+
+    write_certificate(directory / "b.pem", "b", "mail.b.test")
+    update_certificates(
+        front.admin, front.crt_list, [CrtListEntry(a, ("mail.a.test",)), CrtListEntry(b, ("mail.b.test",))]
+    )
+    assert (front.serves("mail.a.test"), front.serves("mail.b.test")) == ("a", "b")
+
+    # A renewal rewrites the file in place: served only when named as renewed.
+    write_certificate(directory / "a.pem", "a renewed", "mail.a.test")
+    wanted = [CrtListEntry(a, ("mail.a.test",)), CrtListEntry(b, ("mail.b.test",))]
+    update_certificates(front.admin, front.crt_list, wanted)
+    assert front.serves("mail.a.test") == "a"
+    update_certificates(front.admin, front.crt_list, wanted, renewed={a})
+    assert front.serves("mail.a.test") == "a renewed"
+
+    # A certificate that covers one more name, then a brand gone.
+    write_certificate(directory / "b.pem", "b and c", "mail.b.test", "mail.c.test")
+    update_certificates(
+        front.admin, front.crt_list, [CrtListEntry(b, ("mail.b.test", "mail.c.test"))], renewed={b}
+    )
+    assert [front.serves(f"mail.{x}.test") for x in "abc"] == ["default", "b and c", "b and c"]
+    assert a not in front.admin.command("show ssl cert")
+    # And one name fewer: the name dropped falls to the default certificate.
+    write_certificate(directory / "b.pem", "b alone", "mail.b.test")
+    update_certificates(front.admin, front.crt_list, [CrtListEntry(b, ("mail.b.test",))], renewed={b})
+    assert [front.serves(f"mail.{x}.test") for x in "bc"] == ["b alone", "default"]
+    write_certificate(directory / "b.pem", "b and c", "mail.b.test", "mail.c.test")
+    update_certificates(
+        front.admin, front.crt_list, [CrtListEntry(b, ("mail.b.test", "mail.c.test"))], renewed={b}
+    )
+
+    # The default certificate, on the bind line, renewed in place.
+    write_certificate(directory / "default.pem", "default renewed")
+    update_certificates(
+        front.admin, front.crt_list, [CrtListEntry(b, ("mail.b.test", "mail.c.test"))],
+        renewed={f"{directory}/default.pem"},
+    )  # fmt: skip
+    assert front.serves("unknown.test") == "default renewed"
+
+    assert front.pid() == pid
+    # The file a restart loads says the same as HAProxy serves.
+    assert front.crt_list.read_text() == f"{b} mail.b.test mail.c.test\n"
+
+
+def test_a_certificate_that_does_not_load_changes_nothing_and_quotes_no_key(front: Front) -> None:
+    directory = front.directory
+    a, broken = f"{directory}/a.pem", f"{directory}/broken.pem"
+    write_certificate(directory / "good.pem", "good", "mail.good.test")
+    key_only = (directory / "good.pem").read_text().split("-----BEGIN CERTIFICATE-----")[0]
+    (directory / "broken.pem").write_text(key_only)  # a key with no certificate
+    listed_before = front.crt_list.read_text()
+
+    with pytest.raises(DaemonError) as refused:
+        update_certificates(
+            front.admin,
+            front.crt_list,
+            [CrtListEntry(a, ("mail.a.test",)), CrtListEntry(broken, ("mail.b.test",))],
+        )
+    assert "PRIVATE KEY" not in str(refused.value)
+    assert broken in str(refused.value)
+    assert front.serves("mail.b.test") == "default"
+    assert front.serves("mail.a.test") == "a"
+    assert broken not in front.admin.command("show ssl cert")
+    assert front.crt_list.read_text() == listed_before
+
+    # Mended, the same update goes through: nothing was left half made.
+    (directory / "broken.pem").write_text((directory / "good.pem").read_text())
+    update_certificates(
+        front.admin,
+        front.crt_list,
+        [CrtListEntry(a, ("mail.a.test",)), CrtListEntry(broken, ("mail.b.test",))],
+    )
+    assert front.serves("mail.b.test") == "good"
+
+
+def test_without_a_running_haproxy_only_the_file_is_written(tmp_path: Path) -> None:
+    crt_list = tmp_path / "crt-list"
+    update_certificates(None, crt_list, [CrtListEntry("/x/a.pem", ("mail.a.test", "a.test"))])
+    assert crt_list.read_text() == "/x/a.pem mail.a.test a.test\n"
+
+
+def test_a_reply_quoting_a_certificate_is_not_shown() -> None:
+    reply = "Can't load\n-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----\n"
+    assert "MIGHAgEAMBMG" not in shown_reply(reply)
+    assert shown_reply("No ongoing transaction! !\nCan't commit /x/a.pem!\n") == (
+        "No ongoing transaction! ! Can't commit /x/a.pem!"
+    )
