@@ -11,10 +11,12 @@
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,18 +26,23 @@ static double now(void) {
     return moment.tv_sec + moment.tv_nsec / 1e9;
 }
 
-/* Reads until `marker` is in what was read (from the start of this reply); returns it, or NULL. */
-static const char *read_until(SSL *tls, char *buffer, size_t size, const char *marker) {
-    size_t used = 0;
-    buffer[0] = '\0';
-    while (strstr(buffer, marker) == NULL) {
-        if (used + 1 >= size) return NULL;
-        int got = SSL_read(tls, buffer + used, (int)(size - used - 1));
-        if (got <= 0) return NULL;
-        used += (size_t)got;
-        buffer[used] = '\0';
+/* Reads until `marker` is in what this call reads, appended to the `*used` bytes already in
+ * `buffer` (0 for a new reply). Returns 0 when the connection ends or the buffer fills. */
+static int read_until(SSL *tls, char *buffer, size_t size, size_t *used, const char *marker) {
+    size_t start = *used;
+    buffer[*used] = '\0';
+    while (strstr(buffer + start, marker) == NULL) {
+        if (*used + 1 >= size) return 0;
+        int got = SSL_read(tls, buffer + *used, (int)(size - *used - 1));
+        if (got <= 0) return 0;
+        *used += (size_t)got;
+        buffer[*used] = '\0';
     }
-    return buffer;
+    return 1;
+}
+
+static int ends_line(const char *buffer, size_t used) {
+    return used >= 2 && buffer[used - 2] == '\r' && buffer[used - 1] == '\n';
 }
 
 static int send_text(SSL *tls, const char *text) {
@@ -44,34 +51,50 @@ static int send_text(SSL *tls, const char *text) {
 
 static int login(SSL_CTX *context, int port, int submissions, const char *user, const char *password) {
     int ok = 0;
-    char buffer[8192], line[1024];
+    char buffer[8192] = "", line[1024];
+    size_t used;
     int sock = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval timeout = {.tv_sec = 30}; /* as the Python client's */
+    setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
     struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(sock, (struct sockaddr *)&address, sizeof address) != 0) goto closed;
+    if (connect(sock, (struct sockaddr *)&address, sizeof address) != 0) {
+        perror("connect");
+        close(sock);
+        return 0;
+    }
     SSL *tls = SSL_new(context);
-    SSL_set_fd(tls, sock);
-    if (SSL_connect(tls) != 1 || !read_until(tls, buffer, sizeof buffer, "\r\n")) goto done;
+    if (tls == NULL || SSL_set_fd(tls, sock) != 1 || SSL_connect(tls) != 1) {
+        snprintf(buffer, sizeof buffer, "(the TLS handshake failed)");
+        goto done;
+    }
+    used = 0;
+    if (!read_until(tls, buffer, sizeof buffer, &used, "\r\n")) goto done;
     if (submissions) {
         unsigned char plain[600], token[900];
         int length = snprintf((char *)plain, sizeof plain, "%c%s%c%s", 0, user, 0, password);
         EVP_EncodeBlock(token, plain, length);
         snprintf(line, sizeof line, "AUTH PLAIN %s\r\n", token);
-        if (!send_text(tls, "EHLO client.test\r\n") || !read_until(tls, buffer, sizeof buffer, "250 ")) goto done;
-        if (!send_text(tls, line) || !read_until(tls, buffer, sizeof buffer, "\r\n")) goto done;
+        used = 0;
+        if (!send_text(tls, "EHLO client.test\r\n") || !read_until(tls, buffer, sizeof buffer, &used, "250 ")) goto done;
+        used = 0;
+        if (!send_text(tls, line) || !read_until(tls, buffer, sizeof buffer, &used, "\r\n")) goto done;
         if (strncmp(buffer, "235", 3) != 0) goto done;
         ok = send_text(tls, "QUIT\r\n");
     } else {
+        /* As the Python client: the tagged reply, to the end of its line, then its verdict. */
         snprintf(line, sizeof line, "a LOGIN \"%s\" \"%s\"\r\n", user, password);
-        if (!send_text(tls, line) || !read_until(tls, buffer, sizeof buffer, "a ")) goto done;
-        if (!strstr(buffer, "a OK") && !read_until(tls, buffer, sizeof buffer, "\r\n")) goto done;
+        used = 0;
+        if (!send_text(tls, line) || !read_until(tls, buffer, sizeof buffer, &used, "a ")) goto done;
+        if (!ends_line(buffer, used) && !read_until(tls, buffer, sizeof buffer, &used, "\r\n")) goto done;
         if (!strstr(buffer, "a OK")) goto done;
-        ok = send_text(tls, "b LOGOUT\r\n") && read_until(tls, buffer, sizeof buffer, "b OK") != NULL;
+        used = 0;
+        ok = send_text(tls, "b LOGOUT\r\n") && read_until(tls, buffer, sizeof buffer, &used, "b OK");
     }
 done:
     if (!ok) fprintf(stderr, "login of %s refused or broken: %.200s\n", user, buffer);
     SSL_free(tls);
-closed:
     close(sock);
     return ok;
 }
@@ -84,7 +107,9 @@ int main(int argc, char **argv) {
     int submissions = strcmp(argv[1], "submissions") == 0;
     int port = atoi(argv[2]), index = atoi(argv[3]), step = atoi(argv[4]), users = atoi(argv[5]);
     double deadline = now() + atof(argv[6]);
+    signal(SIGPIPE, SIG_IGN); /* a write to a closed connection fails, and says so */
     SSL_CTX *context = SSL_CTX_new(TLS_client_method());
+    if (context == NULL) return 1;
     SSL_CTX_set_verify(context, SSL_VERIFY_NONE, NULL); /* the stack's self-signed certificate */
     SSL_CTX_set_session_cache_mode(context, SSL_SESS_CACHE_OFF);
     long done = 0;
