@@ -349,6 +349,12 @@ stream {{
     }}
 }}
 """
+# The stack's way: the certificate's file named by SNI, so it is loaded at each handshake.
+_CERTIFICATE_MAP = """\
+    map $ssl_server_name $certificate {{
+        default {pem};
+    }}
+"""
 _HAPROXY_FRONT = """\
 global
     nbthread 2
@@ -383,6 +389,7 @@ def tls_front(kind: str, pem: str, backend: int):
                 _NGINX_FRONT.format(
                     stream_module=NGINX_STREAM_MODULE, directory=directory, pem=pem, port=port,
                     backend=backend, certificate="$certificate" if kind == "nginx_variable" else pem,
+                    certificate_map=_CERTIFICATE_MAP.format(pem=pem) if kind == "nginx_variable" else "",
                 )
             )  # fmt: skip
             command = ["nginx", "-g", "daemon off;", "-c", str(config), "-p", directory]
