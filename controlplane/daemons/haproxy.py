@@ -5,20 +5,36 @@ load with OpenSSL 3.0, a sixth of an IMAPS login's (docs/benchmarks.md, Logins).
 each certificate loaded and takes a new, renewed or removed one through its admin socket, with
 no reload: 2.3 ms a brand at 5,000 brands, where a restart (or `haproxy -c`) loads them all
 again (3.6 s). So a brand change goes through the socket, and the `crt-list` file, which the
-socket's changes never reach, is rewritten after them as the record a start loads.
+socket's changes never reach, is rewritten after them from what HAProxy then serves: the record
+a start loads.
 
 Not wired into the stack yet (issue 16): this is the part that changes certificates at run time.
+What the wiring must add: the `crt-list` at a fixed path outside the generations (HAProxy knows
+it by the path it started with); the files it names kept by the pruning of served files; and
+the renewals to pass, from the files `sni.publish_served_tls` rewrote (a renewal keeps its path,
+and one not passed stays unserved until HAProxy's next start).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import re
 import socket
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from controlplane.daemons.process import DaemonError
+
+# Served files are named by the stack (render.served_pem_path): nothing in them that the admin
+# socket's commands (spaces, `;`, `\`) or a crt-list line (`:line`, `[options]`, `!filters`) read.
+_SERVED_FILE = re.compile(r"/[A-Za-z0-9_./-]+\.pem")
+_SNI_NAME = re.compile(r"(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*")
+# HAProxy reads a command and its payload into one buffer (`tune.bufsize`, 16 kB by default) and
+# closes the connection without a word when they do not fit.
+MAX_REQUEST = 16_000
 
 
 @dataclass(frozen=True)
@@ -27,6 +43,13 @@ class CrtListEntry:
 
     pem: str
     names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not _SERVED_FILE.fullmatch(self.pem):
+            raise ValueError(f"Not a served certificate file HAProxy can be told of: {self.pem!r}")
+        for name in self.names:
+            if not _SNI_NAME.fullmatch(name):
+                raise ValueError(f"Not a host name for a crt-list: {name!r}")
 
     def line(self) -> str:
         return " ".join((self.pem, *self.names))
@@ -40,12 +63,12 @@ def shown_reply(reply: str) -> str:
     """HAProxy's reply for an error message: never PEM text, which may hold a private key."""
     if "-----BEGIN" in reply:
         return "(HAProxy's reply quoted the certificate; not shown)"
-    return " ".join(reply.split())[:300]
+    return " ".join(reply.split())[:300] or "(no reply)"
 
 
 class AdminSocket:
-    """HAProxy's admin socket (`stats socket ... level admin`): one command a connection, the
-    reply read until HAProxy closes it."""
+    """HAProxy's admin socket (`stats socket ... level admin`, no `severity-output`): one command
+    a connection, the reply read until HAProxy closes it."""
 
     def __init__(self, path: Path, timeout: float = 10.0) -> None:
         self.path, self.timeout = path, timeout
@@ -58,6 +81,8 @@ class AdminSocket:
             # blank lines between blocks go.
             lines = [line for line in payload.splitlines() if line.strip()]
             request = f"{command} <<\n" + "".join(f"{line}\n" for line in lines) + "\n"
+        if len(request) > MAX_REQUEST:
+            raise DaemonError(f"`{command}` is too large for HAProxy's buffer ({len(request)} bytes).")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
                 connection.settimeout(self.timeout)
@@ -70,9 +95,11 @@ class AdminSocket:
             raise DaemonError(f"HAProxy's admin socket {self.path} did not answer: {error}") from error
         return reply.decode(errors="replace")
 
-    def expect(self, success: str, command: str, payload: str | None = None) -> str:
+    def expect(self, command: str, *success: str, payload: str | None = None) -> str:
+        """Run `command`; its reply must hold one of the `success` lines, whole: some refusals
+        hold a success word ("... in use, can't be deleted!")."""
         reply = self.command(command, payload)
-        if success not in reply:
+        if not set(success) & {line.strip() for line in reply.splitlines()}:
             raise DaemonError(f"HAProxy refused `{command}`: {shown_reply(reply)}")
         return reply
 
@@ -86,67 +113,134 @@ def loaded_entries(admin: AdminSocket, crt_list: Path) -> dict[str, tuple[str, .
     for line in reply.splitlines()[1:]:
         if not line.strip():
             continue
-        located, *rest = line.split()
-        # `path:line`, then bind options in brackets (none of ours), then the names.
-        names = tuple(word for word in rest if not word.startswith("[") and not word.endswith("]"))
-        entries[located.rpartition(":")[0]] = names
+        located, _, rest = line.partition(" ")
+        # `path:line`, then bind options in one bracketed span (none of ours), then the names.
+        if rest.startswith("["):
+            rest = rest.partition("]")[2]
+        entries[located.rpartition(":")[0]] = tuple(rest.split())
     return entries
+
+
+def _abort_open_transaction(admin: AdminSocket) -> None:
+    """HAProxy holds one certificate transaction at a time: one left open (a caller killed between
+    `set` and `commit`) would refuse every later `set`, or on 2.6.12 take another file's key
+    and chain into itself."""
+    reply = admin.command("show ssl cert")
+    lines = reply.splitlines()
+    if "# transaction" in lines:
+        following = lines[lines.index("# transaction") + 1 :]
+        if following and following[0].startswith("*"):
+            admin.command(f"abort ssl cert {following[0][1:].strip()}")
 
 
 def _load(admin: AdminSocket, pem: str, *, new: bool) -> None:
     """Load `pem`'s current content into HAProxy's store (new, or in place of the loaded one)."""
     try:
         content = Path(pem).read_text()
-    except OSError as error:
+    except (OSError, UnicodeDecodeError) as error:
         raise DaemonError(f"{pem} cannot be served: {error}") from error
     if new:
-        reply = admin.command(f"new ssl cert {pem}")
         # One already in the store: left there by a change that failed after loading it.
-        if "New empty certificate store" not in reply and "already exists" not in reply:
-            raise DaemonError(f"HAProxy refused `new ssl cert {pem}`: {shown_reply(reply)}")
+        admin.expect(
+            f"new ssl cert {pem}",
+            f"New empty certificate store '{pem}'!",
+            f"Certificate '{pem}' already exists!",
+        )
     try:
-        admin.expect("Transaction", f"set ssl cert {pem}", content)
-        admin.expect("Success!", f"commit ssl cert {pem}")
+        admin.expect(
+            f"set ssl cert {pem}",
+            f"Transaction created for certificate {pem}!",
+            f"Transaction updated for certificate {pem}!",
+            payload=content,
+        )
+        admin.expect(f"commit ssl cert {pem}", "Success!")
     except DaemonError:
-        admin.command(f"abort ssl cert {pem}")
-        if new:
-            admin.command(f"del ssl cert {pem}")
+        with contextlib.suppress(DaemonError):
+            admin.command(f"abort ssl cert {pem}")
+            if new:
+                admin.command(f"del ssl cert {pem}")
         raise
+
+
+@contextlib.contextmanager
+def _one_update_at_a_time(crt_list: Path) -> Iterator[None]:
+    with open(crt_list.with_name(f".{crt_list.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _write_crt_list(crt_list: Path, entries: Sequence[CrtListEntry]) -> None:
+    partial = crt_list.with_name(f".{crt_list.name}.{os.getpid()}")
+    try:
+        partial.unlink(missing_ok=True)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(crt_list_text(entries))
+            file.flush()
+            os.fsync(file.fileno())
+        partial.replace(crt_list)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise DaemonError(f"The crt-list {crt_list} could not be written: {error}") from error
 
 
 def update_certificates(
     admin: AdminSocket | None,
     crt_list: Path,
     wanted: Sequence[CrtListEntry],
-    renewed: Collection[str] = (),
+    renewed: Collection[str | os.PathLike[str]] = (),
 ) -> None:
     """Serve `wanted` from `crt_list`: added and renewed files loaded, removed ones dropped, all
-    at run time when HAProxy runs (`admin`); then the file rewritten for its next start.
+    at run time when HAProxy runs (`admin`); then the file rewritten from what HAProxy serves.
 
     `renewed` names files rewritten in place since HAProxy loaded them (a renewal keeps its
     path); the default certificate, on the `bind` line and not in the list, may be among them.
-    New certificates go in before old ones go out, so no name is ever without its certificate
-    except one whose names changed (dropped and added again, microseconds apart). A failure
-    raises DaemonError with HAProxy's reason, leaves what was applied before it serving, and the
-    file unwritten: the next update starts from what HAProxy reports, not from the file."""
-    if admin is not None:
+    New certificates go in before old ones go out; a name whose entry changed is dropped and
+    added again (about 2 ms without its certificate, the default one answering). An entry that
+    fails does not stop the others: every failure is raised together at the end, with HAProxy's
+    reasons, and the file then says what HAProxy serves, failures and all."""
+    pems = [entry.pem for entry in wanted]
+    if len(set(pems)) != len(pems):
+        raise ValueError("Each served file may appear once in a crt-list.")
+    renewed_files = {os.fspath(path) for path in renewed}
+    if admin is None:
+        _write_crt_list(crt_list, wanted)
+        return
+    failures: list[str] = []
+    with _one_update_at_a_time(crt_list):
+        _abort_open_transaction(admin)
         loaded = loaded_entries(admin, crt_list)
         for entry in wanted:
-            old_names = loaded.get(entry.pem)
-            if old_names is None:
-                _load(admin, entry.pem, new=True)
-            elif entry.pem in renewed:
-                _load(admin, entry.pem, new=False)
-            if old_names is not None and old_names != entry.names:
-                admin.expect("deleted", f"del ssl crt-list {crt_list} {entry.pem}")
-            if old_names != entry.names:
-                admin.expect("Success!", f"add ssl crt-list {crt_list}", entry.line())
-        listed = {entry.pem for entry in wanted}
-        for pem in sorted(set(renewed) - listed - set(loaded)):
-            _load(admin, pem, new=False)  # the default certificate, renewed
+            try:
+                old_names = loaded.get(entry.pem)
+                if old_names is None:
+                    _load(admin, entry.pem, new=True)
+                elif entry.pem in renewed_files:
+                    _load(admin, entry.pem, new=False)
+                if old_names is not None and old_names != entry.names:
+                    admin.expect(
+                        f"del ssl crt-list {crt_list} {entry.pem}",
+                        f"Entry '{entry.pem}' deleted in crtlist '{crt_list}'!",
+                    )
+                if old_names != entry.names:
+                    admin.expect(f"add ssl crt-list {crt_list}", "Success!", payload=entry.line())
+            except DaemonError as error:
+                failures.append(str(error))
+        listed = set(pems)
+        for pem in sorted(renewed_files - listed - set(loaded)):
+            try:
+                _load(admin, pem, new=False)  # the default certificate, renewed
+            except DaemonError as error:
+                failures.append(str(error))
         for pem in sorted(set(loaded) - listed):
-            admin.expect("deleted", f"del ssl crt-list {crt_list} {pem}")
-            admin.expect("deleted", f"del ssl cert {pem}")
-    partial = crt_list.with_name(f".{crt_list.name}.{os.getpid()}")
-    partial.write_text(crt_list_text(wanted))
-    partial.replace(crt_list)
+            try:
+                admin.expect(
+                    f"del ssl crt-list {crt_list} {pem}", f"Entry '{pem}' deleted in crtlist '{crt_list}'!"
+                )
+                admin.expect(f"del ssl cert {pem}", f"Certificate '{pem}' deleted!")
+            except DaemonError as error:
+                failures.append(str(error))
+        serving = loaded_entries(admin, crt_list)
+        _write_crt_list(crt_list, [CrtListEntry(pem, names) for pem, names in serving.items()])
+    if failures:
+        raise DaemonError("\n".join(failures))

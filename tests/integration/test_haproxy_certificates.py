@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from controlplane.daemons.haproxy import AdminSocket, CrtListEntry, shown_reply, update_certificates
+from controlplane.daemons.haproxy import AdminSocket, CrtListEntry, update_certificates
 from controlplane.daemons.process import DaemonError, read_pid, terminate
 from controlplane.runners.scratch import free_ports
 
@@ -96,16 +96,16 @@ def front(tmp_path: Path) -> Iterator[Front]:
     (tmp_path / "crt-list").write_text(f"{tmp_path}/a.pem mail.a.test\n")
     config = tmp_path / "haproxy.cfg"
     config.write_text(CONFIG.format(directory=tmp_path, port=port))
-    subprocess.run(
-        ["haproxy", "-D", "-p", str(tmp_path / "haproxy.pid"), "-f", str(config)],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
     started = Front(tmp_path, port)
-    deadline = time.monotonic() + 10
-    while not (started.admin.path.exists() and started.pid()):
-        assert time.monotonic() < deadline, "HAProxy did not start"
-        time.sleep(0.05)
     try:
+        subprocess.run(
+            ["haproxy", "-D", "-p", str(tmp_path / "haproxy.pid"), "-f", str(config)],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not (started.admin.path.exists() and started.pid()):
+            assert time.monotonic() < deadline, "HAProxy did not start"
+            time.sleep(0.05)
         yield started
     finally:
         if pid := started.pid():
@@ -162,46 +162,73 @@ def test_brands_are_added_renewed_renamed_and_removed_without_a_restart(front: F
     assert front.crt_list.read_text() == f"{b} mail.b.test mail.c.test\n"
 
 
-def test_a_certificate_that_does_not_load_changes_nothing_and_quotes_no_key(front: Front) -> None:
+def test_a_certificate_that_does_not_load_stops_only_itself(front: Front) -> None:
     directory = front.directory
-    a, broken = f"{directory}/a.pem", f"{directory}/broken.pem"
+    a, broken, c = f"{directory}/a.pem", f"{directory}/broken.pem", f"{directory}/c.pem"
     write_certificate(directory / "good.pem", "good", "mail.good.test")
     key_only = (directory / "good.pem").read_text().split("-----BEGIN CERTIFICATE-----")[0]
     (directory / "broken.pem").write_text(key_only)  # a key with no certificate
-    listed_before = front.crt_list.read_text()
+    write_certificate(directory / "c.pem", "c", "mail.c.test")
+    wanted = [
+        CrtListEntry(a, ("mail.a.test",)),
+        CrtListEntry(broken, ("mail.b.test",)),
+        CrtListEntry(c, ("mail.c.test",)),
+    ]
 
     with pytest.raises(DaemonError) as refused:
-        update_certificates(
-            front.admin,
-            front.crt_list,
-            [CrtListEntry(a, ("mail.a.test",)), CrtListEntry(broken, ("mail.b.test",))],
-        )
-    assert "PRIVATE KEY" not in str(refused.value)
+        update_certificates(front.admin, front.crt_list, wanted)
     assert broken in str(refused.value)
-    assert front.serves("mail.b.test") == "default"
-    assert front.serves("mail.a.test") == "a"
+    assert "PRIVATE KEY" not in str(refused.value)
+    assert [front.serves(f"mail.{x}.test") for x in "abc"] == ["a", "default", "c"]
     assert broken not in front.admin.command("show ssl cert")
-    assert front.crt_list.read_text() == listed_before
+    # The file a start loads says what HAProxy serves.
+    assert front.crt_list.read_text() == f"{a} mail.a.test\n{c} mail.c.test\n"
 
     # Mended, the same update goes through: nothing was left half made.
     (directory / "broken.pem").write_text((directory / "good.pem").read_text())
-    update_certificates(
-        front.admin,
-        front.crt_list,
-        [CrtListEntry(a, ("mail.a.test",)), CrtListEntry(broken, ("mail.b.test",))],
-    )
+    update_certificates(front.admin, front.crt_list, wanted)
     assert front.serves("mail.b.test") == "good"
+
+
+def test_a_renewal_whose_key_is_not_its_certificates_keeps_the_old_one(front: Front) -> None:
+    directory = front.directory
+    a = f"{directory}/a.pem"
+    write_certificate(directory / "other.pem", "other", "mail.a.test")
+    old_key_new_certificate = (directory / "a.pem").read_text().split("-----BEGIN CERTIFICATE-----")[0] + (
+        "-----BEGIN CERTIFICATE-----"
+        + (directory / "other.pem").read_text().split("-----BEGIN CERTIFICATE-----")[1]
+    )
+    (directory / "a.pem").write_text(old_key_new_certificate)
+
+    with pytest.raises(DaemonError, match="commit ssl cert"):
+        update_certificates(
+            front.admin, front.crt_list, [CrtListEntry(a, ("mail.a.test",))], renewed={Path(a)}
+        )
+    assert front.serves("mail.a.test") == "a"
+    assert "# transaction" not in front.admin.command("show ssl cert")
+
+
+def test_a_transaction_left_open_is_aborted_before_an_update(front: Front) -> None:
+    directory = front.directory
+    a, b = f"{directory}/a.pem", f"{directory}/b.pem"
+    write_certificate(directory / "stray.pem", "stray", "mail.a.test")
+    # A caller killed between `set` and `commit`: HAProxy keeps the transaction open.
+    front.admin.expect(
+        f"set ssl cert {a}",
+        f"Transaction created for certificate {a}!",
+        payload=(directory / "stray.pem").read_text(),
+    )
+    assert "# transaction" in front.admin.command("show ssl cert")
+
+    write_certificate(directory / "b.pem", "b", "mail.b.test")
+    update_certificates(
+        front.admin, front.crt_list, [CrtListEntry(a, ("mail.a.test",)), CrtListEntry(b, ("mail.b.test",))]
+    )
+    assert (front.serves("mail.a.test"), front.serves("mail.b.test")) == ("a", "b")
+    assert "# transaction" not in front.admin.command("show ssl cert")
 
 
 def test_without_a_running_haproxy_only_the_file_is_written(tmp_path: Path) -> None:
     crt_list = tmp_path / "crt-list"
     update_certificates(None, crt_list, [CrtListEntry("/x/a.pem", ("mail.a.test", "a.test"))])
     assert crt_list.read_text() == "/x/a.pem mail.a.test a.test\n"
-
-
-def test_a_reply_quoting_a_certificate_is_not_shown() -> None:
-    reply = "Can't load\n-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----\n"
-    assert "MIGHAgEAMBMG" not in shown_reply(reply)
-    assert shown_reply("No ongoing transaction! !\nCan't commit /x/a.pem!\n") == (
-        "No ongoing transaction! ! Can't commit /x/a.pem!"
-    )
