@@ -203,6 +203,8 @@ def update_certificates(
     if len(set(pems)) != len(pems):
         raise ValueError("Each served file may appear once in a crt-list.")
     renewed_files = {os.fspath(path) for path in renewed}
+    if unfit := sorted(path for path in renewed_files if not _SERVED_FILE.fullmatch(path)):
+        raise ValueError(f"Not a served certificate file HAProxy can be told of: {unfit[0]!r}")
     if admin is None:
         _write_crt_list(crt_list, wanted)
         return

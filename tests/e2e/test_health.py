@@ -14,10 +14,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from controlplane.certs import acme
@@ -26,6 +22,7 @@ from controlplane.runners import stack
 from controlplane.runners.scratch import ScratchStack
 from controlplane.services import aliases, brands, certificates, domains, mailboxes, tenants
 from controlplane.services.scope import OPERATOR
+from tests.certificates import self_signed
 from tests.commands import letterhead
 from tests.e2e.mailclient import send, tls_context, wait_for_subject
 
@@ -145,20 +142,10 @@ def test_metrics_are_the_operators_on_the_platform_host_with_the_token(mail_flow
 
 def _expired_certificate(hostname: str) -> tuple[str, str]:
     """A certificate whose end has passed (as one left unrenewed would be), and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=90)).not_valid_after(now - dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    return self_signed(
+        hostname, hostname, valid_from=now - dt.timedelta(days=90), valid_until=now - dt.timedelta(days=1)
     )
-    return certificate.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
 
 
 def test_an_expired_brand_certificate_is_named_and_mail_keeps_flowing(mail_flowed) -> None:

@@ -3,7 +3,6 @@ certificate read back from a TLS handshake with that SNI name, and the process n
 
 from __future__ import annotations
 
-import datetime as dt
 import socket
 import ssl
 import subprocess
@@ -13,13 +12,12 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from controlplane.daemons.haproxy import AdminSocket, CrtListEntry, update_certificates
 from controlplane.daemons.process import DaemonError, read_pid, terminate
 from controlplane.runners.scratch import free_ports
+from tests.certificates import self_signed
 
 pytestmark = pytest.mark.integration
 
@@ -41,26 +39,10 @@ backend nowhere
 
 def write_certificate(path: Path, common_name: str, *names: str) -> None:
     """A self-signed certificate for `names`, its key first, in one file as the stack serves them."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    certificate, key = self_signed(common_name, *names)
     # A blank line between the blocks, as files joined by hand have: the socket's payload ends
     # at the first empty line, so the adapter must drop it.
-    path.write_bytes(key_pem + b"\n" + certificate.public_bytes(serialization.Encoding.PEM))
+    path.write_text(f"{key}\n{certificate}")
 
 
 def served_name(port: int, server_name: str) -> str:

@@ -51,3 +51,10 @@ def test_one_file_twice_is_refused_before_anything_changes(tmp_path) -> None:
     with pytest.raises(ValueError):
         update_certificates(None, crt_list, twice)
     assert not crt_list.exists()
+
+
+def test_a_renewed_file_the_socket_would_read_otherwise_is_refused(tmp_path) -> None:
+    crt_list = tmp_path / "crt-list"
+    with pytest.raises(ValueError):
+        update_certificates(None, crt_list, [], renewed={"/x/default.pem;show info"})
+    assert not crt_list.exists()
