@@ -8,13 +8,13 @@ BIN := $(VENV)/bin
 export LETTERHEAD_HOME ?= $(CURDIR)/var
 
 DEBIAN_PACKAGES := postfix postfix-sqlite dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd \
-	dovecot-sieve dovecot-managesieved dovecot-sqlite nginx libnginx-mod-stream openssl sqlite3 swaks pflogsumm \
+	dovecot-sieve dovecot-managesieved dovecot-sqlite nginx haproxy openssl sqlite3 swaks pflogsumm \
 	rspamd redis-server postsrsd postgresql postfix-pgsql dovecot-pgsql \
 	ca-certificates python3-venv python3-pip systemd gcc python3-dev
 # Only the test suite needs these: Chromium for the browser tests, dnsmasq as a loopback DNS server,
-# pebble (with pebble-challtestsrv) as a private ACME server, HAProxy for the mail ports' TLS front
-# that is being built (daemons/haproxy.py, not yet in the stack).
-TEST_PACKAGES := chromium dnsmasq-base pebble haproxy
+# pebble (with pebble-challtestsrv) as a private ACME server. bench/logins.py's nginx fronts need
+# libnginx-mod-stream (nginx's stream module), which the stack no longer uses.
+TEST_PACKAGES := chromium dnsmasq-base pebble libnginx-mod-stream
 # `make test` runs these with the database on SQLite, then unit, web and e2e again on PostgreSQL.
 UNIT_TEST_PATHS := tests/unit tests/web
 DAEMON_TEST_PATHS := tests/integration tests/e2e tests/browser
@@ -76,14 +76,12 @@ install-system:
 	$(call install_missing,$(DEBIAN_PACKAGES))
 	@# Letterhead runs its own private instances; the system-wide ones would hold the ports.
 	@if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
-		systemctl disable --now dovecot nginx postfix rspamd redis-server postsrsd postgresql >/dev/null 2>&1 || true; fi
+		systemctl disable --now dovecot nginx haproxy postfix rspamd redis-server postsrsd postgresql >/dev/null 2>&1 || true; fi
 	@id vmail >/dev/null 2>&1 || useradd -r -u 5000 -d /nonexistent -s /usr/sbin/nologin vmail 2>/dev/null \
 		|| useradd -r -d /nonexistent -s /usr/sbin/nologin vmail
 
 install-test-system:
 	$(call install_missing,$(TEST_PACKAGES))
-	@if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
-		systemctl disable --now haproxy >/dev/null 2>&1 || true; fi
 
 COMPILED_PARTS_LOAD := $(BIN)/python -c 'from controlplane.logs.compiled import load; \
 	assert all(load(name) for name in ("_postfix_lines", "_bind_rows", "_assemble"))'

@@ -60,7 +60,7 @@ from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from controlplane.certs.acme import certificate_paths  # noqa: E402
-from controlplane.daemons import apply, dovecot, nginx, postfix, sni  # noqa: E402
+from controlplane.daemons import apply, dovecot, haproxy, nginx, postfix, sni  # noqa: E402
 from controlplane.models import GIB, Brand, Domain  # noqa: E402
 from controlplane.runners.scratch import ScratchStack  # noqa: E402
 from controlplane.services import brands, configuration, domains, tenants  # noqa: E402
@@ -218,11 +218,14 @@ TIMED = (
     (sni, "check_identities", "check identities"),
     (postfix, "check_config", "check postfix"),
     (dovecot, "check_config", "check dovecot"),
+    (haproxy, "check_config", "check haproxy"),
     (nginx, "check_config", "check nginx"),
     (apply, "changed_daemons", "diff"),
     (apply, "_switch_live", "switch"),
     (postfix, "reload", "reload postfix"),
     (dovecot, "reload", "reload dovecot"),
+    (haproxy, "update_certificates", "haproxy certificates"),
+    (haproxy, "reload", "reload haproxy"),
     (nginx, "reload", "reload nginx"),
     (sni, "publish_sni_chains", "sni publish"),
     (sni, "publish_served_tls", "tls files publish"),

@@ -19,15 +19,16 @@ server run on this machine in the real case too). Rounds alternate reference and
 
 `--dovecot-alone` also measures IMAPS on a bare Dovecot beside the stack: the same Dovecot, TLS
 in its own login processes with the same certificate, one SQLite table of the same users and
-hashes behind the same SQL driver, and no Letterhead (no nginx, no views, no quota, no plugins):
+hashes behind the same SQL driver, and no Letterhead (no TLS proxy, no views, no quota, no plugins):
 once with Dovecot's defaults, once with the stack's process settings: what this Dovecot gives
 for the same logins without Letterhead, and so how much of the stack's figure is Letterhead's.
 
 `--fronts` also measures that bare Dovecot (tuned) behind a TLS proxy, as the stack's IMAPS is
-behind nginx: nginx's stream module with the certificate named by a variable, the stack's way (it
-serves any brand's certificate without a reload, and loads it at every handshake), nginx with a
-fixed certificate (loaded once), and HAProxy (`apt-get install haproxy`; its certificates loaded
-once, at its start). Each sends the PROXY header to a plain-text login listener.
+behind HAProxy: nginx's stream module with the certificate named by a variable, the stack's way
+until HAProxy replaced it (it serves any brand's certificate without a reload, and loads it at
+every handshake), nginx with a fixed certificate (loaded once), and HAProxy with its certificate
+loaded once, at its start, as the stack's. Each sends the PROXY header to a plain-text login
+listener.
 
 `--c-clients` logs in with `bench/login_client.c` (built with the system's cc and OpenSSL's
 headers, `libssl-dev`) instead of Python: the same steps and the same OpenSSL handshake, without
@@ -63,7 +64,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ctypes  # noqa: E402
 import ctypes.util  # noqa: E402
 
-from controlplane.render import NGINX_STREAM_MODULE  # noqa: E402
+# Debian's libnginx-mod-stream (the Makefile's TEST_PACKAGES), for the nginx fronts of --fronts:
+# the stack's own IMAPS and POP3S front is HAProxy.
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
 from controlplane.runners.scratch import ScratchStack, free_ports  # noqa: E402
 from controlplane.services import domains, mailboxes, passwords, tenants  # noqa: E402
 from controlplane.services.scope import OPERATOR  # noqa: E402

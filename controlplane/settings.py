@@ -48,7 +48,7 @@ PORT_NAMES = (
     "srs_reverse",
     # Between mail nodes only: Dovecot's LMTP, for deliveries another node proxies here.
     "lmtp",
-    # Loopback only: Dovecot's IMAP and POP3 behind nginx's IMAPS and POP3S. nginx ends the
+    # Loopback only: Dovecot's IMAP and POP3 behind HAProxy's IMAPS and POP3S. HAProxy ends the
     # clients' TLS with each brand's certificate and hands the connection on in plain text, led
     # by the client's address (PROXY protocol).
     "imaps_proxied",

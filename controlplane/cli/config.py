@@ -74,7 +74,7 @@ def config_check() -> None:
     if refusal:
         fail(refusal)
     click.echo(
-        f"{count} rendered files passed postconf and postmap, doveconf -x and sievec, nginx -t, "
+        f"{count} rendered files passed postconf and postmap, doveconf -x and sievec, haproxy -c, nginx -t, "
         "rspamadm configtest and a scratch Redis; nothing was made live."
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -127,11 +128,19 @@ def publish_sni_chains(settings: Settings, identities: tuple[TlsIdentity, ...]) 
                 )
 
 
-def publish_served_tls(settings: Settings, identities: tuple[TlsIdentity, ...]) -> set[Path]:
-    """Write each certificate's chain and key as the one file nginx's map names for it
-    (render.served_pem_path), where only nginx's workers (group www-data) may read it: they
-    load it at each HTTPS, IMAPS and POP3S handshake. Returns the files that serve now; a file is
-    rewritten only when its content changed (a renewal)."""
+@dataclasses.dataclass(frozen=True)
+class PublishedTls:
+    # Every file that serves now.
+    serving: set[Path]
+    # Those whose content changed in place (a renewal): HAProxy must load them again.
+    rewritten: set[Path]
+
+
+def publish_served_tls(settings: Settings, identities: tuple[TlsIdentity, ...]) -> PublishedTls:
+    """Write each certificate's chain and key as the one file nginx's map and HAProxy's crt-list
+    name for it (render.served_pem_path), where only nginx's workers (group www-data) and root
+    (HAProxy's master) may read it: nginx loads it at each HTTPS handshake, HAProxy once. A file
+    is rewritten only when its content changed."""
     paths = Paths.from_settings(settings)
     folder = Path(paths.served_tls)
     folder.mkdir(parents=True, exist_ok=True)
@@ -139,6 +148,7 @@ def publish_served_tls(settings: Settings, identities: tuple[TlsIdentity, ...]) 
     with contextlib.suppress(LookupError, PermissionError):
         shutil.chown(folder, "root", NGINX_USER)
     wanted: dict[Path, TlsIdentity] = {}
+    rewritten: set[Path] = set()
     for identity in identities:
         wanted.setdefault(Path(served_pem_path(paths, identity.cert_path, identity.key_path)), identity)
     for target, identity in wanted.items():
@@ -150,16 +160,20 @@ def publish_served_tls(settings: Settings, identities: tuple[TlsIdentity, ...]) 
             )
         except OSError as error:
             raise DaemonError(f"The certificate for {identity.hostname} cannot be served: {error}") from error
-        with contextlib.suppress(OSError):
-            if target.read_bytes() == content:
-                continue
+        try:
+            previous = target.read_bytes()
+        except OSError:
+            previous = None
+        if previous == content:
+            continue
         partial = target.with_name(f".{target.name}.{os.getpid()}")
         partial.unlink(missing_ok=True)
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
         with os.fdopen(descriptor, "wb") as file:
             file.write(content)
         try:
-            # nginx names the file in a variable: `nginx -t` never loads it, so it is loaded here.
+            # Neither `nginx -t` (a variable names it) nor HAProxy's admin socket loads it before
+            # it serves: it is loaded here.
             check_identity(TlsIdentity(identity.hostname, str(partial), str(partial)))
         except DaemonError:
             partial.unlink(missing_ok=True)
@@ -167,19 +181,25 @@ def publish_served_tls(settings: Settings, identities: tuple[TlsIdentity, ...]) 
         with contextlib.suppress(LookupError, PermissionError):
             shutil.chown(partial, "root", NGINX_USER)
         partial.replace(target)
-    return set(wanted)
+        if previous is not None:
+            rewritten.add(target)
+    return PublishedTls(serving=set(wanted), rewritten=rewritten)
 
 
-def named_by(settings: Settings, nginx_config: Path | None) -> set[Path]:
-    """The published files an nginx configuration names: those its workers may still load."""
-    if nginx_config is None:
-        return set()
+def named_by(settings: Settings, *configs: Path | None) -> set[Path]:
+    """The published files these configurations (nginx's, HAProxy's and its crt-list) name: those
+    nginx's workers may still load, and those HAProxy loads at its next start or reload."""
     folder = Paths.from_settings(settings).served_tls
-    try:
-        text = nginx_config.read_text()
-    except OSError:
-        return set()
-    return {Path(name) for name in re.findall(rf"{re.escape(folder)}/[0-9a-f]+\.pem", text)}
+    named: set[Path] = set()
+    for config in configs:
+        if config is None:
+            continue
+        try:
+            text = config.read_text()
+        except OSError:
+            continue
+        named |= {Path(name) for name in re.findall(rf"{re.escape(folder)}/[0-9a-f]+\.pem", text)}
+    return named
 
 
 def prune_served_tls(settings: Settings, keep: set[Path]) -> None:

@@ -184,8 +184,12 @@ class Paths:
     redis_dir: str
     dkim_dir: str
     tls_report_spool: str
-    # Each served certificate as one file, its key then its chain, for nginx's TLS by SNI.
+    # Each served certificate as one file, its key then its chain, for nginx's and HAProxy's TLS
+    # by SNI.
     served_tls: str
+    # Which served files HAProxy loads at a start, and for which names: one fixed path outside the
+    # generations (HAProxy knows it by the path it started with), rewritten by daemons/haproxy.py.
+    haproxy_crt_list: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Paths:
@@ -213,6 +217,7 @@ class Paths:
             dkim_dir=str(settings.dkim_dir),
             tls_report_spool=str(settings.tls_report_spool),
             served_tls=str(settings.certs_dir / "served"),
+            haproxy_crt_list=str(settings.certs_dir / "haproxy.crt-list"),
         )
 
 
@@ -463,11 +468,9 @@ def render_dovecot(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> d
 
 
 # nginx's workers: they read the ACME webroot, talk to the app, and read the published chains
-# and keys (served_tls, group www-data) at each HTTPS, IMAPS and POP3S handshake, as they choose
-# the certificate by SNI.
+# and keys (served_tls, group www-data) at each HTTPS handshake, as they choose the certificate
+# by SNI.
 NGINX_USER = "www-data"
-# Debian's libnginx-mod-stream.
-NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 
 def _listen_addresses(listen_address: str, port: int) -> list[str]:
@@ -496,19 +499,49 @@ def render_nginx(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dic
         "https_port_suffix": "" if https_port == 443 else f":{https_port}",
         # nginx refuses to start when a map's hash cannot be built within this size.
         "names_hash_max_size": max(1024, 1 << (4 * name_count).bit_length()),
-        "stream_module": NGINX_STREAM_MODULE,
         "tls_by_name": tls_by_name,
+        "default_pem": served_pem_path(state.paths, state.default_tls.cert_path, state.default_tls.key_path),
+    }
+    return {"nginx/nginx.conf": env.get_template("nginx/nginx.conf.j2").render(_context(state), nginx=nginx)}
+
+
+# HAProxy's workers, which face the IMAPS and POP3S clients: Debian's haproxy package makes the
+# account. They read no file after the start (the master, root, loads the certificates).
+HAPROXY_USER = "haproxy"
+MAIL_PROXIES = (("imaps", "IMAPS"), ("pop3s", "POP3S"))
+
+
+def _haproxy_binds(listen_address: str, port: int) -> list[str]:
+    if listen_address == "all":
+        return [f":::{port} v4v6"]
+    if ":" in listen_address:
+        return [f"[{listen_address}]:{port}"]
+    return [f"{listen_address}:{port}"]
+
+
+def render_haproxy(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[str, str]:
+    """The mail ports' TLS front. It names no brand (the crt-list, outside the generation, does):
+    a brand added or renewed leaves this file, and so HAProxy's check and reload, alone."""
+    env = _environment(template_root)
+    haproxy = {
+        "pid_file": f"{state.paths.run_dir}/haproxy.pid",
+        "admin_socket": f"{state.paths.run_dir}/haproxy-admin.sock",
+        "chroot": f"{state.paths.run_dir}/haproxy",
+        "user": HAPROXY_USER,
+        "crt_list": state.paths.haproxy_crt_list,
         "default_pem": served_pem_path(state.paths, state.default_tls.cert_path, state.default_tls.key_path),
         "mail_proxies": [
             {
                 "name": name,
-                "listen": _listen_addresses(state.listen_address, state.ports[name]),
+                "description": description,
+                "listen": _haproxy_binds(state.listen_address, state.ports[name]),
                 "backend": f"127.0.0.1:{state.ports[name + '_proxied']}",
             }
-            for name in ("imaps", "pop3s")
+            for name, description in MAIL_PROXIES
         ],
     }
-    return {"nginx/nginx.conf": env.get_template("nginx/nginx.conf.j2").render(_context(state), nginx=nginx)}
+    template = env.get_template("haproxy/haproxy.cfg.j2")
+    return {"haproxy/haproxy.cfg": template.render(_context(state), haproxy=haproxy)}
 
 
 def _spam_filter(state: RenderState) -> SpamFilter:
@@ -565,6 +598,7 @@ def render_all(state: RenderState, template_root: Path = TEMPLATE_ROOT) -> dict[
         **render_postfix(state, template_root),
         **render_dovecot(state, template_root),
         **render_nginx(state, template_root),
+        **render_haproxy(state, template_root),
         **render_rspamd(state, template_root),
         **render_redis(state, template_root),
     }

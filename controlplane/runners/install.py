@@ -3,7 +3,7 @@
 It writes the state directory's settings (the production profile: standard ports on every
 address), the schema, systemd units that run every part under `letterhead.target`
 (render/systemd.py), and the `letterhead` command on PATH; it turns Debian's own Postfix,
-Dovecot, nginx, Redis, rspamd and postsrsd services off (Letterhead runs its own instances
+Dovecot, nginx, HAProxy, Redis, rspamd and postsrsd services off (Letterhead runs its own instances
 of them) and, if asked, creates the first tenant and its full admin. Running it again changes
 only what differs and never makes a second tenant or a new password.
 
@@ -43,7 +43,7 @@ SYSTEMCTL = "/usr/bin/systemctl"
 # Debian's services for the daemons Letterhead runs itself: they would hold the same ports (Dovecot's
 # socket unit too: systemd itself would listen on 143 and 993 at boot). Masked, so that no package
 # upgrade starts them again; `letterhead uninstall` unmasks them.
-SYSTEM_DAEMONS = ("postfix.service", "dovecot.service", "dovecot.socket", "nginx.service",
+SYSTEM_DAEMONS = ("postfix.service", "dovecot.service", "dovecot.socket", "nginx.service", "haproxy.service",
                   "redis-server.service", "rspamd.service", "postsrsd.service")  # fmt: skip
 # The release that last installed the units: another one restarts the running parts.
 INSTALLED_VERSION_FILE = "installed-version"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from controlplane.daemons import (
     dovecot,
+    haproxy,
     nginx,
     postfix,
     postfix_log,
@@ -110,6 +111,11 @@ PARTS: tuple[Part, ...] = (
         # Its master, not only its auth process (which outlives a killed master for a while).
         ready=lambda s: _dovecot_pid(s) is not None and dovecot.auth_answers(_dovecot_config(s)),
         alive=_pid_alive(_dovecot_pid),
+    ),
+    Part(
+        "haproxy", "HAProxy (IMAPS and POP3S for every brand host)",
+        command=lambda s: haproxy.foreground_command(haproxy.config_file(s)),
+        ready=haproxy.answers, alive=_pid_alive(haproxy.master_pid), prepare=haproxy.prepare,
     ),
     Part(
         "sender-milter", "the From: check of mail sent after login",

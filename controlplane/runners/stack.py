@@ -9,6 +9,7 @@ from collections.abc import Callable
 from controlplane.daemons import (
     database_logins,
     dovecot,
+    haproxy,
     nginx,
     postfix,
     postfix_log,
@@ -137,6 +138,15 @@ def _start_dovecot(installation: Installation) -> None:
     dovecot.wait_ready(config)
 
 
+def _start_haproxy(installation: Installation) -> None:
+    settings = installation.settings
+    if not haproxy.master_pid(settings):
+        haproxy.prepare(settings)
+        haproxy.start(haproxy.config_file(settings))
+    if not wait_until(lambda: haproxy.answers(settings), timeout=15):
+        raise DaemonError("HAProxy started but its admin socket does not answer.")
+
+
 def _start_sender_milter(installation: Installation) -> None:
     # Before Postfix: submission tempfails while its milter cannot be reached.
     settings = installation.settings
@@ -180,6 +190,7 @@ def _start_nginx(installation: Installation) -> None:
 # that died the same way.
 STARTERS: dict[str, Callable[[Installation], None]] = {
     "dovecot": _start_dovecot,
+    "haproxy": _start_haproxy,
     "sender-milter": _start_sender_milter,
     "redis": _start_redis,
     "send-limits": _start_send_limits,
@@ -243,6 +254,7 @@ def down(settings: Settings) -> None:
     pid = web_pid(settings)
     if pid:
         terminate(pid)
+    haproxy.stop(settings)
     postfix_log.stop(settings)
     pid = postfix.master_pid(settings.postfix_queue)
     if pid:
@@ -284,6 +296,9 @@ def status(settings: Settings) -> list[ServiceStatus]:
             },
         ),
         ServiceStatus(
+            "haproxy", haproxy.master_pid(settings), {name: ports[name] for name in ("imaps", "pop3s")}
+        ),
+        ServiceStatus(
             "postfix",
             postfix.master_pid(settings.postfix_queue),
             {name: ports[name] for name in ("smtp", "submission", "submissions")},
@@ -306,6 +321,6 @@ def status(settings: Settings) -> list[ServiceStatus]:
         ServiceStatus(
             "nginx",
             nginx.master_pid(settings),
-            {name: ports[name] for name in ("http", "https", "imaps", "pop3s")},
+            {name: ports[name] for name in ("http", "https")},
         ),
     ]

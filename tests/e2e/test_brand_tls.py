@@ -85,7 +85,7 @@ SERVICES = {
     "https": None,
 }
 # Dovecot's STARTTLS ports serve the platform's certificate to every name: brands' certificates
-# are chosen by nginx, which ends TLS for IMAPS and POP3S (what autoconfig names) but cannot
+# are chosen by HAProxy, which ends TLS for IMAPS and POP3S (what autoconfig names) but cannot
 # for a protocol that starts in plain text.
 BRANDED = [name for name in SERVICES if name not in ("imap", "pop3")]
 

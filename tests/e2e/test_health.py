@@ -175,9 +175,17 @@ def test_health_says_up_or_down_per_part_and_nothing_more(running) -> None:
     status, body = _health(running)
     assert status == 200, body
     assert set(body) == {"status", "parts"} and body["status"] == "up"
-    assert {"database", "dovecot", "postfix", "rspamd", "redis", "web", "nginx", "log-follower"} <= set(
-        body["parts"]
-    )
+    assert {
+        "database",
+        "dovecot",
+        "haproxy",
+        "postfix",
+        "rspamd",
+        "redis",
+        "web",
+        "nginx",
+        "log-follower",
+    } <= set(body["parts"])
     assert set(body["parts"].values()) == {"up"}
 
     postsrsd_pid = {s.name: s.pid for s in stack.status(running.settings)}["postsrsd"]

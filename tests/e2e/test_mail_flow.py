@@ -428,7 +428,8 @@ def _login_from(stack: ScratchStack, port: str, source: str, command: bytes, ans
 def test_dovecot_sees_the_clients_own_address_through_the_tls_proxy(
     world: ScratchStack, port: str, command: bytes, answer: bytes
 ) -> None:
-    # nginx ends TLS for IMAPS and POP3S: Dovecot must still log (and throttle) the client, not nginx.
+    # HAProxy ends TLS for IMAPS and POP3S: Dovecot must still log (and throttle) the client, not
+    # HAProxy.
     source = "127.0.0.2" if port == "imaps" else "127.0.0.3"
     _login_from(world, port, source, command, answer)
     log = world.settings.log_dir / "dovecot.log"
@@ -440,9 +441,11 @@ def test_dovecot_sees_the_clients_own_address_through_the_tls_proxy(
 
 
 @pytest.mark.parametrize("port", ["imaps_proxied", "pop3s_proxied"])
-def test_the_plain_port_behind_nginx_takes_no_client_that_skips_nginx(world: ScratchStack, port: str) -> None:
-    """Dovecot takes passwords in plain text on the port behind nginx (TLS ended in nginx). A
-    client reaching it directly without a PROXY header (one that did not come through nginx, or
+def test_the_plain_port_behind_haproxy_takes_no_client_that_skips_haproxy(
+    world: ScratchStack, port: str
+) -> None:
+    """Dovecot takes passwords in plain text on the port behind HAProxy (TLS ended there). A
+    client reaching it directly without a PROXY header (one that did not come through HAProxy, or
     the address it claims) is dropped before any greeting. (A local process that writes the
     header itself is trusted as the machine's own: the port is on loopback only.)"""
     with socket.create_connection(("127.0.0.1", world.ports[port]), timeout=10) as raw:
@@ -648,10 +651,20 @@ def test_an_imported_mailbox_logs_in_with_its_migrated_password_hash(
 
 
 def _state_with_brand(world: ScratchStack) -> RenderState:
-    """A change that reloads nginx alone: a brand's TLS name (Postfix's SNI map, nginx's map)."""
+    """A change that reloads nginx alone: a brand's TLS name (Postfix's SNI map, nginx's map, and
+    HAProxy's certificates through its admin socket)."""
     state = apply.build_render_state(world.settings)
     brand = TlsIdentity("mail.brand.test", state.default_tls.cert_path, state.default_tls.key_path)
     return dataclasses.replace(state, sni_identities=(brand,))
+
+
+def _haproxy_processes(world: ScratchStack) -> tuple[int, set[int]]:
+    from controlplane.daemons import haproxy
+
+    master = haproxy.master_pid(world.settings)
+    assert master is not None
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return master, {int(pid) for pid in children}
 
 
 def _served_certificate_subject(world: ScratchStack, port: str, server_name: str | None) -> str:
@@ -687,6 +700,7 @@ def test_a_brand_certificate_is_served_by_sni_on_smtp_imaps_and_pop3s_without_re
     state = dataclasses.replace(apply.build_render_state(world.settings), sni_identities=(brand,))
     postfix_pid = (world.settings.postfix_queue / "pid" / "master.pid").read_text().split()[0]
     smtpd_before = _reload_count(world)
+    haproxy_before = _haproxy_processes(world)
     try:
         with world.installation.transaction() as session:
             generation = apply.apply_configuration(session, world.settings, state=state)
@@ -698,6 +712,8 @@ def test_a_brand_certificate_is_served_by_sni_on_smtp_imaps_and_pop3s_without_re
         assert (world.settings.postfix_queue / "pid" / "master.pid").read_text().split()[0] == postfix_pid
         assert _reload_count(world) == smtpd_before
         assert dovecot_reloads == []
+        # HAProxy took the certificate at run time: its master and its workers are the same processes.
+        assert _haproxy_processes(world) == haproxy_before
     finally:
         with world.installation.transaction() as session:
             configuration.apply_current_configuration(session, world.settings)

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from cli import main as letterhead
 from controlplane.certs import acme
+from controlplane.daemons import haproxy
 from controlplane.daemons.process import wait_until
 from controlplane.models import Brand
 from controlplane.models.base import utcnow
@@ -244,14 +245,19 @@ def test_a_certificate_near_expiry_is_renewed_and_served_after_reload(world: Wor
         assert served_certificate(world, "mail.short.test", root, "imaps") == served_before
         assert served_certificate(world, "mail.short.test", root, "submissions") == served_before
 
+        haproxy_pid = haproxy.master_pid(world.stack.settings)
+
         (renewed,) = certificates.renew_certificates(installation, hostnames=["mail.short.test"])
 
         assert renewed.result == "renewed", renewed.message
         assert short_lived.issued_count() == 2
         served_after = served_certificate(world, "mail.short.test", root)
         assert served_after.serial_number != served_before.serial_number
-        # Dovecot read the renewed file at the same path: it was reloaded too.
-        assert served_certificate(world, "mail.short.test", root, "imaps") == served_after
+        # The renewed file keeps its path: HAProxy loaded it again through its admin socket, with
+        # no reload.
+        for port in ("imaps", "pop3s"):
+            assert served_certificate(world, "mail.short.test", root, port) == served_after
+        assert haproxy.master_pid(world.stack.settings) == haproxy_pid
         # Postfix reads its SNI map at each handshake: the renewed chain was republished.
         assert served_certificate(world, "mail.short.test", root, "submissions") == served_after
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.certs.selfsigned import ensure_default_certificate
-from controlplane.daemons import apply, dovecot, nginx, postfix, redis, rspamd
+from controlplane.daemons import apply, dovecot, haproxy, nginx, postfix, redis, rspamd
 from controlplane.daemons.process import DaemonError
 from controlplane.render import render_all
 from controlplane.runners.scratch import ScratchStack
@@ -55,9 +55,12 @@ def test_brand_certificates_by_sni_pass_the_checkers(prepared: ScratchStack, tmp
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert base64.b64decode(published).startswith(b"-----BEGIN PRIVATE KEY-----")
-    # nginx's map for IMAPS and POP3S names one published file, readable by its workers only.
+    # nginx's map for HTTPS names one published file, readable by its workers only; HAProxy's
+    # crt-list (IMAPS and POP3S) the same file, for that name, and its configuration no brand.
     nginx_conf = (live / "nginx" / "nginx.conf").read_text()
     pem = Path(re.search(r"\n\s+mail\.customer\.example (\S+);", nginx_conf)[1])
+    assert f"{pem} mail.customer.example\n" in haproxy.crt_list_path(prepared.settings).read_text()
+    assert "mail.customer.example" not in (live / "haproxy" / "haproxy.cfg").read_text()
     assert (
         pem.read_bytes()
         == Path(brand.cert_path).read_bytes().rstrip(b"\n") + b"\n" + Path(brand.key_path).read_bytes()
@@ -145,6 +148,45 @@ def test_nginx_check_refuses_a_syntax_error(prepared: ScratchStack, tmp_path: Pa
     conf.write_text(conf.read_text().replace("server_tokens off;", "server_tokens off"))
     with pytest.raises(DaemonError, match="nginx refused"):
         nginx.check_config(conf)
+
+
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        ("    mode tcp\n", "    mode tcp\n    no-such-keyword 1\n", "no-such-keyword"),
+        ("send-proxy-v2", "send-proxy-v9", "send-proxy-v9"),
+        # A default certificate that cannot be loaded.
+        ("ssl crt ", "ssl crt /nonexistent", "/nonexistent"),
+    ],
+)
+def test_haproxy_check_refuses_what_haproxy_would_not_run(
+    prepared: ScratchStack, tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    config = _rendered_copy(prepared, tmp_path)
+    conf = config / "haproxy" / "haproxy.cfg"
+    haproxy.check_config(conf)
+    assert old in conf.read_text()
+    conf.write_text(conf.read_text().replace(old, new, 1))
+    with pytest.raises(DaemonError, match="HAProxy refused the configuration") as refused:
+        haproxy.check_config(conf)
+    assert expected in str(refused.value)
+
+
+def test_a_broken_haproxy_template_is_refused_and_never_goes_live(
+    prepared: ScratchStack, tmp_path: Path
+) -> None:
+    broken_templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATE_ROOT, broken_templates)
+    template = broken_templates / "haproxy" / "haproxy.cfg.j2"
+    template.write_text(template.read_text().replace("timeout client 31m", "timeout client forever"))
+    live_before = prepared.settings.live_config.resolve()
+    with prepared.installation.transaction() as session:
+        generation = configuration.apply_current_configuration(
+            session, prepared.settings, template_root=broken_templates, reload=False
+        )
+        assert generation.status == "refused"
+        assert "HAProxy refused" in generation.error and "timeout client" in generation.error
+    assert prepared.settings.live_config.resolve() == live_before
 
 
 def test_rspamd_check_passes_the_rendered_configuration_and_refuses_a_broken_rule(

@@ -18,6 +18,7 @@ from controlplane.render import (
     VmailAccount,
     digest_files,
     render_all,
+    served_pem_path,
 )
 from controlplane.settings import PROFILE_PORTS
 
@@ -53,6 +54,7 @@ def golden_state(*, sni: tuple[TlsIdentity, ...] = (), production: bool = False)
             dkim_dir=f"{home}/dkim",
             tls_report_spool=f"{home}/reports/tls",
             served_tls=f"{home}/certs/served",
+            haproxy_crt_list=f"{home}/certs/haproxy.crt-list",
         ),
         vmail=VmailAccount(name="vmail", uid=5000, gid=5000),
         default_tls=TlsIdentity(
@@ -136,18 +138,21 @@ def test_brands_change_neither_postfix_nor_dovecot_so_neither_is_reloaded_for_th
     assert without["nginx/nginx.conf"] != with_brands["nginx/nginx.conf"]
 
 
-def test_each_certificate_is_published_once_for_all_its_names_in_imaps_and_pop3s() -> None:
+def test_haproxy_names_no_brand_so_a_brand_change_leaves_its_config_alone() -> None:
     shared = "/srv/letterhead/acme/live/mail.reseller.example"
-    names = ("mail.reseller.example", "autoconfig.customer.example")
-    conf = render_all(
-        golden_state(
-            sni=tuple(TlsIdentity(name, f"{shared}/fullchain.pem", f"{shared}/privkey.pem") for name in names)
-        )
-    )["nginx/nginx.conf"]
-    stream = conf[conf.index("stream {") :]
-    published = {re.search(rf"\n        {re.escape(name)} (\S+);", stream)[1] for name in names}
-    assert len(published) == 1
-    assert published != {re.search(r"default (\S+);", stream)[1]}
+    brands = golden_state(
+        sni=(TlsIdentity("mail.reseller.example", f"{shared}/fullchain.pem", f"{shared}/privkey.pem"),)
+    )
+    with_brand = render_all(brands)["haproxy/haproxy.cfg"]
+    assert with_brand == render_all(golden_state(sni=()))["haproxy/haproxy.cfg"]
+    binds = re.findall(r"\n    bind (\S+) ssl crt (\S+) crt-list (\S+)\n", with_brand)
+    # IMAPS and POP3S, each with the default certificate's published file and the one crt-list.
+    assert [port for port, _pem, _list in binds] == ["127.0.0.1:2993", "127.0.0.1:2995"]
+    assert {(pem, crt_list) for _port, pem, crt_list in binds} == {
+        (served_pem_path(brands.paths, brands.default_tls.cert_path, brands.default_tls.key_path),
+         brands.paths.haproxy_crt_list)
+    }  # fmt: skip
+    assert "mail.reseller.example" not in with_brand and shared not in with_brand
 
 
 def test_nginx_has_one_https_server_whatever_the_brands_and_maps_each_name_to_its_file() -> None:
@@ -158,9 +163,9 @@ def test_nginx_has_one_https_server_whatever_the_brands_and_maps_each_name_to_it
             sni=tuple(TlsIdentity(name, f"{shared}/fullchain.pem", f"{shared}/privkey.pem") for name in names)
         )
     )["nginx/nginx.conf"]
-    http = conf[: conf.index("\nstream {")]
+    http = conf
     assert http.count("server {") == 2 and " ssl;" not in http  # port 80, and one for HTTPS
-    assert "ssl_certificate $letterhead_tls;" in http and shared not in conf
+    assert "ssl_certificate $letterhead_tls;" in http and shared not in conf and "stream {" not in conf
     published = {re.search(rf"\n        {re.escape(name)} (\S+);", http)[1] for name in names}
     assert len(published) == 1 and next(iter(published)).startswith("/srv/letterhead/certs/served/")
 
