@@ -175,12 +175,17 @@ def _one_update_at_a_time(crt_list: Path) -> Iterator[None]:
 
 
 def _write_crt_list(crt_list: Path, entries: Sequence[CrtListEntry]) -> None:
+    text = crt_list_text(entries)
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        # Every configuration change passes through here, most with no brand changed.
+        if crt_list.read_text() == text:
+            return
     partial = crt_list.with_name(f".{crt_list.name}.{os.getpid()}")
     try:
         partial.unlink(missing_ok=True)
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         with os.fdopen(descriptor, "w") as file:
-            file.write(crt_list_text(entries))
+            file.write(text)
             file.flush()
             os.fsync(file.fileno())
         partial.replace(crt_list)
