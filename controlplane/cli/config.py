@@ -75,7 +75,8 @@ def config_check() -> None:
         fail(refusal)
     click.echo(
         f"{count} rendered files passed postconf and postmap, doveconf -x and sievec, haproxy -c, nginx -t, "
-        "rspamadm configtest and a scratch Redis; nothing was made live."
+        "rspamadm configtest and a scratch Redis; nothing was made live but the served certificate "
+        "files (each loaded first), which HAProxy's check reads."
     )
 
 

@@ -291,13 +291,17 @@ def _apply_files(
         # Same files, but a renewed certificate may sit at the same path.
         sni.publish_sni_chains(settings, checked_identities(state.sni_identities))
         try:
-            published = sni.publish_served_tls(settings, _served(state))
+            serving = sni.publish_served_tls(settings, _served(state))
         except DaemonError as error:
             # A renewed file that does not load: the one published before keeps serving.
             log.warning("%s", error)
-            return current
-        _serve_mail_certificates(settings, state, published.rewritten)
-        sni.prune_served_tls(settings, published.serving | _named_by_generation(settings, Path(current.path)))
+            serving = None
+        try:
+            _serve_mail_certificates(settings, state, _crt_list_entries(state))
+        except DaemonError as error:
+            log.warning("%s", error)
+        if serving is not None:
+            sni.prune_served_tls(settings, serving | _named_by_generation(settings, Path(current.path)))
         return current
 
     generation = _record(session, digest=digest, path="", status="pending", error="", node=settings.node_name)
@@ -314,7 +318,8 @@ def _apply_files(
         sni.check_identities(settings, checked_identities(state.sni_identities))
         # Before HAProxy's check loads the default one and nginx loads a map that names them; the
         # old map's files stay until the next change.
-        published = sni.publish_served_tls(settings, _served(state))
+        serving = sni.publish_served_tls(settings, _served(state))
+        crt_list_entries = _crt_list_entries(state)
         check_generation(directory, settings, checked)
     except DaemonError as error:
         generation.status, generation.error = "refused", str(error)
@@ -324,7 +329,7 @@ def _apply_files(
     _switch_live(settings, directory)
     # Before a reload of HAProxy (a port or the default certificate changed), which reads the
     # crt-list this writes. A rollback below leaves these certificates served: each was checked.
-    _serve_mail_certificates(settings, state, published.rewritten)
+    _serve_mail_certificates(settings, state, crt_list_entries)
     if reload:
         try:
             reload_running_daemons(settings, to_reload)
@@ -339,7 +344,7 @@ def _apply_files(
             session.flush()
             return generation
     sni.publish_sni_chains(settings, checked_identities(state.sni_identities))
-    sni.prune_served_tls(settings, published.serving | _named_by_generation(settings, previous))
+    sni.prune_served_tls(settings, serving | _named_by_generation(settings, previous))
     if current is not None:
         current.status = "superseded"
     generation.status, generation.applied_at = "live", now
@@ -362,20 +367,32 @@ def _served(state: RenderState) -> tuple[TlsIdentity, ...]:
     return (*checked_identities(state.sni_identities), state.default_tls)
 
 
-def _serve_mail_certificates(settings: Settings, state: RenderState, renewed: set[Path]) -> None:
+def _crt_list_entries(state: RenderState) -> list[haproxy.CrtListEntry]:
+    """Each brand certificate's published file and its names, as HAProxy's crt-list holds them."""
+    try:
+        return [
+            haproxy.CrtListEntry(
+                served_pem_path(state.paths, certificate.cert_path, certificate.key_path),
+                certificate.hostnames,
+            )
+            for certificate in served_certificates(state.sni_identities)
+        ]
+    except ValueError as error:  # a state directory whose path HAProxy's commands cannot carry
+        raise DaemonError(f"HAProxy cannot be given the certificates: {error}") from error
+
+
+def _serve_mail_certificates(
+    settings: Settings, state: RenderState, entries: list[haproxy.CrtListEntry]
+) -> None:
     """HAProxy's certificates for IMAPS and POP3S: through its admin socket, served at the next
-    handshake, when it runs; in the crt-list it starts from, always. A brand HAProxy refuses is
-    logged and left out (its names get the default certificate) without holding up the others
-    or the rest of the change: its files passed the same checks nginx's did."""
-    entries = [
-        haproxy.CrtListEntry(
-            served_pem_path(state.paths, certificate.cert_path, certificate.key_path), certificate.hostnames
-        )
-        for certificate in served_certificates(state.sni_identities)
-    ]
+    handshake, when it runs (renewals found by the files' identity, whatever published them); in
+    the crt-list it starts from, always. A brand HAProxy refuses is logged and left out (its
+    names get the default certificate) without holding up the others or the rest of the change:
+    its files passed the same checks nginx's did, and the next change tries it again."""
+    default_pem = served_pem_path(state.paths, state.default_tls.cert_path, state.default_tls.key_path)
     try:
         haproxy.update_certificates(
-            haproxy.admin_socket(settings), Path(state.paths.haproxy_crt_list), entries, renewed
+            haproxy.admin_socket(settings), Path(state.paths.haproxy_crt_list), entries, (default_pem,)
         )
     except DaemonError as error:
         log.warning("HAProxy did not take every certificate: %s", error)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
 import json
 import os
 import re
@@ -128,19 +127,12 @@ def publish_sni_chains(settings: Settings, identities: tuple[TlsIdentity, ...]) 
                 )
 
 
-@dataclasses.dataclass(frozen=True)
-class PublishedTls:
-    # Every file that serves now.
-    serving: set[Path]
-    # Those whose content changed in place (a renewal): HAProxy must load them again.
-    rewritten: set[Path]
-
-
-def publish_served_tls(settings: Settings, identities: tuple[TlsIdentity, ...]) -> PublishedTls:
+def publish_served_tls(settings: Settings, identities: tuple[TlsIdentity, ...]) -> set[Path]:
     """Write each certificate's chain and key as the one file nginx's map and HAProxy's crt-list
     name for it (render.served_pem_path), where only nginx's workers (group www-data) and root
-    (HAProxy's master) may read it: nginx loads it at each HTTPS handshake, HAProxy once. A file
-    is rewritten only when its content changed."""
+    (HAProxy's master) may read it: nginx loads it at each HTTPS handshake, HAProxy once (and
+    again when the file is replaced: daemons/haproxy.py). Returns the files that serve now; a
+    file is rewritten only when its content changed (a renewal)."""
     paths = Paths.from_settings(settings)
     folder = Path(paths.served_tls)
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,7 +140,6 @@ def publish_served_tls(settings: Settings, identities: tuple[TlsIdentity, ...]) 
     with contextlib.suppress(LookupError, PermissionError):
         shutil.chown(folder, "root", NGINX_USER)
     wanted: dict[Path, TlsIdentity] = {}
-    rewritten: set[Path] = set()
     for identity in identities:
         wanted.setdefault(Path(served_pem_path(paths, identity.cert_path, identity.key_path)), identity)
     for target, identity in wanted.items():
@@ -160,12 +151,9 @@ def publish_served_tls(settings: Settings, identities: tuple[TlsIdentity, ...]) 
             )
         except OSError as error:
             raise DaemonError(f"The certificate for {identity.hostname} cannot be served: {error}") from error
-        try:
-            previous = target.read_bytes()
-        except OSError:
-            previous = None
-        if previous == content:
-            continue
+        with contextlib.suppress(OSError):
+            if target.read_bytes() == content:
+                continue
         partial = target.with_name(f".{target.name}.{os.getpid()}")
         partial.unlink(missing_ok=True)
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
@@ -181,9 +169,7 @@ def publish_served_tls(settings: Settings, identities: tuple[TlsIdentity, ...]) 
         with contextlib.suppress(LookupError, PermissionError):
             shutil.chown(partial, "root", NGINX_USER)
         partial.replace(target)
-        if previous is not None:
-            rewritten.add(target)
-    return PublishedTls(serving=set(wanted), rewritten=rewritten)
+    return set(wanted)
 
 
 def named_by(settings: Settings, *configs: Path | None) -> set[Path]:

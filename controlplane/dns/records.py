@@ -24,7 +24,7 @@ SRV_SERVICES = (
     ("_imap._tcp", "imap", 10),
     ("_pop3._tcp", "pop3", 10),
 )
-# IMAP and POP3 with STARTTLS present the platform host's certificate whatever the name (nginx
+# IMAP and POP3 with STARTTLS present the platform host's certificate whatever the name (HAProxy
 # ends TLS for brands on IMAPS and POP3S only): for a brand host they are announced as not
 # offered (RFC 6186 §4, target "."); a domain without a brand uses the platform host anyway.
 STARTTLS_PLATFORM_ONLY = ("imap", "pop3")

@@ -513,7 +513,9 @@ MAIL_PROXIES = (("imaps", "IMAPS"), ("pop3s", "POP3S"))
 
 def _haproxy_binds(listen_address: str, port: int) -> list[str]:
     if listen_address == "all":
-        return [f":::{port} v4v6"]
+        # Two sockets, as nginx listened: one dual-stack socket would hand Dovecot an IPv4
+        # client as ::ffff:a.b.c.d, in its logs and its login throttling.
+        return [f"0.0.0.0:{port}", f":::{port} v6only"]
     if ":" in listen_address:
         return [f"[{listen_address}]:{port}"]
     return [f"{listen_address}:{port}"]

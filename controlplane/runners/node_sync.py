@@ -45,7 +45,8 @@ def catch_up(installation: Installation) -> None:
         renewed = certificates.write_shared_certificates(session, settings)
     installation.apply_configuration()
     if renewed:
-        # A renewed certificate at the same path: Dovecot and nginx read certificates at reload.
+        # A renewed certificate at the same path: Dovecot and nginx read certificates at reload
+        # (HAProxy took it through its admin socket as the configuration was applied).
         apply.reload_running_daemons(settings, ("dovecot", "nginx"))
     installation.publish_dkim_selectors()
     installation.publish_spam_policy()

@@ -115,7 +115,8 @@ PARTS: tuple[Part, ...] = (
     Part(
         "haproxy", "HAProxy (IMAPS and POP3S for every brand host)",
         command=lambda s: haproxy.foreground_command(haproxy.config_file(s)),
-        ready=haproxy.answers, alive=_pid_alive(haproxy.master_pid), prepare=haproxy.prepare,
+        ready=haproxy.answers, alive=_pid_alive(haproxy.master_pid), prepare=haproxy.prepare_start,
+        log_file=_log(haproxy.LOG_FILE),
     ),
     Part(
         "sender-milter", "the From: check of mail sent after login",

@@ -141,8 +141,7 @@ def _start_dovecot(installation: Installation) -> None:
 def _start_haproxy(installation: Installation) -> None:
     settings = installation.settings
     if not haproxy.master_pid(settings):
-        haproxy.prepare(settings)
-        haproxy.start(haproxy.config_file(settings))
+        haproxy.start(settings)
     if not wait_until(lambda: haproxy.answers(settings), timeout=15):
         raise DaemonError("HAProxy started but its admin socket does not answer.")
 

@@ -385,7 +385,8 @@ def certificate_deployed(installation: Installation, lineage: str | Path) -> str
 def publish_certificates(installation: Installation) -> None:
     """Re-render, check and reload; a renewed certificate at an unchanged path still needs
     Dovecot and nginx to reload (they read certificates then). Postfix reads its SNI map
-    at each handshake: apply republishes it."""
+    at each handshake, and HAProxy takes the renewed file through its admin socket: apply
+    republishes both."""
     settings = installation.settings
     if not settings.live_config.exists():
         return  # not prepared yet: `letterhead up` renders the first generation

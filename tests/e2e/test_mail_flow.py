@@ -661,10 +661,9 @@ def _state_with_brand(world: ScratchStack) -> RenderState:
 def _haproxy_processes(world: ScratchStack) -> tuple[int, set[int]]:
     from controlplane.daemons import haproxy
 
-    master = haproxy.master_pid(world.settings)
-    assert master is not None
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return master, {int(pid) for pid in children}
+    master, workers = haproxy.master_pid(world.settings), haproxy.worker_pids(world.settings)
+    assert master is not None and workers
+    return master, workers
 
 
 def _served_certificate_subject(world: ScratchStack, port: str, server_name: str | None) -> str:
@@ -771,6 +770,55 @@ def test_a_failed_reload_switches_back_and_mail_keeps_flowing(
     assert len(calls) == 2
     subject = send(world, "sender@elsewhere.test", ["erin@a.test"])
     assert wait_for_subject(world, "erin@a.test", PASSWORD, subject)
+
+
+def test_haproxy_reloads_for_its_own_changes_and_a_reload_it_cannot_make_is_rolled_back(
+    world: ScratchStack, tmp_path: Path
+) -> None:
+    """A change to haproxy.cfg (here a listener more) reloads HAProxy: a new worker, IMAPS still
+    served. One that passes `haproxy -c` but cannot run (its port taken, which the check never
+    binds) leaves the running worker serving, and the generation is rolled back."""
+    from controlplane.daemons import haproxy
+    from controlplane.daemons.process import port_open
+    from controlplane.runners.scratch import free_ports
+
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATE_ROOT, templates)
+    template = templates / "haproxy" / "haproxy.cfg.j2"
+    original = template.read_text()
+    free, taken = free_ports(2)
+
+    def with_listener(port: int) -> None:
+        template.write_text(
+            f"{original}\nfrontend extra\n    bind 127.0.0.1:{port}\n    default_backend imaps_dovecot\n"
+        )
+
+    def apply_templates() -> ConfigGeneration:
+        with world.installation.transaction() as session:
+            return configuration.apply_current_configuration(session, world.settings, template_root=templates)
+
+    login = (f'a LOGIN "carol@a.test" "{PASSWORD}"\r\n'.encode(), b"a OK")
+    workers = haproxy.worker_pids(world.settings)
+    try:
+        with_listener(free)
+        generation = apply_templates()
+        assert generation.status == "live", generation.error
+        assert haproxy.worker_pids(world.settings) - workers and port_open("127.0.0.1", free)
+        _login_from(world, "imaps", "127.0.0.4", *login)
+
+        live_before = world.settings.live_config.resolve()
+        with socket.create_server(("127.0.0.1", taken)):
+            with_listener(taken)
+            generation = apply_templates()
+            assert generation.status == "rolled_back"
+            assert "HAProxy did not reload" in generation.error and "cannot bind" in generation.error
+            assert world.settings.live_config.resolve() == live_before
+            _login_from(world, "imaps", "127.0.0.4", *login)
+    finally:
+        with world.installation.transaction() as session:
+            assert configuration.apply_current_configuration(session, world.settings).status == "live"
+    assert not port_open("127.0.0.1", free)
+    _login_from(world, "imaps", "127.0.0.4", *login)
 
 
 def test_managesieve_accepts_a_mailbox_login(world: ScratchStack) -> None:

@@ -178,14 +178,15 @@ def test_a_broken_haproxy_template_is_refused_and_never_goes_live(
     broken_templates = tmp_path / "templates"
     shutil.copytree(TEMPLATE_ROOT, broken_templates)
     template = broken_templates / "haproxy" / "haproxy.cfg.j2"
-    template.write_text(template.read_text().replace("timeout client 31m", "timeout client forever"))
+    assert "timeout tunnel 31m" in template.read_text()
+    template.write_text(template.read_text().replace("timeout tunnel 31m", "timeout tunnel forever"))
     live_before = prepared.settings.live_config.resolve()
     with prepared.installation.transaction() as session:
         generation = configuration.apply_current_configuration(
             session, prepared.settings, template_root=broken_templates, reload=False
         )
         assert generation.status == "refused"
-        assert "HAProxy refused" in generation.error and "timeout client" in generation.error
+        assert "HAProxy refused" in generation.error and "timeout tunnel" in generation.error
     assert prepared.settings.live_config.resolve() == live_before
 
 

@@ -57,6 +57,19 @@ def served_name(port: int, server_name: str) -> str:
     return x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
 
 
+class CountingAdmin(AdminSocket):
+    """The admin socket, noting each file loaded (`set ssl cert`)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.loads: list[str] = []
+
+    def command(self, command: str, payload: str | None = None) -> str:
+        if command.startswith("set ssl cert "):
+            self.loads.append(command.removeprefix("set ssl cert "))
+        return super().command(command, payload)
+
+
 class Front:
     def __init__(self, directory: Path, port: int) -> None:
         self.directory, self.port = directory, port
@@ -107,37 +120,40 @@ def test_brands_are_added_renewed_renamed_and_removed_without_a_restart(front: F
     )
     assert (front.serves("mail.a.test"), front.serves("mail.b.test")) == ("a", "b")
 
-    # A renewal rewrites the file in place: served only when named as renewed.
-    write_certificate(directory / "a.pem", "a renewed", "mail.a.test")
+    # Nothing changed on disk: nothing is loaded again.
     wanted = [CrtListEntry(a, ("mail.a.test",)), CrtListEntry(b, ("mail.b.test",))]
-    update_certificates(front.admin, front.crt_list, wanted)
-    assert front.serves("mail.a.test") == "a"
-    update_certificates(front.admin, front.crt_list, wanted, renewed={a})
-    assert front.serves("mail.a.test") == "a renewed"
+    counting = CountingAdmin(front.admin.path)
+    update_certificates(counting, front.crt_list, wanted)
+    assert counting.loads == []
+    # A renewal rewrites a file in place: the next update finds it changed, and loads it alone.
+    write_certificate(directory / "a.pem", "a renewed", "mail.a.test")
+    update_certificates(counting, front.crt_list, wanted)
+    assert front.serves("mail.a.test") == "a renewed" and counting.loads == [a]
 
     # A certificate that covers one more name, then a brand gone.
     write_certificate(directory / "b.pem", "b and c", "mail.b.test", "mail.c.test")
-    update_certificates(
-        front.admin, front.crt_list, [CrtListEntry(b, ("mail.b.test", "mail.c.test"))], renewed={b}
-    )
+    update_certificates(front.admin, front.crt_list, [CrtListEntry(b, ("mail.b.test", "mail.c.test"))])
     assert [front.serves(f"mail.{x}.test") for x in "abc"] == ["default", "b and c", "b and c"]
     assert a not in front.admin.command("show ssl cert")
     # And one name fewer: the name dropped falls to the default certificate.
     write_certificate(directory / "b.pem", "b alone", "mail.b.test")
-    update_certificates(front.admin, front.crt_list, [CrtListEntry(b, ("mail.b.test",))], renewed={b})
+    update_certificates(front.admin, front.crt_list, [CrtListEntry(b, ("mail.b.test",))])
     assert [front.serves(f"mail.{x}.test") for x in "bc"] == ["b alone", "default"]
     write_certificate(directory / "b.pem", "b and c", "mail.b.test", "mail.c.test")
-    update_certificates(
-        front.admin, front.crt_list, [CrtListEntry(b, ("mail.b.test", "mail.c.test"))], renewed={b}
-    )
+    update_certificates(front.admin, front.crt_list, [CrtListEntry(b, ("mail.b.test", "mail.c.test"))])
 
     # The default certificate, on the bind line, renewed in place.
+    default = f"{directory}/default.pem"
+    wanted = [CrtListEntry(b, ("mail.b.test", "mail.c.test"))]
+    update_certificates(counting, front.crt_list, wanted, default_pems={default})
     write_certificate(directory / "default.pem", "default renewed")
-    update_certificates(
-        front.admin, front.crt_list, [CrtListEntry(b, ("mail.b.test", "mail.c.test"))],
-        renewed={f"{directory}/default.pem"},
-    )  # fmt: skip
-    assert front.serves("unknown.test") == "default renewed"
+    counting.loads.clear()
+    update_certificates(counting, front.crt_list, wanted, default_pems={default})
+    assert front.serves("unknown.test") == "default renewed" and counting.loads == [default]
+    # One HAProxy does not hold (a reload brings it) is left to that reload.
+    write_certificate(directory / "next-default.pem", "next default")
+    update_certificates(front.admin, front.crt_list, wanted, default_pems={f"{directory}/next-default.pem"})
+    assert f"{directory}/next-default.pem" not in front.admin.command("show ssl cert")
 
     assert front.pid() == pid
     # The file a restart loads says the same as HAProxy serves.
@@ -183,11 +199,13 @@ def test_a_renewal_whose_key_is_not_its_certificates_keeps_the_old_one(front: Fr
     (directory / "a.pem").write_text(old_key_new_certificate)
 
     with pytest.raises(DaemonError, match="commit ssl cert"):
-        update_certificates(
-            front.admin, front.crt_list, [CrtListEntry(a, ("mail.a.test",))], renewed={Path(a)}
-        )
+        update_certificates(front.admin, front.crt_list, [CrtListEntry(a, ("mail.a.test",))])
     assert front.serves("mail.a.test") == "a"
     assert "# transaction" not in front.admin.command("show ssl cert")
+    # Refused, it is tried again at the next update, and served once mended.
+    write_certificate(directory / "a.pem", "a mended", "mail.a.test")
+    update_certificates(front.admin, front.crt_list, [CrtListEntry(a, ("mail.a.test",))])
+    assert front.serves("mail.a.test") == "a mended"
 
 
 def test_a_transaction_left_open_is_aborted_before_an_update(front: Front) -> None:

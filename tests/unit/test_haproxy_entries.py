@@ -53,8 +53,8 @@ def test_one_file_twice_is_refused_before_anything_changes(tmp_path) -> None:
     assert not crt_list.exists()
 
 
-def test_a_renewed_file_the_socket_would_read_otherwise_is_refused(tmp_path) -> None:
+def test_a_default_file_the_socket_would_read_otherwise_is_refused(tmp_path) -> None:
     crt_list = tmp_path / "crt-list"
     with pytest.raises(ValueError):
-        update_certificates(None, crt_list, [], renewed={"/x/default.pem;show info"})
+        update_certificates(None, crt_list, [], default_pems={"/x/default.pem;show info"})
     assert not crt_list.exists()

@@ -79,8 +79,8 @@ def test_a_file_the_replaced_configuration_names_stays_until_the_next_change(
     settings, tmp_path: Path
 ) -> None:
     first, second = _pair(tmp_path / "a", "mail.a.example"), _pair(tmp_path / "b", "mail.b.example")
-    both = sni.publish_served_tls(settings, (first, second)).serving
-    only_first = sni.publish_served_tls(settings, (first,)).serving
+    both = sni.publish_served_tls(settings, (first, second))
+    only_first = sni.publish_served_tls(settings, (first,))
     (second_file,) = both - only_first
     old_config = tmp_path / "old-nginx.conf"
     old_config.write_text("".join(f"    name {path};\n" for path in sorted(both)))
@@ -97,22 +97,8 @@ def test_a_file_the_replaced_configuration_names_stays_until_the_next_change(
 
 def test_published_files_hold_chain_and_key_for_nginx_workers_only(settings, tmp_path: Path) -> None:
     brand = _pair(tmp_path / "a", "mail.a.example")
-    (published,) = sni.publish_served_tls(settings, (brand,)).serving
+    (published,) = sni.publish_served_tls(settings, (brand,))
     assert published.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
     assert b"PRIVATE KEY-----" in published.read_bytes()
     assert stat.S_IMODE(published.stat().st_mode) == 0o640
     assert stat.S_IMODE(published.parent.stat().st_mode) == 0o750
-
-
-def test_only_a_file_whose_content_changed_is_reported_rewritten(settings, tmp_path: Path) -> None:
-    # HAProxy loads each certificate once: the files rewritten in place are those it must load again.
-    brand, other = _pair(tmp_path / "a", "mail.a.example"), _pair(tmp_path / "b", "mail.b.example")
-    first = sni.publish_served_tls(settings, (brand, other))
-    assert len(first.serving) == 2 and first.rewritten == set()
-    assert sni.publish_served_tls(settings, (brand, other)).rewritten == set()
-    renewed = _pair(tmp_path / "renewed", "mail.a.example")
-    Path(brand.cert_path).write_bytes(Path(renewed.cert_path).read_bytes())
-    Path(brand.key_path).write_bytes(Path(renewed.key_path).read_bytes())
-    again = sni.publish_served_tls(settings, (brand, other))
-    (rewritten,) = again.rewritten
-    assert again.serving == first.serving and Path(renewed.cert_path).read_bytes() in rewritten.read_bytes()
