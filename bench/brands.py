@@ -1,6 +1,6 @@
 """What one brand change costs with 10, 100, 1,000 and 5,000 brands live.
 
-A private stack (real Postfix, Dovecot and nginx on free loopback ports) holds N brands,
+A private stack (real Postfix, Dovecot, HAProxy and nginx on free loopback ports) holds N brands,
 each with a certificate of its own (a distinct EC P-256 key, signed by one test CA)
 covering the brand host and its domain's client-setup names (`autoconfig.`,
 `autodiscover.`, `mta-sts.`): four TLS names per brand, as services/certificates.py
@@ -15,11 +15,15 @@ is timed by wrapping the very functions `apply_configuration` calls:
 
     state     brands and their certificate files read from the database
     render    templates -> files          write     the generation on disk
-    check     identities (key matches certificate), postfix, dovecot, nginx checkers
+    check     identities (key matches certificate), postfix, dovecot, haproxy, nginx checkers
     diff      which daemons' files changed          switch    the live symlink
-    reload    nginx (Postfix reads brand certificates from SQL, and nginx ends TLS for
-              IMAPS and POP3S: neither Postfix nor Dovecot changes, reload dovecot stays 0)
-    sni       the Postfix SNI table published; tls files: nginx's key+chain files
+    haproxy   certificates: the brand's added or removed through HAProxy's admin socket
+              (HAProxy ends TLS for IMAPS and POP3S; its configuration names no brand, so
+              neither its check nor its reload runs: both stay 0)
+    reload    nginx (Postfix reads brand certificates from SQL: neither Postfix nor Dovecot
+              changes, reload dovecot stays 0)
+    sni       the Postfix SNI table published; tls files: the key+chain files nginx and
+              HAProxy serve
     served    until the new brand's certificate is presented by SNI on SMTP STARTTLS,
               IMAPS and HTTPS (reloads return before the daemons have re-read the config)
 
