@@ -169,8 +169,16 @@ def _read_record(crt_list: Path) -> dict[str, list[int]]:
 def _write_record(crt_list: Path, record: dict[str, list[int] | None]) -> None:
     path = _loaded_record(crt_list)
     partial = path.with_name(f"{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps({pem: signature for pem, signature in sorted(record.items()) if signature}))
-    partial.replace(path)
+    try:
+        partial.write_text(
+            json.dumps({pem: signature for pem, signature in sorted(record.items()) if signature})
+        )
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise DaemonError(
+            f"The record of HAProxy's certificates {path} could not be written: {error}"
+        ) from error
 
 
 def _changed_since_loaded(pem: str, record: dict[str, list[int]]) -> bool:

@@ -136,7 +136,7 @@ def _set_active(scratch: ScratchStack, user: str, active: bool) -> None:
 
 
 def _serves(scratch: ScratchStack, certificate: bytes) -> bool:
-    """The brand's certificate on IMAPS by SNI (a brand change reaches Dovecot a moment later)."""
+    """The brand's certificate on IMAPS by SNI (a brand change may reach a node a moment later)."""
     deadline = time.monotonic() + 15
     while served_certificate(scratch.ports["imaps"], BRAND_HOST) != certificate:
         if time.monotonic() > deadline:

@@ -172,22 +172,35 @@ def test_haproxy_check_refuses_what_haproxy_would_not_run(
     assert expected in str(refused.value)
 
 
-def test_a_broken_haproxy_template_is_refused_and_never_goes_live(
-    prepared: ScratchStack, tmp_path: Path
-) -> None:
+def _refused_with_broken_template(
+    prepared: ScratchStack, tmp_path: Path, template: str, old: str, new: str, *, force: bool = False
+) -> str:
+    """Apply the configuration from a copy of the templates with `old` made `new` in one of
+    them: it must be refused and the live generation stay. Returns the refusal."""
     broken_templates = tmp_path / "templates"
     shutil.copytree(TEMPLATE_ROOT, broken_templates)
-    template = broken_templates / "haproxy" / "haproxy.cfg.j2"
-    assert "timeout tunnel 31m" in template.read_text()
-    template.write_text(template.read_text().replace("timeout tunnel 31m", "timeout tunnel forever"))
+    path = broken_templates / template
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
     live_before = prepared.settings.live_config.resolve()
     with prepared.installation.transaction() as session:
         generation = configuration.apply_current_configuration(
-            session, prepared.settings, template_root=broken_templates, reload=False
+            session, prepared.settings, template_root=broken_templates, reload=False, force=force
         )
         assert generation.status == "refused"
-        assert "HAProxy refused" in generation.error and "timeout tunnel" in generation.error
+        assert not generation.path or Path(generation.path) != live_before
+        refusal = generation.error
     assert prepared.settings.live_config.resolve() == live_before
+    return refusal
+
+
+def test_a_broken_haproxy_template_is_refused_and_never_goes_live(
+    prepared: ScratchStack, tmp_path: Path
+) -> None:
+    refusal = _refused_with_broken_template(
+        prepared, tmp_path, "haproxy/haproxy.cfg.j2", "timeout tunnel 31m", "timeout tunnel forever"
+    )
+    assert "HAProxy refused" in refusal and "timeout tunnel" in refusal
 
 
 def test_rspamd_check_passes_the_rendered_configuration_and_refuses_a_broken_rule(
@@ -230,50 +243,25 @@ def test_redis_check_starts_a_scratch_instance_and_refuses_an_unknown_directive(
 def test_a_broken_rspamd_template_is_refused_and_never_goes_live(
     prepared: ScratchStack, tmp_path: Path
 ) -> None:
-    broken_templates = tmp_path / "templates"
-    shutil.copytree(TEMPLATE_ROOT, broken_templates)
-    actions = broken_templates / "rspamd" / "local.d" / "actions.conf.j2"
-    actions.write_text(actions.read_text() + "reject = ;\n")
-    live_before = prepared.settings.live_config.resolve()
-    with prepared.installation.transaction() as session:
-        generation = configuration.apply_current_configuration(
-            session, prepared.settings, template_root=broken_templates, reload=False
-        )
-        assert generation.status == "refused"
-        assert "rspamd refused" in generation.error
-    assert prepared.settings.live_config.resolve() == live_before
+    actions = "rspamd/local.d/actions.conf.j2"
+    refusal = _refused_with_broken_template(prepared, tmp_path, actions, "\n", "\nreject = ;\n")
+    assert "rspamd refused" in refusal
 
 
 def test_a_template_error_is_recorded_and_never_goes_live(prepared: ScratchStack, tmp_path: Path) -> None:
-    broken_templates = tmp_path / "templates"
-    shutil.copytree(TEMPLATE_ROOT, broken_templates)
-    (broken_templates / "postfix" / "main.cf.j2").write_text("myhostname = {{ no_such_value }}\n")
-    live_before = prepared.settings.live_config.resolve()
-    with prepared.installation.transaction() as session:
-        generation = configuration.apply_current_configuration(
-            session, prepared.settings, template_root=broken_templates, reload=False, force=True
-        )
-        assert generation.status == "refused"
-        assert "no_such_value" in generation.error
-    assert prepared.settings.live_config.resolve() == live_before
+    refusal = _refused_with_broken_template(
+        prepared, tmp_path, "postfix/main.cf.j2", "{{ hostname }}", "{{ no_such_value }}", force=True
+    )
+    assert "no_such_value" in refusal
 
 
 def test_a_config_that_fails_its_check_is_recorded_and_never_goes_live(
     prepared: ScratchStack, tmp_path: Path
 ) -> None:
-    broken_templates = tmp_path / "templates"
-    shutil.copytree(TEMPLATE_ROOT, broken_templates)
-    main_cf = broken_templates / "postfix" / "main.cf.j2"
-    main_cf.write_text(main_cf.read_text() + "\nsmtpd_tls_chain_files_typo = x\n")
-    live_before = prepared.settings.live_config.resolve()
-    with prepared.installation.transaction() as session:
-        generation = configuration.apply_current_configuration(
-            session, prepared.settings, template_root=broken_templates, reload=False, force=True
-        )
-        assert generation.status == "refused"
-        assert "smtpd_tls_chain_files_typo" in generation.error
-        assert Path(generation.path) != live_before
-    assert prepared.settings.live_config.resolve() == live_before
+    refusal = _refused_with_broken_template(
+        prepared, tmp_path, "postfix/main.cf.j2", "\n", "\nsmtpd_tls_chain_files_typo = x\n", force=True
+    )
+    assert "smtpd_tls_chain_files_typo" in refusal
 
 
 def test_unchanged_state_makes_no_new_generation(prepared: ScratchStack) -> None:
